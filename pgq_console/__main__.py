@@ -1,0 +1,3 @@
+from pgq_console.cli import main
+
+main()

@@ -1,0 +1,173 @@
+"""PgqConsole: the Textual app, and the embedding API that mirrors PgQueuer's classmethods."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from pgqueuer.domain.settings import DBSettings
+from pgqueuer.domain.types import Channel
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from pgq_console.core.backend import (
+    AnyBackend,
+    AsyncpgBackend,
+    AsyncpgPoolBackend,
+    Backend,
+    PsycopgBackend,
+    SyncPsycopgBackend,
+)
+from pgq_console.core.clock import Clock, SystemClock
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.target import Installation
+from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
+from pgq_console.screens.overview import OverviewScreen
+from pgq_console.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, builtin_theme_dirs, load_themes
+
+if TYPE_CHECKING:
+    import asyncpg
+    import psycopg
+
+
+class PgqConsole(App[None]):
+    """The console. Build it from a connection you own with the `from_*` classmethods."""
+
+    TITLE = "pgq-console"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [Binding("q", "quit", "Quit")]
+
+    def __init__(
+        self,
+        backend: AnyBackend | Callable[[], Awaitable[AnyBackend]],
+        *,
+        clock: Clock | None = None,
+        refresh_interval: float = 2.0,
+        resources: MutableMapping[str, Any] | None = None,
+        theme: str = DEFAULT_THEME,
+        listen: bool = True,
+    ) -> None:
+        super().__init__()
+        # A coroutine function opens the backend on this app's own event loop (tests, serve).
+        self._open_backend = None if isinstance(backend, Backend | SyncPsycopgBackend) else backend
+        self.backend: AnyBackend | None = None if self._open_backend else backend  # type: ignore[assignment]
+        self.clock = clock or SystemClock()
+        self.refresh_interval = refresh_interval
+        # Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs.
+        self.resources: MutableMapping[str, Any] = resources if resources is not None else {}
+        self.listen = listen
+        self._requested_theme = theme
+        self._theme_problems: list[str] = []
+        themes, self._theme_problems = load_themes(builtin_theme_dirs())
+        for loaded in themes:
+            self.register_theme(loaded)
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(VARIABLE_DEFAULTS)
+
+    def on_mount(self) -> None:
+        if self._requested_theme in self.available_themes:
+            self.theme = self._requested_theme
+        else:
+            self._theme_problems.append(f"unknown theme {self._requested_theme!r}")
+        for problem in self._theme_problems:
+            self.notify(problem, severity="warning", markup=False)
+        if self._open_backend is not None:
+            self.open_backend()
+        else:
+            self._show_backend()
+
+    @work(exit_on_error=False)
+    async def open_backend(self) -> None:
+        assert self._open_backend is not None
+        try:
+            self.backend = await self._open_backend()
+        except ConsoleError as exc:
+            self.exit(message=str(exc), return_code=2)
+            return
+        self._show_backend()
+
+    def _show_backend(self) -> None:
+        backend = self.backend
+        if isinstance(backend, SyncPsycopgBackend):
+            self.push_screen(EnqueueOnlyScreen(backend))
+        elif backend is not None:
+            self.push_screen(
+                OverviewScreen(
+                    backend, self.clock, interval_s=self.refresh_interval, listen=self.listen
+                )
+            )
+
+    async def on_unmount(self) -> None:
+        if self._open_backend is not None and self.backend is not None:
+            await self.backend.close()
+
+    # -- embedding API: the seed's PgQueuer classmethods, with the same defaults --------------
+
+    @classmethod
+    def from_asyncpg_connection(
+        cls,
+        connection: asyncpg.Connection,
+        channel: str | None = None,
+        resources: MutableMapping[str, Any] | None = None,
+        **options: Any,
+    ) -> PgqConsole:
+        installation = _installation(channel)
+        label = options.pop("label", None) or _asyncpg_label(connection)
+        return cls(AsyncpgBackend(connection, installation, label), resources=resources, **options)
+
+    @classmethod
+    def from_asyncpg_pool(
+        cls,
+        pool: asyncpg.Pool,
+        channel: str | None = None,
+        resources: MutableMapping[str, Any] | None = None,
+        **options: Any,
+    ) -> PgqConsole:
+        installation = _installation(channel)
+        label = options.pop("label", None) or "asyncpg pool"
+        return cls(AsyncpgPoolBackend(pool, installation, label), resources=resources, **options)
+
+    @classmethod
+    def from_psycopg_connection(
+        cls,
+        connection: psycopg.AsyncConnection[Any],
+        channel: str | None = None,
+        resources: MutableMapping[str, Any] | None = None,
+        **options: Any,
+    ) -> PgqConsole:
+        installation = _installation(channel)
+        label = options.pop("label", None) or _psycopg_label(connection)
+        return cls(PsycopgBackend(connection, installation, label), resources=resources, **options)
+
+    @classmethod
+    def from_sync_psycopg_connection(
+        cls,
+        connection: psycopg.Connection[Any],
+        channel: str | None = None,
+        **options: Any,
+    ) -> PgqConsole:
+        installation = _installation(channel)
+        label = options.pop("label", None) or _psycopg_label(connection)
+        return cls(SyncPsycopgBackend(connection, installation, label), **options)
+
+
+def _installation(channel: str | None) -> Installation:
+    # The seed's default is Channel(DBSettings().channel): PGQUEUER_* settings apply.
+    return Installation(DBSettings(channel=Channel(channel))) if channel else Installation()
+
+
+def _asyncpg_label(connection: asyncpg.Connection) -> str:
+    # asyncpg keeps the target only in private attributes; a label is worth that risk.
+    address = getattr(connection, "_addr", "?")
+    where = f"[{address}]" if isinstance(address, str) else f"{address[0]}:{address[1]}"
+    params = getattr(connection, "_params", None)
+    return f"{getattr(params, 'user', '?')}@{where}/{getattr(params, 'database', '?')}"
+
+
+def _psycopg_label(connection: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> str:
+    info = connection.info
+    host = info.host
+    where = f"[{host}]" if host.startswith("/") else host
+    return f"{info.user}@{where}:{info.port}/{info.dbname}"

@@ -1,0 +1,1 @@
+"""Non-UI domain of pgq-console: connections, drivers, stats, demo. Never imports Textual."""

@@ -1,0 +1,448 @@
+"""The console's connection to one PgQueuer installation, through any driver of the contract.
+
+Reads go through `Backend.read`: one read-only transaction with a transaction-local
+statement_timeout and application_name, so the overview works on a read-only role and never
+changes a handed-in connection's session. Writes and schema checks use pgqueuer's own
+`Queries` (`Backend.queries`). LISTEN uses pgqueuer's listener helper on the driver the contract
+prescribes; for psycopg it always runs on a separate connection, because a listening
+PsycopgDriver holds the connection lock for up to a second per query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from pgqueuer.core.listeners import initialize_notice_event_listener
+from pgqueuer.domain import models as pgq_models
+from pgqueuer.domain.types import Channel
+
+from pgq_console.core.errors import ConsoleError, describe_connect_error
+from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation
+
+if TYPE_CHECKING:
+    import asyncpg
+    import psycopg
+    from pgqueuer.queries import Queries
+
+EventHandler = Callable[[pgq_models.AnyEvent], None]
+
+DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=5)
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _timeout_setting(timeout: timedelta) -> str:
+    return f"{int(timeout.total_seconds() * 1000)}ms"
+
+
+class Backend(ABC):
+    """What the console needs from a database connection, whatever the driver."""
+
+    kind: DriverKind
+
+    def __init__(self, installation: Installation, label: str) -> None:
+        self.installation = installation
+        self.label = label
+        self.statement_timeout = DEFAULT_STATEMENT_TIMEOUT
+        self._listen_driver: Any = None
+
+    @property
+    def autocommit_problem(self) -> str | None:
+        """Why the connection cannot be used yet (psycopg without autocommit), or None."""
+        return None
+
+    async def enable_autocommit(self) -> str | None:
+        """Switch a handed-in psycopg connection to autocommit; the reason it is unsafe, or None."""
+        return None
+
+    @property
+    @abstractmethod
+    def queries(self) -> Queries:
+        """pgqueuer's Queries on this connection, bound to the installation's names."""
+
+    @abstractmethod
+    async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        """Run one SELECT in a read-only transaction with the console's statement timeout."""
+
+    @abstractmethod
+    def _make_listen_driver(self) -> Any: ...
+
+    async def listen(self, handler: EventHandler) -> None:
+        """LISTEN on the installation's channel; `handler` gets every parsed PgQueuer event."""
+        if self._listen_driver is None:
+            driver = await self._open_listen_driver()
+            await driver.__aenter__()
+            self._listen_driver = driver
+        await initialize_notice_event_listener(
+            self._listen_driver, Channel(self.installation.channel), handler
+        )
+
+    async def _open_listen_driver(self) -> Any:
+        return self._make_listen_driver()
+
+    async def stop_listening(self) -> None:
+        driver, self._listen_driver = self._listen_driver, None
+        if driver is not None:
+            with contextlib.suppress(Exception):
+                await driver.__aexit__(None, None, None)
+
+    async def close(self) -> None:
+        await self.stop_listening()
+
+    def _preamble_args(self) -> tuple[str, str]:
+        return _timeout_setting(self.statement_timeout), APPLICATION_NAME
+
+
+# set_config(..., true) is transaction-local: a handed-in connection's session is left as it was.
+_PREAMBLE = (
+    "SELECT set_config('statement_timeout', $1, true), set_config('application_name', $2, true)"
+)
+
+
+class AsyncpgBackend(Backend):
+    """One asyncpg connection: reads, pgqueuer queries and LISTEN share it, serialised."""
+
+    kind = DriverKind.ASYNCPG
+
+    def __init__(
+        self,
+        connection: asyncpg.Connection,
+        installation: Installation,
+        label: str,
+        *,
+        owned: bool = False,
+    ) -> None:
+        from pgqueuer.db import AsyncpgDriver
+
+        super().__init__(installation, label)
+        self.connection = connection
+        self._driver = AsyncpgDriver(connection)
+        self._queries = installation.queries(self._driver)
+        self._owned = owned
+        self._lock = asyncio.Lock()
+
+    @property
+    def queries(self) -> Queries:
+        return self._queries
+
+    async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        async with self._lock, self.connection.transaction(readonly=True):
+            await self.connection.execute(_PREAMBLE, *self._preamble_args())
+            return [dict(row) for row in await self.connection.fetch(sql, *args)]
+
+    def _make_listen_driver(self) -> Any:
+        return self._driver
+
+    async def stop_listening(self) -> None:
+        # The shared driver is also the query driver: only drop the listener callbacks.
+        self._listen_driver = None
+        if not self.connection.is_closed():
+            with contextlib.suppress(Exception):
+                for channel in list(self.connection._listeners):
+                    for callback in list(self.connection._listeners[channel]):
+                        await self.connection.remove_listener(channel, callback.callback)
+
+    async def close(self) -> None:
+        await self.stop_listening()
+        if self._owned:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.connection.close(), 5)
+
+
+class AsyncpgPoolBackend(Backend):
+    """An asyncpg pool; the pool driver keeps one of its connections for LISTEN."""
+
+    kind = DriverKind.ASYNCPG_POOL
+
+    def __init__(
+        self, pool: asyncpg.Pool, installation: Installation, label: str, *, owned: bool = False
+    ) -> None:
+        from pgqueuer.db import AsyncpgPoolDriver
+
+        super().__init__(installation, label)
+        self.pool = pool
+        self._driver = AsyncpgPoolDriver(pool)
+        self._queries = installation.queries(self._driver)
+        self._owned = owned
+
+    @property
+    def queries(self) -> Queries:
+        return self._queries
+
+    async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as connection, connection.transaction(readonly=True):
+            await connection.execute(_PREAMBLE, *self._preamble_args())
+            return [dict(row) for row in await connection.fetch(sql, *args)]
+
+    def _make_listen_driver(self) -> Any:
+        return self._driver
+
+    async def close(self) -> None:
+        await self.stop_listening()
+        if self._owned:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.pool.close(), 5)
+
+
+class PsycopgBackend(Backend):
+    """An async psycopg connection for queries, and a second one of the console's for LISTEN."""
+
+    kind = DriverKind.PSYCOPG
+
+    def __init__(
+        self,
+        connection: psycopg.AsyncConnection[Any],
+        installation: Installation,
+        label: str,
+        *,
+        owned: bool = False,
+    ) -> None:
+        super().__init__(installation, label)
+        self.connection = connection
+        self._owned = owned
+        self._lock = asyncio.Lock()
+        self._queries_cache: Queries | None = None
+        self._listen_connection: psycopg.AsyncConnection[Any] | None = None
+
+    @property
+    def autocommit_problem(self) -> str | None:
+        if self.connection.autocommit:
+            return None
+        return (
+            "this psycopg connection is not in autocommit mode, which PgQueuer requires: "
+            "live statistics, listening and consumers are off"
+        )
+
+    async def enable_autocommit(self) -> str | None:
+        from psycopg.pq import TransactionStatus
+
+        if self.connection.autocommit:
+            return None
+        status = self.connection.info.transaction_status
+        if status != TransactionStatus.IDLE:
+            return (
+                f"the connection is inside a transaction ({status.name.lower()}): "
+                "commit or roll it back first, then press the key again"
+            )
+        await self.connection.set_autocommit(True)
+        return None
+
+    @property
+    def queries(self) -> Queries:
+        # PsycopgDriver refuses a connection without autocommit, so build it on first use.
+        if self._queries_cache is None:
+            if self.autocommit_problem:
+                raise ConsoleError(self.autocommit_problem)
+            from pgqueuer.db import PsycopgDriver
+
+            self._queries_cache = self.installation.queries(PsycopgDriver(self.connection))
+        return self._queries_cache
+
+    async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        from psycopg import AsyncRawCursor
+        from psycopg.rows import dict_row
+
+        if self.autocommit_problem:
+            raise ConsoleError(self.autocommit_problem)
+        async with self._lock, self.connection.transaction():
+            cursor = AsyncRawCursor(self.connection, row_factory=dict_row)
+            await cursor.execute("SET TRANSACTION READ ONLY")
+            await cursor.execute(_PREAMBLE, self._preamble_args())
+            await cursor.execute(sql, args or None)
+            return list(await cursor.fetchall())
+
+    def _make_listen_driver(self) -> Any:  # pragma: no cover - replaced by the async opener
+        raise NotImplementedError
+
+    async def _open_listen_driver(self) -> Any:
+        import psycopg
+        from pgqueuer.db import PsycopgDriver
+
+        if self.autocommit_problem:
+            raise ConsoleError(self.autocommit_problem)
+        info = self.connection.info
+        listen_connection = await psycopg.AsyncConnection.connect(
+            info.dsn,
+            password=info.password or None,
+            autocommit=True,
+            application_name=f"{APPLICATION_NAME}-listen",
+            connect_timeout=int(CONNECT_TIMEOUT_S),
+        )
+        self._listen_connection = listen_connection
+        return PsycopgDriver(listen_connection)
+
+    async def stop_listening(self) -> None:
+        await super().stop_listening()
+        connection, self._listen_connection = self._listen_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
+
+    async def close(self) -> None:
+        await self.stop_listening()
+        if self._owned:
+            with contextlib.suppress(Exception):
+                await self.connection.close()
+
+
+class SyncPsycopgBackend:
+    """The contract's enqueue-only driver: a blocking psycopg connection used from a thread."""
+
+    kind = DriverKind.PSYCOPG_SYNC
+
+    def __init__(
+        self,
+        connection: psycopg.Connection[Any],
+        installation: Installation,
+        label: str,
+        *,
+        owned: bool = False,
+    ) -> None:
+        self.connection = connection
+        self.installation = installation
+        self.label = label
+        self._owned = owned
+        self._lock = asyncio.Lock()
+
+    @property
+    def autocommit_problem(self) -> str | None:
+        if self.connection.autocommit:
+            return None
+        return "this psycopg connection is not in autocommit mode, which PgQueuer requires"
+
+    async def enable_autocommit(self) -> str | None:
+        from psycopg.pq import TransactionStatus
+
+        if self.connection.autocommit:
+            return None
+        status = self.connection.info.transaction_status
+        if status != TransactionStatus.IDLE:
+            return (
+                f"the connection is inside a transaction ({status.name.lower()}): "
+                "commit or roll it back first"
+            )
+        self.connection.autocommit = True
+        return None
+
+    def sync_queries(self) -> Any:
+        """pgqueuer's SyncQueries (enqueue and queue_size); call from a worker thread."""
+        from pgqueuer.adapters.persistence import qb
+        from pgqueuer.db import SyncPsycopgDriver
+        from pgqueuer.queries import SyncQueries
+
+        return SyncQueries(
+            SyncPsycopgDriver(self.connection), qbq=qb.QueryQueueBuilder(self.installation.settings)
+        )
+
+    async def queue_size(self) -> list[pgq_models.QueueStatistics]:
+        """Current depth per entrypoint/status, without blocking the event loop."""
+        if self.autocommit_problem:
+            raise ConsoleError(self.autocommit_problem)
+        async with self._lock:
+            result: list[pgq_models.QueueStatistics] = await asyncio.to_thread(
+                lambda: self.sync_queries().queue_size()
+            )
+            return result
+
+    async def close(self) -> None:
+        if self._owned:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.connection.close)
+
+
+AnyBackend = Backend | SyncPsycopgBackend
+
+
+async def open_backend(
+    kind: DriverKind, dsn: str, installation: Installation, label: str, secrets: tuple[str, ...]
+) -> AnyBackend:
+    """Connect with the chosen driver; ConsoleError with a one-line message on failure."""
+    try:
+        return await asyncio.wait_for(
+            _connect(kind, dsn, installation, label), CONNECT_TIMEOUT_S + 1
+        )
+    except ConsoleError:
+        raise
+    except Exception as exc:
+        raise ConsoleError(describe_connect_error(exc, label=label, secrets=secrets)) from None
+
+
+async def _connect(
+    kind: DriverKind, dsn: str, installation: Installation, label: str
+) -> AnyBackend:
+    settings = {
+        "application_name": APPLICATION_NAME,
+        "statement_timeout": _timeout_setting(DEFAULT_STATEMENT_TIMEOUT),
+    }
+    if kind is DriverKind.ASYNCPG:
+        import asyncpg
+
+        connection = await asyncpg.connect(
+            dsn or None, server_settings=settings, timeout=CONNECT_TIMEOUT_S
+        )
+        return AsyncpgBackend(connection, installation, label, owned=True)
+    if kind is DriverKind.ASYNCPG_POOL:
+        import asyncpg
+
+        # max_size >= 2: the pool driver keeps one connection for LISTEN.
+        pool = await asyncpg.create_pool(
+            dsn or None,
+            min_size=1,
+            max_size=4,
+            server_settings=settings,
+            timeout=CONNECT_TIMEOUT_S,
+        )
+        return AsyncpgPoolBackend(pool, installation, label, owned=True)
+    import psycopg
+
+    options = " ".join(f"-c {key}={value}" for key, value in settings.items())
+    if kind is DriverKind.PSYCOPG:
+        async_connection = await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, options=options, connect_timeout=int(CONNECT_TIMEOUT_S)
+        )
+        return PsycopgBackend(async_connection, installation, label, owned=True)
+    sync_connection: psycopg.Connection[Any] = await asyncio.to_thread(
+        lambda: psycopg.connect(
+            dsn, autocommit=True, options=options, connect_timeout=int(CONNECT_TIMEOUT_S)
+        )
+    )
+    return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
+
+
+async def check_schema(backend: AnyBackend) -> None:
+    """ConsoleError when the PgQueuer schema is missing or older than the installed pgqueuer."""
+    from importlib.metadata import version
+
+    if isinstance(backend, SyncPsycopgBackend) or backend.autocommit_problem:
+        return  # checked once an async, autocommit connection is available
+    settings = backend.installation.settings
+    where = f"schema {settings.db_schema}" if settings.db_schema else "the search_path schema"
+    flags = ""
+    if settings.db_schema:
+        flags += f" --schema {settings.db_schema}"
+    if settings.prefix:
+        flags += f" --prefix {settings.prefix}"
+    try:
+        installed = await backend.queries.schema_is_installed()
+        plan = await backend.queries.plan_upgrade() if installed else None
+    except ConsoleError:
+        raise
+    except Exception as exc:
+        raise ConsoleError(
+            f"cannot inspect the PgQueuer schema on {backend.label}: {' '.join(str(exc).split())}"
+        ) from None
+    if not installed:
+        raise ConsoleError(
+            f"PgQueuer is not installed in {where} of {backend.label}: "
+            f"install it with `pgq{flags} install`"
+        )
+    if plan is not None and plan.statements:
+        raise ConsoleError(
+            f"the PgQueuer schema on {backend.label} is older than pgqueuer {version('pgqueuer')} "
+            f"needs ({len(plan.statements)} changes): review with `pgq{flags} upgrade --plan`, "
+            f"then run `pgq{flags} upgrade`"
+        )

@@ -1,0 +1,60 @@
+"""One-line, password-free messages for everything that can go wrong while connecting."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+
+class ConsoleError(Exception):
+    """An error whose message is fit to show the operator as it is (one line, no secrets)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def describe_connect_error(exc: BaseException, *, label: str, secrets: tuple[str, ...] = ()) -> str:
+    """Turn a driver's connection failure into one line that names the target, never a password."""
+    import asyncpg
+    import psycopg
+
+    text = _one_line(str(exc))
+    lowered = text.lower()
+    if isinstance(exc, asyncpg.InvalidPasswordError) or "password authentication failed" in lowered:
+        message = (
+            f"authentication failed for {label}: check the user and password (.pgpass, PGPASSWORD)"
+        )
+    elif "no password supplied" in lowered or "password is required" in lowered:
+        message = f"authentication failed for {label}: the server wants a password, none was given"
+    elif isinstance(exc, asyncpg.InvalidCatalogNameError) or (
+        "database" in lowered and "does not exist" in lowered
+    ):
+        message = f"database does not exist: {label}"
+    elif isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError) or (
+        "role" in lowered and "does not exist" in lowered
+    ):
+        message = f"cannot connect to {label}: {text}"
+    elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        message = f"timed out connecting to {label}"
+    elif isinstance(exc, socket.gaierror):
+        message = f"cannot resolve the host of {label}: {text}"
+    elif isinstance(exc, ConnectionRefusedError) or "connection refused" in lowered:
+        message = f"cannot reach {label}: connection refused (is PostgreSQL running there?)"
+    elif isinstance(exc, OSError) and not isinstance(exc, asyncpg.PostgresError):
+        message = f"cannot reach {label}: {exc.strerror or text}"
+    elif isinstance(exc, psycopg.ProgrammingError | ValueError) or "invalid dsn" in lowered:
+        message = f"invalid connection string: {text}"
+    elif isinstance(exc, psycopg.OperationalError) and "failed" in lowered:
+        message = f"cannot connect to {label}: {text}"
+    else:
+        message = f"cannot connect to {label}: {type(exc).__name__}: {text}"
+    return scrub(message, secrets)
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace every secret that leaked into a driver message."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

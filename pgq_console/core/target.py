@@ -1,0 +1,142 @@
+"""Where the console connects and which PgQueuer installation it watches."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pgqueuer.domain.settings import DBSettings
+from pgqueuer.queries import Queries
+
+from pgq_console.core.errors import ConsoleError
+
+APPLICATION_NAME = "pgq-console"
+
+# The DSN ladder `pgq` uses, with the console's own variable first.
+DSN_ENV_VARS = ("PGQ_CONSOLE_DSN", "PGDSN", "PGQUEUER_DSN")
+
+
+class DriverKind(StrEnum):
+    """The drivers of PgQueuer's driver contract, as `--driver` names them."""
+
+    ASYNCPG = "asyncpg"
+    ASYNCPG_POOL = "asyncpg-pool"
+    PSYCOPG = "psycopg"
+    PSYCOPG_SYNC = "psycopg-sync"
+
+    @property
+    def is_async(self) -> bool:
+        return self is not DriverKind.PSYCOPG_SYNC
+
+
+def parse_driver(name: str) -> DriverKind:
+    try:
+        return DriverKind(name)
+    except ValueError:
+        choices = ", ".join(kind.value for kind in DriverKind)
+        raise ConsoleError(f"unknown driver {name!r}: choose one of {choices}") from None
+
+
+def resolve_dsn(explicit: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """`--dsn`, then the DSN variables; empty means libpq's PGHOST/PGUSER/... and .pgpass."""
+    if explicit:
+        return explicit
+    for name in DSN_ENV_VARS:
+        if value := environ.get(name):
+            return value
+    return ""
+
+
+def dsn_parts(dsn: str) -> dict[str, str]:
+    """Parse a URI or key=value DSN; ConsoleError on bad syntax (message without the DSN)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parsed = conninfo_to_dict(dsn)
+    except Exception as exc:  # psycopg raises ProgrammingError with libpq's own words
+        detail = " ".join(str(exc).split())
+        password = _password_in(dsn)
+        if password:
+            detail = detail.replace(password, "***")
+        raise ConsoleError(f"invalid connection string: {detail}") from None
+    return {key: str(value) for key, value in parsed.items() if value is not None}
+
+
+def _password_in(dsn: str) -> str:
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+
+        return str(conninfo_to_dict(dsn).get("password") or "")
+    except Exception:
+        return ""
+
+
+def display_dsn(dsn: str, environ: Mapping[str, str] = os.environ) -> str:
+    """A label for headers and errors: user@host:port/db, never the password."""
+    try:
+        parts = dsn_parts(dsn)
+    except ConsoleError:
+        return "<invalid connection string>"
+    user = parts.get("user") or environ.get("PGUSER") or getpass.getuser()
+    host = parts.get("host") or environ.get("PGHOST") or "localhost"
+    port = parts.get("port") or environ.get("PGPORT") or "5432"
+    dbname = parts.get("dbname") or environ.get("PGDATABASE") or user
+    where = f"[{host}]" if host.startswith("/") else host
+    return f"{user}@{where}:{port}/{dbname}"
+
+
+def secrets_of(dsn: str, environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """Every password the console knows of, so messages can be scrubbed of them."""
+    found = [_password_in(dsn), environ.get("PGPASSWORD", "")]
+    return tuple(secret for secret in found if secret)
+
+
+@dataclass(frozen=True)
+class Installation:
+    """A PgQueuer installation: schema, prefix and NOTIFY channel (PGQUEUER_* honoured)."""
+
+    settings: DBSettings = field(default_factory=DBSettings)
+
+    @classmethod
+    def select(
+        cls, *, schema: str | None = None, prefix: str | None = None, channel: str | None = None
+    ) -> Installation:
+        overrides: dict[str, Any] = {}
+        if schema:
+            overrides["db_schema"] = schema
+        if prefix:
+            overrides["prefix"] = prefix
+        if channel:
+            overrides["channel"] = channel
+        try:
+            return cls(DBSettings(**overrides))
+        except ValueError as exc:
+            first = str(exc).splitlines()
+            raise ConsoleError(
+                f"invalid PgQueuer installation settings: {first[-1] if first else exc}"
+            ) from None
+
+    @property
+    def channel(self) -> str:
+        return str(self.settings.channel)
+
+    @property
+    def label(self) -> str:
+        schema = self.settings.db_schema or "search_path"
+        prefix = self.settings.prefix or "-"
+        return f"schema {schema} prefix {prefix}"
+
+    def queries(self, driver: object) -> Queries:
+        """pgqueuer's Queries bound to this installation's names (as `pgq` builds them)."""
+        from pgqueuer.adapters.persistence import qb
+
+        return Queries(
+            driver,  # type: ignore[arg-type]
+            qbe=qb.QueryBuilderEnvironment(self.settings),
+            qbq=qb.QueryQueueBuilder(self.settings),
+            qbs=qb.QuerySchedulerBuilder(self.settings),
+        )

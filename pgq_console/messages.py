@@ -1,0 +1,26 @@
+"""Messages the long-lived workers post to the screens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from pgq_console.core.models import OverviewSnapshot, RefreshStatus
+
+
+@dataclass
+class SnapshotReady(Message):
+    snapshot: OverviewSnapshot
+
+    def can_replace(self, message: Message) -> bool:
+        # A newer snapshot makes a queued older one pointless.
+        return isinstance(message, SnapshotReady)
+
+
+@dataclass
+class StatusChanged(Message):
+    status: RefreshStatus
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StatusChanged)

@@ -1,0 +1,147 @@
+"""The live overview: one row per entrypoint, pushed by LISTEN/NOTIFY, polled for UPDATEs."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
+from pgq_console.core.models import OverviewSnapshot, RefreshStatus
+from pgq_console.core.refresher import Refresher
+from pgq_console.messages import SnapshotReady, StatusChanged
+from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.overview_table import OverviewTable
+from pgq_console.widgets.status_line import ConnectionLine, LiveLine, TotalsLine
+
+AUTOCOMMIT_HELP = (
+    "Fix it in your code with `conn.autocommit = True` (or connect with autocommit=True), "
+    "or press `a` to switch this connection to autocommit now."
+)
+
+
+class OverviewScreen(Screen[None]):
+    BINDINGS = [
+        Binding("r", "refresh_now", "Refresh"),
+        Binding("p", "toggle_pause", "Pause"),
+        Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
+        Binding("minus", "slower", "Slower", key_display="-"),
+        Binding("a", "enable_autocommit", "Autocommit", show=False),
+    ]
+
+    def __init__(
+        self, backend: Backend, clock: Clock, *, interval_s: float, listen: bool = True
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.interval_s = interval_s
+        self.listen = listen
+        self.refresher: Refresher | None = None
+        self.snapshot: OverviewSnapshot | None = None
+        self.status: RefreshStatus | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Banner(id="autocommit-banner")
+        yield ConnectionLine(id="connection-line")
+        yield LiveLine(id="live-line")
+        yield Banner(id="error-banner")
+        yield TotalsLine(id="totals-line")
+        yield OverviewTable(id="overview-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#error-banner", Banner).hide()
+        self.query_one(ConnectionLine).show(
+            self.backend.label, self.backend.kind.value, self.backend.installation.label
+        )
+        self.query_one(OverviewTable).focus()
+        problem = self.backend.autocommit_problem
+        if problem:
+            self.query_one("#autocommit-banner", Banner).show(f"⚠ {problem}. {AUTOCOMMIT_HELP}")
+            self.query_one(LiveLine).update(" waiting for autocommit: nothing runs until then")
+            self.query_one(TotalsLine).update("")
+            return
+        self.query_one("#autocommit-banner", Banner).hide()
+        self.start_refresher()
+
+    def start_refresher(self) -> None:
+        self.refresher = Refresher(
+            self.backend,
+            self.clock,
+            on_snapshot=self._post_snapshot,
+            on_status=self._post_status,
+            interval_s=self.interval_s,
+            listen=self.listen,
+        )
+        self.run_refresher()
+
+    def _post_snapshot(self, snapshot: OverviewSnapshot) -> None:
+        self.post_message(SnapshotReady(snapshot))
+
+    def _post_status(self, status: RefreshStatus) -> None:
+        self.post_message(StatusChanged(status))
+
+    @work(group="refresh", exclusive=True, exit_on_error=False)
+    async def run_refresher(self) -> None:
+        assert self.refresher is not None
+        await self.refresher.run()
+
+    @on(SnapshotReady)
+    def show_snapshot(self, message: SnapshotReady) -> None:
+        self.snapshot = message.snapshot
+        now = self.clock.now()
+        self.query_one(OverviewTable).apply(message.snapshot, now)
+        self.query_one(TotalsLine).show(message.snapshot, now)
+
+    @on(StatusChanged)
+    def show_status(self, message: StatusChanged) -> None:
+        self.status = message.status
+        self.query_one(LiveLine).show(message.status, self.clock.now())
+        banner = self.query_one("#error-banner", Banner)
+        if message.status.error:
+            banner.show(f"⚠ {message.status.error}", variant="error")
+        else:
+            banner.hide()
+
+    def action_refresh_now(self) -> None:
+        if self.refresher:
+            self.refresher.request_refresh()
+
+    def action_toggle_pause(self) -> None:
+        if self.refresher:
+            self.refresher.set_paused(not self.refresher.status.paused)
+
+    def action_faster(self) -> None:
+        if self.refresher:
+            self.refresher.set_interval(_step(self.refresher.status.interval_s, faster=True))
+
+    def action_slower(self) -> None:
+        if self.refresher:
+            self.refresher.set_interval(_step(self.refresher.status.interval_s, faster=False))
+
+    def action_enable_autocommit(self) -> None:
+        if self.backend.autocommit_problem:
+            self.switch_to_autocommit()
+
+    @work(group="actions", exclusive=True, exit_on_error=False)
+    async def switch_to_autocommit(self) -> None:
+        reason = await self.backend.enable_autocommit()
+        if reason:
+            self.notify(f"Not switched to autocommit: {reason}", severity="warning", markup=False)
+            return
+        self.query_one("#autocommit-banner", Banner).hide()
+        self.notify("Connection switched to autocommit; live statistics started.", markup=False)
+        self.start_refresher()
+
+
+INTERVAL_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+def _step(current: float, *, faster: bool) -> float:
+    if faster:
+        return max((s for s in INTERVAL_STEPS if s < current - 1e-9), default=INTERVAL_STEPS[0])
+    return min((s for s in INTERVAL_STEPS if s > current + 1e-9), default=INTERVAL_STEPS[-1])

@@ -1,0 +1,103 @@
+"""Shared test plumbing: waiting on the UI without sleeps, and the database's own truth."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from textual.pilot import Pilot
+
+from pgq_console.app import PgqConsole
+from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.target import DriverKind, Installation
+from pgq_console.screens.overview import OverviewScreen
+from pgq_console.widgets.overview_table import OverviewTable
+
+
+async def wait_until(
+    pilot: Pilot[Any], predicate: Callable[[], bool], within: float = 10.0, what: str = ""
+) -> float:
+    """Seconds it took for `predicate` to hold; AssertionError after `within` seconds."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while not predicate():
+        if loop.time() - started > within:
+            raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
+        await pilot.pause(0.02)
+    return loop.time() - started
+
+
+async def backend_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> AnyBackend:
+    return await open_backend(kind, dsn, Installation(), "test-db", ())
+
+
+def table_of(app: PgqConsole) -> OverviewTable:
+    return app.screen.query_one(OverviewTable)
+
+
+def overview_of(app: PgqConsole) -> OverviewScreen:
+    screen = app.screen
+    assert isinstance(screen, OverviewScreen), f"expected the overview, got {screen!r}"
+    return screen
+
+
+def cell(app: PgqConsole, entrypoint: str, column: str) -> str:
+    return table_of(app).get_cell(entrypoint, column).plain
+
+
+def has_row(app: PgqConsole, entrypoint: str) -> bool:
+    try:
+        table = table_of(app)
+    except Exception:
+        return False
+    return entrypoint in {str(key.value) for key in table.rows}
+
+
+async def truth(dsn: str) -> dict[str, dict[str, int]]:
+    """Per-entrypoint counts straight from the tables, the way an operator would check them."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        queue = await connection.fetch(
+            """SELECT entrypoint,
+                count(*) FILTER (WHERE status = 'queued' AND execute_after <= now()) AS ready,
+                count(*) FILTER (WHERE status = 'queued' AND execute_after > now()) AS deferred,
+                count(*) FILTER (WHERE status = 'picked') AS picked,
+                count(*) FILTER (WHERE status = 'failed') AS held
+            FROM pgqueuer GROUP BY entrypoint"""
+        )
+        log = await connection.fetch(
+            """SELECT entrypoint,
+                count(*) FILTER (WHERE status = 'successful') AS done,
+                count(*) FILTER (WHERE status IN ('exception', 'failed')) AS err
+            FROM pgqueuer_log WHERE created > now() - interval '1 hour' GROUP BY entrypoint"""
+        )
+    finally:
+        await connection.close()
+    result: dict[str, dict[str, int]] = {}
+    for row in queue:
+        result.setdefault(row["entrypoint"], {}).update(
+            ready=row["ready"], deferred=row["deferred"], picked=row["picked"], held=row["held"]
+        )
+    for row in log:
+        result.setdefault(row["entrypoint"], {}).update(done_1h=row["done"], err_1h=row["err"])
+    return result
+
+
+async def enqueue(dsn: str, entrypoint: str, count: int = 1, **options: Any) -> list[int]:
+    from pgqueuer.queries import Queries
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        queries = Queries.from_asyncpg_connection(connection)
+        ids = await queries.enqueue(
+            [entrypoint] * count,
+            [f"{entrypoint}-{i}".encode() for i in range(count)],
+            [options.get("priority", 0)] * count,
+            [options.get("execute_after", timedelta(0))] * count,
+        )
+        return [int(i) for i in ids]
+    finally:
+        await connection.close()
