@@ -128,7 +128,7 @@ async def test_updates_which_never_notify_are_caught_by_the_timer(database_dsn: 
             # requeue_jobs is an UPDATE: no NOTIFY; the 0.5 s timer must still show it.
             await Queries.from_asyncpg_connection(connection).requeue_jobs(ids)
             await wait_until(
-                pilot, lambda: cell(app, "held_then_requeued", "ready") == "2", timeout=3
+                pilot, lambda: cell(app, "held_then_requeued", "ready") == "2", within=3
             )
             assert cell(app, "held_then_requeued", "held") == "0"
         await backend.close()
