@@ -23,7 +23,7 @@ class EntrypointRow:
     exceptions_1h: int = 0
     rate_in: float = 0.0
     rate_out: float = 0.0
-    oldest_ready_created: datetime | None = None
+    oldest_ready_since: datetime | None = None
     p50_s: float | None = None
     p95_s: float | None = None
     # Terminal jobs per minute, oldest first, the last slot the current minute.
@@ -66,8 +66,8 @@ class OverviewSnapshot:
             exceptions_1h=sum(r.exceptions_1h for r in rows),
             rate_in=sum(r.rate_in for r in rows),
             rate_out=sum(r.rate_out for r in rows),
-            oldest_ready_created=min(
-                (r.oldest_ready_created for r in rows if r.oldest_ready_created), default=None
+            oldest_ready_since=min(
+                (r.oldest_ready_since for r in rows if r.oldest_ready_since), default=None
             ),
             sparkline=tuple(
                 sum(column) for column in zip(*(r.sparkline for r in rows), strict=True)

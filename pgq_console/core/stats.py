@@ -28,7 +28,9 @@ WITH queue AS (
         count(*) FILTER (WHERE status = 'queued' AND execute_after > now()) AS deferred,
         count(*) FILTER (WHERE status = 'picked') AS picked,
         count(*) FILTER (WHERE status = 'failed') AS held,
-        min(created) FILTER (WHERE status = 'queued' AND execute_after <= now()) AS oldest_ready
+        -- Waiting since it became eligible: execute_after is the enqueue time unless deferred.
+        min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= now())
+            AS oldest_ready
     FROM {names.queue_table}
     GROUP BY entrypoint
 ),
@@ -105,7 +107,7 @@ async def fetch_overview(
                 exceptions_1h=int(record["exceptions_1h"]),
                 rate_in=int(record["in_window"]) / RATE_WINDOW_S,
                 rate_out=int(record["out_window"]) / RATE_WINDOW_S,
-                oldest_ready_created=record["oldest_ready"],
+                oldest_ready_since=record["oldest_ready"],
                 p50_s=known.p50_s if known else None,
                 p95_s=known.p95_s if known else None,
                 sparkline=_sparkline(record["spark_n"], record["spark_age"]),

@@ -17,6 +17,7 @@ from pgq_console.core.backend import SyncPsycopgBackend
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.text import printable
 from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.overview_table import ENTRYPOINT_WIDTH
 from pgq_console.widgets.status_line import ConnectionLine
 
 ENQUEUE_ONLY_TEXT = (
@@ -51,13 +52,14 @@ class EnqueueOnlyScreen(Screen[None]):
             self.backend.label, self.backend.kind.value, self.backend.installation.label
         )
         table: DataTable[Text] = self.query_one("#depth-table", DataTable)
-        for key, label in (
-            ("entrypoint", "Entrypoint"),
-            ("status", "Status"),
-            ("priority", "Priority"),
-            ("count", "Count"),
+        # Fixed widths: rows arrive a few at a time and must not be cut at the first one's width.
+        for key, label, width in (
+            ("entrypoint", "Entrypoint", ENTRYPOINT_WIDTH),
+            ("status", "Status", 8),
+            ("priority", "Priority", 8),
+            ("count", "Count", 10),
         ):
-            table.add_column(label, key=key)
+            table.add_column(label, key=key, width=width)
         self._show_autocommit_banner()
         self.poll_depth()
 
@@ -96,7 +98,7 @@ class EnqueueOnlyScreen(Screen[None]):
             entrypoint, status, priority = stat.entrypoint, str(stat.status), stat.priority
             key = f"{entrypoint}\x00{status}\x00{priority}"
             wanted[key] = (
-                Text(printable(entrypoint)),
+                Text(printable(entrypoint, limit=ENTRYPOINT_WIDTH)),
                 Text(status),
                 Text(str(priority), justify="right"),
                 Text(str(stat.count), justify="right"),

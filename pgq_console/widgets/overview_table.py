@@ -58,7 +58,7 @@ class OverviewTable(DataTable[Text]):
                     continue
                 for column, cell in cells.items():
                     if self.get_cell(entrypoint, column) != cell:
-                        self.update_cell(entrypoint, column, cell)
+                        self.update_cell(entrypoint, column, cell, update_width=True)
             if added:
                 self.sort("entrypoint", key=lambda cell: cell.plain)
 
@@ -71,7 +71,7 @@ class OverviewTable(DataTable[Text]):
             return Text(fmt.count(value), style=style, justify="right")
 
         oldest_s = (
-            (now - row.oldest_ready_created).total_seconds() if row.oldest_ready_created else None
+            (now - row.oldest_ready_since).total_seconds() if row.oldest_ready_since else None
         )
         return {
             # Entrypoint names come from the database: plain Text, control characters escaped.

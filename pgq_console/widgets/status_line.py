@@ -70,6 +70,6 @@ class TotalsLine(Static):
                 f"  done/1m {fmt.count(total.completed_1m)}",
                 f"  err/1m {fmt.count(total.exceptions_1m)}",
                 f"  in {fmt.rate(total.rate_in)}/s out {fmt.rate(total.rate_out)}/s",
-                f"  oldest ready {fmt.age(total.oldest_ready_created, now)}",
+                f"  oldest ready {fmt.age(total.oldest_ready_since, now)}",
             )
         )
