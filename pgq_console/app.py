@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +23,8 @@ from pgq_console.core.backend import (
 from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import Installation
+from pgq_console.navigation import SCREENS
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
-from pgq_console.screens.overview import OverviewScreen
 from pgq_console.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, builtin_theme_dirs, load_themes
 
 if TYPE_CHECKING:
@@ -36,7 +37,10 @@ class PgqConsole(App[None]):
 
     TITLE = "pgq-console"
     CSS_PATH = "app.tcss"
-    BINDINGS = [Binding("q", "quit", "Quit")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        *(Binding(str(n), f"jump('{n}')", f"Screen {n}", show=False) for n in range(1, 10)),
+    ]
 
     def __init__(
         self,
@@ -47,6 +51,7 @@ class PgqConsole(App[None]):
         resources: MutableMapping[str, Any] | None = None,
         theme: str = DEFAULT_THEME,
         listen: bool = True,
+        read_only: bool = False,
     ) -> None:
         super().__init__()
         # A coroutine function opens the backend on this app's own event loop (tests, serve).
@@ -57,6 +62,8 @@ class PgqConsole(App[None]):
         # Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs.
         self.resources: MutableMapping[str, Any] = resources if resources is not None else {}
         self.listen = listen
+        # Write actions hidden and refused; connections the console opens are read-only too.
+        self.read_only = read_only
         self._requested_theme = theme
         self._theme_problems: list[str] = []
         themes, self._theme_problems = load_themes(builtin_theme_dirs())
@@ -92,12 +99,21 @@ class PgqConsole(App[None]):
         backend = self.backend
         if isinstance(backend, SyncPsycopgBackend):
             self.push_screen(EnqueueOnlyScreen(backend))
-        elif backend is not None:
-            self.push_screen(
-                OverviewScreen(
-                    backend, self.clock, interval_s=self.refresh_interval, listen=self.listen
-                )
-            )
+            return
+        if backend is None:
+            return
+        backend.read_only = backend.read_only or self.read_only
+        for spec in SCREENS:
+            self.add_mode(spec.mode, functools.partial(spec.factory, self))
+        self.switch_mode(SCREENS[0].mode)
+
+    def action_jump(self, key: str) -> None:
+        """Number keys: switch to that screen's mode (screens keep running in the background)."""
+        if not isinstance(self.backend, Backend):
+            return
+        for spec in SCREENS:
+            if spec.key == key:
+                self.switch_mode(spec.mode)
 
     async def on_unmount(self) -> None:
         if self._open_backend is not None and self.backend is not None:

@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--theme", default="pgq-dark", help="pgq-dark (default) or pgq-light")
     parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="hide write actions; the console's connections are read-only on the server",
+    )
+    parser.add_argument(
         "--demo",
         action="store_true",
         help="start an embedded PostgreSQL with live demo traffic (needs pgq-console[demo])",
@@ -103,12 +108,16 @@ async def run(args: argparse.Namespace) -> None:
             dsn = resolve_dsn(args.dsn)
             dsn_parts(dsn)  # bad syntax: one line before any connection attempt
             label, secrets = display_dsn(dsn), secrets_of(dsn)
-        backend = await open_backend(kind, dsn, installation, label, secrets)
+        backend = await open_backend(
+            kind, dsn, installation, label, secrets, read_only=args.read_only
+        )
         stack.push_async_callback(backend.close)
         await check_schema(backend)
         if args.demo:
             await _start_traffic(stack, dsn, args.demo_rate)
-        app = PgqConsole(backend, refresh_interval=args.refresh, theme=args.theme)
+        app = PgqConsole(
+            backend, refresh_interval=args.refresh, theme=args.theme, read_only=args.read_only
+        )
         await app.run_async()
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pgqueuer.core.listeners import initialize_notice_event_listener
 from pgqueuer.domain import models as pgq_models
@@ -39,16 +39,30 @@ def _timeout_setting(timeout: timedelta) -> str:
     return f"{int(timeout.total_seconds() * 1000)}ms"
 
 
+class Tx(Protocol):
+    """One open transaction on one connection; `$1` placeholders for every driver."""
+
+    async def fetch(self, sql: str, *args: object) -> list[dict[str, Any]]: ...
+
+    async def execute(self, sql: str, *args: object) -> str: ...
+
+
+READ_ONLY_REFUSAL = "read-only mode: the console does not write to this database"
+
+
 class Backend(ABC):
     """What the console needs from a database connection, whatever the driver."""
 
     kind: DriverKind
 
-    def __init__(self, installation: Installation, label: str) -> None:
+    def __init__(self, installation: Installation, label: str, *, read_only: bool = False) -> None:
         self.installation = installation
         self.label = label
         self.statement_timeout = DEFAULT_STATEMENT_TIMEOUT
+        # Connections the console opens itself are also read-only on the server when set.
+        self.read_only = read_only
         self._listen_driver: Any = None
+        self._dsn: str | None = None  # known when the console opened the connection itself
 
     @property
     def autocommit_problem(self) -> str | None:
@@ -70,6 +84,37 @@ class Backend(ABC):
 
     @abstractmethod
     def _make_listen_driver(self) -> Any: ...
+
+    @abstractmethod
+    def _transaction(self) -> contextlib.AbstractAsyncContextManager[Tx]: ...
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A read-write transaction with the console's statement timeout; refused when read-only.
+
+        Everything inside runs on one connection and commits together (or not at all).
+        """
+        if self.read_only:
+            raise ConsoleError(READ_ONLY_REFUSAL)
+        if self.autocommit_problem:
+            raise ConsoleError(self.autocommit_problem)
+        async with self._transaction() as tx:
+            await tx.execute(_PREAMBLE, *self._preamble_args())
+            yield tx
+
+    @abstractmethod
+    async def new_connection(self) -> Any:
+        """A fresh connection of the same driver family to the same database, autocommit,
+        for work that must not share the UI's connection (consumers, reconnects). The caller
+        owns and closes it."""
+
+    def new_driver(self, connection: Any) -> Any:
+        """pgqueuer's Driver over a connection from `new_connection`."""
+        from pgqueuer.db import AsyncpgDriver, PsycopgDriver
+
+        if self.kind is DriverKind.PSYCOPG:
+            return PsycopgDriver(connection)
+        return AsyncpgDriver(connection)
 
     async def listen(self, handler: EventHandler) -> None:
         """LISTEN on the installation's channel; `handler` gets every parsed PgQueuer event."""
@@ -101,6 +146,58 @@ class Backend(ABC):
 _PREAMBLE = (
     "SELECT set_config('statement_timeout', $1, true), set_config('application_name', $2, true)"
 )
+
+
+class _AsyncpgTx:
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    async def fetch(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        return [dict(row) for row in await self._connection.fetch(sql, *args)]
+
+    async def execute(self, sql: str, *args: object) -> str:
+        return str(await self._connection.execute(sql, *args))
+
+
+class _PsycopgTx:
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    async def fetch(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        from psycopg import AsyncRawCursor
+        from psycopg.rows import dict_row
+
+        cursor = AsyncRawCursor(self._connection, row_factory=dict_row)
+        await cursor.execute(sql, args or None)
+        return list(await cursor.fetchall()) if cursor.description else []
+
+    async def execute(self, sql: str, *args: object) -> str:
+        from psycopg import AsyncRawCursor
+
+        cursor = AsyncRawCursor(self._connection)
+        await cursor.execute(sql, args or None)
+        return cursor.statusmessage or ""
+
+
+async def _asyncpg_connect(dsn: str | None, read_only: bool, **params: Any) -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(
+        dsn or None,
+        server_settings=_server_settings(read_only),
+        timeout=CONNECT_TIMEOUT_S,
+        **params,
+    )
+
+
+def _server_settings(read_only: bool) -> dict[str, str]:
+    settings = {
+        "application_name": APPLICATION_NAME,
+        "statement_timeout": _timeout_setting(DEFAULT_STATEMENT_TIMEOUT),
+    }
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+    return settings
 
 
 class AsyncpgBackend(Backend):
@@ -136,6 +233,16 @@ class AsyncpgBackend(Backend):
 
     def _make_listen_driver(self) -> Any:
         return self._driver
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock, self.connection.transaction():
+            yield _AsyncpgTx(self.connection)
+
+    async def new_connection(self) -> Any:
+        if self._dsn is not None:
+            return await _asyncpg_connect(self._dsn, self.read_only)
+        return await _asyncpg_connect(None, self.read_only, **_asyncpg_params(self.connection))
 
     async def stop_listening(self) -> None:
         # The shared driver is also the query driver: only drop the listener callbacks.
@@ -180,6 +287,21 @@ class AsyncpgPoolBackend(Backend):
 
     def _make_listen_driver(self) -> Any:
         return self._driver
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
+        async with self.pool.acquire() as connection, connection.transaction():
+            yield _AsyncpgTx(connection)
+
+    async def new_connection(self) -> Any:
+        if self._dsn is not None:
+            return await _asyncpg_connect(self._dsn, self.read_only)
+        # A handed-in pool: connect the way the pool connects (its own arguments).
+        import asyncpg
+
+        args = getattr(self.pool, "_connect_args", ())
+        kwargs = dict(getattr(self.pool, "_connect_kwargs", {}))
+        return await asyncpg.connect(*args, **kwargs)
 
     async def close(self) -> None:
         await self.stop_listening()
@@ -257,6 +379,24 @@ class PsycopgBackend(Backend):
 
     def _make_listen_driver(self) -> Any:  # pragma: no cover - replaced by the async opener
         raise NotImplementedError
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
+        async with self._lock, self.connection.transaction():
+            yield _PsycopgTx(self.connection)
+
+    async def new_connection(self) -> Any:
+        import psycopg
+
+        info = self.connection.info
+        options = " ".join(f"-c {k}={v}" for k, v in _server_settings(self.read_only).items())
+        return await psycopg.AsyncConnection.connect(
+            self._dsn if self._dsn is not None else info.dsn,
+            password=None if self._dsn is not None else (info.password or None),
+            autocommit=True,
+            options=options,
+            connect_timeout=int(CONNECT_TIMEOUT_S),
+        )
 
     async def _open_listen_driver(self) -> Any:
         import psycopg
@@ -357,14 +497,42 @@ class SyncPsycopgBackend:
 AnyBackend = Backend | SyncPsycopgBackend
 
 
+def _asyncpg_params(connection: Any) -> dict[str, Any]:
+    """How to open another connection like a handed-in asyncpg one (asyncpg keeps it private)."""
+    params = connection._params
+    address = connection._addr
+    if isinstance(address, str):  # a unix socket path: /dir/.s.PGSQL.<port>
+        directory, _, name = address.rpartition("/")
+        host, port = directory, int(name.rsplit(".", 1)[-1])
+    else:
+        host, port = address[0], address[1]
+    return {
+        "host": host,
+        "port": port,
+        "user": params.user,
+        "password": params.password,
+        "database": params.database,
+    }
+
+
 async def open_backend(
-    kind: DriverKind, dsn: str, installation: Installation, label: str, secrets: tuple[str, ...]
+    kind: DriverKind,
+    dsn: str,
+    installation: Installation,
+    label: str,
+    secrets: tuple[str, ...],
+    *,
+    read_only: bool = False,
 ) -> AnyBackend:
     """Connect with the chosen driver; ConsoleError with a one-line message on failure."""
     try:
-        return await asyncio.wait_for(
-            _connect(kind, dsn, installation, label), CONNECT_TIMEOUT_S + 1
+        backend = await asyncio.wait_for(
+            _connect(kind, dsn, installation, label, read_only), CONNECT_TIMEOUT_S + 1
         )
+        if isinstance(backend, Backend):
+            backend._dsn = dsn
+            backend.read_only = read_only
+        return backend
     except ConsoleError:
         raise
     except Exception as exc:
@@ -372,18 +540,11 @@ async def open_backend(
 
 
 async def _connect(
-    kind: DriverKind, dsn: str, installation: Installation, label: str
+    kind: DriverKind, dsn: str, installation: Installation, label: str, read_only: bool
 ) -> AnyBackend:
-    settings = {
-        "application_name": APPLICATION_NAME,
-        "statement_timeout": _timeout_setting(DEFAULT_STATEMENT_TIMEOUT),
-    }
+    settings = _server_settings(read_only)
     if kind is DriverKind.ASYNCPG:
-        import asyncpg
-
-        connection = await asyncpg.connect(
-            dsn or None, server_settings=settings, timeout=CONNECT_TIMEOUT_S
-        )
+        connection = await _asyncpg_connect(dsn, read_only)
         return AsyncpgBackend(connection, installation, label, owned=True)
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg

@@ -56,7 +56,10 @@ class OverviewScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#error-banner", Banner).hide()
         self.query_one(ConnectionLine).show(
-            self.backend.label, self.backend.kind.value, self.backend.installation.label
+            self.backend.label,
+            self.backend.kind.value,
+            self.backend.installation.label,
+            read_only=self.backend.read_only,
         )
         self.query_one(OverviewTable).focus()
         problem = self.backend.autocommit_problem
