@@ -28,18 +28,21 @@ LABEL = "ops@db.example.com:5432/app"
 SEED_QUEUE = """
 INSERT INTO pgqueuer (priority, status, entrypoint, created, execute_after)
 SELECT 0, 'queued', 'send_email', t, t
-    FROM generate_series(1, 1200) g, LATERAL (SELECT $1::timestamptz - make_interval(secs => 90 + g) t) s;
+    FROM generate_series(1, 1200) g,
+    LATERAL (SELECT $1::timestamptz - make_interval(secs => 90 + g) t) s;
 INSERT INTO pgqueuer (priority, status, entrypoint, created, execute_after)
 SELECT 5, 'queued', 'send_email', $1, now() + interval '1 day' FROM generate_series(1, 40);
 INSERT INTO pgqueuer (priority, status, entrypoint, created, execute_after)
-SELECT 0, 'queued', 'resize_image', $1::timestamptz - interval '80 seconds', $1 - interval '80 seconds'
+SELECT 0, 'queued', 'resize_image',
+    $1::timestamptz - interval '80 seconds', $1::timestamptz - interval '80 seconds'
     FROM generate_series(1, 7);
 INSERT INTO pgqueuer (priority, status, entrypoint, created, queue_manager_id)
 SELECT 0, 'picked', 'resize_image', $1, gen_random_uuid() FROM generate_series(1, 3);
 INSERT INTO pgqueuer (priority, status, entrypoint, created)
 SELECT 0, 'failed', 'charge_card', $1 FROM generate_series(1, 4);
 INSERT INTO pgqueuer (priority, status, entrypoint, created, execute_after)
-SELECT 0, 'queued', 'build_report', $1::timestamptz - interval '25 minutes', $1 - interval '25 minutes'
+SELECT 0, 'queued', 'build_report',
+    $1::timestamptz - interval '25 minutes', $1::timestamptz - interval '25 minutes'
     FROM generate_series(1, 2);
 """
 
