@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from pgqueuer.domain.settings import DBSettings
 from pgqueuer.domain.types import Channel
 from textual import work
-from textual.app import App
 from textual.binding import Binding
 
+from pgq_console.config import user_theme_dir
 from pgq_console.core.backend import (
     AnyBackend,
     AsyncpgBackend,
@@ -21,24 +21,33 @@ from pgq_console.core.backend import (
     SyncPsycopgBackend,
 )
 from pgq_console.core.clock import Clock, SystemClock
+from pgq_console.core.consumers import ConsumerSupervisor
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import Installation
+from pgq_console.keyboard import KeyboardApp
 from pgq_console.navigation import SCREENS
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
-from pgq_console.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, builtin_theme_dirs, load_themes
+from pgq_console.themes import (
+    VARIABLE_DEFAULTS,
+    choose_theme,
+    default_theme,
+    load_themes,
+    theme_dirs,
+)
 
 if TYPE_CHECKING:
     import asyncpg
     import psycopg
 
 
-class PgqConsole(App[None]):
+class PgqConsole(KeyboardApp):
     """The console. Build it from a connection you own with the `from_*` classmethods."""
 
     TITLE = "pgq-console"
     CSS_PATH = "app.tcss"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
+        Binding("e", "enqueue", "Enqueue", show=False),
         *(Binding(str(n), f"jump('{n}')", f"Screen {n}", show=False) for n in range(1, 10)),
     ]
 
@@ -49,7 +58,7 @@ class PgqConsole(App[None]):
         clock: Clock | None = None,
         refresh_interval: float = 2.0,
         resources: MutableMapping[str, Any] | None = None,
-        theme: str = DEFAULT_THEME,
+        theme: str | None = None,  # None: pgq-dark, or pgq-monochrome under NO_COLOR
         listen: bool = True,
         read_only: bool = False,
     ) -> None:
@@ -61,12 +70,14 @@ class PgqConsole(App[None]):
         self.refresh_interval = refresh_interval
         # Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs.
         self.resources: MutableMapping[str, Any] = resources if resources is not None else {}
+        # In-process consumers (issue 4): they outlive screen switches, so the app owns them.
+        self.consumers = ConsumerSupervisor(self.resources, self.clock)
         self.listen = listen
         # Write actions hidden and refused; connections the console opens are read-only too.
         self.read_only = read_only
-        self._requested_theme = theme
+        self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
-        themes, self._theme_problems = load_themes(builtin_theme_dirs())
+        themes, self._theme_problems = load_themes(theme_dirs(user_theme_dir()))
         for loaded in themes:
             self.register_theme(loaded)
 
@@ -74,12 +85,12 @@ class PgqConsole(App[None]):
         return dict(VARIABLE_DEFAULTS)
 
     def on_mount(self) -> None:
-        if self._requested_theme in self.available_themes:
-            self.theme = self._requested_theme
-        else:
-            self._theme_problems.append(f"unknown theme {self._requested_theme!r}")
-        for problem in self._theme_problems:
-            self.notify(problem, severity="warning", markup=False)
+        # A broken or unknown theme: one message, and the default theme.
+        self.theme, problem = choose_theme(
+            self._requested_theme, self.available_themes, self._theme_problems
+        )
+        for warning in [*self.startup_warnings, *([problem] if problem else [])]:
+            self.notify(warning, severity="warning", markup=False, timeout=10)
         if self._open_backend is not None:
             self.open_backend()
         else:
@@ -95,7 +106,10 @@ class PgqConsole(App[None]):
             return
         self._show_backend()
 
-    def _show_backend(self) -> None:
+    def show_screens(self, mode: str) -> None:
+        self._show_backend(mode)
+
+    def _show_backend(self, mode: str | None = None) -> None:
         backend = self.backend
         if isinstance(backend, SyncPsycopgBackend):
             self.push_screen(EnqueueOnlyScreen(backend))
@@ -105,17 +119,37 @@ class PgqConsole(App[None]):
         backend.read_only = backend.read_only or self.read_only
         for spec in SCREENS:
             self.add_mode(spec.mode, functools.partial(spec.factory, self))
-        self.switch_mode(SCREENS[0].mode)
+        self.switch_mode(mode or SCREENS[0].mode)
+        if self.listen:
+            # Toasts for writes made by other consoles (issue 3's audit channel).
+            from pgq_console.screens.action_confirm import watch_audit
+
+            watch_audit(self, backend)
 
     def action_jump(self, key: str) -> None:
         """Number keys: switch to that screen's mode (screens keep running in the background)."""
         if not isinstance(self.backend, Backend):
             return
+        self._dismiss_overlays()
         for spec in SCREENS:
             if spec.key == key:
                 self.switch_mode(spec.mode)
 
+    def action_enqueue(self) -> None:
+        """`e`: the enqueue form, from any screen."""
+        from pgq_console.screens.enqueue_form import open_enqueue_form
+
+        open_enqueue_form(self)
+
+    async def action_quit(self) -> None:
+        """`q`: asks first when in-process consumers are running, then drains them."""
+        from pgq_console.screens.consumers import quit_console
+
+        quit_console(self)
+
     async def on_unmount(self) -> None:
+        await self.consumers.drain_all()
+        self.consumers.close()
         if self._open_backend is not None and self.backend is not None:
             await self.backend.close()
 

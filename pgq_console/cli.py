@@ -1,4 +1,9 @@
-"""`pgq-console`: parse arguments, connect (or start the demo), run the app, exit cleanly."""
+"""`pgq-console`: parse arguments, resolve settings, connect (or start the demo), run the app.
+
+Subcommands share the same options, config file and profiles: `paths` (where things live),
+`snapshot` and `check` (one-shot, no TUI, for scripts and monitoring) and `serve` (the app in
+a browser). Every failure is one line on stderr: exit 2 for the TUI, 3 (UNKNOWN) for `check`.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +11,75 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from pgq_console import __version__
 from pgq_console.core.errors import ConsoleError
 
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from pgq_console.app import PgqConsole
+    from pgq_console.config import CliOptions, Settings
+    from pgq_console.core.backend import AnyBackend
+
 EXIT_USAGE = 2
+EXIT_UNKNOWN = 3  # Nagios' UNKNOWN, for `check`
 log = logging.getLogger("pgq_console")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pgq-console",
-        description="Terminal operations console for PgQueuer.",
-        epilog="The DSN comes from --dsn, PGQ_CONSOLE_DSN, PGDSN, PGQUEUER_DSN, or the libpq "
-        "variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) and .pgpass.",
-    )
-    parser.add_argument("--version", action="version", version=f"pgq-console {__version__}")
-    parser.add_argument("--dsn", help="PostgreSQL connection string (URI or key=value)")
-    parser.add_argument(
+class UsageError(Exception):
+    """A bad command line; reported like every other error (one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+    """The options every mode takes; a subcommand's copy must not reset the main parser's."""
+
+    def add(*flags: str, **options: object) -> None:
+        if in_subcommand:
+            options["default"] = argparse.SUPPRESS
+        parser.add_argument(*flags, **options)  # type: ignore[arg-type]
+
+    add("--config", metavar="FILE", help="config file (PGQ_CONSOLE_CONFIG; see `paths`)")
+    add("--profile", metavar="NAME", help="a profile of the config file (PGQ_CONSOLE_PROFILE)")
+    add("--dsn", help="PostgreSQL connection string (URI or key=value)")
+    add(
         "--driver",
-        default=os.environ.get("PGQ_CONSOLE_DRIVER", "asyncpg-pool"),
         help="asyncpg | asyncpg-pool (default) | psycopg | psycopg-sync (enqueue-only)",
     )
-    parser.add_argument("--schema", help="PgQueuer's schema (PGQUEUER_SCHEMA)")
-    parser.add_argument("--prefix", help="PgQueuer's object-name prefix (PGQUEUER_PREFIX)")
-    parser.add_argument("--channel", help="PgQueuer's NOTIFY channel (PGQUEUER_CHANNEL)")
-    parser.add_argument(
-        "--refresh", type=float, default=2.0, metavar="SECONDS", help="timer refresh (default 2)"
+    add("--schema", help="PgQueuer's schema (PGQUEUER_SCHEMA)")
+    add("--prefix", help="PgQueuer's object-name prefix (PGQUEUER_PREFIX)")
+    add("--channel", help="PgQueuer's NOTIFY channel (PGQUEUER_CHANNEL)")
+    add("--refresh", type=float, metavar="SECONDS", help="timer refresh (default 2)")
+    add(
+        "--theme",
+        help="pgq-dark (default), pgq-light, pgq-high-contrast, pgq-monochrome, or a user theme",
     )
-    parser.add_argument("--theme", default="pgq-dark", help="pgq-dark (default) or pgq-light")
-    parser.add_argument(
+    add(
         "--read-only",
         action="store_true",
         help="hide write actions; the console's connections are read-only on the server",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pgq-console",
+        description="Terminal operations console for PgQueuer.",
+        epilog="The DSN comes from --dsn, a --profile, PGQ_CONSOLE_DSN, PGDSN, PGQUEUER_DSN, or "
+        "the libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) and .pgpass. "
+        "Settings: command line > PGQ_CONSOLE_* variables > config file > defaults.",
+    )
+    parser.add_argument("--version", action="version", version=f"pgq-console {__version__}")
+    _add_common(parser, in_subcommand=False)
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -52,6 +88,50 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo-rate", type=float, default=300.0, metavar="JOBS_PER_S", help=argparse.SUPPRESS
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    commands.add_parser("paths", help="print where the config file, themes and log live")
+
+    snapshot = commands.add_parser("snapshot", help="print the overview numbers once and exit")
+    _add_common(snapshot, in_subcommand=True)
+    snapshot.add_argument("--json", action="store_true", help="JSON for scripts")
+    snapshot.add_argument(
+        "--stale-after",
+        default="5m",
+        metavar="DURATION",
+        help="a picked job is stale when its heartbeat is older (default 5m)",
+    )
+
+    check = commands.add_parser(
+        "check",
+        help="a Nagios-style check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
+        description="Thresholds take CRIT or WARN,CRIT. Exit 0 OK, 1 WARNING, 2 CRITICAL "
+        "(also: the database cannot be reached), 3 UNKNOWN (bad arguments or config).",
+    )
+    _add_common(check, in_subcommand=True)
+    check.add_argument(
+        "--max-age",
+        action="append",
+        default=[],
+        metavar="ENTRYPOINT=DURATION",
+        help="oldest ready job of ENTRYPOINT (* for every one), e.g. send_email=2m,5m; repeatable",
+    )
+    check.add_argument("--max-failed", metavar="N", help="held failed jobs, all entrypoints")
+    check.add_argument("--max-stale", metavar="N", help="picked jobs with a stale heartbeat")
+    check.add_argument(
+        "--stale-after",
+        default="5m",
+        metavar="DURATION",
+        help="a picked job is stale when its heartbeat is older (default 5m)",
+    )
+
+    serve = commands.add_parser(
+        "serve", help="serve the console in a browser (needs pgq-console[serve])"
+    )
+    _add_common(serve, in_subcommand=True)
+    serve.add_argument("--host", default="localhost", help="bind address (default localhost)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--public-url", help="the URL browsers reach it at (behind a proxy)")
     return parser
 
 
@@ -84,41 +164,78 @@ def configure_logging() -> None:
         logger.propagate = True
 
 
-async def run(args: argparse.Namespace) -> None:
-    from pgq_console.app import PgqConsole
-    from pgq_console.core.backend import check_schema, open_backend
-    from pgq_console.core.target import (
-        Installation,
-        display_dsn,
-        dsn_parts,
-        parse_driver,
-        resolve_dsn,
-        secrets_of,
+def cli_options(args: argparse.Namespace) -> CliOptions:
+    from pgq_console.config import CliOptions
+
+    return CliOptions(
+        config=getattr(args, "config", None),
+        profile=getattr(args, "profile", None),
+        dsn=getattr(args, "dsn", None),
+        driver=getattr(args, "driver", None),
+        schema=getattr(args, "schema", None),
+        prefix=getattr(args, "prefix", None),
+        channel=getattr(args, "channel", None),
+        refresh=getattr(args, "refresh", None),
+        theme=getattr(args, "theme", None),
+        read_only=bool(getattr(args, "read_only", False)),
     )
 
-    kind = parse_driver(args.driver)
-    installation = Installation.select(schema=args.schema, prefix=args.prefix, channel=args.channel)
-    if args.refresh <= 0:
-        raise ConsoleError("--refresh must be a positive number of seconds")
+
+def load(args: argparse.Namespace) -> Settings:
+    from pgq_console.config import load_settings
+
+    return load_settings(cli_options(args))
+
+
+async def run(args: argparse.Namespace) -> None:
+    from pgq_console.config import open_target
+    from pgq_console.core.backend import check_schema, open_backend
+    from pgq_console.core.target import Installation, parse_driver
+
+    settings = load(args)
+    target = settings.target
+    parse_driver(target.driver)  # an unknown driver: one line before anything else
     async with contextlib.AsyncExitStack() as stack:
         if args.demo:
             dsn, label = await _start_demo(stack, args.demo_rate)
-            secrets: tuple[str, ...] = ()
-        else:
-            dsn = resolve_dsn(args.dsn)
-            dsn_parts(dsn)  # bad syntax: one line before any connection attempt
-            label, secrets = display_dsn(dsn), secrets_of(dsn)
-        backend = await open_backend(
-            kind, dsn, installation, label, secrets, read_only=args.read_only
-        )
-        stack.push_async_callback(backend.close)
-        await check_schema(backend)
-        if args.demo:
+            installation = Installation.select(
+                schema=target.schema, prefix=target.prefix, channel=target.channel
+            )
+            backend = await open_backend(
+                parse_driver(target.driver),
+                dsn,
+                installation,
+                label,
+                (),
+                read_only=target.read_only,
+            )
+            stack.push_async_callback(backend.close)
+            await check_schema(backend)
             await _start_traffic(stack, dsn, args.demo_rate)
-        app = PgqConsole(
-            backend, refresh_interval=args.refresh, theme=args.theme, read_only=args.read_only
-        )
-        await app.run_async()
+        else:
+            backend = await open_target(target)
+            stack.push_async_callback(backend.close)
+        await make_app(settings, backend).run_async()
+
+
+def make_app(
+    settings: Settings, backend: AnyBackend | Callable[[], Awaitable[AnyBackend]]
+) -> PgqConsole:
+    """The console on `backend`, knowing its settings (profiles to switch to, badge, warnings)."""
+    from pgq_console.app import PgqConsole
+
+    target = settings.target
+    app = PgqConsole(
+        backend,
+        refresh_interval=settings.refresh,
+        theme=settings.theme,
+        read_only=target.read_only,
+    )
+    app.settings = settings
+    app.profile = target.profile
+    app.environment = target.environment
+    app.startup_warnings = list(settings.warnings)
+    return app
 
 
 async def _start_demo(stack: contextlib.AsyncExitStack, rate: float) -> tuple[str, str]:
@@ -143,13 +260,63 @@ async def _start_traffic(stack: contextlib.AsyncExitStack, dsn: str, rate: float
     stack.push_async_callback(traffic.stop)
 
 
+def print_paths() -> None:
+    from pgq_console.config import describe_paths
+
+    for what, path in describe_paths():
+        note = "" if path.exists() else "  (not there yet)"
+        print(f"{what + ':':17} {path}{note}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    is_check = "check" in arguments
+    failure_code = EXIT_UNKNOWN if is_check else EXIT_USAGE
+    try:
+        args = build_parser().parse_args(arguments)
+    except UsageError as exc:
+        if is_check:  # monitoring reads stdout
+            print(f"PGQ UNKNOWN - {exc}")
+        else:
+            print(f"pgq-console: error: {str(exc).removeprefix('pgq-console: ')}", file=sys.stderr)
+        raise SystemExit(failure_code) from None
     configure_logging()
     try:
-        asyncio.run(run(args))
+        raise SystemExit(_dispatch(args))
     except ConsoleError as exc:
+        if args.command == "check":
+            from pgq_console.scripting import unknown_line
+
+            print(unknown_line(str(exc)))
+            raise SystemExit(EXIT_UNKNOWN) from None
         print(f"pgq-console: error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from pgq_console import scripting
+
+    if args.command == "paths":
+        print_paths()
+        return 0
+    if args.command is None:
+        asyncio.run(run(args))
+        return 0
+    settings = load(args)
+    for warning in settings.warnings:
+        print(f"pgq-console: warning: {warning}", file=sys.stderr)
+    if args.command == "snapshot":
+        return scripting.snapshot(settings, as_json=args.json, stale_after=args.stale_after)
+    if args.command == "check":
+        return scripting.check(
+            settings,
+            max_age=args.max_age,
+            max_failed=args.max_failed,
+            max_stale=args.max_stale,
+            stale_after=args.stale_after,
+        )
+    if args.command == "serve":
+        return scripting.serve(settings, args)
+    raise ConsoleError(f"unknown command {args.command!r}")

@@ -34,6 +34,67 @@ def _overview(app: PgqConsole) -> Screen[None]:
     )
 
 
+def _jobs(app: PgqConsole) -> Screen[None]:
+    from pgq_console.core.backend import Backend
+    from pgq_console.screens.jobs import JobsScreen
+
+    assert isinstance(app.backend, Backend)
+    return JobsScreen(app.backend, app.clock, interval_s=app.refresh_interval)
+
+
+def _failures(app: PgqConsole) -> Screen[None]:
+    from pgq_console.core.backend import Backend
+    from pgq_console.screens.failures import FailuresScreen
+
+    assert isinstance(app.backend, Backend)
+    return FailuresScreen(app.backend, app.clock, interval_s=app.refresh_interval)
+
+
+def _workers(app: PgqConsole) -> Screen[None]:
+    from pgq_console.core.backend import Backend
+    from pgq_console.screens.workers import WorkersScreen
+
+    assert isinstance(app.backend, Backend)
+    return WorkersScreen(app.backend, app.clock)
+
+
+def _schedules(app: PgqConsole) -> Screen[None]:
+    from pgq_console.core.backend import Backend
+    from pgq_console.screens.schedules import SchedulesScreen
+
+    assert isinstance(app.backend, Backend)
+    return SchedulesScreen(app.backend, app.clock)
+
+
+def _health(app: PgqConsole) -> Screen[None]:
+    from pgq_console.core.backend import Backend
+    from pgq_console.screens.health import HealthScreen
+
+    assert isinstance(app.backend, Backend)
+    return HealthScreen(app.backend, app.clock)
+
+
+def _charts(app: PgqConsole) -> Screen[None]:
+    from pgq_console.core.backend import Backend
+    from pgq_console.screens.charts import ChartsScreen
+
+    assert isinstance(app.backend, Backend)
+    return ChartsScreen(app.backend, app.clock)
+
+
+def _consumers(app: PgqConsole) -> Screen[None]:
+    from pgq_console.screens.consumers import ConsumersScreen
+
+    return ConsumersScreen(app)
+
+
 SCREENS: list[ScreenSpec] = [
     ScreenSpec("overview", "1", "Overview", _overview),
+    ScreenSpec("jobs", "2", "Jobs", _jobs),
+    ScreenSpec("failures", "3", "Failures", _failures),
+    ScreenSpec("workers", "4", "Workers", _workers),
+    ScreenSpec("schedules", "5", "Schedules", _schedules),
+    ScreenSpec("database", "6", "Database", _health),
+    ScreenSpec("consumers", "7", "Consumers", _consumers),
+    ScreenSpec("charts", "8", "Charts", _charts),
 ]

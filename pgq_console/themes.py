@@ -1,15 +1,21 @@
-"""Themes are TOML files in `themes/` (packaged into the wheel); each becomes a Textual Theme."""
+"""Themes are TOML files: the built-in ones in `themes/` (packaged into the wheel as
+`pgq_console/themes`) and the user's in the config directory's `themes/`; each becomes a Textual
+Theme. A broken file never stops the console: it is reported once and the default theme is used.
+"""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
 DEFAULT_THEME = "pgq-dark"
+MONOCHROME_THEME = "pgq-monochrome"
 
 # Concrete colours every stylesheet rule may rely on, whatever theme is active.
 VARIABLE_DEFAULTS = {
@@ -42,6 +48,27 @@ class ThemeFile(BaseModel):
     panel: str | None = None
     variables: dict[str, str] = {}
 
+    @field_validator(
+        "primary",
+        "secondary",
+        "accent",
+        "warning",
+        "error",
+        "success",
+        "foreground",
+        "background",
+        "surface",
+        "panel",
+    )
+    @classmethod
+    def _is_colour(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                Color.parse(value)
+            except ColorParseError:
+                raise ValueError(f"not a colour: {value!r}") from None
+        return value
+
     def to_theme(self) -> Theme:
         fields = self.model_dump(exclude={"variables"})
         return Theme(**fields, variables={**VARIABLE_DEFAULTS, **self.variables})
@@ -53,6 +80,19 @@ def builtin_theme_dirs() -> list[Path]:
     return [path for path in (here / "themes", here.parent / "themes") if path.is_dir()]
 
 
+def default_theme() -> str:
+    """pgq-dark, or the monochrome theme when NO_COLOR is set (https://no-color.org)."""
+    return MONOCHROME_THEME if os.environ.get("NO_COLOR") else DEFAULT_THEME
+
+
+def theme_dirs(user_dir: Path | None = None) -> list[Path]:
+    """Built-in themes first (their names cannot be taken over), then the user's."""
+    dirs = builtin_theme_dirs()
+    if user_dir is not None and user_dir.is_dir():
+        dirs.append(user_dir)
+    return dirs
+
+
 def load_themes(directories: Iterable[Path]) -> tuple[list[Theme], list[str]]:
     """Every valid theme file, and one message per broken one (never raises)."""
     themes: dict[str, Theme] = {}
@@ -61,9 +101,33 @@ def load_themes(directories: Iterable[Path]) -> tuple[list[Theme], list[str]]:
         for path in sorted(directory.glob("*.toml")):
             try:
                 theme = ThemeFile.model_validate(tomllib.loads(path.read_text())).to_theme()
-            except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
-                first = str(exc).splitlines()[0]
-                problems.append(f"theme {path.name} ignored: {first}")
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                problems.append(f"theme file {path} ignored: {_one_line(str(exc))}")
+                continue
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                key = ".".join(str(part) for part in error["loc"]) or "?"
+                message = str(error["msg"]).removeprefix("Value error, ")
+                problems.append(f"theme file {path} ignored: {key}: {message}")
+                continue
+            except ValueError as exc:  # Textual's own colour parsing
+                problems.append(f"theme file {path} ignored: {_one_line(str(exc))}")
                 continue
             themes.setdefault(theme.name, theme)
     return list(themes.values()), problems
+
+
+def choose_theme(
+    requested: str, available: Iterable[str], problems: list[str]
+) -> tuple[str, str | None]:
+    """The theme to use and at most one message: a broken or unknown theme means the default."""
+    names = set(available)
+    if requested in names:
+        return requested, "; ".join(problems) if problems else None
+    broken = [p for p in problems if Path(p.split(" ignored:")[0]).stem == requested]
+    detail = broken[0] if broken else "; ".join([f"unknown theme {requested!r}", *problems])
+    return DEFAULT_THEME, f"{detail}; using {DEFAULT_THEME}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

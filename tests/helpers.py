@@ -48,6 +48,11 @@ def cell(app: PgqConsole, entrypoint: str, column: str) -> str:
     return table_of(app).get_cell(entrypoint, column).plain
 
 
+def number(app: PgqConsole, entrypoint: str, column: str) -> str:
+    """A count cell without the status glyph that marks states needing action (✖ 6 -> 6)."""
+    return cell(app, entrypoint, column).split()[-1]
+
+
 def has_row(app: PgqConsole, entrypoint: str) -> bool:
     try:
         table = table_of(app)

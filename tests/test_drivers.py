@@ -11,7 +11,7 @@ from pgq_console.core.backend import SyncPsycopgBackend
 from pgq_console.core.target import DriverKind
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.widgets.banner import Banner
-from tests.helpers import backend_for, cell, enqueue, has_row, overview_of, wait_until
+from tests.helpers import backend_for, enqueue, has_row, number, overview_of, wait_until
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -26,7 +26,7 @@ async def test_driver_option_reaches_the_overview(database_dsn: str, kind: Drive
     try:
         async with app.run_test(size=(160, 30)) as pilot:
             await wait_until(pilot, lambda: has_row(app, "via_driver"), what=kind.value)
-            assert cell(app, "via_driver", "ready") == "3"
+            assert number(app, "via_driver", "ready") == "3"
             screen = overview_of(app)
             await wait_until(pilot, lambda: bool(screen.status and screen.status.listening))
             assert kind.value in str(screen.query_one("#connection-line").render())
@@ -74,7 +74,7 @@ async def test_embedding_classmethods_for_every_driver(database_dsn: str) -> Non
         for app in apps:
             async with app.run_test(size=(160, 30)) as pilot:
                 await wait_until(pilot, lambda app=app: has_row(app, "via_driver"))
-                assert cell(app, "via_driver", "ready") == "3"
+                assert number(app, "via_driver", "ready") == "3"
             assert app.backend is not None
             await app.backend.stop_listening()
         # The console never closes a connection it was handed.
@@ -125,7 +125,7 @@ async def test_autocommit_banner_and_its_key(database_dsn: str) -> None:
             await wait_until(pilot, lambda: not banner.display)
             assert connection.autocommit
             await wait_until(pilot, lambda: has_row(app, "via_driver"))
-            assert cell(app, "via_driver", "ready") == "3"
+            assert number(app, "via_driver", "ready") == "3"
             await wait_until(pilot, lambda: bool(screen.status and screen.status.listening))
         assert app.backend is not None
         await app.backend.stop_listening()

@@ -17,6 +17,7 @@ from tests.helpers import (
     cell,
     enqueue,
     has_row,
+    number,
     overview_of,
     table_of,
     truth,
@@ -78,11 +79,11 @@ async def test_counts_equal_database_truth_after_a_real_worker(fresh_database: s
         async with app.run_test(size=(160, 30)) as pilot:
             await wait_until(pilot, lambda: has_row(app, "later") and has_row(app, "boom"))
             # Log rows aggregate asynchronously; wait until the windows caught up.
-            await wait_until(pilot, lambda: cell(app, "ok", "done_1h") == "40", what="done_1h")
+            await wait_until(pilot, lambda: number(app, "ok", "done_1h") == "40", what="done_1h")
             for entrypoint, numbers in expected.items():
                 for column, value in numbers.items():
-                    assert cell(app, entrypoint, column) == str(value), (entrypoint, column)
-            assert cell(app, "later", "deferred") == "5"
+                    assert number(app, entrypoint, column) == str(value), (entrypoint, column)
+            assert number(app, "later", "deferred") == "5"
             assert cell(app, "ok", "oldest") != "–"
             assert cell(app, "later", "oldest") == "–"  # deferred jobs are not waiting yet
             totals = str(app.screen.query_one("#totals-line").render())
@@ -105,7 +106,7 @@ async def test_notify_triggers_a_refresh_long_before_the_timer(database_dsn: str
             await enqueue(database_dsn, "notified", 3)
             took = await wait_until(pilot, lambda: has_row(app, "notified"), within=5)
             assert took < 1.0, f"refresh after NOTIFY took {took:.2f}s"
-            assert cell(app, "notified", "ready") == "3"
+            assert number(app, "notified", "ready") == "3"
             assert screen.status is not None
             assert screen.status.refreshes > before
             assert screen.status.events_seen >= 1
@@ -124,13 +125,13 @@ async def test_updates_which_never_notify_are_caught_by_the_timer(database_dsn: 
         app = PgqConsole(backend, refresh_interval=0.5)
         async with app.run_test(size=(160, 30)) as pilot:
             await wait_until(pilot, lambda: has_row(app, "held_then_requeued"))
-            await wait_until(pilot, lambda: cell(app, "held_then_requeued", "held") == "2")
+            await wait_until(pilot, lambda: number(app, "held_then_requeued", "held") == "2")
             # requeue_jobs is an UPDATE: no NOTIFY; the 0.5 s timer must still show it.
             await Queries.from_asyncpg_connection(connection).requeue_jobs(ids)
             await wait_until(
-                pilot, lambda: cell(app, "held_then_requeued", "ready") == "2", within=3
+                pilot, lambda: number(app, "held_then_requeued", "ready") == "2", within=3
             )
-            assert cell(app, "held_then_requeued", "held") == "0"
+            assert number(app, "held_then_requeued", "held") == "0"
         await backend.close()
     finally:
         await connection.close()
@@ -151,7 +152,7 @@ async def test_rows_update_in_place_and_the_cursor_stays(fresh_database: str) ->
             await enqueue(database_dsn, "bravo", 4)
             await enqueue(database_dsn, "delta")
             await wait_until(
-                pilot, lambda: has_row(app, "delta") and cell(app, "bravo", "ready") == "5"
+                pilot, lambda: has_row(app, "delta") and number(app, "bravo", "ready") == "5"
             )
             row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
             assert row_key.value == "bravo"
@@ -240,7 +241,7 @@ async def test_overview_works_for_a_read_only_role(database_dsn: str) -> None:
     try:
         async with app.run_test(size=(160, 30)) as pilot:
             await wait_until(pilot, lambda: has_row(app, "readable"))
-            assert cell(app, "readable", "ready") == "2"
+            assert number(app, "readable", "ready") == "2"
             screen = overview_of(app)
             assert screen.status is not None and screen.status.error is None
     finally:

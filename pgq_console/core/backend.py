@@ -6,6 +6,11 @@ changes a handed-in connection's session. Writes and schema checks use pgqueuer'
 `Queries` (`Backend.queries`). LISTEN uses pgqueuer's listener helper on the driver the contract
 prescribes; for psycopg it always runs on a separate connection, because a listening
 PsycopgDriver holds the connection lock for up to a second per query.
+
+Connections drop (server restart, pg_terminate_backend, network cut): every read and transaction
+first replaces a connection that is known to be dead, and a read that outlives the statement
+timeout by `CLIENT_GRACE_S` (a network cut: the server cannot cancel it) resets its connection, so
+no caller ever waits forever. `listener_alive()` tells the live model when to LISTEN again.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ EventHandler = Callable[[pgq_models.AnyEvent], None]
 
 DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=5)
 CONNECT_TIMEOUT_S = 10.0
+# Past the statement timeout the server should have cancelled the query itself; this much later
+# the connection is presumed cut and is reset.
+CLIENT_GRACE_S = 3.0
+
+
+class DatabaseTimeout(ConsoleError):
+    """The database did not answer in time (no reply at all, not a cancelled statement)."""
 
 
 def _timeout_setting(timeout: timedelta) -> str:
@@ -78,9 +90,44 @@ class Backend(ABC):
     def queries(self) -> Queries:
         """pgqueuer's Queries on this connection, bound to the installation's names."""
 
-    @abstractmethod
     async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
-        """Run one SELECT in a read-only transaction with the console's statement timeout."""
+        """Run one SELECT in a read-only transaction with the console's statement timeout.
+
+        A dead connection is replaced first; no answer within the statement timeout plus
+        `CLIENT_GRACE_S` raises DatabaseTimeout and resets the connection that hung.
+        """
+        await self.ensure_connected()
+        deadline = self.statement_timeout.total_seconds() + CLIENT_GRACE_S
+        task = asyncio.ensure_future(self._read(sql, *args))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=deadline)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if task in done:
+            return task.result()
+        await self._abort_in_flight()
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 2)
+        raise DatabaseTimeout(
+            f"{self.label} did not answer within {deadline:g}s; the connection was reset"
+        )
+
+    @abstractmethod
+    async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]: ...
+
+    async def ensure_connected(self) -> None:
+        """Replace the console's connection when it is known to be dead (no-op otherwise)."""
+        return None  # pools replace closed connections on acquire
+
+    async def _abort_in_flight(self) -> None:
+        """Terminate the connections of reads that hung (pools: the acquired ones)."""
+        return None
+
+    def listener_alive(self) -> bool:
+        """Whether the LISTEN connection is still open (False when not listening)."""
+        return self._listen_driver is not None
 
     @abstractmethod
     def _make_listen_driver(self) -> Any: ...
@@ -98,6 +145,7 @@ class Backend(ABC):
             raise ConsoleError(READ_ONLY_REFUSAL)
         if self.autocommit_problem:
             raise ConsoleError(self.autocommit_problem)
+        await self.ensure_connected()
         async with self._transaction() as tx:
             await tx.execute(_PREAMBLE, *self._preamble_args())
             yield tx
@@ -118,6 +166,7 @@ class Backend(ABC):
 
     async def listen(self, handler: EventHandler) -> None:
         """LISTEN on the installation's channel; `handler` gets every parsed PgQueuer event."""
+        await self.ensure_connected()
         if self._listen_driver is None:
             driver = await self._open_listen_driver()
             await driver.__aenter__()
@@ -221,15 +270,43 @@ class AsyncpgBackend(Backend):
         self._queries = installation.queries(self._driver)
         self._owned = owned
         self._lock = asyncio.Lock()
+        self._reconnect_lock = asyncio.Lock()
+        # Kept: a dead connection forgets where it was connected.
+        self._connect_params: dict[str, Any] | None = None
+        with contextlib.suppress(Exception):
+            self._connect_params = _asyncpg_params(connection)
 
     @property
     def queries(self) -> Queries:
         return self._queries
 
-    async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+    async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]:
         async with self._lock, self.connection.transaction(readonly=True):
             await self.connection.execute(_PREAMBLE, *self._preamble_args())
             return [dict(row) for row in await self.connection.fetch(sql, *args)]
+
+    async def ensure_connected(self) -> None:
+        if not self.connection.is_closed():
+            return
+        async with self._reconnect_lock:
+            if not self.connection.is_closed():
+                return
+            from pgqueuer.db import AsyncpgDriver
+
+            # A handed-in connection died: the console continues on one of its own.
+            self.connection = await self.new_connection()
+            self._driver = AsyncpgDriver(self.connection)
+            self._queries = self.installation.queries(self._driver)
+            self._owned = True
+            self._listen_driver = None  # the LISTEN died with the old connection
+            self._lock = asyncio.Lock()
+
+    async def _abort_in_flight(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.terminate()
+
+    def listener_alive(self) -> bool:
+        return self._listen_driver is not None and not self.connection.is_closed()
 
     def _make_listen_driver(self) -> Any:
         return self._driver
@@ -242,7 +319,8 @@ class AsyncpgBackend(Backend):
     async def new_connection(self) -> Any:
         if self._dsn is not None:
             return await _asyncpg_connect(self._dsn, self.read_only)
-        return await _asyncpg_connect(None, self.read_only, **_asyncpg_params(self.connection))
+        params = self._connect_params or _asyncpg_params(self.connection)
+        return await _asyncpg_connect(None, self.read_only, **params)
 
     async def stop_listening(self) -> None:
         # The shared driver is also the query driver: only drop the listener callbacks.
@@ -275,18 +353,61 @@ class AsyncpgPoolBackend(Backend):
         self._driver = AsyncpgPoolDriver(pool)
         self._queries = installation.queries(self._driver)
         self._owned = owned
+        self._in_flight: set[Any] = set()
 
     @property
     def queries(self) -> Queries:
         return self._queries
 
-    async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
-        async with self.pool.acquire() as connection, connection.transaction(readonly=True):
-            await connection.execute(_PREAMBLE, *self._preamble_args())
-            return [dict(row) for row in await connection.fetch(sql, *args)]
+    async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        # The pool replaces connections it finds closed when they are acquired.
+        async with self.pool.acquire() as connection:
+            self._in_flight.add(connection)
+            try:
+                async with connection.transaction(readonly=True):
+                    await connection.execute(_PREAMBLE, *self._preamble_args())
+                    return [dict(row) for row in await connection.fetch(sql, *args)]
+            finally:
+                self._in_flight.discard(connection)
+
+    async def _abort_in_flight(self) -> None:
+        for connection in list(self._in_flight):
+            with contextlib.suppress(Exception):
+                connection.terminate()
+
+    def listener_alive(self) -> bool:
+        driver = self._listen_driver
+        connection = getattr(driver, "_listener_connection", None) if driver else None
+        try:
+            return connection is not None and not connection.is_closed()
+        except Exception:  # asyncpg: a proxy already released to the pool
+            return False
 
     def _make_listen_driver(self) -> Any:
-        return self._driver
+        from pgqueuer.db import AsyncpgPoolDriver
+
+        # A driver of its own per LISTEN: after a drop the old one still holds the dead connection.
+        return AsyncpgPoolDriver(self.pool)
+
+    @staticmethod
+    def _is_open(connection: Any) -> bool:
+        try:
+            return not connection.is_closed()
+        except Exception:  # released to the pool already
+            return False
+
+    async def stop_listening(self) -> None:
+        driver, self._listen_driver = self._listen_driver, None
+        connection = getattr(driver, "_listener_connection", None) if driver else None
+        if connection is not None and not self._is_open(connection):
+            # reset() would fail on a dead connection: hand it back to the pool as it is.
+            driver._listener_connection = None
+            with contextlib.suppress(Exception):
+                await self.pool.release(connection)
+            return
+        if driver is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(driver.__aexit__(None, None, None), 5)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Tx]:
@@ -329,6 +450,9 @@ class PsycopgBackend(Backend):
         self._lock = asyncio.Lock()
         self._queries_cache: Queries | None = None
         self._listen_connection: psycopg.AsyncConnection[Any] | None = None
+        self._reconnect_lock = asyncio.Lock()
+        # Kept: a broken connection can no longer tell how it was opened.
+        self._conninfo = (connection.info.dsn, connection.info.password or None)
 
     @property
     def autocommit_problem(self) -> str | None:
@@ -364,7 +488,30 @@ class PsycopgBackend(Backend):
             self._queries_cache = self.installation.queries(PsycopgDriver(self.connection))
         return self._queries_cache
 
-    async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+    async def ensure_connected(self) -> None:
+        if not (self.connection.closed or self.connection.broken):
+            return
+        async with self._reconnect_lock:
+            if not (self.connection.closed or self.connection.broken):
+                return
+            self.connection = await self.new_connection()
+            self._queries_cache = None
+            self._owned = True
+            self._lock = asyncio.Lock()
+
+    async def _abort_in_flight(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.pgconn.finish()  # no round trip: the network may be gone
+
+    def listener_alive(self) -> bool:
+        connection = self._listen_connection
+        return (
+            self._listen_driver is not None
+            and connection is not None
+            and not (connection.closed or connection.broken)
+        )
+
+    async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]:
         from psycopg import AsyncRawCursor
         from psycopg.rows import dict_row
 
@@ -388,11 +535,11 @@ class PsycopgBackend(Backend):
     async def new_connection(self) -> Any:
         import psycopg
 
-        info = self.connection.info
+        dsn, password = self._conninfo
         options = " ".join(f"-c {k}={v}" for k, v in _server_settings(self.read_only).items())
         return await psycopg.AsyncConnection.connect(
-            self._dsn if self._dsn is not None else info.dsn,
-            password=None if self._dsn is not None else (info.password or None),
+            self._dsn if self._dsn is not None else dsn,
+            password=None if self._dsn is not None else password,
             autocommit=True,
             options=options,
             connect_timeout=int(CONNECT_TIMEOUT_S),
@@ -404,10 +551,10 @@ class PsycopgBackend(Backend):
 
         if self.autocommit_problem:
             raise ConsoleError(self.autocommit_problem)
-        info = self.connection.info
+        dsn, password = self._conninfo
         listen_connection = await psycopg.AsyncConnection.connect(
-            info.dsn,
-            password=info.password or None,
+            self._dsn if self._dsn is not None else dsn,
+            password=None if self._dsn is not None else password,
             autocommit=True,
             application_name=f"{APPLICATION_NAME}-listen",
             connect_timeout=int(CONNECT_TIMEOUT_S),

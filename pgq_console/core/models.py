@@ -92,3 +92,8 @@ class RefreshStatus:
     db_cost: float = 0.0  # fraction of wall-clock time the console spent in the database
     refreshes: int = 0
     error: str | None = None
+    # While the database is unreachable: when it was lost, and when the next attempt runs.
+    lost_since: datetime | None = None
+    next_try_at: datetime | None = None
+    failures: int = 0
+    reconnects: int = 0

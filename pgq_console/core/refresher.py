@@ -3,6 +3,11 @@
 PgQueuer's trigger is statement-level, so UPDATEs (picks, requeues, holds) never notify: a timer
 refresh complements the events. Every refresh is timed; the pacing stretches so the console's
 own database time stays under its budget (5 % of wall-clock time by default).
+
+When the database goes away the loop backs off (exponential, capped, jittered so many consoles do
+not reconnect in lock-step), says what is lost and when it retries, LISTENs again once the
+connection is back, and reconciles with a full refresh. `PollLoop` is the same loop, without
+LISTEN, for the screens that poll one query.
 """
 
 from __future__ import annotations
@@ -10,18 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections import deque
-from collections.abc import Callable
-from dataclasses import replace
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 
 from pgqueuer.domain import models as pgq_models
 
-from pgq_console.core.backend import Backend
+from pgq_console.core.backend import Backend, DatabaseTimeout
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import Durations, OverviewSnapshot, RefreshStatus
-from pgq_console.core.stats import fetch_durations, fetch_overview
+from pgq_console.core.stats import Windows, fetch_depth, fetch_durations, fetch_windows, merge_rows
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +38,38 @@ DURATIONS_EVERY_S = 15.0
 DURATIONS_WINDOW = timedelta(minutes=5)
 COST_WINDOW_S = 60.0
 MIN_COST_WINDOW_S = 2.0
+WINDOWS_SHARE = 0.25  # of the budget, for the log-reading windows query
+STATUS_EVERY_S = 0.25  # at most this often an event alone repaints the header
 MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0
 MAX_RETRY_S = 30.0
+MIN_RETRY_S = 0.5
+
+
+def backoff_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
+    """Seconds before attempt `failures + 1`: doubling from `base_s`, capped, with jitter."""
+    ceiling = min(MAX_RETRY_S, max(MIN_RETRY_S, base_s) * 2.0 ** max(0, failures - 1))
+    # "Equal jitter": never less than half the step, so a dead server is not hammered.
+    return ceiling * (rng or random).uniform(0.5, 1.0)
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the connection (not the query) failed: retry after reconnecting."""
+    import asyncpg
+    import psycopg
+
+    return isinstance(
+        exc,
+        OSError
+        | TimeoutError
+        | DatabaseTimeout
+        | asyncpg.InterfaceError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.AdminShutdownError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.CrashShutdownError
+        | psycopg.OperationalError,
+    ) and not isinstance(exc, psycopg.errors.QueryCanceled)
 
 
 class Refresher:
@@ -71,6 +107,11 @@ class Refresher:
         self._started = clock.monotonic()
         self._durations: dict[str, Durations] = {}
         self._durations_due = 0.0
+        self._windows: dict[str, Windows] = {}
+        self._windows_due = 0.0
+        self._status_published_at = -1.0
+        self._retry_delay = 0.0
+        self._last_ok_at: datetime | None = None
 
     # -- controls (called from the UI thread's event loop, never block) --------------------
 
@@ -107,9 +148,20 @@ class Refresher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._listen and not self.status.listening:
-                await self._start_listening()
-            await self._refresh()
+            try:
+                if self._listen and self.status.listening and not self.backend.listener_alive():
+                    await self._listener_lost()
+                if self._listen and not self.status.listening:
+                    await self._start_listening()
+                await self._refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not stop the live model for good
+                log.exception("refresh loop")
+                self._failures += 1
+                self._retry_delay = backoff_delay(self._failures, self.status.interval_s)
+                self._last_end = self.clock.monotonic()
+                self._publish(replace(self.status, error=f"refresh failed: {_one_line(exc)}"))
 
     def _gap(self) -> float:
         """The least time between refreshes that keeps database time within the budget."""
@@ -119,8 +171,7 @@ class Refresher:
         if self.status.paused:
             return self.clock.monotonic() + 3600
         if self._failures:
-            backoff = min(MAX_RETRY_S, self.status.interval_s * 2.0 ** (self._failures - 1))
-            return self._last_end + backoff
+            return self._last_end + self._retry_delay
         timer_due = self._last_end + max(self.status.interval_s, self._gap())
         if self._event_due is None:
             return timer_due
@@ -143,20 +194,32 @@ class Refresher:
                 spent = self.clock.monotonic() - started
                 # The percentile query reads the log's window: give it a fifth of the budget.
                 self._durations_due = started + max(DURATIONS_EVERY_S, spent / (self.budget / 5))
-            overview_started = self.clock.monotonic()
-            rows = await fetch_overview(self.backend, self._durations)
-            self._last_overview_s = self.clock.monotonic() - overview_started
+            if started >= self._windows_due:
+                windows_started = self.clock.monotonic()
+                self._windows = await fetch_windows(self.backend)
+                spent = self.clock.monotonic() - windows_started
+                # The windows read the log: their own slice of the budget, never every event.
+                self._windows_due = windows_started + max(
+                    self.status.interval_s, spent / (self.budget * WINDOWS_SHARE)
+                )
+            depth_started = self.clock.monotonic()
+            depth = await fetch_depth(self.backend)
+            self._last_overview_s = self.clock.monotonic() - depth_started
+            rows = merge_rows(depth, self._windows, self._durations)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             ended = self.clock.monotonic()
             self._account(started, ended)
             self._failures += 1
-            self._publish(replace(self.status, error=_describe_refresh_error(exc, self.backend)))
+            self._retry_delay = backoff_delay(self._failures, self.status.interval_s)
+            await self._failed(exc)
             return
         ended = self.clock.monotonic()
+        recovered = self.status.lost_since is not None
         self._failures = 0
         self._account(started, ended)
+        self._last_ok_at = self.clock.now()
         snapshot = OverviewSnapshot(
             taken_at=self.clock.now(), rows=rows, refresh_s=self._last_duration
         )
@@ -168,8 +231,50 @@ class Refresher:
                 refreshes=self.status.refreshes + 1,
                 effective_interval_s=max(self.status.interval_s, self._gap()),
                 db_cost=self._cost(ended),
+                lost_since=None,
+                next_try_at=None,
+                failures=0,
+                reconnects=self.status.reconnects + (1 if recovered else 0),
             )
         )
+
+    async def _failed(self, exc: BaseException) -> None:
+        now = self.clock.now()
+        if not connection_lost(exc):
+            self._publish(
+                replace(
+                    self.status,
+                    error=_describe_refresh_error(exc, self.backend),
+                    failures=self._failures,
+                    next_try_at=now + timedelta(seconds=self._retry_delay),
+                )
+            )
+            return
+        # Events sent while the connection is down are gone for good: LISTEN again once back,
+        # and take the durations anew too, so the first refresh reconciles everything.
+        if self.status.listening or not self.backend.listener_alive():
+            await self._listener_lost()
+        self._durations_due = 0.0
+        self._windows_due = 0.0
+        lost_since = self.status.lost_since or now
+        next_try = now + timedelta(seconds=self._retry_delay)
+        self._publish(
+            replace(
+                self.status,
+                error=describe_outage(
+                    exc, self.backend, lost_since, self._last_ok_at, next_try, self._failures
+                ),
+                lost_since=lost_since,
+                next_try_at=next_try,
+                failures=self._failures,
+                listening=False,
+            )
+        )
+
+    async def _listener_lost(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.backend.stop_listening(), 5)
+        self._publish(replace(self.status, listening=False))
 
     def _account(self, started: float, ended: float) -> None:
         self._last_end = ended
@@ -206,24 +311,46 @@ class Refresher:
         if isinstance(event, pgq_models.TableChangedEvent):
             latency = max(0.0, (received - event.sent_at).total_seconds())
             self.request_refresh()
-        self._publish(
-            replace(
-                self.status,
-                last_event_at=received,
-                last_event_latency_s=latency
-                if latency is not None
-                else self.status.last_event_latency_s,
-                events_seen=self.status.events_seen + 1,
-            )
+        status = replace(
+            self.status,
+            last_event_at=received,
+            last_event_latency_s=latency
+            if latency is not None
+            else self.status.last_event_latency_s,
+            events_seen=self.status.events_seen + 1,
         )
+        # Hundreds of NOTIFYs a second must not each repaint the header (slow SSH links);
+        # the refresh they trigger publishes the latest status anyway.
+        if self.clock.monotonic() - self._status_published_at >= STATUS_EVERY_S:
+            self._publish(status)
+        else:
+            self.status = status
 
     def _publish(self, status: RefreshStatus) -> None:
         self.status = status
+        self._status_published_at = self.clock.monotonic()
         self._on_status(status)
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def describe_outage(
+    exc: BaseException,
+    backend: Backend,
+    lost_since: datetime,
+    last_ok_at: datetime | None,
+    next_try_at: datetime,
+    attempt: int,
+) -> str:
+    """One line for the banner: what is lost, since when, and when the console tries again."""
+    frozen = f"numbers below are from {last_ok_at:%H:%M:%S}" if last_ok_at else "no numbers yet"
+    return (
+        f"lost the connection to {backend.label} at {lost_since:%H:%M:%S} "
+        f"({_one_line(exc)[:80]}): {frozen}, live events missed; "
+        f"retry {attempt} at {next_try_at:%H:%M:%S}"
+    )
 
 
 def _describe_refresh_error(exc: BaseException, backend: Backend) -> str:
@@ -240,3 +367,121 @@ def _describe_refresh_error(exc: BaseException, backend: Backend) -> str:
     if isinstance(exc, OSError | asyncpg.InterfaceError | psycopg.OperationalError):
         return f"lost the connection to {backend.label}: {_one_line(exc)}; retrying"
     return f"refresh failed: {type(exc).__name__}: {_one_line(exc)}"
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PollStatus:
+    """How one screen's polling is doing."""
+
+    interval_s: float
+    ok_at: datetime | None = None  # the console's clock when the shown data was read
+    took_s: float = 0.0
+    error: str | None = None
+    lost_since: datetime | None = None
+    next_try_at: datetime | None = None
+    failures: int = 0
+    polls: int = 0
+
+
+class PollLoop(Generic[T]):
+    """Poll `fetch` every `interval_s` while `active()`; back off and reconnect on failures.
+
+    Used by the screens that show one query's result; nothing here blocks the UI: results and
+    status arrive through the callbacks, which must only post messages.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        fetch: Callable[[], Awaitable[T]],
+        *,
+        on_result: Callable[[T], None],
+        on_status: Callable[[PollStatus], None],
+        interval_s: float = 5.0,
+        active: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self._fetch = fetch
+        self._on_result = on_result
+        self._on_status = on_status
+        self._active = active
+        self.status = PollStatus(interval_s=interval_s)
+        self._wake = asyncio.Event()
+        self._due = 0.0
+        self._failures = 0
+
+    def request_refresh(self) -> None:
+        self._due = 0.0
+        self._wake.set()
+
+    def set_interval(self, seconds: float) -> None:
+        self._publish(replace(self.status, interval_s=seconds))
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            now = self.clock.monotonic()
+            if now < self._due or not self._active():
+                self._wake.clear()
+                timeout = max(0.05, self._due - now) if self._active() else 1.0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue
+            await self.poll_once()
+
+    async def poll_once(self) -> None:
+        started = self.clock.monotonic()
+        try:
+            result = await self._fetch()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failures += 1
+            delay = backoff_delay(self._failures, self.status.interval_s)
+            self._due = self.clock.monotonic() + delay
+            now = self.clock.now()
+            lost = connection_lost(exc)
+            lost_since = (self.status.lost_since or now) if lost else None
+            next_try = now + timedelta(seconds=delay)
+            if lost:
+                assert lost_since is not None
+                message = describe_outage(
+                    exc, self.backend, lost_since, self.status.ok_at, next_try, self._failures
+                )
+            else:
+                message = _describe_refresh_error(exc, self.backend)
+            self._publish(
+                replace(
+                    self.status,
+                    error=message,
+                    lost_since=lost_since,
+                    next_try_at=next_try,
+                    failures=self._failures,
+                )
+            )
+            return
+        ended = self.clock.monotonic()
+        self._failures = 0
+        self._due = ended + self.status.interval_s
+        self._on_result(result)
+        self._publish(
+            replace(
+                self.status,
+                ok_at=self.clock.now(),
+                took_s=ended - started,
+                error=None,
+                lost_since=None,
+                next_try_at=None,
+                failures=0,
+                polls=self.status.polls + 1,
+            )
+        )
+
+    def _publish(self, status: PollStatus) -> None:
+        self.status = status
+        self._on_status(status)

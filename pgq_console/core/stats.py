@@ -1,13 +1,19 @@
-"""The console's own read-only overview query (pgqueuer's insight calls aggregate the log: writes).
+"""The console's own read-only overview queries (pgqueuer's insight calls write: they aggregate).
 
-Counts over windows add the already-aggregated `pgqueuer_statistics` buckets to the log rows
-not yet aggregated; both are read in one statement, so a row aggregated concurrently is counted
-exactly once. Ages are returned as timestamps, so the UI computes them with its own clock.
+Two tiers, so a NOTIFY can be answered cheaply:
+- depth: the queue table per entrypoint (ready, deferred, picked, held, oldest ready). Runs on
+  every event and timer tick; it is what makes a new job appear.
+- windows: completed/failed over the last minute and hour, rates and the trend. Counts add the
+  already-aggregated `pgqueuer_statistics` buckets to the log rows not aggregated yet; both are
+  read in one statement, so a row aggregated concurrently is counted exactly once. Under load
+  this reads tens of thousands of log rows, so it runs on its own slower, budgeted cadence.
+Ages are returned as timestamps, so the UI computes them with its own clock.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from pgq_console.core.backend import Backend
@@ -19,22 +25,46 @@ TERMINAL = "'successful', 'exception', 'failed', 'canceled', 'deleted'"
 FAILURES = "'exception', 'failed'"
 
 
-def overview_sql(installation: Installation) -> str:
+@dataclass(frozen=True)
+class Depth:
+    ready: int = 0
+    deferred: int = 0
+    picked: int = 0
+    held: int = 0
+    oldest_ready_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Windows:
+    completed_1m: int = 0
+    exceptions_1m: int = 0
+    completed_1h: int = 0
+    exceptions_1h: int = 0
+    rate_in: float = 0.0
+    rate_out: float = 0.0
+    sparkline: tuple[int, ...] = field(default_factory=lambda: (0,) * SPARKLINE_MINUTES)
+
+
+def depth_sql(installation: Installation) -> str:
     names = installation.settings.qualified
     return f"""
-WITH queue AS (
-    SELECT entrypoint,
-        count(*) FILTER (WHERE status = 'queued' AND execute_after <= now()) AS ready,
-        count(*) FILTER (WHERE status = 'queued' AND execute_after > now()) AS deferred,
-        count(*) FILTER (WHERE status = 'picked') AS picked,
-        count(*) FILTER (WHERE status = 'failed') AS held,
-        -- Waiting since it became eligible: execute_after is the enqueue time unless deferred.
-        min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= now())
-            AS oldest_ready
-    FROM {names.queue_table}
-    GROUP BY entrypoint
-),
-events AS (
+SELECT entrypoint,
+    count(*) FILTER (WHERE status = 'queued' AND execute_after <= now()) AS ready,
+    count(*) FILTER (WHERE status = 'queued' AND execute_after > now()) AS deferred,
+    count(*) FILTER (WHERE status = 'picked') AS picked,
+    count(*) FILTER (WHERE status = 'failed') AS held,
+    -- Waiting since it became eligible: execute_after is the enqueue time unless deferred.
+    min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= now())
+        AS oldest_ready
+FROM {names.queue_table}
+GROUP BY entrypoint
+"""
+
+
+def windows_sql(installation: Installation) -> str:
+    names = installation.settings.qualified
+    return f"""
+WITH events AS (
     SELECT entrypoint, status::text AS status, created, count AS n
     FROM {names.statistics_table}
     WHERE created > now() - interval '1 hour'
@@ -43,36 +73,25 @@ events AS (
     FROM {names.queue_table_log}
     WHERE NOT aggregated AND created > now() - interval '1 hour'
     GROUP BY 1, 2, 3
-),
-windows AS (
-    SELECT entrypoint,
-        sum(n) FILTER (WHERE status = 'successful' AND created > now() - interval '1 minute')
-            AS completed_1m,
-        sum(n) FILTER (WHERE status IN ({FAILURES}) AND created > now() - interval '1 minute')
-            AS exceptions_1m,
-        sum(n) FILTER (WHERE status = 'successful') AS completed_1h,
-        sum(n) FILTER (WHERE status IN ({FAILURES})) AS exceptions_1h,
-        sum(n) FILTER (WHERE status = 'queued'
-            AND created > now() - interval '{RATE_WINDOW_S} seconds') AS in_window,
-        sum(n) FILTER (WHERE status IN ({TERMINAL})
-            AND created > now() - interval '{RATE_WINDOW_S} seconds') AS out_window,
-        array_agg(n) FILTER (WHERE status IN ({TERMINAL})
-            AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_n,
-        array_agg(floor(extract(epoch FROM now() - created) / 60)::int)
-            FILTER (WHERE status IN ({TERMINAL})
-            AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_age
-    FROM events
-    GROUP BY entrypoint
 )
-SELECT coalesce(q.entrypoint, w.entrypoint) AS entrypoint,
-    coalesce(q.ready, 0) AS ready, coalesce(q.deferred, 0) AS deferred,
-    coalesce(q.picked, 0) AS picked, coalesce(q.held, 0) AS held, q.oldest_ready,
-    coalesce(w.completed_1m, 0) AS completed_1m, coalesce(w.exceptions_1m, 0) AS exceptions_1m,
-    coalesce(w.completed_1h, 0) AS completed_1h, coalesce(w.exceptions_1h, 0) AS exceptions_1h,
-    coalesce(w.in_window, 0) AS in_window, coalesce(w.out_window, 0) AS out_window,
-    w.spark_n, w.spark_age
-FROM queue q FULL JOIN windows w ON w.entrypoint = q.entrypoint
-ORDER BY 1
+SELECT entrypoint,
+    coalesce(sum(n) FILTER (WHERE status = 'successful'
+        AND created > now() - interval '1 minute'), 0) AS completed_1m,
+    coalesce(sum(n) FILTER (WHERE status IN ({FAILURES})
+        AND created > now() - interval '1 minute'), 0) AS exceptions_1m,
+    coalesce(sum(n) FILTER (WHERE status = 'successful'), 0) AS completed_1h,
+    coalesce(sum(n) FILTER (WHERE status IN ({FAILURES})), 0) AS exceptions_1h,
+    coalesce(sum(n) FILTER (WHERE status = 'queued'
+        AND created > now() - interval '{RATE_WINDOW_S} seconds'), 0) AS in_window,
+    coalesce(sum(n) FILTER (WHERE status IN ({TERMINAL})
+        AND created > now() - interval '{RATE_WINDOW_S} seconds'), 0) AS out_window,
+    array_agg(n) FILTER (WHERE status IN ({TERMINAL})
+        AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_n,
+    array_agg(floor(extract(epoch FROM now() - created) / 60)::int)
+        FILTER (WHERE status IN ({TERMINAL})
+        AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_age
+FROM events
+GROUP BY entrypoint
 """
 
 
@@ -84,36 +103,72 @@ def _sparkline(counts: list[Any] | None, ages: list[Any] | None) -> tuple[int, .
     return tuple(slots)
 
 
-async def fetch_overview(
-    backend: Backend, durations: dict[str, Durations] | None = None
+async def fetch_depth(backend: Backend) -> dict[str, Depth]:
+    records = await backend.read(depth_sql(backend.installation))
+    return {
+        str(r["entrypoint"]): Depth(
+            ready=int(r["ready"]),
+            deferred=int(r["deferred"]),
+            picked=int(r["picked"]),
+            held=int(r["held"]),
+            oldest_ready_since=r["oldest_ready"],
+        )
+        for r in records
+    }
+
+
+async def fetch_windows(backend: Backend) -> dict[str, Windows]:
+    records = await backend.read(windows_sql(backend.installation))
+    return {
+        str(r["entrypoint"]): Windows(
+            completed_1m=int(r["completed_1m"]),
+            exceptions_1m=int(r["exceptions_1m"]),
+            completed_1h=int(r["completed_1h"]),
+            exceptions_1h=int(r["exceptions_1h"]),
+            rate_in=int(r["in_window"]) / RATE_WINDOW_S,
+            rate_out=int(r["out_window"]) / RATE_WINDOW_S,
+            sparkline=_sparkline(r["spark_n"], r["spark_age"]),
+        )
+        for r in records
+    }
+
+
+def merge_rows(
+    depth: dict[str, Depth], windows: dict[str, Windows], durations: dict[str, Durations]
 ) -> tuple[EntrypointRow, ...]:
-    """One read of the overview numbers, joined with the latest known durations."""
-    records = await backend.read(overview_sql(backend.installation))
-    durations = durations or {}
+    """One row per entrypoint seen in the queue or in the last hour's events, sorted."""
     rows = []
-    for record in records:
-        entrypoint = str(record["entrypoint"])
+    for entrypoint in sorted(depth.keys() | windows.keys()):
+        queue = depth.get(entrypoint, Depth())
+        window = windows.get(entrypoint, Windows())
         known = durations.get(entrypoint)
         rows.append(
             EntrypointRow(
                 entrypoint=entrypoint,
-                ready=int(record["ready"]),
-                deferred=int(record["deferred"]),
-                picked=int(record["picked"]),
-                held=int(record["held"]),
-                completed_1m=int(record["completed_1m"]),
-                exceptions_1m=int(record["exceptions_1m"]),
-                completed_1h=int(record["completed_1h"]),
-                exceptions_1h=int(record["exceptions_1h"]),
-                rate_in=int(record["in_window"]) / RATE_WINDOW_S,
-                rate_out=int(record["out_window"]) / RATE_WINDOW_S,
-                oldest_ready_since=record["oldest_ready"],
+                ready=queue.ready,
+                deferred=queue.deferred,
+                picked=queue.picked,
+                held=queue.held,
+                oldest_ready_since=queue.oldest_ready_since,
+                completed_1m=window.completed_1m,
+                exceptions_1m=window.exceptions_1m,
+                completed_1h=window.completed_1h,
+                exceptions_1h=window.exceptions_1h,
+                rate_in=window.rate_in,
+                rate_out=window.rate_out,
+                sparkline=window.sparkline,
                 p50_s=known.p50_s if known else None,
                 p95_s=known.p95_s if known else None,
-                sparkline=_sparkline(record["spark_n"], record["spark_age"]),
             )
         )
     return tuple(rows)
+
+
+async def fetch_overview(
+    backend: Backend, durations: dict[str, Durations] | None = None
+) -> tuple[EntrypointRow, ...]:
+    """Both tiers at once (one-shot readers such as `pgq-console snapshot`)."""
+    return merge_rows(await fetch_depth(backend), await fetch_windows(backend), durations or {})
 
 
 async def fetch_durations(backend: Backend, window: timedelta) -> dict[str, Durations]:

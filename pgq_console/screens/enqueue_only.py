@@ -30,6 +30,7 @@ POLL_S = 5.0
 
 class EnqueueOnlyScreen(Screen[None]):
     BINDINGS = [
+        Binding("e", "app.enqueue", "Enqueue"),  # the form: the one thing this mode can write
         Binding("r", "refresh_now", "Refresh"),
         Binding("a", "enable_autocommit", "Autocommit", show=False),
     ]

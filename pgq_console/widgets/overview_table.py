@@ -10,6 +10,7 @@ from textual.widgets import DataTable
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
+from pgq_console.widgets.status import marked_count, status_style
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     # Most urgent first, so 80 columns still show backlog, stuck and failing work.
@@ -66,9 +67,13 @@ class OverviewTable(DataTable[Text]):
         return self.app.theme_variables.get(name, "")
 
     def _cells(self, row: EntrypointRow, now: datetime) -> dict[str, Text]:
-        def number(value: int, style_name: str | None = None) -> Text:
-            style = self._style(style_name) if style_name and value else ""
+        def number(value: int, status: str | None = None) -> Text:
+            style = self._style(status_style(status).variable) if status and value else ""
             return Text(fmt.count(value), style=style, justify="right")
+
+        def alarm(value: int, status: str) -> Text:
+            # States that need action carry their glyph too: readable without colour.
+            return marked_count(self.app, status, fmt.count(value)) if value else number(0)
 
         oldest_s = (
             (now - row.oldest_ready_since).total_seconds() if row.oldest_ready_since else None
@@ -76,24 +81,23 @@ class OverviewTable(DataTable[Text]):
         return {
             # Entrypoint names come from the database: plain Text, control characters escaped.
             "entrypoint": Text(printable(row.entrypoint, limit=ENTRYPOINT_WIDTH)),
-            "ready": number(row.ready, "status-ready"),
-            "deferred": number(row.deferred, "status-deferred"),
-            "picked": number(row.picked, "status-picked"),
-            "held": number(row.held, "status-held"),
+            "ready": number(row.ready, "ready"),
+            "deferred": number(row.deferred, "deferred"),
+            "picked": number(row.picked, "picked"),
+            "held": alarm(row.held, "held"),
             "done_1m": number(row.completed_1m),
-            "err_1m": number(row.exceptions_1m, "status-exception"),
+            "err_1m": alarm(row.exceptions_1m, "exception"),
             "done_1h": number(row.completed_1h),
-            "err_1h": number(row.exceptions_1h, "status-exception"),
+            "err_1h": alarm(row.exceptions_1h, "exception"),
             "in": Text(fmt.rate(row.rate_in), justify="right"),
             "out": Text(fmt.rate(row.rate_out), justify="right"),
-            "oldest": Text(
-                fmt.seconds(oldest_s),
-                justify="right",
-                style=self._style("status-stale") if (oldest_s or 0) > OLD_READY_S else "",
-            ),
+            "oldest": marked_count(self.app, "stale", fmt.seconds(oldest_s))
+            if (oldest_s or 0) > OLD_READY_S
+            else Text(fmt.seconds(oldest_s), justify="right"),
             "p50": Text(fmt.seconds(row.p50_s), justify="right"),
             "p95": Text(fmt.seconds(row.p95_s), justify="right"),
             "trend": Text(
-                fmt.sparkline(row.sparkline, TREND_WIDTH), style=self._style("status-picked")
+                fmt.sparkline(row.sparkline, TREND_WIDTH),
+                style=self._style(status_style("picked").variable),
             ),
         }

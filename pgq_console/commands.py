@@ -1,0 +1,275 @@
+"""One command registry behind the `:` command line and the `ctrl+p` palette.
+
+Commands are derived, not listed: every described key binding active on the current screen
+(so a screen's own actions appear as soon as it binds them, and write actions hidden in
+read-only mode stay hidden), every screen in `navigation.SCREENS`, every profile (`:db NAME`)
+and every theme (`:theme NAME`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
+from textual.screen import ModalScreen, Screen
+from textual.suggester import SuggestFromList
+from textual.widgets import Input, Static
+
+from pgq_console import navigation
+from pgq_console.widgets.screen_commands import HasPaletteCommands
+
+if TYPE_CHECKING:
+    from pgq_console.keyboard import KeyboardApp
+
+# Actions the registry lists in their own, better-named form.
+_LISTED_ELSEWHERE = ("jump(", "help", "command_line", "command_palette", "quit", "back", "cursor(")
+
+
+@dataclass(frozen=True)
+class ConsoleCommand:
+    name: str  # what `:` takes, e.g. "jobs", "db prod", "pause"
+    title: str  # what the palette shows
+    help: str
+    run: Callable[[], Any]
+    key: str = ""
+
+
+def declared_by_textual(node: DOMNode, binding: Binding) -> bool:
+    """A binding Textual's own classes declare (a list's page-up, copy text...): generic moves
+    that help sums up in one line and the command registry leaves out."""
+    for cls in type(node).__mro__:
+        for item in cls.__dict__.get("BINDINGS", ()):
+            if not isinstance(item, Binding) or item.action != binding.action:
+                continue
+            if binding.key in [key.strip() for key in item.key.split(",")]:
+                return cls.__module__.startswith("textual.")
+    return False
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def console_commands(app: KeyboardApp, screen: Screen[Any]) -> list[ConsoleCommand]:
+    """Every command available on `screen`, in a stable order, names unique."""
+    commands: list[ConsoleCommand] = []
+    seen: set[str] = set()
+
+    def add(command: ConsoleCommand) -> None:
+        if command.name and command.name not in seen:
+            seen.add(command.name)
+            commands.append(command)
+
+    for spec in navigation.SCREENS:
+        add(
+            ConsoleCommand(
+                spec.mode,
+                f"Go to {spec.title}",
+                f"switch to the {spec.title} screen",
+                partial(app.action_jump, spec.key),
+                spec.key,
+            )
+        )
+    for active in screen.active_bindings.values():
+        binding = active.binding
+        if not active.enabled or not binding.description:
+            continue
+        if binding.action.startswith(_LISTED_ELSEWHERE):
+            continue
+        if active.node is not app and declared_by_textual(active.node, binding):
+            continue
+        add(
+            ConsoleCommand(
+                slug(binding.description),
+                binding.description,
+                binding.tooltip or f"same as the {app.get_key_display(binding)} key",
+                partial(app.call_later, app.run_action, binding.action, active.node),
+                app.get_key_display(binding),
+            )
+        )
+    if isinstance(screen, HasPaletteCommands):  # a screen's own palette commands
+        for title, help_text, callback in screen.palette_commands():
+            add(ConsoleCommand(slug(title), title, help_text, callback))
+    for name, profile in sorted(app.profiles().items()):
+        badge = f" [{profile.label}]" if profile.label else ""
+        add(
+            ConsoleCommand(
+                f"db {name}",
+                f"Connect to profile {name}{badge}",
+                "switch database without restarting",
+                partial(app.switch_profile, name),
+            )
+        )
+    for theme in sorted(app.available_themes):
+        add(
+            ConsoleCommand(
+                f"theme {theme}",
+                f"Theme: {theme}",
+                "change the colours",
+                partial(setattr, app, "theme", theme),
+            )
+        )
+    add(ConsoleCommand("help", "Help", "keys of this screen", app.action_help, "?"))
+    # Through the action, so the app's own quit flow (draining consumers) is the one that runs.
+    quit_action = partial(app.call_later, app.run_action, "app.quit")
+    add(ConsoleCommand("quit", "Quit", "leave the console", quit_action, "q"))
+    return commands
+
+
+ALIASES = {"q": "quit", "q!": "quit", "exit": "quit", "h": "help", "?": "help", "profile": "db"}
+
+
+def find_command(commands: list[ConsoleCommand], text: str) -> ConsoleCommand | str:
+    """The command `text` names (exact, alias, number key or unique prefix), or why none."""
+    words = text.strip().lstrip(":").split()
+    if not words:
+        return "empty command"
+    words[0] = ALIASES.get(words[0].lower(), words[0].lower())
+    typed = " ".join(words)
+    by_name = {command.name: command for command in commands}
+    if typed in by_name:
+        return by_name[typed]
+    for command in commands:
+        if command.key and command.key == typed and command.name in _screen_modes():
+            return command
+    matches = [command for command in commands if command.name.startswith(typed)]
+    if len(matches) == 1:
+        return matches[0]
+    if words[0] == "db":
+        names = [c.name.removeprefix("db ") for c in commands if c.name.startswith("db ")]
+        if len(words) == 1:
+            return f"profiles: {', '.join(names)}" if names else "no profiles configured"
+        return f"unknown profile {words[1]!r}" + (f": choose {', '.join(names)}" if names else "")
+    if matches:
+        shown = ", ".join(c.name for c in matches[:6])
+        return f"ambiguous command {typed!r}: {shown}"
+    return f"unknown command {typed!r} (:help lists the keys; tab completes)"
+
+
+def _screen_modes() -> set[str]:
+    return {spec.mode for spec in navigation.SCREENS}
+
+
+class ConsoleCommandsProvider(Provider):
+    """The palette over the same registry as `:`."""
+
+    def _commands(self) -> list[ConsoleCommand]:
+        from pgq_console.keyboard import KeyboardApp
+
+        app = self.app
+        if not isinstance(app, KeyboardApp):
+            return []
+        return console_commands(app, self.screen)
+
+    async def discover(self) -> Hits:
+        for command in self._commands():
+            yield DiscoveryHit(_title(command), command.run, help=escape(command.help))
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for command in self._commands():
+            for candidate in (command.title, f":{command.name}"):
+                score = matcher.match(candidate)
+                if score > 0:
+                    yield Hit(
+                        score,
+                        matcher.highlight(_title(command)),
+                        command.run,
+                        help=escape(command.help),
+                    )
+                    break
+
+
+def escape(text: str) -> str:
+    """Literal text for the palette, which reads markup (`[PROD]` would vanish as a tag)."""
+    return text.replace("[", "\\[")
+
+
+def _title(command: ConsoleCommand) -> str:
+    """Palette text is markup: names from screens and the config file are escaped."""
+    key = f"  ({command.key})" if command.key else ""
+    return escape(f"{command.title}{key}  :{command.name}")
+
+
+class CommandInput(Input):
+    BINDINGS = [
+        Binding("tab", "complete", "Complete", show=False),
+        Binding("up", "history(-1)", "Previous", show=False),
+        Binding("down", "history(1)", "Next", show=False),
+    ]
+
+    def __init__(self, history: list[str], **options: Any) -> None:
+        super().__init__(**options)
+        self.history = history
+        self._position = len(history)
+
+    def action_complete(self) -> None:
+        if self._suggestion:
+            self.value = self._suggestion
+            self.cursor_position = len(self.value)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        self._position = max(0, min(len(self.history), self._position + step))
+        self.value = self.history[self._position] if self._position < len(self.history) else ""
+        self.cursor_position = len(self.value)
+
+
+class CommandLine(ModalScreen[None]):
+    """`:` — a one-line prompt at the bottom, like k9s and vim; esc leaves it."""
+
+    BINDINGS = [Binding("escape", "dismiss_line", "Close", show=False)]
+
+    def __init__(self, origin: Screen[Any]) -> None:
+        super().__init__()
+        self.origin = origin
+
+    def compose(self) -> ComposeResult:
+        from pgq_console.keyboard import KeyboardApp
+
+        app = self.app
+        assert isinstance(app, KeyboardApp)
+        names = [command.name for command in console_commands(app, self.origin)]
+        yield Static(
+            Text("enter runs · tab completes · ↑↓ history · esc closes"), id="command-hint"
+        )
+        yield CommandInput(
+            app.command_history,
+            placeholder="command, e.g. jobs, db prod, theme pgq-light, quit",
+            suggester=SuggestFromList(names, case_sensitive=False),
+            id="command-input",
+        )
+
+    def on_mount(self) -> None:
+        self.query_one(CommandInput).focus()
+
+    def action_dismiss_line(self) -> None:
+        self.dismiss()
+
+    @on(Input.Submitted)
+    def run_command(self, event: Input.Submitted) -> None:
+        from pgq_console.keyboard import KeyboardApp
+
+        app = self.app
+        assert isinstance(app, KeyboardApp)
+        text = event.value.strip()
+        self.dismiss()
+        if not text:
+            return
+        if not app.command_history or app.command_history[-1] != text:
+            app.command_history.append(text)
+        found = find_command(console_commands(app, self.origin), text)
+        if isinstance(found, str):
+            app.notify(found, severity="warning", markup=False)
+            return
+        app.call_later(found.run)

@@ -1,0 +1,527 @@
+"""Settings: defaults < config file (TOML) < `PGQ_CONSOLE_*` variables < command line.
+
+The config file lives in the platformdirs config directory (`pgq-console paths` prints it) and
+holds named profiles. A profile says where to connect (a DSN or libpq parameters), with which
+driver, which PgQueuer installation, whether read-only, and an environment label and colour
+for the header. The console never writes a password anywhere: profiles take it from `.pgpass`,
+a variable (`password_env`) or a command (`password_command`). Every error names the file, the
+line and the key, or the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import stat
+import subprocess
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+import platformdirs
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.target import DriverKind, display_dsn, dsn_parts, resolve_dsn, secrets_of
+
+if TYPE_CHECKING:
+    from pgq_console.core.backend import AnyBackend
+
+APP_NAME = "pgq-console"
+CONFIG_FILE_NAME = "config.toml"
+DEFAULT_THEME = "pgq-dark"
+NO_COLOR_THEME = "pgq-monochrome"
+DEFAULT_DRIVER = DriverKind.ASYNCPG_POOL.value
+DEFAULT_REFRESH_S = 2.0
+PASSWORD_COMMAND_TIMEOUT_S = 15.0
+
+
+class ConfigError(ConsoleError):
+    """A config file or variable the console cannot use; the message says where."""
+
+
+def config_dir() -> Path:
+    return platformdirs.user_config_path(APP_NAME)
+
+
+def default_config_path() -> Path:
+    return config_dir() / CONFIG_FILE_NAME
+
+
+def user_theme_dir() -> Path:
+    return config_dir() / "themes"
+
+
+def _check_driver(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return DriverKind(value).value
+    except ValueError:
+        choices = ", ".join(kind.value for kind in DriverKind)
+        raise ValueError(f"unknown driver {value!r}: choose one of {choices}") from None
+
+
+def _check_color(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from textual.color import Color, ColorParseError
+
+    try:
+        Color.parse(value)
+    except ColorParseError:
+        raise ValueError(f"not a colour: {value!r} (a name like red, or #rrggbb)") from None
+    return value
+
+
+DriverName = Annotated[str | None, AfterValidator(_check_driver)]
+ColorName = Annotated[str | None, AfterValidator(_check_color)]
+
+
+class ProfileConfig(BaseModel):
+    """One `[profiles.NAME]` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    dsn: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+    dbname: str | None = None
+    sslmode: str | None = None
+    # Allowed, never written by the console; the file then gets a permission check.
+    password: str | None = Field(default=None, repr=False)
+    password_env: str | None = None
+    password_command: str | None = None
+    driver: DriverName = None
+    db_schema: str | None = Field(default=None, alias="schema")
+    prefix: str | None = None
+    channel: str | None = None
+    read_only: bool | None = None
+    label: str | None = None
+    color: ColorName = None
+
+    @property
+    def has_parameters(self) -> bool:
+        return any(v is not None for v in (self.host, self.port, self.user, self.dbname))
+
+    @property
+    def holds_password(self) -> bool:
+        return bool(self.password) or bool(self.dsn and _dsn_password(self.dsn))
+
+
+class FileConfig(BaseModel):
+    """The whole config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: str | None = None  # the profile used when none is named and no DSN is given
+    theme: str | None = None
+    refresh: PositiveFloat | None = None
+    driver: DriverName = None
+    read_only: bool | None = None
+    profiles: dict[str, ProfileConfig] = {}
+
+
+ENV_PREFIX = "PGQ_CONSOLE_"
+
+
+class EnvConfig(BaseSettings):
+    """`PGQ_CONSOLE_*` variables (PGQ_CONSOLE_DSN is read by the DSN ladder in core.target)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    config: Path | None = None
+    profile: str | None = None
+    theme: str | None = None
+    refresh: PositiveFloat | None = None
+    driver: DriverName = None
+    read_only: bool | None = None
+
+
+@dataclass(frozen=True)
+class CliOptions:
+    """What the command line said; None means "not given"."""
+
+    config: str | None = None
+    profile: str | None = None
+    dsn: str | None = None
+    driver: str | None = None
+    schema: str | None = None
+    prefix: str | None = None
+    channel: str | None = None
+    refresh: float | None = None
+    theme: str | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The header badge of a profile, e.g. PROD in red."""
+
+    label: str
+    color: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect and how; holds no password (that is fetched at connect time)."""
+
+    dsn: str = ""
+    driver: str = DEFAULT_DRIVER
+    schema: str | None = None
+    prefix: str | None = None
+    channel: str | None = None
+    read_only: bool = False
+    profile: str | None = None
+    environment: Environment | None = None
+    password_env: str | None = field(default=None, repr=False)
+    password_command: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+
+    def connect_dsn(
+        self, environ: Mapping[str, str] = os.environ
+    ) -> tuple[str, str, tuple[str, ...]]:
+        """The DSN with its password, the header label, and the secrets to scrub from messages.
+
+        Runs `password_command` (blocking: call it in a thread from async code).
+        """
+        dsn_parts(self.dsn)  # bad syntax: one line before any connection attempt
+        label = display_dsn(self.dsn, environ)
+        password = self.password
+        if password is None and self.password_env:
+            password = environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(
+                    f"profile {self.profile!r}: password variable {self.password_env} is not set"
+                )
+        if password is None and self.password_command:
+            password = _run_password_command(self.password_command, self.profile)
+        dsn = with_password(self.dsn, password) if password else self.dsn
+        secrets = secrets_of(dsn, environ)
+        return dsn, label, secrets
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything resolved: the console's options and the profiles it can switch to."""
+
+    config_path: Path
+    config_found: bool
+    theme: str
+    refresh: float
+    target: Target
+    profiles: Mapping[str, ProfileConfig] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    # Kept so a profile switch re-applies the same layers (and a CLI --read-only sticks).
+    file: FileConfig = field(default_factory=FileConfig)
+    env: EnvConfig | None = None
+    cli: CliOptions = field(default_factory=CliOptions)
+
+    def target_for(self, name: str) -> Target:
+        """The target of profile `name`, with the same variables and sticky --read-only."""
+        if name not in self.profiles:
+            raise ConfigError(_unknown_profile(name, self.profiles, self.config_path))
+        cli = CliOptions(read_only=self.cli.read_only)
+        return _build_target(name, self.profiles[name], self.file, self.env, cli, self.config_path)
+
+
+def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve the layers; ConfigError (one line, naming file:line key or variable) on bad input."""
+    environ = os.environ if environ is None else environ
+    env = _load_env(environ)
+    if cli.config:
+        path, explicit = Path(cli.config).expanduser(), True
+    elif env.config:
+        path, explicit = env.config.expanduser(), True
+    else:
+        path, explicit = default_config_path(), False
+    file_config, found, warnings = load_file(path, required=explicit)
+
+    profile_name = cli.profile or env.profile
+    if profile_name is None and not resolve_dsn(cli.dsn, environ):
+        profile_name = file_config.profile  # a DSN given explicitly wins over the default
+    if profile_name is not None and profile_name not in file_config.profiles:
+        raise ConfigError(_unknown_profile(profile_name, file_config.profiles, path))
+    profile = file_config.profiles.get(profile_name) if profile_name else None
+    target = _build_target(profile_name, profile, file_config, env, cli, path, environ)
+
+    theme = cli.theme or env.theme or file_config.theme
+    if theme is None:
+        theme = NO_COLOR_THEME if environ.get("NO_COLOR") else DEFAULT_THEME
+    refresh = cli.refresh or env.refresh or file_config.refresh or DEFAULT_REFRESH_S
+    if cli.refresh is not None and cli.refresh <= 0:
+        raise ConfigError("--refresh must be a positive number of seconds")
+    return Settings(
+        config_path=path,
+        config_found=found,
+        theme=theme,
+        refresh=refresh,
+        target=target,
+        profiles=dict(file_config.profiles),
+        warnings=tuple(warnings),
+        file=file_config,
+        env=env,
+        cli=cli,
+    )
+
+
+def _build_target(
+    name: str | None,
+    profile: ProfileConfig | None,
+    file_config: FileConfig,
+    env: EnvConfig | None,
+    cli: CliOptions,
+    path: Path,
+    environ: Mapping[str, str] = os.environ,
+) -> Target:
+    profile = profile or ProfileConfig()
+    env = env or EnvConfig.model_construct()
+    if profile.dsn and profile.has_parameters:
+        raise ConfigError(
+            f"{path}: profiles.{name}: give either dsn or host/port/user/dbname, not both"
+        )
+    if cli.dsn:
+        dsn = cli.dsn
+    elif profile.dsn:
+        dsn = profile.dsn
+    elif profile.has_parameters:
+        dsn = build_uri(profile)
+    else:
+        dsn = resolve_dsn(None, environ)
+    driver = cli.driver or env.driver or profile.driver or file_config.driver or DEFAULT_DRIVER
+    # Read-only sticks: CLI or variable asking for it beats a profile that does not.
+    own = profile.read_only if profile.read_only is not None else file_config.read_only
+    read_only = bool(cli.read_only or env.read_only or own)
+    environment = Environment(profile.label, profile.color) if profile.label else None
+    return Target(
+        dsn=dsn,
+        driver=driver,
+        schema=cli.schema or profile.db_schema,
+        prefix=cli.prefix or profile.prefix,
+        channel=cli.channel or profile.channel,
+        read_only=read_only,
+        profile=name,
+        environment=environment,
+        password_env=profile.password_env,
+        password_command=profile.password_command,
+        password=profile.password,
+    )
+
+
+def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool, list[str]]:
+    """The parsed file, whether it exists, and warnings (a password readable by others)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file not found: {path}") from None
+        return FileConfig(), False, []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(describe_toml_error(exc, path, text)) from None
+    try:
+        config = FileConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, path, text)) from None
+    warnings = []
+    holders = [name for name, p in config.profiles.items() if p.holds_password]
+    if holders and _readable_by_others(path):
+        warnings.append(
+            f"{path} holds a password (profile {', '.join(holders)}) and is readable by other "
+            f"users: run `chmod 600 {path}`, or use .pgpass, password_env or password_command"
+        )
+    return config, True, warnings
+
+
+def describe_toml_error(exc: tomllib.TOMLDecodeError, path: Path, text: str) -> str:
+    """`FILE:LINE: not valid TOML: message (column N)`."""
+    message = str(exc)
+    found = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
+    if found:
+        detail = message[: found.start()]
+        return f"{path}:{found.group(1)}: not valid TOML: {detail} (column {found.group(2)})"
+    if "end of document" in message:
+        line = text.count("\n") + (0 if text.endswith("\n") else 1)
+        detail = re.sub(r"\s*\(at end of document\)", "", message)
+        return f"{path}:{line}: not valid TOML: {detail} (at the end of the file)"
+    return f"{path}: not valid TOML: {message}"
+
+
+def describe_validation_error(exc: ValidationError, path: Path, text: str) -> str:
+    """The first problem as `FILE:LINE: KEY: message`."""
+    error = exc.errors()[0]
+    loc = [str(part) for part in error["loc"]]
+    # Validators on a model (not a field) report "__root__"-like locations: drop non-keys.
+    key = ".".join(loc)
+    line = line_of(text, loc)
+    where = f"{path}:{line}" if line else str(path)
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key"
+    message = message.removeprefix("Value error, ")
+    return f"{where}: {key}: {message}"
+
+
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+
+
+def _key_parts(dotted: str) -> list[str]:
+    return [part.strip().strip("\"'") for part in dotted.split(".")]
+
+
+def line_of(text: str, loc: list[str]) -> int | None:
+    """The 1-based line where the key at `loc` is set (tables and plain keys; best effort)."""
+    table: list[str] = []
+    fallback = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(raw)
+        if header:
+            table = _key_parts(header.group(1))
+            if table == loc:
+                fallback = number
+            continue
+        key, sep, _ = raw.partition("=")
+        if not sep or raw.lstrip().startswith("#"):
+            continue
+        full = table + _key_parts(key)
+        if full == loc:
+            return number
+        if fallback is None and full == loc[: len(full)] and len(full) < len(loc):
+            fallback = number  # an inline table that holds the key
+    if fallback is None and len(loc) > 1:
+        return line_of(text, loc[:-1])  # e.g. a missing key: point at its table
+    return fallback
+
+
+def _load_env(environ: Mapping[str, str]) -> EnvConfig:
+    names = {name: f"{ENV_PREFIX}{name.upper()}" for name in EnvConfig.model_fields}
+    values = {
+        field_name: environ[var]
+        for field_name, var in names.items()
+        if environ.get(var) not in (None, "")
+    }
+    try:
+        return EnvConfig.model_validate(values) if values else EnvConfig.model_construct()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        var = names.get(str(error["loc"][0]), str(error["loc"][0]))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{var}: {message}") from None
+
+
+def _readable_by_others(path: Path) -> bool:
+    try:
+        return bool(path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH))
+    except OSError:
+        return False
+
+
+def _unknown_profile(name: str, profiles: Mapping[str, Any], path: Path) -> str:
+    if not profiles:
+        return f"unknown profile {name!r}: {path} defines no profiles"
+    return f"unknown profile {name!r}: {path} defines {', '.join(sorted(profiles))}"
+
+
+def _dsn_password(dsn: str) -> str:
+    try:
+        return dsn_parts(dsn).get("password", "")
+    except ConsoleError:
+        return ""
+
+
+def build_uri(profile: ProfileConfig) -> str:
+    """A postgresql:// URI from libpq parameters (every driver reads URIs; asyncpg only those)."""
+    host = profile.host or ""
+    query: dict[str, str] = {}
+    netloc = quote(profile.user, safe="") + "@" if profile.user else ""
+    if host.startswith("/"):  # a unix socket directory
+        query["host"] = host
+        if profile.port:
+            query["port"] = str(profile.port)
+    else:
+        netloc += f"[{host}]" if ":" in host else host
+        if profile.port:
+            netloc += f":{profile.port}"
+    if profile.sslmode:
+        query["sslmode"] = profile.sslmode
+    path = "/" + quote(profile.dbname, safe="") if profile.dbname else ""
+    return urlunsplit(("postgresql", netloc, path, urlencode(query), ""))
+
+
+def with_password(dsn: str, password: str) -> str:
+    """The DSN with `password` set (URI userinfo, or a key=value pair)."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        userinfo, at, hostinfo = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0] if at else ""
+        netloc = f"{user}:{quote(password, safe='')}@{hostinfo}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(dsn, password=password)
+
+
+def _run_password_command(command: str, profile: str | None) -> str:
+    where = f"profile {profile!r}" if profile else "the profile"
+    try:
+        done = subprocess.run(
+            shlex.split(command),
+            capture_output=True,
+            text=True,
+            timeout=PASSWORD_COMMAND_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"{where}: password_command failed: {type(exc).__name__}") from None
+    if done.returncode != 0:
+        raise ConfigError(f"{where}: password_command exited with {done.returncode}")
+    password = done.stdout.rstrip("\r\n")
+    if not password:
+        raise ConfigError(f"{where}: password_command printed no password")
+    return password
+
+
+def describe_paths() -> list[tuple[str, Path]]:
+    """What `pgq-console paths` prints."""
+    from pgq_console.themes import builtin_theme_dirs
+
+    paths = [
+        ("config file", default_config_path()),
+        ("user themes", user_theme_dir()),
+        ("log file", platformdirs.user_log_path(APP_NAME) / "console.log"),
+    ]
+    paths += [("built-in themes", path) for path in builtin_theme_dirs()]
+    return paths
+
+
+async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
+    """Connect to `target` (password fetched off the event loop) and check its schema."""
+    import asyncio
+
+    from pgq_console.core.backend import check_schema, open_backend
+    from pgq_console.core.target import Installation, parse_driver
+
+    kind = parse_driver(target.driver)
+    installation = Installation.select(
+        schema=target.schema, prefix=target.prefix, channel=target.channel
+    )
+    dsn, label, secrets = await asyncio.to_thread(target.connect_dsn)
+    backend = await open_backend(
+        kind, dsn, installation, label, secrets, read_only=target.read_only
+    )
+    if check:
+        try:
+            await check_schema(backend)
+        except BaseException:
+            await backend.close()
+            raise
+    return backend

@@ -1,0 +1,273 @@
+"""Data for the charts: per-minute throughput over the last hour, run-time percentiles, backlog,
+and a drain estimate per entrypoint.
+
+Counts read the already-aggregated `pgqueuer_statistics` buckets plus the log rows not yet
+aggregated, in one statement, as `stats.py` does (pgqueuer's `throughput_*` would aggregate the
+log first: a write). Percentiles use pgqueuer's own read-only percentile query.
+
+The drain estimate is queueing arithmetic at the current rates (last `RATE_WINDOW`):
+- backlog B (ready jobs), arrivals `in`, completions `out` per minute, net = in - out;
+- B empties in B / -net when net < 0; grows by net per minute otherwise;
+- a job entering now waits about B / out (Little's law); a waiting job crosses the age limit
+  in (limit - oldest age) when nothing completes; when the wait is already over the limit, as
+  soon as the first job that cannot be served in time gets there (FIFO, ages spread evenly);
+  when the backlog grows, a limit after the wait reaches the limit, (limit * out - B) / net
+  from now; never while the wait stays under the limit and the backlog does not grow.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pgq_console.core.backend import Backend
+
+CHART_MINUTES = 60
+RATE_WINDOW = timedelta(minutes=5)
+PERCENTILE_WINDOW = timedelta(minutes=15)
+DEFAULT_AGE_LIMIT = timedelta(minutes=5)
+TERMINAL = "'successful', 'exception', 'failed', 'canceled', 'deleted'"
+FAILURES = "'exception', 'failed'"
+
+
+@dataclass(frozen=True)
+class DrainEstimate:
+    backlog: int
+    in_per_min: float
+    out_per_min: float
+    oldest_age_s: float | None
+    age_limit_s: float
+
+    @property
+    def net_per_min(self) -> float:
+        return self.in_per_min - self.out_per_min
+
+    @property
+    def empties_in_s(self) -> float | None:
+        """Seconds until the backlog is empty at the current rates; None if it never empties."""
+        if self.backlog == 0:
+            return 0.0
+        if self.net_per_min >= 0:
+            return None
+        return self.backlog / -self.net_per_min * 60.0
+
+    @property
+    def wait_s(self) -> float | None:
+        """How long a job entering now waits (None: nothing completes, it waits forever)."""
+        if self.backlog == 0:
+            return 0.0
+        if self.out_per_min <= 0:
+            return None
+        return self.backlog / self.out_per_min * 60.0
+
+    @property
+    def crosses_limit_in_s(self) -> float | None:
+        """Seconds until a waiting job is older than the limit; None: not at these rates.
+
+        FIFO at constant rates, the waiting jobs' ages spread evenly over [0, oldest age]: a job
+        that entered at time s (s <= 0 for those already waiting) is served when the jobs ahead
+        of it are done, and crosses the limit at s + limit if it is still waiting then.
+        """
+        if self.backlog == 0 or self.oldest_age_s is None:
+            return None
+        limit, age = self.age_limit_s, self.oldest_age_s
+        if age >= limit:
+            return 0.0
+        if self.out_per_min <= 0:  # nothing completes: the oldest simply ages
+            return limit - age
+        wait = self.backlog / self.out_per_min * 60.0  # for a job entering now
+        if not math.isfinite(wait):
+            return limit - age
+        if wait >= limit:
+            if age <= 0:
+                return limit
+            # Served at (s + age) * wait / age: the first job still waiting at age `limit`.
+            entered = (limit - wait) / (wait / age - 1.0)
+            return max(0.0, entered + limit)
+        if self.net_per_min <= 0:
+            return None
+        # The wait for new arrivals reaches the limit once the backlog is limit * out.
+        minutes = (limit / 60.0 * self.out_per_min - self.backlog) / self.net_per_min
+        return minutes * 60.0 + limit
+
+    @property
+    def trend(self) -> str:
+        """'empty', 'draining', 'steady', 'growing' or 'stuck' (a backlog, nothing completes)."""
+        if self.backlog == 0:
+            # Nothing waits: arrivals beyond completions are deferred or still running.
+            return "empty" if self.in_per_min == 0 else "steady"
+        if self.out_per_min == 0:
+            return "stuck"
+        if abs(self.net_per_min) < max(0.5, 0.02 * self.in_per_min):
+            return "steady"
+        return "growing" if self.net_per_min > 0 else "draining"
+
+
+@dataclass(frozen=True)
+class EntrypointSeries:
+    entrypoint: str
+    # Per minute, oldest first; the last slot is the current (partial) minute.
+    enqueued: tuple[int, ...]
+    completed: tuple[int, ...]
+    exceptions: tuple[int, ...]
+    p50_s: float | None
+    p95_s: float | None
+    p99_s: float | None
+    drain: DrainEstimate
+
+    @property
+    def completed_1h(self) -> int:
+        return sum(self.completed)
+
+    @property
+    def exceptions_1h(self) -> int:
+        return sum(self.exceptions)
+
+
+@dataclass(frozen=True)
+class ChartsSnapshot:
+    taken_at: datetime  # the database's now()
+    series: tuple[EntrypointSeries, ...]
+
+    def get(self, entrypoint: str) -> EntrypointSeries | None:
+        return next((s for s in self.series if s.entrypoint == entrypoint), None)
+
+    def total(self) -> EntrypointSeries:
+        """All entrypoints added up (percentiles are not additive: left out)."""
+
+        def add(name: str) -> tuple[int, ...]:
+            columns = zip(*(getattr(s, name) for s in self.series), strict=True)
+            return tuple(sum(c) for c in columns) if self.series else (0,) * CHART_MINUTES
+
+        drains = [s.drain for s in self.series]
+        ages = [d.oldest_age_s for d in drains if d.oldest_age_s is not None]
+        return EntrypointSeries(
+            entrypoint="all entrypoints",
+            enqueued=add("enqueued"),
+            completed=add("completed"),
+            exceptions=add("exceptions"),
+            p50_s=None,
+            p95_s=None,
+            p99_s=None,
+            drain=DrainEstimate(
+                backlog=sum(d.backlog for d in drains),
+                in_per_min=sum(d.in_per_min for d in drains),
+                out_per_min=sum(d.out_per_min for d in drains),
+                oldest_age_s=max(ages) if ages else None,
+                age_limit_s=drains[0].age_limit_s if drains else DEFAULT_AGE_LIMIT.total_seconds(),
+            ),
+        )
+
+
+def charts_sql(backend: Backend) -> str:
+    names = backend.installation.settings.qualified
+    return f"""
+WITH events AS (
+    SELECT entrypoint, status::text AS status, created, count AS n
+    FROM {names.statistics_table}
+    WHERE created > now() - interval '{CHART_MINUTES} minutes'
+    UNION ALL
+    SELECT entrypoint, status::text, created, 1
+    FROM {names.queue_table_log}
+    WHERE NOT aggregated AND created > now() - interval '{CHART_MINUTES} minutes'
+),
+minutes AS (
+    SELECT entrypoint, floor(extract(epoch FROM now() - created) / 60)::int AS age,
+        sum(n) FILTER (WHERE status = 'queued') AS enqueued,
+        sum(n) FILTER (WHERE status = 'successful') AS completed,
+        sum(n) FILTER (WHERE status IN ({FAILURES})) AS exceptions,
+        sum(n) FILTER (WHERE status = 'queued' AND created > now() - $1::interval) AS rate_in,
+        sum(n) FILTER (WHERE status IN ({TERMINAL}) AND created > now() - $1::interval)
+            AS rate_out
+    FROM events GROUP BY 1, 2
+),
+backlog AS (
+    SELECT entrypoint, count(*) AS ready, min(execute_after) AS oldest_ready
+    FROM {names.queue_table}
+    WHERE status = 'queued' AND execute_after <= now()
+    GROUP BY entrypoint
+)
+SELECT 'minute' AS kind, entrypoint, age, coalesce(enqueued, 0) AS enqueued,
+    coalesce(completed, 0) AS completed, coalesce(exceptions, 0) AS exceptions,
+    coalesce(rate_in, 0) AS rate_in, coalesce(rate_out, 0) AS rate_out,
+    NULL::bigint AS ready, NULL::timestamptz AS oldest_ready, now() AS db_now
+FROM minutes
+UNION ALL
+SELECT 'backlog', entrypoint, NULL, NULL, NULL, NULL, NULL, NULL, ready, oldest_ready, now()
+FROM backlog
+UNION ALL
+SELECT 'now', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, now()
+"""
+
+
+async def fetch_charts(
+    backend: Backend, age_limit: timedelta = DEFAULT_AGE_LIMIT
+) -> ChartsSnapshot:
+    rows = await backend.read(charts_sql(backend), RATE_WINDOW)
+    percentiles = await backend.read(
+        backend.queries.qbq.build_job_duration_percentiles_query(), PERCENTILE_WINDOW
+    )
+    taken_at: datetime | None = None
+    counts: dict[str, dict[str, list[int]]] = {}
+    rates: dict[str, list[int]] = {}
+    backlog: dict[str, tuple[int, datetime | None]] = {}
+
+    def slots(entrypoint: str) -> dict[str, list[int]]:
+        return counts.setdefault(
+            entrypoint, {k: [0] * CHART_MINUTES for k in ("enqueued", "completed", "exceptions")}
+        )
+
+    for row in rows:
+        taken_at = row["db_now"]
+        if row["kind"] == "minute":
+            entrypoint = str(row["entrypoint"])
+            series = slots(entrypoint)
+            age = int(row["age"])
+            if 0 <= age < CHART_MINUTES:
+                for key in series:
+                    series[key][CHART_MINUTES - 1 - age] += int(row[key])
+            rate = rates.setdefault(entrypoint, [0, 0])
+            rate[0] += int(row["rate_in"])
+            rate[1] += int(row["rate_out"])
+        elif row["kind"] == "backlog":
+            entrypoint = str(row["entrypoint"])
+            slots(entrypoint)
+            backlog[entrypoint] = (int(row["ready"]), row["oldest_ready"])
+    assert taken_at is not None
+    known = {str(r["entrypoint"]): r for r in percentiles}
+    window_min = RATE_WINDOW.total_seconds() / 60.0
+    result = []
+    for entrypoint in sorted(counts):
+        series = counts[entrypoint]
+        ready, oldest = backlog.get(entrypoint, (0, None))
+        rate_in, rate_out = rates.get(entrypoint, [0, 0])
+        p = known.get(entrypoint)
+        result.append(
+            EntrypointSeries(
+                entrypoint=entrypoint,
+                enqueued=tuple(series["enqueued"]),
+                completed=tuple(series["completed"]),
+                exceptions=tuple(series["exceptions"]),
+                p50_s=_float(p, "p50_seconds"),
+                p95_s=_float(p, "p95_seconds"),
+                p99_s=_float(p, "p99_seconds"),
+                drain=DrainEstimate(
+                    backlog=ready,
+                    in_per_min=rate_in / window_min,
+                    out_per_min=rate_out / window_min,
+                    oldest_age_s=max(0.0, (taken_at - oldest).total_seconds()) if oldest else None,
+                    age_limit_s=age_limit.total_seconds(),
+                ),
+            )
+        )
+    return ChartsSnapshot(taken_at=taken_at, series=tuple(result))
+
+
+def _float(row: object, key: str) -> float | None:
+    if row is None:
+        return None
+    value = row[key]  # type: ignore[index]
+    return None if value is None else float(value)

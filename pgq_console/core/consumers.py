@@ -1,0 +1,811 @@
+"""In-process PgQueuer consumers: start, drain, cancel, and watch them from the console.
+
+Each consumer is a pgqueuer `QueueManager` on its own connection (`backend.new_connection()`),
+run with `qm.run(...)` as a task on the console's event loop, so the UI's queries and the
+consumer's dequeues never queue behind each other. A user factory (`module:create`, as `pgq run`
+takes one) is entered and run exactly as pgqueuer's supervisor does.
+
+Every entrypoint's executor is wrapped to count jobs, keep a per-consumer log (handler output and
+tracebacks; untrusted text, the UI must not render it as markup) and make running jobs
+cancellable on request. Stopping sets the manager's shutdown event: it stops picking, lets the
+running jobs finish and flushes their status, so a stop neither loses a job nor runs one twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import importlib
+import inspect
+import logging
+import os
+import random
+import re
+import sys
+import traceback
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pgqueuer import QueueManager
+from pgqueuer.core.applications import PgQueuer
+from pgqueuer.core.executors import AbstractEntrypointExecutor
+from pgqueuer.domain.errors import RetryRequested
+from pgqueuer.domain.models import Context, Job
+from pgqueuer.domain.types import Channel, JobId
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
+from pgq_console.core.backend import READ_ONLY_REFUSAL, AnyBackend, SyncPsycopgBackend
+from pgq_console.core.clock import Clock, SystemClock
+from pgq_console.core.enqueue import FormErrors
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import printable
+
+LOG_LINES = 2000
+RATE_WINDOW_S = 10.0
+_TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
+
+
+class HandlerKind(StrEnum):
+    NOOP = "noop"
+    SLEEP = "sleep"
+    LOG = "log"
+    FAIL_SOMETIMES = "fail-p"
+    FAIL_ALWAYS = "fail"
+    USER = "handler"
+    FACTORY = "factory"
+
+    @property
+    def argument_hint(self) -> str:
+        return {
+            HandlerKind.NOOP: "",
+            HandlerKind.SLEEP: "milliseconds per job, e.g. 250",
+            HandlerKind.LOG: "",
+            HandlerKind.FAIL_SOMETIMES: "probability 0..1 or a percentage, e.g. 0.1 or 10%",
+            HandlerKind.FAIL_ALWAYS: "",
+            HandlerKind.USER: "package.module:function (async, or sync: run in a thread)",
+            HandlerKind.FACTORY: "package.module:create (async context manager, as `pgq run`)",
+        }[self]
+
+
+HANDLER_LABELS: dict[HandlerKind, str] = {
+    HandlerKind.NOOP: "no-op",
+    HandlerKind.SLEEP: "sleep N ms",
+    HandlerKind.LOG: "log the payload",
+    HandlerKind.FAIL_SOMETIMES: "fail with probability p",
+    HandlerKind.FAIL_ALWAYS: "fail always",
+    HandlerKind.USER: "user handler module:function",
+    HandlerKind.FACTORY: "user factory module:create",
+}
+
+
+def _error(message: str) -> PydanticCustomError:
+    return PydanticCustomError("form", message)
+
+
+def _whole(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip().replace("_", "").replace(",", "")
+        if not re.fullmatch(r"[+-]?\d+", text):
+            raise _error(f"{name} is a whole number from {low:,} to {high:,}")
+        number = int(text)
+    if not low <= number <= high:
+        raise _error(f"{name} must lie between {low:,} and {high:,}")
+    return number
+
+
+class ConsumerSpec(BaseModel):
+    """A consumer to start, validated. Build it from raw strings with `parse_consumer_form`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handler: HandlerKind = HandlerKind.NOOP
+    entrypoints: tuple[str, ...] = ()
+    argument: str = ""
+    concurrency_limit: int = 0
+    batch_size: int = 10
+    on_failure: Literal["delete", "hold"] = "delete"
+    heartbeat_timeout_s: float = 30.0
+    dequeue_timeout_s: float = 30.0
+
+    @field_validator("handler", mode="before")
+    @classmethod
+    def _handler(cls, value: object) -> HandlerKind:
+        try:
+            return HandlerKind(str(value).strip().lower() or "noop")
+        except ValueError:
+            kinds = ", ".join(kind.value for kind in HandlerKind)
+            raise _error(f"handler is one of {kinds}") from None
+
+    @field_validator("entrypoints", mode="before")
+    @classmethod
+    def _entrypoints(cls, value: object, info: ValidationInfo) -> tuple[str, ...]:
+        items = value if isinstance(value, list | tuple) else re.split(r"[,\s]+", str(value))
+        names = tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+        for name in names:
+            if printable(name) != name:
+                raise _error("an entrypoint name has control characters")
+        if not names and info.data.get("handler") is not HandlerKind.FACTORY:
+            raise _error("name at least one entrypoint (comma-separated)")
+        return names
+
+    @field_validator("argument", mode="before")
+    @classmethod
+    def _argument(cls, value: object, info: ValidationInfo) -> str:
+        text = str(value).strip()
+        kind = info.data.get("handler")
+        if kind is HandlerKind.SLEEP:
+            try:
+                milliseconds = float(text.removesuffix("ms").strip() or "nan")
+            except ValueError:
+                milliseconds = float("nan")
+            if not 0 <= milliseconds <= 3_600_000:
+                raise _error("sleep takes milliseconds from 0 to 3,600,000, e.g. 250")
+            return f"{milliseconds:g}"
+        if kind is HandlerKind.FAIL_SOMETIMES:
+            percent = text.endswith("%")
+            try:
+                probability = float(text.removesuffix("%").strip() or "nan") / (
+                    100 if percent else 1
+                )
+            except ValueError:
+                probability = float("nan")
+            if not 0 <= probability <= 1:
+                raise _error("failure probability is 0..1 or a percentage, e.g. 0.1 or 10%")
+            return f"{probability:g}"
+        if kind in (HandlerKind.USER, HandlerKind.FACTORY):
+            if not _TARGET.fullmatch(text):
+                raise _error(f"expected {kind.argument_hint}")
+            return text
+        return ""
+
+    @field_validator("concurrency_limit", mode="before")
+    @classmethod
+    def _limit(cls, value: object) -> int:
+        return _whole(str(value).strip() or "0", "concurrency limit (0 = none)", 0, 100_000)
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _batch(cls, value: object) -> int:
+        return _whole(str(value).strip() or "10", "batch size", 1, 10_000)
+
+    @field_validator("on_failure", mode="before")
+    @classmethod
+    def _on_failure(cls, value: object) -> str:
+        text = str(value).strip().lower() or "delete"
+        if text not in ("delete", "hold"):
+            raise _error("on failure is hold (keep for requeue) or delete")
+        return text
+
+    @field_validator("heartbeat_timeout_s", "dequeue_timeout_s", mode="before")
+    @classmethod
+    def _seconds(cls, value: object, info: ValidationInfo) -> float:
+        text = str(value).strip().removesuffix("s").strip() or "30"
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = float("nan")
+        if not 0.5 <= seconds <= 86_400:
+            name = (info.field_name or "timeout").removesuffix("_s").replace("_", " ")
+            raise _error(f"{name} is seconds from 0.5 to 86400, e.g. 30")
+        return seconds
+
+    @property
+    def label(self) -> str:
+        if self.handler in (HandlerKind.USER, HandlerKind.FACTORY):
+            return self.argument
+        if self.handler is HandlerKind.SLEEP:
+            return f"sleep {self.argument}ms"
+        if self.handler is HandlerKind.FAIL_SOMETIMES:
+            return f"fail p={self.argument}"
+        return HANDLER_LABELS[self.handler]
+
+
+CONSUMER_FIELDS = (
+    "handler",
+    "entrypoints",
+    "argument",
+    "concurrency_limit",
+    "batch_size",
+    "on_failure",
+    "heartbeat_timeout_s",
+)
+
+
+def parse_consumer_form(raw: Mapping[str, str]) -> ConsumerSpec:
+    try:
+        return ConsumerSpec.model_validate(dict(raw))
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "handler"
+            errors.setdefault(name, error["msg"])
+        raise FormErrors(errors) from None
+
+
+def consumer_refusal(backend: AnyBackend | None, read_only: bool) -> str | None:
+    """Why consumers cannot run on this console, or None."""
+    if backend is None:
+        return "not connected yet"
+    if isinstance(backend, SyncPsycopgBackend):
+        return (
+            "consumers need an async driver: psycopg-sync can only enqueue "
+            "(restart with --driver asyncpg-pool, asyncpg or psycopg)"
+        )
+    if read_only or backend.read_only:
+        return f"{READ_ONLY_REFUSAL}: consumers update and delete jobs"
+    if backend.autocommit_problem:
+        return f"{backend.autocommit_problem}: switch it to autocommit first"
+    return None
+
+
+# -- loading user code ---------------------------------------------------------------------------
+
+
+def load_target(target: str) -> Callable[..., Any]:
+    """Import `package.module:attr` (the working directory is importable, as for `pgq run`)."""
+    module_name, _, attribute = target.partition(":")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.append(cwd)
+    try:
+        loaded: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ConsoleError(f"cannot import {module_name}: {exc}") from None
+    except Exception as exc:
+        raise ConsoleError(
+            f"importing {module_name} failed: {type(exc).__name__}: {_one_line(exc)}"
+        ) from None
+    for part in attribute.split("."):
+        try:
+            loaded = getattr(loaded, part)
+        except AttributeError:
+            raise ConsoleError(f"{module_name} has no attribute {attribute}") from None
+    if not callable(loaded):
+        raise ConsoleError(f"{target} is a {type(loaded).__name__}, not a function")
+    return loaded  # type: ignore[no-any-return]
+
+
+def _one_line(exc: BaseException) -> str:
+    return printable(" ".join(str(exc).split()), limit=300)
+
+
+Handler = Callable[[Job, Context], Awaitable[None]]
+
+
+def user_handler(function: Callable[..., Any]) -> Handler:
+    """An async handler (job, ctx) around a user function: async or sync, with or without ctx."""
+    try:
+        parameters = [
+            p
+            for p in inspect.signature(function).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        takes_context = len(parameters) >= 2
+    except (TypeError, ValueError):
+        takes_context = False
+    if inspect.iscoroutinefunction(function) or inspect.iscoroutinefunction(
+        getattr(function, "__call__", None)  # noqa: B004 - async callable objects
+    ):
+
+        async def run_async(job: Job, context: Context) -> None:
+            await (function(job, context) if takes_context else function(job))
+
+        return run_async
+
+    async def run_in_thread(job: Job, context: Context) -> None:
+        # pgqueuer requires async handlers; a blocking one must not stall the UI's event loop.
+        result = await asyncio.to_thread(
+            (lambda: function(job, context)) if takes_context else (lambda: function(job))
+        )
+        if inspect.isawaitable(result):
+            await result
+
+    return run_in_thread
+
+
+def builtin_handler(spec: ConsumerSpec, log: Callable[[str], None]) -> Handler:
+    kind = spec.handler
+    if kind is HandlerKind.SLEEP:
+        seconds = float(spec.argument) / 1000
+
+        async def sleep(job: Job, context: Context) -> None:
+            await asyncio.sleep(seconds)
+
+        return sleep
+    if kind is HandlerKind.LOG:
+
+        async def log_payload(job: Job, context: Context) -> None:
+            payload = (
+                "(no payload)"
+                if job.payload is None
+                else job.payload.decode("utf-8", errors="replace")
+            )
+            log(f"job {job.id} {job.entrypoint}: {payload}")
+
+        return log_payload
+    if kind is HandlerKind.FAIL_SOMETIMES:
+        probability = float(spec.argument)
+
+        async def fail_sometimes(job: Job, context: Context) -> None:
+            if random.random() < probability:
+                raise RuntimeError(f"simulated failure (p={probability:g}) of job {job.id}")
+
+        return fail_sometimes
+    if kind is HandlerKind.FAIL_ALWAYS:
+
+        async def fail_always(job: Job, context: Context) -> None:
+            raise RuntimeError(f"simulated failure of job {job.id}")
+
+        return fail_always
+
+    async def noop(job: Job, context: Context) -> None:
+        return None
+
+    return noop
+
+
+# -- one consumer ------------------------------------------------------------------------------
+
+
+class ConsumerState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    DRAINING = "draining"
+    CANCELLING = "cancelling"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        return self in (
+            ConsumerState.STARTING,
+            ConsumerState.RUNNING,
+            ConsumerState.DRAINING,
+            ConsumerState.CANCELLING,
+        )
+
+
+@dataclass(frozen=True)
+class ConsumerSnapshot:
+    """One consumer's row, immutable, for the UI."""
+
+    id: int
+    name: str
+    entrypoints: tuple[str, ...]
+    handler: str
+    state: ConsumerState
+    done: int
+    errors: int
+    retried: int
+    cancelled: int
+    in_flight: int
+    rate: float
+    started_at: datetime
+    uptime_s: float
+    error: str | None
+    log_lines: int  # total ever written: the UI appends what it has not seen yet
+
+    @property
+    def state_text(self) -> str:
+        if self.state is ConsumerState.DRAINING:
+            return f"draining {self.in_flight}"
+        if self.state is ConsumerState.CANCELLING:
+            return f"cancelling {self.in_flight}"
+        return self.state.value
+
+
+_current_consumer: contextvars.ContextVar[Consumer | None] = contextvars.ContextVar(
+    "pgq_console_consumer", default=None
+)
+
+
+class _InstrumentedExecutor(AbstractEntrypointExecutor):
+    """Counts, logs and makes cancellable every job of one entrypoint."""
+
+    def __init__(self, inner: AbstractEntrypointExecutor, consumer: Consumer) -> None:
+        self.inner = inner
+        self.parameters = inner.parameters
+        self.consumer = consumer
+
+    async def execute(self, job: Job, context: Context) -> None:
+        consumer = self.consumer
+        consumer.in_flight += 1
+        task = asyncio.current_task()
+        if task is not None:
+            consumer.running[job.id] = task
+        token = _current_consumer.set(consumer)
+        try:
+            await self.inner.execute(job, context)
+        except RetryRequested:
+            consumer.retried += 1
+            raise
+        except asyncio.CancelledError:
+            # Cancelled from the console: pgqueuer's dispatcher logs the job `canceled`.
+            consumer.cancelled += 1
+            consumer.log(f"job {job.id} {job.entrypoint}: cancelled from the console")
+            raise
+        except Exception as exc:
+            consumer.errors += 1
+            consumer.log_exception(job, exc)
+            raise
+        else:
+            consumer.done += 1
+            consumer.last_done_mono = consumer.clock.monotonic()
+            if consumer.first_done_mono is None:
+                consumer.first_done_mono = consumer.last_done_mono
+        finally:
+            # No await below: once a job leaves `running`, no console cancel can reach it, so
+            # a cancel never interrupts pgqueuer recording the job's final status.
+            _current_consumer.reset(token)
+            consumer.running.pop(job.id, None)
+            consumer.in_flight -= 1
+
+
+class Consumer:
+    """A running (or finished) consumer; mutated only on the event loop."""
+
+    def __init__(self, consumer_id: int, spec: ConsumerSpec, clock: Clock) -> None:
+        self.id = consumer_id
+        self.spec = spec
+        self.clock = clock
+        self.name = f"c{consumer_id}"
+        self.state = ConsumerState.STARTING
+        self.entrypoints: tuple[str, ...] = spec.entrypoints
+        self.done = self.errors = self.retried = self.cancelled = self.in_flight = 0
+        self.started_at = clock.now()
+        self.started_mono = clock.monotonic()
+        self.ended_mono: float | None = None
+        # When the first and the latest job succeeded (rates over exactly the busy time).
+        self.first_done_mono: float | None = None
+        self.last_done_mono: float | None = None
+        self.error: str | None = None
+        self.shutdown = asyncio.Event()
+        self.queue_manager: QueueManager | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.running: dict[JobId, asyncio.Task[Any]] = {}
+        self.lines: deque[str] = deque(maxlen=LOG_LINES)
+        self.lines_written = 0
+        self._samples: deque[tuple[float, int]] = deque()
+
+    # -- log -------------------------------------------------------------------------------
+
+    def log(self, text: str) -> None:
+        stamp = self.clock.now().strftime("%H:%M:%S")
+        for index, line in enumerate(str(text).splitlines() or [""]):
+            self.lines.append(f"{stamp if index == 0 else ' ' * len(stamp)} {printable(line)}")
+            self.lines_written += 1
+
+    def log_exception(self, job: Job, exc: BaseException) -> None:
+        formatted = "".join(traceback.format_exception(exc)).rstrip()
+        self.log(f"job {job.id} {job.entrypoint} failed: {type(exc).__name__}: {exc}\n{formatted}")
+
+    def new_lines(self, seen: int) -> tuple[list[str], int]:
+        """Lines written after the first `seen` ones (those still buffered), and the new total."""
+        missing = self.lines_written - seen
+        if missing <= 0:
+            return [], self.lines_written
+        buffered = list(self.lines)
+        return buffered[-min(missing, len(buffered)) :], self.lines_written
+
+    # -- control ---------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop picking; running jobs finish (draining), then the consumer ends."""
+        if self.state in (ConsumerState.STARTING, ConsumerState.RUNNING):
+            self.state = ConsumerState.DRAINING
+            self.log(f"stop requested: draining {self.in_flight} running job(s)")
+        self.shutdown.set()
+
+    def cancel_running(self) -> int:
+        """Cancel the jobs still running (their handlers get CancelledError at their next
+        await); pgqueuer records each as `canceled`. Returns how many."""
+        self.request_stop()
+        if self.state.active:
+            self.state = ConsumerState.CANCELLING
+        tasks = list(self.running.values())
+        for task in tasks:
+            task.cancel()
+        self.log(f"cancelling {len(tasks)} running job(s)")
+        return len(tasks)
+
+    def snapshot(self) -> ConsumerSnapshot:
+        now = self.clock.monotonic()
+        end = self.ended_mono if self.ended_mono is not None else now
+        return ConsumerSnapshot(
+            id=self.id,
+            name=self.name,
+            entrypoints=self.entrypoints,
+            handler=self.spec.label,
+            state=self.state,
+            done=self.done,
+            errors=self.errors,
+            retried=self.retried,
+            cancelled=self.cancelled,
+            in_flight=self.in_flight,
+            rate=self._rate(now) if self.ended_mono is None else 0.0,
+            started_at=self.started_at,
+            uptime_s=max(0.0, end - self.started_mono),
+            error=self.error,
+            log_lines=self.lines_written,
+        )
+
+    def _rate(self, now: float) -> float:
+        finished = self.done + self.errors + self.cancelled + self.retried
+        samples = self._samples
+        samples.append((now, finished))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW_S:
+            samples.popleft()
+        first_at, first_count = samples[0]
+        if now - first_at <= 0:
+            return 0.0
+        return (finished - first_count) / (now - first_at)
+
+    def instrument(self, manager: QueueManager) -> None:
+        self.queue_manager = manager
+        for name, executor in list(manager.entrypoint_registry.items()):
+            if not isinstance(executor, _InstrumentedExecutor):
+                manager.entrypoint_registry[name] = _InstrumentedExecutor(executor, self)
+        self.entrypoints = tuple(str(name) for name in manager.entrypoint_registry)
+
+
+# -- the supervisor --------------------------------------------------------------------------
+
+
+class _ConsumerLogHandler(logging.Handler):
+    """Routes log records emitted while a consumer's job runs into that consumer's log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        consumer = _current_consumer.get()
+        if consumer is None:
+            return
+        try:
+            consumer.log(f"{record.levelname} {record.name}: {self.format(record)}")
+        except Exception:  # a log line must never break a job
+            self.handleError(record)
+
+
+@dataclass
+class StartOptions:
+    """How the consumer's manager runs (the `pgq run` options the form offers)."""
+
+    dequeue_timeout: timedelta
+    batch_size: int
+    heartbeat_timeout: timedelta
+
+
+class ConsumerSupervisor:
+    """The console's in-process consumers."""
+
+    def __init__(
+        self, resources: MutableMapping[str, Any] | None = None, clock: Clock | None = None
+    ) -> None:
+        self.resources: MutableMapping[str, Any] = resources if resources is not None else {}
+        self.clock: Clock = clock or SystemClock()
+        self.consumers: dict[int, Consumer] = {}
+        self._next_id = 1
+        self._log_handler: _ConsumerLogHandler | None = None
+
+    def __iter__(self) -> Iterator[Consumer]:
+        return iter(self.consumers.values())
+
+    def get(self, consumer_id: int) -> Consumer | None:
+        return self.consumers.get(consumer_id)
+
+    @property
+    def active(self) -> list[Consumer]:
+        return [c for c in self.consumers.values() if c.state.active]
+
+    def snapshots(self) -> list[ConsumerSnapshot]:
+        return [consumer.snapshot() for consumer in self.consumers.values()]
+
+    async def start(
+        self, backend: AnyBackend | None, spec: ConsumerSpec, *, read_only: bool = False
+    ) -> Consumer:
+        """Start a consumer; returns once it runs. ConsoleError (one line) if it cannot start."""
+        problem = consumer_refusal(backend, read_only)
+        if problem:
+            raise ConsoleError(problem)
+        assert backend is not None and not isinstance(backend, SyncPsycopgBackend)
+        target: Callable[..., Any] | None = None
+        if spec.handler in (HandlerKind.USER, HandlerKind.FACTORY):
+            target = await asyncio.to_thread(load_target, spec.argument)
+        consumer = Consumer(self._next_id, spec, self.clock)
+        self._next_id += 1
+        self._install_log_capture()
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        options = StartOptions(
+            dequeue_timeout=timedelta(seconds=spec.dequeue_timeout_s),
+            batch_size=spec.batch_size,
+            heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
+        )
+        if spec.handler is HandlerKind.FACTORY:
+            assert target is not None
+            body = self._run_factory(consumer, target, options, started)
+        else:
+            handler = (
+                user_handler(target) if target is not None else builtin_handler(spec, consumer.log)
+            )
+            body = self._run_builtin(consumer, backend, handler, options, started)
+        consumer.task = asyncio.create_task(self._supervise(consumer, body, started))
+        self.consumers[consumer.id] = consumer
+        try:
+            await asyncio.shield(started)
+        except ConsoleError:
+            self.consumers.pop(consumer.id, None)
+            raise
+        return consumer
+
+    async def _supervise(
+        self, consumer: Consumer, body: Awaitable[None], started: asyncio.Future[None]
+    ) -> None:
+        try:
+            await body
+        except Exception as exc:
+            consumer.error = _one_line(exc) or type(exc).__name__
+            consumer.state = ConsumerState.FAILED
+            consumer.log(
+                f"consumer ended with {type(exc).__name__}:\n"
+                + "".join(traceback.format_exception(exc)).rstrip()
+            )
+            if not started.done():
+                started.set_exception(
+                    ConsoleError(f"consumer did not start: {type(exc).__name__}: {consumer.error}")
+                )
+        else:
+            consumer.state = ConsumerState.STOPPED
+            consumer.log("stopped")
+            if not started.done():  # drained before it was ever seen running
+                started.set_result(None)
+        finally:
+            consumer.ended_mono = consumer.clock.monotonic()
+
+    async def _run_builtin(
+        self,
+        consumer: Consumer,
+        backend: Any,
+        handler: Handler,
+        options: StartOptions,
+        started: asyncio.Future[None],
+    ) -> None:
+        spec = consumer.spec
+        connection = await backend.new_connection()
+        try:
+            queries = backend.installation.queries(backend.new_driver(connection))
+            manager = QueueManager(
+                queries,
+                channel=Channel(backend.installation.channel),
+                resources=self.resources,
+            )
+            manager.shutdown = consumer.shutdown
+            for name in spec.entrypoints:
+                manager.entrypoint(
+                    name,
+                    concurrency_limit=spec.concurrency_limit,
+                    accepts_context=True,
+                    on_failure=spec.on_failure,
+                )(handler)
+            consumer.instrument(manager)
+            await manager.verify_structure()
+            self._mark_running(consumer, started)
+            await manager.run(
+                dequeue_timeout=options.dequeue_timeout,
+                batch_size=options.batch_size,
+                heartbeat_timeout=options.heartbeat_timeout,
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
+
+    async def _run_factory(
+        self,
+        consumer: Consumer,
+        factory: Callable[..., Any],
+        options: StartOptions,
+        started: asyncio.Future[None],
+    ) -> None:
+        from pgqueuer.adapters.cli.factories import validate_factory_result
+        from pgqueuer.adapters.cli.supervisor import run_manager, setup_shutdown_handlers
+        from pgqueuer.domain.types import QueueExecutionMode
+
+        async with validate_factory_result(factory()) as entered:
+            manager = setup_shutdown_handlers(entered, consumer.shutdown)
+            if isinstance(manager, PgQueuer):
+                consumer.instrument(manager.qm)
+            elif isinstance(manager, QueueManager):
+                consumer.instrument(manager)
+            else:
+                raise ConsoleError(
+                    f"{consumer.spec.argument} yielded a {type(manager).__name__}; "
+                    "a consumer needs a PgQueuer or a QueueManager"
+                )
+            self._mark_running(consumer, started)
+            await run_manager(
+                manager,
+                options.dequeue_timeout,
+                options.batch_size,
+                QueueExecutionMode.continuous,
+                None,
+                False,
+                options.heartbeat_timeout,
+            )
+
+    def _mark_running(self, consumer: Consumer, started: asyncio.Future[None]) -> None:
+        if consumer.state is ConsumerState.STARTING:
+            consumer.state = ConsumerState.RUNNING
+        listed = ", ".join(consumer.entrypoints) or "(no entrypoints)"
+        consumer.log(f"started: {consumer.spec.label} on {listed}")
+        if not started.done():
+            started.set_result(None)
+
+    def stop(self, consumer_id: int) -> None:
+        if consumer := self.consumers.get(consumer_id):
+            consumer.request_stop()
+
+    def cancel_running(self, consumer_id: int) -> int:
+        consumer = self.consumers.get(consumer_id)
+        return consumer.cancel_running() if consumer else 0
+
+    def forget(self, consumer_id: int) -> None:
+        """Drop a finished consumer's row."""
+        consumer = self.consumers.get(consumer_id)
+        if consumer is not None and not consumer.state.active:
+            del self.consumers[consumer_id]
+
+    async def wait(self, consumer_id: int, within: float | None = None) -> bool:
+        """True once the consumer has ended (within `within` seconds)."""
+        consumer = self.consumers.get(consumer_id)
+        if consumer is None or consumer.task is None:
+            return True
+        done, _ = await asyncio.wait({consumer.task}, timeout=within)
+        return bool(done)
+
+    async def drain_all(self, within: float | None = None) -> bool:
+        """Stop every consumer and wait for their running jobs; True if all ended in time."""
+        for consumer in self.active:
+            consumer.request_stop()
+        tasks = {
+            c.task for c in self.consumers.values() if c.task is not None and not c.task.done()
+        }
+        if not tasks:
+            return True
+        _, pending = await asyncio.wait(tasks, timeout=within)
+        return not pending
+
+    def _install_log_capture(self) -> None:
+        if self._log_handler is not None:
+            return
+        handler = _ConsumerLogHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        # A standalone console has no logging set up: let handlers' INFO lines through to
+        # the log pane. An embedding application's own configuration is left as it is.
+        if len(root.handlers) == 1 and root.level > logging.INFO:
+            root.setLevel(logging.INFO)
+            for name in ("pgqueuer", "asyncio"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+        self._log_handler = handler
+
+    def close(self) -> None:
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler = None
+
+
+__all__ = [
+    "ConsumerSnapshot",
+    "ConsumerSpec",
+    "ConsumerState",
+    "ConsumerSupervisor",
+    "HandlerKind",
+    "consumer_refusal",
+    "parse_consumer_form",
+]

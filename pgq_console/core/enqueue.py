@@ -1,0 +1,557 @@
+"""Enqueueing test jobs: the form's input as pydantic models, and batched enqueue.
+
+`parse_enqueue_form` turns the raw strings of the form into an `EnqueueRequest`, or raises
+`FormErrors` with one message per field. `Enqueuer` writes the request through pgqueuer's own batch
+enqueue (`Queries.enqueue` with lists, or `SyncQueries.enqueue` in a thread for the sync driver):
+one INSERT statement per batch, so each batch commits whole or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import model_validator as _model_validator
+from pydantic_core import PydanticCustomError
+
+from pgq_console.core.backend import (
+    READ_ONLY_REFUSAL,
+    AnyBackend,
+    AsyncpgPoolBackend,
+    Backend,
+    SyncPsycopgBackend,
+)
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import printable
+
+MAX_COPIES = 1_000_000
+DEFAULT_BATCH_SIZE = 5_000
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_ENTRYPOINT_CHARS = 200
+INT32 = (-(2**31), 2**31 - 1)
+# Longest delay PostgreSQL's interval arithmetic and the UI can sensibly take.
+MAX_DELAY = timedelta(days=3650)
+
+FIELDS = (
+    "entrypoint",
+    "payload_kind",
+    "payload",
+    "priority",
+    "execute_after",
+    "dedupe_key",
+    "headers",
+    "copies",
+)
+
+
+class PayloadKind(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+    HEX = "hex"
+    FILE = "file"
+
+
+def _error(message: str) -> PydanticCustomError:
+    # A custom error keeps pydantic's "Value error, " prefix out of the operator's view.
+    return PydanticCustomError("form", message)
+
+
+_UNITS = {
+    "ms": 0.001,
+    "s": 1,
+    "sec": 1,
+    "m": 60,
+    "min": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 7 * 86400,
+}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d|w)", re.IGNORECASE)
+_CLOCK = re.compile(r"(\d{1,2}):(\d{2})(?::(\d{2}))?")
+
+
+def parse_delay(text: str, now: datetime) -> timedelta:
+    """`30s`, `5m`, `1h30m`, `2d`, `+90` (seconds), `now`/empty, or an absolute time.
+
+    Absolute: ISO 8601 (`2026-11-24T18:00`, `2026-11-24 18:00:00+01:00`) or `HH:MM[:SS]`
+    (the next such time). Times without an offset are UTC. ValueError with a readable reason.
+    """
+    value = text.strip().lower()
+    if value in ("", "now", "0"):
+        return timedelta(0)
+    relative = value.removeprefix("in ").removeprefix("+").strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", relative):
+        return _bounded(timedelta(seconds=float(relative)))
+    parts = _DURATION.findall(relative)
+    if parts and _DURATION.sub("", relative).strip() == "":
+        seconds = sum(float(number) * _UNITS[unit.lower()] for number, unit in parts)
+        return _bounded(timedelta(seconds=seconds))
+    clock = _CLOCK.fullmatch(value)
+    if clock:
+        hour, minute, second = int(clock[1]), int(clock[2]), int(clock[3] or 0)
+        if hour > 23 or minute > 59 or second > 59:
+            raise ValueError(f"{text.strip()!r} is not a time of day")
+        at = now.astimezone(UTC).replace(hour=hour, minute=minute, second=second, microsecond=0)
+        if at <= now:
+            at += timedelta(days=1)
+        return at - now
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"cannot read {printable(text.strip(), limit=30)!r} as a delay: "
+            "use 30s, 5m, 1h30m, 2d, 18:00 or 2026-11-24T18:00"
+        ) from None
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    if at <= now:
+        raise ValueError(f"{at.isoformat()} is in the past")
+    return _bounded(at - now)
+
+
+def _bounded(delay: timedelta) -> timedelta:
+    if delay > MAX_DELAY:
+        raise ValueError("a delay longer than 10 years is surely a typo")
+    return delay
+
+
+def parse_payload(kind: PayloadKind, text: str) -> bytes | None:
+    """The payload bytes (None when empty); ValueError with a readable reason."""
+    if kind is PayloadKind.FILE:
+        path_text = text.strip()
+        if not path_text:
+            return None
+        path = Path(path_text).expanduser()
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ValueError(f"{path} is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")
+            return path.read_bytes()
+        except ValueError:
+            raise
+        except IsADirectoryError:
+            raise ValueError(f"{printable(str(path))} is a directory") from None
+        except OSError as exc:
+            raise ValueError(
+                f"cannot read {printable(str(path))}: {exc.strerror or type(exc).__name__}"
+            ) from None
+    if text == "":
+        return None
+    if kind is PayloadKind.JSON:
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+        except RecursionError:
+            raise ValueError("invalid JSON: nested too deeply") from None
+        return text.encode()
+    if kind is PayloadKind.HEX:
+        digits = re.sub(r"\s+", "", text)
+        digits = digits[2:] if digits[:2].lower() == "0x" else digits
+        try:
+            return bytes.fromhex(digits)
+        except ValueError:
+            if len(digits) % 2:
+                raise ValueError("hex payload has an odd number of digits") from None
+            raise ValueError("hex payload has a character that is not 0-9 or a-f") from None
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("text payload has an unpaired surrogate character") from None
+
+
+class EnqueueRequest(BaseModel):
+    """What the form asks for, validated. Build it from raw strings with `parse_enqueue_form`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    entrypoint: str
+    payload_kind: PayloadKind = PayloadKind.JSON
+    payload: bytes | None = None
+    priority: int = 0
+    execute_after: timedelta = timedelta(0)
+    dedupe_key: str | None = None
+    headers: dict[str, Any] | None = None
+    copies: int = 1
+
+    @field_validator("entrypoint", mode="before")
+    @classmethod
+    def _entrypoint(cls, value: object) -> str:
+        text = str(value).strip()
+        if not text:
+            raise _error("entrypoint is required")
+        if len(text) > MAX_ENTRYPOINT_CHARS:
+            raise _error(f"entrypoint is longer than {MAX_ENTRYPOINT_CHARS} characters")
+        if printable(text) != text or "\x00" in text:
+            raise _error("entrypoint has control characters")
+        return text
+
+    @field_validator("payload_kind", mode="before")
+    @classmethod
+    def _payload_kind(cls, value: object) -> PayloadKind:
+        try:
+            return PayloadKind(str(value).strip().lower() or "json")
+        except ValueError:
+            raise _error("payload kind is one of json, text, hex, file") from None
+
+    @field_validator("payload", mode="before")
+    @classmethod
+    def _payload(cls, value: object, info: ValidationInfo) -> bytes | None:
+        if value is None or isinstance(value, bytes):
+            return value
+        kind = info.data.get("payload_kind")
+        if kind is None:
+            raise _error("choose a payload kind first")
+        try:
+            return parse_payload(kind, str(value))
+        except ValueError as exc:
+            raise _error(str(exc)) from None
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip() or "0"
+            if not re.fullmatch(r"[+-]?\d+", text):
+                raise _error("priority is a whole number, e.g. 0, 10 or -5 (higher runs first)")
+            number = int(text)
+        if not INT32[0] <= number <= INT32[1]:
+            raise _error(f"priority must lie between {INT32[0]} and {INT32[1]}")
+        return number
+
+    @field_validator("execute_after", mode="before")
+    @classmethod
+    def _execute_after(cls, value: object, info: ValidationInfo) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        context = info.context or {}
+        now = context.get("now") or datetime.now(UTC)
+        try:
+            return parse_delay(str(value), now)
+        except (ValueError, OverflowError) as exc:
+            raise _error(str(exc) or "cannot read the delay") from None
+
+    @field_validator("dedupe_key", mode="before")
+    @classmethod
+    def _dedupe_key(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        text = str(value)
+        if not text.strip():
+            return None
+        if "\x00" in text:
+            raise _error("dedupe key has a NUL character, which PostgreSQL text cannot hold")
+        return text
+
+    @field_validator("headers", mode="before")
+    @classmethod
+    def _headers(cls, value: object) -> dict[str, Any] | None:
+        if value is None or isinstance(value, dict):
+            return value
+        text = str(value).strip()
+        if not text:
+            return None
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _error(
+                f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
+        except RecursionError:
+            raise _error("invalid JSON: nested too deeply") from None
+        if not isinstance(parsed, dict):
+            raise _error(
+                f'headers must be a JSON object like {{"k": "v"}}, not {_json_kind(parsed)}'
+            )
+        if "\\u0000" in text:
+            raise _error("headers contain \\u0000, which PostgreSQL jsonb cannot hold")
+        return parsed
+
+    @field_validator("copies", mode="before")
+    @classmethod
+    def _copies(cls, value: object) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            text = str(value).strip().replace(",", "").replace("_", "") or "1"
+            if not re.fullmatch(r"[+-]?\d+", text):
+                raise _error("copies is a whole number from 1 to 1,000,000")
+            number = int(text)
+        if number < 1:
+            raise _error("copies must be at least 1")
+        if number > MAX_COPIES:
+            raise _error(f"copies is at most {MAX_COPIES:,}")
+        return number
+
+    @_model_validator(mode="after")
+    def _dedupe_with_copies(self) -> EnqueueRequest:
+        if self.dedupe_key is not None and self.copies > 1:
+            raise PydanticCustomError(
+                "form",
+                "a dedupe key allows one queued job: copies must be 1 (or clear the key)",
+            )
+        return self
+
+
+def _json_kind(value: object) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+@dataclass(frozen=True)
+class FormErrors(Exception):
+    """One operator-facing message per field name (see FIELDS)."""
+
+    by_field: Mapping[str, str]
+
+    def __str__(self) -> str:
+        return "; ".join(f"{name}: {message}" for name, message in self.by_field.items())
+
+
+def parse_enqueue_form(raw: Mapping[str, str], now: datetime) -> EnqueueRequest:
+    """Validate the form's raw strings; FormErrors (by field) if anything is wrong."""
+    try:
+        return EnqueueRequest.model_validate(dict(raw), context={"now": now})
+    except ValidationError as exc:
+        errors: dict[str, str] = {}
+        for error in exc.errors():
+            location = error["loc"]
+            # The cross-field rule (dedupe key with copies) belongs next to the copies field.
+            name = str(location[0]) if location else "copies"
+            errors.setdefault(name, error["msg"])
+        raise FormErrors(errors) from None
+
+
+# -- enqueueing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnqueueProgress:
+    done: int
+    total: int
+    elapsed_s: float
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    """What was written: every batch in `ids` committed; nothing else was."""
+
+    requested: int
+    ids: tuple[int, ...]
+    elapsed_s: float
+    cancelled: bool = False
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return len(self.ids) == self.requested and self.error is None and not self.cancelled
+
+    def summary(self) -> str:
+        count = len(self.ids)
+        rate = (
+            f" ({count / self.elapsed_s:,.0f} jobs/s)" if self.elapsed_s > 0 and count > 1 else ""
+        )
+        head = f"Enqueued {count:,} job{'s' if count != 1 else ''}{rate}"
+        if self.cancelled:
+            head = f"Cancelled: enqueued {count:,} of {self.requested:,} (whole batches only)"
+        elif self.error is not None:
+            if count:
+                head = f"Stopped after {count:,} of {self.requested:,}: {self.error}"
+            else:
+                head = f"Nothing enqueued: {self.error}"
+        if count:
+            head += f"; ids {format_ids(self.ids)}"
+        return head
+
+
+def format_ids(ids: tuple[int, ...], shown: int = 5) -> str:
+    if len(ids) <= shown:
+        return ", ".join(str(i) for i in ids)
+    return f"{', '.join(str(i) for i in ids[:3])} … {ids[-1]}"
+
+
+@dataclass
+class CancelToken:
+    """Set by the UI; checked between batches (a batch in flight still commits whole)."""
+
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def duplicate_message(dedupe_key: str) -> str:
+    return (
+        f"dedupe key {printable(dedupe_key, limit=60)!r} is already taken by a queued or "
+        "picked job: nothing was enqueued"
+    )
+
+
+def refusal(backend: AnyBackend | None, read_only: bool) -> str | None:
+    """Why this console cannot enqueue now, or None."""
+    if backend is None:
+        return "not connected yet"
+    if read_only or (isinstance(backend, Backend) and backend.read_only):
+        return READ_ONLY_REFUSAL
+    return backend.autocommit_problem
+
+
+@dataclass
+class Enqueuer:
+    """Batched enqueue through pgqueuer, on any of the console's drivers."""
+
+    backend: AnyBackend
+    batch_size: int = DEFAULT_BATCH_SIZE
+    monotonic: Callable[[], float] = time.perf_counter
+
+    async def enqueue(
+        self,
+        request: EnqueueRequest,
+        *,
+        on_progress: Callable[[EnqueueProgress], None] | None = None,
+        cancel: CancelToken | None = None,
+        read_only: bool = False,
+    ) -> EnqueueResult:
+        """Write `request.copies` jobs in batches; never raises for database trouble.
+
+        A dedupe key can only go with one copy, so a dedupe clash always leaves nothing
+        written. Cancelling stops before the next batch.
+        """
+        problem = refusal(self.backend, read_only)
+        if problem:
+            return EnqueueResult(request.copies, (), 0.0, error=problem)
+        started = self.monotonic()
+        total = request.copies
+        headers = dict(request.headers) if request.headers else None
+        # A pool can take two batches at once: while the server inserts one, the client encodes
+        # the next. One connection serialises anyway, so it gets one at a time.
+        parallel = 2 if isinstance(self.backend, AsyncpgPoolBackend) else 1
+        batches: dict[int, list[int]] = {}
+        pending: dict[asyncio.Task[list[int]], int] = {}
+        scheduled = written = 0
+        error: str | None = None
+        cancelled = False
+        try:
+            while True:
+                cancelled = cancelled or (cancel is not None and cancel.cancelled)
+                while len(pending) < parallel and scheduled < total and not cancelled and not error:
+                    size = min(self.batch_size, total - scheduled)
+                    task = asyncio.ensure_future(self._batch(request, size, headers))
+                    pending[task] = scheduled
+                    scheduled += size
+                if not pending:
+                    break
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    offset = pending.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        batches[offset] = task.result()
+                        written += len(batches[offset])
+                    elif error is None:
+                        error = (
+                            _describe(exc, request)
+                            if isinstance(exc, Exception) and not isinstance(exc, ConsoleError)
+                            else str(exc)
+                        )
+                if on_progress is not None and not error:
+                    on_progress(EnqueueProgress(written, total, self.monotonic() - started))
+        finally:
+            for task in pending:  # only when our own caller was cancelled
+                task.cancel()
+        # Two batches in flight draw from the id sequence together: sorted, ids read in order.
+        ids = tuple(sorted(job_id for batch in batches.values() for job_id in batch))
+        elapsed = self.monotonic() - started
+        if error is not None:
+            return EnqueueResult(total, ids, elapsed, error=error)
+        return EnqueueResult(total, ids, elapsed, cancelled=cancelled and len(ids) < total)
+
+    async def _batch(
+        self, request: EnqueueRequest, size: int, headers: dict[str, Any] | None
+    ) -> list[int]:
+        arguments: tuple[Any, ...] = (
+            [request.entrypoint] * size,
+            [request.payload] * size,
+            [request.priority] * size,
+            [request.execute_after] * size,
+            [request.dedupe_key] * size,
+            [headers] * size,
+        )
+        if isinstance(self.backend, SyncPsycopgBackend):
+            sync_queries = self.backend.sync_queries()
+            sync_ids = await asyncio.to_thread(lambda: sync_queries.enqueue(*arguments))
+            return [int(i) for i in sync_ids]
+        job_ids = await self.backend.queries.enqueue(*arguments)
+        return [int(i) for i in job_ids]
+
+
+def _describe(exc: Exception, request: EnqueueRequest) -> str:
+    from pgqueuer.errors import DuplicateJobError
+
+    if isinstance(exc, DuplicateJobError) and request.dedupe_key is not None:
+        return duplicate_message(request.dedupe_key)
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return printable(f"{type(exc).__name__}: {text}", limit=300)
+
+
+# -- entrypoint suggestions -------------------------------------------------------------------
+
+
+def known_entrypoints_sql(backend: AnyBackend) -> str:
+    """Entrypoints seen in the queue (skip scan over the queued index), recent log, statistics
+    and schedules; cheap on a million-row queue."""
+    names = backend.installation.settings.qualified
+    return f"""
+WITH RECURSIVE queued(entrypoint) AS (
+    (SELECT entrypoint FROM {names.queue_table} WHERE status = 'queued'
+        ORDER BY entrypoint LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.entrypoint FROM {names.queue_table} q
+            WHERE q.status = 'queued' AND q.entrypoint > queued.entrypoint
+            ORDER BY q.entrypoint LIMIT 1)
+    FROM queued WHERE queued.entrypoint IS NOT NULL
+)
+SELECT entrypoint FROM queued WHERE entrypoint IS NOT NULL
+UNION SELECT entrypoint FROM (SELECT entrypoint FROM {names.queue_table}
+    WHERE status <> 'queued' LIMIT 10000) others
+UNION SELECT entrypoint FROM (SELECT entrypoint FROM {names.queue_table_log}
+    ORDER BY id DESC LIMIT 5000) recent
+UNION SELECT entrypoint FROM (SELECT entrypoint FROM {names.statistics_table}
+    ORDER BY id DESC LIMIT 5000) stats
+UNION SELECT entrypoint FROM {names.schedules_table}
+ORDER BY 1 LIMIT 500
+"""
+
+
+async def known_entrypoints(backend: AnyBackend) -> list[str]:
+    """Entrypoint names for the form's suggestions; [] if they cannot be read."""
+    try:
+        if isinstance(backend, SyncPsycopgBackend):
+            if backend.autocommit_problem:
+                return []
+            stats = await backend.queue_size()
+            return sorted({stat.entrypoint for stat in stats})
+        if backend.autocommit_problem:
+            return []
+        rows = await backend.read(known_entrypoints_sql(backend))
+        return [str(row["entrypoint"]) for row in rows]
+    except Exception:  # suggestions are a nicety: the form works without them
+        return []

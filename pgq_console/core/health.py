@@ -1,0 +1,348 @@
+"""The database's health as far as the queue is concerned, read from the statistics views.
+
+Why each part matters to a queue:
+- dead tuples and autovacuum: every job is an INSERT, UPDATEs and a DELETE; a queue table whose
+  dead tuples outgrow its live ones makes every dequeue slower;
+- long transactions and idle-in-transaction sessions hold back the xmin horizon, so (auto)vacuum
+  cannot remove those dead tuples, however often it runs (idle in one for over 5 s: a client
+  between two statements of a short transaction, this console's included, is not a problem);
+- lock waits on the queue tables stall workers (and this console's reads);
+- `pg_notification_queue_usage()`: a listener stuck in a transaction stops the NOTIFY queue from
+  draining; at 100 % every NOTIFY (every enqueue) fails;
+- listeners: PostgreSQL exposes no catalog of other sessions' LISTENs. A connection dedicated to
+  LISTEN (pgqueuer's pool and psycopg drivers, this console) sits idle with `LISTEN "<channel>"`
+  as its last statement, which pg_stat_activity shows; a worker that LISTENs and dequeues on one
+  connection shows its last dequeue instead, so the count is a lower bound, said so on screen.
+
+Table sizes are read in a separate statement from the activity: `pg_total_relation_size` needs a
+lock on the table, and when something holds an exclusive lock on it, that is exactly when the
+lock waits below must still be shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib.metadata import version
+from typing import TYPE_CHECKING, Any
+
+from pgq_console.core.actions import Action, ActionPreview
+
+if TYPE_CHECKING:
+    from pgq_console.core.backend import Backend, Tx
+
+LONG_TRANSACTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class TableHealth:
+    name: str
+    total_bytes: int | None  # None: the size could not be read (table locked)
+    live_tuples: int
+    dead_tuples: int
+    last_autovacuum: datetime | None
+    last_vacuum: datetime | None
+    last_autoanalyze: datetime | None
+    persistence: str
+
+    @property
+    def dead_ratio(self) -> float:
+        total = self.live_tuples + self.dead_tuples
+        return self.dead_tuples / total if total else 0.0
+
+
+@dataclass(frozen=True)
+class Session:
+    pid: int
+    application_name: str
+    user: str
+    client: str
+    state: str
+    xact_start: datetime | None
+    query_start: datetime | None
+    wait_event: str
+    query: str
+    blocked_by: tuple[int, ...] = ()
+    relation: str = ""
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    installed: bool
+    pending: tuple[str, ...]  # statements `upgrade` would run
+    notes: tuple[str, ...]
+    pgqueuer_version: str
+    problem: str | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.problem:
+            return f"cannot inspect: {self.problem}"
+        if not self.installed:
+            return "PgQueuer is not installed"
+        if self.pending:
+            return f"older than pgqueuer {self.pgqueuer_version}: {len(self.pending)} changes"
+        return f"up to date with pgqueuer {self.pgqueuer_version}"
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    taken_at: datetime  # the database's now()
+    server_version: str
+    tables: tuple[TableHealth, ...]
+    sizes_problem: str | None
+    long_transactions: tuple[Session, ...]  # open longer than LONG_TRANSACTION, or idle in one
+    lock_waits: tuple[Session, ...]  # waiting for a lock on a queue table
+    listeners: tuple[Session, ...]
+    notify_queue_usage: float  # 0..1
+    schema: SchemaStatus
+
+
+def _table_names(backend: Backend) -> list[str]:
+    s = backend.installation.settings
+    return [s.queue_table, s.queue_table_log, s.statistics_table, s.schedules_table]
+
+
+def _schema_expr(backend: Backend) -> str:
+    return "coalesce(nullif($2::text, ''), current_schema())"
+
+
+def activity_sql(backend: Backend) -> str:
+    return f"""
+WITH queue_tables AS (
+    SELECT c.oid, c.relname, c.relpersistence
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relname = ANY($1::text[]) AND n.nspname = {_schema_expr(backend)} AND c.relkind = 'r'
+),
+tables AS (
+    SELECT 'table' AS kind, t.relname::text AS name, s.n_live_tup AS live, s.n_dead_tup AS dead,
+        s.last_autovacuum, s.last_vacuum, s.last_autoanalyze,
+        CASE t.relpersistence WHEN 'u' THEN 'unlogged' ELSE 'logged' END AS persistence
+    FROM queue_tables t JOIN pg_stat_all_tables s ON s.relid = t.oid
+),
+sessions AS (
+    SELECT a.pid, coalesce(a.application_name, '') AS application_name,
+        coalesce(a.usename::text, '') AS usename,
+        coalesce(host(a.client_addr), 'local') AS client, coalesce(a.state, '') AS state,
+        a.xact_start, a.query_start, a.state_change,
+        coalesce(a.wait_event_type || ':' || a.wait_event, '') AS wait_event,
+        left(a.query, 200) AS query,
+        pg_blocking_pids(a.pid) AS blocked_by
+    FROM pg_stat_activity a
+    WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+        AND a.backend_type = 'client backend'
+)
+SELECT 'table' AS kind, name, live, dead, last_autovacuum, last_vacuum, last_autoanalyze,
+    persistence, NULL::int AS pid, NULL AS application_name, NULL AS usename, NULL AS client,
+    NULL AS state, NULL::timestamptz AS xact_start, NULL::timestamptz AS query_start,
+    NULL AS wait_event, NULL AS query, NULL::int[] AS blocked_by, NULL AS relation,
+    NULL::float8 AS usage, NULL AS version, now() AS db_now
+FROM tables
+UNION ALL
+SELECT 'long', NULL, NULL, NULL, NULL, NULL, NULL, NULL, pid, application_name, usename, client,
+    state, xact_start, query_start, wait_event, query, blocked_by, NULL, NULL, NULL, now()
+FROM sessions
+WHERE (state LIKE 'idle in transaction%' AND state_change < now() - interval '5 seconds')
+    OR xact_start < now() - $3::interval
+UNION ALL
+SELECT DISTINCT ON (s.pid) 'lock', NULL, NULL, NULL, NULL, NULL, NULL, NULL, s.pid,
+    s.application_name, s.usename, s.client, s.state, s.xact_start, s.query_start, s.wait_event,
+    s.query, s.blocked_by, t.relname::text, NULL, NULL, now()
+FROM sessions s JOIN pg_locks l ON l.pid = s.pid AND NOT l.granted
+    JOIN queue_tables t ON t.oid = l.relation
+UNION ALL
+SELECT 'listen', NULL, NULL, NULL, NULL, NULL, NULL, NULL, pid, application_name, usename,
+    client, state, xact_start, query_start, wait_event, query, blocked_by, NULL, NULL, NULL, now()
+FROM sessions
+WHERE query ~* '^[[:space:]]*listen[[:space:]]'
+    AND regexp_replace(btrim(query, E' ;\n'), '^[[:space:]]*listen[[:space:]]+', '', 'i')
+        IN ($4::text, '"' || $4::text || '"')
+UNION ALL
+SELECT 'server', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, NULL, NULL, NULL, pg_notification_queue_usage(), current_setting('server_version'),
+    now()
+"""
+
+
+def sizes_sql(backend: Backend) -> str:
+    return f"""
+SELECT c.relname::text AS name, pg_total_relation_size(c.oid) AS bytes
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = ANY($1::text[]) AND n.nspname = {_schema_expr(backend)} AND c.relkind = 'r'
+"""
+
+
+def _session(row: dict[str, Any]) -> Session:
+    return Session(
+        pid=int(row["pid"]),
+        application_name=str(row["application_name"] or ""),
+        user=str(row["usename"] or ""),
+        client=str(row["client"] or ""),
+        state=str(row["state"] or ""),
+        xact_start=row["xact_start"],
+        query_start=row["query_start"],
+        wait_event=str(row["wait_event"] or ""),
+        query=str(row["query"] or ""),
+        blocked_by=tuple(int(p) for p in row["blocked_by"] or ()),
+        relation=str(row["relation"] or ""),
+    )
+
+
+async def fetch_schema_status(backend: Backend) -> SchemaStatus:
+    """Installed, and what `upgrade` would change, by pgqueuer's own catalog diff (read-only)."""
+    installed_version = version("pgqueuer")
+    try:
+        await backend.ensure_connected()
+        installed = await backend.queries.schema_is_installed()
+        plan = await backend.queries.plan_upgrade() if installed else None
+    except Exception as exc:
+        return SchemaStatus(False, (), (), installed_version, " ".join(str(exc).split())[:200])
+    return SchemaStatus(
+        installed=installed,
+        pending=tuple(plan.statements) if plan else (),
+        notes=tuple(plan.notes) if plan else (),
+        pgqueuer_version=installed_version,
+    )
+
+
+async def fetch_health(
+    backend: Backend, long_transaction: timedelta = LONG_TRANSACTION
+) -> HealthSnapshot:
+    settings = backend.installation.settings
+    names = _table_names(backend)
+    args: list[object] = [names, settings.db_schema or "", long_transaction, settings.channel]
+    rows = await backend.read(activity_sql(backend), *args)
+    sizes: dict[str, int] = {}
+    sizes_problem = None
+    try:
+        size_args: list[object] = [names, settings.db_schema or ""]
+        sizes = {
+            str(r["name"]): int(r["bytes"])
+            for r in await backend.read(sizes_sql(backend), *size_args)
+        }
+    except Exception as exc:  # a lock on a queue table: the rest of the screen still matters
+        sizes_problem = " ".join(str(exc).split())[:120] or type(exc).__name__
+    schema = await fetch_schema_status(backend)
+    tables: list[TableHealth] = []
+    long: list[Session] = []
+    locks: list[Session] = []
+    listeners: list[Session] = []
+    usage = 0.0
+    server_version = ""
+    taken_at = None
+    for row in rows:
+        taken_at = row["db_now"]
+        kind = row["kind"]
+        if kind == "table":
+            tables.append(
+                TableHealth(
+                    name=str(row["name"]),
+                    total_bytes=sizes.get(str(row["name"])),
+                    live_tuples=int(row["live"] or 0),
+                    dead_tuples=int(row["dead"] or 0),
+                    last_autovacuum=row["last_autovacuum"],
+                    last_vacuum=row["last_vacuum"],
+                    last_autoanalyze=row["last_autoanalyze"],
+                    persistence=str(row["persistence"]),
+                )
+            )
+        elif kind == "long":
+            long.append(_session(row))
+        elif kind == "lock":
+            locks.append(_session(row))
+        elif kind == "listen":
+            listeners.append(_session(row))
+        else:
+            usage = float(row["usage"] or 0.0)
+            server_version = str(row["version"])
+    assert taken_at is not None  # the 'server' row is always there
+    order = {name: i for i, name in enumerate(names)}
+    return HealthSnapshot(
+        taken_at=taken_at,
+        server_version=server_version,
+        tables=tuple(sorted(tables, key=lambda t: order.get(t.name, 99))),
+        sizes_problem=sizes_problem,
+        long_transactions=tuple(sorted(long, key=lambda s: s.xact_start or taken_at)),
+        lock_waits=tuple(locks),
+        listeners=tuple(listeners),
+        notify_queue_usage=usage,
+        schema=schema,
+    )
+
+
+# -- guarded schema actions ------------------------------------------------------------------------
+
+
+@dataclass
+class SchemaAction(Action):
+    """Install or upgrade the PgQueuer schema with pgqueuer's own `install()`/`apply_upgrade()`.
+
+    DDL cannot share one transaction with pgqueuer's upgrade (ALTER TYPE ... ADD VALUE), so
+    `apply` runs pgqueuer's call on its own connection; the framework's transaction only carries
+    the audit announcement. The preview is the exact SQL (install) or plan (upgrade).
+    """
+
+    upgrade: bool = True
+    backend: Backend | None = None
+    planned: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.upgrade:
+            self.name, self.title, self.verb = (
+                "schema-upgrade",
+                "Upgrade the PgQueuer schema",
+                "upgrade",
+            )
+        else:
+            self.name, self.title, self.verb = (
+                "schema-install",
+                "Install the PgQueuer schema",
+                "install",
+            )
+
+    async def preview(self, backend: Backend) -> ActionPreview:
+        self.backend = backend
+        status = await fetch_schema_status(backend)
+        if status.problem:
+            from pgq_console.core.errors import ConsoleError
+
+            raise ConsoleError(f"cannot inspect the schema: {status.problem}")
+        if self.upgrade:
+            statements = status.pending if status.installed else ()
+            notes = status.notes
+        else:
+            statements = () if status.installed else (backend.queries.qbe.build_install_query(),)
+            notes = ("already installed",) if status.installed else ()
+        self.planned = tuple(statements)
+        return ActionPreview(
+            action=self.name,
+            title=self.title,
+            verb=self.verb,
+            count=len(statements),
+            matching=len(statements),
+            ids=(),
+            columns=("statement",),
+            sample=tuple((" ".join(s.split())[:120],) for s in statements[:5]),
+            statement="\n\n".join(statements),
+            predicate=f"{backend.installation.label} ({len(statements)} statements)",
+            notes=tuple(notes),
+        )
+
+    async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
+        assert self.backend is not None
+        backend = self.backend
+        connection = await backend.new_connection()
+        try:
+            queries = backend.installation.queries(backend.new_driver(connection))
+            if self.upgrade:
+                await queries.apply_upgrade()
+            else:
+                await queries.install()
+        finally:
+            close = getattr(connection, "close", None)
+            if close is not None:
+                await close()
+        return tuple(range(1, len(self.planned) + 1))
+
+    def predicate_description(self) -> str:
+        return "the PgQueuer schema"

@@ -1,0 +1,512 @@
+"""Browsing the queue table, one job's detail and history, and failure groups from the log.
+
+Pages are keyset pages over the primary key (`id < last` newest first, `id > last` oldest
+first): never OFFSET, never the whole table. The filter line becomes a `Predicate` (SQL over
+the alias `job` with bound parameters), the same one the write actions re-check.
+
+Filter line: words are AND-ed; a leading `!` negates one.
+    ep:send_email   ep:send_*        entrypoint (comma list, * wildcard); a bare word = ep contains
+    status:failed   status:queued,picked   (also `ready`, `deferred`)
+    id:123  id:>1000  id:1,2,3       prio:>5  prio:<=0  prio:3
+    age:>10m  age:<2h                created that long ago (s, m, h, d)
+    payload:text  header:text        search payload / headers; no index can help, so this scans
+                                     at most the newest SEARCH_SCAN_CAP rows (statement timeout too)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pgq_console.core.actions import Predicate
+from pgq_console.core.errors import ConsoleError
+
+if TYPE_CHECKING:
+    from pgq_console.core.backend import Backend
+
+PAGE_SIZE = 100
+SEARCH_SCAN_CAP = 200_000
+PAYLOAD_PAGE_BYTES = 64 * 1024
+HISTORY_LIMIT = 200
+STATUSES = ("queued", "picked", "failed")
+_PSEUDO_STATUS = {
+    "ready": "(job.status = 'queued' AND job.execute_after <= now())",
+    "deferred": "(job.status = 'queued' AND job.execute_after > now())",
+}
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_COMPARE = re.compile(r"^(>=|<=|>|<|=)?(-?\d+)$")
+_QUALIFIERS = ("ep", "status", "id", "prio", "age", "payload", "header")
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """A parsed filter line; `predicate()` is its SQL."""
+
+    text: str = ""
+    terms: tuple[Predicate, ...] = ()
+    searches_content: bool = False  # payload:/header: present (unindexed scan)
+
+    def predicate(self) -> Predicate:
+        if not self.terms:
+            return Predicate("TRUE", (), "all jobs")
+        result = self.terms[0]
+        for term in self.terms[1:]:
+            result = result.and_(term)
+        return result
+
+
+def parse_filter(text: str) -> JobFilter:
+    """The filter line as SQL; ConsoleError naming the bad word on bad input."""
+    terms: list[Predicate] = []
+    content = False
+    for word in text.split():
+        negate = word.startswith("!")
+        body = word[1:] if negate else word
+        if not body:
+            raise ConsoleError("`!` must precede a filter word, e.g. !ep:send_email")
+        name, sep, value = body.partition(":")
+        if not sep:
+            term = Predicate(
+                "job.entrypoint ILIKE $1", (f"%{_like_escape(body)}%",), f"ep contains {body!r}"
+            )
+        else:
+            name = name.lower()
+            if name not in _QUALIFIERS:
+                raise ConsoleError(
+                    f"unknown filter {name!r}: use {', '.join(q + ':' for q in _QUALIFIERS)}"
+                )
+            if not value:
+                raise ConsoleError(f"{name}: needs a value, e.g. {name}:{_EXAMPLE[name]}")
+            term = _TERMS[name](value)
+            content = content or name in ("payload", "header")
+        if negate:
+            term = Predicate(f"NOT ({term.sql})", term.args, f"not {term.description}")
+        terms.append(term)
+    return JobFilter(text=text.strip(), terms=tuple(terms), searches_content=content)
+
+
+_EXAMPLE = {
+    "ep": "send_email",
+    "status": "failed",
+    "id": "123",
+    "prio": ">5",
+    "age": ">10m",
+    "payload": "user@example.com",
+    "header": "trace",
+}
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _ep_term(value: str) -> Predicate:
+    names = [v for v in value.split(",") if v]
+    exact = [n for n in names if "*" not in n]
+    patterns = [_like_escape(n).replace("*", "%") for n in names if "*" in n]
+    parts: list[str] = []
+    args: list[object] = []
+    if exact:
+        args.append(exact)
+        parts.append(f"job.entrypoint = ANY(${len(args)}::text[])")
+    if patterns:
+        args.append(patterns)
+        parts.append(f"job.entrypoint LIKE ANY(${len(args)}::text[])")
+    return Predicate(" OR ".join(parts), tuple(args), f"ep:{value}")
+
+
+def _status_term(value: str) -> Predicate:
+    names = [v.lower() for v in value.split(",") if v]
+    parts: list[str] = []
+    plain = []
+    for name in names:
+        if name in _PSEUDO_STATUS:
+            parts.append(_PSEUDO_STATUS[name])
+        elif name in STATUSES:
+            plain.append(name)
+        else:
+            raise ConsoleError(
+                f"unknown status {name!r}: the queue holds queued, picked, failed "
+                "(also ready, deferred); finished jobs are only in the log"
+            )
+    if plain:
+        parts.append("job.status::text = ANY($1::text[])")
+    return Predicate(" OR ".join(parts), (plain,) if plain else (), f"status:{value}")
+
+
+def _compare(column: str, value: str, what: str) -> Predicate:
+    if "," in value:
+        try:
+            numbers = [int(v) for v in value.split(",") if v]
+        except ValueError:
+            raise ConsoleError(f"{what}: expects numbers, got {value!r}") from None
+        return Predicate(f"{column} = ANY($1::bigint[])", (numbers,), f"{what}:{value}")
+    match = _COMPARE.match(value)
+    if not match:
+        raise ConsoleError(f"{what}: expects a number, optionally with > >= < <=, got {value!r}")
+    operator = match.group(1) or "="
+    return Predicate(f"{column} {operator} $1", (int(match.group(2)),), f"{what}:{value}")
+
+
+def _age_term(value: str) -> Predicate:
+    match = re.match(r"^(>=|<=|>|<)?(\d+)([smhd]?)$", value)
+    if not match:
+        raise ConsoleError(f"age: expects e.g. >10m, <2h or >1d, got {value!r}")
+    seconds = int(match.group(2)) * _AGE_UNITS[match.group(3) or "s"]
+    # Older than N = created before now() - N.
+    operator = {">": "<", ">=": "<=", "<": ">", "<=": ">="}[match.group(1) or ">"]
+    return Predicate(
+        f"job.created {operator} now() - make_interval(secs => $1)",
+        (float(seconds),),
+        f"age:{value}",
+    )
+
+
+def _payload_term(value: str) -> Predicate:
+    return Predicate(
+        "position(convert_to($1, 'UTF8') in coalesce(job.payload, ''::bytea)) > 0",
+        (value,),
+        f"payload contains {value!r}",
+    )
+
+
+def _header_term(value: str) -> Predicate:
+    return Predicate(
+        "coalesce(job.headers::text, '') ILIKE $1",
+        (f"%{_like_escape(value)}%",),
+        f"headers contain {value!r}",
+    )
+
+
+_TERMS: dict[str, Any] = {
+    "ep": _ep_term,
+    "status": _status_term,
+    "id": lambda v: _compare("job.id", v, "id"),
+    "prio": lambda v: _compare("job.priority", v, "prio"),
+    "age": _age_term,
+    "payload": _payload_term,
+    "header": _header_term,
+}
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One row of the jobs list (no payload: pages stay small)."""
+
+    id: int
+    entrypoint: str
+    status: str
+    priority: int
+    attempts: int
+    created: datetime
+    updated: datetime
+    execute_after: datetime
+    heartbeat: datetime
+    queue_manager_id: str | None
+    dedupe_key: str | None
+    payload_bytes: int
+
+
+@dataclass(frozen=True)
+class JobPage:
+    rows: tuple[JobRow, ...]
+    has_more: bool
+    newest_first: bool
+    scanned_cap: bool = False  # a content search stopped at SEARCH_SCAN_CAP rows
+
+    @property
+    def last_id(self) -> int | None:
+        return self.rows[-1].id if self.rows else None
+
+
+_LIST_COLUMNS = (
+    "job.id, job.entrypoint, job.status::text AS status, job.priority, job.attempts, "
+    "job.created, job.updated, job.execute_after, job.heartbeat, "
+    "job.queue_manager_id::text AS queue_manager_id, job.dedupe_key, "
+    "coalesce(octet_length(job.payload), 0) AS payload_bytes"
+)
+
+
+async def fetch_page(
+    backend: Backend,
+    job_filter: JobFilter,
+    *,
+    after_id: int | None = None,
+    until_id: int | None = None,
+    newest_first: bool = True,
+    limit: int = PAGE_SIZE,
+) -> JobPage:
+    """One keyset page: the `limit` jobs after `after_id` in id order matching the filter.
+
+    `until_id` bounds the other end (inclusive): a refresh re-reads exactly the loaded window.
+    """
+    table = backend.installation.settings.qualified.queue_table
+    predicate = job_filter.predicate()
+    args: list[object] = list(predicate.args)
+    where = [f"({predicate.sql})"]
+    if after_id is not None:
+        args.append(after_id)
+        where.append(f"job.id {'<' if newest_first else '>'} ${len(args)}")
+    if until_id is not None:
+        args.append(until_id)
+        where.append(f"job.id {'>=' if newest_first else '<='} ${len(args)}")
+    order = "DESC" if newest_first else "ASC"
+    source = f"{table} AS job"
+    if job_filter.searches_content:
+        # No index can answer a content search: bound the scan to the newest rows.
+        scan_where = f"WHERE job.id < {int(after_id)}" if after_id and newest_first else ""
+        if after_id and not newest_first:
+            scan_where = f"WHERE job.id > {int(after_id)}"
+        source = (
+            f"(SELECT * FROM {table} AS job {scan_where} "
+            f"ORDER BY job.id {order} LIMIT {SEARCH_SCAN_CAP}) AS job"
+        )
+    rows = await backend.read(
+        f"SELECT {_LIST_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
+        f"ORDER BY job.id {order} LIMIT {int(limit) + 1}",
+        *args,
+    )
+    return JobPage(
+        rows=tuple(_job_row(row) for row in rows[:limit]),
+        has_more=len(rows) > limit,
+        newest_first=newest_first,
+        scanned_cap=job_filter.searches_content,
+    )
+
+
+def _job_row(row: dict[str, Any]) -> JobRow:
+    return JobRow(
+        id=int(row["id"]),
+        entrypoint=str(row["entrypoint"]),
+        status=str(row["status"]),
+        priority=int(row["priority"]),
+        attempts=int(row["attempts"]),
+        created=row["created"],
+        updated=row["updated"],
+        execute_after=row["execute_after"],
+        heartbeat=row["heartbeat"],
+        queue_manager_id=row["queue_manager_id"],
+        dedupe_key=row["dedupe_key"],
+        payload_bytes=int(row["payload_bytes"]),
+    )
+
+
+# -- one job ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    id: int
+    created: datetime
+    status: str
+    priority: int
+    traceback: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """A job as the queue holds it now (None when it finished), and its log history."""
+
+    job_id: int
+    job: JobRow | None
+    headers: dict[str, Any] | None
+    payload: bytes | None  # the first `payload_loaded` bytes
+    payload_total: int
+    history: tuple[LogEntry, ...] = field(default_factory=tuple)
+    entrypoint: str = ""
+
+    @property
+    def payload_truncated(self) -> bool:
+        return self.payload is not None and len(self.payload) < self.payload_total
+
+
+async def fetch_detail(
+    backend: Backend, job_id: int, *, payload_bytes: int = PAYLOAD_PAGE_BYTES
+) -> JobDetail:
+    settings = backend.installation.settings.qualified
+    rows = await backend.read(
+        f"SELECT {_LIST_COLUMNS}, job.headers::text AS headers_text, "
+        "substring(job.payload from 1 for $2) AS payload_head "
+        f"FROM {settings.queue_table} AS job WHERE job.id = $1",
+        job_id,
+        payload_bytes,
+    )
+    history_rows = await backend.read(
+        "SELECT id, created, status::text AS status, priority, entrypoint, "
+        "traceback::text AS traceback_text "
+        f"FROM {settings.queue_table_log} WHERE job_id = $1 "
+        f"ORDER BY created, id LIMIT {HISTORY_LIMIT}",
+        job_id,
+    )
+    history = tuple(
+        LogEntry(
+            id=int(r["id"]),
+            created=r["created"],
+            status=str(r["status"]),
+            priority=int(r["priority"]),
+            traceback=_json_object(r["traceback_text"]),
+        )
+        for r in history_rows
+    )
+    if not rows:
+        entrypoint = str(history_rows[0]["entrypoint"]) if history_rows else ""
+        return JobDetail(job_id, None, None, None, 0, history, entrypoint)
+    row = rows[0]
+    job = _job_row(row)
+    head = row["payload_head"]
+    return JobDetail(
+        job_id=job_id,
+        job=job,
+        headers=_json_object(row["headers_text"]),
+        payload=bytes(head) if head is not None else None,
+        payload_total=job.payload_bytes,
+        history=history,
+        entrypoint=job.entrypoint,
+    )
+
+
+def _json_object(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {"(unparseable)": text}
+    if value is None:  # a JSON null in the column
+        return None
+    return value if isinstance(value, dict) else {"(value)": value}
+
+
+# -- payload rendering (UI-free: lines of plain text) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedPayload:
+    kind: str  # "json", "text", "hex", "empty"
+    text: str
+
+
+def render_payload(payload: bytes | None, *, truncated: bool = False) -> RenderedPayload:
+    """Pretty JSON, UTF-8 text or a hex dump, whichever fits. The text is still untrusted."""
+    if payload is None:
+        return RenderedPayload("empty", "(no payload)")
+    if not payload:
+        return RenderedPayload("empty", "(empty payload)")
+    if not truncated:
+        try:
+            decoded = payload.decode("utf-8")
+            parsed = json.loads(decoded)
+        except (UnicodeDecodeError, ValueError):
+            pass
+        else:
+            return RenderedPayload("json", json.dumps(parsed, indent=2, ensure_ascii=False))
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A cut inside a multi-byte character at the page end is still text.
+        if truncated and exc.start >= len(payload) - 3:
+            text = payload[: exc.start].decode("utf-8")
+        else:
+            return RenderedPayload("hex", hex_dump(payload))
+    if "\x00" in text:
+        return RenderedPayload("hex", hex_dump(payload))
+    return RenderedPayload("text", text)
+
+
+def hex_dump(data: bytes, width: int = 16) -> str:
+    lines = []
+    for offset in range(0, len(data), width):
+        chunk = data[offset : offset + width]
+        hexes = " ".join(f"{b:02x}" for b in chunk)
+        ascii_ = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
+        lines.append(f"{offset:08x}  {hexes:<{width * 3 - 1}}  {ascii_}")
+    return "\n".join(lines)
+
+
+# -- failures ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Log exceptions (and holds) of one exception type and message."""
+
+    exception_type: str
+    message: str
+    count: int
+    held: int  # jobs of this group still held (status failed) in the queue
+    first_seen: datetime
+    last_seen: datetime
+    entrypoints: tuple[str, ...]
+    sample_traceback: str
+    sample_job_id: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.exception_type}\x1f{self.message}"
+
+
+def failure_group_predicate(exception_type: str, message: str, log_table: str) -> Predicate:
+    """Held jobs whose failure was logged with this exception type and message."""
+    return Predicate(
+        "EXISTS (SELECT 1 FROM "
+        f"{log_table} AS l WHERE l.job_id = job.id AND l.status = 'failed' "
+        "AND coalesce(l.traceback->>'exception_type', '') = $1 "
+        "AND coalesce(l.traceback->>'exception_message', '') = $2)",
+        (exception_type, message),
+        f"failed with {exception_type}: {message[:80]}",
+    )
+
+
+async def fetch_failure_groups(
+    backend: Backend,
+    now: datetime,
+    *,
+    window: timedelta = timedelta(hours=24),
+    limit: int = 200,
+) -> tuple[FailureGroup, ...]:
+    """Exceptions and holds logged since `now - window` (the console's clock), newest first."""
+    settings = backend.installation.settings.qualified
+    rows = await backend.read(
+        f"""WITH recent AS (
+            SELECT l.job_id, l.created, l.entrypoint, l.status,
+                coalesce(l.traceback->>'exception_type', '') AS exception_type,
+                coalesce(l.traceback->>'exception_message', '') AS message,
+                l.traceback->>'traceback' AS traceback
+            FROM {settings.queue_table_log} AS l
+            WHERE l.created > $1
+              AND l.status IN ('exception', 'failed')
+        )
+        SELECT r.exception_type, r.message, count(*) AS n,
+            min(r.created) AS first_seen, max(r.created) AS last_seen,
+            array_agg(DISTINCT r.entrypoint ORDER BY r.entrypoint) AS entrypoints,
+            (array_agg(r.traceback ORDER BY r.created DESC))[1] AS sample_traceback,
+            (array_agg(r.job_id ORDER BY r.created DESC))[1] AS sample_job_id,
+            (SELECT count(*) FROM {settings.queue_table} AS job
+             WHERE job.status = 'failed' AND job.id = ANY(
+                array_agg(r.job_id) FILTER (WHERE r.status = 'failed'))) AS held
+        FROM recent AS r
+        GROUP BY r.exception_type, r.message
+        ORDER BY max(r.created) DESC
+        LIMIT {int(limit)}""",
+        now - window,
+    )
+    return tuple(
+        FailureGroup(
+            exception_type=str(r["exception_type"]),
+            message=str(r["message"]),
+            count=int(r["n"]),
+            held=int(r["held"]),
+            first_seen=r["first_seen"],
+            last_seen=r["last_seen"],
+            entrypoints=tuple(str(e) for e in r["entrypoints"]),
+            sample_traceback=str(r["sample_traceback"] or ""),
+            sample_job_id=int(r["sample_job_id"]),
+        )
+        for r in rows
+    )
+
+
+HELD_FILTER = JobFilter("status:failed", (Predicate("job.status = 'failed'", (), "held"),))

@@ -1,0 +1,202 @@
+"""The confirm modal every write action goes through (see core/actions.py).
+
+`ActionConfirmScreen(backend, action)` previews the action in a worker, shows the exact count,
+a few sample rows, the predicate and the statement; above 100 rows the operator types the count;
+an optional reason goes to the audit. Apply runs `actions.execute` in a worker; the screen
+dismisses with the `ActionResult` ("previewed N, changed M"), or None when cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static
+
+from pgq_console.core import actions
+from pgq_console.core.actions import Action, ActionPreview, ActionResult
+from pgq_console.core.backend import READ_ONLY_REFUSAL, Backend
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import printable
+
+CELL_LIMIT = 40
+
+
+class ActionConfirmScreen(ModalScreen[ActionResult | None]):
+    """Preview → confirm (typed count above 100) → apply → dismiss(result)."""
+
+    BINDINGS = [Binding("escape", "dismiss_cancel", "Cancel")]
+
+    def __init__(self, backend: Backend, action: Action) -> None:
+        super().__init__()
+        self.backend = backend
+        self.action = action
+        self.preview: ActionPreview | None = None
+        self.result: ActionResult | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm-dialog"):
+            yield Label(Text(self.action.title), id="confirm-title")
+            yield Static(Text("Previewing…"), id="confirm-count")
+            yield Static(Text(""), id="confirm-predicate")
+            yield Static(Text(""), id="confirm-notes")
+            # Controls before the rows and the statement: on a small terminal they stay visible.
+            yield Input(placeholder="type the number of jobs to confirm", id="confirm-typed")
+            yield Input(placeholder="reason (optional, goes to the audit log)", id="confirm-reason")
+            yield Static(Text(""), id="confirm-error")
+            with Horizontal(id="confirm-buttons"):
+                yield Button("Apply", id="confirm-apply", variant="error", disabled=True)
+                yield Button("Cancel", id="confirm-cancel")
+            yield DataTable(id="confirm-sample", cursor_type="none", show_cursor=False)
+            with VerticalScroll(id="confirm-statement-scroll"):
+                yield Static(Text(""), id="confirm-statement")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-typed", Input).display = False
+        self.query_one("#confirm-sample", DataTable).display = False
+        if self.backend.read_only:
+            self._error(READ_ONLY_REFUSAL)
+            self.query_one("#confirm-count", Static).update(Text("Nothing will be changed."))
+            self.query_one("#confirm-apply", Button).display = False
+            self.query_one("#confirm-reason", Input).display = False
+            return
+        self.run_preview()
+
+    @work(group="confirm", exclusive=True, exit_on_error=False)
+    async def run_preview(self) -> None:
+        try:
+            preview = await self.action.preview(self.backend)
+        except ConsoleError as exc:
+            self._error(str(exc))
+            return
+        except Exception as exc:
+            self._error(f"preview failed: {' '.join(str(exc).split()) or type(exc).__name__}")
+            return
+        self.show_preview(preview)
+
+    def show_preview(self, preview: ActionPreview) -> None:
+        self.preview = preview
+        count = self.query_one("#confirm-count", Static)
+        if preview.count == 0:
+            count.update(Text("No job matches: nothing to do.", style="bold"))
+        else:
+            count.update(
+                Text.assemble(
+                    (f"{preview.verb} {preview.count} ", "bold"),
+                    ("job" if preview.count == 1 else "jobs", "bold"),
+                )
+            )
+        self.query_one("#confirm-predicate", Static).update(
+            Text.assemble(("where ", "dim"), printable(preview.predicate or "—", limit=300))
+        )
+        self.query_one("#confirm-notes", Static).update(Text("\n".join(preview.notes)))
+        table = self.query_one("#confirm-sample", DataTable)
+        if preview.sample:
+            for column in preview.columns:
+                table.add_column(column, key=column)
+            for row in preview.sample:
+                table.add_row(*(Text(printable(cell, limit=CELL_LIMIT)) for cell in row))
+            table.display = True
+            if preview.count > len(preview.sample):
+                table.border_subtitle = f"first {len(preview.sample)} of {preview.count}"
+        self.query_one("#confirm-statement", Static).update(
+            Text.assemble(
+                ("statement ($1 = the previewed ids", "dim"),
+                *((f"; {p}", "dim") for p in preview.parameters),
+                ("):\n", "dim"),
+                printable_sql(preview.statement),
+            )
+        )
+        typed = self.query_one("#confirm-typed", Input)
+        if preview.needs_typed_confirmation:
+            typed.placeholder = f"type {preview.count} to confirm"
+            typed.display = True
+            typed.focus()
+        apply = self.query_one("#confirm-apply", Button)
+        apply.disabled = preview.count == 0
+        if not preview.needs_typed_confirmation and preview.count:
+            apply.focus()
+
+    @on(Button.Pressed, "#confirm-apply")
+    @on(Input.Submitted)
+    def apply_pressed(self) -> None:
+        if self.preview is None or self.preview.count == 0:
+            return
+        typed = self.query_one("#confirm-typed", Input).value
+        problem = actions.confirmation_problem(self.preview, typed)
+        if problem:
+            self._error(problem)
+            return
+        self.query_one("#confirm-apply", Button).disabled = True
+        self.run_apply(typed, self.query_one("#confirm-reason", Input).value)
+
+    @work(group="confirm", exclusive=True, exit_on_error=False)
+    async def run_apply(self, typed: str, reason: str) -> None:
+        assert self.preview is not None
+        try:
+            result = await actions.execute(
+                self.backend, self.action, self.preview, typed=typed, reason=reason
+            )
+        except ConsoleError as exc:
+            self._error(str(exc))
+            self.query_one("#confirm-apply", Button).disabled = False
+            return
+        self.result = result
+        self.dismiss(result)
+
+    @on(Button.Pressed, "#confirm-cancel")
+    def action_dismiss_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _error(self, message: str) -> None:
+        self.query_one("#confirm-error", Static).update(Text(printable(message), style="bold"))
+
+
+def printable_sql(statement: str) -> Text:
+    """The statement as literal text (line breaks kept, nothing interpreted)."""
+    return Text("\n".join(printable(line) for line in statement.splitlines()))
+
+
+def announce_result(notify: Callable[..., object], result: ActionResult) -> None:
+    """Toast an action's outcome with `notify` (an App's or Screen's): plain text, never markup."""
+    notify(result.summary, markup=False, timeout=8)
+    if result.audit_problem:
+        notify(result.audit_problem, severity="warning", markup=False, timeout=15)
+
+
+def watch_audit(app: App[None], backend: Backend) -> None:
+    """Toast every write another console announces on the audit channel (own ones are skipped:
+    their result was already shown). Runs as an app worker on a connection of its own."""
+    import asyncio
+
+    from pgq_console.core.audit import AuditAnnouncement, AuditListener
+
+    def toast(announcement: AuditAnnouncement) -> None:
+        if not announcement.own:
+            app.notify(
+                printable(announcement.describe(), limit=300),
+                title="another console wrote",
+                markup=False,
+                timeout=10,
+            )
+
+    async def listen() -> None:
+        listener = AuditListener(backend, toast)
+        try:
+            await listener.start()
+            await asyncio.Event().wait()
+        except Exception as exc:  # the toasts are a courtesy: never take the app down
+            app.notify(
+                f"not listening for other consoles' writes: {' '.join(str(exc).split())}",
+                severity="warning",
+                markup=False,
+            )
+        finally:
+            await listener.stop()
+
+    app.run_worker(listen(), group="audit-toasts", exclusive=True, exit_on_error=False)

@@ -1,0 +1,158 @@
+"""Charts: throughput per entrypoint over the last hour, run-time percentiles, drain estimates.
+
+The table has one row per entrypoint (sparkline of completions, rates, percentiles, backlog and
+what happens to it at the current rates); below it, the selected entrypoint's (or all
+entrypoints') enqueued, completed and exceptions per minute as full-width sparklines.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Sparkline, Static
+
+from pgq_console.core.backend import Backend
+from pgq_console.core.charts import (
+    CHART_MINUTES,
+    RATE_WINDOW,
+    ChartsSnapshot,
+    DrainEstimate,
+    EntrypointSeries,
+    fetch_charts,
+)
+from pgq_console.core.clock import Clock
+from pgq_console.core.text import printable
+from pgq_console.screens.polled import PolledScreen
+from pgq_console.widgets import format as fmt
+from pgq_console.widgets.keyed_table import KeyedTable
+
+ALL = "*all*"
+COLUMNS = (
+    # What needs action first: backlog and where it is heading fit in 80 columns.
+    ("entrypoint", "Entrypoint"),
+    ("backlog", "Backlog"),
+    ("drain", "At current rates"),
+    ("trend", "Done/min 60m"),
+    ("done", "Done/1h"),
+    ("err", "Err/1h"),
+    ("p50", "p50"),
+    ("p95", "p95"),
+    ("p99", "p99"),
+)
+TREND_WIDTH = 15
+
+
+def drain_text(drain: DrainEstimate) -> str:
+    """What happens to the backlog, in a few words an on-call engineer can act on."""
+    trend = drain.trend
+    if trend == "empty":
+        return "no backlog"
+    parts: list[str] = []
+    if trend == "stuck":
+        parts.append("nothing completes")
+    elif trend == "growing":
+        parts.append(f"grows {fmt.rate(drain.net_per_min)}/min")
+    elif trend == "draining":
+        empties = drain.empties_in_s
+        parts.append(f"empty in {fmt.seconds(empties)}" if empties else "empty")
+    else:
+        parts.append("steady" if drain.backlog else "keeping up")
+    crosses = drain.crosses_limit_in_s
+    limit = fmt.seconds(drain.age_limit_s)
+    if crosses == 0:
+        parts.append(f"oldest over {limit}")
+    elif crosses is not None:
+        parts.append(f"oldest > {limit} in {fmt.seconds(crosses)}")
+    return ", ".join(parts)
+
+
+class ChartsScreen(PolledScreen[ChartsSnapshot]):
+    title_text = "Charts (last hour)"
+    interval_s = 10.0
+    BINDINGS = [*PolledScreen.BINDINGS, Binding("a", "show_all", "All entrypoints")]
+
+    def __init__(self, backend: Backend, clock: Clock) -> None:
+        super().__init__(backend, clock)
+        self.focus_entrypoint: str | None = None  # None: all entrypoints
+
+    async def fetch(self) -> ChartsSnapshot:
+        return await fetch_charts(self.backend)
+
+    def compose_body(self) -> ComposeResult:
+        yield KeyedTable(COLUMNS, id="charts-table")
+        with Vertical(id="charts-detail"):
+            yield Static(id="chart-title")
+            yield Static(id="chart-enqueued-label", classes="chart-label")
+            yield Sparkline([], id="chart-enqueued", classes="chart")
+            yield Static(id="chart-completed-label", classes="chart-label")
+            yield Sparkline([], id="chart-completed", classes="chart")
+            yield Static(id="chart-exceptions-label", classes="chart-label")
+            yield Sparkline([], id="chart-exceptions", classes="chart chart-errors")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#charts-table", KeyedTable).focus()
+
+    def extra_status(self) -> str:
+        return f"rates over the last {fmt.seconds(RATE_WINDOW.total_seconds())}"
+
+    def show(self, data: ChartsSnapshot) -> None:
+        rows = {s.entrypoint: self._cells(s) for s in data.series}
+        self.query_one("#charts-table", KeyedTable).apply(rows)
+        self._show_detail()
+
+    def _cells(self, series: EntrypointSeries) -> dict[str, Text]:
+        style = self.app.theme_variables
+        drain = series.drain
+        alarming = drain.trend in ("growing", "stuck") or drain.crosses_limit_in_s is not None
+        return {
+            "entrypoint": Text(printable(series.entrypoint, limit=22)),
+            "trend": Text(
+                fmt.sparkline(series.completed, TREND_WIDTH), style=style.get("status-picked", "")
+            ),
+            "done": Text(fmt.count(series.completed_1h), justify="right"),
+            "err": Text(
+                fmt.count(series.exceptions_1h),
+                justify="right",
+                style=style.get("status-exception", "") if series.exceptions_1h else "",
+            ),
+            "backlog": Text(fmt.count(drain.backlog), justify="right"),
+            "drain": Text(
+                drain_text(drain), style=f"bold {style.get('status-held', '')}" if alarming else ""
+            ),
+            "p50": Text(fmt.seconds(series.p50_s), justify="right"),
+            "p95": Text(fmt.seconds(series.p95_s), justify="right"),
+            "p99": Text(fmt.seconds(series.p99_s), justify="right"),
+        }
+
+    @on(DataTable.RowHighlighted, "#charts-table")
+    def _follow_cursor(self, event: DataTable.RowHighlighted) -> None:
+        self.focus_entrypoint = str(event.row_key.value) if event.row_key else None
+        self._show_detail()
+
+    def action_show_all(self) -> None:
+        self.focus_entrypoint = None
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        data = self.data
+        if data is None:
+            return
+        series = data.get(self.focus_entrypoint) if self.focus_entrypoint else None
+        if series is None:
+            series = data.total()
+        title = Text(f" {printable(series.entrypoint, limit=40)}", style="bold")
+        title.append(f" — per minute, {CHART_MINUTES} minutes to now  (a: all entrypoints)")
+        self.query_one("#chart-title", Static).update(title)
+        for name in ("enqueued", "completed", "exceptions"):
+            values: tuple[int, ...] = getattr(series, name)
+            label = Text(
+                f" {name}: peak {fmt.count(max(values, default=0))}/min, "
+                f"last full minute {fmt.count(values[-2] if len(values) > 1 else 0)}, "
+                f"1h total {fmt.count(sum(values))}"
+            )
+            self.query_one(f"#chart-{name}-label", Static).update(label)
+            self.query_one(f"#chart-{name}", Sparkline).data = [float(v) for v in values]

@@ -1,0 +1,509 @@
+"""In-process consumers (mode "consumers", key 7): start, watch, drain and stop them.
+
+The table is fed from `app.consumers` (a `ConsumerSupervisor`, memory only: no database
+reads in handlers) every half second and reconciled by row key. The log pane shows the
+highlighted consumer's handler output and tracebacks as plain text, never markup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Log, Select, Static
+
+from pgq_console.core.consumers import (
+    CONSUMER_FIELDS,
+    HANDLER_LABELS,
+    ConsumerSnapshot,
+    ConsumerSpec,
+    ConsumerSupervisor,
+    HandlerKind,
+    consumer_refusal,
+    parse_consumer_form,
+)
+from pgq_console.core.enqueue import FormErrors, known_entrypoints
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import printable
+from pgq_console.widgets import format as fmt
+from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.form_field import FieldRow, show_field_errors
+from pgq_console.widgets.status_line import ConnectionLine
+
+if TYPE_CHECKING:
+    from pgq_console.app import PgqConsole
+
+REFRESH_S = 0.5
+COLUMNS = (
+    # What an on-call engineer scans first comes first; names trail (the table scrolls).
+    ("id", "Id", 4),
+    ("state", "State", 12),
+    ("done", "Done", 7),
+    ("rate", "Jobs/s", 6),
+    ("errors", "Errors", 6),
+    ("in_flight", "Running", 7),
+    ("uptime", "Uptime", 7),
+    ("entrypoints", "Entrypoints", 20),
+    ("handler", "Handler", 18),
+)
+
+
+def _cells(snapshot: ConsumerSnapshot) -> dict[str, Text]:
+    return {
+        "id": Text(snapshot.name),
+        "state": Text(snapshot.state_text, style="bold" if snapshot.state.active else ""),
+        "done": Text(fmt.count(snapshot.done), justify="right"),
+        "rate": Text(fmt.rate(snapshot.rate), justify="right"),
+        "errors": Text(fmt.count(snapshot.errors), justify="right"),
+        "in_flight": Text(str(snapshot.in_flight), justify="right"),
+        "uptime": Text(fmt.seconds(snapshot.uptime_s), justify="right"),
+        "entrypoints": Text(printable(", ".join(snapshot.entrypoints), limit=20)),
+        "handler": Text(printable(snapshot.handler, limit=18)),
+    }
+
+
+class ConsumersScreen(Screen[None]):
+    BINDINGS = [
+        Binding("n", "new_consumer", "New consumer"),
+        Binding("s", "stop", "Stop (drain)"),
+        Binding("x", "cancel_running", "Cancel running jobs"),
+        Binding("d", "forget", "Remove stopped", show=False),
+        Binding("j", "cursor('down')", "Down", show=False),
+        Binding("k", "cursor('up')", "Up", show=False),
+        Binding("g", "cursor('top')", "Top", show=False),
+        Binding("G", "cursor('bottom')", "Bottom", show=False),
+    ]
+
+    def __init__(self, app: PgqConsole) -> None:
+        super().__init__()
+        self.console = app
+        self.supervisor: ConsumerSupervisor = app.consumers
+        self.shown_id: int | None = None
+        self.shown_lines = 0
+
+    def compose(self) -> ComposeResult:
+        yield ConnectionLine(id="connection-line")
+        yield Banner(id="consumers-banner")
+        yield Static(
+            Text(" In-process consumers: n new · s stop (drain) · x cancel running jobs"),
+            id="consumers-title",
+        )
+        yield DataTable(id="consumers-table", cursor_type="row")
+        yield Static(Text(" Log"), id="consumer-log-title")
+        yield Log(id="consumer-log", max_lines=2000)
+        yield Footer()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_rows()
+
+    def on_mount(self) -> None:
+        backend = self.console.backend
+        if backend is not None:
+            self.query_one(ConnectionLine).show(
+                backend.label,
+                backend.kind.value,
+                backend.installation.label,
+                read_only=self.console.read_only,
+            )
+        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        problem = consumer_refusal(backend, self.console.read_only)
+        banner = self.query_one("#consumers-banner", Banner)
+        if problem:
+            banner.show(f"⚠ Consumers are off: {problem}")
+        else:
+            banner.hide()
+        self.refresh_rows()
+        self.set_interval(REFRESH_S, self.refresh_rows)
+        table.focus()
+
+    def refresh_rows(self) -> None:
+        if not self.is_current:
+            return  # another screen is showing: no repaint work while consumers run
+        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
+        snapshots = {str(s.id): s for s in self.supervisor.snapshots()}
+        existing = {str(key.value) for key in table.rows}
+        with self.app.batch_update():
+            for key in existing - snapshots.keys():
+                table.remove_row(key)
+            for key, snapshot in snapshots.items():
+                cells = _cells(snapshot)
+                if key in existing:
+                    for column, value in cells.items():
+                        if table.get_cell(key, column) != value:
+                            table.update_cell(key, column, value)
+                else:
+                    table.add_row(*cells.values(), key=key)
+        if not snapshots:
+            self.query_one("#consumer-log-title", Static).update(
+                Text(" No consumers yet: press n to start one.")
+            )
+        self._follow_log()
+
+    def selected_id(self) -> int | None:
+        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
+        if table.row_count == 0:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        return int(str(key.value))
+
+    @on(DataTable.RowHighlighted, "#consumers-table")
+    def _row_highlighted(self) -> None:
+        self._follow_log()
+
+    def _follow_log(self) -> None:
+        consumer_id = self.selected_id()
+        log = self.query_one("#consumer-log", Log)
+        consumer = self.supervisor.get(consumer_id) if consumer_id is not None else None
+        if consumer is None:
+            if self.shown_id is not None:
+                log.clear()
+                self.shown_id, self.shown_lines = None, 0
+            return
+        if consumer_id != self.shown_id:
+            log.clear()
+            self.shown_id, self.shown_lines = consumer_id, 0
+            title = f" Log of {consumer.name}: {consumer.spec.label}"
+            if consumer.error:
+                title += f"  ✗ {consumer.error}"
+            self.query_one("#consumer-log-title", Static).update(Text(printable(title)))
+        lines, self.shown_lines = consumer.new_lines(self.shown_lines)
+        if lines:
+            # Log renders plain strings (no markup); printable() already escaped controls.
+            log.write_lines(lines)
+
+    def action_cursor(self, where: str) -> None:
+        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
+        if where == "down":
+            table.action_cursor_down()
+        elif where == "up":
+            table.action_cursor_up()
+        elif where == "top":
+            table.move_cursor(row=0)
+        else:
+            table.move_cursor(row=max(0, table.row_count - 1))
+
+    def action_new_consumer(self) -> None:
+        problem = consumer_refusal(self.console.backend, self.console.read_only)
+        if problem:
+            self.notify(f"Cannot start a consumer: {problem}", severity="warning", markup=False)
+            return
+        self.app.push_screen(ConsumerFormScreen(self.console), self._started)
+
+    def _started(self, consumer_id: int | None) -> None:
+        self.refresh_rows()
+        if consumer_id is None:
+            return
+        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
+        table.move_cursor(row=table.get_row_index(str(consumer_id)))
+
+    def action_stop(self) -> None:
+        consumer_id = self.selected_id()
+        consumer = self.supervisor.get(consumer_id) if consumer_id is not None else None
+        if consumer is None:
+            self.notify("No consumer selected.", markup=False)
+            return
+        if not consumer.state.active:
+            self.notify(f"{consumer.name} has already ended.", markup=False)
+            return
+        if consumer.shutdown.is_set():
+            self.action_cancel_running()
+            return
+        consumer.request_stop()
+        if consumer.in_flight:
+            message = (
+                f"{consumer.name}: stopped picking; draining {consumer.in_flight} running "
+                "job(s). Press s again to cancel them."
+            )
+        else:
+            message = f"{consumer.name}: stopped picking; no job was running."
+        self.notify(message, markup=False)
+        self.refresh_rows()
+
+    def action_cancel_running(self) -> None:
+        consumer_id = self.selected_id()
+        consumer = self.supervisor.get(consumer_id) if consumer_id is not None else None
+        if consumer is None or not consumer.state.active:
+            return
+        running = consumer.in_flight
+        if not running:
+            consumer.request_stop()
+            self.notify(f"{consumer.name}: no job is running; it is stopping.", markup=False)
+            return
+
+        def answer(confirmed: bool | None) -> None:
+            if confirmed:
+                count = consumer.cancel_running()
+                self.notify(f"{consumer.name}: cancelling {count} running job(s).", markup=False)
+                self.refresh_rows()
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Cancel the {running} running job(s) of {consumer.name}?",
+                "Their handlers are interrupted and each job is logged `canceled` (not retried). "
+                "Without this the consumer ends once they finish.",
+                yes="Cancel running jobs",
+                no="Keep draining",
+            ),
+            answer,
+        )
+
+    def action_forget(self) -> None:
+        consumer_id = self.selected_id()
+        if consumer_id is not None:
+            self.supervisor.forget(consumer_id)
+            self.refresh_rows()
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; dismisses with the answer (esc = no)."""
+
+    BINDINGS = [
+        Binding("escape", "answer(False)", "No"),
+        Binding("y", "answer(True)", "Yes", show=False),
+        Binding("n", "answer(False)", "No", show=False),
+    ]
+
+    def __init__(self, question: str, detail: str, *, yes: str = "Yes", no: str = "No") -> None:
+        super().__init__()
+        self.question = question
+        self.detail = detail
+        self.yes = yes
+        self.no = no
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="yesno-dialog"):
+            yield Label(Text(self.question), id="yesno-question")
+            yield Static(Text(self.detail), id="yesno-detail")
+            with Horizontal(id="yesno-buttons"):
+                yield Button(f"{self.yes} (y)", id="yesno-yes", variant="warning", compact=True)
+                yield Button(f"{self.no} (n)", id="yesno-no", compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#yesno-no", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yesno-yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class ConsumerFormScreen(ModalScreen[int | None]):
+    """Start a consumer; dismisses with its id once it runs (None when closed)."""
+
+    BINDINGS = [
+        Binding("escape", "close", "Close"),
+        Binding("ctrl+s", "start", "Start"),
+    ]
+
+    def __init__(self, app: PgqConsole, initial: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.console = app
+        self.initial = dict(initial or {})
+        self.starting = False
+
+    def compose(self) -> ComposeResult:
+        value = self.initial.get
+        with VerticalScroll(id="consumer-dialog"):
+            yield Label("Start an in-process consumer", id="consumer-form-title")
+            yield FieldRow(
+                "handler",
+                "Handler",
+                Select(
+                    [(HANDLER_LABELS[kind], kind.value) for kind in HandlerKind],
+                    value=value("handler", HandlerKind.NOOP.value),
+                    allow_blank=False,
+                    compact=True,
+                    id="handler",
+                ),
+            )
+            yield FieldRow(
+                "argument",
+                "Argument",
+                Input(value("argument", ""), id="argument", compact=True),
+            )
+            yield FieldRow(
+                "entrypoints",
+                "Entrypoints",
+                Input(
+                    value("entrypoints", ""),
+                    placeholder="comma-separated names",
+                    id="entrypoints",
+                    compact=True,
+                ),
+            )
+            yield FieldRow(
+                "concurrency_limit",
+                "Concurrency",
+                Input(value("concurrency_limit", "0"), id="concurrency_limit", compact=True),
+                hint="per-entrypoint limit across all workers; 0 = none",
+            )
+            yield FieldRow(
+                "batch_size",
+                "Batch size",
+                Input(value("batch_size", "10"), id="batch_size", compact=True),
+            )
+            yield FieldRow(
+                "on_failure",
+                "On failure",
+                Select(
+                    [("delete (log only)", "delete"), ("hold (requeue later)", "hold")],
+                    value=value("on_failure", "delete"),
+                    allow_blank=False,
+                    compact=True,
+                    id="on_failure",
+                ),
+            )
+            yield FieldRow(
+                "heartbeat_timeout_s",
+                "Heartbeat (s)",
+                Input(value("heartbeat_timeout_s", "30"), id="heartbeat_timeout_s", compact=True),
+            )
+            yield Static(Text(""), id="consumer-form-status")
+            with Horizontal(id="consumer-form-buttons"):
+                yield Button("Start", id="consumer-start", variant="primary", compact=True)
+                yield Button("Close", id="consumer-close", compact=True)
+            yield Static(Text("enter/ctrl+s start · esc close"), id="consumer-form-keys")
+
+    def on_mount(self) -> None:
+        self.query_one("#handler", Select).focus()
+        self._show_argument_hint(self._handler())
+        self.load_suggestions()
+
+    @work(group="consumer-suggest", exclusive=True, exit_on_error=False)
+    async def load_suggestions(self) -> None:
+        if self.console.backend is None:
+            return
+        names = await known_entrypoints(self.console.backend)
+        if names and not self.query_one("#entrypoints", Input).value:
+            shown = ", ".join(printable(name, limit=30) for name in names[:6])
+            self.query_one("#row-entrypoints", FieldRow).set_hint(f"known: {shown}")
+
+    def _handler(self) -> HandlerKind:
+        return HandlerKind(str(self.query_one("#handler", Select).value))
+
+    @on(Select.Changed, "#handler")
+    def _handler_changed(self) -> None:
+        self._show_argument_hint(self._handler())
+
+    def _show_argument_hint(self, kind: HandlerKind) -> None:
+        row = self.query_one("#row-argument", FieldRow)
+        row.display = bool(kind.argument_hint)
+        row.set_hint(kind.argument_hint)
+        factory = kind is HandlerKind.FACTORY
+        entry_row = self.query_one("#row-entrypoints", FieldRow)
+        for name in ("entrypoints", "concurrency_limit", "on_failure"):
+            # A factory registers its own entrypoints with their own options.
+            self.query_one(f"#row-{name}", FieldRow).display = not factory
+        entry_row.display = not factory
+
+    def raw_values(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        for name in CONSUMER_FIELDS:
+            widget: Any = self.query_one(f"#{name}")
+            values[name] = str(widget.value)
+        return values
+
+    def validate_fields(self) -> ConsumerSpec | None:
+        rows = list(self.query(FieldRow))
+        try:
+            spec = parse_consumer_form(self.raw_values())
+        except FormErrors as exc:
+            show_field_errors(rows, exc.by_field)
+            self._status(f"Fix {len(exc.by_field)} field(s) first")
+            return None
+        show_field_errors(rows, {})
+        return spec
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#consumer-start")
+    def _start_pressed(self) -> None:
+        self.action_start()
+
+    @on(Button.Pressed, "#consumer-close")
+    def _close_pressed(self) -> None:
+        self.action_close()
+
+    def action_start(self) -> None:
+        if self.starting:
+            return
+        spec = self.validate_fields()
+        if spec is None:
+            return
+        self.starting = True
+        self._status("Starting…")
+        self.start_consumer(spec)
+
+    @work(group="consumer-start", exclusive=True, exit_on_error=False)
+    async def start_consumer(self, spec: ConsumerSpec) -> None:
+        try:
+            consumer = await self.console.consumers.start(
+                self.console.backend, spec, read_only=self.console.read_only
+            )
+        except ConsoleError as exc:
+            self._status(f"✗ {exc}")
+            return
+        except Exception as exc:  # user code or the server: one line, never a traceback
+            self._status(f"✗ {type(exc).__name__}: {' '.join(str(exc).split())}")
+            return
+        finally:
+            self.starting = False
+        self.notify(f"{consumer.name} started: {consumer.spec.label}", markup=False)
+        self.dismiss(consumer.id)
+
+    def _status(self, message: str) -> None:
+        self.query_one("#consumer-form-status", Static).update(Text(printable(message)))
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+# -- quitting with consumers running ---------------------------------------------------------
+
+
+def quit_console(app: PgqConsole) -> None:
+    """`q`: with consumers running, ask first, then drain them before exiting."""
+    active = app.consumers.active
+    if not active:
+        app.exit()
+        return
+    running = sum(consumer.in_flight for consumer in active)
+
+    def answer(confirmed: bool | None) -> None:
+        if confirmed:
+            app.notify(
+                f"Draining {len(active)} consumer(s): {running} running job(s) finish first…",
+                markup=False,
+                timeout=30,
+            )
+            _drain_and_exit(app)
+
+    app.push_screen(
+        ConfirmScreen(
+            f"{len(active)} consumer(s) are running ({running} job(s) in flight). Quit?",
+            "They stop picking, the running jobs finish and are recorded, then the console exits.",
+            yes="Drain and quit",
+            no="Stay",
+        ),
+        answer,
+    )
+
+
+def _drain_and_exit(app: PgqConsole) -> None:
+    async def drain() -> None:
+        await app.consumers.drain_all()
+        app.exit()
+
+    app.run_worker(drain(), group="quit", exclusive=True, exit_on_error=False)

@@ -1,0 +1,346 @@
+"""The enqueue form (`e`, from any screen): test jobs through pgqueuer's batch enqueue.
+
+Validation is `core.enqueue.parse_enqueue_form` (pydantic), shown next to each field. Enqueueing
+runs in a worker in batches, one statement each, with a progress bar; esc cancels after the
+batch in flight. The new ids are shown and ctrl+o opens the first job's detail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
+
+from pgq_console.core.backend import AnyBackend
+from pgq_console.core.enqueue import (
+    DEFAULT_BATCH_SIZE,
+    CancelToken,
+    EnqueueProgress,
+    Enqueuer,
+    EnqueueRequest,
+    EnqueueResult,
+    FormErrors,
+    PayloadKind,
+    known_entrypoints,
+    parse_enqueue_form,
+    refusal,
+)
+from pgq_console.core.text import printable
+from pgq_console.widgets.form_field import FieldRow, show_field_errors
+
+if TYPE_CHECKING:
+    from pgq_console.core.clock import Clock
+
+PAYLOAD_HINTS = {
+    PayloadKind.JSON: 'JSON, e.g. {"user": 42}; empty = no payload',
+    PayloadKind.TEXT: "plain text, stored as UTF-8; empty = no payload",
+    PayloadKind.HEX: "hex bytes, e.g. 0xdeadbeef or de ad be ef",
+    PayloadKind.FILE: "path of a file whose bytes are the payload (up to 64 MiB)",
+}
+INPUT_FIELDS = ("entrypoint", "payload", "priority", "execute_after", "dedupe_key", "headers")
+SUGGESTIONS_SHOWN = 6
+
+
+class EnqueueFormScreen(ModalScreen[None]):
+    """Modal form; `initial` pre-fills fields by name (e.g. "enqueue a copy" of a job)."""
+
+    BINDINGS = [
+        Binding("escape", "close_or_cancel", "Close / cancel"),
+        Binding("ctrl+s", "submit", "Enqueue"),
+        Binding("ctrl+o", "open_first_job", "Open first job"),
+    ]
+
+    def __init__(
+        self,
+        backend: AnyBackend,
+        clock: Clock,
+        *,
+        read_only: bool = False,
+        initial: Mapping[str, str] | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.read_only = read_only
+        self.initial = dict(initial or {})
+        self.enqueuer = Enqueuer(backend, batch_size=batch_size or DEFAULT_BATCH_SIZE)
+        self.cancel_token: CancelToken | None = None
+        self.result: EnqueueResult | None = None
+        self.entrypoints: list[str] = []
+        self._shown_at = -1.0
+
+    @property
+    def running(self) -> bool:
+        return self.cancel_token is not None
+
+    def compose(self) -> ComposeResult:
+        value = self.initial.get
+        with VerticalScroll(id="enqueue-dialog"):
+            yield Label("Enqueue test jobs", id="enqueue-title")
+            yield FieldRow(
+                "entrypoint",
+                "Entrypoint",
+                Input(value("entrypoint", ""), placeholder="name", id="entrypoint", compact=True),
+            )
+            kind_text = value("payload_kind", PayloadKind.JSON.value)
+            kind = PayloadKind(kind_text) if kind_text in set(PayloadKind) else PayloadKind.JSON
+            yield FieldRow(
+                "payload",
+                "Payload",
+                Select(
+                    [(k.value, k.value) for k in PayloadKind],
+                    value=kind.value,
+                    allow_blank=False,
+                    compact=True,
+                    id="payload_kind",
+                ),
+                Input(value("payload", ""), placeholder="empty = none", id="payload", compact=True),
+                hint=PAYLOAD_HINTS[kind],
+            )
+            yield FieldRow(
+                "priority",
+                "Priority",
+                Input(value("priority", "0"), id="priority", compact=True),
+                hint="",
+            )
+            yield FieldRow(
+                "execute_after",
+                "Execute after",
+                Input(
+                    value("execute_after", ""),
+                    placeholder="now · 30s · 5m · 1h30m · 18:00 · 2026-11-24T18:00 (UTC)",
+                    id="execute_after",
+                    compact=True,
+                ),
+            )
+            yield FieldRow(
+                "dedupe_key",
+                "Dedupe key",
+                Input(
+                    value("dedupe_key", ""), placeholder="optional", id="dedupe_key", compact=True
+                ),
+            )
+            yield FieldRow(
+                "headers",
+                "Headers",
+                Input(
+                    value("headers", ""),
+                    placeholder='optional JSON object, e.g. {"trace": "abc"}',
+                    id="headers",
+                    compact=True,
+                ),
+            )
+            yield FieldRow(
+                "copies",
+                "Copies",
+                Input(value("copies", "1"), id="copies", compact=True),
+            )
+            yield ProgressBar(id="enqueue-progress", show_eta=True)
+            yield Static(Text(""), id="enqueue-status")
+            with Horizontal(id="enqueue-buttons"):
+                yield Button("Enqueue", id="enqueue-submit", variant="primary", compact=True)
+                yield Button("Open first job", id="enqueue-open", compact=True)
+                yield Button("Close", id="enqueue-close", compact=True)
+            yield Static(
+                Text("enter/ctrl+s enqueue · esc close (cancels a running enqueue) · ctrl+o job"),
+                id="enqueue-keys",
+            )
+
+    def on_mount(self) -> None:
+        self.query_one("#enqueue-progress", ProgressBar).display = False
+        self.query_one("#enqueue-open", Button).display = False
+        self.query_one("#entrypoint", Input).focus()
+        problem = refusal(self.backend, self.read_only)
+        if problem:
+            self._status(f"Cannot enqueue: {problem}", "error")
+            self.query_one("#enqueue-submit", Button).disabled = True
+        self.load_suggestions()
+
+    @work(group="enqueue-suggest", exclusive=True, exit_on_error=False)
+    async def load_suggestions(self) -> None:
+        names = await known_entrypoints(self.backend)
+        self.entrypoints = names
+        entry = self.query_one("#entrypoint", Input)
+        entry.suggester = SuggestFromList(names, case_sensitive=True)
+        self._show_entrypoint_hint(entry.value)
+
+    @on(Input.Changed, "#entrypoint")
+    def _entrypoint_changed(self, event: Input.Changed) -> None:
+        self._show_entrypoint_hint(event.value)
+
+    def _show_entrypoint_hint(self, typed: str) -> None:
+        if not self.entrypoints:
+            return
+        matches = [name for name in self.entrypoints if name.startswith(typed.strip())]
+        if typed.strip() in self.entrypoints:
+            hint = ""
+        elif matches:
+            shown = ", ".join(printable(name, limit=30) for name in matches[:SUGGESTIONS_SHOWN])
+            more = (
+                f" (+{len(matches) - SUGGESTIONS_SHOWN})"
+                if len(matches) > SUGGESTIONS_SHOWN
+                else ""
+            )
+            hint = f"known: {shown}{more}  (→ completes)"
+        else:
+            hint = "new entrypoint: no consumer has it yet"
+        self.query_one("#row-entrypoint", FieldRow).set_hint(hint)
+
+    @on(Select.Changed, "#payload_kind")
+    def _payload_kind_changed(self, event: Select.Changed) -> None:
+        kind = PayloadKind(str(event.value))
+        self.query_one("#row-payload", FieldRow).set_hint(PAYLOAD_HINTS[kind])
+
+    def raw_values(self) -> dict[str, str]:
+        values = {name: self.query_one(f"#{name}", Input).value for name in INPUT_FIELDS}
+        values["copies"] = self.query_one("#copies", Input).value
+        values["payload_kind"] = str(self.query_one("#payload_kind", Select).value)
+        return values
+
+    def validate_fields(self) -> EnqueueRequest | None:
+        """Parse the form; show each problem next to its field. The request, or None."""
+        rows = list(self.query(FieldRow))
+        try:
+            request = parse_enqueue_form(self.raw_values(), self.clock.now())
+        except FormErrors as exc:
+            errors = dict(exc.by_field)
+            if "payload_kind" in errors:
+                errors.setdefault("payload", errors.pop("payload_kind"))
+            show_field_errors(rows, errors)
+            first = next(iter(errors))
+            self._status(f"Fix {len(errors)} field{'s' if len(errors) > 1 else ''} first", "error")
+            focus = self.query(f"#{first}")
+            if focus:
+                focus.first().focus()
+            return None
+        show_field_errors(rows, {})
+        return request
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#enqueue-submit")
+    def _submit_pressed(self) -> None:
+        self.action_submit()
+
+    @on(Button.Pressed, "#enqueue-close")
+    def _close_pressed(self) -> None:
+        self.action_close_or_cancel()
+
+    @on(Button.Pressed, "#enqueue-open")
+    def _open_pressed(self) -> None:
+        self.action_open_first_job()
+
+    def action_submit(self) -> None:
+        if self.running:
+            self.notify("An enqueue is still running: esc cancels it.", markup=False)
+            return
+        problem = refusal(self.backend, self.read_only)
+        if problem:
+            self._status(f"Cannot enqueue: {problem}", "error")
+            return
+        request = self.validate_fields()
+        if request is None:
+            return
+        self.cancel_token = CancelToken()
+        self._shown_at = -1.0
+        progress = self.query_one("#enqueue-progress", ProgressBar)
+        progress.update(total=request.copies, progress=0)
+        progress.display = request.copies > 1
+        self.query_one("#enqueue-submit", Button).disabled = True
+        self._status(f"Enqueueing {request.copies:,} job(s)…", "")
+        self.run_enqueue(request, self.cancel_token)
+
+    @work(group="enqueue", exclusive=True, exit_on_error=False)
+    async def run_enqueue(self, request: EnqueueRequest, token: CancelToken) -> None:
+        try:
+            result = await self.enqueuer.enqueue(
+                request, on_progress=self._progress, cancel=token, read_only=self.read_only
+            )
+        finally:
+            self.cancel_token = None
+            self.query_one("#enqueue-submit", Button).disabled = False
+        self.show_result(request, result)
+
+    def _progress(self, progress: EnqueueProgress) -> None:
+        # At most ~8 repaints a second, whatever the batch rate: the UI must not slow the insert.
+        if progress.done < progress.total and progress.elapsed_s - self._shown_at < 0.12:
+            return
+        self._shown_at = progress.elapsed_s
+        self.query_one("#enqueue-progress", ProgressBar).update(progress=progress.done)
+        self._status(
+            f"Enqueued {progress.done:,} of {progress.total:,}  ({progress.rate:,.0f} jobs/s)"
+            "  · esc cancels after this batch",
+            "",
+        )
+
+    def show_result(self, request: EnqueueRequest, result: EnqueueResult) -> None:
+        self.result = result
+        self.query_one("#enqueue-progress", ProgressBar).update(progress=len(result.ids))
+        variant = "ok" if result.complete else ("warning" if result.cancelled else "error")
+        summary = result.summary()
+        if result.ids:
+            summary += f"  · ctrl+o opens job {result.ids[0]}"
+        self._status(summary, variant)
+        self.query_one("#enqueue-open", Button).display = bool(result.ids)
+        if result.error and request.dedupe_key is not None and "dedupe key" in result.error:
+            self.query_one("#row-dedupe_key", FieldRow).set_error(result.error)
+            self.query_one("#dedupe_key", Input).focus()
+
+    def _status(self, message: str, variant: str) -> None:
+        status = self.query_one("#enqueue-status", Static)
+        for name in ("ok", "warning", "error"):
+            status.set_class(variant == name, f"-{name}")
+        status.update(Text(message))
+
+    def action_close_or_cancel(self) -> None:
+        if self.cancel_token is not None:
+            if not self.cancel_token.cancelled:
+                self.cancel_token.cancel()
+                self._status("Cancelling after the batch in flight…", "warning")
+            return
+        self.dismiss(None)
+
+    def action_open_first_job(self) -> None:
+        if not self.result or not self.result.ids:
+            self.notify("Nothing enqueued yet.", markup=False)
+            return
+        open_job_detail(self.app, self.result.ids[0])
+
+
+def open_job_detail(app: Any, job_id: int) -> None:
+    """Push issue 3's job detail screen for `job_id` (async drivers); else say the id."""
+    from pgq_console.core.backend import Backend
+
+    if not isinstance(app.backend, Backend):
+        app.notify(
+            f"Job {job_id}: job details need an async driver (this one can only enqueue).",
+            markup=False,
+        )
+        return
+    from pgq_console.screens.job_detail import JobDetailScreen
+
+    app.push_screen(JobDetailScreen(app.backend, app.clock, job_id))
+
+
+def open_enqueue_form(app: Any, initial: Mapping[str, str] | None = None) -> None:
+    """Push the form, or say in one line why this console cannot enqueue."""
+    if isinstance(app.screen, EnqueueFormScreen):
+        return
+    problem = refusal(app.backend, app.read_only)
+    if problem:
+        app.notify(f"Cannot enqueue: {problem}", severity="warning", markup=False)
+        return
+    app.push_screen(
+        EnqueueFormScreen(app.backend, app.clock, read_only=app.read_only, initial=initial)
+    )

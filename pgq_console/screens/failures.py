@@ -1,0 +1,289 @@
+"""Failures: held jobs (status failed) and the last 24 h of exceptions grouped by type and message.
+
+On the groups table, `r` requeues every held job of the group (after the fix went out), and the
+sample traceback of the highlighted group is shown below it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Static
+
+from pgq_console.core import actions
+from pgq_console.core.actions import Predicate
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.jobs import (
+    HELD_FILTER,
+    FailureGroup,
+    JobPage,
+    failure_group_predicate,
+    fetch_failure_groups,
+    fetch_page,
+)
+from pgq_console.core.text import printable
+from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
+from pgq_console.widgets import format as fmt
+from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.job_table import JobTable
+from pgq_console.widgets.screen_commands import ScreenCommands
+
+HELD_LIMIT = 500
+GROUP_COLUMNS = (
+    ("count", "Count"),
+    ("held", "Held"),
+    ("type", "Exception"),
+    ("message", "Message"),
+    ("last", "Last"),
+    ("first", "First"),
+    ("entrypoints", "Entrypoints"),
+)
+
+
+@dataclass
+class FailuresLoaded(Message):
+    held: JobPage | None
+    groups: tuple[FailureGroup, ...]
+    error: str | None = None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, FailuresLoaded)
+
+
+class GroupTable(DataTable[Text]):
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.groups: dict[str, FailureGroup] = {}
+
+    def on_mount(self) -> None:
+        for key, label in GROUP_COLUMNS:
+            self.add_column(label, key=key)
+
+    def apply(self, groups: tuple[FailureGroup, ...], now: object) -> None:
+        from datetime import datetime
+
+        assert isinstance(now, datetime)
+        wanted = {g.key: g for g in groups}
+        with self.app.batch_update():
+            for key in set(self.groups) - wanted.keys():
+                self.remove_row(key)
+                del self.groups[key]
+            for key, group in wanted.items():
+                cells = {
+                    "count": Text(str(group.count), justify="right"),
+                    "held": Text(str(group.held), justify="right"),
+                    "type": Text(printable(group.exception_type, limit=28), style="bold"),
+                    "message": Text(printable(group.message, limit=48)),
+                    "last": Text(fmt.age(group.last_seen, now), justify="right"),
+                    "first": Text(fmt.age(group.first_seen, now), justify="right"),
+                    "entrypoints": Text(printable(", ".join(group.entrypoints), limit=40)),
+                }
+                if key not in self.groups:
+                    self.add_row(*(cells[k] for k, _ in GROUP_COLUMNS), key=key)
+                else:
+                    for column, cell in cells.items():
+                        if self.get_cell(key, column) != cell:
+                            self.update_cell(key, column, cell)
+                self.groups[key] = group
+
+    @property
+    def current(self) -> FailureGroup | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return self.groups.get(str(key.value))
+
+
+class FailuresScreen(JobActionsMixin, Screen[None]):
+    COMMANDS = {ScreenCommands}
+    BINDINGS = [
+        *JOB_BINDINGS,
+        Binding("tab", "switch_table", "Held/Groups"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    def __init__(self, backend: Backend, clock: Clock, *, interval_s: float = 2.0) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.interval_s = max(interval_s, 2.0)  # grouping reads the log: not too often
+        self._wake = asyncio.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="failures-header")
+        yield Banner(id="failures-error")
+        yield Static(Text("Held failures (status failed)", style="bold"), classes="section")
+        yield JobTable(id="held-table")
+        yield Static(
+            Text("Exceptions, last 24 h, by type and message", style="bold"), classes="section"
+        )
+        yield GroupTable(id="group-table")
+        with VerticalScroll(id="group-sample"):
+            yield Static(Text(""), id="group-traceback")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#failures-error", Banner).hide()
+        self.query_one("#held-table", JobTable).focus()
+        self._show_header(0, 0)
+        self.refresh_loop()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Held jobs cannot be cancelled (only queued or picked ones): no key for it here.
+        if action in ("cancel", "cancel_all"):
+            return False
+        return not (action in WRITE_ACTIONS and self.backend.read_only)
+
+    def job_table(self) -> JobTable:
+        return self.query_one("#held-table", JobTable)
+
+    def filter_predicate(self) -> Predicate:
+        return HELD_FILTER.predicate()
+
+    def request_refresh(self) -> None:
+        self._wake.set()
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        commands = self.job_palette_commands()
+        if not self.backend.read_only:
+            commands.append(
+                (
+                    "Requeue failure group",
+                    "every held job of the highlighted exception group",
+                    self.action_requeue_group,
+                )
+            )
+        return commands
+
+    @work(group="refresh", exclusive=True, exit_on_error=False)
+    async def refresh_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
+                groups = await fetch_failure_groups(self.backend, self.clock.now())
+                self.post_message(FailuresLoaded(held, groups))
+            except ConsoleError as exc:
+                self.post_message(FailuresLoaded(None, (), str(exc)))
+            except Exception as exc:
+                text = " ".join(str(exc).split()) or type(exc).__name__
+                self.post_message(FailuresLoaded(None, (), f"cannot read failures: {text}"))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+
+    @on(FailuresLoaded)
+    def show(self, message: FailuresLoaded) -> None:
+        banner = self.query_one("#failures-error", Banner)
+        if message.error or message.held is None:
+            banner.show(f"⚠ {message.error}", variant="error")
+            return
+        banner.hide()
+        now = self.clock.now()
+        self.job_table().apply(message.held.rows, now, newest_first=True)
+        self.query_one(GroupTable).apply(message.groups, now)
+        self._show_sample()
+        self._show_header(len(message.held.rows), len(message.groups), message.held.has_more)
+
+    def _show_header(self, held: int, groups: int, more: bool = False) -> None:
+        parts: list[tuple[str, str] | str] = [
+            ("Failures ", "bold"),
+            f"{held}{'+' if more else ''} held, {groups} exception groups in 24 h",
+        ]
+        if self.job_table().marked:
+            parts.append((f"  {len(self.job_table().marked)} marked", "bold"))
+        if self.backend.read_only:
+            parts.append(("  READ-ONLY", "bold"))
+        self.query_one("#failures-header", Static).update(Text.assemble(*parts))
+
+    @on(DataTable.RowHighlighted, "#group-table")
+    def _group_highlighted(self) -> None:
+        self._show_sample()
+
+    def _show_sample(self) -> None:
+        group = self.query_one(GroupTable).current
+        target = self.query_one("#group-traceback", Static)
+        if group is None:
+            target.update(Text("no exceptions logged in the last 24 h"))
+            return
+        text = Text()
+        text.append(printable(f"{group.exception_type}: {group.message}", limit=400), "bold")
+        text.append(f"\nsample: job {group.sample_job_id}\n", "dim")
+        for line in group.sample_traceback.splitlines()[-30:]:
+            text.append(printable(line) + "\n")
+        target.update(text)
+
+    def _groups_focused(self) -> bool:
+        return self.query_one(GroupTable).has_focus
+
+    def action_switch_table(self) -> None:
+        if self._groups_focused():
+            self.job_table().focus()
+        else:
+            self.query_one(GroupTable).focus()
+
+    def action_requeue(self) -> None:
+        if self._groups_focused():
+            self.action_requeue_group()
+        else:
+            super().action_requeue()
+
+    def action_requeue_group(self) -> None:
+        group = self.query_one(GroupTable).current
+        if group is None:
+            self.notify("no failure group highlighted", severity="warning", markup=False)
+            return
+        log_table = self.backend.installation.settings.qualified.queue_table_log
+        self.open_action(
+            actions.requeue(
+                self.backend,
+                failure_group_predicate(group.exception_type, group.message, log_table),
+            )
+        )
+
+    def action_open(self) -> None:
+        if self._groups_focused():
+            from pgq_console.screens.job_detail import JobDetailScreen
+
+            group = self.query_one(GroupTable).current
+            if group is not None:
+                self.app.push_screen(JobDetailScreen(self.backend, self.clock, group.sample_job_id))
+            return
+        super().action_open()
+
+    def action_mark(self) -> None:
+        super().action_mark()
+
+    def action_back(self) -> None:
+        if self.job_table().marked:
+            self.job_table().clear_marks()
+
+    def action_cursor_down(self) -> None:
+        self._focused_table().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self._focused_table().action_cursor_up()
+
+    def action_top(self) -> None:
+        self._focused_table().move_cursor(row=0)
+
+    def action_bottom(self) -> None:
+        table = self._focused_table()
+        table.move_cursor(row=max(0, table.row_count - 1))
+
+    def _focused_table(self) -> DataTable[Text]:
+        return self.query_one(GroupTable) if self._groups_focused() else self.job_table()

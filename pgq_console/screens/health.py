@@ -1,0 +1,180 @@
+"""Database health for the queue: bloat and vacuum, long transactions, lock waits, NOTIFY queue,
+listeners, schema status, with install/upgrade as guarded actions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from pgq_console.core.health import (
+    LONG_TRANSACTION,
+    HealthSnapshot,
+    SchemaAction,
+    Session,
+    fetch_health,
+)
+from pgq_console.core.text import printable
+from pgq_console.screens.polled import PolledScreen
+from pgq_console.widgets import format as fmt
+from pgq_console.widgets.keyed_table import KeyedTable
+
+TABLE_COLUMNS = (
+    ("table", "Table"),
+    ("size", "Size"),
+    ("live", "Live"),
+    ("dead", "Dead"),
+    ("dead_pct", "Dead%"),
+    ("autovacuum", "Autovacuum"),
+    ("kind", "Kind"),
+)
+SESSION_COLUMNS = (
+    ("kind", "Why"),
+    ("pid", "Pid"),
+    ("age", "Xact age"),
+    ("state", "State"),
+    ("app", "Application"),
+    ("detail", "Waiting on / blocked by"),
+    ("query", "Query"),
+)
+DEAD_RATIO_WARN = 0.2
+NOTIFY_WARN = 0.5
+
+
+def size(value: int | None) -> str:
+    if value is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
+        value = value / 1024  # type: ignore[assignment]
+    return str(value)
+
+
+class HealthScreen(PolledScreen[HealthSnapshot]):
+    title_text = "Database health"
+    interval_s = 5.0
+    BINDINGS = [
+        *PolledScreen.BINDINGS,
+        Binding("u", "upgrade", "Upgrade schema"),
+        Binding("i", "install", "Install schema", show=False),
+    ]
+    WRITE_ACTIONS = frozenset({"upgrade", "install"})
+
+    async def fetch(self) -> HealthSnapshot:
+        return await fetch_health(self.backend)
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="health-body"):
+            yield Static(id="health-schema")
+            yield Static(id="health-notify")
+            yield KeyedTable(TABLE_COLUMNS, id="health-tables")
+            yield Static(id="health-sessions-title")
+            yield KeyedTable(SESSION_COLUMNS, id="health-sessions")
+            yield Static(id="health-listeners")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#health-sessions", KeyedTable).focus()
+
+    def show(self, data: HealthSnapshot) -> None:
+        now = self.clock.now()
+        style = self.app.theme_variables
+        bad = f"bold {style.get('status-held', '')}"
+        ok = style.get("status-ready", "")
+
+        schema = data.schema
+        line = Text(" schema: ")
+        line.append(schema.summary, style=ok if schema.installed and not schema.pending else bad)
+        if not self.backend.read_only:
+            if schema.pending:
+                line.append("  (u: review and upgrade)")
+            elif not schema.installed and not schema.problem:
+                line.append("  (i: review and install)")
+        line.append(f"   PostgreSQL {data.server_version}", style=style.get("muted", ""))
+        self.query_one("#health-schema", Static).update(line)
+
+        usage = data.notify_queue_usage
+        notify = Text(" NOTIFY queue ")
+        notify.append(f"{usage * 100:.1f}% used", style=bad if usage >= NOTIFY_WARN else ok)
+        if usage >= NOTIFY_WARN:
+            notify.append(" — a listener is not consuming (stuck in a transaction?)", style=bad)
+        self.query_one("#health-notify", Static).update(notify)
+
+        rows = {}
+        for table in data.tables:
+            warn = table.dead_ratio > DEAD_RATIO_WARN and table.dead_tuples > 1000
+            rows[table.name] = {
+                "table": Text(printable(table.name)),
+                "size": Text(size(table.total_bytes), justify="right"),
+                "live": Text(fmt.count(table.live_tuples), justify="right"),
+                "dead": Text(fmt.count(table.dead_tuples), justify="right"),
+                "dead_pct": Text(
+                    f"{table.dead_ratio * 100:.0f}%", justify="right", style=bad if warn else ""
+                ),
+                "autovacuum": Text(
+                    f"{fmt.age(table.last_autovacuum, now)} ago"
+                    if table.last_autovacuum
+                    else "never"
+                ),
+                "kind": Text(table.persistence),
+            }
+        self.query_one("#health-tables", KeyedTable).apply(rows)
+
+        sessions: dict[str, dict[str, Text]] = {}
+        for session in data.lock_waits:
+            sessions[f"lock-{session.pid}"] = self._session_cells(
+                "lock wait", session, now, f"{session.relation}, blocked by {_pids(session)}"
+            )
+        for session in data.long_transactions:
+            why = "idle in xact" if session.state.startswith("idle in") else "long xact"
+            detail = f"blocked by {_pids(session)}" if session.blocked_by else session.wait_event
+            sessions[f"long-{session.pid}"] = self._session_cells(why, session, now, detail)
+        self.query_one("#health-sessions", KeyedTable).apply(sessions)
+        title = Text(
+            f" Transactions open > {fmt.seconds(LONG_TRANSACTION.total_seconds())} or idle in"
+            " one (they hold back vacuum), lock waits on queue tables: "
+        )
+        title.append(str(len(sessions)) if sessions else "none", style=bad if sessions else ok)
+        if data.sizes_problem:
+            title.append(f"   sizes unavailable: {data.sizes_problem}", style=bad)
+        self.query_one("#health-sessions-title", Static).update(title)
+
+        listeners = Text(" Listening on ")
+        listeners.append(self.backend.installation.channel, style="bold")
+        listeners.append(f": {len(data.listeners)} dedicated LISTEN connection(s)")
+        if data.listeners:
+            apps = sorted({printable(s.application_name or "?", limit=24) for s in data.listeners})
+            listeners.append(" (" + ", ".join(apps[:4]) + (", …" if len(apps) > 4 else "") + ")")
+        listeners.append(
+            "; workers that LISTEN on their query connection are not counted",
+            style=style.get("muted", ""),
+        )
+        self.query_one("#health-listeners", Static).update(listeners)
+
+    def _session_cells(
+        self, why: str, session: Session, now: datetime, detail: str
+    ) -> dict[str, Text]:
+        return {
+            "kind": Text(why),
+            "pid": Text(str(session.pid), justify="right"),
+            "age": Text(fmt.age(session.xact_start, now), justify="right"),
+            "state": Text(printable(session.state, limit=20)),
+            "app": Text(printable(session.application_name or "?", limit=20)),
+            "detail": Text(printable(detail, limit=30)),
+            "query": Text(printable(" ".join(session.query.split()), limit=60)),
+        }
+
+    def action_upgrade(self) -> None:
+        self.confirm_action(SchemaAction(upgrade=True))
+
+    def action_install(self) -> None:
+        self.confirm_action(SchemaAction(upgrade=False))
+
+
+def _pids(session: Session) -> str:
+    return ", ".join(str(p) for p in session.blocked_by) or "?"

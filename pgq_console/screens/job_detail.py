@@ -1,0 +1,266 @@
+"""One job: its fields, headers, payload (JSON, text or hex; paged) and its log history.
+
+Everything from the database is untrusted and shown as literal Text through `printable`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from pgq_console.core import actions
+from pgq_console.core.actions import Action, ActionResult, ids_predicate
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.jobs import PAYLOAD_PAGE_BYTES, JobDetail, fetch_detail, render_payload
+from pgq_console.core.text import printable
+from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+from pgq_console.widgets import format as fmt
+from pgq_console.widgets.screen_commands import ScreenCommands
+
+WRITE_ACTIONS = frozenset({"requeue", "cancel", "copy_job"})
+
+
+@dataclass
+class DetailLoaded(Message):
+    detail: JobDetail | None
+    error: str | None = None
+
+
+class JobDetailScreen(Screen[None]):
+    COMMANDS = {ScreenCommands}
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("t", "toggle_tz", "UTC/local"),
+        Binding("m", "more_payload", "More payload"),
+        Binding("r", "requeue", "Requeue"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("E", "copy_job", "Copy"),
+        Binding("y", "yank_id", "Copy id"),
+        Binding("Y", "yank_payload", "Copy payload"),
+    ]
+
+    def __init__(self, backend: Backend, clock: Clock, job_id: int) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.job_id = job_id
+        self.detail: JobDetail | None = None
+        self.utc = True
+        self.payload_bytes = PAYLOAD_PAGE_BYTES
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="detail-scroll"):
+            yield Static(Text(f"Job {self.job_id}", style="bold"), id="detail-title")
+            yield Static(Text("Loading…"), id="detail-fields")
+            yield Static(Text("Headers", style="bold"), classes="detail-heading")
+            yield Static(Text(""), id="detail-headers")
+            yield Static(Text("Payload", style="bold"), classes="detail-heading")
+            yield Static(Text(""), id="detail-payload")
+            yield Static(Text("History", style="bold"), classes="detail-heading")
+            yield Static(Text(""), id="detail-history")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-scroll").focus()
+        self.load()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in WRITE_ACTIONS and self.backend.read_only)
+
+    @work(group="detail", exclusive=True, exit_on_error=False)
+    async def load(self) -> None:
+        try:
+            detail = await fetch_detail(self.backend, self.job_id, payload_bytes=self.payload_bytes)
+        except ConsoleError as exc:
+            self.post_message(DetailLoaded(None, str(exc)))
+            return
+        except Exception as exc:
+            self.post_message(DetailLoaded(None, f"cannot read job {self.job_id}: {exc}"))
+            return
+        self.post_message(DetailLoaded(detail))
+
+    @on(DetailLoaded)
+    def show(self, message: DetailLoaded) -> None:
+        if message.error:
+            self.query_one("#detail-fields", Static).update(
+                Text(printable(" ".join(message.error.split())), style="bold")
+            )
+            return
+        self.detail = message.detail
+        self._show_detail()
+
+    def _when(self, value: datetime | None) -> str:
+        if value is None:
+            return "–"
+        now = self.clock.now()
+        shown = value.astimezone(UTC) if self.utc else value.astimezone()
+        delta = (now - value).total_seconds()
+        relative = f"{fmt.seconds(abs(delta))} ago" if delta >= 0 else f"in {fmt.seconds(-delta)}"
+        return f"{shown.isoformat(sep=' ', timespec='seconds')}  ({relative})"
+
+    def _show_detail(self) -> None:
+        detail = self.detail
+        if detail is None:
+            return
+        job = detail.job
+        title = self.query_one("#detail-title", Static)
+        fields = self.query_one("#detail-fields", Static)
+        if job is None:
+            title.update(
+                Text.assemble(
+                    (f"Job {detail.job_id}", "bold"),
+                    "  ",
+                    printable(detail.entrypoint, limit=80),
+                    ("  no longer in the queue (finished or removed); its log follows", "italic"),
+                )
+            )
+            fields.update(Text(""))
+            self.query_one("#detail-headers", Static).update(Text("–"))
+            self.query_one("#detail-payload", Static).update(Text("– (the log keeps no payload)"))
+        else:
+            title.update(
+                Text.assemble((f"Job {job.id}", "bold"), "  ", printable(job.entrypoint, limit=80))
+            )
+            rows = [
+                ("entrypoint", printable(job.entrypoint)),
+                ("status", job.status),
+                ("priority", str(job.priority)),
+                ("attempts", str(job.attempts)),
+                ("dedupe key", printable(job.dedupe_key) if job.dedupe_key else "–"),
+                ("queue manager", job.queue_manager_id or "–"),
+                ("created", self._when(job.created)),
+                ("updated", self._when(job.updated)),
+                ("heartbeat", self._when(job.heartbeat)),
+                ("execute after", self._when(job.execute_after)),
+                ("times", "UTC (t: local)" if self.utc else "local (t: UTC)"),
+            ]
+            fields.update(_field_lines(rows))
+            headers = detail.headers
+            self.query_one("#detail-headers", Static).update(
+                Text(printable_block(json.dumps(headers, indent=2, ensure_ascii=False)))
+                if headers
+                else Text("–")
+            )
+            rendered = render_payload(detail.payload, truncated=detail.payload_truncated)
+            label = f"[{rendered.kind}, {detail.payload_total} bytes"
+            if detail.payload_truncated and detail.payload is not None:
+                label += f", first {len(detail.payload)} shown: m loads more"
+            label += "]\n"
+            self.query_one("#detail-payload", Static).update(
+                Text.assemble((label, "dim"), printable_block(rendered.text))
+            )
+        self.query_one("#detail-history", Static).update(self._history())
+
+    def _history(self) -> Text:
+        detail = self.detail
+        if detail is None or not detail.history:
+            return Text("no log rows")
+        text = Text()
+        for entry in detail.history:
+            text.append(f"{self._when(entry.created)}  ", style="dim")
+            text.append(
+                f"{entry.status:<10}",
+                style="bold" if entry.status in ("exception", "failed") else "",
+            )
+            text.append(f" prio {entry.priority}\n")
+            record = entry.traceback
+            if record:
+                kind = str(record.get("exception_type", ""))
+                message = str(record.get("exception_message", ""))
+                text.append(printable(f"  {kind}: {message}", limit=500) + "\n", style="bold")
+                trace = str(record.get("traceback") or "")
+                if trace:
+                    for line in trace.splitlines()[-40:]:
+                        text.append("    " + printable(line) + "\n")
+                context = record.get("additional_context")
+                if context:
+                    text.append(
+                        "  " + printable(json.dumps(context, ensure_ascii=False), limit=500) + "\n",
+                        style="dim",
+                    )
+        return text
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        commands: list[tuple[str, str, Callable[[], object]]] = [
+            ("Copy job id", "OSC 52 (y)", self.action_yank_id),
+            ("Copy job payload", "OSC 52 (Y)", self.action_yank_payload),
+            ("Toggle UTC / local time", "(t)", self.action_toggle_tz),
+            ("Load more payload", "(m)", self.action_more_payload),
+        ]
+        if not self.backend.read_only:
+            commands += [
+                ("Requeue this job", "a held failure (r)", self.action_requeue),
+                ("Cancel this job", "queued or picked (c)", self.action_cancel),
+                ("Enqueue a copy of this job", "(E)", self.action_copy_job),
+            ]
+        return commands
+
+    def action_back(self) -> None:
+        self.dismiss(None)
+
+    def action_toggle_tz(self) -> None:
+        self.utc = not self.utc
+        self._show_detail()
+
+    def action_more_payload(self) -> None:
+        if self.detail and self.detail.payload_truncated:
+            self.payload_bytes *= 4
+            self.load()
+
+    def action_yank_id(self) -> None:
+        self.app.copy_to_clipboard(str(self.job_id))
+        self.notify(f"copied job id {self.job_id}", markup=False)
+
+    def action_yank_payload(self) -> None:
+        if self.detail is None or self.detail.payload is None:
+            self.notify("no payload to copy", severity="warning", markup=False)
+            return
+        rendered = render_payload(self.detail.payload, truncated=self.detail.payload_truncated)
+        self.app.copy_to_clipboard(rendered.text)
+        self.notify(f"copied the payload ({rendered.kind})", markup=False)
+
+    def _open(self, action: Action) -> None:
+        if self.backend.read_only:
+            return
+
+        def done(result: ActionResult | None) -> None:
+            if result is not None:
+                announce_result(self.notify, result)
+            self.load()
+
+        self.app.push_screen(ActionConfirmScreen(self.backend, action), done)
+
+    def action_requeue(self) -> None:
+        self._open(actions.requeue(self.backend, ids_predicate([self.job_id])))
+
+    def action_cancel(self) -> None:
+        self._open(actions.cancel(self.backend, ids_predicate([self.job_id])))
+
+    def action_copy_job(self) -> None:
+        self._open(actions.copy(self.backend, ids_predicate([self.job_id])))
+
+
+def printable_block(text: str) -> str:
+    """Multi-line untrusted text: each line made printable, the line breaks kept."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def _field_lines(rows: list[tuple[str, str]]) -> Text:
+    text = Text()
+    for name, value in rows:
+        text.append(f"{name:<14}", style="dim")
+        text.append(value + "\n")
+    return text

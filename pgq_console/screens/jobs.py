@@ -1,0 +1,401 @@
+"""The Jobs screen: the queue table, filtered, keyset-paged, live; and the actions on it.
+
+A refresh worker re-reads the loaded window (top to the lowest loaded id) every interval or on
+request and posts an immutable `JobsLoaded`; the table is reconciled by job id. Scrolling to the
+bottom loads the next keyset page. Write keys open `ActionConfirmScreen`; they are hidden and
+refused when the console is read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+
+from pgq_console.core import actions
+from pgq_console.core.actions import Action, ActionResult, Predicate, ids_predicate
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.jobs import PAGE_SIZE, JobFilter, JobPage, fetch_page, parse_filter
+from pgq_console.core.text import printable
+from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.job_table import JobTable
+from pgq_console.widgets.screen_commands import ScreenCommands
+
+WRITE_ACTIONS = frozenset({"requeue", "requeue_all", "cancel", "cancel_all", "copy_job"})
+# The refresh re-reads at most this many loaded rows; deeper pages stay as loaded.
+REFRESH_WINDOW = 2000
+
+
+@dataclass
+class JobsLoaded(Message):
+    page: JobPage
+    filter_text: str
+    append: bool
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, JobsLoaded) and not message.append and not self.append
+
+
+class JobActionsMixin:
+    """Requeue / cancel / copy / yank over a `JobTable`, shared by Jobs and Failures."""
+
+    backend: Backend
+    notify: Callable[..., None]
+
+    def _screen(self) -> Screen[None]:
+        return cast("Screen[None]", self)
+
+    def job_table(self) -> JobTable:
+        raise NotImplementedError
+
+    def filter_predicate(self) -> Predicate:
+        raise NotImplementedError
+
+    def request_refresh(self) -> None:
+        raise NotImplementedError
+
+    def open_action(self, action: Action) -> None:
+        if self.backend.read_only:
+            self.notify("read-only mode: write actions are off", severity="warning", markup=False)
+            return
+
+        def done(result: ActionResult | None) -> None:
+            if result is not None:
+                announce_result(self.notify, result)
+                self.job_table().clear_marks()
+            self.request_refresh()
+
+        self._screen().app.push_screen(ActionConfirmScreen(self.backend, action), done)
+
+    def _targets(self, what: str) -> list[int] | None:
+        ids = self.job_table().targets()
+        if not ids:
+            self.notify(f"no job to {what}: the list is empty", severity="warning", markup=False)
+            return None
+        return ids
+
+    def action_requeue(self) -> None:
+        if ids := self._targets("requeue"):
+            self.open_action(actions.requeue(self.backend, ids_predicate(ids)))
+
+    def action_requeue_all(self) -> None:
+        self.open_action(actions.requeue(self.backend, self.filter_predicate()))
+
+    def action_cancel(self) -> None:
+        if ids := self._targets("cancel"):
+            self.open_action(actions.cancel(self.backend, ids_predicate(ids)))
+
+    def action_cancel_all(self) -> None:
+        self.open_action(actions.cancel(self.backend, self.filter_predicate()))
+
+    def action_copy_job(self) -> None:
+        if ids := self._targets("copy"):
+            self.open_action(actions.copy(self.backend, ids_predicate(ids)))
+
+    def action_mark(self) -> None:
+        self.job_table().toggle_mark()
+
+    def action_yank_id(self) -> None:
+        job_id = self.job_table().current_id
+        if job_id is not None:
+            self._screen().app.copy_to_clipboard(str(job_id))
+            self.notify(f"copied job id {job_id}", markup=False)
+
+    def action_open(self) -> None:
+        from pgq_console.screens.job_detail import JobDetailScreen
+
+        job_id = self.job_table().current_id
+        if job_id is not None:
+            app = self._screen().app
+            app.push_screen(
+                JobDetailScreen(self.backend, app.clock, job_id),  # type: ignore[attr-defined]
+                lambda _: self.request_refresh(),
+            )
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        # DataTable keeps `enter` for itself and reports it as RowSelected.
+        event.stop()
+        self.action_open()
+
+    def job_palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        commands: list[tuple[str, str, Callable[[], object]]] = [
+            ("Open job detail", "the job under the cursor (enter)", self.action_open),
+            ("Mark / unmark job", "space", self.action_mark),
+            ("Copy job id", "to the clipboard, OSC 52 (y)", self.action_yank_id),
+        ]
+        if not self.backend.read_only:
+            commands += [
+                (
+                    "Requeue marked jobs",
+                    "held failures: marked or under cursor (r)",
+                    self.action_requeue,
+                ),
+                (
+                    "Requeue all matching",
+                    "every held failure matching the filter (R)",
+                    self.action_requeue_all,
+                ),
+                (
+                    "Cancel marked jobs",
+                    "queued/picked: marked or under cursor (c)",
+                    self.action_cancel,
+                ),
+                (
+                    "Cancel all matching",
+                    "every queued/picked job matching the filter (C)",
+                    self.action_cancel_all,
+                ),
+                (
+                    "Enqueue a copy",
+                    "same entrypoint, payload, headers, priority (E)",
+                    self.action_copy_job,
+                ),
+            ]
+        return commands
+
+
+JOB_BINDINGS = [
+    Binding("enter", "open", "Open"),
+    Binding("space", "mark", "Mark"),
+    Binding("r", "requeue", "Requeue"),
+    Binding("R", "requeue_all", "Requeue all", show=False),
+    Binding("c", "cancel", "Cancel"),
+    Binding("C", "cancel_all", "Cancel all", show=False),
+    Binding("E", "copy_job", "Copy"),
+    Binding("y", "yank_id", "Copy id"),
+    Binding("j", "cursor_down", show=False),
+    Binding("k", "cursor_up", show=False),
+    Binding("g", "top", show=False),
+    Binding("G", "bottom", show=False),
+]
+
+
+class JobsScreen(JobActionsMixin, Screen[None]):
+    """Every job in the queue table, newest first, filtered by the `/` line."""
+
+    COMMANDS = {ScreenCommands}
+    BINDINGS = [
+        *JOB_BINDINGS,
+        Binding("slash", "filter", "Filter"),
+        Binding("o", "toggle_order", "Order"),
+        Binding("escape", "back", "Back", show=False),
+    ]
+
+    def __init__(self, backend: Backend, clock: Clock, *, interval_s: float = 2.0) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.interval_s = interval_s
+        self.job_filter = JobFilter()
+        self.newest_first = True
+        self.has_more = False
+        self.loading_more = False
+        self.error: str | None = None
+        self._wake = asyncio.Event()
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="jobs-header")
+        yield Input(
+            placeholder="filter: ep:name status:failed id:123 prio:>5 age:>10m payload:text !ep:x",
+            id="jobs-filter",
+        )
+        yield Banner(id="jobs-error")
+        yield JobTable(id="jobs-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#jobs-filter", Input).display = False
+        self.query_one("#jobs-error", Banner).hide()
+        self.query_one(JobTable).focus()
+        self._show_header()
+        self.refresh_loop()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action in WRITE_ACTIONS and self.backend.read_only)
+
+    def job_table(self) -> JobTable:
+        return self.query_one(JobTable)
+
+    def filter_predicate(self) -> Predicate:
+        return self.job_filter.predicate()
+
+    def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
+        return [
+            ("Filter jobs", "ep: status: id: prio: age: payload: header: (/)", self.action_filter),
+            ("Toggle job order", "newest or oldest first (o)", self.action_toggle_order),
+            *self.job_palette_commands(),
+        ]
+
+    def request_refresh(self) -> None:
+        self._wake.set()
+
+    @work(group="refresh", exclusive=True, exit_on_error=False)
+    async def refresh_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            await self._load(append=False)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+
+    async def _load(self, *, append: bool) -> None:
+        table = self.job_table()
+        job_filter, newest_first = self.job_filter, self.newest_first
+        try:
+            if append:
+                page = await fetch_page(
+                    self.backend,
+                    job_filter,
+                    after_id=_edge(table, newest_first),
+                    newest_first=newest_first,
+                )
+            else:
+                loaded = len(table.jobs)
+                until = _edge(table, newest_first) if loaded > PAGE_SIZE else None
+                page = await fetch_page(
+                    self.backend,
+                    job_filter,
+                    until_id=until,
+                    newest_first=newest_first,
+                    limit=min(max(PAGE_SIZE, loaded), REFRESH_WINDOW),
+                )
+        except ConsoleError as exc:
+            self.error = str(exc)
+        except Exception as exc:
+            self.error = f"cannot read jobs: {' '.join(str(exc).split()) or type(exc).__name__}"
+        else:
+            self.error = None
+            self.post_message(JobsLoaded(page, job_filter.text, append))
+            return
+        self.post_message(JobsLoaded(JobPage((), False, newest_first), job_filter.text, append))
+
+    @on(JobsLoaded)
+    def show_jobs(self, message: JobsLoaded) -> None:
+        if message.filter_text != self.job_filter.text or message.page.newest_first != (
+            self.newest_first
+        ):
+            return  # a page of the previous filter
+        banner = self.query_one("#jobs-error", Banner)
+        if self.error:
+            banner.show(f"⚠ {self.error}", variant="error")
+        else:
+            banner.hide()
+        table = self.job_table()
+        now = self.clock.now()
+        if self.error:
+            pass
+        elif message.append:
+            table.append(message.page.rows, now)
+            self.has_more = message.page.has_more
+            self.loading_more = False
+        else:
+            table.apply(message.page.rows, now, newest_first=self.newest_first)
+            if len(message.page.rows) <= PAGE_SIZE or not self.has_more:
+                self.has_more = message.page.has_more
+        self._show_header()
+
+    def _show_header(self) -> None:
+        table = self.job_table()
+        parts: list[tuple[str, str] | str] = [
+            ("Jobs ", "bold"),
+            f"{len(table.jobs)}{'+' if self.has_more else ''} shown, ",
+            "newest first" if self.newest_first else "oldest first",
+        ]
+        if self.job_filter.text:
+            parts += ["  filter ", (printable(self.job_filter.text, limit=60), "bold")]
+        if self.job_filter.searches_content:
+            parts.append(("  (content search: newest 200,000 rows scanned)", "italic"))
+        if table.marked:
+            parts.append((f"  {len(table.marked)} marked", "bold"))
+        if self.backend.read_only:
+            parts.append(("  READ-ONLY", "bold"))
+        self.query_one("#jobs-header", Static).update(Text.assemble(*parts))
+
+    @on(DataTable.RowHighlighted, "#jobs-table")
+    def maybe_load_more(self, event: DataTable.RowHighlighted) -> None:
+        table = self.job_table()
+        if self.has_more and not self.loading_more and event.cursor_row >= table.row_count - 3:
+            self.loading_more = True
+            self.load_more()
+
+    @work(group="more", exclusive=True, exit_on_error=False)
+    async def load_more(self) -> None:
+        await self._load(append=True)
+
+    def action_filter(self) -> None:
+        line = self.query_one("#jobs-filter", Input)
+        line.display = True
+        line.value = self.job_filter.text
+        line.focus()
+
+    @on(Input.Submitted, "#jobs-filter")
+    def apply_filter(self, event: Input.Submitted) -> None:
+        try:
+            parsed = parse_filter(event.value)
+        except ConsoleError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return  # the line keeps what was typed
+        self.set_filter(parsed)
+        event.input.display = bool(parsed.text)
+        self.job_table().focus()
+
+    def set_filter(self, job_filter: JobFilter) -> None:
+        self.job_filter = job_filter
+        self._reset()
+
+    def _reset(self) -> None:
+        table = self.job_table()
+        table.clear_marks()
+        table.apply((), self.clock.now(), newest_first=self.newest_first)  # a new result set
+        self.has_more = False
+        self.loading_more = False
+        self._show_header()
+        self.request_refresh()
+
+    def action_toggle_order(self) -> None:
+        self.newest_first = not self.newest_first
+        self._reset()
+
+    def action_back(self) -> None:
+        line = self.query_one("#jobs-filter", Input)
+        if line.has_focus:
+            line.display = bool(self.job_filter.text)
+            self.job_table().focus()
+        elif self.job_table().marked:
+            self.job_table().clear_marks()
+            self._show_header()
+
+    def action_cursor_down(self) -> None:
+        self.job_table().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        self.job_table().action_cursor_up()
+
+    def action_top(self) -> None:
+        self.job_table().move_cursor(row=0)
+
+    def action_bottom(self) -> None:
+        table = self.job_table()
+        table.move_cursor(row=max(0, table.row_count - 1))
+
+    def action_mark(self) -> None:
+        super().action_mark()
+        self._show_header()
+
+
+def _edge(table: JobTable, newest_first: bool) -> int | None:
+    if not table.jobs:
+        return None
+    return min(table.jobs) if newest_first else max(table.jobs)

@@ -1,0 +1,170 @@
+"""Base for the screens that poll one read: workers, schedules, database health, charts.
+
+One long-lived worker runs a `PollLoop` (core/refresher.py), which only polls while the screen is
+the one on display, backs off with jitter when the database is gone and posts immutable results;
+handlers never await the database. A banner says what is lost and when the next try is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Static
+
+from pgq_console.core.actions import Action
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
+from pgq_console.core.refresher import PollLoop, PollStatus
+from pgq_console.widgets import format as fmt
+from pgq_console.widgets.banner import Banner
+
+T = TypeVar("T")
+
+
+@dataclass
+class PollResult(Message):
+    data: Any
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PollResult)
+
+
+@dataclass
+class PollStatusChanged(Message):
+    status: PollStatus
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PollStatusChanged)
+
+
+class PollLine(Static):
+    """When the data was read, how long that took, and the polling pace."""
+
+    def show(self, title: str, status: PollStatus, clock: Clock, extra: str = "") -> None:
+        muted = self.app.theme_variables.get("muted", "")
+        text = Text(f" {title}", style="bold")
+        if extra:
+            text.append(f"  {extra}")
+        if status.ok_at is not None:
+            text.append(
+                f"  read {fmt.age(status.ok_at, clock.now())} ago in {fmt.seconds(status.took_s)}",
+                style=muted,
+            )
+        else:
+            text.append("  reading…", style=muted)
+        text.append(f"  every {status.interval_s:g}s", style=muted)
+        self.update(text)
+
+
+class PolledScreen(Screen[None], Generic[T]):
+    """Subclasses implement `fetch`, `compose_body` and `show`; `title` names the screen."""
+
+    title_text = ""
+    interval_s = 5.0
+    BINDINGS = [Binding("r", "refresh_now", "Refresh")]
+
+    def __init__(self, backend: Backend, clock: Clock) -> None:
+        super().__init__()
+        self.backend = backend
+        self.clock = clock
+        self.data: T | None = None
+        self.poll_status = PollStatus(interval_s=self.interval_s)
+        self.loop: PollLoop[T] = PollLoop(
+            backend,
+            clock,
+            self.fetch,
+            on_result=self._post_result,
+            on_status=self._post_status,
+            interval_s=self.interval_s,
+            active=lambda: self.is_attached and self.app.screen is self,
+        )
+
+    def _post_result(self, data: T) -> None:
+        self.post_message(PollResult(data))
+
+    def _post_status(self, status: PollStatus) -> None:
+        self.post_message(PollStatusChanged(status))
+
+    async def fetch(self) -> T:
+        raise NotImplementedError
+
+    def compose_body(self) -> ComposeResult:
+        yield from ()
+
+    def show(self, data: T) -> None:
+        """Update the widgets from a new result (runs on the UI, must not await)."""
+
+    def extra_status(self) -> str:
+        return ""
+
+    def compose(self) -> ComposeResult:
+        yield Banner(id="poll-banner")
+        yield PollLine(id="poll-line")
+        yield from self.compose_body()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#poll-banner", Banner).hide()
+        self.query_one(PollLine).show(self.title_text, self.poll_status, self.clock)
+        self.run_loop()
+
+    def on_screen_resume(self) -> None:
+        self.loop.request_refresh()
+
+    @work(group="poll", exclusive=True, exit_on_error=False)
+    async def run_loop(self) -> None:
+        await self.loop.run()
+
+    @on(PollResult)
+    def _on_result(self, message: PollResult) -> None:
+        self.data = message.data
+        self.show(message.data)
+        self.query_one(PollLine).show(
+            self.title_text, self.poll_status, self.clock, self.extra_status()
+        )
+
+    @on(PollStatusChanged)
+    def _on_status(self, message: PollStatusChanged) -> None:
+        self.poll_status = message.status
+        banner = self.query_one("#poll-banner", Banner)
+        if message.status.error:
+            variant = "error" if message.status.lost_since else "warning"
+            banner.show(f"⚠ {message.status.error}", variant=variant)
+        else:
+            banner.hide()
+        self.query_one(PollLine).show(
+            self.title_text, message.status, self.clock, self.extra_status()
+        )
+
+    def action_refresh_now(self) -> None:
+        self.loop.request_refresh()
+
+    # -- guarded actions -----------------------------------------------------------------------
+
+    def confirm_action(self, action: Action) -> None:
+        """Open the shared preview/confirm/audit dialog; refresh when it is done."""
+        if self.backend.read_only:
+            self.notify("read-only mode: write actions are off", severity="warning", markup=False)
+            return
+        from pgq_console.core.actions import ActionResult
+        from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+
+        def done(result: ActionResult | None) -> None:
+            if result is not None:
+                announce_result(self.notify, result)
+            self.loop.request_refresh()
+
+        self.app.push_screen(ActionConfirmScreen(self.backend, action), done)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Write actions are hidden from the footer, and refused, in read-only mode.
+        return not (action in self.WRITE_ACTIONS and self.backend.read_only)
+
+    WRITE_ACTIONS: frozenset[str] = frozenset()

@@ -1,0 +1,189 @@
+"""Workers and stale jobs: who holds picked jobs, whose heartbeat stopped, and reclaim."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import Static
+
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
+from pgq_console.core.text import printable
+from pgq_console.core.workers import (
+    DEFAULT_STALE_AFTER,
+    ReclaimAction,
+    WorkerMemory,
+    WorkersSnapshot,
+    fetch_workers,
+)
+from pgq_console.screens.polled import PolledScreen
+from pgq_console.widgets import format as fmt
+from pgq_console.widgets.keyed_table import KeyedTable
+
+WORKER_COLUMNS = (
+    ("worker", "Worker"),
+    ("state", "State"),
+    ("picked", "Picked"),
+    ("stale", "Stale"),
+    ("newest", "Newest hb"),
+    ("oldest", "Oldest hb"),
+    ("entrypoints", "Entrypoints"),
+)
+STALE_COLUMNS = (
+    ("id", "Job"),
+    ("entrypoint", "Entrypoint"),
+    ("worker", "Worker"),
+    ("heartbeat", "Heartbeat"),
+    ("priority", "Prio"),
+    ("attempts", "Attempts"),
+)
+THRESHOLDS = (
+    timedelta(seconds=30),
+    timedelta(seconds=90),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+)
+
+
+def short_id(queue_manager_id: str) -> str:
+    return queue_manager_id[:8]
+
+
+class WorkersScreen(PolledScreen[WorkersSnapshot]):
+    title_text = "Workers & stale jobs"
+    interval_s = 3.0
+    BINDINGS = [
+        *PolledScreen.BINDINGS,
+        Binding("R", "reclaim", "Reclaim stale"),
+        Binding("t", "threshold", "Threshold"),
+        Binding("tab", "focus_next", "Switch table", show=False),
+    ]
+    WRITE_ACTIONS = frozenset({"reclaim"})
+
+    def __init__(self, backend: Backend, clock: Clock) -> None:
+        super().__init__(backend, clock)
+        self.stale_after = DEFAULT_STALE_AFTER
+        self.memory = WorkerMemory()
+
+    async def fetch(self) -> WorkersSnapshot:
+        snapshot = await fetch_workers(self.backend, self.stale_after, self.clock.now())
+        return self.memory.merge(snapshot, self.clock.now())
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="workers-summary")
+        yield KeyedTable(WORKER_COLUMNS, id="workers-table")
+        yield Static(id="stale-title")
+        yield KeyedTable(STALE_COLUMNS, id="stale-table")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.query_one("#workers-table", KeyedTable).focus()
+
+    def extra_status(self) -> str:
+        return f"dead after {fmt.seconds(self.stale_after.total_seconds())} without heartbeat"
+
+    def show(self, data: WorkersSnapshot) -> None:
+        now = self.clock.now()
+        style = self.app.theme_variables
+        dead = [w for w in data.workers if w.dead(now, data.stale_after)]
+        busy = [w for w in data.workers if not w.idle]
+        summary = Text(" ")
+        summary.append(f"{len(busy)} busy", style="bold")
+        summary.append(f", {len(data.workers) - len(busy)} idle (seen in the last 10m)")
+        if dead:
+            summary.append(f"   {len(dead)} dead", style=f"bold {style.get('status-held', '')}")
+        summary.append(f"   stale jobs {data.stale_total}")
+        if data.stale_total > len(data.stale_jobs):
+            summary.append(f" (oldest {len(data.stale_jobs)} shown)")
+        self.query_one("#workers-summary", Static).update(summary)
+
+        rows = {}
+        # Most urgent first: dead workers (their jobs wait on nobody), then busy, then idle.
+        ordered = sorted(
+            data.workers,
+            key=lambda w: (not w.dead(now, data.stale_after), w.idle, w.queue_manager_id),
+        )
+        for worker in ordered:
+            is_dead = worker.dead(now, data.stale_after)
+            if worker.idle:
+                state = Text(f"idle {fmt.age(worker.last_seen, now)}", style=style.get("muted", ""))
+            elif is_dead:
+                state = Text("DEAD", style=f"bold {style.get('status-held', '')}")
+            elif worker.stale:
+                state = Text("lagging", style=style.get("status-stale", ""))
+            else:
+                state = Text("alive", style=style.get("status-ready", ""))
+            rows[worker.queue_manager_id] = {
+                "worker": Text(short_id(worker.queue_manager_id)),
+                "state": state,
+                "picked": Text(fmt.count(worker.picked), justify="right"),
+                "stale": Text(
+                    fmt.count(worker.stale),
+                    justify="right",
+                    style=style.get("status-stale", "") if worker.stale else "",
+                ),
+                "newest": Text(fmt.age(worker.newest_heartbeat, now), justify="right"),
+                "oldest": Text(fmt.age(worker.oldest_heartbeat, now), justify="right"),
+                "entrypoints": Text(printable(", ".join(worker.entrypoints), limit=40)),
+            }
+        self.query_one("#workers-table", KeyedTable).apply(rows)
+
+        stale_rows = {}
+        # Grouped by worker: a dead worker's jobs sit together, oldest heartbeat first.
+        for job in sorted(data.stale_jobs, key=lambda j: (j.queue_manager_id or "", j.heartbeat)):
+            stale_rows[str(job.id)] = {
+                "id": Text(str(job.id), justify="right"),
+                "entrypoint": Text(printable(job.entrypoint, limit=24)),
+                "worker": Text(short_id(job.queue_manager_id or "–")),
+                "heartbeat": Text(fmt.age(job.heartbeat, now) + " ago", justify="right"),
+                "priority": Text(str(job.priority), justify="right"),
+                "attempts": Text(str(job.attempts), justify="right"),
+            }
+        title = f" Stale jobs (no heartbeat for {fmt.seconds(data.stale_after.total_seconds())})"
+        if not stale_rows:
+            title += ": none"
+        elif not self.backend.read_only:
+            title += ": R reclaims the selected worker's"
+        self.query_one("#stale-title", Static).update(Text(title))
+        self.query_one("#stale-table", KeyedTable).apply(stale_rows)
+
+    def selected_worker(self) -> str | None:
+        """The worker under the cursor of the focused table (the stale job's worker there)."""
+        data = self.data
+        if data is None:
+            return None
+        stale_table = self.query_one("#stale-table", KeyedTable)
+        if stale_table.has_focus and stale_table.selected_key:
+            job_id = int(stale_table.selected_key)
+            job = next((j for j in data.stale_jobs if j.id == job_id), None)
+            return job.queue_manager_id if job else None
+        return self.query_one("#workers-table", KeyedTable).selected_key
+
+    def action_reclaim(self) -> None:
+        worker = self.selected_worker()
+        data = self.data
+        if worker is None or data is None or not data.stale_of(worker):
+            row = next(
+                (w for w in (data.workers if data else ()) if w.queue_manager_id == worker), None
+            )
+            if row is None or not row.stale:
+                self.notify(
+                    "No stale jobs for the selected worker: pick a worker marked DEAD or lagging",
+                    severity="warning",
+                    markup=False,
+                )
+                return
+        assert worker is not None
+        self.confirm_action(ReclaimAction.for_worker(self.backend, worker, self.stale_after))
+
+    def action_threshold(self) -> None:
+        index = THRESHOLDS.index(self.stale_after) if self.stale_after in THRESHOLDS else 0
+        self.stale_after = THRESHOLDS[(index + 1) % len(THRESHOLDS)]
+        self.notify(
+            f"Stale after {fmt.seconds(self.stale_after.total_seconds())} without heartbeat",
+            markup=False,
+        )
+        self.loop.request_refresh()

@@ -1,0 +1,50 @@
+"""One labelled form field with its validation message right under it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Label, Static
+
+
+class FieldRow(Vertical):
+    """`label  [widget…]` on one line; the error (hidden when none) on the next."""
+
+    def __init__(self, name: str, label: str, *widgets: Widget, hint: str = "") -> None:
+        super().__init__(id=f"row-{name}", classes="field-row")
+        self.field_name = name
+        self._label = label
+        self._widgets = widgets
+        self._hint = hint
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="field-line"):
+            yield Label(self._label, classes="field-label")
+            yield from self._widgets
+        yield Static(Text(self._hint), classes="field-hint", id=f"hint-{self.field_name}")
+        yield Static("", classes="field-error", id=f"error-{self.field_name}")
+
+    def on_mount(self) -> None:
+        self.query_one(f"#error-{self.field_name}", Static).display = False
+        self.query_one(f"#hint-{self.field_name}", Static).display = bool(self._hint)
+
+    def set_error(self, message: str | None) -> None:
+        error = self.query_one(f"#error-{self.field_name}", Static)
+        self.set_class(bool(message), "-invalid")
+        # Messages can quote what the operator typed: plain Text, never markup.
+        error.update(Text(f"✗ {message}") if message else Text(""))
+        error.display = bool(message)
+
+    def set_hint(self, hint: str) -> None:
+        static = self.query_one(f"#hint-{self.field_name}", Static)
+        static.update(Text(hint))
+        static.display = bool(hint)
+
+
+def show_field_errors(rows: Iterable[FieldRow], errors: Mapping[str, str]) -> None:
+    for row in rows:
+        row.set_error(errors.get(row.field_name))

@@ -1,0 +1,130 @@
+"""The jobs list: a DataTable keyed by job id, reconciled in place, with marks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from pgq_console.core.jobs import JobRow
+from pgq_console.core.text import printable
+from pgq_console.widgets import format as fmt
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("mark", " "),
+    ("id", "Id"),
+    ("entrypoint", "Entrypoint"),
+    ("status", "Status"),
+    ("prio", "Prio"),
+    ("attempts", "Tries"),
+    ("age", "Age"),
+    ("updated", "Updated"),
+    ("payload", "Payload"),
+)
+ENTRYPOINT_WIDTH = 28
+MARK = "●"
+
+
+class JobTable(DataTable[Text]):
+    """One row per job; `apply` removes vanished rows, updates changed cells, adds new ones."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self.marked: set[int] = set()
+        self.jobs: dict[int, JobRow] = {}
+
+    def on_mount(self) -> None:
+        self.fixed_columns = 2
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def _cells(self, job: JobRow, now: datetime) -> dict[str, Text]:
+        status_style = {"failed": "bold", "picked": "italic"}.get(job.status, "")
+        return {
+            "mark": Text(MARK if job.id in self.marked else " "),
+            "id": Text(str(job.id), justify="right"),
+            "entrypoint": Text(printable(job.entrypoint, limit=ENTRYPOINT_WIDTH)),
+            "status": Text(_status_label(job, now), style=status_style),
+            "prio": Text(str(job.priority), justify="right"),
+            "attempts": Text(str(job.attempts), justify="right"),
+            "age": Text(fmt.age(job.created, now), justify="right"),
+            "updated": Text(fmt.age(job.updated, now), justify="right"),
+            "payload": Text(_size(job.payload_bytes), justify="right"),
+        }
+
+    def apply(self, rows: tuple[JobRow, ...], now: datetime, *, newest_first: bool) -> None:
+        wanted = {row.id: row for row in rows}
+        existing = {int(str(key.value)) for key in self.rows}
+        added = False
+        with self.app.batch_update():
+            for job_id in existing - wanted.keys():
+                self.remove_row(str(job_id))
+                self.jobs.pop(job_id, None)
+            for job_id, job in wanted.items():
+                cells = self._cells(job, now)
+                self.jobs[job_id] = job
+                if job_id not in existing:
+                    self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(job_id))
+                    added = True
+                    continue
+                for column, cell in cells.items():
+                    if self.get_cell(str(job_id), column) != cell:
+                        self.update_cell(str(job_id), column, cell)
+            if added:
+                self.sort("id", key=lambda cell: int(cell.plain), reverse=newest_first)
+        self.marked &= set(self.jobs)
+
+    def append(self, rows: tuple[JobRow, ...], now: datetime) -> None:
+        """A further keyset page, below the loaded ones."""
+        with self.app.batch_update():
+            for job in rows:
+                if job.id in self.jobs:
+                    continue
+                self.jobs[job.id] = job
+                cells = self._cells(job, now)
+                self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(job.id))
+
+    @property
+    def current_id(self) -> int | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return int(str(key.value))
+
+    def toggle_mark(self) -> None:
+        job_id = self.current_id
+        if job_id is None:
+            return
+        self.marked ^= {job_id}
+        self.update_cell(str(job_id), "mark", Text(MARK if job_id in self.marked else " "))
+
+    def clear_marks(self) -> None:
+        for job_id in list(self.marked):
+            if job_id in self.jobs:
+                self.update_cell(str(job_id), "mark", Text(" "))
+        self.marked.clear()
+
+    def targets(self) -> list[int]:
+        """The marked jobs, else the job under the cursor."""
+        if self.marked:
+            return sorted(self.marked)
+        current = self.current_id
+        return [current] if current is not None else []
+
+
+def _status_label(job: JobRow, now: datetime) -> str:
+    if job.status == "queued" and job.execute_after > now:
+        return "deferred"
+    return job.status
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1024 / 1024:.1f} MiB"

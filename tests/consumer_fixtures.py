@@ -1,0 +1,74 @@
+"""User code the consumer tests load by path, as an operator would type it in the form.
+
+`tests.consumer_fixtures:async_handler`, `...:sync_handler`, `...:create_pgqueuer` and
+`...:create_queue_manager`. The factories connect to `PGQC_TEST_FACTORY_DSN`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+from pgqueuer import PgQueuer, QueueManager
+from pgqueuer.db import AsyncpgDriver
+from pgqueuer.models import Context, Job
+from pgqueuer.queries import Queries
+
+PROCESSED: dict[str, list[int]] = {"async": [], "sync": [], "factory": [], "qm": []}
+SYNC_THREADS: set[str] = set()
+log = logging.getLogger("consumer_fixtures")
+log.setLevel(logging.INFO)  # as user code that logs at INFO sets it
+
+
+async def async_handler(job: Job, context: Context) -> None:
+    assert "console" in context.resources  # the console's `resources` reach user handlers
+    PROCESSED["async"].append(job.id)
+    log.info("async handler saw job %s payload %r", job.id, job.payload)
+
+
+def sync_handler(job: Job) -> None:
+    SYNC_THREADS.add(threading.current_thread().name)
+    PROCESSED["sync"].append(job.id)
+    if job.payload == b"boom":
+        raise ValueError(f"job {job.id} asked to fail [red]not markup[/red]")
+
+
+NOT_CALLABLE = 42
+
+
+@asynccontextmanager
+async def create_pgqueuer() -> AsyncIterator[PgQueuer]:
+    connection = await asyncpg.connect(os.environ["PGQC_TEST_FACTORY_DSN"])
+    pgq = PgQueuer.from_asyncpg_connection(connection)
+
+    @pgq.entrypoint("factory_job")
+    async def handle(job: Job) -> None:
+        PROCESSED["factory"].append(job.id)
+
+    try:
+        yield pgq
+    finally:
+        await connection.close()
+
+
+@asynccontextmanager
+async def create_queue_manager() -> AsyncIterator[QueueManager]:
+    connection = await asyncpg.connect(os.environ["PGQC_TEST_FACTORY_DSN"])
+    manager = QueueManager(Queries(AsyncpgDriver(connection)))
+
+    @manager.entrypoint("factory_qm_job")
+    async def handle(job: Job) -> None:
+        PROCESSED["qm"].append(job.id)
+
+    try:
+        yield manager
+    finally:
+        await connection.close()
+
+
+async def not_a_context_manager() -> PgQueuer:  # the README's old, rejected factory shape
+    raise AssertionError("never awaited")

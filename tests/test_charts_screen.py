@@ -1,0 +1,135 @@
+"""The charts screen (key 8) and its read-only SQL against real PostgreSQL: per-minute
+throughput, percentiles, drain estimates; the log is never aggregated by the console."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Sparkline
+
+from pgq_console.core.backend import Backend
+from pgq_console.core.charts import CHART_MINUTES, fetch_charts
+from pgq_console.core.clock import SystemClock
+from pgq_console.screens.charts import ChartsScreen
+from pgq_console.widgets.keyed_table import KeyedTable
+from tests.conftest import drop_database, make_database
+from tests.helpers import backend_for
+from tests.screens_w5_support import console, open_screen, run_sql, seed, until
+
+# Everything relative to the server's now(), away from minute boundaries.
+CHARTS_SEED = """
+INSERT INTO pgqueuer_log (job_id, status, priority, entrypoint, created)
+SELECT 100000 + g, s.status::pgqueuer_status, 0, s.entrypoint, now() - s.ago
+FROM (VALUES
+    ('send_email', 'queued', interval '30 seconds', 45),
+    ('send_email', 'successful', interval '30 seconds', 40),
+    ('send_email', 'queued', interval '90 seconds', 60),
+    ('send_email', 'successful', interval '90 seconds', 60),
+    ('send_email', 'queued', interval '150 seconds', 50),
+    ('send_email', 'successful', interval '150 seconds', 50),
+    ('send_email', 'successful', interval '20 minutes 30 seconds', 100),
+    ('resize_image', 'successful', interval '30 seconds', 50),
+    ('charge_card', 'exception', interval '90 seconds', 3),
+    ('charge_card', 'successful', interval '90 seconds', 7)
+) AS s(entrypoint, status, ago, n), generate_series(1, s.n) g;
+INSERT INTO pgqueuer_log (job_id, status, priority, entrypoint, created)
+SELECT 900000 + g, s.status::pgqueuer_status, 0, 'resize_image', now() - s.ago
+FROM generate_series(1, 20) g, (VALUES
+    ('picked', interval '100 seconds'), ('successful', interval '99.5 seconds')
+) AS s(status, ago);
+INSERT INTO pgqueuer (priority, status, entrypoint, execute_after)
+SELECT 0, 'queued', 'build_report', now() - interval '10 minutes' FROM generate_series(1, 30);
+INSERT INTO pgqueuer (priority, status, entrypoint, execute_after)
+SELECT 0, 'queued', 'resize_image', now() - interval '30 seconds' FROM generate_series(1, 20)
+"""
+
+
+@pytest.fixture  # per test: the seed is relative to now(), minute buckets must not drift
+def charts_dsn(server_dsn: str) -> Iterator[str]:
+    dsn = make_database(server_dsn, "w5_charts")
+    seed(dsn, CHARTS_SEED)
+    try:
+        yield dsn
+    finally:
+        drop_database(server_dsn, dsn)
+
+
+async def test_chart_numbers_equal_the_log(charts_dsn: str) -> None:
+    backend = await backend_for(charts_dsn)
+    assert isinstance(backend, Backend)
+    try:
+        charts = await fetch_charts(backend)
+    finally:
+        await backend.close()
+    email = charts.get("send_email")
+    assert email is not None and len(email.completed) == CHART_MINUTES
+    # Minute slots, oldest first: 30 s ago is the current minute, 90 s the one before...
+    assert email.completed[-1] == 40 and email.completed[-2] == 60 and email.completed[-3] == 50
+    assert email.completed[-21] == 100 and email.completed_1h == 250
+    assert email.enqueued[-1] == 45 and sum(email.enqueued) == 155
+    assert email.drain.in_per_min == pytest.approx(155 / 5)
+    assert email.drain.out_per_min == pytest.approx(150 / 5)
+    assert email.drain.backlog == 0 and email.drain.trend == "steady"
+
+    card = charts.get("charge_card")
+    assert card is not None and card.exceptions[-2] == 3 and card.exceptions_1h == 3
+
+    image = charts.get("resize_image")
+    assert image is not None
+    assert image.p50_s == pytest.approx(0.5) and image.p99_s == pytest.approx(0.5)
+    assert image.drain.backlog == 20 and image.drain.trend == "draining"
+    # 70 terminal rows in the last 5 minutes: 14/min; 20 waiting empty in 20/14 minutes.
+    assert image.drain.empties_in_s == pytest.approx(20 / 14 * 60)
+    assert image.drain.crosses_limit_in_s is None
+
+    report = charts.get("build_report")
+    assert report is not None and report.drain.trend == "stuck"
+    assert report.drain.crosses_limit_in_s == 0  # waiting 10 minutes already
+
+    # Read-only: nothing was aggregated (pgqueuer's throughput_* would have).
+    (row,) = await run_sql(charts_dsn, "SELECT count(*) AS n FROM pgqueuer_log WHERE aggregated")
+    assert row["n"] == 0
+
+
+async def _until_charts(pilot: Pilot[Any]) -> None:
+    screen = await open_screen(pilot, "8", ChartsScreen)
+    await until(pilot, lambda: screen.query_one("#charts-table", KeyedTable).row_count == 4)
+    await pilot.pause()
+
+
+async def test_charts_screen_shows_rates_drain_and_plots(charts_dsn: str) -> None:
+    app = console(charts_dsn, clock=SystemClock())
+    async with app.run_test(size=(120, 34)) as pilot:
+        await _until_charts(pilot)
+        screen = app.screen
+        table = screen.query_one("#charts-table", KeyedTable)
+        assert table.get_cell("build_report", "drain").plain == (
+            "nothing completes, oldest over 5m00s"
+        )
+        assert table.get_cell("resize_image", "drain").plain.startswith("empty in 1m")
+        assert table.get_cell("send_email", "done").plain == "250"
+        assert table.get_cell("charge_card", "err").plain == "3"
+        assert table.get_cell("charge_card", "drain").plain == "no backlog"
+        assert table.get_cell("resize_image", "p99").plain == "500ms"
+        # The plots follow the cursor; `a` shows all entrypoints.
+        table.move_cursor(row=table.get_row_index("send_email"))
+        await pilot.pause()
+        completed = screen.query_one("#chart-completed", Sparkline)
+        await until(pilot, lambda: list(completed.data or [])[-3:] == [50.0, 60.0, 40.0])
+        assert "send_email" in str(screen.query_one("#chart-title").render())
+        await pilot.press("a")
+        await until(
+            pilot, lambda: "all entrypoints" in str(screen.query_one("#chart-title").render())
+        )
+        assert (completed.data or [])[-1] == 40 + 50  # send_email + resize_image this minute
+
+
+def test_charts_snapshot(snap_compare: Any, charts_dsn: str) -> None:
+    assert snap_compare(console(charts_dsn), terminal_size=(100, 30), run_before=_until_charts)
+
+
+def test_charts_snapshot_80x24(snap_compare: Any, charts_dsn: str) -> None:
+    assert snap_compare(console(charts_dsn), terminal_size=(80, 24), run_before=_until_charts)

@@ -1,0 +1,341 @@
+"""In-process consumers on real PostgreSQL: built-in and user handlers, user factories, graceful
+stop with jobs in flight (nothing lost, nothing run twice), cancelling, and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+
+from pgq_console.core.backend import Backend, PsycopgBackend
+from pgq_console.core.clock import SystemClock
+from pgq_console.core.consumers import (
+    Consumer,
+    ConsumerState,
+    ConsumerSupervisor,
+    parse_consumer_form,
+)
+from pgq_console.core.enqueue import FormErrors
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.target import DriverKind, Installation
+from tests import consumer_fixtures
+from tests.helpers import backend_for, enqueue
+
+
+def spec(**values: str) -> Any:
+    return parse_consumer_form({"handler": "noop", "batch_size": "10", **values})
+
+
+async def until(predicate: Callable[[], bool], within: float = 20.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+async def log_counts(dsn: str, entrypoint: str) -> dict[str, dict[int, int]]:
+    """status -> {job_id: rows} from the log, plus 'queue' -> {job_id: 1} for rows still there."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        log = await connection.fetch(
+            "SELECT status::text, job_id, count(*) AS n FROM pgqueuer_log WHERE entrypoint = $1 "
+            "GROUP BY 1, 2",
+            entrypoint,
+        )
+        queue = await connection.fetch(
+            "SELECT id, status::text FROM pgqueuer WHERE entrypoint = $1", entrypoint
+        )
+    finally:
+        await connection.close()
+    counts: dict[str, dict[int, int]] = {}
+    for row in log:
+        counts.setdefault(row["status"], {})[row["job_id"]] = row["n"]
+    for row in queue:
+        counts.setdefault(f"queue_{row['status']}", {})[row["id"]] = 1
+    return counts
+
+
+@pytest.fixture
+def supervisor() -> Iterator[ConsumerSupervisor]:
+    made = ConsumerSupervisor({"console": "resources"}, SystemClock())
+    yield made
+    made.close()
+
+
+def state(consumer: Consumer) -> ConsumerState:
+    """The state now (a function call, so mypy does not keep an earlier narrowing)."""
+    return consumer.state
+
+
+def test_form_validation() -> None:
+    with pytest.raises(FormErrors) as caught:
+        parse_consumer_form(
+            {
+                "handler": "sleep",
+                "argument": "-1",
+                "entrypoints": "",
+                "batch_size": "0",
+                "concurrency_limit": "x",
+                "heartbeat_timeout_s": "0",
+            }
+        )
+    assert set(caught.value.by_field) == {
+        "argument",
+        "entrypoints",
+        "batch_size",
+        "concurrency_limit",
+        "heartbeat_timeout_s",
+    }
+    with pytest.raises(FormErrors) as caught:
+        parse_consumer_form({"handler": "handler", "argument": "no colon", "entrypoints": "a"})
+    assert "package.module:function" in caught.value.by_field["argument"]
+    assert spec(handler="fail-p", argument="10%", entrypoints="a").argument == "0.1"
+    assert spec(handler="factory", argument="m:create").entrypoints == ()
+    assert spec(entrypoints="a, b,a").entrypoints == ("a", "b")
+
+
+@pytest.mark.parametrize("kind", [DriverKind.ASYNCPG_POOL, DriverKind.ASYNCPG, DriverKind.PSYCOPG])
+async def test_noop_consumer_processes_jobs_on_its_own_connection(
+    database_dsn: str, supervisor: ConsumerSupervisor, kind: DriverKind
+) -> None:
+    entrypoint = f"noop_{kind.value.replace('-', '_')}"
+    ids = await enqueue(database_dsn, entrypoint, 40)
+    backend = await backend_for(database_dsn, kind)
+    try:
+        consumer = await supervisor.start(backend, spec(entrypoints=entrypoint))
+        assert state(consumer) is ConsumerState.RUNNING
+        await until(lambda: consumer.done == 40, what="40 jobs done")
+        # The UI's connection is free while the consumer works.
+        assert isinstance(backend, Backend)
+        assert await backend.read("SELECT 1 AS one") == [{"one": 1}]
+        supervisor.stop(consumer.id)
+        assert await supervisor.wait(consumer.id, within=20)
+    finally:
+        await backend.close()
+    assert state(consumer) is ConsumerState.STOPPED
+    counts = await log_counts(database_dsn, entrypoint)
+    assert counts["successful"] == {job_id: 1 for job_id in ids}
+    assert "queue_queued" not in counts and "queue_picked" not in counts
+
+
+async def test_graceful_stop_drains_in_flight_jobs_and_loses_none(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    ids = await enqueue(database_dsn, "slow", 30)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        consumer = await supervisor.start(
+            backend,
+            spec(
+                handler="sleep",
+                argument="400",
+                entrypoints="slow",
+                batch_size="5",
+                concurrency_limit="5",  # at most 5 picked at a time: the rest stays queued
+            ),
+        )
+        await until(lambda: consumer.in_flight > 0, what="jobs in flight")
+        supervisor.stop(consumer.id)
+        assert state(consumer) is ConsumerState.DRAINING
+        assert consumer.snapshot().state_text.startswith("draining ")
+        assert await supervisor.wait(consumer.id, within=30)
+        assert state(consumer) is ConsumerState.STOPPED and consumer.in_flight == 0
+        finished_by_first = consumer.done
+        assert 0 < finished_by_first < 30
+
+        mid = await log_counts(database_dsn, "slow")
+        assert "queue_picked" not in mid  # every picked job was finished and recorded
+        assert len(mid["successful"]) == finished_by_first
+        assert len(mid["queue_queued"]) == 30 - finished_by_first
+
+        second = await supervisor.start(
+            backend, spec(handler="sleep", argument="10", entrypoints="slow", batch_size="5")
+        )
+        await until(lambda: second.done == 30 - finished_by_first, what="the rest done")
+        assert await supervisor.drain_all(within=30)
+    finally:
+        await backend.close()
+    final = await log_counts(database_dsn, "slow")
+    assert final["successful"] == {job_id: 1 for job_id in ids}  # each job exactly once
+    assert "queue_queued" not in final and "queue_picked" not in final
+
+
+async def test_second_stop_cancels_running_jobs(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    ids = await enqueue(database_dsn, "stuck", 3)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        consumer = await supervisor.start(
+            backend, spec(handler="sleep", argument="600000", entrypoints="stuck")
+        )
+        await until(lambda: consumer.in_flight == 3, what="three jobs running")
+        supervisor.stop(consumer.id)
+        assert not await supervisor.wait(consumer.id, within=0.5)  # still draining
+        assert supervisor.cancel_running(consumer.id) == 3
+        assert await supervisor.wait(consumer.id, within=20)
+    finally:
+        await backend.close()
+    assert consumer.cancelled == 3 and consumer.done == 0
+    counts = await log_counts(database_dsn, "stuck")
+    assert counts["canceled"] == {job_id: 1 for job_id in ids}
+    assert "queue_picked" not in counts and "successful" not in counts
+
+
+async def test_builtin_failure_and_log_handlers(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    await enqueue(database_dsn, "always_fails", 4)
+    await enqueue(database_dsn, "logged", 2)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        failing = await supervisor.start(
+            backend, spec(handler="fail", entrypoints="always_fails", on_failure="hold")
+        )
+        logging_consumer = await supervisor.start(
+            backend, spec(handler="log", entrypoints="logged")
+        )
+        await until(lambda: failing.errors == 4 and logging_consumer.done == 2)
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    counts = await log_counts(database_dsn, "always_fails")
+    assert len(counts["queue_failed"]) == 4  # held for requeue
+    text = "\n".join(failing.lines)
+    assert "RuntimeError: simulated failure" in text and "Traceback" in text
+    logged = "\n".join(logging_consumer.lines)
+    assert "logged: logged-0" in logged and "logged: logged-1" in logged
+
+
+async def test_user_handlers_async_and_sync(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    async_ids = await enqueue(database_dsn, "user_async", 3)
+    sync_ids = await enqueue(database_dsn, "user_sync", 3)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await connection.execute("UPDATE pgqueuer SET payload = 'boom' WHERE id = $1", sync_ids[0])
+    finally:
+        await connection.close()
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        first = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:async_handler",
+                entrypoints="user_async",
+            ),
+        )
+        second = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:sync_handler",
+                entrypoints="user_sync",
+            ),
+        )
+        await until(lambda: first.done == 3 and second.done + second.errors == 3)
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    assert set(async_ids) <= set(consumer_fixtures.PROCESSED["async"])
+    assert set(sync_ids) <= set(consumer_fixtures.PROCESSED["sync"])
+    assert consumer_fixtures.SYNC_THREADS and "MainThread" not in consumer_fixtures.SYNC_THREADS
+    assert second.errors == 1
+    second_log = "\n".join(second.lines)
+    assert "ValueError" in second_log and "[red]not markup[/red]" in second_log
+    assert "async handler saw job" in "\n".join(first.lines)  # logging captured per consumer
+
+
+@pytest.mark.parametrize(
+    ("factory", "entrypoint", "bucket"),
+    [
+        ("tests.consumer_fixtures:create_pgqueuer", "factory_job", "factory"),
+        ("tests.consumer_fixtures:create_queue_manager", "factory_qm_job", "qm"),
+    ],
+)
+async def test_user_factory(
+    database_dsn: str,
+    supervisor: ConsumerSupervisor,
+    monkeypatch: pytest.MonkeyPatch,
+    factory: str,
+    entrypoint: str,
+    bucket: str,
+) -> None:
+    monkeypatch.setenv("PGQC_TEST_FACTORY_DSN", database_dsn)
+    ids = await enqueue(database_dsn, entrypoint, 5)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        consumer = await supervisor.start(backend, spec(handler="factory", argument=factory))
+        assert consumer.entrypoints == (entrypoint,)
+        await until(lambda: consumer.done == 5, what="factory jobs done")
+        supervisor.stop(consumer.id)
+        assert await supervisor.wait(consumer.id, within=20)
+    finally:
+        await backend.close()
+    assert state(consumer) is ConsumerState.STOPPED
+    assert set(ids) <= set(consumer_fixtures.PROCESSED[bucket])
+
+
+@pytest.mark.parametrize(
+    ("argument", "needle"),
+    [
+        ("tests.no_such_module:create", "cannot import tests.no_such_module"),
+        ("tests.consumer_fixtures:missing", "has no attribute missing"),
+        ("tests.consumer_fixtures:NOT_CALLABLE", "not a function"),
+        ("tests.consumer_fixtures:not_a_context_manager", "async context manager"),
+    ],
+)
+async def test_bad_user_code_is_one_clear_line(
+    database_dsn: str, supervisor: ConsumerSupervisor, argument: str, needle: str
+) -> None:
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        with pytest.raises(ConsoleError) as caught:
+            await supervisor.start(backend, spec(handler="factory", argument=argument))
+    finally:
+        await backend.close()
+    assert needle in str(caught.value)
+    assert "\n" not in str(caught.value)
+    assert supervisor.active == []
+
+
+async def test_refusals(database_dsn: str, supervisor: ConsumerSupervisor) -> None:
+    sync_backend = await backend_for(database_dsn, DriverKind.PSYCOPG_SYNC)
+    try:
+        with pytest.raises(ConsoleError, match="psycopg-sync"):
+            await supervisor.start(sync_backend, spec(entrypoints="x"))
+    finally:
+        await sync_backend.close()
+
+    connection = await psycopg.AsyncConnection.connect(database_dsn)  # autocommit off
+    no_autocommit = PsycopgBackend(connection, Installation(), "test", owned=True)
+    try:
+        with pytest.raises(ConsoleError, match="autocommit"):
+            await supervisor.start(no_autocommit, spec(entrypoints="x"))
+    finally:
+        await no_autocommit.close()
+
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        with pytest.raises(ConsoleError, match="read-only"):
+            await supervisor.start(backend, spec(entrypoints="x"), read_only=True)
+    finally:
+        await backend.close()
+    assert supervisor.consumers == {}
+
+
+def test_log_lines_are_escaped() -> None:
+    consumer = Consumer(1, spec(entrypoints="a"), SystemClock())
+    consumer.log("evil \x1b[2J payload\nsecond line")
+    assert all("\x1b" not in line for line in consumer.lines)
+    lines, seen = consumer.new_lines(0)
+    assert len(lines) == 2 and seen == 2
+    assert consumer.new_lines(seen) == ([], 2)

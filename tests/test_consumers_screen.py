@@ -1,0 +1,182 @@
+"""The consumers screen (key 7): snapshot, and Pilot behaviour against real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Log, Static
+
+from pgq_console.app import PgqConsole
+from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.clock import FixedClock
+from pgq_console.core.consumers import ConsumerState, parse_consumer_form
+from pgq_console.core.target import DriverKind, Installation
+from pgq_console.screens.consumers import ConfirmScreen, ConsumerFormScreen, ConsumersScreen
+from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
+from pgq_console.screens.overview import OverviewScreen
+from tests.conftest import drop_database, make_database
+from tests.helpers import enqueue, truth, wait_until
+
+FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+LABEL = "ops@db.example.com:5432/app"
+
+
+@pytest.fixture(scope="module")
+def screen_dsn(server_dsn: str) -> Iterator[str]:
+    dsn = make_database(server_dsn, "consumers_screen")
+    try:
+        yield dsn
+    finally:
+        drop_database(server_dsn, dsn)
+
+
+def console(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL, **options: Any) -> PgqConsole:
+    async def open_() -> AnyBackend:
+        return await open_backend(kind, dsn, Installation(), LABEL, ())
+
+    app = PgqConsole(open_, clock=FixedClock(FIXED_NOW), **options)
+    app.animation_level = "none"
+    return app
+
+
+async def to_consumers(pilot: Pilot[Any]) -> ConsumersScreen:
+    app = pilot.app
+    await wait_until(
+        pilot, lambda: isinstance(app.screen, OverviewScreen | EnqueueOnlyScreen), what="start"
+    )
+    await pilot.press("7")
+    await wait_until(pilot, lambda: isinstance(app.screen, ConsumersScreen), what="consumers")
+    screen = app.screen
+    assert isinstance(screen, ConsumersScreen)
+    return screen
+
+
+def cell(screen: ConsumersScreen, consumer_id: int, column: str) -> str:
+    table: DataTable[Any] = screen.query_one("#consumers-table", DataTable)
+    return str(table.get_cell(str(consumer_id), column))
+
+
+def log_text(screen: ConsumersScreen) -> str:
+    return "\n".join(screen.query_one("#consumer-log", Log).lines)
+
+
+def test_consumers_screen(snap_compare: Any, screen_dsn: str) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, PgqConsole)
+        screen = await to_consumers(pilot)
+        await app.consumers.start(
+            app.backend,
+            parse_consumer_form(
+                {"handler": "sleep", "argument": "250", "entrypoints": "snapshot_idle, reports"}
+            ),
+        )
+        await wait_until(pilot, lambda: "started" in log_text(screen), what="the log line")
+        screen.refresh_rows()
+        await pilot.pause()
+
+    assert snap_compare(console(screen_dsn), terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_start_watch_and_stop_a_consumer_from_the_screen(screen_dsn: str) -> None:
+    app = console(screen_dsn)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await to_consumers(pilot)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConsumerFormScreen))
+        form = app.screen
+        form.query_one("#entrypoints", Input).value = "screen_jobs"
+        form.query_one("#batch_size", Input).value = "5"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: app.screen is screen, what="the form to close")
+        consumer = next(iter(app.consumers))
+        assert consumer.state is ConsumerState.RUNNING
+        await wait_until(pilot, lambda: cell(screen, consumer.id, "state") == "running")
+
+        await enqueue(screen_dsn, "screen_jobs", 25)
+        await wait_until(pilot, lambda: cell(screen, consumer.id, "done") == "25", what="25 done")
+        assert cell(screen, consumer.id, "entrypoints") == "screen_jobs"
+        assert "started: no-op on screen_jobs" in log_text(screen)
+
+        await pilot.press("s")
+        await wait_until(pilot, lambda: cell(screen, consumer.id, "state") == "stopped")
+        assert "stopped" in log_text(screen)
+    assert (await truth(screen_dsn)).get("screen_jobs", {}).get("ready", 0) == 0
+
+
+async def test_bad_form_input_and_bad_user_code_are_one_line(screen_dsn: str) -> None:
+    app = console(screen_dsn)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await to_consumers(pilot)
+        await pilot.press("n")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConsumerFormScreen))
+        form = app.screen
+        form.query_one("#batch_size", Input).value = "zero"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        errors = str(form.query_one("#error-batch_size", Static).render())
+        assert "batch size is a whole number" in errors
+        assert "at least one entrypoint" in str(
+            form.query_one("#error-entrypoints", Static).render()
+        )
+
+        form.query_one("#handler").value = "handler"  # type: ignore[attr-defined]
+        form.query_one("#argument", Input).value = "tests.nowhere:handle"
+        form.query_one("#entrypoints", Input).value = "x"
+        form.query_one("#batch_size", Input).value = "10"
+        await pilot.press("ctrl+s")
+        status = form.query_one("#consumer-form-status", Static)
+        await wait_until(pilot, lambda: "cannot import" in str(status.render()))
+        assert isinstance(app.screen, ConsumerFormScreen)
+        assert app.consumers.active == []
+
+
+async def test_quitting_with_a_running_consumer_asks_then_drains(screen_dsn: str) -> None:
+    app = console(screen_dsn)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await to_consumers(pilot)
+        consumer = await app.consumers.start(
+            app.backend,
+            parse_consumer_form(
+                {"handler": "sleep", "argument": "300", "entrypoints": "quit_jobs"}
+            ),
+        )
+        await enqueue(screen_dsn, "quit_jobs", 4)
+        await wait_until(pilot, lambda: consumer.in_flight > 0, what="jobs in flight")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("n")
+        await pilot.pause()
+        assert consumer.state is ConsumerState.RUNNING  # "stay" changed nothing
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not consumer.state.active, what="the drain")
+    assert not consumer.state.active and consumer.error is None
+    facts = (await truth(screen_dsn))["quit_jobs"]
+    assert facts.get("picked", 0) == 0  # nothing left half-done by quitting
+
+
+async def test_refused_for_the_enqueue_only_driver(screen_dsn: str) -> None:
+    app = console(screen_dsn, DriverKind.PSYCOPG_SYNC)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+        await pilot.press("7")  # the enqueue-only mode has no consumers screen
+        await pilot.pause()
+        assert isinstance(app.screen, EnqueueOnlyScreen)
+
+
+async def test_refused_in_read_only_mode(screen_dsn: str) -> None:
+    app = console(screen_dsn, read_only=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await to_consumers(pilot)
+        banner = screen.query_one("#consumers-banner")
+        assert banner.display and "read-only" in str(banner.render())
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, ConsumersScreen)
+        assert any("read-only" in str(n.message) for n in app._notifications)

@@ -1,0 +1,296 @@
+"""Jobs, Failures and Job detail screens with Pilot, against real PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+from textual.widgets import Static
+
+from pgq_console.app import PgqConsole
+from pgq_console.core import audit
+from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.clock import FixedClock
+from pgq_console.core.target import DriverKind, Installation
+from pgq_console.screens.action_confirm import ActionConfirmScreen
+from pgq_console.screens.failures import FailuresScreen, GroupTable
+from pgq_console.screens.job_detail import JobDetailScreen
+from pgq_console.screens.jobs import JobsScreen
+from pgq_console.widgets.job_table import JobTable
+from tests.helpers import wait_until
+from tests.jobs_seed import EVIL_ENTRYPOINT, FIXED_NOW, LABEL, seed
+
+
+@pytest.fixture
+async def seeded(database_dsn: str) -> str:
+    await seed(database_dsn)
+    return database_dsn
+
+
+def console(dsn: str, *, read_only: bool = False) -> PgqConsole:
+    async def open_() -> AnyBackend:
+        return await open_backend(
+            DriverKind.ASYNCPG_POOL, dsn, Installation(), LABEL, (), read_only=read_only
+        )
+
+    app = PgqConsole(open_, clock=FixedClock(FIXED_NOW), read_only=read_only, listen=False)
+    app.animation_level = "none"
+    return app
+
+
+def table(app: PgqConsole, selector: str = "JobTable") -> JobTable:
+    return app.screen.query_one(selector, JobTable)
+
+
+def ids_shown(app: PgqConsole, selector: str = "JobTable") -> list[int]:
+    t = table(app, selector)
+    return [int(str(row.key.value)) for row in t.ordered_rows]
+
+
+async def statuses(dsn: str) -> dict[int, str]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT id, status::text FROM pgqueuer")
+        return {int(r["id"]): str(r["status"]) for r in rows}
+    finally:
+        await connection.close()
+
+
+async def open_jobs(pilot: Any) -> None:
+    app = pilot.app
+    await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+    await pilot.press("2")
+    await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+    await wait_until(pilot, lambda: table(app).row_count == 36, what="36 jobs")
+
+
+async def test_jobs_screen_lists_newest_first_and_filters(seeded: str) -> None:
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        assert ids_shown(app)[:3] == [36, 35, 34]
+        assert table(app).get_cell("35", "entrypoint").plain == EVIL_ENTRYPOINT  # literal
+        await pilot.press("slash")
+        await pilot.press(*"ep:charge_card status:failed", "enter")
+        await wait_until(pilot, lambda: ids_shown(app) == [33, 32, 31], what="filtered")
+        header = str(app.screen.query_one("#jobs-header", Static).render())
+        assert "ep:charge_card status:failed" in header
+        # A bad filter: one clear line, the list and the typed text stay.
+        await pilot.press("slash", "ctrl+u", *"prio:abc", "enter")
+        await pilot.pause()
+        assert any("prio: expects a number" in n.message for n in app._notifications)
+        assert ids_shown(app) == [33, 32, 31]
+        await pilot.press("ctrl+u", *"!ep:send_email prio:>0", "enter")
+        await wait_until(pilot, lambda: ids_shown(app) == [36, 35, 34], what="negated")
+        await pilot.press("o")  # oldest first
+        await wait_until(pilot, lambda: ids_shown(app) == [34, 35, 36], what="order")
+
+
+async def test_payload_search_is_explicit(seeded: str) -> None:
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        await pilot.press("slash", *"payload:user7@", "enter")
+        await wait_until(pilot, lambda: ids_shown(app) == [7], what="payload hit")
+        assert "content search" in str(app.screen.query_one("#jobs-header", Static).render())
+
+
+async def test_enter_opens_detail_with_hostile_text_shown_literally(seeded: str) -> None:
+    app = console(seeded)
+    async with app.run_test(size=(140, 60)) as pilot:
+        await open_jobs(pilot)
+        table(app).move_cursor(row=ids_shown(app).index(35))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.detail is not None)  # type: ignore[attr-defined]
+        await pilot.pause()
+        text = "\n".join(
+            str(w.render()) for w in screen.query(Static) if isinstance(w.render(), object)
+        )
+        assert "[bold]evil[/]" in text and "[@click=app.quit]x[/]" in text
+        assert "\\x1b]52;c;SGVsbG8=\\x07" in text and "\x1b" not in text
+        assert "[bold]hdr[/]" in text and "[red]key[/]" in text  # headers, dedupe key
+        assert "[bold]Evil[/]Error" in text  # the traceback in the history
+        assert "\\x1b]0;title\\x07" in text
+        assert "2026-01-01 12:00:00+00:00" in text
+        await pilot.press("t")  # local time: still renders
+        await pilot.press("y")
+        assert app.clipboard == "35"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        assert app.is_running  # no markup action ran
+
+
+async def test_binary_payload_with_nul_is_a_hex_dump(seeded: str) -> None:
+    app = console(seeded)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await open_jobs(pilot)
+        app.push_screen(JobDetailScreen(app.backend, app.clock, 36))  # type: ignore[arg-type]
+        await wait_until(pilot, lambda: app.screen.detail is not None)  # type: ignore[attr-defined]
+        await pilot.pause()
+        payload = str(app.screen.query_one("#detail-payload", Static).render())
+        assert "[hex, 13 bytes]" in payload
+        assert "00000000  00 ff fe 5b 62 6f 6c 64 5d 1b 5b 32 4a" in payload
+        assert "...[bold].[2J" in payload and "\x1b" not in payload
+
+
+async def test_failures_screen_groups_and_requeues_a_group_with_audit(seeded: str) -> None:
+    app = console(seeded)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        await pilot.press("3")
+        await wait_until(pilot, lambda: isinstance(app.screen, FailuresScreen))
+        await wait_until(pilot, lambda: table(app, "#held-table").row_count == 4)
+        groups = app.screen.query_one(GroupTable)
+        await wait_until(pilot, lambda: groups.row_count == 3)
+        counts = {g.exception_type: (g.count, g.held) for g in groups.groups.values()}
+        assert counts == {
+            "ValueError": (3, 3),
+            "TimeoutError": (5, 0),
+            "[bold]Evil[/]Error": (1, 1),
+        }
+        # Requeue the ValueError group from the groups table.
+        await pilot.press("tab")
+        key = next(k for k, g in groups.groups.items() if g.exception_type == "ValueError")
+        groups.move_cursor(row=groups.get_row_index(key))
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+        assert modal.preview.count == 3  # type: ignore[attr-defined]
+        assert "previewing" not in str(modal.query_one("#confirm-count", Static).render()).lower()
+        modal.query_one("#confirm-reason").focus()
+        await pilot.press(*"card fix deployed", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, FailuresScreen))
+        assert any("previewed 3, changed 3" in n.message for n in app._notifications)
+        state = await statuses(seeded)
+        assert [state[i] for i in (31, 32, 33, 35)] == ["queued", "queued", "queued", "failed"]
+        [record] = audit.read_records()
+        assert record["reason"] == "card fix deployed" and record["job_ids"] == [31, 32, 33]
+        await wait_until(pilot, lambda: table(app, "#held-table").row_count == 1)
+
+
+async def test_mark_and_cancel_from_the_jobs_screen(seeded: str) -> None:
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        table(app).move_cursor(row=ids_shown(app).index(30))
+        await pilot.press("space", "j", "space")  # marks 30 and 29
+        assert table(app).marked == {30, 29}
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+        sample = modal.query_one("#confirm-sample")
+        assert sample.row_count == 2  # type: ignore[attr-defined]
+        assert "DELETE FROM pgqueuer" in str(modal.query_one("#confirm-statement", Static).render())
+        await pilot.press("escape")  # cancelling the dialog changes nothing
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        assert {29, 30} <= set(await statuses(seeded))
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+        await pilot.press("enter")  # Apply has the focus
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        assert not {29, 30} & set(await statuses(seeded))
+        await wait_until(pilot, lambda: 30 not in ids_shown(app), what="row removed")
+
+
+async def test_more_than_100_needs_the_typed_count_in_the_dialog(seeded: str) -> None:
+    connection = await asyncpg.connect(seeded)
+    await connection.execute(
+        "INSERT INTO pgqueuer (priority, status, entrypoint) "
+        "SELECT 0, 'queued', 'bulk' FROM generate_series(1, 150)"
+    )
+    await connection.close()
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await pilot.press("slash", *"ep:bulk", "enter")
+        await wait_until(pilot, lambda: table(app).row_count == 100)
+        await pilot.press("C")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+        await pilot.press(*"149", "enter")
+        await pilot.pause()
+        assert "type 150 to confirm" in str(modal.query_one("#confirm-error", Static).render())
+        assert isinstance(app.screen, ActionConfirmScreen)
+        await pilot.press("ctrl+u", *"150", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        assert "bulk" not in {str(v) for v in (await _entrypoints(seeded))}
+
+
+async def _entrypoints(dsn: str) -> set[str]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return {r["entrypoint"] for r in await connection.fetch("SELECT entrypoint FROM pgqueuer")}
+    finally:
+        await connection.close()
+
+
+async def test_palette_lists_the_screen_actions(seeded: str) -> None:
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        titles = [t for t, _, _ in app.screen.palette_commands()]  # type: ignore[attr-defined]
+        assert "Requeue marked jobs" in titles and "Cancel all matching" in titles
+        assert "Enqueue a copy" in titles and "Copy job id" in titles
+
+
+async def test_scrolling_loads_the_next_keyset_page(database_dsn: str) -> None:
+    connection = await asyncpg.connect(database_dsn)
+    await connection.execute("TRUNCATE pgqueuer RESTART IDENTITY")
+    await connection.execute(
+        "INSERT INTO pgqueuer (priority, status, entrypoint) "
+        "SELECT 0, 'queued', 'many' FROM generate_series(1, 250)"
+    )
+    await connection.close()
+    app = console(database_dsn)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await wait_until(pilot, lambda: table(app).row_count == 100)
+        await pilot.press("G")
+        await wait_until(pilot, lambda: table(app).row_count == 200, what="page 2")
+        await pilot.press("G")
+        await wait_until(pilot, lambda: table(app).row_count == 250, what="page 3")
+        assert ids_shown(app)[-1] == 1
+
+
+async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
+    async def open_() -> AnyBackend:
+        return await open_backend(DriverKind.ASYNCPG_POOL, seeded, Installation(), LABEL, ())
+
+    app = PgqConsole(open_, clock=FixedClock(FIXED_NOW))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        record = audit.AuditRecord(
+            action="requeue",
+            predicate="x",
+            count=3,
+            previewed=3,
+            job_ids=(1, 2, 3),
+            database="db",
+            reason="[bold]fixed[/]",
+            user="alice",
+            host="ops-1",
+        )
+        payload = record.announcement().replace(audit.CONSOLE_INSTANCE, "another-console")
+        connection = await asyncpg.connect(seeded)
+        try:
+            for _ in range(50):  # until the listener is up
+                await connection.execute("SELECT pg_notify('ch_pgqueuer_console', $1)", payload)
+                if any("alice@ops-1" in n.message for n in app._notifications):
+                    break
+                await pilot.pause(0.1)
+        finally:
+            await connection.close()
+        [toast] = {n.message for n in app._notifications if "alice@ops-1" in n.message}
+        assert toast == "alice@ops-1: requeue, changed 3 of 3 ([bold]fixed[/])"

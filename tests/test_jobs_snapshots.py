@@ -1,0 +1,113 @@
+"""SVG snapshots of the Jobs, Failures, Job detail and confirm screens (fixed data and clock).
+
+The behaviour behind each is asserted in tests/test_jobs_screens.py; `run_before` here waits for
+the data, so an empty screen cannot pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from pgq_console.core.actions import ids_predicate, requeue
+from pgq_console.screens.action_confirm import ActionConfirmScreen
+from pgq_console.screens.job_detail import JobDetailScreen
+from tests.conftest import drop_database, make_database
+from tests.jobs_seed import seed
+from tests.test_jobs_screens import console
+
+
+@pytest.fixture(scope="module")
+def snap_dsn(server_dsn: str) -> Iterator[str]:
+    dsn = make_database(server_dsn, "jobs_snapshots")
+    asyncio.run(seed(dsn))
+    try:
+        yield dsn
+    finally:
+        drop_database(server_dsn, dsn)
+
+
+async def _wait(pilot: Pilot[Any], predicate: Any) -> None:
+    for _ in range(500):
+        if predicate():
+            await pilot.pause()
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the screen never showed its data")
+
+
+async def _to_mode(pilot: Pilot[Any], key: str, selector: str, rows: int) -> None:
+    app = pilot.app
+    await _wait(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+    await pilot.press(key)
+    await _wait(
+        pilot,
+        lambda: (
+            bool(app.screen.query(selector)) and app.screen.query_one(selector).row_count == rows
+        ),
+    )
+
+
+def test_jobs(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await _to_mode(pilot, "2", "#jobs-table", 36)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(120, 30), run_before=before)
+
+
+def test_jobs_80x24_read_only(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await _to_mode(pilot, "2", "#jobs-table", 36)
+
+    app = console(snap_dsn, read_only=True)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=before)
+
+
+def test_failures(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await _to_mode(pilot, "3", "#held-table", 4)
+        await _wait(pilot, lambda: pilot.app.screen.query_one("#group-table").row_count == 3)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(130, 36), run_before=before)
+
+
+def test_job_detail_hostile(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        await _to_mode(pilot, "2", "#jobs-table", 36)
+        app.push_screen(JobDetailScreen(app.backend, app.clock, 35))  # type: ignore[arg-type]
+        await _wait(pilot, lambda: getattr(app.screen, "detail", None) is not None)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(110, 50), run_before=before)
+
+
+def test_confirm_requeue(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        await _to_mode(pilot, "3", "#held-table", 4)
+        backend = app.backend
+        app.push_screen(
+            ActionConfirmScreen(backend, requeue(backend, ids_predicate([31, 32, 35])))  # type: ignore[arg-type]
+        )
+        await _wait(pilot, lambda: getattr(app.screen, "preview", None) is not None)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(120, 40), run_before=before)
+
+
+def test_confirm_requeue_80x24(snap_compare: Any, snap_dsn: str) -> None:
+    """On a small terminal the count, reason and buttons stay visible (the statement is cut)."""
+
+    async def before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        await _to_mode(pilot, "3", "#held-table", 4)
+        backend = app.backend
+        app.push_screen(
+            ActionConfirmScreen(backend, requeue(backend, ids_predicate([31, 32, 35])))  # type: ignore[arg-type]
+        )
+        await _wait(pilot, lambda: getattr(app.screen, "preview", None) is not None)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(80, 24), run_before=before)

@@ -1,0 +1,132 @@
+"""The workers screen (key 4): workers, dead ones flagged, stale jobs grouped, guarded reclaim."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from pgq_console.core.clock import SystemClock
+from pgq_console.screens.action_confirm import ActionConfirmScreen
+from pgq_console.screens.workers import WorkersScreen
+from pgq_console.widgets.keyed_table import KeyedTable
+from tests.conftest import drop_database, make_database
+from tests.screens_w5_support import FIXED_NOW, console, open_screen, run_sql, seed, until
+
+DEAD = "dead0000-0000-4000-8000-000000000001"
+ALIVE = "a11ce000-0000-4000-8000-000000000002"
+
+# Relative to $1: the FixedClock's now (snapshot) or the server's now() (behaviour tests).
+WORKERS_SEED = f"""
+INSERT INTO pgqueuer (priority, status, entrypoint, queue_manager_id, heartbeat)
+SELECT 0, 'picked', 'legacy_export', '{DEAD}', $1::timestamptz - interval '7 minutes'
+FROM generate_series(1, 3);
+INSERT INTO pgqueuer (priority, status, entrypoint, queue_manager_id, heartbeat)
+SELECT 5, 'picked', 'send_email', '{ALIVE}', $1::timestamptz - interval '2 seconds'
+FROM generate_series(1, 2);
+INSERT INTO pgqueuer (priority, status, entrypoint, queue_manager_id, heartbeat)
+VALUES (0, 'picked', 'resize_image', '{ALIVE}', $1::timestamptz - interval '4 seconds');
+INSERT INTO pgqueuer (priority, status, entrypoint) SELECT 0, 'queued', 'send_email'
+FROM generate_series(1, 4)
+"""
+
+
+@pytest.fixture(scope="module")
+def snapshot_dsn(server_dsn: str) -> Iterator[str]:
+    dsn = make_database(server_dsn, "w5_workers_snap")
+    seed(dsn, WORKERS_SEED, FIXED_NOW)
+    try:
+        yield dsn
+    finally:
+        drop_database(server_dsn, dsn)
+
+
+async def _until_workers(pilot: Pilot[Any]) -> None:
+    screen = await open_screen(pilot, "4", WorkersScreen)
+    await until(pilot, lambda: screen.query_one("#stale-table", KeyedTable).row_count == 3)
+    await pilot.pause()
+
+
+def test_workers_snapshot(snap_compare: Any, snapshot_dsn: str) -> None:
+    assert snap_compare(console(snapshot_dsn), terminal_size=(100, 24), run_before=_until_workers)
+
+
+def test_workers_snapshot_80x24(snap_compare: Any, snapshot_dsn: str) -> None:
+    assert snap_compare(console(snapshot_dsn), terminal_size=(80, 24), run_before=_until_workers)
+
+
+async def test_dead_worker_flagged_and_reclaimed_through_the_confirm_dialog(
+    fresh_database: str,
+) -> None:
+    dsn = fresh_database
+    (now_row,) = await run_sql(dsn, "SELECT now() AS now")
+    for statement in filter(str.strip, WORKERS_SEED.split(";")):
+        if "$1" in statement:
+            await run_sql(dsn, statement, now_row["now"])
+        else:
+            await run_sql(dsn, statement)
+    app = console(dsn, clock=SystemClock())
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_screen(pilot, "4", WorkersScreen)
+        workers = screen.query_one("#workers-table", KeyedTable)
+        await until(pilot, lambda: workers.row_count == 2)
+        assert workers.get_cell(DEAD, "state").plain == "DEAD"
+        assert workers.get_cell(DEAD, "picked").plain == "3"
+        assert workers.get_cell(DEAD, "stale").plain == "3"
+        assert workers.get_cell(DEAD, "entrypoints").plain == "legacy_export"
+        assert workers.get_cell(ALIVE, "state").plain == "alive"
+        assert workers.get_cell(ALIVE, "entrypoints").plain == "resize_image, send_email"
+        stale = screen.query_one("#stale-table", KeyedTable)
+        assert stale.row_count == 3
+        workers_of_stale = {stale.get_cell(str(key), "worker").plain for key in _keys(stale)}
+        assert workers_of_stale == {"dead0000"}
+
+        # Reclaim acts on the worker under the cursor.
+        workers.move_cursor(row=workers.get_row_index(DEAD))
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        dialog = app.screen
+        await until(pilot, lambda: dialog.preview is not None)
+        assert dialog.preview.count == 3
+        await pilot.press("enter")  # Apply has the focus once the preview is shown
+        await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
+        rows = await run_sql(
+            dsn,
+            "SELECT status::text AS s, count(*) AS n FROM pgqueuer"
+            " WHERE entrypoint = $1 GROUP BY 1",
+            "legacy_export",
+        )
+        assert {(r["s"], r["n"]) for r in rows} == {("queued", 3)}
+        assert any("previewed 3, changed 3" in n.message for n in app._notifications)
+        # The screen refreshes after the action: the dead worker holds nothing any more.
+        await until(pilot, lambda: stale.row_count == 0)
+        await until(pilot, lambda: workers.get_cell(DEAD, "state").plain.startswith("idle"))
+
+        # Keys keep working: the threshold cycles, the footer says so.
+        await pilot.press("t")
+        assert screen.stale_after.total_seconds() == 300
+
+
+def _keys(table: KeyedTable) -> list[object]:
+    return [key.value for key in table.rows]
+
+
+async def test_read_only_hides_and_refuses_reclaim(fresh_database: str) -> None:
+    dsn = fresh_database
+    (now_row,) = await run_sql(dsn, "SELECT now() AS now")
+    statement = WORKERS_SEED.split(";")[0]
+    await run_sql(dsn, statement, now_row["now"])
+    app = console(dsn, clock=SystemClock(), read_only=True)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_screen(pilot, "4", WorkersScreen)
+        await until(pilot, lambda: screen.query_one("#stale-table", KeyedTable).row_count == 3)
+        assert screen.check_action("reclaim", ()) is False
+        await pilot.press("R")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, WorkersScreen)
+    (picked,) = await run_sql(
+        dsn, "SELECT count(*) AS n FROM pgqueuer WHERE status = $1::pgqueuer_status", "picked"
+    )
+    assert picked["n"] == 3
