@@ -28,7 +28,14 @@ from pgq_console.core.backend import Backend, DatabaseTimeout
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import Durations, OverviewSnapshot, RefreshStatus
-from pgq_console.core.stats import Windows, fetch_depth, fetch_durations, fetch_windows, merge_rows
+from pgq_console.core.stats import (
+    Depth,
+    Windows,
+    fetch_depth,
+    fetch_durations,
+    fetch_windows,
+    merge_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +45,10 @@ DURATIONS_EVERY_S = 15.0
 DURATIONS_WINDOW = timedelta(minutes=5)
 COST_WINDOW_S = 60.0
 MIN_COST_WINDOW_S = 2.0
-WINDOWS_SHARE = 0.25  # of the budget, for the log-reading windows query
+# Slices of the budget: depth answers events; windows and durations read the log.
+DEPTH_SHARE = 0.6
+WINDOWS_SHARE = 0.2
+DURATIONS_SHARE = 0.2
 STATUS_EVERY_S = 0.25  # at most this often an event alone repaints the header
 MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0
@@ -108,6 +118,7 @@ class Refresher:
         self._durations: dict[str, Durations] = {}
         self._durations_due = 0.0
         self._windows: dict[str, Windows] = {}
+        self._depth: dict[str, Depth] = {}
         self._windows_due = 0.0
         self._status_published_at = -1.0
         self._retry_delay = 0.0
@@ -165,7 +176,7 @@ class Refresher:
 
     def _gap(self) -> float:
         """The least time between refreshes that keeps database time within the budget."""
-        return float(self._last_overview_s / self.budget)
+        return float(self._last_overview_s / (self.budget * DEPTH_SHARE))
 
     def _next_due(self) -> float:
         if self.status.paused:
@@ -186,26 +197,25 @@ class Refresher:
         return sum(spent for _, spent in self._costs) / window > self.budget
 
     async def _refresh(self) -> None:
+        """Depth first and shown at once; the log-reading tiers after, when they are due.
+
+        The first refresh (and the first after a reconnect) reads everything before it shows
+        anything, so the screen never shows depth with empty windows.
+        """
         self._event_due = None
         started = self.clock.monotonic()
+        full = self._windows_due == 0.0
         try:
-            if started >= self._durations_due:
-                self._durations = await fetch_durations(self.backend, DURATIONS_WINDOW)
-                spent = self.clock.monotonic() - started
-                # The percentile query reads the log's window: give it a fifth of the budget.
-                self._durations_due = started + max(DURATIONS_EVERY_S, spent / (self.budget / 5))
-            if started >= self._windows_due:
-                windows_started = self.clock.monotonic()
-                self._windows = await fetch_windows(self.backend)
-                spent = self.clock.monotonic() - windows_started
-                # The windows read the log: their own slice of the budget, never every event.
-                self._windows_due = windows_started + max(
-                    self.status.interval_s, spent / (self.budget * WINDOWS_SHARE)
-                )
+            if full:
+                await self._refresh_slow_tiers(started)
             depth_started = self.clock.monotonic()
-            depth = await fetch_depth(self.backend)
+            self._depth = await fetch_depth(self.backend)
             self._last_overview_s = self.clock.monotonic() - depth_started
-            rows = merge_rows(depth, self._windows, self._durations)
+            self._show(started)
+            if not full and self.clock.monotonic() >= min(self._windows_due, self._durations_due):
+                slow_started = self.clock.monotonic()
+                await self._refresh_slow_tiers(slow_started)
+                self._show(slow_started)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -214,16 +224,33 @@ class Refresher:
             self._failures += 1
             self._retry_delay = backoff_delay(self._failures, self.status.interval_s)
             await self._failed(exc)
-            return
+
+    async def _refresh_slow_tiers(self, started: float) -> None:
+        """Windows and durations read the log: each keeps to its own slice of the budget."""
+        if started >= self._durations_due:
+            self._durations = await fetch_durations(self.backend, DURATIONS_WINDOW)
+            spent = self.clock.monotonic() - started
+            self._durations_due = started + max(
+                DURATIONS_EVERY_S, spent / (self.budget * DURATIONS_SHARE)
+            )
+        if started >= self._windows_due:
+            windows_started = self.clock.monotonic()
+            self._windows = await fetch_windows(self.backend)
+            spent = self.clock.monotonic() - windows_started
+            self._windows_due = windows_started + max(
+                self.status.interval_s, spent / (self.budget * WINDOWS_SHARE)
+            )
+
+    def _show(self, started: float) -> None:
         ended = self.clock.monotonic()
         recovered = self.status.lost_since is not None
         self._failures = 0
         self._account(started, ended)
         self._last_ok_at = self.clock.now()
-        snapshot = OverviewSnapshot(
-            taken_at=self.clock.now(), rows=rows, refresh_s=self._last_duration
+        rows = merge_rows(self._depth, self._windows, self._durations)
+        self._on_snapshot(
+            OverviewSnapshot(taken_at=self.clock.now(), rows=rows, refresh_s=ended - started)
         )
-        self._on_snapshot(snapshot)
         self._publish(
             replace(
                 self.status,

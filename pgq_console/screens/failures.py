@@ -38,6 +38,7 @@ from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixi
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.job_table import JobTable
+from pgq_console.widgets.live_table import LiveDataTable
 from pgq_console.widgets.screen_commands import ScreenCommands
 
 HELD_LIMIT = 500
@@ -62,7 +63,7 @@ class FailuresLoaded(Message):
         return isinstance(message, FailuresLoaded)
 
 
-class GroupTable(DataTable[Text]):
+class GroupTable(LiveDataTable):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.groups: dict[str, FailureGroup] = {}
@@ -100,13 +101,8 @@ class GroupTable(DataTable[Text]):
 
     @property
     def current(self) -> FailureGroup | None:
-        if not self.row_count:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return self.groups.get(str(key.value))
+        key = self.selected_key
+        return None if key is None else self.groups.get(key)
 
 
 class FailuresScreen(JobActionsMixin, Screen[None]):

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from pgq_console.core.jobs import JobRow
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
+from pgq_console.widgets.live_table import LiveDataTable
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("mark", " "),
@@ -26,7 +26,7 @@ ENTRYPOINT_WIDTH = 28
 MARK = "●"
 
 
-class JobTable(DataTable[Text]):
+class JobTable(LiveDataTable):
     """One row per job; `apply` removes vanished rows, updates changed cells, adds new ones."""
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -87,13 +87,8 @@ class JobTable(DataTable[Text]):
 
     @property
     def current_id(self) -> int | None:
-        if not self.row_count:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return int(str(key.value))
+        key = self.selected_key
+        return None if key is None else int(key)
 
     def toggle_mark(self) -> None:
         job_id = self.current_id

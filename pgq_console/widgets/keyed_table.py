@@ -5,40 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from rich.text import Text
-from textual.widgets import DataTable
+
+from pgq_console.widgets.live_table import LiveDataTable
 
 
-class KeyedTable(DataTable[Text]):
+class KeyedTable(LiveDataTable):
     """Columns given up front; `apply` adds, updates and removes rows by key, keeping the cursor."""
 
     def __init__(self, columns: tuple[tuple[str, str], ...], **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self._columns = columns
         self._order: list[str] = []
-        # Live tables change cells on every refresh, so DataTable's render caches (sized for
-        # large static tables: 10,000 cells) fill up with stale renders; a screenful is enough.
-        from textual.cache import LRUCache
-
-        self._cell_render_cache = LRUCache(2000)
-        self._row_render_cache = LRUCache(200)
-        self._row_renderable_cache = LRUCache(200)
-        self._line_cache = LRUCache(200)
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
         for key, label in self._columns:
             self.add_column(label, key=key)
-
-    @property
-    def selected_key(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return str(key.value)
 
     def apply(self, rows: Mapping[str, Mapping[str, Text]]) -> None:
         """Make the table show `rows` (in this order), touching only what changed."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
+from pgq_console.widgets.live_table import LiveDataTable
 from pgq_console.widgets.status import marked_count, status_style
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -35,7 +35,7 @@ OLD_READY_S = 300.0
 ENTRYPOINT_WIDTH = 24
 
 
-class OverviewTable(DataTable[Text]):
+class OverviewTable(LiveDataTable):
     """One row per entrypoint; `apply` updates changed cells in place."""
 
     def on_mount(self) -> None:
