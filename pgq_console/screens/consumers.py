@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, Log, Select, Static
+from textual.widgets import Button, DataTable, Input, Label, Log, Select, Static
 
 from pgq_console.core.consumers import (
     CONSUMER_FIELDS,
@@ -33,6 +33,7 @@ from pgq_console.core.errors import ConsoleError
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.form_field import FieldRow, show_field_errors
 from pgq_console.widgets.status_line import ConnectionLine
 
@@ -97,7 +98,7 @@ class ConsumersScreen(Screen[None]):
         yield DataTable(id="consumers-table", cursor_type="row")
         yield Static(Text(" Log"), id="consumer-log-title")
         yield Log(id="consumer-log", max_lines=2000)
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_screen_resume(self) -> None:
         self.refresh_rows()

@@ -11,12 +11,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from pgq_console.core.backend import SyncPsycopgBackend
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.text import printable
 from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.overview_table import ENTRYPOINT_WIDTH
 from pgq_console.widgets.status_line import ConnectionLine
 
@@ -46,7 +47,7 @@ class EnqueueOnlyScreen(Screen[None]):
         yield Static(Text(ENQUEUE_ONLY_TEXT), id="mode-banner")
         yield Static(" Queue depth (SyncQueries.queue_size, polled)", id="depth-title")
         yield DataTable(id="depth-table", cursor_type="row")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one(ConnectionLine).show(

@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from pgq_console.core import actions
 from pgq_console.core.actions import Predicate
@@ -37,6 +37,7 @@ from pgq_console.core.text import printable
 from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
 from pgq_console.widgets.live_table import LiveDataTable
 from pgq_console.widgets.screen_commands import ScreenCommands
@@ -131,7 +132,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         yield GroupTable(id="group-table")
         with VerticalScroll(id="group-sample"):
             yield Static(Text(""), id="group-traceback")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#failures-error", Banner).hide()

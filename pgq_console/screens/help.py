@@ -17,10 +17,11 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from pgq_console import navigation
 from pgq_console.commands import declared_by_textual
+from pgq_console.widgets.footer import ConsoleFooter
 
 # Textual's own bindings that are no keys an operator needs to learn here.
 _INTERNAL_ACTIONS = {"app.focus_next", "app.focus_previous", "focus_next", "focus_previous"}
@@ -86,7 +87,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
             yield Static(self._render_help(), id="help-text")
-        yield Footer()
+        yield ConsoleFooter()
 
     def _render_help(self) -> Table:
         app = self.app

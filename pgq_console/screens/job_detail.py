@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionResult, ids_predicate
@@ -28,6 +28,7 @@ from pgq_console.core.jobs import PAYLOAD_PAGE_BYTES, JobDetail, fetch_detail, r
 from pgq_console.core.text import printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
 from pgq_console.widgets import format as fmt
+from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.screen_commands import ScreenCommands
 
 WRITE_ACTIONS = frozenset({"requeue", "cancel", "copy_job"})
@@ -71,7 +72,7 @@ class JobDetailScreen(Screen[None]):
             yield Static(Text(""), id="detail-payload")
             yield Static(Text("History", style="bold"), classes="detail-heading")
             yield Static(Text(""), id="detail-history")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()

@@ -20,7 +20,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionResult, Predicate, ids_predicate
@@ -31,6 +31,7 @@ from pgq_console.core.jobs import PAGE_SIZE, JobFilter, JobPage, fetch_page, par
 from pgq_console.core.text import printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
 from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
 from pgq_console.widgets.screen_commands import ScreenCommands
 
@@ -214,7 +215,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         )
         yield Banner(id="jobs-error")
         yield JobTable(id="jobs-table")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#jobs-filter", Input).display = False

@@ -6,7 +6,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
@@ -14,6 +13,7 @@ from pgq_console.core.models import OverviewSnapshot, RefreshStatus
 from pgq_console.core.refresher import Refresher
 from pgq_console.messages import SnapshotReady, StatusChanged
 from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.overview_table import OverviewTable
 from pgq_console.widgets.status_line import ConnectionLine, LiveLine, TotalsLine
 
@@ -51,7 +51,7 @@ class OverviewScreen(Screen[None]):
         yield Banner(id="error-banner")
         yield TotalsLine(id="totals-line")
         yield OverviewTable(id="overview-table")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#error-banner", Banner).hide()

@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from pgq_console.core.actions import Action
 from pgq_console.core.backend import Backend
@@ -24,6 +24,7 @@ from pgq_console.core.clock import Clock
 from pgq_console.core.refresher import PollLoop, PollStatus
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
+from pgq_console.widgets.footer import ConsoleFooter
 
 T = TypeVar("T")
 
@@ -108,7 +109,7 @@ class PolledScreen(Screen[None], Generic[T]):
         yield Banner(id="poll-banner")
         yield PollLine(id="poll-line")
         yield from self.compose_body()
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#poll-banner", Banner).hide()
