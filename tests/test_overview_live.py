@@ -131,7 +131,8 @@ async def test_updates_which_never_notify_are_caught_by_the_timer(database_dsn: 
             await wait_until(
                 pilot, lambda: number(app, "held_then_requeued", "ready") == "2", within=3
             )
-            assert number(app, "held_then_requeued", "held") == "0"
+            # Held failures are counted with the slower tier (no index covers them).
+            await wait_until(pilot, lambda: number(app, "held_then_requeued", "held") == "0")
         await backend.close()
     finally:
         await connection.close()

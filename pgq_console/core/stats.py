@@ -1,12 +1,13 @@
 """The console's own read-only overview queries (pgqueuer's insight calls write: they aggregate).
 
 Two tiers, so a NOTIFY can be answered cheaply:
-- depth: the queue table per entrypoint (ready, deferred, picked, held, oldest ready). Runs on
-  every event and timer tick; it is what makes a new job appear.
-- windows: completed/failed over the last minute and hour, rates and the trend. Counts add the
-  already-aggregated `pgqueuer_statistics` buckets to the log rows not aggregated yet; both are
-  read in one statement, so a row aggregated concurrently is counted exactly once. Under load
-  this reads tens of thousands of log rows, so it runs on its own slower, budgeted cadence.
+- depth: queued and picked jobs per entrypoint, and the oldest ready one. Runs on every event
+  and timer tick; it is what makes a new job appear.
+- windows: held failures, completed/failed over the last minute and hour, rates and the trend.
+  Counts add the already-aggregated `pgqueuer_statistics` buckets to the log rows not
+  aggregated yet; both are read in one statement, so a row aggregated concurrently is counted
+  exactly once. Under load this reads tens of thousands of log rows, so it runs on its own
+  slower, budgeted cadence.
 Ages are returned as timestamps, so the UI computes them with its own clock.
 """
 
@@ -30,12 +31,12 @@ class Depth:
     ready: int = 0
     deferred: int = 0
     picked: int = 0
-    held: int = 0
     oldest_ready_since: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Windows:
+    held: int = 0
     completed_1m: int = 0
     exceptions_1m: int = 0
     completed_1h: int = 0
@@ -46,19 +47,34 @@ class Windows:
 
 
 def depth_sql(installation: Installation) -> str:
-    names = installation.settings.qualified
+    """Queued and picked per entrypoint, each arm on PgQueuer's partial index for that status.
+
+    A busy queue table is mostly dead tuples (every job is inserted, updated and deleted), so a
+    sequential scan reads megabytes for a few live rows; the partial indexes stay small.
+    """
+    queue = installation.settings.qualified.queue_table
     return f"""
 SELECT entrypoint,
-    count(*) FILTER (WHERE status = 'queued' AND execute_after <= now()) AS ready,
-    count(*) FILTER (WHERE status = 'queued' AND execute_after > now()) AS deferred,
-    count(*) FILTER (WHERE status = 'picked') AS picked,
-    count(*) FILTER (WHERE status = 'failed') AS held,
+    count(*) FILTER (WHERE execute_after <= now()) AS ready,
+    count(*) FILTER (WHERE execute_after > now()) AS deferred,
+    0::bigint AS picked,
     -- Waiting since it became eligible: execute_after is the enqueue time unless deferred.
-    min(execute_after) FILTER (WHERE status = 'queued' AND execute_after <= now())
-        AS oldest_ready
-FROM {names.queue_table}
+    min(execute_after) FILTER (WHERE execute_after <= now()) AS oldest_ready
+FROM {queue}
+WHERE status = 'queued'
+GROUP BY entrypoint
+UNION ALL
+SELECT entrypoint, 0, 0, count(*), NULL
+FROM {queue}
+WHERE status = 'picked'
 GROUP BY entrypoint
 """
+
+
+def held_sql(installation: Installation) -> str:
+    """Held failures: no index covers them, so they are counted with the slower tier."""
+    queue = installation.settings.qualified.queue_table
+    return f"SELECT entrypoint, count(*) AS held FROM {queue} WHERE status = 'failed' GROUP BY 1"
 
 
 def windows_sql(installation: Installation) -> str:
@@ -104,23 +120,30 @@ def _sparkline(counts: list[Any] | None, ages: list[Any] | None) -> tuple[int, .
 
 
 async def fetch_depth(backend: Backend) -> dict[str, Depth]:
-    records = await backend.read(depth_sql(backend.installation))
-    return {
-        str(r["entrypoint"]): Depth(
-            ready=int(r["ready"]),
-            deferred=int(r["deferred"]),
-            picked=int(r["picked"]),
-            held=int(r["held"]),
-            oldest_ready_since=r["oldest_ready"],
+    depth: dict[str, Depth] = {}
+    for r in await backend.read(depth_sql(backend.installation)):
+        entrypoint = str(r["entrypoint"])
+        known = depth.get(entrypoint, Depth())
+        depth[entrypoint] = Depth(
+            ready=known.ready + int(r["ready"]),
+            deferred=known.deferred + int(r["deferred"]),
+            picked=known.picked + int(r["picked"]),
+            oldest_ready_since=r["oldest_ready"] or known.oldest_ready_since,
         )
-        for r in records
-    }
+    return depth
+
+
+async def fetch_held(backend: Backend) -> dict[str, int]:
+    rows = await backend.read(held_sql(backend.installation))
+    return {str(r["entrypoint"]): int(r["held"]) for r in rows}
 
 
 async def fetch_windows(backend: Backend) -> dict[str, Windows]:
-    records = await backend.read(windows_sql(backend.installation))
-    return {
+    """The log windows, and the held failures (both change with failures, not with picks)."""
+    held = await fetch_held(backend)
+    windows = {
         str(r["entrypoint"]): Windows(
+            held=held.get(str(r["entrypoint"]), 0),
             completed_1m=int(r["completed_1m"]),
             exceptions_1m=int(r["exceptions_1m"]),
             completed_1h=int(r["completed_1h"]),
@@ -129,8 +152,11 @@ async def fetch_windows(backend: Backend) -> dict[str, Windows]:
             rate_out=int(r["out_window"]) / RATE_WINDOW_S,
             sparkline=_sparkline(r["spark_n"], r["spark_age"]),
         )
-        for r in records
+        for r in await backend.read(windows_sql(backend.installation))
     }
+    for entrypoint, count in held.items():
+        windows.setdefault(entrypoint, Windows(held=count))
+    return windows
 
 
 def merge_rows(
@@ -148,7 +174,7 @@ def merge_rows(
                 ready=queue.ready,
                 deferred=queue.deferred,
                 picked=queue.picked,
-                held=queue.held,
+                held=window.held,
                 oldest_ready_since=queue.oldest_ready_since,
                 completed_1m=window.completed_1m,
                 exceptions_1m=window.exceptions_1m,
