@@ -209,18 +209,23 @@ class Refresher:
             if full:
                 await self._refresh_slow_tiers(started)
             depth_started = self.clock.monotonic()
-            self._depth = await fetch_depth(self.backend)
-            self._last_overview_s = self.clock.monotonic() - depth_started
-            self._show(started)
+            reading = await fetch_depth(self.backend)
+            self._depth = reading.depth
+            client_s = self.clock.monotonic() - depth_started
+            # Pace on the database's own time when it told us; the client's includes CPU waits.
+            # It cannot exceed the round trip the clock saw (with a FixedClock: nothing).
+            server_s = reading.server_s if reading.server_s is not None else client_s
+            self._last_overview_s = min(server_s, client_s)
+            self._show(started, spent=self._last_overview_s + (depth_started - started))
             if not full and self.clock.monotonic() >= min(self._windows_due, self._durations_due):
                 slow_started = self.clock.monotonic()
                 await self._refresh_slow_tiers(slow_started)
-                self._show(slow_started)
+                self._show(slow_started, spent=self.clock.monotonic() - slow_started)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             ended = self.clock.monotonic()
-            self._account(started, ended)
+            self._account(ended, ended - started)
             self._failures += 1
             self._retry_delay = backoff_delay(self._failures, self.status.interval_s)
             await self._failed(exc)
@@ -241,11 +246,11 @@ class Refresher:
                 self.status.interval_s, spent / (self.budget * WINDOWS_SHARE)
             )
 
-    def _show(self, started: float) -> None:
+    def _show(self, started: float, spent: float) -> None:
         ended = self.clock.monotonic()
         recovered = self.status.lost_since is not None
         self._failures = 0
-        self._account(started, ended)
+        self._account(ended, spent)
         self._last_ok_at = self.clock.now()
         rows = merge_rows(self._depth, self._windows, self._durations)
         self._on_snapshot(
@@ -303,10 +308,11 @@ class Refresher:
             await asyncio.wait_for(self.backend.stop_listening(), 5)
         self._publish(replace(self.status, listening=False))
 
-    def _account(self, started: float, ended: float) -> None:
+    def _account(self, ended: float, spent: float) -> None:
+        """`spent`: seconds in the database for what ended at `ended`."""
         self._last_end = ended
-        self._last_duration = ended - started
-        self._costs.append((ended, ended - started))
+        self._last_duration = spent
+        self._costs.append((ended, spent))
         while self._costs and self._costs[0][0] < ended - COST_WINDOW_S:
             self._costs.popleft()
 

@@ -22,6 +22,9 @@ from pgq_console.core.models import SPARKLINE_MINUTES, Durations, EntrypointRow
 from pgq_console.core.target import Installation
 
 RATE_WINDOW_S = 10
+# The server's own time on the statement so far: the database cost, without the client's
+# waits for a busy CPU (which inflate a client-side timing several times over under load).
+SERVER_TIME = "extract(epoch FROM clock_timestamp() - statement_timestamp())::float8"
 TERMINAL = "'successful', 'exception', 'failed', 'canceled', 'deleted'"
 FAILURES = "'exception', 'failed'"
 
@@ -59,12 +62,13 @@ SELECT entrypoint,
     count(*) FILTER (WHERE execute_after > now()) AS deferred,
     0::bigint AS picked,
     -- Waiting since it became eligible: execute_after is the enqueue time unless deferred.
-    min(execute_after) FILTER (WHERE execute_after <= now()) AS oldest_ready
+    min(execute_after) FILTER (WHERE execute_after <= now()) AS oldest_ready,
+    {SERVER_TIME} AS server_s
 FROM {queue}
 WHERE status = 'queued'
 GROUP BY entrypoint
 UNION ALL
-SELECT entrypoint, 0, 0, count(*), NULL
+SELECT entrypoint, 0, 0, count(*), NULL, {SERVER_TIME}
 FROM {queue}
 WHERE status = 'picked'
 GROUP BY entrypoint
@@ -119,8 +123,15 @@ def _sparkline(counts: list[Any] | None, ages: list[Any] | None) -> tuple[int, .
     return tuple(slots)
 
 
-async def fetch_depth(backend: Backend) -> dict[str, Depth]:
+@dataclass(frozen=True)
+class DepthReading:
+    depth: dict[str, Depth]
+    server_s: float | None  # None when the queue is empty: nothing was measured
+
+
+async def fetch_depth(backend: Backend) -> DepthReading:
     depth: dict[str, Depth] = {}
+    server_s: float | None = None
     for r in await backend.read(depth_sql(backend.installation)):
         entrypoint = str(r["entrypoint"])
         known = depth.get(entrypoint, Depth())
@@ -130,7 +141,8 @@ async def fetch_depth(backend: Backend) -> dict[str, Depth]:
             picked=known.picked + int(r["picked"]),
             oldest_ready_since=r["oldest_ready"] or known.oldest_ready_since,
         )
-    return depth
+        server_s = max(server_s or 0.0, float(r["server_s"]))
+    return DepthReading(depth, server_s)
 
 
 async def fetch_held(backend: Backend) -> dict[str, int]:
@@ -194,7 +206,8 @@ async def fetch_overview(
     backend: Backend, durations: dict[str, Durations] | None = None
 ) -> tuple[EntrypointRow, ...]:
     """Both tiers at once (one-shot readers such as `pgq-console snapshot`)."""
-    return merge_rows(await fetch_depth(backend), await fetch_windows(backend), durations or {})
+    reading = await fetch_depth(backend)
+    return merge_rows(reading.depth, await fetch_windows(backend), durations or {})
 
 
 async def fetch_durations(backend: Backend, window: timedelta) -> dict[str, Durations]:
