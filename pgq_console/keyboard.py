@@ -180,7 +180,9 @@ class KeyboardApp(App[None]):
         """`:db NAME`: connect to another profile; the current one stays until that works."""
         if self.settings is None or name not in self.settings.profiles:
             known = ", ".join(sorted(self.profiles())) or "none configured"
-            self.notify(f"unknown profile {name!r} (profiles: {known})", severity="warning")
+            self.notify(
+                f"unknown profile {name!r} (profiles: {known})", severity="warning", markup=False
+            )
             return
         if self._switching:
             self.notify("already switching profiles", severity="warning")
