@@ -18,10 +18,11 @@ class LiveDataTable(DataTable[Text]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._cell_render_cache = LRUCache(2000)
-        self._row_render_cache = LRUCache(200)
-        self._row_renderable_cache = LRUCache(200)
-        self._line_cache = LRUCache(200)
+        # About two screenfuls of a 150-column terminal: rows * columns cells.
+        self._cell_render_cache = LRUCache(1000)
+        self._row_render_cache = LRUCache(120)
+        self._row_renderable_cache = LRUCache(120)
+        self._line_cache = LRUCache(120)
 
     @property
     def selected_key(self) -> str | None:
