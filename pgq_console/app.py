@@ -10,6 +10,7 @@ from pgqueuer.domain.settings import DBSettings
 from pgqueuer.domain.types import Channel
 from textual import work
 from textual.binding import Binding
+from textual.widget import AwaitMount
 
 from pgq_console.config import user_theme_dir
 from pgq_console.core.backend import (
@@ -34,6 +35,7 @@ from pgq_console.themes import (
     load_themes,
     theme_dirs,
 )
+from pgq_console.widgets.live_table import LiveDataTable
 
 if TYPE_CHECKING:
     import asyncpg
@@ -125,6 +127,13 @@ class PgqConsole(KeyboardApp):
             from pgq_console.screens.action_confirm import watch_audit
 
             watch_audit(self, backend)
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        # The screen being left keeps its tables up to date but does not paint them: free
+        # their render caches instead of carrying every screen's renders for the whole session.
+        for table in self.screen.query(LiveDataTable):
+            table.release_render_caches()
+        return super().switch_mode(mode)
 
     def action_jump(self, key: str) -> None:
         """Number keys: switch to that screen's mode (screens keep running in the background)."""

@@ -34,3 +34,7 @@ class LiveDataTable(DataTable[Text]):
         except Exception:  # the cursor may point past rows removed by the last refresh
             return None
         return str(key.value)
+
+    def release_render_caches(self) -> None:
+        """Free the renders: a hidden screen's are stale by the time it is shown again."""
+        self._clear_caches()
