@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import gc
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pgqueuer.domain.settings import DBSettings
 from pgqueuer.domain.types import Channel
-from textual import work
+from textual import events, work
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.widget import AwaitMount
 
 from pgq_console.config import user_theme_dir
@@ -36,6 +40,22 @@ from pgq_console.themes import (
     theme_dirs,
 )
 from pgq_console.widgets.live_table import LiveDataTable
+
+# The screens built ahead of their first visit (`PgqConsole._prebuild`), and when.
+PREBUILT_MODES = ("jobs", "failures")
+PREBUILD_DELAY_S = 0.5
+# When the startup objects are frozen out of the GC's scans (`_freeze_startup_objects`).
+GC_SETTLE_S = 2.0
+# How long a number key waits for a screen to read fresh rows before showing it anyway.
+PREPARE_WAIT_S = 0.15
+
+
+@runtime_checkable
+class PreparesToShow(Protocol):
+    """A screen that reads fresh rows before it is shown (see `PgqConsole._show_mode`)."""
+
+    async def prepare_to_show(self) -> None: ...
+
 
 if TYPE_CHECKING:
     import asyncpg
@@ -79,6 +99,7 @@ class PgqConsole(KeyboardApp):
         self.read_only = read_only
         self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
+        self._gc_frozen = False
         themes, self._theme_problems = load_themes(theme_dirs(user_theme_dir()))
         for loaded in themes:
             self.register_theme(loaded)
@@ -122,11 +143,31 @@ class PgqConsole(KeyboardApp):
         for spec in SCREENS:
             self.add_mode(spec.mode, functools.partial(spec.factory, self))
         self.switch_mode(mode or SCREENS[0].mode)
+        self.set_timer(PREBUILD_DELAY_S, lambda: self._prebuild([*PREBUILT_MODES]))
+        self.set_timer(GC_SETTLE_S, self._freeze_startup_objects)
         if self.listen:
             # Toasts for writes made by other consoles (issue 3's audit channel).
             from pgq_console.screens.action_confirm import watch_audit
 
             watch_audit(self, backend)
+
+    def _prebuild(self, modes: list[str]) -> None:
+        """Build the next of `modes`' screens off screen, one per tick, while the console idles.
+
+        Composing and mounting a table screen takes longer than the jobs page's 100 ms budget on
+        a busy box; built in advance, its key only lays it out and repaints. A built screen
+        reads its first page, then waits hidden until it is shown (see `next_refresh`).
+        """
+        while modes:
+            mode = modes.pop(0)
+            if mode not in self._modes or self._mode_screen(mode) is not None:
+                continue  # removed by a profile switch, or already visited
+            # Textual builds a mode's screen on the first switch_mode; this is that step alone.
+            self._init_mode(mode)
+            self.get_screen_stack(mode)[0].post_message(events.ScreenSuspend())
+            if modes:
+                self.set_timer(PREBUILD_DELAY_S, lambda: self._prebuild(modes))
+            return
 
     def switch_mode(self, mode: str) -> AwaitMount:
         # The screen being left keeps its tables up to date but does not paint them: free
@@ -135,14 +176,59 @@ class PgqConsole(KeyboardApp):
             table.release_render_caches()
         return super().switch_mode(mode)
 
+    def _freeze_startup_objects(self) -> None:
+        """Take the objects alive once the screens are built out of the cyclic GC's scans.
+
+        Modules, widgets and styles are most of the heap and live as long as the console, yet
+        every full collection walks them: 60-150 ms pauses at random moments, the slowest
+        refreshes and key presses. Frozen, a full collection walks only what came later.
+        `on_unmount` unfreezes them (an embedding program keeps collecting what the console
+        leaves behind); a profile switch freezes again, after collecting the old screens.
+        """
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        self._gc_frozen = True
+
+    @property
+    def settled(self) -> bool:
+        """Startup work is over: screens built ahead, startup objects frozen."""
+        return self._gc_frozen
+
+    def _mode_screen(self, mode: str) -> Screen[Any] | None:
+        """The top screen of a mode already built, or None."""
+        try:
+            stack = self.get_screen_stack(mode)
+        except KeyError:
+            return None
+        return stack[-1] if stack else None
+
     def action_jump(self, key: str) -> None:
         """Number keys: switch to that screen's mode (screens keep running in the background)."""
         if not isinstance(self.backend, Backend):
             return
         self._dismiss_overlays()
         for spec in SCREENS:
-            if spec.key == key:
+            if spec.key != key:
+                continue
+            screen = self._mode_screen(spec.mode)
+            if spec.mode != self.current_mode and isinstance(screen, PreparesToShow):
+                self._prepare_and_show(spec.mode, screen)
+            else:
+                self.workers.cancel_group(self, "jump")  # a slower jump must not land after
                 self.switch_mode(spec.mode)
+
+    @work(group="jump", exclusive=True, exit_on_error=False)
+    async def _prepare_and_show(self, mode: str, screen: PreparesToShow) -> None:
+        """Let a built screen read fresh rows, then switch to it.
+
+        One paint of current rows instead of a paint of the last visit's rows and another
+        when the refresh lands: the jobs page's 100 ms. A slow database only delays the
+        switch by `PREPARE_WAIT_S`; the screen's own refresh then takes over.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(screen.prepare_to_show(), PREPARE_WAIT_S)
+        self.switch_mode(mode)
 
     def action_enqueue(self) -> None:
         """`e`: the enqueue form, from any screen."""
@@ -157,6 +243,8 @@ class PgqConsole(KeyboardApp):
         quit_console(self)
 
     async def on_unmount(self) -> None:
+        if self._gc_frozen:
+            gc.unfreeze()
         await self.consumers.drain_all()
         self.consumers.close()
         if self._open_backend is not None and self.backend is not None:

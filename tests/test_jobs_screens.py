@@ -294,3 +294,32 @@ async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
             await connection.close()
         [toast] = {n.message for n in app._notifications if "alice@ops-1" in n.message}
         assert toast == "alice@ops-1: requeue, changed 3 of 3 ([bold]fixed[/])"
+
+
+async def test_jobs_screen_is_built_ahead_reads_fresh_rows_on_its_key_and_idles_hidden(
+    seeded: str,
+) -> None:
+    app = console(seeded)
+    app.refresh_interval = 0.2  # a visible Jobs screen would re-read five times a second
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: app.settled, what="startup work done")
+        assert app.current_mode == "overview"
+        (jobs,) = app.get_screen_stack("jobs")  # built before its first visit
+        assert isinstance(jobs, JobsScreen)
+        hidden = jobs.query_one(JobTable)
+        assert len(hidden.jobs) == 36  # its first page, read while hidden
+        connection = await asyncpg.connect(seeded)
+        try:
+            new_id = await connection.fetchval(
+                "INSERT INTO pgqueuer (priority, status, entrypoint, payload)"
+                " VALUES (0, 'queued', 'built_ahead', NULL) RETURNING id"
+            )
+        finally:
+            await connection.close()
+        await pilot.pause(1.0)  # five intervals: a hidden screen does not poll
+        assert new_id not in hidden.jobs
+        await pilot.press("2")
+        await wait_until(pilot, lambda: app.screen is jobs, what="the jobs screen")
+        # Read before the switch, so the first paint already shows the new job.
+        assert new_id in hidden.jobs
+        assert ids_shown(app)[0] == new_id

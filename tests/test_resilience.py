@@ -56,6 +56,8 @@ async def live_overview(pilot: Pilot[Any]) -> OverviewScreen:
     await until(
         pilot, lambda: bool(screen.status and screen.status.listening and screen.snapshot), 30
     )
+    # The screens built ahead read at startup too: faults below are meant for the overview.
+    await until(pilot, lambda: app.settled, 30)
     return screen
 
 

@@ -167,13 +167,23 @@ class Backend(ABC):
     async def listen(self, handler: EventHandler) -> None:
         """LISTEN on the installation's channel; `handler` gets every parsed PgQueuer event."""
         await self.ensure_connected()
-        if self._listen_driver is None:
-            driver = await self._open_listen_driver()
-            await driver.__aenter__()
-            self._listen_driver = driver
-        await initialize_notice_event_listener(
-            self._listen_driver, Channel(self.installation.channel), handler
-        )
+        async with self._listen_guard():
+            if self._listen_driver is None:
+                driver = await self._open_listen_driver()
+                await driver.__aenter__()
+                self._listen_driver = driver
+            try:
+                await initialize_notice_event_listener(
+                    self._listen_driver, Channel(self.installation.channel), handler
+                )
+            except BaseException:
+                # Not listening after all: `listener_alive()` must say so, or no one retries.
+                await self.stop_listening()
+                raise
+
+    def _listen_guard(self) -> contextlib.AbstractAsyncContextManager[object]:
+        """What LISTEN must hold: nothing when it has a connection of its own."""
+        return contextlib.nullcontext()
 
     async def _open_listen_driver(self) -> Any:
         return self._make_listen_driver()
@@ -310,6 +320,10 @@ class AsyncpgBackend(Backend):
 
     def _make_listen_driver(self) -> Any:
         return self._driver
+
+    def _listen_guard(self) -> contextlib.AbstractAsyncContextManager[object]:
+        # LISTEN shares the query connection: asyncpg refuses it during another screen's read.
+        return self._lock
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Tx]:
@@ -696,11 +710,14 @@ async def _connect(
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg
 
-        # max_size >= 2: the pool driver keeps one connection for LISTEN.
+        # max_size >= 2: the pool driver keeps one connection for LISTEN. Three stay open
+        # (LISTEN, the overview, the screen on view) so that switching screens never waits for
+        # a connection to be made; idle ones are not closed for the same reason.
         pool = await asyncpg.create_pool(
             dsn or None,
-            min_size=1,
+            min_size=3,
             max_size=4,
+            max_inactive_connection_lifetime=0,
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
         )

@@ -7,7 +7,6 @@ sample traceback of the highlighted group is shown below it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,7 +33,7 @@ from pgq_console.core.jobs import (
     fetch_page,
 )
 from pgq_console.core.text import printable
-from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
+from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin, next_refresh
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -155,6 +154,9 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
     def request_refresh(self) -> None:
         self._wake.set()
 
+    def on_screen_resume(self) -> None:
+        self.request_refresh()  # rows shown from the last visit are replaced at once
+
     def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         commands = self.job_palette_commands()
         if not self.backend.read_only:
@@ -180,8 +182,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
             except Exception as exc:
                 text = " ".join(str(exc).split()) or type(exc).__name__
                 self.post_message(FailuresLoaded(None, (), f"cannot read failures: {text}"))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            await next_refresh(self, self._wake, self.interval_s)
 
     @on(FailuresLoaded)
     def show(self, message: FailuresLoaded) -> None:

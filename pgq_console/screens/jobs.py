@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -168,6 +169,16 @@ class JobActionsMixin:
         return commands
 
 
+async def next_refresh(screen: Screen[None], wake: asyncio.Event, interval_s: float) -> None:
+    """Until the next refresh is due: the interval while `screen` is visible, else a wake-up.
+
+    A hidden screen does not poll (its reads would only add to the console's database cost);
+    its `on_screen_resume` wakes it when it is shown again.
+    """
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(wake.wait(), interval_s if screen.is_current else None)
+
+
 JOB_BINDINGS = [
     Binding("enter", "open", "Open"),
     Binding("space", "mark", "Mark"),
@@ -206,6 +217,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         self.loading_more = False
         self.error: str | None = None
         self._wake = asyncio.Event()
+        self._fresh_until = 0.0  # monotonic time until which the rows shown count as current
 
     def compose(self) -> ComposeResult:
         yield Static(id="jobs-header")
@@ -241,17 +253,32 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         ]
 
     def request_refresh(self) -> None:
+        self._fresh_until = 0.0
         self._wake.set()
+
+    def on_screen_resume(self) -> None:
+        # Rows shown from the last visit are replaced at once, unless `prepare_to_show` just
+        # read them; either way the loop starts polling again now that the screen is seen.
+        self._wake.set()
+
+    async def prepare_to_show(self) -> None:
+        """Read and show a fresh first page while hidden: the screen appears with it."""
+        message = await self._read(append=False)
+        self.show_jobs(message)
+        self._fresh_until = time.monotonic() + self.interval_s / 2
 
     @work(group="refresh", exclusive=True, exit_on_error=False)
     async def refresh_loop(self) -> None:
         while True:
             self._wake.clear()
-            await self._load(append=False)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            if time.monotonic() >= self._fresh_until:
+                await self._load(append=False)
+            await next_refresh(self, self._wake, self.interval_s)
 
     async def _load(self, *, append: bool) -> None:
+        self.post_message(await self._read(append=append))
+
+    async def _read(self, *, append: bool) -> JobsLoaded:
         table = self.job_table()
         job_filter, newest_first = self.job_filter, self.newest_first
         try:
@@ -278,9 +305,8 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             self.error = f"cannot read jobs: {' '.join(str(exc).split()) or type(exc).__name__}"
         else:
             self.error = None
-            self.post_message(JobsLoaded(page, job_filter.text, append))
-            return
-        self.post_message(JobsLoaded(JobPage((), False, newest_first), job_filter.text, append))
+            return JobsLoaded(page, job_filter.text, append)
+        return JobsLoaded(JobPage((), False, newest_first), job_filter.text, append)
 
     @on(JobsLoaded)
     def show_jobs(self, message: JobsLoaded) -> None:
@@ -358,8 +384,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
 
     def _reset(self) -> None:
         table = self.job_table()
-        table.clear_marks()
-        table.apply((), self.clock.now(), newest_first=self.newest_first)  # a new result set
+        table.reset()  # a new result set
         self.has_more = False
         self.loading_more = False
         self._show_header()

@@ -75,6 +75,12 @@ class JobTable(LiveDataTable):
                 self.sort("id", key=lambda cell: int(cell.plain), reverse=newest_first)
         self.marked &= set(self.jobs)
 
+    def reset(self) -> None:
+        """Empty the table for a new result set (one `clear`, not a removal per row)."""
+        self.clear()
+        self.jobs.clear()
+        self.marked.clear()
+
     def append(self, rows: tuple[JobRow, ...], now: datetime) -> None:
         """A further keyset page, below the loaded ones."""
         with self.app.batch_update():

@@ -4,25 +4,135 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
+from rich.console import Console
+from rich.containers import Lines
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
 from textual.widgets import DataTable
 
+# About two screenfuls of a 150-column terminal: rows * columns cells.
+CELL_RENDERS = 1000
+
 
 class LiveDataTable(DataTable[Text]):
-    """A DataTable whose render caches hold about a screenful.
+    """A DataTable that re-renders only the cells a refresh changed, with bounded caches.
 
-    Live tables change cells on every refresh, so DataTable's caches (sized for large static
-    tables: 10,000 cells) fill with stale renders and the console's memory creeps up.
+    DataTable keys its cell renders on a table-wide update counter, so changing one cell makes
+    it re-render every visible cell (Rich layout per cell: most of a live screen's CPU). Here a
+    cell's render is reused while the cell holds the same value object at the same place and
+    style; `update_cell` stores a new object, so only changed cells miss.
+
+    Live tables change cells on every refresh, so DataTable's own caches (sized for large static
+    tables: 10,000 cells) fill with stale renders and memory creeps up: they hold about a
+    screenful here.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # key -> (the cell's value object, its render); before DataTable's init, whose
+        # watchers already clear caches
+        self._stable_cell_renders: LRUCache[tuple[object, ...], tuple[object, Any]] = LRUCache(
+            CELL_RENDERS
+        )
         super().__init__(*args, **kwargs)
-        # About two screenfuls of a 150-column terminal: rows * columns cells.
-        self._cell_render_cache = LRUCache(1000)
+        self._cell_render_cache = LRUCache(CELL_RENDERS // 4)
         self._row_render_cache = LRUCache(120)
         self._row_renderable_cache = LRUCache(120)
         self._line_cache = LRUCache(120)
+
+    def _render_cell(
+        self,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool = False,
+        hover: bool = False,
+    ) -> list[list[Segment]]:
+        row_key = self._row_locations.get_key(row_index) if row_index >= 0 else None
+        column_key = self._column_locations.get_key(column_index) if column_index >= 0 else None
+        if row_key is None or column_key is None:  # header and label cells: few, uncached here
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        value = self._data.get(row_key, {}).get(column_key)
+        key = (
+            row_key,
+            column_key,
+            row_index,  # the render carries the row index as mouse metadata
+            column_index,
+            base_style,
+            width,
+            cursor,
+            hover,
+            self._show_hover_cursor,
+            self._pseudo_class_state,
+            self.rows[row_key].height,
+        )
+        cached = self._stable_cell_renders.get(key)
+        if cached is not None and cached[0] is value:
+            return cached[1]  # type: ignore[no-any-return]
+        lines = None
+        if isinstance(value, Text) and self.rows[row_key].height == 1:
+            lines = self._render_text_cell(
+                value, row_index, column_index, base_style, width, cursor, hover
+            )
+        if lines is None:
+            lines = super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        self._stable_cell_renders[key] = (value, lines)
+        return lines
+
+    def _render_text_cell(
+        self,
+        value: Text,
+        row_index: int,
+        column_index: int,
+        base_style: Style,
+        width: int,
+        cursor: bool,
+        hover: bool,
+    ) -> list[list[Segment]] | None:
+        """DataTable's render of a one-line Text cell, without Rich's nested layout passes.
+
+        The same segments as `DataTable._render_cell` (Styled(Padding(text)) through
+        `render_lines`; a test compares the two), at a seventh of the cost. None when the cell
+        needs the general path (tabs, newlines, too narrow).
+        """
+        padding = self.cell_padding
+        inner = width - 2 * padding
+        console = self.app.console
+        if inner <= 0 or (segments := _one_line(value, inner, console)) is None:
+            return None
+        component_style, post_style = self._get_styles_to_render_cell(
+            False,
+            False,
+            row_index < self.fixed_rows or column_index < self.fixed_columns,
+            hover,
+            cursor,
+            self.show_cursor,
+            self._show_hover_cursor,
+            self.cursor_foreground_priority == "css",
+            self.cursor_background_priority == "css",
+        )
+        pre_style = (
+            base_style + Style.from_meta({"row": row_index, "column": column_index})
+        ) + component_style
+        used = sum(cell_len(segment.text) for segment in segments)
+        line = [Segment(" " * padding), *segments]
+        if used < inner:
+            line.append(Segment(" " * (inner - used)))  # render_lines pads, unstyled
+        line.append(Segment(" " * padding))
+        return [list(Segment.apply_style(line, pre_style, post_style))]
+
+    def _clear_caches(self) -> None:
+        # DataTable calls this when cursor, zebra, header or padding settings change.
+        super()._clear_caches()
+        self._stable_cell_renders.clear()
+
+    def notify_style_update(self) -> None:
+        # CSS or theme changed: the cursor and hover colours baked into the renders are stale.
+        super().notify_style_update()
+        self._stable_cell_renders.clear()
 
     @property
     def selected_key(self) -> str | None:
@@ -36,5 +146,28 @@ class LiveDataTable(DataTable[Text]):
         return str(key.value)
 
     def release_render_caches(self) -> None:
-        """Free the renders: a hidden screen's are stale by the time it is shown again."""
-        self._clear_caches()
+        """Free DataTable's renders: a hidden screen's are stale by the time it is shown again.
+
+        The per-cell renders stay (bounded, and keyed so that they never go stale): cells
+        unchanged since the last visit repaint from them when the screen comes back.
+        """
+        DataTable._clear_caches(self)
+
+
+def _one_line(text: Text, width: int, console: Console) -> list[Segment] | None:
+    """What `Text.__rich_console__` yields for one unwrapped line `width` cells wide (before
+    padding), or None when the text needs the general path."""
+    plain = text.plain
+    if "\n" in plain or "\t" in plain or text.overflow == "ignore":
+        return None
+    overflow = text.overflow or "fold"
+    line = text.copy()
+    if text.justify and text.justify != "default":
+        Lines([line]).justify(console, width, justify=text.justify, overflow=overflow)
+    line.truncate(width, overflow=overflow)
+    if line.spans:
+        return list(line.render(console))
+    # Text.render drops the base style of a span-less text; Text.__rich_console__ keeps it
+    # (as a span, so not for an empty text).
+    style = console.get_style(line.style) if line.style and line.plain else None
+    return [Segment(line.plain, style)]
