@@ -212,8 +212,10 @@ async def app_bench(dsn: str, repeat: int, settle: float) -> list[tuple[str, str
                     refilter.append(
                         await probe.fresh_page_painted(
                             started,
-                            lambda e=entrypoint: table.row_count > 0
-                            and (e is None or all(j.entrypoint == e for j in table.jobs.values())),
+                            lambda e=entrypoint, t=table: (
+                                t.row_count > 0
+                                and (e is None or all(j.entrypoint == e for j in t.jobs.values()))
+                            ),
                         )
                     )
         finally:

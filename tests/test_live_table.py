@@ -57,7 +57,9 @@ async def test_text_cells_render_exactly_as_datatable_does() -> None:
                         table._clear_caches()
                         ours = table._render_cell(row, column, base, width, cursor, hover)
                         table._clear_caches()
-                        theirs = DataTable._render_cell(table, row, column, base, width, cursor, hover)
+                        theirs = DataTable._render_cell(
+                            table, row, column, base, width, cursor, hover
+                        )
                         assert ours == theirs, (row, column, cursor, hover, width)
                         compared += 1
         assert compared == 4 * len(CELLS) * 3 * 4

@@ -52,7 +52,8 @@ class DrainEstimate:
             return 0.0
         if self.net_per_min >= 0:
             return None
-        return self.backlog / -self.net_per_min * 60.0
+        seconds = self.backlog / -self.net_per_min * 60.0
+        return seconds if math.isfinite(seconds) else None  # a rate too small to ever drain
 
     @property
     def wait_s(self) -> float | None:
