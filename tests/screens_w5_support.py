@@ -75,6 +75,7 @@ async def open_screen(pilot: Pilot[Any], key: str, screen_type: type) -> Any:
     """Wait for the app to be up, press the number key, wait for the screen and its data."""
     app = pilot.app
     await until(pilot, lambda: app.screen is not None and "overview" in app._modes)
+    await until(pilot, lambda: app.settled)  # startup work (screens built ahead) is done
     await pilot.press(key)
     await until(pilot, lambda: isinstance(app.screen, screen_type))
     screen = app.screen

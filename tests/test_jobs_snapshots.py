@@ -43,6 +43,8 @@ async def _wait(pilot: Pilot[Any], predicate: Any) -> None:
 async def _to_mode(pilot: Pilot[Any], key: str, selector: str, rows: int) -> None:
     app = pilot.app
     await _wait(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+    # A snapshot is of the settled console (the screens built ahead are built).
+    await _wait(pilot, lambda: app.settled)
     await pilot.press(key)
     await _wait(
         pilot,

@@ -35,6 +35,13 @@ class JobTable(LiveDataTable):
         self.jobs: dict[int, JobRow] = {}
 
     def on_mount(self) -> None:
+        self._ensure_columns()
+
+    def _ensure_columns(self) -> None:
+        # Rows can arrive before this table's own Mount is handled (its screen's workers start
+        # on the screen's Mount): rows added to a table without columns never size them.
+        if self.columns:
+            return
         self.fixed_columns = 2
         for key, label in COLUMNS:
             self.add_column(label, key=key)
@@ -54,6 +61,7 @@ class JobTable(LiveDataTable):
         }
 
     def apply(self, rows: tuple[JobRow, ...], now: datetime, *, newest_first: bool) -> None:
+        self._ensure_columns()
         wanted = {row.id: row for row in rows}
         existing = {int(str(key.value)) for key in self.rows}
         added = False
@@ -83,6 +91,7 @@ class JobTable(LiveDataTable):
 
     def append(self, rows: tuple[JobRow, ...], now: datetime) -> None:
         """A further keyset page, below the loaded ones."""
+        self._ensure_columns()
         with self.app.batch_update():
             for job in rows:
                 if job.id in self.jobs:
