@@ -44,15 +44,16 @@ from pgq_console.widgets.live_table import LiveDataTable
 # The screens built ahead of their first visit (`PgqConsole._prebuild`), and when.
 PREBUILT_MODES = ("jobs", "failures")
 PREBUILD_DELAY_S = 0.5
-# When the startup objects are frozen out of the GC's scans (`_freeze_startup_objects`).
-GC_SETTLE_S = 2.0
+# How long after the last screen is built the startup objects are frozen out of the GC's scans
+# (`_freeze_startup_objects`): time for those screens' first reads to land.
+GC_SETTLE_S = 1.0
 # How long a number key waits for a screen to read fresh rows before showing it anyway.
 PREPARE_WAIT_S = 0.15
 
 
 @runtime_checkable
 class PreparesToShow(Protocol):
-    """A screen that reads fresh rows before it is shown (see `PgqConsole._show_mode`)."""
+    """A screen that reads fresh rows before it is shown (`PgqConsole._prepare_and_show`)."""
 
     async def prepare_to_show(self) -> None: ...
 
@@ -144,7 +145,6 @@ class PgqConsole(KeyboardApp):
             self.add_mode(spec.mode, functools.partial(spec.factory, self))
         self.switch_mode(mode or SCREENS[0].mode)
         self.set_timer(PREBUILD_DELAY_S, lambda: self._prebuild([*PREBUILT_MODES]))
-        self.set_timer(GC_SETTLE_S, self._freeze_startup_objects)
         if self.listen:
             # Toasts for writes made by other consoles (issue 3's audit channel).
             from pgq_console.screens.action_confirm import watch_audit
@@ -165,9 +165,10 @@ class PgqConsole(KeyboardApp):
             # Textual builds a mode's screen on the first switch_mode; this is that step alone.
             self._init_mode(mode)
             self.get_screen_stack(mode)[0].post_message(events.ScreenSuspend())
-            if modes:
-                self.set_timer(PREBUILD_DELAY_S, lambda: self._prebuild(modes))
+            self.set_timer(PREBUILD_DELAY_S, lambda: self._prebuild(modes))
             return
+        # All built: what is alive now lives as long as the console.
+        self.set_timer(GC_SETTLE_S, self._freeze_startup_objects)
 
     def switch_mode(self, mode: str) -> AwaitMount:
         # The screen being left keeps its tables up to date but does not paint them: free

@@ -155,7 +155,8 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self._wake.set()
 
     def on_screen_resume(self) -> None:
-        self.request_refresh()  # rows shown from the last visit are replaced at once
+        if self.is_current:  # not when built ahead, off screen: its first read is under way
+            self.request_refresh()  # rows shown from the last visit are replaced at once
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         commands = self.job_palette_commands()

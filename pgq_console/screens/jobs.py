@@ -259,7 +259,9 @@ class JobsScreen(JobActionsMixin, Screen[None]):
     def on_screen_resume(self) -> None:
         # Rows shown from the last visit are replaced at once, unless `prepare_to_show` just
         # read them; either way the loop starts polling again now that the screen is seen.
-        self._wake.set()
+        # (Being built ahead also resumes a screen, off screen: its first read is under way.)
+        if self.is_current:
+            self._wake.set()
 
     async def prepare_to_show(self) -> None:
         """Read and show a fresh first page while hidden: the screen appears with it."""

@@ -56,6 +56,7 @@ class LiveDataTable(DataTable[Text]):
         if row_key is None or column_key is None:  # header and label cells: few, uncached here
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         value = self._data.get(row_key, {}).get(column_key)
+        height = self.rows[row_key].height
         key = (
             row_key,
             column_key,
@@ -67,13 +68,13 @@ class LiveDataTable(DataTable[Text]):
             hover,
             self._show_hover_cursor,
             self._pseudo_class_state,
-            self.rows[row_key].height,
+            height,
         )
         cached = self._stable_cell_renders.get(key)
         if cached is not None and cached[0] is value:
             return cached[1]  # type: ignore[no-any-return]
         lines = None
-        if isinstance(value, Text) and self.rows[row_key].height == 1:
+        if isinstance(value, Text) and height == 1:
             lines = self._render_text_cell(
                 value, row_index, column_index, base_style, width, cursor, hover
             )
