@@ -240,8 +240,13 @@ class Refresher:
             )
         if started >= self._windows_due:
             windows_started = self.clock.monotonic()
-            self._windows = await fetch_windows(self.backend)
+            reading = await fetch_windows(self.backend)
+            self._windows = reading.windows
             spent = self.clock.monotonic() - windows_started
+            # Paced like the depth tier, on the database's own time when it told us: a stall of
+            # the console's loop (startup, a repaint) must not push the next reading far out.
+            if reading.server_s is not None:
+                spent = min(spent, reading.server_s)
             self._windows_due = windows_started + max(
                 self.status.interval_s, spent / (self.budget * WINDOWS_SHARE)
             )

@@ -78,7 +78,10 @@ GROUP BY entrypoint
 def held_sql(installation: Installation) -> str:
     """Held failures: no index covers them, so they are counted with the slower tier."""
     queue = installation.settings.qualified.queue_table
-    return f"SELECT entrypoint, count(*) AS held FROM {queue} WHERE status = 'failed' GROUP BY 1"
+    return (
+        f"SELECT entrypoint, count(*) AS held, {SERVER_TIME} AS server_s"
+        f" FROM {queue} WHERE status = 'failed' GROUP BY 1"
+    )
 
 
 def windows_sql(installation: Installation) -> str:
@@ -109,7 +112,8 @@ SELECT entrypoint,
         AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_n,
     array_agg(floor(extract(epoch FROM now() - created) / 60)::int)
         FILTER (WHERE status IN ({TERMINAL})
-        AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_age
+        AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_age,
+    {SERVER_TIME} AS server_s
 FROM events
 GROUP BY entrypoint
 """
@@ -145,14 +149,23 @@ async def fetch_depth(backend: Backend) -> DepthReading:
     return DepthReading(depth, server_s)
 
 
-async def fetch_held(backend: Backend) -> dict[str, int]:
-    rows = await backend.read(held_sql(backend.installation))
-    return {str(r["entrypoint"]): int(r["held"]) for r in rows}
+@dataclass(frozen=True)
+class WindowsReading:
+    windows: dict[str, Windows]
+    # The server's own time for both statements, from those that returned rows (None: neither
+    # did, nothing was measured).
+    server_s: float | None
 
 
-async def fetch_windows(backend: Backend) -> dict[str, Windows]:
+def _server_time(rows: list[dict[str, Any]]) -> float | None:
+    return max((float(r["server_s"]) for r in rows), default=None)
+
+
+async def fetch_windows(backend: Backend) -> WindowsReading:
     """The log windows, and the held failures (both change with failures, not with picks)."""
-    held = await fetch_held(backend)
+    held_rows = await backend.read(held_sql(backend.installation))
+    held = {str(r["entrypoint"]): int(r["held"]) for r in held_rows}
+    window_rows = await backend.read(windows_sql(backend.installation))
     windows = {
         str(r["entrypoint"]): Windows(
             held=held.get(str(r["entrypoint"]), 0),
@@ -164,11 +177,12 @@ async def fetch_windows(backend: Backend) -> dict[str, Windows]:
             rate_out=int(r["out_window"]) / RATE_WINDOW_S,
             sparkline=_sparkline(r["spark_n"], r["spark_age"]),
         )
-        for r in await backend.read(windows_sql(backend.installation))
+        for r in window_rows
     }
     for entrypoint, count in held.items():
         windows.setdefault(entrypoint, Windows(held=count))
-    return windows
+    times = [t for t in (_server_time(held_rows), _server_time(window_rows)) if t is not None]
+    return WindowsReading(windows, sum(times) if times else None)
 
 
 def merge_rows(
@@ -207,7 +221,8 @@ async def fetch_overview(
 ) -> tuple[EntrypointRow, ...]:
     """Both tiers at once (one-shot readers such as `pgq-console snapshot`)."""
     reading = await fetch_depth(backend)
-    return merge_rows(reading.depth, await fetch_windows(backend), durations or {})
+    windows = (await fetch_windows(backend)).windows
+    return merge_rows(reading.depth, windows, durations or {})
 
 
 async def fetch_durations(backend: Backend, window: timedelta) -> dict[str, Durations]:
