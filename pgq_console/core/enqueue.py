@@ -472,8 +472,9 @@ class Enqueuer:
                             if isinstance(exc, Exception) and not isinstance(exc, ConsoleError)
                             else str(exc)
                         )
-                if on_progress is not None and not error:
-                    on_progress(EnqueueProgress(written, total, self.monotonic() - started))
+                    # One report per batch, even when two pool batches finish together.
+                    if on_progress is not None and not error:
+                        on_progress(EnqueueProgress(written, total, self.monotonic() - started))
         finally:
             for task in pending:  # only when our own caller was cancelled
                 task.cancel()
