@@ -80,3 +80,57 @@ async def test_a_cell_render_is_reused_until_its_value_changes() -> None:
         assert "changed" in "".join(segment.text for segment in again[0])
         table.notify_style_update()  # a theme change: cursor colours in renders are stale
         assert table._render_cell(0, 0, base, 12) is not again
+
+
+class TwinTablesApp(App[None]):
+    """The same cells in a plain DataTable and in a LiveDataTable."""
+
+    def compose(self) -> ComposeResult:
+        yield DataTable[Text](id="plain")
+        yield LiveDataTable(id="live")
+
+    def on_mount(self) -> None:
+        for table in self.query(DataTable):
+            for index in range(3):
+                table.add_column(f"col{index}", key=f"c{index}")
+            for row in range(6):
+                table.add_row(*(Text("x" * (row + index)) for index in range(3)), key=f"r{row}")
+
+
+async def test_column_widths_follow_updates_as_datatable_does() -> None:
+    """Cells growing, shrinking (the whole column re-measured), wide and multi-line text,
+    several updates of one column per batch: the widths match DataTable's own."""
+    values = [
+        Text(""),
+        Text("a"),
+        Text("twelve chars"),
+        Text("日本語"),
+        Text("two\nlines that are longer"),
+        Text("x" * 30),
+        Text("  padded  "),
+    ]
+    batches = [
+        [("r0", "c0", 5)],  # grows past the widest cell
+        [("r0", "c0", 0)],  # shrinks: the column falls back to its widest other cell
+        [("r1", "c1", 4), ("r2", "c1", 3), ("r5", "c1", 1)],
+        [("r5", "c2", 0), ("r4", "c2", 0), ("r3", "c2", 0)],
+        [("r0", "c2", 6), ("r1", "c2", 2), ("r2", "c2", 0), ("r3", "c2", 4)],
+        [(f"r{row}", f"c{column}", 1) for row in range(6) for column in range(3)],
+    ]
+    app = TwinTablesApp()
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause()
+        plain = app.query_one("#plain", DataTable)
+        live = app.query_one("#live", LiveDataTable)
+        history = []
+        for batch in batches:
+            for table in (plain, live):
+                for row, column, value in batch:
+                    table.update_cell(row, column, values[value].copy(), update_width=True)
+            await pilot.pause()
+            widths = [column.content_width for column in plain.columns.values()]
+            assert [column.content_width for column in live.columns.values()] == widths
+            history.append(widths)
+        # The batches really moved the widths both ways (the comparison is not vacuous).
+        assert history[0][0] == 30 and history[1][0] < 30
+        assert history[-1] == [4, 4, 4]  # "col0" and friends: the label is the widest

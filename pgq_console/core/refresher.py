@@ -54,6 +54,51 @@ MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0
 MAX_RETRY_S = 30.0
 MIN_RETRY_S = 0.5
+DEPTH_SAMPLES = 10  # the depth query's recent timings that pace the event tier
+
+
+class Pacer:
+    """How far apart refreshes must be for the console's database time to stay in budget.
+
+    The event tier's spacing follows the depth query's recent cost, not its last one: on a busy
+    box one reading in twenty takes 50x the others (a cold backend, a scheduler wait), and
+    pacing on it alone held the next refresh back for seconds. The largest recent reading is
+    left out, so one outlier moves nothing, while a query that stays slow stretches the gap
+    within a few refreshes.
+    """
+
+    def __init__(self, budget: float, started: float) -> None:
+        self.budget = budget
+        self._started = started
+        self._costs: deque[tuple[float, float]] = deque()  # (ended at, seconds in database)
+        self._depth: deque[float] = deque(maxlen=DEPTH_SAMPLES)
+
+    def book(self, ended: float, spent: float) -> None:
+        """`spent`: seconds in the database for what ended at `ended` (any tier)."""
+        self._costs.append((ended, spent))
+        while self._costs and self._costs[0][0] < ended - COST_WINDOW_S:
+            self._costs.popleft()
+
+    def depth_took(self, seconds: float) -> None:
+        self._depth.append(seconds)
+
+    def depth_gap(self) -> float:
+        """The least time between depth reads that keeps them within their budget slice."""
+        if not self._depth:
+            return 0.0
+        recent = sorted(self._depth)
+        if len(recent) > 2:
+            recent.pop()  # one outlier does not set the pace
+        return sum(recent) / len(recent) / (self.budget * DEPTH_SHARE)
+
+    def cost(self, now: float) -> float:
+        """Database seconds per second over the last minute (or since the start)."""
+        window = min(COST_WINDOW_S, max(now - self._started, 1.0))
+        return sum(spent for _, spent in self._costs) / window
+
+    def over_budget(self, now: float) -> bool:
+        window = min(COST_WINDOW_S, max(now - self._started, MIN_COST_WINDOW_S))
+        return sum(spent for _, spent in self._costs) / window > self.budget
 
 
 def backoff_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
@@ -111,10 +156,9 @@ class Refresher:
         self._event_due: float | None = None
         self._last_end = 0.0
         self._last_duration = 0.0
-        self._last_overview_s = 0.0  # the overview query alone paces refreshes
+        self._last_overview_s = 0.0
         self._failures = 0
-        self._costs: deque[tuple[float, float]] = deque()  # (ended at, seconds in database)
-        self._started = clock.monotonic()
+        self.pacer = Pacer(budget, clock.monotonic())
         self._durations: dict[str, Durations] = {}
         self._durations_due = 0.0
         self._windows: dict[str, Windows] = {}
@@ -174,27 +218,19 @@ class Refresher:
                 self._last_end = self.clock.monotonic()
                 self._publish(replace(self.status, error=f"refresh failed: {_one_line(exc)}"))
 
-    def _gap(self) -> float:
-        """The least time between refreshes that keeps database time within the budget."""
-        return float(self._last_overview_s / (self.budget * DEPTH_SHARE))
-
     def _next_due(self) -> float:
         if self.status.paused:
             return self.clock.monotonic() + 3600
         if self._failures:
             return self._last_end + self._retry_delay
-        timer_due = self._last_end + max(self.status.interval_s, self._gap())
+        timer_due = self._last_end + max(self.status.interval_s, self.pacer.depth_gap())
         if self._event_due is None:
             return timer_due
         # Within budget, an event refreshes at once (after the debounce); over it, the gap holds.
-        gap = self._gap() if self._over_budget() else 0.0
+        over = self.pacer.over_budget(self.clock.monotonic())
+        gap = self.pacer.depth_gap() if over else 0.0
         event_due = max(self._event_due, self._last_end + max(MIN_EVENT_GAP_S, gap))
         return min(timer_due, event_due)
-
-    def _over_budget(self) -> bool:
-        now = self.clock.monotonic()
-        window = min(COST_WINDOW_S, max(now - self._started, MIN_COST_WINDOW_S))
-        return sum(spent for _, spent in self._costs) / window > self.budget
 
     async def _refresh(self) -> None:
         """Depth first and shown at once; the log-reading tiers after, when they are due.
@@ -206,8 +242,7 @@ class Refresher:
         started = self.clock.monotonic()
         full = self._windows_due == 0.0
         try:
-            if full:
-                await self._refresh_slow_tiers(started)
+            slow_spent = await self._refresh_slow_tiers(started) if full else 0.0
             depth_started = self.clock.monotonic()
             reading = await fetch_depth(self.backend)
             self._depth = reading.depth
@@ -216,11 +251,12 @@ class Refresher:
             # It cannot exceed the round trip the clock saw (with a FixedClock: nothing).
             server_s = reading.server_s if reading.server_s is not None else client_s
             self._last_overview_s = min(server_s, client_s)
-            self._show(started, spent=self._last_overview_s + (depth_started - started))
+            self.pacer.depth_took(self._last_overview_s)
+            self._show(started, spent=self._last_overview_s + slow_spent)
             if not full and self.clock.monotonic() >= min(self._windows_due, self._durations_due):
                 slow_started = self.clock.monotonic()
-                await self._refresh_slow_tiers(slow_started)
-                self._show(slow_started, spent=self.clock.monotonic() - slow_started)
+                slow_spent = await self._refresh_slow_tiers(slow_started)
+                self._show(slow_started, spent=slow_spent)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -230,11 +266,17 @@ class Refresher:
             self._retry_delay = backoff_delay(self._failures, self.status.interval_s)
             await self._failed(exc)
 
-    async def _refresh_slow_tiers(self, started: float) -> None:
-        """Windows and durations read the log: each keeps to its own slice of the budget."""
+    async def _refresh_slow_tiers(self, started: float) -> float:
+        """Windows and durations read the log: each keeps to its own slice of the budget.
+
+        Returns the seconds they spent in the database (the server's own count where it gave
+        one), which is what the budget books.
+        """
+        total = 0.0
         if started >= self._durations_due:
             self._durations = await fetch_durations(self.backend, DURATIONS_WINDOW)
             spent = self.clock.monotonic() - started
+            total += spent
             self._durations_due = started + max(
                 DURATIONS_EVERY_S, spent / (self.budget * DURATIONS_SHARE)
             )
@@ -247,9 +289,11 @@ class Refresher:
             # the console's loop (startup, a repaint) must not push the next reading far out.
             if reading.server_s is not None:
                 spent = min(spent, reading.server_s)
+            total += spent
             self._windows_due = windows_started + max(
                 self.status.interval_s, spent / (self.budget * WINDOWS_SHARE)
             )
+        return total
 
     def _show(self, started: float, spent: float) -> None:
         ended = self.clock.monotonic()
@@ -266,8 +310,8 @@ class Refresher:
                 self.status,
                 error=None,
                 refreshes=self.status.refreshes + 1,
-                effective_interval_s=max(self.status.interval_s, self._gap()),
-                db_cost=self._cost(ended),
+                effective_interval_s=max(self.status.interval_s, self.pacer.depth_gap()),
+                db_cost=self.pacer.cost(ended),
                 lost_since=None,
                 next_try_at=None,
                 failures=0,
@@ -317,13 +361,7 @@ class Refresher:
         """`spent`: seconds in the database for what ended at `ended`."""
         self._last_end = ended
         self._last_duration = spent
-        self._costs.append((ended, spent))
-        while self._costs and self._costs[0][0] < ended - COST_WINDOW_S:
-            self._costs.popleft()
-
-    def _cost(self, now: float) -> float:
-        window = min(COST_WINDOW_S, max(now - self._started, 1.0))
-        return sum(spent for _, spent in self._costs) / window
+        self.pacer.book(ended, spent)
 
     async def _start_listening(self) -> None:
         try:

@@ -11,7 +11,9 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
+from textual.render import measure
 from textual.widgets import DataTable
+from textual.widgets._data_table import CellKey, ColumnKey, default_cell_formatter
 
 # About two screenfuls of a 150-column terminal: rows * columns cells.
 CELL_RENDERS = 1000
@@ -24,6 +26,10 @@ class LiveDataTable(DataTable[Text]):
     it re-render every visible cell (Rich layout per cell: most of a live screen's CPU). Here a
     cell's render is reused while the cell holds the same value object at the same place and
     style; `update_cell` stores a new object, so only changed cells miss.
+
+    Column widths follow updated cells the way DataTable's do, without its cost: it re-measures
+    a whole column for every cell that got narrower, through Rich's console options (a
+    terminal-size syscall each), which made 200 live rows cost most of a core.
 
     Live tables change cells on every refresh, so DataTable's own caches (sized for large static
     tables: 10,000 cells) fill with stale renders and memory creeps up: they hold about a
@@ -124,6 +130,40 @@ class LiveDataTable(DataTable[Text]):
             line.append(Segment(" " * (inner - used)))  # render_lines pads, unstyled
         line.append(Segment(" " * padding))
         return [list(Segment.apply_style(line, pre_style, post_style))]
+
+    def _update_column_widths(self, updated_cells: set[CellKey]) -> None:
+        """DataTable's widths (the widest cell or the label), each column re-measured at most
+        once per batch, and Text cells measured without Rich's console options."""
+        narrowed: set[ColumnKey] = set()
+        for row_key, column_key in updated_cells:
+            column = self.columns.get(column_key)
+            row = self.rows.get(row_key)
+            if column is None or row is None:
+                continue
+            label_width = measure(self.app.console, column.label, 1)
+            width = self._cell_width(self._data[row_key][column_key], row.height)
+            if width < column.content_width:
+                narrowed.add(column_key)
+            else:
+                column.content_width = max(width, label_width)
+        for column_key in narrowed:
+            column = self.columns[column_key]
+            column.content_width = max(
+                measure(self.app.console, column.label, 1),
+                *(
+                    self._cell_width(cells[column_key], self.rows[row_key].height)
+                    for row_key, cells in self._data.items()
+                    if column_key in cells
+                ),
+            )
+        self._require_update_dimensions = True
+
+    def _cell_width(self, value: object, height: int) -> int:
+        """What `textual.render.measure` says of the cell's formatted value."""
+        if isinstance(value, Text):  # the formatter returns Text as it is
+            return max((cell_len(line) for line in value.plain.splitlines()), default=0)
+        formatted = default_cell_formatter(value, wrap=height != 1, height=height)
+        return measure(self.app.console, formatted, 1)
 
     def _clear_caches(self) -> None:
         # DataTable calls this when cursor, zebra, header or padding settings change.

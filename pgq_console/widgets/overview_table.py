@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from rich.text import Text
 
@@ -38,6 +39,12 @@ ENTRYPOINT_WIDTH = 24
 class OverviewTable(LiveDataTable):
     """One row per entrypoint; `apply` updates changed cells in place."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # entrypoint -> the row and the age text last shown: most rows of a refresh are
+        # unchanged, and building their cells again was most of a refresh's CPU.
+        self._shown: dict[str, tuple[EntrypointRow, str]] = {}
+        super().__init__(*args, **kwargs)
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
@@ -46,22 +53,44 @@ class OverviewTable(LiveDataTable):
             self.add_column(label, key=key)
 
     def apply(self, snapshot: OverviewSnapshot, now: datetime) -> None:
-        wanted = {row.entrypoint: self._cells(row, now) for row in snapshot.rows}
         existing = {str(key.value) for key in self.rows}
+        wanted = {row.entrypoint for row in snapshot.rows}
         added = False
         with self.app.batch_update():
-            for key in existing - wanted.keys():
+            for key in existing - wanted:
                 self.remove_row(key)
-            for entrypoint, cells in wanted.items():
-                if entrypoint not in existing:
-                    self.add_row(*(cells[key] for key, _ in COLUMNS), key=entrypoint)
+                self._shown.pop(key, None)
+            for row in snapshot.rows:
+                oldest_s = _oldest_s(row, now)
+                shown = (row, fmt.seconds(oldest_s))
+                previous = self._shown.get(row.entrypoint)
+                if previous == shown:
+                    continue
+                self._shown[row.entrypoint] = shown
+                if previous is not None and previous[0] == row:  # only the age moved on
+                    cell = self._oldest_cell(oldest_s)
+                    if self.get_cell(row.entrypoint, "oldest") != cell:
+                        self.update_cell(row.entrypoint, "oldest", cell, update_width=True)
+                    continue
+                cells = self._cells(row, now)
+                if row.entrypoint not in existing:
+                    self.add_row(*(cells[key] for key, _ in COLUMNS), key=row.entrypoint)
                     added = True
                     continue
                 for column, cell in cells.items():
-                    if self.get_cell(entrypoint, column) != cell:
-                        self.update_cell(entrypoint, column, cell, update_width=True)
+                    if self.get_cell(row.entrypoint, column) != cell:
+                        self.update_cell(row.entrypoint, column, cell, update_width=True)
             if added:
                 self.sort("entrypoint", key=lambda cell: cell.plain)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._shown.clear()  # the theme's colours are baked into the cells
+
+    def _oldest_cell(self, oldest_s: float | None) -> Text:
+        if (oldest_s or 0) > OLD_READY_S:
+            return marked_count(self.app, "stale", fmt.seconds(oldest_s))
+        return Text(fmt.seconds(oldest_s), justify="right")
 
     def _style(self, name: str) -> str:
         return self.app.theme_variables.get(name, "")
@@ -75,9 +104,7 @@ class OverviewTable(LiveDataTable):
             # States that need action carry their glyph too: readable without colour.
             return marked_count(self.app, status, fmt.count(value)) if value else number(0)
 
-        oldest_s = (
-            (now - row.oldest_ready_since).total_seconds() if row.oldest_ready_since else None
-        )
+        oldest_s = _oldest_s(row, now)
         return {
             # Entrypoint names come from the database: plain Text, control characters escaped.
             "entrypoint": Text(printable(row.entrypoint, limit=ENTRYPOINT_WIDTH)),
@@ -91,9 +118,7 @@ class OverviewTable(LiveDataTable):
             "err_1h": alarm(row.exceptions_1h, "exception"),
             "in": Text(fmt.rate(row.rate_in), justify="right"),
             "out": Text(fmt.rate(row.rate_out), justify="right"),
-            "oldest": marked_count(self.app, "stale", fmt.seconds(oldest_s))
-            if (oldest_s or 0) > OLD_READY_S
-            else Text(fmt.seconds(oldest_s), justify="right"),
+            "oldest": self._oldest_cell(oldest_s),
             "p50": Text(fmt.seconds(row.p50_s), justify="right"),
             "p95": Text(fmt.seconds(row.p95_s), justify="right"),
             "trend": Text(
@@ -101,3 +126,8 @@ class OverviewTable(LiveDataTable):
                 style=self._style(status_style("picked").variable),
             ),
         }
+
+
+def _oldest_s(row: EntrypointRow, now: datetime) -> float | None:
+    """How long the oldest ready job has waited, or None when nothing is ready."""
+    return (now - row.oldest_ready_since).total_seconds() if row.oldest_ready_since else None

@@ -1,0 +1,63 @@
+"""OverviewTable.apply: only what changed is rebuilt; ages move on without a new reading."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from textual.app import App, ComposeResult
+
+from pgq_console.core.models import EntrypointRow, OverviewSnapshot
+from pgq_console.widgets.overview_table import OverviewTable
+
+NOW = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
+
+
+class TableApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield OverviewTable()
+
+
+def snapshot(*rows: EntrypointRow) -> OverviewSnapshot:
+    return OverviewSnapshot(taken_at=NOW, rows=rows, refresh_s=0.01)
+
+
+def cells(table: OverviewTable, key: str) -> dict[str, object]:
+    return {str(column.value): table.get_cell(key, column) for column in table.columns}
+
+
+async def test_unchanged_rows_keep_their_cells_and_ages_still_move_on() -> None:
+    waiting = EntrypointRow("emails", ready=3, oldest_ready_since=NOW - timedelta(seconds=30))
+    idle = EntrypointRow("reports", ready=0, completed_1m=7)
+    app = TableApp()
+    async with app.run_test(size=(160, 10)) as pilot:
+        table = app.query_one(OverviewTable)
+        table.apply(snapshot(waiting, idle), NOW)
+        await pilot.pause()
+        before = {key: cells(table, key) for key in ("emails", "reports")}
+        assert str(before["emails"]["oldest"]) == "30.0s" and str(before["emails"]["ready"]) == "3"
+
+        # The same reading a minute later: only the waiting row's age is new.
+        table.apply(snapshot(waiting, idle), NOW + timedelta(minutes=1))
+        await pilot.pause()
+        after = {key: cells(table, key) for key in ("emails", "reports")}
+        assert str(after["emails"]["oldest"]) == "1m30s"
+        assert all(after["reports"][c] is before["reports"][c] for c in before["reports"])
+        assert all(
+            after["emails"][c] is before["emails"][c] for c in before["emails"] if c != "oldest"
+        )
+
+        # A new reading for one row rebuilds that row's changed cells.
+        table.apply(snapshot(waiting, EntrypointRow("reports", ready=4)), NOW)
+        await pilot.pause()
+        assert str(table.get_cell("reports", "ready")) == "4"
+        assert str(table.get_cell("reports", "done_1m")) == "0"
+        assert str(table.get_cell("emails", "oldest")) == "30.0s"
+
+        # A row that is gone goes; one that comes back is added afresh.
+        table.apply(snapshot(idle), NOW)
+        await pilot.pause()
+        assert [str(key.value) for key in table.rows] == ["reports"]
+        table.apply(snapshot(waiting, idle), NOW)
+        await pilot.pause()
+        assert sorted(str(key.value) for key in table.rows) == ["emails", "reports"]
+        assert str(table.get_cell("emails", "ready")) == "3"

@@ -1,0 +1,48 @@
+"""The refresh pacing: database time stays within budget, and one slow reading moves nothing."""
+
+from __future__ import annotations
+
+from pgq_console.core.refresher import DEPTH_SHARE, MIN_EVENT_GAP_S, Pacer
+
+BUDGET = 0.04
+
+
+def steady(pacer: Pacer, depth_s: float, seconds: float, start: float = 0.0) -> float:
+    """Refresh back to back at the pacer's gap (or the event minimum) for `seconds`."""
+    now = start
+    while now < start + seconds:
+        pacer.depth_took(depth_s)
+        pacer.book(now + depth_s, depth_s)
+        now += depth_s + max(MIN_EVENT_GAP_S, pacer.depth_gap())
+    return now
+
+
+def test_one_slow_reading_does_not_stretch_the_gap() -> None:
+    pacer = Pacer(BUDGET, started=0.0)
+    for _ in range(9):
+        pacer.depth_took(0.0002)
+    pacer.depth_took(0.080)  # a cold backend's first statement, a scheduler wait
+    assert pacer.depth_gap() < MIN_EVENT_GAP_S
+    # Pacing on the last reading alone would have waited 0.080 / 0.024 = 3.3 s.
+    assert 0.080 / (BUDGET * DEPTH_SHARE) > 3
+
+
+def test_a_query_that_stays_slow_backs_off_and_keeps_to_the_budget() -> None:
+    pacer = Pacer(BUDGET, started=0.0)
+    now = steady(pacer, 0.0002, 10.0)
+    fast_gap = pacer.depth_gap()
+    now = steady(pacer, 0.030, 120.0, start=now)  # the depth query got slow and stays slow
+    assert pacer.depth_gap() > 1.0 > fast_gap
+    assert pacer.depth_gap() == 0.030 / (BUDGET * DEPTH_SHARE)
+    # Over the last minute the event tier spent its slice of the budget, no more.
+    assert BUDGET * DEPTH_SHARE * 0.8 < pacer.cost(now) <= BUDGET * DEPTH_SHARE * 1.05
+
+
+def test_over_budget_follows_the_last_minute() -> None:
+    pacer = Pacer(BUDGET, started=0.0)
+    pacer.book(1.0, 0.5)  # half a second in the database in the first second
+    assert pacer.over_budget(2.0)
+    assert pacer.over_budget(10.0)  # 0.5 s in 10 s: 5 %
+    assert not pacer.over_budget(13.0)  # 0.5 s in 13 s: 3.8 %
+    pacer.book(62.0, 0.001)  # more than a minute later: the old half second is forgotten
+    assert pacer.cost(62.0) == 0.001 / 60
