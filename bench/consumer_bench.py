@@ -92,7 +92,13 @@ async def console_run(dsn: str, jobs: int, batch: int) -> tuple[float, int, int]
 
     app = PgqConsole(open_, refresh_interval=2.0)
     async with app.run_test(size=(120, 40)) as pilot:
-        while not isinstance(app.screen, OverviewScreen) or app.screen.snapshot is None:
+        # As an operator would: the console is up (its startup work, screens built ahead and
+        # the GC freeze, is done) before a consumer is started from it.
+        while (
+            not isinstance(app.screen, OverviewScreen)
+            or app.screen.snapshot is None
+            or not app.settled
+        ):
             await pilot.pause(0.05)
         overview = app.screen
         await pilot.press("7")
