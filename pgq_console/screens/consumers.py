@@ -35,6 +35,7 @@ from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.form_field import FieldRow, show_field_errors
+from pgq_console.widgets.live_table import LiveDataTable
 from pgq_console.widgets.status_line import ConnectionLine
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class ConsumersScreen(Screen[None]):
             Text(" In-process consumers: n new · s stop (drain) · x cancel running jobs"),
             id="consumers-title",
         )
-        yield DataTable(id="consumers-table", cursor_type="row")
+        yield LiveDataTable(id="consumers-table", cursor_type="row")
         yield Static(Text(" Log"), id="consumer-log-title")
         yield Log(id="consumer-log", max_lines=2000)
         yield ConsoleFooter()
