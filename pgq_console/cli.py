@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -281,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"pgq-console: error: {str(exc).removeprefix('pgq-console: ')}", file=sys.stderr)
         raise SystemExit(failure_code) from None
     configure_logging()
+    _exit_cleanly_on_hangup()
     try:
         raise SystemExit(_dispatch(args))
     except ConsoleError as exc:
@@ -293,6 +295,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+
+
+def _exit_cleanly_on_hangup() -> None:
+    """A closed terminal (an SSH session that drops) or a `kill` ends the console the way `q`
+    does: consumers, demo traffic and the embedded server are stopped, nothing is left behind.
+    By default both signals end Python at once, skipping every cleanup."""
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for hangup in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(hangup, leave)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

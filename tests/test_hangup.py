@@ -1,0 +1,71 @@
+"""A closed terminal (SIGHUP, an SSH session dropping) or a kill (SIGTERM) ends the demo cleanly:
+the embedded server and the traffic stop, no process is left behind."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytest.importorskip("pgserver")
+
+
+def _demo_servers() -> set[str]:
+    """Data directories of running demo servers (`pgq-demo-*`), from `ps`."""
+    out = subprocess.run(["ps", "-ewwo", "args="], capture_output=True, text=True, check=True)
+    return set(re.findall(r"postgres -D (/\S*pgq-demo-\S+)", out.stdout))
+
+
+def _read_until(fd: int, needle: bytes, within: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + within
+    while needle not in seen and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                seen += os.read(fd, 65536)
+            except OSError:
+                break
+    return seen
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_demo_leaves_nothing_behind_when_its_terminal_goes(signum: int) -> None:
+    before = _demo_servers()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the console on a real (pseudo) terminal
+        os.environ.update(TERM="xterm-256color", COLUMNS="100", LINES="30")
+        os.execv(sys.executable, [sys.executable, "-m", "pgq_console", "--demo"])
+    try:
+        # The demo's traffic is on screen: the server, producers and workers are all up.
+        screen = _read_until(fd, b"send_email", within=60)
+        assert b"send_email" in screen, screen[-500:]
+        started = _demo_servers() - before
+        assert len(started) == 1, started  # this console's embedded server
+        os.kill(pid, signum)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            _read_until(fd, b"\0", within=0.2)  # keep the terminal drained
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+        else:
+            pytest.fail("the console did not exit within 30 s")
+        assert os.waitstatus_to_exitcode(status) == 128 + signum
+        assert not (_demo_servers() & started), "the embedded server was left running"
+    finally:
+        os.close(fd)
+        try:  # a failed test still stops its console (and so its server) if it can
+            os.kill(pid, signal.SIGTERM)
+            time.sleep(10)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
