@@ -116,6 +116,33 @@ async def test_notify_triggers_a_refresh_long_before_the_timer(database_dsn: str
         await backend.close()
 
 
+async def test_a_hidden_overview_idles_and_refreshes_as_soon_as_it_is_back(
+    database_dsn: str,
+) -> None:
+    backend = await backend_for(database_dsn)
+    app = PgqConsole(backend, refresh_interval=0.5)
+    try:
+        async with app.run_test(size=(160, 30)) as pilot:
+            screen = overview_of(app)
+            await wait_until(pilot, lambda: bool(screen.status and screen.status.listening))
+            await wait_until(pilot, lambda: bool(screen.status and screen.status.refreshes >= 2))
+            await pilot.press("2")  # the jobs screen: the overview is out of view
+            await wait_until(pilot, lambda: app.screen is not screen)
+            await pilot.pause(0.6)  # a refresh under way when the key came may still land
+            hidden_at = screen.refresher.status.refreshes if screen.refresher else 0
+            await enqueue(database_dsn, "while_hidden", 2)  # a NOTIFY, and timer ticks pass
+            await pilot.pause(1.5)
+            assert screen.refresher is not None
+            assert screen.refresher.status.refreshes == hidden_at
+            assert screen.refresher.status.events_seen >= 1  # still listening meanwhile
+            await pilot.press("1")
+            took = await wait_until(pilot, lambda: has_row(app, "while_hidden"), within=5)
+            assert took < 0.5, f"the overview took {took:.2f}s to catch up"
+            assert number(app, "while_hidden", "ready") == "2"
+    finally:
+        await backend.close()
+
+
 async def test_updates_which_never_notify_are_caught_by_the_timer(database_dsn: str) -> None:
     ids = await enqueue(database_dsn, "held_then_requeued", 2)
     connection = await asyncpg.connect(database_dsn)

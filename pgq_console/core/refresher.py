@@ -140,6 +140,7 @@ class Refresher:
         interval_s: float = 2.0,
         budget: float = 0.04,  # aim below the 5 % ceiling: the cost window lags
         listen: bool = True,
+        active: Callable[[], bool] = lambda: True,
     ) -> None:
         self.backend = backend
         self.clock = clock
@@ -147,6 +148,9 @@ class Refresher:
         self._on_status = on_status
         self.budget = budget
         self._listen = listen
+        # Whether anyone sees the numbers: a hidden overview neither queries nor repaints
+        # (its LISTEN stays; `wake` when it is shown again).
+        self._active = active
         self.status = RefreshStatus(
             channel=backend.installation.channel,
             interval_s=interval_s,
@@ -178,6 +182,10 @@ class Refresher:
         if self._event_due is None:
             self._event_due = self.clock.monotonic() + EVENT_DEBOUNCE_S
             self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the due time again (the screen came back into view)."""
+        self._wake.set()
 
     def set_interval(self, seconds: float) -> None:
         seconds = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, seconds))
@@ -221,7 +229,7 @@ class Refresher:
                 self._publish(replace(self.status, error=f"refresh failed: {_one_line(exc)}"))
 
     def _next_due(self) -> float:
-        if self.status.paused:
+        if self.status.paused or not self._active():
             return self.clock.monotonic() + 3600
         if self._failures:
             return self._last_end + self._retry_delay

@@ -79,8 +79,17 @@ class OverviewScreen(Screen[None]):
             on_status=self._post_status,
             interval_s=self.interval_s,
             listen=self.listen,
+            active=self._in_view,
         )
         self.run_refresher()
+
+    def _in_view(self) -> bool:
+        # On the current mode's stack: shown, or under a dialog that leaves it visible.
+        return self in self.app.screen_stack
+
+    def on_screen_resume(self) -> None:
+        if self.refresher is not None:
+            self.refresher.wake()  # it idled while another screen was shown
 
     def _post_snapshot(self, snapshot: OverviewSnapshot) -> None:
         self.post_message(SnapshotReady(snapshot))
