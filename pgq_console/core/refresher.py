@@ -40,7 +40,7 @@ from pgq_console.core.stats import (
 log = logging.getLogger(__name__)
 
 EVENT_DEBOUNCE_S = 0.05  # merge a burst of NOTIFYs into one refresh
-MIN_EVENT_GAP_S = 0.1
+MIN_EVENT_GAP_S = 0.2  # at most 5 event refreshes a second: a repaint each, over SSH too
 DURATIONS_EVERY_S = 15.0
 DURATIONS_WINDOW = timedelta(minutes=5)
 COST_WINDOW_S = 60.0
