@@ -298,9 +298,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _exit_cleanly_on_hangup() -> None:
-    """A closed terminal (an SSH session that drops) or a `kill` ends the console the way `q`
-    does: consumers, demo traffic and the embedded server are stopped, nothing is left behind.
-    By default both signals end Python at once, skipping every cleanup."""
+    """A closed terminal (an SSH session that drops) or a `kill` ends the console cleanly:
+    demo traffic and the embedded server are stopped, consumers cancelled, nothing is left
+    behind. By default both signals end Python at once, skipping every cleanup."""
 
     def leave(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -37,28 +38,37 @@ def _read_until(fd: int, needle: bytes, within: float) -> bytes:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
-def test_demo_leaves_nothing_behind_when_its_terminal_goes(signum: int) -> None:
+def test_demo_leaves_nothing_behind_when_its_terminal_goes(signum: int, tmp_path: Path) -> None:
+    # Only what a login shell would have: settings left in this process's environment by
+    # other tests (a config file, a profile) must not reach the console.
+    environment = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "TERM": "xterm-256color",
+        "LANG": "C.UTF-8",
+        "COLUMNS": "100",
+        "LINES": "30",
+    }
     before = _demo_servers()
     pid, fd = pty.fork()
     if pid == 0:  # the child: the console on a real (pseudo) terminal
-        os.environ.update(TERM="xterm-256color", COLUMNS="100", LINES="30")
-        os.execv(sys.executable, [sys.executable, "-m", "pgq_console", "--demo"])
+        os.execve(sys.executable, [sys.executable, "-m", "pgq_console", "--demo"], environment)
     try:
         # The demo's traffic is on screen: the server, producers and workers are all up.
-        screen = _read_until(fd, b"send_email", within=60)
-        assert b"send_email" in screen, screen[-500:]
+        screen = _read_until(fd, b"send_email", within=90)
+        assert b"send_email" in screen, screen[-800:]
         started = _demo_servers() - before
-        assert len(started) == 1, started  # this console's embedded server
+        assert len(started) == 1, (started, before)  # this console's embedded server
         os.kill(pid, signum)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            _read_until(fd, b"\0", within=0.2)  # keep the terminal drained
+            screen += _read_until(fd, b"\0", within=0.2)  # keep the terminal drained
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
                 break
         else:
-            pytest.fail("the console did not exit within 30 s")
-        assert os.waitstatus_to_exitcode(status) == 128 + signum
+            pytest.fail(f"the console did not exit within 60 s: {screen[-800:]!r}")
+        assert os.waitstatus_to_exitcode(status) == 128 + signum, screen[-800:]
         assert not (_demo_servers() & started), "the embedded server was left running"
     finally:
         os.close(fd)
