@@ -61,3 +61,17 @@ async def test_unchanged_rows_keep_their_cells_and_ages_still_move_on() -> None:
         await pilot.pause()
         assert sorted(str(key.value) for key in table.rows) == ["emails", "reports"]
         assert str(table.get_cell("emails", "ready")) == "3"
+
+
+async def test_a_row_the_table_lost_comes_back_with_the_next_reading() -> None:
+    waiting = EntrypointRow("emails", ready=3, oldest_ready_since=NOW - timedelta(seconds=30))
+    app = TableApp()
+    async with app.run_test(size=(160, 10)) as pilot:
+        table = app.query_one(OverviewTable)
+        table.apply(snapshot(waiting), NOW)
+        await pilot.pause()
+        table.clear()  # e.g. a reset from elsewhere: the same reading must still show the row
+        table.apply(snapshot(waiting), NOW)
+        await pilot.pause()
+        assert [str(key.value) for key in table.rows] == ["emails"]
+        assert str(table.get_cell("emails", "ready")) == "3"

@@ -20,14 +20,19 @@ class CountingLine(QuietStatic):
 
 
 class LineApp(App[None]):
+    """One header line, 40 cells wide."""
+
+    def __init__(self, line: QuietStatic) -> None:
+        super().__init__()
+        self.line = line
+
     def compose(self) -> ComposeResult:
-        yield CountingLine()
+        yield self.line
 
 
 async def test_same_height_repaints_without_layout_and_wrapping_still_lays_out() -> None:
-    app = LineApp()
-    async with app.run_test(size=(80, 10)) as pilot:
-        line = app.query_one(CountingLine)
+    line = CountingLine()
+    async with LineApp(line).run_test(size=(80, 10)) as pilot:
         line.show_text(Text("listening on ch  last event 0.1s ago"))
         await pilot.pause()
         assert line.size.height == 1
@@ -56,15 +61,9 @@ class SteadyLine(CountingLine):
     KEEP_HEIGHT = True
 
 
-class SteadyApp(App[None]):
-    def compose(self) -> ComposeResult:
-        yield SteadyLine()
-
-
 async def test_a_kept_height_does_not_shrink_while_the_width_stays() -> None:
-    app = SteadyApp()
-    async with app.run_test(size=(80, 10)) as pilot:
-        line = app.query_one(SteadyLine)
+    line = SteadyLine()
+    async with LineApp(line).run_test(size=(80, 10)) as pilot:
         line.show_text(Text("queued 12,345  picked 10  " + "held 0  " * 3))  # wraps: 2 lines
         await pilot.pause()
         assert line.size.height == 2

@@ -14,7 +14,7 @@ Ages are returned as timestamps, so the UI computes them with its own clock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -169,12 +169,14 @@ def _server_time(rows: list[dict[str, Any]]) -> float | None:
 async def fetch_windows(backend: Backend) -> WindowsReading:
     """The log windows, picked jobs and held failures: what no NOTIFY announces."""
     counted = await backend.read(picked_held_sql(backend.installation))
-    held = {str(r["entrypoint"]): (int(r["picked"]), int(r["held"])) for r in counted}
-    window_rows = await backend.read(windows_sql(backend.installation))
     windows = {
-        str(r["entrypoint"]): Windows(
-            picked=held.get(str(r["entrypoint"]), (0, 0))[0],
-            held=held.get(str(r["entrypoint"]), (0, 0))[1],
+        str(r["entrypoint"]): Windows(picked=int(r["picked"]), held=int(r["held"])) for r in counted
+    }
+    window_rows = await backend.read(windows_sql(backend.installation))
+    for r in window_rows:
+        entrypoint = str(r["entrypoint"])
+        windows[entrypoint] = replace(
+            windows.get(entrypoint, Windows()),
             completed_1m=int(r["completed_1m"]),
             exceptions_1m=int(r["exceptions_1m"]),
             completed_1h=int(r["completed_1h"]),
@@ -183,10 +185,6 @@ async def fetch_windows(backend: Backend) -> WindowsReading:
             rate_out=int(r["out_window"]) / RATE_WINDOW_S,
             sparkline=_sparkline(r["spark_n"], r["spark_age"]),
         )
-        for r in window_rows
-    }
-    for entrypoint, (picked, count) in held.items():
-        windows.setdefault(entrypoint, Windows(picked=picked, held=count))
     times = [t for t in (_server_time(counted), _server_time(window_rows)) if t is not None]
     return WindowsReading(windows, sum(times) if times else None)
 

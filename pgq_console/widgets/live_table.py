@@ -195,16 +195,15 @@ class LiveDataTable(DataTable[Text]):
             row = self.rows.get(row_key)
             if column is None or row is None:
                 continue
-            label_width = measure(self.app.console, column.label, 1)
             width = self._cell_width(self._data[row_key][column_key], row.height)
             if width < column.content_width:
                 narrowed.add(column_key)
             else:
-                column.content_width = max(width, label_width)
+                column.content_width = max(width, self._cell_width(column.label, 1))
         for column_key in narrowed:
             column = self.columns[column_key]
             column.content_width = max(
-                measure(self.app.console, column.label, 1),
+                self._cell_width(column.label, 1),
                 *(
                     self._cell_width(cells[column_key], self.rows[row_key].height)
                     for row_key, cells in self._data.items()

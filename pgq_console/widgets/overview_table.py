@@ -63,7 +63,8 @@ class OverviewTable(LiveDataTable):
             for row in snapshot.rows:
                 oldest_s = _oldest_s(row, now)
                 shown = (row, fmt.seconds(oldest_s))
-                previous = self._shown.get(row.entrypoint)
+                # A row the table lost (or never had) is built afresh, whatever was shown.
+                previous = self._shown.get(row.entrypoint) if row.entrypoint in existing else None
                 if previous == shown:
                     continue
                 self._shown[row.entrypoint] = shown
@@ -82,10 +83,6 @@ class OverviewTable(LiveDataTable):
                         self.update_cell(row.entrypoint, column, cell, update_width=True)
             if added:
                 self.sort("entrypoint", key=lambda cell: cell.plain)
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._shown.clear()  # the theme's colours are baked into the cells
 
     def _oldest_cell(self, oldest_s: float | None) -> Text:
         if (oldest_s or 0) > OLD_READY_S:
