@@ -85,11 +85,13 @@ class Predicate:
         return _PLACEHOLDER.sub(lambda m: f"${int(m.group(1)) + by}", self.sql)
 
     def and_(self, other: Predicate) -> Predicate:
-        """Both predicates; `other`'s placeholders follow this one's."""
-        if not self.sql:
-            return other
-        if not other.sql:
-            return self
+        """Both predicates; `other`'s placeholders follow this one's.
+
+        An empty predicate is a bug upstream (a filter word that parsed to nothing): dropping
+        it would widen the result to everything, so it is refused instead.
+        """
+        if not self.sql.strip() or not other.sql.strip():
+            raise ValueError("an empty predicate cannot be combined: it would match everything")
         sql = f"({self.sql}) AND ({other.shifted(len(self.args))})"
         description = " and ".join(d for d in (self.description, other.description) if d)
         return Predicate(sql, self.args + other.args, description)
@@ -282,13 +284,18 @@ class RowAction(Action):
     def predicate_description(self) -> str:
         return self.predicate.description or "all jobs"
 
+    def scope_query(self, limit: int = ACTION_ROW_CAP + 1) -> tuple[str, tuple[object, ...]]:
+        """The SELECT of the ids the preview offers (the rows the action would touch)."""
+        return (
+            f"SELECT job.id FROM {self.table} AS job WHERE {self.predicate.sql} "
+            f"ORDER BY job.id LIMIT {int(limit)}",
+            self.predicate.args,
+        )
+
     async def preview(self, backend: Backend) -> ActionPreview:
         where = self.predicate.sql
-        rows = await backend.read(
-            f"SELECT job.id FROM {self.table} AS job WHERE {where} "
-            f"ORDER BY job.id LIMIT {ACTION_ROW_CAP + 1}",
-            *self.predicate.args,
-        )
+        sql, args = self.scope_query()
+        rows = await backend.read(sql, *args)
         ids = tuple(int(row["id"]) for row in rows)
         notes: list[str] = []
         matching = len(ids)

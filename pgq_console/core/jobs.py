@@ -11,6 +11,9 @@ Filter line: words are AND-ed; a leading `!` negates one.
     age:>10m  age:<2h                created that long ago (s, m, h, d)
     payload:text  header:text        search payload / headers; no index can help, so this scans
                                      at most the newest SEARCH_SCAN_CAP rows (statement timeout too)
+
+A word that parses to nothing (`ep:`, `ep:,`, `status:,`, `id:1,,2`) is an error, never dropped:
+bulk writes are built from `JobFilter.scope`, the very predicate the list shows.
 """
 
 from __future__ import annotations
@@ -50,12 +53,35 @@ class JobFilter:
     searches_content: bool = False  # payload:/header: present (unindexed scan)
 
     def predicate(self) -> Predicate:
+        """The filter's words AND-ed (no content-scan bound: see `scope`)."""
         if not self.terms:
             return Predicate("TRUE", (), "all jobs")
         result = self.terms[0]
         for term in self.terms[1:]:
             result = result.and_(term)
         return result
+
+    def scope(self, table: str) -> Predicate:
+        """Exactly the rows the list shows for this filter: the list query and every bulk write
+        built from it use this one predicate, so a write never reaches further than the list.
+
+        A content search (payload:/header:) only looks at the newest SEARCH_SCAN_CAP rows of
+        `table`, for the list and the writes alike.
+        """
+        predicate = self.predicate()
+        if not self.searches_content:
+            return predicate
+        newest = Predicate(
+            "job.id >= coalesce((SELECT min(newest.id) FROM (SELECT id FROM "
+            f"{table} ORDER BY id DESC LIMIT {SEARCH_SCAN_CAP}) AS newest), 0)",
+            (),
+            "",
+        )
+        return Predicate(
+            f"({predicate.sql}) AND {newest.sql}",
+            predicate.args,
+            f"{predicate.description} (newest {SEARCH_SCAN_CAP:,} jobs searched)",
+        )
 
 
 def parse_filter(text: str) -> JobFilter:
@@ -80,6 +106,8 @@ def parse_filter(text: str) -> JobFilter:
                 )
             if not value:
                 raise ConsoleError(f"{name}: needs a value, e.g. {name}:{_EXAMPLE[name]}")
+            if name in ("ep", "status", "id", "prio"):
+                _items(name, value, {"ep": "name", "status": "status"}.get(name, "number"))
             term = _TERMS[name](value)
             content = content or name in ("payload", "header")
         if negate:
@@ -103,8 +131,19 @@ def _like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _items(name: str, value: str, what: str) -> list[str]:
+    """The comma list of a word; a list with nothing in it, or an empty item, is an error (a
+    word that silently matched everything once widened a bulk write to the whole queue)."""
+    items = value.split(",")
+    if not any(items):
+        raise ConsoleError(f"{name}: needs at least one {what}, e.g. {name}:{_EXAMPLE[name]}")
+    if not all(items):
+        raise ConsoleError(f"{name}: empty item in {value!r} (a stray comma?)")
+    return items
+
+
 def _ep_term(value: str) -> Predicate:
-    names = [v for v in value.split(",") if v]
+    names = _items("ep", value, "name")
     exact = [n for n in names if "*" not in n]
     patterns = [_like_escape(n).replace("*", "%") for n in names if "*" in n]
     parts: list[str] = []
@@ -119,7 +158,7 @@ def _ep_term(value: str) -> Predicate:
 
 
 def _status_term(value: str) -> Predicate:
-    names = [v.lower() for v in value.split(",") if v]
+    names = [v.lower() for v in _items("status", value, "status")]
     parts: list[str] = []
     plain = []
     for name in names:
@@ -140,7 +179,7 @@ def _status_term(value: str) -> Predicate:
 def _compare(column: str, value: str, what: str) -> Predicate:
     if "," in value:
         try:
-            numbers = [int(v) for v in value.split(",") if v]
+            numbers = [int(v) for v in _items(what, value, "number")]
         except ValueError:
             raise ConsoleError(f"{what}: expects numbers, got {value!r}") from None
         return Predicate(f"{column} = ANY($1::bigint[])", (numbers,), f"{what}:{value}")
@@ -230,6 +269,33 @@ _LIST_COLUMNS = (
 )
 
 
+def list_query(
+    table: str,
+    job_filter: JobFilter,
+    *,
+    after_id: int | None = None,
+    until_id: int | None = None,
+    newest_first: bool = True,
+    limit: int = PAGE_SIZE,
+) -> tuple[str, list[object]]:
+    """The SQL and arguments of one keyset page of the list (see `fetch_page`)."""
+    predicate = job_filter.scope(table)
+    args: list[object] = list(predicate.args)
+    where = [f"({predicate.sql})"]
+    if after_id is not None:
+        args.append(after_id)
+        where.append(f"job.id {'<' if newest_first else '>'} ${len(args)}")
+    if until_id is not None:
+        args.append(until_id)
+        where.append(f"job.id {'>=' if newest_first else '<='} ${len(args)}")
+    order = "DESC" if newest_first else "ASC"
+    sql = (
+        f"SELECT {_LIST_COLUMNS} FROM {table} AS job WHERE {' AND '.join(where)} "
+        f"ORDER BY job.id {order} LIMIT {int(limit) + 1}"
+    )
+    return sql, args
+
+
 async def fetch_page(
     backend: Backend,
     job_filter: JobFilter,
@@ -243,32 +309,15 @@ async def fetch_page(
 
     `until_id` bounds the other end (inclusive): a refresh re-reads exactly the loaded window.
     """
-    table = backend.installation.settings.qualified.queue_table
-    predicate = job_filter.predicate()
-    args: list[object] = list(predicate.args)
-    where = [f"({predicate.sql})"]
-    if after_id is not None:
-        args.append(after_id)
-        where.append(f"job.id {'<' if newest_first else '>'} ${len(args)}")
-    if until_id is not None:
-        args.append(until_id)
-        where.append(f"job.id {'>=' if newest_first else '<='} ${len(args)}")
-    order = "DESC" if newest_first else "ASC"
-    source = f"{table} AS job"
-    if job_filter.searches_content:
-        # No index can answer a content search: bound the scan to the newest rows.
-        scan_where = f"WHERE job.id < {int(after_id)}" if after_id and newest_first else ""
-        if after_id and not newest_first:
-            scan_where = f"WHERE job.id > {int(after_id)}"
-        source = (
-            f"(SELECT * FROM {table} AS job {scan_where} "
-            f"ORDER BY job.id {order} LIMIT {SEARCH_SCAN_CAP}) AS job"
-        )
-    rows = await backend.read(
-        f"SELECT {_LIST_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
-        f"ORDER BY job.id {order} LIMIT {int(limit) + 1}",
-        *args,
+    sql, args = list_query(
+        backend.installation.settings.qualified.queue_table,
+        job_filter,
+        after_id=after_id,
+        until_id=until_id,
+        newest_first=newest_first,
+        limit=limit,
     )
+    rows = await backend.read(sql, *args)
     return JobPage(
         rows=tuple(_job_row(row) for row in rows[:limit]),
         has_more=len(rows) > limit,

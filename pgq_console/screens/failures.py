@@ -119,6 +119,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self.clock = clock
         self.interval_s = max(interval_s, 2.0)  # grouping reads the log: not too often
         self._wake = asyncio.Event()
+        self.read_error: str | None = "the list is still loading"  # until the first read
 
     def compose(self) -> ComposeResult:
         yield Static(id="failures-header")
@@ -149,7 +150,10 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         return self.query_one("#held-table", JobTable)
 
     def filter_predicate(self) -> Predicate:
-        return HELD_FILTER.predicate()
+        return HELD_FILTER.scope(self.backend.installation.settings.qualified.queue_table)
+
+    def bulk_problem(self) -> str | None:
+        return self.read_error
 
     def request_refresh(self) -> None:
         self._wake.set()
@@ -189,8 +193,10 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
     def show(self, message: FailuresLoaded) -> None:
         banner = self.query_one("#failures-error", Banner)
         if message.error or message.held is None:
-            banner.show(f"⚠ {message.error}", variant="error")
+            self.read_error = message.error or "the held jobs could not be read"
+            banner.show(f"⚠ {self.read_error} — bulk actions are off", variant="error")
             return
+        self.read_error = None
         banner.hide()
         now = self.clock.now()
         self.job_table().apply(message.held.rows, now, newest_first=True)
@@ -245,6 +251,11 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         group = self.query_one(GroupTable).current
         if group is None:
             self.notify("no failure group highlighted", severity="warning", markup=False)
+            return
+        if self.read_error is not None:
+            self.notify(
+                f"bulk actions are off: {self.read_error}", severity="warning", markup=False
+            )
             return
         log_table = self.backend.installation.settings.qualified.queue_table_log
         self.open_action(

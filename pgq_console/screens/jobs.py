@@ -46,6 +46,8 @@ class JobsLoaded(Message):
     page: JobPage
     filter_text: str
     append: bool
+    job_filter: JobFilter | None = None  # the parsed filter these rows were read with
+    error: str | None = None  # the read failed: no rows, bulk actions off
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, JobsLoaded) and not message.append and not self.append
@@ -64,7 +66,20 @@ class JobActionsMixin:
         raise NotImplementedError
 
     def filter_predicate(self) -> Predicate:
+        """The scope of the bulk (`R`, `C`) writes: the predicate of the list shown."""
         raise NotImplementedError
+
+    def bulk_problem(self) -> str | None:
+        """Why bulk writes are off right now (a filter that does not parse, a list that could
+        not be read or is still loading), or None."""
+        raise NotImplementedError
+
+    def _bulk_predicate(self) -> Predicate | None:
+        problem = self.bulk_problem()
+        if problem is not None:
+            self.notify(f"bulk actions are off: {problem}", severity="warning", markup=False)
+            return None
+        return self.filter_predicate()
 
     def request_refresh(self) -> None:
         raise NotImplementedError
@@ -94,14 +109,16 @@ class JobActionsMixin:
             self.open_action(actions.requeue(self.backend, ids_predicate(ids)))
 
     def action_requeue_all(self) -> None:
-        self.open_action(actions.requeue(self.backend, self.filter_predicate()))
+        if (predicate := self._bulk_predicate()) is not None:
+            self.open_action(actions.requeue(self.backend, predicate))
 
     def action_cancel(self) -> None:
         if ids := self._targets("cancel"):
             self.open_action(actions.cancel(self.backend, ids_predicate(ids)))
 
     def action_cancel_all(self) -> None:
-        self.open_action(actions.cancel(self.backend, self.filter_predicate()))
+        if (predicate := self._bulk_predicate()) is not None:
+            self.open_action(actions.cancel(self.backend, predicate))
 
     def action_copy_job(self) -> None:
         if ids := self._targets("copy"):
@@ -212,6 +229,8 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         self.clock = clock
         self.interval_s = interval_s
         self.job_filter = JobFilter()
+        self.shown_filter: JobFilter | None = None  # the filter of the rows on screen
+        self.filter_problem: str | None = None  # the filter line holds words that do not parse
         self.newest_first = True
         self.has_more = False
         self.loading_more = False
@@ -243,7 +262,17 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         return self.query_one(JobTable)
 
     def filter_predicate(self) -> Predicate:
-        return self.job_filter.predicate()
+        assert self.shown_filter is not None
+        return self.shown_filter.scope(self.backend.installation.settings.qualified.queue_table)
+
+    def bulk_problem(self) -> str | None:
+        if self.filter_problem is not None:
+            return f"the filter does not parse: {self.filter_problem}"
+        if self.error is not None:
+            return f"the list could not be read: {self.error}"
+        if self.shown_filter is not self.job_filter:
+            return "the list of this filter is still loading"
+        return None
 
     def palette_commands(self) -> list[tuple[str, str, Callable[[], object]]]:
         return [
@@ -302,13 +331,13 @@ class JobsScreen(JobActionsMixin, Screen[None]):
                     limit=min(max(PAGE_SIZE, loaded), REFRESH_WINDOW),
                 )
         except ConsoleError as exc:
-            self.error = str(exc)
+            error = str(exc)
         except Exception as exc:
-            self.error = f"cannot read jobs: {' '.join(str(exc).split()) or type(exc).__name__}"
+            error = f"cannot read jobs: {' '.join(str(exc).split()) or type(exc).__name__}"
         else:
-            self.error = None
-            return JobsLoaded(page, job_filter.text, append)
-        return JobsLoaded(JobPage((), False, newest_first), job_filter.text, append)
+            return JobsLoaded(page, job_filter.text, append, job_filter)
+        empty = JobPage((), False, newest_first)
+        return JobsLoaded(empty, job_filter.text, append, job_filter, error)
 
     @on(JobsLoaded)
     def show_jobs(self, message: JobsLoaded) -> None:
@@ -316,11 +345,10 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             self.newest_first
         ):
             return  # a page of the previous filter
-        banner = self.query_one("#jobs-error", Banner)
-        if self.error:
-            banner.show(f"⚠ {self.error}", variant="error")
-        else:
-            banner.hide()
+        self.error = message.error
+        if message.error is None:
+            self.shown_filter = message.job_filter
+        self._show_banner()
         table = self.job_table()
         now = self.clock.now()
         if self.error:
@@ -334,6 +362,14 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             if len(message.page.rows) <= PAGE_SIZE or not self.has_more:
                 self.has_more = message.page.has_more
         self._show_header()
+
+    def _show_banner(self) -> None:
+        banner = self.query_one("#jobs-error", Banner)
+        problem = self.filter_problem or self.error
+        if problem:
+            banner.show(f"⚠ {problem} — bulk actions are off", variant="error")
+        else:
+            banner.hide()
 
     def _show_header(self) -> None:
         table = self.job_table()
@@ -374,8 +410,13 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         try:
             parsed = parse_filter(event.value)
         except ConsoleError as exc:
+            # The line keeps what was typed; until it parses, no bulk write is offered.
+            self.filter_problem = str(exc)
+            self._show_banner()
             self.notify(str(exc), severity="error", markup=False)
-            return  # the line keeps what was typed
+            return
+        self.filter_problem = None
+        self._show_banner()
         self.set_filter(parsed)
         event.input.display = bool(parsed.text)
         self.job_table().focus()
