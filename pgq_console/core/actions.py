@@ -50,7 +50,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +123,8 @@ class ActionPreview:
     predicate: str
     notes: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()  # "$2 = [31, 32]": the statement's other bound values
+    # Rows previewed that a live job with the same dedupe key keeps from being written now.
+    blocked_by_dedupe: int = 0
 
     @property
     def needs_typed_confirmation(self) -> bool:
@@ -140,15 +142,22 @@ class ActionResult:
     ids: tuple[int, ...]  # the rows changed, or created (copies)
     notes: tuple[str, ...] = ()
     audit_problem: str | None = None  # the write committed but the audit file could not be written
+    blocked_by_dedupe: int = 0  # left alone: a live job holds the same dedupe key
 
     @property
     def summary(self) -> str:
         text = f"{self.verb}: previewed {self.previewed}, changed {self.changed}"
-        if self.changed < self.previewed:
-            text += (
-                f" ({self.previewed - self.changed} had changed, were locked by a worker"
-                " or no longer matched, and were left alone)"
+        reasons = []
+        if self.blocked_by_dedupe:
+            reasons.append(f"{self.blocked_by_dedupe} {DEDUPE_BLOCKED}")
+        other = self.previewed - self.changed - self.blocked_by_dedupe
+        if other > 0:
+            reasons.append(
+                f"{other} had changed, were locked by a worker or no longer matched,"
+                " and were left alone"
             )
+        if reasons:
+            text += f" ({'; '.join(reasons)})"
         return text
 
 
@@ -170,6 +179,15 @@ class Action(ABC):
 
     def predicate_description(self) -> str:
         return ""
+
+    async def count_blocked_by_dedupe(
+        self, tx: Tx, preview: ActionPreview, changed: tuple[int, ...]
+    ) -> int:
+        """Of the previewed rows left unchanged, how many a live job's dedupe key blocked."""
+        return 0
+
+
+DEDUPE_BLOCKED = "blocked by a live job with the same dedupe key"
 
 
 def confirmation_problem(preview: ActionPreview, typed: str | None) -> str | None:
@@ -205,6 +223,7 @@ async def execute(
     try:
         async with backend.transaction() as tx:
             changed = await action.apply(tx, preview)
+            blocked = await action.count_blocked_by_dedupe(tx, preview, changed)
             record = audit.AuditRecord(
                 action=action.name,
                 predicate=preview.predicate,
@@ -235,6 +254,7 @@ async def execute(
         ids=changed,
         notes=preview.notes,
         audit_problem=audit_problem,
+        blocked_by_dedupe=blocked,
     )
 
 
@@ -456,6 +476,37 @@ SELECT id FROM requeued"""
 
     async def after_write(self, tx: Tx, changed: tuple[int, ...]) -> None:
         await notify_table_changed(tx, self.settings)
+
+    def _blocked_sql(self) -> str:
+        """Held rows among `$1` whose dedupe key a live job holds, or an older held row among
+        `$1` holds too (only one of them can go back to queued: the unique index)."""
+        return f"""SELECT count(*) AS n FROM {self.table} AS job
+WHERE job.id = ANY($1::bigint[]) AND job.status = 'failed' AND job.dedupe_key IS NOT NULL
+  AND (EXISTS (SELECT 1 FROM {self.table} AS live
+               WHERE live.dedupe_key = job.dedupe_key AND live.status IN ('queued', 'picked'))
+       OR EXISTS (SELECT 1 FROM {self.table} AS older
+               WHERE older.id = ANY($1::bigint[]) AND older.id < job.id
+                 AND older.status = 'failed' AND older.dedupe_key = job.dedupe_key))"""
+
+    async def preview(self, backend: Backend) -> ActionPreview:
+        preview = await super().preview(backend)
+        if not preview.ids:
+            return preview
+        rows = await backend.read(self._blocked_sql(), list(preview.ids))
+        blocked = int(rows[0]["n"])
+        if not blocked:
+            return preview
+        note = f"{preview.count} held, {blocked} {DEDUPE_BLOCKED}"
+        return replace(preview, notes=(note, *preview.notes), blocked_by_dedupe=blocked)
+
+    async def count_blocked_by_dedupe(
+        self, tx: Tx, preview: ActionPreview, changed: tuple[int, ...]
+    ) -> int:
+        left = sorted(set(preview.ids) - set(changed))
+        if not left:
+            return 0
+        rows = await tx.fetch(self._blocked_sql(), left)
+        return int(rows[0]["n"])
 
 
 @dataclass
