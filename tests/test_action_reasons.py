@@ -59,3 +59,86 @@ async def test_requeue_counts_a_sibling_holding_the_same_key_as_blocked(
         )
     finally:
         await backend.close()
+
+
+async def test_a_reason_typed_in_a_small_dialog_is_recorded(database_dsn: str) -> None:
+    """≤ 100 rows: type a reason and press Enter, as the dialog invites (it was dropped)."""
+    from pgq_console.core import audit
+    from pgq_console.screens.action_confirm import ActionConfirmScreen
+    from pgq_console.screens.jobs import JobsScreen
+    from tests.helpers import wait_until
+    from tests.jobs_seed import seed
+    from tests.test_jobs_screens import console, ids_shown, open_jobs, table
+
+    await seed(database_dsn)
+    app = console(database_dsn)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        table(app).move_cursor(row=ids_shown(app).index(30))
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+        await pilot.pause()
+        # The dismiss button says what it does: nothing is cancelled by it.
+        back = str(modal.query_one("#confirm-cancel").label)  # type: ignore[attr-defined]
+        assert "cancel" not in back.lower() and back
+        await pilot.press(*"customer asked", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        [record] = audit.read_records()
+        assert record["action"] == "cancel" and record["job_ids"] == [30]
+        assert record["reason"] == "customer asked"
+
+
+async def test_schedule_removal_records_schedule_ids_and_says_schedule(
+    fresh_database: str,
+) -> None:
+    from textual.widgets import Input, Static
+
+    from pgq_console.core import audit
+    from pgq_console.screens.action_confirm import ActionConfirmScreen
+    from pgq_console.screens.schedules import SchedulesScreen
+    from pgq_console.widgets.keyed_table import KeyedTable
+    from tests.screens_w5_support import console, open_screen, run_sql, until
+
+    await run_sql(
+        fresh_database,
+        "INSERT INTO pgqueuer_schedules (expression, entrypoint, next_run, status) "
+        "VALUES ('* * * * *', 'tick', now() + interval '1 minute', 'queued')",
+    )
+    (row,) = await run_sql(fresh_database, "SELECT id FROM pgqueuer_schedules")
+    schedule_id = int(row["id"])
+    app = console(fresh_database)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_screen(pilot, "5", SchedulesScreen)
+        table = screen.query_one("#schedules-table", KeyedTable)
+        await until(pilot, lambda: table.row_count == 1)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+        count = str(modal.query_one("#confirm-count", Static).render())
+        assert "1 schedule" in count and "job" not in count
+        assert "job" not in modal.query_one("#confirm-typed", Input).placeholder
+        modal.query_one("#confirm-reason", Input).focus()
+        await pilot.press(*"retired", "enter")
+        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen))
+    [record] = audit.read_records()
+    assert record["action"] == "schedule-remove"
+    assert record["schedule_ids"] == [schedule_id] and record["job_ids"] == []
+    assert record["reason"] == "retired"
+    # The typed-confirmation message speaks of schedules too.
+    big = actions.ActionPreview(
+        action="schedule-remove",
+        title="Remove schedules",
+        verb="remove",
+        count=101,
+        matching=101,
+        ids=tuple(range(101)),
+        columns=(),
+        sample=(),
+        statement="",
+        predicate="",
+        noun="schedule",
+    )
+    assert actions.confirmation_problem(big, "") == "type 101 to confirm remove of 101 schedules"

@@ -125,6 +125,12 @@ class ActionPreview:
     parameters: tuple[str, ...] = ()  # "$2 = [31, 32]": the statement's other bound values
     # Rows previewed that a live job with the same dedupe key keeps from being written now.
     blocked_by_dedupe: int = 0
+    noun: str = "job"  # what `count` counts: "job" or "schedule"
+
+    def counted(self, count: int | None = None) -> str:
+        """`count` (default: this preview's) with the noun: "1 job", "3 schedules"."""
+        n = self.count if count is None else count
+        return f"{n} {self.noun}{'' if n == 1 else 's'}"
 
     @property
     def needs_typed_confirmation(self) -> bool:
@@ -168,6 +174,8 @@ class Action(ABC):
     name: str = field(init=False, default="action")
     title: str = field(init=False, default="Action")
     verb: str = field(init=False, default="changed")
+    # What the ids `apply` returns are, as the audit records them: "job_ids" or "schedule_ids".
+    changed_ids_are: str = field(init=False, default="job_ids")
 
     @abstractmethod
     async def preview(self, backend: Backend) -> ActionPreview:
@@ -193,11 +201,11 @@ DEDUPE_BLOCKED = "blocked by a live job with the same dedupe key"
 def confirmation_problem(preview: ActionPreview, typed: str | None) -> str | None:
     """Why the operator's confirmation does not allow the action, or None."""
     if preview.count == 0:
-        return "nothing to do: no job matches"
+        return f"nothing to do: no {preview.noun} matches"
     if preview.needs_typed_confirmation:
         entered = (typed or "").strip().replace(",", "").replace("_", "")
         if entered != str(preview.count):
-            return f"type {preview.count} to confirm {preview.verb} of {preview.count} jobs"
+            return f"type {preview.count} to confirm {preview.verb} of {preview.counted()}"
     return None
 
 
@@ -224,12 +232,14 @@ async def execute(
         async with backend.transaction() as tx:
             changed = await action.apply(tx, preview)
             blocked = await action.count_blocked_by_dedupe(tx, preview, changed)
+            schedules = action.changed_ids_are == "schedule_ids"
             record = audit.AuditRecord(
                 action=action.name,
                 predicate=preview.predicate,
                 count=len(changed),
                 previewed=preview.count,
-                job_ids=changed,
+                job_ids=() if schedules else changed,
+                schedule_ids=changed if schedules else (),
                 database=backend.label,
                 reason=reason,
             )

@@ -62,6 +62,7 @@ class AuditRecord:
     job_ids: tuple[int, ...]
     database: str
     reason: str | None = None
+    schedule_ids: tuple[int, ...] = ()  # a schedule write: the schedules' ids (not jobs')
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     user: str = field(default_factory=_os_user)
     host: str = field(default_factory=socket.gethostname)
@@ -69,6 +70,7 @@ class AuditRecord:
     def to_json(self) -> str:
         data = asdict(self)
         data["job_ids"] = list(self.job_ids)
+        data["schedule_ids"] = list(self.schedule_ids)
         return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     def announcement(self) -> str:

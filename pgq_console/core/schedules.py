@@ -141,6 +141,7 @@ class RemoveScheduleAction(_ScheduleAction):
 
     def __post_init__(self) -> None:
         self.name, self.title, self.verb = "schedule-remove", "Remove a schedule", "remove"
+        self.changed_ids_are = "schedule_ids"
 
     def statement(self) -> str:
         return f"DELETE FROM {self.table} WHERE id = $1 AND entrypoint = $2 AND expression = $3"
@@ -158,6 +159,7 @@ class RemoveScheduleAction(_ScheduleAction):
             sample=tuple(_sample(row) for row in rows),
             statement=self.statement(),
             predicate=self._describe(),
+            noun="schedule",
             notes=(
                 "A running SchedulerManager that registers this schedule inserts it again when "
                 "it restarts: remove it from the code too.",
@@ -187,7 +189,7 @@ class RunScheduleNowAction(_ScheduleAction):
     """
 
     def __post_init__(self) -> None:
-        self.name, self.title, self.verb = "schedule-run-now", "Run a schedule now", "enqueue"
+        self.name, self.title, self.verb = "schedule-run-now", "Run a schedule now", "run now"
 
     async def preview(self, backend: Backend) -> ActionPreview:
         rows = await self._current(backend)
@@ -203,6 +205,7 @@ class RunScheduleNowAction(_ScheduleAction):
             sample=tuple(_sample(row) for row in rows),
             statement=f"pgqueuer enqueue: 1 job, entrypoint of {self._describe()}, no payload",
             predicate=self._describe(),
+            noun="schedule",
             notes=("A job runs only if a worker serves this entrypoint.",),
         )
 

@@ -30,7 +30,8 @@ CELL_LIMIT = 40
 class ActionConfirmScreen(ModalScreen[ActionResult | None]):
     """Preview → confirm (typed count above 100) → apply → dismiss(result)."""
 
-    BINDINGS = [Binding("escape", "dismiss_cancel", "Cancel")]
+    # "Back", not "Cancel": in a "Cancel jobs" dialog a "Cancel" button reads as the write.
+    BINDINGS = [Binding("escape", "dismiss_cancel", "Back")]
 
     def __init__(self, backend: Backend, action: Action) -> None:
         super().__init__()
@@ -46,12 +47,12 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
             yield Static(Text(""), id="confirm-predicate")
             yield Static(Text(""), id="confirm-notes")
             # Controls before the rows and the statement: on a small terminal they stay visible.
-            yield Input(placeholder="type the number of jobs to confirm", id="confirm-typed")
+            yield Input(placeholder="type the count to confirm", id="confirm-typed")
             yield Input(placeholder="reason (optional, goes to the audit log)", id="confirm-reason")
             yield Static(Text(""), id="confirm-error")
             with Horizontal(id="confirm-buttons"):
                 yield Button("Apply", id="confirm-apply", variant="error", disabled=True)
-                yield Button("Cancel", id="confirm-cancel")
+                yield Button("Back", id="confirm-cancel", tooltip="close, change nothing")
             yield DataTable(id="confirm-sample", cursor_type="none", show_cursor=False)
             with VerticalScroll(id="confirm-statement-scroll"):
                 yield Static(Text(""), id="confirm-statement")
@@ -83,14 +84,9 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
         self.preview = preview
         count = self.query_one("#confirm-count", Static)
         if preview.count == 0:
-            count.update(Text("No job matches: nothing to do.", style="bold"))
+            count.update(Text(f"No {preview.noun} matches: nothing to do.", style="bold"))
         else:
-            count.update(
-                Text.assemble(
-                    (f"{preview.verb} {preview.count} ", "bold"),
-                    ("job" if preview.count == 1 else "jobs", "bold"),
-                )
-            )
+            count.update(Text(f"{preview.verb} {preview.counted()}", style="bold"))
         self.query_one("#confirm-predicate", Static).update(
             Text.assemble(("where ", "dim"), printable(preview.predicate or "—", limit=300))
         )
@@ -120,7 +116,9 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
         apply = self.query_one("#confirm-apply", Button)
         apply.disabled = preview.count == 0
         if not preview.needs_typed_confirmation and preview.count:
-            apply.focus()
+            # The reason field has the focus: what is typed is recorded, Enter applies. (With
+            # the focus on Apply, a typed reason went nowhere and Enter applied without it.)
+            self.query_one("#confirm-reason", Input).focus()
 
     @on(Button.Pressed, "#confirm-apply")
     @on(Input.Submitted)
