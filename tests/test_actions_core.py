@@ -232,7 +232,9 @@ async def test_copy_enqueues_same_entrypoint_payload_headers_priority(fresh_data
         assert row is not None
         assert (row["entrypoint"], row["priority"], row["payload"]) == ("ep", 7, b"\x00\xff")
         assert json.loads(row["headers"]) == {"k": "v"}
-        assert row["status"] == "queued" and row["dedupe_key"] is None
+        # Not the original's key: one of the console's own, per submission (idempotency).
+        assert row["status"] == "queued"
+        assert row["dedupe_key"] == f"{action.key_prefix}{original['id']}"
     finally:
         await backend.close()
 

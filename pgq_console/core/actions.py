@@ -48,6 +48,7 @@ Register a palette command and a key in the screen, open `ActionConfirmScreen(ac
 from __future__ import annotations
 
 import re
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -194,6 +195,30 @@ class Action(ABC):
         """Of the previewed rows left unchanged, how many a live job's dedupe key blocked."""
         return 0
 
+    async def observe(self, backend: Backend, preview: ActionPreview) -> Observation:
+        """After a lost reply to COMMIT: what is now true of what the action would change."""
+        return Observation((), "the console cannot tell for this action; look before retrying")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a re-read after an unknown outcome found: the rows that look written, in words."""
+
+    ids: tuple[int, ...]
+    text: str
+
+
+class OutcomeUnknown(ConsoleError):
+    """The write's COMMIT was sent but its reply was lost: it may or may not have committed."""
+
+
+def reply_lost(exc: BaseException) -> bool:
+    """Whether an error raised while committing leaves the outcome unknown: anything but an
+    answer from the server (an SQLSTATE outside class 08, connection exception), which
+    means it rolled back."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    return not (isinstance(sqlstate, str) and sqlstate and not sqlstate.startswith("08"))
+
 
 DEDUPE_BLOCKED = "blocked by a live job with the same dedupe key"
 
@@ -228,6 +253,7 @@ async def execute(
     if problem:
         raise ConsoleError(problem)
     reason = (reason or "").strip() or None
+    committing = False
     try:
         async with backend.transaction() as tx:
             changed = await action.apply(tx, preview)
@@ -245,9 +271,12 @@ async def execute(
             )
             if changed:
                 await audit.announce(tx, backend.installation.channel, record)
+            committing = True  # leaving the block sends COMMIT
     except ConsoleError:
         raise
     except Exception as exc:
+        if committing and reply_lost(exc):
+            await _unknown_outcome(backend, action, preview, reason, exc)
         message = f"{action.title} failed, nothing was changed: {_one_line(exc)}"
         raise ConsoleError(message) from None
     audit_problem = None
@@ -265,6 +294,45 @@ async def execute(
         notes=preview.notes,
         audit_problem=audit_problem,
         blocked_by_dedupe=blocked,
+    )
+
+
+async def _unknown_outcome(
+    backend: Backend,
+    action: Action,
+    preview: ActionPreview,
+    reason: str | None,
+    exc: BaseException,
+) -> None:
+    """Re-read what is now true, audit it as `outcome: unknown`, raise OutcomeUnknown."""
+    try:
+        found = await action.observe(backend, preview)
+    except Exception as reread:
+        found = Observation(
+            (), f"the re-read failed too ({_one_line(reread)}); look before retrying"
+        )
+    schedules = action.changed_ids_are == "schedule_ids"
+    record = audit.AuditRecord(
+        action=action.name,
+        predicate=preview.predicate,
+        count=len(found.ids),
+        previewed=preview.count,
+        job_ids=() if schedules else found.ids,
+        schedule_ids=found.ids if schedules else (),
+        database=backend.label,
+        reason=reason,
+        outcome="unknown",
+        found=found.text,
+    )
+    audit_note = ""
+    try:
+        audit.append(record)
+    except OSError as problem:
+        audit_note = f"; the audit file could not be written: {_one_line(problem)}"
+    raise OutcomeUnknown(
+        f"{action.title}: the outcome is unknown: the connection was lost after COMMIT was "
+        f"sent ({_one_line(exc)}). Re-read: {found.text}. Applying again is safe: it re-checks "
+        f"every row and cannot write twice{audit_note}"
     )
 
 
@@ -487,6 +555,21 @@ SELECT id FROM requeued"""
     async def after_write(self, tx: Tx, changed: tuple[int, ...]) -> None:
         await notify_table_changed(tx, self.settings)
 
+    async def observe(self, backend: Backend, preview: ActionPreview) -> Observation:
+        rows = await backend.read(
+            f"SELECT job.id, job.status::text AS status FROM {self.table} AS job "
+            "WHERE job.id = ANY($1::bigint[])",
+            list(preview.ids),
+        )
+        live = tuple(sorted(int(r["id"]) for r in rows if r["status"] in ("queued", "picked")))
+        held = sum(1 for r in rows if r["status"] == "failed")
+        gone = preview.count - len(rows)
+        return Observation(
+            live,
+            f"now {len(live)} of {preview.count} are queued or picked (requeued), {held} still "
+            f"held, {gone} no longer in the queue",
+        )
+
     def _blocked_sql(self) -> str:
         """Held rows among `$1` whose dedupe key a live job holds, or an older held row among
         `$1` holds too (only one of them can go back to queued: the unique index)."""
@@ -550,25 +633,62 @@ SELECT id FROM removed"""
     async def after_write(self, tx: Tx, changed: tuple[int, ...]) -> None:
         await notify_cancellation(tx, self.settings, changed)
 
+    async def observe(self, backend: Backend, preview: ActionPreview) -> Observation:
+        ids = list(preview.ids)
+        still = await backend.read(
+            f"SELECT job.id FROM {self.table} AS job WHERE job.id = ANY($1::bigint[])", ids
+        )
+        logged = await backend.read(
+            f"SELECT DISTINCT job_id FROM {self.log_table} "
+            "WHERE job_id = ANY($1::bigint[]) AND status = 'canceled'",
+            ids,
+        )
+        present = {int(r["id"]) for r in still}
+        cancelled = tuple(sorted({int(r["job_id"]) for r in logged} - present))
+        return Observation(
+            cancelled,
+            f"now {len(cancelled)} of {preview.count} are cancelled (gone, logged canceled), "
+            f"{len(present)} still in the queue",
+        )
+
 
 @dataclass
 class CopyAction(_QueueAction):
-    """A new queued job per selected job: same entrypoint, payload, headers and priority; no
-    dedupe key (the original may still hold it), runnable now. Like pgqueuer's enqueue it
-    logs 'queued', and its INSERT notifies workers through the table trigger."""
+    """A new queued job per selected job: same entrypoint, payload, headers and priority, runnable
+    now. Like pgqueuer's enqueue it logs 'queued', and its INSERT notifies workers through the
+    table trigger.
+
+    The original's dedupe key is not copied (the original may still hold it). Each copy gets a
+    key of its own instead, `pgq-console-copy:<submission token>:<source id>`: the token is made
+    once per action (one confirm dialog), so applying the same submission again after a lost
+    reply cannot make a second copy while the first is queued or picked (the unique index on
+    live dedupe keys; `ON CONFLICT DO NOTHING` skips it).
+    """
+
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
         self.name, self.title, self.verb = "copy", "Enqueue a copy", "enqueue a copy"
         # Reading the source: share-lock it, wait for a worker's brief lock instead of skipping.
         self.lock_clause = "FOR SHARE"
 
+    @property
+    def key_prefix(self) -> str:
+        return f"{COPY_KEY_PREFIX}{self.token}:"
+
+    def extra_args(self) -> tuple[object, ...]:
+        return (self.key_prefix,)
+
     def write_sql(self) -> str:
         return f""",
 copied AS (
-    INSERT INTO {self.table} (priority, entrypoint, payload, execute_after, headers, status)
-    SELECT job.priority, job.entrypoint, job.payload, NOW(), job.headers, 'queued'
+    INSERT INTO {self.table}
+        (priority, entrypoint, payload, execute_after, headers, status, dedupe_key)
+    SELECT job.priority, job.entrypoint, job.payload, NOW(), job.headers, 'queued',
+        {self.arg(1)}::text || job.id::text
     FROM {self.table} AS job JOIN target USING (id)
     ORDER BY job.id
+    ON CONFLICT DO NOTHING
     RETURNING id, entrypoint, priority
 ),
 logged AS (
@@ -578,7 +698,29 @@ logged AS (
 SELECT id FROM copied"""
 
     def preview_notes(self) -> tuple[str, ...]:
-        return ("The changed ids are the new jobs' ids.",)
+        return (
+            "The changed ids are the new jobs' ids; each copy's dedupe key "
+            f"{self.key_prefix}<id> keeps a retry from copying twice.",
+        )
+
+    async def observe(self, backend: Backend, preview: ActionPreview) -> Observation:
+        keys = [f"{self.key_prefix}{i}" for i in preview.ids]
+        rows = await backend.read(
+            f"SELECT job.id FROM {self.table} AS job WHERE job.dedupe_key = ANY($1::text[])",
+            keys,
+        )
+        copies = tuple(sorted(int(r["id"]) for r in rows))
+        shown = ", ".join(str(i) for i in copies[:5]) + (", …" if len(copies) > 5 else "")
+        which = f" (job{'s' if len(copies) != 1 else ''} {shown})" if copies else ""
+        return Observation(
+            copies,
+            f"now {len(copies)} of {preview.count} copies are queued{which}; a copy that "
+            "already ran is no longer in the queue",
+        )
+
+
+# Dedupe keys of copies start with this (and the submission token): see CopyAction.
+COPY_KEY_PREFIX = "pgq-console-copy:"
 
 
 def requeue(backend: Backend, predicate: Predicate) -> RequeueAction:

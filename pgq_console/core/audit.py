@@ -63,6 +63,10 @@ class AuditRecord:
     database: str
     reason: str | None = None
     schedule_ids: tuple[int, ...] = ()  # a schedule write: the schedules' ids (not jobs')
+    # "committed", or "unknown" when the reply to COMMIT was lost: `found` then says what a
+    # re-read found (the ids are the rows that look written).
+    outcome: str = "committed"
+    found: str | None = None
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     user: str = field(default_factory=_os_user)
     host: str = field(default_factory=socket.gethostname)
@@ -71,6 +75,8 @@ class AuditRecord:
         data = asdict(self)
         data["job_ids"] = list(self.job_ids)
         data["schedule_ids"] = list(self.schedule_ids)
+        if self.found is None:
+            del data["found"]
         return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     def announcement(self) -> str:

@@ -1,0 +1,129 @@
+"""Issue 10 item 3: a reply lost after COMMIT was sent is an unknown outcome, said as such.
+
+A `LossyProxy` (tests/lossy_proxy.py) lets the COMMIT through, throws the server's answer away
+and drops the connection. The console must say the outcome is unknown, re-read what is now
+true, audit it with `outcome: "unknown"`, and a retry of the same submission must not write
+twice.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from pgq_console.core import actions, audit
+from pgq_console.core.actions import ids_predicate
+from pgq_console.core.backend import Backend
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.target import DriverKind
+from tests.helpers import backend_for
+from tests.lossy_proxy import LossyProxy
+
+
+async def _insert(dsn: str, status: str, count: int, entrypoint: str = "ep") -> list[int]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "INSERT INTO pgqueuer (priority, entrypoint, status, payload) "
+            "SELECT 0, $1, $2::pgqueuer_status, 'p' FROM generate_series(1, $3) "
+            "RETURNING id",
+            entrypoint,
+            status,
+            count,
+        )
+        return sorted(int(r["id"]) for r in rows)
+    finally:
+        await connection.close()
+
+
+async def _rows(dsn: str) -> dict[int, tuple[str, str]]:
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT id, entrypoint, status::text AS s FROM pgqueuer")
+        return {int(r["id"]): (str(r["entrypoint"]), str(r["s"])) for r in rows}
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("kind", [DriverKind.ASYNCPG_POOL, DriverKind.PSYCOPG])
+async def test_requeue_with_a_lost_commit_reply_says_unknown_and_what_is_true(
+    fresh_database: str, kind: DriverKind
+) -> None:
+    ids = await _insert(fresh_database, "failed", 3)
+    async with LossyProxy(fresh_database) as proxy:
+        backend = await backend_for(proxy.dsn, kind)
+        assert isinstance(backend, Backend)
+        try:
+            action = actions.requeue(backend, ids_predicate(ids))
+            preview = await action.preview(backend)
+            assert preview.count == 3
+            proxy.arm()
+            with pytest.raises(ConsoleError) as caught:
+                await actions.execute(backend, action, preview, reason="retry after fix")
+            assert proxy.dropped == 1
+        finally:
+            await backend.close()
+    message = str(caught.value)
+    assert "nothing was changed" not in message
+    assert "outcome is unknown" in message
+    assert "now 3 of 3 are queued or picked" in message
+    assert {i: s for i, (_, s) in (await _rows(fresh_database)).items()} == dict.fromkeys(
+        ids, "queued"
+    )
+    [record] = audit.read_records()
+    assert record["outcome"] == "unknown" and record["action"] == "requeue"
+    assert record["job_ids"] == ids and record["reason"] == "retry after fix"
+    assert "3 of 3 are queued or picked" in record["found"]
+
+
+async def test_cancel_with_a_lost_commit_reply_says_unknown(fresh_database: str) -> None:
+    ids = await _insert(fresh_database, "queued", 2)
+    async with LossyProxy(fresh_database) as proxy:
+        backend = await backend_for(proxy.dsn)
+        assert isinstance(backend, Backend)
+        try:
+            action = actions.cancel(backend, ids_predicate(ids))
+            preview = await action.preview(backend)
+            proxy.arm()
+            with pytest.raises(ConsoleError) as caught:
+                await actions.execute(backend, action, preview)
+            assert proxy.dropped == 1
+            # Applying the same preview again touches nothing: the rows are gone.
+            again = await actions.execute(backend, action, preview)
+            assert again.changed == 0
+        finally:
+            await backend.close()
+    assert "outcome is unknown" in str(caught.value)
+    assert "now 2 of 2 are cancelled" in str(caught.value)
+    assert await _rows(fresh_database) == {}
+    [record] = audit.read_records()
+    assert record["outcome"] == "unknown" and record["job_ids"] == ids
+
+
+async def test_copy_with_a_lost_commit_reply_is_not_copied_twice_on_retry(
+    fresh_database: str,
+) -> None:
+    [source] = await _insert(fresh_database, "failed", 1, entrypoint="copy_me")
+    async with LossyProxy(fresh_database) as proxy:
+        backend = await backend_for(proxy.dsn)
+        assert isinstance(backend, Backend)
+        try:
+            action = actions.copy(backend, ids_predicate([source]))
+            preview = await action.preview(backend)
+            proxy.arm()
+            with pytest.raises(ConsoleError) as caught:
+                await actions.execute(backend, action, preview)
+            assert proxy.dropped == 1
+            # The operator retries the same submission: the idempotency token refuses a
+            # second copy while the first is queued.
+            retry = await actions.execute(backend, action, preview)
+            assert retry.changed == 0
+        finally:
+            await backend.close()
+    assert "outcome is unknown" in str(caught.value)
+    rows = await _rows(fresh_database)
+    copies = [i for i, (ep, s) in rows.items() if ep == "copy_me" and i != source]
+    assert len(copies) == 1, rows
+    assert f"now 1 of 1 copies are queued (job {copies[0]})" in str(caught.value)
+    record = audit.read_records()[0]
+    assert record["outcome"] == "unknown" and record["job_ids"] == copies
