@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
@@ -283,7 +284,11 @@ async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
             host="ops-1",
         )
         payload = record.announcement().replace(audit.CONSOLE_INSTANCE, "another-console")
-        connection = await asyncpg.connect(seeded)
+        # As another console sends it: its session's name, the role the server filled in.
+        payload = json.dumps({**json.loads(payload), "db_user": "postgres"})
+        connection = await asyncpg.connect(
+            seeded, server_settings={"application_name": "pgq-console"}
+        )
         try:
             for _ in range(50):  # until the listener is up
                 await connection.execute("SELECT pg_notify('ch_pgqueuer_console', $1)", payload)
@@ -293,7 +298,7 @@ async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
         finally:
             await connection.close()
         [toast] = {n.message for n in app._notifications if "alice@ops-1" in n.message}
-        assert toast == "alice@ops-1: requeue, changed 3 of 3 ([bold]fixed[/])"
+        assert toast == "db role postgres (alice@ops-1): requeue, changed 3 of 3 ([bold]fixed[/])"
 
 
 async def test_jobs_screen_is_built_ahead_reads_fresh_rows_on_its_key_and_idles_hidden(

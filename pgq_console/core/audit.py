@@ -10,6 +10,7 @@ so other consoles hear of a change only when it has committed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import getpass
 import json
@@ -17,7 +18,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -99,7 +100,13 @@ class AuditRecord:
 
 @dataclass(frozen=True)
 class AuditAnnouncement:
-    """What another console (or this one) announced on the audit channel."""
+    """What a console (or anyone able to NOTIFY) announced on the audit channel.
+
+    Any role that can connect can NOTIFY any channel, so the payload's claims are checked
+    against who really sent it (`verify`): the notifying backend's pid, looked up in
+    pg_stat_activity. `verified` holds only for a pgq-console session whose role is the role the
+    payload claims.
+    """
 
     action: str
     count: int
@@ -109,32 +116,83 @@ class AuditAnnouncement:
     reason: str | None
     time: str
     own: bool
+    db_user: str = ""  # the role the payload claims (filled in by the server: session_user)
+    verified: bool = False
+    sender: str = ""  # who really sent it, as pg_stat_activity says (when not verified)
 
     def describe(self) -> str:
-        text = f"{self.user}@{self.host}: {self.action}, changed {self.count} of {self.previewed}"
+        what = f"{self.action}, changed {self.count} of {self.previewed}"
         if self.reason:
-            text += f" ({self.reason})"
-        return text
+            what += f" ({self.reason})"
+        # Only the role is checked; user@host is what the sending console says of itself.
+        if self.verified:
+            return f"db role {self.db_user} ({self.user}@{self.host}): {what}"
+        claim = f"{self.user}@{self.host}, db role {self.db_user or '?'}"
+        return f"UNVERIFIED ({self.sender or 'sender unknown'}), claims {claim}: {what}"
 
 
-def parse_announcement(payload: str | bytes | bytearray) -> AuditAnnouncement | None:
-    """The announcement in a NOTIFY payload, or None when it is not one of ours."""
+# A NOTIFY payload is at most 8000 bytes; anything longer is not ours.
+_MAX_PAYLOAD = 8000
+_MAX_COUNT = 10**12
+
+
+def _text(value: object, default: str = "") -> str:
+    if not isinstance(value, str):
+        return default
+    return value[:_MAX_ANNOUNCED_TEXT]
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+        raise ValueError("not a count")
+    return value
+
+
+def parse_announcement(payload: object) -> AuditAnnouncement | None:
+    """The announcement in a NOTIFY payload, or None when it is not one of ours.
+
+    Never raises: the payload comes from anyone who can NOTIFY (non-JSON, `1e400`, deep
+    nesting, wrong types, huge: all give None or clipped text).
+    """
     try:
+        if not isinstance(payload, str | bytes | bytearray) or len(payload) > _MAX_PAYLOAD:
+            return None
         data = json.loads(payload)
         if not isinstance(data, dict) or data.get("type") != AUDIT_EVENT_TYPE:
             return None
+        action = _text(data.get("action"))
+        if not action:
+            return None
         return AuditAnnouncement(
-            action=str(data["action"]),
-            count=int(data["count"]),
-            previewed=int(data["previewed"]),
-            user=str(data.get("user") or "?"),
-            host=str(data.get("host") or "?"),
-            reason=str(data["reason"]) if data.get("reason") else None,
-            time=str(data.get("time") or ""),
+            action=action,
+            count=_count(data.get("count")),
+            previewed=_count(data.get("previewed")),
+            user=_text(data.get("user")) or "?",
+            host=_text(data.get("host")) or "?",
+            reason=_text(data.get("reason")) or None,
+            time=_text(data.get("time")),
             own=data.get("console") == CONSOLE_INSTANCE,
+            db_user=_text(data.get("db_user")),
         )
-    except (ValueError, KeyError, TypeError):
+    except Exception:  # RecursionError, ValueError, anything: not an announcement
         return None
+
+
+def verify(
+    announcement: AuditAnnouncement, usename: str | None, application_name: str | None
+) -> AuditAnnouncement:
+    """The announcement checked against its sender's pg_stat_activity row (None: gone)."""
+    from pgq_console.core.target import APPLICATION_NAME
+
+    if usename is None:
+        return replace(announcement, verified=False, sender="the sending session is gone")
+    app = application_name or ""
+    sender = f"sent by a {app!r} session of role {usename!r}"
+    if not app.startswith(APPLICATION_NAME) or app.startswith(f"{APPLICATION_NAME}-demo"):
+        return replace(announcement, verified=False, sender=sender)
+    if announcement.db_user != usename:
+        return replace(announcement, verified=False, sender=f"{sender}, not as claimed")
+    return replace(announcement, verified=True, sender=sender)
 
 
 def append(record: AuditRecord, path: Path | None = None) -> Path:
@@ -157,31 +215,87 @@ def read_records(path: Path | None = None) -> list[dict[str, Any]]:
 
 
 async def announce(tx: Tx, channel: str, record: AuditRecord) -> None:
-    """NOTIFY the audit channel inside `tx`: delivered only if the transaction commits."""
-    await tx.execute("SELECT pg_notify($1, $2)", audit_channel(channel), record.announcement())
+    """NOTIFY the audit channel inside `tx`: delivered only if the transaction commits.
+
+    The server adds the role (`session_user`) the listeners check the sender against.
+    """
+    await tx.execute(
+        "SELECT pg_notify($1, ($2::jsonb || jsonb_build_object('db_user', session_user::text))"
+        "::text)",
+        audit_channel(channel),
+        record.announcement(),
+    )
+
+
+# Senders being looked up at once; a NOTIFY flood beyond this is dropped, not queued.
+_MAX_PENDING_CHECKS = 16
 
 
 class AuditListener:
-    """LISTENs on the audit channel on a connection of its own; `stop()` closes it."""
+    """LISTENs on the audit channel on a connection of its own; `stop()` closes it.
+
+    Each announcement is checked against who sent it (the notifying backend's pid in
+    pg_stat_activity, read through the backend) before `handler` sees it; see `verify`.
+    """
 
     def __init__(self, backend: Backend, handler: Callable[[AuditAnnouncement], None]) -> None:
         self._backend = backend
         self._handler = handler
         self._connection: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         connection = await self._backend.new_connection()
         self._connection = connection
-        driver = self._backend.new_driver(connection)
+        channel = audit_channel(self._backend.installation.channel)
+        if hasattr(connection, "add_listener"):  # asyncpg: the callback gets the pid
+            await connection.add_listener(
+                channel, lambda _c, pid, _ch, payload: self.received(pid, payload)
+            )
+            return
+        from psycopg import sql
 
-        def on_payload(payload: str | bytes | bytearray) -> None:
-            announcement = parse_announcement(payload)
-            if announcement is not None:
-                self._handler(announcement)
+        await connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        self._spawn(self._watch_psycopg(connection))
 
-        await driver.add_listener(audit_channel(self._backend.installation.channel), on_payload)
+    async def _watch_psycopg(self, connection: Any) -> None:
+        async for note in connection.notifies():
+            self.received(note.pid, note.payload)
+
+    def received(self, pid: object, payload: object) -> None:
+        """One NOTIFY: parse it (never raises), then look its sender up off the callback."""
+        announcement = parse_announcement(payload)
+        if announcement is None or not isinstance(pid, int):
+            return
+        if len(self._tasks) >= _MAX_PENDING_CHECKS:
+            return
+        self._spawn(self._check_and_hand_on(announcement, pid))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _check_and_hand_on(self, announcement: AuditAnnouncement, pid: int) -> None:
+        try:
+            rows = await self._backend.read(
+                "SELECT usename::text AS usename, application_name "
+                "FROM pg_stat_activity WHERE pid = $1",
+                pid,
+            )
+        except Exception:
+            rows = []
+            announcement = replace(announcement, sender="the sender could not be looked up")
+        row = rows[0] if rows else {}
+        checked = verify(announcement, row.get("usename"), row.get("application_name"))
+        if not rows and announcement.sender:
+            checked = replace(checked, sender=announcement.sender)
+        with contextlib.suppress(Exception):  # a handler's trouble never ends the listener
+            self._handler(checked)
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         connection, self._connection = self._connection, None
         if connection is not None:
             with contextlib.suppress(Exception):

@@ -175,13 +175,15 @@ def watch_audit(app: App[None], backend: Backend) -> None:
     from pgq_console.core.audit import AuditAnnouncement, AuditListener
 
     def toast(announcement: AuditAnnouncement) -> None:
-        if not announcement.own:
-            app.notify(
-                printable(announcement.describe(), limit=300),
-                title="another console wrote",
-                markup=False,
-                timeout=10,
-            )
+        if announcement.verified and announcement.own:
+            return
+        app.notify(
+            printable(announcement.describe(), limit=300),
+            title="another console wrote" if announcement.verified else "unverified audit NOTIFY",
+            severity="information" if announcement.verified else "warning",
+            markup=False,
+            timeout=10,
+        )
 
     async def listen() -> None:
         listener = AuditListener(backend, toast)
