@@ -4,6 +4,8 @@
 (TCP or a Unix socket). After `arm()`, the next COMMIT a client sends is forwarded, the
 server's reply is read and thrown away, and both sides of that connection are closed: the
 transaction committed, the client never hears so (a reply lost after COMMIT was sent).
+`arm("INSERT INTO pgqueuer")` does the same to the next autocommit statement whose text contains
+those words (extended protocol: the reply is lost after the Sync that commits it).
 
     async with LossyProxy(server_dsn) as proxy:
         backend = await backend_for(proxy.dsn)
@@ -37,7 +39,7 @@ class LossyProxy:
         self._query = {k: v for k, v in query.items() if k not in ("host", "port")}
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._armed = False
+        self._armed: str | None = None
         self.dropped = 0
         self.port = 0
 
@@ -50,9 +52,9 @@ class LossyProxy:
         netloc = f"{user}{password}@127.0.0.1:{self.port}"
         return urlunsplit((self._parts.scheme, netloc, self._parts.path, query, ""))
 
-    def arm(self) -> None:
-        """Lose the reply to the next COMMIT any client sends through the proxy."""
-        self._armed = True
+    def arm(self, statement: str = "COMMIT") -> None:
+        """Lose the reply to the next COMMIT (or statement containing `statement`)."""
+        self._armed = statement.upper()
 
     async def __aenter__(self) -> LossyProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -141,14 +143,30 @@ class LossyProxy:
             code = struct.unpack("!i", body[:4])[0]
             if code not in (_SSL_REQUEST, _GSSENC_REQUEST):
                 break
+        statements: dict[bytes, str] = {}  # prepared statement name -> query
+        portals: dict[bytes, str] = {}  # portal name -> query
+        lose_at_sync = False
         while True:
             kind = await reader.readexactly(1)
             header = await reader.readexactly(4)
             (length,) = struct.unpack("!i", header)
             body = await reader.readexactly(length - 4)
-            commit = self._armed and _is_commit(kind, body)
+            if kind == b"P":
+                name, query = body.split(b"\x00", 2)[:2]
+                statements[name] = query.decode("utf-8", "replace").upper()
+            elif kind == b"B":
+                portal, name = body.split(b"\x00", 2)[:2]
+                portals[portal] = statements.get(name, "")
+            elif kind == b"E" and self._armed and self._armed != "COMMIT":
+                portal = body.split(b"\x00", 1)[0]
+                if self._armed in portals.get(portal, ""):
+                    self._armed = None
+                    lose_at_sync = True
+            commit = (self._armed == "COMMIT" and _is_commit(kind, body)) or (
+                lose_at_sync and kind == b"S"
+            )
             if commit:
-                self._armed = False
+                self._armed = None
                 losing[0] = True
             server.write(kind + header + body)
             await server.drain()

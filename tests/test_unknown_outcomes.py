@@ -8,6 +8,8 @@ twice.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import asyncpg
 import pytest
 
@@ -127,3 +129,35 @@ async def test_copy_with_a_lost_commit_reply_is_not_copied_twice_on_retry(
     assert f"now 1 of 1 copies are queued (job {copies[0]})" in str(caught.value)
     record = audit.read_records()[0]
     assert record["outcome"] == "unknown" and record["job_ids"] == copies
+
+
+async def test_form_enqueue_with_a_lost_reply_says_unknown_and_a_retry_writes_once(
+    fresh_database: str,
+) -> None:
+    from pgq_console.core.enqueue import Enqueuer, parse_enqueue_form
+
+    request = parse_enqueue_form(
+        {"entrypoint": "form_ep", "payload_kind": "text", "payload": "hi", "copies": "5"},
+        datetime.now(UTC),
+    )
+    async with LossyProxy(fresh_database) as proxy:
+        backend = await backend_for(proxy.dsn)
+        assert isinstance(backend, Backend)
+        try:
+            enqueuer = Enqueuer(backend, batch_size=2)
+            submission = "test-submission-1"
+            proxy.arm("INSERT INTO")
+            first = await enqueuer.enqueue(request, submission=submission)
+            assert proxy.dropped == 1
+            assert first.error is not None and "outcome is unknown" in first.error
+            assert "are in the queue" in first.error  # the re-read found the lost batch
+            # The operator submits the same form again: nothing is written twice.
+            retry = await enqueuer.enqueue(request, submission=submission)
+            assert retry.error is None, retry.summary()
+        finally:
+            await backend.close()
+    rows = await _rows(fresh_database)
+    assert sum(1 for ep, _ in rows.values() if ep == "form_ep") == 5, rows
+    unknown = [r for r in audit.read_records() if r.get("outcome") == "unknown"]
+    assert len(unknown) == 1 and unknown[0]["action"] == "enqueue"
+    assert "are in the queue" in unknown[0]["found"]

@@ -220,6 +220,18 @@ def reply_lost(exc: BaseException) -> bool:
     return not (isinstance(sqlstate, str) and sqlstate and not sqlstate.startswith("08"))
 
 
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the connection went away (rather than the server refusing): a
+    statement sent before it may or may not have committed."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        return sqlstate.startswith("08")
+    if isinstance(exc, OSError | TimeoutError | EOFError):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"ConnectionDoesNotExistError", "OperationalError", "InterfaceError"})
+
+
 DEDUPE_BLOCKED = "blocked by a live job with the same dedupe key"
 
 

@@ -9,6 +9,7 @@ one INSERT statement per batch, so each batch commits whole or not at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from pydantic import model_validator as _model_validator
 from pydantic_core import PydanticCustomError
 
+from pgq_console.core.actions import connection_lost
 from pgq_console.core.backend import (
     READ_ONLY_REFUSAL,
     AnyBackend,
@@ -359,10 +361,13 @@ class EnqueueResult:
     elapsed_s: float
     cancelled: bool = False
     error: str | None = None
+    # Jobs an earlier attempt of the same submission had written (their batches were skipped).
+    already_written: int = 0
 
     @property
     def complete(self) -> bool:
-        return len(self.ids) == self.requested and self.error is None and not self.cancelled
+        written = len(self.ids) + self.already_written
+        return written == self.requested and self.error is None and not self.cancelled
 
     def summary(self) -> str:
         count = len(self.ids)
@@ -379,6 +384,8 @@ class EnqueueResult:
                 head = f"Nothing enqueued: {self.error}"
         if count:
             head += f"; ids {format_ids(self.ids)}"
+        if self.already_written:
+            head += f"; {self.already_written:,} already written by an earlier try of this form"
         return head
 
 
@@ -429,11 +436,18 @@ class Enqueuer:
         on_progress: Callable[[EnqueueProgress], None] | None = None,
         cancel: CancelToken | None = None,
         read_only: bool = False,
+        submission: str | None = None,
     ) -> EnqueueResult:
         """Write `request.copies` jobs in batches; never raises for database trouble.
 
         A dedupe key can only go with one copy, so a dedupe clash always leaves nothing
         written. Cancelling stops before the next batch.
+
+        `submission` is the form submission's idempotency token: the first job of each batch
+        carries the dedupe key `submission_key(submission, offset)` (unless the request has a
+        key of its own), so submitting the same form again after a lost reply skips the batches
+        already written while they are queued. A batch whose reply was lost is re-read and
+        reported as an unknown outcome (and audited), never as "nothing was written".
         """
         problem = refusal(self.backend, read_only)
         if problem:
@@ -446,7 +460,8 @@ class Enqueuer:
         parallel = 2 if isinstance(self.backend, AsyncpgPoolBackend) else 1
         batches: dict[int, list[int]] = {}
         pending: dict[asyncio.Task[list[int]], int] = {}
-        scheduled = written = 0
+        scheduled = written = already = 0
+        keys: dict[int, tuple[int, str | None]] = {}  # batch offset -> (size, its dedupe key)
         error: str | None = None
         cancelled = False
         try:
@@ -454,7 +469,11 @@ class Enqueuer:
                 cancelled = cancelled or (cancel is not None and cancel.cancelled)
                 while len(pending) < parallel and scheduled < total and not cancelled and not error:
                     size = min(self.batch_size, total - scheduled)
-                    task = asyncio.ensure_future(self._batch(request, size, headers))
+                    key = submission_key(submission, scheduled) if submission else None
+                    if request.dedupe_key is not None:
+                        key = None  # the request's own key already makes it idempotent
+                    keys[scheduled] = (size, key)
+                    task = asyncio.ensure_future(self._batch(request, size, headers, key))
                     pending[task] = scheduled
                     scheduled += size
                 if not pending:
@@ -463,9 +482,14 @@ class Enqueuer:
                 for task in done:
                     offset = pending.pop(task)
                     exc = task.exception()
+                    size, key = keys[offset]
                     if exc is None:
                         batches[offset] = task.result()
                         written += len(batches[offset])
+                    elif key is not None and _is_duplicate(exc):
+                        already += size  # an earlier try of this submission wrote this batch
+                    elif error is None and isinstance(exc, Exception) and connection_lost(exc):
+                        error = await self._unknown_outcome(request, offset, size, key, exc)
                     elif error is None:
                         error = (
                             _describe(exc, request)
@@ -482,18 +506,74 @@ class Enqueuer:
         ids = tuple(sorted(job_id for batch in batches.values() for job_id in batch))
         elapsed = self.monotonic() - started
         if error is not None:
-            return EnqueueResult(total, ids, elapsed, error=error)
-        return EnqueueResult(total, ids, elapsed, cancelled=cancelled and len(ids) < total)
+            return EnqueueResult(total, ids, elapsed, error=error, already_written=already)
+        return EnqueueResult(
+            total,
+            ids,
+            elapsed,
+            cancelled=cancelled and len(ids) + already < total,
+            already_written=already,
+        )
+
+    async def _unknown_outcome(
+        self, request: EnqueueRequest, offset: int, size: int, key: str | None, exc: Exception
+    ) -> str:
+        """A batch's reply was lost: re-read it by its dedupe key, audit, and say so."""
+        from pgq_console.core import audit
+
+        what = f"jobs {offset + 1:,}-{offset + size:,}"
+        probe = key or request.dedupe_key
+        found: list[int] = []
+        if probe is None or not isinstance(self.backend, Backend):
+            seen = f"the console cannot tell whether {what} were written; look before retrying"
+        else:
+            try:
+                rows = await self.backend.read(
+                    f"SELECT id FROM {self.backend.installation.settings.qualified.queue_table} "
+                    "WHERE dedupe_key = $1",
+                    probe,
+                )
+            except Exception as reread:
+                seen = f"the re-read failed too ({printable(str(reread), limit=120)})"
+            else:
+                found = [int(r["id"]) for r in rows]
+                seen = (
+                    f"{what} are in the queue (the first is job {found[0]})"
+                    if found
+                    else f"{what} are not in the queue: not written (or already run)"
+                )
+        record = audit.AuditRecord(
+            action="enqueue",
+            predicate=f"entrypoint {request.entrypoint!r}, {what} of {request.copies:,}",
+            count=size if found else 0,
+            previewed=size,
+            job_ids=tuple(found),
+            database=self.backend.label,
+            outcome="unknown",
+            found=seen,
+        )
+        with contextlib.suppress(OSError):
+            audit.append(record)
+        detail = printable(" ".join(str(exc).split()) or type(exc).__name__, limit=120)
+        return (
+            f"the outcome is unknown: the connection was lost before the reply ({detail}). "
+            f"Re-read: {seen}. Submitting the same form again skips what was written"
+        )
 
     async def _batch(
-        self, request: EnqueueRequest, size: int, headers: dict[str, Any] | None
+        self,
+        request: EnqueueRequest,
+        size: int,
+        headers: dict[str, Any] | None,
+        key: str | None = None,
     ) -> list[int]:
+        dedupe_keys = [key] + [None] * (size - 1) if key else [request.dedupe_key] * size
         arguments: tuple[Any, ...] = (
             [request.entrypoint] * size,
             [request.payload] * size,
             [request.priority] * size,
             [request.execute_after] * size,
-            [request.dedupe_key] * size,
+            dedupe_keys,
             [headers] * size,
         )
         if isinstance(self.backend, SyncPsycopgBackend):
@@ -502,6 +582,20 @@ class Enqueuer:
             return [int(i) for i in sync_ids]
         job_ids = await self.backend.queries.enqueue(*arguments)
         return [int(i) for i in job_ids]
+
+
+# Dedupe keys of the form's idempotency tokens start with this: see `Enqueuer.enqueue`.
+SUBMISSION_KEY_PREFIX = "pgq-console-enqueue:"
+
+
+def submission_key(submission: str, offset: int) -> str:
+    return f"{SUBMISSION_KEY_PREFIX}{submission}:{offset}"
+
+
+def _is_duplicate(exc: BaseException) -> bool:
+    from pgqueuer.errors import DuplicateJobError
+
+    return isinstance(exc, DuplicateJobError)
 
 
 def _describe(exc: Exception, request: EnqueueRequest) -> str:

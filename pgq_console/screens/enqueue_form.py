@@ -7,6 +7,7 @@ batch in flight. The new ids are shown and ctrl+o opens the first job's detail.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,7 @@ class EnqueueFormScreen(ModalScreen[None]):
         self.initial = dict(initial or {})
         self.enqueuer = Enqueuer(backend, batch_size=batch_size or DEFAULT_BATCH_SIZE)
         self.cancel_token: CancelToken | None = None
+        self._submission: tuple[dict[str, str], str] | None = None  # (form values, token)
         self.result: EnqueueResult | None = None
         self.entrypoints: list[str] = []
         self._shown_at = -1.0
@@ -252,6 +254,12 @@ class EnqueueFormScreen(ModalScreen[None]):
         request = self.validate_fields()
         if request is None:
             return
+        # One idempotency token per submission: the same form sent again after a failure or a
+        # lost reply is the same submission (its written batches are skipped), until it
+        # completes or a field changes.
+        values = self.raw_values()
+        if self._submission is None or self._submission[0] != values:
+            self._submission = (values, uuid.uuid4().hex)
         self.cancel_token = CancelToken()
         self._shown_at = -1.0
         progress = self.query_one("#enqueue-progress", ProgressBar)
@@ -259,13 +267,19 @@ class EnqueueFormScreen(ModalScreen[None]):
         progress.display = request.copies > 1
         self.query_one("#enqueue-submit", Button).disabled = True
         self._status(f"Enqueueing {request.copies:,} job(s)…", "")
-        self.run_enqueue(request, self.cancel_token)
+        self.run_enqueue(request, self.cancel_token, self._submission[1])
 
     @work(group="enqueue", exclusive=True, exit_on_error=False)
-    async def run_enqueue(self, request: EnqueueRequest, token: CancelToken) -> None:
+    async def run_enqueue(
+        self, request: EnqueueRequest, token: CancelToken, submission: str | None = None
+    ) -> None:
         try:
             result = await self.enqueuer.enqueue(
-                request, on_progress=self._progress, cancel=token, read_only=self.read_only
+                request,
+                on_progress=self._progress,
+                cancel=token,
+                read_only=self.read_only,
+                submission=submission,
             )
         finally:
             self.cancel_token = None
@@ -286,6 +300,8 @@ class EnqueueFormScreen(ModalScreen[None]):
 
     def show_result(self, request: EnqueueRequest, result: EnqueueResult) -> None:
         self.result = result
+        if result.complete:
+            self._submission = None  # sending it again means more jobs: a new submission
         self.query_one("#enqueue-progress", ProgressBar).update(progress=len(result.ids))
         variant = "ok" if result.complete else ("warning" if result.cancelled else "error")
         summary = result.summary()
