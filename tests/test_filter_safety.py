@@ -133,3 +133,50 @@ async def test_failures_read_error_disables_requeue_all(seeded: str) -> None:
         finally:
             await connection.execute("ALTER TABLE pgqueuer_log_gone RENAME TO pgqueuer_log")
             await connection.close()
+
+
+async def test_group_requeue_touches_only_the_held_jobs_the_group_counts(seeded: str) -> None:
+    """A held job whose same failure was logged before the 24 h window is not in the group's
+    `held` count, so requeueing the group must not touch it either."""
+    import json
+
+    import asyncpg
+
+    from pgq_console.screens.failures import GroupTable
+    from tests.jobs_seed import FIXED_NOW
+
+    connection = await asyncpg.connect(seeded)
+    try:
+        [old] = await connection.fetch(
+            "INSERT INTO pgqueuer (priority, status, entrypoint, payload, created, updated, "
+            "heartbeat, execute_after) VALUES (0, 'failed', 'charge_card', 'x', $1, $1, $1, $1) "
+            "RETURNING id",
+            FIXED_NOW.replace(day=1, month=1, year=2025),
+        )
+        await connection.execute(
+            "INSERT INTO pgqueuer_log (job_id, status, priority, entrypoint, created, traceback) "
+            "VALUES ($1, 'failed', 0, 'charge_card', $2, $3::jsonb)",
+            old["id"],
+            FIXED_NOW.replace(day=1, month=1, year=2025),
+            json.dumps({"exception_type": "ValueError", "exception_message": "card declined"}),
+        )
+    finally:
+        await connection.close()
+    app = console(seeded)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        await pilot.press("3")
+        await wait_until(pilot, lambda: isinstance(app.screen, FailuresScreen))
+        groups = app.screen.query_one(GroupTable)
+        await wait_until(pilot, lambda: groups.row_count == 3)
+        key = next(k for k, g in groups.groups.items() if g.exception_type == "ValueError")
+        assert groups.groups[key].held == 3
+        await pilot.press("tab")
+        groups.move_cursor(row=groups.get_row_index(key))
+        await pilot.press("r")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+        assert modal.preview.count == 3  # type: ignore[attr-defined]
+        assert int(old["id"]) not in modal.preview.ids  # type: ignore[attr-defined]
+        await pilot.press("escape")

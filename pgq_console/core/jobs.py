@@ -491,20 +491,25 @@ class FailureGroup:
     entrypoints: tuple[str, ...]
     sample_traceback: str
     sample_job_id: int
+    since: datetime | None = None  # the window's start: `held` counts failures logged after it
 
     @property
     def key(self) -> str:
         return f"{self.exception_type}\x1f{self.message}"
 
 
-def failure_group_predicate(exception_type: str, message: str, log_table: str) -> Predicate:
-    """Held jobs whose failure was logged with this exception type and message."""
+def failure_group_predicate(
+    exception_type: str, message: str, log_table: str, since: datetime | None = None
+) -> Predicate:
+    """Held jobs whose failure was logged with this exception type and message (after `since`:
+    the group's window, so the write's rows are the ones the group's `held` count shows)."""
+    window = " AND l.created > $3" if since is not None else ""
     return Predicate(
         "EXISTS (SELECT 1 FROM "
         f"{log_table} AS l WHERE l.job_id = job.id AND l.status = 'failed' "
         "AND coalesce(l.traceback->>'exception_type', '') = $1 "
-        "AND coalesce(l.traceback->>'exception_message', '') = $2)",
-        (exception_type, message),
+        f"AND coalesce(l.traceback->>'exception_message', '') = $2{window})",
+        (exception_type, message) if since is None else (exception_type, message, since),
         f"failed with {exception_type}: {message[:80]}",
     )
 
@@ -553,6 +558,7 @@ async def fetch_failure_groups(
             entrypoints=tuple(str(e) for e in r["entrypoints"]),
             sample_traceback=str(r["sample_traceback"] or ""),
             sample_job_id=int(r["sample_job_id"]),
+            since=now - window,
         )
         for r in rows
     )

@@ -261,7 +261,9 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self.open_action(
             actions.requeue(
                 self.backend,
-                failure_group_predicate(group.exception_type, group.message, log_table),
+                failure_group_predicate(
+                    group.exception_type, group.message, log_table, group.since
+                ),
             )
         )
 
