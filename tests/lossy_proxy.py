@@ -40,6 +40,7 @@ class LossyProxy:
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._armed: str | None = None
+        self._after: str | None = None  # only the COMMIT of a transaction that ran this
         self.dropped = 0
         self.port = 0
 
@@ -52,9 +53,12 @@ class LossyProxy:
         netloc = f"{user}{password}@127.0.0.1:{self.port}"
         return urlunsplit((self._parts.scheme, netloc, self._parts.path, query, ""))
 
-    def arm(self, statement: str = "COMMIT") -> None:
-        """Lose the reply to the next COMMIT (or statement containing `statement`)."""
+    def arm(self, statement: str = "COMMIT", *, after: str | None = None) -> None:
+        """Lose the reply to the next COMMIT (or statement containing `statement`); with
+        `after`, only a COMMIT of a transaction that sent a statement containing it (so a
+        console's background reads, which commit too, are let through)."""
         self._armed = statement.upper()
+        self._after = after.upper() if after else None
 
     async def __aenter__(self) -> LossyProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -146,11 +150,14 @@ class LossyProxy:
         statements: dict[bytes, str] = {}  # prepared statement name -> query
         portals: dict[bytes, str] = {}  # portal name -> query
         lose_at_sync = False
+        wrote = False  # this transaction sent a statement containing `self._after`
         while True:
             kind = await reader.readexactly(1)
             header = await reader.readexactly(4)
             (length,) = struct.unpack("!i", header)
             body = await reader.readexactly(length - 4)
+            if kind in (b"P", b"Q") and self._after:
+                wrote = wrote or self._after in body.decode("utf-8", "replace").upper()
             if kind == b"P":
                 name, query = body.split(b"\x00", 2)[:2]
                 statements[name] = query.decode("utf-8", "replace").upper()
@@ -162,9 +169,12 @@ class LossyProxy:
                 if self._armed in portals.get(portal, ""):
                     self._armed = None
                     lose_at_sync = True
-            commit = (self._armed == "COMMIT" and _is_commit(kind, body)) or (
+            is_commit = _is_commit(kind, body)
+            commit = (self._armed == "COMMIT" and is_commit and (self._after is None or wrote)) or (
                 lose_at_sync and kind == b"S"
             )
+            if is_commit:
+                wrote = False
             if commit:
                 self._armed = None
                 losing[0] = True

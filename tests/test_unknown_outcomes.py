@@ -161,3 +161,45 @@ async def test_form_enqueue_with_a_lost_reply_says_unknown_and_a_retry_writes_on
     unknown = [r for r in audit.read_records() if r.get("outcome") == "unknown"]
     assert len(unknown) == 1 and unknown[0]["action"] == "enqueue"
     assert "are in the queue" in unknown[0]["found"]
+
+
+async def test_confirm_dialog_says_the_outcome_is_unknown(fresh_database: str) -> None:
+    """Jobs screen, `c` on a job, the reply to COMMIT lost: the dialog and a toast say so."""
+    from textual.widgets import Static
+
+    from pgq_console.screens.action_confirm import ActionConfirmScreen
+    from tests.helpers import wait_until
+    from tests.test_jobs_screens import console, open_jobs  # noqa: F401
+
+    ids = await _insert(fresh_database, "queued", 3, entrypoint="send")
+    async with LossyProxy(fresh_database) as proxy:
+        app = console(proxy.dsn)
+        async with app.run_test(size=(140, 40)) as pilot:
+            await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+            await pilot.press("2")
+            from pgq_console.screens.jobs import JobsScreen
+
+            await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+            screen = app.screen
+            await wait_until(pilot, lambda: len(screen.job_table().jobs) == 3)  # type: ignore[attr-defined]
+            await pilot.press("c")
+            await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+            modal = app.screen
+            await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+            proxy.arm(after="DELETE FROM")
+            await pilot.press("enter")
+            await wait_until(
+                pilot,
+                lambda: (
+                    "outcome is unknown" in str(modal.query_one("#confirm-error", Static).render())
+                ),
+                within=30,
+                what="the unknown outcome in the dialog",
+            )
+            assert proxy.dropped == 1
+            assert any("outcome is unknown" in n.message for n in app._notifications)
+            assert "now 1 of 1 are cancelled" in str(modal.query_one("#confirm-error").render())
+            await pilot.press("escape")
+    assert len(await _rows(fresh_database)) == 2
+    [record] = audit.read_records()
+    assert record["outcome"] == "unknown" and record["job_ids"] == [ids[-1]]

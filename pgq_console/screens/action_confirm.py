@@ -142,6 +142,9 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
             )
         except ConsoleError as exc:
             self._error(str(exc))
+            if isinstance(exc, actions.OutcomeUnknown):
+                # Also outside the dialog: closing it must not hide that the outcome is unknown.
+                self.app.notify(str(exc), severity="error", markup=False, timeout=30)
             self.query_one("#confirm-apply", Button).disabled = False
             return
         self.result = result

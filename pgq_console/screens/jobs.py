@@ -415,14 +415,14 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             self._show_banner()
             self.notify(str(exc), severity="error", markup=False)
             return
-        self.filter_problem = None
-        self._show_banner()
         self.set_filter(parsed)
         event.input.display = bool(parsed.text)
         self.job_table().focus()
 
     def set_filter(self, job_filter: JobFilter) -> None:
         self.job_filter = job_filter
+        self.filter_problem = None  # a filter that parsed replaces whatever the line held
+        self._show_banner()
         self._reset()
 
     def _reset(self) -> None:
