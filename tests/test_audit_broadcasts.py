@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import asyncpg
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,7 @@ from pgq_console.core import actions, audit
 from pgq_console.core.actions import ids_predicate
 from pgq_console.core.audit import AUDIT_EVENT_TYPE, AuditAnnouncement, AuditListener
 from pgq_console.core.backend import Backend
-from pgq_console.core.target import Installation
+from pgq_console.core.target import DriverKind, Installation
 from tests.helpers import backend_for
 
 FORGED = {
@@ -125,11 +126,12 @@ async def _until(predicate: Any, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.parametrize("kind", [DriverKind.ASYNCPG_POOL, DriverKind.PSYCOPG])
 async def test_forged_notify_is_unverified_and_a_real_write_is_verified(
-    fresh_database: str,
+    fresh_database: str, kind: DriverKind
 ) -> None:
     seen: list[AuditAnnouncement] = []
-    backend = await backend_for(fresh_database)
+    backend = await backend_for(fresh_database, kind)
     writer = await backend_for(fresh_database)  # "another console" on the same database
     assert isinstance(backend, Backend) and isinstance(writer, Backend)
     listener = AuditListener(backend, seen.append)
