@@ -142,3 +142,27 @@ async def test_schedule_removal_records_schedule_ids_and_says_schedule(
         noun="schedule",
     )
     assert actions.confirmation_problem(big, "") == "type 101 to confirm remove of 101 schedules"
+
+
+async def test_a_nul_in_the_reason_does_not_fail_the_write(fresh_database: str) -> None:
+    from pgq_console.core import audit
+    from pgq_console.core.actions import ids_predicate
+
+    connection = await asyncpg.connect(fresh_database)
+    [job] = await connection.fetch(
+        "INSERT INTO pgqueuer (priority, entrypoint, status) VALUES (0, 'ep', 'queued') "
+        "RETURNING id"
+    )
+    await connection.close()
+    backend = await backend_for(fresh_database)
+    assert isinstance(backend, Backend)
+    try:
+        action = actions.cancel(backend, ids_predicate([int(job["id"])]))
+        result = await actions.execute(
+            backend, action, await action.preview(backend), reason="bad\x00byte"
+        )
+        assert result.changed == 1
+    finally:
+        await backend.close()
+    [record] = audit.read_records()
+    assert record["reason"] == "bad\x00byte"  # the file keeps what was typed

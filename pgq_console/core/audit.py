@@ -89,13 +89,19 @@ class AuditRecord:
                 "action": self.action,
                 "count": self.count,
                 "previewed": self.previewed,
-                "user": self.user[:_MAX_ANNOUNCED_TEXT],
-                "host": self.host[:_MAX_ANNOUNCED_TEXT],
-                "reason": (self.reason or "")[:_MAX_ANNOUNCED_TEXT] or None,
+                "user": _announced(self.user),
+                "host": _announced(self.host),
+                "reason": _announced(self.reason or "") or None,
                 "time": self.time,
             },
             ensure_ascii=True,
         )
+
+
+def _announced(text: str) -> str:
+    # jsonb (the server adds the sender's role to the payload) cannot hold U+0000: a NUL in a
+    # reason must not fail the write it announces.
+    return text.replace("\x00", "")[:_MAX_ANNOUNCED_TEXT]
 
 
 @dataclass(frozen=True)
