@@ -98,6 +98,8 @@ class PgqConsole(KeyboardApp):
         self.listen = listen
         # Write actions hidden and refused; connections the console opens are read-only too.
         self.read_only = read_only
+        # Started by `serve` for a browser session: no `file` payloads (see serve.py).
+        self.served = False
         self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
         self._gc_frozen = False

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start an embedded PostgreSQL with live demo traffic (needs pgq-console[demo])",
     )
+    # A console started by `serve` for a browser session: no local-file payloads.
+    parser.add_argument("--served", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--demo-rate", type=float, default=300.0, metavar="JOBS_PER_S", help=argparse.SUPPRESS
     )
@@ -133,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="localhost", help="bind address (default localhost)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--public-url", help="the URL browsers reach it at (behind a proxy)")
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        default=4,
+        metavar="N",
+        help="browser sessions at once; each is a console with its own connections (default 4)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without PGQ_CONSOLE_SERVE_USER/_PASSWORD (token only)",
+    )
     return parser
 
 
@@ -216,7 +230,9 @@ async def run(args: argparse.Namespace) -> None:
         else:
             backend = await open_target(target)
             stack.push_async_callback(backend.close)
-        await make_app(settings, backend).run_async()
+        app = make_app(settings, backend)
+        app.served = bool(getattr(args, "served", False))
+        await app.run_async()
 
 
 def make_app(

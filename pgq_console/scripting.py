@@ -332,6 +332,7 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> list[str]:
         command += ["--refresh", str(args.refresh)]
     if getattr(args, "read_only", False):
         command.append("--read-only")
+    command.append("--served")  # no `file` payloads: the browser is not this machine's user
     if getattr(args, "demo", False):
         command.append("--demo")  # each browser tab gets its own embedded demo database
     return command
@@ -339,27 +340,39 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> list[str]:
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        from textual_serve.server import Server
+        import textual_serve  # noqa: F401  (its JavaScript and AppService)
     except ImportError:
         raise ConsoleError(
             "serve needs the serve extra: pip install 'pgq-console[serve]'"
         ) from None
+    from pgq_console.serve import ServeConfig, basic_auth_from, check_exposure, run_server
+
+    auth = basic_auth_from(os.environ)
+    check_exposure(args.host, auth, insecure=getattr(args, "insecure", False))
+    max_sessions = getattr(args, "max_sessions", None) or 4
+    if max_sessions < 1:
+        raise ConsoleError("serve: --max-sessions must be at least 1")
     if not getattr(args, "demo", False):
         # Fail here, in the terminal, rather than in every browser session.
         asyncio.run(_probe(settings.target))
     if getattr(args, "dsn", None):
         os.environ["PGQ_CONSOLE_DSN"] = args.dsn  # inherited by each session, never in argv
     title = "pgq-console" + (f" · {settings.target.profile}" if settings.target.profile else "")
-    server = Server(
+    config = ServeConfig(
         shlex.join(serve_command(settings, args)),
         host=args.host,
         port=args.port,
         title=title,
         public_url=args.public_url,
+        auth=auth,
+        max_sessions=max_sessions,
     )
-    where = args.public_url or f"http://{args.host}:{args.port}"
-    print(f"pgq-console: serving on {where} (ctrl+c stops)", file=sys.stderr)
-    server.serve()
+
+    def announce(url: str) -> None:
+        # Like Jupyter: the token is in the URL, so only who sees this terminal can open it.
+        print(f"pgq-console: serving on {url} (ctrl+c stops)", file=sys.stderr, flush=True)
+
+    run_server(config, announce)
     return 0
 
 

@@ -66,8 +66,11 @@ class EnqueueFormScreen(ModalScreen[None]):
         read_only: bool = False,
         initial: Mapping[str, str] | None = None,
         batch_size: int | None = None,
+        allow_file: bool = True,
     ) -> None:
         super().__init__()
+        # Off in a console served to a browser: its user is not this machine's user.
+        self.allow_file = allow_file
         self.backend = backend
         self.clock = clock
         self.read_only = read_only
@@ -91,13 +94,14 @@ class EnqueueFormScreen(ModalScreen[None]):
                 "Entrypoint",
                 Input(value("entrypoint", ""), placeholder="name", id="entrypoint", compact=True),
             )
+            kinds = [k for k in PayloadKind if self.allow_file or k is not PayloadKind.FILE]
             kind_text = value("payload_kind", PayloadKind.JSON.value)
-            kind = PayloadKind(kind_text) if kind_text in set(PayloadKind) else PayloadKind.JSON
+            kind = PayloadKind(kind_text) if kind_text in set(kinds) else PayloadKind.JSON
             yield FieldRow(
                 "payload",
                 "Payload",
                 Select(
-                    [(k.value, k.value) for k in PayloadKind],
+                    [(k.value, k.value) for k in kinds],
                     value=kind.value,
                     allow_blank=False,
                     compact=True,
@@ -209,8 +213,11 @@ class EnqueueFormScreen(ModalScreen[None]):
     def validate_fields(self) -> EnqueueRequest | None:
         """Parse the form; show each problem next to its field. The request, or None."""
         rows = list(self.query(FieldRow))
+        raw = self.raw_values()
         try:
-            request = parse_enqueue_form(self.raw_values(), self.clock.now())
+            if not self.allow_file and raw["payload_kind"] == PayloadKind.FILE.value:
+                raise FormErrors({"payload": "file payloads are off in a served console"})
+            request = parse_enqueue_form(raw, self.clock.now())
         except FormErrors as exc:
             errors = dict(exc.by_field)
             if "payload_kind" in errors:
@@ -342,5 +349,11 @@ def open_enqueue_form(app: Any, initial: Mapping[str, str] | None = None) -> Non
         app.notify(f"Cannot enqueue: {problem}", severity="warning", markup=False)
         return
     app.push_screen(
-        EnqueueFormScreen(app.backend, app.clock, read_only=app.read_only, initial=initial)
+        EnqueueFormScreen(
+            app.backend,
+            app.clock,
+            read_only=app.read_only,
+            initial=initial,
+            allow_file=not getattr(app, "served", False),
+        )
     )
