@@ -160,6 +160,8 @@ class PgqConsole(KeyboardApp):
         a busy box; built in advance, its key only lays it out and repaints. A built screen
         reads its first page, then waits hidden until it is shown (see `next_refresh`).
         """
+        if not self.is_running or self.return_code is not None:
+            return  # exiting: a screen built now would change the stacks being closed
         while modes:
             mode = modes.pop(0)
             if mode not in self._modes or self._mode_screen(mode) is not None:

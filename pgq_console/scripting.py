@@ -27,7 +27,7 @@ from typing import Any
 from pgq_console.config import Settings, Target, open_target
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import EntrypointRow
-from pgq_console.core.target import DriverKind
+from pgq_console.core.target import DriverKind, dsn_parts
 
 DURATIONS_WINDOW = timedelta(minutes=5)
 
@@ -300,6 +300,8 @@ def check(
         failed = parse_threshold(max_failed, what="--max-failed") if max_failed else None
         stale = parse_threshold(max_stale, what="--max-stale") if max_stale else None
         stale_window = parse_duration(stale_after)
+        # A DSN that does not parse is configuration (UNKNOWN), not a queue incident.
+        dsn_parts(settings.target.dsn)
     except ConsoleError as exc:
         print(unknown_line(str(exc)))
         return NagiosState.UNKNOWN

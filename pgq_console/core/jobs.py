@@ -373,7 +373,7 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return {"(unparseable)": text}
     if value is None:  # a JSON null in the column
         return None
@@ -399,10 +399,11 @@ def render_payload(payload: bytes | None, *, truncated: bool = False) -> Rendere
         try:
             decoded = payload.decode("utf-8")
             parsed = json.loads(decoded)
-        except (UnicodeDecodeError, ValueError):
-            pass
+            pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            pass  # RecursionError: nested too deeply to pretty-print; shown as text
         else:
-            return RenderedPayload("json", json.dumps(parsed, indent=2, ensure_ascii=False))
+            return RenderedPayload("json", pretty)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -7,6 +7,7 @@ batch in flight. The new ids are shown and ctrl+o opens the first job's detail.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from pgq_console.core.enqueue import (
     PayloadKind,
     known_entrypoints,
     parse_enqueue_form,
+    read_payload_file,
     refusal,
 )
 from pgq_console.core.text import printable
@@ -210,12 +212,12 @@ class EnqueueFormScreen(ModalScreen[None]):
         values["payload_kind"] = str(self.query_one("#payload_kind", Select).value)
         return values
 
-    def validate_fields(self) -> EnqueueRequest | None:
+    def validate_fields(self, raw: Mapping[str, object] | None = None) -> EnqueueRequest | None:
         """Parse the form; show each problem next to its field. The request, or None."""
         rows = list(self.query(FieldRow))
-        raw = self.raw_values()
+        raw = dict(raw or self.raw_values())
         try:
-            if not self.allow_file and raw["payload_kind"] == PayloadKind.FILE.value:
+            if not self.allow_file and raw.get("payload_kind") == PayloadKind.FILE.value:
                 raise FormErrors({"payload": "file payloads are off in a served console"})
             request = parse_enqueue_form(raw, self.clock.now())
         except FormErrors as exc:
@@ -256,7 +258,27 @@ class EnqueueFormScreen(ModalScreen[None]):
         if problem:
             self._status(f"Cannot enqueue: {problem}", "error")
             return
-        request = self.validate_fields()
+        raw = self.raw_values()
+        path = raw["payload"].strip()
+        if self.allow_file and raw["payload_kind"] == PayloadKind.FILE.value and path:
+            # A file is read in a thread: a slow disk or a network mount must not freeze the UI.
+            self._status("Reading the payload file…", "")
+            self.read_file_then_submit(raw, path)
+            return
+        self.submit_request(raw)
+
+    @work(group="enqueue-file", exclusive=True, exit_on_error=False)
+    async def read_file_then_submit(self, raw: dict[str, str], path: str) -> None:
+        try:
+            data = await asyncio.to_thread(read_payload_file, path)
+        except ValueError as exc:
+            show_field_errors(list(self.query(FieldRow)), {"payload": str(exc)})
+            self._status("Fix 1 field first", "error")
+            return
+        self.submit_request({**raw, "payload": data})
+
+    def submit_request(self, raw: Mapping[str, object]) -> None:
+        request = self.validate_fields(raw)
         if request is None:
             return
         self.cancel_token = CancelToken()
