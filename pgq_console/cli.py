@@ -243,6 +243,7 @@ async def run(args: argparse.Namespace) -> int:
     parse_driver(target.driver)  # an unknown driver: one line before anything else
     async with contextlib.AsyncExitStack() as stack:
         if args.demo:
+            require_terminal()  # before starting a server for nothing
             dsn, label = await _start_demo(stack, args.demo_rate)
             installation = Installation.select(
                 schema=target.schema, prefix=target.prefix, channel=target.channel
@@ -261,6 +262,8 @@ async def run(args: argparse.Namespace) -> int:
         else:
             backend = await open_target(target)
             stack.push_async_callback(backend.close)
+            # After connecting: a connection problem is the more useful message.
+            require_terminal()
         app = make_app(settings, backend)
         app.served = bool(getattr(args, "served", False))
         # Textual prints a crash's traceback with local variables (a DSN among them) to the
@@ -375,7 +378,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             print(unknown_line(str(exc)))
             raise SystemExit(EXIT_UNKNOWN) from None
-        print(f"pgq-console: error: {exc}", file=sys.stderr)
+        from pgq_console.core.text import printable
+
+        print(f"pgq-console: error: {printable(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
@@ -394,6 +399,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(EXIT_CRASH) from None
+
+
+def require_terminal() -> None:
+    if not _has_terminal():
+        raise ConsoleError(
+            "the console needs a terminal (stdin is closed or not a terminal); "
+            "for scripts use `pgq-console snapshot` or `check`"
+        )
 
 
 def _has_terminal() -> bool:
@@ -425,12 +438,6 @@ def _dispatch(args: argparse.Namespace) -> int:
         print_paths()
         return 0
     if args.command is None:
-        load(args)  # bad settings first: they are the more precise message
-        if not _has_terminal():
-            raise ConsoleError(
-                "the console needs a terminal (stdin is closed or not a terminal); "
-                "for scripts use `pgq-console snapshot` or `check`"
-            )
         return asyncio.run(run(args))
     settings = load(args)
     remember_secrets(settings.target)

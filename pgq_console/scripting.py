@@ -28,6 +28,7 @@ from pgq_console.config import Settings, Target, open_target
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import EntrypointRow
 from pgq_console.core.target import DriverKind, dsn_parts
+from pgq_console.core.text import printable
 
 DURATIONS_WINDOW = timedelta(minutes=5)
 
@@ -40,7 +41,7 @@ class NagiosState(IntEnum):
 
 
 def unknown_line(message: str) -> str:
-    return f"PGQ UNKNOWN - {message}"
+    return f"PGQ UNKNOWN - {printable(' '.join(message.split()))}"
 
 
 # -- durations and thresholds --------------------------------------------------------------
@@ -210,21 +211,38 @@ def snapshot_document(reading: Reading) -> dict[str, Any]:
     }
 
 
+def json_text(document: object) -> str:
+    """JSON that is plain ASCII: controls and invisible characters come out as \\u escapes
+    (json escapes C0 and, with ensure_ascii, everything past ASCII; DEL it leaves raw)."""
+    return json.dumps(document, indent=2, ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
+def status_text(name: str) -> str:
+    """An entrypoint in a status line: escaped like the TUI does, and no `|` (which starts
+    Nagios perfdata)."""
+    return printable(name).replace("|", "\\x7c")
+
+
+def perfdata_label(label: str) -> str:
+    """A quoted perfdata label (Nagios plugin guidelines): `'` doubled, no `=`."""
+    return "'" + status_text(label).replace("=", "\\x3d").replace("'", "''") + "'"
+
+
 def snapshot(settings: Settings, *, as_json: bool, stale_after: str) -> int:
     reading = asyncio.run(read(settings, parse_duration(stale_after)))
     document = snapshot_document(reading)
     if as_json:
-        print(json.dumps(document, indent=2))
+        print(json_text(document))
         return 0
     from pgq_console.widgets import format as fmt
 
-    print(f"{reading.database} at {reading.taken_at:%Y-%m-%d %H:%M:%S %Z}")
+    print(f"{printable(reading.database)} at {reading.taken_at:%Y-%m-%d %H:%M:%S %Z}")
     header = f"{'entrypoint':24} {'ready':>7} {'picked':>7} {'held':>6} {'oldest':>8} {'err/1h':>7}"
     print(header)
     for row in reading.rows:
         age = reading.age_s(row)
         print(
-            f"{row.entrypoint[:24]:24} {row.ready:7} {row.picked:7} {row.held:6} "
+            f"{printable(row.entrypoint, limit=24):24} {row.ready:7} {row.picked:7} {row.held:6} "
             f"{fmt.seconds(age):>8} {row.exceptions_1h:7}"
         )
     print(f"stale picked jobs (heartbeat > {stale_after}): {reading.stale}")
@@ -251,12 +269,16 @@ def evaluate(
         for row in rows:
             name = row.entrypoint if row else entrypoint
             age = (reading.age_s(row) if row else None) or 0.0
-            perfdata.append(f"'age_{name}'={age:.0f}s;{threshold.perfdata()}")
+            perfdata.append(f"{perfdata_label('age_' + name)}={age:.0f}s;{threshold.perfdata()}")
             state = threshold.state(age)
             if state:
                 limit = threshold.critical if state is NagiosState.CRITICAL else threshold.warn
                 problems.append(
-                    (state, f"{name} oldest ready {fmt.seconds(age)} > {fmt.seconds(limit)}")
+                    (
+                        state,
+                        f"{status_text(name)} oldest ready {fmt.seconds(age)} "
+                        f"> {fmt.seconds(limit)}",
+                    )
                 )
     held = sum(row.held for row in reading.rows)
     stale = reading.stale
@@ -279,7 +301,7 @@ def evaluate(
         )
         summary = (
             f"{len(reading.rows)} entrypoints, held {held}, stale {stale}, "
-            f"oldest ready {fmt.seconds(oldest[0])} ({oldest[1]})"
+            f"oldest ready {fmt.seconds(oldest[0])} ({status_text(oldest[1])})"
         )
     return state, f"PGQ {state.name} - {summary} | {' '.join(perfdata)}"
 
@@ -308,7 +330,7 @@ def check(
     try:
         reading = asyncio.run(read(settings, stale_window))
     except ConsoleError as exc:
-        print(f"PGQ CRITICAL - {exc}")
+        print(f"PGQ CRITICAL - {printable(' '.join(str(exc).split()))}")
         return NagiosState.CRITICAL
     state, line = evaluate(reading, ages, failed, stale)
     print(line)

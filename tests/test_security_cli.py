@@ -114,8 +114,8 @@ def test_a_crash_exits_non_zero_with_one_line_and_the_traceback_in_the_log(
     assert PASSWORD not in result.stderr and PASSWORD not in logged
 
 
-def test_closed_stdin_says_the_console_needs_a_terminal(tmp_path: Path) -> None:
-    shell = f"exec {sys.executable} -m pgq_console --dsn postgresql://u@127.0.0.1:1/x 0<&-"
+def test_closed_stdin_says_the_console_needs_a_terminal(cli_dsn: str, tmp_path: Path) -> None:
+    shell = f"exec {sys.executable} -m pgq_console --dsn '{cli_dsn}' 0<&-"
     result = subprocess.run(
         ["sh", "-c", shell], env=environment(tmp_path), capture_output=True, text=True, timeout=60
     )
@@ -191,7 +191,8 @@ def test_a_refresh_that_is_no_interval_is_refused(value: str, tmp_path: Path) ->
     result = run(tmp_path, "--dsn", "postgresql://u@127.0.0.1:1/x", "check", "--refresh", value)
     assert result.returncode == 3
     assert result.stdout.startswith("PGQ UNKNOWN - --refresh:"), result.stdout
-    tui = run(tmp_path, "--dsn", "postgresql://u@127.0.0.1:1/x", "--refresh", value)
+    dsn = "postgresql://u@127.0.0.1:1/x"
+    tui = run(tmp_path, "--dsn", dsn, "--refresh", value, on_terminal=True)
     assert tui.returncode == 2 and tui.stderr.startswith("pgq-console: error: --refresh:")
 
 

@@ -138,16 +138,18 @@ def read_payload_file(path_text: str) -> bytes:
         raise ValueError(f"{shown} is a directory") from None
     except OSError as exc:
         raise ValueError(f"cannot read {shown}: {exc.strerror or type(exc).__name__}") from None
+    status = os.fstat(descriptor)
+    problem = None
+    if stat.S_ISDIR(status.st_mode):
+        problem = f"{shown} is a directory"
+    elif not stat.S_ISREG(status.st_mode):
+        problem = f"{shown} is not a regular file (a device, FIFO or socket)"
+    elif status.st_size > MAX_FILE_BYTES:
+        problem = f"{shown} is {status.st_size:,} bytes; the limit is {MAX_FILE_BYTES:,}"
+    if problem:
+        os.close(descriptor)
+        raise ValueError(problem)
     with os.fdopen(descriptor, "rb") as file:
-        status = os.fstat(file.fileno())
-        if stat.S_ISDIR(status.st_mode):
-            raise ValueError(f"{shown} is a directory")
-        if not stat.S_ISREG(status.st_mode):
-            raise ValueError(f"{shown} is not a regular file (a device, FIFO or socket)")
-        if status.st_size > MAX_FILE_BYTES:
-            raise ValueError(
-                f"{shown} is {status.st_size:,} bytes; the limit is {MAX_FILE_BYTES:,}"
-            )
         try:
             data = file.read(MAX_FILE_BYTES + 1)  # a file that grows meanwhile stays bounded
         except OSError as exc:
