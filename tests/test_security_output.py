@@ -182,3 +182,22 @@ def test_snapshot_and_check_write_no_terminal_controls(hostile_dsn: str) -> None
     assert check.returncode == 2, check
     assert check.stdout.count("\n") == 1 and not RAW_UNSAFE.search(check.stdout)
     assert check.stdout.count(" | ") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("id:99999999999999999999", "id: 99999999999999999999 is out of range"),
+        ("id:1,99999999999999999999", "id: 99999999999999999999 is out of range"),
+        ("id:" + "9" * 5000, "id: 999999999999999999999999 is out of range"),
+        ("prio:>3000000000", "prio: 3000000000 is out of range"),
+        ("age:>99999999999d", "age: '>99999999999d' is more than 100 years"),
+    ],
+)
+def test_filter_values_out_of_range_are_one_line_messages(text: str, expected: str) -> None:
+    from pgq_console.core.errors import ConsoleError
+    from pgq_console.core.jobs import parse_filter
+
+    with pytest.raises(ConsoleError) as caught:
+        parse_filter(text)
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)

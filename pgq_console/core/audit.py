@@ -125,7 +125,7 @@ def parse_announcement(payload: str | bytes | bytearray) -> AuditAnnouncement | 
             time=str(data.get("time") or ""),
             own=data.get("console") == CONSOLE_INSTANCE,
         )
-    except (ValueError, KeyError, TypeError):
+    except Exception:  # RecursionError, ValueError, anything: not an announcement
         return None
 
 
