@@ -146,7 +146,7 @@ BROKEN_DSNS = [
 @pytest.mark.parametrize("dsn", BROKEN_DSNS)
 def test_a_broken_dsn_never_shows_its_password(dsn: str, tmp_path: Path) -> None:
     outputs = []
-    for args in (["check"], ["snapshot"], ["snapshot", "--json"]):
+    for args in (["check"], ["snapshot"], ["snapshot", "--json"], ["serve", "--port", "1"]):
         result = run(tmp_path, "--dsn", dsn, *args)
         assert result.returncode in (2, 3), result
         outputs += [result.stdout, result.stderr]
