@@ -213,3 +213,22 @@ async def test_a_theme_with_a_bad_variable_is_refused_not_a_crash(console_dsn: s
         assert app.theme == "pgq-dark"
         assert "badvars" not in app.available_themes  # so `:theme badvars` cannot crash it
         assert any("status-held" in note and "not a colour" in note for note in app.noted)
+
+
+async def test_a_fifo_as_the_file_payload_is_refused_and_the_form_stays_live(
+    console_dsn: str, tmp_path: Path
+) -> None:
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    app = console(console_dsn)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await open_form(pilot)
+        fill(form, entrypoint="a", payload_kind="file", payload=str(fifo))
+        await pilot.pause()
+        form.action_submit()
+        await wait_until(
+            pilot, lambda: "not a regular file" in error_text(app, "payload"), what="refusal"
+        )
+        assert not form.running
