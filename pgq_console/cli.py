@@ -363,10 +363,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args = build_parser().parse_args(arguments)
     except UsageError as exc:
+        from pgq_console.core.text import printable
+
+        # argparse quotes the arguments it refuses as given: escape them like any output.
+        message = printable(" ".join(str(exc).removeprefix("pgq-console: ").split()))
         if is_check:  # monitoring reads stdout
-            print(f"PGQ UNKNOWN - {exc}")
+            print(f"PGQ UNKNOWN - {message}")
         else:
-            print(f"pgq-console: error: {str(exc).removeprefix('pgq-console: ')}", file=sys.stderr)
+            print(f"pgq-console: error: {message}", file=sys.stderr)
         raise SystemExit(failure_code) from None
     configure_logging()
     _exit_cleanly_on_hangup()
@@ -442,7 +446,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = load(args)
     remember_secrets(settings.target)
     for warning in settings.warnings:
-        print(f"pgq-console: warning: {warning}", file=sys.stderr)
+        from pgq_console.core.text import printable
+
+        print(f"pgq-console: warning: {printable(warning)}", file=sys.stderr)
     if args.command == "snapshot":
         return scripting.snapshot(settings, as_json=args.json, stale_after=args.stale_after)
     if args.command == "check":

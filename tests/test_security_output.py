@@ -201,3 +201,12 @@ def test_filter_values_out_of_range_are_one_line_messages(text: str, expected: s
     with pytest.raises(ConsoleError) as caught:
         parse_filter(text)
     assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+
+
+def test_refused_arguments_are_echoed_escaped() -> None:
+    hostile = "--x\x1b]0;owned\x07\n| CRIT=1"
+    check = cli("postgresql://u@127.0.0.1:1/x", "check", hostile)
+    assert check.returncode == 3 and check.stdout.startswith("PGQ UNKNOWN - ")
+    assert check.stdout.count("\n") == 1 and not RAW_UNSAFE.search(check.stdout)
+    tui = cli("postgresql://u@127.0.0.1:1/x", hostile)
+    assert tui.returncode == 2 and not RAW_UNSAFE.search(tui.stderr.rstrip("\n"))
