@@ -173,12 +173,15 @@ def remember_secrets(target: object) -> None:
 
 
 class ScrubbingFormatter(logging.Formatter):
-    """Every record, traceback included, without a password (known or by its place)."""
+    """Every record, traceback included, without a password (known or by its place) and
+    without terminal controls (the log is read with `tail` and `less`)."""
 
     def format(self, record: logging.LogRecord) -> str:
         from pgq_console.core.errors import scrub
+        from pgq_console.core.text import printable
 
-        return scrub(super().format(record), tuple(KNOWN_SECRETS))
+        text = scrub(super().format(record), tuple(KNOWN_SECRETS))
+        return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def configure_logging() -> None:

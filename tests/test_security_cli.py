@@ -177,10 +177,12 @@ def test_the_log_keeps_no_password_even_from_a_bug(tmp_path: Path) -> None:
         "from pgq_console import cli\n"
         "cli.configure_logging()\n"
         f"logging.getLogger('x').error('driver said: postgresql://u:{PASSWORD}@h/db failed')\n"
+        "logging.getLogger('x').error('entrypoint \\x1b]0;owned\\x07 failed')\n"
     )
     run(tmp_path, code=code)
     logged = log_file(tmp_path).read_text()
     assert "driver said: postgresql://u:***@h/db" in logged and PASSWORD not in logged
+    assert "entrypoint \\x1b]0;owned\\x07 failed" in logged and "\x1b" not in logged
 
 
 # -- bad values ---------------------------------------------------------------------------------
