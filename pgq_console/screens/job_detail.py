@@ -33,7 +33,7 @@ from pgq_console.widgets.screen_commands import ScreenCommands
 
 WRITE_ACTIONS = frozenset({"requeue", "cancel", "copy_job"})
 # `m` grows the shown payload 4x at a time up to this: more would freeze the screen's layout.
-MAX_SHOWN_PAYLOAD_BYTES = 1024 * 1024
+MAX_SHOWN_PAYLOAD_BYTES = 256 * 1024
 
 
 @dataclass
