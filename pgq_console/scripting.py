@@ -369,13 +369,22 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
         raise ConsoleError(
             "serve needs the serve extra: pip install 'pgq-console[serve]'"
         ) from None
-    from pgq_console.serve import ServeConfig, basic_auth_from, check_exposure, run_server
+    from pgq_console.serve import (
+        DEFAULT_MAX_SESSIONS,
+        ServeConfig,
+        basic_auth_from,
+        check_exposure,
+        run_server,
+    )
 
     auth = basic_auth_from(os.environ)
     check_exposure(args.host, auth, insecure=getattr(args, "insecure", False))
-    max_sessions = getattr(args, "max_sessions", None) or 4
-    if max_sessions < 1:
-        raise ConsoleError("serve: --max-sessions must be at least 1")
+    max_sessions = getattr(args, "max_sessions", None)
+    max_sessions = DEFAULT_MAX_SESSIONS if max_sessions is None else max_sessions
+    if not 1 <= max_sessions <= 1000:
+        raise ConsoleError("serve: --max-sessions must be from 1 to 1000")
+    if not 1 <= args.port <= 65535:
+        raise ConsoleError(f"serve: --port {args.port} is not a TCP port (1-65535)")
     if not getattr(args, "demo", False):
         # Fail here, in the terminal, rather than in every browser session.
         asyncio.run(_probe(settings.target))

@@ -306,3 +306,29 @@ def test_clamp_size() -> None:
     assert clamp_size("100000", "100000") == (500, 200)
     assert clamp_size(None, "0") == (80, 1)
     assert clamp_size(float("inf"), 1e308) == (80, 200)
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (["--max-sessions", "0"], "--max-sessions must be from 1 to 1000"),
+        (["--port", "99999"], "--port 99999 is not a TCP port"),
+    ],
+)
+def test_bad_serve_options_are_refused(option: list[str], expected: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PGQ_CONSOLE_", "PG"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pgq_console", "--dsn", "postgresql://u@127.0.0.1:1/x", "serve",
+         *option],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        stop(process)
+        raise AssertionError(f"serve started with {option}") from None
+    assert process.returncode == 2 and expected in stderr, stderr
