@@ -381,7 +381,9 @@ def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool, list[str
 
 def describe_toml_error(exc: tomllib.TOMLDecodeError, path: Path, text: str) -> str:
     """`FILE:LINE: not valid TOML: message (column N)`."""
-    message = str(exc)
+    from pgq_console.core.text import printable
+
+    message = printable(str(exc))
     found = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
     if found:
         detail = message[: found.start()]
@@ -405,7 +407,10 @@ def describe_validation_error(exc: ValidationError, path: Path, text: str) -> st
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     message = message.removeprefix("Value error, ")
-    return f"{where}: {key}: {message}"
+    from pgq_console.core.text import printable
+
+    # Keys and values are the file's own text: a control character in one stays visible.
+    return printable(f"{where}: {key}: {message}")
 
 
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
@@ -465,7 +470,9 @@ def _readable_by_others(path: Path) -> bool:
 def _unknown_profile(name: str, profiles: Mapping[str, Any], path: Path) -> str:
     if not profiles:
         return f"unknown profile {name!r}: {path} defines no profiles"
-    return f"unknown profile {name!r}: {path} defines {', '.join(sorted(profiles))}"
+    from pgq_console.core.text import printable
+
+    return printable(f"unknown profile {name!r}: {path} defines {', '.join(sorted(profiles))}")
 
 
 def _dsn_password(dsn: str) -> str:
