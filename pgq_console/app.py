@@ -98,6 +98,8 @@ class PgqConsole(KeyboardApp):
         self.listen = listen
         # Write actions hidden and refused; connections the console opens are read-only too.
         self.read_only = read_only
+        # Started by `serve` for a browser session: no `file` payloads (see serve.py).
+        self.served = False
         self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
         self._gc_frozen = False
@@ -158,6 +160,8 @@ class PgqConsole(KeyboardApp):
         a busy box; built in advance, its key only lays it out and repaints. A built screen
         reads its first page, then waits hidden until it is shown (see `next_refresh`).
         """
+        if not self.is_running or self.return_code is not None:
+            return  # exiting: a screen built now would change the stacks being closed
         while modes:
             mode = modes.pop(0)
             if mode not in self._modes or self._mode_screen(mode) is not None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start an embedded PostgreSQL with live demo traffic (needs pgq-console[demo])",
     )
+    # A console started by `serve` for a browser session: no local-file payloads.
+    parser.add_argument("--served", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--demo-rate", type=float, default=300.0, metavar="JOBS_PER_S", help=argparse.SUPPRESS
     )
@@ -133,6 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="localhost", help="bind address (default localhost)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--public-url", help="the URL browsers reach it at (behind a proxy)")
+    serve.add_argument(
+        "--max-sessions",
+        type=int,
+        default=4,
+        metavar="N",
+        help="browser sessions at once; each is a console with its own connections (default 4)",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without PGQ_CONSOLE_SERVE_USER/_PASSWORD (token only)",
+    )
     return parser
 
 
@@ -140,6 +156,32 @@ def log_path() -> Path:
     import platformdirs
 
     return platformdirs.user_log_path("pgq-console") / "console.log"
+
+
+# Passwords this process knows of: no log line may carry one (see ScrubbingFormatter).
+KNOWN_SECRETS: set[str] = set()
+
+
+def remember_secrets(target: object) -> None:
+    from pgq_console.core.target import secrets_of
+
+    dsn = str(getattr(target, "dsn", "") or "")
+    KNOWN_SECRETS.update(secrets_of(dsn))
+    password = getattr(target, "password", None)
+    if password:
+        KNOWN_SECRETS.add(str(password))
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """Every record, traceback included, without a password (known or by its place) and
+    without terminal controls (the log is read with `tail` and `less`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from pgq_console.core.errors import scrub
+        from pgq_console.core.text import printable
+
+        text = scrub(super().format(record), tuple(KNOWN_SECRETS))
+        return "\n".join(printable(line) for line in text.split("\n"))
 
 
 def configure_logging() -> None:
@@ -150,11 +192,15 @@ def configure_logging() -> None:
         root.removeHandler(existing_handler)
     handler: logging.Handler
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # 0700/0600 like the audit file: the log names hosts, users, entrypoints and errors.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.chmod(0o700)
+        path.touch(mode=0o600, exist_ok=True)
+        path.chmod(0o600)
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError:
         handler = logging.NullHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     # pgqueuer's own logger may carry a stream handler of its own.
@@ -188,16 +234,19 @@ def load(args: argparse.Namespace) -> Settings:
     return load_settings(cli_options(args))
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> int:
+    """The TUI; its exit status (see `_app_exit`)."""
     from pgq_console.config import open_target
     from pgq_console.core.backend import check_schema, open_backend
     from pgq_console.core.target import Installation, parse_driver
 
     settings = load(args)
     target = settings.target
+    remember_secrets(target)
     parse_driver(target.driver)  # an unknown driver: one line before anything else
     async with contextlib.AsyncExitStack() as stack:
         if args.demo:
+            require_terminal()  # before starting a server for nothing
             dsn, label = await _start_demo(stack, args.demo_rate)
             installation = Installation.select(
                 schema=target.schema, prefix=target.prefix, channel=target.channel
@@ -216,7 +265,48 @@ async def run(args: argparse.Namespace) -> None:
         else:
             backend = await open_target(target)
             stack.push_async_callback(backend.close)
-        await make_app(settings, backend).run_async()
+            # After connecting: a connection problem is the more useful message.
+            require_terminal()
+        app = make_app(settings, backend)
+        app.served = bool(getattr(args, "served", False))
+        # Textual prints a crash's traceback with local variables (a DSN among them) to the
+        # terminal: it goes to the log instead, scrubbed, and the terminal gets one line.
+        from rich.console import Console
+
+        errors = io.StringIO()
+        app.error_console = Console(
+            file=errors, width=160, color_system=None, markup=False, highlight=False
+        )
+        await app.run_async()
+        return _app_exit(app.return_code or 0, errors.getvalue(), tuple(KNOWN_SECRETS))
+
+
+EXIT_CRASH = 1
+
+
+def _app_exit(code: int, printed: str, secrets: tuple[str, ...]) -> int:
+    """0, or one line on stderr: the app's own message (exit 2) or, for a crash, where the
+    traceback is (exit 1)."""
+    from pgq_console.core.errors import scrub
+
+    printed = scrub(printed, secrets).strip()
+    if code == 0:
+        if printed:
+            log.warning("the console printed on exit: %s", printed)
+        return 0
+    if code == EXIT_CRASH:
+        log.error("the console stopped on an unexpected error:\n%s", printed)
+        lines = [line for line in printed.splitlines() if line.strip()]
+        cause = " ".join(lines[-1].split()) if lines else "unknown error"
+        print(
+            f"pgq-console: error: the console crashed ({cause[:200]}); "
+            f"the traceback is in {log_path()}",
+            file=sys.stderr,
+        )
+        return EXIT_CRASH
+    message = " ".join(printed.split()) or f"exit status {code}"
+    print(f"pgq-console: error: {message}", file=sys.stderr)
+    return code
 
 
 def make_app(
@@ -276,10 +366,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         args = build_parser().parse_args(arguments)
     except UsageError as exc:
+        from pgq_console.core.text import printable
+
+        # argparse quotes the arguments it refuses as given: escape them like any output.
+        message = printable(" ".join(str(exc).removeprefix("pgq-console: ").split()))
         if is_check:  # monitoring reads stdout
-            print(f"PGQ UNKNOWN - {exc}")
+            print(f"PGQ UNKNOWN - {message}")
         else:
-            print(f"pgq-console: error: {str(exc).removeprefix('pgq-console: ')}", file=sys.stderr)
+            print(f"pgq-console: error: {message}", file=sys.stderr)
         raise SystemExit(failure_code) from None
     configure_logging()
     _exit_cleanly_on_hangup()
@@ -291,10 +385,45 @@ def main(argv: Sequence[str] | None = None) -> None:
 
             print(unknown_line(str(exc)))
             raise SystemExit(EXIT_UNKNOWN) from None
-        print(f"pgq-console: error: {exc}", file=sys.stderr)
+        from pgq_console.core.text import printable
+
+        print(f"pgq-console: error: {printable(str(exc))}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception as exc:  # a bug: one line here, the traceback in the log
+        log.exception("unexpected error")
+        from pgq_console.core.errors import scrub_dsn_passwords
+
+        cause = scrub_dsn_passwords(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        if args.command == "check":
+            from pgq_console.scripting import unknown_line
+
+            print(unknown_line(f"internal error ({cause[:200]}); details in {log_path()}"))
+            raise SystemExit(EXIT_UNKNOWN) from None
+        print(
+            f"pgq-console: error: internal error ({cause[:200]}); details in {log_path()}",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_CRASH) from None
+
+
+def require_terminal() -> None:
+    if not _has_terminal():
+        raise ConsoleError(
+            "the console needs a terminal (stdin is closed or not a terminal); "
+            "for scripts use `pgq-console snapshot` or `check`"
+        )
+
+
+def _has_terminal() -> bool:
+    """Textual reads keys from stdin; a served session's console reads them from its pipe."""
+    if os.environ.get("TEXTUAL_DRIVER"):
+        return True
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (OSError, ValueError):  # closed
+        return False
 
 
 def _exit_cleanly_on_hangup() -> None:
@@ -316,11 +445,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         print_paths()
         return 0
     if args.command is None:
-        asyncio.run(run(args))
-        return 0
+        return asyncio.run(run(args))
     settings = load(args)
+    remember_secrets(settings.target)
     for warning in settings.warnings:
-        print(f"pgq-console: warning: {warning}", file=sys.stderr)
+        from pgq_console.core.text import printable
+
+        print(f"pgq-console: warning: {printable(warning)}", file=sys.stderr)
     if args.command == "snapshot":
         return scripting.snapshot(settings, as_json=args.json, stale_after=args.stale_after)
     if args.command == "check":

@@ -204,7 +204,7 @@ class Target:
             password = _run_password_command(self.password_command, self.profile)
         dsn = with_password(self.dsn, password) if password else self.dsn
         secrets = secrets_of(dsn, environ)
-        return dsn, label, secrets
+        return as_uri(dsn), label, secrets
 
 
 @dataclass(frozen=True)
@@ -255,8 +255,17 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> 
     if theme is None:
         theme = NO_COLOR_THEME if environ.get("NO_COLOR") else DEFAULT_THEME
     refresh = cli.refresh or env.refresh or file_config.refresh or DEFAULT_REFRESH_S
-    if cli.refresh is not None and cli.refresh <= 0:
-        raise ConfigError("--refresh must be a positive number of seconds")
+    for given, where in ((cli.refresh, "--refresh"), (env.refresh, f"{ENV_PREFIX}REFRESH")):
+        if given is not None and not (0 < given <= MAX_REFRESH_S):  # also NaN and infinity
+            raise ConfigError(f"{where}: a number of seconds from 0 to {MAX_REFRESH_S:g}")
+    if not (0 < refresh <= MAX_REFRESH_S):
+        raise ConfigError(f"{path}: refresh: a number of seconds from 0 to {MAX_REFRESH_S:g}")
+    if cli.driver is not None:
+        try:
+            _check_driver(cli.driver)
+        except ValueError as exc:
+            raise ConfigError(f"--driver: {exc}") from None
+    _check_installation(target, cli, path, environ)
     return Settings(
         config_path=path,
         config_found=found,
@@ -269,6 +278,34 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> 
         env=env,
         cli=cli,
     )
+
+
+MAX_REFRESH_S = 86_400.0
+# PgQueuer's own rules (pgqueuer.domain.settings): names go into SQL unquoted.
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_INSTALLATION_RULES = {
+    "schema": (re.compile(_IDENTIFIER), "a plain SQL identifier (letters, digits, _)"),
+    "prefix": (re.compile(f"({_IDENTIFIER})?"), "empty or a plain SQL identifier"),
+    "channel": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*"), "letters, digits, _ . -"),
+}
+
+
+def _check_installation(
+    target: Target, cli: CliOptions, path: Path, environ: Mapping[str, str]
+) -> None:
+    """Schema, prefix and channel checked here, each named with where it was set."""
+    from pgq_console.core.text import printable
+
+    for name, (rule, wanted) in _INSTALLATION_RULES.items():
+        value = getattr(target, name)
+        if value:
+            given_on_cli = getattr(cli, name) is not None
+            where = f"--{name}" if given_on_cli else f"{path}: profiles.{target.profile}.{name}"
+        else:
+            where = f"PGQUEUER_{name.upper()}"
+            value = environ.get(where)
+        if value and not rule.fullmatch(value):
+            raise ConfigError(f"{where} {printable(value)!r}: must be {wanted}")
 
 
 def _build_target(
@@ -344,7 +381,9 @@ def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool, list[str
 
 def describe_toml_error(exc: tomllib.TOMLDecodeError, path: Path, text: str) -> str:
     """`FILE:LINE: not valid TOML: message (column N)`."""
-    message = str(exc)
+    from pgq_console.core.text import printable
+
+    message = printable(str(exc))
     found = re.search(r"\s*\(at line (\d+), column (\d+)\)", message)
     if found:
         detail = message[: found.start()]
@@ -368,7 +407,10 @@ def describe_validation_error(exc: ValidationError, path: Path, text: str) -> st
     if error["type"] == "extra_forbidden":
         message = "unknown key"
     message = message.removeprefix("Value error, ")
-    return f"{where}: {key}: {message}"
+    from pgq_console.core.text import printable
+
+    # Keys and values are the file's own text: a control character in one stays visible.
+    return printable(f"{where}: {key}: {message}")
 
 
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
@@ -428,7 +470,9 @@ def _readable_by_others(path: Path) -> bool:
 def _unknown_profile(name: str, profiles: Mapping[str, Any], path: Path) -> str:
     if not profiles:
         return f"unknown profile {name!r}: {path} defines no profiles"
-    return f"unknown profile {name!r}: {path} defines {', '.join(sorted(profiles))}"
+    from pgq_console.core.text import printable
+
+    return printable(f"unknown profile {name!r}: {path} defines {', '.join(sorted(profiles))}")
 
 
 def _dsn_password(dsn: str) -> str:
@@ -455,6 +499,24 @@ def build_uri(profile: ProfileConfig) -> str:
         query["sslmode"] = profile.sslmode
     path = "/" + quote(profile.dbname, safe="") if profile.dbname else ""
     return urlunsplit(("postgresql", netloc, path, urlencode(query), ""))
+
+
+def as_uri(dsn: str) -> str:
+    """A key=value DSN as the equivalent URI: asyncpg (the default driver) reads only URIs."""
+    if not dsn.strip() or "://" in dsn:
+        return dsn
+    parts = dsn_parts(dsn)
+    user, password = parts.pop("user", ""), parts.pop("password", "")
+    userinfo = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    netloc = userinfo + "@" if userinfo else ""
+    host = parts.get("host", "")
+    if host and not host.startswith("/") and "," not in host:
+        del parts["host"]
+        netloc += f"[{host}]" if ":" in host else host
+        if "port" in parts and "," not in parts["port"]:
+            netloc += f":{parts.pop('port')}"
+    path = "/" + quote(parts.pop("dbname"), safe="") if "dbname" in parts else ""
+    return urlunsplit(("postgresql", netloc, path, urlencode(parts), ""))
 
 
 def with_password(dsn: str, password: str) -> str:

@@ -27,7 +27,8 @@ from typing import Any
 from pgq_console.config import Settings, Target, open_target
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import EntrypointRow
-from pgq_console.core.target import DriverKind
+from pgq_console.core.target import DriverKind, dsn_parts
+from pgq_console.core.text import printable
 
 DURATIONS_WINDOW = timedelta(minutes=5)
 
@@ -40,7 +41,7 @@ class NagiosState(IntEnum):
 
 
 def unknown_line(message: str) -> str:
-    return f"PGQ UNKNOWN - {message}"
+    return f"PGQ UNKNOWN - {printable(' '.join(message.split()))}"
 
 
 # -- durations and thresholds --------------------------------------------------------------
@@ -210,21 +211,38 @@ def snapshot_document(reading: Reading) -> dict[str, Any]:
     }
 
 
+def json_text(document: object) -> str:
+    """JSON that is plain ASCII: controls and invisible characters come out as \\u escapes
+    (json escapes C0 and, with ensure_ascii, everything past ASCII; DEL it leaves raw)."""
+    return json.dumps(document, indent=2, ensure_ascii=True).replace("\x7f", "\\u007f")
+
+
+def status_text(name: str) -> str:
+    """An entrypoint in a status line: escaped like the TUI does, and no `|` (which starts
+    Nagios perfdata)."""
+    return printable(name).replace("|", "\\x7c")
+
+
+def perfdata_label(label: str) -> str:
+    """A quoted perfdata label (Nagios plugin guidelines): `'` doubled, no `=`."""
+    return "'" + status_text(label).replace("=", "\\x3d").replace("'", "''") + "'"
+
+
 def snapshot(settings: Settings, *, as_json: bool, stale_after: str) -> int:
     reading = asyncio.run(read(settings, parse_duration(stale_after)))
     document = snapshot_document(reading)
     if as_json:
-        print(json.dumps(document, indent=2))
+        print(json_text(document))
         return 0
     from pgq_console.widgets import format as fmt
 
-    print(f"{reading.database} at {reading.taken_at:%Y-%m-%d %H:%M:%S %Z}")
+    print(f"{printable(reading.database)} at {reading.taken_at:%Y-%m-%d %H:%M:%S %Z}")
     header = f"{'entrypoint':24} {'ready':>7} {'picked':>7} {'held':>6} {'oldest':>8} {'err/1h':>7}"
     print(header)
     for row in reading.rows:
         age = reading.age_s(row)
         print(
-            f"{row.entrypoint[:24]:24} {row.ready:7} {row.picked:7} {row.held:6} "
+            f"{printable(row.entrypoint, limit=24):24} {row.ready:7} {row.picked:7} {row.held:6} "
             f"{fmt.seconds(age):>8} {row.exceptions_1h:7}"
         )
     print(f"stale picked jobs (heartbeat > {stale_after}): {reading.stale}")
@@ -251,12 +269,16 @@ def evaluate(
         for row in rows:
             name = row.entrypoint if row else entrypoint
             age = (reading.age_s(row) if row else None) or 0.0
-            perfdata.append(f"'age_{name}'={age:.0f}s;{threshold.perfdata()}")
+            perfdata.append(f"{perfdata_label('age_' + name)}={age:.0f}s;{threshold.perfdata()}")
             state = threshold.state(age)
             if state:
                 limit = threshold.critical if state is NagiosState.CRITICAL else threshold.warn
                 problems.append(
-                    (state, f"{name} oldest ready {fmt.seconds(age)} > {fmt.seconds(limit)}")
+                    (
+                        state,
+                        f"{status_text(name)} oldest ready {fmt.seconds(age)} "
+                        f"> {fmt.seconds(limit)}",
+                    )
                 )
     held = sum(row.held for row in reading.rows)
     stale = reading.stale
@@ -279,7 +301,7 @@ def evaluate(
         )
         summary = (
             f"{len(reading.rows)} entrypoints, held {held}, stale {stale}, "
-            f"oldest ready {fmt.seconds(oldest[0])} ({oldest[1]})"
+            f"oldest ready {fmt.seconds(oldest[0])} ({status_text(oldest[1])})"
         )
     return state, f"PGQ {state.name} - {summary} | {' '.join(perfdata)}"
 
@@ -300,13 +322,15 @@ def check(
         failed = parse_threshold(max_failed, what="--max-failed") if max_failed else None
         stale = parse_threshold(max_stale, what="--max-stale") if max_stale else None
         stale_window = parse_duration(stale_after)
+        # A DSN that does not parse is configuration (UNKNOWN), not a queue incident.
+        dsn_parts(settings.target.dsn)
     except ConsoleError as exc:
         print(unknown_line(str(exc)))
         return NagiosState.UNKNOWN
     try:
         reading = asyncio.run(read(settings, stale_window))
     except ConsoleError as exc:
-        print(f"PGQ CRITICAL - {exc}")
+        print(f"PGQ CRITICAL - {printable(' '.join(str(exc).split()))}")
         return NagiosState.CRITICAL
     state, line = evaluate(reading, ages, failed, stale)
     print(line)
@@ -332,6 +356,7 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> list[str]:
         command += ["--refresh", str(args.refresh)]
     if getattr(args, "read_only", False):
         command.append("--read-only")
+    command.append("--served")  # no `file` payloads: the browser is not this machine's user
     if getattr(args, "demo", False):
         command.append("--demo")  # each browser tab gets its own embedded demo database
     return command
@@ -339,27 +364,48 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> list[str]:
 
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        from textual_serve.server import Server
+        import textual_serve  # noqa: F401  (its JavaScript and AppService)
     except ImportError:
         raise ConsoleError(
             "serve needs the serve extra: pip install 'pgq-console[serve]'"
         ) from None
+    from pgq_console.serve import (
+        DEFAULT_MAX_SESSIONS,
+        ServeConfig,
+        basic_auth_from,
+        check_exposure,
+        run_server,
+    )
+
+    auth = basic_auth_from(os.environ)
+    check_exposure(args.host, auth, insecure=getattr(args, "insecure", False))
+    max_sessions = getattr(args, "max_sessions", None)
+    max_sessions = DEFAULT_MAX_SESSIONS if max_sessions is None else max_sessions
+    if not 1 <= max_sessions <= 1000:
+        raise ConsoleError("serve: --max-sessions must be from 1 to 1000")
+    if not 1 <= args.port <= 65535:
+        raise ConsoleError(f"serve: --port {args.port} is not a TCP port (1-65535)")
     if not getattr(args, "demo", False):
         # Fail here, in the terminal, rather than in every browser session.
         asyncio.run(_probe(settings.target))
     if getattr(args, "dsn", None):
         os.environ["PGQ_CONSOLE_DSN"] = args.dsn  # inherited by each session, never in argv
     title = "pgq-console" + (f" · {settings.target.profile}" if settings.target.profile else "")
-    server = Server(
+    config = ServeConfig(
         shlex.join(serve_command(settings, args)),
         host=args.host,
         port=args.port,
         title=title,
         public_url=args.public_url,
+        auth=auth,
+        max_sessions=max_sessions,
     )
-    where = args.public_url or f"http://{args.host}:{args.port}"
-    print(f"pgq-console: serving on {where} (ctrl+c stops)", file=sys.stderr)
-    server.serve()
+
+    def announce(url: str) -> None:
+        # Like Jupyter: the token is in the URL, so only who sees this terminal can open it.
+        print(f"pgq-console: serving on {url} (ctrl+c stops)", file=sys.stderr, flush=True)
+
+    run_server(config, announce)
     return 0
 
 

@@ -6,6 +6,7 @@ Theme. A broken file never stops the console: it is reported once and the defaul
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,6 +30,13 @@ VARIABLE_DEFAULTS = {
     "banner-error-background": "#5f0020",
     "muted": "#8a8a8a",
 }
+
+
+_VARIABLE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+_TEXT_STYLES = frozenset(
+    {"none", "not", "bold", "dim", "italic", "underline", "underline2", "reverse", "strike",
+     "blink", "overline"}
+)
 
 
 class ThemeFile(BaseModel):
@@ -67,6 +75,24 @@ class ThemeFile(BaseModel):
                 Color.parse(value)
             except ColorParseError:
                 raise ValueError(f"not a colour: {value!r}") from None
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        """A bad value would reach the stylesheet and stop the console (at start or on
+        `:theme`): every variable is a colour, or text styles for `*-text-style`."""
+        for name, setting in value.items():
+            if not _VARIABLE_NAME.fullmatch(name):
+                raise ValueError(f"variable name {name!r}: use lower-case words and '-'")
+            if name.endswith("-text-style"):
+                if not set(setting.split()) <= _TEXT_STYLES:
+                    raise ValueError(f"{name}: not text styles: {setting!r}")
+                continue
+            try:
+                Color.parse(setting)
+            except ColorParseError:
+                raise ValueError(f"{name}: not a colour: {setting!r}") from None
         return value
 
     def to_theme(self) -> Theme:

@@ -134,6 +134,12 @@ def test_serve_in_headless_chromium(served_database: str, tmp_path: Path) -> Non
     profile_dir = tempfile.mkdtemp(prefix="pgqc-chromium-")
     browser: subprocess.Popen[str] | None = None
     try:
+        assert server.stdout is not None
+        url = ""
+        while not url:  # the URL with its token, as the operator sees it
+            line = server.stdout.readline()
+            assert line, "serve exited before printing its URL"
+            url = line.split("serving on ", 1)[1].split()[0] if "serving on " in line else ""
         wait_for_port(port, server)
         browser = subprocess.Popen(
             [
@@ -146,7 +152,7 @@ def test_serve_in_headless_chromium(served_database: str, tmp_path: Path) -> Non
                 f"--user-data-dir={profile_dir}",
                 f"--remote-debugging-port={debug_port}",
                 "--window-size=1200,700",
-                f"http://127.0.0.1:{port}/",
+                url,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

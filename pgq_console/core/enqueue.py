@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -126,26 +128,46 @@ def _bounded(delay: timedelta) -> timedelta:
     return delay
 
 
+def read_payload_file(path_text: str) -> bytes:
+    """A regular file's bytes, at most MAX_FILE_BYTES. Devices (/dev/zero never ends), FIFOs
+    (opening one waits for a writer) and directories are refused before a byte is read."""
+    path = Path(path_text.strip()).expanduser()
+    shown = printable(str(path))
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except IsADirectoryError:
+        raise ValueError(f"{shown} is a directory") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {shown}: {exc.strerror or type(exc).__name__}") from None
+    status = os.fstat(descriptor)
+    problem = None
+    if stat.S_ISDIR(status.st_mode):
+        problem = f"{shown} is a directory"
+    elif not stat.S_ISREG(status.st_mode):
+        problem = f"{shown} is not a regular file (a device, FIFO or socket)"
+    elif status.st_size > MAX_FILE_BYTES:
+        problem = f"{shown} is {status.st_size:,} bytes; the limit is {MAX_FILE_BYTES:,}"
+    if problem:
+        os.close(descriptor)
+        raise ValueError(problem)
+    with os.fdopen(descriptor, "rb") as file:
+        try:
+            data = file.read(MAX_FILE_BYTES + 1)  # a file that grows meanwhile stays bounded
+        except OSError as exc:
+            raise ValueError(f"cannot read {shown}: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{shown} is larger than the limit of {MAX_FILE_BYTES:,} bytes")
+    return data
+
+
 def parse_payload(kind: PayloadKind, text: str) -> bytes | None:
     """The payload bytes (None when empty); ValueError with a readable reason."""
     if kind is PayloadKind.FILE:
         path_text = text.strip()
         if not path_text:
             return None
-        path = Path(path_text).expanduser()
-        try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise ValueError(f"{path} is {size:,} bytes; the limit is {MAX_FILE_BYTES:,}")
-            return path.read_bytes()
-        except ValueError:
-            raise
-        except IsADirectoryError:
-            raise ValueError(f"{printable(str(path))} is a directory") from None
-        except OSError as exc:
-            raise ValueError(
-                f"cannot read {printable(str(path))}: {exc.strerror or type(exc).__name__}"
-            ) from None
+        return read_payload_file(path_text)
     if text == "":
         return None
     if kind is PayloadKind.JSON:
@@ -196,7 +218,8 @@ class EnqueueRequest(BaseModel):
         if len(text) > MAX_ENTRYPOINT_CHARS:
             raise _error(f"entrypoint is longer than {MAX_ENTRYPOINT_CHARS} characters")
         if printable(text) != text or "\x00" in text:
-            raise _error("entrypoint has control characters")
+            # Invisible ones too: `send_email\u2060` would read as `send_email` everywhere.
+            raise _error("entrypoint has control or invisible characters (e.g. \\u2060)")
         return text
 
     @field_validator("payload_kind", mode="before")
@@ -256,6 +279,8 @@ class EnqueueRequest(BaseModel):
             return None
         if "\x00" in text:
             raise _error("dedupe key has a NUL character, which PostgreSQL text cannot hold")
+        if not _encodable(text):
+            raise _error("dedupe key has an unpaired surrogate character")
         return text
 
     @field_validator("headers", mode="before")
@@ -280,6 +305,8 @@ class EnqueueRequest(BaseModel):
             )
         if "\\u0000" in text:
             raise _error("headers contain \\u0000, which PostgreSQL jsonb cannot hold")
+        if not _encodable(json.dumps(parsed, ensure_ascii=False)):
+            raise _error("headers contain an unpaired surrogate character (e.g. \\ud800)")
         return parsed
 
     @field_validator("copies", mode="before")
@@ -308,6 +335,15 @@ class EnqueueRequest(BaseModel):
         return self
 
 
+def _encodable(text: str) -> bool:
+    """False for a lone surrogate (typed, or a JSON \\ud800 escape): not valid UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _json_kind(value: object) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), "a number"
@@ -324,7 +360,7 @@ class FormErrors(Exception):
         return "; ".join(f"{name}: {message}" for name, message in self.by_field.items())
 
 
-def parse_enqueue_form(raw: Mapping[str, str], now: datetime) -> EnqueueRequest:
+def parse_enqueue_form(raw: Mapping[str, object], now: datetime) -> EnqueueRequest:
     """Validate the form's raw strings; FormErrors (by field) if anything is wrong."""
     try:
         return EnqueueRequest.model_validate(dict(raw), context={"now": now})

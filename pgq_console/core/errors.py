@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
+from urllib.parse import quote
 
 
 class ConsoleError(Exception):
@@ -52,9 +54,23 @@ def describe_connect_error(exc: BaseException, *, label: str, secrets: tuple[str
     return scrub(message, secrets)
 
 
+# A password by its place, for DSNs too broken to parse (so their password is not known):
+# the userinfo of a URI (`scheme://user:PASSWORD@`, up to the last `@` before the host) and a
+# key=value `password=...` (quoted or not).
+_URI_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s\"']*):[^\s\"']*@")
+_KEYWORD_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s\"']+)")
+
+
+def scrub_dsn_passwords(text: str) -> str:
+    """Every password-looking part of a connection string in `text` replaced by ***."""
+    text = _URI_PASSWORD.sub(r"\1:***@", text)
+    return _KEYWORD_PASSWORD.sub(r"\1***", text)
+
+
 def scrub(text: str, secrets: tuple[str, ...]) -> str:
-    """Replace every secret that leaked into a driver message."""
-    for secret in secrets:
+    """Replace every secret that leaked into a driver message, known or by its place."""
+    for secret in sorted(secrets, key=len, reverse=True):
         if secret:
             text = text.replace(secret, "***")
-    return text
+            text = text.replace(quote(secret, safe=""), "***")
+    return scrub_dsn_passwords(text)

@@ -176,25 +176,43 @@ def _status_term(value: str) -> Predicate:
     return Predicate(" OR ".join(parts), (plain,) if plain else (), f"status:{value}")
 
 
-def _compare(column: str, value: str, what: str) -> Predicate:
+def _compare(column: str, value: str, what: str, bits: int = 64) -> Predicate:
+    # The column's own range (bigint id, integer priority): beyond it the server would fail.
+    top = 2 ** (bits - 1) - 1
+
+    def bounded(digits: str) -> int:
+        # Length first: int() of thousands of digits is slow, then refused by Python itself.
+        number = int(digits) if len(digits.lstrip("+-")) <= 20 else top + 1
+        if not -top - 1 <= number <= top:
+            raise ConsoleError(f"{what}: {digits[:24]} is out of range (at most {top:,})")
+        return number
+
     if "," in value:
-        try:
-            numbers = [int(v) for v in _items(what, value, "number")]
-        except ValueError:
-            raise ConsoleError(f"{what}: expects numbers, got {value!r}") from None
+        parts = [v.strip() for v in _items(what, value, "number")]
+        if not all(re.fullmatch(r"[+-]?\d+", part) for part in parts):
+            raise ConsoleError(f"{what}: expects numbers, got {value!r}")
+        numbers = [bounded(part) for part in parts]
         return Predicate(f"{column} = ANY($1::bigint[])", (numbers,), f"{what}:{value}")
     match = _COMPARE.match(value)
     if not match:
         raise ConsoleError(f"{what}: expects a number, optionally with > >= < <=, got {value!r}")
     operator = match.group(1) or "="
-    return Predicate(f"{column} {operator} $1", (int(match.group(2)),), f"{what}:{value}")
+    number = bounded(match.group(2))
+    return Predicate(f"{column} {operator} $1", (number,), f"{what}:{value}")
+
+
+MAX_AGE_S = 100 * 365 * 86400  # PostgreSQL's timestamps would overflow long before a typo does
 
 
 def _age_term(value: str) -> Predicate:
     match = re.match(r"^(>=|<=|>|<)?(\d+)([smhd]?)$", value)
     if not match:
         raise ConsoleError(f"age: expects e.g. >10m, <2h or >1d, got {value!r}")
-    seconds = int(match.group(2)) * _AGE_UNITS[match.group(3) or "s"]
+    digits = match.group(2)
+    unit = _AGE_UNITS[match.group(3) or "s"]
+    seconds = int(digits) * unit if len(digits) <= 15 else MAX_AGE_S + 1
+    if seconds > MAX_AGE_S:
+        raise ConsoleError(f"age: {value[:24]!r} is more than 100 years")
     # Older than N = created before now() - N.
     operator = {">": "<", ">=": "<=", "<": ">", "<=": ">="}[match.group(1) or ">"]
     return Predicate(
@@ -224,7 +242,7 @@ _TERMS: dict[str, Any] = {
     "ep": _ep_term,
     "status": _status_term,
     "id": lambda v: _compare("job.id", v, "id"),
-    "prio": lambda v: _compare("job.priority", v, "prio"),
+    "prio": lambda v: _compare("job.priority", v, "prio", bits=32),
     "age": _age_term,
     "payload": _payload_term,
     "header": _header_term,
@@ -422,7 +440,7 @@ def _json_object(text: str | None) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return {"(unparseable)": text}
     if value is None:  # a JSON null in the column
         return None
@@ -448,10 +466,11 @@ def render_payload(payload: bytes | None, *, truncated: bool = False) -> Rendere
         try:
             decoded = payload.decode("utf-8")
             parsed = json.loads(decoded)
-        except (UnicodeDecodeError, ValueError):
-            pass
+            pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            pass  # RecursionError: nested too deeply to pretty-print; shown as text
         else:
-            return RenderedPayload("json", json.dumps(parsed, indent=2, ensure_ascii=False))
+            return RenderedPayload("json", pretty)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import unquote
 
 from pgqueuer.domain.settings import DBSettings
 from pgqueuer.queries import Queries
 
-from pgq_console.core.errors import ConsoleError
+from pgq_console.core.errors import ConsoleError, scrub
 
 APPLICATION_NAME = "pgq-console"
 
@@ -58,12 +60,23 @@ def dsn_parts(dsn: str) -> dict[str, str]:
     try:
         parsed = conninfo_to_dict(dsn)
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's own words
-        detail = " ".join(str(exc).split())
-        password = _password_in(dsn)
-        if password:
-            detail = detail.replace(password, "***")
+        # libpq echoes the DSN, whose password cannot be known when it does not parse.
+        detail = scrub(" ".join(str(exc).split()), (_password_in(dsn), *_password_by_place(dsn)))
         raise ConsoleError(f"invalid connection string: {detail}") from None
     return {key: str(value) for key, value in parsed.items() if value is not None}
+
+
+def _password_by_place(dsn: str) -> tuple[str, ...]:
+    """The password of a URI that does not parse: after the first `:` of the userinfo (as
+    written, and percent-decoded)."""
+    _, sep, rest = dsn.partition("://")
+    if not sep:
+        return ()
+    userinfo = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[0]
+    _, colon, password = userinfo.partition(":")
+    if not colon or not password:
+        return ()
+    return (password, unquote(password))
 
 
 def _password_in(dsn: str) -> str:
@@ -91,7 +104,7 @@ def display_dsn(dsn: str, environ: Mapping[str, str] = os.environ) -> str:
 
 def secrets_of(dsn: str, environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
     """Every password the console knows of, so messages can be scrubbed of them."""
-    found = [_password_in(dsn), environ.get("PGPASSWORD", "")]
+    found = [_password_in(dsn), *_password_by_place(dsn), environ.get("PGPASSWORD", "")]
     return tuple(secret for secret in found if secret)
 
 

@@ -7,6 +7,7 @@ batch in flight. The new ids are shown and ctrl+o opens the first job's detail.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from pgq_console.core.enqueue import (
     PayloadKind,
     known_entrypoints,
     parse_enqueue_form,
+    read_payload_file,
     refusal,
 )
 from pgq_console.core.text import printable
@@ -67,8 +69,11 @@ class EnqueueFormScreen(ModalScreen[None]):
         read_only: bool = False,
         initial: Mapping[str, str] | None = None,
         batch_size: int | None = None,
+        allow_file: bool = True,
     ) -> None:
         super().__init__()
+        # Off in a console served to a browser: its user is not this machine's user.
+        self.allow_file = allow_file
         self.backend = backend
         self.clock = clock
         self.read_only = read_only
@@ -93,13 +98,14 @@ class EnqueueFormScreen(ModalScreen[None]):
                 "Entrypoint",
                 Input(value("entrypoint", ""), placeholder="name", id="entrypoint", compact=True),
             )
+            kinds = [k for k in PayloadKind if self.allow_file or k is not PayloadKind.FILE]
             kind_text = value("payload_kind", PayloadKind.JSON.value)
-            kind = PayloadKind(kind_text) if kind_text in set(PayloadKind) else PayloadKind.JSON
+            kind = PayloadKind(kind_text) if kind_text in set(kinds) else PayloadKind.JSON
             yield FieldRow(
                 "payload",
                 "Payload",
                 Select(
-                    [(k.value, k.value) for k in PayloadKind],
+                    [(k.value, k.value) for k in kinds],
                     value=kind.value,
                     allow_blank=False,
                     compact=True,
@@ -208,11 +214,14 @@ class EnqueueFormScreen(ModalScreen[None]):
         values["payload_kind"] = str(self.query_one("#payload_kind", Select).value)
         return values
 
-    def validate_fields(self) -> EnqueueRequest | None:
+    def validate_fields(self, raw: Mapping[str, object] | None = None) -> EnqueueRequest | None:
         """Parse the form; show each problem next to its field. The request, or None."""
         rows = list(self.query(FieldRow))
+        raw = dict(raw or self.raw_values())
         try:
-            request = parse_enqueue_form(self.raw_values(), self.clock.now())
+            if not self.allow_file and raw.get("payload_kind") == PayloadKind.FILE.value:
+                raise FormErrors({"payload": "file payloads are off in a served console"})
+            request = parse_enqueue_form(raw, self.clock.now())
         except FormErrors as exc:
             errors = dict(exc.by_field)
             if "payload_kind" in errors:
@@ -251,7 +260,27 @@ class EnqueueFormScreen(ModalScreen[None]):
         if problem:
             self._status(f"Cannot enqueue: {problem}", "error")
             return
-        request = self.validate_fields()
+        raw = self.raw_values()
+        path = raw["payload"].strip()
+        if self.allow_file and raw["payload_kind"] == PayloadKind.FILE.value and path:
+            # A file is read in a thread: a slow disk or a network mount must not freeze the UI.
+            self._status("Reading the payload file…", "")
+            self.read_file_then_submit(raw, path)
+            return
+        self.submit_request(raw)
+
+    @work(group="enqueue-file", exclusive=True, exit_on_error=False)
+    async def read_file_then_submit(self, raw: dict[str, str], path: str) -> None:
+        try:
+            data = await asyncio.to_thread(read_payload_file, path)
+        except ValueError as exc:
+            show_field_errors(list(self.query(FieldRow)), {"payload": str(exc)})
+            self._status("Fix 1 field first", "error")
+            return
+        self.submit_request({**raw, "payload": data})
+
+    def submit_request(self, raw: Mapping[str, object]) -> None:
+        request = self.validate_fields(raw)
         if request is None:
             return
         # One idempotency token per submission: the same form sent again after a failure or a
@@ -358,5 +387,11 @@ def open_enqueue_form(app: Any, initial: Mapping[str, str] | None = None) -> Non
         app.notify(f"Cannot enqueue: {problem}", severity="warning", markup=False)
         return
     app.push_screen(
-        EnqueueFormScreen(app.backend, app.clock, read_only=app.read_only, initial=initial)
+        EnqueueFormScreen(
+            app.backend,
+            app.clock,
+            read_only=app.read_only,
+            initial=initial,
+            allow_file=not getattr(app, "served", False),
+        )
     )

@@ -25,13 +25,15 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAYLOAD_PAGE_BYTES, JobDetail, fetch_detail, render_payload
-from pgq_console.core.text import printable
+from pgq_console.core.text import clipboard_text, printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.screen_commands import ScreenCommands
 
 WRITE_ACTIONS = frozenset({"requeue", "cancel", "copy_job"})
+# `m` grows the shown payload 4x at a time up to this: more would freeze the screen's layout.
+MAX_SHOWN_PAYLOAD_BYTES = 256 * 1024
 
 
 @dataclass
@@ -151,7 +153,7 @@ class JobDetailScreen(Screen[None]):
             fields.update(_field_lines(rows))
             headers = detail.headers
             self.query_one("#detail-headers", Static).update(
-                Text(printable_block(json.dumps(headers, indent=2, ensure_ascii=False)))
+                Text(printable_block(pretty_json(headers)))
                 if headers
                 else Text("–")
             )
@@ -189,7 +191,7 @@ class JobDetailScreen(Screen[None]):
                 context = record.get("additional_context")
                 if context:
                     text.append(
-                        "  " + printable(json.dumps(context, ensure_ascii=False), limit=500) + "\n",
+                        "  " + printable(pretty_json(context, indent=None), limit=500) + "\n",
                         style="dim",
                     )
         return text
@@ -217,21 +219,40 @@ class JobDetailScreen(Screen[None]):
         self._show_detail()
 
     def action_more_payload(self) -> None:
-        if self.detail and self.detail.payload_truncated:
-            self.payload_bytes *= 4
-            self.load()
+        if not (self.detail and self.detail.payload_truncated):
+            return
+        if self.payload_bytes >= MAX_SHOWN_PAYLOAD_BYTES:
+            self.notify(
+                f"showing the first {MAX_SHOWN_PAYLOAD_BYTES // 1024} KiB of "
+                f"{self.detail.payload_total:,} bytes: the most this screen shows",
+                severity="warning",
+                markup=False,
+            )
+            return
+        self.payload_bytes = min(self.payload_bytes * 4, MAX_SHOWN_PAYLOAD_BYTES)
+        self.load()
 
     def action_yank_id(self) -> None:
         self.app.copy_to_clipboard(str(self.job_id))
         self.notify(f"copied job id {self.job_id}", markup=False)
 
     def action_yank_payload(self) -> None:
-        if self.detail is None or self.detail.payload is None:
+        detail = self.detail
+        if detail is None or detail.payload is None:
             self.notify("no payload to copy", severity="warning", markup=False)
             return
-        rendered = render_payload(self.detail.payload, truncated=self.detail.payload_truncated)
-        self.app.copy_to_clipboard(rendered.text)
-        self.notify(f"copied the payload ({rendered.kind})", markup=False)
+        rendered = render_payload(detail.payload, truncated=detail.payload_truncated)
+        # The clipboard gets text, never terminal controls (they would run where it is pasted).
+        self.app.copy_to_clipboard(clipboard_text(rendered.text))
+        if detail.payload_truncated:
+            self.notify(
+                f"copied the first {len(detail.payload):,} of {detail.payload_total:,} bytes "
+                f"({rendered.kind}; m loads more)",
+                severity="warning",
+                markup=False,
+            )
+        else:
+            self.notify(f"copied the payload ({rendered.kind})", markup=False)
 
     def _open(self, action: Action) -> None:
         if self.backend.read_only:
@@ -252,6 +273,14 @@ class JobDetailScreen(Screen[None]):
 
     def action_copy_job(self) -> None:
         self._open(actions.copy(self.backend, ids_predicate([self.job_id])))
+
+
+def pretty_json(value: object, *, indent: int | None = 2) -> str:
+    """JSON from the database, indented; nesting too deep for Python's stack is said so."""
+    try:
+        return json.dumps(value, indent=indent, ensure_ascii=False)
+    except (RecursionError, ValueError, TypeError):
+        return "(nested too deeply to show)"
 
 
 def printable_block(text: str) -> str:
