@@ -11,14 +11,24 @@ Connections drop (server restart, pg_terminate_backend, network cut): every read
 first replaces a connection that is known to be dead, and a read that outlives the statement
 timeout by `CLIENT_GRACE_S` (a network cut: the server cannot cancel it) resets its connection, so
 no caller ever waits forever. `listener_alive()` tells the live model when to LISTEN again.
+
+Behind PgBouncer (topologies.md): only application_name goes in the startup packet when the
+pooler refuses the others (every setting is transaction-local anyway), and `open_backend`
+probes the live path end to end (LISTEN, NOTIFY from another connection, wait): no delivery
+means transaction pooling, so prepared statements are off and the live model polls, unless a
+`listen_dsn` gives LISTEN a direct connection of its own. Errors a pooler raises mid-session
+(a prepared statement it lost, a closed server connection) discard the connections, so the
+next read reconnects instead of failing the same way forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -27,7 +37,7 @@ from pgqueuer.domain import models as pgq_models
 from pgqueuer.domain.types import Channel
 
 from pgq_console.core.errors import ConsoleError, describe_connect_error
-from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation
+from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation, Pooler
 
 if TYPE_CHECKING:
     import asyncpg
@@ -41,6 +51,51 @@ CONNECT_TIMEOUT_S = 10.0
 # Past the statement timeout the server should have cancelled the query itself; this much later
 # the connection is presumed cut and is reset.
 CLIENT_GRACE_S = 3.0
+# How long the live-path probe waits for its own NOTIFY (a direct connection: milliseconds).
+PROBE_WAIT_S = 1.5
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """What the console's connections may rely on; a pooler in front turns parts off."""
+
+    # statement_timeout and default_transaction_read_only in the startup packet (PgBouncer
+    # refuses both; application_name it accepts).
+    startup_settings: bool = True
+    # asyncpg's statement cache / psycopg's automatic prepares: named statements live on one
+    # server connection, which transaction pooling does not keep for the client.
+    prepared_statements: bool = True
+
+
+DIRECT = ConnectOptions()
+
+
+def startup_refused(exc: BaseException) -> bool:
+    """PgBouncer's answer to a startup parameter it does not pass on."""
+    return "unsupported startup parameter" in str(exc)
+
+
+def pooler_broke(exc: BaseException) -> bool:
+    """An error that means the session state the driver relied on is gone (a pooler swapped
+    the server connection, or dropped it): the connections must be replaced, not reused."""
+    import asyncpg
+    import psycopg
+
+    if isinstance(
+        exc,
+        asyncpg.DuplicatePreparedStatementError
+        | asyncpg.InvalidSQLStatementNameError
+        | asyncpg.ProtocolViolationError
+        | psycopg.errors.DuplicatePreparedStatement
+        | psycopg.errors.InvalidSqlStatementName
+        | psycopg.errors.ProtocolViolation,
+    ):
+        return True
+    text = str(exc)
+    return any(
+        marker in text
+        for marker in ("query_wait_timeout", "server conn crashed", "server closed the connection")
+    )
 
 
 class DatabaseTimeout(ConsoleError):
@@ -75,6 +130,22 @@ class Backend(ABC):
         self.read_only = read_only
         self._listen_driver: Any = None
         self._dsn: str | None = None  # known when the console opened the connection itself
+        self.connect_options = DIRECT
+        # What is in front, as set or probed (never AUTO here); NONE for handed-in connections.
+        self.pooler = Pooler.NONE
+        # A direct connection for LISTEN only (behind a transaction pooler).
+        self.listen_dsn: str | None = None
+        self._direct_listen: Any = None  # the connection opened from listen_dsn
+
+    @property
+    def can_listen(self) -> bool:
+        """Whether LISTEN can work: not on a transaction-pooled connection without listen_dsn."""
+        return self.pooler is not Pooler.TRANSACTION or self.listen_dsn is not None
+
+    @property
+    def why_polling(self) -> str | None:
+        """Why the live model cannot LISTEN (the header says it), or None."""
+        return None if self.can_listen else "PgBouncer transaction pooling"
 
     @property
     def autocommit_problem(self) -> str | None:
@@ -105,6 +176,9 @@ class Backend(ABC):
             task.cancel()
             raise
         if task in done:
+            exc = task.exception()
+            if exc is not None and pooler_broke(exc):
+                await self.discard_connections()
             return task.result()
         await self._abort_in_flight()
         task.cancel()
@@ -125,9 +199,23 @@ class Backend(ABC):
         """Terminate the connections of reads that hung (pools: the acquired ones)."""
         return None
 
+    async def discard_connections(self) -> None:
+        """Drop the query connections (a pooler broke their session): the next use reconnects."""
+        await self._abort_in_flight()
+
     def listener_alive(self) -> bool:
         """Whether the LISTEN connection is still open (False when not listening)."""
+        if self.listen_dsn is not None:
+            return self._direct_listen_alive()
         return self._listen_driver is not None
+
+    def _direct_listen_alive(self) -> bool:
+        connection = self._direct_listen
+        if self._listen_driver is None or connection is None:
+            return False
+        if self.kind is DriverKind.PSYCOPG:
+            return not (connection.closed or connection.broken)
+        return not connection.is_closed()
 
     @abstractmethod
     def _make_listen_driver(self) -> Any: ...
@@ -146,9 +234,14 @@ class Backend(ABC):
         if self.autocommit_problem:
             raise ConsoleError(self.autocommit_problem)
         await self.ensure_connected()
-        async with self._transaction() as tx:
-            await tx.execute(_PREAMBLE, *self._preamble_args())
-            yield tx
+        try:
+            async with self._transaction() as tx:
+                await tx.execute(_PREAMBLE, *self._preamble_args())
+                yield tx
+        except Exception as exc:
+            if pooler_broke(exc):
+                await self.discard_connections()
+            raise
 
     @abstractmethod
     async def new_connection(self) -> Any:
@@ -166,6 +259,11 @@ class Backend(ABC):
 
     async def listen(self, handler: EventHandler) -> None:
         """LISTEN on the installation's channel; `handler` gets every parsed PgQueuer event."""
+        if self.listen_dsn is None and not self.can_listen:
+            raise ConsoleError("LISTEN does not work through transaction pooling: set listen_dsn")
+        if self.listen_dsn is not None:
+            await self._listen_direct(handler)
+            return
         await self.ensure_connected()
         async with self._listen_guard():
             if self._listen_driver is None:
@@ -181,6 +279,42 @@ class Backend(ABC):
                 await self.stop_listening()
                 raise
 
+    async def _listen_direct(self, handler: EventHandler) -> None:
+        """LISTEN on a connection of its own, opened from `listen_dsn` (past the pooler)."""
+        from pgqueuer.db import AsyncpgDriver, PsycopgDriver
+
+        if self._listen_driver is None:
+            dsn = self.listen_dsn or ""
+            if self.kind is DriverKind.PSYCOPG:
+                import psycopg
+
+                connection: Any = await psycopg.AsyncConnection.connect(
+                    dsn,
+                    autocommit=True,
+                    application_name=f"{APPLICATION_NAME}-listen",
+                    connect_timeout=int(CONNECT_TIMEOUT_S),
+                )
+                driver: Any = PsycopgDriver(connection)
+            else:
+                connection = await _asyncpg_connect(dsn, False, DIRECT)
+                driver = AsyncpgDriver(connection)
+            self._direct_listen = connection
+            self._listen_driver = driver
+        try:
+            await initialize_notice_event_listener(
+                self._listen_driver, Channel(self.installation.channel), handler
+            )
+        except BaseException:
+            await self._stop_direct_listen()
+            raise
+
+    async def _stop_direct_listen(self) -> None:
+        connection, self._direct_listen = self._direct_listen, None
+        self._listen_driver = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
+
     def _listen_guard(self) -> contextlib.AbstractAsyncContextManager[object]:
         """What LISTEN must hold: nothing when it has a connection of its own."""
         return contextlib.nullcontext()
@@ -189,6 +323,9 @@ class Backend(ABC):
         return self._make_listen_driver()
 
     async def stop_listening(self) -> None:
+        if self._direct_listen is not None:
+            await self._stop_direct_listen()
+            return
         driver, self._listen_driver = self._listen_driver, None
         if driver is not None:
             with contextlib.suppress(Exception):
@@ -238,25 +375,43 @@ class _PsycopgTx:
         return cursor.statusmessage or ""
 
 
-async def _asyncpg_connect(dsn: str | None, read_only: bool, **params: Any) -> Any:
+async def _asyncpg_connect(
+    dsn: str | None, read_only: bool, options: ConnectOptions = DIRECT, **params: Any
+) -> Any:
     import asyncpg
 
+    if not options.prepared_statements:
+        params["statement_cache_size"] = 0
     return await asyncpg.connect(
         dsn or None,
-        server_settings=_server_settings(read_only),
+        server_settings=_server_settings(read_only, options),
         timeout=CONNECT_TIMEOUT_S,
         **params,
     )
 
 
-def _server_settings(read_only: bool) -> dict[str, str]:
-    settings = {
-        "application_name": APPLICATION_NAME,
-        "statement_timeout": _timeout_setting(DEFAULT_STATEMENT_TIMEOUT),
-    }
+def _server_settings(read_only: bool, options: ConnectOptions = DIRECT) -> dict[str, str]:
+    settings = {"application_name": APPLICATION_NAME}
+    if not options.startup_settings:
+        # Reads set the timeout per transaction; read-only is then enforced by the console.
+        return settings
+    settings["statement_timeout"] = _timeout_setting(DEFAULT_STATEMENT_TIMEOUT)
     if read_only:
         settings["default_transaction_read_only"] = "on"
     return settings
+
+
+def _psycopg_params(read_only: bool, options: ConnectOptions) -> dict[str, Any]:
+    """psycopg connect arguments: settings via libpq `options` unless a pooler refuses it."""
+    params: dict[str, Any] = {"connect_timeout": int(CONNECT_TIMEOUT_S)}
+    if options.startup_settings:
+        settings = _server_settings(read_only, options)
+        params["options"] = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    else:
+        params["application_name"] = APPLICATION_NAME
+    if not options.prepared_statements:
+        params["prepare_threshold"] = None
+    return params
 
 
 class AsyncpgBackend(Backend):
@@ -316,6 +471,8 @@ class AsyncpgBackend(Backend):
             self.connection.terminate()
 
     def listener_alive(self) -> bool:
+        if self.listen_dsn is not None:
+            return self._direct_listen_alive()
         return self._listen_driver is not None and not self.connection.is_closed()
 
     def _make_listen_driver(self) -> Any:
@@ -332,11 +489,14 @@ class AsyncpgBackend(Backend):
 
     async def new_connection(self) -> Any:
         if self._dsn is not None:
-            return await _asyncpg_connect(self._dsn, self.read_only)
+            return await _asyncpg_connect(self._dsn, self.read_only, self.connect_options)
         params = self._connect_params or _asyncpg_params(self.connection)
-        return await _asyncpg_connect(None, self.read_only, **params)
+        return await _asyncpg_connect(None, self.read_only, self.connect_options, **params)
 
     async def stop_listening(self) -> None:
+        if self._direct_listen is not None:
+            await self._stop_direct_listen()
+            return
         # The shared driver is also the query driver: only drop the listener callbacks.
         self._listen_driver = None
         if not self.connection.is_closed():
@@ -390,6 +550,8 @@ class AsyncpgPoolBackend(Backend):
                 connection.terminate()
 
     def listener_alive(self) -> bool:
+        if self.listen_dsn is not None:
+            return self._direct_listen_alive()
         driver = self._listen_driver
         connection = getattr(driver, "_listener_connection", None) if driver else None
         try:
@@ -411,6 +573,9 @@ class AsyncpgPoolBackend(Backend):
             return False
 
     async def stop_listening(self) -> None:
+        if self._direct_listen is not None:
+            await self._stop_direct_listen()
+            return
         driver, self._listen_driver = self._listen_driver, None
         connection = getattr(driver, "_listener_connection", None) if driver else None
         if connection is not None and not self._is_open(connection):
@@ -428,9 +593,14 @@ class AsyncpgPoolBackend(Backend):
         async with self.pool.acquire() as connection, connection.transaction():
             yield _AsyncpgTx(connection)
 
+    async def discard_connections(self) -> None:
+        await self._abort_in_flight()
+        with contextlib.suppress(Exception):
+            await self.pool.expire_connections()
+
     async def new_connection(self) -> Any:
         if self._dsn is not None:
-            return await _asyncpg_connect(self._dsn, self.read_only)
+            return await _asyncpg_connect(self._dsn, self.read_only, self.connect_options)
         # A handed-in pool: connect the way the pool connects (its own arguments).
         import asyncpg
 
@@ -518,6 +688,8 @@ class PsycopgBackend(Backend):
             self.connection.pgconn.finish()  # no round trip: the network may be gone
 
     def listener_alive(self) -> bool:
+        if self.listen_dsn is not None:
+            return self._direct_listen_alive()
         connection = self._listen_connection
         return (
             self._listen_driver is not None
@@ -550,13 +722,11 @@ class PsycopgBackend(Backend):
         import psycopg
 
         dsn, password = self._conninfo
-        options = " ".join(f"-c {k}={v}" for k, v in _server_settings(self.read_only).items())
         return await psycopg.AsyncConnection.connect(
             self._dsn if self._dsn is not None else dsn,
             password=None if self._dsn is not None else password,
             autocommit=True,
-            options=options,
-            connect_timeout=int(CONNECT_TIMEOUT_S),
+            **_psycopg_params(self.read_only, self.connect_options),
         )
 
     async def _open_listen_driver(self) -> Any:
@@ -572,12 +742,15 @@ class PsycopgBackend(Backend):
             autocommit=True,
             application_name=f"{APPLICATION_NAME}-listen",
             connect_timeout=int(CONNECT_TIMEOUT_S),
+            prepare_threshold=None if not self.connect_options.prepared_statements else 5,
         )
         self._listen_connection = listen_connection
         return PsycopgDriver(listen_connection)
 
     async def stop_listening(self) -> None:
         await super().stop_listening()
+        if self.listen_dsn is not None:
+            return
         connection, self._listen_connection = self._listen_connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
@@ -684,15 +857,26 @@ async def open_backend(
     secrets: tuple[str, ...],
     *,
     read_only: bool = False,
+    pooler: Pooler = Pooler.AUTO,
+    listen_dsn: str | None = None,
 ) -> AnyBackend:
-    """Connect with the chosen driver; ConsoleError with a one-line message on failure."""
+    """Connect with the chosen driver; ConsoleError with a one-line message on failure.
+
+    `pooler` AUTO probes the path (see `probe_live_path`); any other value is taken as said.
+    """
     try:
+        options, resolved = await asyncio.wait_for(
+            _connect_options(kind, dsn, pooler), 2 * CONNECT_TIMEOUT_S + PROBE_WAIT_S + 1
+        )
         backend = await asyncio.wait_for(
-            _connect(kind, dsn, installation, label, read_only), CONNECT_TIMEOUT_S + 1
+            _connect(kind, dsn, installation, label, read_only, options), CONNECT_TIMEOUT_S + 1
         )
         if isinstance(backend, Backend):
             backend._dsn = dsn
             backend.read_only = read_only
+            backend.connect_options = options
+            backend.pooler = resolved
+            backend.listen_dsn = listen_dsn or None
         return backend
     except ConsoleError:
         raise
@@ -700,12 +884,97 @@ async def open_backend(
         raise ConsoleError(describe_connect_error(exc, label=label, secrets=secrets)) from None
 
 
+async def _connect_options(
+    kind: DriverKind, dsn: str, pooler: Pooler
+) -> tuple[ConnectOptions, Pooler]:
+    """How to connect through what is in front of the database, and what that is."""
+    if pooler is Pooler.NONE:
+        return DIRECT, Pooler.NONE
+    if pooler is Pooler.SESSION:
+        return ConnectOptions(startup_settings=False), Pooler.SESSION
+    if pooler is Pooler.TRANSACTION:
+        return ConnectOptions(startup_settings=False, prepared_statements=False), pooler
+    try:
+        delivered = await probe_live_path(kind, dsn, DIRECT)
+        startup_settings = True
+    except Exception as exc:
+        if not startup_refused(exc):
+            raise
+        delivered = await probe_live_path(kind, dsn, ConnectOptions(startup_settings=False))
+        startup_settings = False
+    if not delivered:
+        return ConnectOptions(startup_settings=False, prepared_statements=False), Pooler.TRANSACTION
+    if startup_settings:
+        return DIRECT, Pooler.NONE
+    return ConnectOptions(startup_settings=False), Pooler.SESSION
+
+
+async def probe_live_path(kind: DriverKind, dsn: str, options: ConnectOptions) -> bool:
+    """Whether a NOTIFY sent from one connection reaches a LISTEN on another, end to end.
+
+    The only reliable test for transaction pooling (topologies.md): `pg_listening_channels()`
+    may be answered by the very server connection that ran the LISTEN. Plain SQL without
+    parameters, so nothing is prepared on a server connection the client does not keep.
+    """
+    token = secrets.token_hex(8)
+    channel, payload = f"pgq_console_probe_{token}", token
+    arrived = asyncio.Event()
+    if kind in (DriverKind.PSYCOPG, DriverKind.PSYCOPG_SYNC):
+        import psycopg
+
+        params = _psycopg_params(False, options)
+        params["prepare_threshold"] = None
+        listener: Any = await psycopg.AsyncConnection.connect(dsn, autocommit=True, **params)
+        try:
+            await listener.execute(f"LISTEN {channel}")
+            async with await psycopg.AsyncConnection.connect(
+                dsn, autocommit=True, **params
+            ) as notifier:
+                await notifier.execute(f"NOTIFY {channel}, '{payload}'")
+
+            # psycopg delivers notifications while a command runs or `notifies()` waits.
+            async for notify in listener.notifies(timeout=PROBE_WAIT_S):
+                if notify.payload == payload:
+                    arrived.set()
+                    break
+            return arrived.is_set()
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.close()
+    listener = await _asyncpg_connect(
+        dsn, False, ConnectOptions(options.startup_settings, prepared_statements=False)
+    )
+    try:
+        await listener.add_listener(
+            channel, lambda *event: arrived.set() if event[3] == payload else None
+        )
+        notifier = await _asyncpg_connect(
+            dsn, False, ConnectOptions(options.startup_settings, prepared_statements=False)
+        )
+        try:
+            await notifier.execute(f"NOTIFY {channel}, '{payload}'")
+        finally:
+            with contextlib.suppress(Exception):
+                await notifier.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrived.wait(), PROBE_WAIT_S)
+        return arrived.is_set()
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(listener.close(), 5)
+
+
 async def _connect(
-    kind: DriverKind, dsn: str, installation: Installation, label: str, read_only: bool
+    kind: DriverKind,
+    dsn: str,
+    installation: Installation,
+    label: str,
+    read_only: bool,
+    options: ConnectOptions = DIRECT,
 ) -> AnyBackend:
-    settings = _server_settings(read_only)
+    settings = _server_settings(read_only, options)
     if kind is DriverKind.ASYNCPG:
-        connection = await _asyncpg_connect(dsn, read_only)
+        connection = await _asyncpg_connect(dsn, read_only, options)
         return AsyncpgBackend(connection, installation, label, owned=True)
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg
@@ -720,20 +989,17 @@ async def _connect(
             max_inactive_connection_lifetime=0,
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
+            statement_cache_size=100 if options.prepared_statements else 0,
         )
         return AsyncpgPoolBackend(pool, installation, label, owned=True)
     import psycopg
 
-    options = " ".join(f"-c {key}={value}" for key, value in settings.items())
+    params = _psycopg_params(read_only, options)
     if kind is DriverKind.PSYCOPG:
-        async_connection = await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, options=options, connect_timeout=int(CONNECT_TIMEOUT_S)
-        )
+        async_connection = await psycopg.AsyncConnection.connect(dsn, autocommit=True, **params)
         return PsycopgBackend(async_connection, installation, label, owned=True)
     sync_connection: psycopg.Connection[Any] = await asyncio.to_thread(
-        lambda: psycopg.connect(
-            dsn, autocommit=True, options=options, connect_timeout=int(CONNECT_TIMEOUT_S)
-        )
+        lambda: psycopg.connect(dsn, autocommit=True, **params)
     )
     return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
 

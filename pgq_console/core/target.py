@@ -33,6 +33,23 @@ class DriverKind(StrEnum):
         return self is not DriverKind.PSYCOPG_SYNC
 
 
+class Pooler(StrEnum):
+    """What sits between the console and PostgreSQL (`pooler` setting; `auto` probes)."""
+
+    AUTO = "auto"
+    NONE = "none"
+    TRANSACTION = "transaction"  # PgBouncer pool_mode=transaction: no LISTEN, no prepares
+    SESSION = "session"
+
+
+def parse_pooler(name: str) -> Pooler:
+    try:
+        return Pooler(name)
+    except ValueError:
+        choices = ", ".join(mode.value for mode in Pooler)
+        raise ConsoleError(f"unknown pooler {name!r}: choose one of {choices}") from None
+
+
 def parse_driver(name: str) -> DriverKind:
     try:
         return DriverKind(name)
