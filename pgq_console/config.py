@@ -79,7 +79,20 @@ def _check_color(value: str | None) -> str | None:
     return value
 
 
+def _check_pooler(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from pgq_console.core.target import Pooler
+
+    try:
+        return Pooler(value).value
+    except ValueError:
+        choices = ", ".join(mode.value for mode in Pooler)
+        raise ValueError(f"unknown pooler {value!r}: choose one of {choices}") from None
+
+
 DriverName = Annotated[str | None, AfterValidator(_check_driver)]
+PoolerName = Annotated[str | None, AfterValidator(_check_pooler)]
 ColorName = Annotated[str | None, AfterValidator(_check_color)]
 
 
@@ -105,6 +118,9 @@ class ProfileConfig(BaseModel):
     read_only: bool | None = None
     label: str | None = None
     color: ColorName = None
+    # What sits in front of the database (auto probes), and a direct DSN for LISTEN behind it.
+    pooler: PoolerName = None
+    listen_dsn: str | None = Field(default=None, repr=False)
 
     @property
     def has_parameters(self) -> bool:
@@ -112,7 +128,11 @@ class ProfileConfig(BaseModel):
 
     @property
     def holds_password(self) -> bool:
-        return bool(self.password) or bool(self.dsn and _dsn_password(self.dsn))
+        return (
+            bool(self.password)
+            or bool(self.dsn and _dsn_password(self.dsn))
+            or bool(self.listen_dsn and _dsn_password(self.listen_dsn))
+        )
 
 
 class FileConfig(BaseModel):
@@ -142,6 +162,8 @@ class EnvConfig(BaseSettings):
     refresh: PositiveFloat | None = None
     driver: DriverName = None
     read_only: bool | None = None
+    pooler: PoolerName = None
+    listen_dsn: str | None = Field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,8 @@ class CliOptions:
     refresh: float | None = None
     theme: str | None = None
     read_only: bool = False
+    pooler: str | None = None
+    listen_dsn: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -183,6 +207,8 @@ class Target:
     password_env: str | None = field(default=None, repr=False)
     password_command: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    pooler: str = "auto"
+    listen_dsn: str | None = field(default=None, repr=False)
 
     def connect_dsn(
         self, environ: Mapping[str, str] = os.environ
@@ -227,7 +253,9 @@ class Settings:
         """The target of profile `name`, with the same variables and sticky --read-only."""
         if name not in self.profiles:
             raise ConfigError(_unknown_profile(name, self.profiles, self.config_path))
-        cli = CliOptions(read_only=self.cli.read_only)
+        cli = CliOptions(
+            read_only=self.cli.read_only, pooler=self.cli.pooler, listen_dsn=self.cli.listen_dsn
+        )
         return _build_target(name, self.profiles[name], self.file, self.env, cli, self.config_path)
 
 
@@ -299,6 +327,8 @@ def _build_target(
     own = profile.read_only if profile.read_only is not None else file_config.read_only
     read_only = bool(cli.read_only or env.read_only or own)
     environment = Environment(profile.label, profile.color) if profile.label else None
+    pooler = cli.pooler or env.pooler or profile.pooler or "auto"
+    _check_pooler_option(pooler)
     return Target(
         dsn=dsn,
         driver=driver,
@@ -311,7 +341,16 @@ def _build_target(
         password_env=profile.password_env,
         password_command=profile.password_command,
         password=profile.password,
+        pooler=pooler,
+        listen_dsn=cli.listen_dsn or env.listen_dsn or profile.listen_dsn,
     )
+
+
+def _check_pooler_option(value: str) -> None:
+    try:
+        _check_pooler(value)
+    except ValueError as exc:
+        raise ConfigError(f"--pooler: {exc}") from None
 
 
 def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool, list[str]]:
@@ -508,15 +547,28 @@ async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
     import asyncio
 
     from pgq_console.core.backend import check_schema, open_backend
-    from pgq_console.core.target import Installation, parse_driver
+    from pgq_console.core.target import Installation, parse_driver, parse_pooler
 
     kind = parse_driver(target.driver)
     installation = Installation.select(
         schema=target.schema, prefix=target.prefix, channel=target.channel
     )
     dsn, label, secrets = await asyncio.to_thread(target.connect_dsn)
+    listen_dsn = target.listen_dsn
+    if listen_dsn:
+        dsn_parts(listen_dsn)  # bad syntax: one line
+        if target.password and not _dsn_password(listen_dsn):
+            listen_dsn = with_password(listen_dsn, target.password)
+        secrets = (*secrets, *secrets_of(listen_dsn))
     backend = await open_backend(
-        kind, dsn, installation, label, secrets, read_only=target.read_only
+        kind,
+        dsn,
+        installation,
+        label,
+        secrets,
+        read_only=target.read_only,
+        pooler=parse_pooler(target.pooler),
+        listen_dsn=listen_dsn,
     )
     if check:
         try:
