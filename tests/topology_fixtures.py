@@ -148,9 +148,9 @@ def start_pgbouncer(
     """PgBouncer with Debian's stock settings (only extra_float_digits ignored at startup)."""
     if not Path(PGBOUNCER).exists():
         _missing("pgbouncer")
-    directory = root / f"pgbouncer-{mode}"
-    directory.mkdir()
     port = free_port()
+    directory = root / f"pgbouncer-{port}"
+    directory.mkdir()
     users = directory / "users.txt"
     users.write_text('"postgres" ""\n')
     ini = directory / "pgbouncer.ini"
@@ -191,4 +191,5 @@ def running_primary(replication: bool = False) -> Iterator[tuple[Path, Cluster]]
     finally:
         if cluster is not None:
             cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("PGQC_KEEP_TOPOLOGY"):
+            shutil.rmtree(root, ignore_errors=True)

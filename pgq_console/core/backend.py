@@ -401,6 +401,19 @@ def _server_settings(read_only: bool, options: ConnectOptions = DIRECT) -> dict[
     return settings
 
 
+async def _psycopg_connect(dsn: str, **params: Any) -> Any:
+    """psycopg's AsyncConnection.connect, once more when the socket "closed" at once: right after
+    a refused attempt, asyncio's selector may still hold the reused file descriptor."""
+    import psycopg
+
+    try:
+        return await psycopg.AsyncConnection.connect(dsn, **params)
+    except psycopg.OperationalError as exc:
+        if "connection socket closed" not in str(exc):
+            raise
+        return await psycopg.AsyncConnection.connect(dsn, **params)
+
+
 def _psycopg_params(read_only: bool, options: ConnectOptions) -> dict[str, Any]:
     """psycopg connect arguments: settings via libpq `options` unless a pooler refuses it."""
     params: dict[str, Any] = {"connect_timeout": int(CONNECT_TIMEOUT_S)}
@@ -868,9 +881,20 @@ async def open_backend(
         options, resolved = await asyncio.wait_for(
             _connect_options(kind, dsn, pooler), 2 * CONNECT_TIMEOUT_S + PROBE_WAIT_S + 1
         )
-        backend = await asyncio.wait_for(
-            _connect(kind, dsn, installation, label, read_only, options), CONNECT_TIMEOUT_S + 1
-        )
+        try:
+            backend = await asyncio.wait_for(
+                _connect(kind, dsn, installation, label, read_only, options),
+                CONNECT_TIMEOUT_S + 1,
+            )
+        except Exception as exc:
+            if not (options.startup_settings and startup_refused(exc)):
+                raise
+            # `pooler = none` set, yet something in front refuses the startup settings.
+            options = ConnectOptions(False, options.prepared_statements)
+            backend = await asyncio.wait_for(
+                _connect(kind, dsn, installation, label, read_only, options),
+                CONNECT_TIMEOUT_S + 1,
+            )
         if isinstance(backend, Backend):
             backend._dsn = dsn
             backend.read_only = read_only
@@ -920,16 +944,13 @@ async def probe_live_path(kind: DriverKind, dsn: str, options: ConnectOptions) -
     channel, payload = f"pgq_console_probe_{token}", token
     arrived = asyncio.Event()
     if kind in (DriverKind.PSYCOPG, DriverKind.PSYCOPG_SYNC):
-        import psycopg
 
         params = _psycopg_params(False, options)
         params["prepare_threshold"] = None
-        listener: Any = await psycopg.AsyncConnection.connect(dsn, autocommit=True, **params)
+        listener: Any = await _psycopg_connect(dsn, autocommit=True, **params)
         try:
             await listener.execute(f"LISTEN {channel}")
-            async with await psycopg.AsyncConnection.connect(
-                dsn, autocommit=True, **params
-            ) as notifier:
+            async with await _psycopg_connect(dsn, autocommit=True, **params) as notifier:
                 await notifier.execute(f"NOTIFY {channel}, '{payload}'")
 
             # psycopg delivers notifications while a command runs or `notifies()` waits.
@@ -996,7 +1017,7 @@ async def _connect(
 
     params = _psycopg_params(read_only, options)
     if kind is DriverKind.PSYCOPG:
-        async_connection = await psycopg.AsyncConnection.connect(dsn, autocommit=True, **params)
+        async_connection = await _psycopg_connect(dsn, autocommit=True, **params)
         return PsycopgBackend(async_connection, installation, label, owned=True)
     sync_connection: psycopg.Connection[Any] = await asyncio.to_thread(
         lambda: psycopg.connect(dsn, autocommit=True, **params)
