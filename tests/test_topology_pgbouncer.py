@@ -30,6 +30,8 @@ from tests.topology_fixtures import Bouncer, Cluster, running_primary, start_pgb
 DATABASE = "pgqc_bouncer"
 ASYNC_DRIVERS = [DriverKind.ASYNCPG_POOL, DriverKind.ASYNCPG, DriverKind.PSYCOPG]
 MODES = ["transaction", "session"]
+# The issue's second row: transaction pooling told to ignore the startup parameters.
+ALL_SETUPS = [*MODES, "transaction-lenient"]
 POLLING_TEXT = (
     "PgBouncer transaction pooling: polling every 2 s; set listen_dsn for live events"
 )
@@ -63,6 +65,13 @@ def topology() -> Iterator[Topology]:
         try:
             for mode in MODES:
                 bouncers[mode] = start_pgbouncer(root, cluster.port, DATABASE, mode)
+            bouncers["transaction-lenient"] = start_pgbouncer(
+                root,
+                cluster.port,
+                DATABASE,
+                "transaction",
+                extra="ignore_startup_parameters = extra_float_digits,statement_timeout,options",
+            )
             # Two server connections: a client's statements stay on the one it no longer gets.
             bouncers["small"] = start_pgbouncer(
                 root, cluster.port, DATABASE, "transaction", extra="default_pool_size = 2"
@@ -87,7 +96,7 @@ async def _open(dsn: str, kind: DriverKind, **options: object) -> Backend:
     return backend
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ALL_SETUPS)
 @pytest.mark.parametrize("kind", ASYNC_DRIVERS, ids=lambda kind: kind.value)
 async def test_overview_numbers_through_pgbouncer(
     topology: Topology, mode: str, kind: DriverKind
@@ -98,9 +107,10 @@ async def test_overview_numbers_through_pgbouncer(
     await enqueue(topology.direct_dsn, "bounced", 7)
     backend = await _open(topology.bouncers[mode].dsn, kind)
     try:
-        expected = Pooler.TRANSACTION if mode == "transaction" else Pooler.SESSION
+        expected = Pooler.SESSION if mode == "session" else Pooler.TRANSACTION
         assert backend.pooler is expected
         assert backend.can_listen is (mode == "session")
+        assert not backend.connect_options.prepared_statements or mode == "session"
         await check_schema(backend)
         for _ in range(12):  # psycopg prepares from the 5th run; asyncpg from the 1st
             reading = await fetch_depth(backend)
@@ -119,7 +129,7 @@ def _window():  # type: ignore[no-untyped-def]
     return timedelta(minutes=5)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ALL_SETUPS)
 @pytest.mark.parametrize("kind", ASYNC_DRIVERS, ids=lambda kind: kind.value)
 async def test_live_mode_on_screen(topology: Topology, mode: str, kind: DriverKind) -> None:
     """Transaction pooling: the header says the console polls, and polling shows new jobs.
@@ -142,7 +152,7 @@ async def test_live_mode_on_screen(topology: Topology, mode: str, kind: DriverKi
                 30,
                 "the new jobs on screen",
             )
-            if mode == "transaction":
+            if mode != "session":
                 assert POLLING_TEXT in header()
                 assert "listening" not in header()
             else:
@@ -304,3 +314,40 @@ async def test_pooler_errors_take_the_reconnect_path(topology: Topology) -> None
     finally:
         await other.close()
         await backend.close()
+
+
+def test_pooler_and_listen_dsn_settings(tmp_path: Path) -> None:
+    """Flag beats variable beats profile; a bad value is one line naming the setting."""
+    from pgq_console.config import CliOptions, ConfigError, load_settings
+
+    config = tmp_path / "config.toml"
+    config.write_text(
+        """[profiles.prod]
+dsn = "postgresql://app@bouncer:6432/app"
+pooler = "transaction"
+listen_dsn = "postgresql://app@db:5432/app"
+"""
+    )
+    settings = load_settings(CliOptions(config=str(config), profile="prod"), environ={})
+    assert settings.target.pooler == "transaction"
+    assert settings.target.listen_dsn == "postgresql://app@db:5432/app"
+    environ = {"PGQ_CONSOLE_POOLER": "session", "PGQ_CONSOLE_LISTEN_DSN": "postgresql://x@y/z"}
+    settings = load_settings(CliOptions(config=str(config), profile="prod"), environ=environ)
+    assert (settings.target.pooler, settings.target.listen_dsn) == ("session", "postgresql://x@y/z")
+    cli = CliOptions(config=str(config), profile="prod", pooler="none", listen_dsn="host=d")
+    settings = load_settings(cli, environ=environ)
+    assert (settings.target.pooler, settings.target.listen_dsn) == ("none", "host=d")
+    assert load_settings(CliOptions(dsn="postgresql://a@b/c"), environ={}).target.pooler == "auto"
+    with pytest.raises(ConfigError, match="unknown pooler 'pgpool'"):
+        load_settings(CliOptions(dsn="postgresql://a@b/c", pooler="pgpool"), environ={})
+    config.write_text('[profiles.prod]\ndsn = "postgresql://a@b/c"\npooler = "yes"\n')
+    with pytest.raises(ConfigError, match=r"config.toml:3: profiles.prod.pooler: unknown pooler"):
+        load_settings(CliOptions(config=str(config), profile="prod"), environ={})
+
+
+def test_pooler_flags_on_the_command_line() -> None:
+    from pgq_console.cli import build_parser, cli_options
+
+    args = build_parser().parse_args(["--pooler", "transaction", "--listen-dsn", "host=db"])
+    options = cli_options(args)
+    assert (options.pooler, options.listen_dsn) == ("transaction", "host=db")
