@@ -71,6 +71,11 @@ def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None
         help="a direct connection for LISTEN behind a pooler (PGQ_CONSOLE_LISTEN_DSN)",
     )
     add(
+        "--replica-dsn",
+        metavar="DSN",
+        help="a hot standby for heavy reads (PGQ_CONSOLE_REPLICA_DSN)",
+    )
+    add(
         "--read-only",
         action="store_true",
         help="hide write actions; the console's connections are read-only on the server",
@@ -187,6 +192,7 @@ def cli_options(args: argparse.Namespace) -> CliOptions:
         read_only=bool(getattr(args, "read_only", False)),
         pooler=getattr(args, "pooler", None),
         listen_dsn=getattr(args, "listen_dsn", None),
+        replica_dsn=getattr(args, "replica_dsn", None),
     )
 
 

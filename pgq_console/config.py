@@ -31,6 +31,8 @@ from pgq_console.core.target import DriverKind, display_dsn, dsn_parts, resolve_
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.replica import ReplicaLink
+    from pgq_console.core.target import Installation
 
 APP_NAME = "pgq-console"
 CONFIG_FILE_NAME = "config.toml"
@@ -121,6 +123,9 @@ class ProfileConfig(BaseModel):
     # What sits in front of the database (auto probes), and a direct DSN for LISTEN behind it.
     pooler: PoolerName = None
     listen_dsn: str | None = Field(default=None, repr=False)
+    # A hot standby for the heavy reads, used while its replay lag stays under replica_max_lag.
+    replica_dsn: str | None = Field(default=None, repr=False)
+    replica_max_lag: PositiveFloat | None = None
 
     @property
     def has_parameters(self) -> bool:
@@ -132,6 +137,7 @@ class ProfileConfig(BaseModel):
             bool(self.password)
             or bool(self.dsn and _dsn_password(self.dsn))
             or bool(self.listen_dsn and _dsn_password(self.listen_dsn))
+            or bool(self.replica_dsn and _dsn_password(self.replica_dsn))
         )
 
 
@@ -164,6 +170,7 @@ class EnvConfig(BaseSettings):
     read_only: bool | None = None
     pooler: PoolerName = None
     listen_dsn: str | None = Field(default=None, repr=False)
+    replica_dsn: str | None = Field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,7 @@ class CliOptions:
     read_only: bool = False
     pooler: str | None = None
     listen_dsn: str | None = field(default=None, repr=False)
+    replica_dsn: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -209,6 +217,8 @@ class Target:
     password: str | None = field(default=None, repr=False)
     pooler: str = "auto"
     listen_dsn: str | None = field(default=None, repr=False)
+    replica_dsn: str | None = field(default=None, repr=False)
+    replica_max_lag: float | None = None
 
     def connect_dsn(
         self, environ: Mapping[str, str] = os.environ
@@ -254,7 +264,10 @@ class Settings:
         if name not in self.profiles:
             raise ConfigError(_unknown_profile(name, self.profiles, self.config_path))
         cli = CliOptions(
-            read_only=self.cli.read_only, pooler=self.cli.pooler, listen_dsn=self.cli.listen_dsn
+            read_only=self.cli.read_only,
+            pooler=self.cli.pooler,
+            listen_dsn=self.cli.listen_dsn,
+            replica_dsn=self.cli.replica_dsn,
         )
         return _build_target(name, self.profiles[name], self.file, self.env, cli, self.config_path)
 
@@ -343,6 +356,8 @@ def _build_target(
         password=profile.password,
         pooler=pooler,
         listen_dsn=cli.listen_dsn or env.listen_dsn or profile.listen_dsn,
+        replica_dsn=cli.replica_dsn or env.replica_dsn or profile.replica_dsn,
+        replica_max_lag=profile.replica_max_lag,
     )
 
 
@@ -546,7 +561,7 @@ async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
     """Connect to `target` (password fetched off the event loop) and check its schema."""
     import asyncio
 
-    from pgq_console.core.backend import check_schema, open_backend
+    from pgq_console.core.backend import Backend, check_schema, open_backend
     from pgq_console.core.target import Installation, parse_driver, parse_pooler
 
     kind = parse_driver(target.driver)
@@ -554,12 +569,10 @@ async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
         schema=target.schema, prefix=target.prefix, channel=target.channel
     )
     dsn, label, secrets = await asyncio.to_thread(target.connect_dsn)
-    listen_dsn = target.listen_dsn
-    if listen_dsn:
-        dsn_parts(listen_dsn)  # bad syntax: one line
-        if target.password and not _dsn_password(listen_dsn):
-            listen_dsn = with_password(listen_dsn, target.password)
-        secrets = (*secrets, *secrets_of(listen_dsn))
+    listen_dsn = _side_dsn(target.listen_dsn, target.password)
+    replica_dsn = _side_dsn(target.replica_dsn, target.password)
+    for side in (listen_dsn, replica_dsn):
+        secrets = (*secrets, *secrets_of(side)) if side else secrets
     backend = await open_backend(
         kind,
         dsn,
@@ -576,4 +589,43 @@ async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
         except BaseException:
             await backend.close()
             raise
+    if replica_dsn and isinstance(backend, Backend):
+        backend.replica = replica_link(
+            kind, replica_dsn, installation, secrets, target.replica_max_lag
+        )
     return backend
+
+
+def _side_dsn(dsn: str | None, password: str | None) -> str | None:
+    """A listen or replica DSN, with the main password when it names none."""
+    if not dsn:
+        return None
+    dsn_parts(dsn)  # bad syntax: one line
+    if password and not _dsn_password(dsn):
+        return with_password(dsn, password)
+    return dsn
+
+
+def replica_link(
+    kind: DriverKind,
+    dsn: str,
+    installation: Installation,
+    secrets: tuple[str, ...],
+    max_lag_s: float | None = None,
+) -> ReplicaLink:
+    """The standby for heavy reads, connected on first use (a standby down at start is retried)."""
+    from pgq_console.core.backend import Backend, open_backend
+    from pgq_console.core.replica import DEFAULT_MAX_LAG_S, ReplicaLink
+    from pgq_console.core.target import Pooler
+
+    label = f"replica {display_dsn(dsn)}"
+
+    async def connect() -> Backend:
+        # No probe (a standby refuses NOTIFY): options that work through any pooler.
+        backend = await open_backend(
+            kind, dsn, installation, label, secrets, read_only=True, pooler=Pooler.TRANSACTION
+        )
+        assert isinstance(backend, Backend)
+        return backend
+
+    return ReplicaLink(connect, max_lag_s=max_lag_s or DEFAULT_MAX_LAG_S)

@@ -88,6 +88,10 @@ class Cluster:
     def database_dsn(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def start(self) -> None:
+        _run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-w", "start"])
+        _wait_for_port(self.port, "PostgreSQL", self.log)
+
     def stop(self) -> None:
         with contextlib.suppress(RuntimeError):
             _run([str(PG_BIN / "pg_ctl"), "-D", str(self.data), "stop", "-m", "immediate", "-w"])
@@ -112,10 +116,37 @@ def start_primary(root: Path, *, replication: bool = False) -> Cluster:
         conf.write("\n".join(config) + "\n")
     with (data / "pg_hba.conf").open("a") as hba:
         hba.write("host replication all 127.0.0.1/32 trust\n")
-    log = root / "primary.log"
-    _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "start"])
-    _wait_for_port(port, "PostgreSQL", log)
-    return Cluster(data, port, log)
+    cluster = Cluster(data, port, root / "primary.log")
+    cluster.start()
+    return cluster
+
+
+def start_replica(root: Path, primary: Cluster) -> Cluster:
+    """A hot standby of `primary` (pg_basebackup -R: streaming, with its own port)."""
+    data = root / "replica"
+    _run(
+        [
+            str(PG_BIN / "pg_basebackup"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(data),
+            "-R",
+            "-X",
+            "stream",
+        ]
+    )
+    port = free_port()
+    with (data / "postgresql.conf").open("a") as conf:
+        conf.write(f"port = {port}\nhot_standby = on\n")
+    log = root / "replica.log"
+    replica = Cluster(data, port, log)
+    replica.start()
+    return replica
 
 
 @dataclass

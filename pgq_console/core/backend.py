@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     import psycopg
     from pgqueuer.queries import Queries
 
+    from pgq_console.core.replica import ReplicaLink
+
 EventHandler = Callable[[pgq_models.AnyEvent], None]
 
 DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=5)
@@ -136,6 +138,8 @@ class Backend(ABC):
         # A direct connection for LISTEN only (behind a transaction pooler).
         self.listen_dsn: str | None = None
         self._direct_listen: Any = None  # the connection opened from listen_dsn
+        # A hot standby for `read_heavy` (see core/replica.py), or None.
+        self.replica: ReplicaLink | None = None
 
     @property
     def can_listen(self) -> bool:
@@ -187,6 +191,23 @@ class Backend(ABC):
         raise DatabaseTimeout(
             f"{self.label} did not answer within {deadline:g}s; the connection was reset"
         )
+
+    async def read_heavy(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        """A read that may be a little stale (pages, detail, charts): on the replica while it is
+        fit, else on the primary. Never for what a write's preview or the live depth needs."""
+        if self.replica is not None:
+            standby = await self.replica.usable()
+            if standby is not None:
+                try:
+                    return await standby.read(sql, *args)
+                except Exception as exc:
+                    self.replica.failed(exc)
+        return await self.read(sql, *args)
+
+    async def _close_replica(self) -> None:
+        if self.replica is not None:
+            with contextlib.suppress(Exception):
+                await self.replica.close()
 
     @abstractmethod
     async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]: ...
@@ -333,6 +354,7 @@ class Backend(ABC):
 
     async def close(self) -> None:
         await self.stop_listening()
+        await self._close_replica()
 
     def _preamble_args(self) -> tuple[str, str]:
         return _timeout_setting(self.statement_timeout), APPLICATION_NAME
@@ -520,6 +542,7 @@ class AsyncpgBackend(Backend):
 
     async def close(self) -> None:
         await self.stop_listening()
+        await self._close_replica()
         if self._owned:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.connection.close(), 5)
@@ -623,6 +646,7 @@ class AsyncpgPoolBackend(Backend):
 
     async def close(self) -> None:
         await self.stop_listening()
+        await self._close_replica()
         if self._owned:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 5)
@@ -771,6 +795,7 @@ class PsycopgBackend(Backend):
 
     async def close(self) -> None:
         await self.stop_listening()
+        await self._close_replica()
         if self._owned:
             with contextlib.suppress(Exception):
                 await self.connection.close()

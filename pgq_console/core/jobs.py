@@ -264,7 +264,7 @@ async def fetch_page(
             f"(SELECT * FROM {table} AS job {scan_where} "
             f"ORDER BY job.id {order} LIMIT {SEARCH_SCAN_CAP}) AS job"
         )
-    rows = await backend.read(
+    rows = await backend.read_heavy(
         f"SELECT {_LIST_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
         f"ORDER BY job.id {order} LIMIT {int(limit) + 1}",
         *args,
@@ -327,14 +327,14 @@ async def fetch_detail(
     backend: Backend, job_id: int, *, payload_bytes: int = PAYLOAD_PAGE_BYTES
 ) -> JobDetail:
     settings = backend.installation.settings.qualified
-    rows = await backend.read(
+    rows = await backend.read_heavy(
         f"SELECT {_LIST_COLUMNS}, job.headers::text AS headers_text, "
         "substring(job.payload from 1 for $2) AS payload_head "
         f"FROM {settings.queue_table} AS job WHERE job.id = $1",
         job_id,
         payload_bytes,
     )
-    history_rows = await backend.read(
+    history_rows = await backend.read_heavy(
         "SELECT id, created, status::text AS status, priority, entrypoint, "
         "traceback::text AS traceback_text "
         f"FROM {settings.queue_table_log} WHERE job_id = $1 "
@@ -469,7 +469,7 @@ async def fetch_failure_groups(
 ) -> tuple[FailureGroup, ...]:
     """Exceptions and holds logged since `now - window` (the console's clock), newest first."""
     settings = backend.installation.settings.qualified
-    rows = await backend.read(
+    rows = await backend.read_heavy(
         f"""WITH recent AS (
             SELECT l.job_id, l.created, l.entrypoint, l.status,
                 coalesce(l.traceback->>'exception_type', '') AS exception_type,

@@ -101,3 +101,6 @@ class RefreshStatus:
     polling_reason: str | None = None
     # Listening, but jobs were inserted and no NOTIFY came: what is wrong with the live path.
     live_problem: str | None = None
+    # The read replica's state (lag, or why reads are on the primary); None without one.
+    replica: str | None = None
+    replica_in_use: bool = False

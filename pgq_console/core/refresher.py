@@ -277,6 +277,8 @@ class Refresher:
             reading = await fetch_depth(self.backend)
             self._depth = reading.depth
             self._prove_live_path(depth_started)
+            if self.backend.replica is not None:  # lag for the header (checked every 2 s)
+                await self.backend.replica.check()
             client_s = self.clock.monotonic() - depth_started
             # Pace on the database's own time when it told us; the client's includes CPU waits.
             # It cannot exceed the round trip the clock saw (with a FixedClock: nothing).
@@ -333,6 +335,7 @@ class Refresher:
         self._account(ended, spent)
         self._last_ok_at = self.clock.now()
         rows = merge_rows(self._depth, self._windows, self._durations)
+        replica = self.backend.replica
         self._on_snapshot(
             OverviewSnapshot(taken_at=self.clock.now(), rows=rows, refresh_s=ended - started)
         )
@@ -347,6 +350,8 @@ class Refresher:
                 next_try_at=None,
                 failures=0,
                 reconnects=self.status.reconnects + (1 if recovered else 0),
+                replica=replica.status.describe() if replica else None,
+                replica_in_use=bool(replica and replica.status.in_use),
             )
         )
 

@@ -113,6 +113,8 @@ class LiveLine(QuietStatic):
             pacing += f" (slowed to {status.effective_interval_s:.1f}s)"
         text.append(f"  refresh {pacing}", style=muted)
         text.append(f"  console db time {status.db_cost * 100:.1f}%", style=muted)
+        if status.replica is not None:
+            text.append(f"  {status.replica}", style=muted if status.replica_in_use else "bold")
         self.show_text(text)
 
 
