@@ -138,6 +138,7 @@ def start_replica(root: Path, primary: Cluster) -> Cluster:
             "-R",
             "-X",
             "stream",
+            "--checkpoint=fast",  # the default spread checkpoint takes minutes
         ]
     )
     port = free_port()
