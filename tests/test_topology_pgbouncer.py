@@ -16,6 +16,7 @@ import pytest
 from pgq_console.app import PgqConsole
 from pgq_console.cli import main
 from pgq_console.core import actions
+from pgq_console.core.audit import AuditListener
 from pgq_console.core.backend import Backend, check_schema, open_backend
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.models import RefreshStatus
@@ -214,7 +215,10 @@ async def test_requeue_through_transaction_pooling_wakes_workers_and_listen_dsn(
     worker = await asyncpg.connect(topology.direct_dsn)
     worker_heard: asyncio.Queue[str] = asyncio.Queue()
     console_heard: asyncio.Queue[object] = asyncio.Queue()
+    audit_heard: asyncio.Queue[object] = asyncio.Queue()
+    audit_listener = AuditListener(backend, audit_heard.put_nowait)  # other consoles' writes
     try:
+        await audit_listener.start()
         assert backend.pooler is Pooler.TRANSACTION and backend.can_listen
         await worker.add_listener("ch_pgqueuer", lambda *event: worker_heard.put_nowait(event[3]))
         await backend.listen(console_heard.put_nowait)
@@ -227,8 +231,10 @@ async def test_requeue_through_transaction_pooling_wakes_workers_and_listen_dsn(
         payload = await asyncio.wait_for(_next_table_changed(worker_heard), 30)
         assert '"table_changed_event"' in payload
         await asyncio.wait_for(console_heard.get(), 30)
+        await asyncio.wait_for(audit_heard.get(), 30)
         assert (await fetch_depth(backend)).depth["retry_me"].ready == 3
     finally:
+        await audit_listener.stop()
         await worker.close()
         await backend.close()
     assert not backend.listener_alive()

@@ -162,7 +162,7 @@ class AuditListener:
         self._connection: Any = None
 
     async def start(self) -> None:
-        connection = await self._backend.new_connection()
+        connection = await self._backend.new_listen_connection()  # past a pooler: listen_dsn
         self._connection = connection
         driver = self._backend.new_driver(connection)
 

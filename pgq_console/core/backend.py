@@ -270,6 +270,17 @@ class Backend(ABC):
         for work that must not share the UI's connection (consumers, reconnects). The caller
         owns and closes it."""
 
+    async def new_listen_connection(self) -> Any:
+        """A connection for a LISTEN of its own: from `listen_dsn` past a pooler, else like
+        `new_connection`. The caller owns and closes it."""
+        if self.listen_dsn is None:
+            return await self.new_connection()
+        if self.kind is DriverKind.PSYCOPG:
+            return await _psycopg_connect(
+                self.listen_dsn, autocommit=True, **_psycopg_params(False, ConnectOptions(False))
+            )
+        return await _asyncpg_connect(self.listen_dsn, False, ConnectOptions(False))
+
     def new_driver(self, connection: Any) -> Any:
         """pgqueuer's Driver over a connection from `new_connection`."""
         from pgqueuer.db import AsyncpgDriver, PsycopgDriver
@@ -317,7 +328,13 @@ class Backend(ABC):
                 )
                 driver: Any = PsycopgDriver(connection)
             else:
-                connection = await _asyncpg_connect(dsn, False, DIRECT)
+                try:
+                    connection = await _asyncpg_connect(dsn, False, DIRECT)
+                except Exception as exc:
+                    if not startup_refused(exc):
+                        raise
+                    # listen_dsn through a session pooler: application_name only.
+                    connection = await _asyncpg_connect(dsn, False, ConnectOptions(False))
                 driver = AsyncpgDriver(connection)
             self._direct_listen = connection
             self._listen_driver = driver
@@ -951,6 +968,10 @@ async def _connect_options(
             raise
         delivered = await probe_live_path(kind, dsn, ConnectOptions(startup_settings=False))
         startup_settings = False
+    if not delivered and startup_settings:
+        # Nothing refused the startup settings: most likely a direct but busy server, so one
+        # more chance before calling it transaction pooling.
+        delivered = await probe_live_path(kind, dsn, DIRECT)
     if not delivered:
         return ConnectOptions(startup_settings=False, prepared_statements=False), Pooler.TRANSACTION
     if startup_settings:
