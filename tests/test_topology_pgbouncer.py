@@ -357,3 +357,36 @@ def test_pooler_flags_on_the_command_line() -> None:
     args = build_parser().parse_args(["--pooler", "transaction", "--listen-dsn", "host=db"])
     options = cli_options(args)
     assert (options.pooler, options.listen_dsn) == ("transaction", "host=db")
+
+
+async def test_live_line_never_claims_listening_without_proof() -> None:
+    """The header's words for each live state: polling behind a pooler, a broken live path,
+    and the replica's state."""
+    from datetime import UTC, datetime
+
+    from textual.app import App, ComposeResult
+
+    class LineApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield LiveLine()
+
+    now = datetime.now(UTC)
+    async with LineApp().run_test(size=(240, 10)) as pilot:
+        line = pilot.app.query_one(LiveLine)
+        polling = RefreshStatus(channel="ch", polling_reason="PgBouncer transaction pooling")
+        line.show(polling, now)
+        await pilot.pause()
+        assert POLLING_TEXT in str(line.render())
+        assert "no events yet" not in str(line.render())
+
+        broken = RefreshStatus(channel="ch", listening=True, live_problem="no NOTIFY on ch ...")
+        line.show(broken, now)
+        await pilot.pause()
+        assert "no NOTIFY on ch" in str(line.render())
+        assert "listening on" not in str(line.render())
+
+        fallback = RefreshStatus(channel="ch", listening=True, replica="replica down (x): reads")
+        line.show(fallback, now)
+        await pilot.pause()
+        assert "listening on ch" in str(line.render())
+        assert "replica down (x): reads" in str(line.render())
