@@ -390,3 +390,14 @@ async def test_live_line_never_claims_listening_without_proof() -> None:
         await pilot.pause()
         assert "listening on ch" in str(line.render())
         assert "replica down (x): reads" in str(line.render())
+
+
+@pytest.mark.parametrize("flag", ["--dsn", "--listen-dsn", "--replica-dsn"])
+def test_an_unparseable_dsn_never_shows_its_password(
+    capsys: pytest.CaptureFixture[str], flag: str
+) -> None:
+    args = ["--dsn", "postgresql://ops@127.0.0.1:1/app", flag, "postgresql://u:secretpw@[bad"]
+    code, out, err = _run_cli(capsys, *args, "snapshot")
+    assert code == 2
+    assert "invalid connection string" in err and "u:***@" in err
+    assert "secretpw" not in out + err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -79,8 +80,15 @@ def dsn_parts(dsn: str) -> dict[str, str]:
         password = _password_in(dsn)
         if password:
             detail = detail.replace(password, "***")
+        # A DSN too broken to parse still has its password in libpq's message (URI userinfo).
+        detail = _URI_PASSWORD.sub(r"\1***@", detail)
+        detail = _KV_PASSWORD.sub("password=***", detail)
         raise ConsoleError(f"invalid connection string: {detail}") from None
     return {key: str(value) for key, value in parsed.items() if value is not None}
+
+
+_URI_PASSWORD = re.compile(r"(://[^:/@\s\"]*:)[^\s\"]*@")
+_KV_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def _password_in(dsn: str) -> str:
