@@ -94,6 +94,9 @@ async def test_heavy_reads_on_the_replica_previews_and_depth_on_the_primary(
     backend = await _open(pair, driver)
     paused = False
     try:
+        assert backend.replica is not None
+        assert backend.replica.usable() is None  # not checked yet: the primary answers
+        assert (await backend.replica.check(force=True)).in_use
         await _fetchval(pair.replica_dsn, "SELECT pg_wal_replay_pause()")
         paused = True
         # Committed on the primary only: a failure held, two more queued.

@@ -196,7 +196,7 @@ class Backend(ABC):
         """A read that may be a little stale (pages, detail, charts): on the replica while it is
         fit, else on the primary. Never for what a write's preview or the live depth needs."""
         if self.replica is not None:
-            standby = await self.replica.usable()
+            standby = self.replica.usable()
             if standby is not None:
                 try:
                     return await standby.read(sql, *args)

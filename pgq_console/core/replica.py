@@ -4,12 +4,15 @@ Only reads that may be a little stale go there (`Backend.read_heavy`): LISTEN, w
 query behind the live overview and every read a write's preview depends on stay on the primary,
 so a preview is never computed on stale rows. The standby is used while its replay lag stays
 under `max_lag_s`; when it lags more, is down or is not a standby at all, reads fall back to the
-primary and the status says why. It is checked again at most every `CHECK_EVERY_S`.
+primary and the status says why. Checks run in the background (every `CHECK_EVERY_S`, every
+`RETRY_DOWN_S` while it is unfit): no read, and not the live overview, ever waits on a standby
+that stopped answering.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_LAG_S = 10.0
 CHECK_EVERY_S = 2.0
+RETRY_DOWN_S = 5.0
 
 # Replay lag: zero when everything received is replayed (an idle primary sends nothing, and
 # now() - last replay timestamp would grow forever), else the age of the last replayed commit.
@@ -65,11 +69,21 @@ class ReplicaLink:
         self.status = ReplicaStatus()
         self._checked_at: float | None = None
         self._lock = asyncio.Lock()
+        self._task: asyncio.Future[ReplicaStatus] | None = None
 
-    async def usable(self) -> Backend | None:
-        """The standby's backend when heavy reads may go there now, else None."""
-        await self.check()
+    def usable(self) -> Backend | None:
+        """The standby's backend when heavy reads may go there now (as last checked), else None;
+        starts a check when one is due."""
+        self.check_soon()
         return self.backend if self.status.in_use else None
+
+    def check_soon(self) -> None:
+        """Start a check in the background when one is due and none is running."""
+        if self._task is not None and not self._task.done():
+            return
+        every = CHECK_EVERY_S if self.status.in_use else RETRY_DOWN_S
+        if self._checked_at is None or self._monotonic() - self._checked_at >= every:
+            self._task = asyncio.ensure_future(self.check(force=True))
 
     async def check(self, *, force: bool = False) -> ReplicaStatus:
         """Measure the lag (at most every CHECK_EVERY_S unless forced)."""
@@ -103,6 +117,11 @@ class ReplicaLink:
         self._checked_at = self._monotonic()
 
     async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         backend, self.backend = self.backend, None
         if backend is not None:
             await backend.close()
