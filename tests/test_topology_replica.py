@@ -163,3 +163,17 @@ async def test_header_shows_lag_and_fallback_when_the_replica_stops(pair: Pair) 
             await wait_until(pilot, lambda: "replica lag " in header(), 60, "the replica back")
     finally:
         await backend.close()
+
+
+@pytest.mark.parametrize("driver", ASYNC_DRIVERS)
+async def test_pointed_at_a_standby_the_console_still_reads(pair: Pair, driver: str) -> None:
+    """The pooler probe's NOTIFY is refused on a standby: that is no reason not to connect."""
+    await _reset(pair)
+    await enqueue(pair.primary_dsn, "standby_only", 2)
+    await _until_replayed(pair, "SELECT count(*) FROM pgqueuer", 2)
+    backend = await open_target(Target(dsn=pair.replica_dsn, driver=driver, read_only=True))
+    try:
+        assert isinstance(backend, Backend)
+        assert (await fetch_depth(backend)).depth["standby_only"].ready == 2
+    finally:
+        await backend.close()

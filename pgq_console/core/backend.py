@@ -960,23 +960,46 @@ async def _connect_options(
         return ConnectOptions(startup_settings=False), Pooler.SESSION
     if pooler is Pooler.TRANSACTION:
         return ConnectOptions(startup_settings=False, prepared_statements=False), pooler
+    startup_settings = True
     try:
-        delivered = await probe_live_path(kind, dsn, DIRECT)
-        startup_settings = True
+        try:
+            delivered = await probe_live_path(kind, dsn, DIRECT)
+        except Exception as exc:
+            if not startup_refused(exc):
+                raise
+            startup_settings = False
+            delivered = await probe_live_path(kind, dsn, ConnectOptions(startup_settings=False))
+        if not delivered and startup_settings:
+            # Nothing refused the startup settings: most likely a direct but busy server, so
+            # one more chance before calling it transaction pooling.
+            delivered = await probe_live_path(kind, dsn, DIRECT)
     except Exception as exc:
-        if not startup_refused(exc):
+        if not _refused_after_connecting(exc):
             raise
-        delivered = await probe_live_path(kind, dsn, ConnectOptions(startup_settings=False))
-        startup_settings = False
-    if not delivered and startup_settings:
-        # Nothing refused the startup settings: most likely a direct but busy server, so one
-        # more chance before calling it transaction pooling.
-        delivered = await probe_live_path(kind, dsn, DIRECT)
+        # Connected, but LISTEN/NOTIFY refused (a hot standby): nothing to learn from a probe.
+        delivered = True
     if not delivered:
         return ConnectOptions(startup_settings=False, prepared_statements=False), Pooler.TRANSACTION
     if startup_settings:
         return DIRECT, Pooler.NONE
     return ConnectOptions(startup_settings=False), Pooler.SESSION
+
+
+def _refused_after_connecting(exc: BaseException) -> bool:
+    """An SQL error from a server that let the client in (not a failed login or connect)."""
+    import asyncpg
+    import psycopg
+
+    if isinstance(
+        exc,
+        psycopg.OperationalError
+        | asyncpg.InvalidAuthorizationSpecificationError
+        | asyncpg.PostgresConnectionError
+        | asyncpg.InvalidCatalogNameError
+        | asyncpg.ProtocolViolationError,
+    ):
+        return False
+    return isinstance(exc, asyncpg.PostgresError | psycopg.DatabaseError)
 
 
 async def probe_live_path(kind: DriverKind, dsn: str, options: ConnectOptions) -> bool:
