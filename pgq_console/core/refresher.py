@@ -29,10 +29,11 @@ from typing import Generic, TypeVar
 
 from pgqueuer.domain import models as pgq_models
 
-from pgq_console.core.backend import CONNECT_TIMEOUT_S, Backend, DatabaseTimeout, pooler_broke
+from pgq_console.core.backend import CONNECT_TIMEOUT_S, Backend, DatabaseTimeout
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import Durations, OverviewSnapshot, RefreshStatus
+from pgq_console.core.pooler import pooler_broke
 from pgq_console.core.stats import (
     Depth,
     Windows,
