@@ -22,7 +22,26 @@ from pathlib import Path
 
 import pytest
 
-PG_BIN = Path(os.environ.get("PGQ_CONSOLE_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """PostgreSQL's server binaries: PGQ_CONSOLE_PG_BIN, the newest Debian ones, or pgserver's
+    (the embedded server the test suite installs from PyPI)."""
+    if os.environ.get("PGQ_CONSOLE_PG_BIN"):
+        return Path(os.environ["PGQ_CONSOLE_PG_BIN"])
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"),
+        key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0,
+    )
+    if debian and (debian[-1] / "pg_basebackup").exists():
+        return debian[-1]
+    with contextlib.suppress(ImportError):
+        import pgserver  # type: ignore[import-untyped]
+
+        return Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVICE_USER = "postgres"
 START_TIMEOUT_S = 60.0
