@@ -73,6 +73,14 @@ def topology() -> Iterator[Topology]:
                 "transaction",
                 extra="ignore_startup_parameters = extra_float_digits,statement_timeout,options",
             )
+            # One server connection, and clients queued for it are dropped after a second.
+            bouncers["busy"] = start_pgbouncer(
+                root,
+                cluster.port,
+                DATABASE,
+                "transaction",
+                extra="default_pool_size = 1\nquery_wait_timeout = 1",
+            )
             # Two server connections: a client's statements stay on the one it no longer gets.
             bouncers["small"] = start_pgbouncer(
                 root, cluster.port, DATABASE, "transaction", extra="default_pool_size = 2"
@@ -401,3 +409,47 @@ def test_an_unparseable_dsn_never_shows_its_password(
     assert code == 2
     assert "invalid connection string" in err and "u:***@" in err
     assert "secretpw" not in out + err
+
+
+@pytest.mark.parametrize("kind", ASYNC_DRIVERS, ids=lambda kind: kind.value)
+async def test_query_wait_timeout_reconnects_with_frozen_since(
+    topology: Topology, kind: DriverKind
+) -> None:
+    """PgBouncer drops a client that waited too long for a server connection: the overview
+    says since when its numbers are frozen, retries, and comes back once a connection is free."""
+    await _clear(topology.direct_dsn)
+    dsn = topology.bouncers["busy"].dsn
+    backend = await _open(dsn, kind)
+    holder = await asyncpg.connect(dsn, statement_cache_size=0)
+    statuses: list[RefreshStatus] = []
+    refresher = Refresher(
+        backend,
+        SystemClock(),
+        on_snapshot=lambda snapshot: None,
+        on_status=statuses.append,
+        interval_s=0.5,
+    )
+    task: asyncio.Task[None] | None = None
+    try:
+        await holder.execute("BEGIN; SELECT 1")  # the only server connection
+        task = asyncio.create_task(refresher.run())
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while not any(status.lost_since for status in statuses):
+            assert loop.time() - started < 60, statuses[-1:] or "no status"
+            await asyncio.sleep(0.05)
+        lost = next(status for status in statuses if status.lost_since)
+        assert lost.error is not None and "lost the connection" in lost.error
+        assert "no numbers yet" in lost.error or "numbers below are from" in lost.error
+        await holder.execute("COMMIT")
+        started = loop.time()
+        while not (statuses[-1].lost_since is None and statuses[-1].refreshes > 0):
+            assert loop.time() - started < 90, statuses[-1]
+            await asyncio.sleep(0.05)
+    finally:
+        if task is not None:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await holder.close()
+        await backend.close()
