@@ -66,6 +66,17 @@ def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None
         "--theme",
         help="pgq-dark (default), pgq-light, pgq-high-contrast, pgq-monochrome, or a user theme",
     )
+    add("--pooler", help="auto (default, probes) | none | transaction | session")
+    add(
+        "--listen-dsn",
+        metavar="DSN",
+        help="a direct connection for LISTEN behind a pooler (PGQ_CONSOLE_LISTEN_DSN)",
+    )
+    add(
+        "--replica-dsn",
+        metavar="DSN",
+        help="a hot standby for heavy reads (PGQ_CONSOLE_REPLICA_DSN)",
+    )
     add(
         "--read-only",
         action="store_true",
@@ -225,6 +236,9 @@ def cli_options(args: argparse.Namespace) -> CliOptions:
         refresh=getattr(args, "refresh", None),
         theme=getattr(args, "theme", None),
         read_only=bool(getattr(args, "read_only", False)),
+        pooler=getattr(args, "pooler", None),
+        listen_dsn=getattr(args, "listen_dsn", None),
+        replica_dsn=getattr(args, "replica_dsn", None),
     )
 
 

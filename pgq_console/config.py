@@ -31,6 +31,8 @@ from pgq_console.core.target import DriverKind, display_dsn, dsn_parts, resolve_
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.replica import ReplicaLink
+    from pgq_console.core.target import Installation
 
 APP_NAME = "pgq-console"
 CONFIG_FILE_NAME = "config.toml"
@@ -79,7 +81,20 @@ def _check_color(value: str | None) -> str | None:
     return value
 
 
+def _check_pooler(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from pgq_console.core.target import Pooler
+
+    try:
+        return Pooler(value).value
+    except ValueError:
+        choices = ", ".join(mode.value for mode in Pooler)
+        raise ValueError(f"unknown pooler {value!r}: choose one of {choices}") from None
+
+
 DriverName = Annotated[str | None, AfterValidator(_check_driver)]
+PoolerName = Annotated[str | None, AfterValidator(_check_pooler)]
 ColorName = Annotated[str | None, AfterValidator(_check_color)]
 
 
@@ -105,6 +120,12 @@ class ProfileConfig(BaseModel):
     read_only: bool | None = None
     label: str | None = None
     color: ColorName = None
+    # What sits in front of the database (auto probes), and a direct DSN for LISTEN behind it.
+    pooler: PoolerName = None
+    listen_dsn: str | None = Field(default=None, repr=False)
+    # A hot standby for the heavy reads, used while its replay lag stays under replica_max_lag.
+    replica_dsn: str | None = Field(default=None, repr=False)
+    replica_max_lag: PositiveFloat | None = None
 
     @property
     def has_parameters(self) -> bool:
@@ -112,7 +133,12 @@ class ProfileConfig(BaseModel):
 
     @property
     def holds_password(self) -> bool:
-        return bool(self.password) or bool(self.dsn and _dsn_password(self.dsn))
+        return (
+            bool(self.password)
+            or bool(self.dsn and _dsn_password(self.dsn))
+            or bool(self.listen_dsn and _dsn_password(self.listen_dsn))
+            or bool(self.replica_dsn and _dsn_password(self.replica_dsn))
+        )
 
 
 class FileConfig(BaseModel):
@@ -142,6 +168,9 @@ class EnvConfig(BaseSettings):
     refresh: PositiveFloat | None = None
     driver: DriverName = None
     read_only: bool | None = None
+    pooler: PoolerName = None
+    listen_dsn: str | None = Field(default=None, repr=False)
+    replica_dsn: str | None = Field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -158,6 +187,9 @@ class CliOptions:
     refresh: float | None = None
     theme: str | None = None
     read_only: bool = False
+    pooler: str | None = None
+    listen_dsn: str | None = field(default=None, repr=False)
+    replica_dsn: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -183,6 +215,10 @@ class Target:
     password_env: str | None = field(default=None, repr=False)
     password_command: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
+    pooler: str = "auto"
+    listen_dsn: str | None = field(default=None, repr=False)
+    replica_dsn: str | None = field(default=None, repr=False)
+    replica_max_lag: float | None = None
 
     def connect_dsn(
         self, environ: Mapping[str, str] = os.environ
@@ -227,7 +263,12 @@ class Settings:
         """The target of profile `name`, with the same variables and sticky --read-only."""
         if name not in self.profiles:
             raise ConfigError(_unknown_profile(name, self.profiles, self.config_path))
-        cli = CliOptions(read_only=self.cli.read_only)
+        cli = CliOptions(
+            read_only=self.cli.read_only,
+            pooler=self.cli.pooler,
+            listen_dsn=self.cli.listen_dsn,
+            replica_dsn=self.cli.replica_dsn,
+        )
         return _build_target(name, self.profiles[name], self.file, self.env, cli, self.config_path)
 
 
@@ -336,6 +377,8 @@ def _build_target(
     own = profile.read_only if profile.read_only is not None else file_config.read_only
     read_only = bool(cli.read_only or env.read_only or own)
     environment = Environment(profile.label, profile.color) if profile.label else None
+    pooler = cli.pooler or env.pooler or profile.pooler or "auto"
+    _check_pooler_option(pooler)
     return Target(
         dsn=dsn,
         driver=driver,
@@ -348,7 +391,18 @@ def _build_target(
         password_env=profile.password_env,
         password_command=profile.password_command,
         password=profile.password,
+        pooler=pooler,
+        listen_dsn=cli.listen_dsn or env.listen_dsn or profile.listen_dsn,
+        replica_dsn=cli.replica_dsn or env.replica_dsn or profile.replica_dsn,
+        replica_max_lag=profile.replica_max_lag,
     )
+
+
+def _check_pooler_option(value: str) -> None:
+    try:
+        _check_pooler(value)
+    except ValueError as exc:
+        raise ConfigError(f"--pooler: {exc}") from None
 
 
 def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool, list[str]]:
@@ -569,16 +623,27 @@ async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
     """Connect to `target` (password fetched off the event loop) and check its schema."""
     import asyncio
 
-    from pgq_console.core.backend import check_schema, open_backend
-    from pgq_console.core.target import Installation, parse_driver
+    from pgq_console.core.backend import Backend, check_schema, open_backend
+    from pgq_console.core.target import Installation, parse_driver, parse_pooler
 
     kind = parse_driver(target.driver)
     installation = Installation.select(
         schema=target.schema, prefix=target.prefix, channel=target.channel
     )
     dsn, label, secrets = await asyncio.to_thread(target.connect_dsn)
+    listen_dsn = _side_dsn(target.listen_dsn, target.password)
+    replica_dsn = _side_dsn(target.replica_dsn, target.password)
+    for side in (listen_dsn, replica_dsn):
+        secrets = (*secrets, *secrets_of(side)) if side else secrets
     backend = await open_backend(
-        kind, dsn, installation, label, secrets, read_only=target.read_only
+        kind,
+        dsn,
+        installation,
+        label,
+        secrets,
+        read_only=target.read_only,
+        pooler=parse_pooler(target.pooler),
+        listen_dsn=listen_dsn,
     )
     if check:
         try:
@@ -586,4 +651,43 @@ async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
         except BaseException:
             await backend.close()
             raise
+    if replica_dsn and isinstance(backend, Backend):
+        backend.replica = replica_link(
+            kind, replica_dsn, installation, secrets, target.replica_max_lag
+        )
     return backend
+
+
+def _side_dsn(dsn: str | None, password: str | None) -> str | None:
+    """A listen or replica DSN, with the main password when it names none."""
+    if not dsn:
+        return None
+    dsn_parts(dsn)  # bad syntax: one line
+    if password and not _dsn_password(dsn):
+        return with_password(dsn, password)
+    return dsn
+
+
+def replica_link(
+    kind: DriverKind,
+    dsn: str,
+    installation: Installation,
+    secrets: tuple[str, ...],
+    max_lag_s: float | None = None,
+) -> ReplicaLink:
+    """The standby for heavy reads, connected on first use (a standby down at start is retried)."""
+    from pgq_console.core.backend import Backend, open_backend
+    from pgq_console.core.replica import DEFAULT_MAX_LAG_S, ReplicaLink
+    from pgq_console.core.target import Pooler
+
+    label = f"replica {display_dsn(dsn)}"
+
+    async def connect() -> Backend:
+        # No probe (a standby refuses NOTIFY): options that work through any pooler.
+        backend = await open_backend(
+            kind, dsn, installation, label, secrets, read_only=True, pooler=Pooler.TRANSACTION
+        )
+        assert isinstance(backend, Backend)
+        return backend
+
+    return ReplicaLink(connect, max_lag_s=max_lag_s or DEFAULT_MAX_LAG_S)

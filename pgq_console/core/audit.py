@@ -251,7 +251,7 @@ class AuditListener:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        connection = await self._backend.new_connection()
+        connection = await self._backend.new_listen_connection()  # past a pooler: listen_dsn
         self._connection = connection
         channel = audit_channel(self._backend.installation.channel)
         if hasattr(connection, "add_listener"):  # asyncpg: the callback gets the pid

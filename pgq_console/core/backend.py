@@ -11,6 +11,14 @@ Connections drop (server restart, pg_terminate_backend, network cut): every read
 first replaces a connection that is known to be dead, and a read that outlives the statement
 timeout by `CLIENT_GRACE_S` (a network cut: the server cannot cancel it) resets its connection, so
 no caller ever waits forever. `listener_alive()` tells the live model when to LISTEN again.
+
+Behind PgBouncer (topologies.md): only application_name goes in the startup packet when the
+pooler refuses the others (every setting is transaction-local anyway), and `open_backend`
+probes the live path end to end (LISTEN, NOTIFY from another connection, wait): no delivery
+means transaction pooling, so prepared statements are off and the live model polls, unless a
+`listen_dsn` gives LISTEN a direct connection of its own. Errors a pooler raises mid-session
+(a prepared statement it lost, a closed server connection) discard the connections, so the
+next read reconnects instead of failing the same way forever.
 """
 
 from __future__ import annotations
@@ -27,12 +35,22 @@ from pgqueuer.domain import models as pgq_models
 from pgqueuer.domain.types import Channel
 
 from pgq_console.core.errors import ConsoleError, describe_connect_error
-from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation
+from pgq_console.core.pooler import (
+    DIRECT,
+    PROBE_WAIT_S,
+    ConnectOptions,
+    pooler_broke,
+    resolve_connect_options,
+    startup_refused,
+)
+from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation, Pooler
 
 if TYPE_CHECKING:
     import asyncpg
     import psycopg
     from pgqueuer.queries import Queries
+
+    from pgq_console.core.replica import ReplicaLink
 
 EventHandler = Callable[[pgq_models.AnyEvent], None]
 
@@ -41,8 +59,6 @@ CONNECT_TIMEOUT_S = 10.0
 # Past the statement timeout the server should have cancelled the query itself; this much later
 # the connection is presumed cut and is reset.
 CLIENT_GRACE_S = 3.0
-
-
 class DatabaseTimeout(ConsoleError):
     """The database did not answer in time (no reply at all, not a cancelled statement)."""
 
@@ -75,6 +91,24 @@ class Backend(ABC):
         self.read_only = read_only
         self._listen_driver: Any = None
         self._dsn: str | None = None  # known when the console opened the connection itself
+        self.connect_options = DIRECT
+        # What is in front, as set or probed (never AUTO here); NONE for handed-in connections.
+        self.pooler = Pooler.NONE
+        # A direct connection for LISTEN only (behind a transaction pooler).
+        self.listen_dsn: str | None = None
+        self._direct_listen: Any = None  # the connection opened from listen_dsn
+        # A hot standby for `read_heavy` (see core/replica.py), or None.
+        self.replica: ReplicaLink | None = None
+
+    @property
+    def can_listen(self) -> bool:
+        """Whether LISTEN can work: not on a transaction-pooled connection without listen_dsn."""
+        return self.pooler is not Pooler.TRANSACTION or self.listen_dsn is not None
+
+    @property
+    def why_polling(self) -> str | None:
+        """Why the live model cannot LISTEN (the header says it), or None."""
+        return None if self.can_listen else "PgBouncer transaction pooling"
 
     @property
     def autocommit_problem(self) -> str | None:
@@ -105,6 +139,9 @@ class Backend(ABC):
             task.cancel()
             raise
         if task in done:
+            exc = task.exception()
+            if exc is not None and pooler_broke(exc):
+                await self.discard_connections()
             return task.result()
         await self._abort_in_flight()
         task.cancel()
@@ -113,6 +150,23 @@ class Backend(ABC):
         raise DatabaseTimeout(
             f"{self.label} did not answer within {deadline:g}s; the connection was reset"
         )
+
+    async def read_heavy(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        """A read that may be a little stale (pages, detail, charts): on the replica while it is
+        fit, else on the primary. Never for what a write's preview or the live depth needs."""
+        if self.replica is not None:
+            standby = self.replica.usable()
+            if standby is not None:
+                try:
+                    return await standby.read(sql, *args)
+                except Exception as exc:
+                    self.replica.failed(exc)
+        return await self.read(sql, *args)
+
+    async def _close_replica(self) -> None:
+        if self.replica is not None:
+            with contextlib.suppress(Exception):
+                await self.replica.close()
 
     @abstractmethod
     async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]: ...
@@ -125,9 +179,23 @@ class Backend(ABC):
         """Terminate the connections of reads that hung (pools: the acquired ones)."""
         return None
 
+    async def discard_connections(self) -> None:
+        """Drop the query connections (a pooler broke their session): the next use reconnects."""
+        await self._abort_in_flight()
+
     def listener_alive(self) -> bool:
         """Whether the LISTEN connection is still open (False when not listening)."""
+        if self.listen_dsn is not None:
+            return self._direct_listen_alive()
         return self._listen_driver is not None
+
+    def _direct_listen_alive(self) -> bool:
+        connection = self._direct_listen
+        if self._listen_driver is None or connection is None:
+            return False
+        if self.kind is DriverKind.PSYCOPG:
+            return not (connection.closed or connection.broken)
+        return not connection.is_closed()
 
     @abstractmethod
     def _make_listen_driver(self) -> Any: ...
@@ -146,15 +214,31 @@ class Backend(ABC):
         if self.autocommit_problem:
             raise ConsoleError(self.autocommit_problem)
         await self.ensure_connected()
-        async with self._transaction() as tx:
-            await tx.execute(_PREAMBLE, *self._preamble_args())
-            yield tx
+        try:
+            async with self._transaction() as tx:
+                await tx.execute(_PREAMBLE, *self._preamble_args())
+                yield tx
+        except Exception as exc:
+            if pooler_broke(exc):
+                await self.discard_connections()
+            raise
 
     @abstractmethod
     async def new_connection(self) -> Any:
         """A fresh connection of the same driver family to the same database, autocommit,
         for work that must not share the UI's connection (consumers, reconnects). The caller
         owns and closes it."""
+
+    async def new_listen_connection(self) -> Any:
+        """A connection for a LISTEN of its own: from `listen_dsn` past a pooler, else like
+        `new_connection`. The caller owns and closes it."""
+        if self.listen_dsn is None:
+            return await self.new_connection()
+        if self.kind is DriverKind.PSYCOPG:
+            return await _psycopg_connect(
+                self.listen_dsn, autocommit=True, **_psycopg_params(False, ConnectOptions(False))
+            )
+        return await _asyncpg_connect(self.listen_dsn, False, ConnectOptions(False))
 
     def new_driver(self, connection: Any) -> Any:
         """pgqueuer's Driver over a connection from `new_connection`."""
@@ -166,6 +250,11 @@ class Backend(ABC):
 
     async def listen(self, handler: EventHandler) -> None:
         """LISTEN on the installation's channel; `handler` gets every parsed PgQueuer event."""
+        if self.listen_dsn is None and not self.can_listen:
+            raise ConsoleError("LISTEN does not work through transaction pooling: set listen_dsn")
+        if self.listen_dsn is not None:
+            await self._listen_direct(handler)
+            return
         await self.ensure_connected()
         async with self._listen_guard():
             if self._listen_driver is None:
@@ -181,6 +270,48 @@ class Backend(ABC):
                 await self.stop_listening()
                 raise
 
+    async def _listen_direct(self, handler: EventHandler) -> None:
+        """LISTEN on a connection of its own, opened from `listen_dsn` (past the pooler)."""
+        from pgqueuer.db import AsyncpgDriver, PsycopgDriver
+
+        if self._listen_driver is None:
+            dsn = self.listen_dsn or ""
+            if self.kind is DriverKind.PSYCOPG:
+                import psycopg
+
+                connection: Any = await psycopg.AsyncConnection.connect(
+                    dsn,
+                    autocommit=True,
+                    application_name=f"{APPLICATION_NAME}-listen",
+                    connect_timeout=int(CONNECT_TIMEOUT_S),
+                )
+                driver: Any = PsycopgDriver(connection)
+            else:
+                try:
+                    connection = await _asyncpg_connect(dsn, False, DIRECT)
+                except Exception as exc:
+                    if not startup_refused(exc):
+                        raise
+                    # listen_dsn through a session pooler: application_name only.
+                    connection = await _asyncpg_connect(dsn, False, ConnectOptions(False))
+                driver = AsyncpgDriver(connection)
+            self._direct_listen = connection
+            self._listen_driver = driver
+        try:
+            await initialize_notice_event_listener(
+                self._listen_driver, Channel(self.installation.channel), handler
+            )
+        except BaseException:
+            await self._stop_direct_listen()
+            raise
+
+    async def _stop_direct_listen(self) -> None:
+        connection, self._direct_listen = self._direct_listen, None
+        self._listen_driver = None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)
+
     def _listen_guard(self) -> contextlib.AbstractAsyncContextManager[object]:
         """What LISTEN must hold: nothing when it has a connection of its own."""
         return contextlib.nullcontext()
@@ -189,6 +320,9 @@ class Backend(ABC):
         return self._make_listen_driver()
 
     async def stop_listening(self) -> None:
+        if self._direct_listen is not None:
+            await self._stop_direct_listen()
+            return
         driver, self._listen_driver = self._listen_driver, None
         if driver is not None:
             with contextlib.suppress(Exception):
@@ -196,6 +330,7 @@ class Backend(ABC):
 
     async def close(self) -> None:
         await self.stop_listening()
+        await self._close_replica()
 
     def _preamble_args(self) -> tuple[str, str]:
         return _timeout_setting(self.statement_timeout), APPLICATION_NAME
@@ -238,25 +373,56 @@ class _PsycopgTx:
         return cursor.statusmessage or ""
 
 
-async def _asyncpg_connect(dsn: str | None, read_only: bool, **params: Any) -> Any:
+async def _asyncpg_connect(
+    dsn: str | None, read_only: bool, options: ConnectOptions = DIRECT, **params: Any
+) -> Any:
     import asyncpg
 
+    if not options.prepared_statements:
+        params["statement_cache_size"] = 0
     return await asyncpg.connect(
         dsn or None,
-        server_settings=_server_settings(read_only),
+        server_settings=_server_settings(read_only, options),
         timeout=CONNECT_TIMEOUT_S,
         **params,
     )
 
 
-def _server_settings(read_only: bool) -> dict[str, str]:
-    settings = {
-        "application_name": APPLICATION_NAME,
-        "statement_timeout": _timeout_setting(DEFAULT_STATEMENT_TIMEOUT),
-    }
+def _server_settings(read_only: bool, options: ConnectOptions = DIRECT) -> dict[str, str]:
+    settings = {"application_name": APPLICATION_NAME}
+    if not options.startup_settings:
+        # Reads set the timeout per transaction; read-only is then enforced by the console.
+        return settings
+    settings["statement_timeout"] = _timeout_setting(DEFAULT_STATEMENT_TIMEOUT)
     if read_only:
         settings["default_transaction_read_only"] = "on"
     return settings
+
+
+async def _psycopg_connect(dsn: str, **params: Any) -> Any:
+    """psycopg's AsyncConnection.connect, once more when the socket "closed" at once: right after
+    a refused attempt, asyncio's selector may still hold the reused file descriptor."""
+    import psycopg
+
+    try:
+        return await psycopg.AsyncConnection.connect(dsn, **params)
+    except psycopg.OperationalError as exc:
+        if "connection socket closed" not in str(exc):
+            raise
+        return await psycopg.AsyncConnection.connect(dsn, **params)
+
+
+def _psycopg_params(read_only: bool, options: ConnectOptions) -> dict[str, Any]:
+    """psycopg connect arguments: settings via libpq `options` unless a pooler refuses it."""
+    params: dict[str, Any] = {"connect_timeout": int(CONNECT_TIMEOUT_S)}
+    if options.startup_settings:
+        settings = _server_settings(read_only, options)
+        params["options"] = " ".join(f"-c {k}={v}" for k, v in settings.items())
+    else:
+        params["application_name"] = APPLICATION_NAME
+    if not options.prepared_statements:
+        params["prepare_threshold"] = None
+    return params
 
 
 class AsyncpgBackend(Backend):
@@ -316,6 +482,8 @@ class AsyncpgBackend(Backend):
             self.connection.terminate()
 
     def listener_alive(self) -> bool:
+        if self.listen_dsn is not None:
+            return self._direct_listen_alive()
         return self._listen_driver is not None and not self.connection.is_closed()
 
     def _make_listen_driver(self) -> Any:
@@ -332,11 +500,14 @@ class AsyncpgBackend(Backend):
 
     async def new_connection(self) -> Any:
         if self._dsn is not None:
-            return await _asyncpg_connect(self._dsn, self.read_only)
+            return await _asyncpg_connect(self._dsn, self.read_only, self.connect_options)
         params = self._connect_params or _asyncpg_params(self.connection)
-        return await _asyncpg_connect(None, self.read_only, **params)
+        return await _asyncpg_connect(None, self.read_only, self.connect_options, **params)
 
     async def stop_listening(self) -> None:
+        if self._direct_listen is not None:
+            await self._stop_direct_listen()
+            return
         # The shared driver is also the query driver: only drop the listener callbacks.
         self._listen_driver = None
         if not self.connection.is_closed():
@@ -347,6 +518,7 @@ class AsyncpgBackend(Backend):
 
     async def close(self) -> None:
         await self.stop_listening()
+        await self._close_replica()
         if self._owned:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.connection.close(), 5)
@@ -390,6 +562,8 @@ class AsyncpgPoolBackend(Backend):
                 connection.terminate()
 
     def listener_alive(self) -> bool:
+        if self.listen_dsn is not None:
+            return self._direct_listen_alive()
         driver = self._listen_driver
         connection = getattr(driver, "_listener_connection", None) if driver else None
         try:
@@ -411,6 +585,9 @@ class AsyncpgPoolBackend(Backend):
             return False
 
     async def stop_listening(self) -> None:
+        if self._direct_listen is not None:
+            await self._stop_direct_listen()
+            return
         driver, self._listen_driver = self._listen_driver, None
         connection = getattr(driver, "_listener_connection", None) if driver else None
         if connection is not None and not self._is_open(connection):
@@ -428,9 +605,14 @@ class AsyncpgPoolBackend(Backend):
         async with self.pool.acquire() as connection, connection.transaction():
             yield _AsyncpgTx(connection)
 
+    async def discard_connections(self) -> None:
+        await self._abort_in_flight()
+        with contextlib.suppress(Exception):
+            await self.pool.expire_connections()
+
     async def new_connection(self) -> Any:
         if self._dsn is not None:
-            return await _asyncpg_connect(self._dsn, self.read_only)
+            return await _asyncpg_connect(self._dsn, self.read_only, self.connect_options)
         # A handed-in pool: connect the way the pool connects (its own arguments).
         import asyncpg
 
@@ -440,6 +622,7 @@ class AsyncpgPoolBackend(Backend):
 
     async def close(self) -> None:
         await self.stop_listening()
+        await self._close_replica()
         if self._owned:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 5)
@@ -518,6 +701,8 @@ class PsycopgBackend(Backend):
             self.connection.pgconn.finish()  # no round trip: the network may be gone
 
     def listener_alive(self) -> bool:
+        if self.listen_dsn is not None:
+            return self._direct_listen_alive()
         connection = self._listen_connection
         return (
             self._listen_driver is not None
@@ -550,13 +735,11 @@ class PsycopgBackend(Backend):
         import psycopg
 
         dsn, password = self._conninfo
-        options = " ".join(f"-c {k}={v}" for k, v in _server_settings(self.read_only).items())
         return await psycopg.AsyncConnection.connect(
             self._dsn if self._dsn is not None else dsn,
             password=None if self._dsn is not None else password,
             autocommit=True,
-            options=options,
-            connect_timeout=int(CONNECT_TIMEOUT_S),
+            **_psycopg_params(self.read_only, self.connect_options),
         )
 
     async def _open_listen_driver(self) -> Any:
@@ -572,12 +755,15 @@ class PsycopgBackend(Backend):
             autocommit=True,
             application_name=f"{APPLICATION_NAME}-listen",
             connect_timeout=int(CONNECT_TIMEOUT_S),
+            prepare_threshold=None if not self.connect_options.prepared_statements else 5,
         )
         self._listen_connection = listen_connection
         return PsycopgDriver(listen_connection)
 
     async def stop_listening(self) -> None:
         await super().stop_listening()
+        if self.listen_dsn is not None:
+            return
         connection, self._listen_connection = self._listen_connection, None
         if connection is not None:
             with contextlib.suppress(Exception):
@@ -585,6 +771,7 @@ class PsycopgBackend(Backend):
 
     async def close(self) -> None:
         await self.stop_listening()
+        await self._close_replica()
         if self._owned:
             with contextlib.suppress(Exception):
                 await self.connection.close()
@@ -684,15 +871,37 @@ async def open_backend(
     secrets: tuple[str, ...],
     *,
     read_only: bool = False,
+    pooler: Pooler = Pooler.AUTO,
+    listen_dsn: str | None = None,
 ) -> AnyBackend:
-    """Connect with the chosen driver; ConsoleError with a one-line message on failure."""
+    """Connect with the chosen driver; ConsoleError with a one-line message on failure.
+
+    `pooler` AUTO probes the path (see `probe_live_path`); any other value is taken as said.
+    """
     try:
-        backend = await asyncio.wait_for(
-            _connect(kind, dsn, installation, label, read_only), CONNECT_TIMEOUT_S + 1
+        options, resolved = await asyncio.wait_for(
+            resolve_connect_options(kind, dsn, pooler), 2 * CONNECT_TIMEOUT_S + PROBE_WAIT_S + 1
         )
+        try:
+            backend = await asyncio.wait_for(
+                _connect(kind, dsn, installation, label, read_only, options),
+                CONNECT_TIMEOUT_S + 1,
+            )
+        except Exception as exc:
+            if not (options.startup_settings and startup_refused(exc)):
+                raise
+            # `pooler = none` set, yet something in front refuses the startup settings.
+            options = ConnectOptions(False, options.prepared_statements)
+            backend = await asyncio.wait_for(
+                _connect(kind, dsn, installation, label, read_only, options),
+                CONNECT_TIMEOUT_S + 1,
+            )
         if isinstance(backend, Backend):
             backend._dsn = dsn
             backend.read_only = read_only
+            backend.connect_options = options
+            backend.pooler = resolved
+            backend.listen_dsn = listen_dsn or None
         return backend
     except ConsoleError:
         raise
@@ -701,11 +910,16 @@ async def open_backend(
 
 
 async def _connect(
-    kind: DriverKind, dsn: str, installation: Installation, label: str, read_only: bool
+    kind: DriverKind,
+    dsn: str,
+    installation: Installation,
+    label: str,
+    read_only: bool,
+    options: ConnectOptions = DIRECT,
 ) -> AnyBackend:
-    settings = _server_settings(read_only)
+    settings = _server_settings(read_only, options)
     if kind is DriverKind.ASYNCPG:
-        connection = await _asyncpg_connect(dsn, read_only)
+        connection = await _asyncpg_connect(dsn, read_only, options)
         return AsyncpgBackend(connection, installation, label, owned=True)
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg
@@ -720,20 +934,17 @@ async def _connect(
             max_inactive_connection_lifetime=0,
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
+            statement_cache_size=100 if options.prepared_statements else 0,
         )
         return AsyncpgPoolBackend(pool, installation, label, owned=True)
     import psycopg
 
-    options = " ".join(f"-c {key}={value}" for key, value in settings.items())
+    params = _psycopg_params(read_only, options)
     if kind is DriverKind.PSYCOPG:
-        async_connection = await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, options=options, connect_timeout=int(CONNECT_TIMEOUT_S)
-        )
+        async_connection = await _psycopg_connect(dsn, autocommit=True, **params)
         return PsycopgBackend(async_connection, installation, label, owned=True)
     sync_connection: psycopg.Connection[Any] = await asyncio.to_thread(
-        lambda: psycopg.connect(
-            dsn, autocommit=True, options=options, connect_timeout=int(CONNECT_TIMEOUT_S)
-        )
+        lambda: psycopg.connect(dsn, autocommit=True, **params)
     )
     return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
 

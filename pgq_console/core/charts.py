@@ -207,8 +207,8 @@ SELECT 'now', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, now()
 async def fetch_charts(
     backend: Backend, age_limit: timedelta = DEFAULT_AGE_LIMIT
 ) -> ChartsSnapshot:
-    rows = await backend.read(charts_sql(backend), RATE_WINDOW)
-    percentiles = await backend.read(
+    rows = await backend.read_heavy(charts_sql(backend), RATE_WINDOW)
+    percentiles = await backend.read_heavy(
         backend.queries.qbq.build_job_duration_percentiles_query(), PERCENTILE_WINDOW
     )
     taken_at: datetime | None = None

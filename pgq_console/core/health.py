@@ -218,7 +218,7 @@ async def fetch_health(
         size_args: list[object] = [names, settings.db_schema or ""]
         sizes = {
             str(r["name"]): int(r["bytes"])
-            for r in await backend.read(sizes_sql(backend), *size_args)
+            for r in await backend.read_heavy(sizes_sql(backend), *size_args)
         }
     except Exception as exc:  # a lock on a queue table: the rest of the screen still matters
         sizes_problem = " ".join(str(exc).split())[:120] or type(exc).__name__

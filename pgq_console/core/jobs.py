@@ -335,7 +335,7 @@ async def fetch_page(
         newest_first=newest_first,
         limit=limit,
     )
-    rows = await backend.read(sql, *args)
+    rows = await backend.read_heavy(sql, *args)
     return JobPage(
         rows=tuple(_job_row(row) for row in rows[:limit]),
         has_more=len(rows) > limit,
@@ -394,14 +394,14 @@ async def fetch_detail(
     backend: Backend, job_id: int, *, payload_bytes: int = PAYLOAD_PAGE_BYTES
 ) -> JobDetail:
     settings = backend.installation.settings.qualified
-    rows = await backend.read(
+    rows = await backend.read_heavy(
         f"SELECT {_LIST_COLUMNS}, job.headers::text AS headers_text, "
         "substring(job.payload from 1 for $2) AS payload_head "
         f"FROM {settings.queue_table} AS job WHERE job.id = $1",
         job_id,
         payload_bytes,
     )
-    history_rows = await backend.read(
+    history_rows = await backend.read_heavy(
         "SELECT id, created, status::text AS status, priority, entrypoint, "
         "traceback::text AS traceback_text "
         f"FROM {settings.queue_table_log} WHERE job_id = $1 "
@@ -542,7 +542,7 @@ async def fetch_failure_groups(
 ) -> tuple[FailureGroup, ...]:
     """Exceptions and holds logged since `now - window` (the console's clock), newest first."""
     settings = backend.installation.settings.qualified
-    rows = await backend.read(
+    rows = await backend.read_heavy(
         f"""WITH recent AS (
             SELECT l.job_id, l.created, l.entrypoint, l.status,
                 coalesce(l.traceback->>'exception_type', '') AS exception_type,

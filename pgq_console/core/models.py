@@ -97,3 +97,10 @@ class RefreshStatus:
     next_try_at: datetime | None = None
     failures: int = 0
     reconnects: int = 0
+    # Why the console polls instead of listening (e.g. "PgBouncer transaction pooling").
+    polling_reason: str | None = None
+    # Listening, but jobs were inserted and no NOTIFY came: what is wrong with the live path.
+    live_problem: str | None = None
+    # The read replica's state (lag, or why reads are on the primary); None without one.
+    replica: str | None = None
+    replica_in_use: bool = False

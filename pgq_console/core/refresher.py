@@ -8,6 +8,11 @@ When the database goes away the loop backs off (exponential, capped, jittered so
 not reconnect in lock-step), says what is lost and when it retries, LISTENs again once the
 connection is back, and reconciles with a full refresh. `PollLoop` is the same loop, without
 LISTEN, for the screens that poll one query.
+
+Listening is never claimed without proof: when the queue grows (jobs were inserted, so PgQueuer's
+trigger sent NOTIFYs) and no event arrives within `LIVE_PROOF_PERIODS` timer periods, the status
+says the live path is broken. Behind a transaction pooler the loop does not LISTEN at all and
+says it polls.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ from typing import Generic, TypeVar
 
 from pgqueuer.domain import models as pgq_models
 
-from pgq_console.core.backend import Backend, DatabaseTimeout
+from pgq_console.core.backend import CONNECT_TIMEOUT_S, Backend, DatabaseTimeout
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import Durations, OverviewSnapshot, RefreshStatus
+from pgq_console.core.pooler import pooler_broke
 from pgq_console.core.stats import (
     Depth,
     Windows,
@@ -55,6 +61,10 @@ MAX_INTERVAL_S = 60.0
 MAX_RETRY_S = 30.0
 MIN_RETRY_S = 0.5
 DEPTH_SAMPLES = 10  # the depth query's recent timings that pace the event tier
+# Timer periods (at least LIVE_PROOF_MIN_S) an insert may go without its NOTIFY before the
+# live path is called broken: delivery normally takes milliseconds.
+LIVE_PROOF_PERIODS = 3
+LIVE_PROOF_MIN_S = 5.0
 
 
 class Pacer:
@@ -113,6 +123,8 @@ def connection_lost(exc: BaseException) -> bool:
     import asyncpg
     import psycopg
 
+    if pooler_broke(exc):  # the backend discarded its connections: reconnect like after a drop
+        return True
     return isinstance(
         exc,
         OSError
@@ -147,7 +159,9 @@ class Refresher:
         self._on_snapshot = on_snapshot
         self._on_status = on_status
         self.budget = budget
-        self._listen = listen
+        # Through transaction pooling a LISTEN never hears anything: poll, and say so.
+        why_polling = backend.why_polling if listen else None
+        self._listen = listen and why_polling is None
         # Whether anyone sees the numbers: a hidden overview neither queries nor repaints
         # (its LISTEN stays; `wake` when it is shown again).
         self._active = active
@@ -155,6 +169,7 @@ class Refresher:
             channel=backend.installation.channel,
             interval_s=interval_s,
             effective_interval_s=interval_s,
+            polling_reason=why_polling,
         )
         self._wake = asyncio.Event()
         self._event_due: float | None = None
@@ -171,6 +186,12 @@ class Refresher:
         self._status_published_at = -1.0
         self._retry_delay = 0.0
         self._last_ok_at: datetime | None = None
+        # The live-path proof: the queue's size at the last refresh, when that depth read
+        # started, the last event, and since when growth has waited for its NOTIFY.
+        self._last_queued: int | None = None
+        self._last_depth_started = 0.0
+        self._last_event_mono: float | None = None
+        self._unnotified_since: float | None = None
 
     # -- controls (called from the UI thread's event loop, never block) --------------------
 
@@ -256,6 +277,9 @@ class Refresher:
             depth_started = self.clock.monotonic()
             reading = await fetch_depth(self.backend)
             self._depth = reading.depth
+            self._prove_live_path(depth_started)
+            if self.backend.replica is not None:  # lag for the header, measured aside
+                self.backend.replica.check_soon()
             client_s = self.clock.monotonic() - depth_started
             # Pace on the database's own time when it told us; the client's includes CPU waits.
             # It cannot exceed the round trip the clock saw (with a FixedClock: nothing).
@@ -312,6 +336,7 @@ class Refresher:
         self._account(ended, spent)
         self._last_ok_at = self.clock.now()
         rows = merge_rows(self._depth, self._windows, self._durations)
+        replica = self.backend.replica
         self._on_snapshot(
             OverviewSnapshot(taken_at=self.clock.now(), rows=rows, refresh_s=ended - started)
         )
@@ -326,6 +351,8 @@ class Refresher:
                 next_try_at=None,
                 failures=0,
                 reconnects=self.status.reconnects + (1 if recovered else 0),
+                replica=replica.status.describe() if replica else None,
+                replica_in_use=bool(replica and replica.status.in_use),
             )
         )
 
@@ -362,10 +389,37 @@ class Refresher:
             )
         )
 
+    def _prove_live_path(self, depth_started: float) -> None:
+        """Growth of the queue without any NOTIFY since the previous read: the live path is
+        broken once that lasts `LIVE_PROOF_PERIODS` timer periods."""
+        queued = sum(d.ready + d.deferred for d in self._depth.values())
+        previous, self._last_queued = self._last_queued, queued
+        previous_started, self._last_depth_started = self._last_depth_started, depth_started
+        if not (self._listen and self.status.listening):
+            self._unnotified_since = None
+            return
+        heard = self._last_event_mono is not None and self._last_event_mono >= previous_started
+        grew = previous is not None and queued > previous
+        if grew and not heard and self._unnotified_since is None:
+            self._unnotified_since = depth_started
+        if self._unnotified_since is None:
+            return
+        waited = depth_started - self._unnotified_since
+        if waited >= max(LIVE_PROOF_MIN_S, LIVE_PROOF_PERIODS * self.status.interval_s):
+            problem = (
+                f"no NOTIFY on {self.status.channel} for {waited:.0f}s while jobs were inserted: "
+                "the live path is broken (PgBouncer in transaction pooling drops them: set "
+                f"pooler = transaction or listen_dsn); polling every {self.status.interval_s:g}s"
+            )
+            if self.status.live_problem is None:
+                log.warning("%s", problem)
+            self.status = replace(self.status, live_problem=problem)
+
     async def _listener_lost(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.backend.stop_listening(), 5)
-        self._publish(replace(self.status, listening=False))
+        self._unnotified_since = None
+        self._publish(replace(self.status, listening=False, live_problem=None))
 
     def _account(self, ended: float, spent: float) -> None:
         """`spent`: seconds in the database for what ended at `ended`."""
@@ -375,7 +429,8 @@ class Refresher:
 
     async def _start_listening(self) -> None:
         try:
-            await self.backend.listen(self._on_event)
+            # A LISTEN that never answers (a pooler holding the client) must not stop the loop.
+            await asyncio.wait_for(self.backend.listen(self._on_event), CONNECT_TIMEOUT_S)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -393,6 +448,8 @@ class Refresher:
     def _on_event(self, envelope: pgq_models.AnyEvent) -> None:
         event = envelope.root
         received = self.clock.now()
+        self._last_event_mono = self.clock.monotonic()
+        self._unnotified_since = None
         latency = None
         if isinstance(event, pgq_models.TableChangedEvent):
             latency = max(0.0, (received - event.sent_at).total_seconds())
@@ -404,6 +461,7 @@ class Refresher:
             if latency is not None
             else self.status.last_event_latency_s,
             events_seen=self.status.events_seen + 1,
+            live_problem=None,
         )
         # Hundreds of NOTIFYs a second must not each repaint the header (slow SSH links);
         # the refresh they trigger publishes the latest status anyway.

@@ -35,6 +35,23 @@ class DriverKind(StrEnum):
         return self is not DriverKind.PSYCOPG_SYNC
 
 
+class Pooler(StrEnum):
+    """What sits between the console and PostgreSQL (`pooler` setting; `auto` probes)."""
+
+    AUTO = "auto"
+    NONE = "none"
+    TRANSACTION = "transaction"  # PgBouncer pool_mode=transaction: no LISTEN, no prepares
+    SESSION = "session"
+
+
+def parse_pooler(name: str) -> Pooler:
+    try:
+        return Pooler(name)
+    except ValueError:
+        choices = ", ".join(mode.value for mode in Pooler)
+        raise ConsoleError(f"unknown pooler {name!r}: choose one of {choices}") from None
+
+
 def parse_driver(name: str) -> DriverKind:
     try:
         return DriverKind(name)
@@ -62,6 +79,9 @@ def dsn_parts(dsn: str) -> dict[str, str]:
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's own words
         # libpq echoes the DSN, whose password cannot be known when it does not parse.
         detail = scrub(" ".join(str(exc).split()), (_password_in(dsn), *_password_by_place(dsn)))
+        # A DSN too broken to parse still has its password in libpq's message (URI userinfo).
+        detail = _URI_PASSWORD.sub(r"\1***@", detail)
+        detail = _KV_PASSWORD.sub("password=***", detail)
         raise ConsoleError(f"invalid connection string: {detail}") from None
     return {key: str(value) for key, value in parsed.items() if value is not None}
 
@@ -77,6 +97,10 @@ def _password_by_place(dsn: str) -> tuple[str, ...]:
     if not colon or not password:
         return ()
     return (password, unquote(password))
+
+
+_URI_PASSWORD = re.compile(r"(://[^:/@\s\"]*:)[^\s\"]*@")
+_KV_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
 def _password_in(dsn: str) -> str:

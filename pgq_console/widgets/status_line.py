@@ -90,6 +90,14 @@ class LiveLine(QuietStatic):
         text = Text(" ")
         if status.paused:
             text.append("⏸ paused", style="bold")
+        elif status.polling_reason:
+            text.append(
+                f"{status.polling_reason}: polling every {status.interval_s:g} s; "
+                "set listen_dsn for live events",
+                style="bold",
+            )
+        elif status.live_problem:
+            text.append(status.live_problem, style="bold")
         elif status.listening:
             text.append(f"listening on {status.channel}")
         else:
@@ -98,13 +106,15 @@ class LiveLine(QuietStatic):
             text.append(f"  last event {fmt.age(status.last_event_at, now)} ago", style=muted)
             if status.last_event_latency_s is not None:
                 text.append(f"  latency {fmt.seconds(status.last_event_latency_s)}", style=muted)
-        elif not status.paused:
+        elif not status.paused and not status.polling_reason:
             text.append("  no events yet", style=muted)
         pacing = f"every {status.interval_s:g}s"
         if status.effective_interval_s > status.interval_s + 0.05:
             pacing += f" (slowed to {status.effective_interval_s:.1f}s)"
         text.append(f"  refresh {pacing}", style=muted)
         text.append(f"  console db time {status.db_cost * 100:.1f}%", style=muted)
+        if status.replica is not None:
+            text.append(f"  {status.replica}", style=muted if status.replica_in_use else "bold")
         self.show_text(text)
 
 
