@@ -32,7 +32,7 @@ async def test_driver_option_reaches_the_overview(database_dsn: str, kind: Drive
             assert kind.value in str(screen.query_one("#connection-line").render())
             # LISTEN works on every async driver: a new entrypoint shows up after its NOTIFY.
             await enqueue(database_dsn, f"pushed_{kind.name.lower()}")
-            await wait_until(pilot, lambda: has_row(app, f"pushed_{kind.name.lower()}"), within=3)
+            await wait_until(pilot, lambda: has_row(app, f"pushed_{kind.name.lower()}"))
     finally:
         await backend.close()
 

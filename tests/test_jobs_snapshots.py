@@ -17,6 +17,7 @@ from pgq_console.core.actions import ids_predicate, requeue
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.job_detail import JobDetailScreen
 from tests.conftest import drop_database, make_database
+from tests.helpers import wait_until
 from tests.jobs_seed import seed
 from tests.test_jobs_screens import console
 
@@ -32,12 +33,8 @@ def snap_dsn(server_dsn: str) -> Iterator[str]:
 
 
 async def _wait(pilot: Pilot[Any], predicate: Any) -> None:
-    for _ in range(500):
-        if predicate():
-            await pilot.pause()
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the screen never showed its data")
+    await wait_until(pilot, predicate, what="the screen with its data")
+    await pilot.pause()
 
 
 async def _to_mode(pilot: Pilot[Any], key: str, selector: str, rows: int) -> None:
