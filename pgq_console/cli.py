@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import logging.handlers
 import signal
 import sys
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_UNKNOWN = 3  # Nagios' UNKNOWN, for `check`
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 3  # console.log.1 .. .3 beside it
 log = logging.getLogger("pgq_console")
 
 
@@ -91,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    commands.add_parser("paths", help="print where the config file, themes and log live")
+    commands.add_parser(
+        "paths", help="print where the config file, themes, log and audit file live"
+    )
 
     snapshot = commands.add_parser("snapshot", help="print the overview numbers once and exit")
     _add_common(snapshot, in_subcommand=True)
@@ -151,7 +156,10 @@ def configure_logging() -> None:
     handler: logging.Handler
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(path, encoding="utf-8")
+        # Bounded: a long-running console (or a demo left on) never fills the disk.
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+        )
     except OSError:
         handler = logging.NullHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

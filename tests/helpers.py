@@ -67,6 +67,13 @@ async def backend_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> A
     return await open_backend(kind, dsn, Installation(), "test-db", ())
 
 
+def console_of(pilot: Pilot[Any]) -> PgqConsole:
+    """The pilot's app as the console it is (Pilot.app is typed as a plain App)."""
+    app = pilot.app
+    assert isinstance(app, PgqConsole), f"expected the console, got {app!r}"
+    return app
+
+
 def table_of(app: PgqConsole) -> OverviewTable:
     return app.screen.query_one(OverviewTable)
 

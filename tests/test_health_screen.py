@@ -13,7 +13,7 @@ import pytest
 from textual.pilot import Pilot
 
 from pgq_console.core.clock import SystemClock
-from pgq_console.core.health import HealthSnapshot
+from pgq_console.core.health import HealthSnapshot, fetch_health
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.health import HealthScreen
 from pgq_console.widgets.keyed_table import KeyedTable
@@ -53,15 +53,12 @@ SNAPSHOT_SERVER_VERSION = "16.2"
 @pytest.fixture
 def pinned_server_version(monkeypatch: pytest.MonkeyPatch) -> None:
     """The snapshot shows the same server version whichever PostgreSQL the tests run against."""
-    import pgq_console.screens.health as health_screen
-
-    real_fetch = health_screen.fetch_health
 
     async def fetch_with_pinned_version(backend: Any) -> HealthSnapshot:
-        data = await real_fetch(backend)
+        data = await fetch_health(backend)
         return dataclasses.replace(data, server_version=SNAPSHOT_SERVER_VERSION)
 
-    monkeypatch.setattr(health_screen, "fetch_health", fetch_with_pinned_version)
+    monkeypatch.setattr("pgq_console.screens.health.fetch_health", fetch_with_pinned_version)
 
 
 @pytest.mark.usefixtures("pinned_server_version")

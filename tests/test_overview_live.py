@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from pgqueuer import QueueManager
 from pgqueuer.db import AsyncpgDriver
-from pgqueuer.models import Job
+from pgqueuer.models import Job, JobId
 from pgqueuer.queries import Queries
 from textual.pilot import Pilot
 
@@ -165,7 +165,7 @@ async def test_updates_which_never_notify_are_caught_by_the_timer(database_dsn: 
             await wait_until(pilot, lambda: has_row(app, "held_then_requeued"))
             await wait_until(pilot, lambda: number(app, "held_then_requeued", "held") == "2")
             # requeue_jobs is an UPDATE: no NOTIFY; the 0.5 s timer must still show it.
-            await Queries.from_asyncpg_connection(connection).requeue_jobs(ids)
+            await Queries.from_asyncpg_connection(connection).requeue_jobs([JobId(i) for i in ids])
             await wait_until(
                 pilot, lambda: number(app, "held_then_requeued", "ready") == "2"
             )
@@ -221,6 +221,7 @@ async def test_pause_and_interval_keys(database_dsn: str) -> None:
             await pilot.press("p")
             await wait_until(pilot, lambda: screen.status is not None and screen.status.paused)
             assert "paused" in str(screen.query_one("#live-line").render())
+            assert screen.status is not None
             paused_at = screen.status.refreshes
             await enqueue(database_dsn, "while_paused")
             await pilot.pause(0.6)

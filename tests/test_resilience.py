@@ -21,7 +21,7 @@ from pgq_console.core.target import DriverKind, Installation
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.screens.workers import WorkersScreen
 from pgq_console.widgets.banner import Banner
-from tests.helpers import cell, has_row, truth
+from tests.helpers import cell, console_of, has_row, truth
 from tests.resilience_w5_support import (
     ENTRYPOINT,
     RestartableServer,
@@ -49,7 +49,7 @@ def resilient_console(
 
 
 async def live_overview(pilot: Pilot[Any]) -> OverviewScreen:
-    app = pilot.app
+    app = console_of(pilot)
     await until(pilot, lambda: isinstance(app.screen, OverviewScreen), within=30)
     screen = app.screen
     assert isinstance(screen, OverviewScreen)

@@ -124,10 +124,9 @@ async def until_overview_ready(pilot: Pilot[Any], rows: int = 4) -> None:
 
     def ready() -> bool:
         screen = app.screen
-        listening = isinstance(screen, OverviewScreen) and screen.status and screen.status.listening
-        return bool(
-            listening and screen.query_one(OverviewTable).row_count == rows and screen.snapshot
-        )
+        if not (isinstance(screen, OverviewScreen) and screen.status and screen.status.listening):
+            return False
+        return screen.query_one(OverviewTable).row_count == rows and bool(screen.snapshot)
 
     await wait_until(pilot, ready, what="the overview with its data")
     await pilot.pause()
