@@ -111,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="a Nagios-style check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
-        description="Thresholds take CRIT or WARN,CRIT. Exit 0 OK, 1 WARNING, 2 CRITICAL "
+        description="Thresholds take CRIT or WARN,CRIT, each a number (alert above it) or a "
+        "Nagios range (10, 10:, ~:10, 10:20, @10:20). Exit 0 OK, 1 WARNING, 2 CRITICAL "
         "(also: the database cannot be reached), 3 UNKNOWN (bad arguments or config).",
     )
     _add_common(check, in_subcommand=True)

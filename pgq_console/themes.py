@@ -92,9 +92,8 @@ def builtin_theme_dirs() -> list[Path]:
 
 def _is_source_checkout(root: Path) -> bool:
     try:
-        return tomllib.loads((root / "pyproject.toml").read_text())["project"]["name"] == (
-            "pgq-console"
-        )
+        project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+        return bool(project["name"] == "pgq-console")
     except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
         return False
 
