@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(snapshot, in_subcommand=True)
     snapshot.add_argument("--json", action="store_true", help="JSON for scripts")
     snapshot.add_argument(
+        "--format",
+        choices=["table", "json", "openmetrics", "prometheus"],
+        help="table (default), json (= --json), openmetrics or prometheus (the text formats, "
+        "e.g. for node_exporter's textfile collector)",
+    )
+    snapshot.add_argument(
         "--stale-after",
         default="5m",
         metavar="DURATION",
@@ -126,6 +132,26 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-failed", metavar="N", help="held failed jobs, all entrypoints")
     check.add_argument("--max-stale", metavar="N", help="picked jobs with a stale heartbeat")
     check.add_argument(
+        "--stale-after",
+        default="5m",
+        metavar="DURATION",
+        help="a picked job is stale when its heartbeat is older (default 5m)",
+    )
+
+    metrics = commands.add_parser(
+        "metrics", help="serve Prometheus/OpenMetrics metrics over HTTP (/metrics)"
+    )
+    _add_common(metrics, in_subcommand=True)
+    metrics.add_argument(
+        "--listen", default="127.0.0.1:9464", metavar="HOST:PORT", help="default 127.0.0.1:9464"
+    )
+    metrics.add_argument(
+        "--interval",
+        default="15s",
+        metavar="DURATION",
+        help="read the database at most this often, whatever the scrape rate (default 15s)",
+    )
+    metrics.add_argument(
         "--stale-after",
         default="5m",
         metavar="DURATION",
@@ -330,8 +356,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     settings = load(args)
     for warning in settings.warnings:
         print(f"pgq-console: warning: {warning}", file=sys.stderr)
+    if args.command == "snapshot" and args.format in ("openmetrics", "prometheus"):
+        from pgq_console import metrics
+
+        openmetrics = args.format == "openmetrics"
+        return metrics.snapshot(settings, openmetrics=openmetrics, stale_after=args.stale_after)
     if args.command == "snapshot":
-        return scripting.snapshot(settings, as_json=args.json, stale_after=args.stale_after)
+        as_json = args.json or args.format == "json"
+        return scripting.snapshot(settings, as_json=as_json, stale_after=args.stale_after)
+    if args.command == "metrics":
+        from pgq_console import metrics
+
+        return metrics.metrics(
+            settings, listen=args.listen, interval=args.interval, stale_after=args.stale_after
+        )
     if args.command == "check":
         return scripting.check(
             settings,
