@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import pgq_console
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,3 +132,15 @@ def test_a_simulated_demo_failure_logs_one_line_without_a_traceback() -> None:
     )
     assert simulated.strip() == "entrypoint/job-id: e/7: card declined for job 7 (simulated)"
     assert "Traceback" in real and "KeyError" in real  # a real failure keeps its traceback
+
+
+def test_ci_turns_a_missing_browser_into_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`.ci/run` sets CI=true: a browser test that cannot run must not pass as a skip."""
+    from tests.test_scripting_serve import missing
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and no browser"):
+        missing("no browser")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no browser"):
+        missing("no browser")
