@@ -158,6 +158,8 @@ class PgqConsole(KeyboardApp):
         a busy box; built in advance, its key only lays it out and repaints. A built screen
         reads its first page, then waits hidden until it is shown (see `next_refresh`).
         """
+        if not self.is_running:
+            return  # shutting down: a new screen stack now races the app closing its stacks
         while modes:
             mode = modes.pop(0)
             if mode not in self._modes or self._mode_screen(mode) is not None:
