@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import logging
+import logging.handlers
 import os
 import signal
 import sys
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_UNKNOWN = 3  # Nagios' UNKNOWN, for `check`
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 3  # console.log.1 .. .3 beside it
 log = logging.getLogger("pgq_console")
 
 
@@ -106,11 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    commands.add_parser("paths", help="print where the config file, themes and log live")
+    commands.add_parser(
+        "paths", help="print where the config file, themes, log and audit file live"
+    )
 
     snapshot = commands.add_parser("snapshot", help="print the overview numbers once and exit")
     _add_common(snapshot, in_subcommand=True)
     snapshot.add_argument("--json", action="store_true", help="JSON for scripts")
+    snapshot.add_argument(
+        "--format",
+        choices=["table", "json", "openmetrics", "prometheus"],
+        help="table (default), json (= --json), openmetrics or prometheus (the text formats, "
+        "e.g. for node_exporter's textfile collector)",
+    )
     snapshot.add_argument(
         "--stale-after",
         default="5m",
@@ -121,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check",
         help="a Nagios-style check: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN",
-        description="Thresholds take CRIT or WARN,CRIT. Exit 0 OK, 1 WARNING, 2 CRITICAL "
+        description="Thresholds take CRIT or WARN,CRIT, each a number (alert above it) or a "
+        "Nagios range (10, 10:, ~:10, 10:20, @10:20). Exit 0 OK, 1 WARNING, 2 CRITICAL "
         "(also: the database cannot be reached), 3 UNKNOWN (bad arguments or config).",
     )
     _add_common(check, in_subcommand=True)
@@ -135,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-failed", metavar="N", help="held failed jobs, all entrypoints")
     check.add_argument("--max-stale", metavar="N", help="picked jobs with a stale heartbeat")
     check.add_argument(
+        "--stale-after",
+        default="5m",
+        metavar="DURATION",
+        help="a picked job is stale when its heartbeat is older (default 5m)",
+    )
+
+    metrics = commands.add_parser(
+        "metrics", help="serve Prometheus/OpenMetrics metrics over HTTP (/metrics)"
+    )
+    _add_common(metrics, in_subcommand=True)
+    metrics.add_argument(
+        "--listen", default="127.0.0.1:9464", metavar="HOST:PORT", help="default 127.0.0.1:9464"
+    )
+    metrics.add_argument(
+        "--interval",
+        default="15s",
+        metavar="DURATION",
+        help="read the database at most this often, whatever the scrape rate (default 15s)",
+    )
+    metrics.add_argument(
         "--stale-after",
         default="5m",
         metavar="DURATION",
@@ -208,7 +240,10 @@ def configure_logging() -> None:
         path.parent.chmod(0o700)
         path.touch(mode=0o600, exist_ok=True)
         path.chmod(0o600)
-        handler = logging.FileHandler(path, encoding="utf-8")
+        # Bounded: a long-running console (or a demo left on) never fills the disk.
+        handler = logging.handlers.RotatingFileHandler(
+            path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+        )
     except OSError:
         handler = logging.NullHandler()
     handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -466,8 +501,20 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pgq_console.core.text import printable
 
         print(f"pgq-console: warning: {printable(warning)}", file=sys.stderr)
+    if args.command == "snapshot" and args.format in ("openmetrics", "prometheus"):
+        from pgq_console import metrics
+
+        openmetrics = args.format == "openmetrics"
+        return metrics.snapshot(settings, openmetrics=openmetrics, stale_after=args.stale_after)
     if args.command == "snapshot":
-        return scripting.snapshot(settings, as_json=args.json, stale_after=args.stale_after)
+        as_json = args.json or args.format == "json"
+        return scripting.snapshot(settings, as_json=as_json, stale_after=args.stale_after)
+    if args.command == "metrics":
+        from pgq_console import metrics
+
+        return metrics.metrics(
+            settings, listen=args.listen, interval=args.interval, stale_after=args.stale_after
+        )
     if args.command == "check":
         return scripting.check(
             settings,

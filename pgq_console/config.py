@@ -608,12 +608,14 @@ def _run_password_command(command: str, profile: str | None) -> str:
 
 def describe_paths() -> list[tuple[str, Path]]:
     """What `pgq-console paths` prints."""
+    from pgq_console.core.audit import audit_log_path
     from pgq_console.themes import builtin_theme_dirs
 
     paths = [
         ("config file", default_config_path()),
         ("user themes", user_theme_dir()),
         ("log file", platformdirs.user_log_path(APP_NAME) / "console.log"),
+        ("audit file", audit_log_path()),
     ]
     paths += [("built-in themes", path) for path in builtin_theme_dirs()]
     return paths

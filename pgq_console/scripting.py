@@ -19,25 +19,21 @@ import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import IntEnum
 from typing import Any
 
 from pgq_console.config import Settings, Target, open_target
+from pgq_console.core import nagios
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import EntrypointRow
+from pgq_console.core.nagios import NagiosState as NagiosState  # scripts import it from here
+from pgq_console.core.nagios import Threshold as Threshold
 from pgq_console.core.target import DriverKind, dsn_parts
 from pgq_console.core.text import printable
 
 DURATIONS_WINDOW = timedelta(minutes=5)
-
-
-class NagiosState(IntEnum):
-    OK = 0
-    WARNING = 1
-    CRITICAL = 2
-    UNKNOWN = 3
 
 
 def unknown_line(message: str) -> str:
@@ -65,48 +61,29 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=total)
 
 
-@dataclass(frozen=True)
-class Threshold:
-    """Exceeding `warn` is WARNING, exceeding `critical` is CRITICAL."""
-
-    warn: float | None
-    critical: float
-
-    def state(self, value: float) -> NagiosState:
-        if value > self.critical:
-            return NagiosState.CRITICAL
-        if self.warn is not None and value > self.warn:
-            return NagiosState.WARNING
-        return NagiosState.OK
-
-    def perfdata(self) -> str:
-        warn = "" if self.warn is None else _number(self.warn)
-        return f"{warn};{_number(self.critical)}"
-
-
 def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def parse_threshold(text: str, *, what: str, duration: bool = False) -> Threshold:
-    parts = [part.strip() for part in text.split(",")]
-    if len(parts) not in (1, 2) or not all(parts):
-        raise ConsoleError(f"{what}: expected CRIT or WARN,CRIT, got {text!r}")
-    values = []
-    for part in parts:
-        if duration:
-            values.append(parse_duration(part).total_seconds())
-            continue
+def _whole_number(what: str) -> Callable[[str], float]:
+    def read(text: str) -> float:
         try:
-            number = int(part)
+            return float(int(text))
         except ValueError:
-            raise ConsoleError(f"{what}: not a whole number: {part!r}") from None
-        if number < 0:
-            raise ConsoleError(f"{what}: must not be negative: {part!r}")
-        values.append(float(number))
-    if len(values) == 2 and values[0] > values[1]:
-        raise ConsoleError(f"{what}: WARN {parts[0]} is above CRIT {parts[1]}")
-    return Threshold(values[0] if len(values) == 2 else None, values[-1])
+            raise ConsoleError(f"{what}: not a whole number: {text!r}") from None
+
+    return read
+
+
+def _seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
+def parse_threshold(text: str, *, what: str, duration: bool = False) -> Threshold:
+    """`CRIT` or `WARN,CRIT`, each a number (more than it alerts) or a Nagios range."""
+    return nagios.parse_threshold(
+        text, _seconds if duration else _whole_number(what), what=what
+    )
 
 
 def parse_max_age(items: list[str]) -> dict[str, Threshold]:
@@ -272,14 +249,9 @@ def evaluate(
             perfdata.append(f"{perfdata_label('age_' + name)}={age:.0f}s;{threshold.perfdata()}")
             state = threshold.state(age)
             if state:
-                limit = threshold.critical if state is NagiosState.CRITICAL else threshold.warn
-                problems.append(
-                    (
-                        state,
-                        f"{status_text(name)} oldest ready {fmt.seconds(age)} "
-                        f"> {fmt.seconds(limit)}",
-                    )
-                )
+                limit = threshold.violation(state, fmt.seconds)
+                text = f"{status_text(name)} oldest ready {fmt.seconds(age)} {limit}"
+                problems.append((state, text))
     held = sum(row.held for row in reading.rows)
     stale = reading.stale
     counted: tuple[tuple[str, int, Threshold | None], ...] = (
@@ -289,8 +261,7 @@ def evaluate(
     for label, value, count_limit in counted:
         perfdata.append(f"{label}={value};{count_limit.perfdata() if count_limit else ';'}")
         if count_limit is not None and (state := count_limit.state(value)):
-            limit = count_limit.critical if state is NagiosState.CRITICAL else count_limit.warn
-            problems.append((state, f"{label} {value} > {_number(limit or 0)}"))
+            problems.append((state, f"{label} {value} {count_limit.violation(state, _number)}"))
     state = max((s for s, _ in problems), default=NagiosState.OK)
     if problems:
         summary = "; ".join(text for s, text in sorted(problems, key=lambda p: -p[0]))

@@ -5,6 +5,7 @@ Theme. A broken file never stops the console: it is reported once and the defaul
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 import tomllib
@@ -101,9 +102,26 @@ class ThemeFile(BaseModel):
 
 
 def builtin_theme_dirs() -> list[Path]:
-    """The wheel's packaged copy first, then the checkout's `themes/` (editable installs)."""
-    here = Path(__file__).resolve().parent
-    return [path for path in (here / "themes", here.parent / "themes") if path.is_dir()]
+    """The package's own `themes/` (the wheel's copy), else the source checkout's `themes/`.
+
+    Never a bare `themes/` beside the package: installed, that is site-packages/themes, where any
+    other distribution could put "built-in" themes.
+    """
+    packaged = importlib.resources.files("pgq_console") / "themes"
+    if packaged.is_dir():
+        return [Path(str(packaged))]  # wheels install as plain directories
+    checkout = Path(__file__).resolve().parent.parent
+    if _is_source_checkout(checkout) and (checkout / "themes").is_dir():
+        return [checkout / "themes"]  # an editable install or a run from the checkout
+    return []
+
+
+def _is_source_checkout(root: Path) -> bool:
+    try:
+        project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+        return bool(project["name"] == "pgq-console")
+    except (OSError, KeyError, TypeError, tomllib.TOMLDecodeError):
+        return False
 
 
 def default_theme() -> str:

@@ -16,22 +16,62 @@ from pgq_console.core.target import DriverKind, Installation
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.overview_table import OverviewTable
 
+# Liveness only: long enough for a busy 2-core CI machine, never a performance claim.
+LIVENESS_S = 30.0
+
+
+def _holds(predicate: Callable[[], bool]) -> tuple[bool, BaseException | None]:
+    """Whether `predicate` holds; an exception (a widget still mounting: NoMatches) is "not yet"."""
+    try:
+        return bool(predicate()), None
+    except Exception as exc:
+        return False, exc
+
+
+def _timed_out(within: float, what: object, error: BaseException | None) -> AssertionError:
+    last = f" (last check raised {error!r})" if error is not None else ""
+    return AssertionError(f"timed out after {within}s waiting for {what}{last}")
+
 
 async def wait_until(
-    pilot: Pilot[Any], predicate: Callable[[], bool], within: float = 10.0, what: str = ""
-) -> float:
-    """Seconds it took for `predicate` to hold; AssertionError after `within` seconds."""
+    pilot: Pilot[Any], predicate: Callable[[], bool], within: float = LIVENESS_S, what: str = ""
+) -> None:
+    """Wait until `predicate` holds; AssertionError after `within` seconds (a liveness limit)."""
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    while not predicate():
-        if loop.time() - started > within:
-            raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
+    deadline = loop.time() + within
+    while True:
+        held, error = _holds(predicate)
+        if held:
+            return
+        if loop.time() > deadline:
+            raise _timed_out(within, what or predicate, error)
         await pilot.pause(0.02)
-    return loop.time() - started
+
+
+async def wait_for(
+    predicate: Callable[[], bool], within: float = LIVENESS_S, what: str = "", step: float = 0.02
+) -> None:
+    """`wait_until` without a Textual pilot, for core objects driven by the test's own loop."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        held, error = _holds(predicate)
+        if held:
+            return
+        if loop.time() > deadline:
+            raise _timed_out(within, what or predicate, error)
+        await asyncio.sleep(step)
 
 
 async def backend_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> AnyBackend:
     return await open_backend(kind, dsn, Installation(), "test-db", ())
+
+
+def console_of(pilot: Pilot[Any]) -> PgqConsole:
+    """The pilot's app as the console it is (Pilot.app is typed as a plain App)."""
+    app = pilot.app
+    assert isinstance(app, PgqConsole), f"expected the console, got {app!r}"
+    return app
 
 
 def table_of(app: PgqConsole) -> OverviewTable:

@@ -14,6 +14,7 @@ from pgq_console.app import PgqConsole
 from pgq_console.core.backend import AnyBackend, open_backend
 from pgq_console.core.clock import Clock, FixedClock
 from pgq_console.core.target import DriverKind, Installation
+from tests.helpers import console_of, wait_until
 
 FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LABEL = "ops@db.example.com:5432/app"
@@ -57,27 +58,17 @@ def seed(dsn: str, sql: str, *args: object) -> None:
     asyncio.run(go())
 
 
-async def until(pilot: Pilot[Any], predicate: Callable[[], bool], within: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        try:
-            if predicate():
-                return
-        except Exception:  # widgets not mounted yet
-            pass
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        await pilot.pause(0.05)
+async def until(pilot: Pilot[Any], predicate: Callable[[], bool], within: float = 30.0) -> None:
+    await wait_until(pilot, predicate, within=within)
 
 
 async def open_screen(pilot: Pilot[Any], key: str, screen_type: type) -> Any:
     """Wait for the app to be up, press the number key, wait for the screen and its data."""
-    app = pilot.app
+    app = console_of(pilot)
     await until(pilot, lambda: app.screen is not None and "overview" in app._modes)
     await until(pilot, lambda: app.settled)  # startup work (screens built ahead) is done
     await pilot.press(key)
     await until(pilot, lambda: isinstance(app.screen, screen_type))
-    screen = app.screen
+    screen: Any = app.screen  # a polled screen: `data` once it has read
     await until(pilot, lambda: screen.data is not None)
     return screen

@@ -3,7 +3,6 @@ stop with jobs in flight (nothing lost, nothing run twice), cancelling, and refu
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -23,20 +22,15 @@ from pgq_console.core.enqueue import FormErrors
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import DriverKind, Installation
 from tests import consumer_fixtures
-from tests.helpers import backend_for, enqueue
+from tests.helpers import backend_for, enqueue, wait_for
 
 
 def spec(**values: str) -> Any:
     return parse_consumer_form({"handler": "noop", "batch_size": "10", **values})
 
 
-async def until(predicate: Callable[[], bool], within: float = 20.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        await asyncio.sleep(0.02)
+async def until(predicate: Callable[[], bool], within: float = 30.0, what: str = "") -> None:
+    await wait_for(predicate, within=within, what=what)
 
 
 async def log_counts(dsn: str, entrypoint: str) -> dict[str, dict[int, int]]:

@@ -7,11 +7,19 @@ import psycopg
 import pytest
 
 from pgq_console.app import PgqConsole
-from pgq_console.core.backend import SyncPsycopgBackend
+from pgq_console.core.backend import Backend, SyncPsycopgBackend
 from pgq_console.core.target import DriverKind
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.widgets.banner import Banner
-from tests.helpers import backend_for, enqueue, has_row, number, overview_of, wait_until
+from tests.helpers import (
+    backend_for,
+    console_of,
+    enqueue,
+    has_row,
+    number,
+    overview_of,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,7 +40,7 @@ async def test_driver_option_reaches_the_overview(database_dsn: str, kind: Drive
             assert kind.value in str(screen.query_one("#connection-line").render())
             # LISTEN works on every async driver: a new entrypoint shows up after its NOTIFY.
             await enqueue(database_dsn, f"pushed_{kind.name.lower()}")
-            await wait_until(pilot, lambda: has_row(app, f"pushed_{kind.name.lower()}"), within=3)
+            await wait_until(pilot, lambda: has_row(app, f"pushed_{kind.name.lower()}"))
     finally:
         await backend.close()
 
@@ -73,9 +81,9 @@ async def test_embedding_classmethods_for_every_driver(database_dsn: str) -> Non
         assert apps[1].resources == {}
         for app in apps:
             async with app.run_test(size=(160, 30)) as pilot:
-                await wait_until(pilot, lambda app=app: has_row(app, "via_driver"))
+                await wait_until(pilot, lambda: has_row(console_of(pilot), "via_driver"))
                 assert number(app, "via_driver", "ready") == "3"
-            assert app.backend is not None
+            assert isinstance(app.backend, Backend)
             await app.backend.stop_listening()
         # The console never closes a connection it was handed.
         assert not connection.is_closed()

@@ -98,7 +98,7 @@ async def _seed(connection: Any) -> None:
 
 def _value() -> st.SearchStrategy[str]:
     token = st.sampled_from(VALUE_TOKENS) | st.text(
-        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00 \t\n\r"),
+        alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00 \t\n\r"),
         max_size=6,
     )
     return st.lists(token, max_size=4).map(",".join)

@@ -4,6 +4,7 @@ queue, listeners, schema status, and guarded schema install/upgrade."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from textual.pilot import Pilot
 
 from pgq_console.core.clock import SystemClock
+from pgq_console.core.health import HealthSnapshot, fetch_health
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.health import HealthScreen
 from pgq_console.widgets.keyed_table import KeyedTable
@@ -45,10 +47,26 @@ async def _until_health(pilot: Pilot[Any]) -> None:
     await pilot.pause()
 
 
+SNAPSHOT_SERVER_VERSION = "16.2"
+
+
+@pytest.fixture
+def pinned_server_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snapshot shows the same server version whichever PostgreSQL the tests run against."""
+
+    async def fetch_with_pinned_version(backend: Any) -> HealthSnapshot:
+        data = await fetch_health(backend)
+        return dataclasses.replace(data, server_version=SNAPSHOT_SERVER_VERSION)
+
+    monkeypatch.setattr("pgq_console.screens.health.fetch_health", fetch_with_pinned_version)
+
+
+@pytest.mark.usefixtures("pinned_server_version")
 def test_health_snapshot(snap_compare: Any, snapshot_dsn: str) -> None:
     assert snap_compare(console(snapshot_dsn), terminal_size=(100, 24), run_before=_until_health)
 
 
+@pytest.mark.usefixtures("pinned_server_version")
 def test_health_snapshot_80x24(snap_compare: Any, snapshot_dsn: str) -> None:
     assert snap_compare(console(snapshot_dsn), terminal_size=(80, 24), run_before=_until_health)
 

@@ -165,7 +165,9 @@ async def test_failures_screen_groups_and_requeues_a_group_with_audit(seeded: st
         modal.query_one("#confirm-reason").focus()
         await pilot.press(*"card fix deployed", "enter")
         await wait_until(pilot, lambda: isinstance(app.screen, FailuresScreen))
-        assert any("previewed 3, changed 3" in n.message for n in app._notifications)
+        await wait_until(  # the write's report may land after the modal closed
+            pilot, lambda: any("previewed 3, changed 3" in n.message for n in app._notifications)
+        )
         state = await statuses(seeded)
         assert [state[i] for i in (31, 32, 33, 35)] == ["queued", "queued", "queued", "failed"]
         [record] = audit.read_records()

@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from pgq_console.core.actions import ids_predicate, requeue
+from pgq_console.core.backend import Backend
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.job_detail import JobDetailScreen
 from tests.conftest import drop_database, make_database
+from tests.helpers import console_of, wait_until
 from tests.jobs_seed import seed
 from tests.test_jobs_screens import console
 
@@ -32,16 +35,12 @@ def snap_dsn(server_dsn: str) -> Iterator[str]:
 
 
 async def _wait(pilot: Pilot[Any], predicate: Any) -> None:
-    for _ in range(500):
-        if predicate():
-            await pilot.pause()
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the screen never showed its data")
+    await wait_until(pilot, predicate, what="the screen with its data")
+    await pilot.pause()
 
 
 async def _to_mode(pilot: Pilot[Any], key: str, selector: str, rows: int) -> None:
-    app = pilot.app
+    app = console_of(pilot)
     await _wait(pilot, lambda: app.backend is not None and app.screen.id != "_default")
     # A snapshot is of the settled console (the screens built ahead are built).
     await _wait(pilot, lambda: app.settled)
@@ -49,7 +48,8 @@ async def _to_mode(pilot: Pilot[Any], key: str, selector: str, rows: int) -> Non
     await _wait(
         pilot,
         lambda: (
-            bool(app.screen.query(selector)) and app.screen.query_one(selector).row_count == rows
+            bool(app.screen.query(selector))
+            and app.screen.query_one(selector, DataTable).row_count == rows
         ),
     )
 
@@ -72,16 +72,19 @@ def test_jobs_80x24_read_only(snap_compare: Any, snap_dsn: str) -> None:
 def test_failures(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         await _to_mode(pilot, "3", "#held-table", 4)
-        await _wait(pilot, lambda: pilot.app.screen.query_one("#group-table").row_count == 3)
+        await _wait(
+            pilot, lambda: pilot.app.screen.query_one("#group-table", DataTable).row_count == 3
+        )
 
     assert snap_compare(console(snap_dsn), terminal_size=(130, 36), run_before=before)
 
 
 def test_job_detail_hostile(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        app = pilot.app
+        app = console_of(pilot)
         await _to_mode(pilot, "2", "#jobs-table", 36)
-        app.push_screen(JobDetailScreen(app.backend, app.clock, 35))  # type: ignore[arg-type]
+        assert isinstance(app.backend, Backend)
+        app.push_screen(JobDetailScreen(app.backend, app.clock, 35))
         await _wait(pilot, lambda: getattr(app.screen, "detail", None) is not None)
 
     assert snap_compare(console(snap_dsn), terminal_size=(110, 50), run_before=before)
@@ -89,12 +92,11 @@ def test_job_detail_hostile(snap_compare: Any, snap_dsn: str) -> None:
 
 def test_confirm_requeue(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
-        app = pilot.app
+        app = console_of(pilot)
         await _to_mode(pilot, "3", "#held-table", 4)
         backend = app.backend
-        app.push_screen(
-            ActionConfirmScreen(backend, requeue(backend, ids_predicate([31, 32, 35])))  # type: ignore[arg-type]
-        )
+        assert isinstance(backend, Backend)
+        app.push_screen(ActionConfirmScreen(backend, requeue(backend, ids_predicate([31, 32, 35]))))
         await _wait(pilot, lambda: getattr(app.screen, "preview", None) is not None)
 
     assert snap_compare(console(snap_dsn), terminal_size=(120, 40), run_before=before)
@@ -104,12 +106,11 @@ def test_confirm_requeue_80x24(snap_compare: Any, snap_dsn: str) -> None:
     """On a small terminal the count, reason and buttons stay visible (the statement is cut)."""
 
     async def before(pilot: Pilot[Any]) -> None:
-        app = pilot.app
+        app = console_of(pilot)
         await _to_mode(pilot, "3", "#held-table", 4)
         backend = app.backend
-        app.push_screen(
-            ActionConfirmScreen(backend, requeue(backend, ids_predicate([31, 32, 35])))  # type: ignore[arg-type]
-        )
+        assert isinstance(backend, Backend)
+        app.push_screen(ActionConfirmScreen(backend, requeue(backend, ids_predicate([31, 32, 35]))))
         await _wait(pilot, lambda: getattr(app.screen, "preview", None) is not None)
 
     assert snap_compare(console(snap_dsn), terminal_size=(80, 24), run_before=before)

@@ -115,7 +115,8 @@ async def test_command_line_runs_screen_actions_and_jumps(keys_dsn: str) -> None
         assert overview.refresher is not None
 
         await pilot.press("colon", *"pause", "enter")
-        await wait_until(pilot, lambda: overview.refresher.status.paused, what="paused")
+        refresher = overview.refresher
+        await wait_until(pilot, lambda: refresher.status.paused, what="paused")
         await pilot.press("colon", *"theme pgq-light", "enter")
         await wait_until(pilot, lambda: app.theme == "pgq-light", what="theme")
         # History: up recalls the last command.

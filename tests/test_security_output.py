@@ -19,8 +19,9 @@ import pytest
 
 from pgq_console.core.enqueue import FormErrors, PayloadKind, parse_enqueue_form, parse_payload
 from pgq_console.core.models import EntrypointRow
+from pgq_console.core.nagios import parse_threshold
 from pgq_console.core.text import clipboard_text, has_unsafe, printable
-from pgq_console.scripting import Reading, Threshold, evaluate
+from pgq_console.scripting import Reading, evaluate
 from tests.conftest import drop_database, make_database
 
 HOSTILE = "evil\x1b]0;pwned\x07\x1b]52;c;ZXZpbA==\x07\x1b[2J\n| CRIT=1 'q'=x\u2060"
@@ -123,7 +124,7 @@ def reading_of(*names: str) -> Reading:
 
 def test_check_is_one_line_with_quoted_perfdata_labels() -> None:
     reading = reading_of(HOSTILE, "it's")
-    state, line = evaluate(reading, {"*": Threshold(None, 60.0)}, None, None)
+    state, line = evaluate(reading, {"*": parse_threshold("60", float, what="max-age")}, None, None)
     assert state.name == "CRITICAL"
     assert "\n" not in line and not RAW_UNSAFE.search(line)
     summary, perfdata = line.split(" | ")  # exactly one separator: a name cannot add one

@@ -21,6 +21,7 @@ from pgq_console.core.backend import AnyBackend, PsycopgBackend, open_backend
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.target import DriverKind, Installation
 from tests.conftest import drop_database, make_database
+from tests.helpers import wait_until
 
 FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LABEL = "ops@db.example.com:5432/app"
@@ -120,14 +121,14 @@ async def until_overview_ready(pilot: Pilot[Any], rows: int = 4) -> None:
     from pgq_console.widgets.overview_table import OverviewTable
 
     app = pilot.app
-    for _ in range(500):
+
+    def ready() -> bool:
         screen = app.screen
-        listening = isinstance(screen, OverviewScreen) and screen.status and screen.status.listening
-        if listening and screen.query_one(OverviewTable).row_count == rows and screen.snapshot:
-            break
-        await pilot.pause(0.02)
-    else:
-        raise AssertionError("the overview never showed its data")
+        if not (isinstance(screen, OverviewScreen) and screen.status and screen.status.listening):
+            return False
+        return screen.query_one(OverviewTable).row_count == rows and bool(screen.snapshot)
+
+    await wait_until(pilot, ready, what="the overview with its data")
     await pilot.pause()
 
 

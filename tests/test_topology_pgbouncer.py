@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -17,7 +18,7 @@ from pgq_console.app import PgqConsole
 from pgq_console.cli import main
 from pgq_console.core import actions
 from pgq_console.core.audit import AuditListener
-from pgq_console.core.backend import Backend, check_schema, open_backend
+from pgq_console.core.backend import AsyncpgBackend, Backend, check_schema, open_backend
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.models import RefreshStatus
 from pgq_console.core.refresher import Refresher
@@ -132,9 +133,7 @@ async def test_overview_numbers_through_pgbouncer(
         await backend.close()
 
 
-def _window():  # type: ignore[no-untyped-def]
-    from datetime import timedelta
-
+def _window() -> timedelta:
     return timedelta(minutes=5)
 
 
@@ -309,6 +308,7 @@ async def test_pooler_errors_take_the_reconnect_path(topology: Topology) -> None
     )
     try:
         await other.execute("BEGIN; SELECT 1")  # holds A (PgBouncer reuses the last one idle)
+        assert isinstance(backend, AsyncpgBackend)
         first = backend.connection
         task = asyncio.create_task(refresher.run())
         try:

@@ -118,13 +118,13 @@ async def test_heavy_reads_on_the_replica_previews_and_depth_on_the_primary(
         assert isinstance(on_replica, int) and on_replica >= 1
 
         # Past the threshold the primary answers, and the status says why.
-        backend.replica.max_lag_s = 0.5  # type: ignore[union-attr]
+        backend.replica.max_lag_s = 0.5
         loop = asyncio.get_running_loop()
         started = loop.time()
-        while (await backend.replica.check(force=True)).in_use:  # type: ignore[union-attr]
+        while (await backend.replica.check(force=True)).in_use:
             assert loop.time() - started < 60, "the lag never grew past 0.5 s"
             await asyncio.sleep(0.1)
-        status = backend.replica.status  # type: ignore[union-attr]
+        status = backend.replica.status
         assert status.problem is not None and status.problem.startswith("lag ")
         assert status.describe().endswith("reads on the primary")
         page = await fetch_page(backend, parse_filter("ep:rep"))

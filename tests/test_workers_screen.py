@@ -88,8 +88,9 @@ async def test_dead_worker_flagged_and_reclaimed_through_the_confirm_dialog(
         await pilot.press("R")
         await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
         dialog = app.screen
+        assert isinstance(dialog, ActionConfirmScreen)
         await until(pilot, lambda: dialog.preview is not None)
-        assert dialog.preview.count == 3
+        assert dialog.preview is not None and dialog.preview.count == 3
         await pilot.press("enter")  # Apply has the focus once the preview is shown
         await until(pilot, lambda: isinstance(app.screen, WorkersScreen))
         rows = await run_sql(

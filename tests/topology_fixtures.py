@@ -35,7 +35,7 @@ def _pg_bin() -> Path:
     if debian and (debian[-1] / "pg_basebackup").exists():
         return debian[-1]
     with contextlib.suppress(ImportError):
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver
 
         return Path(pgserver.__file__).parent / "pginstall" / "bin"
     return Path("/usr/lib/postgresql/15/bin")

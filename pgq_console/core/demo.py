@@ -75,6 +75,25 @@ class DemoJobError(RuntimeError):
     """Deliberate, simulated handler failure."""
 
 
+class SimulatedFailureOneLine(logging.Filter):
+    """pgqueuer logs every failed job with its traceback; a simulated one is a single line.
+
+    Without this, one demo run wrote thousands of identical tracebacks into the console's log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, DemoJobError):
+            record.msg = f"{record.getMessage()}: {exc}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+PGQUEUER_LOGGER: Final = logging.getLogger("pgqueuer")
+
+
 @dataclass(frozen=True, slots=True)
 class DemoStats:
     """Counters since start: jobs enqueued, handlers that succeeded, handlers that raised."""
@@ -134,6 +153,7 @@ class DemoTraffic:
         self._consumers: list[asyncio.Task[None]] = []
         self._managers: list[QueueManager | None] = [None] * _CONSUMERS
         self._connections: set[Any] = set()
+        self._one_line_failures = SimulatedFailureOneLine()
 
     @property
     def stats(self) -> DemoStats:
@@ -151,6 +171,7 @@ class DemoTraffic:
             return
         self._stopping = asyncio.Event()
         self._managers = [None] * _CONSUMERS
+        PGQUEUER_LOGGER.addFilter(self._one_line_failures)
         self._consumers = [
             asyncio.create_task(self._consumer_loop(i), name=f"pgq-demo-consumer-{i}")
             for i in range(_CONSUMERS)
@@ -175,6 +196,7 @@ class DemoTraffic:
             conns, self._connections = list(self._connections), set()
             for conn in conns:
                 await _close(conn)
+            PGQUEUER_LOGGER.removeFilter(self._one_line_failures)
 
     # -- internals -----------------------------------------------------------------
 
