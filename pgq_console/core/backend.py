@@ -207,6 +207,66 @@ _PREAMBLE = (
 )
 
 
+class SerialisedDriver:
+    """pgqueuer's Driver over a connection the console shares between screens and writes.
+
+    Every statement takes the backend's one lock (the same one `read` and `transaction` hold),
+    so pgqueuer's own queries (an enqueue, LISTEN) never run inside another screen's read-only
+    transaction nor while asyncpg is busy with another statement. The listeners it adds are
+    remembered so that exactly those, and no one else's, are removed on exit.
+    """
+
+    def __init__(self, inner: Any, lock: Callable[[], asyncio.Lock]) -> None:
+        self.inner = inner
+        self._lock = lock
+        self.listeners: list[tuple[str, Any]] = []
+
+    async def fetch(self, query: str, *args: object) -> list[dict[str, object]]:
+        async with self._lock():
+            result: list[dict[str, object]] = await self.inner.fetch(query, *args)
+            return result
+
+    async def execute(self, query: str, *args: object) -> str:
+        async with self._lock():
+            return str(await self.inner.execute(query, *args))
+
+    async def notify(self, channel: str, payload: str) -> None:
+        async with self._lock():
+            await self.inner.notify(channel, payload)
+
+    async def add_listener(self, channel: str, callback: Any) -> None:
+        async with self._lock():
+            await self.inner.add_listener(channel, callback)
+        self.listeners.append((channel, callback))
+
+    async def remove_listener(self, channel: str, callback: Any) -> None:
+        with contextlib.suppress(ValueError):
+            self.listeners.remove((channel, callback))
+        async with self._lock():
+            await self.inner.remove_listener(channel, callback)
+
+    async def remove_all_listeners(self) -> None:
+        """Remove what this driver added (UNLISTEN when it was the channel's last callback)."""
+        for channel, callback in list(self.listeners):
+            await self.remove_listener(channel, callback)
+
+    @property
+    def shutdown(self) -> asyncio.Event:
+        event: asyncio.Event = self.inner.shutdown
+        return event
+
+    @property
+    def tm(self) -> Any:
+        return self.inner.tm
+
+    async def __aenter__(self) -> SerialisedDriver:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.inner.__aexit__(*exc)
+
+
 class _AsyncpgTx:
     def __init__(self, connection: Any) -> None:
         self._connection = connection
@@ -276,10 +336,10 @@ class AsyncpgBackend(Backend):
 
         super().__init__(installation, label)
         self.connection = connection
-        self._driver = AsyncpgDriver(connection)
+        self._lock = asyncio.Lock()
+        self._driver = SerialisedDriver(AsyncpgDriver(connection), lambda: self._lock)
         self._queries = installation.queries(self._driver)
         self._owned = owned
-        self._lock = asyncio.Lock()
         self._reconnect_lock = asyncio.Lock()
         # Kept: a dead connection forgets where it was connected.
         self._connect_params: dict[str, Any] | None = None
@@ -305,11 +365,11 @@ class AsyncpgBackend(Backend):
 
             # A handed-in connection died: the console continues on one of its own.
             self.connection = await self.new_connection()
-            self._driver = AsyncpgDriver(self.connection)
+            self._lock = asyncio.Lock()
+            self._driver = SerialisedDriver(AsyncpgDriver(self.connection), lambda: self._lock)
             self._queries = self.installation.queries(self._driver)
             self._owned = True
             self._listen_driver = None  # the LISTEN died with the old connection
-            self._lock = asyncio.Lock()
 
     async def _abort_in_flight(self) -> None:
         with contextlib.suppress(Exception):
@@ -319,11 +379,8 @@ class AsyncpgBackend(Backend):
         return self._listen_driver is not None and not self.connection.is_closed()
 
     def _make_listen_driver(self) -> Any:
+        # LISTEN shares the query connection: the serialised driver holds the one lock for it.
         return self._driver
-
-    def _listen_guard(self) -> contextlib.AbstractAsyncContextManager[object]:
-        # LISTEN shares the query connection: asyncpg refuses it during another screen's read.
-        return self._lock
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Tx]:
@@ -337,13 +394,15 @@ class AsyncpgBackend(Backend):
         return await _asyncpg_connect(None, self.read_only, **params)
 
     async def stop_listening(self) -> None:
-        # The shared driver is also the query driver: only drop the listener callbacks.
+        # The shared driver is also the query driver: only drop the console's own callbacks
+        # (and UNLISTEN its channel unless the owner listens there too).
         self._listen_driver = None
-        if not self.connection.is_closed():
-            with contextlib.suppress(Exception):
-                for channel in list(self.connection._listeners):
-                    for callback in list(self.connection._listeners[channel]):
-                        await self.connection.remove_listener(channel, callback.callback)
+        driver = self._driver
+        if self.connection.is_closed():
+            driver.listeners.clear()
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(driver.remove_all_listeners(), 5)
 
     async def close(self) -> None:
         await self.stop_listening()
@@ -499,7 +558,8 @@ class PsycopgBackend(Backend):
                 raise ConsoleError(self.autocommit_problem)
             from pgqueuer.db import PsycopgDriver
 
-            self._queries_cache = self.installation.queries(PsycopgDriver(self.connection))
+            driver = SerialisedDriver(PsycopgDriver(self.connection), lambda: self._lock)
+            self._queries_cache = self.installation.queries(driver)
         return self._queries_cache
 
     async def ensure_connected(self) -> None:
