@@ -4,15 +4,22 @@ shared connection, and every extra connection is made the way the handed-in one 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
+import psycopg
 import pytest
+from pgqueuer.queries import Queries
 
-from pgq_console.core.backend import Backend
+from pgq_console.core.backend import AsyncpgBackend, AsyncpgPoolBackend, Backend, PsycopgBackend
+from pgq_console.core.clock import SystemClock
+from pgq_console.core.consumers import ConsumerSupervisor, parse_consumer_form
 from pgq_console.core.enqueue import Enqueuer, EnqueueRequest
+from pgq_console.core.errors import ConsoleError
 from pgq_console.core.stats import fetch_depth, fetch_windows
-from pgq_console.core.target import DriverKind
-from tests.helpers import backend_for
+from pgq_console.core.target import DriverKind, Installation
+from tests.helpers import backend_for, enqueue
 
 ASYNC_KINDS = [DriverKind.ASYNCPG, DriverKind.ASYNCPG_POOL, DriverKind.PSYCOPG]
 
@@ -78,3 +85,154 @@ async def test_reads_and_enqueues_never_interleave(fresh_database: str, kind: Dr
     finally:
         stop.set()
         await backend.close()
+
+
+# -- item 2: every extra connection is made like the handed-in one ---------------------------
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {predicate}")
+        await asyncio.sleep(0.05)
+
+
+async def _queued(dsn: str, entrypoint: str, table: str = "pgqueuer") -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await connection.fetchval(
+                f"SELECT count(*) FROM {table} WHERE entrypoint = $1", entrypoint
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def _run_noop_consumer(
+    backend: Backend, entrypoint: str, drained: Callable[[], Awaitable[bool]]
+) -> None:
+    supervisor = ConsumerSupervisor({}, SystemClock())
+    try:
+        consumer = await supervisor.start(
+            backend, parse_consumer_form({"handler": "noop", "entrypoints": entrypoint})
+        )
+        await _until(drained)
+        supervisor.stop(consumer.id)
+        assert await supervisor.wait(consumer.id, within=20)
+    finally:
+        supervisor.close()
+
+
+async def test_pool_with_its_own_connect_function(database_dsn: str, fresh_database: str) -> None:
+    """The pool's `connect=` goes to `database_dsn` whatever its dsn says: consumers, the
+    audit listener and every other extra connection go there too."""
+    entrypoint = "pool_connect_fn"
+    await enqueue(database_dsn, entrypoint, 7)
+    await enqueue(fresh_database, entrypoint, 7)  # the database the pool's dsn names
+
+    async def connect_to_the_real_database(*_: Any, **options: Any) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            database_dsn,
+            connection_class=options["connection_class"],
+            record_class=options["record_class"],
+        )
+
+    pool = await asyncpg.create_pool(
+        fresh_database, connect=connect_to_the_real_database, min_size=1, max_size=4
+    )
+    try:
+        backend = AsyncpgPoolBackend(pool, Installation(), "embedded pool")
+        extra = await backend.new_connection()
+        try:
+            assert await extra.fetchval("SELECT current_database()") == await pool.fetchval(
+                "SELECT current_database()"
+            )
+        finally:
+            await extra.close()
+        await _run_noop_consumer(backend, entrypoint, lambda: _zero(database_dsn, entrypoint))
+        assert await _queued(fresh_database, entrypoint) == 7  # untouched
+        await backend.close()
+    finally:
+        await asyncio.wait_for(pool.close(), 10)
+
+
+async def _zero(dsn: str, entrypoint: str, table: str = "pgqueuer") -> bool:
+    return await _queued(dsn, entrypoint, table) == 0
+
+
+async def test_connection_with_a_search_path(fresh_database: str) -> None:
+    """A connection opened with server_settings={"search_path": ...}: the consumer works on
+    that schema's queue, not on public's."""
+    entrypoint = "schema_job"
+    admin = await asyncpg.connect(fresh_database)
+    await admin.execute("CREATE SCHEMA alt")
+    await admin.close()
+    connection = await asyncpg.connect(fresh_database, server_settings={"search_path": "alt"})
+    try:
+        await Queries.from_asyncpg_connection(connection).install()
+        await Queries.from_asyncpg_connection(connection).enqueue(
+            [entrypoint] * 5, [None] * 5, [0] * 5
+        )
+        await enqueue(fresh_database, entrypoint, 3)  # public.pgqueuer
+        backend = AsyncpgBackend(connection, Installation(), "embedded connection")
+        extra = await backend.new_connection()
+        try:
+            assert await extra.fetchval("SELECT current_schema()") == "alt"
+        finally:
+            await extra.close()
+        await _run_noop_consumer(
+            backend, entrypoint, lambda: _zero(fresh_database, entrypoint, "alt.pgqueuer")
+        )
+        assert await _queued(fresh_database, entrypoint, "public.pgqueuer") == 3
+        await backend.close()
+    finally:
+        await connection.close()
+
+
+async def test_psycopg_connection_with_a_search_path(fresh_database: str) -> None:
+    """The same for psycopg: its `options=-c search_path=...` reach the extra connections."""
+    admin = await asyncpg.connect(fresh_database)
+    await admin.execute("CREATE SCHEMA alt")
+    await admin.close()
+    aconn = await psycopg.AsyncConnection.connect(
+        fresh_database, autocommit=True, options="-c search_path=alt"
+    )
+    try:
+        backend = PsycopgBackend(aconn, Installation(), "embedded psycopg")
+        extra = await backend.new_connection()
+        try:
+            cursor = await extra.execute("SELECT current_schema()")
+            assert (await cursor.fetchone()) == ("alt",)
+        finally:
+            await extra.close()
+        await backend.close()
+    finally:
+        await aconn.close()
+
+
+async def test_search_path_set_after_connecting_is_refused_with_the_reason(
+    fresh_database: str,
+) -> None:
+    """A `SET search_path` cannot be copied from the startup settings: the consumer is refused
+    with one line that says why, instead of working on another schema's queue."""
+    admin = await asyncpg.connect(fresh_database)
+    await admin.execute("CREATE SCHEMA alt")
+    await admin.close()
+    connection = await asyncpg.connect(fresh_database)
+    await connection.execute("SET search_path TO alt")
+    supervisor = ConsumerSupervisor({}, SystemClock())
+    try:
+        backend = AsyncpgBackend(connection, Installation(), "embedded connection")
+        with pytest.raises(ConsoleError) as refused:
+            await supervisor.start(
+                backend, parse_consumer_form({"handler": "noop", "entrypoints": "x"})
+            )
+        assert "search_path" in str(refused.value) and "\n" not in str(refused.value)
+        assert not [c for c in supervisor.consumers.values() if c.state == "running"]
+        await backend.close()
+    finally:
+        supervisor.close()
+        await connection.close()

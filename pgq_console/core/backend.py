@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -155,6 +155,30 @@ class Backend(ABC):
         """A fresh connection of the same driver family to the same database, autocommit,
         for work that must not share the UI's connection (consumers, reconnects). The caller
         owns and closes it."""
+
+    async def _check_same_search_path(
+        self, connection: Any, fetchval: Callable[[Any, str], Awaitable[Any]]
+    ) -> None:
+        """Refuse a new connection that would see other tables than the handed-in one (a
+        search_path set with SET after connecting cannot be copied from the startup settings)."""
+        if self.installation.settings.db_schema:
+            return  # the names are schema-qualified: search_path does not matter
+        query = "SELECT current_setting('search_path') AS search_path"
+        try:
+            rows = await self.read(query)
+            theirs = rows[0]["search_path"]
+            ours = await fetchval(connection, query)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        if ours != theirs:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise ConsoleError(
+                f"the connection was handed in with search_path {theirs!r} set after connecting; "
+                f"a new connection would use {ours!r}: pass search_path in its startup settings"
+            )
 
     def new_driver(self, connection: Any) -> Any:
         """pgqueuer's Driver over a connection from `new_connection`."""
@@ -364,7 +388,7 @@ class AsyncpgBackend(Backend):
             from pgqueuer.db import AsyncpgDriver
 
             # A handed-in connection died: the console continues on one of its own.
-            self.connection = await self.new_connection()
+            self.connection = await self._open_like_handed_in()
             self._lock = asyncio.Lock()
             self._driver = SerialisedDriver(AsyncpgDriver(self.connection), lambda: self._lock)
             self._queries = self.installation.queries(self._driver)
@@ -388,10 +412,21 @@ class AsyncpgBackend(Backend):
             yield _AsyncpgTx(self.connection)
 
     async def new_connection(self) -> Any:
+        connection = await self._open_like_handed_in()
+        if self._dsn is None:
+            await self._check_same_search_path(connection, _asyncpg_fetchval)
+        return connection
+
+    async def _open_like_handed_in(self) -> Any:
         if self._dsn is not None:
             return await _asyncpg_connect(self._dsn, self.read_only)
-        params = self._connect_params or _asyncpg_params(self.connection)
-        return await _asyncpg_connect(None, self.read_only, **params)
+        params = dict(self._connect_params or _asyncpg_params(self.connection))
+        # The handed-in connection's own startup settings (search_path...) come first; the
+        # console's only name the session and bound its statements.
+        settings = {**params.pop("server_settings", {}), **_server_settings(self.read_only)}
+        return await asyncio.wait_for(
+            _asyncpg_module().connect(server_settings=settings, **params), CONNECT_TIMEOUT_S
+        )
 
     async def stop_listening(self) -> None:
         # The shared driver is also the query driver: only drop the console's own callbacks
@@ -491,11 +526,27 @@ class AsyncpgPoolBackend(Backend):
         if self._dsn is not None:
             return await _asyncpg_connect(self._dsn, self.read_only)
         # A handed-in pool: connect the way the pool connects (its own arguments).
-        import asyncpg
-
-        args = getattr(self.pool, "_connect_args", ())
-        kwargs = dict(getattr(self.pool, "_connect_kwargs", {}))
-        return await asyncpg.connect(*args, **kwargs)
+        # Not acquired from the pool: a consumer or listener holds its connection for the whole
+        # session, which would starve the program's own pool. A new connection made by the
+        # pool's own factory (its `connect=` function, arguments and `init=`) is the same thing.
+        make = getattr(self.pool, "_get_new_connection", None)
+        if make is None:
+            raise ConsoleError(
+                "this asyncpg version does not say how its pool connects, so the console cannot "
+                "open a connection like the pool's (for consumers and listening)"
+            )
+        connection = await asyncio.wait_for(make(), CONNECT_TIMEOUT_S)
+        try:
+            setup = getattr(self.pool, "_setup", None)
+            if setup is not None:
+                await setup(connection)
+            if self.read_only:
+                await connection.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        return connection
 
     async def close(self) -> None:
         await self.stop_listening()
@@ -568,7 +619,7 @@ class PsycopgBackend(Backend):
         async with self._reconnect_lock:
             if not (self.connection.closed or self.connection.broken):
                 return
-            self.connection = await self.new_connection()
+            self.connection = await self._open_like_handed_in()
             self._queries_cache = None
             self._owned = True
             self._lock = asyncio.Lock()
@@ -607,15 +658,26 @@ class PsycopgBackend(Backend):
             yield _PsycopgTx(self.connection)
 
     async def new_connection(self) -> Any:
+        connection = await self._open_like_handed_in()
+        if self._dsn is None:
+            await self._check_same_search_path(connection, _psycopg_fetchval)
+        return connection
+
+    async def _open_like_handed_in(self) -> Any:
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
 
         dsn, password = self._conninfo
+        if self._dsn is not None:
+            dsn, password = self._dsn, None
         options = " ".join(f"-c {k}={v}" for k, v in _server_settings(self.read_only).items())
+        # The connection's own options (search_path...) are kept, after the console's.
+        own_options = str(conninfo_to_dict(dsn).get("options") or "")
         return await psycopg.AsyncConnection.connect(
-            self._dsn if self._dsn is not None else dsn,
-            password=None if self._dsn is not None else password,
+            dsn,
+            password=password,
             autocommit=True,
-            options=options,
+            options=f"{options} {own_options}".strip(),
             connect_timeout=int(CONNECT_TIMEOUT_S),
         )
 
@@ -718,21 +780,63 @@ class SyncPsycopgBackend:
 AnyBackend = Backend | SyncPsycopgBackend
 
 
+def _asyncpg_module() -> Any:
+    import asyncpg
+
+    return asyncpg
+
+
+async def _asyncpg_fetchval(connection: Any, query: str) -> Any:
+    return await connection.fetchval(query)
+
+
+async def _psycopg_fetchval(connection: Any, query: str) -> Any:
+    cursor = await connection.execute(query)
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
 def _asyncpg_params(connection: Any) -> dict[str, Any]:
-    """How to open another connection like a handed-in asyncpg one (asyncpg keeps it private)."""
-    params = connection._params
-    address = connection._addr
+    """How to open another connection like a handed-in asyncpg one: its address, startup
+    parameters (server_settings too), TLS and client configuration. asyncpg keeps them private,
+    so anything missing is refused with the reason rather than guessed."""
+    try:
+        params = connection._params
+        address = connection._addr
+        config = connection._config
+        record_class = connection._protocol.get_record_class()
+    except AttributeError:
+        raise ConsoleError(
+            "this asyncpg version does not say how the connection was opened, so the console "
+            "cannot open another like it (for consumers and listening)"
+        ) from None
     if isinstance(address, str):  # a unix socket path: /dir/.s.PGSQL.<port>
         directory, _, name = address.rpartition("/")
         host, port = directory, int(name.rsplit(".", 1)[-1])
     else:
         host, port = address[0], address[1]
+    sslmode: Any = getattr(params, "sslmode", None)
+    level = int(sslmode) if sslmode is not None else 0
+    # A context means "require" to asyncpg; below that, the mode's name keeps its leniency.
+    ssl: Any = params.ssl if level >= 3 and params.ssl else (sslmode.name if level else False)
     return {
         "host": host,
         "port": port,
         "user": params.user,
         "password": params.password,
         "database": params.database,
+        "ssl": ssl,
+        "server_settings": dict(params.server_settings or {}),
+        "command_timeout": config.command_timeout,
+        "statement_cache_size": config.statement_cache_size,
+        "max_cached_statement_lifetime": config.max_cached_statement_lifetime,
+        "max_cacheable_statement_size": config.max_cacheable_statement_size,
+        "connection_class": (
+            type(connection)
+            if isinstance(connection, _asyncpg_module().Connection)
+            else _asyncpg_module().Connection
+        ),
+        "record_class": record_class,
     }
 
 
