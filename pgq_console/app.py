@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pgqueuer.domain.settings import DBSettings
 from pgqueuer.domain.types import Channel
+from rich.text import Text
 from textual import events, work
 from textual.binding import Binding
 from textual.screen import Screen
@@ -271,10 +272,37 @@ class PgqConsole(KeyboardApp):
         open_enqueue_form(self)
 
     async def action_quit(self) -> None:
-        """`q`: asks first when in-process consumers are running, then drains them."""
+        """`q`, `ctrl+q`, `:quit`: asks first when work is running (an enqueue, consumers);
+        a confirmed quit stops an enqueue after its batch in flight and says what it wrote,
+        then drains the consumers."""
+        from pgq_console.keyboard import ConfirmQuit
         from pgq_console.screens.consumers import quit_console
 
-        quit_console(self)
+        reason = self.guarded_work_reason()
+        if reason is None:
+            quit_console(self)
+            return
+        if isinstance(self.screen, ConfirmQuit):
+            return
+
+        def answered(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self._stop_work_and_quit()
+
+        self.push_screen(ConfirmQuit(reason), answered)
+
+    @work(group="quit-stop", exclusive=True, exit_on_error=False)
+    async def _stop_work_and_quit(self) -> None:
+        from pgq_console.screens.consumers import quit_console
+
+        reports = await self.stop_guarded_work()
+        for report in reports:
+            self.notify(report, markup=False, timeout=30)
+        if self.consumers.active:
+            quit_console(self)  # asks about the consumers, drains them, exits
+        else:
+            # Printed once the terminal is back: the last word on what was written.
+            self.exit(message=Text("\n".join(reports)) if reports else None)
 
     async def on_unmount(self) -> None:
         """Leave what the console was handed as it found it (README, Embedding): consumers

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, fie
 from pydantic import model_validator as _model_validator
 from pydantic_core import PydanticCustomError
 
+from pgq_console.core.audit import MAX_LISTED_IDS, AuditRecord
 from pgq_console.core.backend import (
     READ_ONLY_REFUSAL,
     AnyBackend,
@@ -429,11 +430,13 @@ class Enqueuer:
         on_progress: Callable[[EnqueueProgress], None] | None = None,
         cancel: CancelToken | None = None,
         read_only: bool = False,
+        on_written: Callable[[list[int]], None] | None = None,
     ) -> EnqueueResult:
         """Write `request.copies` jobs in batches; never raises for database trouble.
 
         A dedupe key can only go with one copy, so a dedupe clash always leaves nothing
-        written. Cancelling stops before the next batch.
+        written. Cancelling stops before the next batch. `on_written` gets each committed
+        batch's ids as it lands, so a caller that is itself cancelled still knows them.
         """
         problem = refusal(self.backend, read_only)
         if problem:
@@ -466,6 +469,8 @@ class Enqueuer:
                     if exc is None:
                         batches[offset] = task.result()
                         written += len(batches[offset])
+                        if on_written is not None:
+                            on_written(batches[offset])
                     elif error is None:
                         error = (
                             _describe(exc, request)
@@ -502,6 +507,28 @@ class Enqueuer:
             return [int(i) for i in sync_ids]
         job_ids = await self.backend.queries.enqueue(*arguments)
         return [int(i) for i in job_ids]
+
+
+def audit_record(
+    request: EnqueueRequest, ids: list[int], database: str, outcome: str
+) -> AuditRecord:
+    """The audit line of one enqueue from the form: what was asked, what was written.
+
+    `outcome` says how it ended (done, cancelled, stopped by quit, failed: ...)."""
+    ordered = sorted(ids)
+    return AuditRecord(
+        action="enqueue",
+        predicate=printable(
+            f"{request.copies:,} × entrypoint {request.entrypoint!r}: {outcome}", limit=300
+        ),
+        count=len(ordered),
+        previewed=request.copies,
+        job_ids=tuple(ordered) if len(ordered) <= MAX_LISTED_IDS else (),
+        database=database,
+        entrypoint=request.entrypoint,
+        first_id=ordered[0] if ordered else None,
+        last_id=ordered[-1] if ordered else None,
+    )
 
 
 def _describe(exc: Exception, request: EnqueueRequest) -> str:
