@@ -36,6 +36,14 @@ from pgq_console.core.text import printable
 
 MAX_COPIES = 1_000_000
 DEFAULT_BATCH_SIZE = 5_000
+# One INSERT carries at most this much (the client builds each statement whole in memory, and
+# PostgreSQL refuses a message over 1 GB): a big payload goes a few rows per batch, and a
+# batch in flight, which esc waits for, stays short.
+BATCH_BYTES = 16 * 1024 * 1024
+# payload × copies above this is refused in the form: a typo, not a test.
+MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+# What a row costs besides its payload, headers, entrypoint and dedupe key (ids, timestamps...).
+ROW_OVERHEAD_BYTES = 100
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_ENTRYPOINT_CHARS = 200
 INT32 = (-(2**31), 2**31 - 1)
@@ -304,7 +312,38 @@ class EnqueueRequest(BaseModel):
                 "form",
                 "a dedupe key allows one queued job: copies must be 1 (or clear the key)",
             )
+        total = self.row_bytes * self.copies
+        if total > MAX_TOTAL_BYTES:
+            raise PydanticCustomError(
+                "form",
+                f"payload × copies is {_size(total)}; the limit is {_size(MAX_TOTAL_BYTES)}: "
+                "fewer copies or a smaller payload",
+            )
         return self
+
+    @property
+    def row_bytes(self) -> int:
+        """About what one job weighs on the wire (and in the client's statement buffer)."""
+        headers = len(json.dumps(self.headers)) if self.headers else 0
+        return (
+            len(self.payload or b"")
+            + headers
+            + len(self.entrypoint.encode())
+            + len((self.dedupe_key or "").encode(errors="replace"))
+            + ROW_OVERHEAD_BYTES
+        )
+
+    @property
+    def rows_per_batch(self) -> int:
+        """How many jobs one INSERT may carry without exceeding `BATCH_BYTES` (at least one)."""
+        return max(1, BATCH_BYTES // self.row_bytes)
+
+
+def _size(count: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= factor:
+            return f"{count / factor:,.1f} {unit}"
+    return f"{count:,} bytes"
 
 
 def _json_kind(value: object) -> str:
@@ -456,7 +495,7 @@ class Enqueuer:
             while True:
                 cancelled = cancelled or (cancel is not None and cancel.cancelled)
                 while len(pending) < parallel and scheduled < total and not cancelled and not error:
-                    size = min(self.batch_size, total - scheduled)
+                    size = min(self.batch_size, request.rows_per_batch, total - scheduled)
                     task = asyncio.ensure_future(self._batch(request, size, headers))
                     pending[task] = scheduled
                     scheduled += size
