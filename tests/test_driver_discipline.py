@@ -12,7 +12,13 @@ import psycopg
 import pytest
 from pgqueuer.queries import Queries
 
-from pgq_console.core.backend import AsyncpgBackend, AsyncpgPoolBackend, Backend, PsycopgBackend
+from pgq_console.core.backend import (
+    AsyncpgBackend,
+    AsyncpgPoolBackend,
+    Backend,
+    PsycopgBackend,
+    SyncPsycopgBackend,
+)
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.consumers import ConsumerSupervisor, parse_consumer_form
 from pgq_console.core.enqueue import Enqueuer, EnqueueRequest
@@ -236,3 +242,36 @@ async def test_search_path_set_after_connecting_is_refused_with_the_reason(
     finally:
         supervisor.close()
         await connection.close()
+
+
+async def test_sync_driver_enqueues_while_the_depth_refreshes(fresh_database: str) -> None:
+    """psycopg-sync: the enqueue-only screen's depth reads and the form's enqueues share the
+    blocking connection from worker threads; every reported id is written."""
+    backend = await backend_for(fresh_database, DriverKind.PSYCOPG_SYNC)
+    assert isinstance(backend, SyncPsycopgBackend)
+    stop = asyncio.Event()
+    read_errors: list[Exception] = []
+
+    async def depth() -> None:
+        while not stop.is_set():
+            try:
+                await backend.queue_size()
+            except Exception as exc:
+                read_errors.append(exc)
+
+    reader = asyncio.ensure_future(depth())
+    try:
+        reported: list[int] = []
+        for _ in range(10):
+            result = await Enqueuer(backend, batch_size=50).enqueue(
+                EnqueueRequest(entrypoint="sync_race", copies=200)
+            )
+            assert result.error is None
+            reported.extend(result.ids)
+        stop.set()
+        await asyncio.wait_for(reader, 30)
+        assert read_errors == []
+        assert await _count(fresh_database, "sync_race") == len(set(reported)) == 2000
+    finally:
+        stop.set()
+        await backend.close()

@@ -761,6 +761,13 @@ class SyncPsycopgBackend:
             SyncPsycopgDriver(self.connection), qbq=qb.QueryQueueBuilder(self.installation.settings)
         )
 
+    async def enqueue(self, *arguments: Any) -> list[int]:
+        """pgqueuer's batch enqueue in a worker thread, under the lock every statement on this
+        connection takes (the depth refresh reads from it meanwhile)."""
+        async with self._lock:
+            ids = await asyncio.to_thread(lambda: self.sync_queries().enqueue(*arguments))
+            return [int(i) for i in ids]
+
     async def queue_size(self) -> list[pgq_models.QueueStatistics]:
         """Current depth per entrypoint/status, without blocking the event loop."""
         if self.autocommit_problem:

@@ -541,9 +541,7 @@ class Enqueuer:
             [headers] * size,
         )
         if isinstance(self.backend, SyncPsycopgBackend):
-            sync_queries = self.backend.sync_queries()
-            sync_ids = await asyncio.to_thread(lambda: sync_queries.enqueue(*arguments))
-            return [int(i) for i in sync_ids]
+            return await self.backend.enqueue(*arguments)
         job_ids = await self.backend.queries.enqueue(*arguments)
         return [int(i) for i in job_ids]
 
