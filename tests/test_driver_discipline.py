@@ -275,3 +275,26 @@ async def test_sync_driver_enqueues_while_the_depth_refreshes(fresh_database: st
     finally:
         stop.set()
         await backend.close()
+
+
+@pytest.mark.parametrize("kind", ["asyncpg", "psycopg"])
+async def test_a_new_connection_inside_a_transaction_does_not_wait_for_itself(
+    fresh_database: str, kind: str
+) -> None:
+    """Schema installs open their connection inside the action's transaction, which holds the
+    shared connection's lock: making that connection must not wait for the same lock."""
+    owner: Any
+    backend: Backend
+    if kind == "asyncpg":
+        owner = await asyncpg.connect(fresh_database)
+        backend = AsyncpgBackend(owner, Installation(), "embedded connection")
+    else:
+        owner = await psycopg.AsyncConnection.connect(fresh_database, autocommit=True)
+        backend = PsycopgBackend(owner, Installation(), "embedded psycopg")
+    try:
+        async with backend.transaction():
+            extra = await asyncio.wait_for(backend.new_connection(), 15)
+            await extra.close()
+        await backend.close()
+    finally:
+        await owner.close()

@@ -75,6 +75,7 @@ class Backend(ABC):
         self.read_only = read_only
         self._listen_driver: Any = None
         self._dsn: str | None = None  # known when the console opened the connection itself
+        self._search_path: str | None = None  # of a handed-in session (`_handed_in_search_path`)
 
     @property
     def autocommit_problem(self) -> str | None:
@@ -146,6 +147,8 @@ class Backend(ABC):
         if self.autocommit_problem:
             raise ConsoleError(self.autocommit_problem)
         await self.ensure_connected()
+        if self._dsn is None and not self.installation.settings.db_schema:
+            await self._handed_in_search_path()
         async with self._transaction() as tx:
             await tx.execute(_PREAMBLE, *self._preamble_args())
             yield tx
@@ -165,8 +168,7 @@ class Backend(ABC):
             return  # the names are schema-qualified: search_path does not matter
         query = "SELECT current_setting('search_path') AS search_path"
         try:
-            rows = await self.read(query)
-            theirs = rows[0]["search_path"]
+            theirs = await self._handed_in_search_path()
             ours = await fetchval(connection, query)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -179,6 +181,15 @@ class Backend(ABC):
                 f"the connection was handed in with search_path {theirs!r} set after connecting; "
                 f"a new connection would use {ours!r}: pass search_path in its startup settings"
             )
+
+    async def _handed_in_search_path(self) -> str:
+        """The handed-in session's search_path, read once: `transaction()` reads it before it
+        takes the lock, since new connections are also opened inside a transaction (schema
+        installs) and reading then would wait for that very lock."""
+        if self._search_path is None:
+            query = "SELECT current_setting('search_path') AS search_path"
+            self._search_path = str((await self.read(query))[0]["search_path"])
+        return self._search_path
 
     def new_driver(self, connection: Any) -> Any:
         """pgqueuer's Driver over a connection from `new_connection`."""
