@@ -123,7 +123,12 @@ class KeyboardApp(App[None]):
 
     def confirm_quit_reason(self) -> str | None:
         """Why quitting needs a confirmation (e.g. consumers are running), or None."""
+        return self._guard_reason(include_stoppable=True)
+
+    def _guard_reason(self, *, include_stoppable: bool) -> str | None:
         for guard in self.quit_guards:
+            if not include_stoppable and isinstance(guard, StoppableGuard):
+                continue
             with contextlib.suppress(Exception):  # a broken guard must not trap the operator
                 reason = guard()
                 if reason:
@@ -135,6 +140,11 @@ class KeyboardApp(App[None]):
         if active:
             return f"{len(active)} in-process consumer(s) running"
         return None
+
+    def _reason_to_stay(self) -> str | None:
+        """What keeps a profile switch from happening: guards the console cannot stop itself
+        (running consumers)."""
+        return self._guard_reason(include_stoppable=False)
 
     def guarded_work_reason(self) -> str | None:
         """Why work the console can stop itself (`StoppableGuard`) needs a confirmation."""
@@ -225,11 +235,11 @@ class KeyboardApp(App[None]):
         if self._switching:
             self.notify("already switching profiles", severity="warning")
             return
-        stoppable = self.guarded_work_reason()
-        reason = self.confirm_quit_reason()
-        if reason and not stoppable:
+        reason = self._reason_to_stay()
+        if reason:
             self.notify(f"not switching to {name}: {reason}", severity="warning", markup=False)
             return
+        stoppable = self.guarded_work_reason()
         if stoppable:
             # Running work the console can stop (an enqueue): ask, stop it, say what it wrote.
             def answered(switch_anyway: bool | None) -> None:
@@ -250,7 +260,7 @@ class KeyboardApp(App[None]):
     async def _stop_work_then_connect(self, name: str) -> None:
         for report in await self.stop_guarded_work():
             self.notify(report, markup=False, timeout=30)
-        reason = self.confirm_quit_reason()  # consumers may have started meanwhile
+        reason = self._reason_to_stay()  # consumers may have started meanwhile
         if reason:
             self._switching = False
             self.notify(f"not switching to {name}: {reason}", severity="warning", markup=False)

@@ -190,3 +190,22 @@ async def test_profile_switch_during_an_enqueue_asks_stops_reports_and_is_audite
     assert record["count"] == len(written)
     [switch] = records("switch-profile")
     assert "beta" in switch["predicate"]
+
+
+async def test_switch_refused_for_consumers_leaves_the_enqueue_running(
+    tmp_path: Path, two_databases: tuple[str, str]
+) -> None:
+    """Consumers block a switch outright: the enqueue is not stopped for a switch that cannot
+    happen anyway."""
+    app = app_for(settings_for(tmp_path, *two_databases))
+    async with app.run_test(size=(110, 30)) as pilot:
+        form = await start_enqueue(pilot, "consumers_block", "1000000", 200)
+        await wait_until(pilot, lambda: form.running)
+        app.quit_guards.append(lambda: "2 in-process consumer(s) running")
+        app.switch_profile("beta")
+        await pilot.pause()
+        assert any("not switching to beta" in n.message for n in app._notifications)
+        assert not isinstance(app.screen, ConfirmQuit)
+        assert form.running and app.profile == "alpha"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: form.result is not None, within=60)
