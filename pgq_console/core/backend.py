@@ -837,7 +837,15 @@ def _asyncpg_params(connection: Any) -> dict[str, Any]:
     level = int(sslmode) if sslmode is not None else 0
     # A context means "require" to asyncpg; below that, the mode's name keeps its leniency.
     ssl: Any = params.ssl if level >= 3 and params.ssl else (sslmode.name if level else False)
+    extra = {
+        name: value
+        for name in ("target_session_attrs", "krbsrvname", "gsslib")
+        if (value := getattr(params, name, None)) is not None
+    }
+    if str(getattr(params, "ssl_negotiation", "")) == "direct":
+        extra["direct_tls"] = True
     return {
+        **extra,
         "host": host,
         "port": port,
         "user": params.user,
