@@ -43,6 +43,7 @@ class StoppableGuard(Protocol):
 
     async def stop(self) -> str | None: ...
 
+
 # Methods a focused list may offer, in order of preference, for each j/k/g/G move.
 _CURSOR_ACTIONS = {
     "down": ("action_cursor_down", "action_scroll_down"),
