@@ -15,14 +15,16 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from pgq_console.app import PgqConsole
 from pgq_console.cli import make_app
 from pgq_console.config import CliOptions, Settings, load_settings, open_target
 from pgq_console.core import audit
 from pgq_console.core.backend import AnyBackend
+from pgq_console.core.target import DriverKind
 from pgq_console.keyboard import ConfirmQuit
 from pgq_console.screens.enqueue_form import EnqueueFormScreen
 from tests.conftest import drop_database, make_database
-from tests.helpers import enqueue, has_row, wait_until
+from tests.helpers import backend_for, enqueue, has_row, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +211,45 @@ async def test_switch_refused_for_consumers_leaves_the_enqueue_running(
         assert form.running and app.profile == "alpha"
         await pilot.press("escape")
         await wait_until(pilot, lambda: form.result is not None, within=60)
+
+
+async def test_an_exit_under_a_running_enqueue_still_audits_exactly_what_was_written(
+    fresh_database: str,
+) -> None:
+    """An embedding program calls `app.exit()` while the form writes (no question asked: it is
+    the program's call): the batch in flight commits or fails whole, and the audit line counts
+    exactly the rows in the table."""
+    await enqueue(fresh_database, "seed", 1)
+    backend = await backend_for(fresh_database, DriverKind.ASYNCPG_POOL)
+    app = PgqConsole(backend)
+    try:
+        async with app.run_test(size=(110, 30)) as pilot:
+            await wait_until(pilot, lambda: has_row(app, "seed"), within=20)
+            await pilot.press("e")
+            await wait_until(pilot, lambda: isinstance(app.screen, EnqueueFormScreen))
+            form = app.screen
+            assert isinstance(form, EnqueueFormScreen)
+            form.enqueuer.batch_size = 5000
+            form.query_one("#entrypoint", Input).value = "exit_under_enqueue"
+            form.query_one("#copies", Input).value = "1000000"
+            await pilot.press("ctrl+s")
+            await wait_until(pilot, lambda: form.running)
+            # Some batches have landed (the guard knows them), more are on their way.
+            await wait_until(
+                pilot, lambda: bool(app.quit_guards and app.quit_guards[0].written)
+            )
+            app.exit()
+
+        async def audited() -> bool:
+            return any(r["entrypoint"] == "exit_under_enqueue" for r in records("enqueue"))
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await audited():
+            assert loop.time() < deadline, "no audit line for the interrupted enqueue"
+            await asyncio.sleep(0.05)
+        [record] = [r for r in records("enqueue") if r["entrypoint"] == "exit_under_enqueue"]
+        assert record["count"] == len(await ids_of(fresh_database, "exit_under_enqueue"))
+        assert record["count"] > 0
+    finally:
+        await backend.close()

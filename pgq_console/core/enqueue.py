@@ -9,6 +9,7 @@ one INSERT statement per batch, so each batch commits whole or not at all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -519,6 +520,14 @@ class Enqueuer:
                     # One report per batch, even when two pool batches finish together.
                     if on_progress is not None and not error:
                         on_progress(EnqueueProgress(written, total, self.monotonic() - started))
+        except asyncio.CancelledError:
+            # Our caller is going away (the console exits under a running enqueue). A batch in
+            # flight commits or fails whole on the server whatever we do: wait for its answer,
+            # briefly, so that what was written is known (and audited), never guessed.
+            for landed in await _settle(pending):
+                if on_written is not None:
+                    on_written(landed)
+            raise
         finally:
             for task in pending:  # only when our own caller was cancelled
                 task.cancel()
@@ -544,6 +553,26 @@ class Enqueuer:
             return await self.backend.enqueue(*arguments)
         job_ids = await self.backend.queries.enqueue(*arguments)
         return [int(i) for i in job_ids]
+
+
+# A batch is bounded by the statement timeout; this is only a backstop.
+IN_FLIGHT_WAIT_S = 10.0
+
+
+async def _settle(pending: Mapping[asyncio.Task[list[int]], int]) -> list[list[int]]:
+    """The ids of the batches in flight that commit within `IN_FLIGHT_WAIT_S`, even when the
+    waiting task is cancelled again meanwhile (an app shutting down cancels more than once)."""
+    if not pending:
+        return []
+    waiter = asyncio.ensure_future(asyncio.wait(set(pending), timeout=IN_FLIGHT_WAIT_S))
+    while not waiter.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(waiter)
+    return [
+        task.result()
+        for task in pending
+        if task.done() and not task.cancelled() and task.exception() is None
+    ]
 
 
 def audit_record(
