@@ -298,3 +298,25 @@ async def test_a_new_connection_inside_a_transaction_does_not_wait_for_itself(
         await backend.close()
     finally:
         await owner.close()
+
+
+async def test_pool_init_runs_on_the_consoles_connections_too(fresh_database: str) -> None:
+    """A pool whose `init=` sets the search_path: the console's extra connections get it."""
+    admin = await asyncpg.connect(fresh_database)
+    await admin.execute("CREATE SCHEMA alt")
+    await admin.close()
+
+    async def init(connection: asyncpg.Connection) -> None:
+        await connection.execute("SET search_path TO alt")
+
+    pool = await asyncpg.create_pool(fresh_database, init=init, min_size=1, max_size=2)
+    try:
+        backend = AsyncpgPoolBackend(pool, Installation(), "embedded pool")
+        extra = await backend.new_connection()
+        try:
+            assert await extra.fetchval("SELECT current_schema()") == "alt"
+        finally:
+            await extra.close()
+        await backend.close()
+    finally:
+        await asyncio.wait_for(pool.close(), 10)

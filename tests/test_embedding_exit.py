@@ -136,17 +136,34 @@ async def test_five_embeddings_on_one_asyncpg_connection(
     entrypoint = "embedded_connection"
     await enqueue(fresh_database, entrypoint, 2)
     connection = await asyncpg.connect(fresh_database)
+    heard: list[str] = []
+
+    def programs_own(*args: Any) -> None:  # the program listens on the same channel
+        heard.append(str(args[-1]))
+
+    await connection.add_listener("ch_pgqueuer", programs_own)
     try:
         before_logging = logging_state()
         for _ in range(RUNS):
             await embed_once(PgqConsole.from_asyncpg_connection(connection), entrypoint)
-            assert connection._listeners == {}  # the console's callbacks are gone
+            # The console's callbacks are gone; the program's own listener stays, and LISTENs.
+            assert {channel: len(cbs) for channel, cbs in connection._listeners.items()} == {
+                "ch_pgqueuer": 1
+            }
             assert await asyncio.wait_for(connection.fetchval("SELECT 1"), 5) == 1
-            assert await connection.fetch("SELECT pg_listening_channels()") == []
+            listening = await connection.fetch("SELECT pg_listening_channels() AS channel")
+            assert [row["channel"] for row in listening] == ["ch_pgqueuer"]
             assert logging_state() == before_logging
             await eventually(lambda: _equals(other_sessions(fresh_database), 1))
+        heard.clear()
+        await connection.execute("SELECT pg_notify('ch_pgqueuer', 'still mine')")
+        await eventually(lambda: _true(heard == ["still mine"]))
     finally:
         await asyncio.wait_for(connection.close(), 10)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 async def test_five_embeddings_on_one_psycopg_connection(
