@@ -166,6 +166,8 @@ class Backend(ABC):
         search_path set with SET after connecting cannot be copied from the startup settings)."""
         if self.installation.settings.db_schema:
             return  # the names are schema-qualified: search_path does not matter
+        if self.autocommit_problem:
+            return  # nothing runs on that connection until it is fixed, not even this read
         query = "SELECT current_setting('search_path') AS search_path"
         try:
             theirs = await self._handed_in_search_path()
