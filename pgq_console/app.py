@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import functools
 import gc
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pgqueuer.domain.settings import DBSettings
 from pgqueuer.domain.types import Channel
+from rich.text import Text
 from textual import events, work
 from textual.binding import Binding
 from textual.screen import Screen
@@ -49,6 +52,35 @@ PREBUILD_DELAY_S = 0.5
 GC_SETTLE_S = 1.0
 # How long a number key waits for a screen to read fresh rows before showing it anyway.
 PREPARE_WAIT_S = 0.15
+
+
+@dataclass(frozen=True)
+class LoggingState:
+    """Level, handlers and propagation of the loggers the console may change while it runs."""
+
+    loggers: tuple[tuple[logging.Logger, int, tuple[logging.Handler, ...], bool], ...]
+
+    NAMES: ClassVar[tuple[str, ...]] = ("", "pgqueuer", "asyncio")
+
+    @classmethod
+    def capture(cls) -> LoggingState:
+        return cls(
+            tuple(
+                (logger, logger.level, tuple(logger.handlers), logger.propagate)
+                for logger in map(logging.getLogger, cls.NAMES)
+            )
+        )
+
+    def restore(self) -> None:
+        for logger, level, handlers, propagate in self.loggers:
+            logger.setLevel(level)
+            logger.propagate = propagate
+            for handler in list(logger.handlers):
+                if handler not in handlers:
+                    logger.removeHandler(handler)
+            for handler in handlers:
+                if handler not in logger.handlers:
+                    logger.addHandler(handler)
 
 
 @runtime_checkable
@@ -103,6 +135,8 @@ class PgqConsole(KeyboardApp):
         self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
         self._gc_frozen = False
+        # Consumers' log capture changes the root logger; the exit puts everything back.
+        self._logging = LoggingState.capture()
         themes, self._theme_problems = load_themes(theme_dirs(user_theme_dir()))
         for loaded in themes:
             self.register_theme(loaded)
@@ -242,18 +276,64 @@ class PgqConsole(KeyboardApp):
         open_enqueue_form(self)
 
     async def action_quit(self) -> None:
-        """`q`: asks first when in-process consumers are running, then drains them."""
+        """`q`, `ctrl+q`, `:quit`: asks first when work is running (an enqueue, consumers);
+        a confirmed quit stops an enqueue after its batch in flight and says what it wrote,
+        then drains the consumers."""
+        from pgq_console.keyboard import ConfirmQuit
         from pgq_console.screens.consumers import quit_console
 
-        quit_console(self)
+        reason = self.guarded_work_reason()
+        if reason is None:
+            quit_console(self)
+            return
+        if isinstance(self.screen, ConfirmQuit):
+            return
+
+        def answered(quit_anyway: bool | None) -> None:
+            if quit_anyway:
+                self._stop_work_and_quit()
+
+        self.push_screen(ConfirmQuit(reason), answered)
+
+    @work(group="quit-stop", exclusive=True, exit_on_error=False)
+    async def _stop_work_and_quit(self) -> None:
+        from pgq_console.screens.consumers import quit_console
+
+        reports = await self.stop_guarded_work()
+        for report in reports:
+            self.notify(report, markup=False, timeout=30)
+        if self.consumers.active:
+            quit_console(self)  # asks about the consumers, drains them, exits
+        else:
+            # Printed once the terminal is back: the last word on what was written.
+            self.exit(message=Text("\n".join(reports)) if reports else None)
 
     async def on_unmount(self) -> None:
+        """Leave what the console was handed as it found it (README, Embedding): consumers
+        drained, the audit listener's connection closed, LISTEN and the console's listener
+        callbacks removed, logging as it was; a connection the console opened itself closed."""
         if self._gc_frozen:
             gc.unfreeze()
-        await self.consumers.drain_all()
-        self.consumers.close()
-        if self._open_backend is not None and self.backend is not None:
-            await self.backend.close()
+        try:
+            await self.consumers.drain_all()
+            self.consumers.close()
+            await self._stop_workers("audit-toasts")
+            backend = self.backend
+            if backend is not None and self._open_backend is not None:
+                await backend.close()
+            elif isinstance(backend, Backend):
+                await backend.stop_listening()
+        finally:
+            self._logging.restore()
+
+    async def _stop_workers(self, group: str) -> None:
+        """Cancel a group's workers and wait until their clean-up (`finally`) has run."""
+        workers = [worker for worker in self.workers if worker.group == group]
+        for worker in workers:
+            worker.cancel()
+        for worker in workers:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(worker.wait(), 10)
 
     # -- embedding API: the seed's PgQueuer classmethods, with the same defaults --------------
 

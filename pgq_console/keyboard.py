@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from rich.text import Text
 from textual import on, work
@@ -25,12 +25,24 @@ from textual.widgets import Button, Static
 from pgq_console import navigation
 from pgq_console.commands import CommandLine, ConsoleCommandsProvider
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import printable
 
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings, Target
     from pgq_console.core.backend import AnyBackend
 
 QuitGuard = Callable[[], str | None]
+
+
+@runtime_checkable
+class StoppableGuard(Protocol):
+    """A quit guard for work the console can stop itself (a running enqueue): after the
+    operator confirms, `stop()` ends it and returns one line saying what it had done."""
+
+    def __call__(self) -> str | None: ...
+
+    async def stop(self) -> str | None: ...
+
 
 # Methods a focused list may offer, in order of preference, for each j/k/g/G move.
 _CURSOR_ACTIONS = {
@@ -49,17 +61,21 @@ class ConfirmQuit(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "Stay", show=False),
     ]
 
-    def __init__(self, reason: str) -> None:
+    def __init__(
+        self, reason: str, *, title: str = "Quit pgq-console?", yes: str = "Quit (y)"
+    ) -> None:
         super().__init__()
         self.reason = reason
+        self.title_text = title
+        self.yes = yes
 
     def compose(self) -> ComposeResult:
         with Vertical(id="quit-dialog"):
-            yield Static(Text("Quit pgq-console?"), id="quit-title")
+            yield Static(Text(self.title_text), id="quit-title")
             yield Static(Text(self.reason), id="quit-reason")
             with Horizontal(id="quit-buttons"):
                 yield Button("Stay (n)", id="quit-no")
-                yield Button("Quit (y)", id="quit-yes", variant="error")
+                yield Button(self.yes, id="quit-yes", variant="error")
 
     def on_mount(self) -> None:
         self.query_one("#quit-no", Button).focus()
@@ -108,7 +124,12 @@ class KeyboardApp(App[None]):
 
     def confirm_quit_reason(self) -> str | None:
         """Why quitting needs a confirmation (e.g. consumers are running), or None."""
+        return self._guard_reason(include_stoppable=True)
+
+    def _guard_reason(self, *, include_stoppable: bool) -> str | None:
         for guard in self.quit_guards:
+            if not include_stoppable and isinstance(guard, StoppableGuard):
+                continue
             with contextlib.suppress(Exception):  # a broken guard must not trap the operator
                 reason = guard()
                 if reason:
@@ -120,6 +141,34 @@ class KeyboardApp(App[None]):
         if active:
             return f"{len(active)} in-process consumer(s) running"
         return None
+
+    def _reason_to_stay(self) -> str | None:
+        """What keeps a profile switch from happening: guards the console cannot stop itself
+        (running consumers)."""
+        return self._guard_reason(include_stoppable=False)
+
+    def guarded_work_reason(self) -> str | None:
+        """Why work the console can stop itself (`StoppableGuard`) needs a confirmation."""
+        for guard in self.quit_guards:
+            if isinstance(guard, StoppableGuard):
+                with contextlib.suppress(Exception):
+                    reason = guard()
+                    if reason:
+                        return reason
+        return None
+
+    async def stop_guarded_work(self) -> list[str]:
+        """Stop every `StoppableGuard`'s work; one line per guard on what it had done."""
+        reports = []
+        for guard in list(self.quit_guards):
+            if isinstance(guard, StoppableGuard):
+                try:
+                    report = await guard.stop()
+                except Exception as exc:  # reported, never a reason to stay stuck
+                    report = f"could not stop cleanly: {' '.join(str(exc).split())}"
+                if report:
+                    reports.append(report)
+        return reports
 
     async def action_quit(self) -> None:
         self.request_quit()
@@ -187,11 +236,36 @@ class KeyboardApp(App[None]):
         if self._switching:
             self.notify("already switching profiles", severity="warning")
             return
-        reason = self.confirm_quit_reason()
+        reason = self._reason_to_stay()
         if reason:
             self.notify(f"not switching to {name}: {reason}", severity="warning", markup=False)
             return
+        stoppable = self.guarded_work_reason()
+        if stoppable:
+            # Running work the console can stop (an enqueue): ask, stop it, say what it wrote.
+            def answered(switch_anyway: bool | None) -> None:
+                if switch_anyway and not self._switching:
+                    self._switching = True
+                    self._stop_work_then_connect(name)
+
+            self.push_screen(
+                ConfirmQuit(stoppable, title=f"Switch to {name}?", yes="Stop it and switch (y)"),
+                answered,
+            )
+            return
         self._switching = True
+        self.notify(f"connecting to {name}…", markup=False, timeout=3)
+        self._connect_profile(name)
+
+    @work(group="profile-stop", exclusive=True, exit_on_error=False)
+    async def _stop_work_then_connect(self, name: str) -> None:
+        for report in await self.stop_guarded_work():
+            self.notify(report, markup=False, timeout=30)
+        reason = self._reason_to_stay()  # consumers may have started meanwhile
+        if reason:
+            self._switching = False
+            self.notify(f"not switching to {name}: {reason}", severity="warning", markup=False)
+            return
         self.notify(f"connecting to {name}…", markup=False, timeout=3)
         self._connect_profile(name)
 
@@ -241,10 +315,34 @@ class KeyboardApp(App[None]):
         await asyncio.sleep(0)
         await self.remove_mode("_switching")
         self._owns_backend = True
+        self._audit_switch(old, backend, target)
         if old is not None and old is not backend:
             # Its opener (the CLI, an embedding program) may close it again: close is idempotent.
             with contextlib.suppress(Exception):
                 await old.close()
+
+    def _audit_switch(self, old: AnyBackend | None, new: AnyBackend, target: Target) -> None:
+        """A profile switch goes into the audit file: later writes reach another database."""
+        from pgq_console.core import audit
+
+        record = audit.AuditRecord(
+            action="switch-profile",
+            predicate=printable(
+                f"from {old.label if old else 'nothing'} to profile {target.profile!r}", limit=300
+            ),
+            count=0,
+            previewed=0,
+            job_ids=(),
+            database=new.label,
+        )
+        try:
+            audit.append(record)
+        except OSError as exc:
+            self.notify(
+                f"the audit file could not be written: {' '.join(str(exc).split())}",
+                severity="warning",
+                markup=False,
+            )
 
     def show_screens(self, mode: str) -> None:  # PgqConsole implements it
         raise NotImplementedError

@@ -32,6 +32,7 @@ AUDIT_EVENT_TYPE = "pgq_console_audit"
 CONSOLE_INSTANCE = uuid.uuid4().hex
 # NOTIFY payloads must stay under 8000 bytes; the file keeps the full record.
 _MAX_ANNOUNCED_TEXT = 200
+MAX_LISTED_IDS = 1000
 
 
 def audit_channel(channel: str) -> str:
@@ -68,6 +69,11 @@ class AuditRecord:
     # re-read found (the ids are the rows that look written).
     outcome: str = "committed"
     found: str | None = None
+    # Enqueue-form writes: their entrypoint and id range (job_ids lists them up to
+    # `MAX_LISTED_IDS`; a million ids do not belong in one line).
+    entrypoint: str | None = None
+    first_id: int | None = None
+    last_id: int | None = None
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     user: str = field(default_factory=_os_user)
     host: str = field(default_factory=socket.gethostname)

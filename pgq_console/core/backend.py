@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -109,6 +109,7 @@ class Backend(ABC):
     def why_polling(self) -> str | None:
         """Why the live model cannot LISTEN (the header says it), or None."""
         return None if self.can_listen else "PgBouncer transaction pooling"
+        self._search_path: str | None = None  # of a handed-in session (`_handed_in_search_path`)
 
     @property
     def autocommit_problem(self) -> str | None:
@@ -214,6 +215,8 @@ class Backend(ABC):
         if self.autocommit_problem:
             raise ConsoleError(self.autocommit_problem)
         await self.ensure_connected()
+        if self._dsn is None and not self.installation.settings.db_schema:
+            await self._handed_in_search_path()
         try:
             async with self._transaction() as tx:
                 await tx.execute(_PREAMBLE, *self._preamble_args())
@@ -239,6 +242,40 @@ class Backend(ABC):
                 self.listen_dsn, autocommit=True, **_psycopg_params(False, ConnectOptions(False))
             )
         return await _asyncpg_connect(self.listen_dsn, False, ConnectOptions(False))
+
+    async def _check_same_search_path(
+        self, connection: Any, fetchval: Callable[[Any, str], Awaitable[Any]]
+    ) -> None:
+        """Refuse a new connection that would see other tables than the handed-in one (a
+        search_path set with SET after connecting cannot be copied from the startup settings)."""
+        if self.installation.settings.db_schema:
+            return  # the names are schema-qualified: search_path does not matter
+        if self.autocommit_problem:
+            return  # nothing runs on that connection until it is fixed, not even this read
+        query = "SELECT current_setting('search_path') AS search_path"
+        try:
+            theirs = await self._handed_in_search_path()
+            ours = await fetchval(connection, query)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        if ours != theirs:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise ConsoleError(
+                f"the connection was handed in with search_path {theirs!r} set after connecting; "
+                f"a new connection would use {ours!r}: pass search_path in its startup settings"
+            )
+
+    async def _handed_in_search_path(self) -> str:
+        """The handed-in session's search_path, read once: `transaction()` reads it before it
+        takes the lock, since new connections are also opened inside a transaction (schema
+        installs) and reading then would wait for that very lock."""
+        if self._search_path is None:
+            query = "SELECT current_setting('search_path') AS search_path"
+            self._search_path = str((await self.read(query))[0]["search_path"])
+        return self._search_path
 
     def new_driver(self, connection: Any) -> Any:
         """pgqueuer's Driver over a connection from `new_connection`."""
@@ -342,6 +379,66 @@ _PREAMBLE = (
 )
 
 
+class SerialisedDriver:
+    """pgqueuer's Driver over a connection the console shares between screens and writes.
+
+    Every statement takes the backend's one lock (the same one `read` and `transaction` hold),
+    so pgqueuer's own queries (an enqueue, LISTEN) never run inside another screen's read-only
+    transaction nor while asyncpg is busy with another statement. The listeners it adds are
+    remembered so that exactly those, and no one else's, are removed on exit.
+    """
+
+    def __init__(self, inner: Any, lock: Callable[[], asyncio.Lock]) -> None:
+        self.inner = inner
+        self._lock = lock
+        self.listeners: list[tuple[str, Any]] = []
+
+    async def fetch(self, query: str, *args: object) -> list[dict[str, object]]:
+        async with self._lock():
+            result: list[dict[str, object]] = await self.inner.fetch(query, *args)
+            return result
+
+    async def execute(self, query: str, *args: object) -> str:
+        async with self._lock():
+            return str(await self.inner.execute(query, *args))
+
+    async def notify(self, channel: str, payload: str) -> None:
+        async with self._lock():
+            await self.inner.notify(channel, payload)
+
+    async def add_listener(self, channel: str, callback: Any) -> None:
+        async with self._lock():
+            await self.inner.add_listener(channel, callback)
+        self.listeners.append((channel, callback))
+
+    async def remove_listener(self, channel: str, callback: Any) -> None:
+        with contextlib.suppress(ValueError):
+            self.listeners.remove((channel, callback))
+        async with self._lock():
+            await self.inner.remove_listener(channel, callback)
+
+    async def remove_all_listeners(self) -> None:
+        """Remove what this driver added (UNLISTEN when it was the channel's last callback)."""
+        for channel, callback in list(self.listeners):
+            await self.remove_listener(channel, callback)
+
+    @property
+    def shutdown(self) -> asyncio.Event:
+        event: asyncio.Event = self.inner.shutdown
+        return event
+
+    @property
+    def tm(self) -> Any:
+        return self.inner.tm
+
+    async def __aenter__(self) -> SerialisedDriver:
+        await self.inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.inner.__aexit__(*exc)
+
+
 class _AsyncpgTx:
     def __init__(self, connection: Any) -> None:
         self._connection = connection
@@ -442,10 +539,10 @@ class AsyncpgBackend(Backend):
 
         super().__init__(installation, label)
         self.connection = connection
-        self._driver = AsyncpgDriver(connection)
+        self._lock = asyncio.Lock()
+        self._driver = SerialisedDriver(AsyncpgDriver(connection), lambda: self._lock)
         self._queries = installation.queries(self._driver)
         self._owned = owned
-        self._lock = asyncio.Lock()
         self._reconnect_lock = asyncio.Lock()
         # Kept: a dead connection forgets where it was connected.
         self._connect_params: dict[str, Any] | None = None
@@ -470,12 +567,12 @@ class AsyncpgBackend(Backend):
             from pgqueuer.db import AsyncpgDriver
 
             # A handed-in connection died: the console continues on one of its own.
-            self.connection = await self.new_connection()
-            self._driver = AsyncpgDriver(self.connection)
+            self.connection = await self._open_like_handed_in()
+            self._lock = asyncio.Lock()
+            self._driver = SerialisedDriver(AsyncpgDriver(self.connection), lambda: self._lock)
             self._queries = self.installation.queries(self._driver)
             self._owned = True
             self._listen_driver = None  # the LISTEN died with the old connection
-            self._lock = asyncio.Lock()
 
     async def _abort_in_flight(self) -> None:
         with contextlib.suppress(Exception):
@@ -487,11 +584,8 @@ class AsyncpgBackend(Backend):
         return self._listen_driver is not None and not self.connection.is_closed()
 
     def _make_listen_driver(self) -> Any:
+        # LISTEN shares the query connection: the serialised driver holds the one lock for it.
         return self._driver
-
-    def _listen_guard(self) -> contextlib.AbstractAsyncContextManager[object]:
-        # LISTEN shares the query connection: asyncpg refuses it during another screen's read.
-        return self._lock
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Tx]:
@@ -499,22 +593,40 @@ class AsyncpgBackend(Backend):
             yield _AsyncpgTx(self.connection)
 
     async def new_connection(self) -> Any:
+        connection = await self._open_like_handed_in()
+        if self._dsn is None:
+            await self._check_same_search_path(connection, _asyncpg_fetchval)
+        return connection
+
+    async def _open_like_handed_in(self) -> Any:
         if self._dsn is not None:
             return await _asyncpg_connect(self._dsn, self.read_only, self.connect_options)
-        params = self._connect_params or _asyncpg_params(self.connection)
-        return await _asyncpg_connect(None, self.read_only, self.connect_options, **params)
+        params = dict(self._connect_params or _asyncpg_params(self.connection))
+        # The handed-in connection's own startup settings (search_path...) come first; the
+        # console's only name the session and bound its statements.
+        settings = {
+            **params.pop("server_settings", {}),
+            **_server_settings(self.read_only, self.connect_options),
+        }
+        if not self.connect_options.prepared_statements:
+            params["statement_cache_size"] = 0
+        return await asyncio.wait_for(
+            _asyncpg_module().connect(server_settings=settings, **params), CONNECT_TIMEOUT_S
+        )
 
     async def stop_listening(self) -> None:
         if self._direct_listen is not None:
             await self._stop_direct_listen()
             return
-        # The shared driver is also the query driver: only drop the listener callbacks.
+        # The shared driver is also the query driver: only drop the console's own callbacks
+        # (and UNLISTEN its channel unless the owner listens there too).
         self._listen_driver = None
-        if not self.connection.is_closed():
-            with contextlib.suppress(Exception):
-                for channel in list(self.connection._listeners):
-                    for callback in list(self.connection._listeners[channel]):
-                        await self.connection.remove_listener(channel, callback.callback)
+        driver = self._driver
+        if self.connection.is_closed():
+            driver.listeners.clear()
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(driver.remove_all_listeners(), 5)
 
     async def close(self) -> None:
         await self.stop_listening()
@@ -614,11 +726,27 @@ class AsyncpgPoolBackend(Backend):
         if self._dsn is not None:
             return await _asyncpg_connect(self._dsn, self.read_only, self.connect_options)
         # A handed-in pool: connect the way the pool connects (its own arguments).
-        import asyncpg
-
-        args = getattr(self.pool, "_connect_args", ())
-        kwargs = dict(getattr(self.pool, "_connect_kwargs", {}))
-        return await asyncpg.connect(*args, **kwargs)
+        # Not acquired from the pool: a consumer or listener holds its connection for the whole
+        # session, which would starve the program's own pool. A new connection made by the
+        # pool's own factory (its `connect=` function, arguments and `init=`) is the same thing.
+        make = getattr(self.pool, "_get_new_connection", None)
+        if make is None:
+            raise ConsoleError(
+                "this asyncpg version does not say how its pool connects, so the console cannot "
+                "open a connection like the pool's (for consumers and listening)"
+            )
+        connection = await asyncio.wait_for(make(), CONNECT_TIMEOUT_S)
+        try:
+            setup = getattr(self.pool, "_setup", None)
+            if setup is not None:
+                await setup(connection)
+            if self.read_only:
+                await connection.execute("SET default_transaction_read_only = on")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await connection.close()
+            raise
+        return connection
 
     async def close(self) -> None:
         await self.stop_listening()
@@ -682,7 +810,8 @@ class PsycopgBackend(Backend):
                 raise ConsoleError(self.autocommit_problem)
             from pgqueuer.db import PsycopgDriver
 
-            self._queries_cache = self.installation.queries(PsycopgDriver(self.connection))
+            driver = SerialisedDriver(PsycopgDriver(self.connection), lambda: self._lock)
+            self._queries_cache = self.installation.queries(driver)
         return self._queries_cache
 
     async def ensure_connected(self) -> None:
@@ -691,7 +820,7 @@ class PsycopgBackend(Backend):
         async with self._reconnect_lock:
             if not (self.connection.closed or self.connection.broken):
                 return
-            self.connection = await self.new_connection()
+            self.connection = await self._open_like_handed_in()
             self._queries_cache = None
             self._owned = True
             self._lock = asyncio.Lock()
@@ -732,14 +861,28 @@ class PsycopgBackend(Backend):
             yield _PsycopgTx(self.connection)
 
     async def new_connection(self) -> Any:
+        connection = await self._open_like_handed_in()
+        if self._dsn is None:
+            await self._check_same_search_path(connection, _psycopg_fetchval)
+        return connection
+
+    async def _open_like_handed_in(self) -> Any:
         import psycopg
+        from psycopg.conninfo import conninfo_to_dict
 
         dsn, password = self._conninfo
+        if self._dsn is not None:
+            dsn, password = self._dsn, None
+        params = _psycopg_params(self.read_only, self.connect_options)
+        # The connection's own options (search_path...) are kept, after the console's.
+        own_options = str(conninfo_to_dict(dsn).get("options") or "")
+        if own_options:
+            params["options"] = f"{params.get('options', '')} {own_options}".strip()
         return await psycopg.AsyncConnection.connect(
-            self._dsn if self._dsn is not None else dsn,
-            password=None if self._dsn is not None else password,
+            dsn,
+            password=password,
             autocommit=True,
-            **_psycopg_params(self.read_only, self.connect_options),
+            **params,
         )
 
     async def _open_listen_driver(self) -> Any:
@@ -826,6 +969,13 @@ class SyncPsycopgBackend:
             SyncPsycopgDriver(self.connection), qbq=qb.QueryQueueBuilder(self.installation.settings)
         )
 
+    async def enqueue(self, *arguments: Any) -> list[int]:
+        """pgqueuer's batch enqueue in a worker thread, under the lock every statement on this
+        connection takes (the depth refresh reads from it meanwhile)."""
+        async with self._lock:
+            ids = await asyncio.to_thread(lambda: self.sync_queries().enqueue(*arguments))
+            return [int(i) for i in ids]
+
     async def queue_size(self) -> list[pgq_models.QueueStatistics]:
         """Current depth per entrypoint/status, without blocking the event loop."""
         if self.autocommit_problem:
@@ -845,21 +995,71 @@ class SyncPsycopgBackend:
 AnyBackend = Backend | SyncPsycopgBackend
 
 
+def _asyncpg_module() -> Any:
+    import asyncpg
+
+    return asyncpg
+
+
+async def _asyncpg_fetchval(connection: Any, query: str) -> Any:
+    return await connection.fetchval(query)
+
+
+async def _psycopg_fetchval(connection: Any, query: str) -> Any:
+    cursor = await connection.execute(query)
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
 def _asyncpg_params(connection: Any) -> dict[str, Any]:
-    """How to open another connection like a handed-in asyncpg one (asyncpg keeps it private)."""
-    params = connection._params
-    address = connection._addr
+    """How to open another connection like a handed-in asyncpg one: its address, startup
+    parameters (server_settings too), TLS and client configuration. asyncpg keeps them private,
+    so anything missing is refused with the reason rather than guessed."""
+    try:
+        params = connection._params
+        address = connection._addr
+        config = connection._config
+        record_class = connection._protocol.get_record_class()
+    except AttributeError:
+        raise ConsoleError(
+            "this asyncpg version does not say how the connection was opened, so the console "
+            "cannot open another like it (for consumers and listening)"
+        ) from None
     if isinstance(address, str):  # a unix socket path: /dir/.s.PGSQL.<port>
         directory, _, name = address.rpartition("/")
         host, port = directory, int(name.rsplit(".", 1)[-1])
     else:
         host, port = address[0], address[1]
+    sslmode: Any = getattr(params, "sslmode", None)
+    level = int(sslmode) if sslmode is not None else 0
+    # A context means "require" to asyncpg; below that, the mode's name keeps its leniency.
+    ssl: Any = params.ssl if level >= 3 and params.ssl else (sslmode.name if level else False)
+    extra = {
+        name: value
+        for name in ("target_session_attrs", "krbsrvname", "gsslib")
+        if (value := getattr(params, name, None)) is not None
+    }
+    if str(getattr(params, "ssl_negotiation", "")) == "direct":
+        extra["direct_tls"] = True
     return {
+        **extra,
         "host": host,
         "port": port,
         "user": params.user,
         "password": params.password,
         "database": params.database,
+        "ssl": ssl,
+        "server_settings": dict(params.server_settings or {}),
+        "command_timeout": config.command_timeout,
+        "statement_cache_size": config.statement_cache_size,
+        "max_cached_statement_lifetime": config.max_cached_statement_lifetime,
+        "max_cacheable_statement_size": config.max_cacheable_statement_size,
+        "connection_class": (
+            type(connection)
+            if isinstance(connection, _asyncpg_module().Connection)
+            else _asyncpg_module().Connection
+        ),
+        "record_class": record_class,
     }
 
 

@@ -27,6 +27,7 @@ from pydantic import model_validator as _model_validator
 from pydantic_core import PydanticCustomError
 
 from pgq_console.core.actions import connection_lost
+from pgq_console.core.audit import MAX_LISTED_IDS, AuditRecord
 from pgq_console.core.backend import (
     READ_ONLY_REFUSAL,
     AnyBackend,
@@ -39,6 +40,14 @@ from pgq_console.core.text import printable
 
 MAX_COPIES = 1_000_000
 DEFAULT_BATCH_SIZE = 5_000
+# One INSERT carries at most this much (the client builds each statement whole in memory, and
+# PostgreSQL refuses a message over 1 GB): a big payload goes a few rows per batch, and a
+# batch in flight, which esc waits for, stays short.
+BATCH_BYTES = 16 * 1024 * 1024
+# payload × copies above this is refused in the form: a typo, not a test.
+MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+# What a row costs besides its payload, headers, entrypoint and dedupe key (ids, timestamps...).
+ROW_OVERHEAD_BYTES = 100
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_ENTRYPOINT_CHARS = 200
 INT32 = (-(2**31), 2**31 - 1)
@@ -332,7 +341,38 @@ class EnqueueRequest(BaseModel):
                 "form",
                 "a dedupe key allows one queued job: copies must be 1 (or clear the key)",
             )
+        total = self.row_bytes * self.copies
+        if total > MAX_TOTAL_BYTES:
+            raise PydanticCustomError(
+                "form",
+                f"payload × copies is {_size(total)}; the limit is {_size(MAX_TOTAL_BYTES)}: "
+                "fewer copies or a smaller payload",
+            )
         return self
+
+    @property
+    def row_bytes(self) -> int:
+        """About what one job weighs on the wire (and in the client's statement buffer)."""
+        headers = len(json.dumps(self.headers)) if self.headers else 0
+        return (
+            len(self.payload or b"")
+            + headers
+            + len(self.entrypoint.encode())
+            + len((self.dedupe_key or "").encode(errors="replace"))
+            + ROW_OVERHEAD_BYTES
+        )
+
+    @property
+    def rows_per_batch(self) -> int:
+        """How many jobs one INSERT may carry without exceeding `BATCH_BYTES` (at least one)."""
+        return max(1, BATCH_BYTES // self.row_bytes)
+
+
+def _size(count: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if count >= factor:
+            return f"{count / factor:,.1f} {unit}"
+    return f"{count:,} bytes"
 
 
 def _encodable(text: str) -> bool:
@@ -473,6 +513,7 @@ class Enqueuer:
         cancel: CancelToken | None = None,
         read_only: bool = False,
         submission: str | None = None,
+        on_written: Callable[[list[int]], None] | None = None,
     ) -> EnqueueResult:
         """Write `request.copies` jobs in batches; never raises for database trouble.
 
@@ -484,6 +525,8 @@ class Enqueuer:
         key of its own), so submitting the same form again after a lost reply skips the batches
         already written while they are queued. A batch whose reply was lost is re-read and
         reported as an unknown outcome (and audited), never as "nothing was written".
+        `on_written` gets each committed batch's ids as it lands, so a caller that is itself
+        cancelled still knows them.
         """
         problem = refusal(self.backend, read_only)
         if problem:
@@ -504,7 +547,7 @@ class Enqueuer:
             while True:
                 cancelled = cancelled or (cancel is not None and cancel.cancelled)
                 while len(pending) < parallel and scheduled < total and not cancelled and not error:
-                    size = min(self.batch_size, total - scheduled)
+                    size = min(self.batch_size, request.rows_per_batch, total - scheduled)
                     key = submission_key(submission, scheduled) if submission else None
                     if request.dedupe_key is not None:
                         key = None  # the request's own key already makes it idempotent
@@ -522,6 +565,8 @@ class Enqueuer:
                     if exc is None:
                         batches[offset] = task.result()
                         written += len(batches[offset])
+                        if on_written is not None:
+                            on_written(batches[offset])
                     elif key is not None and _is_duplicate(exc):
                         already += size  # an earlier try of this submission wrote this batch
                     elif error is None and isinstance(exc, Exception) and connection_lost(exc):
@@ -535,6 +580,14 @@ class Enqueuer:
                     # One report per batch, even when two pool batches finish together.
                     if on_progress is not None and not error:
                         on_progress(EnqueueProgress(written, total, self.monotonic() - started))
+        except asyncio.CancelledError:
+            # Our caller is going away (the console exits under a running enqueue). A batch in
+            # flight commits or fails whole on the server whatever we do: wait for its answer,
+            # briefly, so that what was written is known (and audited), never guessed.
+            for landed in await _settle(pending):
+                if on_written is not None:
+                    on_written(landed)
+            raise
         finally:
             for task in pending:  # only when our own caller was cancelled
                 task.cancel()
@@ -613,9 +666,7 @@ class Enqueuer:
             [headers] * size,
         )
         if isinstance(self.backend, SyncPsycopgBackend):
-            sync_queries = self.backend.sync_queries()
-            sync_ids = await asyncio.to_thread(lambda: sync_queries.enqueue(*arguments))
-            return [int(i) for i in sync_ids]
+            return await self.backend.enqueue(*arguments)
         job_ids = await self.backend.queries.enqueue(*arguments)
         return [int(i) for i in job_ids]
 
@@ -632,6 +683,48 @@ def _is_duplicate(exc: BaseException) -> bool:
     from pgqueuer.errors import DuplicateJobError
 
     return isinstance(exc, DuplicateJobError)
+
+
+# A batch is bounded by the statement timeout; this is only a backstop.
+IN_FLIGHT_WAIT_S = 10.0
+
+
+async def _settle(pending: Mapping[asyncio.Task[list[int]], int]) -> list[list[int]]:
+    """The ids of the batches in flight that commit within `IN_FLIGHT_WAIT_S`, even when the
+    waiting task is cancelled again meanwhile (an app shutting down cancels more than once)."""
+    if not pending:
+        return []
+    waiter = asyncio.ensure_future(asyncio.wait(set(pending), timeout=IN_FLIGHT_WAIT_S))
+    while not waiter.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(waiter)
+    return [
+        task.result()
+        for task in pending
+        if task.done() and not task.cancelled() and task.exception() is None
+    ]
+
+
+def audit_record(
+    request: EnqueueRequest, ids: list[int], database: str, outcome: str
+) -> AuditRecord:
+    """The audit line of one enqueue from the form: what was asked, what was written.
+
+    `outcome` says how it ended (done, cancelled, stopped by quit, failed: ...)."""
+    ordered = sorted(ids)
+    return AuditRecord(
+        action="enqueue",
+        predicate=printable(
+            f"{request.copies:,} × entrypoint {request.entrypoint!r}: {outcome}", limit=300
+        ),
+        count=len(ordered),
+        previewed=request.copies,
+        job_ids=tuple(ordered) if len(ordered) <= MAX_LISTED_IDS else (),
+        database=database,
+        entrypoint=request.entrypoint,
+        first_id=ordered[0] if ordered else None,
+        last_id=ordered[-1] if ordered else None,
+    )
 
 
 def _describe(exc: Exception, request: EnqueueRequest) -> str:

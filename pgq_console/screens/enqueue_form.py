@@ -8,6 +8,7 @@ batch in flight. The new ids are shown and ctrl+o opens the first job's detail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from textual.screen import ModalScreen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
+from pgq_console.core import audit
 from pgq_console.core.backend import AnyBackend
 from pgq_console.core.enqueue import (
     DEFAULT_BATCH_SIZE,
@@ -31,12 +33,14 @@ from pgq_console.core.enqueue import (
     EnqueueResult,
     FormErrors,
     PayloadKind,
+    audit_record,
     known_entrypoints,
     parse_enqueue_form,
     read_payload_file,
     refusal,
 )
 from pgq_console.core.text import printable
+from pgq_console.keyboard import KeyboardApp
 from pgq_console.widgets.form_field import FieldRow, show_field_errors
 
 if TYPE_CHECKING:
@@ -302,6 +306,10 @@ class EnqueueFormScreen(ModalScreen[None]):
     async def run_enqueue(
         self, request: EnqueueRequest, token: CancelToken, submission: str | None = None
     ) -> None:
+        running = RunningEnqueue(self, request, token)
+        guards = self.app.quit_guards if isinstance(self.app, KeyboardApp) else []
+        guards.append(running)
+        result: EnqueueResult | None = None
         try:
             result = await self.enqueuer.enqueue(
                 request,
@@ -309,10 +317,18 @@ class EnqueueFormScreen(ModalScreen[None]):
                 cancel=token,
                 read_only=self.read_only,
                 submission=submission,
+                on_written=running.written.extend,
             )
         finally:
+            with contextlib.suppress(ValueError):
+                guards.remove(running)
             self.cancel_token = None
-            self.query_one("#enqueue-submit", Button).disabled = False
+            # Every write is audited, also when this worker itself was cancelled (the app
+            # exited under it): what was committed is known batch by batch.
+            running.audit(result)
+            running.finished.set()
+            if self.is_attached:
+                self.query_one("#enqueue-submit", Button).disabled = False
         self.show_result(request, result)
 
     def _progress(self, progress: EnqueueProgress) -> None:
@@ -361,6 +377,66 @@ class EnqueueFormScreen(ModalScreen[None]):
             self.notify("Nothing enqueued yet.", markup=False)
             return
         open_job_detail(self.app, self.result.ids[0])
+
+
+class RunningEnqueue:
+    """The form's enqueue as a quit guard (`keyboard.StoppableGuard`): quitting or switching
+    profile asks first; confirmed, it cancels after the batch in flight and reports."""
+
+    def __init__(self, form: EnqueueFormScreen, request: EnqueueRequest, token: CancelToken):
+        self.form = form
+        self.request = request
+        self.token = token
+        self.written: list[int] = []
+        self.finished = asyncio.Event()
+        self.stopped_by: str | None = None
+
+    def __call__(self) -> str | None:
+        if self.finished.is_set():
+            return None
+        return (
+            f"An enqueue of {self.request.copies:,} "
+            f"{printable(self.request.entrypoint, limit=60)!r} job(s) is running: "
+            f"{len(self.written):,} written so far. It stops after the batch in flight."
+        )
+
+    async def stop(self) -> str | None:
+        if self.finished.is_set():
+            return None
+        self.stopped_by = "stopped by quit or profile switch"
+        self.token.cancel()
+        await self.finished.wait()
+        return self.report()
+
+    def report(self) -> str:
+        ids = self.written
+        head = (
+            f"Enqueue stopped: {len(ids):,} of {self.request.copies:,} "
+            f"{printable(self.request.entrypoint, limit=60)!r} job(s) written"
+        )
+        return head + (f" (ids {min(ids)} … {max(ids)})" if ids else "")
+
+    def audit(self, result: EnqueueResult | None) -> None:
+        if not self.written:
+            return
+        if self.stopped_by:
+            outcome = self.stopped_by
+        elif result is None:
+            outcome = "interrupted (the console exited)"
+        elif result.error:
+            outcome = f"failed: {result.error}"
+        elif result.cancelled:
+            outcome = "cancelled"
+        else:
+            outcome = "done"
+        backend = self.form.backend
+        record = audit_record(self.request, self.written, backend.label, outcome)
+        try:
+            audit.append(record)
+        except OSError as exc:
+            problem = f"the audit file could not be written: {' '.join(str(exc).split())}"
+            with contextlib.suppress(Exception):
+                self.form.app.notify(problem, severity="warning", markup=False)
 
 
 def open_job_detail(app: Any, job_id: int) -> None:
