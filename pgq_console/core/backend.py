@@ -99,6 +99,7 @@ class Backend(ABC):
         self._direct_listen: Any = None  # the connection opened from listen_dsn
         # A hot standby for `read_heavy` (see core/replica.py), or None.
         self.replica: ReplicaLink | None = None
+        self._search_path: str | None = None  # of a handed-in session (`_handed_in_search_path`)
 
     @property
     def can_listen(self) -> bool:
@@ -109,7 +110,6 @@ class Backend(ABC):
     def why_polling(self) -> str | None:
         """Why the live model cannot LISTEN (the header says it), or None."""
         return None if self.can_listen else "PgBouncer transaction pooling"
-        self._search_path: str | None = None  # of a handed-in session (`_handed_in_search_path`)
 
     @property
     def autocommit_problem(self) -> str | None:
