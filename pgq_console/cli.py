@@ -69,6 +69,13 @@ def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None
         action="store_true",
         help="hide write actions; the console's connections are read-only on the server",
     )
+    add(
+        "--shutdown-drain",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGHUP/SIGTERM, how long running consumer jobs get to finish before they go "
+        "back to the queue (default 5)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +186,7 @@ def cli_options(args: argparse.Namespace) -> CliOptions:
         refresh=getattr(args, "refresh", None),
         theme=getattr(args, "theme", None),
         read_only=bool(getattr(args, "read_only", False)),
+        shutdown_drain=getattr(args, "shutdown_drain", None),
     )
 
 
@@ -188,10 +196,12 @@ def load(args: argparse.Namespace) -> Settings:
     return load_settings(cli_options(args))
 
 
-async def run(args: argparse.Namespace) -> None:
+async def run(args: argparse.Namespace) -> int:
+    """The TUI; returns the exit code (128 + signum after SIGHUP/SIGTERM)."""
     from pgq_console.config import open_target
     from pgq_console.core.backend import check_schema, open_backend
     from pgq_console.core.target import Installation, parse_driver
+    from pgq_console.termination import TerminationSignals
 
     settings = load(args)
     target = settings.target
@@ -216,7 +226,20 @@ async def run(args: argparse.Namespace) -> None:
         else:
             backend = await open_target(target)
             stack.push_async_callback(backend.close)
-        await make_app(settings, backend).run_async()
+        app = make_app(settings, backend)
+        with TerminationSignals(app):
+            await app.run_async()
+        _say_what_became_of_running_jobs(app)
+    return 0 if app.exit_signal is None else 128 + app.exit_signal
+
+
+def _say_what_became_of_running_jobs(app: PgqConsole) -> None:
+    report = app.shutdown_report
+    if report is None:
+        return
+    cause = signal.Signals(app.exit_signal).name if app.exit_signal is not None else "exit"
+    with contextlib.suppress(OSError, ValueError):  # a hung-up terminal
+        print(f"pgq-console: {cause}: consumers: {report.describe()}", file=sys.stderr)
 
 
 def make_app(
@@ -231,6 +254,7 @@ def make_app(
         refresh_interval=settings.refresh,
         theme=settings.theme,
         read_only=target.read_only,
+        shutdown_drain_s=settings.shutdown_drain,
     )
     app.settings = settings
     app.profile = target.profile
@@ -299,8 +323,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _exit_cleanly_on_hangup() -> None:
     """A closed terminal (an SSH session that drops) or a `kill` ends the console cleanly:
-    demo traffic and the embedded server are stopped, consumers cancelled, nothing is left
-    behind. By default both signals end Python at once, skipping every cleanup."""
+    demo traffic and the embedded server are stopped, nothing is left behind. By default both
+    signals end Python at once, skipping every cleanup. While the app runs,
+    `termination.TerminationSignals` takes over: consumers' running jobs finish or go back to
+    the queue first."""
 
     def leave(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -316,8 +342,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print_paths()
         return 0
     if args.command is None:
-        asyncio.run(run(args))
-        return 0
+        return asyncio.run(run(args))
     settings = load(args)
     for warning in settings.warnings:
         print(f"pgq-console: warning: {warning}", file=sys.stderr)

@@ -23,7 +23,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pgq_console.core.errors import ConsoleError
@@ -38,6 +46,8 @@ DEFAULT_THEME = "pgq-dark"
 NO_COLOR_THEME = "pgq-monochrome"
 DEFAULT_DRIVER = DriverKind.ASYNCPG_POOL.value
 DEFAULT_REFRESH_S = 2.0
+# SIGHUP/SIGTERM: how long running consumer jobs get to finish before they go back to the queue.
+DEFAULT_SHUTDOWN_DRAIN_S = 5.0
 PASSWORD_COMMAND_TIMEOUT_S = 15.0
 
 
@@ -123,6 +133,7 @@ class FileConfig(BaseModel):
     profile: str | None = None  # the profile used when none is named and no DSN is given
     theme: str | None = None
     refresh: PositiveFloat | None = None
+    shutdown_drain: NonNegativeFloat | None = None
     driver: DriverName = None
     read_only: bool | None = None
     profiles: dict[str, ProfileConfig] = {}
@@ -140,6 +151,7 @@ class EnvConfig(BaseSettings):
     profile: str | None = None
     theme: str | None = None
     refresh: PositiveFloat | None = None
+    shutdown_drain: NonNegativeFloat | None = None
     driver: DriverName = None
     read_only: bool | None = None
 
@@ -158,6 +170,7 @@ class CliOptions:
     refresh: float | None = None
     theme: str | None = None
     read_only: bool = False
+    shutdown_drain: float | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +235,7 @@ class Settings:
     file: FileConfig = field(default_factory=FileConfig)
     env: EnvConfig | None = None
     cli: CliOptions = field(default_factory=CliOptions)
+    shutdown_drain: float = DEFAULT_SHUTDOWN_DRAIN_S
 
     def target_for(self, name: str) -> Target:
         """The target of profile `name`, with the same variables and sticky --read-only."""
@@ -257,6 +271,16 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> 
     refresh = cli.refresh or env.refresh or file_config.refresh or DEFAULT_REFRESH_S
     if cli.refresh is not None and cli.refresh <= 0:
         raise ConfigError("--refresh must be a positive number of seconds")
+    shutdown_drain = next(
+        (
+            value
+            for value in (cli.shutdown_drain, env.shutdown_drain, file_config.shutdown_drain)
+            if value is not None
+        ),
+        DEFAULT_SHUTDOWN_DRAIN_S,
+    )
+    if not 0 <= shutdown_drain <= 3600:
+        raise ConfigError("--shutdown-drain is seconds from 0 to 3600")
     return Settings(
         config_path=path,
         config_found=found,
@@ -268,6 +292,7 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> 
         file=file_config,
         env=env,
         cli=cli,
+        shutdown_drain=shutdown_drain,
     )
 
 

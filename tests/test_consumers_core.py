@@ -339,3 +339,35 @@ def test_log_lines_are_escaped() -> None:
     lines, seen = consumer.new_lines(0)
     assert len(lines) == 2 and seen == 2
     assert consumer.new_lines(seen) == ([], 2)
+
+
+async def test_shut_down_drains_then_hands_back_what_did_not_finish(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """Any exit (a signal, quitting, an embedding program stopping the console): jobs that
+    finish within the drain are recorded, the rest go back to `queued`, none is `canceled`."""
+    quick_ids = await enqueue(database_dsn, "drain_quick", 3)
+    slow_ids = await enqueue(database_dsn, "drain_slow", 4)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        quick = await supervisor.start(
+            backend, spec(handler="sleep", argument="300", entrypoints="drain_quick")
+        )
+        slow = await supervisor.start(
+            backend, spec(handler="sleep", argument="600000", entrypoints="drain_slow")
+        )
+        await until(lambda: quick.in_flight == 3 and slow.in_flight == 4, what="all running")
+        report = await supervisor.shut_down(2.0, "SIGTERM received")
+        assert await supervisor.drain_all(within=1)  # everything has ended
+    finally:
+        await backend.close()
+    assert (report.running, report.released, report.unsettled) == (7, 4, 0)
+    assert report.finished == 3 and "3 of 7" in report.describe()
+    assert quick.done == 3 and slow.done == 0 and slow.cancelled == 0 and slow.released == 4
+    assert state(slow) is ConsumerState.STOPPED
+    assert "put back in the queue" in "\n".join(slow.lines)
+    quick_counts = await log_counts(database_dsn, "drain_quick")
+    assert quick_counts["successful"] == {job_id: 1 for job_id in quick_ids}
+    slow_counts = await log_counts(database_dsn, "drain_slow")
+    assert "canceled" not in slow_counts and "successful" not in slow_counts
+    assert slow_counts["queue_queued"] == {job_id: 1 for job_id in slow_ids}

@@ -47,6 +47,9 @@ from pgq_console.core.errors import ConsoleError
 from pgq_console.core.text import printable
 
 LOG_LINES = 2000
+# How long a shutdown waits for PgQueuer to record the jobs it hands back (one UPDATE each on
+# the consumer's own connection) before it gives up: those stay `picked` for stale reclaim.
+RELEASE_WITHIN_S = 5.0
 RATE_WINDOW_S = 10.0
 _TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
 
@@ -408,7 +411,12 @@ _current_consumer: contextvars.ContextVar[Consumer | None] = contextvars.Context
 
 
 class _InstrumentedExecutor(AbstractEntrypointExecutor):
-    """Counts, logs and makes cancellable every job of one entrypoint."""
+    """Counts, logs and makes cancellable (or releasable) every job of one entrypoint.
+
+    The handler runs in a task of its own, so a shutdown can stop waiting for it and hand the
+    job back to PgQueuer (`Consumer.release_running`) without cancelling pgqueuer's dispatch
+    task: a cancelled dispatch is logged `canceled` and the job deleted.
+    """
 
     def __init__(self, inner: AbstractEntrypointExecutor, consumer: Consumer) -> None:
         self.inner = inner
@@ -417,15 +425,43 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
 
     async def execute(self, job: Job, context: Context) -> None:
         consumer = self.consumer
+        release = consumer.release_signal()
+        if release.done():  # picked in the batch that was being dispatched when it came
+            consumer.released += 1
+            raise RetryRequested(reason=release.result())
         consumer.in_flight += 1
-        task = asyncio.current_task()
-        if task is not None:
-            consumer.running[job.id] = task
+        released = False
         token = _current_consumer.set(consumer)
         try:
-            await self.inner.execute(job, context)
+            # The task copies this context: the handler's log lines reach this consumer.
+            handler = asyncio.ensure_future(self.inner.execute(job, context))
+        finally:
+            _current_consumer.reset(token)
+        dispatch = asyncio.current_task()
+        if dispatch is not None:
+            consumer.running[job.id] = dispatch
+        try:
+            try:
+                waited: set[asyncio.Future[Any]] = {handler, release}
+                await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                handler.cancel()
+                raise
+            if not handler.done():
+                # Released: PgQueuer's own retry path puts the job back to `queued` (attempts
+                # + 1, a `queued` log row with the reason) on this consumer's connection.
+                handler.cancel()
+                handler.add_done_callback(_discard_outcome)
+                consumer.released += 1
+                released = True
+                if dispatch is not None:  # recorded once pgqueuer's dispatch has finished
+                    consumer.releasing.add(job.id)
+                    dispatch.add_done_callback(lambda _task: consumer.releasing.discard(job.id))
+                raise RetryRequested(reason=release.result())
+            handler.result()
         except RetryRequested:
-            consumer.retried += 1
+            if not released:
+                consumer.retried += 1
             raise
         except asyncio.CancelledError:
             # Cancelled from the console: pgqueuer's dispatcher logs the job `canceled`.
@@ -444,9 +480,14 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
         finally:
             # No await below: once a job leaves `running`, no console cancel can reach it, so
             # a cancel never interrupts pgqueuer recording the job's final status.
-            _current_consumer.reset(token)
             consumer.running.pop(job.id, None)
             consumer.in_flight -= 1
+
+
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    """An abandoned handler's late result or error is not an unretrieved-exception warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Consumer:
@@ -460,6 +501,10 @@ class Consumer:
         self.state = ConsumerState.STARTING
         self.entrypoints: tuple[str, ...] = spec.entrypoints
         self.done = self.errors = self.retried = self.cancelled = self.in_flight = 0
+        # Jobs handed back to PgQueuer unfinished when the console shut down.
+        self.released = 0
+        self.releasing: set[JobId] = set()  # handed back, not yet recorded by pgqueuer
+        self._release: asyncio.Future[str] | None = None
         self.started_at = clock.now()
         self.started_mono = clock.monotonic()
         self.ended_mono: float | None = None
@@ -515,6 +560,29 @@ class Consumer:
             task.cancel()
         self.log(f"cancelling {len(tasks)} running job(s)")
         return len(tasks)
+
+    def release_signal(self) -> asyncio.Future[str]:
+        """Resolved (with the reason) once running jobs are to be handed back to PgQueuer."""
+        if self._release is None:
+            self._release = asyncio.get_running_loop().create_future()
+        return self._release
+
+    def release_running(self, reason: str) -> int:
+        """Stop picking and hand the running jobs back unfinished: each handler is interrupted
+        and its job goes back to `queued` through PgQueuer's retry path (never `canceled`).
+        For shutdowns only. Returns how many were running."""
+        self.request_stop()
+        release = self.release_signal()
+        if release.done():
+            return 0
+        release.set_result(reason)
+        count = len(self.running)
+        if count:
+            self.log(
+                f"{reason}: {count} unfinished job(s) interrupted and put back in the queue "
+                "(queued, attempts + 1) for PgQueuer to run again"
+            )
+        return count
 
     def snapshot(self) -> ConsumerSnapshot:
         now = self.clock.monotonic()
@@ -572,6 +640,32 @@ class _ConsumerLogHandler(logging.Handler):
             self.handleError(record)
 
 
+@dataclass(frozen=True)
+class ShutdownReport:
+    """What a shutdown did with the jobs that were running."""
+
+    running: int  # running when the shutdown began
+    released: int  # handed back to `queued` unfinished (PgQueuer runs them again)
+    unsettled: int  # still running when the console stopped waiting: left `picked`
+    drain_s: float
+
+    @property
+    def finished(self) -> int:
+        return max(0, self.running - self.released - self.unsettled)
+
+    def describe(self) -> str:
+        text = (
+            f"{self.finished} of {self.running} running job(s) finished within "
+            f"{self.drain_s:g} s; {self.released} put back in the queue"
+        )
+        if self.unsettled:
+            text += (
+                f"; {self.unsettled} left picked (PgQueuer re-runs them once their "
+                "heartbeat is stale)"
+            )
+        return text
+
+
 @dataclass
 class StartOptions:
     """How the consumer's manager runs (the `pgq run` options the form offers)."""
@@ -592,6 +686,9 @@ class ConsumerSupervisor:
         self.consumers: dict[int, Consumer] = {}
         self._next_id = 1
         self._log_handler: _ConsumerLogHandler | None = None
+        self._hurry: asyncio.Event | None = None
+        self._shutdown_deadline: float | None = None
+        self._running_at_shutdown = 0
 
     def __iter__(self) -> Iterator[Consumer]:
         return iter(self.consumers.values())
@@ -779,6 +876,67 @@ class ConsumerSupervisor:
         _, pending = await asyncio.wait(tasks, timeout=within)
         return not pending
 
+    def stop_picking(self) -> None:
+        """Every consumer stops picking at once; running jobs go on (a shutdown's first step)."""
+        for consumer in self.active:
+            consumer.request_stop()
+
+    def hurry(self) -> None:
+        """Cut a running `shut_down`'s drain short: release the unfinished jobs now."""
+        self._hurry_event().set()
+
+    def _hurry_event(self) -> asyncio.Event:
+        if self._hurry is None:
+            self._hurry = asyncio.Event()
+        return self._hurry
+
+    async def shut_down(self, drain_s: float, reason: str) -> ShutdownReport:
+        """End every consumer without losing a job, within about `drain_s` + RELEASE_WITHIN_S.
+
+        Stop picking; let running handlers finish for up to `drain_s` seconds (or until
+        `hurry`); hand every job still running back to PgQueuer (`queued`, never `canceled`);
+        wait for that to be recorded. Calls after the first share its deadline.
+        """
+        loop = asyncio.get_running_loop()
+        if self._shutdown_deadline is None:
+            self._shutdown_deadline = loop.time() + drain_s
+            self._running_at_shutdown = sum(c.in_flight for c in self.active)
+        self.stop_picking()
+        pending = {c.task for c in self.consumers.values() if c.task and not c.task.done()}
+        hurry = asyncio.ensure_future(self._hurry_event().wait())
+        try:
+            while pending and not hurry.done():
+                remaining = self._shutdown_deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    {*pending, hurry}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending = {task for task in pending if not task.done()}
+        finally:
+            hurry.cancel()
+        for consumer in self.consumers.values():
+            if consumer.task is not None and not consumer.task.done():
+                consumer.release_running(reason)
+        pending = {c.task for c in self.consumers.values() if c.task and not c.task.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=RELEASE_WITHIN_S)
+        unsettled = 0
+        for consumer in self.consumers.values():
+            stuck = len(consumer.running) + len(consumer.releasing)
+            if consumer.task is not None and not consumer.task.done() and stuck:
+                unsettled += stuck
+                consumer.log(
+                    f"{reason}: {stuck} job(s) could not be handed back in time; they stay "
+                    "picked and PgQueuer re-runs them once their heartbeat is stale"
+                )
+        return ShutdownReport(
+            running=self._running_at_shutdown,
+            released=sum(c.released - len(c.releasing) for c in self.consumers.values()),
+            unsettled=unsettled,
+            drain_s=drain_s,
+        )
+
     def _install_log_capture(self) -> None:
         if self._log_handler is not None:
             return
@@ -805,6 +963,7 @@ __all__ = [
     "ConsumerSpec",
     "ConsumerState",
     "ConsumerSupervisor",
+    "ShutdownReport",
     "HandlerKind",
     "consumer_refusal",
     "parse_consumer_form",
