@@ -72,3 +72,14 @@ async def create_queue_manager() -> AsyncIterator[QueueManager]:
 
 async def not_a_context_manager() -> PgQueuer:  # the README's old, rejected factory shape
     raise AssertionError("never awaited")
+
+
+async def exiting_handler(job: Job) -> None:
+    """A handler that calls sys.exit (SystemExit(3)) or is interrupted (KeyboardInterrupt)."""
+    if job.payload == b"keyboard":
+        raise KeyboardInterrupt
+    raise SystemExit(3)
+
+
+def exiting_sync_handler(job: Job) -> None:
+    raise SystemExit(4)

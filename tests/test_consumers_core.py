@@ -371,3 +371,58 @@ async def test_shut_down_drains_then_hands_back_what_did_not_finish(
     slow_counts = await log_counts(database_dsn, "drain_slow")
     assert "canceled" not in slow_counts and "successful" not in slow_counts
     assert slow_counts["queue_queued"] == {job_id: 1 for job_id in slow_ids}
+
+
+async def test_handler_base_exceptions_fail_only_their_job(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """SystemExit(3) or KeyboardInterrupt in a handler is that job's failure: the console (this
+    event loop) keeps running and another consumer's running jobs are not touched."""
+    exit_ids = await enqueue(database_dsn, "exits", 2)
+    sync_ids = await enqueue(database_dsn, "exits_sync", 1)
+    bystander_ids = await enqueue(database_dsn, "bystander", 2)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await connection.execute(
+            "UPDATE pgqueuer SET payload = 'keyboard' WHERE id = $1", exit_ids[1]
+        )
+    finally:
+        await connection.close()
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        bystander = await supervisor.start(
+            backend, spec(handler="sleep", argument="1500", entrypoints="bystander")
+        )
+        await until(lambda: bystander.in_flight == 2, what="the bystander's jobs running")
+        exiting = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:exiting_handler",
+                entrypoints="exits",
+                on_failure="hold",
+            ),
+        )
+        exiting_sync = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:exiting_sync_handler",
+                entrypoints="exits_sync",
+                on_failure="hold",
+            ),
+        )
+        await until(lambda: exiting.errors == 2 and exiting_sync.errors == 1, what="failures")
+        await until(lambda: bystander.done == 2, what="the bystander's jobs done")
+        assert state(exiting) is ConsumerState.RUNNING
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    text = "\n".join(exiting.lines)
+    assert "SystemExit(3)" in text and "KeyboardInterrupt" in text
+    counts = await log_counts(database_dsn, "exits")
+    assert counts["queue_failed"] == {job_id: 1 for job_id in exit_ids}  # held, as failures are
+    assert (await log_counts(database_dsn, "exits_sync"))["queue_failed"] == {sync_ids[0]: 1}
+    bystanders = await log_counts(database_dsn, "bystander")
+    assert bystanders["successful"] == {job_id: 1 for job_id in bystander_ids}
+    assert "canceled" not in bystanders

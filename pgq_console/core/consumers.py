@@ -423,6 +423,19 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
         self.parameters = inner.parameters
         self.consumer = consumer
 
+    async def _isolated(self, job: Job, context: Context) -> None:
+        # In a task, SystemExit and KeyboardInterrupt escape the event loop and end the console
+        # (and every other consumer's jobs with it): make them this job's failure.
+        try:
+            await self.inner.execute(job, context)
+        except (asyncio.CancelledError, Exception):
+            raise
+        except BaseException as exc:
+            raise HandlerExit(
+                f"the handler raised {type(exc).__name__}({_one_line(exc)}); "
+                "recorded as this job's failure, the console keeps running"
+            ) from exc
+
     async def execute(self, job: Job, context: Context) -> None:
         consumer = self.consumer
         release = consumer.release_signal()
@@ -434,7 +447,7 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
         token = _current_consumer.set(consumer)
         try:
             # The task copies this context: the handler's log lines reach this consumer.
-            handler = asyncio.ensure_future(self.inner.execute(job, context))
+            handler = asyncio.ensure_future(self._isolated(job, context))
         finally:
             _current_consumer.reset(token)
         dispatch = asyncio.current_task()
@@ -482,6 +495,11 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
             # a cancel never interrupts pgqueuer recording the job's final status.
             consumer.running.pop(job.id, None)
             consumer.in_flight -= 1
+
+
+class HandlerExit(Exception):  # noqa: N818 - it reports an exit, it is not one
+    """A handler raised SystemExit, KeyboardInterrupt or another BaseException: reported as
+    that job's failure (pgqueuer's usual failure path) instead of ending the console."""
 
 
 def _discard_outcome(task: asyncio.Future[Any]) -> None:
