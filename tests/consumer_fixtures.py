@@ -83,3 +83,19 @@ async def exiting_handler(job: Job) -> None:
 
 def exiting_sync_handler(job: Job) -> None:
     raise SystemExit(4)
+
+
+# A sync handler that holds its thread until the test lets it go.
+RELEASE_THREADS = threading.Event()
+HOLDING: set[int] = set()
+_holding_lock = threading.Lock()
+
+
+def holding_sync_handler(job: Job) -> None:
+    with _holding_lock:
+        HOLDING.add(job.id)
+    try:
+        RELEASE_THREADS.wait(timeout=120)
+    finally:
+        with _holding_lock:
+            HOLDING.discard(job.id)

@@ -426,3 +426,48 @@ async def test_handler_base_exceptions_fail_only_their_job(
     bystanders = await log_counts(database_dsn, "bystander")
     assert bystanders["successful"] == {job_id: 1 for job_id in bystander_ids}
     assert "canceled" not in bystanders
+
+
+async def test_sync_handlers_have_their_own_threads_and_say_what_runs(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """Blocking sync handlers neither starve the console's default thread pool (a second
+    consumer starts at once) nor claim more running jobs than hold a thread."""
+    consumer_fixtures.RELEASE_THREADS.clear()
+    await enqueue(database_dsn, "holds_threads", 40)
+    await enqueue(database_dsn, "after_holders", 3)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        holder = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:holding_sync_handler",
+                entrypoints="holds_threads",
+                batch_size="4",
+            ),
+        )
+        # 2 x batch size threads (the loop's default pool has 6 on two cores).
+        await until(lambda: len(consumer_fixtures.HOLDING) == 8, what="every thread busy")
+        # Starting another consumer loads its handler in the loop's default pool: not blocked.
+        second = await asyncio.wait_for(
+            supervisor.start(
+                backend,
+                spec(
+                    handler="handler",
+                    argument="tests.consumer_fixtures:async_handler",
+                    entrypoints="after_holders",
+                ),
+            ),
+            timeout=30,
+        )
+        await until(lambda: second.done == 3, what="the second consumer's jobs")
+        snapshot = holder.snapshot()
+        assert snapshot.in_flight == len(consumer_fixtures.HOLDING) == 8  # the truth
+        assert snapshot.waiting == 0  # it picks no more than it has threads
+        consumer_fixtures.RELEASE_THREADS.set()
+        await until(lambda: holder.done == 40, within=60, what="all held jobs done")
+        assert await supervisor.drain_all(within=20)
+    finally:
+        consumer_fixtures.RELEASE_THREADS.set()
+        await backend.close()

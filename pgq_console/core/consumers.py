@@ -23,9 +23,11 @@ import os
 import random
 import re
 import sys
+import threading
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -50,6 +52,7 @@ LOG_LINES = 2000
 # How long a shutdown waits for PgQueuer to record the jobs it hands back (one UPDATE each on
 # the consumer's own connection) before it gives up: those stay `picked` for stale reclaim.
 RELEASE_WITHIN_S = 5.0
+MAX_HANDLER_THREADS = 256
 RATE_WINDOW_S = 10.0
 _TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
 
@@ -283,8 +286,13 @@ def _one_line(exc: BaseException) -> str:
 Handler = Callable[[Job, Context], Awaitable[None]]
 
 
-def user_handler(function: Callable[..., Any]) -> Handler:
-    """An async handler (job, ctx) around a user function: async or sync, with or without ctx."""
+RunInThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+def user_handler(function: Callable[..., Any], run_in_thread: RunInThread) -> Handler:
+    """An async handler (job, ctx) around a user function: async, or sync (run by
+    `run_in_thread`: pgqueuer needs async handlers and a blocking one must not stall the UI's
+    event loop), with or without ctx."""
     try:
         parameters = [
             p
@@ -303,15 +311,14 @@ def user_handler(function: Callable[..., Any]) -> Handler:
 
         return run_async
 
-    async def run_in_thread(job: Job, context: Context) -> None:
-        # pgqueuer requires async handlers; a blocking one must not stall the UI's event loop.
-        result = await asyncio.to_thread(
+    async def run_sync(job: Job, context: Context) -> None:
+        result = await run_in_thread(
             (lambda: function(job, context)) if takes_context else (lambda: function(job))
         )
         if inspect.isawaitable(result):
             await result
 
-    return run_in_thread
+    return run_sync
 
 
 def builtin_handler(spec: ConsumerSpec, log: Callable[[str], None]) -> Handler:
@@ -389,7 +396,8 @@ class ConsumerSnapshot:
     errors: int
     retried: int
     cancelled: int
-    in_flight: int
+    in_flight: int  # running now (sync handlers: holding a thread)
+    waiting: int  # picked, waiting for one of the consumer's threads
     rate: float
     started_at: datetime
     uptime_s: float
@@ -522,6 +530,16 @@ class Consumer:
         # Jobs handed back to PgQueuer unfinished when the console shut down.
         self.released = 0
         self.releasing: set[JobId] = set()  # handed back, not yet recorded by pgqueuer
+        # Sync handlers run on the consumer's own threads (never the loop's default pool, which
+        # the console needs too), as many as it may run jobs at once.
+        self.thread_limit = (
+            min(MAX_HANDLER_THREADS, spec.concurrency_limit * max(1, len(spec.entrypoints)))
+            if spec.concurrency_limit
+            else 2 * spec.batch_size
+        )
+        self._threads: ThreadPoolExecutor | None = None
+        self._threads_lock = threading.Lock()
+        self.threads_busy = 0  # sync handlers executing now (the rest of in_flight wait)
         self._release: asyncio.Future[str] | None = None
         self.started_at = clock.now()
         self.started_mono = clock.monotonic()
@@ -579,6 +597,35 @@ class Consumer:
         self.log(f"cancelling {len(tasks)} running job(s)")
         return len(tasks)
 
+    async def run_in_thread(self, function: Callable[[], Any]) -> Any:
+        """Run a sync handler on this consumer's threads, in the job's context (its log)."""
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(
+                max_workers=self.thread_limit, thread_name_prefix=f"pgqc-{self.name}"
+            )
+        context = contextvars.copy_context()
+
+        def run() -> Any:
+            with self._threads_lock:
+                self.threads_busy += 1
+            try:
+                return context.run(function)
+            finally:
+                with self._threads_lock:
+                    self.threads_busy -= 1
+
+        return await asyncio.get_running_loop().run_in_executor(self._threads, run)
+
+    def close_threads(self) -> None:
+        """No new thread work; a handler still running in a thread is left to finish."""
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def waiting_for_thread(self) -> int:
+        """Jobs picked and handed to a sync handler that have no thread yet."""
+        return max(0, self.in_flight - self.threads_busy) if self._threads is not None else 0
+
     def release_signal(self) -> asyncio.Future[str]:
         """Resolved (with the reason) once running jobs are to be handed back to PgQueuer."""
         if self._release is None:
@@ -615,7 +662,8 @@ class Consumer:
             errors=self.errors,
             retried=self.retried,
             cancelled=self.cancelled,
-            in_flight=self.in_flight,
+            in_flight=self.in_flight - self.waiting_for_thread,
+            waiting=self.waiting_for_thread,
             rate=self._rate(now) if self.ended_mono is None else 0.0,
             started_at=self.started_at,
             uptime_s=max(0.0, end - self.started_mono),
@@ -691,6 +739,7 @@ class StartOptions:
     dequeue_timeout: timedelta
     batch_size: int
     heartbeat_timeout: timedelta
+    max_concurrent_tasks: int | None = None
 
 
 class ConsumerSupervisor:
@@ -741,12 +790,22 @@ class ConsumerSupervisor:
             batch_size=spec.batch_size,
             heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
         )
+        if (
+            target is not None
+            and spec.handler is HandlerKind.USER
+            and not inspect.iscoroutinefunction(target)
+            and not spec.concurrency_limit
+        ):
+            # A sync handler picks no more jobs than it has threads: none waits picked.
+            options.max_concurrent_tasks = consumer.thread_limit
         if spec.handler is HandlerKind.FACTORY:
             assert target is not None
             body = self._run_factory(consumer, target, options, started)
         else:
             handler = (
-                user_handler(target) if target is not None else builtin_handler(spec, consumer.log)
+                user_handler(target, consumer.run_in_thread)
+                if target is not None
+                else builtin_handler(spec, consumer.log)
             )
             body = self._run_builtin(consumer, backend, handler, options, started)
         consumer.task = asyncio.create_task(self._supervise(consumer, body, started))
@@ -781,6 +840,7 @@ class ConsumerSupervisor:
                 started.set_result(None)
         finally:
             consumer.ended_mono = consumer.clock.monotonic()
+            consumer.close_threads()
 
     async def _run_builtin(
         self,
@@ -814,6 +874,7 @@ class ConsumerSupervisor:
                 dequeue_timeout=options.dequeue_timeout,
                 batch_size=options.batch_size,
                 heartbeat_timeout=options.heartbeat_timeout,
+                max_concurrent_tasks=options.max_concurrent_tasks,
             )
         finally:
             with contextlib.suppress(Exception):

@@ -63,7 +63,13 @@ def _cells(snapshot: ConsumerSnapshot) -> dict[str, Text]:
         "done": Text(fmt.count(snapshot.done), justify="right"),
         "rate": Text(fmt.rate(snapshot.rate), justify="right"),
         "errors": Text(fmt.count(snapshot.errors), justify="right"),
-        "in_flight": Text(str(snapshot.in_flight), justify="right"),
+        # Sync handlers: running on a thread, +waiting for one (picked, not started yet).
+        "in_flight": Text(
+            f"{snapshot.in_flight}+{snapshot.waiting}"
+            if snapshot.waiting
+            else str(snapshot.in_flight),
+            justify="right",
+        ),
         "uptime": Text(fmt.seconds(snapshot.uptime_s), justify="right"),
         "entrypoints": Text(printable(", ".join(snapshot.entrypoints), limit=20)),
         "handler": Text(printable(snapshot.handler, limit=18)),
