@@ -99,3 +99,16 @@ def holding_sync_handler(job: Job) -> None:
     finally:
         with _holding_lock:
             HOLDING.discard(job.id)
+
+
+async def printing_handler(job: Job) -> None:
+    print(f"async print of job {job.id}", "in two", sep=" ")
+    print("partial ", end="")
+    print("line done")
+
+
+def printing_sync_handler(job: Job) -> None:
+    import sys
+
+    print(f"sync print of job {job.id}")
+    print(f"sync warning of job {job.id}", file=sys.stderr)

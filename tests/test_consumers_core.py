@@ -471,3 +471,50 @@ async def test_sync_handlers_have_their_own_threads_and_say_what_runs(
     finally:
         consumer_fixtures.RELEASE_THREADS.set()
         await backend.close()
+
+
+async def test_handler_output_goes_to_its_consumers_log(
+    database_dsn: str, supervisor: ConsumerSupervisor, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """print() in a handler, async or in a thread, lands in that consumer's log and nowhere
+    else (never the terminal, never another consumer's log)."""
+    async_ids = await enqueue(database_dsn, "prints_async", 3)
+    sync_ids = await enqueue(database_dsn, "prints_sync", 3)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        printer = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:printing_handler",
+                entrypoints="prints_async",
+            ),
+        )
+        sync_printer = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:printing_sync_handler",
+                entrypoints="prints_sync",
+            ),
+        )
+        await until(lambda: printer.done == 3 and sync_printer.done == 3, what="jobs done")
+        await until(
+            lambda: sum("sync warning" in line for line in sync_printer.lines) == 3,
+            what="the threads' output",
+        )
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    printed = "\n".join(printer.lines)
+    sync_printed = "\n".join(sync_printer.lines)
+    for job_id in async_ids:
+        assert f"async print of job {job_id} in two" in printed
+    assert printed.count("partial line done") == 3
+    for job_id in sync_ids:
+        assert f"sync print of job {job_id}" in sync_printed
+        assert f"stderr: sync warning of job {job_id}" in sync_printed
+    assert "sync warning" not in printed and "async print" not in sync_printed
+    supervisor.close()
+    out, err = capfd.readouterr()
+    assert "print of job" not in out + err and "warning of job" not in out + err

@@ -26,7 +26,7 @@ import sys
 import threading
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -554,6 +554,7 @@ class Consumer:
         self.running: dict[JobId, asyncio.Task[Any]] = {}
         self.lines: deque[str] = deque(maxlen=LOG_LINES)
         self.lines_written = 0
+        self._output: dict[str, str] = {}  # a printed line not finished yet, per stream
         self._samples: deque[tuple[float, int]] = deque()
 
     # -- log -------------------------------------------------------------------------------
@@ -563,6 +564,19 @@ class Consumer:
         for index, line in enumerate(str(text).splitlines() or [""]):
             self.lines.append(f"{stamp if index == 0 else ' ' * len(stamp)} {printable(line)}")
             self.lines_written += 1
+
+    def take_output(self, stream: str, text: str) -> None:
+        """What a handler printed: complete lines go to the log, a partial one waits."""
+        pending = self._output.get(stream, "") + text
+        *lines, self._output[stream] = pending.split("\n")
+        prefix = "" if stream == "stdout" else f"{stream}: "
+        for line in lines:
+            self.log(prefix + line)
+
+    def flush_output(self) -> None:
+        for stream, pending in list(self._output.items()):
+            if pending:
+                self.take_output(stream, "\n")
 
     def log_exception(self, job: Job, exc: BaseException) -> None:
         formatted = "".join(traceback.format_exception(exc)).rstrip()
@@ -706,6 +720,43 @@ class _ConsumerLogHandler(logging.Handler):
             self.handleError(record)
 
 
+class _ConsumerOutput:
+    """sys.stdout / sys.stderr while consumers run: what a handler prints goes to the log of
+    the consumer whose job is running (a context variable, so consumers never mix, threads
+    included); everything else goes where it went before. Never to the TUI's terminal."""
+
+    def __init__(self, wrapped: Any, stream: str) -> None:
+        self.wrapped = wrapped
+        self.stream = stream
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def write(self, text: str) -> int:
+        consumer = _current_consumer.get()
+        if consumer is None:
+            return int(self.wrapped.write(text) or 0)
+        if threading.get_ident() == self._loop_thread:
+            consumer.take_output(self.stream, text)
+        else:  # a sync handler's thread: the log belongs to the loop
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._loop.call_soon_threadsafe(consumer.take_output, self.stream, text)
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if _current_consumer.get() is None:
+            self.wrapped.flush()
+
+    def isatty(self) -> bool:
+        return False if _current_consumer.get() is not None else bool(self.wrapped.isatty())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
 @dataclass(frozen=True)
 class ShutdownReport:
     """What a shutdown did with the jobs that were running."""
@@ -841,6 +892,7 @@ class ConsumerSupervisor:
         finally:
             consumer.ended_mono = consumer.clock.monotonic()
             consumer.close_threads()
+            consumer.flush_output()
 
     async def _run_builtin(
         self,
@@ -1017,6 +1069,11 @@ class ConsumerSupervisor:
         )
 
     def _install_log_capture(self) -> None:
+        # Re-checked at every start: the TUI swaps sys.stdout while it runs.
+        if not isinstance(sys.stdout, _ConsumerOutput):
+            sys.stdout = _ConsumerOutput(sys.stdout, "stdout")
+        if not isinstance(sys.stderr, _ConsumerOutput):
+            sys.stderr = _ConsumerOutput(sys.stderr, "stderr")
         if self._log_handler is not None:
             return
         handler = _ConsumerLogHandler()
@@ -1032,6 +1089,12 @@ class ConsumerSupervisor:
         self._log_handler = handler
 
     def close(self) -> None:
+        for consumer in self.consumers.values():
+            consumer.flush_output()
+        if isinstance(sys.stdout, _ConsumerOutput):
+            sys.stdout = sys.stdout.wrapped
+        if isinstance(sys.stderr, _ConsumerOutput):
+            sys.stderr = sys.stderr.wrapped
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler = None
