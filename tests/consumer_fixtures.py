@@ -112,3 +112,10 @@ def printing_sync_handler(job: Job) -> None:
 
     print(f"sync print of job {job.id}")
     print(f"sync warning of job {job.id}", file=sys.stderr)
+
+
+async def send_email(job: Job) -> None:
+    """An async handler that blocks the event loop (a sync call inside async code)."""
+    import time
+
+    time.sleep(3)  # noqa: ASYNC251 - the very mistake under test

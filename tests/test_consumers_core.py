@@ -518,3 +518,32 @@ async def test_handler_output_goes_to_its_consumers_log(
     supervisor.close()
     out, err = capfd.readouterr()
     assert "print of job" not in out + err and "warning of job" not in out + err
+
+
+async def test_a_handler_blocking_the_event_loop_is_named(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    await enqueue(database_dsn, "blocks_loop", 1)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        blocker = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:send_email",
+                entrypoints="blocks_loop",
+            ),
+        )
+        await until(lambda: blocker.done == 1, within=60, what="the job done")
+        await until(lambda: blocker.warning is not None, what="the stall reported")
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    warning = blocker.warning or ""
+    assert warning.startswith("handler blocks the event loop: ") and warning.endswith(
+        " s in send_email"
+    )
+    seconds = float(warning.split(": ")[1].split(" s")[0])
+    assert 2.0 <= seconds <= 10.0  # the 3 s sleep, measured from the last beat before it
+    assert warning in "\n".join(blocker.lines)
+    assert blocker.snapshot().warning == warning

@@ -24,6 +24,7 @@ import random
 import re
 import sys
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -402,6 +403,7 @@ class ConsumerSnapshot:
     started_at: datetime
     uptime_s: float
     error: str | None
+    warning: str | None
     log_lines: int  # total ever written: the UI appends what it has not seen yet
 
     @property
@@ -410,6 +412,8 @@ class ConsumerSnapshot:
             return f"draining {self.in_flight}"
         if self.state is ConsumerState.CANCELLING:
             return f"cancelling {self.in_flight}"
+        if self.warning and self.state.active:
+            return f"{self.state.value} ⚠"
         return self.state.value
 
 
@@ -458,6 +462,8 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
             handler = asyncio.ensure_future(self._isolated(job, context))
         finally:
             _current_consumer.reset(token)
+        consumer.handler_tasks.add(handler)
+        handler.add_done_callback(consumer.handler_tasks.discard)
         dispatch = asyncio.current_task()
         if dispatch is not None:
             consumer.running[job.id] = dispatch
@@ -555,6 +561,8 @@ class Consumer:
         self.lines: deque[str] = deque(maxlen=LOG_LINES)
         self.lines_written = 0
         self._output: dict[str, str] = {}  # a printed line not finished yet, per stream
+        self.handler_tasks: set[asyncio.Task[None]] = set()  # for the loop watch
+        self.warning: str | None = None  # e.g. a handler blocking the event loop
         self._samples: deque[tuple[float, int]] = deque()
 
     # -- log -------------------------------------------------------------------------------
@@ -572,6 +580,13 @@ class Consumer:
         prefix = "" if stream == "stdout" else f"{stream}: "
         for line in lines:
             self.log(prefix + line)
+
+    def note_loop_block(self, seconds: float, where: str) -> None:
+        self.warning = f"handler blocks the event loop: {seconds:.1f} s in {where}"
+        self.log(
+            f"{self.warning} (the whole console froze meanwhile: await asyncio.sleep, or make "
+            "the handler a plain def so it runs in a thread)"
+        )
 
     def flush_output(self) -> None:
         for stream, pending in list(self._output.items()):
@@ -682,6 +697,7 @@ class Consumer:
             started_at=self.started_at,
             uptime_s=max(0.0, end - self.started_mono),
             error=self.error,
+            warning=self.warning,
             log_lines=self.lines_written,
         )
 
@@ -757,6 +773,69 @@ class _ConsumerOutput:
         return getattr(self.wrapped, name)
 
 
+class _LoopWatch:
+    """Names the handler that blocks the event loop (an async handler calling time.sleep).
+
+    The loop stamps a beat every BEAT_S; a thread notices when the beat stops for longer than
+    BLOCKED_AFTER_S and looks at which task the loop is running. When that is a consumer's
+    handler, the stall is reported on that consumer once the loop runs again.
+    """
+
+    BEAT_S = 0.1
+    BLOCKED_AFTER_S = 1.0
+
+    def __init__(self, supervisor: ConsumerSupervisor) -> None:
+        self.supervisor = supervisor
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        self.beat = time.monotonic()
+        # (consumer, where, since): set by the thread, reported and cleared by the loop.
+        self.culprit: tuple[Consumer, str, float] | None = None
+        self.stopped = threading.Event()
+        self._timer: asyncio.TimerHandle | None = self.loop.call_later(self.BEAT_S, self._on_beat)
+        self.thread = threading.Thread(target=self._watch, name="pgqc-loop-watch", daemon=True)
+        self.thread.start()
+
+    def _on_beat(self) -> None:
+        now = time.monotonic()
+        culprit, self.culprit = self.culprit, None
+        if culprit is not None:
+            consumer, where, since = culprit
+            consumer.note_loop_block(now - since, where)
+        self.beat = now
+        if not self.stopped.is_set():
+            self._timer = self.loop.call_later(self.BEAT_S, self._on_beat)
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(self.BEAT_S):
+            since = self.beat
+            if self.culprit is not None or time.monotonic() - since < self.BLOCKED_AFTER_S:
+                continue
+            with contextlib.suppress(RuntimeError):  # dicts changing under a racy read
+                task = asyncio.current_task(self.loop)
+                for consumer in list(self.supervisor.consumers.values()):
+                    if task is not None and task in consumer.handler_tasks:
+                        where = _running_coroutine(self.loop_thread)
+                        self.culprit = (consumer, where, since)
+                        break
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _running_coroutine(thread_id: int) -> str:
+    """The name of the innermost async function the thread is executing (no await is
+    pending while it blocks, so the task's await chain does not show it: the frames do)."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code.co_flags & inspect.CO_COROUTINE:
+            return printable(frame.f_code.co_name, limit=80)
+        frame = frame.f_back
+    return "?"
+
+
 @dataclass(frozen=True)
 class ShutdownReport:
     """What a shutdown did with the jobs that were running."""
@@ -805,6 +884,7 @@ class ConsumerSupervisor:
         self._next_id = 1
         self._log_handler: _ConsumerLogHandler | None = None
         self._hurry: asyncio.Event | None = None
+        self._loop_watch: _LoopWatch | None = None
         self._shutdown_deadline: float | None = None
         self._running_at_shutdown = 0
 
@@ -1069,6 +1149,8 @@ class ConsumerSupervisor:
         )
 
     def _install_log_capture(self) -> None:
+        if self._loop_watch is None:
+            self._loop_watch = _LoopWatch(self)
         # Re-checked at every start: the TUI swaps sys.stdout while it runs.
         if not isinstance(sys.stdout, _ConsumerOutput):
             sys.stdout = _ConsumerOutput(sys.stdout, "stdout")
@@ -1089,6 +1171,9 @@ class ConsumerSupervisor:
         self._log_handler = handler
 
     def close(self) -> None:
+        if self._loop_watch is not None:
+            self._loop_watch.stop()
+            self._loop_watch = None
         for consumer in self.consumers.values():
             consumer.flush_output()
         if isinstance(sys.stdout, _ConsumerOutput):

@@ -94,6 +94,7 @@ class ConsumersScreen(Screen[None]):
         self.supervisor: ConsumerSupervisor = app.consumers
         self.shown_id: int | None = None
         self.shown_lines = 0
+        self.shown_title = ""
 
     def compose(self) -> ComposeResult:
         yield ConnectionLine(id="connection-line")
@@ -150,6 +151,7 @@ class ConsumersScreen(Screen[None]):
                 else:
                     table.add_row(*cells.values(), key=key)
         if not snapshots:
+            self.shown_title = ""
             self.query_one("#consumer-log-title", Static).update(
                 Text(" No consumers yet: press n to start one.")
             )
@@ -178,9 +180,13 @@ class ConsumersScreen(Screen[None]):
         if consumer_id != self.shown_id:
             log.clear()
             self.shown_id, self.shown_lines = consumer_id, 0
-            title = f" Log of {consumer.name}: {consumer.spec.label}"
-            if consumer.error:
-                title += f"  ✗ {consumer.error}"
+        title = f" Log of {consumer.name}: {consumer.spec.label}"
+        if consumer.error:
+            title += f"  ✗ {consumer.error}"
+        elif consumer.warning:
+            title += f"  ⚠ {consumer.warning}"
+        if title != self.shown_title:  # an error or warning can come at any time
+            self.shown_title = title
             self.query_one("#consumer-log-title", Static).update(Text(printable(title)))
         lines, self.shown_lines = consumer.new_lines(self.shown_lines)
         if lines:
