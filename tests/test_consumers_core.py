@@ -547,3 +547,67 @@ async def test_a_handler_blocking_the_event_loop_is_named(
     assert 2.0 <= seconds <= 10.0  # the 3 s sleep, measured from the last beat before it
     assert warning in "\n".join(blocker.lines)
     assert blocker.snapshot().warning == warning
+
+
+async def test_consumer_start_cancel_and_stop_are_audited(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    from pgq_console.core.audit import read_records
+
+    await enqueue(database_dsn, "audited_quick", 2)
+    stuck_ids = await enqueue(database_dsn, "audited_stuck", 2)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        quick = await supervisor.start(backend, spec(entrypoints="audited_quick"))
+        stuck = await supervisor.start(
+            backend, spec(handler="sleep", argument="600000", entrypoints="audited_stuck")
+        )
+        await until(lambda: quick.done == 2 and stuck.in_flight == 2, what="jobs under way")
+        assert supervisor.cancel_running(stuck.id) == 2
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    records = [r for r in read_records() if r["action"].startswith("consumer")]
+    by_consumer: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_consumer.setdefault(record["predicate"].split(":")[0], []).append(record)
+    quick_records, stuck_records = by_consumer[quick.name], by_consumer[stuck.name]
+    assert [r["action"] for r in quick_records][0] == "consumer start"
+    assert quick_records[-1]["action"].startswith("consumer stopped: done 2,")
+    assert quick_records[-1]["count"] == 2
+    assert (
+        quick_records[0]["database"] == "test-db"
+        and "audited_quick" in quick_records[0]["predicate"]
+    )
+    cancel = next(r for r in stuck_records if r["action"] == "consumer cancel running jobs")
+    assert sorted(cancel["job_ids"]) == sorted(stuck_ids) and cancel["count"] == 2
+    assert stuck_records[-1]["action"].startswith("consumer stopped: done 0,")
+    assert "cancelled 2" in stuck_records[-1]["action"]
+    assert sorted(stuck_records[-1]["job_ids"]) == sorted(stuck_ids)
+
+
+async def test_jobs_cancelled_while_running_are_not_counted_done(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """A job cancelled elsewhere (the Jobs screen's `c`) while its handler runs: pgqueuer logs
+    it `canceled`; the consumer's Done must not count it."""
+    from pgqueuer.queries import Queries
+
+    ids = await enqueue(database_dsn, "cancelled_elsewhere", 2)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        consumer = await supervisor.start(
+            backend, spec(handler="sleep", argument="1500", entrypoints="cancelled_elsewhere")
+        )
+        await until(lambda: consumer.in_flight == 2, what="both running")
+        connection = await asyncpg.connect(database_dsn)
+        try:
+            await Queries.from_asyncpg_connection(connection).mark_job_as_cancelled([ids[0]])
+        finally:
+            await connection.close()
+        await until(lambda: consumer.in_flight == 0, what="both handlers returned")
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    assert consumer.done == 1 and consumer.cancelled == 1
+    assert consumer.cancelled_ids == [ids[0]]

@@ -43,6 +43,7 @@ from pgqueuer.domain.types import Channel, JobId
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from pgq_console.core import audit
 from pgq_console.core.backend import READ_ONLY_REFUSAL, AnyBackend, SyncPsycopgBackend
 from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.enqueue import FormErrors
@@ -493,6 +494,7 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
         except asyncio.CancelledError:
             # Cancelled from the console: pgqueuer's dispatcher logs the job `canceled`.
             consumer.cancelled += 1
+            consumer.cancelled_ids.append(job.id)
             consumer.log(f"job {job.id} {job.entrypoint}: cancelled from the console")
             raise
         except Exception as exc:
@@ -500,6 +502,13 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
             consumer.log_exception(job, exc)
             raise
         else:
+            if context.cancellation.cancel_called:
+                # Cancelled elsewhere (the Jobs screen, `Queries.mark_job_as_cancelled`): the
+                # handler finished anyway, but pgqueuer records it `canceled`, not done.
+                consumer.cancelled += 1
+                consumer.cancelled_ids.append(job.id)
+                consumer.log(f"job {job.id} {job.entrypoint}: cancelled while it ran")
+                return
             consumer.done += 1
             consumer.last_done_mono = consumer.clock.monotonic()
             if consumer.first_done_mono is None:
@@ -535,6 +544,8 @@ class Consumer:
         self.done = self.errors = self.retried = self.cancelled = self.in_flight = 0
         # Jobs handed back to PgQueuer unfinished when the console shut down.
         self.released = 0
+        self.cancelled_ids: list[JobId] = []  # for the audit trail: deleted, never run again
+        self.database = ""  # the label of the database it works on (audit records)
         self.releasing: set[JobId] = set()  # handed back, not yet recorded by pgqueuer
         # Sync handlers run on the consumer's own threads (never the loop's default pool, which
         # the console needs too), as many as it may run jobs at once.
@@ -620,11 +631,32 @@ class Consumer:
         self.request_stop()
         if self.state.active:
             self.state = ConsumerState.CANCELLING
-        tasks = list(self.running.values())
-        for task in tasks:
+        running = dict(self.running)
+        for task in running.values():
             task.cancel()
-        self.log(f"cancelling {len(tasks)} running job(s)")
-        return len(tasks)
+        self.log(f"cancelling {len(running)} running job(s)")
+        self.audit("consumer cancel running jobs", count=len(running), job_ids=list(running))
+        return len(running)
+
+    def describe(self) -> str:
+        listed = ", ".join(self.entrypoints) or "(no entrypoints)"
+        return f"{self.name}: {self.spec.label} on {listed}"
+
+    def audit(self, action: str, *, count: int = 0, job_ids: Iterable[int] = ()) -> None:
+        """One record in the console's audit file (core/audit.py), as every write gets."""
+        ids = tuple(int(job_id) for job_id in job_ids)
+        record = audit.AuditRecord(
+            action=action,
+            predicate=self.describe(),
+            count=count,
+            previewed=count,
+            job_ids=ids,
+            database=self.database,
+        )
+        try:
+            audit.append(record)
+        except OSError as exc:
+            self.log(f"the audit file could not be written: {_one_line(exc)}")
 
     async def run_in_thread(self, function: Callable[[], Any]) -> Any:
         """Run a sync handler on this consumer's threads, in the job's context (its log)."""
@@ -913,6 +945,7 @@ class ConsumerSupervisor:
         if spec.handler in (HandlerKind.USER, HandlerKind.FACTORY):
             target = await asyncio.to_thread(load_target, spec.argument)
         consumer = Consumer(self._next_id, spec, self.clock)
+        consumer.database = backend.label
         self._next_id += 1
         self._install_log_capture()
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -973,6 +1006,14 @@ class ConsumerSupervisor:
             consumer.ended_mono = consumer.clock.monotonic()
             consumer.close_threads()
             consumer.flush_output()
+            if started.done() and started.exception() is None:  # it ran: say how it ended
+                consumer.audit(
+                    f"consumer {consumer.state.value}: done {consumer.done}, errors "
+                    f"{consumer.errors}, retried {consumer.retried}, cancelled "
+                    f"{consumer.cancelled}, put back in the queue {consumer.released}",
+                    count=consumer.done,
+                    job_ids=consumer.cancelled_ids,
+                )
 
     async def _run_builtin(
         self,
@@ -1050,6 +1091,7 @@ class ConsumerSupervisor:
             consumer.state = ConsumerState.RUNNING
         listed = ", ".join(consumer.entrypoints) or "(no entrypoints)"
         consumer.log(f"started: {consumer.spec.label} on {listed}")
+        consumer.audit("consumer start")
         if not started.done():
             started.set_result(None)
 
