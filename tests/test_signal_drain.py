@@ -30,6 +30,7 @@ from tests.pty_console import PtyConsole, login_environment
 ENTRYPOINT = "slow_signal"
 JOBS = 20
 DOWN = "\x1b[B"
+BACK_TAB = "\x1b[Z"
 
 
 @pytest.fixture
@@ -49,7 +50,9 @@ def start_sleeping_consumer(console: PtyConsole) -> None:
     console.send("n")
     console.wait_for("Start an in-process consumer", within=60)
     console.mark()
-    console.send("\r")  # the handler list opens
+    console.send(ENTRYPOINT)  # the form opens on its first text field, Entrypoints
+    console.read(0.5)
+    console.send(BACK_TAB + "\r")  # the handler list opens
     console.wait_for("user factory module:create", within=30)
     console.mark()
     console.send(DOWN)
@@ -60,11 +63,6 @@ def start_sleeping_consumer(console: PtyConsole) -> None:
     console.read(0.5)
     console.send("30000")
     console.wait_for("30000", within=30)
-    console.mark()
-    console.send("\t")  # the entrypoints
-    console.read(0.5)
-    console.send(ENTRYPOINT)
-    console.wait_for(ENTRYPOINT, within=30)
     console.mark()
     console.send("\r")
     console.wait_for("started: sleep 30000ms", within=60)
@@ -79,8 +77,7 @@ async def status_counts(dsn: str) -> tuple[dict[str, int], dict[str, int]]:
             ENTRYPOINT,
         )
         log = await connection.fetch(
-            "SELECT status::text, count(*) AS n FROM pgqueuer_log WHERE entrypoint = $1 "
-            "GROUP BY 1",
+            "SELECT status::text, count(*) AS n FROM pgqueuer_log WHERE entrypoint = $1 GROUP BY 1",
             ENTRYPOINT,
         )
     finally:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -95,6 +95,9 @@ class ConsumersScreen(Screen[None]):
         self.shown_id: int | None = None
         self.shown_lines = 0
         self.shown_title = ""
+        # Keys typed right after `n`, until the form is there to take them (`on_key`).
+        self.typed_for_form: list[str] | None = None
+        self.opening_form: ConsumerFormScreen | None = None
 
     def compose(self) -> ComposeResult:
         yield ConnectionLine(id="connection-line")
@@ -207,11 +210,38 @@ class ConsumersScreen(Screen[None]):
     def action_new_consumer(self) -> None:
         problem = consumer_refusal(self.console.backend, self.console.read_only)
         if problem:
+            self.typed_for_form = None
             self.notify(f"Cannot start a consumer: {problem}", severity="warning", markup=False)
             return
-        self.app.push_screen(ConsumerFormScreen(self.console), self._started)
+        if self.typed_for_form is None:
+            self.typed_for_form = []
+        form = ConsumerFormScreen(self.console, typed=self.typed_for_form)
+        self.opening_form = form
+        self.app.push_screen(form, self._started)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Keys typed right after `n` reach this screen before the form is up: they are the
+        # form's text, not commands (an `s` in an entrypoint name must not stop a consumer).
+        return self.typed_for_form is None or action == "new_consumer"
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "n" and self.typed_for_form is None and self.app.screen is self:
+            self.typed_for_form = []  # the form takes what follows (`action_new_consumer`)
+            return
+        typed = self.typed_for_form
+        if typed is None or not event.is_printable or not event.character:
+            return
+        event.stop()
+        event.prevent_default()
+        form = self.opening_form
+        if form is not None and form.is_mounted:
+            form.post_message(events.Key(event.key, event.character))
+        else:
+            typed.append(event.character)
 
     def _started(self, consumer_id: int | None) -> None:
+        self.opening_form = None
+        self.typed_for_form = None
         self.refresh_rows()
         if consumer_id is None:
             return
@@ -314,15 +344,25 @@ class ConfirmScreen(ModalScreen[bool]):
 class ConsumerFormScreen(ModalScreen[int | None]):
     """Start a consumer; dismisses with its id once it runs (None when closed)."""
 
+    # Focused as soon as the form is composed (the default handler takes no argument).
+    AUTO_FOCUS = "#entrypoints"
+
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("ctrl+s", "start", "Start"),
     ]
 
-    def __init__(self, app: PgqConsole, initial: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: PgqConsole,
+        initial: Mapping[str, str] | None = None,
+        typed: list[str] | None = None,
+    ) -> None:
         super().__init__()
         self.console = app
         self.initial = dict(initial or {})
+        # Keys typed between `n` and this form being up (the opener keeps appending).
+        self.typed = typed if typed is not None else []
         self.starting = False
 
     def compose(self) -> ComposeResult:
@@ -389,9 +429,26 @@ class ConsumerFormScreen(ModalScreen[int | None]):
             yield Static(Text("enter/ctrl+s start · esc close"), id="consumer-form-keys")
 
     def on_mount(self) -> None:
-        self.query_one("#handler", Select).focus()
         self._show_argument_hint(self._handler())
+        # The first text field (Entrypoints for the default no-op handler): what is typed right
+        # after `n` lands there, not in the handler list.
+        first = self.query_one(
+            "#argument" if self._handler().argument_hint else "#entrypoints", Input
+        )
+        first.focus()
+        if self.typed:
+            first.insert_text_at_cursor("".join(self.typed))
+            self.typed.clear()
         self.load_suggestions()
+
+    def on_key(self, event: events.Key) -> None:
+        # Keys typed right after `n` reach the form before its field had focus (an Input stops
+        # the keys it takes): they belong in the field that has focus now.
+        focused = self.focused
+        if isinstance(focused, Input) and event.is_printable and event.character:
+            focused.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
 
     @work(group="consumer-suggest", exclusive=True, exit_on_error=False)
     async def load_suggestions(self) -> None:
