@@ -48,6 +48,7 @@ from pgq_console.core.backend import READ_ONLY_REFUSAL, AnyBackend, SyncPsycopgB
 from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.enqueue import FormErrors
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.refresher import backoff_delay, connection_lost
 from pgq_console.core.text import printable
 
 LOG_LINES = 2000
@@ -55,6 +56,8 @@ LOG_LINES = 2000
 # the consumer's own connection) before it gives up: those stay `picked` for stale reclaim.
 RELEASE_WITHIN_S = 5.0
 MAX_HANDLER_THREADS = 256
+# The first reconnect waits about this long, doubling up to the overview's cap.
+RECONNECT_BASE_S = 1.0
 RATE_WINDOW_S = 10.0
 _TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
 
@@ -372,6 +375,7 @@ class ConsumerState(StrEnum):
     RUNNING = "running"
     DRAINING = "draining"
     CANCELLING = "cancelling"
+    RECONNECTING = "reconnecting"
     STOPPED = "stopped"
     FAILED = "failed"
 
@@ -382,6 +386,7 @@ class ConsumerState(StrEnum):
             ConsumerState.RUNNING,
             ConsumerState.DRAINING,
             ConsumerState.CANCELLING,
+            ConsumerState.RECONNECTING,
         )
 
 
@@ -406,9 +411,12 @@ class ConsumerSnapshot:
     error: str | None
     warning: str | None
     log_lines: int  # total ever written: the UI appends what it has not seen yet
+    reconnecting: str | None = None  # "attempt 3, next in 4 s, down since 12:03:07"
 
     @property
     def state_text(self) -> str:
+        if self.state is ConsumerState.RECONNECTING and self.reconnecting:
+            return f"reconnecting ({self.reconnecting})"
         if self.state is ConsumerState.DRAINING:
             return f"draining {self.in_flight}"
         if self.state is ConsumerState.CANCELLING:
@@ -525,6 +533,34 @@ class HandlerExit(Exception):  # noqa: N818 - it reports an exit, it is not one
     that job's failure (pgqueuer's usual failure path) instead of ending the console."""
 
 
+async def _reclaim_picked_by(queries: Any, queue_manager_id: Any) -> int:
+    """Put back in the queue the jobs still `picked` by a manager whose connection died (its
+    handlers have all returned; their outcome was never recorded): exactly that manager's
+    rows, each with a `queued` log row, as PgQueuer's own retry writes. Returns how many."""
+    names = queries.qbq.settings.qualified
+    rows = await queries.driver.fetch(
+        f"""WITH released AS (
+            UPDATE {names.queue_table}
+            SET status = 'queued', updated = NOW(), queue_manager_id = NULL
+            WHERE status = 'picked' AND queue_manager_id = $1
+            RETURNING id, entrypoint, priority
+        )
+        INSERT INTO {names.queue_table_log} (job_id, status, entrypoint, priority)
+        SELECT id, 'queued', entrypoint, priority FROM released
+        RETURNING job_id""",
+        queue_manager_id,
+    )
+    return len(rows)
+
+
+def _database_refusal(exc: BaseException) -> bool:
+    """The server refused (a privilege, a missing table): its message says it all."""
+    import asyncpg
+    import psycopg
+
+    return isinstance(exc, asyncpg.PostgresError | psycopg.DatabaseError)
+
+
 def _discard_outcome(task: asyncio.Future[Any]) -> None:
     """An abandoned handler's late result or error is not an unretrieved-exception warning."""
     if not task.cancelled():
@@ -560,6 +596,13 @@ class Consumer:
         self._release: asyncio.Future[str] | None = None
         self.started_at = clock.now()
         self.started_mono = clock.monotonic()
+        # Reconnecting after a lost connection (issue 18); uptime counts from connected_mono.
+        self.connected_since = self.started_at
+        self.connected_mono: float | None = self.started_mono
+        self.reconnect_attempt = 0
+        self.reconnects = 0
+        self.down_since: datetime | None = None
+        self.next_try_mono: float | None = None
         self.ended_mono: float | None = None
         # When the first and the latest job succeeded (rates over exactly the busy time).
         self.first_done_mono: float | None = None
@@ -583,6 +626,34 @@ class Consumer:
         for index, line in enumerate(str(text).splitlines() or [""]):
             self.lines.append(f"{stamp if index == 0 else ' ' * len(stamp)} {printable(line)}")
             self.lines_written += 1
+
+    def on_connected(self, reclaimed: int | None) -> None:
+        """Connected again after a lost connection; `reclaimed`: jobs handed back."""
+        if self.down_since is None:
+            return
+        down_s = (self.clock.now() - self.down_since).total_seconds()
+        self.reconnects += 1
+        message = (
+            f"reconnected after {self.reconnect_attempt} attempt(s), down {down_s:.0f} s "
+            f"since {self.down_since:%H:%M:%S}"
+        )
+        if reclaimed is None:
+            message += (
+                "; jobs in flight when the connection died stay picked until PgQueuer "
+                "re-runs them (stale heartbeat)"
+            )
+        else:
+            message += (
+                f"; {reclaimed} job(s) were in flight when the connection died and their "
+                "outcome was not recorded: put back in the queue to run again"
+            )
+        self.log(message)
+        self.down_since = None
+        self.reconnect_attempt = 0
+        self.connected_since = self.clock.now()
+        self.connected_mono = self.clock.monotonic()
+        if self.state is ConsumerState.RECONNECTING:
+            self.state = ConsumerState.RUNNING
 
     def take_output(self, stream: str, text: str) -> None:
         """What a handler printed: complete lines go to the log, a partial one waits."""
@@ -620,6 +691,8 @@ class Consumer:
 
     def request_stop(self) -> None:
         """Stop picking; running jobs finish (draining), then the consumer ends."""
+        if self.state is ConsumerState.RECONNECTING and not self.shutdown.is_set():
+            self.log("stop requested while reconnecting: not reconnecting")
         if self.state in (ConsumerState.STARTING, ConsumerState.RUNNING):
             self.state = ConsumerState.DRAINING
             self.log(f"stop requested: draining {self.in_flight} running job(s)")
@@ -713,6 +786,15 @@ class Consumer:
     def snapshot(self) -> ConsumerSnapshot:
         now = self.clock.monotonic()
         end = self.ended_mono if self.ended_mono is not None else now
+        reconnecting = None
+        if self.state is ConsumerState.RECONNECTING and self.down_since is not None:
+            reconnecting = f"attempt {self.reconnect_attempt}"
+            if self.next_try_mono is not None:
+                reconnecting += f", next in {max(0.0, self.next_try_mono - now):.0f} s"
+            else:
+                reconnecting += ", connecting"
+            reconnecting += f", down since {self.down_since:%H:%M:%S}"
+        connected = self.connected_mono
         return ConsumerSnapshot(
             id=self.id,
             name=self.name,
@@ -727,7 +809,8 @@ class Consumer:
             waiting=self.waiting_for_thread,
             rate=self._rate(now) if self.ended_mono is None else 0.0,
             started_at=self.started_at,
-            uptime_s=max(0.0, end - self.started_mono),
+            uptime_s=max(0.0, end - connected) if connected is not None else 0.0,
+            reconnecting=reconnecting,
             error=self.error,
             warning=self.warning,
             log_lines=self.lines_written,
@@ -917,6 +1000,8 @@ class ConsumerSupervisor:
         self._log_handler: _ConsumerLogHandler | None = None
         self._hurry: asyncio.Event | None = None
         self._loop_watch: _LoopWatch | None = None
+        # Reconnect attempts in a row before a consumer whose connection failed gives up.
+        self.max_reconnect_attempts: int | None = None
         self._shutdown_deadline: float | None = None
         self._running_at_shutdown = 0
 
@@ -964,14 +1049,21 @@ class ConsumerSupervisor:
             options.max_concurrent_tasks = consumer.thread_limit
         if spec.handler is HandlerKind.FACTORY:
             assert target is not None
-            body = self._run_factory(consumer, target, options, started)
+            factory = target
+
+            def body() -> Awaitable[None]:
+                return self._run_factory(consumer, factory, options, started)
+
         else:
             handler = (
                 user_handler(target, consumer.run_in_thread)
                 if target is not None
                 else builtin_handler(spec, consumer.log)
             )
-            body = self._run_builtin(consumer, backend, handler, options, started)
+
+            def body() -> Awaitable[None]:
+                return self._run_builtin(consumer, backend, handler, options, started)
+
         consumer.task = asyncio.create_task(self._supervise(consumer, body, started))
         self.consumers[consumer.id] = consumer
         try:
@@ -982,17 +1074,32 @@ class ConsumerSupervisor:
         return consumer
 
     async def _supervise(
-        self, consumer: Consumer, body: Awaitable[None], started: asyncio.Future[None]
+        self,
+        consumer: Consumer,
+        body: Callable[[], Awaitable[None]],
+        started: asyncio.Future[None],
     ) -> None:
         try:
-            await body
+            while True:
+                try:
+                    await body()
+                    break
+                except Exception as exc:
+                    # A lost connection after the first start: reconnect (issue 18).
+                    if not started.done() or not connection_lost(exc):
+                        raise
+                    if not await self._wait_to_reconnect(consumer, exc):
+                        break  # stopped (s/x) while waiting, or out of attempts
         except Exception as exc:
             consumer.error = _one_line(exc) or type(exc).__name__
             consumer.state = ConsumerState.FAILED
-            consumer.log(
-                f"consumer ended with {type(exc).__name__}:\n"
-                + "".join(traceback.format_exception(exc)).rstrip()
-            )
+            if _database_refusal(exc):  # e.g. the role lost its privileges: the reason is all
+                consumer.log(f"consumer ended: {consumer.error} ({type(exc).__name__})")
+            else:
+                consumer.log(
+                    f"consumer ended with {type(exc).__name__}:\n"
+                    + "".join(traceback.format_exception(exc)).rstrip()
+                )
             if not started.done():
                 started.set_exception(
                     ConsoleError(f"consumer did not start: {type(exc).__name__}: {consumer.error}")
@@ -1040,8 +1147,12 @@ class ConsumerSupervisor:
                     accepts_context=True,
                     on_failure=spec.on_failure,
                 )(handler)
+            previous = consumer.queue_manager
             consumer.instrument(manager)
             await manager.verify_structure()
+            if consumer.down_since is not None and previous is not None:
+                reclaimed = await _reclaim_picked_by(queries, previous.queue_manager_id)
+                consumer.on_connected(reclaimed)
             self._mark_running(consumer, started)
             await manager.run(
                 dequeue_timeout=options.dequeue_timeout,
@@ -1075,6 +1186,7 @@ class ConsumerSupervisor:
                     f"{consumer.spec.argument} yielded a {type(manager).__name__}; "
                     "a consumer needs a PgQueuer or a QueueManager"
                 )
+            consumer.on_connected(None)
             self._mark_running(consumer, started)
             await run_manager(
                 manager,
@@ -1085,6 +1197,30 @@ class ConsumerSupervisor:
                 False,
                 options.heartbeat_timeout,
             )
+
+    async def _wait_to_reconnect(self, consumer: Consumer, exc: BaseException) -> bool:
+        """After a lost connection: back off (the overview's backoff) unless stopped; False
+        when the consumer is to end instead (stopped meanwhile, or out of attempts)."""
+        if consumer.shutdown.is_set():
+            return False
+        consumer.reconnect_attempt += 1
+        if consumer.down_since is None:
+            consumer.down_since = consumer.clock.now()
+            consumer.log(f"connection lost: {_one_line(exc)} ({type(exc).__name__})")
+        limit = self.max_reconnect_attempts
+        if limit is not None and consumer.reconnect_attempt > limit:
+            raise ConsoleError(
+                f"gave up reconnecting after {limit} attempt(s): {_one_line(exc)}"
+            ) from exc
+        delay = backoff_delay(consumer.reconnect_attempt, RECONNECT_BASE_S)
+        consumer.state = ConsumerState.RECONNECTING
+        consumer.next_try_mono = consumer.clock.monotonic() + delay
+        consumer.connected_mono = None
+        consumer.log(consumer.snapshot().state_text)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(consumer.shutdown.wait(), delay)
+        consumer.next_try_mono = None
+        return not consumer.shutdown.is_set()
 
     def _mark_running(self, consumer: Consumer, started: asyncio.Future[None]) -> None:
         if consumer.state is ConsumerState.STARTING:

@@ -23,6 +23,7 @@ from pgq_console.core.consumers import (
     HANDLER_LABELS,
     ConsumerSnapshot,
     ConsumerSpec,
+    ConsumerState,
     ConsumerSupervisor,
     HandlerKind,
     consumer_refusal,
@@ -59,7 +60,13 @@ COLUMNS = (
 def _cells(snapshot: ConsumerSnapshot) -> dict[str, Text]:
     return {
         "id": Text(snapshot.name),
-        "state": Text(snapshot.state_text, style="bold" if snapshot.state.active else ""),
+        # Reconnecting: the details (attempt, next try, down since) are in the log's title.
+        "state": Text(
+            snapshot.state.value
+            if snapshot.state is ConsumerState.RECONNECTING
+            else snapshot.state_text,
+            style="bold" if snapshot.state.active else "",
+        ),
         "done": Text(fmt.count(snapshot.done), justify="right"),
         "rate": Text(fmt.rate(snapshot.rate), justify="right"),
         "errors": Text(fmt.count(snapshot.errors), justify="right"),
@@ -184,6 +191,11 @@ class ConsumersScreen(Screen[None]):
             log.clear()
             self.shown_id, self.shown_lines = consumer_id, 0
         title = f" Log of {consumer.name}: {consumer.spec.label}"
+        snapshot = consumer.snapshot()
+        if snapshot.state is ConsumerState.RECONNECTING:
+            title += f"  ⟳ {snapshot.state_text}"
+        elif consumer.reconnects and consumer.state.active:
+            title += f"  (connected since {consumer.connected_since:%H:%M:%S})"
         if consumer.error:
             title += f"  ✗ {consumer.error}"
         elif consumer.warning:
