@@ -76,6 +76,13 @@ def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None
         help="on SIGHUP/SIGTERM, how long running consumer jobs get to finish before they go "
         "back to the queue (default 5)",
     )
+    add(
+        "--consumer-reconnects",
+        type=int,
+        metavar="N",
+        help="reconnect attempts in a row before an in-process consumer whose connection "
+        "failed gives up (default: unlimited)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,6 +194,7 @@ def cli_options(args: argparse.Namespace) -> CliOptions:
         theme=getattr(args, "theme", None),
         read_only=bool(getattr(args, "read_only", False)),
         shutdown_drain=getattr(args, "shutdown_drain", None),
+        consumer_reconnect_attempts=getattr(args, "consumer_reconnects", None),
     )
 
 
@@ -256,6 +264,7 @@ def make_app(
         read_only=target.read_only,
         shutdown_drain_s=settings.shutdown_drain,
     )
+    app.consumers.max_reconnect_attempts = settings.consumer_reconnect_attempts
     app.settings = settings
     app.profile = target.profile
     app.environment = target.environment

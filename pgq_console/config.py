@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     PositiveFloat,
+    PositiveInt,
     ValidationError,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -134,6 +135,7 @@ class FileConfig(BaseModel):
     theme: str | None = None
     refresh: PositiveFloat | None = None
     shutdown_drain: NonNegativeFloat | None = None
+    consumer_reconnect_attempts: PositiveInt | None = None
     driver: DriverName = None
     read_only: bool | None = None
     profiles: dict[str, ProfileConfig] = {}
@@ -152,6 +154,7 @@ class EnvConfig(BaseSettings):
     theme: str | None = None
     refresh: PositiveFloat | None = None
     shutdown_drain: NonNegativeFloat | None = None
+    consumer_reconnect_attempts: PositiveInt | None = None
     driver: DriverName = None
     read_only: bool | None = None
 
@@ -171,6 +174,7 @@ class CliOptions:
     theme: str | None = None
     read_only: bool = False
     shutdown_drain: float | None = None
+    consumer_reconnect_attempts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,8 @@ class Settings:
     env: EnvConfig | None = None
     cli: CliOptions = field(default_factory=CliOptions)
     shutdown_drain: float = DEFAULT_SHUTDOWN_DRAIN_S
+    # Reconnect attempts in a row before an in-process consumer gives up; None: unlimited.
+    consumer_reconnect_attempts: int | None = None
 
     def target_for(self, name: str) -> Target:
         """The target of profile `name`, with the same variables and sticky --read-only."""
@@ -281,6 +287,13 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> 
     )
     if not 0 <= shutdown_drain <= 3600:
         raise ConfigError("--shutdown-drain is seconds from 0 to 3600")
+    reconnects = (
+        cli.consumer_reconnect_attempts
+        or env.consumer_reconnect_attempts
+        or file_config.consumer_reconnect_attempts
+    )
+    if cli.consumer_reconnect_attempts is not None and cli.consumer_reconnect_attempts < 1:
+        raise ConfigError("--consumer-reconnects is a whole number of attempts, at least 1")
     return Settings(
         config_path=path,
         config_found=found,
@@ -293,6 +306,7 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> 
         env=env,
         cli=cli,
         shutdown_drain=shutdown_drain,
+        consumer_reconnect_attempts=reconnects,
     )
 
 

@@ -34,12 +34,17 @@ def state(consumer: Consumer) -> ConsumerState:
     return consumer.state
 
 
-async def until(predicate: Any, within: float = 60.0, what: str = "") -> None:
+async def until(
+    predicate: Any, within: float = 60.0, what: str = "", consumer: Consumer | None = None
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what or predicate}")
+            where = ""
+            if consumer is not None:
+                where = f" ({consumer.state}; log: {list(consumer.lines)[-8:]})"
+            raise AssertionError(f"timed out after {within}s waiting for {what}{where}")
         await asyncio.sleep(0.05)
 
 
@@ -79,12 +84,16 @@ async def drain_through_restarts(
                 await until(lambda r=reached: consumer.done >= r, 120, "jobs done")  # type: ignore[misc]
                 counters = (consumer.done, consumer.errors)
                 await asyncio.to_thread(server.stop)
-                await until(lambda: state(consumer) is ConsumerState.RECONNECTING, 60, "down")
+                await until(
+                    lambda: state(consumer) is ConsumerState.RECONNECTING, 60, "down", consumer
+                )
                 text = consumer.snapshot().state_text
                 assert text.startswith("reconnecting (attempt ") and ", down since " in text
                 assert consumer in supervisor.active  # keeps its row, counts as running
                 await asyncio.to_thread(server.start)
-                await until(lambda: state(consumer) is ConsumerState.RUNNING, 120, "back up")
+                await until(
+                    lambda: state(consumer) is ConsumerState.RUNNING, 120, "back up", consumer
+                )
                 assert consumer.reconnects == cycle + 1
                 assert (consumer.done, consumer.errors) >= counters  # counters go on
             await until(lambda: consumer.done >= jobs, 300, "every job done")
@@ -170,3 +179,46 @@ async def test_a_role_losing_its_privileges_is_one_line(
         f"consumer ended: {consumer.error} (InsufficientPrivilegeError)"
     )
     assert not any("Traceback" in line for line in consumer.lines)
+
+
+async def test_reconnect_cap_and_stop_while_reconnecting() -> None:
+    """With a cap, a consumer gives up after that many attempts (one line); without one it
+    waits, and `s` during the wait ends it as stopped."""
+    capped_supervisor = ConsumerSupervisor({}, SystemClock())
+    capped_supervisor.max_reconnect_attempts = 2
+    patient_supervisor = ConsumerSupervisor({}, SystemClock())
+    with restartable_server() as server:
+        dsn = server.database("consumer_cap")
+        await install(dsn)
+        backend = await backend_for(dsn, DriverKind.ASYNCPG_POOL)
+        try:
+            form = {"handler": "noop", "entrypoints": "capped"}  # idle: a 30 s dequeue wait
+            capped = await capped_supervisor.start(backend, parse_consumer_form(form))
+            patient = await patient_supervisor.start(backend, parse_consumer_form(form))
+            await enqueue(dsn, "capped", 4)
+            await until(lambda: capped.done + patient.done == 4, 60, "jobs done")
+            await asyncio.to_thread(server.stop)
+            await until(lambda: state(capped) is ConsumerState.FAILED, 120, "capped gives up")
+            assert state(patient) is ConsumerState.RECONNECTING
+            patient_supervisor.stop(patient.id)
+            assert await patient_supervisor.wait(patient.id, within=10)
+            assert state(patient) is ConsumerState.STOPPED
+        finally:
+            await backend.close()
+            capped_supervisor.close()
+            patient_supervisor.close()
+    assert capped.error is not None and capped.error.startswith(
+        "gave up reconnecting after 2 attempt(s): "
+    )
+    assert "stop requested while reconnecting" in "\n".join(patient.lines)
+
+
+def test_reconnect_cap_setting() -> None:
+    from pgq_console.config import CliOptions, ConfigError, load_settings
+
+    cli = CliOptions(dsn="postgresql:///x")
+    assert load_settings(cli, environ={}).consumer_reconnect_attempts is None  # unlimited
+    environ = {"PGQ_CONSOLE_CONSUMER_RECONNECT_ATTEMPTS": "3"}
+    assert load_settings(cli, environ=environ).consumer_reconnect_attempts == 3
+    with pytest.raises(ConfigError, match="consumer-reconnects"):
+        load_settings(CliOptions(dsn="postgresql:///x", consumer_reconnect_attempts=0), {})

@@ -533,6 +533,24 @@ class HandlerExit(Exception):  # noqa: N818 - it reports an exit, it is not one
     that job's failure (pgqueuer's usual failure path) instead of ending the console."""
 
 
+async def _open_consumer_connection(backend: Any) -> Any:
+    """A consumer's own connection (one place, so how it is opened can change in one place)."""
+    return await backend.new_connection()
+
+
+def _connection_gone(connection: Any) -> bool:
+    """The connection is closed or broken (asyncpg's is_closed, psycopg's closed/broken)."""
+    is_closed = getattr(connection, "is_closed", None)
+    if callable(is_closed):
+        return bool(is_closed())
+    return bool(getattr(connection, "closed", False) or getattr(connection, "broken", False))
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
 async def _reclaim_picked_by(queries: Any, queue_manager_id: Any) -> int:
     """Put back in the queue the jobs still `picked` by a manager whose connection died (its
     handlers have all returned; their outcome was never recorded): exactly that manager's
@@ -1131,7 +1149,20 @@ class ConsumerSupervisor:
         started: asyncio.Future[None],
     ) -> None:
         spec = consumer.spec
-        connection = await backend.new_connection()
+        connection = await _open_consumer_connection(backend)
+        # The manager stops when the consumer is stopped or its connection closes (asyncpg
+        # says so at once: an idle consumer would only notice at its next dequeue).
+        run_stop = asyncio.Event()
+        lost: list[str] = []
+
+        def on_closed(_connection: object) -> None:
+            lost.append("the connection to the database was closed")
+            run_stop.set()
+
+        relay = asyncio.ensure_future(_relay(consumer.shutdown, run_stop))
+        add_termination_listener = getattr(connection, "add_termination_listener", None)
+        if add_termination_listener is not None:
+            add_termination_listener(on_closed)
         try:
             queries = backend.installation.queries(backend.new_driver(connection))
             manager = QueueManager(
@@ -1139,7 +1170,7 @@ class ConsumerSupervisor:
                 channel=Channel(backend.installation.channel),
                 resources=self.resources,
             )
-            manager.shutdown = consumer.shutdown
+            manager.shutdown = run_stop
             for name in spec.entrypoints:
                 manager.entrypoint(
                     name,
@@ -1154,13 +1185,25 @@ class ConsumerSupervisor:
                 reclaimed = await _reclaim_picked_by(queries, previous.queue_manager_id)
                 consumer.on_connected(reclaimed)
             self._mark_running(consumer, started)
-            await manager.run(
-                dequeue_timeout=options.dequeue_timeout,
-                batch_size=options.batch_size,
-                heartbeat_timeout=options.heartbeat_timeout,
-                max_concurrent_tasks=options.max_concurrent_tasks,
-            )
+            try:
+                await manager.run(
+                    dequeue_timeout=options.dequeue_timeout,
+                    batch_size=options.batch_size,
+                    heartbeat_timeout=options.heartbeat_timeout,
+                    max_concurrent_tasks=options.max_concurrent_tasks,
+                )
+            except Exception as exc:
+                # A connection killed mid-query can surface as any client error (asyncpg:
+                # "another operation is in progress"): a closed connection says what it was.
+                if lost or _connection_gone(connection):
+                    raise ConnectionError(
+                        f"the connection to the database was lost: {_one_line(exc)}"
+                    ) from exc
+                raise
+            if lost and not consumer.shutdown.is_set():
+                raise ConnectionError(lost[0])
         finally:
+            relay.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
 
