@@ -43,7 +43,10 @@ async def until(
         if loop.time() > deadline:
             where = ""
             if consumer is not None:
-                where = f" ({consumer.state}; log: {list(consumer.lines)[-8:]})"
+                where = (
+                    f" ({consumer.state}, done {consumer.done}, in flight {consumer.in_flight};"
+                    f" log: {list(consumer.lines)[-8:]})"
+                )
             raise AssertionError(f"timed out after {within}s waiting for {what}{where}")
         await asyncio.sleep(0.05)
 
@@ -81,7 +84,12 @@ async def drain_through_restarts(
             step = max(50, jobs // (restarts + 2))
             for cycle in range(restarts):
                 reached = consumer.done + step
-                await until(lambda r=reached: consumer.done >= r, 120, "jobs done")  # type: ignore[misc]
+                await until(
+                    lambda r=reached: consumer.done >= r,  # type: ignore[misc]
+                    120,
+                    "jobs done",
+                    consumer,
+                )
                 counters = (consumer.done, consumer.errors)
                 await asyncio.to_thread(server.stop)
                 await until(
@@ -96,7 +104,7 @@ async def drain_through_restarts(
                 )
                 assert consumer.reconnects == cycle + 1
                 assert (consumer.done, consumer.errors) >= counters  # counters go on
-            await until(lambda: consumer.done >= jobs, 300, "every job done")
+            await until(lambda: consumer.done >= jobs, 300, "every job done", consumer)
 
             async def settled() -> dict[str, set[int]]:
                 for _ in range(600):

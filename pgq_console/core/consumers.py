@@ -551,22 +551,24 @@ async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
     target.set()
 
 
-async def _reclaim_picked_by(queries: Any, queue_manager_id: Any) -> int:
-    """Put back in the queue the jobs still `picked` by a manager whose connection died (its
-    handlers have all returned; their outcome was never recorded): exactly that manager's
+async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> int:
+    """Put back in the queue the jobs still `picked` by managers whose connection died (their
+    handlers have all returned; their outcome was never recorded): exactly those managers'
     rows, each with a `queued` log row, as PgQueuer's own retry writes. Returns how many."""
+    if not queue_manager_ids:
+        return 0
     names = queries.qbq.settings.qualified
     rows = await queries.driver.fetch(
         f"""WITH released AS (
             UPDATE {names.queue_table}
             SET status = 'queued', updated = NOW(), queue_manager_id = NULL
-            WHERE status = 'picked' AND queue_manager_id = $1
+            WHERE status = 'picked' AND queue_manager_id = ANY($1::uuid[])
             RETURNING id, entrypoint, priority
         )
         INSERT INTO {names.queue_table_log} (job_id, status, entrypoint, priority)
         SELECT id, 'queued', entrypoint, priority FROM released
         RETURNING job_id""",
-        queue_manager_id,
+        queue_manager_ids,
     )
     return len(rows)
 
@@ -621,6 +623,7 @@ class Consumer:
         self.reconnects = 0
         self.down_since: datetime | None = None
         self.next_try_mono: float | None = None
+        self.lost_managers: set[Any] = set()  # queue_manager_ids whose connection died
         self.ended_mono: float | None = None
         # When the first and the latest job succeeded (rates over exactly the busy time).
         self.first_done_mono: float | None = None
@@ -1148,7 +1151,6 @@ class ConsumerSupervisor:
         options: StartOptions,
         started: asyncio.Future[None],
     ) -> None:
-        spec = consumer.spec
         connection = await _open_consumer_connection(backend)
         # The manager stops when the consumer is stopped or its connection closes (asyncpg
         # says so at once: an idle consumer would only notice at its next dequeue).
@@ -1171,41 +1173,52 @@ class ConsumerSupervisor:
                 resources=self.resources,
             )
             manager.shutdown = run_stop
-            for name in spec.entrypoints:
-                manager.entrypoint(
-                    name,
-                    concurrency_limit=spec.concurrency_limit,
-                    accepts_context=True,
-                    on_failure=spec.on_failure,
-                )(handler)
-            previous = consumer.queue_manager
-            consumer.instrument(manager)
-            await manager.verify_structure()
-            if consumer.down_since is not None and previous is not None:
-                reclaimed = await _reclaim_picked_by(queries, previous.queue_manager_id)
-                consumer.on_connected(reclaimed)
-            self._mark_running(consumer, started)
-            try:
-                await manager.run(
-                    dequeue_timeout=options.dequeue_timeout,
-                    batch_size=options.batch_size,
-                    heartbeat_timeout=options.heartbeat_timeout,
-                    max_concurrent_tasks=options.max_concurrent_tasks,
-                )
-            except Exception as exc:
-                # A connection killed mid-query can surface as any client error (asyncpg:
-                # "another operation is in progress"): a closed connection says what it was.
-                if lost or _connection_gone(connection):
-                    raise ConnectionError(
-                        f"the connection to the database was lost: {_one_line(exc)}"
-                    ) from exc
-                raise
-            if lost and not consumer.shutdown.is_set():
-                raise ConnectionError(lost[0])
+            await self._run_manager(consumer, manager, queries, handler, options, started)
+        except Exception as exc:
+            # A connection killed mid-query can surface as any client error (asyncpg:
+            # "another operation is in progress"): a closed connection says what it was.
+            if lost or _connection_gone(connection):
+                raise ConnectionError(
+                    f"the connection to the database was lost: {_one_line(exc)}"
+                ) from exc
+            raise
         finally:
             relay.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
+        if lost and not consumer.shutdown.is_set():
+            raise ConnectionError(lost[0])
+
+    async def _run_manager(
+        self,
+        consumer: Consumer,
+        manager: QueueManager,
+        queries: Any,
+        handler: Handler,
+        options: StartOptions,
+        started: asyncio.Future[None],
+    ) -> None:
+        spec = consumer.spec
+        for name in spec.entrypoints:
+            manager.entrypoint(
+                name,
+                concurrency_limit=spec.concurrency_limit,
+                accepts_context=True,
+                on_failure=spec.on_failure,
+            )(handler)
+        consumer.instrument(manager)
+        await manager.verify_structure()
+        if consumer.down_since is not None:
+            reclaimed = await _reclaim_picked_by(queries, sorted(consumer.lost_managers))
+            consumer.lost_managers.clear()
+            consumer.on_connected(reclaimed)
+        self._mark_running(consumer, started)
+        await manager.run(
+            dequeue_timeout=options.dequeue_timeout,
+            batch_size=options.batch_size,
+            heartbeat_timeout=options.heartbeat_timeout,
+            max_concurrent_tasks=options.max_concurrent_tasks,
+        )
 
     async def _run_factory(
         self,
@@ -1244,6 +1257,8 @@ class ConsumerSupervisor:
     async def _wait_to_reconnect(self, consumer: Consumer, exc: BaseException) -> bool:
         """After a lost connection: back off (the overview's backoff) unless stopped; False
         when the consumer is to end instead (stopped meanwhile, or out of attempts)."""
+        if consumer.queue_manager is not None:  # its picked jobs: handed back on reconnect
+            consumer.lost_managers.add(consumer.queue_manager.queue_manager_id)
         if consumer.shutdown.is_set():
             return False
         consumer.reconnect_attempt += 1
@@ -1263,7 +1278,13 @@ class ConsumerSupervisor:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(consumer.shutdown.wait(), delay)
         consumer.next_try_mono = None
-        return not consumer.shutdown.is_set()
+        if consumer.shutdown.is_set():
+            consumer.log(
+                "stopped while disconnected: jobs it had in flight stay picked until PgQueuer "
+                "re-runs them (stale heartbeat)"
+            )
+            return False
+        return True
 
     def _mark_running(self, consumer: Consumer, started: asyncio.Future[None]) -> None:
         if consumer.state is ConsumerState.STARTING:
