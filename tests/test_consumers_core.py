@@ -611,3 +611,34 @@ async def test_jobs_cancelled_while_running_are_not_counted_done(
         await backend.close()
     assert consumer.done == 1 and consumer.cancelled == 1
     assert consumer.cancelled_ids == [ids[0]]
+
+
+async def test_shut_down_hands_back_jobs_of_sync_handlers_without_waiting_for_them(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """A sync handler cannot be interrupted: its job goes back to the queue and its thread is a
+    daemon, so it neither holds the process at exit nor runs on beside the job's next try."""
+    import threading
+
+    consumer_fixtures.RELEASE_THREADS.clear()
+    ids = await enqueue(database_dsn, "held_at_shutdown", 3)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        holder = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:holding_sync_handler",
+                entrypoints="held_at_shutdown",
+            ),
+        )
+        await until(lambda: holder.snapshot().in_flight == 3, what="three threads busy")
+        report = await asyncio.wait_for(supervisor.shut_down(0.5, "SIGTERM received"), 30)
+        handler_threads = [t for t in threading.enumerate() if t.name.startswith("pgqc-c")]
+        assert handler_threads and all(thread.daemon for thread in handler_threads)
+    finally:
+        consumer_fixtures.RELEASE_THREADS.set()
+        await backend.close()
+    assert (report.released, report.unsettled) == (3, 0)
+    counts = await log_counts(database_dsn, "held_at_shutdown")
+    assert counts["queue_queued"] == {job_id: 1 for job_id in ids} and "canceled" not in counts

@@ -28,7 +28,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -610,7 +609,7 @@ class Consumer:
             if spec.concurrency_limit
             else 2 * spec.batch_size
         )
-        self._threads: ThreadPoolExecutor | None = None
+        self._thread_slots: asyncio.Semaphore | None = None
         self._threads_lock = threading.Lock()
         self.threads_busy = 0  # sync handlers executing now (the rest of in_flight wait)
         self._release: asyncio.Future[str] | None = None
@@ -753,33 +752,50 @@ class Consumer:
             self.log(f"the audit file could not be written: {_one_line(exc)}")
 
     async def run_in_thread(self, function: Callable[[], Any]) -> Any:
-        """Run a sync handler on this consumer's threads, in the job's context (its log)."""
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(
-                max_workers=self.thread_limit, thread_name_prefix=f"pgqc-{self.name}"
-            )
-        context = contextvars.copy_context()
+        """Run a sync handler on a thread of this consumer (at most `thread_limit` at once), in
+        the job's context (its log).
 
-        def run() -> Any:
-            with self._threads_lock:
-                self.threads_busy += 1
-            try:
-                return context.run(function)
-            finally:
+        Daemon threads, one per job: a handler still running when its job was handed back at
+        shutdown must not keep the process alive (and run on beside the job's next attempt);
+        a pool's threads are joined at exit.
+        """
+        if self._thread_slots is None:
+            self._thread_slots = asyncio.Semaphore(self.thread_limit)
+        async with self._thread_slots:
+            loop = asyncio.get_running_loop()
+            outcome: asyncio.Future[Any] = loop.create_future()
+            context = contextvars.copy_context()
+
+            def settle(result: Any, error: BaseException | None) -> None:
+                if outcome.done():  # abandoned (handed back, cancelled)
+                    return
+                if error is not None:
+                    outcome.set_exception(error)
+                else:
+                    outcome.set_result(result)
+
+            def run() -> None:
                 with self._threads_lock:
-                    self.threads_busy -= 1
+                    self.threads_busy += 1
+                result: Any = None
+                error: BaseException | None = None
+                try:
+                    result = context.run(function)
+                except BaseException as exc:  # SystemExit too: the job's failure, not ours
+                    error = exc
+                finally:
+                    with self._threads_lock:
+                        self.threads_busy -= 1
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(settle, result, error)
 
-        return await asyncio.get_running_loop().run_in_executor(self._threads, run)
-
-    def close_threads(self) -> None:
-        """No new thread work; a handler still running in a thread is left to finish."""
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            threading.Thread(target=run, name=f"pgqc-{self.name}-handler", daemon=True).start()
+            return await outcome
 
     @property
     def waiting_for_thread(self) -> int:
         """Jobs picked and handed to a sync handler that have no thread yet."""
-        return max(0, self.in_flight - self.threads_busy) if self._threads is not None else 0
+        return max(0, self.in_flight - self.threads_busy) if self._thread_slots is not None else 0
 
     def release_signal(self) -> asyncio.Future[str]:
         """Resolved (with the reason) once running jobs are to be handed back to PgQueuer."""
@@ -1132,7 +1148,6 @@ class ConsumerSupervisor:
                 started.set_result(None)
         finally:
             consumer.ended_mono = consumer.clock.monotonic()
-            consumer.close_threads()
             consumer.flush_output()
             if started.done() and started.exception() is None:  # it ran: say how it ended
                 consumer.audit(
