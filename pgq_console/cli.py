@@ -209,7 +209,7 @@ async def run(args: argparse.Namespace) -> int:
     from pgq_console.config import open_target
     from pgq_console.core.backend import check_schema, open_backend
     from pgq_console.core.target import Installation, parse_driver
-    from pgq_console.termination import TerminationSignals
+    from pgq_console.termination import TerminationSignals, tolerate_hangup
 
     settings = load(args)
     target = settings.target
@@ -235,7 +235,7 @@ async def run(args: argparse.Namespace) -> int:
             backend = await open_target(target)
             stack.push_async_callback(backend.close)
         app = make_app(settings, backend)
-        with TerminationSignals(app):
+        with TerminationSignals(app), tolerate_hangup():
             await app.run_async()
         _say_what_became_of_running_jobs(app)
     return 0 if app.exit_signal is None else 128 + app.exit_signal
@@ -328,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    finally:
+        from pgq_console.termination import quiet_if_hung_up
+
+        quiet_if_hung_up()
 
 
 def _exit_cleanly_on_hangup() -> None:

@@ -18,10 +18,9 @@ import select
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
-
-from pgq_console.core.consumers import RELEASE_WITHIN_S
 
 if TYPE_CHECKING:
     from pgq_console.app import PgqConsole
@@ -34,15 +33,21 @@ _TERMINAL_RESET = "\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?1004l\x1b[?
 
 
 def terminal_gone(fd: int) -> bool:
-    """The terminal on `fd` hung up (its SSH session or window closed)."""
+    """The terminal on `fd` hung up (its SSH session or window closed). Not `isatty`: that
+    is False for a terminal that hung up."""
     try:
-        if not os.isatty(fd):
-            return False
         poller = select.poll()
         poller.register(fd, select.POLLOUT)
         return any(event & (select.POLLHUP | select.POLLERR) for _, event in poller.poll(0))
     except (OSError, ValueError):
         return True
+
+
+def quiet_if_hung_up() -> None:
+    """At exit: output to a terminal that hung up fails, and Python then exits with 120
+    instead of the code it was given."""
+    if terminal_gone(2) or terminal_gone(1):
+        discard_terminal_output()
 
 
 def discard_terminal_output() -> None:
@@ -54,6 +59,43 @@ def discard_terminal_output() -> None:
             with contextlib.suppress(OSError):
                 os.dup2(null, fd)
         os.close(null)
+
+
+class HangupTolerantStream:
+    """The terminal stream Textual writes the screen to, minus the failure when the terminal
+    hangs up: Textual's output thread dies on that error and the event loop then blocks on
+    its full queue, so no shutdown (no drain, no hand-back) could finish. Output to a terminal
+    that is gone has nowhere to go anyway."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self.stream.write(text) or 0)
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(OSError):
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def tolerate_hangup() -> Iterator[None]:
+    """While the TUI runs, its output stream (`sys.__stderr__`) survives a hang-up."""
+    original = sys.__stderr__
+    if original is None:
+        yield
+        return
+    sys.__stderr__ = HangupTolerantStream(original)  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        sys.__stderr__ = original  # type: ignore[misc]
 
 
 class TerminationSignals:
@@ -97,11 +139,18 @@ class TerminationSignals:
             discard_terminal_output()
         if self.received >= 3:
             self._hard_exit(signum)
+        from pgq_console.core.consumers import RELEASE_WITHIN_S
+
         drain = self.app.shutdown_drain_s if self.received == 1 else 0.0
         self._arm_watchdog(drain + RELEASE_WITHIN_S + WATCHDOG_MARGIN_S, signum)
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self.app.stop_on_signal, signum)
+            loop.call_soon_threadsafe(self._deliver, signum)
+
+    def _deliver(self, signum: int) -> None:
+        if signum == signal.SIGHUP:  # the hang-up may only show now
+            quiet_if_hung_up()
+        self.app.stop_on_signal(signum)
 
     def _arm_watchdog(self, within: float, signum: int) -> None:
         if self._watchdog is not None:

@@ -144,8 +144,8 @@ def test_signals_never_lose_running_consumer_jobs(
 
     queue, log = asyncio.run(status_counts(dsn))
     assert log.get("canceled", 0) == 0, log  # work the user did not cancel is never `canceled`
-    assert sum(queue.values()) == JOBS, queue  # every job is still in the queue...
-    assert set(queue) <= {"queued", "picked"}, queue  # ...in a state PgQueuer runs again
+    # Every job is still in the queue, handed back: `queued`, so any worker runs it again.
+    assert queue == {"queued": JOBS}, queue
     if how != "terminal closed":
         assert "put back in the queue" in console.text()
 
