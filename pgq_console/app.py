@@ -7,6 +7,7 @@ import contextlib
 import functools
 import gc
 import logging
+import signal
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -29,7 +30,7 @@ from pgq_console.core.backend import (
     SyncPsycopgBackend,
 )
 from pgq_console.core.clock import Clock, SystemClock
-from pgq_console.core.consumers import ConsumerSupervisor
+from pgq_console.core.consumers import ConsumerSupervisor, ShutdownReport
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import Installation
 from pgq_console.keyboard import KeyboardApp
@@ -116,6 +117,7 @@ class PgqConsole(KeyboardApp):
         theme: str | None = None,  # None: pgq-dark, or pgq-monochrome under NO_COLOR
         listen: bool = True,
         read_only: bool = False,
+        shutdown_drain_s: float = 5.0,
     ) -> None:
         super().__init__()
         # A coroutine function opens the backend on this app's own event loop (tests, serve).
@@ -127,6 +129,11 @@ class PgqConsole(KeyboardApp):
         self.resources: MutableMapping[str, Any] = resources if resources is not None else {}
         # In-process consumers (issue 4): they outlive screen switches, so the app owns them.
         self.consumers = ConsumerSupervisor(self.resources, self.clock)
+        # On SIGHUP/SIGTERM (or any exit) running consumer jobs get this long to finish; the
+        # rest go back to the queue (`ConsumerSupervisor.shut_down`).
+        self.shutdown_drain_s = shutdown_drain_s
+        self.exit_signal: int | None = None
+        self.shutdown_report: ShutdownReport | None = None
         self.listen = listen
         # Write actions hidden and refused; connections the console opens are read-only too.
         self.read_only = read_only
@@ -308,6 +315,45 @@ class PgqConsole(KeyboardApp):
             # Printed once the terminal is back: the last word on what was written.
             self.exit(message=Text("\n".join(reports)) if reports else None)
 
+    def stop_on_signal(self, signum: int) -> None:
+        """SIGHUP/SIGTERM (the CLI routes both here; an embedding program may too).
+
+        Consumers stop picking at once; running jobs get `shutdown_drain_s` to finish, the rest
+        go back to the queue; then the console exits with code 128 + signum. A second signal
+        cuts the drain short.
+        """
+        if self.exit_signal is not None:
+            self.consumers.hurry()
+            return
+        self.exit_signal = signum
+        self.consumers.stop_picking()
+        running = sum(consumer.in_flight for consumer in self.consumers.active)
+        if running:
+            self.notify(
+                f"{signal.Signals(signum).name}: consumers stopped picking; {running} running "
+                f"job(s) get {self.shutdown_drain_s:g} s to finish, the rest go back to the "
+                "queue. Exiting…",
+                severity="warning",
+                markup=False,
+                timeout=self.shutdown_drain_s + 10,
+            )
+        self.run_worker(self._shut_down_and_exit(signum), group="signal", exit_on_error=False)
+
+    async def _shut_down_and_exit(self, signum: int) -> None:
+        await self._shut_down_consumers()
+        self.exit(return_code=128 + signum)
+
+    async def _shut_down_consumers(self) -> None:
+        """However the console ends, no running job is lost or logged `canceled`."""
+        reason = (
+            f"{signal.Signals(self.exit_signal).name} received"
+            if self.exit_signal is not None
+            else "console exiting"
+        )
+        report = await self.consumers.shut_down(self.shutdown_drain_s, reason)
+        if report.running or report.released or report.unsettled:
+            self.shutdown_report = report
+
     async def on_unmount(self) -> None:
         """Leave what the console was handed as it found it (README, Embedding): consumers
         drained, the audit listener's connection closed, LISTEN and the console's listener
@@ -315,7 +361,7 @@ class PgqConsole(KeyboardApp):
         if self._gc_frozen:
             gc.unfreeze()
         try:
-            await self.consumers.drain_all()
+            await self._shut_down_consumers()
             self.consumers.close()
             await self._stop_workers("audit-toasts")
             backend = self.backend

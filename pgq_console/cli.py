@@ -85,6 +85,20 @@ def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None
         action="store_true",
         help="hide write actions; the console's connections are read-only on the server",
     )
+    add(
+        "--shutdown-drain",
+        type=float,
+        metavar="SECONDS",
+        help="on SIGHUP/SIGTERM, how long running consumer jobs get to finish before they go "
+        "back to the queue (default 5)",
+    )
+    add(
+        "--consumer-reconnects",
+        type=int,
+        metavar="N",
+        help="reconnect attempts in a row before an in-process consumer whose connection "
+        "failed gives up (default: unlimited)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,6 +288,8 @@ def cli_options(args: argparse.Namespace) -> CliOptions:
         pooler=getattr(args, "pooler", None),
         listen_dsn=getattr(args, "listen_dsn", None),
         replica_dsn=getattr(args, "replica_dsn", None),
+        shutdown_drain=getattr(args, "shutdown_drain", None),
+        consumer_reconnect_attempts=getattr(args, "consumer_reconnects", None),
     )
 
 
@@ -284,10 +300,11 @@ def load(args: argparse.Namespace) -> Settings:
 
 
 async def run(args: argparse.Namespace) -> int:
-    """The TUI; its exit status (see `_app_exit`)."""
+    """The TUI; returns the exit code (128 + signum after SIGHUP/SIGTERM)."""
     from pgq_console.config import open_target
     from pgq_console.core.backend import check_schema, open_backend
     from pgq_console.core.target import Installation, parse_driver
+    from pgq_console.termination import TerminationSignals, tolerate_hangup
 
     settings = load(args)
     target = settings.target
@@ -326,7 +343,11 @@ async def run(args: argparse.Namespace) -> int:
         app.error_console = Console(
             file=errors, width=160, color_system=None, markup=False, highlight=False
         )
-        await app.run_async()
+        with TerminationSignals(app), tolerate_hangup():
+            await app.run_async()
+        _say_what_became_of_running_jobs(app)
+        if app.exit_signal is not None:
+            return 128 + app.exit_signal
         return _app_exit(app.return_code or 0, errors.getvalue(), tuple(KNOWN_SECRETS))
 
 
@@ -358,6 +379,15 @@ def _app_exit(code: int, printed: str, secrets: tuple[str, ...]) -> int:
     return code
 
 
+def _say_what_became_of_running_jobs(app: PgqConsole) -> None:
+    report = app.shutdown_report
+    if report is None:
+        return
+    cause = signal.Signals(app.exit_signal).name if app.exit_signal is not None else "exit"
+    with contextlib.suppress(OSError, ValueError):  # a hung-up terminal
+        print(f"pgq-console: {cause}: consumers: {report.describe()}", file=sys.stderr)
+
+
 def make_app(
     settings: Settings, backend: AnyBackend | Callable[[], Awaitable[AnyBackend]]
 ) -> PgqConsole:
@@ -370,7 +400,9 @@ def make_app(
         refresh_interval=settings.refresh,
         theme=settings.theme,
         read_only=target.read_only,
+        shutdown_drain_s=settings.shutdown_drain,
     )
+    app.consumers.max_reconnect_attempts = settings.consumer_reconnect_attempts
     app.settings = settings
     app.profile = target.profile
     app.environment = target.environment
@@ -455,6 +487,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(EXIT_CRASH) from None
+    finally:
+        from pgq_console.termination import quiet_if_hung_up
+
+        quiet_if_hung_up()
 
 
 def require_terminal() -> None:
@@ -477,8 +513,10 @@ def _has_terminal() -> bool:
 
 def _exit_cleanly_on_hangup() -> None:
     """A closed terminal (an SSH session that drops) or a `kill` ends the console cleanly:
-    demo traffic and the embedded server are stopped, consumers cancelled, nothing is left
-    behind. By default both signals end Python at once, skipping every cleanup."""
+    demo traffic and the embedded server are stopped, nothing is left behind. By default both
+    signals end Python at once, skipping every cleanup. While the app runs,
+    `termination.TerminationSignals` takes over: consumers' running jobs finish or go back to
+    the queue first."""
 
     def leave(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)

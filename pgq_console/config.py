@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pgq_console.core.errors import ConsoleError
@@ -40,6 +49,8 @@ DEFAULT_THEME = "pgq-dark"
 NO_COLOR_THEME = "pgq-monochrome"
 DEFAULT_DRIVER = DriverKind.ASYNCPG_POOL.value
 DEFAULT_REFRESH_S = 2.0
+# SIGHUP/SIGTERM: how long running consumer jobs get to finish before they go back to the queue.
+DEFAULT_SHUTDOWN_DRAIN_S = 5.0
 PASSWORD_COMMAND_TIMEOUT_S = 15.0
 
 
@@ -149,6 +160,8 @@ class FileConfig(BaseModel):
     profile: str | None = None  # the profile used when none is named and no DSN is given
     theme: str | None = None
     refresh: PositiveFloat | None = None
+    shutdown_drain: NonNegativeFloat | None = None
+    consumer_reconnect_attempts: PositiveInt | None = None
     driver: DriverName = None
     read_only: bool | None = None
     profiles: dict[str, ProfileConfig] = {}
@@ -166,6 +179,8 @@ class EnvConfig(BaseSettings):
     profile: str | None = None
     theme: str | None = None
     refresh: PositiveFloat | None = None
+    shutdown_drain: NonNegativeFloat | None = None
+    consumer_reconnect_attempts: PositiveInt | None = None
     driver: DriverName = None
     read_only: bool | None = None
     pooler: PoolerName = None
@@ -190,6 +205,8 @@ class CliOptions:
     pooler: str | None = None
     listen_dsn: str | None = field(default=None, repr=False)
     replica_dsn: str | None = field(default=None, repr=False)
+    shutdown_drain: float | None = None
+    consumer_reconnect_attempts: int | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +275,9 @@ class Settings:
     file: FileConfig = field(default_factory=FileConfig)
     env: EnvConfig | None = None
     cli: CliOptions = field(default_factory=CliOptions)
+    shutdown_drain: float = DEFAULT_SHUTDOWN_DRAIN_S
+    # Reconnect attempts in a row before an in-process consumer gives up; None: unlimited.
+    consumer_reconnect_attempts: int | None = None
 
     def target_for(self, name: str) -> Target:
         """The target of profile `name`, with the same variables and sticky --read-only."""
@@ -307,6 +327,23 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> 
         except ValueError as exc:
             raise ConfigError(f"--driver: {exc}") from None
     _check_installation(target, cli, path, environ)
+    shutdown_drain = next(
+        (
+            value
+            for value in (cli.shutdown_drain, env.shutdown_drain, file_config.shutdown_drain)
+            if value is not None
+        ),
+        DEFAULT_SHUTDOWN_DRAIN_S,
+    )
+    if not 0 <= shutdown_drain <= 3600:
+        raise ConfigError("--shutdown-drain is seconds from 0 to 3600")
+    reconnects = (
+        cli.consumer_reconnect_attempts
+        or env.consumer_reconnect_attempts
+        or file_config.consumer_reconnect_attempts
+    )
+    if cli.consumer_reconnect_attempts is not None and cli.consumer_reconnect_attempts < 1:
+        raise ConfigError("--consumer-reconnects is a whole number of attempts, at least 1")
     return Settings(
         config_path=path,
         config_found=found,
@@ -318,6 +355,8 @@ def load_settings(cli: CliOptions, environ: Mapping[str, str] | None = None) -> 
         file=file_config,
         env=env,
         cli=cli,
+        shutdown_drain=shutdown_drain,
+        consumer_reconnect_attempts=reconnects,
     )
 
 

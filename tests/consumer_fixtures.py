@@ -72,3 +72,50 @@ async def create_queue_manager() -> AsyncIterator[QueueManager]:
 
 async def not_a_context_manager() -> PgQueuer:  # the README's old, rejected factory shape
     raise AssertionError("never awaited")
+
+
+async def exiting_handler(job: Job) -> None:
+    """A handler that calls sys.exit (SystemExit(3)) or is interrupted (KeyboardInterrupt)."""
+    if job.payload == b"keyboard":
+        raise KeyboardInterrupt
+    raise SystemExit(3)
+
+
+def exiting_sync_handler(job: Job) -> None:
+    raise SystemExit(4)
+
+
+# A sync handler that holds its thread until the test lets it go.
+RELEASE_THREADS = threading.Event()
+HOLDING: set[int] = set()
+_holding_lock = threading.Lock()
+
+
+def holding_sync_handler(job: Job) -> None:
+    with _holding_lock:
+        HOLDING.add(job.id)
+    try:
+        RELEASE_THREADS.wait(timeout=120)
+    finally:
+        with _holding_lock:
+            HOLDING.discard(job.id)
+
+
+async def printing_handler(job: Job) -> None:
+    print(f"async print of job {job.id}", "in two", sep=" ")
+    print("partial ", end="")
+    print("line done")
+
+
+def printing_sync_handler(job: Job) -> None:
+    import sys
+
+    print(f"sync print of job {job.id}")
+    print(f"sync warning of job {job.id}", file=sys.stderr)
+
+
+async def send_email(job: Job) -> None:
+    """An async handler that blocks the event loop (a sync call inside async code)."""
+    import time
+
+    time.sleep(3)  # noqa: ASYNC251 - the very mistake under test

@@ -3,12 +3,15 @@ stop with jobs in flight (nothing lost, nothing run twice), cancelling, and refu
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
 import psycopg
 import pytest
+from pgqueuer.models import JobId
 
 from pgq_console.core.backend import Backend, PsycopgBackend
 from pgq_console.core.clock import SystemClock
@@ -333,3 +336,305 @@ def test_log_lines_are_escaped() -> None:
     lines, seen = consumer.new_lines(0)
     assert len(lines) == 2 and seen == 2
     assert consumer.new_lines(seen) == ([], 2)
+
+
+async def test_shut_down_drains_then_hands_back_what_did_not_finish(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """Any exit (a signal, quitting, an embedding program stopping the console): jobs that
+    finish within the drain are recorded, the rest go back to `queued`, none is `canceled`."""
+    quick_ids = await enqueue(database_dsn, "drain_quick", 3)
+    slow_ids = await enqueue(database_dsn, "drain_slow", 4)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        quick = await supervisor.start(
+            backend, spec(handler="sleep", argument="300", entrypoints="drain_quick")
+        )
+        slow = await supervisor.start(
+            backend, spec(handler="sleep", argument="600000", entrypoints="drain_slow")
+        )
+        await until(lambda: quick.in_flight == 3 and slow.in_flight == 4, what="all running")
+        report = await supervisor.shut_down(2.0, "SIGTERM received")
+        assert await supervisor.drain_all(within=1)  # everything has ended
+    finally:
+        await backend.close()
+    assert (report.running, report.released, report.unsettled) == (7, 4, 0)
+    assert report.finished == 3 and "3 of 7" in report.describe()
+    assert quick.done == 3 and slow.done == 0 and slow.cancelled == 0 and slow.released == 4
+    assert state(slow) is ConsumerState.STOPPED
+    assert "put back in the queue" in "\n".join(slow.lines)
+    quick_counts = await log_counts(database_dsn, "drain_quick")
+    assert quick_counts["successful"] == {job_id: 1 for job_id in quick_ids}
+    slow_counts = await log_counts(database_dsn, "drain_slow")
+    assert "canceled" not in slow_counts and "successful" not in slow_counts
+    assert slow_counts["queue_queued"] == {job_id: 1 for job_id in slow_ids}
+
+
+async def test_handler_base_exceptions_fail_only_their_job(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """SystemExit(3) or KeyboardInterrupt in a handler is that job's failure: the console (this
+    event loop) keeps running and another consumer's running jobs are not touched."""
+    exit_ids = await enqueue(database_dsn, "exits", 2)
+    sync_ids = await enqueue(database_dsn, "exits_sync", 1)
+    bystander_ids = await enqueue(database_dsn, "bystander", 2)
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        await connection.execute(
+            "UPDATE pgqueuer SET payload = 'keyboard' WHERE id = $1", exit_ids[1]
+        )
+    finally:
+        await connection.close()
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        bystander = await supervisor.start(
+            backend, spec(handler="sleep", argument="1500", entrypoints="bystander")
+        )
+        await until(lambda: bystander.in_flight == 2, what="the bystander's jobs running")
+        exiting = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:exiting_handler",
+                entrypoints="exits",
+                on_failure="hold",
+            ),
+        )
+        exiting_sync = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:exiting_sync_handler",
+                entrypoints="exits_sync",
+                on_failure="hold",
+            ),
+        )
+        await until(lambda: exiting.errors == 2 and exiting_sync.errors == 1, what="failures")
+        await until(lambda: bystander.done == 2, what="the bystander's jobs done")
+        assert state(exiting) is ConsumerState.RUNNING
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    text = "\n".join(exiting.lines)
+    assert "SystemExit(3)" in text and "KeyboardInterrupt" in text
+    counts = await log_counts(database_dsn, "exits")
+    assert counts["queue_failed"] == {job_id: 1 for job_id in exit_ids}  # held, as failures are
+    assert (await log_counts(database_dsn, "exits_sync"))["queue_failed"] == {sync_ids[0]: 1}
+    bystanders = await log_counts(database_dsn, "bystander")
+    assert bystanders["successful"] == {job_id: 1 for job_id in bystander_ids}
+    assert "canceled" not in bystanders
+
+
+async def test_sync_handlers_have_their_own_threads_and_say_what_runs(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """Blocking sync handlers neither starve the console's default thread pool (a second
+    consumer starts at once) nor claim more running jobs than hold a thread."""
+    consumer_fixtures.RELEASE_THREADS.clear()
+    await enqueue(database_dsn, "holds_threads", 40)
+    await enqueue(database_dsn, "after_holders", 3)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        holder = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:holding_sync_handler",
+                entrypoints="holds_threads",
+                batch_size="4",
+            ),
+        )
+        # 2 x batch size threads (the loop's default pool has 6 on two cores).
+        await until(lambda: len(consumer_fixtures.HOLDING) == 8, what="every thread busy")
+        # Starting another consumer loads its handler in the loop's default pool: not blocked.
+        second = await asyncio.wait_for(
+            supervisor.start(
+                backend,
+                spec(
+                    handler="handler",
+                    argument="tests.consumer_fixtures:async_handler",
+                    entrypoints="after_holders",
+                ),
+            ),
+            timeout=30,
+        )
+        await until(lambda: second.done == 3, what="the second consumer's jobs")
+        snapshot = holder.snapshot()
+        assert snapshot.in_flight == len(consumer_fixtures.HOLDING) == 8  # the truth
+        assert snapshot.waiting == 0  # it picks no more than it has threads
+        consumer_fixtures.RELEASE_THREADS.set()
+        await until(lambda: holder.done == 40, within=60, what="all held jobs done")
+        assert await supervisor.drain_all(within=20)
+    finally:
+        consumer_fixtures.RELEASE_THREADS.set()
+        await backend.close()
+
+
+async def test_handler_output_goes_to_its_consumers_log(
+    database_dsn: str, supervisor: ConsumerSupervisor, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """print() in a handler, async or in a thread, lands in that consumer's log and nowhere
+    else (never the terminal, never another consumer's log)."""
+    async_ids = await enqueue(database_dsn, "prints_async", 3)
+    sync_ids = await enqueue(database_dsn, "prints_sync", 3)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        printer = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:printing_handler",
+                entrypoints="prints_async",
+            ),
+        )
+        sync_printer = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:printing_sync_handler",
+                entrypoints="prints_sync",
+            ),
+        )
+        await until(lambda: printer.done == 3 and sync_printer.done == 3, what="jobs done")
+        await until(
+            lambda: sum("sync warning" in line for line in sync_printer.lines) == 3,
+            what="the threads' output",
+        )
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    printed = "\n".join(printer.lines)
+    sync_printed = "\n".join(sync_printer.lines)
+    for job_id in async_ids:
+        assert f"async print of job {job_id} in two" in printed
+    assert printed.count("partial line done") == 3
+    for job_id in sync_ids:
+        assert f"sync print of job {job_id}" in sync_printed
+        assert f"stderr: sync warning of job {job_id}" in sync_printed
+    assert "sync warning" not in printed and "async print" not in sync_printed
+    supervisor.close()
+    out, err = capfd.readouterr()
+    assert "print of job" not in out + err and "warning of job" not in out + err
+
+
+async def test_a_handler_blocking_the_event_loop_is_named(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    await enqueue(database_dsn, "blocks_loop", 1)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        blocker = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:send_email",
+                entrypoints="blocks_loop",
+            ),
+        )
+        await until(lambda: blocker.done == 1, within=60, what="the job done")
+        await until(lambda: blocker.warning is not None, what="the stall reported")
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    warning = blocker.warning or ""
+    assert warning.startswith("handler blocks the event loop: ") and warning.endswith(
+        " s in send_email"
+    )
+    seconds = float(warning.split(": ")[1].split(" s")[0])
+    assert 2.0 <= seconds <= 10.0  # the 3 s sleep, measured from the last beat before it
+    assert warning in "\n".join(blocker.lines)
+    assert blocker.snapshot().warning == warning
+
+
+async def test_consumer_start_cancel_and_stop_are_audited(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    from pgq_console.core.audit import read_records
+
+    await enqueue(database_dsn, "audited_quick", 2)
+    stuck_ids = await enqueue(database_dsn, "audited_stuck", 2)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        quick = await supervisor.start(backend, spec(entrypoints="audited_quick"))
+        stuck = await supervisor.start(
+            backend, spec(handler="sleep", argument="600000", entrypoints="audited_stuck")
+        )
+        await until(lambda: quick.done == 2 and stuck.in_flight == 2, what="jobs under way")
+        assert supervisor.cancel_running(stuck.id) == 2
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    records = [r for r in read_records() if r["action"].startswith("consumer")]
+    by_consumer: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_consumer.setdefault(record["predicate"].split(":")[0], []).append(record)
+    quick_records, stuck_records = by_consumer[quick.name], by_consumer[stuck.name]
+    assert [r["action"] for r in quick_records][0] == "consumer start"
+    assert quick_records[-1]["action"].startswith("consumer stopped: done 2,")
+    assert quick_records[-1]["count"] == 2
+    assert (
+        quick_records[0]["database"] == "test-db"
+        and "audited_quick" in quick_records[0]["predicate"]
+    )
+    cancel = next(r for r in stuck_records if r["action"] == "consumer cancel running jobs")
+    assert sorted(cancel["job_ids"]) == sorted(stuck_ids) and cancel["count"] == 2
+    assert stuck_records[-1]["action"].startswith("consumer stopped: done 0,")
+    assert "cancelled 2" in stuck_records[-1]["action"]
+    assert sorted(stuck_records[-1]["job_ids"]) == sorted(stuck_ids)
+
+
+async def test_jobs_cancelled_while_running_are_not_counted_done(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """A job cancelled elsewhere (the Jobs screen's `c`) while its handler runs: pgqueuer logs
+    it `canceled`; the consumer's Done must not count it."""
+    from pgqueuer.queries import Queries
+
+    ids = await enqueue(database_dsn, "cancelled_elsewhere", 2)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        consumer = await supervisor.start(
+            backend, spec(handler="sleep", argument="1500", entrypoints="cancelled_elsewhere")
+        )
+        await until(lambda: consumer.in_flight == 2, what="both running")
+        connection = await asyncpg.connect(database_dsn)
+        try:
+            await Queries.from_asyncpg_connection(connection).mark_job_as_cancelled([JobId(ids[0])])
+        finally:
+            await connection.close()
+        await until(lambda: consumer.in_flight == 0, what="both handlers returned")
+        assert await supervisor.drain_all(within=20)
+    finally:
+        await backend.close()
+    assert consumer.done == 1 and consumer.cancelled == 1
+    assert consumer.cancelled_ids == [ids[0]]
+
+
+async def test_shut_down_hands_back_jobs_of_sync_handlers_without_waiting_for_them(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """A sync handler cannot be interrupted: its job goes back to the queue and its thread is a
+    daemon, so it neither holds the process at exit nor runs on beside the job's next try."""
+
+    consumer_fixtures.RELEASE_THREADS.clear()
+    ids = await enqueue(database_dsn, "held_at_shutdown", 3)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        holder = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:holding_sync_handler",
+                entrypoints="held_at_shutdown",
+            ),
+        )
+        await until(lambda: holder.snapshot().in_flight == 3, what="three threads busy")
+        report = await asyncio.wait_for(supervisor.shut_down(0.5, "SIGTERM received"), 30)
+        handler_threads = [t for t in threading.enumerate() if t.name.startswith("pgqc-c")]
+        assert handler_threads and all(thread.daemon for thread in handler_threads)
+    finally:
+        consumer_fixtures.RELEASE_THREADS.set()
+        await backend.close()
+    assert (report.released, report.unsettled) == (3, 0)
+    counts = await log_counts(database_dsn, "held_at_shutdown")
+    assert counts["queue_queued"] == {job_id: 1 for job_id in ids} and "canceled" not in counts

@@ -180,3 +180,31 @@ async def test_refused_in_read_only_mode(screen_dsn: str) -> None:
         await pilot.pause()
         assert isinstance(app.screen, ConsumersScreen)
         assert any("read-only" in str(n.message) for n in app._notifications)
+
+
+async def test_keys_typed_right_after_n_land_in_the_first_text_field(screen_dsn: str) -> None:
+    """The form opens on its first text field (Entrypoints for the default handler) and what
+    was typed before it was up lands there; an `s` among it stops no consumer."""
+    from textual import events
+
+    app = console(screen_dsn)
+    async with app.run_test() as pilot:
+        screen = await to_consumers(pilot)
+        await app.consumers.start(
+            app.backend, parse_consumer_form({"handler": "noop", "entrypoints": "kept_running"})
+        )
+        screen.refresh_rows()
+        for character in "nslow1x":  # one burst, as a fast typist or a paste sends it
+            app.post_message(events.Key(character, character))
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ConsumerFormScreen) and app.screen.is_mounted,
+            what="the form",
+        )
+        form = app.screen
+        entrypoints = form.query_one("#entrypoints", Input)
+        await wait_until(pilot, lambda: entrypoints.value == "slow1x", what="the typed text")
+        assert form.focused is entrypoints
+        assert all(c.state is ConsumerState.RUNNING for c in app.consumers)  # `s` stopped none
+        await pilot.press("escape")
+        await app.consumers.drain_all(within=20)

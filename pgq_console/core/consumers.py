@@ -23,9 +23,11 @@ import os
 import random
 import re
 import sys
+import threading
+import time
 import traceback
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -40,13 +42,21 @@ from pgqueuer.domain.types import Channel, JobId
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from pgq_console.core import audit
 from pgq_console.core.backend import READ_ONLY_REFUSAL, AnyBackend, SyncPsycopgBackend
 from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.enqueue import FormErrors
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.refresher import backoff_delay, connection_lost
 from pgq_console.core.text import printable
 
 LOG_LINES = 2000
+# How long a shutdown waits for PgQueuer to record the jobs it hands back (one UPDATE each on
+# the consumer's own connection) before it gives up: those stay `picked` for stale reclaim.
+RELEASE_WITHIN_S = 5.0
+MAX_HANDLER_THREADS = 256
+# The first reconnect waits about this long, doubling up to the overview's cap.
+RECONNECT_BASE_S = 1.0
 RATE_WINDOW_S = 10.0
 _TARGET = re.compile(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*")
 
@@ -280,8 +290,13 @@ def _one_line(exc: BaseException) -> str:
 Handler = Callable[[Job, Context], Awaitable[None]]
 
 
-def user_handler(function: Callable[..., Any]) -> Handler:
-    """An async handler (job, ctx) around a user function: async or sync, with or without ctx."""
+RunInThread = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+def user_handler(function: Callable[..., Any], run_in_thread: RunInThread) -> Handler:
+    """An async handler (job, ctx) around a user function: async, or sync (run by
+    `run_in_thread`: pgqueuer needs async handlers and a blocking one must not stall the UI's
+    event loop), with or without ctx."""
     try:
         parameters = [
             p
@@ -300,15 +315,14 @@ def user_handler(function: Callable[..., Any]) -> Handler:
 
         return run_async
 
-    async def run_in_thread(job: Job, context: Context) -> None:
-        # pgqueuer requires async handlers; a blocking one must not stall the UI's event loop.
-        result = await asyncio.to_thread(
+    async def run_sync(job: Job, context: Context) -> None:
+        result = await run_in_thread(
             (lambda: function(job, context)) if takes_context else (lambda: function(job))
         )
         if inspect.isawaitable(result):
             await result
 
-    return run_in_thread
+    return run_sync
 
 
 def builtin_handler(spec: ConsumerSpec, log: Callable[[str], None]) -> Handler:
@@ -360,6 +374,7 @@ class ConsumerState(StrEnum):
     RUNNING = "running"
     DRAINING = "draining"
     CANCELLING = "cancelling"
+    RECONNECTING = "reconnecting"
     STOPPED = "stopped"
     FAILED = "failed"
 
@@ -370,6 +385,7 @@ class ConsumerState(StrEnum):
             ConsumerState.RUNNING,
             ConsumerState.DRAINING,
             ConsumerState.CANCELLING,
+            ConsumerState.RECONNECTING,
         )
 
 
@@ -386,19 +402,26 @@ class ConsumerSnapshot:
     errors: int
     retried: int
     cancelled: int
-    in_flight: int
+    in_flight: int  # running now (sync handlers: holding a thread)
+    waiting: int  # picked, waiting for one of the consumer's threads
     rate: float
     started_at: datetime
     uptime_s: float
     error: str | None
+    warning: str | None
     log_lines: int  # total ever written: the UI appends what it has not seen yet
+    reconnecting: str | None = None  # "attempt 3, next in 4 s, down since 12:03:07"
 
     @property
     def state_text(self) -> str:
+        if self.state is ConsumerState.RECONNECTING and self.reconnecting:
+            return f"reconnecting ({self.reconnecting})"
         if self.state is ConsumerState.DRAINING:
             return f"draining {self.in_flight}"
         if self.state is ConsumerState.CANCELLING:
             return f"cancelling {self.in_flight}"
+        if self.warning and self.state.active:
+            return f"{self.state.value} ⚠"
         return self.state.value
 
 
@@ -408,28 +431,77 @@ _current_consumer: contextvars.ContextVar[Consumer | None] = contextvars.Context
 
 
 class _InstrumentedExecutor(AbstractEntrypointExecutor):
-    """Counts, logs and makes cancellable every job of one entrypoint."""
+    """Counts, logs and makes cancellable (or releasable) every job of one entrypoint.
+
+    The handler runs in a task of its own, so a shutdown can stop waiting for it and hand the
+    job back to PgQueuer (`Consumer.release_running`) without cancelling pgqueuer's dispatch
+    task: a cancelled dispatch is logged `canceled` and the job deleted.
+    """
 
     def __init__(self, inner: AbstractEntrypointExecutor, consumer: Consumer) -> None:
         self.inner = inner
         self.parameters = inner.parameters
         self.consumer = consumer
 
-    async def execute(self, job: Job, context: Context) -> None:
-        consumer = self.consumer
-        consumer.in_flight += 1
-        task = asyncio.current_task()
-        if task is not None:
-            consumer.running[job.id] = task
-        token = _current_consumer.set(consumer)
+    async def _isolated(self, job: Job, context: Context) -> None:
+        # In a task, SystemExit and KeyboardInterrupt escape the event loop and end the console
+        # (and every other consumer's jobs with it): make them this job's failure.
         try:
             await self.inner.execute(job, context)
+        except (asyncio.CancelledError, Exception):
+            raise
+        except BaseException as exc:
+            raise HandlerExit(
+                f"the handler raised {type(exc).__name__}({_one_line(exc)}); "
+                "recorded as this job's failure, the console keeps running"
+            ) from exc
+
+    async def execute(self, job: Job, context: Context) -> None:
+        consumer = self.consumer
+        release = consumer.release_signal()
+        if release.done():  # picked in the batch that was being dispatched when it came
+            consumer.released += 1
+            raise RetryRequested(reason=release.result())
+        consumer.in_flight += 1
+        released = False
+        token = _current_consumer.set(consumer)
+        try:
+            # The task copies this context: the handler's log lines reach this consumer.
+            handler = asyncio.ensure_future(self._isolated(job, context))
+        finally:
+            _current_consumer.reset(token)
+        consumer.handler_tasks.add(handler)
+        handler.add_done_callback(consumer.handler_tasks.discard)
+        dispatch = asyncio.current_task()
+        if dispatch is not None:
+            consumer.running[job.id] = dispatch
+        try:
+            try:
+                waited: set[asyncio.Future[Any]] = {handler, release}
+                await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                handler.cancel()
+                raise
+            if not handler.done():
+                # Released: PgQueuer's own retry path puts the job back to `queued` (attempts
+                # + 1, a `queued` log row with the reason) on this consumer's connection.
+                handler.cancel()
+                handler.add_done_callback(_discard_outcome)
+                consumer.released += 1
+                released = True
+                if dispatch is not None:  # recorded once pgqueuer's dispatch has finished
+                    consumer.releasing.add(job.id)
+                    dispatch.add_done_callback(lambda _task: consumer.releasing.discard(job.id))
+                raise RetryRequested(reason=release.result())
+            handler.result()
         except RetryRequested:
-            consumer.retried += 1
+            if not released:
+                consumer.retried += 1
             raise
         except asyncio.CancelledError:
             # Cancelled from the console: pgqueuer's dispatcher logs the job `canceled`.
             consumer.cancelled += 1
+            consumer.cancelled_ids.append(job.id)
             consumer.log(f"job {job.id} {job.entrypoint}: cancelled from the console")
             raise
         except Exception as exc:
@@ -437,6 +509,13 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
             consumer.log_exception(job, exc)
             raise
         else:
+            if context.cancellation.cancel_called:
+                # Cancelled elsewhere (the Jobs screen, `Queries.mark_job_as_cancelled`): the
+                # handler finished anyway, but pgqueuer records it `canceled`, not done.
+                consumer.cancelled += 1
+                consumer.cancelled_ids.append(job.id)
+                consumer.log(f"job {job.id} {job.entrypoint}: cancelled while it ran")
+                return
             consumer.done += 1
             consumer.last_done_mono = consumer.clock.monotonic()
             if consumer.first_done_mono is None:
@@ -444,9 +523,67 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
         finally:
             # No await below: once a job leaves `running`, no console cancel can reach it, so
             # a cancel never interrupts pgqueuer recording the job's final status.
-            _current_consumer.reset(token)
             consumer.running.pop(job.id, None)
             consumer.in_flight -= 1
+
+
+class HandlerExit(Exception):  # noqa: N818 - it reports an exit, it is not one
+    """A handler raised SystemExit, KeyboardInterrupt or another BaseException: reported as
+    that job's failure (pgqueuer's usual failure path) instead of ending the console."""
+
+
+async def _open_consumer_connection(backend: Any) -> Any:
+    """A consumer's own connection (one place, so how it is opened can change in one place)."""
+    return await backend.new_connection()
+
+
+def _connection_gone(connection: Any) -> bool:
+    """The connection is closed or broken (asyncpg's is_closed, psycopg's closed/broken)."""
+    is_closed = getattr(connection, "is_closed", None)
+    if callable(is_closed):
+        return bool(is_closed())
+    return bool(getattr(connection, "closed", False) or getattr(connection, "broken", False))
+
+
+async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> int:
+    """Put back in the queue the jobs still `picked` by managers whose connection died (their
+    handlers have all returned; their outcome was never recorded): exactly those managers'
+    rows, each with a `queued` log row, as PgQueuer's own retry writes. Returns how many."""
+    if not queue_manager_ids:
+        return 0
+    names = queries.qbq.settings.qualified
+    rows = await queries.driver.fetch(
+        f"""WITH released AS (
+            UPDATE {names.queue_table}
+            SET status = 'queued', updated = NOW(), queue_manager_id = NULL
+            WHERE status = 'picked' AND queue_manager_id = ANY($1::uuid[])
+            RETURNING id, entrypoint, priority
+        )
+        INSERT INTO {names.queue_table_log} (job_id, status, entrypoint, priority)
+        SELECT id, 'queued', entrypoint, priority FROM released
+        RETURNING job_id""",
+        queue_manager_ids,
+    )
+    return len(rows)
+
+
+def _database_refusal(exc: BaseException) -> bool:
+    """The server refused (a privilege, a missing table): its message says it all."""
+    import asyncpg
+    import psycopg
+
+    return isinstance(exc, asyncpg.PostgresError | psycopg.DatabaseError)
+
+
+def _discard_outcome(task: asyncio.Future[Any]) -> None:
+    """An abandoned handler's late result or error is not an unretrieved-exception warning."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Consumer:
@@ -460,8 +597,32 @@ class Consumer:
         self.state = ConsumerState.STARTING
         self.entrypoints: tuple[str, ...] = spec.entrypoints
         self.done = self.errors = self.retried = self.cancelled = self.in_flight = 0
+        # Jobs handed back to PgQueuer unfinished when the console shut down.
+        self.released = 0
+        self.cancelled_ids: list[JobId] = []  # for the audit trail: deleted, never run again
+        self.database = ""  # the label of the database it works on (audit records)
+        self.releasing: set[JobId] = set()  # handed back, not yet recorded by pgqueuer
+        # Sync handlers run on the consumer's own threads (never the loop's default pool, which
+        # the console needs too), as many as it may run jobs at once.
+        self.thread_limit = (
+            min(MAX_HANDLER_THREADS, spec.concurrency_limit * max(1, len(spec.entrypoints)))
+            if spec.concurrency_limit
+            else 2 * spec.batch_size
+        )
+        self._thread_slots: asyncio.Semaphore | None = None
+        self._threads_lock = threading.Lock()
+        self.threads_busy = 0  # sync handlers executing now (the rest of in_flight wait)
+        self._release: asyncio.Future[str] | None = None
         self.started_at = clock.now()
         self.started_mono = clock.monotonic()
+        # Reconnecting after a lost connection (issue 18); uptime counts from connected_mono.
+        self.connected_since = self.started_at
+        self.connected_mono: float | None = self.started_mono
+        self.reconnect_attempt = 0
+        self.reconnects = 0
+        self.down_since: datetime | None = None
+        self.next_try_mono: float | None = None
+        self.lost_managers: set[Any] = set()  # queue_manager_ids whose connection died
         self.ended_mono: float | None = None
         # When the first and the latest job succeeded (rates over exactly the busy time).
         self.first_done_mono: float | None = None
@@ -473,6 +634,9 @@ class Consumer:
         self.running: dict[JobId, asyncio.Task[Any]] = {}
         self.lines: deque[str] = deque(maxlen=LOG_LINES)
         self.lines_written = 0
+        self._output: dict[str, str] = {}  # a printed line not finished yet, per stream
+        self.handler_tasks: set[asyncio.Task[None]] = set()  # for the loop watch
+        self.warning: str | None = None  # e.g. a handler blocking the event loop
         self._samples: deque[tuple[float, int]] = deque()
 
     # -- log -------------------------------------------------------------------------------
@@ -482,6 +646,54 @@ class Consumer:
         for index, line in enumerate(str(text).splitlines() or [""]):
             self.lines.append(f"{stamp if index == 0 else ' ' * len(stamp)} {printable(line)}")
             self.lines_written += 1
+
+    def on_connected(self, reclaimed: int | None) -> None:
+        """Connected again after a lost connection; `reclaimed`: jobs handed back."""
+        if self.down_since is None:
+            return
+        down_s = (self.clock.now() - self.down_since).total_seconds()
+        self.reconnects += 1
+        message = (
+            f"reconnected after {self.reconnect_attempt} attempt(s), down {down_s:.0f} s "
+            f"since {self.down_since:%H:%M:%S}"
+        )
+        if reclaimed is None:
+            message += (
+                "; jobs in flight when the connection died stay picked until PgQueuer "
+                "re-runs them (stale heartbeat)"
+            )
+        else:
+            message += (
+                f"; {reclaimed} job(s) were in flight when the connection died and their "
+                "outcome was not recorded: put back in the queue to run again"
+            )
+        self.log(message)
+        self.down_since = None
+        self.reconnect_attempt = 0
+        self.connected_since = self.clock.now()
+        self.connected_mono = self.clock.monotonic()
+        if self.state is ConsumerState.RECONNECTING:
+            self.state = ConsumerState.RUNNING
+
+    def take_output(self, stream: str, text: str) -> None:
+        """What a handler printed: complete lines go to the log, a partial one waits."""
+        pending = self._output.get(stream, "") + text
+        *lines, self._output[stream] = pending.split("\n")
+        prefix = "" if stream == "stdout" else f"{stream}: "
+        for line in lines:
+            self.log(prefix + line)
+
+    def note_loop_block(self, seconds: float, where: str) -> None:
+        self.warning = f"handler blocks the event loop: {seconds:.1f} s in {where}"
+        self.log(
+            f"{self.warning} (the whole console froze meanwhile: await asyncio.sleep, or make "
+            "the handler a plain def so it runs in a thread)"
+        )
+
+    def flush_output(self) -> None:
+        for stream, pending in list(self._output.items()):
+            if pending:
+                self.take_output(stream, "\n")
 
     def log_exception(self, job: Job, exc: BaseException) -> None:
         formatted = "".join(traceback.format_exception(exc)).rstrip()
@@ -499,6 +711,8 @@ class Consumer:
 
     def request_stop(self) -> None:
         """Stop picking; running jobs finish (draining), then the consumer ends."""
+        if self.state is ConsumerState.RECONNECTING and not self.shutdown.is_set():
+            self.log("stop requested while reconnecting: not reconnecting")
         if self.state in (ConsumerState.STARTING, ConsumerState.RUNNING):
             self.state = ConsumerState.DRAINING
             self.log(f"stop requested: draining {self.in_flight} running job(s)")
@@ -510,15 +724,114 @@ class Consumer:
         self.request_stop()
         if self.state.active:
             self.state = ConsumerState.CANCELLING
-        tasks = list(self.running.values())
-        for task in tasks:
+        running = dict(self.running)
+        for task in running.values():
             task.cancel()
-        self.log(f"cancelling {len(tasks)} running job(s)")
-        return len(tasks)
+        self.log(f"cancelling {len(running)} running job(s)")
+        self.audit("consumer cancel running jobs", count=len(running), job_ids=list(running))
+        return len(running)
+
+    def describe(self) -> str:
+        listed = ", ".join(self.entrypoints) or "(no entrypoints)"
+        return f"{self.name}: {self.spec.label} on {listed}"
+
+    def audit(self, action: str, *, count: int = 0, job_ids: Iterable[int] = ()) -> None:
+        """One record in the console's audit file (core/audit.py), as every write gets."""
+        ids = tuple(int(job_id) for job_id in job_ids)
+        record = audit.AuditRecord(
+            action=action,
+            predicate=self.describe(),
+            count=count,
+            previewed=count,
+            job_ids=ids,
+            database=self.database,
+        )
+        try:
+            audit.append(record)
+        except OSError as exc:
+            self.log(f"the audit file could not be written: {_one_line(exc)}")
+
+    async def run_in_thread(self, function: Callable[[], Any]) -> Any:
+        """Run a sync handler on a thread of this consumer (at most `thread_limit` at once), in
+        the job's context (its log).
+
+        Daemon threads, one per job: a handler still running when its job was handed back at
+        shutdown must not keep the process alive (and run on beside the job's next attempt);
+        a pool's threads are joined at exit.
+        """
+        if self._thread_slots is None:
+            self._thread_slots = asyncio.Semaphore(self.thread_limit)
+        async with self._thread_slots:
+            loop = asyncio.get_running_loop()
+            outcome: asyncio.Future[Any] = loop.create_future()
+            context = contextvars.copy_context()
+
+            def settle(result: Any, error: BaseException | None) -> None:
+                if outcome.done():  # abandoned (handed back, cancelled)
+                    return
+                if error is not None:
+                    outcome.set_exception(error)
+                else:
+                    outcome.set_result(result)
+
+            def run() -> None:
+                with self._threads_lock:
+                    self.threads_busy += 1
+                result: Any = None
+                error: BaseException | None = None
+                try:
+                    result = context.run(function)
+                except BaseException as exc:  # SystemExit too: the job's failure, not ours
+                    error = exc
+                finally:
+                    with self._threads_lock:
+                        self.threads_busy -= 1
+                with contextlib.suppress(RuntimeError):  # the loop has closed
+                    loop.call_soon_threadsafe(settle, result, error)
+
+            threading.Thread(target=run, name=f"pgqc-{self.name}-handler", daemon=True).start()
+            return await outcome
+
+    @property
+    def waiting_for_thread(self) -> int:
+        """Jobs picked and handed to a sync handler that have no thread yet."""
+        return max(0, self.in_flight - self.threads_busy) if self._thread_slots is not None else 0
+
+    def release_signal(self) -> asyncio.Future[str]:
+        """Resolved (with the reason) once running jobs are to be handed back to PgQueuer."""
+        if self._release is None:
+            self._release = asyncio.get_running_loop().create_future()
+        return self._release
+
+    def release_running(self, reason: str) -> int:
+        """Stop picking and hand the running jobs back unfinished: each handler is interrupted
+        and its job goes back to `queued` through PgQueuer's retry path (never `canceled`).
+        For shutdowns only. Returns how many were running."""
+        self.request_stop()
+        release = self.release_signal()
+        if release.done():
+            return 0
+        release.set_result(reason)
+        count = len(self.running)
+        if count:
+            self.log(
+                f"{reason}: {count} unfinished job(s) interrupted and put back in the queue "
+                "(queued, attempts + 1) for PgQueuer to run again"
+            )
+        return count
 
     def snapshot(self) -> ConsumerSnapshot:
         now = self.clock.monotonic()
         end = self.ended_mono if self.ended_mono is not None else now
+        reconnecting = None
+        if self.state is ConsumerState.RECONNECTING and self.down_since is not None:
+            reconnecting = f"attempt {self.reconnect_attempt}"
+            if self.next_try_mono is not None:
+                reconnecting += f", next in {max(0.0, self.next_try_mono - now):.0f} s"
+            else:
+                reconnecting += ", connecting"
+            reconnecting += f", down since {self.down_since:%H:%M:%S}"
+        connected = self.connected_mono
         return ConsumerSnapshot(
             id=self.id,
             name=self.name,
@@ -529,11 +842,14 @@ class Consumer:
             errors=self.errors,
             retried=self.retried,
             cancelled=self.cancelled,
-            in_flight=self.in_flight,
+            in_flight=self.in_flight - self.waiting_for_thread,
+            waiting=self.waiting_for_thread,
             rate=self._rate(now) if self.ended_mono is None else 0.0,
             started_at=self.started_at,
-            uptime_s=max(0.0, end - self.started_mono),
+            uptime_s=max(0.0, end - connected) if connected is not None else 0.0,
+            reconnecting=reconnecting,
             error=self.error,
+            warning=self.warning,
             log_lines=self.lines_written,
         )
 
@@ -572,6 +888,132 @@ class _ConsumerLogHandler(logging.Handler):
             self.handleError(record)
 
 
+class _ConsumerOutput:
+    """sys.stdout / sys.stderr while consumers run: what a handler prints goes to the log of
+    the consumer whose job is running (a context variable, so consumers never mix, threads
+    included); everything else goes where it went before. Never to the TUI's terminal."""
+
+    def __init__(self, wrapped: Any, stream: str) -> None:
+        self.wrapped = wrapped
+        self.stream = stream
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def write(self, text: str) -> int:
+        consumer = _current_consumer.get()
+        if consumer is None:
+            return int(self.wrapped.write(text) or 0)
+        if threading.get_ident() == self._loop_thread:
+            consumer.take_output(self.stream, text)
+        else:  # a sync handler's thread: the log belongs to the loop
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                self._loop.call_soon_threadsafe(consumer.take_output, self.stream, text)
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if _current_consumer.get() is None:
+            self.wrapped.flush()
+
+    def isatty(self) -> bool:
+        return False if _current_consumer.get() is not None else bool(self.wrapped.isatty())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+class _LoopWatch:
+    """Names the handler that blocks the event loop (an async handler calling time.sleep).
+
+    The loop stamps a beat every BEAT_S; a thread notices when the beat stops for longer than
+    BLOCKED_AFTER_S and looks at which task the loop is running. When that is a consumer's
+    handler, the stall is reported on that consumer once the loop runs again.
+    """
+
+    BEAT_S = 0.1
+    BLOCKED_AFTER_S = 1.0
+
+    def __init__(self, supervisor: ConsumerSupervisor) -> None:
+        self.supervisor = supervisor
+        self.loop = asyncio.get_running_loop()
+        self.loop_thread = threading.get_ident()
+        self.beat = time.monotonic()
+        # (consumer, where, since): set by the thread, reported and cleared by the loop.
+        self.culprit: tuple[Consumer, str, float] | None = None
+        self.stopped = threading.Event()
+        self._timer: asyncio.TimerHandle | None = self.loop.call_later(self.BEAT_S, self._on_beat)
+        self.thread = threading.Thread(target=self._watch, name="pgqc-loop-watch", daemon=True)
+        self.thread.start()
+
+    def _on_beat(self) -> None:
+        now = time.monotonic()
+        culprit, self.culprit = self.culprit, None
+        if culprit is not None:
+            consumer, where, since = culprit
+            consumer.note_loop_block(now - since, where)
+        self.beat = now
+        if not self.stopped.is_set():
+            self._timer = self.loop.call_later(self.BEAT_S, self._on_beat)
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(self.BEAT_S):
+            since = self.beat
+            if self.culprit is not None or time.monotonic() - since < self.BLOCKED_AFTER_S:
+                continue
+            with contextlib.suppress(RuntimeError):  # dicts changing under a racy read
+                task = asyncio.current_task(self.loop)
+                for consumer in list(self.supervisor.consumers.values()):
+                    if task is not None and task in consumer.handler_tasks:
+                        where = _running_coroutine(self.loop_thread)
+                        self.culprit = (consumer, where, since)
+                        break
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _running_coroutine(thread_id: int) -> str:
+    """The name of the innermost async function the thread is executing (no await is
+    pending while it blocks, so the task's await chain does not show it: the frames do)."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code.co_flags & inspect.CO_COROUTINE:
+            return printable(frame.f_code.co_name, limit=80)
+        frame = frame.f_back
+    return "?"
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    """What a shutdown did with the jobs that were running."""
+
+    running: int  # running when the shutdown began
+    released: int  # handed back to `queued` unfinished (PgQueuer runs them again)
+    unsettled: int  # still running when the console stopped waiting: left `picked`
+    drain_s: float
+
+    @property
+    def finished(self) -> int:
+        return max(0, self.running - self.released - self.unsettled)
+
+    def describe(self) -> str:
+        text = (
+            f"{self.finished} of {self.running} running job(s) finished within "
+            f"{self.drain_s:g} s; {self.released} put back in the queue"
+        )
+        if self.unsettled:
+            text += (
+                f"; {self.unsettled} left picked (PgQueuer re-runs them once their "
+                "heartbeat is stale)"
+            )
+        return text
+
+
 @dataclass
 class StartOptions:
     """How the consumer's manager runs (the `pgq run` options the form offers)."""
@@ -579,6 +1021,7 @@ class StartOptions:
     dequeue_timeout: timedelta
     batch_size: int
     heartbeat_timeout: timedelta
+    max_concurrent_tasks: int | None = None
 
 
 class ConsumerSupervisor:
@@ -592,6 +1035,12 @@ class ConsumerSupervisor:
         self.consumers: dict[int, Consumer] = {}
         self._next_id = 1
         self._log_handler: _ConsumerLogHandler | None = None
+        self._hurry: asyncio.Event | None = None
+        self._loop_watch: _LoopWatch | None = None
+        # Reconnect attempts in a row before a consumer whose connection failed gives up.
+        self.max_reconnect_attempts: int | None = None
+        self._shutdown_deadline: float | None = None
+        self._running_at_shutdown = 0
 
     def __iter__(self) -> Iterator[Consumer]:
         return iter(self.consumers.values())
@@ -618,6 +1067,7 @@ class ConsumerSupervisor:
         if spec.handler in (HandlerKind.USER, HandlerKind.FACTORY):
             target = await asyncio.to_thread(load_target, spec.argument)
         consumer = Consumer(self._next_id, spec, self.clock)
+        consumer.database = backend.label
         self._next_id += 1
         self._install_log_capture()
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -626,14 +1076,31 @@ class ConsumerSupervisor:
             batch_size=spec.batch_size,
             heartbeat_timeout=timedelta(seconds=spec.heartbeat_timeout_s),
         )
+        if (
+            target is not None
+            and spec.handler is HandlerKind.USER
+            and not inspect.iscoroutinefunction(target)
+            and not spec.concurrency_limit
+        ):
+            # A sync handler picks no more jobs than it has threads: none waits picked.
+            options.max_concurrent_tasks = consumer.thread_limit
         if spec.handler is HandlerKind.FACTORY:
             assert target is not None
-            body = self._run_factory(consumer, target, options, started)
+            factory = target
+
+            def body() -> Awaitable[None]:
+                return self._run_factory(consumer, factory, options, started)
+
         else:
             handler = (
-                user_handler(target) if target is not None else builtin_handler(spec, consumer.log)
+                user_handler(target, consumer.run_in_thread)
+                if target is not None
+                else builtin_handler(spec, consumer.log)
             )
-            body = self._run_builtin(consumer, backend, handler, options, started)
+
+            def body() -> Awaitable[None]:
+                return self._run_builtin(consumer, backend, handler, options, started)
+
         consumer.task = asyncio.create_task(self._supervise(consumer, body, started))
         self.consumers[consumer.id] = consumer
         try:
@@ -644,17 +1111,32 @@ class ConsumerSupervisor:
         return consumer
 
     async def _supervise(
-        self, consumer: Consumer, body: Awaitable[None], started: asyncio.Future[None]
+        self,
+        consumer: Consumer,
+        body: Callable[[], Awaitable[None]],
+        started: asyncio.Future[None],
     ) -> None:
         try:
-            await body
+            while True:
+                try:
+                    await body()
+                    break
+                except Exception as exc:
+                    # A lost connection after the first start: reconnect (issue 18).
+                    if not started.done() or not connection_lost(exc):
+                        raise
+                    if not await self._wait_to_reconnect(consumer, exc):
+                        break  # stopped (s/x) while waiting, or out of attempts
         except Exception as exc:
             consumer.error = _one_line(exc) or type(exc).__name__
             consumer.state = ConsumerState.FAILED
-            consumer.log(
-                f"consumer ended with {type(exc).__name__}:\n"
-                + "".join(traceback.format_exception(exc)).rstrip()
-            )
+            if _database_refusal(exc):  # e.g. the role lost its privileges: the reason is all
+                consumer.log(f"consumer ended: {consumer.error} ({type(exc).__name__})")
+            else:
+                consumer.log(
+                    f"consumer ended with {type(exc).__name__}:\n"
+                    + "".join(traceback.format_exception(exc)).rstrip()
+                )
             if not started.done():
                 started.set_exception(
                     ConsoleError(f"consumer did not start: {type(exc).__name__}: {consumer.error}")
@@ -666,6 +1148,15 @@ class ConsumerSupervisor:
                 started.set_result(None)
         finally:
             consumer.ended_mono = consumer.clock.monotonic()
+            consumer.flush_output()
+            if started.done() and started.exception() is None:  # it ran: say how it ended
+                consumer.audit(
+                    f"consumer {consumer.state.value}: done {consumer.done}, errors "
+                    f"{consumer.errors}, retried {consumer.retried}, cancelled "
+                    f"{consumer.cancelled}, put back in the queue {consumer.released}",
+                    count=consumer.done,
+                    job_ids=consumer.cancelled_ids,
+                )
 
     async def _run_builtin(
         self,
@@ -675,8 +1166,20 @@ class ConsumerSupervisor:
         options: StartOptions,
         started: asyncio.Future[None],
     ) -> None:
-        spec = consumer.spec
-        connection = await backend.new_connection()
+        connection = await _open_consumer_connection(backend)
+        # The manager stops when the consumer is stopped or its connection closes (asyncpg
+        # says so at once: an idle consumer would only notice at its next dequeue).
+        run_stop = asyncio.Event()
+        lost: list[str] = []
+
+        def on_closed(_connection: object) -> None:
+            lost.append("the connection to the database was closed")
+            run_stop.set()
+
+        relay = asyncio.ensure_future(_relay(consumer.shutdown, run_stop))
+        add_termination_listener = getattr(connection, "add_termination_listener", None)
+        if add_termination_listener is not None:
+            add_termination_listener(on_closed)
         try:
             queries = backend.installation.queries(backend.new_driver(connection))
             manager = QueueManager(
@@ -684,25 +1187,53 @@ class ConsumerSupervisor:
                 channel=Channel(backend.installation.channel),
                 resources=self.resources,
             )
-            manager.shutdown = consumer.shutdown
-            for name in spec.entrypoints:
-                manager.entrypoint(
-                    name,
-                    concurrency_limit=spec.concurrency_limit,
-                    accepts_context=True,
-                    on_failure=spec.on_failure,
-                )(handler)
-            consumer.instrument(manager)
-            await manager.verify_structure()
-            self._mark_running(consumer, started)
-            await manager.run(
-                dequeue_timeout=options.dequeue_timeout,
-                batch_size=options.batch_size,
-                heartbeat_timeout=options.heartbeat_timeout,
-            )
+            manager.shutdown = run_stop
+            await self._run_manager(consumer, manager, queries, handler, options, started)
+        except Exception as exc:
+            # A connection killed mid-query can surface as any client error (asyncpg:
+            # "another operation is in progress"): a closed connection says what it was.
+            if lost or _connection_gone(connection):
+                raise ConnectionError(
+                    f"the connection to the database was lost: {_one_line(exc)}"
+                ) from exc
+            raise
         finally:
+            relay.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
+        if lost and not consumer.shutdown.is_set():
+            raise ConnectionError(lost[0])
+
+    async def _run_manager(
+        self,
+        consumer: Consumer,
+        manager: QueueManager,
+        queries: Any,
+        handler: Handler,
+        options: StartOptions,
+        started: asyncio.Future[None],
+    ) -> None:
+        spec = consumer.spec
+        for name in spec.entrypoints:
+            manager.entrypoint(
+                name,
+                concurrency_limit=spec.concurrency_limit,
+                accepts_context=True,
+                on_failure=spec.on_failure,
+            )(handler)
+        consumer.instrument(manager)
+        await manager.verify_structure()
+        if consumer.down_since is not None:
+            reclaimed = await _reclaim_picked_by(queries, sorted(consumer.lost_managers))
+            consumer.lost_managers.clear()
+            consumer.on_connected(reclaimed)
+        self._mark_running(consumer, started)
+        await manager.run(
+            dequeue_timeout=options.dequeue_timeout,
+            batch_size=options.batch_size,
+            heartbeat_timeout=options.heartbeat_timeout,
+            max_concurrent_tasks=options.max_concurrent_tasks,
+        )
 
     async def _run_factory(
         self,
@@ -726,6 +1257,7 @@ class ConsumerSupervisor:
                     f"{consumer.spec.argument} yielded a {type(manager).__name__}; "
                     "a consumer needs a PgQueuer or a QueueManager"
                 )
+            consumer.on_connected(None)
             self._mark_running(consumer, started)
             await run_manager(
                 manager,
@@ -737,11 +1269,44 @@ class ConsumerSupervisor:
                 options.heartbeat_timeout,
             )
 
+    async def _wait_to_reconnect(self, consumer: Consumer, exc: BaseException) -> bool:
+        """After a lost connection: back off (the overview's backoff) unless stopped; False
+        when the consumer is to end instead (stopped meanwhile, or out of attempts)."""
+        if consumer.queue_manager is not None:  # its picked jobs: handed back on reconnect
+            consumer.lost_managers.add(consumer.queue_manager.queue_manager_id)
+        if consumer.shutdown.is_set():
+            return False
+        consumer.reconnect_attempt += 1
+        if consumer.down_since is None:
+            consumer.down_since = consumer.clock.now()
+            consumer.log(f"connection lost: {_one_line(exc)} ({type(exc).__name__})")
+        limit = self.max_reconnect_attempts
+        if limit is not None and consumer.reconnect_attempt > limit:
+            raise ConsoleError(
+                f"gave up reconnecting after {limit} attempt(s): {_one_line(exc)}"
+            ) from exc
+        delay = backoff_delay(consumer.reconnect_attempt, RECONNECT_BASE_S)
+        consumer.state = ConsumerState.RECONNECTING
+        consumer.next_try_mono = consumer.clock.monotonic() + delay
+        consumer.connected_mono = None
+        consumer.log(consumer.snapshot().state_text)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(consumer.shutdown.wait(), delay)
+        consumer.next_try_mono = None
+        if consumer.shutdown.is_set():
+            consumer.log(
+                "stopped while disconnected: jobs it had in flight stay picked until PgQueuer "
+                "re-runs them (stale heartbeat)"
+            )
+            return False
+        return True
+
     def _mark_running(self, consumer: Consumer, started: asyncio.Future[None]) -> None:
         if consumer.state is ConsumerState.STARTING:
             consumer.state = ConsumerState.RUNNING
         listed = ", ".join(consumer.entrypoints) or "(no entrypoints)"
         consumer.log(f"started: {consumer.spec.label} on {listed}")
+        consumer.audit("consumer start")
         if not started.done():
             started.set_result(None)
 
@@ -779,7 +1344,75 @@ class ConsumerSupervisor:
         _, pending = await asyncio.wait(tasks, timeout=within)
         return not pending
 
+    def stop_picking(self) -> None:
+        """Every consumer stops picking at once; running jobs go on (a shutdown's first step)."""
+        for consumer in self.active:
+            consumer.request_stop()
+
+    def hurry(self) -> None:
+        """Cut a running `shut_down`'s drain short: release the unfinished jobs now."""
+        self._hurry_event().set()
+
+    def _hurry_event(self) -> asyncio.Event:
+        if self._hurry is None:
+            self._hurry = asyncio.Event()
+        return self._hurry
+
+    async def shut_down(self, drain_s: float, reason: str) -> ShutdownReport:
+        """End every consumer without losing a job, within about `drain_s` + RELEASE_WITHIN_S.
+
+        Stop picking; let running handlers finish for up to `drain_s` seconds (or until
+        `hurry`); hand every job still running back to PgQueuer (`queued`, never `canceled`);
+        wait for that to be recorded. Calls after the first share its deadline.
+        """
+        loop = asyncio.get_running_loop()
+        if self._shutdown_deadline is None:
+            self._shutdown_deadline = loop.time() + drain_s
+            self._running_at_shutdown = sum(c.in_flight for c in self.active)
+        self.stop_picking()
+        pending = {c.task for c in self.consumers.values() if c.task and not c.task.done()}
+        hurry = asyncio.ensure_future(self._hurry_event().wait())
+        try:
+            while pending and not hurry.done():
+                remaining = self._shutdown_deadline - loop.time()
+                if remaining <= 0:
+                    break
+                await asyncio.wait(
+                    {*pending, hurry}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending = {task for task in pending if not task.done()}
+        finally:
+            hurry.cancel()
+        for consumer in self.consumers.values():
+            if consumer.task is not None and not consumer.task.done():
+                consumer.release_running(reason)
+        pending = {c.task for c in self.consumers.values() if c.task and not c.task.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=RELEASE_WITHIN_S)
+        unsettled = 0
+        for consumer in self.consumers.values():
+            stuck = len(consumer.running) + len(consumer.releasing)
+            if consumer.task is not None and not consumer.task.done() and stuck:
+                unsettled += stuck
+                consumer.log(
+                    f"{reason}: {stuck} job(s) could not be handed back in time; they stay "
+                    "picked and PgQueuer re-runs them once their heartbeat is stale"
+                )
+        return ShutdownReport(
+            running=self._running_at_shutdown,
+            released=sum(c.released - len(c.releasing) for c in self.consumers.values()),
+            unsettled=unsettled,
+            drain_s=drain_s,
+        )
+
     def _install_log_capture(self) -> None:
+        if self._loop_watch is None:
+            self._loop_watch = _LoopWatch(self)
+        # Re-checked at every start: the TUI swaps sys.stdout while it runs.
+        if not isinstance(sys.stdout, _ConsumerOutput):
+            sys.stdout = _ConsumerOutput(sys.stdout, "stdout")
+        if not isinstance(sys.stderr, _ConsumerOutput):
+            sys.stderr = _ConsumerOutput(sys.stderr, "stderr")
         if self._log_handler is not None:
             return
         handler = _ConsumerLogHandler()
@@ -795,6 +1428,15 @@ class ConsumerSupervisor:
         self._log_handler = handler
 
     def close(self) -> None:
+        if self._loop_watch is not None:
+            self._loop_watch.stop()
+            self._loop_watch = None
+        for consumer in self.consumers.values():
+            consumer.flush_output()
+        if isinstance(sys.stdout, _ConsumerOutput):
+            sys.stdout = sys.stdout.wrapped
+        if isinstance(sys.stderr, _ConsumerOutput):
+            sys.stderr = sys.stderr.wrapped
         if self._log_handler is not None:
             logging.getLogger().removeHandler(self._log_handler)
             self._log_handler = None
@@ -805,6 +1447,7 @@ __all__ = [
     "ConsumerSpec",
     "ConsumerState",
     "ConsumerSupervisor",
+    "ShutdownReport",
     "HandlerKind",
     "consumer_refusal",
     "parse_consumer_form",

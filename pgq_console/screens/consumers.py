@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -23,6 +23,7 @@ from pgq_console.core.consumers import (
     HANDLER_LABELS,
     ConsumerSnapshot,
     ConsumerSpec,
+    ConsumerState,
     ConsumerSupervisor,
     HandlerKind,
     consumer_refusal,
@@ -59,11 +60,23 @@ COLUMNS = (
 def _cells(snapshot: ConsumerSnapshot) -> dict[str, Text]:
     return {
         "id": Text(snapshot.name),
-        "state": Text(snapshot.state_text, style="bold" if snapshot.state.active else ""),
+        # Reconnecting: the details (attempt, next try, down since) are in the log's title.
+        "state": Text(
+            snapshot.state.value
+            if snapshot.state is ConsumerState.RECONNECTING
+            else snapshot.state_text,
+            style="bold" if snapshot.state.active else "",
+        ),
         "done": Text(fmt.count(snapshot.done), justify="right"),
         "rate": Text(fmt.rate(snapshot.rate), justify="right"),
         "errors": Text(fmt.count(snapshot.errors), justify="right"),
-        "in_flight": Text(str(snapshot.in_flight), justify="right"),
+        # Sync handlers: running on a thread, +waiting for one (picked, not started yet).
+        "in_flight": Text(
+            f"{snapshot.in_flight}+{snapshot.waiting}"
+            if snapshot.waiting
+            else str(snapshot.in_flight),
+            justify="right",
+        ),
         "uptime": Text(fmt.seconds(snapshot.uptime_s), justify="right"),
         "entrypoints": Text(printable(", ".join(snapshot.entrypoints), limit=20)),
         "handler": Text(printable(snapshot.handler, limit=18)),
@@ -88,6 +101,10 @@ class ConsumersScreen(Screen[None]):
         self.supervisor: ConsumerSupervisor = app.consumers
         self.shown_id: int | None = None
         self.shown_lines = 0
+        self.shown_title = ""
+        # Keys typed right after `n`, until the form is there to take them (`on_key`).
+        self.typed_for_form: list[str] | None = None
+        self.opening_form: ConsumerFormScreen | None = None
 
     def compose(self) -> ComposeResult:
         yield ConnectionLine(id="connection-line")
@@ -144,6 +161,7 @@ class ConsumersScreen(Screen[None]):
                 else:
                     table.add_row(*cells.values(), key=key)
         if not snapshots:
+            self.shown_title = ""
             self.query_one("#consumer-log-title", Static).update(
                 Text(" No consumers yet: press n to start one.")
             )
@@ -172,9 +190,18 @@ class ConsumersScreen(Screen[None]):
         if consumer_id != self.shown_id:
             log.clear()
             self.shown_id, self.shown_lines = consumer_id, 0
-            title = f" Log of {consumer.name}: {consumer.spec.label}"
-            if consumer.error:
-                title += f"  ✗ {consumer.error}"
+        title = f" Log of {consumer.name}: {consumer.spec.label}"
+        snapshot = consumer.snapshot()
+        if snapshot.state is ConsumerState.RECONNECTING:
+            title += f"  ⟳ {snapshot.state_text}"
+        elif consumer.reconnects and consumer.state.active:
+            title += f"  (connected since {consumer.connected_since:%H:%M:%S})"
+        if consumer.error:
+            title += f"  ✗ {consumer.error}"
+        elif consumer.warning:
+            title += f"  ⚠ {consumer.warning}"
+        if title != self.shown_title:  # an error or warning can come at any time
+            self.shown_title = title
             self.query_one("#consumer-log-title", Static).update(Text(printable(title)))
         lines, self.shown_lines = consumer.new_lines(self.shown_lines)
         if lines:
@@ -195,11 +222,38 @@ class ConsumersScreen(Screen[None]):
     def action_new_consumer(self) -> None:
         problem = consumer_refusal(self.console.backend, self.console.read_only)
         if problem:
+            self.typed_for_form = None
             self.notify(f"Cannot start a consumer: {problem}", severity="warning", markup=False)
             return
-        self.app.push_screen(ConsumerFormScreen(self.console), self._started)
+        if self.typed_for_form is None:
+            self.typed_for_form = []
+        form = ConsumerFormScreen(self.console, typed=self.typed_for_form)
+        self.opening_form = form
+        self.app.push_screen(form, self._started)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Keys typed right after `n` reach this screen before the form is up: they are the
+        # form's text, not commands (an `s` in an entrypoint name must not stop a consumer).
+        return self.typed_for_form is None or action == "new_consumer"
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "n" and self.typed_for_form is None and self.app.screen is self:
+            self.typed_for_form = []  # the form takes what follows (`action_new_consumer`)
+            return
+        typed = self.typed_for_form
+        if typed is None or not event.is_printable or not event.character:
+            return
+        event.stop()
+        event.prevent_default()
+        form = self.opening_form
+        if form is not None and form.is_mounted:
+            form.post_message(events.Key(event.key, event.character))
+        else:
+            typed.append(event.character)
 
     def _started(self, consumer_id: int | None) -> None:
+        self.opening_form = None
+        self.typed_for_form = None
         self.refresh_rows()
         if consumer_id is None:
             return
@@ -302,15 +356,25 @@ class ConfirmScreen(ModalScreen[bool]):
 class ConsumerFormScreen(ModalScreen[int | None]):
     """Start a consumer; dismisses with its id once it runs (None when closed)."""
 
+    # Focused as soon as the form is composed (the default handler takes no argument).
+    AUTO_FOCUS = "#entrypoints"
+
     BINDINGS = [
         Binding("escape", "close", "Close"),
         Binding("ctrl+s", "start", "Start"),
     ]
 
-    def __init__(self, app: PgqConsole, initial: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: PgqConsole,
+        initial: Mapping[str, str] | None = None,
+        typed: list[str] | None = None,
+    ) -> None:
         super().__init__()
         self.console = app
         self.initial = dict(initial or {})
+        # Keys typed between `n` and this form being up (the opener keeps appending).
+        self.typed = typed if typed is not None else []
         self.starting = False
 
     def compose(self) -> ComposeResult:
@@ -377,9 +441,26 @@ class ConsumerFormScreen(ModalScreen[int | None]):
             yield Static(Text("enter/ctrl+s start · esc close"), id="consumer-form-keys")
 
     def on_mount(self) -> None:
-        self.query_one("#handler", Select).focus()
         self._show_argument_hint(self._handler())
+        # The first text field (Entrypoints for the default no-op handler): what is typed right
+        # after `n` lands there, not in the handler list.
+        first = self.query_one(
+            "#argument" if self._handler().argument_hint else "#entrypoints", Input
+        )
+        first.focus()
+        if self.typed:
+            first.insert_text_at_cursor("".join(self.typed))
+            self.typed.clear()
         self.load_suggestions()
+
+    def on_key(self, event: events.Key) -> None:
+        # Keys typed right after `n` reach the form before its field had focus (an Input stops
+        # the keys it takes): they belong in the field that has focus now.
+        focused = self.focused
+        if isinstance(focused, Input) and event.is_printable and event.character:
+            focused.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
 
     @work(group="consumer-suggest", exclusive=True, exit_on_error=False)
     async def load_suggestions(self) -> None:

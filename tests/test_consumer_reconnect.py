@@ -1,0 +1,232 @@
+"""In-process consumers survive a database restart and say what happened (issue 18).
+
+A consumer drains jobs with a 20 ms handler on a throwaway server that the test restarts: it
+keeps its row, says `reconnecting (attempt N, next in S s, down since HH:MM:SS)`, comes back
+with the same spec, hands back the jobs that were in flight, and no job is lost. A consumer
+whose role loses its privileges ends with the reason in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from pgq_console.core.clock import SystemClock
+from pgq_console.core.consumers import (
+    Consumer,
+    ConsumerState,
+    ConsumerSupervisor,
+    parse_consumer_form,
+)
+from pgq_console.core.target import DriverKind
+from tests.helpers import backend_for, enqueue
+from tests.resilience_w5_support import account, install, restartable_server
+
+ENTRYPOINT = "drained_through_restarts"
+
+
+def state(consumer: Consumer) -> ConsumerState:
+    return consumer.state
+
+
+async def until(
+    predicate: Any, within: float = 60.0, what: str = "", consumer: Consumer | None = None
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            where = ""
+            if consumer is not None:
+                where = (
+                    f" ({consumer.state}, done {consumer.done}, in flight {consumer.in_flight};"
+                    f" log: {list(consumer.lines)[-8:]})"
+                )
+            raise AssertionError(f"timed out after {within}s waiting for {what}{where}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def supervisor() -> Iterator[ConsumerSupervisor]:
+    made = ConsumerSupervisor({}, SystemClock())
+    yield made
+    made.close()
+
+
+async def drain_through_restarts(
+    supervisor: ConsumerSupervisor, jobs: int, restarts: int, concurrency: str
+) -> None:
+    with restartable_server() as server:
+        dsn = server.database("consumer_restarts")
+        await install(dsn)
+        ids: set[int] = set()
+        for _ in range(0, jobs, 1000):
+            ids.update(await enqueue(dsn, ENTRYPOINT, min(1000, jobs - len(ids))))
+        backend = await backend_for(dsn, DriverKind.ASYNCPG_POOL)
+        try:
+            consumer = await supervisor.start(
+                backend,
+                parse_consumer_form(
+                    {
+                        "handler": "sleep",
+                        "argument": "20",
+                        "entrypoints": ENTRYPOINT,
+                        "concurrency_limit": concurrency,
+                        "batch_size": "10",
+                    }
+                ),
+            )
+            step = max(50, jobs // (restarts + 2))
+            for cycle in range(restarts):
+                reached = consumer.done + step
+                await until(
+                    lambda r=reached: consumer.done >= r,
+                    120,
+                    "jobs done",
+                    consumer,
+                )
+                counters = (consumer.done, consumer.errors)
+                await asyncio.to_thread(server.stop)
+                await until(
+                    lambda: state(consumer) is ConsumerState.RECONNECTING, 60, "down", consumer
+                )
+                text = consumer.snapshot().state_text
+                assert text.startswith("reconnecting (attempt ") and ", down since " in text
+                assert consumer in supervisor.active  # keeps its row, counts as running
+                await asyncio.to_thread(server.start)
+                await until(
+                    lambda: state(consumer) is ConsumerState.RUNNING, 120, "back up", consumer
+                )
+                assert consumer.reconnects == cycle + 1
+                assert (consumer.done, consumer.errors) >= counters  # counters go on
+            await until(lambda: consumer.done >= jobs, 300, "every job done", consumer)
+
+            async def settled() -> dict[str, set[int]]:
+                for _ in range(600):
+                    where = await account(dsn, ids)
+                    if not where["queued"] and not where["picked"]:
+                        return where
+                    await asyncio.sleep(0.1)
+                return await account(dsn, ids)
+
+            where = await settled()
+            assert state(consumer) is ConsumerState.RUNNING
+            assert await supervisor.drain_all(within=30)
+        finally:
+            await backend.close()
+    assert where["missing"] == set(), f"jobs lost: {sorted(where['missing'])[:10]}"
+    assert where["completed"] == ids and not where["held"]
+    # At least once: a job whose outcome died with the connection ran again, and said so.
+    assert consumer.done >= jobs and consumer.errors == 0
+    log = "\n".join(consumer.lines)
+    assert log.count("connection lost:") == restarts
+    assert log.count("were in flight when the connection died") == restarts
+    assert "(connected since" not in log  # the UI's title, not a log line
+    assert (
+        consumer.snapshot().uptime_s < (consumer.clock.now() - consumer.started_at).total_seconds()
+    )
+
+
+async def test_a_consumer_survives_a_server_restart(supervisor: ConsumerSupervisor) -> None:
+    await drain_through_restarts(supervisor, jobs=1500, restarts=1, concurrency="4")
+
+
+@pytest.mark.slow
+async def test_a_consumer_drains_5000_jobs_through_10_restarts(
+    supervisor: ConsumerSupervisor,
+) -> None:
+    await drain_through_restarts(supervisor, jobs=5000, restarts=10, concurrency="4")
+
+
+def as_user(dsn: str, user: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+async def test_a_role_losing_its_privileges_is_one_line(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    role = "pgqc_consumer_loses_rights"
+    admin = await asyncpg.connect(database_dsn)
+    try:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.execute(f"CREATE ROLE {role} LOGIN")
+        await admin.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        await admin.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+        )
+        await admin.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        backend = await backend_for(as_user(database_dsn, role), DriverKind.ASYNCPG_POOL)
+        try:
+            consumer = await supervisor.start(
+                backend,
+                parse_consumer_form(
+                    {"handler": "noop", "entrypoints": "rights_revoked", "batch_size": "5"}
+                ),
+            )
+            await enqueue(database_dsn, "rights_revoked", 5)
+            await until(lambda: consumer.done == 5, 60, "jobs done with the rights")
+            await admin.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+            await enqueue(database_dsn, "rights_revoked", 1)
+            await until(lambda: state(consumer) is ConsumerState.FAILED, 90, "the failure")
+        finally:
+            await backend.close()
+    finally:
+        await admin.execute(f"DROP OWNED BY {role}")
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+        await admin.close()
+    assert consumer.error is not None and "permission denied" in consumer.error
+    assert "\n" not in consumer.error
+    assert consumer.lines[-1].endswith(
+        f"consumer ended: {consumer.error} (InsufficientPrivilegeError)"
+    )
+    assert not any("Traceback" in line for line in consumer.lines)
+
+
+async def test_reconnect_cap_and_stop_while_reconnecting() -> None:
+    """With a cap, a consumer gives up after that many attempts (one line); without one it
+    waits, and `s` during the wait ends it as stopped."""
+    capped_supervisor = ConsumerSupervisor({}, SystemClock())
+    capped_supervisor.max_reconnect_attempts = 2
+    patient_supervisor = ConsumerSupervisor({}, SystemClock())
+    with restartable_server() as server:
+        dsn = server.database("consumer_cap")
+        await install(dsn)
+        backend = await backend_for(dsn, DriverKind.ASYNCPG_POOL)
+        try:
+            form = {"handler": "noop", "entrypoints": "capped"}  # idle: a 30 s dequeue wait
+            capped = await capped_supervisor.start(backend, parse_consumer_form(form))
+            patient = await patient_supervisor.start(backend, parse_consumer_form(form))
+            await enqueue(dsn, "capped", 4)
+            await until(lambda: capped.done + patient.done == 4, 60, "jobs done")
+            await asyncio.to_thread(server.stop)
+            await until(lambda: state(capped) is ConsumerState.FAILED, 120, "capped gives up")
+            assert state(patient) is ConsumerState.RECONNECTING
+            patient_supervisor.stop(patient.id)
+            assert await patient_supervisor.wait(patient.id, within=10)
+            assert state(patient) is ConsumerState.STOPPED
+        finally:
+            await backend.close()
+            capped_supervisor.close()
+            patient_supervisor.close()
+    assert capped.error is not None and capped.error.startswith(
+        "gave up reconnecting after 2 attempt(s): "
+    )
+    assert "stop requested while reconnecting" in "\n".join(patient.lines)
+
+
+def test_reconnect_cap_setting() -> None:
+    from pgq_console.config import CliOptions, ConfigError, load_settings
+
+    cli = CliOptions(dsn="postgresql:///x")
+    assert load_settings(cli, environ={}).consumer_reconnect_attempts is None  # unlimited
+    environ = {"PGQ_CONSOLE_CONSUMER_RECONNECT_ATTEMPTS": "3"}
+    assert load_settings(cli, environ=environ).consumer_reconnect_attempts == 3
+    with pytest.raises(ConfigError, match="consumer-reconnects"):
+        load_settings(CliOptions(dsn="postgresql:///x", consumer_reconnect_attempts=0), {})
