@@ -185,9 +185,17 @@ def parse_announcement(payload: object) -> AuditAnnouncement | None:
 
 
 def verify(
-    announcement: AuditAnnouncement, usename: str | None, application_name: str | None
+    announcement: AuditAnnouncement,
+    usename: str | None,
+    application_name: str | None,
+    *,
+    can_write: bool = True,
 ) -> AuditAnnouncement:
-    """The announcement checked against its sender's pg_stat_activity row (None: gone)."""
+    """The announcement checked against its sender's pg_stat_activity row (None: gone).
+
+    `can_write`: whether the sender's role may write the queue or schedules tables; any client
+    can call itself pgq-console, but a role that cannot write them made no console write.
+    """
     from pgq_console.core.target import APPLICATION_NAME
 
     if usename is None:
@@ -198,6 +206,10 @@ def verify(
         return replace(announcement, verified=False, sender=sender)
     if announcement.db_user != usename:
         return replace(announcement, verified=False, sender=f"{sender}, not as claimed")
+    if not can_write:
+        return replace(
+            announcement, verified=False, sender=f"{sender}, which cannot write the queue"
+        )
     return replace(announcement, verified=True, sender=sender)
 
 
@@ -284,16 +296,26 @@ class AuditListener:
 
     async def _check_and_hand_on(self, announcement: AuditAnnouncement, pid: int) -> None:
         try:
+            names = self._backend.installation.settings.qualified
             rows = await self._backend.read(
-                "SELECT usename::text AS usename, application_name "
+                "SELECT usename::text AS usename, application_name, "
+                "has_table_privilege(usesysid, $2, 'INSERT, UPDATE, DELETE') "
+                "OR has_table_privilege(usesysid, $3, 'UPDATE, DELETE') AS can_write "
                 "FROM pg_stat_activity WHERE pid = $1",
                 pid,
+                names.queue_table,
+                names.schedules_table,
             )
         except Exception:
             rows = []
             announcement = replace(announcement, sender="the sender could not be looked up")
         row = rows[0] if rows else {}
-        checked = verify(announcement, row.get("usename"), row.get("application_name"))
+        checked = verify(
+            announcement,
+            row.get("usename"),
+            row.get("application_name"),
+            can_write=bool(row.get("can_write")),
+        )
         if not rows and announcement.sender:
             checked = replace(checked, sender=announcement.sender)
         with contextlib.suppress(Exception):  # a handler's trouble never ends the listener
