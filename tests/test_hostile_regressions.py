@@ -6,9 +6,12 @@ import json
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
+from pgq_console.cli import main
 from pgq_console.core.audit import AuditAnnouncement, AuditListener
 from pgq_console.core.backend import Backend
+from pgq_console.scripting import NagiosState
 from tests.helpers import backend_for
 from tests.test_audit_broadcasts import FORGED, _notify_and_wait
 
@@ -51,3 +54,17 @@ async def test_a_select_only_role_calling_itself_pgq_console_is_unverified(
     finally:
         await listener.stop()
         await backend.close()
+
+
+def test_check_with_an_absurd_duration_is_a_one_line_unknown(
+    capsys: pytest.CaptureFixture[str], fresh_database: str
+) -> None:
+    # Was "internal error (OverflowError: ...)": bad input deserves a message saying what is wrong.
+    for duration in ["99999999999999999999d", "9" * 400 + "s"]:
+        with pytest.raises(SystemExit) as exited:
+            main(["check", "--dsn", fresh_database, "--max-age", f"a={duration}"])
+        out, err = capsys.readouterr()
+        assert exited.value.code == NagiosState.UNKNOWN
+        assert len(out.strip().splitlines()) == 1 and err == ""
+        assert out.startswith("PGQ UNKNOWN - ") and "internal error" not in out
+        assert "duration" in out
