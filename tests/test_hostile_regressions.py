@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -68,3 +72,26 @@ def test_check_with_an_absurd_duration_is_a_one_line_unknown(
         assert len(out.strip().splitlines()) == 1 and err == ""
         assert out.startswith("PGQ UNKNOWN - ") and "internal error" not in out
         assert "duration" in out
+
+
+def _limit_memory() -> None:
+    import resource
+
+    # Before the fix `--config /dev/zero` read until memory ran out: keep that contained.
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_a_config_file_that_never_ends_is_refused(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "PGQ"))}
+    env["XDG_STATE_HOME"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "pgq_console", "--config", "/dev/zero", "check"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=_limit_memory,
+    )
+    assert done.returncode == NagiosState.UNKNOWN, done
+    assert done.stdout.startswith("PGQ UNKNOWN - ") and len(done.stdout.splitlines()) == 1
+    assert "internal error" not in done.stdout and "larger than" in done.stdout
