@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,11 +14,15 @@ import asyncpg
 import pytest
 
 from pgq_console.cli import main
+from pgq_console.core import audit
 from pgq_console.core.audit import AuditAnnouncement, AuditListener
 from pgq_console.core.backend import Backend
+from pgq_console.core.target import DriverKind
 from pgq_console.scripting import NagiosState
 from tests.helpers import backend_for
+from tests.lossy_proxy import LossyProxy
 from tests.test_audit_broadcasts import FORGED, _notify_and_wait
+from tests.test_unknown_outcomes import _rows
 
 
 def _as_role(dsn: str, role: str) -> str:
@@ -95,3 +100,33 @@ def test_a_config_file_that_never_ends_is_refused(tmp_path: Path) -> None:
     assert done.returncode == NagiosState.UNKNOWN, done
     assert done.stdout.startswith("PGQ UNKNOWN - ") and len(done.stdout.splitlines()) == 1
     assert "internal error" not in done.stdout and "larger than" in done.stdout
+
+
+async def test_enqueue_only_retry_on_a_lost_connection_says_nothing_was_sent(
+    fresh_database: str,
+) -> None:
+    # psycopg-sync cannot reconnect: after a lost reply, a retry sends nothing, and so must not
+    # be reported as another unknown outcome (the operator would look for jobs never written).
+    from pgq_console.core.enqueue import Enqueuer, parse_enqueue_form
+
+    request = parse_enqueue_form(
+        {"entrypoint": "form_ep", "payload_kind": "text", "payload": "hi", "copies": "5"},
+        datetime.now(UTC),
+    )
+    async with LossyProxy(fresh_database) as proxy:
+        backend = await backend_for(proxy.dsn, DriverKind.PSYCOPG_SYNC)
+        try:
+            enqueuer = Enqueuer(backend, batch_size=2)
+            proxy.arm("INSERT INTO")
+            first = await enqueuer.enqueue(request, submission="s1")
+            assert proxy.dropped == 1
+            assert first.error is not None and "outcome is unknown" in first.error
+            retry = await enqueuer.enqueue(request, submission="s1")
+        finally:
+            await backend.close()
+    assert retry.error is not None
+    assert "outcome is unknown" not in retry.error and "nothing was sent" in retry.error
+    rows = await _rows(fresh_database)
+    assert sum(1 for ep, _ in rows.values() if ep == "form_ep") == 2, rows
+    unknown = [r for r in audit.read_records() if r.get("outcome") == "unknown"]
+    assert len(unknown) == 1

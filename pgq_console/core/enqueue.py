@@ -613,6 +613,13 @@ class Enqueuer:
             [headers] * size,
         )
         if isinstance(self.backend, SyncPsycopgBackend):
+            if self.backend.connection.closed:
+                # The sync connection is never replaced: nothing can be sent, so the outcome is
+                # known (nothing written), unlike a reply lost on the way back.
+                raise ConsoleError(
+                    "the connection to the database is lost: nothing was sent; "
+                    "restart the console to reconnect"
+                )
             sync_queries = self.backend.sync_queries()
             sync_ids = await asyncio.to_thread(lambda: sync_queries.enqueue(*arguments))
             return [int(i) for i in sync_ids]
