@@ -130,3 +130,25 @@ async def test_enqueue_only_retry_on_a_lost_connection_says_nothing_was_sent(
     assert sum(1 for ep, _ in rows.values() if ep == "form_ep") == 2, rows
     unknown = [r for r in audit.read_records() if r.get("outcome") == "unknown"]
     assert len(unknown) == 1
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400"])
+async def test_headers_jsonb_cannot_hold_are_refused_by_the_form(
+    fresh_database: str, number: str
+) -> None:
+    # They passed the form and failed at enqueue with the driver's "invalid input syntax for
+    # type json" (the surrogate case of issue 11, with numbers).
+    from pgq_console.core.enqueue import Enqueuer, FormErrors, parse_enqueue_form
+
+    fields = {"entrypoint": "ep", "payload_kind": "text", "payload": "hi", "copies": "1"}
+    with pytest.raises(FormErrors) as refused:
+        parse_enqueue_form({**fields, "headers": f'{{"a": {number}}}'}, datetime.now(UTC))
+    assert "headers" in str(refused.value) and "jsonb" in str(refused.value)
+    # A header jsonb holds still goes through, on the same database.
+    backend = await backend_for(fresh_database)
+    try:
+        request = parse_enqueue_form({**fields, "headers": '{"a": 1e300}'}, datetime.now(UTC))
+        result = await Enqueuer(backend).enqueue(request)
+    finally:
+        await backend.close()
+    assert result.error is None and len(result.ids) == 1

@@ -307,6 +307,10 @@ class EnqueueRequest(BaseModel):
             raise _error("headers contain \\u0000, which PostgreSQL jsonb cannot hold")
         if not _encodable(json.dumps(parsed, ensure_ascii=False)):
             raise _error("headers contain an unpaired surrogate character (e.g. \\ud800)")
+        try:  # Python reads NaN, Infinity and 1e400 (as inf); jsonb refuses them at enqueue
+            json.dumps(parsed, allow_nan=False)
+        except ValueError:
+            raise _error("headers contain NaN, Infinity or a number too large for jsonb") from None
         return parsed
 
     @field_validator("copies", mode="before")
