@@ -63,6 +63,14 @@ def dsn_parts(dsn: str) -> dict[str, str]:
         # libpq echoes the DSN, whose password cannot be known when it does not parse.
         detail = scrub(" ".join(str(exc).split()), (_password_in(dsn), *_password_by_place(dsn)))
         raise ConsoleError(f"invalid connection string: {detail}") from None
+    _, sep, rest = dsn.partition("://")
+    if sep and re.split(r"[/?#]", rest, maxsplit=1)[0].count("@") > 1:
+        # libpq splits at the first `@`: the rest of the password would become the host, and
+        # be shown in every label (no host name holds an `@`, so this never connects anyway).
+        raise ConsoleError(
+            "invalid connection string: more than one '@' before the host; "
+            "write an '@' in the user or password as %40"
+        )
     return {key: str(value) for key, value in parsed.items() if value is not None}
 
 
