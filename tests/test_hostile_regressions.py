@@ -168,3 +168,19 @@ def test_an_unencoded_at_sign_in_the_password_is_refused_not_shown(
     assert "TailOfPw" not in out + err and "Pass" not in out + err
     assert exited.value.code in (2, NagiosState.UNKNOWN)
     assert "%40" in out + err  # says how to write it
+
+
+@pytest.mark.parametrize("special", ["/", "?", "#"])
+@pytest.mark.parametrize("driver", ["asyncpg-pool", "psycopg"])
+def test_an_unencoded_special_character_in_the_password_is_not_shown(
+    capsys: pytest.CaptureFixture[str], server_dsn: str, special: str, driver: str
+) -> None:
+    # `/`: libpq read host `u`, port `Head`, database `TailOfPw@host/d` (the label showed it all);
+    # `?`: asyncpg's parser said "bad query field: 'TailOfPw@...'".
+    port = urlsplit(server_dsn).port or 5432
+    dsn = f"postgresql://u:HeadOfPw{special}TailOfPw@127.0.0.1:{port}/d"
+    with pytest.raises(SystemExit):
+        main(["check", "--driver", driver, "--dsn", dsn])
+    out, err = capsys.readouterr()
+    assert "TailOfPw" not in out + err and "HeadOfPw" not in out + err, out + err
+    assert len(out.strip().splitlines()) == 1

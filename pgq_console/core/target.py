@@ -71,6 +71,14 @@ def dsn_parts(dsn: str) -> dict[str, str]:
             "invalid connection string: more than one '@' before the host; "
             "write an '@' in the user or password as %40"
         )
+    ports = str(parsed.get("port") or "").split(",")
+    if not all(port.isdigit() for port in ports if port):
+        # `u:pa/ss@host`: libpq reads host `u`, port `pa`, database `ss@host`; every label would
+        # show the password. Not echoed: the port may be part of it.
+        raise ConsoleError(
+            "invalid connection string: the port is not a number "
+            "(write / ? # @ in a URI's user or password as %2F %3F %23 %40)"
+        )
     return {key: str(value) for key, value in parsed.items() if value is not None}
 
 
