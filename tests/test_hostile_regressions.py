@@ -155,13 +155,14 @@ async def test_headers_jsonb_cannot_hold_are_refused_by_the_form(
 
 
 @pytest.mark.parametrize("command", [["check"], ["snapshot"], ["snapshot", "--json"]])
+@pytest.mark.parametrize("password", ["Pass@TailOfPw", "Pass/TailOfPw", "5432/TailOfPw"])
 def test_an_unencoded_at_sign_in_the_password_is_refused_not_shown(
-    capsys: pytest.CaptureFixture[str], server_dsn: str, command: list[str]
+    capsys: pytest.CaptureFixture[str], server_dsn: str, command: list[str], password: str
 ) -> None:
     # libpq splits `u:Pass@Word@host` at the first `@`: the host became `Word@host`, and every
     # label showed `u@Word@host`, the rest of the password (to Nagios, too).
     port = urlsplit(server_dsn).port or 5432
-    dsn = f"postgresql://u:Pass@TailOfPw@127.0.0.1:{port}/d"
+    dsn = f"postgresql://u:{password}@127.0.0.1:{port}/d"
     with pytest.raises(SystemExit) as exited:
         main([*command, "--dsn", dsn])
     out, err = capsys.readouterr()

@@ -64,12 +64,13 @@ def dsn_parts(dsn: str) -> dict[str, str]:
         detail = scrub(" ".join(str(exc).split()), (_password_in(dsn), *_password_by_place(dsn)))
         raise ConsoleError(f"invalid connection string: {detail}") from None
     _, sep, rest = dsn.partition("://")
-    if sep and re.split(r"[/?#]", rest, maxsplit=1)[0].count("@") > 1:
-        # libpq splits at the first `@`: the rest of the password would become the host, and
-        # be shown in every label (no host name holds an `@`, so this never connects anyway).
+    authority, _, path = re.split(r"[?#]", rest, maxsplit=1)[0].partition("/")
+    if sep and (authority.count("@") > 1 or "@" in path):
+        # An `@` or `/` left unencoded in the password: libpq splits at the first `@` or `/`,
+        # and the rest of the password became the host or database name, shown in every label.
         raise ConsoleError(
-            "invalid connection string: more than one '@' before the host; "
-            "write an '@' in the user or password as %40"
+            "invalid connection string: more than one '@' before the host, or one after it; "
+            "write / ? # @ in a URI's user or password as %2F %3F %23 %40"
         )
     ports = str(parsed.get("port") or "").split(",")
     if not all(port.isdigit() for port in ports if port):
