@@ -21,7 +21,7 @@ from pgq_console.core.target import DriverKind
 from pgq_console.scripting import NagiosState
 from tests.helpers import backend_for
 from tests.lossy_proxy import LossyProxy
-from tests.test_audit_broadcasts import FORGED, _notify_and_wait
+from tests.test_audit_broadcasts import CHANNEL, FORGED, _notify_and_wait
 from tests.test_unknown_outcomes import _rows
 
 
@@ -185,3 +185,34 @@ def test_an_unencoded_special_character_in_the_password_is_not_shown(
     out, err = capsys.readouterr()
     assert "TailOfPw" not in out + err and "HeadOfPw" not in out + err, out + err
     assert len(out.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind", [DriverKind.ASYNCPG_POOL, DriverKind.PSYCOPG])
+async def test_the_audit_listener_comes_back_after_its_connection_is_lost(
+    fresh_database: str, kind: DriverKind
+) -> None:
+    # A server restart, failover or idle-session kill silenced other consoles' announcements
+    # for good: the listener's own connection was never replaced.
+    import asyncio
+
+    seen: list[AuditAnnouncement] = []
+    backend = await backend_for(fresh_database, kind)
+    assert isinstance(backend, Backend)
+    listener = AuditListener(backend, seen.append)
+    admin = await asyncpg.connect(fresh_database)
+    try:
+        await listener.start()
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query ILIKE 'LISTEN %console%'"
+        )
+        for _ in range(300):  # the listener reconnects in the background
+            await admin.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(FORGED))
+            if seen:
+                break
+            await asyncio.sleep(0.1)
+        assert seen, "no announcement after the listener's connection was terminated"
+    finally:
+        await admin.close()
+        await listener.stop()
+        await backend.close()

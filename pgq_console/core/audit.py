@@ -261,6 +261,7 @@ class AuditListener:
         self._handler = handler
         self._connection: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     async def start(self) -> None:
         connection = await self._backend.new_connection()
@@ -270,6 +271,7 @@ class AuditListener:
             await connection.add_listener(
                 channel, lambda _c, pid, _ch, payload: self.received(pid, payload)
             )
+            connection.add_termination_listener(lambda _c: self._lost())
             return
         from psycopg import sql
 
@@ -277,8 +279,30 @@ class AuditListener:
         self._spawn(self._watch_psycopg(connection))
 
     async def _watch_psycopg(self, connection: Any) -> None:
-        async for note in connection.notifies():
-            self.received(note.pid, note.payload)
+        with contextlib.suppress(Exception):
+            async for note in connection.notifies():
+                self.received(note.pid, note.payload)
+        self._lost()
+
+    def _lost(self) -> None:
+        """The listening connection is gone (server restart, failover, a killed session):
+        listen again on a new one, or other consoles' writes go unannounced from now on."""
+        if not self._stopped:
+            self._spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.5
+        while not self._stopped:
+            await asyncio.sleep(delay)
+            old, self._connection = self._connection, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.close()
+            try:
+                await self.start()
+                return
+            except Exception:
+                delay = min(delay * 2, 30.0)
 
     def received(self, pid: object, payload: object) -> None:
         """One NOTIFY: parse it (never raises), then look its sender up off the callback."""
@@ -322,6 +346,7 @@ class AuditListener:
             self._handler(checked)
 
     async def stop(self) -> None:
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         connection, self._connection = self._connection, None
