@@ -444,10 +444,17 @@ def _check_pooler_option(value: str) -> None:
         raise ConfigError(f"--pooler: {exc}") from None
 
 
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_file(path: Path, *, required: bool) -> tuple[FileConfig, bool, list[str]]:
     """The parsed file, whether it exists, and warnings (a password readable by others)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:  # bounded: `--config /dev/zero` never ends
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES:,} bytes")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         if required:
             raise ConfigError(f"config file not found: {path}") from None

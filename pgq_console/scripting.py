@@ -58,7 +58,10 @@ def parse_duration(text: str) -> timedelta:
         position = match.end()
     if not compact or position != len(compact):
         raise ConsoleError(f"not a duration: {text!r} (e.g. 90s, 5m, 1h30m)")
-    return timedelta(seconds=total)
+    try:
+        return timedelta(seconds=total)
+    except OverflowError:  # beyond timedelta's 999,999,999 days (or infinite)
+        raise ConsoleError(f"duration too long: {text!r}") from None
 
 
 def _number(value: float) -> str:

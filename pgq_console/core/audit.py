@@ -191,9 +191,17 @@ def parse_announcement(payload: object) -> AuditAnnouncement | None:
 
 
 def verify(
-    announcement: AuditAnnouncement, usename: str | None, application_name: str | None
+    announcement: AuditAnnouncement,
+    usename: str | None,
+    application_name: str | None,
+    *,
+    can_write: bool = True,
 ) -> AuditAnnouncement:
-    """The announcement checked against its sender's pg_stat_activity row (None: gone)."""
+    """The announcement checked against its sender's pg_stat_activity row (None: gone).
+
+    `can_write`: whether the sender's role may write the queue or schedules tables; any client
+    can call itself pgq-console, but a role that cannot write them made no console write.
+    """
     from pgq_console.core.target import APPLICATION_NAME
 
     if usename is None:
@@ -204,6 +212,10 @@ def verify(
         return replace(announcement, verified=False, sender=sender)
     if announcement.db_user != usename:
         return replace(announcement, verified=False, sender=f"{sender}, not as claimed")
+    if not can_write:
+        return replace(
+            announcement, verified=False, sender=f"{sender}, which cannot write the queue"
+        )
     return replace(announcement, verified=True, sender=sender)
 
 
@@ -255,6 +267,7 @@ class AuditListener:
         self._handler = handler
         self._connection: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
 
     async def start(self) -> None:
         connection = await self._backend.new_listen_connection()  # past a pooler: listen_dsn
@@ -264,6 +277,7 @@ class AuditListener:
             await connection.add_listener(
                 channel, lambda _c, pid, _ch, payload: self.received(pid, payload)
             )
+            connection.add_termination_listener(lambda _c: self._lost())
             return
         from psycopg import sql
 
@@ -271,8 +285,30 @@ class AuditListener:
         self._spawn(self._watch_psycopg(connection))
 
     async def _watch_psycopg(self, connection: Any) -> None:
-        async for note in connection.notifies():
-            self.received(note.pid, note.payload)
+        with contextlib.suppress(Exception):
+            async for note in connection.notifies():
+                self.received(note.pid, note.payload)
+        self._lost()
+
+    def _lost(self) -> None:
+        """The listening connection is gone (server restart, failover, a killed session):
+        listen again on a new one, or other consoles' writes go unannounced from now on."""
+        if not self._stopped:
+            self._spawn(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.5
+        while not self._stopped:
+            await asyncio.sleep(delay)
+            old, self._connection = self._connection, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.close()
+            try:
+                await self.start()
+                return
+            except Exception:
+                delay = min(delay * 2, 30.0)
 
     def received(self, pid: object, payload: object) -> None:
         """One NOTIFY: parse it (never raises), then look its sender up off the callback."""
@@ -290,22 +326,33 @@ class AuditListener:
 
     async def _check_and_hand_on(self, announcement: AuditAnnouncement, pid: int) -> None:
         try:
+            names = self._backend.installation.settings.qualified
             rows = await self._backend.read(
-                "SELECT usename::text AS usename, application_name "
+                "SELECT usename::text AS usename, application_name, "
+                "has_table_privilege(usesysid, $2, 'INSERT, UPDATE, DELETE') "
+                "OR has_table_privilege(usesysid, $3, 'UPDATE, DELETE') AS can_write "
                 "FROM pg_stat_activity WHERE pid = $1",
                 pid,
+                names.queue_table,
+                names.schedules_table,
             )
         except Exception:
             rows = []
             announcement = replace(announcement, sender="the sender could not be looked up")
         row = rows[0] if rows else {}
-        checked = verify(announcement, row.get("usename"), row.get("application_name"))
+        checked = verify(
+            announcement,
+            row.get("usename"),
+            row.get("application_name"),
+            can_write=bool(row.get("can_write")),
+        )
         if not rows and announcement.sender:
             checked = replace(checked, sender=announcement.sender)
         with contextlib.suppress(Exception):  # a handler's trouble never ends the listener
             self._handler(checked)
 
     async def stop(self) -> None:
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         connection, self._connection = self._connection, None

@@ -316,6 +316,10 @@ class EnqueueRequest(BaseModel):
             raise _error("headers contain \\u0000, which PostgreSQL jsonb cannot hold")
         if not _encodable(json.dumps(parsed, ensure_ascii=False)):
             raise _error("headers contain an unpaired surrogate character (e.g. \\ud800)")
+        try:  # Python reads NaN, Infinity and 1e400 (as inf); jsonb refuses them at enqueue
+            json.dumps(parsed, allow_nan=False)
+        except ValueError:
+            raise _error("headers contain NaN, Infinity or a number too large for jsonb") from None
         return parsed
 
     @field_validator("copies", mode="before")
@@ -666,6 +670,13 @@ class Enqueuer:
             [headers] * size,
         )
         if isinstance(self.backend, SyncPsycopgBackend):
+            if self.backend.connection.closed:
+                # The sync connection is never replaced: nothing can be sent, so the outcome is
+                # known (nothing written), unlike a reply lost on the way back.
+                raise ConsoleError(
+                    "the connection to the database is lost: nothing was sent; "
+                    "restart the console to reconnect"
+                )
             return await self.backend.enqueue(*arguments)
         job_ids = await self.backend.queries.enqueue(*arguments)
         return [int(i) for i in job_ids]

@@ -45,8 +45,15 @@ def describe_connect_error(exc: BaseException, *, label: str, secrets: tuple[str
         message = f"cannot reach {label}: connection refused (is PostgreSQL running there?)"
     elif isinstance(exc, OSError) and not isinstance(exc, asyncpg.PostgresError):
         message = f"cannot reach {label}: {exc.strerror or text}"
-    elif isinstance(exc, psycopg.ProgrammingError | ValueError) or "invalid dsn" in lowered:
+    elif isinstance(exc, psycopg.ProgrammingError) or "invalid dsn" in lowered:
         message = f"invalid connection string: {text}"
+    elif isinstance(exc, ValueError):
+        # asyncpg's own DSN parser quotes pieces of the DSN (`bad query field: 'rest-of-pw@...'`
+        # for a `?` in a password): not echoed.
+        message = (
+            "invalid connection string: asyncpg cannot parse it (write / ? # @ in a URI's user "
+            "or password as %2F %3F %23 %40, or use --driver psycopg)"
+        )
     elif isinstance(exc, psycopg.OperationalError) and "failed" in lowered:
         message = f"cannot connect to {label}: {text}"
     else:

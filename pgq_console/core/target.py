@@ -83,6 +83,23 @@ def dsn_parts(dsn: str) -> dict[str, str]:
         detail = _URI_PASSWORD.sub(r"\1***@", detail)
         detail = _KV_PASSWORD.sub("password=***", detail)
         raise ConsoleError(f"invalid connection string: {detail}") from None
+    _, sep, rest = dsn.partition("://")
+    authority, _, path = re.split(r"[?#]", rest, maxsplit=1)[0].partition("/")
+    if sep and (authority.count("@") > 1 or "@" in path):
+        # An `@` or `/` left unencoded in the password: libpq splits at the first `@` or `/`,
+        # and the rest of the password became the host or database name, shown in every label.
+        raise ConsoleError(
+            "invalid connection string: more than one '@' before the host, or one after it; "
+            "write / ? # @ in a URI's user or password as %2F %3F %23 %40"
+        )
+    ports = str(parsed.get("port") or "").split(",")
+    if not all(port.isdigit() for port in ports if port):
+        # `u:pa/ss@host`: libpq reads host `u`, port `pa`, database `ss@host`; every label would
+        # show the password. Not echoed: the port may be part of it.
+        raise ConsoleError(
+            "invalid connection string: the port is not a number "
+            "(write / ? # @ in a URI's user or password as %2F %3F %23 %40)"
+        )
     return {key: str(value) for key, value in parsed.items() if value is not None}
 
 
