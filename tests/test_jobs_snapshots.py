@@ -77,6 +77,17 @@ def test_failures(snap_compare: Any, snap_dsn: str) -> None:
     assert snap_compare(console(snap_dsn), terminal_size=(130, 36), run_before=before)
 
 
+def test_failures_80x24_groups_focused(snap_compare: Any, snap_dsn: str) -> None:
+    """The groups table with its cursor; the sample below is the highlighted group's."""
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await _to_mode(pilot, "3", "#held-table", 4)
+        await _wait(pilot, lambda: pilot.app.screen.query_one("#group-table").row_count == 3)
+        await pilot.press("tab", "j")
+
+    assert snap_compare(console(snap_dsn), terminal_size=(80, 24), run_before=before)
+
+
 def test_job_detail_hostile(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         app = pilot.app
