@@ -98,6 +98,16 @@ def test_job_detail_hostile(snap_compare: Any, snap_dsn: str) -> None:
     assert snap_compare(console(snap_dsn), terminal_size=(110, 50), run_before=before)
 
 
+def test_job_detail_80x24(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        await _to_mode(pilot, "2", "#jobs-table", 36)
+        app.push_screen(JobDetailScreen(app.backend, app.clock, 31))  # type: ignore[arg-type]
+        await _wait(pilot, lambda: getattr(app.screen, "detail", None) is not None)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(80, 24), run_before=before)
+
+
 def test_confirm_requeue(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         app = pilot.app

@@ -45,6 +45,7 @@ from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
 from pgq_console.widgets.keyed_table import KeyedTable
 from pgq_console.widgets.screen_commands import ScreenCommands
+from pgq_console.widgets.status_line import QuietStatic
 
 HELD_LIMIT = 500
 GROUP_LIMIT = 200
@@ -58,6 +59,16 @@ GROUP_COLUMNS = (
     ("first", "First"),
     ("entrypoints", "Entrypoints"),
 )
+GROUP_PRIORITIES = {
+    "count": 0,
+    "held": 1,
+    "last": 2,
+    "failure": 3,
+    "where": 4,
+    "trend": 5,
+    "first": 6,
+    "entrypoints": 7,
+}
 TREND_WIDTH = 12  # cells: two hours each
 
 
@@ -75,7 +86,7 @@ class GroupTable(KeyedTable):
     """One row per fingerprint, newest last seen first; the cursor stays on its group."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(GROUP_COLUMNS, id=id)
+        super().__init__(GROUP_COLUMNS, id=id, priorities=GROUP_PRIORITIES)
         self.groups: dict[str, FailureGroup] = {}
 
     def show_groups(self, groups: tuple[FailureGroup, ...], now: datetime) -> None:
@@ -86,7 +97,7 @@ class GroupTable(KeyedTable):
                 "count": Text(fmt.count(group.count), justify="right"),
                 "held": Text(fmt.count(group.held), justify="right"),
                 "last": Text(fmt.age(group.last_seen, now), justify="right"),
-                "failure": Text(printable(group.fingerprint.title(), limit=48)),
+                "failure": Text(printable(group.fingerprint.title(), limit=40)),
                 "trend": Text(fmt.sparkline(group.hourly, TREND_WIDTH)),
                 "where": Text(printable(where, limit=32) or "–"),
                 "first": Text(fmt.age(group.first_seen, now), justify="right"),
@@ -123,7 +134,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self.read_error: str | None = "the list is still loading"  # until the first read
 
     def compose(self) -> ComposeResult:
-        yield Static(id="failures-header")
+        yield QuietStatic(id="failures-header")
         yield Banner(id="failures-error")
         yield Static(Text("Held failures (status failed)", style="bold"), classes="section")
         yield JobTable(id="held-table")
@@ -141,8 +152,8 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         # Nothing is painted as if it were data before the first read: no "0 held".
         self.query_one("#held-table", JobTable).loading = True
         self.query_one(GroupTable).loading = True
-        self.query_one("#failures-header", Static).update(
-            Text.assemble(("Failures ", "bold"), "reading…")
+        self.query_one("#failures-header", QuietStatic).show_fields(
+            [Text("Failures", style="bold"), Text("reading…")], indent=""
         )
         self.refresh_loop()
 
@@ -233,15 +244,12 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
             groups_text = (
                 f"{groups.total:,} failure group{'s' if groups.total != 1 else ''} in 24 h"
             )
-        parts: list[tuple[str, str] | str] = [
-            ("Failures ", "bold"),
-            f"{held_text}, {groups_text}",
-        ]
+        fields = [Text.assemble(("Failures ", "bold"), held_text), Text(groups_text)]
         if self.job_table().marked:
-            parts.append((f"  {len(self.job_table().marked)} marked", "bold"))
+            fields.append(Text(f"{len(self.job_table().marked)} marked", "bold"))
         if self.backend.read_only:
-            parts.append(("  READ-ONLY", "bold"))
-        self.query_one("#failures-header", Static).update(Text.assemble(*parts))
+            fields.append(Text("READ-ONLY", "bold"))
+        self.query_one("#failures-header", QuietStatic).show_fields(fields, indent="")
 
     @on(DataTable.RowHighlighted, "#group-table")
     def _group_highlighted(self) -> None:
