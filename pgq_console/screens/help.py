@@ -117,6 +117,11 @@ class HelpScreen(ModalScreen[None]):
         if not own:
             row("", "no keys of its own")
         table.add_row("", Text(_TABLE_HINT, style=muted))
+        glossary: tuple[tuple[str, str], ...] = getattr(self.origin, "GLOSSARY", ())
+        if glossary:
+            heading("What the columns and states mean")
+            for term, meaning in glossary:
+                table.add_row(Text(term, style="bold"), Text(meaning))
         heading("Screens (number keys)")
         screens = Text()
         for spec in navigation.SCREENS:
