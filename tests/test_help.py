@@ -86,7 +86,7 @@ async def test_help_follows_a_screens_bindings(seeded_dsn: str) -> None:
         await pilot.press("question_mark")
         text = help_text(app)
         assert "Something new" in text and "Filter" in text
-        assert "SomeoneElses" in text  # no ScreenSpec: named after its class
+        assert "Someone elses" in text  # no ScreenSpec: named after its class, in words
 
 
 def test_help_80x24(snap_compare: Any, seeded_dsn: str, overview_only: None) -> None:

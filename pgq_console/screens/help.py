@@ -7,6 +7,7 @@ from the footer are listed too, so every key is shown in one of the two places.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -33,7 +34,14 @@ def screen_title(app: App[Any], screen: Screen[Any]) -> str:
         for spec in navigation.SCREENS:
             if app.current_mode == spec.mode:
                 return f"{spec.key} {spec.title}"
-    return screen.title or type(screen).__name__
+    return screen.title or human_name(type(screen).__name__)
+
+
+def human_name(class_name: str) -> str:
+    """ "JobDetailScreen" -> "Job detail": what an operator calls the screen."""
+    words = re.findall(r"[A-Z][a-z0-9]*|[a-z0-9]+", class_name.removesuffix("Screen"))
+    text = " ".join(words).lower()
+    return text[:1].upper() + text[1:]
 
 
 def _section(node: DOMNode, screen: Screen[Any], app: App[Any]) -> str:
@@ -133,6 +141,19 @@ class HelpScreen(ModalScreen[None]):
         heading("Everywhere")
         for keys, description, enabled in groups.get("everywhere", []):
             row(keys, description, enabled)
+        from pgq_console.commands import console_commands
+        from pgq_console.keyboard import KeyboardApp
+
+        if isinstance(app, KeyboardApp):
+            heading("Commands (type : then a name; tab completes; ctrl+p searches)")
+            names: list[str] = []
+            for command in console_commands(app, self.origin):
+                name = command.name
+                if name.startswith(("db ", "theme ")):
+                    name = name.split()[0] + " NAME"
+                if name not in names:
+                    names.append(name)
+            table.add_row("", Text("  ".join(f":{name}" for name in names)))
         return table
 
     def on_mount(self) -> None:

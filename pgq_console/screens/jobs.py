@@ -426,6 +426,21 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         event.input.display = bool(parsed.text)
         self.job_table().focus()
 
+    def filter_entrypoint(self, name: str) -> None:
+        """Show exactly one entrypoint's jobs (Enter on the overview), the line saying so."""
+        line = self.query_one("#jobs-filter", Input)
+        line.value = f"ep:{name}"
+        line.display = True
+        self.filter_problem = None
+        self._show_banner()
+        self.set_filter(
+            JobFilter(
+                text=f"ep:{name}",
+                terms=(Predicate("job.entrypoint = $1", (name,), f"ep {name!r}"),),
+            )
+        )
+        self.job_table().focus()
+
     def set_filter(self, job_filter: JobFilter) -> None:
         self.job_filter = job_filter
         self._reset()
@@ -450,6 +465,14 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         elif self.job_table().marked:
             self.job_table().clear_marks()
             self._show_header()
+        elif self.job_filter.text or self.filter_problem:
+            # esc clears an applied filter (marks first: one esc undoes one thing).
+            line.value = ""
+            line.display = False
+            self.filter_problem = None
+            self._show_banner()
+            self.set_filter(JobFilter())
+            self.notify("filter cleared: every job", markup=False)
 
     def action_cursor_down(self) -> None:
         self.job_table().action_cursor_down()
