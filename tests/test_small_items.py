@@ -84,3 +84,40 @@ async def test_help_explains_the_overview_columns(seeded: str) -> None:  # noqa:
         for term in ("Ready", "Deferred", "Held", "Oldest", "p50 p95", "→ N more"):
             assert term in text
         assert "execute_after is still in the future" in text
+
+
+def test_every_screen_explains_each_of_its_columns() -> None:
+    """Help's glossary names every column label of the screen's tables."""
+    from pgq_console.screens import charts, failures, health, schedules, workers
+    from pgq_console.widgets import job_table, overview_table
+
+    cases = [
+        (OverviewScreen, overview_table.COLUMNS),
+        (JobsScreen, job_table.COLUMNS),
+        (failures.FailuresScreen, failures.GROUP_COLUMNS),
+        (workers.WorkersScreen, workers.WORKER_COLUMNS),
+        (schedules.SchedulesScreen, schedules.COLUMNS),
+        (health.HealthScreen, health.TABLE_COLUMNS),
+        (charts.ChartsScreen, charts.COLUMNS),
+    ]
+    obvious = {
+        "Entrypoint",
+        "Id",
+        "Worker",
+        "Table",
+        "Size",
+        "Pid",
+        "State",
+        "Application",
+        "Query",
+        "Why",
+        " ",
+        "Entrypoints",
+        "Job",
+    }
+    for screen, columns in cases:
+        glossary = " ".join(term for term, _ in screen.GLOSSARY)  # type: ignore[attr-defined]
+        for _, label in columns:
+            if label in obvious:
+                continue
+            assert any(word in glossary for word in label.split()), (screen.__name__, label)

@@ -118,6 +118,17 @@ class GroupTable(KeyedTable):
 
 
 class FailuresScreen(JobActionsMixin, Screen[None]):
+    GLOSSARY = (
+        ("Held", "jobs whose handler failed with on_failure=hold: status failed, kept for you"),
+        ("Count", "exceptions of the group logged in the last 24 h (retries included)"),
+        ("Held (group)", "of those jobs, how many are still held now (r requeues them)"),
+        ("Last / First", "time since its newest / oldest occurrence in the window"),
+        ("Failure", "exception type and message, ids masked (<n>, <uuid>, <hex>, <str>...)"),
+        ("24h", "occurrences per 2 hours over the last day, the right end now"),
+        ("Where", "the innermost frame of your own code (not a library) that raised it"),
+        ("Entrypoints", "entrypoints whose jobs raised it"),
+        ("→ N more", "columns left out for width: → and ← page through them"),
+    )
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         *JOB_BINDINGS,

@@ -216,6 +216,16 @@ JOB_BINDINGS = [
 class JobsScreen(JobActionsMixin, Screen[None]):
     """Every job in the queue table, newest first, filtered by the `/` line."""
 
+    GLOSSARY = (
+        ("Status", "queued, deferred (queued, execute_after in the future), picked, failed (held)"),
+        ("Prio", "priority: higher is dequeued first"),
+        ("Tries", "attempts: retries so far (PgQueuer's retry counter)"),
+        ("Age / Updated", "since the job was enqueued / last changed"),
+        ("Payload", "the payload's size; enter shows it"),
+        ("●", "marked: r / c / E act on the marked jobs"),
+        ("→ N more", "columns left out for width: → and ← page through them"),
+    )
+
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         *JOB_BINDINGS,

@@ -31,6 +31,7 @@ class OverviewScreen(Screen[None]):
         Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
         Binding("minus", "slower", "Slower", key_display="-"),
         Binding("a", "enable_autocommit", "Autocommit", show=False),
+        Binding("enter", "open_jobs", "Jobs"),
     ]
     GLOSSARY = (
         ("Ready", "queued jobs whose execute_after has come: waiting for a worker now"),
@@ -167,10 +168,21 @@ class OverviewScreen(Screen[None]):
 
     @on(DataTable.RowSelected, "#overview-table")
     async def open_entrypoint_jobs(self, event: DataTable.RowSelected) -> None:
-        """Enter on a row: that entrypoint's jobs, on the Jobs screen."""
+        """Enter on a row (the table reports it): that entrypoint's jobs."""
+        await self.open_jobs_of(str(event.row_key.value))
+
+    async def action_open_jobs(self) -> None:
+        """Enter while the table is not focused: the highlighted entrypoint's jobs."""
+        name = self.query_one(OverviewTable).selected_key
+        if name is None:
+            self.notify("no entrypoint yet", severity="warning", markup=False)
+            return
+        await self.open_jobs_of(name)
+
+    async def open_jobs_of(self, name: str) -> None:
+        """The Jobs screen, filtered to exactly this entrypoint."""
         from pgq_console.screens.jobs import JobsScreen
 
-        name = str(event.row_key.value)
         app = self.app
 
         def filter_jobs() -> bool:
