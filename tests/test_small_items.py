@@ -121,3 +121,55 @@ def test_every_screen_explains_each_of_its_columns() -> None:
             if label in obvious:
                 continue
             assert any(word in glossary for word in label.split()), (screen.__name__, label)
+
+
+class MovingClock:
+    """A clock the test moves forward."""
+
+    def __init__(self, start: Any) -> None:
+        self.at = start
+
+    def now(self) -> Any:
+        return self.at
+
+    def monotonic(self) -> float:
+        import time
+
+        return time.monotonic()
+
+
+async def test_detail_relative_times_move_on(seeded: str) -> None:  # noqa: F811
+    from datetime import timedelta
+
+    from tests.jobs_seed import FIXED_NOW
+
+    app = console(seeded)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await open_jobs(pilot)
+        clock = MovingClock(FIXED_NOW)
+        app.push_screen(JobDetailScreen(app.backend, clock, 31))  # type: ignore[arg-type]
+        await wait_until(pilot, lambda: getattr(app.screen, "detail", None) is not None)
+        fields = app.screen.query_one("#detail-fields", Static)
+        assert "(5m00s ago)" in str(fields.render())
+        clock.at = FIXED_NOW + timedelta(minutes=2)
+        await wait_until(pilot, lambda: "(7m00s ago)" in str(fields.render()), what="ticking")
+
+
+async def test_preview_wording(database_dsn: str) -> None:
+    from datetime import timedelta
+
+    from pgq_console.core.actions import requeue
+    from pgq_console.core.jobs import HELD_FILTER
+    from pgq_console.core.workers import ReclaimAction
+    from tests.helpers import backend_for
+
+    backend = await backend_for(database_dsn)
+    try:
+        action = ReclaimAction.for_worker(backend, "w-1", timedelta(seconds=90))  # type: ignore[arg-type]
+        preview = await action.preview(backend)  # type: ignore[arg-type]
+        assert "$3 = interval '90 seconds'" in preview.parameters
+        assert not any("datetime" in p for p in preview.parameters)
+        held = requeue(backend, HELD_FILTER.scope("pgqueuer"))  # type: ignore[arg-type]
+        assert held.predicate.description == "held (failed)"
+    finally:
+        await backend.close()
