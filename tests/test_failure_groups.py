@@ -313,7 +313,7 @@ async def test_screen_groups_newest_first_sample_follows_cursor_and_requeues_a_g
             ("TimeoutError", 3, 0),
             ("CardError", 60, 60),
         ]
-        assert "60 held, 2 failure groups in 24 h" in header(app)
+        assert "60 held  2 failure groups in 24 h" in header(app)
         await pilot.press("tab")
         assert "TimeoutError: smtp timed out after <n>ms" in sample(app)
         assert "at /srv/app/mail.py:send" in sample(app)
@@ -399,3 +399,19 @@ async def test_first_visit_shows_a_loading_state_not_zero(
         ids = {str(row.key.value) for row in held.ordered_rows}
         assert {held.get_cell(key, "id").plain for key in ids} == ids
         assert held.columns[ColumnKey("id")].content_width >= max(len(i) for i in ids)
+
+
+async def test_grouping_scans_the_newest_rows_and_says_so(grouped: str) -> None:
+    backend = await backend_for(grouped)
+    try:
+        whole = await fetch_failure_groups(backend, FIXED_NOW)
+        part = await fetch_failure_groups(backend, FIXED_NOW, scan_limit=10)
+    finally:
+        await backend.close()
+    assert not whole.partial and (whole.scanned, whole.exceptions) == (63, 63)
+    assert part.partial and (part.scanned, part.exceptions) == (10, 63)
+    # The newest 10 are the 3 TimeoutErrors (40 min ago) and 7 of the CardErrors (50 min ago).
+    assert {(g.exception_type, g.count) for g in part.groups} == {
+        ("TimeoutError", 3),
+        ("CardError", 7),
+    }

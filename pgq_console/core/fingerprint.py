@@ -53,7 +53,7 @@ MASKS: tuple[tuple[str, str, str], ...] = (
 )
 
 # One frame line of `traceback.format_exception`: `  File "/app/x.py", line 12, in charge`.
-FRAME = 'File "([^"\n]*)", line [0-9]+, in ([^\n]+)'
+FRAME = 'File "([^"\n]*)", line [0-9]+, in ([^ \t\r\n]+)'
 # Frames of installed packages, the standard library and the interpreter are not the culprit.
 LIBRARY_PATH = (
     "(site-packages|dist-packages)[/\\\\]|[/\\\\]lib[/\\\\]python[0-9.]*[/\\\\]|^<|"

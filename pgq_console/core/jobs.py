@@ -480,6 +480,9 @@ def hex_dump(data: bytes, width: int = 16) -> str:
 
 
 TREND_HOURS = 24
+# Fingerprinting costs regular expressions per log row (~60 µs): the newest this many
+# exceptions of the window are grouped, and the screen says so when there are more.
+GROUP_SCAN_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -515,6 +518,12 @@ class FailureGroup:
 class FailureGroups:
     groups: tuple[FailureGroup, ...]  # newest last seen first
     total: int  # groups in the window, shown or not
+    scanned: int = 0  # exceptions grouped (the newest `GROUP_SCAN_LIMIT`)
+    exceptions: int = 0  # exceptions logged in the window
+
+    @property
+    def partial(self) -> bool:
+        return self.exceptions > self.scanned
 
 
 def _fingerprint_sql(alias: str, first_param: int) -> tuple[str, str, str, tuple[str, ...]]:
@@ -553,6 +562,7 @@ async def fetch_failure_groups(
     *,
     window: timedelta = timedelta(hours=TREND_HOURS),
     limit: int = 200,
+    scan_limit: int = GROUP_SCAN_LIMIT,
 ) -> FailureGroups:
     """Exceptions and holds logged since `now - window` (the console's clock) by fingerprint.
 
@@ -560,34 +570,62 @@ async def fetch_failure_groups(
     a day of log rows is not shipped here; samples are read for the groups returned only.
     """
     settings = backend.installation.settings.qualified
-    kind, masked, frame, args = _fingerprint_sql("l", 4)
+    masked, mask_args = sql_masked_message("coalesce(l.traceback->>'exception_message', '')", 4)
+    frame, frame_args = sql_culprit_frame("d.tb", 4 + len(mask_args))
+    args = mask_args + frame_args
+    # The culprit frame is worked out once per code path, not per row: rows whose traceback
+    # differs only by line numbers and the final message line share `tb_key`.
     rows = await backend.read(
         f"""WITH recent AS MATERIALIZED (
             SELECT l.id, l.job_id, l.created, l.entrypoint,
                 (l.status = 'failed' AND job.id IS NOT NULL) AS held,
-                {kind} AS exception_type, {masked} AS masked, {frame} AS frame,
+                coalesce(l.traceback->>'exception_type', '') AS exception_type,
+                {masked} AS masked,
+                l.traceback->>'traceback' AS tb,
+                md5(regexp_replace(
+                    CASE WHEN right(l.traceback->>'traceback',
+                            length(l.traceback->>'exception_message') + 1)
+                            = (l.traceback->>'exception_message') || E'\n'
+                        THEN left(l.traceback->>'traceback',
+                            length(l.traceback->>'traceback')
+                            - length(l.traceback->>'exception_message') - 1)
+                        ELSE coalesce(l.traceback->>'traceback', '') END,
+                    'line [0-9]+', 'line', 'g')) AS tb_key,
                 least($3::int - 1, greatest(0,
                     floor(extract(epoch FROM ($2::timestamptz - l.created)) / 3600)))::int
                     AS hours_ago
-            FROM {settings.queue_table_log} AS l
+            -- the newest rows first, then the expressions: for those rows only
+            FROM (
+                SELECT * FROM {settings.queue_table_log}
+                WHERE created > $1 AND status IN ('exception', 'failed')
+                ORDER BY created DESC
+                LIMIT {int(scan_limit)}
+            ) AS l
             LEFT JOIN {settings.queue_table} AS job
                 ON job.id = l.job_id AND job.status = 'failed'
-            WHERE l.created > $1 AND l.status IN ('exception', 'failed')
+        ), frames AS (
+            SELECT d.tb_key, {frame} AS frame
+            FROM (SELECT DISTINCT ON (tb_key) tb_key, tb FROM recent) AS d
+        ), keyed AS (
+            SELECT r.*, f.frame FROM recent AS r JOIN frames AS f USING (tb_key)
         ), groups AS (
             SELECT exception_type, masked, frame, count(*) AS n,
                 count(DISTINCT job_id) FILTER (WHERE held) AS held,
                 min(created) AS first_seen, max(created) AS last_seen,
                 array_agg(DISTINCT entrypoint ORDER BY entrypoint) AS entrypoints,
                 (array_agg(id ORDER BY created DESC, id DESC))[1] AS sample_id
-            FROM recent GROUP BY exception_type, masked, frame
+            FROM keyed GROUP BY exception_type, masked, frame
         ), trend AS (
             SELECT exception_type, masked, frame,
                 array_agg(hours_ago) AS hours, array_agg(n) AS counts
             FROM (SELECT exception_type, masked, frame, hours_ago, count(*) AS n
-                  FROM recent GROUP BY exception_type, masked, frame, hours_ago) AS h
+                  FROM keyed GROUP BY exception_type, masked, frame, hours_ago) AS h
             GROUP BY exception_type, masked, frame
         ), shown AS (
-            SELECT g.*, t.hours, t.counts, count(*) OVER () AS total
+            SELECT g.*, t.hours, t.counts, count(*) OVER () AS total,
+                (SELECT count(*) FROM recent) AS scanned,
+                (SELECT count(*) FROM {settings.queue_table_log} AS c
+                 WHERE c.created > $1 AND c.status IN ('exception', 'failed')) AS exceptions
             FROM groups AS g JOIN trend AS t USING (exception_type, masked, frame)
             ORDER BY g.last_seen DESC, g.sample_id DESC
             LIMIT {int(limit)}
@@ -623,8 +661,12 @@ async def fetch_failure_groups(
                 sample_job_id=int(r["sample_job_id"]),
             )
         )
-    total = int(rows[0]["total"]) if rows else 0
-    return FailureGroups(tuple(groups), total)
+    if not rows:
+        return FailureGroups((), 0)
+    first = rows[0]
+    return FailureGroups(
+        tuple(groups), int(first["total"]), int(first["scanned"]), int(first["exceptions"])
+    )
 
 
 HELD_FILTER = JobFilter("status:failed", (Predicate("job.status = 'failed'", (), "held"),))

@@ -49,6 +49,7 @@ from pgq_console.widgets.status_line import QuietStatic
 
 HELD_LIMIT = 500
 GROUP_LIMIT = 200
+GROUP_INTERVAL_S = 10.0  # failure groups are re-read this often (held jobs every refresh)
 GROUP_COLUMNS = (
     ("count", "Count"),
     ("held", "Held"),
@@ -212,13 +213,21 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
 
     @work(group="refresh", exclusive=True, exit_on_error=False)
     async def refresh_loop(self) -> None:
+        groups: FailureGroups | None = None
+        grouped_at = 0.0
+        woken = True
         while True:
             self._wake.clear()
             try:
                 held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
-                groups = await fetch_failure_groups(
-                    self.backend, self.clock.now(), limit=GROUP_LIMIT
-                )
+                # Grouping reads regular expressions over the log: every GROUP_INTERVAL_S, or
+                # at once when asked (a visit, an action), not on every held-jobs refresh.
+                due = self.clock.monotonic() - grouped_at >= GROUP_INTERVAL_S
+                if groups is None or woken or due:
+                    groups = await fetch_failure_groups(
+                        self.backend, self.clock.now(), limit=GROUP_LIMIT
+                    )
+                    grouped_at = self.clock.monotonic()
                 self.post_message(FailuresLoaded(held, groups))
             except ConsoleError as exc:
                 self.post_message(FailuresLoaded(None, FailureGroups((), 0), str(exc)))
@@ -228,6 +237,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
                     FailuresLoaded(None, FailureGroups((), 0), f"cannot read failures: {text}")
                 )
             await next_refresh(self, self._wake, self.interval_s)
+            woken = self._wake.is_set()
 
     @on(FailuresLoaded)
     def show(self, message: FailuresLoaded) -> None:
@@ -256,6 +266,10 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
                 f"{groups.total:,} failure group{'s' if groups.total != 1 else ''} in 24 h"
             )
         fields = [Text.assemble(("Failures ", "bold"), held_text), Text(groups_text)]
+        if groups.partial:
+            fields.append(
+                Text(f"(from the newest {groups.scanned:,} of {groups.exceptions:,} exceptions)")
+            )
         if self.job_table().marked:
             fields.append(Text(f"{len(self.job_table().marked)} marked", "bold"))
         if self.backend.read_only:
