@@ -151,6 +151,12 @@ class OverviewScreen(Screen[None]):
         if self.refresher:
             self.refresher.set_interval(_step(self.refresher.status.interval_s, faster=False))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `a` exists only while the autocommit banner shows: no "a Autocommit" in help else.
+        if action == "enable_autocommit":
+            return bool(self.backend.autocommit_problem)
+        return True
+
     def action_enable_autocommit(self) -> None:
         if self.backend.autocommit_problem:
             self.switch_to_autocommit()
