@@ -22,6 +22,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 from textual.screen import ModalScreen, Screen
 from textual.suggester import SuggestFromList
+from textual.theme import BUILTIN_THEMES
 from textual.widgets import Input, Static
 
 from pgq_console import navigation
@@ -96,6 +97,21 @@ def console_commands(app: KeyboardApp, screen: Screen[Any]) -> list[ConsoleComma
                 app.get_key_display(binding),
             )
         )
+    # The overview's live-refresh keys are global commands: `:pause` works on every screen.
+    overview = _overview_screen(app)
+    if overview is not None and overview is not screen:
+        for active in overview.active_bindings.values():
+            binding = active.binding
+            if active.node is not overview or not binding.description or not active.enabled:
+                continue
+            add(
+                ConsoleCommand(
+                    slug(binding.description),
+                    f"{binding.description} (overview)",
+                    binding.tooltip or "the overview's live refresh",
+                    partial(app.call_later, app.run_action, binding.action, overview),
+                )
+            )
     if isinstance(screen, HasPaletteCommands):  # a screen's own palette commands
         for title, help_text, callback in screen.palette_commands():
             add(ConsoleCommand(slug(title), title, help_text, callback))
@@ -110,6 +126,8 @@ def console_commands(app: KeyboardApp, screen: Screen[Any]) -> list[ConsoleComma
             )
         )
     for theme in sorted(app.available_themes):
+        if theme in BUILTIN_THEMES and theme != app.theme:
+            continue  # Textual's own themes are not the console's (see themes/)
         add(
             ConsoleCommand(
                 f"theme {theme}",
@@ -153,6 +171,14 @@ def find_command(commands: list[ConsoleCommand], text: str) -> ConsoleCommand | 
         shown = ", ".join(c.name for c in matches[:6])
         return f"ambiguous command {typed!r}: {shown}"
     return f"unknown command {typed!r} (:help lists the keys; tab completes)"
+
+
+def _overview_screen(app: KeyboardApp) -> Screen[Any] | None:
+    try:
+        stack = app.get_screen_stack(navigation.SCREENS[0].mode)
+    except KeyError:
+        return None
+    return stack[0] if stack else None
 
 
 def _screen_modes() -> set[str]:
@@ -207,15 +233,29 @@ class CommandInput(Input):
         Binding("down", "history(1)", "Next", show=False),
     ]
 
-    def __init__(self, history: list[str], **options: Any) -> None:
+    def __init__(
+        self, history: list[str], names: list[str] | None = None, **options: Any
+    ) -> None:
         super().__init__(**options)
         self.history = history
+        self.names = names or []
         self._position = len(history)
+        self._cycle: tuple[str, list[str], int] | None = None  # (typed, matches, index)
 
     def action_complete(self) -> None:
-        if self._suggestion:
-            self.value = self._suggestion
-            self.cursor_position = len(self.value)
+        """Tab: the first command starting with what was typed; tab again: the next one."""
+        if self._cycle is not None and self.value == self._cycle[1][self._cycle[2]]:
+            typed, matches, index = self._cycle
+            index = (index + 1) % len(matches)
+        else:
+            typed = self.value.lower()
+            matches = [name for name in self.names if name.startswith(typed)]
+            if not matches:
+                return
+            index = 0
+        self._cycle = (typed, matches, index)
+        self.value = matches[index]
+        self.cursor_position = len(self.value)
 
     def action_history(self, step: int) -> None:
         if not self.history:
@@ -245,6 +285,7 @@ class CommandLine(ModalScreen[None]):
         )
         yield CommandInput(
             app.command_history,
+            names,
             placeholder="command, e.g. jobs, db prod, theme pgq-light, quit",
             suggester=SuggestFromList(names, case_sensitive=False),
             id="command-input",

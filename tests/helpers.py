@@ -85,7 +85,7 @@ def overview_of(app: PgqConsole) -> OverviewScreen:
 
 
 def cell(app: PgqConsole, entrypoint: str, column: str) -> str:
-    return table_of(app).get_cell(entrypoint, column).plain
+    return str(table_of(app).get_cell(entrypoint, column).plain)
 
 
 def number(app: PgqConsole, entrypoint: str, column: str) -> str:

@@ -87,6 +87,16 @@ async def open_form(pilot: Pilot[Any]) -> EnqueueFormScreen:
     return form
 
 
+async def enqueue_new_name(pilot: Pilot[Any]) -> None:
+    """ctrl+s for a name never seen: the form asks first; the second ctrl+s enqueues."""
+    app = pilot.app
+    assert isinstance(app, PgqConsole)
+    await pilot.press("ctrl+s")
+    await wait_until(pilot, lambda: "new entrypoint name" in status_text(app), what="question")
+    assert form_of(app).result is None  # nothing written on the first press
+    await pilot.press("ctrl+s")
+
+
 def ready(app: PgqConsole) -> bool:
     return isinstance(app.screen, OverviewScreen | EnqueueOnlyScreen)
 
@@ -136,7 +146,7 @@ async def test_enqueue_many_from_the_form_shows_progress_and_ids(form_dsn: str) 
         assert {"send_email", "resize_image", "build_report"} <= set(form.entrypoints)
         form.enqueuer.batch_size = 500
         fill(form, entrypoint="bulk_form", payload='{"n": 1}', priority="3", copies="2,000")
-        await pilot.press("ctrl+s")
+        await enqueue_new_name(pilot)
         await wait_until(pilot, lambda: form.result is not None, what="the result")
         assert form.result is not None and form.result.complete
         assert "Enqueued 2,000 jobs" in status_text(app)
@@ -151,6 +161,14 @@ async def test_enqueue_many_from_the_form_shows_progress_and_ids(form_dsn: str) 
         assert isinstance(detail, JobDetailScreen) and detail.job_id == form.result.ids[0]
         await pilot.press("escape")
         await wait_until(pilot, lambda: app.screen is form, what="back to the form")
+        # Keys typed now do not edit the entrypoint, and Enter does not enqueue to a new name.
+        await pilot.press("3", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen), what="reopen")
+        assert form.query_one("#entrypoint", Input).value == "bulk_form"
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is form, what="back again")
+        assert len(await jobs(form_dsn, "bulk_form")) == 2000
+        assert await jobs(form_dsn, "bulk_form3") == []
         await pilot.press("escape")
         await wait_until(pilot, lambda: not isinstance(app.screen, EnqueueFormScreen))
 
@@ -186,7 +204,7 @@ async def test_dedupe_clash_is_named_and_nothing_is_half_written(form_dsn: str) 
     async with app.run_test(size=(100, 30)) as pilot:
         form = await open_form(pilot)
         fill(form, entrypoint="dedupe_form", dedupe_key="invoice-7")
-        await pilot.press("ctrl+s")
+        await enqueue_new_name(pilot)
         await wait_until(pilot, lambda: form.result is not None)
         assert form.result is not None and form.result.complete
         form.result = None
@@ -207,7 +225,7 @@ async def test_escape_cancels_a_running_bulk_enqueue(form_dsn: str) -> None:
         form = await open_form(pilot)
         form.enqueuer.batch_size = 1000
         fill(form, entrypoint="cancelled_form", copies="1000000")
-        await pilot.press("ctrl+s")
+        await enqueue_new_name(pilot)
         await wait_until(pilot, lambda: form.running)
         await pilot.press("escape")
         await wait_until(pilot, lambda: form.result is not None, within=60)
@@ -234,7 +252,7 @@ async def test_the_enqueue_only_driver_offers_the_form(form_dsn: str) -> None:
         await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
         form = await open_form(pilot)
         fill(form, entrypoint="via_sync", payload_kind="text", payload="hello", copies="3")
-        await pilot.press("ctrl+s")
+        await enqueue_new_name(pilot)
         await wait_until(pilot, lambda: form.result is not None)
         assert form.result is not None and form.result.complete
     rows = await jobs(form_dsn, "via_sync")

@@ -330,3 +330,35 @@ async def test_jobs_screen_is_built_ahead_reads_fresh_rows_on_its_key_and_idles_
         # Read before the switch, so the first paint already shows the new job.
         assert new_id in hidden.jobs
         assert ids_shown(app)[0] == new_id
+
+
+async def test_esc_clears_an_applied_filter(seeded: str) -> None:
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        await pilot.press("slash", *"ep:charge_card", "enter")
+        await wait_until(pilot, lambda: ids_shown(app) == [33, 32, 31], what="filtered")
+        await pilot.press("space")  # a mark: the first esc clears it, the filter stays
+        await pilot.press("escape")
+        assert not table(app).marked and ids_shown(app) == [33, 32, 31]
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: table(app).row_count == 36, what="all jobs again")
+        screen = app.screen
+        assert isinstance(screen, JobsScreen) and screen.job_filter.text == ""
+        assert "filter" not in str(screen.query_one("#jobs-header", Static).render())
+
+
+async def test_enter_on_the_overview_opens_that_entrypoints_jobs(seeded: str) -> None:
+    from pgq_console.widgets.overview_table import OverviewTable
+
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        overview = app.screen.query_one(OverviewTable)
+        await wait_until(pilot, lambda: overview.row_count >= 3, what="overview rows")
+        overview.move_cursor(row=overview.get_row_index("charge_card"))
+        overview.focus()
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen), what="jobs screen")
+        await wait_until(pilot, lambda: ids_shown(app) == [33, 32, 31], what="charge_card only")
+        assert app.screen.job_filter.text == "ep:charge_card"  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
+from pgq_console.app import PgqConsole
 from pgq_console.core.actions import ids_predicate, requeue
 from pgq_console.core.backend import Backend
 from pgq_console.screens.action_confirm import ActionConfirmScreen
@@ -79,6 +80,19 @@ def test_failures(snap_compare: Any, snap_dsn: str) -> None:
     assert snap_compare(console(snap_dsn), terminal_size=(130, 36), run_before=before)
 
 
+def test_failures_80x24_groups_focused(snap_compare: Any, snap_dsn: str) -> None:
+    """The groups table with its cursor; the sample below is the highlighted group's."""
+
+    async def before(pilot: Pilot[Any]) -> None:
+        await _to_mode(pilot, "3", "#held-table", 4)
+        await _wait(
+            pilot, lambda: pilot.app.screen.query_one("#group-table", DataTable).row_count == 3
+        )
+        await pilot.press("tab", "j")
+
+    assert snap_compare(console(snap_dsn), terminal_size=(80, 24), run_before=before)
+
+
 def test_job_detail_hostile(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         app = console_of(pilot)
@@ -88,6 +102,17 @@ def test_job_detail_hostile(snap_compare: Any, snap_dsn: str) -> None:
         await _wait(pilot, lambda: getattr(app.screen, "detail", None) is not None)
 
     assert snap_compare(console(snap_dsn), terminal_size=(110, 50), run_before=before)
+
+
+def test_job_detail_80x24(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, PgqConsole) and isinstance(app.backend, Backend)
+        await _to_mode(pilot, "2", "#jobs-table", 36)
+        app.push_screen(JobDetailScreen(app.backend, app.clock, 31))
+        await _wait(pilot, lambda: getattr(app.screen, "detail", None) is not None)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(80, 24), run_before=before)
 
 
 def test_confirm_requeue(snap_compare: Any, snap_dsn: str) -> None:

@@ -117,13 +117,27 @@ async def test_overdue_flagged_run_now_and_remove(fresh_database: str) -> None:
         summary = str(screen.query_one("#schedules-summary").render())
         assert "5 schedules" in summary and "2 need attention" in summary
 
-        # Run now: one job for the schedule's entrypoint, the schedule itself untouched.
-        table.move_cursor(row=table.get_row_index(ids["build_report"]))
+        # Run now: the schedule is made due for its own scheduler; no ordinary job is enqueued.
+        table.move_cursor(row=table.get_row_index(ids["nightly_cleanup"]))
         await pilot.press("n")
         await _apply(pilot, expected=1)
-        jobs = await run_sql(dsn, "SELECT entrypoint, status::text AS s FROM pgqueuer")
-        assert [(j["entrypoint"], j["s"]) for j in jobs] == [("build_report", "queued")]
-        assert len(await run_sql(dsn, "SELECT 1 FROM pgqueuer_schedules")) == 5
+        assert await run_sql(dsn, "SELECT 1 FROM pgqueuer") == []
+        (due,) = await run_sql(
+            dsn,
+            "SELECT next_run <= now() AS due FROM pgqueuer_schedules WHERE entrypoint = $1",
+            "nightly_cleanup",
+        )
+        assert due["due"]
+        # A running schedule (picked) is not touched: nothing to do.
+        table.move_cursor(row=table.get_row_index(ids["sync_crm"]))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        dialog = app.screen
+        await until(pilot, lambda: dialog.preview is not None)  # type: ignore[attr-defined]
+        assert dialog.preview.count == 0  # type: ignore[attr-defined]
+        assert "running now" in " ".join(dialog.preview.notes)  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, SchedulesScreen))
 
         # Remove (guarded): the row is gone, and so is it from the table.
         table.move_cursor(row=table.get_row_index(ids["sync_crm"]))
@@ -139,3 +153,52 @@ async def test_overdue_flagged_run_now_and_remove(fresh_database: str) -> None:
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, SchedulesScreen))
         assert len(await run_sql(dsn, "SELECT 1 FROM pgqueuer_schedules")) == 4
+
+
+async def test_run_now_is_run_by_the_schedules_own_scheduler(fresh_database: str) -> None:
+    """A yearly schedule, `n`: its running SchedulerManager runs it at its next wake-up (here
+    within the minute of its other, every-minute schedule), records last_run and moves next_run
+    back to next year."""
+    dsn = fresh_database
+    ran: list[str] = []
+    connection = await asyncpg.connect(dsn)
+    sm = SchedulerManager(Queries(AsyncpgDriver(connection)))
+
+    @sm.schedule("yearly_report", "0 0 1 1 *")
+    async def yearly(schedule: Schedule) -> None:
+        ran.append("yearly_report")
+
+    @sm.schedule("minutely", "* * * * *")
+    async def minutely(schedule: Schedule) -> None:
+        pass
+
+    task = asyncio.create_task(sm.run())
+    try:
+        app = console(dsn, clock=SystemClock())
+        async with app.run_test(size=(120, 30)) as pilot:
+            screen = await open_screen(pilot, "5", SchedulesScreen)
+            table = screen.query_one("#schedules-table", KeyedTable)
+            await until(pilot, lambda: table.row_count == 2, within=30)
+            (row,) = await run_sql(
+                dsn, "SELECT id FROM pgqueuer_schedules WHERE entrypoint = $1", "yearly_report"
+            )
+            key = str(row["id"])
+            assert table.get_cell(key, "last").plain == "never"
+            table.move_cursor(row=table.get_row_index(key))
+            await pilot.press("n")
+            await _apply(pilot, expected=1)
+            await until(pilot, lambda: ran == ["yearly_report"], within=120)
+            assert await run_sql(dsn, "SELECT 1 FROM pgqueuer") == []  # no ordinary job
+            screen.loop.request_refresh()
+            await until(pilot, lambda: table.get_cell(key, "last").plain != "never", within=30)
+            (after,) = await run_sql(
+                dsn,
+                "SELECT next_run > now() + interval '1 day' AS later, last_run IS NOT NULL AS ran"
+                " FROM pgqueuer_schedules WHERE entrypoint = $1",
+                "yearly_report",
+            )
+            assert after["later"] and after["ran"]
+    finally:
+        sm.shutdown.set()
+        await asyncio.wait_for(task, 30)
+        await connection.close()

@@ -178,3 +178,17 @@ def test_enqueue_only_mode(snap_compare: Any, seeded_dsn: str) -> None:
 
     app = console(opener_for(seeded_dsn, DriverKind.PSYCOPG_SYNC))
     assert snap_compare(app, terminal_size=(100, 24), run_before=until_depth)
+
+
+def test_enqueue_only_mode_80x24(snap_compare: Any, seeded_dsn: str) -> None:
+    async def until_depth(pilot: Pilot[Any]) -> None:
+        for _ in range(500):
+            tables = pilot.app.screen.query("#depth-table")
+            if tables and tables.first().row_count == 6:  # type: ignore[attr-defined]
+                break
+            await pilot.pause(0.02)
+        else:
+            raise AssertionError("no queue depth")
+
+    app = console(opener_for(seeded_dsn, DriverKind.PSYCOPG_SYNC))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=until_depth)

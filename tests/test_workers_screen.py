@@ -76,7 +76,7 @@ async def test_dead_worker_flagged_and_reclaimed_through_the_confirm_dialog(
         assert workers.get_cell(DEAD, "picked").plain == "3"
         assert workers.get_cell(DEAD, "stale").plain == "3"
         assert workers.get_cell(DEAD, "entrypoints").plain == "legacy_export"
-        assert workers.get_cell(ALIVE, "state").plain == "alive"
+        assert workers.get_cell(ALIVE, "state").plain == "busy"
         assert workers.get_cell(ALIVE, "entrypoints").plain == "resize_image, send_email"
         stale = screen.query_one("#stale-table", KeyedTable)
         assert stale.row_count == 3
@@ -101,9 +101,11 @@ async def test_dead_worker_flagged_and_reclaimed_through_the_confirm_dialog(
         )
         assert {(r["s"], r["n"]) for r in rows} == {("queued", 3)}
         assert any("previewed 3, changed 3" in n.message for n in app._notifications)
-        # The screen refreshes after the action: the dead worker holds nothing any more.
+        # The screen refreshes after the action: the dead worker holds nothing any more, and
+        # stays dead (its jobs were taken from it; it did not finish them).
         await until(pilot, lambda: stale.row_count == 0)
-        await until(pilot, lambda: workers.get_cell(DEAD, "state").plain.startswith("idle"))
+        await until(pilot, lambda: workers.get_cell(DEAD, "picked").plain == "0")
+        assert workers.get_cell(DEAD, "state").plain == "DEAD"
 
         # Keys keep working: the threshold cycles, the footer says so.
         await pilot.press("t")

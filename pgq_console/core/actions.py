@@ -52,7 +52,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core import audit
@@ -94,7 +94,14 @@ class Predicate:
         if not self.sql.strip() or not other.sql.strip():
             raise ValueError("an empty predicate cannot be combined: it would match everything")
         sql = f"({self.sql}) AND ({other.shifted(len(self.args))})"
-        description = " and ".join(d for d in (self.description, other.description) if d)
+        # "held (failed) and held" says one thing twice: a description the other already
+        # contains is left out.
+        first, second = self.description, other.description
+        if second and second in first:
+            second = ""
+        elif first and first in second:
+            first = ""
+        description = " and ".join(d for d in (first, second) if d)
         return Predicate(sql, self.args + other.args, description)
 
 
@@ -464,7 +471,13 @@ class RowAction(Action):
 
 
 def _short(value: object, limit: int = 80) -> str:
-    text = repr(value)
+    """A bound value the way SQL would spell it: `interval '90 seconds'`, not Python's repr."""
+    if isinstance(value, timedelta):
+        text = f"interval '{value.total_seconds():g} seconds'"
+    elif isinstance(value, datetime):
+        text = f"'{value.isoformat(sep=' ')}'"
+    else:
+        text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -110,7 +110,6 @@ class _ScheduleAction(Action):
     schedule: ScheduleRow | None = None
     table: str = ""
     queue_table: str = ""
-    enqueue_sql: str = ""  # pgqueuer's, read from the backend's Queries at preview time
 
     @classmethod
     def for_schedule(cls, backend: Backend, schedule: ScheduleRow) -> _ScheduleAction:
@@ -182,50 +181,55 @@ class RemoveScheduleAction(_ScheduleAction):
 
 @dataclass
 class RunScheduleNowAction(_ScheduleAction):
-    """Enqueue the schedule's entrypoint once, now, with pgqueuer's own enqueue statement.
+    """Make the schedule due now, so its own SchedulerManager runs it (not an ordinary job).
 
-    The schedule itself is untouched: its next cron run still happens. The INSERT notifies
-    workers through PgQueuer's trigger. The audit records the new job's id.
+    `next_run` moves to now, only while the schedule is `queued` (not running) and still has
+    the id, entrypoint and expression shown. The scheduler that registered it picks it at its
+    next wake-up (at most the shortest period among the schedules it runs), runs it, records
+    `last_run`, and sets the next cron `next_run` itself. Audited as schedule ids.
     """
 
     def __post_init__(self) -> None:
         self.name, self.title, self.verb = "schedule-run-now", "Run a schedule now", "run now"
+        self.changed_ids_are = "schedule_ids"
+
+    def statement(self) -> str:
+        return (
+            f"UPDATE {self.table} SET next_run = now(), updated = now() "
+            "WHERE id = $1 AND entrypoint = $2 AND expression = $3 AND status = 'queued'"
+        )
 
     async def preview(self, backend: Backend) -> ActionPreview:
         rows = await self._current(backend)
-        self.enqueue_sql = backend.queries.qbq.build_enqueue_query()
+        runnable = tuple(row for row in rows if row.status == "queued")
+        notes = [
+            "Its SchedulerManager runs it at its next wake-up (at most the shortest period "
+            "among the schedules it runs); if none runs, the schedule shows overdue.",
+        ]
+        if rows and not runnable:
+            notes.append("It is running now (status picked): nothing to do.")
         return ActionPreview(
             action=self.name,
             title=self.title,
             verb=self.verb,
-            count=len(rows),
+            count=len(runnable),
             matching=len(rows),
-            ids=tuple(row.id for row in rows),
+            ids=tuple(row.id for row in runnable),
             columns=SAMPLE_COLUMNS,
             sample=tuple(_sample(row) for row in rows),
-            statement=f"pgqueuer enqueue: 1 job, entrypoint of {self._describe()}, no payload",
+            statement=self.statement(),
             predicate=self._describe(),
             noun="schedule",
-            notes=("A job runs only if a worker serves this entrypoint.",),
+            notes=tuple(notes),
         )
 
     async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
         assert self.schedule is not None
-        exists = await tx.fetch(
-            f"SELECT id FROM {self.table} WHERE id = $1 AND entrypoint = $2",
+        rows = await tx.fetch(
+            self.statement() + " RETURNING id",
             self.schedule.id,
             self.schedule.entrypoint,
-        )
-        if not exists:
-            return ()
-        rows = await tx.fetch(
-            self.enqueue_sql,
-            [0],
-            [self.schedule.entrypoint],
-            [None],
-            [timedelta(0)],
-            [None],
-            [None],
+            self.schedule.expression,
         )
         return tuple(int(row["id"]) for row in rows)
 

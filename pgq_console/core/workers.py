@@ -6,6 +6,16 @@ than a few heartbeat timeouts is presumed dead; its jobs stay `picked` until a w
 same entrypoint re-dequeues them as stale, which never happens when no such worker runs.
 `ReclaimAction` puts them back to `queued` through the shared preview/confirm/audit framework.
 
+PgQueuer keeps no list of workers: the console sees a worker only through the jobs it holds.
+States (`worker_state`), as the help explains them:
+
+- busy: it holds picked jobs and at least one beat within the stale threshold, or it held jobs
+  less than `BUSY_GRACE` ago (a consumer between short jobs is working, not idle: no flicker);
+- idle: it held jobs earlier (seen by this console in the last 10 minutes), none for
+  `BUSY_GRACE`, and its jobs were beating when last seen: it finished them;
+- dead: it holds picked jobs and none has beaten within the threshold (a `kill -9`), or it was
+  dead when its jobs were last seen (they were since re-picked as stale or reclaimed).
+
 One read (`fetch_workers`) returns both the per-worker summary and the stale jobs, so the two
 tables always agree. Ages are returned as timestamps: the UI measures them with its own clock.
 """
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.actions import Predicate, _QueueAction, notify_table_changed
@@ -26,6 +37,14 @@ DEFAULT_STALE_AFTER = timedelta(seconds=90)
 STALE_JOB_LIMIT = 500
 # Workers no longer holding jobs stay listed this long (seen by this console), marked idle.
 REMEMBER_IDLE = timedelta(minutes=10)
+# A worker that held jobs this recently is still busy (pgqueuer's default heartbeat timeout).
+BUSY_GRACE = timedelta(seconds=30)
+
+
+class WorkerState(StrEnum):
+    BUSY = "busy"
+    IDLE = "idle"
+    DEAD = "dead"
 
 
 @dataclass(frozen=True)
@@ -40,12 +59,25 @@ class WorkerRow:
     oldest_heartbeat: datetime | None
     last_seen: datetime | None = None  # the console's clock when it last held jobs
     idle: bool = False  # held nothing at the last read
+    gone_dead: bool = False  # holds nothing now, but was dead when its jobs were last seen
 
     def dead(self, now: datetime, stale_after: timedelta) -> bool:
-        """Its newest heartbeat is older than the threshold: no job of it is beating."""
+        """No job of it is beating: its newest heartbeat is older than the threshold (or was,
+        when it last held jobs)."""
+        if self.gone_dead:
+            return True
         if self.idle or self.newest_heartbeat is None:
             return False
         return now - self.newest_heartbeat > stale_after
+
+    def state(self, now: datetime, stale_after: timedelta) -> WorkerState:
+        if self.dead(now, stale_after):
+            return WorkerState.DEAD
+        if not self.idle:
+            return WorkerState.BUSY
+        if self.last_seen is not None and now - self.last_seen < BUSY_GRACE:
+            return WorkerState.BUSY  # between jobs
+        return WorkerState.IDLE
 
 
 @dataclass(frozen=True)
@@ -174,7 +206,10 @@ class WorkerMemory:
             if now - last_seen > self.remember:
                 del self._seen[key]
                 continue
-            current[key] = replace(old, picked=0, stale=0, idle=True)
+            # Its jobs are gone: finished (idle) or, if it was dead, taken over by another
+            # worker or reclaimed (still dead: it did not come back).
+            died = old.dead(now, snapshot.stale_after)
+            current[key] = replace(old, picked=0, stale=0, idle=True, gone_dead=died)
         self._seen = current
         ordered = sorted(current.values(), key=lambda w: (w.idle, w.queue_manager_id))
         return replace(snapshot, workers=tuple(ordered))

@@ -73,6 +73,14 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
     title_text = "Charts (last hour)"
     interval_s = 10.0
     BINDINGS = [*PolledScreen.BINDINGS, Binding("a", "show_all", "All entrypoints")]
+    GLOSSARY = (
+        ("Backlog", "ready jobs now (queued, due)"),
+        ("At current rates", "when the backlog empties at the last minutes' in/out rates"),
+        ("Done/min 60m", "completions per minute over the last hour, the right end now"),
+        ("Done/1h Err/1h", "completions / exceptions logged in the last hour"),
+        ("p50 p95 p99", "time from enqueue to done, last hour (percentiles)"),
+        ("→ N more", "columns left out for width: → and ← page through them"),
+    )
 
     def __init__(self, backend: Backend, clock: Clock) -> None:
         super().__init__(backend, clock)

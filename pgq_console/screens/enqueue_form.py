@@ -78,6 +78,7 @@ class EnqueueFormScreen(ModalScreen[None]):
         super().__init__()
         # Off in a console served to a browser: its user is not this machine's user.
         self.allow_file = allow_file
+        self.confirmed_new_entrypoint: str | None = None  # a new name enqueued to once more
         self.backend = backend
         self.clock = clock
         self.read_only = read_only
@@ -204,7 +205,8 @@ class EnqueueFormScreen(ModalScreen[None]):
             )
             hint = f"known: {shown}{more}  (→ completes)"
         else:
-            hint = "new entrypoint: no consumer has it yet"
+            # A worker may serve it without ever having run it: the database cannot say.
+            hint = "new name: not seen in the queue, log or schedules (enqueue asks first)"
         self.query_one("#row-entrypoint", FieldRow).set_hint(hint)
 
     @on(Select.Changed, "#payload_kind")
@@ -287,6 +289,8 @@ class EnqueueFormScreen(ModalScreen[None]):
         request = self.validate_fields(raw)
         if request is None:
             return
+        if not self._new_entrypoint_confirmed(request.entrypoint):
+            return
         # One idempotency token per submission: the same form sent again after a failure or a
         # lost reply is the same submission (its written batches are skipped), until it
         # completes or a field changes.
@@ -301,6 +305,18 @@ class EnqueueFormScreen(ModalScreen[None]):
         self.query_one("#enqueue-submit", Button).disabled = True
         self._status(f"Enqueueing {request.copies:,} job(s)…", "")
         self.run_enqueue(request, self.cancel_token, self._submission[1])
+
+    def _new_entrypoint_confirmed(self, name: str) -> bool:
+        """A name never seen needs a second, deliberate enqueue (a typo makes a new queue)."""
+        if name in self.entrypoints or name == self.confirmed_new_entrypoint:
+            return True
+        self.confirmed_new_entrypoint = name
+        shown = printable(name, limit=60)
+        message = f"'{shown}' is a new entrypoint name: enqueue again to confirm, or fix it"
+        self.query_one("#row-entrypoint", FieldRow).set_error(message)
+        self._status(message, "warning")
+        self.query_one("#entrypoint", Input).focus()
+        return False
 
     @work(group="enqueue", exclusive=True, exit_on_error=False)
     async def run_enqueue(
@@ -354,6 +370,10 @@ class EnqueueFormScreen(ModalScreen[None]):
             summary += f"  · ctrl+o opens job {result.ids[0]}"
         self._status(summary, variant)
         self.query_one("#enqueue-open", Button).display = bool(result.ids)
+        if result.ids:
+            # Off the fields: keys typed after ctrl+o and esc must not edit the entrypoint
+            # (and Enter must not enqueue again to an edited name).
+            self.query_one("#enqueue-open", Button).focus()
         if result.error and request.dedupe_key is not None and "dedupe key" in result.error:
             self.query_one("#row-dedupe_key", FieldRow).set_error(result.error)
             self.query_one("#dedupe_key", Input).focus()

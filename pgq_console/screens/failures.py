@@ -1,7 +1,9 @@
-"""Failures: held jobs (status failed) and the last 24 h of exceptions grouped by type and message.
+"""Failures: held jobs (status failed) and the last 24 h of exceptions grouped by fingerprint.
 
-On the groups table, `r` requeues every held job of the group (after the fix went out), and the
-sample traceback of the highlighted group is shown below it.
+A group is one failure seen many times (core/fingerprint.py: exception type, message with ids
+masked, the innermost frame of the application's own code). On the groups table, `r` requeues
+every held job of the group (after the fix went out), `c` cancels the jobs that raised it and
+wait for a retry; the sample of the highlighted group is shown below it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from rich.text import Text
 from textual import on, work
@@ -26,7 +29,9 @@ from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import (
     HELD_FILTER,
+    TREND_HOURS,
     FailureGroup,
+    FailureGroups,
     JobPage,
     failure_group_predicate,
     fetch_failure_groups,
@@ -38,66 +43,74 @@ from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
-from pgq_console.widgets.live_table import LiveDataTable
+from pgq_console.widgets.keyed_table import KeyedTable
 from pgq_console.widgets.screen_commands import ScreenCommands
+from pgq_console.widgets.status_line import QuietStatic
 
 HELD_LIMIT = 500
+GROUP_LIMIT = 200
+GROUP_INTERVAL_S = 10.0  # failure groups are re-read this often (held jobs every refresh)
 GROUP_COLUMNS = (
     ("count", "Count"),
     ("held", "Held"),
-    ("type", "Exception"),
-    ("message", "Message"),
     ("last", "Last"),
+    ("failure", "Failure"),
+    ("trend", "24h"),
+    ("where", "Where"),
     ("first", "First"),
     ("entrypoints", "Entrypoints"),
 )
+GROUP_PRIORITIES = {
+    "count": 0,
+    "held": 1,
+    "last": 2,
+    "failure": 3,
+    "where": 4,
+    "trend": 5,
+    "first": 6,
+    "entrypoints": 7,
+}
+TREND_WIDTH = 12  # cells: two hours each
 
 
 @dataclass
 class FailuresLoaded(Message):
     held: JobPage | None
-    groups: tuple[FailureGroup, ...]
+    groups: FailureGroups
     error: str | None = None
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, FailuresLoaded)
 
 
-class GroupTable(LiveDataTable):
+class GroupTable(KeyedTable):
+    """One row per fingerprint, newest last seen first; the cursor stays on its group."""
+
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(GROUP_COLUMNS, id=id, priorities=GROUP_PRIORITIES)
         self.groups: dict[str, FailureGroup] = {}
 
-    def on_mount(self) -> None:
-        for key, label in GROUP_COLUMNS:
-            self.add_column(label, key=key)
-
-    def apply(self, groups: tuple[FailureGroup, ...], now: object) -> None:
-        from datetime import datetime
-
-        assert isinstance(now, datetime)
-        wanted = {g.key: g for g in groups}
-        with self.app.batch_update():
-            for key in set(self.groups) - wanted.keys():
-                self.remove_row(key)
-                del self.groups[key]
-            for key, group in wanted.items():
-                cells = {
-                    "count": Text(str(group.count), justify="right"),
-                    "held": Text(str(group.held), justify="right"),
-                    "type": Text(printable(group.exception_type, limit=28), style="bold"),
-                    "message": Text(printable(group.message, limit=48)),
-                    "last": Text(fmt.age(group.last_seen, now), justify="right"),
-                    "first": Text(fmt.age(group.first_seen, now), justify="right"),
-                    "entrypoints": Text(printable(", ".join(group.entrypoints), limit=40)),
-                }
-                if key not in self.groups:
-                    self.add_row(*(cells[k] for k, _ in GROUP_COLUMNS), key=key)
-                else:
-                    for column, cell in cells.items():
-                        if self.get_cell(key, column) != cell:
-                            self.update_cell(key, column, cell)
-                self.groups[key] = group
+    def show_groups(self, groups: tuple[FailureGroup, ...], now: datetime) -> None:
+        rows = {}
+        for group in groups:
+            where = group.fingerprint.frame.rsplit("/", 1)[-1]
+            rows[group.key] = {
+                "count": Text(fmt.count(group.count), justify="right"),
+                "held": Text(fmt.count(group.held), justify="right"),
+                "last": Text(fmt.age(group.last_seen, now), justify="right"),
+                "failure": Text(printable(group.fingerprint.title(), limit=40)),
+                "trend": Text(fmt.sparkline(group.hourly, TREND_WIDTH)),
+                "where": Text(printable(where, limit=32) or "–"),
+                "first": Text(fmt.age(group.first_seen, now), justify="right"),
+                "entrypoints": Text(printable(", ".join(group.entrypoints), limit=40)),
+            }
+        followed = self.selected_key
+        self.groups = {group.key: group for group in groups}
+        self.apply(rows)
+        if followed in self.groups:  # a reorder moves rows, not the cursor: follow the group
+            row = self.get_row_index(followed)
+            if row != self.cursor_row:
+                self.move_cursor(row=row, animate=False)
 
     @property
     def current(self) -> FailureGroup | None:
@@ -106,6 +119,17 @@ class GroupTable(LiveDataTable):
 
 
 class FailuresScreen(JobActionsMixin, Screen[None]):
+    GLOSSARY = (
+        ("Held", "jobs whose handler failed with on_failure=hold: status failed, kept for you"),
+        ("Count", "exceptions of the group logged in the last 24 h (retries included)"),
+        ("Held (group)", "of those jobs, how many are still held now (r requeues them)"),
+        ("Last / First", "time since its newest / oldest occurrence in the window"),
+        ("Failure", "exception type and message, ids masked (<n>, <uuid>, <hex>, <str>...)"),
+        ("24h", "occurrences per 2 hours over the last day, the right end now"),
+        ("Where", "the innermost frame of your own code (not a library) that raised it"),
+        ("Entrypoints", "entrypoints whose jobs raised it"),
+        ("→ N more", "columns left out for width: → and ← page through them"),
+    )
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         *JOB_BINDINGS,
@@ -122,12 +146,12 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self.read_error: str | None = "the list is still loading"  # until the first read
 
     def compose(self) -> ComposeResult:
-        yield Static(id="failures-header")
+        yield QuietStatic(id="failures-header")
         yield Banner(id="failures-error")
         yield Static(Text("Held failures (status failed)", style="bold"), classes="section")
         yield JobTable(id="held-table")
         yield Static(
-            Text("Exceptions, last 24 h, by type and message", style="bold"), classes="section"
+            Text("Failure groups, last 24 h, newest first", style="bold"), classes="section"
         )
         yield GroupTable(id="group-table")
         with VerticalScroll(id="group-sample"):
@@ -137,12 +161,18 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#failures-error", Banner).hide()
         self.query_one("#held-table", JobTable).focus()
-        self._show_header(0, 0)
+        # Nothing is painted as if it were data before the first read: no "0 held".
+        self.query_one("#held-table", JobTable).loading = True
+        self.query_one(GroupTable).loading = True
+        self.query_one("#failures-header", QuietStatic).show_fields(
+            [Text("Failures", style="bold"), Text("reading…")], indent=""
+        )
         self.refresh_loop()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Held jobs cannot be cancelled (only queued or picked ones): no key for it here.
-        if action in ("cancel", "cancel_all"):
+        # Held jobs cannot be cancelled (only queued or picked ones); a group's jobs waiting for
+        # a retry can: `c` on the groups table.
+        if action == "cancel_all" or (action == "cancel" and not self._groups_focused()):
             return False
         return not (action in WRITE_ACTIONS and self.backend.read_only)
 
@@ -172,22 +202,42 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
                     self.action_requeue_group,
                 )
             )
+            commands.append(
+                (
+                    "Cancel failure group",
+                    "jobs of the highlighted group queued or running again after it",
+                    self.action_cancel_group,
+                )
+            )
         return commands
 
     @work(group="refresh", exclusive=True, exit_on_error=False)
     async def refresh_loop(self) -> None:
+        groups: FailureGroups | None = None
+        grouped_at = 0.0
+        woken = True
         while True:
             self._wake.clear()
             try:
                 held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
-                groups = await fetch_failure_groups(self.backend, self.clock.now())
+                # Grouping reads regular expressions over the log: every GROUP_INTERVAL_S, or
+                # at once when asked (a visit, an action), not on every held-jobs refresh.
+                due = self.clock.monotonic() - grouped_at >= GROUP_INTERVAL_S
+                if groups is None or woken or due:
+                    groups = await fetch_failure_groups(
+                        self.backend, self.clock.now(), limit=GROUP_LIMIT
+                    )
+                    grouped_at = self.clock.monotonic()
                 self.post_message(FailuresLoaded(held, groups))
             except ConsoleError as exc:
-                self.post_message(FailuresLoaded(None, (), str(exc)))
+                self.post_message(FailuresLoaded(None, FailureGroups((), 0), str(exc)))
             except Exception as exc:
                 text = " ".join(str(exc).split()) or type(exc).__name__
-                self.post_message(FailuresLoaded(None, (), f"cannot read failures: {text}"))
+                self.post_message(
+                    FailuresLoaded(None, FailureGroups((), 0), f"cannot read failures: {text}")
+                )
             await next_refresh(self, self._wake, self.interval_s)
+            woken = self._wake.is_set()
 
     @on(FailuresLoaded)
     def show(self, message: FailuresLoaded) -> None:
@@ -200,20 +250,31 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         banner.hide()
         now = self.clock.now()
         self.job_table().apply(message.held.rows, now, newest_first=True)
-        self.query_one(GroupTable).apply(message.groups, now)
+        self.query_one(GroupTable).show_groups(message.groups.groups, now)
+        self.job_table().loading = False
+        self.query_one(GroupTable).loading = False
         self._show_sample()
-        self._show_header(len(message.held.rows), len(message.groups), message.held.has_more)
+        self._show_header(message.held, message.groups)
 
-    def _show_header(self, held: int, groups: int, more: bool = False) -> None:
-        parts: list[tuple[str, str] | str] = [
-            ("Failures ", "bold"),
-            f"{held}{'+' if more else ''} held, {groups} exception groups in 24 h",
-        ]
+    def _show_header(self, held: JobPage, groups: FailureGroups) -> None:
+        shown = len(groups.groups)
+        held_text = f"{len(held.rows)}{'+' if held.has_more else ''} held"
+        if shown < groups.total:  # never a silent cap
+            groups_text = f"showing {shown} of {groups.total:,} failure groups in 24 h"
+        else:
+            groups_text = (
+                f"{groups.total:,} failure group{'s' if groups.total != 1 else ''} in 24 h"
+            )
+        fields = [Text.assemble(("Failures ", "bold"), held_text), Text(groups_text)]
+        if groups.partial:
+            fields.append(
+                Text(f"(from the newest {groups.scanned:,} of {groups.exceptions:,} exceptions)")
+            )
         if self.job_table().marked:
-            parts.append((f"  {len(self.job_table().marked)} marked", "bold"))
+            fields.append(Text(f"{len(self.job_table().marked)} marked", "bold"))
         if self.backend.read_only:
-            parts.append(("  READ-ONLY", "bold"))
-        self.query_one("#failures-header", Static).update(Text.assemble(*parts))
+            fields.append(Text("READ-ONLY", "bold"))
+        self.query_one("#failures-header", QuietStatic).show_fields(fields, indent="")
 
     @on(DataTable.RowHighlighted, "#group-table")
     def _group_highlighted(self) -> None:
@@ -225,12 +286,25 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         if group is None:
             target.update(Text("no exceptions logged in the last 24 h"))
             return
+        muted = self.app.theme_variables.get("muted", "")
         text = Text()
-        text.append(printable(f"{group.exception_type}: {group.message}", limit=400), "bold")
-        text.append(f"\nsample: job {group.sample_job_id}\n", "dim")
+        text.append(printable(group.fingerprint.title(), limit=400), "bold")
+        if group.fingerprint.frame:
+            text.append("\nat " + printable(group.fingerprint.frame, limit=400))
+        text.append(
+            f"\nlatest: job {group.sample_job_id}: " + printable(group.sample_message, limit=400)
+        )
+        text.append(
+            f"\n{group.count} in 24 h, {group.held} held, per hour: "
+            f"{fmt.sparkline(group.hourly, TREND_HOURS)}\n",
+            muted,
+        )
         for line in group.sample_traceback.splitlines()[-30:]:
             text.append(printable(line) + "\n")
         target.update(text)
+
+    def on_descendant_focus(self) -> None:
+        self.refresh_bindings()  # `c` (cancel) belongs to the groups table only
 
     def _groups_focused(self) -> bool:
         return self.query_one(GroupTable).has_focus
@@ -248,24 +322,43 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
             super().action_requeue()
 
     def action_requeue_group(self) -> None:
+        group = self._group_for_action()
+        if group is None:
+            return
+        log_table = self.backend.installation.settings.qualified.queue_table_log
+        predicate = failure_group_predicate(
+            group.fingerprint, log_table, statuses=("failed",), since=group.since
+        )
+        self.open_action(actions.requeue(self.backend, predicate))
+
+    def action_cancel(self) -> None:
+        if self._groups_focused():
+            self.action_cancel_group()
+        else:
+            super().action_cancel()
+
+    def action_cancel_group(self) -> None:
+        """Cancel the jobs that raised this group's exception and are queued or running again."""
+        group = self._group_for_action()
+        if group is None:
+            return
+        log_table = self.backend.installation.settings.qualified.queue_table_log
+        predicate = failure_group_predicate(
+            group.fingerprint, log_table, statuses=("exception", "failed"), since=group.since
+        )
+        self.open_action(actions.cancel(self.backend, predicate))
+
+    def _group_for_action(self) -> FailureGroup | None:
         group = self.query_one(GroupTable).current
         if group is None:
             self.notify("no failure group highlighted", severity="warning", markup=False)
-            return
+            return None
         if self.read_error is not None:
             self.notify(
                 f"bulk actions are off: {self.read_error}", severity="warning", markup=False
             )
-            return
-        log_table = self.backend.installation.settings.qualified.queue_table_log
-        self.open_action(
-            actions.requeue(
-                self.backend,
-                failure_group_predicate(
-                    group.exception_type, group.message, log_table, group.since
-                ),
-            )
-        )
+            return None
+        return group
 
     def action_open(self) -> None:
         if self._groups_focused():

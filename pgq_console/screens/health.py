@@ -63,6 +63,15 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         Binding("u", "upgrade", "Upgrade schema"),
         Binding("i", "install", "Install schema", show=False),
     ]
+    GLOSSARY = (
+        ("Live / Dead", "live rows / dead row versions left by updates and deletes"),
+        ("Dead%", "dead of all row versions: high means vacuum is behind (bloat, slow scans)"),
+        ("Autovacuum", "time since autovacuum last ran on the table"),
+        ("Kind", "logged or unlogged (unlogged tables are emptied by a crash)"),
+        ("Xact age", "how long that transaction has been open: it holds back vacuum"),
+        ("Waiting on / blocked by", "the lock it waits for, or the session blocking it"),
+        ("→ N more", "columns left out for width: → and ← page through them"),
+    )
     WRITE_ACTIONS = frozenset({"upgrade", "install"})
 
     async def fetch(self) -> HealthSnapshot:

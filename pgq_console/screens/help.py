@@ -7,6 +7,7 @@ from the footer are listed too, so every key is shown in one of the two places.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -33,7 +34,14 @@ def screen_title(app: App[Any], screen: Screen[Any]) -> str:
         for spec in navigation.SCREENS:
             if app.current_mode == spec.mode:
                 return f"{spec.key} {spec.title}"
-    return screen.title or type(screen).__name__
+    return screen.title or human_name(type(screen).__name__)
+
+
+def human_name(class_name: str) -> str:
+    """ "JobDetailScreen" -> "Job detail": what an operator calls the screen."""
+    words = re.findall(r"[A-Z][a-z0-9]*|[a-z0-9]+", class_name.removesuffix("Screen"))
+    text = " ".join(words).lower()
+    return text[:1].upper() + text[1:]
 
 
 def _section(node: DOMNode, screen: Screen[Any], app: App[Any]) -> str:
@@ -117,6 +125,11 @@ class HelpScreen(ModalScreen[None]):
         if not own:
             row("", "no keys of its own")
         table.add_row("", Text(_TABLE_HINT, style=muted))
+        glossary: tuple[tuple[str, str], ...] = getattr(self.origin, "GLOSSARY", ())
+        if glossary:
+            heading("What the columns and states mean")
+            for term, meaning in glossary:
+                table.add_row(Text(term, style="bold"), Text(meaning))
         heading("Screens (number keys)")
         screens = Text()
         for spec in navigation.SCREENS:
@@ -128,6 +141,19 @@ class HelpScreen(ModalScreen[None]):
         heading("Everywhere")
         for keys, description, enabled in groups.get("everywhere", []):
             row(keys, description, enabled)
+        from pgq_console.commands import console_commands
+        from pgq_console.keyboard import KeyboardApp
+
+        if isinstance(app, KeyboardApp):
+            heading("Commands (type : then a name; tab completes; ctrl+p searches)")
+            names: list[str] = []
+            for command in console_commands(app, self.origin):
+                name = command.name
+                if name.startswith(("db ", "theme ")):
+                    name = name.split()[0] + " NAME"
+                if name not in names:
+                    names.append(name)
+            table.add_row("", Text("  ".join(f":{name}" for name in names)))
         return table
 
     def on_mount(self) -> None:

@@ -79,6 +79,7 @@ class JobDetailScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
         self.load()
+        self.set_interval(1.0, self._tick)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (action in WRITE_ACTIONS and self.backend.read_only)
@@ -137,20 +138,7 @@ class JobDetailScreen(Screen[None]):
             title.update(
                 Text.assemble((f"Job {job.id}", "bold"), "  ", printable(job.entrypoint, limit=80))
             )
-            rows = [
-                ("entrypoint", printable(job.entrypoint)),
-                ("status", job.status),
-                ("priority", str(job.priority)),
-                ("attempts", str(job.attempts)),
-                ("dedupe key", printable(job.dedupe_key) if job.dedupe_key else "–"),
-                ("queue manager", job.queue_manager_id or "–"),
-                ("created", self._when(job.created)),
-                ("updated", self._when(job.updated)),
-                ("heartbeat", self._when(job.heartbeat)),
-                ("execute after", self._when(job.execute_after)),
-                ("times", "UTC (t: local)" if self.utc else "local (t: UTC)"),
-            ]
-            fields.update(_field_lines(rows))
+            fields.update(self._fields_text())
             headers = detail.headers
             self.query_one("#detail-headers", Static).update(
                 Text(printable_block(pretty_json(headers)))
@@ -165,6 +153,34 @@ class JobDetailScreen(Screen[None]):
             self.query_one("#detail-payload", Static).update(
                 Text.assemble((label, "dim"), printable_block(rendered.text))
             )
+        self.query_one("#detail-history", Static).update(self._history())
+
+    def _fields_text(self) -> Text:
+        job = self.detail.job if self.detail else None
+        if job is None:
+            return Text("")
+        return _field_lines(
+            [
+                ("entrypoint", printable(job.entrypoint)),
+                ("status", job.status),
+                ("priority", str(job.priority)),
+                ("attempts", str(job.attempts)),
+                ("dedupe key", printable(job.dedupe_key) if job.dedupe_key else "–"),
+                ("queue manager", job.queue_manager_id or "–"),
+                ("created", self._when(job.created)),
+                ("updated", self._when(job.updated)),
+                ("heartbeat", self._when(job.heartbeat)),
+                ("execute after", self._when(job.execute_after)),
+                ("times", "UTC (t: local)" if self.utc else "local (t: UTC)"),
+            ]
+        )
+
+    def _tick(self) -> None:
+        """Relative times ("5m00s ago") move on while the detail is shown; no database read."""
+        if self.detail is None or not self.is_current:
+            return
+        if self.detail.job is not None:
+            self.query_one("#detail-fields", Static).update(self._fields_text())
         self.query_one("#detail-history", Static).update(self._history())
 
     def _history(self) -> Text:

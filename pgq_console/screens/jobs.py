@@ -21,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input
 
 from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionResult, Predicate, ids_predicate
@@ -35,6 +35,7 @@ from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
 from pgq_console.widgets.screen_commands import ScreenCommands
+from pgq_console.widgets.status_line import QuietStatic
 
 WRITE_ACTIONS = frozenset({"requeue", "requeue_all", "cancel", "cancel_all", "copy_job"})
 # The refresh re-reads at most this many loaded rows; deeper pages stay as loaded.
@@ -215,6 +216,16 @@ JOB_BINDINGS = [
 class JobsScreen(JobActionsMixin, Screen[None]):
     """Every job in the queue table, newest first, filtered by the `/` line."""
 
+    GLOSSARY = (
+        ("Status", "queued, deferred (queued, execute_after in the future), picked, failed (held)"),
+        ("Prio", "priority: higher is dequeued first"),
+        ("Tries", "attempts: retries so far (PgQueuer's retry counter)"),
+        ("Age / Updated", "since the job was enqueued / last changed"),
+        ("Payload", "the payload's size; enter shows it"),
+        ("●", "marked: r / c / E act on the marked jobs"),
+        ("→ N more", "columns left out for width: → and ← page through them"),
+    )
+
     COMMANDS = {ScreenCommands}
     BINDINGS = [
         *JOB_BINDINGS,
@@ -239,7 +250,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         self._fresh_until = 0.0  # monotonic time until which the rows shown count as current
 
     def compose(self) -> ComposeResult:
-        yield Static(id="jobs-header")
+        yield QuietStatic(id="jobs-header")
         yield Input(
             placeholder="filter: ep:name status:failed id:123 prio:>5 age:>10m payload:text !ep:x",
             id="jobs-filter",
@@ -373,20 +384,24 @@ class JobsScreen(JobActionsMixin, Screen[None]):
 
     def _show_header(self) -> None:
         table = self.job_table()
-        parts: list[tuple[str, str] | str] = [
-            ("Jobs ", "bold"),
-            f"{len(table.jobs)}{'+' if self.has_more else ''} shown, ",
-            "newest first" if self.newest_first else "oldest first",
+        order = "newest first" if self.newest_first else "oldest first"
+        fields = [
+            Text.assemble(
+                ("Jobs ", "bold"), f"{len(table.jobs)}{'+' if self.has_more else ''} shown"
+            ),
+            Text(order),
         ]
         if self.job_filter.text:
-            parts += ["  filter ", (printable(self.job_filter.text, limit=60), "bold")]
+            fields.append(
+                Text.assemble("filter ", (printable(self.job_filter.text, limit=60), "bold"))
+            )
         if self.job_filter.searches_content:
-            parts.append(("  (content search: newest 200,000 rows scanned)", "italic"))
+            fields.append(Text("(content search: newest 200,000 rows scanned)", "italic"))
         if table.marked:
-            parts.append((f"  {len(table.marked)} marked", "bold"))
+            fields.append(Text(f"{len(table.marked)} marked", "bold"))
         if self.backend.read_only:
-            parts.append(("  READ-ONLY", "bold"))
-        self.query_one("#jobs-header", Static).update(Text.assemble(*parts))
+            fields.append(Text("READ-ONLY", "bold"))
+        self.query_one("#jobs-header", QuietStatic).show_fields(fields, indent="")
 
     @on(DataTable.RowHighlighted, "#jobs-table")
     def maybe_load_more(self, event: DataTable.RowHighlighted) -> None:
@@ -419,6 +434,21 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         event.input.display = bool(parsed.text)
         self.job_table().focus()
 
+    def filter_entrypoint(self, name: str) -> None:
+        """Show exactly one entrypoint's jobs (Enter on the overview), the line saying so."""
+        line = self.query_one("#jobs-filter", Input)
+        line.value = f"ep:{name}"
+        line.display = True
+        self.filter_problem = None
+        self._show_banner()
+        self.set_filter(
+            JobFilter(
+                text=f"ep:{name}",
+                terms=(Predicate("job.entrypoint = $1", (name,), f"ep {name!r}"),),
+            )
+        )
+        self.job_table().focus()
+
     def set_filter(self, job_filter: JobFilter) -> None:
         self.job_filter = job_filter
         self.filter_problem = None  # a filter that parsed replaces whatever the line held
@@ -445,6 +475,14 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         elif self.job_table().marked:
             self.job_table().clear_marks()
             self._show_header()
+        elif self.job_filter.text or self.filter_problem:
+            # esc clears an applied filter (marks first: one esc undoes one thing).
+            line.value = ""
+            line.display = False
+            self.filter_problem = None
+            self._show_banner()
+            self.set_filter(JobFilter())
+            self.notify("filter cleared: every job", markup=False)
 
     def action_cursor_down(self) -> None:
         self.job_table().action_cursor_down()

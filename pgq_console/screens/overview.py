@@ -6,6 +6,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widgets import DataTable
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
@@ -30,7 +31,22 @@ class OverviewScreen(Screen[None]):
         Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
         Binding("minus", "slower", "Slower", key_display="-"),
         Binding("a", "enable_autocommit", "Autocommit", show=False),
+        Binding("enter", "open_jobs", "Jobs"),
     ]
+    GLOSSARY = (
+        ("Ready", "queued jobs whose execute_after has come: waiting for a worker now"),
+        ("Picked", "jobs a worker holds (running, or its worker died: see 4 Workers)"),
+        ("Held", "jobs that failed with on_failure=hold (status failed): see 3 Failures"),
+        ("Oldest", "how long the oldest ready job has waited (⚠ over 5 minutes)"),
+        ("In/s Out/s", "jobs enqueued / finished per second over the last refreshes"),
+        ("Err/1m Done/1m", "exceptions / completions logged in the last minute"),
+        ("Deferred", "queued jobs whose execute_after is still in the future"),
+        ("Err/1h Done/1h", "exceptions / completions logged in the last hour"),
+        ("p50 p95", "median and 95th percentile of the time from enqueue to done, last hour"),
+        ("Trend 30m", "completions per minute, the last 30 minutes"),
+        ("→ N more", "columns left out for width: → and ← page through them"),
+        ("enter", "open this entrypoint's jobs (the Jobs screen, filtered ep:NAME)"),
+    )
 
     def __init__(
         self, backend: Backend, clock: Clock, *, interval_s: float, listen: bool = True
@@ -135,6 +151,12 @@ class OverviewScreen(Screen[None]):
         if self.refresher:
             self.refresher.set_interval(_step(self.refresher.status.interval_s, faster=False))
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `a` exists only while the autocommit banner shows: no "a Autocommit" in help else.
+        if action == "enable_autocommit":
+            return bool(self.backend.autocommit_problem)
+        return True
+
     def action_enable_autocommit(self) -> None:
         if self.backend.autocommit_problem:
             self.switch_to_autocommit()
@@ -148,6 +170,41 @@ class OverviewScreen(Screen[None]):
         self.query_one("#autocommit-banner", Banner).hide()
         self.notify("Connection switched to autocommit; live statistics started.", markup=False)
         self.start_refresher()
+
+
+    @on(DataTable.RowSelected, "#overview-table")
+    async def open_entrypoint_jobs(self, event: DataTable.RowSelected) -> None:
+        """Enter on a row (the table reports it): that entrypoint's jobs."""
+        await self.open_jobs_of(str(event.row_key.value))
+
+    async def action_open_jobs(self) -> None:
+        """Enter while the table is not focused: the highlighted entrypoint's jobs."""
+        name = self.query_one(OverviewTable).selected_key
+        if name is None:
+            self.notify("no entrypoint yet", severity="warning", markup=False)
+            return
+        await self.open_jobs_of(name)
+
+    async def open_jobs_of(self, name: str) -> None:
+        """The Jobs screen, filtered to exactly this entrypoint."""
+        from pgq_console.screens.jobs import JobsScreen
+
+        app = self.app
+
+        def filter_jobs() -> bool:
+            try:
+                stack = app.get_screen_stack("jobs")
+            except KeyError:
+                return False
+            if stack and isinstance(stack[0], JobsScreen):
+                stack[0].filter_entrypoint(name)
+                return True
+            return False
+
+        filtered = filter_jobs()
+        await app.run_action("app.jump('2')")
+        if not filtered:  # the Jobs screen is built by that jump
+            app.call_after_refresh(filter_jobs)
 
 
 INTERVAL_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)

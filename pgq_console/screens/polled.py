@@ -16,7 +16,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Static
 
 from pgq_console.core.actions import Action
 from pgq_console.core.backend import Backend
@@ -25,6 +24,7 @@ from pgq_console.core.refresher import PollLoop, PollStatus
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
+from pgq_console.widgets.status_line import QuietStatic
 
 T = TypeVar("T")
 
@@ -45,23 +45,21 @@ class PollStatusChanged(Message):
         return isinstance(message, PollStatusChanged)
 
 
-class PollLine(Static):
+class PollLine(QuietStatic):
     """When the data was read, how long that took, and the polling pace."""
 
     def show(self, title: str, status: PollStatus, clock: Clock, extra: str = "") -> None:
         muted = self.app.theme_variables.get("muted", "")
-        text = Text(f" {title}", style="bold")
+        fields = [Text(title, style="bold")]
         if extra:
-            text.append(f"  {extra}")
+            fields.append(Text(extra))
         if status.ok_at is not None:
-            text.append(
-                f"  read {fmt.age(status.ok_at, clock.now())} ago in {fmt.seconds(status.took_s)}",
-                style=muted,
-            )
+            age, took = fmt.age(status.ok_at, clock.now()), fmt.seconds(status.took_s)
+            fields.append(Text(f"read {age} ago in {took}", style=muted))
         else:
-            text.append("  reading…", style=muted)
-        text.append(f"  every {status.interval_s:g}s", style=muted)
-        self.update(text)
+            fields.append(Text("reading…", style=muted))
+        fields.append(Text(f"every {status.interval_s:g}s", style=muted))
+        self.show_fields(fields)
 
 
 class PolledScreen(Screen[None], Generic[T]):

@@ -53,6 +53,15 @@ class SchedulesScreen(PolledScreen[SchedulesSnapshot]):
         Binding("d", "remove", "Remove"),
     ]
     WRITE_ACTIONS = frozenset({"run_now", "remove"})
+    GLOSSARY = (
+        ("Next run", "when its SchedulerManager runs it next (n makes it now)"),
+        ("Problem", "overdue: next run > 60 s ago; scheduler died: running, no beat for 30 s"),
+        ("Cron", "the schedule's cron expression"),
+        ("Last run", "when it last ran (never: not since it was registered)"),
+        ("Status", "queued: waiting for its next run; picked: running now"),
+        ("Heartbeat", "the running scheduler's last beat (every second while it runs)"),
+        ("→ N more", "columns left out for width: → and ← page through them"),
+    )
 
     async def fetch(self) -> SchedulesSnapshot:
         return await fetch_schedules(self.backend)

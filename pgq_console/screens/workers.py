@@ -17,6 +17,7 @@ from pgq_console.core.workers import (
     ReclaimAction,
     WorkerMemory,
     WorkersSnapshot,
+    WorkerState,
     fetch_workers,
 )
 from pgq_console.screens.polled import PolledScreen
@@ -62,6 +63,20 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
         Binding("tab", "focus_next", "Switch table", show=False),
     ]
     WRITE_ACTIONS = frozenset({"reclaim"})
+    # PgQueuer lists no workers: a worker is known by the jobs it holds (core/workers.py).
+    GLOSSARY = (
+        ("busy", "holds picked jobs, one beating within the threshold, or held one < 30s ago"),
+        ("lagging", "busy, but some of its jobs missed their heartbeat (R can reclaim those)"),
+        ("idle", "held jobs earlier (last 10m), none for 30s; they finished while beating"),
+        (
+            "DEAD",
+            "holds jobs none of which beat within the threshold (kill -9, lost host), "
+            "or was dead when its jobs were taken over",
+        ),
+        ("Picked", "jobs it holds now (status picked, its queue_manager_id)"),
+        ("Stale", "of those, jobs with no heartbeat for the threshold (t changes it)"),
+        ("Newest/Oldest hb", "time since the freshest / stalest heartbeat of its jobs"),
+    )
 
     def __init__(self, backend: Backend, clock: Clock) -> None:
         super().__init__(backend, clock)
@@ -88,11 +103,13 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
     def show(self, data: WorkersSnapshot) -> None:
         now = self.clock.now()
         style = self.app.theme_variables
-        dead = [w for w in data.workers if w.dead(now, data.stale_after)]
-        busy = [w for w in data.workers if not w.idle]
+        states = {w.queue_manager_id: w.state(now, data.stale_after) for w in data.workers}
+        dead = [key for key, state in states.items() if state is WorkerState.DEAD]
+        busy = [key for key, state in states.items() if state is WorkerState.BUSY]
+        idle = [key for key, state in states.items() if state is WorkerState.IDLE]
         summary = Text(" ")
         summary.append(f"{len(busy)} busy", style="bold")
-        summary.append(f", {len(data.workers) - len(busy)} idle (seen in the last 10m)")
+        summary.append(f", {len(idle)} idle (seen in the last 10m)")
         if dead:
             summary.append(f"   {len(dead)} dead", style=f"bold {style.get('status-held', '')}")
         summary.append(f"   stale jobs {data.stale_total}")
@@ -104,18 +121,24 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
         # Most urgent first: dead workers (their jobs wait on nobody), then busy, then idle.
         ordered = sorted(
             data.workers,
-            key=lambda w: (not w.dead(now, data.stale_after), w.idle, w.queue_manager_id),
+            key=lambda w: (
+                states[w.queue_manager_id] is not WorkerState.DEAD,
+                states[w.queue_manager_id] is WorkerState.IDLE,
+                w.queue_manager_id,
+            ),
         )
         for worker in ordered:
-            is_dead = worker.dead(now, data.stale_after)
-            if worker.idle:
-                state = Text(f"idle {fmt.age(worker.last_seen, now)}", style=style.get("muted", ""))
-            elif is_dead:
+            shown_state = states[worker.queue_manager_id]
+            if shown_state is WorkerState.DEAD:
                 state = Text("DEAD", style=f"bold {style.get('status-held', '')}")
+            elif shown_state is WorkerState.IDLE:
+                state = Text(f"idle {fmt.age(worker.last_seen, now)}", style=style.get("muted", ""))
+            elif worker.idle:  # between jobs, within the grace
+                state = Text("busy", style=style.get("status-ready", ""))
             elif worker.stale:
                 state = Text("lagging", style=style.get("status-stale", ""))
             else:
-                state = Text("alive", style=style.get("status-ready", ""))
+                state = Text("busy", style=style.get("status-ready", ""))
             rows[worker.queue_manager_id] = {
                 "worker": Text(short_id(worker.queue_manager_id)),
                 "state": state,

@@ -9,7 +9,7 @@ from rich.text import Text
 from pgq_console.core.jobs import JobRow
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.live_table import LiveDataTable
+from pgq_console.widgets.fitted_table import FittedTable
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("mark", " "),
@@ -22,15 +22,29 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("updated", "Updated"),
     ("payload", "Payload"),
 )
+# Which columns a narrow terminal keeps: 0 always, then dropped from the highest number.
+PRIORITIES = {
+    "mark": 0,
+    "id": 0,
+    "entrypoint": 1,
+    "status": 2,
+    "age": 3,
+    "attempts": 4,
+    "prio": 5,
+    "updated": 6,
+    "payload": 7,
+}
 ENTRYPOINT_WIDTH = 28
 MARK = "●"
 
 
-class JobTable(LiveDataTable):
+class JobTable(FittedTable):
     """One row per job; `apply` removes vanished rows, updates changed cells, adds new ones."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(
+            id=id, cursor_type="row", zebra_stripes=True, priorities=PRIORITIES
+        )
         self.marked: set[int] = set()
         self.jobs: dict[int, JobRow] = {}
 

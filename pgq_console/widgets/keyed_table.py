@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rich.text import Text
 
-from pgq_console.widgets.live_table import LiveDataTable
+from pgq_console.widgets.fitted_table import FittedTable
 
 
-class KeyedTable(LiveDataTable):
-    """Columns given up front; `apply` adds, updates and removes rows by key, keeping the cursor."""
+class KeyedTable(FittedTable):
+    """Columns given up front; `apply` adds, updates and removes rows by key, keeping the cursor.
 
-    def __init__(self, columns: tuple[tuple[str, str], ...], **kwargs: object) -> None:
+    Columns are dropped whole on a narrow terminal, the last declared first, unless
+    `priorities` ranks them otherwise (FittedTable).
+    """
+
+    def __init__(self, columns: tuple[tuple[str, str], ...], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._columns = columns
         self._order: list[str] = []

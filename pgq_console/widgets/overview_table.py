@@ -10,7 +10,7 @@ from rich.text import Text
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.live_table import LiveDataTable
+from pgq_console.widgets.fitted_table import FittedTable
 from pgq_console.widgets.status import marked_count, status_style
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -36,13 +36,15 @@ OLD_READY_S = 300.0
 ENTRYPOINT_WIDTH = 24
 
 
-class OverviewTable(LiveDataTable):
+class OverviewTable(FittedTable):
     """One row per entrypoint; `apply` updates changed cells in place."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # entrypoint -> the row and the age text last shown: most rows of a refresh are
         # unchanged, and building their cells again was most of a refresh's CPU.
         self._shown: dict[str, tuple[EntrypointRow, str]] = {}
+        # Most urgent first (the columns' order): a narrow terminal drops from the right.
+        kwargs.setdefault("priorities", {key: i for i, (key, _) in enumerate(COLUMNS)})
         super().__init__(*args, **kwargs)
 
     def on_mount(self) -> None:

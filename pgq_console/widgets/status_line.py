@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.text import Text
+from textual import events
 from textual.visual import VisualType
 from textual.widgets import Static
 
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
 from pgq_console.widgets import format as fmt
+
+
+def pack_fields(
+    fields: Sequence[Text], width: int, separator: str = "  ", indent: str = " "
+) -> Text:
+    """The fields on as few lines as fit `width`, a line broken between fields, never inside one.
+
+    Every line starts with `indent`; a field wider than a whole line gets a line of its own.
+    """
+    text = Text(indent)
+    used = len(indent)
+    for index, field in enumerate(fields):
+        size = cell_len(field.plain)
+        if index and used + len(separator) + size > width:
+            text.append("\n" + indent)
+            used = len(indent)
+        elif index:
+            text.append(separator)
+            used += len(separator)
+        text.append_text(field)
+        used += size
+    return text
 
 
 class QuietStatic(Static):
@@ -26,6 +51,8 @@ class QuietStatic(Static):
     KEEP_HEIGHT: ClassVar[bool] = False
     _asked: Text | None = None  # the text last shown, before any padding
     _height = (0, 0)  # (width, lines) of what is shown
+    _shown_fields: Sequence[Text] = ()  # what `show_fields` packs again on a resize
+    _indent = " "
 
     def show_text(self, text: Text) -> None:
         if text == self._asked:
@@ -50,7 +77,18 @@ class QuietStatic(Static):
         # A direct update (not through `show_text`) is neither compared nor measured.
         self._asked = None
         self._height = (0, 0)
+        self._shown_fields = ()
         super().update(content, layout=layout)
+
+    def show_fields(self, fields: Sequence[Text], indent: str = " ") -> None:
+        """Show `fields` packed to the width (`pack_fields`), packed again on a resize."""
+        width = self.content_region.width
+        self.show_text(pack_fields(fields, width if width > 0 else 1 << 16, indent=indent))
+        self._shown_fields, self._indent = tuple(fields), indent
+
+    def on_resize(self, event: events.Resize) -> None:
+        if fields := self._shown_fields:
+            self.show_fields(fields, self._indent)
 
 
 class ConnectionLine(QuietStatic):
@@ -87,35 +125,39 @@ class LiveLine(QuietStatic):
 
     def show(self, status: RefreshStatus, now: datetime) -> None:
         muted = self.app.theme_variables.get("muted", "")
-        text = Text(" ")
+        fields: list[Text] = []
         if status.paused:
-            text.append("⏸ paused", style="bold")
+            fields.append(Text("⏸ paused", style="bold"))
         elif status.polling_reason:
-            text.append(
-                f"{status.polling_reason}: polling every {status.interval_s:g} s; "
-                "set listen_dsn for live events",
-                style="bold",
+            fields.append(
+                Text(
+                    f"{status.polling_reason}: polling every {status.interval_s:g} s; "
+                    "set listen_dsn for live events",
+                    style="bold",
+                )
             )
         elif status.live_problem:
-            text.append(status.live_problem, style="bold")
+            fields.append(Text(status.live_problem, style="bold"))
         elif status.listening:
-            text.append(f"listening on {status.channel}")
+            fields.append(Text(f"listening on {status.channel}"))
         else:
-            text.append(f"not listening ({status.channel})", style="bold")
+            fields.append(Text(f"not listening ({status.channel})", style="bold"))
         if status.last_event_at is not None:
-            text.append(f"  last event {fmt.age(status.last_event_at, now)} ago", style=muted)
+            fields.append(Text(f"last event {fmt.age(status.last_event_at, now)} ago", muted))
             if status.last_event_latency_s is not None:
-                text.append(f"  latency {fmt.seconds(status.last_event_latency_s)}", style=muted)
+                fields.append(Text(f"latency {fmt.seconds(status.last_event_latency_s)}", muted))
         elif not status.paused and not status.polling_reason:
-            text.append("  no events yet", style=muted)
+            fields.append(Text("no events yet", style=muted))
         pacing = f"every {status.interval_s:g}s"
         if status.effective_interval_s > status.interval_s + 0.05:
             pacing += f" (slowed to {status.effective_interval_s:.1f}s)"
-        text.append(f"  refresh {pacing}", style=muted)
-        text.append(f"  console db time {status.db_cost * 100:.1f}%", style=muted)
+        fields.append(Text(f"refresh {pacing}", style=muted))
+        fields.append(Text(f"console db time {status.db_cost * 100:.1f}%", style=muted))
         if status.replica is not None:
-            text.append(f"  {status.replica}", style=muted if status.replica_in_use else "bold")
-        self.show_text(text)
+            fields.append(
+                Text(status.replica, style=muted if status.replica_in_use else "bold")
+            )
+        self.show_fields(fields)
 
 
 class TotalsLine(QuietStatic):
@@ -126,18 +168,23 @@ class TotalsLine(QuietStatic):
     def show(self, snapshot: OverviewSnapshot, now: datetime) -> None:
         total = snapshot.totals
         variables = self.app.theme_variables
-        self.show_text(
-            Text.assemble(
-                " queued ",
-                (fmt.count(total.queued), "bold"),
-                f" (ready {fmt.count(total.ready)}, deferred {fmt.count(total.deferred)})  ",
-                "picked ",
-                (fmt.count(total.picked), variables.get("status-picked", "")),
-                "  held ",
-                (fmt.count(total.held), variables.get("status-held", "") if total.held else ""),
-                f"  done/1m {fmt.count(total.completed_1m)}",
-                f"  err/1m {fmt.count(total.exceptions_1m)}",
-                f"  in {fmt.rate(total.rate_in)}/s out {fmt.rate(total.rate_out)}/s",
-                f"  oldest ready {fmt.age(total.oldest_ready_since, now)}",
-            )
+        self.show_fields(
+            [
+                Text.assemble(
+                    "queued ",
+                    (fmt.count(total.queued), "bold"),
+                    f" (ready {fmt.count(total.ready)}, deferred {fmt.count(total.deferred)})",
+                ),
+                Text.assemble(
+                    "picked ", (fmt.count(total.picked), variables.get("status-picked", ""))
+                ),
+                Text.assemble(
+                    "held ",
+                    (fmt.count(total.held), variables.get("status-held", "") if total.held else ""),
+                ),
+                Text(f"done/1m {fmt.count(total.completed_1m)}"),
+                Text(f"err/1m {fmt.count(total.exceptions_1m)}"),
+                Text(f"in {fmt.rate(total.rate_in)}/s out {fmt.rate(total.rate_out)}/s"),
+                Text(f"oldest ready {fmt.age(total.oldest_ready_since, now)}"),
+            ]
         )
