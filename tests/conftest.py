@@ -7,11 +7,13 @@ the top-level `snapshots/` directory (pytest-textual-snapshot 1.1.0 has no optio
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -118,3 +120,34 @@ def fresh_database(server_dsn: str, request: pytest.FixtureRequest) -> Iterator[
         yield dsn
     finally:
         drop_database(server_dsn, dsn)
+
+
+@pytest.fixture
+def snap_compare(snap_compare: Any) -> Any:
+    """pytest-textual-snapshot's `snap_compare`, taken once every live table on the screen is
+    laid out (DataTable measures new rows when idle, which a busy machine delays)."""
+
+    def compare(app: Any, *args: Any, run_before: Any = None, **kwargs: Any) -> Any:
+        async def before(pilot: Any) -> None:
+            if run_before is not None:
+                result = run_before(pilot)
+                if inspect.isawaitable(result):
+                    await result
+            await settle_tables(pilot)
+
+        return snap_compare(app, *args, run_before=before, **kwargs)
+
+    return compare
+
+
+async def settle_tables(pilot: Any, within: float = 30.0) -> None:
+    """Wait (never raise: the snapshot then shows what is wrong) for settled live tables."""
+    from pgq_console.widgets.fitted_table import FittedTable
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < within:
+        tables = list(pilot.app.screen.query(FittedTable))
+        if all(table.settled for table in tables):
+            return
+        await pilot.pause(0.02)

@@ -96,6 +96,7 @@ async def start_enqueue(pilot: Pilot[Any], entrypoint: str, copies: str, batch: 
     form.enqueuer.batch_size = batch
     form.query_one("#entrypoint", Input).value = entrypoint
     form.query_one("#copies", Input).value = copies
+    form.confirmed_new_entrypoint = entrypoint  # the new-name question is tested with the form
     await pilot.press("ctrl+s")
     return form
 
@@ -233,6 +234,7 @@ async def test_an_exit_under_a_running_enqueue_still_audits_exactly_what_was_wri
             form.enqueuer.batch_size = 5000
             form.query_one("#entrypoint", Input).value = "exit_under_enqueue"
             form.query_one("#copies", Input).value = "1000000"
+            form.confirmed_new_entrypoint = "exit_under_enqueue"
             await pilot.press("ctrl+s")
             await wait_until(pilot, lambda: form.running)
             # Some batches have landed (the guard knows them), more are on their way.

@@ -107,8 +107,8 @@ def test_job_detail_hostile(snap_compare: Any, snap_dsn: str) -> None:
 def test_job_detail_80x24(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         app = pilot.app
-        assert isinstance(app, PgqConsole) and isinstance(app.backend, Backend)
         await _to_mode(pilot, "2", "#jobs-table", 36)
+        assert isinstance(app, PgqConsole) and isinstance(app.backend, Backend)
         app.push_screen(JobDetailScreen(app.backend, app.clock, 31))
         await _wait(pilot, lambda: getattr(app.screen, "detail", None) is not None)
 

@@ -198,7 +198,8 @@ def test_an_oversized_terminal_is_clamped_and_sessions_are_capped(served: Served
         session, websocket = await open_session(huge, served.base)
         try:
             deadline = time.monotonic() + 30
-            while not served.children():
+            # Until the child has exec'd, /proc shows the server's own environment.
+            while not served.children() or "ROWS" not in environ_of(served.children()[0]):
                 assert time.monotonic() < deadline, "no console started"
                 await asyncio.sleep(0.1)
             console = environ_of(served.children()[0])

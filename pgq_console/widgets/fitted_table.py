@@ -182,6 +182,20 @@ class FittedTable(LiveDataTable):
                     widths[name] = max(widths[name], _width(value))
         return {name: width + padding for name, width in widths.items()}
 
+    @property
+    def settled(self) -> bool:
+        """Whether every shown column is laid out as wide as its widest cell (DataTable measures
+        new rows when idle: until then a column may still have its label's width)."""
+        if self._fit_pending:
+            return False
+        padding = 2 * self.cell_padding
+        widths = self.column_widths()
+        for name in self.shown_columns:
+            column = self.columns.get(ColumnKey(name))
+            if column is None or column.content_width < widths[name] - padding:
+                return False
+        return True
+
     def hint(self, hidden: int) -> str:
         arrows = ("← " if self.column_page else "") + ("→ " if hidden else "")
         return f"{arrows}{hidden} more" if hidden else arrows.strip()
