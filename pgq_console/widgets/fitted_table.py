@@ -78,6 +78,7 @@ class FittedTable(LiveDataTable):
         self.hidden_count = 0
         self.column_page = 0
         self._fit_pending = False
+        self._painted_widths: tuple[int, ...] = ()
         super().__init__(*args, **kwargs)
 
     # -- the DataTable API, over every column --------------------------------------------------
@@ -168,6 +169,14 @@ class FittedTable(LiveDataTable):
 
     def on_resize(self, event: events.Resize) -> None:
         self._schedule_fit()
+
+    def on_idle(self, event: events.Idle) -> None:
+        # DataTable measures new rows when idle, after rows may already have been painted (and
+        # cached) at their labels' widths; its row caches do not know widths changed since.
+        widths = tuple(column.content_width for column in self.columns.values())
+        if widths != self._painted_widths:
+            self._painted_widths = widths
+            self.notify_style_update()  # public: drops the render caches and repaints
 
     def on_mount(self) -> None:
         self._schedule_fit()
