@@ -8,9 +8,14 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
-from tests.helpers import enqueue
+from pgq_console.core.audit import read_records
+from pgq_console.core.clock import SystemClock
+from pgq_console.core.consumers import ConsumerState, ConsumerSupervisor, parse_consumer_form
+from pgq_console.core.target import DriverKind
+from tests.helpers import backend_for, enqueue, wait_for
 from tests.pty_console import PtyConsole, login_environment
 from tests.test_signal_drain import (
     ENTRYPOINT,
@@ -64,3 +69,73 @@ def test_a_third_signal_leaves_the_terminal_as_it_was(
     queue, log = asyncio.run(status_counts(dsn))
     assert log.get("canceled", 0) == 0, log
     assert sum(queue.values()) == JOBS, queue
+
+
+async def _terminate_console_sessions(dsn: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'pgq-console%' AND datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+        )
+    finally:
+        await connection.close()
+
+
+async def test_a_reconnect_is_audited_as_one_not_as_another_start(fresh_database: str) -> None:
+    """Killing a draining consumer's session: the jobs it had in flight are put back in the
+    queue (a write) on reconnect. The audit file said "consumer start" once per reconnect (an
+    operator reading it sees starts nobody made) and had no record of the jobs put back."""
+    dsn = fresh_database
+    ids = set(await enqueue(dsn, "audited_reconnect", 1500))
+    backend = await backend_for(dsn, DriverKind.ASYNCPG_POOL)
+    supervisor = ConsumerSupervisor({}, SystemClock())
+    try:
+        consumer = await supervisor.start(
+            backend,
+            parse_consumer_form(
+                {
+                    "handler": "sleep",
+                    "argument": "20",
+                    "entrypoints": "audited_reconnect",
+                    "batch_size": "10",
+                }
+            ),
+        )
+        await wait_for(lambda: consumer.done >= 100, within=120, what="jobs done")
+        assert await _terminate_console_sessions(dsn) >= 1
+        await wait_for(lambda: consumer.reconnects == 1, within=120, what="reconnected")
+        await wait_for(
+            lambda: consumer.state is ConsumerState.RUNNING, within=120, what="running again"
+        )
+        connection = await asyncpg.connect(dsn)
+        try:
+            for _ in range(3000):  # a liveness limit of about 300 s
+                if not await connection.fetchval("SELECT count(*) FROM pgqueuer"):
+                    break
+                await asyncio.sleep(0.1)
+            assert not await connection.fetchval("SELECT count(*) FROM pgqueuer")
+            put_back = {
+                int(row["job_id"])
+                for row in await connection.fetch(
+                    "SELECT job_id FROM pgqueuer_log WHERE status = 'queued' "
+                    "GROUP BY job_id HAVING count(*) > 1"
+                )
+            }
+        finally:
+            await connection.close()
+        assert await supervisor.drain_all(within=30)
+    finally:
+        supervisor.close()
+        await backend.close()
+    assert put_back <= ids
+    records = [r for r in read_records() if r["predicate"].startswith(f"{consumer.name}:")]
+    actions = [str(r["action"]) for r in records]
+    assert actions.count("consumer start") == 1, actions
+    reconnects = [r for r in records if str(r["action"]).startswith("consumer reconnected")]
+    assert len(reconnects) == 1, actions
+    assert set(reconnects[0]["job_ids"]) == put_back, (reconnects[0], sorted(put_back))
+    assert reconnects[0]["count"] == len(put_back)

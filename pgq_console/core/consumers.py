@@ -550,12 +550,12 @@ async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
     target.set()
 
 
-async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> int:
+async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> list[int]:
     """Put back in the queue the jobs still `picked` by managers whose connection died (their
     handlers have all returned; their outcome was never recorded): exactly those managers'
-    rows, each with a `queued` log row, as PgQueuer's own retry writes. Returns how many."""
+    rows, each with a `queued` log row, as PgQueuer's own retry writes. Returns their ids."""
     if not queue_manager_ids:
-        return 0
+        return []
     names = queries.qbq.settings.qualified
     rows = await queries.driver.fetch(
         f"""WITH released AS (
@@ -569,7 +569,7 @@ async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> int:
         RETURNING job_id""",
         queue_manager_ids,
     )
-    return len(rows)
+    return [int(row["job_id"]) for row in rows]
 
 
 def _database_refusal(exc: BaseException) -> bool:
@@ -1226,7 +1226,13 @@ class ConsumerSupervisor:
         if consumer.down_since is not None:
             reclaimed = await _reclaim_picked_by(queries, sorted(consumer.lost_managers))
             consumer.lost_managers.clear()
-            consumer.on_connected(reclaimed)
+            consumer.on_connected(len(reclaimed))
+            consumer.audit(
+                f"consumer reconnected: {len(reclaimed)} job(s) in flight when the connection "
+                "died put back in the queue",
+                count=len(reclaimed),
+                job_ids=reclaimed,
+            )
         self._mark_running(consumer, started)
         await manager.run(
             dequeue_timeout=options.dequeue_timeout,
@@ -1306,8 +1312,8 @@ class ConsumerSupervisor:
             consumer.state = ConsumerState.RUNNING
         listed = ", ".join(consumer.entrypoints) or "(no entrypoints)"
         consumer.log(f"started: {consumer.spec.label} on {listed}")
-        consumer.audit("consumer start")
-        if not started.done():
+        if not started.done():  # a reconnect is not another start (audited on its own)
+            consumer.audit("consumer start")
             started.set_result(None)
 
     def stop(self, consumer_id: int) -> None:
