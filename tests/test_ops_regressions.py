@@ -139,3 +139,56 @@ async def test_a_reconnect_is_audited_as_one_not_as_another_start(fresh_database
     assert len(reconnects) == 1, actions
     assert set(reconnects[0]["job_ids"]) == put_back, (reconnects[0], sorted(put_back))
     assert reconnects[0]["count"] == len(put_back)
+
+
+def test_quitting_during_an_enqueue_says_on_the_terminal_what_was_written(
+    fresh_database: str, tmp_path: Path, console_factory: list[PtyConsole]
+) -> None:
+    """`ctrl+q`, "Quit (y)" during a form enqueue: the report of what was written went to the
+    console's log file (Textual prints an exit message to the error console, which the CLI
+    captures), so the terminal said nothing and the operator never learnt the count."""
+    dsn = fresh_database
+    entrypoint = "quit_mid_enqueue"
+    asyncio.run(enqueue(dsn, entrypoint, 1))  # a known name: no new-name confirmation
+    console = PtyConsole(["--dsn", dsn], login_environment(tmp_path))
+    console_factory.append(console)
+    console.wait_for(entrypoint, within=90)
+    console.mark()
+    console.send("e")
+    console.wait_for("Enqueue test jobs", within=60)
+    console.send(entrypoint)
+    console.read(0.5)
+    console.send("\t" * 7)  # to Copies
+    console.read(0.5)
+    console.send("\x1b[F")  # End
+    console.read(0.3)
+    console.send("\x7f")  # Backspace: the default 1 goes
+    console.read(0.3)
+    for digit in "1000000":
+        console.send(digit)
+        console.read(0.1)
+    console.wait_for("1000000", within=30)
+    console.mark()
+    console.send("\x13")  # ctrl+s
+    console.wait_for("Enqueued ", within=60)
+    console.mark()
+    console.send("\x11")  # ctrl+q
+    console.wait_for("Quit pgq-console?", within=60)
+    console.send("y")
+    assert console.wait_exit(within=120) == 0, console.text()[-1500:]
+    written = asyncio.run(_count(dsn, entrypoint)) - 1
+    assert 0 < written < 1_000_000
+    tail = console.output[console.output.rfind(b"\x1b[?1049l") :].decode(errors="replace")
+    assert f"Enqueue stopped: {written:,} of 1,000,000" in tail, tail[-600:]
+
+
+async def _count(dsn: str, entrypoint: str) -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(
+            await connection.fetchval(
+                "SELECT count(*) FROM pgqueuer WHERE entrypoint = $1", entrypoint
+            )
+        )
+    finally:
+        await connection.close()
