@@ -7,6 +7,7 @@ import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -192,3 +193,46 @@ async def _count(dsn: str, entrypoint: str) -> int:
         )
     finally:
         await connection.close()
+
+
+async def test_a_refused_reconnect_is_waited_out_not_the_end(fresh_database: str) -> None:
+    """The database refuses new connections for a while when a consumer's session dies (a
+    database closed for maintenance, a full server after a restart): asyncpg's refusal is a
+    server error, so the consumer ended `failed` at its first reconnect attempt, while the same
+    consumer on psycopg (OperationalError) and the overview went on trying."""
+    dsn = fresh_database
+    await enqueue(dsn, "refused_reconnect", 50)
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    backend = await backend_for(dsn, DriverKind.ASYNCPG_POOL)
+    supervisor = ConsumerSupervisor({}, SystemClock())
+    try:
+        consumer = await supervisor.start(
+            backend,
+            parse_consumer_form(
+                {"handler": "sleep", "argument": "10", "entrypoints": "refused_reconnect"}
+            ),
+        )
+        await wait_for(lambda: consumer.done >= 50, within=120, what="jobs done")
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            name,
+        )
+        await wait_for(
+            lambda: consumer.state is ConsumerState.FAILED or consumer.reconnect_attempt >= 2,
+            within=120,
+            what="a second reconnect attempt",
+        )
+        assert consumer.state is ConsumerState.RECONNECTING, list(consumer.lines)[-4:]
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await wait_for(lambda: consumer.reconnects == 1, within=120, what="reconnected")
+        await enqueue(dsn, "refused_reconnect", 10)
+        await wait_for(lambda: consumer.done >= 60, within=120, what="jobs done after it")
+        assert await supervisor.drain_all(within=30)
+    finally:
+        await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await admin.close()
+        supervisor.close()
+        await backend.close()

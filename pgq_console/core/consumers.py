@@ -532,9 +532,21 @@ class HandlerExit(Exception):  # noqa: N818 - it reports an exit, it is not one
     that job's failure (pgqueuer's usual failure path) instead of ending the console."""
 
 
+# A server that refuses a new connection for a while (too many clients, the database closed
+# to connections, starting up): a reconnect waits it out, as on psycopg (OperationalError) and
+# as the overview does, instead of ending the consumer at its first attempt.
+_PASSING_REFUSALS = ("53", "55000", "57P03")
+
+
 async def _open_consumer_connection(backend: Any) -> Any:
     """A consumer's own connection (one place, so how it is opened can change in one place)."""
-    return await backend.new_connection()
+    try:
+        return await backend.new_connection()
+    except Exception as exc:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_PASSING_REFUSALS):
+            raise ConnectionError(f"the server refused a connection: {_one_line(exc)}") from exc
+        raise
 
 
 def _connection_gone(connection: Any) -> bool:
