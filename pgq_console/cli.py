@@ -361,8 +361,10 @@ def _app_exit(code: int, printed: str, secrets: tuple[str, ...]) -> int:
 
     printed = scrub(printed, secrets).strip()
     if code == 0:
-        if printed:
-            log.warning("the console printed on exit: %s", printed)
+        if printed:  # the app's last word (`exit(message=...)`: what a quit stopped)
+            log.info("the console said on exit: %s", printed)
+            for line in printed.splitlines():
+                print(f"pgq-console: {line}", file=sys.stderr)
         return 0
     if code == EXIT_CRASH:
         log.error("the console stopped on an unexpected error:\n%s", printed)

@@ -28,8 +28,15 @@ if TYPE_CHECKING:
 TERMINATION_SIGNALS = (signal.SIGHUP, signal.SIGTERM)
 # Past the drain and the hand-back: closing connections, the backend, the demo's server.
 WATCHDOG_MARGIN_S = 15.0
-# What Textual's driver switches on, switched off when the watchdog exits past it.
-_TERMINAL_RESET = "\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?1004l\x1b[?1049l\x1b[?25h"
+# What Textual's driver switches on, switched off when the watchdog exits past it, in the
+# order its `stop_application_mode` uses: left on, line wrap stays off, pastes arrive bracketed
+# and a kitty-protocol terminal sends every key to the shell as an escape code.
+_TERMINAL_RESET = (
+    "\x1b[?1000l\x1b[?1003l\x1b[?1015l\x1b[?1006l\x1b[?1016l"  # mouse
+    "\x1b[?2004l\x1b[?7h\x1b[?2048l"  # bracketed paste, line wrap, in-band resize
+    "\x1b[<u"  # kitty keyboard protocol, popped before leaving the alternate screen
+    "\x1b[?1049l\x1b[?25h\x1b[?1004l"
+)
 
 
 def terminal_gone(fd: int) -> bool:

@@ -532,9 +532,21 @@ class HandlerExit(Exception):  # noqa: N818 - it reports an exit, it is not one
     that job's failure (pgqueuer's usual failure path) instead of ending the console."""
 
 
+# A server that refuses a new connection for a while (too many clients, the database closed
+# to connections, starting up): a reconnect waits it out, as on psycopg (OperationalError) and
+# as the overview does, instead of ending the consumer at its first attempt.
+_PASSING_REFUSALS = ("53", "55000", "57P03")
+
+
 async def _open_consumer_connection(backend: Any) -> Any:
     """A consumer's own connection (one place, so how it is opened can change in one place)."""
-    return await backend.new_connection()
+    try:
+        return await backend.new_connection()
+    except Exception as exc:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_PASSING_REFUSALS):
+            raise ConnectionError(f"the server refused a connection: {_one_line(exc)}") from exc
+        raise
 
 
 def _connection_gone(connection: Any) -> bool:
@@ -550,12 +562,12 @@ async def _relay(source: asyncio.Event, target: asyncio.Event) -> None:
     target.set()
 
 
-async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> int:
+async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> list[int]:
     """Put back in the queue the jobs still `picked` by managers whose connection died (their
     handlers have all returned; their outcome was never recorded): exactly those managers'
-    rows, each with a `queued` log row, as PgQueuer's own retry writes. Returns how many."""
+    rows, each with a `queued` log row, as PgQueuer's own retry writes. Returns their ids."""
     if not queue_manager_ids:
-        return 0
+        return []
     names = queries.qbq.settings.qualified
     rows = await queries.driver.fetch(
         f"""WITH released AS (
@@ -569,7 +581,7 @@ async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> int:
         RETURNING job_id""",
         queue_manager_ids,
     )
-    return len(rows)
+    return [int(row["job_id"]) for row in rows]
 
 
 def _database_refusal(exc: BaseException) -> bool:
@@ -1226,7 +1238,13 @@ class ConsumerSupervisor:
         if consumer.down_since is not None:
             reclaimed = await _reclaim_picked_by(queries, sorted(consumer.lost_managers))
             consumer.lost_managers.clear()
-            consumer.on_connected(reclaimed)
+            consumer.on_connected(len(reclaimed))
+            consumer.audit(
+                f"consumer reconnected: {len(reclaimed)} job(s) in flight when the connection "
+                "died put back in the queue",
+                count=len(reclaimed),
+                job_ids=reclaimed,
+            )
         self._mark_running(consumer, started)
         await manager.run(
             dequeue_timeout=options.dequeue_timeout,
@@ -1306,8 +1324,8 @@ class ConsumerSupervisor:
             consumer.state = ConsumerState.RUNNING
         listed = ", ".join(consumer.entrypoints) or "(no entrypoints)"
         consumer.log(f"started: {consumer.spec.label} on {listed}")
-        consumer.audit("consumer start")
-        if not started.done():
+        if not started.done():  # a reconnect is not another start (audited on its own)
+            consumer.audit("consumer start")
             started.set_result(None)
 
     def stop(self, consumer_id: int) -> None:
