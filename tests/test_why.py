@@ -1,0 +1,272 @@
+""" "Why isn't this job running?" against real PostgreSQL, each reason built with real PgQueuer
+workers: one that serves only another entrypoint, a concurrency-limited consumer, a worker
+killed mid-job (stale heartbeat), a busy worker, a held failure, a deferred job, a cancelled
+one, a dedupe key taken by a copy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from pgqueuer.models import JobId
+from pgqueuer.queries import Queries
+
+from pgq_console.cli import main
+from pgq_console.core.backend import Backend
+from pgq_console.core.why import UnknownJob, WhyResult, why_entrypoint, why_job
+from tests.helpers import backend_for, enqueue
+from tests.screens_w5_support import run_sql
+
+LIVENESS_S = 60.0
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from datetime import timedelta
+    import asyncpg
+    from pgqueuer import QueueManager
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.models import JobId
+from pgqueuer.queries import Queries
+
+    async def main(dsn, entrypoint, seconds, limit, on_failure, batch, max_tasks):
+        connection = await asyncpg.connect(dsn)
+        qm = QueueManager(Queries(AsyncpgDriver(connection)))
+
+        @qm.entrypoint(entrypoint, concurrency_limit=int(limit), on_failure=on_failure)
+        async def work(job):
+            if job.payload == b"fail":
+                raise ValueError("card declined")
+            await asyncio.sleep(float(seconds))
+
+        await qm.run(
+            dequeue_timeout=timedelta(seconds=0.5),
+            batch_size=int(batch),
+            max_concurrent_tasks=int(max_tasks) or None,
+            heartbeat_timeout=timedelta(seconds=1),
+        )
+
+    asyncio.run(main(*sys.argv[1:]))
+    """
+)
+
+
+@asynccontextmanager
+async def worker(
+    dsn: str,
+    entrypoint: str,
+    seconds: float = 0.0,
+    *,
+    limit: int = 0,
+    on_failure: str = "delete",
+    batch: int = 1,
+    max_tasks: int = 0,
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A real PgQueuer worker in its own process (killed with SIGKILL on exit)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        WORKER,
+        dsn,
+        entrypoint,
+        str(seconds),
+        str(limit),
+        on_failure,
+        str(batch),
+        str(max_tasks),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+async def eventually(check: Callable[[], Any], predicate: Callable[[Any], bool], what: str) -> Any:
+    """Re-run the async `check` until its result satisfies `predicate` (liveness bound only)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LIVENESS_S
+    while True:
+        result = await check()
+        if predicate(result):
+            return result
+        assert loop.time() < deadline, f"timed out waiting for {what}: last {result!r}"
+        await asyncio.sleep(0.1)
+
+
+async def status_of(dsn: str, job_id: int) -> str | None:
+    rows = await run_sql(dsn, "SELECT status::text AS s FROM pgqueuer WHERE id = $1", job_id)
+    return str(rows[0]["s"]) if rows else None
+
+
+@asynccontextmanager
+async def opened(dsn: str) -> AsyncIterator[Backend]:
+    backend = await backend_for(dsn)
+    assert isinstance(backend, Backend)
+    try:
+        yield backend
+    finally:
+        await backend.close()
+
+
+def line(result: WhyResult, code: str) -> str:
+    (found,) = [r.text for r in result.reasons if r.code == code]
+    return found
+
+
+async def test_deferred_job_says_when_it_becomes_ready(fresh_database: str) -> None:
+    (job,) = await enqueue(fresh_database, "report", 1, execute_after=timedelta(hours=1))
+    async with opened(fresh_database) as backend:
+        result = await why_job(backend, job)
+    assert result.codes() == ("deferred",)
+    assert "ready at" in line(result, "deferred") and "(in 1 h)" in line(result, "deferred")
+    assert result.fact("deferred") == 1 and result.status == "queued"
+
+
+async def test_a_worker_serving_only_another_entrypoint(fresh_database: str) -> None:
+    dsn = fresh_database
+    async with worker(dsn, "other"), opened(dsn) as backend:
+        # The worker is alive: it takes and finishes a job of its own entrypoint.
+        (other,) = await enqueue(dsn, "other", 1)
+        await eventually(lambda: status_of(dsn, other), lambda s: s is None, "the other job")
+        (job,) = await enqueue(dsn, "lonely", 1)
+        result = await why_job(backend, job)
+        assert result.codes() == ("no_worker",)
+        text = line(result, "no_worker")
+        assert "no live worker serves lonely" in text and "none did in the last day" in text
+        assert result.fact("last_served") is None
+        # The entrypoint's own answer says the same.
+        assert (await why_entrypoint(backend, "lonely")).codes() == ("no_worker",)
+        # A worker served it 20 minutes ago (its log says so): "when one last did".
+        await run_sql(
+            dsn,
+            "INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created) "
+            "VALUES (999999, 'successful', 'lonely', 0, now() - interval '20 minutes')",
+        )
+        text = line(await why_job(backend, job), "no_worker")
+        assert "one last did at" in text and "(20 min ago)" in text
+        # The other entrypoint has a live worker: no such reason there.
+        (mine,) = await enqueue(dsn, "other", 1, execute_after=timedelta(hours=1))
+        assert "no_worker" not in (await why_job(backend, mine)).codes()
+
+
+async def test_concurrency_limited_consumer(fresh_database: str) -> None:
+    dsn = fresh_database
+    async with worker(dsn, "limited", 3600, limit=1), opened(dsn) as backend:
+        first, second, third = await enqueue(dsn, "limited", 3)
+        await eventually(lambda: status_of(dsn, first), lambda s: s == "picked", "a pick")
+        running = await why_job(backend, first)
+        assert running.codes() == ("running",)
+        result = await why_job(backend, third)
+        assert "concurrency" in result.codes()
+        assert "1 running job holds its slot (0-0)" in line(result, "concurrency")
+        assert result.fact("slots_used") == 1 and result.fact("jobs_ahead") == 1
+        assert "1 ready jobs are ahead of it" in line(result, "ahead")
+        assert "no drain rate" in line(result, "ahead")
+        assert "no_worker" not in result.codes()
+        assert (await why_entrypoint(backend, "limited")).codes()[0] == "concurrency"
+        assert second  # its turn comes first: it is the one ahead
+
+
+async def test_busy_workers(fresh_database: str) -> None:
+    dsn = fresh_database
+    async with worker(dsn, "busy", 3600, batch=1, max_tasks=2), opened(dsn) as backend:
+        ids = await enqueue(dsn, "busy", 3)
+        result = await eventually(
+            lambda: why_job(backend, ids[-1]),
+            lambda r: "busy" in r.codes(),
+            "the waiting job to be reported busy",
+        )
+        assert "the 1 live worker serving it is busy: 2 of its jobs running" in line(result, "busy")
+        assert result.fact("workers_live") == 1
+
+
+async def test_dead_worker_stale_heartbeat(fresh_database: str) -> None:
+    dsn = fresh_database
+    async with worker(dsn, "export", 3600) as process, opened(dsn) as backend:
+        (job,) = await enqueue(dsn, "export", 1)
+        await eventually(lambda: status_of(dsn, job), lambda s: s == "picked", "the pick")
+        os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+        result = await eventually(
+            lambda: why_job(backend, job, stale_after=timedelta(seconds=2)),
+            lambda r: "stale_worker" in r.codes(),
+            "the heartbeat to go stale",
+        )
+        text = line(result, "stale_worker")
+        assert "reclaim is one key away" in text and str(result.fact("queue_manager_id")) in text
+
+
+async def test_held_cancelled_dedupe_and_unknown(fresh_database: str) -> None:
+    dsn = fresh_database
+    connection = await asyncpg.connect(dsn)
+    queries = Queries.from_asyncpg_connection(connection)
+    try:
+        async with worker(dsn, "charge", on_failure="hold"), opened(dsn) as backend:
+            (held,) = await queries.enqueue("charge", b"fail", dedupe_key="order-7")
+            await eventually(lambda: status_of(dsn, held), lambda s: s == "failed", "the hold")
+            # A held job releases its key: a copy takes it (deferred, so it stays queued).
+            (copy,) = await queries.enqueue(
+                "charge", b"again", dedupe_key="order-7", execute_after=timedelta(hours=1)
+            )
+            result = await why_job(backend, held)
+            assert result.codes() == ("held", "dedupe")
+            assert "ValueError" in line(result, "held") and "requeue" in line(result, "held")
+            assert f"taken by job {copy} (queued)" in line(result, "dedupe")
+            copy_result = await why_job(backend, copy)
+            assert copy_result.codes() == ("deferred", "dedupe")
+            assert "blocks a copy" in line(copy_result, "dedupe")
+
+            (gone,) = await enqueue(dsn, "nobody", 1)
+            await queries.mark_job_as_cancelled([JobId(gone)])
+            cancelled = await why_job(backend, gone)
+            assert cancelled.codes() == ("cancelled",) and cancelled.status == "canceled"
+            with pytest.raises(UnknownJob):
+                await why_job(backend, 987654321)
+    finally:
+        await connection.close()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code, out, err
+
+
+def test_cli_why(capsys: pytest.CaptureFixture[str], fresh_database: str) -> None:
+    dsn = fresh_database
+    (job,) = asyncio.run(enqueue(dsn, "report\x1b[31m", 1, execute_after=timedelta(hours=2)))
+    code, out, err = run_cli(capsys, "why", str(job), "--dsn", dsn)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("it is deferred: ready at")
+    assert "  entrypoint:" in out and "report\\x1b[31m" in out and "\x1b" not in out
+    code, out, err = run_cli(capsys, "why", str(job), "--json", "--dsn", dsn)
+    assert code == 0, err
+    document = json.loads(out)
+    assert [r["code"] for r in document["reasons"]] == ["deferred"]
+    assert document["facts"]["deferred"] == 1
+    code, out, err = run_cli(capsys, "why", "--entrypoint", "report\x1b[31m", "--dsn", dsn)
+    assert code == 0 and "deferred" in out
+    code, out, err = run_cli(capsys, "why", "424242", "--dsn", dsn)
+    assert code != 0 and out == ""
+    assert err.strip() == "pgq-console: error: job 424242 is neither in the queue nor in the log"
+    code, out, err = run_cli(capsys, "why", "1", "--dsn", "postgresql://u:sekrit@127.0.0.1:1/d")
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "sekrit" not in err
