@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from pgq_console.core.text import printable
 
 if TYPE_CHECKING:
     from pgq_console.config import Settings
+    from pgq_console.core.bundle import Bundle
     from pgq_console.core.why import WhyResult
 
 COMMANDS = ("why", "bundle")
@@ -63,6 +65,12 @@ def add_parsers(
         "--include-payloads",
         action="store_true",
         help="include job payloads (redacted by default)",
+    )
+    bundle.add_argument(
+        "--stale-after",
+        default="90s",
+        metavar="DURATION",
+        help="a picked job is stale when its heartbeat is older (default 90s)",
     )
     bundle.add_argument("--output-dir", metavar="DIR", help=argparse.SUPPRESS)
 
@@ -141,5 +149,66 @@ async def _why(
 # -- bundle -------------------------------------------------------------------------------------
 
 
+def known_secrets(settings: Settings) -> tuple[str, ...]:
+    """Every password the settings name (DSNs, the profile's password, PGPASSWORD)."""
+    from pgq_console.core.target import secrets_of
+
+    target = settings.target
+    found: list[str] = []
+    for dsn in (target.dsn, target.listen_dsn, target.replica_dsn):
+        if dsn:
+            found += secrets_of(str(dsn))
+    if target.password:
+        found.append(str(target.password))
+    if target.password_env and os.environ.get(target.password_env):
+        found.append(os.environ[target.password_env])
+    return tuple(dict.fromkeys(found))
+
+
 def bundle(settings: Settings, args: argparse.Namespace) -> int:
-    raise ConsoleError("bundle: not available yet")
+    from pathlib import Path
+
+    from pgq_console.core import bundle as incident_bundle
+    from pgq_console.scripting import parse_duration
+
+    window = parse_duration(args.window)
+    secrets = known_secrets(settings)
+    stale_after = parse_duration(args.stale_after)
+    made = asyncio.run(_bundle(settings, window, stale_after, args.include_payloads, secrets))
+    directory = Path(args.output_dir) if args.output_dir else None
+    written = incident_bundle.write(made, directory, secrets=secrets)
+    print(written.markdown)
+    return 0
+
+
+async def _bundle(
+    settings: Settings,
+    window: timedelta,
+    stale_after: timedelta,
+    include_payloads: bool,
+    secrets: tuple[str, ...],
+) -> Bundle:
+    from pgq_console.config import open_target
+    from pgq_console.core.backend import Backend
+    from pgq_console.core.bundle import collect
+    from pgq_console.scripting import _script_target
+
+    backend = await open_target(_script_target(settings.target))
+    try:
+        assert isinstance(backend, Backend)
+        try:
+            return await collect(
+                backend,
+                window=window,
+                stale_after=stale_after,
+                include_payloads=include_payloads,
+                secrets=secrets,
+            )
+        except ConsoleError:
+            raise
+        except Exception as exc:
+            raise ConsoleError(
+                f"reading {backend.label} failed: {' '.join(str(exc).split())}"
+            ) from None
+    finally:
+        await backend.close()

@@ -1,4 +1,4 @@
-""" "Why isn't this job running?" against real PostgreSQL, each reason built with real PgQueuer
+"""Why isn't this job running? Checked against real PostgreSQL, each reason built with real PgQueuer
 workers: one that serves only another entrypoint, a concurrency-limited consumer, a worker
 killed mid-job (stale heartbeat), a busy worker, a held failure, a deferred job, a cancelled
 one, a dedupe key taken by a copy."""
@@ -9,13 +9,9 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 import pytest
@@ -26,91 +22,8 @@ from pgq_console.cli import main
 from pgq_console.core.backend import Backend
 from pgq_console.core.why import UnknownJob, WhyResult, why_entrypoint, why_job
 from tests.helpers import backend_for, enqueue
+from tests.incident_support import eventually, status_of, worker
 from tests.screens_w5_support import run_sql
-
-LIVENESS_S = 60.0
-
-WORKER = textwrap.dedent(
-    """
-    import asyncio, sys
-    from datetime import timedelta
-    import asyncpg
-    from pgqueuer import QueueManager
-    from pgqueuer.db import AsyncpgDriver
-    from pgqueuer.models import JobId
-from pgqueuer.queries import Queries
-
-    async def main(dsn, entrypoint, seconds, limit, on_failure, batch, max_tasks):
-        connection = await asyncpg.connect(dsn)
-        qm = QueueManager(Queries(AsyncpgDriver(connection)))
-
-        @qm.entrypoint(entrypoint, concurrency_limit=int(limit), on_failure=on_failure)
-        async def work(job):
-            if job.payload == b"fail":
-                raise ValueError("card declined")
-            await asyncio.sleep(float(seconds))
-
-        await qm.run(
-            dequeue_timeout=timedelta(seconds=0.5),
-            batch_size=int(batch),
-            max_concurrent_tasks=int(max_tasks) or None,
-            heartbeat_timeout=timedelta(seconds=1),
-        )
-
-    asyncio.run(main(*sys.argv[1:]))
-    """
-)
-
-
-@asynccontextmanager
-async def worker(
-    dsn: str,
-    entrypoint: str,
-    seconds: float = 0.0,
-    *,
-    limit: int = 0,
-    on_failure: str = "delete",
-    batch: int = 1,
-    max_tasks: int = 0,
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A real PgQueuer worker in its own process (killed with SIGKILL on exit)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        WORKER,
-        dsn,
-        entrypoint,
-        str(seconds),
-        str(limit),
-        on_failure,
-        str(batch),
-        str(max_tasks),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            os.kill(process.pid, signal.SIGKILL)
-        await process.wait()
-
-
-async def eventually(check: Callable[[], Any], predicate: Callable[[Any], bool], what: str) -> Any:
-    """Re-run the async `check` until its result satisfies `predicate` (liveness bound only)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + LIVENESS_S
-    while True:
-        result = await check()
-        if predicate(result):
-            return result
-        assert loop.time() < deadline, f"timed out waiting for {what}: last {result!r}"
-        await asyncio.sleep(0.1)
-
-
-async def status_of(dsn: str, job_id: int) -> str | None:
-    rows = await run_sql(dsn, "SELECT status::text AS s FROM pgqueuer WHERE id = $1", job_id)
-    return str(rows[0]["s"]) if rows else None
 
 
 @asynccontextmanager

@@ -1,4 +1,4 @@
-""" "Why isn't this job running?": every reason that applies, checked against the database.
+"""Why isn't this job running? Every reason that applies, checked against the database.
 
 One statement (`why_sql`) reads what the answer needs: the job (or, when it finished, its last
 log row), its entrypoint's queue (ready, deferred, the jobs ahead of it), the picked jobs of

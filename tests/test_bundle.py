@@ -1,0 +1,166 @@
+"""The incident bundle from a scripted incident (real PgQueuer workers: one holding failures,
+one killed mid-job): the right top fingerprint, the dead worker and its stale job, an audit
+record, and none of the planted secrets (a password in the DSN, one in a traceback, a payload,
+a header value) unless payloads are asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+from collections.abc import Iterator
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from pgqueuer.queries import Queries
+
+from pgq_console.cli import main
+from pgq_console.core.audit import AuditRecord, append
+from tests.conftest import drop_database, make_database
+from tests.helpers import enqueue
+from tests.incident_support import eventually, status_of, worker
+from tests.screens_w5_support import run_sql
+
+SECRETS = ("PLANTED-PW", "TB-SECRET", "PAYLOAD-SECRET", "HEADER-SECRET")
+
+
+def with_password(dsn: str, password: str) -> str:
+    """The same URI with a password (trust authentication ignores it)."""
+    parts = urlsplit(dsn)
+    user = parts.username or "postgres"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+async def script_incident(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    queries = Queries.from_asyncpg_connection(connection)
+    try:
+        async with worker(dsn, "charge", on_failure="hold"):
+            held = []
+            for n in range(3):
+                (job,) = await queries.enqueue(
+                    "charge",
+                    f"fail {n} PAYLOAD-SECRET".encode(),
+                    headers={"authorization": "Bearer HEADER-SECRET"},
+                )
+                held.append(job)
+            (other,) = await queries.enqueue("charge", b"key")
+            for job in [*held, other]:
+                await eventually(partial(status_of, dsn, job), lambda s: s == "failed", "hold")
+        async with worker(dsn, "export", 3600) as process:
+            (stuck,) = await enqueue(dsn, "export", 1)
+            await eventually(lambda: status_of(dsn, stuck), lambda s: s == "picked", "the pick")
+            os.kill(process.pid, signal.SIGKILL)
+            await process.wait()
+
+        async def stale() -> bool:
+            rows = await run_sql(
+                dsn,
+                "SELECT heartbeat < now() - interval '3 seconds' AS old FROM pgqueuer "
+                "WHERE status = 'picked'",
+            )
+            return bool(rows and rows[0]["old"])
+
+        await eventually(stale, bool, "the dead worker's heartbeat to go stale")
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="module")
+def incident_dsn(server_dsn: str) -> Iterator[str]:
+    dsn = make_database(server_dsn, "bundle")
+    asyncio.run(script_incident(dsn))
+    try:
+        yield with_password(dsn, "PLANTED-PW")
+    finally:
+        drop_database(server_dsn, dsn)
+
+
+def bundle(
+    capsys: pytest.CaptureFixture[str], dsn: str, *extra: str
+) -> tuple[Path, str, dict[str, Any]]:
+    append(
+        AuditRecord(
+            action="requeue",
+            predicate="held jobs of charge",
+            count=3,
+            previewed=3,
+            job_ids=(1, 2, 3),
+            database="db",
+            reason="incident drill",
+        )
+    )
+    with pytest.raises(SystemExit) as exited:
+        main(["bundle", "--dsn", dsn, "--stale-after", "2s", *extra])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 0, err
+    path = Path(out.strip())
+    twin = path.with_suffix(".json")
+    for written in (path, twin):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    return path, path.read_text(), json.loads(twin.read_text())
+
+
+def test_bundle_from_a_scripted_incident(
+    capsys: pytest.CaptureFixture[str], incident_dsn: str, tmp_path: Path
+) -> None:
+    path, markdown, document = bundle(capsys, incident_dsn)
+    assert path.parent == tmp_path / "state" / "pgq-console" / "bundles"
+    twin_text = path.with_suffix(".json").read_text()
+    for secret in SECRETS:
+        assert secret not in markdown, secret
+        assert secret not in twin_text, secret
+    top = document["failures"]["top"]
+    assert top[0]["fingerprint"].startswith("ValueError: card declined for job <n>")
+    assert top[0]["count"] == 3 and top[0]["held"] == 3
+    assert top[1]["fingerprint"].startswith("KeyError")
+    assert "Traceback" in top[0]["sample_traceback"]
+    assert "postgresql://billing:***@" in top[0]["sample_traceback"]
+    assert top[0]["sample_job"]["payload"] == "<redacted>"
+    assert top[0]["sample_job"]["headers"] == {"authorization": "<redacted>"}
+    assert "### 1. ValueError: card declined for job <n>" in markdown
+    # The dead worker and its stale job; the overview numbers; the audit record; versions.
+    (dead,) = [w for w in document["workers"] if w["state"] == "dead"]
+    assert dead["entrypoints"] == ["export"]
+    assert document["stale_jobs"]["total"] == 1
+    totals = document["overview"]["totals"]
+    assert totals["held"] == 4 and totals["picked"] == 1
+    assert document["audit"]["records"][-1]["reason"] == "incident drill"
+    assert "incident drill" in markdown
+    assert document["versions"]["pgqueuer"] and document["database_health"]["tables"]
+    assert "## Database health" in markdown and "NOTIFY queue usage" in markdown
+
+
+def test_bundle_with_payloads_still_hides_passwords_and_headers(
+    capsys: pytest.CaptureFixture[str], incident_dsn: str
+) -> None:
+    path, markdown, document = bundle(capsys, incident_dsn, "--include-payloads")
+    assert "PAYLOAD-SECRET" in document["failures"]["top"][0]["sample_job"]["payload"]
+    assert "PAYLOAD-SECRET" in markdown
+    text = markdown + path.with_suffix(".json").read_text()
+    for secret in ("PLANTED-PW", "TB-SECRET", "HEADER-SECRET"):
+        assert secret not in text, secret
+
+
+def test_bundle_connection_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bundle", "--dsn", "postgresql://u:sekrit@127.0.0.1:1/d"])
+    out, err = capsys.readouterr()
+    assert exited.value.code != 0 and out == ""
+    assert len(err.strip().splitlines()) == 1 and "sekrit" not in err
+
+
+def test_bundle_window_is_parsed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["bundle", "--window", "soon", "--dsn", "postgresql://u@127.0.0.1:1/d"])
+    _, err = capsys.readouterr()
+    assert exited.value.code != 0 and "not a duration" in err
+    assert timedelta(hours=1)  # the default window is an hour (README)
