@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import gc
@@ -92,8 +93,12 @@ class PreparesToShow(Protocol):
 
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import asyncpg
     import psycopg
+
+    from pgq_console.core.audit import AuditAnnouncement
 
 
 class PgqConsole(KeyboardApp):
@@ -104,6 +109,7 @@ class PgqConsole(KeyboardApp):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("e", "enqueue", "Enqueue", show=False),
+        Binding("I", "bundle", "Incident bundle", show=False, id="app.bundle"),
         *(Binding(str(n), f"jump('{n}')", f"Screen {n}", show=False) for n in range(1, 10)),
     ]
 
@@ -133,12 +139,15 @@ class PgqConsole(KeyboardApp):
         # rest go back to the queue (`ConsumerSupervisor.shut_down`).
         self.shutdown_drain_s = shutdown_drain_s
         self.exit_signal: int | None = None
+        # Writes other consoles announced while this one listened (for the incident bundle).
+        self.heard_audit: collections.deque[AuditAnnouncement] = collections.deque(maxlen=200)
         self.shutdown_report: ShutdownReport | None = None
         self.listen = listen
         # Write actions hidden and refused; connections the console opens are read-only too.
         self.read_only = read_only
         # Started by `serve` for a browser session: no `file` payloads (see serve.py).
         self.served = False
+        self.bundle_path: Path | None = None  # the last incident bundle written (`I`)
         self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
         self._gc_frozen = False
@@ -275,6 +284,34 @@ class PgqConsole(KeyboardApp):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(screen.prepare_to_show(), PREPARE_WAIT_S)
         self.switch_mode(mode)
+
+    def action_bundle(self) -> None:
+        """`I`: write an incident bundle (Markdown + JSON) to the state directory."""
+        if not isinstance(self.backend, Backend):
+            self.notify("no database to bundle yet", severity="warning", markup=False)
+            return
+        self.notify("writing the incident bundle…", markup=False, timeout=3)
+        self.write_bundle(self.backend)
+
+    @work(group="bundle", exclusive=True, exit_on_error=False)
+    async def write_bundle(self, backend: Backend) -> None:
+        from pgq_console.core import bundle
+        from pgq_console.incident import known_secrets
+
+        settings = getattr(self, "settings", None)
+        secrets = known_secrets(settings) if settings is not None else ()
+        try:
+            made = await bundle.collect(backend, secrets=secrets, heard=tuple(self.heard_audit))
+            written = await asyncio.to_thread(bundle.write, made, secrets=secrets)
+        except Exception as exc:
+            self.notify(
+                f"incident bundle failed: {' '.join(str(exc).split())[:200]}",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.bundle_path = written.markdown
+        self.notify(f"incident bundle written: {written.markdown}", markup=False, timeout=15)
 
     def action_enqueue(self) -> None:
         """`e`: the enqueue form, from any screen."""

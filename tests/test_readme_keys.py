@@ -17,6 +17,7 @@ from pgq_console.screens.job_detail import JobDetailScreen
 from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.screens.schedules import SchedulesScreen
+from pgq_console.screens.why import WhyScreen
 from pgq_console.screens.workers import WorkersScreen
 from pgq_console.widgets.fitted_table import FittedTable
 
@@ -35,6 +36,7 @@ WHERE = {
     "consumers": ConsumersScreen,
     "enqueue-only": EnqueueOnlyScreen,
     "tables": FittedTable,
+    "why": WhyScreen,
 }
 NAMES = {
     "question_mark": "?",

@@ -180,6 +180,9 @@ def watch_audit(app: App[None], backend: Backend) -> None:
     def toast(announcement: AuditAnnouncement) -> None:
         if announcement.verified and announcement.own:
             return
+        heard = getattr(app, "heard_audit", None)
+        if heard is not None:  # the incident bundle lists them
+            heard.append(announcement)
         app.notify(
             printable(announcement.describe(), limit=300),
             title="another console wrote" if announcement.verified else "unverified audit NOTIFY",

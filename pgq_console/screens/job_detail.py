@@ -53,6 +53,7 @@ class JobDetailScreen(Screen[None]):
         Binding("E", "copy_job", "Copy"),
         Binding("y", "yank_id", "Copy id"),
         Binding("Y", "yank_payload", "Copy payload"),
+        Binding("w", "why", "Why not running?", show=False, id="detail.why"),
     ]
 
     def __init__(self, backend: Backend, clock: Clock, job_id: int) -> None:
@@ -218,6 +219,7 @@ class JobDetailScreen(Screen[None]):
             ("Copy job payload", "OSC 52 (Y)", self.action_yank_payload),
             ("Toggle UTC / local time", "(t)", self.action_toggle_tz),
             ("Load more payload", "(m)", self.action_more_payload),
+            ("Why isn't it running?", "every reason that applies (w)", self.action_why),
         ]
         if not self.backend.read_only:
             commands += [
@@ -229,6 +231,11 @@ class JobDetailScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.dismiss(None)
+
+    def action_why(self) -> None:
+        from pgq_console.screens.why import WhyScreen
+
+        self.app.push_screen(WhyScreen(self.backend, job_id=self.job_id))
 
     def action_toggle_tz(self) -> None:
         self.utc = not self.utc

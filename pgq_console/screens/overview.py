@@ -32,6 +32,7 @@ class OverviewScreen(Screen[None]):
         Binding("minus", "slower", "Slower", key_display="-"),
         Binding("a", "enable_autocommit", "Autocommit", show=False),
         Binding("enter", "open_jobs", "Jobs"),
+        Binding("w", "why", "Why not draining?", show=False, id="overview.why"),
     ]
     GLOSSARY = (
         ("Ready", "queued jobs whose execute_after has come: waiting for a worker now"),
@@ -46,6 +47,7 @@ class OverviewScreen(Screen[None]):
         ("Trend 30m", "completions per minute, the last 30 minutes"),
         ("→ N more", "columns left out for width: → and ← page through them"),
         ("enter", "open this entrypoint's jobs (the Jobs screen, filtered ep:NAME)"),
+        ("w", "why this entrypoint's jobs are not running: every reason that applies"),
     )
 
     def __init__(
@@ -176,6 +178,16 @@ class OverviewScreen(Screen[None]):
     async def open_entrypoint_jobs(self, event: DataTable.RowSelected) -> None:
         """Enter on a row (the table reports it): that entrypoint's jobs."""
         await self.open_jobs_of(str(event.row_key.value))
+
+    def action_why(self) -> None:
+        """Why the highlighted entrypoint's ready jobs are not running."""
+        from pgq_console.screens.why import WhyScreen
+
+        name = self.query_one(OverviewTable).selected_key
+        if name is None:
+            self.notify("no entrypoint yet", severity="warning", markup=False)
+            return
+        self.app.push_screen(WhyScreen(self.backend, entrypoint=name))
 
     async def action_open_jobs(self) -> None:
         """Enter while the table is not focused: the highlighted entrypoint's jobs."""
