@@ -91,8 +91,32 @@ async def test_concurrency_limited_consumer(fresh_database: str) -> None:
         assert "1 ready jobs are ahead of it" in line(result, "ahead")
         assert "no drain rate" in line(result, "ahead")
         assert "no_worker" not in result.codes()
-        assert (await why_entrypoint(backend, "limited")).codes()[0] == "concurrency"
+        by_entrypoint = await why_entrypoint(backend, "limited")
+        assert by_entrypoint.codes() == ("concurrency", "ahead")
+        assert "2 ready jobs wait" in line(by_entrypoint, "ahead")
         assert second  # its turn comes first: it is the one ahead
+
+
+async def test_jobs_ahead_and_the_drain_rate(fresh_database: str) -> None:
+    dsn = fresh_database
+    # 20 jobs of it finished in the last 5 minutes: 4 a minute.
+    await run_sql(
+        dsn,
+        "INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created) "
+        "SELECT n, 'successful', 'steady', 0, now() - interval '1 minute' "
+        "FROM generate_series(1, 20) AS n",
+    )
+    ids = await enqueue(dsn, "steady", 16)
+    (urgent,) = await enqueue(dsn, "steady", 1, priority=5)
+    async with opened(dsn) as backend:
+        result = await why_job(backend, ids[-1])
+        assert result.codes() == ("ahead",)  # a worker served it a minute ago: no no_worker
+        # 15 older ones and the urgent one: 16 at 4/min.
+        assert line(result, "ahead") == (
+            "16 ready jobs are ahead of it: about 4 min at the current rate "
+            "(4.0/min over the last 5 min)"
+        )
+        assert (await why_job(backend, urgent)).codes() == ("clear",)
 
 
 async def test_busy_workers(fresh_database: str) -> None:

@@ -342,16 +342,18 @@ def explain(
             )
 
     # -- the queue ahead of it -------------------------------------------------------------
-    ahead = int(row["ahead"]) if job_id is not None else max(0, ready - 1)
-    if waiting and ahead > 0:
+    # For an entrypoint: how long its whole ready queue takes to drain.
+    ahead = int(row["ahead"]) if job_id is not None else ready
+    queue_words = "ready jobs are ahead of it" if job_id is not None else "ready jobs wait"
+    if waiting and ahead > 0 and (job_id is not None or ahead > 1):
         if rate_per_min > 0:
             eta = f"about {span(ahead / rate_per_min * 60)} at the current rate"
             pace = f"{rate_per_min:.1f}/min over the last {span(DRAIN_WINDOW.total_seconds())}"
-            add("ahead", f"{ahead} ready jobs are ahead of it: {eta} ({pace})")
+            add("ahead", f"{ahead} {queue_words}: {eta} ({pace})")
         else:
             add(
                 "ahead",
-                f"{ahead} ready jobs are ahead of it, and none of {entrypoint} finished in the "
+                f"{ahead} {queue_words}, and none of {entrypoint} finished in the "
                 f"last {span(DRAIN_WINDOW.total_seconds())}: no drain rate to estimate from",
             )
 
