@@ -20,6 +20,7 @@ from pgqueuer.queries import Queries
 
 from pgq_console.cli import main
 from pgq_console.core.backend import Backend
+from pgq_console.core.target import DriverKind
 from pgq_console.core.why import UnknownJob, WhyResult, why_entrypoint, why_job
 from tests.helpers import backend_for, enqueue
 from tests.incident_support import eventually, status_of, worker
@@ -27,8 +28,8 @@ from tests.screens_w5_support import run_sql
 
 
 @asynccontextmanager
-async def opened(dsn: str) -> AsyncIterator[Backend]:
-    backend = await backend_for(dsn)
+async def opened(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> AsyncIterator[Backend]:
+    backend = await backend_for(dsn, kind)
     assert isinstance(backend, Backend)
     try:
         yield backend
@@ -41,9 +42,12 @@ def line(result: WhyResult, code: str) -> str:
     return found
 
 
-async def test_deferred_job_says_when_it_becomes_ready(fresh_database: str) -> None:
+@pytest.mark.parametrize("kind", [DriverKind.ASYNCPG_POOL, DriverKind.PSYCOPG])
+async def test_deferred_job_says_when_it_becomes_ready(
+    fresh_database: str, kind: DriverKind
+) -> None:
     (job,) = await enqueue(fresh_database, "report", 1, execute_after=timedelta(hours=1))
-    async with opened(fresh_database) as backend:
+    async with opened(fresh_database, kind) as backend:
         result = await why_job(backend, job)
     assert result.codes() == ("deferred",)
     assert "ready at" in line(result, "deferred") and "(in 1 h)" in line(result, "deferred")
@@ -64,11 +68,13 @@ async def test_a_worker_serving_only_another_entrypoint(fresh_database: str) -> 
         assert result.fact("last_served") is None
         # The entrypoint's own answer says the same.
         assert (await why_entrypoint(backend, "lonely")).codes() == ("no_worker",)
-        # A worker served it 20 minutes ago (its log says so): "when one last did".
+        # A worker served it 20 minutes ago (the log, aggregated into pgqueuer's statistics,
+        # says so): "when one last did".
         await run_sql(
             dsn,
-            "INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created) "
-            "VALUES (999999, 'successful', 'lonely', 0, now() - interval '20 minutes')",
+            "INSERT INTO pgqueuer_statistics (created, count, priority, status, entrypoint) "
+            "VALUES (date_trunc('sec', now() - interval '20 minutes'), 1, 0, 'successful', "
+            "'lonely')",
         )
         text = line(await why_job(backend, job), "no_worker")
         assert "one last did at" in text and "(20 min ago)" in text

@@ -37,7 +37,7 @@ DRAIN_WINDOW = timedelta(minutes=5)
 # A ready job waiting this long with live workers holding its entrypoint's jobs: they are busy
 # (an idle worker is woken by the INSERT's NOTIFY, or polls at least every dequeue_timeout).
 BUSY_WAIT = timedelta(seconds=5)
-# Log rows older than this are not searched for the entrypoint's last worker activity.
+# How far back pgqueuer's statistics are searched for the entrypoint's last worker activity.
 ACTIVITY_LOOKBACK = timedelta(days=1)
 WORKER_STATUSES = "'picked', 'successful', 'exception', 'failed'"
 
@@ -111,7 +111,8 @@ def _at(moment: datetime) -> str:
 
 def why_sql(backend: Backend) -> str:
     """$1 job id (or NULL), $2 entrypoint (when no job id), $3 stale threshold, $4 drain
-    window, $5 how far back the log is searched for the entrypoint's last worker. One row."""
+    window, $5 how far back the statistics are searched for the entrypoint's last worker, $6
+    how far back the log is. One row."""
     names = backend.installation.settings.qualified
     queue, log = names.queue_table, names.queue_table_log
     return f"""
@@ -139,13 +140,23 @@ picked AS (
     FROM {queue} AS p, ep
     WHERE p.status = 'picked' AND p.entrypoint = ep.name
 ),
-activity AS (
-    SELECT max(l.created) AS last_served,
-        count(*) FILTER (WHERE l.status IN ({TERMINAL})
-            AND l.created > now() - $4::interval) AS drained
-    FROM {log} AS l, ep
-    WHERE l.entrypoint = ep.name AND l.created > now() - $5::interval
-        AND l.status IN ({WORKER_STATUSES}, 'canceled', 'deleted')
+-- The newest pick or finish of the entrypoint: the log over the activity window ($6, on its
+-- created index); only when it has none, pgqueuer's per-second statistics (the log aggregated
+-- by the workers, a far smaller table: the log has no entrypoint index) back to $5.
+last_served AS (
+    SELECT coalesce(
+        (SELECT max(l.created) FROM {log} AS l, ep
+         WHERE l.entrypoint = ep.name AND l.created > now() - $6::interval
+            AND l.status IN ({WORKER_STATUSES})),
+        (SELECT max(s.created) FROM {names.statistics_table} AS s, ep
+         WHERE s.entrypoint = ep.name AND s.created > now() - $5::interval
+            AND s.status IN ({WORKER_STATUSES}))
+    ) AS created
+),
+drained AS (
+    SELECT count(*) AS n FROM {log} AS l, ep
+    WHERE l.entrypoint = ep.name AND l.created > now() - $4::interval
+        AND l.status IN ({TERMINAL})
 )
 SELECT now() AS db_now, (SELECT name FROM ep) AS entrypoint,
     j.id AS job_id, j.status, j.priority, j.execute_after, j.heartbeat, j.updated, j.created,
@@ -167,8 +178,8 @@ SELECT now() AS db_now, (SELECT name FROM ep) AS entrypoint,
     (SELECT max(heartbeat) FROM picked) AS newest_heartbeat,
     (SELECT count(*) FROM picked WHERE slot IS NOT NULL) AS slots_used,
     (SELECT max(slot) FROM picked) AS max_slot,
-    (SELECT last_served FROM activity) AS last_served,
-    (SELECT drained FROM activity) AS drained,
+    (SELECT created FROM last_served) AS last_served,
+    (SELECT n FROM drained) AS drained,
     (SELECT max(w.heartbeat) FROM {queue} AS w
         WHERE w.status = 'picked' AND j.qm IS NOT NULL
             AND w.queue_manager_id::text = j.qm) AS holder_heartbeat,
@@ -222,6 +233,7 @@ async def _read(
         stale_after,
         DRAIN_WINDOW,
         ACTIVITY_LOOKBACK,
+        max(activity_window, DRAIN_WINDOW) + timedelta(minutes=1),
     )
     return rows[0]
 
