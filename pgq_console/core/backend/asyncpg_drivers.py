@@ -7,15 +7,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from pgq_console.core.backend.base import _PREAMBLE, Backend, SerialisedDriver, Tx
+from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _asyncpg_connect, _server_settings
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import DriverKind, Installation
 
 if TYPE_CHECKING:
     import asyncpg
     from pgqueuer.queries import Queries
-
-from pgq_console.core.backend.base import _PREAMBLE, Backend, SerialisedDriver, Tx
-from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _asyncpg_connect, _server_settings
 
 
 class _AsyncpgTx:

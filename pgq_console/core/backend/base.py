@@ -13,6 +13,14 @@ from pgqueuer.core.listeners import initialize_notice_event_listener
 from pgqueuer.domain import models as pgq_models
 from pgqueuer.domain.types import Channel
 
+from pgq_console.core.backend.connect import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_STATEMENT_TIMEOUT,
+    _asyncpg_connect,
+    _psycopg_connect,
+    _psycopg_params,
+    _timeout_setting,
+)
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.pooler import (
     DIRECT,
@@ -26,14 +34,6 @@ if TYPE_CHECKING:
     from pgqueuer.queries import Queries
 
     from pgq_console.core.replica import ReplicaLink
-from pgq_console.core.backend.connect import (
-    CONNECT_TIMEOUT_S,
-    DEFAULT_STATEMENT_TIMEOUT,
-    _asyncpg_connect,
-    _psycopg_connect,
-    _psycopg_params,
-    _timeout_setting,
-)
 
 EventHandler = Callable[[pgq_models.AnyEvent], None]
 # Past the statement timeout the server should have cancelled the query itself; this much later

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pgq_console.core.pooler import (
     DIRECT,
     ConnectOptions,
 )
 from pgq_console.core.target import APPLICATION_NAME
-
-if TYPE_CHECKING:
-
-    pass
-
 
 DEFAULT_STATEMENT_TIMEOUT = timedelta(seconds=5)
 CONNECT_TIMEOUT_S = 10.0

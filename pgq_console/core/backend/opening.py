@@ -5,6 +5,16 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from pgq_console.core.backend.asyncpg_drivers import AsyncpgBackend, AsyncpgPoolBackend
+from pgq_console.core.backend.base import Backend
+from pgq_console.core.backend.connect import (
+    CONNECT_TIMEOUT_S,
+    _asyncpg_connect,
+    _psycopg_connect,
+    _psycopg_params,
+    _server_settings,
+)
+from pgq_console.core.backend.psycopg_drivers import PsycopgBackend, SyncPsycopgBackend
 from pgq_console.core.errors import ConsoleError, describe_connect_error
 from pgq_console.core.pooler import (
     DIRECT,
@@ -17,17 +27,6 @@ from pgq_console.core.target import DriverKind, Installation, Pooler
 
 if TYPE_CHECKING:
     import psycopg
-
-from pgq_console.core.backend.asyncpg_drivers import AsyncpgBackend, AsyncpgPoolBackend
-from pgq_console.core.backend.base import Backend
-from pgq_console.core.backend.connect import (
-    CONNECT_TIMEOUT_S,
-    _asyncpg_connect,
-    _psycopg_connect,
-    _psycopg_params,
-    _server_settings,
-)
-from pgq_console.core.backend.psycopg_drivers import PsycopgBackend, SyncPsycopgBackend
 
 AnyBackend = Backend | SyncPsycopgBackend
 

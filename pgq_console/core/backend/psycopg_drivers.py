@@ -9,15 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from pgqueuer.domain import models as pgq_models
 
+from pgq_console.core.backend.base import _PREAMBLE, Backend, SerialisedDriver, Tx
+from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _psycopg_params
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation
 
 if TYPE_CHECKING:
     import psycopg
     from pgqueuer.queries import Queries
-
-from pgq_console.core.backend.base import _PREAMBLE, Backend, SerialisedDriver, Tx
-from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _psycopg_params
 
 
 class _PsycopgTx:
