@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from pgq_console.app import PgqConsole
     from pgq_console.config import Settings
-    from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.backend import Backend
 
 
 def load(args: argparse.Namespace) -> Settings:
@@ -121,7 +121,7 @@ def _say_what_became_of_running_jobs(app: PgqConsole) -> None:
 
 
 def make_app(
-    settings: Settings, backend: AnyBackend | Callable[[], Awaitable[AnyBackend]]
+    settings: Settings, backend: Backend | Callable[[], Awaitable[Backend]]
 ) -> PgqConsole:
     """The console on `backend`, knowing its settings (profiles to switch to, badge, warnings)."""
     from pgq_console.app import PgqConsole

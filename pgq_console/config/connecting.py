@@ -9,16 +9,16 @@ from pgq_console.config.secrets import _dsn_password, with_password
 from pgq_console.core.target import DriverKind, display_dsn, dsn_parts, secrets_of
 
 if TYPE_CHECKING:
-    from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.backend import Backend
     from pgq_console.core.replica import ReplicaLink
     from pgq_console.core.target import Installation
 
 
-async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
+async def open_target(target: Target, *, check: bool = True) -> Backend:
     """Connect to `target` (password fetched off the event loop) and check its schema."""
     import asyncio
 
-    from pgq_console.core.backend import Backend, check_schema, open_backend
+    from pgq_console.core.backend import check_schema, open_backend
     from pgq_console.core.target import Installation, parse_driver, parse_pooler
 
     kind = parse_driver(target.driver)
@@ -46,7 +46,7 @@ async def open_target(target: Target, *, check: bool = True) -> AnyBackend:
         except BaseException:
             await backend.close()
             raise
-    if replica_dsn and isinstance(backend, Backend):
+    if replica_dsn and backend.capabilities.can_read:
         backend.replica = replica_link(
             kind, replica_dsn, installation, secrets, target.replica_max_lag
         )
@@ -71,7 +71,7 @@ def replica_link(
     max_lag_s: float | None = None,
 ) -> ReplicaLink:
     """The standby for heavy reads, connected on first use (a standby down at start is retried)."""
-    from pgq_console.core.backend import Backend, open_backend
+    from pgq_console.core.backend import open_backend
     from pgq_console.core.replica import DEFAULT_MAX_LAG_S, ReplicaLink
     from pgq_console.core.target import Pooler
 
@@ -82,7 +82,6 @@ def replica_link(
         backend = await open_backend(
             kind, dsn, installation, label, secrets, read_only=True, pooler=Pooler.TRANSACTION
         )
-        assert isinstance(backend, Backend)
         return backend
 
     return ReplicaLink(connect, max_lag_s=max_lag_s or DEFAULT_MAX_LAG_S)

@@ -7,9 +7,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from pgq_console.core.backend.base import _PREAMBLE, Backend, SerialisedDriver, Tx
+from pgq_console.core.backend.base import (
+    _PREAMBLE,
+    Backend,
+    ListeningDriver,
+    SerialisedDriver,
+    Tx,
+)
 from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _asyncpg_connect, _server_settings
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.pooler import DIRECT, ConnectOptions, startup_refused
 from pgq_console.core.target import DriverKind, Installation
 
 if TYPE_CHECKING:
@@ -28,7 +35,32 @@ class _AsyncpgTx:
         return str(await self._connection.execute(sql, *args))
 
 
-class AsyncpgBackend(Backend):
+class _AsyncpgFamily(Backend):
+    """What both asyncpg backends share: asyncpg connections and pgqueuer's AsyncpgDriver."""
+
+    @staticmethod
+    def _connection_open(connection: Any) -> bool:
+        return not connection.is_closed()
+
+    def new_driver(self, connection: Any) -> ListeningDriver:
+        from pgqueuer.db import AsyncpgDriver
+
+        return AsyncpgDriver(connection)
+
+    async def _connect_listen_dsn(self, dsn: str) -> Any:
+        return await _asyncpg_connect(dsn, False, ConnectOptions(False))
+
+    async def _connect_direct_listener(self, dsn: str) -> Any:
+        try:
+            return await _asyncpg_connect(dsn, False, DIRECT)
+        except Exception as exc:
+            if not startup_refused(exc):
+                raise
+            # listen_dsn through a session pooler: application_name only.
+            return await _asyncpg_connect(dsn, False, ConnectOptions(False))
+
+
+class AsyncpgBackend(_AsyncpgFamily):
     """One asyncpg connection: reads, pgqueuer queries and LISTEN share it, serialised."""
 
     kind = DriverKind.ASYNCPG
@@ -89,7 +121,7 @@ class AsyncpgBackend(Backend):
             return self._direct_listen_alive()
         return self._listen_driver is not None and not self.connection.is_closed()
 
-    def _make_listen_driver(self) -> Any:
+    def _make_listen_driver(self) -> ListeningDriver:
         # LISTEN shares the query connection: the serialised driver holds the one lock for it.
         return self._driver
 
@@ -142,10 +174,11 @@ class AsyncpgBackend(Backend):
                 await asyncio.wait_for(self.connection.close(), 5)
 
 
-class AsyncpgPoolBackend(Backend):
+class AsyncpgPoolBackend(_AsyncpgFamily):
     """An asyncpg pool; the pool driver keeps one of its connections for LISTEN."""
 
     kind = DriverKind.ASYNCPG_POOL
+    PARALLEL_ENQUEUE = 2
 
     def __init__(
         self, pool: asyncpg.Pool, installation: Installation, label: str, *, owned: bool = False
@@ -189,7 +222,7 @@ class AsyncpgPoolBackend(Backend):
         except Exception:  # asyncpg: a proxy already released to the pool
             return False
 
-    def _make_listen_driver(self) -> Any:
+    def _make_listen_driver(self) -> ListeningDriver:
         from pgqueuer.db import AsyncpgPoolDriver
 
         # A driver of its own per LISTEN: after a drop the old one still holds the dead connection.
@@ -206,6 +239,8 @@ class AsyncpgPoolBackend(Backend):
         if self._direct_listen is not None:
             await self._stop_direct_listen()
             return
+        # pgqueuer's AsyncpgPoolDriver keeps its LISTEN connection in a private attribute.
+        driver: Any
         driver, self._listen_driver = self._listen_driver, None
         connection = getattr(driver, "_listener_connection", None) if driver else None
         if connection is not None and not self._is_open(connection):

@@ -7,27 +7,17 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pgqueuer.core.listeners import initialize_notice_event_listener
 from pgqueuer.domain import models as pgq_models
 from pgqueuer.domain.types import Channel
+from pgqueuer.ports.driver import Driver, ListenerRemover, NotifyCallback, TaskManagerPort
 
-from pgq_console.core.backend.connect import (
-    CONNECT_TIMEOUT_S,
-    DEFAULT_STATEMENT_TIMEOUT,
-    _asyncpg_connect,
-    _psycopg_connect,
-    _psycopg_params,
-    _timeout_setting,
-)
+from pgq_console.core.backend.connect import DEFAULT_STATEMENT_TIMEOUT, _timeout_setting
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.pooler import (
-    DIRECT,
-    ConnectOptions,
-    pooler_broke,
-    startup_refused,
-)
+from pgq_console.core.pooler import DIRECT, pooler_broke
 from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation, Pooler
 
 if TYPE_CHECKING:
@@ -54,10 +44,39 @@ class Tx(Protocol):
 READ_ONLY_REFUSAL = "read-only mode: the console does not write to this database"
 
 
+class ListeningDriver(Driver, ListenerRemover, Protocol):
+    """pgqueuer's Driver port that can also take a listener back (every pgqueuer driver can)."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend's driver can do: callers ask this, never which class the backend is."""
+
+    # Reads in transactions: the live screens, previews and guarded writes.
+    can_read: bool = True
+    # LISTEN works (not through transaction pooling without a listen_dsn).
+    can_listen: bool = True
+    # In-process consumers: an async connection of their own per consumer.
+    can_run_consumers: bool = True
+    # Enqueue batches that may be in flight at once (a pool takes two: while the server
+    # inserts one, the client encodes the next; one connection serialises anyway).
+    parallel_enqueue: int = 1
+
+
+# psycopg-sync: pgqueuer's SyncDriver enqueues and reads the depth, nothing else.
+ENQUEUE_ONLY = Capabilities(can_read=False, can_listen=False, can_run_consumers=False)
+
+
 class Backend(ABC):
-    """What the console needs from a database connection, whatever the driver."""
+    """What the console needs from a database connection, whatever the driver.
+
+    Not every driver can do everything (psycopg-sync only enqueues): `capabilities` says what
+    this one can; what it cannot do raises ConsoleError with the reason.
+    """
 
     kind: DriverKind
+    # Enqueue batches in flight at once (`Capabilities.parallel_enqueue`).
+    PARALLEL_ENQUEUE = 1
 
     def __init__(self, installation: Installation, label: str, *, read_only: bool = False) -> None:
         self.installation = installation
@@ -65,7 +84,7 @@ class Backend(ABC):
         self.statement_timeout = DEFAULT_STATEMENT_TIMEOUT
         # Connections the console opens itself are also read-only on the server when set.
         self.read_only = read_only
-        self._listen_driver: Any = None
+        self._listen_driver: ListeningDriver | None = None
         self._dsn: str | None = None  # known when the console opened the connection itself
         self.connect_options = DIRECT
         # What is in front, as set or probed (never AUTO here); NONE for handed-in connections.
@@ -76,6 +95,10 @@ class Backend(ABC):
         # A hot standby for `read_heavy` (see core/replica.py), or None.
         self.replica: ReplicaLink | None = None
         self._search_path: str | None = None  # of a handed-in session (`_handed_in_search_path`)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(can_listen=self.can_listen, parallel_enqueue=self.PARALLEL_ENQUEUE)
 
     @property
     def can_listen(self) -> bool:
@@ -100,6 +123,14 @@ class Backend(ABC):
     @abstractmethod
     def queries(self) -> Queries:
         """pgqueuer's Queries on this connection, bound to the installation's names."""
+
+    async def enqueue(self, *arguments: Any) -> list[int]:
+        """pgqueuer's batch enqueue (`Queries.enqueue`'s list arguments); the job ids."""
+        return [int(i) for i in await self.queries.enqueue(*arguments)]
+
+    async def queue_size(self) -> list[pgq_models.QueueStatistics]:
+        """Current depth per entrypoint and status (pgqueuer's `queue_size`)."""
+        return await self.queries.queue_size()
 
     async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
         """Run one SELECT in a read-only transaction with the console's statement timeout.
@@ -170,12 +201,15 @@ class Backend(ABC):
         connection = self._direct_listen
         if self._listen_driver is None or connection is None:
             return False
-        if self.kind is DriverKind.PSYCOPG:
-            return not (connection.closed or connection.broken)
-        return not connection.is_closed()
+        return self._connection_open(connection)
+
+    @staticmethod
+    @abstractmethod
+    def _connection_open(connection: Any) -> bool:
+        """Whether a connection of this driver is open (not closed, not broken)."""
 
     @abstractmethod
-    def _make_listen_driver(self) -> Any: ...
+    def _make_listen_driver(self) -> ListeningDriver: ...
 
     @abstractmethod
     def _transaction(self) -> contextlib.AbstractAsyncContextManager[Tx]: ...
@@ -213,11 +247,16 @@ class Backend(ABC):
         `new_connection`. The caller owns and closes it."""
         if self.listen_dsn is None:
             return await self.new_connection()
-        if self.kind is DriverKind.PSYCOPG:
-            return await _psycopg_connect(
-                self.listen_dsn, autocommit=True, **_psycopg_params(False, ConnectOptions(False))
-            )
-        return await _asyncpg_connect(self.listen_dsn, False, ConnectOptions(False))
+        return await self._connect_listen_dsn(self.listen_dsn)
+
+    @abstractmethod
+    async def _connect_listen_dsn(self, dsn: str) -> Any:
+        """A connection from `listen_dsn` for `new_listen_connection` (no startup settings:
+        the DSN may go through a session pooler)."""
+
+    @abstractmethod
+    async def _connect_direct_listener(self, dsn: str) -> Any:
+        """The connection the console's own LISTEN uses when `listen_dsn` is set."""
 
     async def _check_same_search_path(
         self, connection: Any, fetchval: Callable[[Any, str], Awaitable[Any]]
@@ -253,13 +292,9 @@ class Backend(ABC):
             self._search_path = str((await self.read(query))[0]["search_path"])
         return self._search_path
 
-    def new_driver(self, connection: Any) -> Any:
+    @abstractmethod
+    def new_driver(self, connection: Any) -> ListeningDriver:
         """pgqueuer's Driver over a connection from `new_connection`."""
-        from pgqueuer.db import AsyncpgDriver, PsycopgDriver
-
-        if self.kind is DriverKind.PSYCOPG:
-            return PsycopgDriver(connection)
-        return AsyncpgDriver(connection)
 
     async def listen(self, handler: EventHandler) -> None:
         """LISTEN on the installation's channel; `handler` gets every parsed PgQueuer event."""
@@ -285,29 +320,9 @@ class Backend(ABC):
 
     async def _listen_direct(self, handler: EventHandler) -> None:
         """LISTEN on a connection of its own, opened from `listen_dsn` (past the pooler)."""
-        from pgqueuer.db import AsyncpgDriver, PsycopgDriver
-
         if self._listen_driver is None:
-            dsn = self.listen_dsn or ""
-            if self.kind is DriverKind.PSYCOPG:
-                import psycopg
-
-                connection: Any = await psycopg.AsyncConnection.connect(
-                    dsn,
-                    autocommit=True,
-                    application_name=f"{APPLICATION_NAME}-listen",
-                    connect_timeout=int(CONNECT_TIMEOUT_S),
-                )
-                driver: Any = PsycopgDriver(connection)
-            else:
-                try:
-                    connection = await _asyncpg_connect(dsn, False, DIRECT)
-                except Exception as exc:
-                    if not startup_refused(exc):
-                        raise
-                    # listen_dsn through a session pooler: application_name only.
-                    connection = await _asyncpg_connect(dsn, False, ConnectOptions(False))
-                driver = AsyncpgDriver(connection)
+            connection = await self._connect_direct_listener(self.listen_dsn or "")
+            driver = self.new_driver(connection)
             self._direct_listen = connection
             self._listen_driver = driver
         try:
@@ -329,7 +344,7 @@ class Backend(ABC):
         """What LISTEN must hold: nothing when it has a connection of its own."""
         return contextlib.nullcontext()
 
-    async def _open_listen_driver(self) -> Any:
+    async def _open_listen_driver(self) -> ListeningDriver:
         return self._make_listen_driver()
 
     async def stop_listening(self) -> None:
@@ -364,10 +379,10 @@ class SerialisedDriver:
     remembered so that exactly those, and no one else's, are removed on exit.
     """
 
-    def __init__(self, inner: Any, lock: Callable[[], asyncio.Lock]) -> None:
+    def __init__(self, inner: ListeningDriver, lock: Callable[[], asyncio.Lock]) -> None:
         self.inner = inner
         self._lock = lock
-        self.listeners: list[tuple[str, Any]] = []
+        self.listeners: list[tuple[str, NotifyCallback]] = []
 
     async def fetch(self, query: str, *args: object) -> list[dict[str, object]]:
         async with self._lock():
@@ -382,12 +397,12 @@ class SerialisedDriver:
         async with self._lock():
             await self.inner.notify(channel, payload)
 
-    async def add_listener(self, channel: str, callback: Any) -> None:
+    async def add_listener(self, channel: str, callback: NotifyCallback) -> None:
         async with self._lock():
             await self.inner.add_listener(channel, callback)
         self.listeners.append((channel, callback))
 
-    async def remove_listener(self, channel: str, callback: Any) -> None:
+    async def remove_listener(self, channel: str, callback: NotifyCallback) -> None:
         with contextlib.suppress(ValueError):
             self.listeners.remove((channel, callback))
         async with self._lock():
@@ -404,7 +419,7 @@ class SerialisedDriver:
         return event
 
     @property
-    def tm(self) -> Any:
+    def tm(self) -> TaskManagerPort:
         return self.inner.tm
 
     async def __aenter__(self) -> SerialisedDriver:

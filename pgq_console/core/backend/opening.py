@@ -28,7 +28,8 @@ from pgq_console.core.target import DriverKind, Installation, Pooler
 if TYPE_CHECKING:
     import psycopg
 
-AnyBackend = Backend | SyncPsycopgBackend
+# Every driver's backend is a `Backend` (`capabilities` says what it can do); the old name stays.
+AnyBackend = Backend
 
 
 async def open_backend(
@@ -41,7 +42,7 @@ async def open_backend(
     read_only: bool = False,
     pooler: Pooler = Pooler.AUTO,
     listen_dsn: str | None = None,
-) -> AnyBackend:
+) -> Backend:
     """Connect with the chosen driver; ConsoleError with a one-line message on failure.
 
     `pooler` AUTO probes the path (see `probe_live_path`); any other value is taken as said.
@@ -64,7 +65,7 @@ async def open_backend(
                 _connect(kind, dsn, installation, label, read_only, options),
                 CONNECT_TIMEOUT_S + 1,
             )
-        if isinstance(backend, Backend):
+        if backend.capabilities.can_read:
             backend._dsn = dsn
             backend.read_only = read_only
             backend.connect_options = options
@@ -84,7 +85,7 @@ async def _connect(
     label: str,
     read_only: bool,
     options: ConnectOptions = DIRECT,
-) -> AnyBackend:
+) -> Backend:
     settings = _server_settings(read_only, options)
     if kind is DriverKind.ASYNCPG:
         connection = await _asyncpg_connect(dsn, read_only, options)
@@ -117,11 +118,11 @@ async def _connect(
     return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
 
 
-async def check_schema(backend: AnyBackend) -> None:
+async def check_schema(backend: Backend) -> None:
     """ConsoleError when the PgQueuer schema is missing or older than the installed pgqueuer."""
     from importlib.metadata import version
 
-    if isinstance(backend, SyncPsycopgBackend) or backend.autocommit_problem:
+    if not backend.capabilities.can_read or backend.autocommit_problem:
         return  # checked once an async, autocommit connection is available
     settings = backend.installation.settings
     where = f"schema {settings.db_schema}" if settings.db_schema else "the search_path schema"

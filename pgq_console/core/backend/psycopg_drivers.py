@@ -9,14 +9,23 @@ from typing import TYPE_CHECKING, Any
 
 from pgqueuer.domain import models as pgq_models
 
-from pgq_console.core.backend.base import _PREAMBLE, Backend, SerialisedDriver, Tx
-from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _psycopg_params
+from pgq_console.core.backend.base import (
+    _PREAMBLE,
+    ENQUEUE_ONLY,
+    Backend,
+    Capabilities,
+    ListeningDriver,
+    SerialisedDriver,
+    Tx,
+)
+from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _psycopg_connect, _psycopg_params
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.pooler import ConnectOptions
 from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation
 
 if TYPE_CHECKING:
     import psycopg
-    from pgqueuer.queries import Queries
+    from pgqueuer.queries import Queries, SyncQueries
 
 
 class _PsycopgTx:
@@ -135,8 +144,32 @@ class PsycopgBackend(Backend):
             await cursor.execute(sql, args or None)
             return list(await cursor.fetchall())
 
-    def _make_listen_driver(self) -> Any:  # pragma: no cover - replaced by the async opener
+    def _make_listen_driver(self) -> ListeningDriver:  # pragma: no cover - the async opener
         raise NotImplementedError
+
+    @staticmethod
+    def _connection_open(connection: Any) -> bool:
+        return not (connection.closed or connection.broken)
+
+    def new_driver(self, connection: Any) -> ListeningDriver:
+        from pgqueuer.db import PsycopgDriver
+
+        return PsycopgDriver(connection)
+
+    async def _connect_listen_dsn(self, dsn: str) -> Any:
+        return await _psycopg_connect(
+            dsn, autocommit=True, **_psycopg_params(False, ConnectOptions(False))
+        )
+
+    async def _connect_direct_listener(self, dsn: str) -> Any:
+        import psycopg
+
+        return await psycopg.AsyncConnection.connect(
+            dsn,
+            autocommit=True,
+            application_name=f"{APPLICATION_NAME}-listen",
+            connect_timeout=int(CONNECT_TIMEOUT_S),
+        )
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Tx]:
@@ -168,7 +201,7 @@ class PsycopgBackend(Backend):
             **params,
         )
 
-    async def _open_listen_driver(self) -> Any:
+    async def _open_listen_driver(self) -> ListeningDriver:
         import psycopg
         from pgqueuer.db import PsycopgDriver
 
@@ -203,8 +236,12 @@ class PsycopgBackend(Backend):
                 await self.connection.close()
 
 
-class SyncPsycopgBackend:
-    """The contract's enqueue-only driver: a blocking psycopg connection used from a thread."""
+class SyncPsycopgBackend(Backend):
+    """The contract's enqueue-only driver: a blocking psycopg connection used from a thread.
+
+    It can enqueue and read the queue's depth (pgqueuer's SyncQueries); everything else (reads,
+    LISTEN, consumers, guarded writes) it refuses, and `capabilities` says so up front.
+    """
 
     kind = DriverKind.PSYCOPG_SYNC
 
@@ -216,11 +253,53 @@ class SyncPsycopgBackend:
         *,
         owned: bool = False,
     ) -> None:
+        super().__init__(installation, label)
         self.connection = connection
-        self.installation = installation
-        self.label = label
         self._owned = owned
         self._lock = asyncio.Lock()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return ENQUEUE_ONLY
+
+    @property
+    def can_listen(self) -> bool:
+        return False
+
+    def _refusal(self) -> ConsoleError:
+        return ConsoleError(
+            f"{self.kind.value} can only enqueue "
+            "(restart with --driver asyncpg-pool, asyncpg or psycopg)"
+        )
+
+    @property
+    def queries(self) -> Queries:
+        raise self._refusal()
+
+    async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        raise self._refusal()
+
+    def _transaction(self) -> contextlib.AbstractAsyncContextManager[Tx]:
+        raise self._refusal()
+
+    def _make_listen_driver(self) -> ListeningDriver:
+        raise self._refusal()
+
+    async def new_connection(self) -> Any:
+        raise self._refusal()
+
+    def new_driver(self, connection: Any) -> ListeningDriver:
+        raise self._refusal()
+
+    async def _connect_listen_dsn(self, dsn: str) -> Any:
+        raise self._refusal()
+
+    async def _connect_direct_listener(self, dsn: str) -> Any:
+        raise self._refusal()
+
+    @staticmethod
+    def _connection_open(connection: Any) -> bool:
+        return not connection.closed
 
     @property
     def autocommit_problem(self) -> str | None:
@@ -242,7 +321,7 @@ class SyncPsycopgBackend:
         self.connection.autocommit = True
         return None
 
-    def sync_queries(self) -> Any:
+    def sync_queries(self) -> SyncQueries:
         """pgqueuer's SyncQueries (enqueue and queue_size); call from a worker thread."""
         from pgqueuer.adapters.persistence import qb
         from pgqueuer.db import SyncPsycopgDriver
@@ -255,6 +334,13 @@ class SyncPsycopgBackend:
     async def enqueue(self, *arguments: Any) -> list[int]:
         """pgqueuer's batch enqueue in a worker thread, under the lock every statement on this
         connection takes (the depth refresh reads from it meanwhile)."""
+        if self.connection.closed:
+            # The sync connection is never replaced: nothing can be sent, so the outcome is
+            # known (nothing written), unlike a reply lost on the way back.
+            raise ConsoleError(
+                "the connection to the database is lost: nothing was sent; "
+                "restart the console to reconnect"
+            )
         async with self._lock:
             ids = await asyncio.to_thread(lambda: self.sync_queries().enqueue(*arguments))
             return [int(i) for i in ids]

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from pgq_console.core.backend import READ_ONLY_REFUSAL, AnyBackend, SyncPsycopgBackend
+from pgq_console.core.backend import READ_ONLY_REFUSAL, Backend
 from pgq_console.core.enqueue import FormErrors
 from pgq_console.core.text import printable
 
@@ -197,11 +197,11 @@ def parse_consumer_form(raw: Mapping[str, str]) -> ConsumerSpec:
         raise FormErrors(errors) from None
 
 
-def consumer_refusal(backend: AnyBackend | None, read_only: bool) -> str | None:
+def consumer_refusal(backend: Backend | None, read_only: bool) -> str | None:
     """Why consumers cannot run on this console, or None."""
     if backend is None:
         return "not connected yet"
-    if isinstance(backend, SyncPsycopgBackend):
+    if not backend.capabilities.can_run_consumers:
         return (
             "consumers need an async driver: psycopg-sync can only enqueue "
             "(restart with --driver asyncpg-pool, asyncpg or psycopg)"

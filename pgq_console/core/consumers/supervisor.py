@@ -17,7 +17,7 @@ from pgqueuer import QueueManager
 from pgqueuer.core.applications import PgQueuer
 from pgqueuer.domain.types import Channel
 
-from pgq_console.core.backend import AnyBackend, SyncPsycopgBackend
+from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.consumers.capture import _ConsumerLogHandler, _ConsumerOutput, _LoopWatch
 from pgq_console.core.consumers.handlers import (
@@ -115,13 +115,13 @@ class ConsumerSupervisor:
         return [consumer.snapshot() for consumer in self.consumers.values()]
 
     async def start(
-        self, backend: AnyBackend | None, spec: ConsumerSpec, *, read_only: bool = False
+        self, backend: Backend | None, spec: ConsumerSpec, *, read_only: bool = False
     ) -> Consumer:
         """Start a consumer; returns once it runs. ConsoleError (one line) if it cannot start."""
         problem = consumer_refusal(backend, read_only)
         if problem:
             raise ConsoleError(problem)
-        assert backend is not None and not isinstance(backend, SyncPsycopgBackend)
+        assert backend is not None
         target: Callable[..., Any] | None = None
         if spec.handler in (HandlerKind.USER, HandlerKind.FACTORY):
             target = await asyncio.to_thread(load_target, spec.argument)

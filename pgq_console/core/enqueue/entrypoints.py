@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from pgq_console.core.backend import (
-    AnyBackend,
-    SyncPsycopgBackend,
+    Backend,
 )
 
 # -- entrypoint suggestions -------------------------------------------------------------------
 
 
-def known_entrypoints_sql(backend: AnyBackend) -> str:
+def known_entrypoints_sql(backend: Backend) -> str:
     """Entrypoints seen in the queue (skip scan over the queued index), recent log, statistics
     and schedules; cheap on a million-row queue."""
     names = backend.installation.settings.qualified
@@ -36,10 +35,10 @@ ORDER BY 1 LIMIT 500
 """
 
 
-async def known_entrypoints(backend: AnyBackend) -> list[str]:
+async def known_entrypoints(backend: Backend) -> list[str]:
     """Entrypoint names for the form's suggestions; [] if they cannot be read."""
     try:
-        if isinstance(backend, SyncPsycopgBackend):
+        if not backend.capabilities.can_read:
             if backend.autocommit_problem:
                 return []
             stats = await backend.queue_size()

@@ -14,10 +14,7 @@ from pgq_console.core.actions import connection_lost
 from pgq_console.core.audit import MAX_LISTED_IDS, AuditRecord
 from pgq_console.core.backend import (
     READ_ONLY_REFUSAL,
-    AnyBackend,
-    AsyncpgPoolBackend,
     Backend,
-    SyncPsycopgBackend,
 )
 from pgq_console.core.enqueue.form import DEFAULT_BATCH_SIZE, EnqueueRequest
 from pgq_console.core.errors import ConsoleError
@@ -97,11 +94,11 @@ def duplicate_message(dedupe_key: str) -> str:
     )
 
 
-def refusal(backend: AnyBackend | None, read_only: bool) -> str | None:
+def refusal(backend: Backend | None, read_only: bool) -> str | None:
     """Why this console cannot enqueue now, or None."""
     if backend is None:
         return "not connected yet"
-    if read_only or (isinstance(backend, Backend) and backend.read_only):
+    if read_only or backend.read_only:
         return READ_ONLY_REFUSAL
     return backend.autocommit_problem
 
@@ -110,7 +107,7 @@ def refusal(backend: AnyBackend | None, read_only: bool) -> str | None:
 class Enqueuer:
     """Batched enqueue through pgqueuer, on any of the console's drivers."""
 
-    backend: AnyBackend
+    backend: Backend
     batch_size: int = DEFAULT_BATCH_SIZE
     monotonic: Callable[[], float] = time.perf_counter
 
@@ -145,7 +142,7 @@ class Enqueuer:
         headers = dict(request.headers) if request.headers else None
         # A pool can take two batches at once: while the server inserts one, the client encodes
         # the next. One connection serialises anyway, so it gets one at a time.
-        parallel = 2 if isinstance(self.backend, AsyncpgPoolBackend) else 1
+        parallel = self.backend.capabilities.parallel_enqueue
         batches: dict[int, list[int]] = {}
         pending: dict[asyncio.Task[list[int]], int] = {}
         scheduled = written = already = 0
@@ -222,7 +219,7 @@ class Enqueuer:
         what = f"jobs {offset + 1:,}-{offset + size:,}"
         probe = key or request.dedupe_key
         found: list[int] = []
-        if probe is None or not isinstance(self.backend, Backend):
+        if probe is None or not self.backend.capabilities.can_read:
             seen = f"the console cannot tell whether {what} were written; look before retrying"
         else:
             try:
@@ -274,17 +271,7 @@ class Enqueuer:
             dedupe_keys,
             [headers] * size,
         )
-        if isinstance(self.backend, SyncPsycopgBackend):
-            if self.backend.connection.closed:
-                # The sync connection is never replaced: nothing can be sent, so the outcome is
-                # known (nothing written), unlike a reply lost on the way back.
-                raise ConsoleError(
-                    "the connection to the database is lost: nothing was sent; "
-                    "restart the console to reconnect"
-                )
-            return await self.backend.enqueue(*arguments)
-        job_ids = await self.backend.queries.enqueue(*arguments)
-        return [int(i) for i in job_ids]
+        return await self.backend.enqueue(*arguments)
 
 
 # Dedupe keys of the form's idempotency tokens start with this: see `Enqueuer.enqueue`.
