@@ -113,4 +113,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
     if args.command == "serve":
         return scripting.serve(settings, args)
+    from pgq_console import incident
+
+    if args.command in incident.COMMANDS:
+        return incident.run(args, settings)
     raise ConsoleError(f"unknown command {args.command!r}")

@@ -166,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a picked job is stale when its heartbeat is older (default 5m)",
     )
 
+    from pgq_console import incident
+
+    incident.add_parsers(commands, lambda sub: _add_common(sub, in_subcommand=True))
+
     serve = commands.add_parser(
         "serve", help="serve the console in a browser (needs pgq-console[serve])"
     )

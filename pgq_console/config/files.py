@@ -89,6 +89,7 @@ def _readable_by_others(path: Path) -> bool:
 def describe_paths() -> list[tuple[str, Path]]:
     """What `pgq-console paths` prints."""
     from pgq_console.core.audit import audit_log_path
+    from pgq_console.core.bundle import bundle_dir
     from pgq_console.themes import builtin_theme_dirs
 
     paths = [
@@ -96,6 +97,7 @@ def describe_paths() -> list[tuple[str, Path]]:
         ("user themes", user_theme_dir()),
         ("log file", platformdirs.user_log_path(APP_NAME) / "console.log"),
         ("audit file", audit_log_path()),
+        ("incident bundles", bundle_dir()),
     ]
     paths += [("built-in themes", path) for path in builtin_theme_dirs()]
     return paths
