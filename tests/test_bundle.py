@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psycopg
 import pytest
 from pgqueuer.queries import Queries
 
@@ -28,7 +29,7 @@ from tests.helpers import enqueue
 from tests.incident_support import eventually, status_of, worker
 from tests.screens_w5_support import run_sql
 
-SECRETS = ("PLANTED-PW", "TB-SECRET", "PAYLOAD-SECRET", "HEADER-SECRET")
+SECRETS = ("PLANTED-PW", "TB-SECRET", "PAYLOAD-SECRET", "HEADER-SECRET", "QUERY-SECRET")
 
 
 def with_password(dsn: str, password: str) -> str:
@@ -74,13 +75,31 @@ async def script_incident(dsn: str) -> None:
         await connection.close()
 
 
+async def idle_in_transaction(dsn: str) -> bool:
+    rows = await run_sql(
+        dsn,
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND state = 'idle in transaction' AND state_change < now() - interval '6 seconds'",
+    )
+    return bool(rows)
+
+
 @pytest.fixture(scope="module")
 def incident_dsn(server_dsn: str) -> Iterator[str]:
     dsn = make_database(server_dsn, "bundle")
     asyncio.run(script_incident(dsn))
+    # A session left idle in a transaction whose last statement carries a secret literal.
+    session = psycopg.connect(dsn)
+    session.execute("SELECT 'QUERY-SECRET' AS leaked")
+
+    async def wait_idle() -> None:
+        await eventually(partial(idle_in_transaction, dsn), bool, "an idle transaction")
+
+    asyncio.run(wait_idle())
     try:
         yield with_password(dsn, "PLANTED-PW")
     finally:
+        session.close()
         drop_database(server_dsn, dsn)
 
 
@@ -137,6 +156,8 @@ def test_bundle_from_a_scripted_incident(
     assert "incident drill" in markdown
     assert document["versions"]["pgqueuer"] and document["database_health"]["tables"]
     assert "## Database health" in markdown and "NOTIFY queue usage" in markdown
+    (idle,) = document["database_health"]["long_transactions"]
+    assert idle["state"] == "idle in transaction" and idle["query"] == "SELECT '…' AS leaked"
 
 
 def test_bundle_with_payloads_still_hides_passwords_and_headers(
@@ -146,7 +167,7 @@ def test_bundle_with_payloads_still_hides_passwords_and_headers(
     assert "PAYLOAD-SECRET" in document["failures"]["top"][0]["sample_job"]["payload"]
     assert "PAYLOAD-SECRET" in markdown
     text = markdown + path.with_suffix(".json").read_text()
-    for secret in ("PLANTED-PW", "TB-SECRET", "HEADER-SECRET"):
+    for secret in ("PLANTED-PW", "TB-SECRET", "HEADER-SECRET", "QUERY-SECRET"):
         assert secret not in text, secret
 
 

@@ -8,9 +8,9 @@ writes other consoles announced while this one listened, and the versions.
 
 Redacted by default: passwords (every password the console knows of, and any by its place in a
 connection string, in every text of the bundle), payloads (their size only; `include_payloads`
-adds them), header values (their keys only), and the string literals of other sessions'
-queries (they carry payloads and passwords). The whole rendered text is scrubbed once more
-before it is written.
+adds them), header values (their keys only), and the string literals of other sessions' queries
+(they carry payloads and passwords), even with payloads included. The whole rendered text is
+scrubbed once more before it is written.
 
 Everything is read with the console's existing queries (stats, jobs' failure groups, workers,
 schedules, health); nothing here writes to the database.
@@ -234,11 +234,8 @@ async def collect(
                     "user": _clean(s.user, secrets),
                     "state": s.state,
                     "xact_start": _when(s.xact_start),
-                    "query": _clean(
-                        s.query if include_payloads else _SQL_STRING.sub("'…'", s.query),
-                        secrets,
-                        limit=200,
-                    ),
+                    # String literals out, payloads or not: `ALTER ROLE ... PASSWORD '...'`.
+                    "query": _clean(_SQL_STRING.sub("'…'", s.query), secrets, limit=200),
                 }
                 for s in health.long_transactions
             ],

@@ -291,7 +291,7 @@ def explain(
         add(
             "held",
             f"it is held: it failed{cause} at {_at(row['updated'])} and waits for a requeue "
-            "(r on the job)",
+            "(r on the job, in Jobs or in Failures)",
         )
     if in_queue and row["status"] == "queued" and row["execute_after"] > now:
         add(
