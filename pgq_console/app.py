@@ -109,7 +109,7 @@ class PgqConsole(KeyboardApp):
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("e", "enqueue", "Enqueue", show=False),
-        Binding("I", "bundle", "Incident bundle", show=False, id="app.bundle"),
+        Binding("I", "bundle", "Incident bundle", show=False, id="bundle"),
         *(Binding(str(n), f"jump('{n}')", f"Screen {n}", show=False) for n in range(1, 10)),
     ]
 
