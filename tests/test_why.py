@@ -151,7 +151,8 @@ async def test_dead_worker_stale_heartbeat(fresh_database: str) -> None:
             "the heartbeat to go stale",
         )
         text = line(result, "stale_worker")
-        assert "reclaim is one key away" in text and str(result.fact("queue_manager_id")) in text
+        assert "reclaim is one key away (Workers screen, R)" in text
+        assert str(result.fact("queue_manager_id")) in text
 
 
 async def test_held_cancelled_dedupe_and_unknown(fresh_database: str) -> None:

@@ -307,7 +307,7 @@ def explain(
             add(
                 "stale_worker",
                 f"it is picked by worker {holder}, whose last heartbeat was {span(age)} ago: "
-                "the worker looks dead; reclaim is one key away (Workers screen, r)",
+                "the worker looks dead; reclaim is one key away (Workers screen, R)",
             )
         else:
             add(
