@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback --host without PGQ_CONSOLE_SERVE_USER/_PASSWORD (token only)",
     )
+    from pgq_console.fleet_cli import add_fleet_parser
+
+    add_fleet_parser(commands, _Parser)
     return parser
 
 
@@ -535,6 +538,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command is None:
         return asyncio.run(run(args))
+    if args.command == "fleet":
+        from pgq_console.fleet_cli import run_fleet
+
+        return run_fleet(args)
     settings = load(args)
     remember_secrets(settings.target)
     for warning in settings.warnings:
