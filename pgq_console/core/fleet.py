@@ -122,6 +122,17 @@ def by_trouble(rows: Iterable[FleetRow]) -> list[FleetRow]:
     return sorted(rows, key=FleetRow.trouble)
 
 
+def _closed(backend: Backend) -> bool:
+    """Whether the backend's own connection is gone (a failed reconnect leaves it closed)."""
+    connection = getattr(backend, "connection", None)
+    if connection is None:
+        return False
+    is_closed = getattr(connection, "is_closed", None)
+    if callable(is_closed):  # asyncpg
+        return bool(is_closed())
+    return bool(getattr(connection, "closed", False) or getattr(connection, "broken", False))
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -276,7 +287,7 @@ class Watch:
         self._replace(state=LinkState.DOWN, since=since, error=message, listening=False)
 
     async def _failed(self, exc: BaseException) -> None:
-        if connection_lost(exc) or self.backend is None:
+        if connection_lost(exc) or self.backend is None or _closed(self.backend):
             await self.close()
             self._down(_one_line(exc))
             return
