@@ -285,6 +285,12 @@ class PgqConsole(KeyboardApp):
             await asyncio.wait_for(screen.prepare_to_show(), PREPARE_WAIT_S)
         self.switch_mode(mode)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `0` exists only in a console started on a fleet (help and the palette agree).
+        if action == "fleet" and self.fleet_host is None:
+            return False
+        return super().check_action(action, parameters)
+
     def action_fleet(self) -> None:
         """`0`: the fleet screen, in a console started on several installations."""
         from pgq_console.fleet_console import to_fleet

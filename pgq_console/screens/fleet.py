@@ -7,6 +7,8 @@ Enter opens the selected installation's full console; esc there comes back here.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,16 +30,30 @@ from pgq_console.widgets.status_line import QuietStatic
 
 FLEET_COLUMNS = (
     ("installation", "Installation"),
+    ("env", "Env"),
     ("state", "State"),
     ("ready", "Ready"),
-    ("oldest", "Oldest ready"),
+    ("oldest", "Oldest"),
     ("held", "Held"),
     ("errors", "Err/min"),
     ("workers", "Workers"),
     ("stale", "Stale"),
     ("db", "DB time"),
-    ("env", "Env"),
 )
+CLOSE_WAIT_S = 10.0
+# On a narrow terminal the columns go last-ranked first: who is in trouble, and why, stay.
+FLEET_PRIORITIES = {
+    "installation": 0,
+    "state": 0,
+    "ready": 1,
+    "oldest": 1,
+    "held": 2,
+    "env": 3,
+    "errors": 4,
+    "workers": 5,
+    "stale": 6,
+    "db": 7,
+}
 
 
 @dataclass
@@ -81,7 +97,7 @@ class FleetScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="fleet-summary")
-        yield KeyedTable(FLEET_COLUMNS, id="fleet-table")
+        yield KeyedTable(FLEET_COLUMNS, id="fleet-table", priorities=FLEET_PRIORITIES)
         yield QuietStatic(id="fleet-detail")
         yield ConsoleFooter()
 
@@ -93,6 +109,15 @@ class FleetScreen(Screen[None]):
     @work(group="fleet", exclusive=True, exit_on_error=False)
     async def run_fleet(self) -> None:
         await self.fleet.run()
+
+    async def on_unmount(self) -> None:
+        """Close every installation's connection before the loop goes (no read left behind)."""
+        running = [w for w in self.app.workers if w.node is self and w.group == "fleet"]
+        for worker in running:
+            worker.cancel()
+        for worker in running:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(worker.wait(), CLOSE_WAIT_S)
 
     def _row_changed(self, _row: FleetRow) -> None:
         self.post_message(FleetChanged())
