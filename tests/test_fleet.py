@@ -338,3 +338,18 @@ def test_trouble_order_without_a_database() -> None:
         "growing",
         "calm",
     ]
+
+
+def test_no_password_in_any_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """A DSN with a password that cannot be reached: neither the JSON, the table nor the
+    check line carries the password."""
+    secret = "s3cret-Fleet-pw"
+    down = closed_port_dsn().replace("nobody@", f"nobody:{secret}@")
+    for argv in (
+        ("fleet", "snapshot", "--json", "--dsn", down),
+        ("fleet", "snapshot", "--dsn", down),
+        ("fleet", "check", "--dsn", down),
+    ):
+        _, out, err = run(capsys, *argv)
+        assert "connection refused" in out, argv
+        assert secret not in out and secret not in err, argv
