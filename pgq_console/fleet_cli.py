@@ -108,7 +108,7 @@ def _as_list(value: object) -> list[str]:
 
 def fleet_settings(args: argparse.Namespace) -> tuple[Settings, list[Target]]:
     """The settings (theme, refresh...) and one target per installation, in the given order."""
-    from pgq_console.cli import cli_options
+    from pgq_console.cli.parser import cli_options
     from pgq_console.config import ConfigError, load_settings
 
     profiles = _as_list(getattr(args, "profile", None))
@@ -131,7 +131,7 @@ def fleet_settings(args: argparse.Namespace) -> tuple[Settings, list[Target]]:
 
 
 def members_of(targets: list[Target], max_age_s: float) -> list[Member]:
-    from pgq_console.cli import remember_secrets
+    from pgq_console.cli.logs import remember_secrets
     from pgq_console.config import open_target
     from pgq_console.fleet_console import fleet_target
 
@@ -346,7 +346,7 @@ def make_fleet_app(
     stale_after: timedelta,
 ) -> PgqConsole:
     """A console that starts on the fleet screen (no installation open until Enter)."""
-    from pgq_console.cli import make_app
+    from pgq_console.cli.run import make_app
     from pgq_console.fleet_console import FleetHost
 
     async def nothing_open() -> Any:  # never called: the fleet screen comes first
@@ -369,7 +369,9 @@ async def _run_screen(
 ) -> int:
     from rich.console import Console
 
-    from pgq_console.cli import KNOWN_SECRETS, _app_exit, require_terminal
+    from pgq_console.cli.logs import KNOWN_SECRETS
+    from pgq_console.cli.run import _app_exit
+    from pgq_console.cli.terminal import require_terminal
     from pgq_console.termination import TerminationSignals, tolerate_hangup
 
     require_terminal()
