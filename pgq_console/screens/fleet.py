@@ -18,7 +18,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable
 
 from pgq_console.core.clock import Clock
 from pgq_console.core.fleet import Fleet, FleetRow, LinkState
@@ -125,13 +124,27 @@ class FleetScreen(Screen[None]):
     def on_fleet_changed(self, _message: FleetChanged) -> None:
         self._show()
 
+    # The table reports Enter and cursor moves as messages; the handlers are named for both
+    # the DataTable-based table and the project's own live table, and read the row key of
+    # either (a RowKey, or the key itself).
     def on_data_table_row_highlighted(self) -> None:
         self._show_detail()
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        # DataTable keeps `enter` for itself and reports it as RowSelected.
-        event.stop()
-        self._open(str(event.row_key.value))
+    def on_live_table_row_highlighted(self) -> None:
+        self._show_detail()
+
+    def on_data_table_row_selected(self, event: Message) -> None:
+        self._selected(event)
+
+    def on_live_table_row_selected(self, event: Message) -> None:
+        self._selected(event)
+
+    def _selected(self, event: Message) -> None:
+        event.stop()  # the table keeps `enter` for itself and reports it as a selection
+        key = getattr(event, "row_key", None)
+        key = getattr(key, "value", key)
+        if key is not None:
+            self._open(str(key))
 
     def _show(self) -> None:
         rows = self.fleet.sorted_rows()
