@@ -130,7 +130,39 @@ def fleet_settings(args: argparse.Namespace) -> tuple[Settings, list[Target]]:
     return settings, [settings.target_for(name) for name in dict.fromkeys(names)]
 
 
-def members_of(targets: list[Target], max_age_s: float) -> list[Member]:
+def thresholds_of(
+    settings: Settings, targets: list[Target], args: argparse.Namespace
+) -> dict[str, Threshold]:
+    """Each installation's oldest-ready threshold (keyed like the members): `--max-age` when
+    given, else its profile's `fleet_max_age`, else the default."""
+    from pgq_console.scripting import parse_threshold
+
+    default, _ = _durations(args)
+    given = getattr(args, "max_age", None) is not None
+    thresholds = {}
+    for index, target in enumerate(targets, start=1):
+        own = settings.profiles.get(target.profile) if target.profile else None
+        threshold = default
+        if own is not None and own.fleet_max_age and not given:
+            where = f"{settings.config_path}: profiles.{target.profile}.fleet_max_age"
+            try:
+                threshold = parse_threshold(own.fleet_max_age, what=where, duration=True)
+            except ConsoleError as exc:
+                message = str(exc)
+                raise ConsoleError(
+                    message if message.startswith(where) else f"{where}: {message}"
+                ) from None
+        thresholds[member_key(target, index)] = threshold
+    return thresholds
+
+
+def member_key(target: Target, index: int) -> str:
+    return target.profile or f"dsn-{index}"
+
+
+def members_of(
+    targets: list[Target], max_age_s: float, thresholds: dict[str, Threshold] | None = None
+) -> list[Member]:
     from pgq_console.cli.logs import remember_secrets
     from pgq_console.config import open_target
     from pgq_console.fleet_console import fleet_target
@@ -148,14 +180,16 @@ def members_of(targets: list[Target], max_age_s: float) -> list[Member]:
             return backend
 
         environment = target.environment
+        key = member_key(target, index)
+        own_threshold = (thresholds or {}).get(key)
         members.append(
             Member(
-                key=target.profile or f"dsn-{index}",
+                key=key,
                 label=target.profile or display_dsn(target.dsn),
                 open=open_,
                 environment=environment.label if environment else None,
                 color=environment.color if environment else None,
-                max_age_s=max_age_s,
+                max_age_s=first_alert_s(own_threshold) if own_threshold else max_age_s,
             )
         )
     return members
@@ -234,6 +268,7 @@ def evaluate(
     max_age: Threshold,
     max_failed: Threshold | None,
     max_stale: Threshold | None,
+    own_max_age: dict[str, Threshold] | None = None,
 ) -> tuple[NagiosState, str]:
     """The fleet's state (the worst installation's) and its one line, perfdata after `|`."""
     from pgq_console.scripting import perfdata_label
@@ -242,13 +277,14 @@ def evaluate(
     problems: list[tuple[NagiosState, str]] = []
     perfdata = []
     for row in by_trouble(rows):
-        state, texts = installation_state(row, max_age, max_failed, max_stale)
+        age_limit = (own_max_age or {}).get(row.key, max_age)
+        state, texts = installation_state(row, age_limit, max_failed, max_stale)
         worst = max(worst, state)
         problems += [(state, text) for text in texts]
         if row.state is LinkState.UP:
             perfdata.append(
                 f"{perfdata_label(row.label + '_age')}={row.oldest_ready_s or 0:.0f}s;"
-                f"{max_age.perfdata()}"
+                f"{age_limit.perfdata()}"
             )
             perfdata.append(f"{perfdata_label(row.label + '_held')}={row.held or 0}")
     down = sum(1 for row in rows if row.state is not LinkState.UP)
@@ -276,7 +312,8 @@ def run_fleet(args: argparse.Namespace) -> int:
         return _check(args)
     settings, targets = fleet_settings(args)
     max_age, stale_after = _durations(args)
-    members = members_of(targets, first_alert_s(max_age))
+    thresholds = thresholds_of(settings, targets, args)
+    members = members_of(targets, first_alert_s(max_age), thresholds)
     if command == "snapshot":
         rows = asyncio.run(_read_fleet(members, stale_after))
         return _print_snapshot(rows, as_json=bool(getattr(args, "json", False)))
@@ -287,18 +324,19 @@ def _check(args: argparse.Namespace) -> int:
     from pgq_console.scripting import parse_threshold, unknown_line
 
     try:
-        _, targets = fleet_settings(args)
+        settings, targets = fleet_settings(args)
         max_age, stale_after = _durations(args)
+        thresholds = thresholds_of(settings, targets, args)
         max_failed = getattr(args, "max_failed", None)
         max_stale = getattr(args, "max_stale", None)
         failed = parse_threshold(max_failed, what="--max-failed") if max_failed else None
         stale = parse_threshold(max_stale, what="--max-stale") if max_stale else None
-        members = members_of(targets, first_alert_s(max_age))
+        members = members_of(targets, first_alert_s(max_age), thresholds)
     except ConsoleError as exc:
         print(unknown_line(str(exc)))
         return NagiosState.UNKNOWN
     rows = asyncio.run(_read_fleet(members, stale_after))
-    state, line = evaluate(rows, max_age, failed, stale)
+    state, line = evaluate(rows, max_age, failed, stale, thresholds)
     print(line)
     return state
 

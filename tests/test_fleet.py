@@ -353,3 +353,59 @@ def test_no_password_in_any_output(capsys: pytest.CaptureFixture[str]) -> None:
         _, out, err = run(capsys, *argv)
         assert "connection refused" in out, argv
         assert secret not in out and secret not in err, argv
+
+
+async def test_held_growth_moves_an_installation_up(fleet_dsns: tuple[str, str, str]) -> None:
+    """Held jobs that grow while the console watches: the row says by how much, and it sorts
+    above a calm installation (below none in trouble otherwise)."""
+    _, calm, _ = fleet_dsns
+    fleet = Fleet(
+        [_member("calm", calm), _member("growing", calm)],
+        SystemClock(),
+        interval_s=0.25,
+        slow_every_s=0.25,
+    )
+    task = asyncio.create_task(fleet.run())
+    admin = await asyncpg.connect(calm)
+    try:
+        await wait_for(lambda: all(row.held == 0 for row in fleet.rows.values()))
+        assert [row.key for row in fleet.sorted_rows()] == ["calm", "growing"]
+        await admin.execute(
+            "INSERT INTO pgqueuer (priority, status, entrypoint) "
+            "SELECT 0, 'failed', 'charge_card' FROM generate_series(1, 4)"
+        )
+        await wait_for(lambda: fleet.rows["growing"].held_growth == 4, what="growth of 4")
+        assert fleet.rows["growing"].held == 4
+        # Both watch the same database: both grew, by name then.
+        await wait_for(lambda: fleet.rows["calm"].held_growth == 4)
+        rows = fleet.sorted_rows()
+        assert all(row.trouble()[0] == 2 for row in rows)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await admin.execute("DELETE FROM pgqueuer WHERE status = 'failed'")
+        await admin.close()
+
+
+def test_a_profile_threshold_of_its_own(
+    capsys: pytest.CaptureFixture[str], fleet_dsns: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """`fleet_max_age` in a profile judges that installation; `--max-age` given wins."""
+    late, calm, _ = fleet_dsns
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        f'[profiles.billing]\ndsn = "{late}"\nfleet_max_age = "20m,1h"\n'
+        f'[profiles.search]\ndsn = "{calm}"\nfleet_max_age = "1s,2s"\n'
+    )
+    code, out, _ = run(capsys, "fleet", "check", "--config", str(config))
+    assert "billing oldest ready" not in out, out  # 10 minutes: within its own 20m
+    code, out, _ = run(capsys, "fleet", "check", "--config", str(config), "--max-age", "5m,1h")
+    assert code == NagiosState.WARNING and "billing oldest ready 10m" in out, out
+    code, out, err = run(capsys, "fleet", "snapshot", "--json", "--config", str(config))
+    rows = {row["installation"]: row for row in json.loads(out)["installations"]}
+    assert rows["billing"]["max_age_s"] == 1200 and rows["billing"]["over_threshold"] is False
+    assert rows["search"]["max_age_s"] == 1
+    config.write_text(f'[profiles.billing]\ndsn = "{late}"\nfleet_max_age = "soon"\n')
+    code, out, _ = run(capsys, "fleet", "check", "--config", str(config))
+    assert code == NagiosState.UNKNOWN and "profiles.billing.fleet_max_age" in out

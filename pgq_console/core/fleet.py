@@ -159,8 +159,10 @@ class Watch:
         interval_s: float = DEFAULT_INTERVAL_S,
         listen: bool = True,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
+        slow_every_s: float = SLOW_EVERY_S,
     ) -> None:
         self.member = member
+        self.slow_every_s = slow_every_s
         self.clock = clock
         self._publish_row = publish
         self.interval_s = interval_s
@@ -323,7 +325,7 @@ class Watch:
         loop_now = asyncio.get_running_loop().time()
         if loop_now >= self._slow_due:
             spent += await self._read_slow(backend)
-            self._slow_due = loop_now + SLOW_EVERY_S
+            self._slow_due = loop_now + self.slow_every_s
         ended = self.clock.monotonic()
         self.pacer.book(ended, spent)
         self._failures = 0
@@ -398,6 +400,7 @@ class Fleet:
         interval_s: float = DEFAULT_INTERVAL_S,
         listen: bool = True,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
+        slow_every_s: float = SLOW_EVERY_S,
     ) -> None:
         self.members = tuple(members)
         keys = [member.key for member in self.members]
@@ -413,6 +416,7 @@ class Fleet:
                 interval_s=interval_s,
                 listen=listen,
                 stale_after=stale_after,
+                slow_every_s=slow_every_s,
             )
             for member in self.members
         }
