@@ -286,8 +286,9 @@ class PgqConsole(KeyboardApp):
         self.switch_mode(mode)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # `0` exists only in a console started on a fleet (help and the palette agree).
-        if action == "fleet" and self.fleet_host is None:
+        from pgq_console.fleet_console import fleet_hides
+
+        if fleet_hides(self, action):
             return False
         return super().check_action(action, parameters)
 

@@ -65,6 +65,16 @@ def show_fleet(app: PgqConsole) -> None:
     app.switch_mode(FLEET_MODE)
 
 
+def fleet_hides(app: PgqConsole, action: str) -> bool:
+    """`0` exists only in a console started on a fleet; on the fleet screen, `e` (which would
+    enqueue into the installation opened last, not one the operator is looking at) does not."""
+    if action == "fleet":
+        return app.fleet_host is None
+    if action == "enqueue":
+        return app.fleet_host is not None and app.current_mode == FLEET_MODE
+    return False
+
+
 def to_fleet(app: PgqConsole) -> bool:
     """`0`: the fleet screen; False when the console was not started on a fleet."""
     if app.fleet_host is None or app.fleet_host.fleet is None:

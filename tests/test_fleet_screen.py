@@ -158,6 +158,10 @@ async def test_rows_sorted_by_trouble_enter_opens_esc_and_0_come_back(
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         await pilot.press("0")
         await until(pilot, lambda: app.current_mode == FLEET_MODE)
+        # On the fleet, `e` does not enqueue into the installation opened last.
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, FleetScreen)
 
 
 async def test_an_unreachable_installation_cannot_be_opened(databases: tuple[str, str]) -> None:
