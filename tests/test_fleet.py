@@ -294,12 +294,17 @@ async def test_down_since_then_reconnects_on_its_own(
         await admin.close()
 
 
-async def test_real_pgqueuer_traffic_shows_workers_and_events(fresh_database: str) -> None:
-    """A real producer and QueueManagers: workers alive, NOTIFYs heard, jobs flowing."""
+async def test_real_pgqueuer_traffic_shows_workers_and_events(
+    fresh_database: str, fleet_dsns: tuple[str, str, str]
+) -> None:
+    """A real producer and QueueManagers in one installation of three: workers alive and
+    NOTIFYs heard there, none elsewhere; the unreachable one stays down meanwhile."""
     from pgq_console.core.demo import DemoTraffic
 
+    _, calm, down = fleet_dsns
     traffic = DemoTraffic(fresh_database, jobs_per_second=40)
-    fleet = Fleet([_member("busy", fresh_database)], SystemClock(), interval_s=0.5)
+    members = [_member("busy", fresh_database), _member("calm", calm), _member("down", down)]
+    fleet = Fleet(members, SystemClock(), interval_s=0.5)
     await traffic.start()
     task = asyncio.create_task(fleet.run())
     try:
@@ -310,6 +315,9 @@ async def test_real_pgqueuer_traffic_shows_workers_and_events(fresh_database: st
         )
         assert fleet.rows["busy"].state is LinkState.UP and fleet.rows["busy"].listening
         assert traffic.stats.processed > 0
+        await wait_for(lambda: fleet.rows["calm"].workers_alive is not None)
+        assert fleet.rows["calm"].workers_alive == 0 and fleet.watches["calm"].events_seen == 0
+        await wait_for(lambda: fleet.rows["down"].state is LinkState.DOWN)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
