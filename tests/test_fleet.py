@@ -60,9 +60,9 @@ def fleet_dsns(server_dsn: str) -> Iterator[tuple[str, str, str]]:
     """(late, calm, down): a queue in trouble, a calm one, and one nobody can reach."""
     late = make_database(server_dsn, "fleet_late")
     calm = make_database(server_dsn, "fleet_calm")
-    asyncio.run(_seed(late, LATE_SEED))
-    asyncio.run(_seed(calm, CALM_SEED))
     try:
+        asyncio.run(_seed(late, LATE_SEED))
+        asyncio.run(_seed(calm, CALM_SEED))
         yield late, calm, closed_port_dsn()
     finally:
         drop_database(server_dsn, late)

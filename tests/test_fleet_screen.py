@@ -44,9 +44,9 @@ FROM generate_series(1, 2)
 def databases(server_dsn: str) -> Iterator[tuple[str, str]]:
     late = make_database(server_dsn, "fleet_screen_late")
     calm = make_database(server_dsn, "fleet_screen_calm")
-    seed(late, LATE_SEED, FIXED_NOW)
-    seed(calm, CALM_SEED, FIXED_NOW)
     try:
+        seed(late, LATE_SEED, FIXED_NOW)
+        seed(calm, CALM_SEED, FIXED_NOW)
         yield late, calm
     finally:
         drop_database(server_dsn, late)
