@@ -304,7 +304,7 @@ async def test_real_pgqueuer_traffic_shows_workers_and_events(
     _, calm, down = fleet_dsns
     traffic = DemoTraffic(fresh_database, jobs_per_second=40)
     members = [_member("busy", fresh_database), _member("calm", calm), _member("down", down)]
-    fleet = Fleet(members, SystemClock(), interval_s=0.5)
+    fleet = Fleet(members, SystemClock(), interval_s=0.5, slow_every_s=0.5)
     await traffic.start()
     task = asyncio.create_task(fleet.run())
     try:

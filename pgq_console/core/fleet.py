@@ -28,7 +28,7 @@ from pgq_console.core.clock import Clock
 from pgq_console.core.nagios import NagiosState
 from pgq_console.core.refresher import Pacer, backoff_delay, connection_lost
 from pgq_console.core.stats import fetch_depth, fetch_windows
-from pgq_console.core.workers import DEFAULT_STALE_AFTER, fetch_workers
+from pgq_console.core.workers import DEFAULT_STALE_AFTER, WorkerMemory, fetch_workers
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ READ_TIMEOUT_S = 12.0  # the backend's own is statement timeout + grace; this bo
 CLOSE_TIMEOUT_S = 5.0
 DEFAULT_MAX_AGE_S = 300.0
 HELD_GROWTH_WINDOW_S = 300.0
+# A worker between jobs holds none: it counts as alive this long after it last held one.
+WORKER_MEMORY = timedelta(minutes=2)
 COST_BUDGET = 0.02  # per installation: twenty of them stay near the console's own 5 % mark
 
 
@@ -185,6 +187,7 @@ class Watch:
         self._held_history: deque[tuple[float, int]] = deque()
         self.pacer = Pacer(COST_BUDGET, clock.monotonic())
         self.events_seen = 0
+        self._workers = WorkerMemory(remember=WORKER_MEMORY)
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -337,6 +340,7 @@ class Watch:
         workers = await asyncio.wait_for(
             fetch_workers(backend, self.stale_after, self.clock.now()), READ_TIMEOUT_S
         )
+        workers = self._workers.merge(workers, self.clock.now())
         spent = self.clock.monotonic() - started
         if windows.server_s is not None:
             spent = min(spent, windows.server_s + 0.001)
