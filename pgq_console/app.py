@@ -99,6 +99,7 @@ if TYPE_CHECKING:
     import psycopg
 
     from pgq_console.core.audit import AuditAnnouncement
+    from pgq_console.fleet_console import FleetHost
 
 
 class PgqConsole(KeyboardApp):
@@ -111,7 +112,10 @@ class PgqConsole(KeyboardApp):
         Binding("e", "enqueue", "Enqueue", show=False),
         Binding("I", "bundle", "Incident bundle", show=False, id="bundle"),
         *(Binding(str(n), f"jump('{n}')", f"Screen {n}", show=False) for n in range(1, 10)),
+        Binding("0", "fleet", "Fleet", show=False, id="fleet"),
     ]
+    # Set by `pgq-console fleet` before the app runs (see fleet_console.py).
+    fleet_host: FleetHost | None = None
 
     def __init__(
         self,
@@ -167,7 +171,11 @@ class PgqConsole(KeyboardApp):
         )
         for warning in [*self.startup_warnings, *([problem] if problem else [])]:
             self.notify(warning, severity="warning", markup=False, timeout=10)
-        if self._open_backend is not None:
+        if self.fleet_host is not None:
+            from pgq_console.fleet_console import show_fleet
+
+            show_fleet(self)
+        elif self._open_backend is not None:
             self.open_backend()
         else:
             self._show_backend()
@@ -312,6 +320,27 @@ class PgqConsole(KeyboardApp):
             return
         self.bundle_path = written.markdown
         self.notify(f"incident bundle written: {written.markdown}", markup=False, timeout=15)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        from pgq_console.fleet_console import fleet_hides
+
+        if fleet_hides(self, action):
+            return False
+        return super().check_action(action, parameters)
+
+    def action_fleet(self) -> None:
+        """`0`: the fleet screen, in a console started on several installations."""
+        from pgq_console.fleet_console import to_fleet
+
+        self._dismiss_overlays()
+        to_fleet(self)
+
+    async def action_back(self) -> None:
+        """esc: back to the fleet from an installation's screen, else Textual's back."""
+        from pgq_console.fleet_console import back_to_fleet
+
+        if not back_to_fleet(self):
+            await super().action_back()
 
     def action_enqueue(self) -> None:
         """`e`: the enqueue form, from any screen."""

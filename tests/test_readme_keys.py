@@ -12,6 +12,7 @@ from pgq_console.screens.charts import ChartsScreen
 from pgq_console.screens.consumers import ConsumersScreen
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.failures import FailuresScreen
+from pgq_console.screens.fleet import FleetScreen
 from pgq_console.screens.health import HealthScreen
 from pgq_console.screens.job_detail import JobDetailScreen
 from pgq_console.screens.jobs import JobsScreen
@@ -35,6 +36,7 @@ WHERE = {
     "charts": ChartsScreen,
     "consumers": ConsumersScreen,
     "enqueue-only": EnqueueOnlyScreen,
+    "fleet": FleetScreen,
     "tables": FittedTable,
     "why": WhyScreen,
 }

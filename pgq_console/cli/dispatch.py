@@ -83,6 +83,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command is None:
         return asyncio.run(run(args))
+    if args.command == "fleet":
+        from pgq_console.fleet_cli import run_fleet
+
+        return run_fleet(args)
     settings = load(args)
     remember_secrets(settings.target)
     for warning in settings.warnings:

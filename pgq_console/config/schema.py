@@ -96,6 +96,8 @@ class ProfileConfig(BaseModel):
     # A hot standby for the heavy reads, used while its replay lag stays under replica_max_lag.
     replica_dsn: str | None = Field(default=None, repr=False)
     replica_max_lag: PositiveFloat | None = None
+    # `pgq-console fleet`: this installation's oldest-ready threshold (`WARN,CRIT` durations).
+    fleet_max_age: str | None = None
 
     @property
     def has_parameters(self) -> bool:

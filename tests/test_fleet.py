@@ -1,0 +1,419 @@
+"""The fleet against real PostgreSQL: several databases, one unreachable, real PgQueuer traffic.
+
+`fleet snapshot --json` and `fleet check` (worst state wins), the order by trouble, and an
+installation that is down or slow never holding up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from pgq_console.cli import main
+from pgq_console.core.backend import Backend, open_backend
+from pgq_console.core.clock import SystemClock
+from pgq_console.core.fleet import Fleet, FleetRow, LinkState, Member, by_trouble
+from pgq_console.core.target import DriverKind, Installation
+from pgq_console.scripting import NagiosState
+from tests.conftest import drop_database, make_database
+from tests.helpers import wait_for
+
+# Ten ready jobs waiting 10 minutes (over the default 5m threshold), three held failures.
+LATE_SEED = """
+INSERT INTO pgqueuer (priority, status, entrypoint, execute_after)
+SELECT 0, 'queued', 'send_email', now() - interval '10 minutes' FROM generate_series(1, 10);
+INSERT INTO pgqueuer (priority, status, entrypoint) SELECT 0, 'failed', 'charge_card'
+FROM generate_series(1, 3)
+"""
+# Two ready jobs enqueued just now.
+CALM_SEED = """
+INSERT INTO pgqueuer (priority, status, entrypoint) SELECT 0, 'queued', 'resize_image'
+FROM generate_series(1, 2)
+"""
+
+
+def closed_port_dsn() -> str:
+    """A DSN to a local port nothing listens on (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"postgresql://nobody@127.0.0.1:{port}/nothing"
+
+
+async def _seed(dsn: str, sql: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        for statement in filter(str.strip, sql.split(";")):
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="module")
+def fleet_dsns(server_dsn: str) -> Iterator[tuple[str, str, str]]:
+    """(late, calm, down): a queue in trouble, a calm one, and one nobody can reach."""
+    late = make_database(server_dsn, "fleet_late")
+    calm = make_database(server_dsn, "fleet_calm")
+    try:
+        asyncio.run(_seed(late, LATE_SEED))
+        asyncio.run(_seed(calm, CALM_SEED))
+        yield late, calm, closed_port_dsn()
+    finally:
+        drop_database(server_dsn, late)
+        drop_database(server_dsn, calm)
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    code = exited.value.code
+    assert isinstance(code, int)
+    return code, out, err
+
+
+def test_snapshot_json_has_every_installation_sorted_by_trouble(
+    capsys: pytest.CaptureFixture[str], fleet_dsns: tuple[str, str, str]
+) -> None:
+    late, calm, down = fleet_dsns
+    code, out, err = run(
+        capsys, "fleet", "snapshot", "--json", "--dsn", calm, "--dsn", late, "--dsn", down
+    )
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["worst"] == "CRITICAL"
+    rows = document["installations"]
+    # Down first, then the one over its threshold, then the calm one.
+    assert [row["installation"] for row in rows] == ["dsn-3", "dsn-2", "dsn-1"]
+    down_row, late_row, calm_row = rows
+    assert down_row["state"] == "down" and down_row["since"] is not None
+    assert "connection refused" in down_row["error"]
+    assert down_row["ready"] is None
+    assert late_row["state"] == "up" and late_row["over_threshold"] is True
+    assert late_row["ready"] == 10 and late_row["held"] == 3
+    assert 590 < late_row["oldest_ready_age_s"] < 900
+    assert calm_row["ready"] == 2 and calm_row["held"] == 0
+    assert calm_row["over_threshold"] is False
+    assert calm_row["workers_alive"] == 0 and calm_row["stale_jobs"] == 0
+    assert calm_row["label"].endswith(calm.rsplit("/", 1)[-1])
+
+
+@pytest.mark.parametrize(
+    ("which", "args", "state", "words"),
+    [
+        ("calm", [], NagiosState.OK, "PGQ FLEET OK - 1 installations, 0 down"),
+        ("calm+late", ["--max-age", "1h"], NagiosState.OK, "PGQ FLEET OK - 2 installations"),
+        ("calm+late", [], NagiosState.WARNING, "oldest ready 10m"),
+        ("calm+late", ["--max-age", "1m,5m"], NagiosState.CRITICAL, "oldest ready 10m"),
+        ("calm+late", ["--max-age", "1h", "--max-failed", "2"], NagiosState.CRITICAL, "held 3"),
+        ("calm+late", ["--max-age", "1h", "--max-failed", "2,5"], NagiosState.WARNING, "held 3"),
+        # The worst state wins: a WARNING elsewhere, the unreachable one CRITICAL.
+        ("calm+late+down", [], NagiosState.CRITICAL, "1 down"),
+    ],
+)
+def test_check_worst_state_wins(
+    capsys: pytest.CaptureFixture[str],
+    fleet_dsns: tuple[str, str, str],
+    which: str,
+    args: list[str],
+    state: NagiosState,
+    words: str,
+) -> None:
+    late, calm, down = fleet_dsns
+    chosen = {"calm": calm, "late": late, "down": down}
+    dsns = [item for name in which.split("+") for item in ("--dsn", chosen[name])]
+    code, out, _ = run(capsys, "fleet", "check", *dsns, *args)
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    assert code == state, out
+    assert lines[0].startswith(f"PGQ FLEET {state.name} - "), out
+    assert words in lines[0]
+    if "down" in which:
+        assert "connection refused" in lines[0]
+        assert "oldest ready 10m" in lines[0]  # the WARNING is listed too, after
+
+
+def test_check_bad_threshold_is_unknown(
+    capsys: pytest.CaptureFixture[str], fleet_dsns: tuple[str, str, str]
+) -> None:
+    _, calm, _ = fleet_dsns
+    code, out, _ = run(capsys, "fleet", "check", "--dsn", calm, "--max-age", "soon")
+    assert code == NagiosState.UNKNOWN
+    assert out.startswith("PGQ UNKNOWN - ")
+
+
+def test_profiles_of_the_config_file(
+    capsys: pytest.CaptureFixture[str], fleet_dsns: tuple[str, str, str], tmp_path: Path
+) -> None:
+    late, calm, down = fleet_dsns
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        f'[profiles.billing]\ndsn = "{late}"\nlabel = "PROD"\ncolor = "red"\n'
+        f'[profiles.search]\ndsn = "{calm}"\nlabel = "staging"\n'
+        f'[profiles.legacy]\ndsn = "{down}"\n'
+    )
+    code, out, err = run(capsys, "fleet", "snapshot", "--json", "--config", str(config))
+    assert code == 0, err
+    rows = {row["installation"]: row for row in json.loads(out)["installations"]}
+    assert set(rows) == {"billing", "search", "legacy"}
+    assert rows["billing"]["environment"] == "PROD" and rows["billing"]["ready"] == 10
+    assert rows["search"]["environment"] == "staging"
+    assert rows["legacy"]["state"] == "down"
+    code, out, err = run(
+        capsys,
+        "fleet",
+        "snapshot",
+        "--json",
+        "--config",
+        str(config),
+        "--profile",
+        "search",
+        "--profile",
+        "billing",
+    )
+    assert code == 0, err
+    assert [row["installation"] for row in json.loads(out)["installations"]] == [
+        "billing",
+        "search",
+    ]
+    code, out, _ = run(capsys, "fleet", "check", "--config", str(config), "--profile", "nope")
+    assert code == NagiosState.UNKNOWN and "unknown profile" in out
+
+
+def _member(key: str, dsn: str) -> Member:
+    async def open_() -> Backend:
+        backend = await open_backend(DriverKind.ASYNCPG, dsn, Installation(), key, ())
+        assert isinstance(backend, Backend)
+        return backend
+
+    return Member(key=key, label=key, open=open_)
+
+
+async def test_a_slow_installation_never_delays_the_others(
+    fleet_dsns: tuple[str, str, str],
+) -> None:
+    """One installation whose queue table is locked (its reads hang until the statement
+    timeout), one that never answers the connection at all, one unreachable: the healthy one
+    is read, and read again, while the slow ones have not produced anything."""
+    late, calm, down = fleet_dsns
+    locker = await asyncpg.connect(late)
+    transaction = locker.transaction()
+    await transaction.start()
+    await locker.execute("LOCK TABLE pgqueuer IN ACCESS EXCLUSIVE MODE")
+    never = asyncio.Event()
+
+    async def hangs() -> Backend:
+        await never.wait()
+        raise AssertionError("never")
+
+    seen: list[FleetRow] = []
+    states_when_calm_read_twice: dict[str, LinkState] = {}
+    calm_reads = 0
+
+    def on_row(row: FleetRow) -> None:
+        nonlocal calm_reads
+        seen.append(row)
+        if row.key == "calm" and row.state is LinkState.UP:
+            calm_reads += 1
+            if calm_reads == 2:
+                states_when_calm_read_twice.update(
+                    {key: r.state for key, r in fleet.rows.items()}
+                )
+                states_when_calm_read_twice["locked-read"] = (
+                    LinkState.UP if fleet.rows["locked"].read_at else LinkState.CONNECTING
+                )
+
+    members = [
+        _member("locked", late),
+        Member(key="hanging", label="hanging", open=hangs),
+        _member("down", down),
+        _member("calm", calm),
+    ]
+    fleet = Fleet(members, SystemClock(), on_row=on_row, interval_s=0.25)
+    task = asyncio.create_task(fleet.run())
+    try:
+        await wait_for(lambda: calm_reads >= 2, what="two reads of the healthy installation")
+        assert states_when_calm_read_twice["hanging"] is LinkState.CONNECTING
+        assert states_when_calm_read_twice["locked-read"] is LinkState.CONNECTING
+        await wait_for(lambda: fleet.rows["down"].state is LinkState.DOWN)
+        # Once the lock goes, the locked one catches up on its own.
+        await transaction.rollback()
+        await wait_for(lambda: fleet.rows["locked"].ready == 10, what="the locked one read")
+        order = [row.key for row in fleet.sorted_rows()]
+        assert order[0] == "down" and order.index("locked") < order.index("calm")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await locker.close()
+
+
+@pytest.fixture
+def closable_database(server_dsn: str) -> Iterator[str]:
+    dsn = make_database(server_dsn, "fleet_reconnect")
+    try:
+        yield dsn
+    finally:
+        drop_database(server_dsn, dsn)
+
+
+async def test_down_since_then_reconnects_on_its_own(
+    server_dsn: str, closable_database: str
+) -> None:
+    """The database closed to connections and its sessions killed: down since then, up again
+    (and listening again) once it takes connections."""
+    dsn = closable_database
+    name = dsn.rsplit("/", 1)[-1].split("?")[0]
+    admin = await asyncpg.connect(server_dsn)
+    fleet = Fleet([_member("one", dsn)], SystemClock(), interval_s=0.25)
+    task = asyncio.create_task(fleet.run())
+    try:
+        await wait_for(lambda: fleet.rows["one"].state is LinkState.UP)
+        assert fleet.rows["one"].listening
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+        )
+        await wait_for(lambda: fleet.rows["one"].state is LinkState.DOWN, what="seen down")
+        down = fleet.rows["one"]
+        assert down.since is not None and down.error and not down.listening
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await wait_for(lambda: fleet.rows["one"].state is LinkState.UP, what="back up")
+        await wait_for(lambda: fleet.rows["one"].listening, what="listening again")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        await admin.close()
+
+
+async def test_real_pgqueuer_traffic_shows_workers_and_events(
+    fresh_database: str, fleet_dsns: tuple[str, str, str]
+) -> None:
+    """A real producer and QueueManagers in one installation of three: workers alive and
+    NOTIFYs heard there, none elsewhere; the unreachable one stays down meanwhile."""
+    from pgq_console.core.demo import DemoTraffic
+
+    _, calm, down = fleet_dsns
+    traffic = DemoTraffic(fresh_database, jobs_per_second=40)
+    members = [_member("busy", fresh_database), _member("calm", calm), _member("down", down)]
+    fleet = Fleet(members, SystemClock(), interval_s=0.5, slow_every_s=0.5)
+    await traffic.start()
+    task = asyncio.create_task(fleet.run())
+    try:
+        watch = fleet.watches["busy"]
+        await wait_for(lambda: watch.events_seen > 0, what="a NOTIFY from PgQueuer's trigger")
+        await wait_for(
+            lambda: (fleet.rows["busy"].workers_alive or 0) >= 1, what="a live worker"
+        )
+        assert fleet.rows["busy"].state is LinkState.UP and fleet.rows["busy"].listening
+        assert traffic.stats.processed > 0
+        await wait_for(lambda: fleet.rows["calm"].workers_alive is not None)
+        assert fleet.rows["calm"].workers_alive == 0 and fleet.watches["calm"].events_seen == 0
+        await wait_for(lambda: fleet.rows["down"].state is LinkState.DOWN)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await traffic.stop()
+
+
+def test_trouble_order_without_a_database() -> None:
+    """Down (longest first), over threshold (oldest first), held growing, the rest by name."""
+    from datetime import UTC, datetime
+
+    at = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    rows = [
+        FleetRow("calm", "calm", state=LinkState.UP, oldest_ready_s=1.0),
+        FleetRow("growing", "growing", state=LinkState.UP, held=9, held_growth=4),
+        FleetRow("late", "late", state=LinkState.UP, oldest_ready_s=900.0),
+        FleetRow("later", "later", state=LinkState.UP, oldest_ready_s=1900.0),
+        FleetRow("down-new", "down-new", state=LinkState.DOWN, since=at.replace(hour=13)),
+        FleetRow("down-old", "down-old", state=LinkState.DOWN, since=at),
+    ]
+    assert [row.key for row in by_trouble(rows)] == [
+        "down-old",
+        "down-new",
+        "later",
+        "late",
+        "growing",
+        "calm",
+    ]
+
+
+def test_no_password_in_any_output(capsys: pytest.CaptureFixture[str]) -> None:
+    """A DSN with a password that cannot be reached: neither the JSON, the table nor the
+    check line carries the password."""
+    secret = "s3cret-Fleet-pw"
+    down = closed_port_dsn().replace("nobody@", f"nobody:{secret}@")
+    for argv in (
+        ("fleet", "snapshot", "--json", "--dsn", down),
+        ("fleet", "snapshot", "--dsn", down),
+        ("fleet", "check", "--dsn", down),
+    ):
+        _, out, err = run(capsys, *argv)
+        assert "connection refused" in out, argv
+        assert secret not in out and secret not in err, argv
+
+
+async def test_held_growth_moves_an_installation_up(fleet_dsns: tuple[str, str, str]) -> None:
+    """Held jobs that grow while the console watches: the row says by how much, and it sorts
+    above a calm installation (below none in trouble otherwise)."""
+    _, calm, _ = fleet_dsns
+    fleet = Fleet(
+        [_member("calm", calm), _member("growing", calm)],
+        SystemClock(),
+        interval_s=0.25,
+        slow_every_s=0.25,
+    )
+    task = asyncio.create_task(fleet.run())
+    admin = await asyncpg.connect(calm)
+    try:
+        await wait_for(lambda: all(row.held == 0 for row in fleet.rows.values()))
+        assert [row.key for row in fleet.sorted_rows()] == ["calm", "growing"]
+        await admin.execute(
+            "INSERT INTO pgqueuer (priority, status, entrypoint) "
+            "SELECT 0, 'failed', 'charge_card' FROM generate_series(1, 4)"
+        )
+        await wait_for(lambda: fleet.rows["growing"].held_growth == 4, what="growth of 4")
+        assert fleet.rows["growing"].held == 4
+        # Both watch the same database: both grew, by name then.
+        await wait_for(lambda: fleet.rows["calm"].held_growth == 4)
+        rows = fleet.sorted_rows()
+        assert all(row.trouble()[0] == 2 for row in rows)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await admin.execute("DELETE FROM pgqueuer WHERE status = 'failed'")
+        await admin.close()
+
+
+def test_a_profile_threshold_of_its_own(
+    capsys: pytest.CaptureFixture[str], fleet_dsns: tuple[str, str, str], tmp_path: Path
+) -> None:
+    """`fleet_max_age` in a profile judges that installation; `--max-age` given wins."""
+    late, calm, _ = fleet_dsns
+    config = tmp_path / "fleet.toml"
+    config.write_text(
+        f'[profiles.billing]\ndsn = "{late}"\nfleet_max_age = "20m,1h"\n'
+        f'[profiles.search]\ndsn = "{calm}"\nfleet_max_age = "1s,2s"\n'
+    )
+    code, out, _ = run(capsys, "fleet", "check", "--config", str(config))
+    assert "billing oldest ready" not in out, out  # 10 minutes: within its own 20m
+    code, out, _ = run(capsys, "fleet", "check", "--config", str(config), "--max-age", "5m,1h")
+    assert code == NagiosState.WARNING and "billing oldest ready 10m" in out, out
+    code, out, err = run(capsys, "fleet", "snapshot", "--json", "--config", str(config))
+    rows = {row["installation"]: row for row in json.loads(out)["installations"]}
+    assert rows["billing"]["max_age_s"] == 1200 and rows["billing"]["over_threshold"] is False
+    assert rows["search"]["max_age_s"] == 1
+    config.write_text(f'[profiles.billing]\ndsn = "{late}"\nfleet_max_age = "soon"\n')
+    code, out, _ = run(capsys, "fleet", "check", "--config", str(config))
+    assert code == NagiosState.UNKNOWN and "profiles.billing.fleet_max_age" in out
