@@ -144,6 +144,29 @@ def test_overview_80x24(snap_compare: Any, seeded_dsn: str) -> None:
     )
 
 
+async def until_overview_pulse(pilot: Pilot[Any]) -> None:
+    """The overview's data, and on a large terminal its tiles, chart and event feed filled."""
+    from pgq_console.screens.overview import OverviewScreen
+    from pgq_console.widgets.pulse import RateChart
+
+    await until_overview_ready(pilot)
+    app = pilot.app
+
+    def filled() -> bool:
+        screen = app.screen
+        assert isinstance(screen, OverviewScreen)
+        return bool(screen.query_one(RateChart).samples) and bool(screen.feed.events)
+
+    await wait_until(pilot, filled, what="the tiles, chart and feed")
+    await pilot.pause()
+
+
+def test_overview_160x48(snap_compare: Any, seeded_dsn: str) -> None:
+    assert snap_compare(
+        console(opener_for(seeded_dsn)), terminal_size=(160, 48), run_before=until_overview_pulse
+    )
+
+
 def test_overview_light_theme(snap_compare: Any, seeded_dsn: str) -> None:
     app = console(opener_for(seeded_dsn), theme="pgq-light")
     assert snap_compare(app, terminal_size=(130, 24), run_before=until_overview_ready)
