@@ -65,6 +65,14 @@ def log_text(screen: ConsumersScreen) -> str:
 
 
 def test_consumers_screen(snap_compare: Any, screen_dsn: str) -> None:
+    consumers_snapshot(snap_compare, screen_dsn, (80, 24))
+
+
+def test_consumers_screen_160x48(snap_compare: Any, screen_dsn: str) -> None:
+    consumers_snapshot(snap_compare, screen_dsn, (160, 48))
+
+
+def consumers_snapshot(snap_compare: Any, screen_dsn: str, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         app = pilot.app
         assert isinstance(app, PgqConsole)
@@ -79,7 +87,7 @@ def test_consumers_screen(snap_compare: Any, screen_dsn: str) -> None:
         screen.refresh_rows()
         await pilot.pause()
 
-    assert snap_compare(console(screen_dsn), terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(console(screen_dsn), terminal_size=size, run_before=run_before)
 
 
 async def test_start_watch_and_stop_a_consumer_from_the_screen(screen_dsn: str) -> None:

@@ -175,3 +175,7 @@ async def test_schema_upgrade_and_install_are_guarded_actions(
         screen.action_refresh_now()
         await until(pilot, lambda: "up to date" in _text(screen, "#health-schema"), within=20)
     assert await run_sql(bare, "SELECT 1 FROM pg_tables WHERE tablename = 'pgqueuer'")
+
+
+def test_health_snapshot_160x48(snap_compare: Any, snapshot_dsn: str) -> None:
+    assert snap_compare(console(snapshot_dsn), terminal_size=(160, 48), run_before=_until_health)

@@ -15,6 +15,7 @@ import asyncpg
 import psycopg
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.backend import AnyBackend, PsycopgBackend, open_backend
@@ -215,3 +216,16 @@ def test_enqueue_only_mode_80x24(snap_compare: Any, seeded_dsn: str) -> None:
 
     app = console(opener_for(seeded_dsn, DriverKind.PSYCOPG_SYNC))
     assert snap_compare(app, terminal_size=(80, 24), run_before=until_depth)
+
+
+def test_enqueue_only_mode_160x48(snap_compare: Any, seeded_dsn: str) -> None:
+    async def until_depth(pilot: Pilot[Any]) -> None:
+        await wait_until(
+            pilot,
+            lambda: any(t.row_count == 6 for t in pilot.app.screen.query(DataTable)),
+            what="the queue depth",
+        )
+        await pilot.pause()
+
+    app = console(opener_for(seeded_dsn, DriverKind.PSYCOPG_SYNC))
+    assert snap_compare(app, terminal_size=(160, 48), run_before=until_depth)
