@@ -134,6 +134,14 @@ class ActionPreview:
     # Rows previewed that a live job with the same dedupe key keeps from being written now.
     blocked_by_dedupe: int = 0
     noun: str = "job"  # what `count` counts: "job" or "schedule"
+    # What an empty preview means, when "No job matches" would not say it ("The schema is up
+    # to date"); the dialog adds ": nothing to do."
+    nothing: str | None = None
+
+    @property
+    def nothing_to_do(self) -> str:
+        """The sentence shown when the preview has nothing to write."""
+        return f"{self.nothing or f'No {self.noun} matches'}: nothing to do."
 
     def counted(self, count: int | None = None) -> str:
         """`count` (default: this preview's) with the noun: "1 job", "3 schedules"."""
@@ -245,7 +253,7 @@ DEDUPE_BLOCKED = "blocked by a live job with the same dedupe key"
 def confirmation_problem(preview: ActionPreview, typed: str | None) -> str | None:
     """Why the operator's confirmation does not allow the action, or None."""
     if preview.count == 0:
-        return f"nothing to do: no {preview.noun} matches"
+        return preview.nothing_to_do
     if preview.needs_typed_confirmation:
         entered = (typed or "").strip().replace(",", "").replace("_", "")
         if entered != str(preview.count):

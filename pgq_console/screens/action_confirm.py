@@ -84,7 +84,7 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
         self.preview = preview
         count = self.query_one("#confirm-count", Static)
         if preview.count == 0:
-            count.update(Text(f"No {preview.noun} matches: nothing to do.", style="bold"))
+            count.update(Text(preview.nothing_to_do, style="bold"))
         else:
             count.update(Text(f"{preview.verb} {preview.counted()}", style="bold"))
         self.query_one("#confirm-predicate", Static).update(
