@@ -88,7 +88,7 @@ async def test_help_explains_the_overview_columns(seeded: str) -> None:  # noqa:
 
 def test_every_screen_explains_each_of_its_columns() -> None:
     """Help's glossary names every column label of the screen's tables."""
-    from pgq_console.screens import charts, failures, health, schedules, workers
+    from pgq_console.screens import charts, consumers, failures, health, schedules, workers
     from pgq_console.widgets import job_table, overview_table
 
     cases = [
@@ -99,6 +99,7 @@ def test_every_screen_explains_each_of_its_columns() -> None:
         (schedules.SchedulesScreen, schedules.COLUMNS),
         (health.HealthScreen, health.TABLE_COLUMNS),
         (charts.ChartsScreen, charts.COLUMNS),
+        (consumers.ConsumersScreen, tuple((key, label) for key, label, _ in consumers.COLUMNS)),
     ]
     obvious = {
         "Entrypoint",
