@@ -165,10 +165,14 @@ class ActionResult:
     notes: tuple[str, ...] = ()
     audit_problem: str | None = None  # the write committed but the audit file could not be written
     blocked_by_dedupe: int = 0  # left alone: a live job holds the same dedupe key
+    created: bool = False  # `ids` are new jobs (copies): the summary names them
 
     @property
     def summary(self) -> str:
         text = f"{self.verb}: previewed {self.previewed}, changed {self.changed}"
+        if self.created and self.ids:
+            shown = ", ".join(str(i) for i in self.ids[:5]) + (", …" if len(self.ids) > 5 else "")
+            text += f" (new job{'s' if len(self.ids) != 1 else ''} {shown})"
         reasons = []
         if self.blocked_by_dedupe:
             reasons.append(f"{self.blocked_by_dedupe} {DEDUPE_BLOCKED}")
@@ -192,6 +196,8 @@ class Action(ABC):
     verb: str = field(init=False, default="changed")
     # What the ids `apply` returns are, as the audit records them: "job_ids" or "schedule_ids".
     changed_ids_are: str = field(init=False, default="job_ids")
+    # The ids `apply` returns are jobs it created (copies), not rows it changed.
+    creates_jobs: bool = field(init=False, default=False)
 
     @abstractmethod
     async def preview(self, backend: Backend) -> ActionPreview:
@@ -321,6 +327,7 @@ async def execute(
         notes=preview.notes,
         audit_problem=audit_problem,
         blocked_by_dedupe=blocked,
+        created=action.creates_jobs,
     )
 
 
@@ -702,6 +709,7 @@ class CopyAction(_QueueAction):
 
     def __post_init__(self) -> None:
         self.name, self.title, self.verb = "copy", "Enqueue a copy", "enqueue a copy"
+        self.creates_jobs = True
         # Reading the source: share-lock it, wait for a worker's brief lock instead of skipping.
         self.lock_clause = "FOR SHARE"
 
@@ -754,6 +762,194 @@ SELECT id FROM copied"""
 
 # Dedupe keys of copies start with this (and the submission token): see CopyAction.
 COPY_KEY_PREFIX = "pgq-console-copy:"
+
+
+@dataclass
+class CopyFromLogAction(Action):
+    """Copies of jobs that left the queue (finished) before the operator's copy reached them,
+    made from each job's last log row: its entrypoint and priority.
+
+    The log keeps neither payload nor headers. So only a job the operator's list showed without
+    a payload is copied this way (one with a payload would run without it and is left out, the
+    preview says why), and the preview says headers are not copied. Each copy gets a dedupe key
+    `pgq-console-copy:<token>:<source id>` like `CopyAction`'s: applying twice copies once.
+    """
+
+    settings: Any = None
+    # The jobs to copy: id -> payload bytes the operator's list showed.
+    seen: dict[int, int] = field(default_factory=dict)
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        self.name, self.title, self.verb = "copy", "Enqueue a copy", "enqueue a copy"
+        self.creates_jobs = True
+
+    @property
+    def table(self) -> str:
+        return str(self.settings.qualified.queue_table)
+
+    @property
+    def log_table(self) -> str:
+        return str(self.settings.qualified.queue_table_log)
+
+    @property
+    def key_prefix(self) -> str:
+        return f"{COPY_KEY_PREFIX}{self.token}:"
+
+    def _finished_sql(self) -> str:
+        """The last log row of each of `$1` that is no longer in the queue."""
+        return (
+            "SELECT DISTINCT ON (l.job_id) l.job_id, l.entrypoint, l.priority, "
+            "l.status::text AS status, l.created "
+            f"FROM {self.log_table} AS l "
+            "WHERE l.job_id = ANY($1::bigint[]) "
+            f"AND NOT EXISTS (SELECT 1 FROM {self.table} AS q WHERE q.id = l.job_id) "
+            "ORDER BY l.job_id, l.created DESC, l.id DESC"
+        )
+
+    def statement(self) -> str:
+        return f"""WITH source AS MATERIALIZED (
+    {self._finished_sql()}
+),
+copied AS (
+    INSERT INTO {self.table}
+        (priority, entrypoint, payload, execute_after, headers, status, dedupe_key)
+    SELECT source.priority, source.entrypoint, NULL, NOW(), NULL, 'queued',
+        $2::text || source.job_id::text
+    FROM source
+    ORDER BY source.job_id
+    ON CONFLICT DO NOTHING
+    RETURNING id, entrypoint, priority
+),
+logged AS (
+    INSERT INTO {self.log_table} (job_id, status, entrypoint, priority)
+    SELECT id, 'queued', entrypoint, priority FROM copied
+)
+SELECT id FROM copied"""
+
+    def predicate_description(self) -> str:
+        ids = sorted(self.seen)
+        shown = ", ".join(str(i) for i in ids[:5]) + (", …" if len(ids) > 5 else "")
+        return f"finished job{'s' if len(ids) != 1 else ''} {shown}, from the log"
+
+    async def preview(self, backend: Backend) -> ActionPreview:
+        rows = await backend.read(self._finished_sql(), sorted(self.seen))
+        copyable = [r for r in rows if self.seen.get(int(r["job_id"]), 1) == 0]
+        copy_ids = {int(r["job_id"]) for r in copyable}
+        with_payload = sorted(int(r["job_id"]) for r in rows if int(r["job_id"]) not in copy_ids)
+        notes = [
+            "Already finished: copied from the log row (entrypoint and priority), runnable now; "
+            "the log keeps no headers, so the copy has none.",
+            f"The changed ids are the new jobs' ids; each copy's dedupe key {self.key_prefix}<id> "
+            "keeps a retry from copying twice.",
+        ]
+        if with_payload:
+            shown = ", ".join(str(i) for i in with_payload[:5])
+            notes.insert(
+                0,
+                f"Not copied: job {shown} had a payload, which the log does not keep "
+                "(its copy would run without it).",
+            )
+        columns = ("id", "entrypoint", "priority", "last status", "logged")
+        ids = tuple(int(r["job_id"]) for r in copyable)
+        return ActionPreview(
+            action=self.name,
+            title=self.title,
+            verb=self.verb,
+            count=len(ids),
+            matching=len(rows),
+            ids=ids,
+            columns=columns,
+            sample=tuple(
+                (
+                    str(r["job_id"]),
+                    str(r["entrypoint"]),
+                    str(r["priority"]),
+                    str(r["status"]),
+                    _cell(r["created"]),
+                )
+                for r in copyable[:SAMPLE_SIZE]
+            ),
+            statement=self.statement(),
+            predicate=self.predicate_description(),
+            notes=tuple(notes),
+            parameters=(f"$2 = {_short(self.key_prefix)}",),
+            nothing=(
+                "Already finished with a payload the log does not keep"
+                if with_payload
+                else "No such job in the queue or its log"
+            ),
+        )
+
+    async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
+        rows = await tx.fetch(self.statement(), list(preview.ids), self.key_prefix)
+        return tuple(sorted(int(row["id"]) for row in rows))
+
+    async def observe(self, backend: Backend, preview: ActionPreview) -> Observation:
+        keys = [f"{self.key_prefix}{i}" for i in preview.ids]
+        rows = await backend.read(
+            f"SELECT job.id FROM {self.table} AS job WHERE job.dedupe_key = ANY($1::text[])",
+            keys,
+        )
+        copies = tuple(sorted(int(r["id"]) for r in rows))
+        return Observation(
+            copies,
+            f"now {len(copies)} of {preview.count} copies are queued; a copy that already ran "
+            "is no longer in the queue",
+        )
+
+
+@dataclass
+class CopyJobsAction(Action):
+    """`E`: copies of the jobs the operator chose, from the queue while they are in it; when
+    every one of them has finished meanwhile (a busy queue), from the log (`CopyFromLogAction`).
+    """
+
+    in_queue: CopyAction | None = None
+    finished: CopyFromLogAction | None = None
+    chosen: Action | None = None
+
+    def __post_init__(self) -> None:
+        self.name, self.title, self.verb = "copy", "Enqueue a copy", "enqueue a copy"
+        self.creates_jobs = True
+
+    async def preview(self, backend: Backend) -> ActionPreview:
+        assert self.in_queue is not None and self.finished is not None
+        preview = await self.in_queue.preview(backend)
+        self.chosen = self.in_queue
+        if preview.count:
+            gone = len(self.finished.seen) - preview.count
+            if gone > 0:
+                note = f"{gone} of the chosen jobs already finished: not copied (E on them alone)."
+                preview = replace(preview, notes=(note, *preview.notes))
+            return preview
+        self.chosen = self.finished
+        return await self.finished.preview(backend)
+
+    def _chosen(self) -> Action:
+        assert self.chosen is not None, "preview first"
+        return self.chosen
+
+    async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
+        return await self._chosen().apply(tx, preview)
+
+    async def count_blocked_by_dedupe(
+        self, tx: Tx, preview: ActionPreview, changed: tuple[int, ...]
+    ) -> int:
+        return await self._chosen().count_blocked_by_dedupe(tx, preview, changed)
+
+    async def observe(self, backend: Backend, preview: ActionPreview) -> Observation:
+        return await self._chosen().observe(backend, preview)
+
+
+def copy_jobs(backend: Backend, seen: dict[int, int]) -> CopyJobsAction:
+    """`E` on jobs `seen` (id -> the payload bytes the operator's list showed): copies from the
+    queue, or from the log once they all finished."""
+    settings = backend.installation.settings
+    return CopyJobsAction(
+        in_queue=copy(backend, ids_predicate(sorted(seen))),
+        finished=CopyFromLogAction(settings=settings, seen=dict(seen)),
+    )
 
 
 def requeue(backend: Backend, predicate: Predicate) -> RequeueAction:

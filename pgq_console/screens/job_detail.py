@@ -141,9 +141,7 @@ class JobDetailScreen(Screen[None]):
             fields.update(self._fields_text())
             headers = detail.headers
             self.query_one("#detail-headers", Static).update(
-                Text(printable_block(pretty_json(headers)))
-                if headers
-                else Text("–")
+                Text(printable_block(pretty_json(headers))) if headers else Text("–")
             )
             rendered = render_payload(detail.payload, truncated=detail.payload_truncated)
             label = f"[{rendered.kind}, {detail.payload_total} bytes"
@@ -288,7 +286,11 @@ class JobDetailScreen(Screen[None]):
         self._open(actions.cancel(self.backend, ids_predicate([self.job_id])))
 
     def action_copy_job(self) -> None:
-        self._open(actions.copy(self.backend, ids_predicate([self.job_id])))
+        # Its payload size as this screen read it (unknown: treated as having one), so a job
+        # that finished meanwhile is copied from its log row only if it had none.
+        job = self.detail.job if self.detail else None
+        seen = {self.job_id: job.payload_bytes if job is not None else 1}
+        self._open(actions.copy_jobs(self.backend, seen))
 
 
 def pretty_json(value: object, *, indent: int | None = 2) -> str:
