@@ -229,14 +229,17 @@ async def test_arrow_completes_names_and_a_typo_warns_before_starting(screen_dsn
     app = console(screen_dsn)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await to_consumers(pilot)
-        await pilot.press("n")
+        from textual import events
+
+        for character in "nrepo":  # one burst: typed before the form has read the names
+            app.post_message(events.Key(character, character))
         await wait_until(pilot, lambda: isinstance(app.screen, ConsumerFormScreen))
         form = app.screen
         assert isinstance(form, ConsumerFormScreen)
         entry = form.query_one("#entrypoints", Input)
+        await wait_until(pilot, lambda: entry.value == "repo", what="the typed text")
         await wait_until(pilot, lambda: entry.suggester is not None, what="the known names")
         assert form.focused is entry
-        await pilot.press(*"repo")
         await pilot.pause()
         await pilot.press("right")
         await wait_until(pilot, lambda: entry.value == "report_daily", what="→ completing")

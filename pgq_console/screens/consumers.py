@@ -496,6 +496,11 @@ class ConsumerFormScreen(ModalScreen[int | None]):
         self.known = names
         entry = self.query_one("#entrypoints", Input)
         entry.suggester = ListItemSuggester(names)
+        if entry.value:  # typed before the names came: suggest for it now, not at the next key
+            typed, cursor = entry.value, entry.cursor_position
+            entry.value = ""
+            entry.value = typed
+            entry.cursor_position = cursor
         if names and not entry.value:
             shown = ", ".join(printable(name, limit=30) for name in names[:6])
             self.query_one("#row-entrypoints", FieldRow).set_hint(f"known: {shown}  (→ completes)")
