@@ -4,16 +4,19 @@ finished through PgQueuer's own `log_jobs`."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from textual.widgets import Static
 
 from pgq_console.app import PgqConsole
 from pgq_console.core import actions
 from pgq_console.core.actions import COPY_KEY_PREFIX
 from pgq_console.core.backend import Backend
+from pgq_console.core.target import DriverKind
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.jobs import JobsScreen
 from pgq_console.widgets.job_table import JobTable
@@ -50,7 +53,10 @@ async def queue_row(dsn: str, job_id: int) -> Any:
         await connection.close()
 
 
-async def test_a_finished_job_is_copied_from_its_log_row(fresh_database: str) -> None:
+@pytest.mark.parametrize("kind", [DriverKind.ASYNCPG_POOL, DriverKind.PSYCOPG])
+async def test_a_finished_job_is_copied_from_its_log_row(
+    fresh_database: str, kind: DriverKind
+) -> None:
     dsn = fresh_database
     plain = await insert(
         dsn,
@@ -63,7 +69,7 @@ async def test_a_finished_job_is_copied_from_its_log_row(fresh_database: str) ->
         "VALUES (0, 'nightly', 'abc'::bytea, 'queued') RETURNING id",
     )
     await finish(dsn, [plain, loaded])
-    backend = await backend_for(dsn)
+    backend = await backend_for(dsn, kind)
     assert isinstance(backend, Backend)
     try:
         action = actions.copy_jobs(backend, {plain: 0})
@@ -89,6 +95,13 @@ async def test_a_finished_job_is_copied_from_its_log_row(fresh_database: str) ->
         assert nothing.count == 0
         assert "payload the log does not keep" in nothing.nothing_to_do
         assert any(f"job {loaded} had a payload" in note for note in nothing.notes)
+
+        # Its payload and headers read before it finished (the detail screen): copied whole.
+        whole = actions.copy_jobs(backend, {loaded: 3}, {loaded: (b"abc", '{"k": 1}')})
+        result = await actions.execute(backend, whole, await whole.preview(backend))
+        (copied,) = result.ids
+        row = await queue_row(dsn, copied)
+        assert row["payload"] == b"abc" and json.loads(row["headers"]) == {"k": 1}
     finally:
         await backend.close()
 
@@ -159,3 +172,41 @@ async def test_E_on_a_row_whose_job_just_finished(fresh_database: str) -> None:
         new_id = int(message.rsplit("new job ", 1)[1].rstrip(")"))
         row = await queue_row(dsn, new_id)
         assert row is not None and row["entrypoint"] == "finishes_fast"
+
+
+async def test_a_finished_job_copies_whole_from_what_its_detail_read(fresh_database: str) -> None:
+    """Opened (payload and headers read), finished, then E: the copy has them."""
+    from pgq_console.screens.job_detail import JobDetailScreen
+
+    dsn = fresh_database
+    job = await insert(
+        dsn,
+        "INSERT INTO pgqueuer (priority, entrypoint, payload, headers, status) "
+        'VALUES (4, \'with_payload\', \'{"to": "a@b"}\'::bytea, \'{"trace": "t-1"}\', '
+        "'queued') RETURNING id",
+    )
+    backend = await backend_for(dsn)
+    assert isinstance(backend, Backend)
+    app = NotedConsole(backend, refresh_interval=60.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.screen.id != "_default", what="the first screen")
+        app.push_screen(JobDetailScreen(backend, app.clock, job))
+        await wait_until(pilot, lambda: getattr(app.screen, "detail", None) is not None)
+        await finish(dsn, [job])
+        await pilot.press("E")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        dialog = app.screen
+        await wait_until(pilot, lambda: getattr(dialog, "preview", None) is not None)
+        assert "1 job" in str(dialog.query_one("#confirm-count", Static).render())
+        notes = str(dialog.query_one("#confirm-notes", Static).render())
+        assert "payload and headers as this console read them" in notes
+        await pilot.press("enter")
+        await wait_until(
+            pilot, lambda: any("new job" in toast for toast in app.toasts), what="the result"
+        )
+        message = next(toast for toast in app.toasts if "new job" in toast)
+        new_id = int(message.rsplit("new job ", 1)[1].rstrip(")"))
+    row = await queue_row(dsn, new_id)
+    assert (row["entrypoint"], row["priority"]) == ("with_payload", 4)
+    assert row["payload"] == b'{"to": "a@b"}'
+    assert json.loads(row["headers"]) == {"trace": "t-1"}

@@ -767,17 +767,22 @@ COPY_KEY_PREFIX = "pgq-console-copy:"
 @dataclass
 class CopyFromLogAction(Action):
     """Copies of jobs that left the queue (finished) before the operator's copy reached them,
-    made from each job's last log row: its entrypoint and priority.
+    made from each job's last log row (its entrypoint and priority) and what the console had
+    read of it.
 
-    The log keeps neither payload nor headers. So only a job the operator's list showed without
-    a payload is copied this way (one with a payload would run without it and is left out, the
-    preview says why), and the preview says headers are not copied. Each copy gets a dedupe key
-    `pgq-console-copy:<token>:<source id>` like `CopyAction`'s: applying twice copies once.
+    The log keeps neither payload nor headers. A job is copied this way when the console read
+    them before it finished (`known`: the job's detail screen, payload whole), or when the
+    operator's list showed it without a payload (`seen` 0: the copy then has no headers, the
+    preview says so). Any other job would run without its payload and is left out, the preview
+    says why. Each copy gets a dedupe key `pgq-console-copy:<token>:<source id>` like
+    `CopyAction`'s: applying twice copies once.
     """
 
     settings: Any = None
     # The jobs to copy: id -> payload bytes the operator's list showed.
     seen: dict[int, int] = field(default_factory=dict)
+    # Payload and headers (JSON text) the console read of a job while it was queued.
+    known: dict[int, tuple[bytes | None, str | None]] = field(default_factory=dict)
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
@@ -811,12 +816,15 @@ class CopyFromLogAction(Action):
         return f"""WITH source AS MATERIALIZED (
     {self._finished_sql()}
 ),
+known AS (
+    SELECT * FROM unnest($3::bigint[], $4::bytea[], $5::text[]) AS k(job_id, payload, headers)
+),
 copied AS (
     INSERT INTO {self.table}
         (priority, entrypoint, payload, execute_after, headers, status, dedupe_key)
-    SELECT source.priority, source.entrypoint, NULL, NOW(), NULL, 'queued',
-        $2::text || source.job_id::text
-    FROM source
+    SELECT source.priority, source.entrypoint, known.payload, NOW(), known.headers::jsonb,
+        'queued', $2::text || source.job_id::text
+    FROM source LEFT JOIN known USING (job_id)
     ORDER BY source.job_id
     ON CONFLICT DO NOTHING
     RETURNING id, entrypoint, priority
@@ -827,31 +835,55 @@ logged AS (
 )
 SELECT id FROM copied"""
 
+    def _known_args(
+        self, ids: Sequence[int]
+    ) -> tuple[list[int], list[bytes | None], list[str | None]]:
+        chosen = [i for i in ids if i in self.known]
+        return (
+            chosen,
+            [self.known[i][0] for i in chosen],
+            [self.known[i][1] for i in chosen],
+        )
+
     def predicate_description(self) -> str:
         ids = sorted(self.seen)
         shown = ", ".join(str(i) for i in ids[:5]) + (", …" if len(ids) > 5 else "")
         return f"finished job{'s' if len(ids) != 1 else ''} {shown}, from the log"
 
+    def _copyable(self, job_id: int) -> bool:
+        return job_id in self.known or self.seen.get(job_id, 1) == 0
+
     async def preview(self, backend: Backend) -> ActionPreview:
         rows = await backend.read(self._finished_sql(), sorted(self.seen))
-        copyable = [r for r in rows if self.seen.get(int(r["job_id"]), 1) == 0]
-        copy_ids = {int(r["job_id"]) for r in copyable}
-        with_payload = sorted(int(r["job_id"]) for r in rows if int(r["job_id"]) not in copy_ids)
-        notes = [
-            "Already finished: copied from the log row (entrypoint and priority), runnable now; "
-            "the log keeps no headers, so the copy has none.",
-            f"The changed ids are the new jobs' ids; each copy's dedupe key {self.key_prefix}<id> "
-            "keeps a retry from copying twice.",
-        ]
+        copyable = [r for r in rows if self._copyable(int(r["job_id"]))]
+        with_payload = sorted(
+            int(r["job_id"]) for r in rows if not self._copyable(int(r["job_id"]))
+        )
+        notes: list[str] = []
         if with_payload:
             shown = ", ".join(str(i) for i in with_payload[:5])
-            notes.insert(
-                0,
-                f"Not copied: job {shown} had a payload, which the log does not keep "
-                "(its copy would run without it).",
+            notes.append(
+                f"Not copied: job {shown} had a payload, which the log does not keep (its copy "
+                "would run without it); open a job (enter) before it finishes to copy it whole."
+            )
+        if copyable:
+            from_detail = sum(1 for r in copyable if int(r["job_id"]) in self.known)
+            notes.append(
+                "Already finished: the copy takes entrypoint and priority from the log row"
+                + (
+                    ", payload and headers as this console read them"
+                    if from_detail == len(copyable)
+                    else "; the log keeps no headers, so a copy of a job without a payload has none"
+                )
+                + "; runnable now."
+            )
+            notes.append(
+                "The changed ids are the new jobs' ids; each copy's dedupe key "
+                f"{self.key_prefix}<id> keeps a retry from copying twice."
             )
         columns = ("id", "entrypoint", "priority", "last status", "logged")
         ids = tuple(int(r["job_id"]) for r in copyable)
+        known_ids, payloads, headers = self._known_args(ids)
         return ActionPreview(
             action=self.name,
             title=self.title,
@@ -873,7 +905,12 @@ SELECT id FROM copied"""
             statement=self.statement(),
             predicate=self.predicate_description(),
             notes=tuple(notes),
-            parameters=(f"$2 = {_short(self.key_prefix)}",),
+            parameters=(
+                f"$2 = {_short(self.key_prefix)}",
+                f"$3 = {_short(known_ids)}",
+                f"$4 = the payloads read ({sum(len(p or b'') for p in payloads)} bytes)",
+                f"$5 = the headers read ({_short(headers)})",
+            ),
             nothing=(
                 "Already finished with a payload the log does not keep"
                 if with_payload
@@ -882,7 +919,9 @@ SELECT id FROM copied"""
         )
 
     async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
-        rows = await tx.fetch(self.statement(), list(preview.ids), self.key_prefix)
+        rows = await tx.fetch(
+            self.statement(), list(preview.ids), self.key_prefix, *self._known_args(preview.ids)
+        )
         return tuple(sorted(int(row["id"]) for row in rows))
 
     async def observe(self, backend: Backend, preview: ActionPreview) -> Observation:
@@ -942,13 +981,18 @@ class CopyJobsAction(Action):
         return await self._chosen().observe(backend, preview)
 
 
-def copy_jobs(backend: Backend, seen: dict[int, int]) -> CopyJobsAction:
-    """`E` on jobs `seen` (id -> the payload bytes the operator's list showed): copies from the
-    queue, or from the log once they all finished."""
+def copy_jobs(
+    backend: Backend,
+    seen: dict[int, int],
+    known: dict[int, tuple[bytes | None, str | None]] | None = None,
+) -> CopyJobsAction:
+    """`E` on jobs `seen` (id -> the payload bytes the operator's list showed; `known`: payload
+    and headers JSON the console read of them): copies from the queue, or from the log once
+    they all finished."""
     settings = backend.installation.settings
     return CopyJobsAction(
         in_queue=copy(backend, ids_predicate(sorted(seen))),
-        finished=CopyFromLogAction(settings=settings, seen=dict(seen)),
+        finished=CopyFromLogAction(settings=settings, seen=dict(seen), known=dict(known or {})),
     )
 
 

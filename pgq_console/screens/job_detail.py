@@ -288,9 +288,17 @@ class JobDetailScreen(Screen[None]):
     def action_copy_job(self) -> None:
         # Its payload size as this screen read it (unknown: treated as having one), so a job
         # that finished meanwhile is copied from its log row only if it had none.
-        job = self.detail.job if self.detail else None
+        detail = self.detail
+        job = detail.job if detail else None
         seen = {self.job_id: job.payload_bytes if job is not None else 1}
-        self._open(actions.copy_jobs(self.backend, seen))
+        known: dict[int, tuple[bytes | None, str | None]] = {}
+        if detail is not None and job is not None and not detail.payload_truncated:
+            headers = detail.headers
+            clean = headers is None or not ({"(unparseable)", "(value)"} & headers.keys())
+            if clean:  # what this screen read whole: a finished job is copied with it
+                text = None if headers is None else json.dumps(headers, ensure_ascii=False)
+                known[self.job_id] = (detail.payload, text)
+        self._open(actions.copy_jobs(self.backend, seen, known))
 
 
 def pretty_json(value: object, *, indent: int | None = 2) -> str:
