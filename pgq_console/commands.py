@@ -170,7 +170,7 @@ def find_command(commands: list[ConsoleCommand], text: str) -> ConsoleCommand | 
     if matches:
         shown = ", ".join(c.name for c in matches[:6])
         return f"ambiguous command {typed!r}: {shown}"
-    return f"unknown command {typed!r} (:help lists the keys; tab completes)"
+    return f"unknown command {typed!r} (:help lists keys and commands; tab completes)"
 
 
 def _overview_screen(app: KeyboardApp) -> Screen[Any] | None:

@@ -24,3 +24,17 @@ class StatusChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, StatusChanged)
+
+
+@dataclass
+class PulseRead(Message):
+    """The overview feed's slow reading (workers, failure groups): core/pulse.PulseReading."""
+
+    reading: object
+
+
+@dataclass
+class AuditHeard(Message):
+    """A write announced on the audit channel (core/audit.AuditAnnouncement), by any console."""
+
+    announcement: object

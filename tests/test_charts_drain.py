@@ -49,3 +49,17 @@ def test_words_an_on_call_engineer_reads() -> None:
     growing = drain_text(DrainEstimate(100, 60, 30, 10, 300))
     assert growing == "grows 30/min, oldest > 5m00s in 6m40s"  # wait hits 5m in 100 s
     assert drain_text(DrainEstimate(0, 30, 29, None, 300)) == "keeping up"
+
+
+def test_a_steady_queue_predicts_no_far_crossing() -> None:
+    """8 ready jobs, in and out within noise of each other: 'steady', no hours-away guess."""
+    steady = DrainEstimate(8, 10.16, 10.0, 10.0, 300.0)
+    assert steady.trend == "steady"
+    assert steady.crosses_limit_in_s is not None and steady.crosses_limit_in_s > 3600
+    assert drain_text(steady) == "steady"
+    # Growing, but the crossing is hours away at these rates: not said either.
+    slow = DrainEstimate(8, 10.6, 10.0, 10.0, 300.0)
+    assert slow.trend == "growing" and (slow.crosses_limit_in_s or 0) > 3600
+    assert drain_text(slow) == "grows 0.6/min"
+    # An old job in a steady queue is still said: it is a fact, not a forecast.
+    assert drain_text(DrainEstimate(8, 10.0, 10.0, 400.0, 300.0)) == "steady, oldest over 5m00s"

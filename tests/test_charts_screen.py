@@ -133,3 +133,7 @@ def test_charts_snapshot(snap_compare: Any, charts_dsn: str) -> None:
 
 def test_charts_snapshot_80x24(snap_compare: Any, charts_dsn: str) -> None:
     assert snap_compare(console(charts_dsn), terminal_size=(80, 24), run_before=_until_charts)
+
+
+def test_charts_snapshot_160x48(snap_compare: Any, charts_dsn: str) -> None:
+    assert snap_compare(console(charts_dsn), terminal_size=(160, 48), run_before=_until_charts)

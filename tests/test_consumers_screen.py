@@ -65,6 +65,14 @@ def log_text(screen: ConsumersScreen) -> str:
 
 
 def test_consumers_screen(snap_compare: Any, screen_dsn: str) -> None:
+    consumers_snapshot(snap_compare, screen_dsn, (80, 24))
+
+
+def test_consumers_screen_160x48(snap_compare: Any, screen_dsn: str) -> None:
+    consumers_snapshot(snap_compare, screen_dsn, (160, 48))
+
+
+def consumers_snapshot(snap_compare: Any, screen_dsn: str, size: tuple[int, int]) -> None:
     async def run_before(pilot: Pilot[Any]) -> None:
         app = pilot.app
         assert isinstance(app, PgqConsole)
@@ -79,7 +87,7 @@ def test_consumers_screen(snap_compare: Any, screen_dsn: str) -> None:
         screen.refresh_rows()
         await pilot.pause()
 
-    assert snap_compare(console(screen_dsn), terminal_size=(80, 24), run_before=run_before)
+    assert snap_compare(console(screen_dsn), terminal_size=size, run_before=run_before)
 
 
 async def test_start_watch_and_stop_a_consumer_from_the_screen(screen_dsn: str) -> None:
@@ -91,6 +99,9 @@ async def test_start_watch_and_stop_a_consumer_from_the_screen(screen_dsn: str) 
         form = app.screen
         form.query_one("#entrypoints", Input).value = "screen_jobs"
         form.query_one("#batch_size", Input).value = "5"
+        await pilot.press("ctrl+s")  # nothing uses screen_jobs yet: a warning first
+        status = form.query_one("#consumer-form-status", Static)
+        await wait_until(pilot, lambda: "start again" in str(status.render()), what="warning")
         await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: app.screen is screen, what="the form to close")
         consumer = next(iter(app.consumers))
@@ -130,6 +141,8 @@ async def test_bad_form_input_and_bad_user_code_are_one_line(screen_dsn: str) ->
         form.query_one("#batch_size", Input).value = "10"
         await pilot.press("ctrl+s")
         status = form.query_one("#consumer-form-status", Static)
+        await wait_until(pilot, lambda: "uses x yet" in str(status.render()), what="warning")
+        await pilot.press("ctrl+s")
         await wait_until(pilot, lambda: "cannot import" in str(status.render()))
         assert isinstance(app.screen, ConsumerFormScreen)
         assert app.consumers.active == []
@@ -208,3 +221,75 @@ async def test_keys_typed_right_after_n_land_in_the_first_text_field(screen_dsn:
         assert all(c.state is ConsumerState.RUNNING for c in app.consumers)  # `s` stopped none
         await pilot.press("escape")
         await app.consumers.drain_all(within=20)
+
+
+async def test_arrow_completes_names_and_a_typo_warns_before_starting(screen_dsn: str) -> None:
+    await enqueue(screen_dsn, "report_daily", 1)
+    await enqueue(screen_dsn, "resize_thumbs", 1)
+    app = console(screen_dsn)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await to_consumers(pilot)
+        from textual import events
+
+        for character in "nrepo":  # one burst: typed before the form has read the names
+            app.post_message(events.Key(character, character))
+        await wait_until(pilot, lambda: isinstance(app.screen, ConsumerFormScreen))
+        form = app.screen
+        assert isinstance(form, ConsumerFormScreen)
+        entry = form.query_one("#entrypoints", Input)
+        await wait_until(pilot, lambda: entry.value == "repo", what="the typed text")
+        await wait_until(pilot, lambda: entry.suggester is not None, what="the known names")
+        assert form.focused is entry
+        await pilot.pause()
+        await pilot.press("right")
+        await wait_until(pilot, lambda: entry.value == "report_daily", what="→ completing")
+        await pilot.press(*", res")
+        await pilot.pause()
+        await pilot.press("right")
+        await wait_until(
+            pilot, lambda: entry.value == "report_daily, resize_thumbs", what="the second name"
+        )
+
+        # A typo: nothing in the database uses it; the first start only warns.
+        entry.value = "report_dialy"
+        await pilot.press("ctrl+s")
+        status = form.query_one("#consumer-form-status", Static)
+        await wait_until(pilot, lambda: "report_dialy" in str(status.render()), what="warning")
+        assert "start again" in str(status.render())
+        assert app.consumers.active == [] and app.screen is form
+        # Fixed, it starts at once (a known name needs no confirmation).
+        entry.value = "report_daily"
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: app.screen is screen, what="the form to close")
+        assert [c.entrypoints for c in app.consumers.active] == [("report_daily",)]
+        await app.consumers.drain_all(within=20)
+
+
+async def test_x_cancels_running_jobs_and_counts_none_done(screen_dsn: str) -> None:
+    app = console(screen_dsn)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await to_consumers(pilot)
+        consumer = await app.consumers.start(
+            app.backend,
+            parse_consumer_form({"handler": "sleep", "argument": "60000", "entrypoints": "x_slow"}),
+        )
+        screen.refresh_rows()
+        await enqueue(screen_dsn, "x_slow", 3)
+        await wait_until(pilot, lambda: consumer.in_flight == 3, what="three running jobs")
+        await wait_until(pilot, lambda: cell(screen, consumer.id, "in_flight") == "3")
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not consumer.state.active, what="the consumer to end")
+        screen.refresh_rows()
+        await wait_until(pilot, lambda: cell(screen, consumer.id, "state") == "stopped")
+        assert cell(screen, consumer.id, "done") == "0"
+        assert consumer.done == 0 and consumer.cancelled == 3
+        assert log_text(screen).count("cancelled from the console") == 3
+        # Help on this screen explains its columns, Done among them.
+        await pilot.press("question_mark")
+        await wait_until(pilot, lambda: type(app.screen).__name__ == "HelpScreen")
+        from tests.test_help import help_text
+
+        shown = " ".join(help_text(app).split())
+        assert "cancelled jobs are not done" in shown and "Running" in shown

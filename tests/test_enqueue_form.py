@@ -296,3 +296,27 @@ async def test_no_input_crashes_the_form(form_dsn: str) -> None:
         check()
         await pilot.pause()
         assert isinstance(app.screen, EnqueueFormScreen)
+
+
+def test_form_with_inline_errors_160x48(snap_compare: Any, form_dsn: str) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+
+        def overview_filled() -> bool:  # the overview behind the form: its pulse read once
+            screen = app.screen
+            return (
+                isinstance(screen, OverviewScreen)
+                and screen.pulse is not None
+                and screen.pulse.status.polls > 0
+                and bool(screen.history.samples)
+            )
+
+        await wait_until(pilot, overview_filled, what="the overview's tiles, chart and feed")
+        form = await open_form(pilot)
+        fill(form, entrypoint="send", payload='{"to": 1', headers="[1]", copies="-2")
+        for field in form.query(Input):  # a steady cursor: the blink's phase is timing
+            field.cursor_blink = False
+        form.validate_fields()
+        await pilot.pause()
+
+    assert snap_compare(console(form_dsn), terminal_size=(160, 48), run_before=run_before)

@@ -161,6 +161,15 @@ async def test_schema_upgrade_and_install_are_guarded_actions(
         assert await _confirm(pilot) >= 1
         screen.action_refresh_now()
         await until(pilot, lambda: "up to date" in _text(screen, "#health-schema"), within=20)
+        # Up to date now: the dialog says so (not "No job matches"), and offers no Apply.
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        dialog = app.screen
+        await until(pilot, lambda: getattr(dialog, "preview", None) is not None)
+        said = str(dialog.query_one("#confirm-count").render())
+        assert said == "The schema is up to date: nothing to do.", said
+        assert dialog.query_one("#confirm-apply").disabled
+        await pilot.press("escape")
     assert await run_sql(
         dsn, "SELECT 1 FROM pg_indexes WHERE indexname = $1", "pgqueuer_picked_slot_idx"
     )
@@ -175,3 +184,8 @@ async def test_schema_upgrade_and_install_are_guarded_actions(
         screen.action_refresh_now()
         await until(pilot, lambda: "up to date" in _text(screen, "#health-schema"), within=20)
     assert await run_sql(bare, "SELECT 1 FROM pg_tables WHERE tablename = 'pgqueuer'")
+
+
+@pytest.mark.usefixtures("pinned_server_version")
+def test_health_snapshot_160x48(snap_compare: Any, snapshot_dsn: str) -> None:
+    assert snap_compare(console(snapshot_dsn), terminal_size=(160, 48), run_before=_until_health)

@@ -118,3 +118,13 @@ def test_environment_badge_80x24(snap_compare: Any, seeded_dsn: str, overview_on
     app = console(opener_for(seeded_dsn), read_only=True)
     app.environment = Environment("PROD", "red")
     assert snap_compare(app, terminal_size=(80, 24), run_before=until_overview_ready)
+
+
+def test_help_160x48(snap_compare: Any, seeded_dsn: str, overview_only: None) -> None:
+    async def open_help(pilot: Pilot[Any]) -> None:
+        await test_snapshots.until_overview_pulse(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    app = console(opener_for(seeded_dsn))
+    assert snap_compare(app, terminal_size=(160, 48), run_before=open_help)

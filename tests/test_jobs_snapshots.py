@@ -139,3 +139,43 @@ def test_confirm_requeue_80x24(snap_compare: Any, snap_dsn: str) -> None:
         await _wait(pilot, lambda: getattr(app.screen, "preview", None) is not None)
 
     assert snap_compare(console(snap_dsn), terminal_size=(80, 24), run_before=before)
+
+
+def test_jobs_160x48(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await _to_mode(pilot, "2", "#jobs-table", 36)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(160, 48), run_before=before)
+
+
+def test_failures_160x48(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await _to_mode(pilot, "3", "#held-table", 4)
+        await _wait(
+            pilot, lambda: pilot.app.screen.query_one("#group-table", DataTable).row_count == 3
+        )
+
+    assert snap_compare(console(snap_dsn), terminal_size=(160, 48), run_before=before)
+
+
+def test_job_detail_160x48(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        app = console_of(pilot)
+        await _to_mode(pilot, "2", "#jobs-table", 36)
+        assert isinstance(app.backend, Backend)
+        app.push_screen(JobDetailScreen(app.backend, app.clock, 31))
+        await _wait(pilot, lambda: getattr(app.screen, "detail", None) is not None)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(160, 48), run_before=before)
+
+
+def test_confirm_requeue_160x48(snap_compare: Any, snap_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        app = console_of(pilot)
+        await _to_mode(pilot, "3", "#held-table", 4)
+        backend = app.backend
+        assert isinstance(backend, Backend)
+        app.push_screen(ActionConfirmScreen(backend, requeue(backend, ids_predicate([31, 32, 35]))))
+        await _wait(pilot, lambda: getattr(app.screen, "preview", None) is not None)
+
+    assert snap_compare(console(snap_dsn), terminal_size=(160, 48), run_before=before)

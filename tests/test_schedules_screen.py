@@ -202,3 +202,7 @@ async def test_run_now_is_run_by_the_schedules_own_scheduler(fresh_database: str
         sm.shutdown.set()
         await asyncio.wait_for(task, 30)
         await connection.close()
+
+
+def test_schedules_snapshot_160x48(snap_compare: Any, snapshot_dsn: str) -> None:
+    assert snap_compare(console(snapshot_dsn), terminal_size=(160, 48), run_before=_until_schedules)

@@ -57,6 +57,17 @@ async def test_help_names_the_screen_and_lists_commands(seeded: str) -> None:  #
         assert ":jobs" in text and ":pause" in text and ":theme NAME" in text and ":quit" in text
 
 
+async def test_colon_help_opens_help_with_the_commands(seeded: str) -> None:  # noqa: F811
+    app = console(seeded)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await open_jobs(pilot)
+        await pilot.press("colon", *"help", "enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        text = help_text(app)
+        assert "This screen: 2 Jobs" in text
+        assert ":pause" in text and ":jobs" in text and ":quit" in text and ":theme NAME" in text
+
+
 async def test_tab_cycles_console_names_without_textual_themes(seeded: str) -> None:  # noqa: F811
     app = console(seeded)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -88,7 +99,7 @@ async def test_help_explains_the_overview_columns(seeded: str) -> None:  # noqa:
 
 def test_every_screen_explains_each_of_its_columns() -> None:
     """Help's glossary names every column label of the screen's tables."""
-    from pgq_console.screens import charts, failures, health, schedules, workers
+    from pgq_console.screens import charts, consumers, failures, health, schedules, workers
     from pgq_console.widgets import job_table, overview_table
 
     cases = [
@@ -99,6 +110,7 @@ def test_every_screen_explains_each_of_its_columns() -> None:
         (schedules.SchedulesScreen, schedules.COLUMNS),
         (health.HealthScreen, health.TABLE_COLUMNS),
         (charts.ChartsScreen, charts.COLUMNS),
+        (consumers.ConsumersScreen, tuple((key, label) for key, label, _ in consumers.COLUMNS)),
     ]
     obvious = {
         "Entrypoint",

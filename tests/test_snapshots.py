@@ -15,6 +15,7 @@ import asyncpg
 import psycopg
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.backend import AnyBackend, PsycopgBackend, open_backend
@@ -144,6 +145,29 @@ def test_overview_80x24(snap_compare: Any, seeded_dsn: str) -> None:
     )
 
 
+async def until_overview_pulse(pilot: Pilot[Any]) -> None:
+    """The overview's data, and on a large terminal its tiles, chart and event feed filled."""
+    from pgq_console.screens.overview import OverviewScreen
+    from pgq_console.widgets.pulse import RateChart
+
+    await until_overview_ready(pilot)
+    app = pilot.app
+
+    def filled() -> bool:
+        screen = app.screen
+        assert isinstance(screen, OverviewScreen)
+        return bool(screen.query_one(RateChart).samples) and bool(screen.feed.events)
+
+    await wait_until(pilot, filled, what="the tiles, chart and feed")
+    await pilot.pause()
+
+
+def test_overview_160x48(snap_compare: Any, seeded_dsn: str) -> None:
+    assert snap_compare(
+        console(opener_for(seeded_dsn)), terminal_size=(160, 48), run_before=until_overview_pulse
+    )
+
+
 def test_overview_light_theme(snap_compare: Any, seeded_dsn: str) -> None:
     app = console(opener_for(seeded_dsn), theme="pgq-light")
     assert snap_compare(app, terminal_size=(130, 24), run_before=until_overview_ready)
@@ -192,3 +216,16 @@ def test_enqueue_only_mode_80x24(snap_compare: Any, seeded_dsn: str) -> None:
 
     app = console(opener_for(seeded_dsn, DriverKind.PSYCOPG_SYNC))
     assert snap_compare(app, terminal_size=(80, 24), run_before=until_depth)
+
+
+def test_enqueue_only_mode_160x48(snap_compare: Any, seeded_dsn: str) -> None:
+    async def until_depth(pilot: Pilot[Any]) -> None:
+        await wait_until(
+            pilot,
+            lambda: any(t.row_count == 6 for t in pilot.app.screen.query(DataTable)),
+            what="the queue depth",
+        )
+        await pilot.pause()
+
+    app = console(opener_for(seeded_dsn, DriverKind.PSYCOPG_SYNC))
+    assert snap_compare(app, terminal_size=(160, 48), run_before=until_depth)

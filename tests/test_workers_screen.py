@@ -133,3 +133,7 @@ async def test_read_only_hides_and_refuses_reclaim(fresh_database: str) -> None:
         dsn, "SELECT count(*) AS n FROM pgqueuer WHERE status = $1::pgqueuer_status", "picked"
     )
     assert picked["n"] == 3
+
+
+def test_workers_snapshot_160x48(snap_compare: Any, snapshot_dsn: str) -> None:
+    assert snap_compare(console(snapshot_dsn), terminal_size=(160, 48), run_before=_until_workers)

@@ -326,6 +326,12 @@ class SchemaAction(Action):
             statement="\n\n".join(statements),
             predicate=f"{backend.installation.label} ({len(statements)} statements)",
             notes=tuple(notes),
+            noun="statement",
+            nothing=(
+                ("The schema is up to date" if status.installed else "The schema is not installed")
+                if self.upgrade
+                else "The schema is already installed"
+            ),
         )
 
     async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:

@@ -84,7 +84,7 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
         self.preview = preview
         count = self.query_one("#confirm-count", Static)
         if preview.count == 0:
-            count.update(Text(f"No {preview.noun} matches: nothing to do.", style="bold"))
+            count.update(Text(preview.nothing_to_do, style="bold"))
         else:
             count.update(Text(f"{preview.verb} {preview.counted()}", style="bold"))
         self.query_one("#confirm-predicate", Static).update(
@@ -170,6 +170,18 @@ def announce_result(notify: Callable[..., object], result: ActionResult) -> None
         notify(result.audit_problem, severity="warning", markup=False, timeout=15)
 
 
+def _to_overview_feed(app: App[None], announcement: object) -> None:
+    """Every announced write, this console's too, goes to the overview's event feed."""
+    from pgq_console.messages import AuditHeard
+
+    try:
+        stack = app.get_screen_stack("overview")
+    except KeyError:
+        return
+    for screen in stack[:1]:
+        screen.post_message(AuditHeard(announcement))
+
+
 def watch_audit(app: App[None], backend: Backend) -> None:
     """Toast every write another console announces on the audit channel (own ones are skipped:
     their result was already shown). Runs as an app worker on a connection of its own."""
@@ -178,6 +190,7 @@ def watch_audit(app: App[None], backend: Backend) -> None:
     from pgq_console.core.audit import AuditAnnouncement, AuditListener
 
     def toast(announcement: AuditAnnouncement) -> None:
+        _to_overview_feed(app, announcement)
         if announcement.verified and announcement.own:
             return
         heard = getattr(app, "heard_audit", None)

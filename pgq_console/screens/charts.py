@@ -43,6 +43,9 @@ COLUMNS = (
     ("p99", "p99"),
 )
 TREND_WIDTH = 15
+# Rates measured over the last minutes say little about the next hours: a crossing predicted
+# further out than this is not shown.
+CROSSING_HORIZON_S = 3600.0
 
 
 def drain_text(drain: DrainEstimate) -> str:
@@ -64,7 +67,9 @@ def drain_text(drain: DrainEstimate) -> str:
     limit = fmt.seconds(drain.age_limit_s)
     if crosses == 0:
         parts.append(f"oldest over {limit}")
-    elif crosses is not None:
+    elif crosses is not None and trend != "steady" and crosses <= CROSSING_HORIZON_S:
+        # A steady queue's rates differ by noise: extrapolating that difference for hours
+        # ("steady, oldest > 5m00s in 4h24m" for 8 ready jobs) predicts nothing.
         parts.append(f"oldest > {limit} in {fmt.seconds(crosses)}")
     return ", ".join(parts)
 

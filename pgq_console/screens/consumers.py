@@ -38,6 +38,7 @@ from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.form_field import FieldRow, show_field_errors
 from pgq_console.widgets.live_table import LiveDataTable
 from pgq_console.widgets.status_line import ConnectionLine
+from pgq_console.widgets.suggest import ListItemSuggester
 
 if TYPE_CHECKING:
     from pgq_console.app import PgqConsole
@@ -94,6 +95,27 @@ class ConsumersScreen(Screen[None]):
         Binding("g", "cursor('top')", "Top", show=False),
         Binding("G", "cursor('bottom')", "Bottom", show=False),
     ]
+
+    GLOSSARY = (
+        ("Id", "the consumer's name in this console (c1, c2, …) and in its log lines"),
+        (
+            "State",
+            "starting, running, reconnecting (N), draining N (s: finishing N running "
+            "jobs), cancelling N (x), stopped, failed; ⚠: see its log",
+        ),
+        ("Done", "jobs whose handler returned; failed, retried and cancelled jobs are not done"),
+        ("Jobs/s", "jobs finished per second (done, failed, retried or cancelled), recent seconds"),
+        ("Errors", "jobs whose handler raised (logged `exception`, held or deleted)"),
+        ("Running", "jobs its handlers run now (+N: picked, waiting for a thread)"),
+        ("Uptime", "time since it started"),
+        ("Entrypoints", "the entrypoints it picks jobs for"),
+        (
+            "Handler",
+            "what runs each job: no-op, sleep, log, fail (sometimes), a Python callable "
+            "or a factory",
+        ),
+        ("x", "cancel the selected consumer's running jobs (logged `canceled`) and stop it"),
+    )
 
     def __init__(self, app: PgqConsole) -> None:
         super().__init__()
@@ -376,6 +398,10 @@ class ConsumerFormScreen(ModalScreen[int | None]):
         # Keys typed between `n` and this form being up (the opener keeps appending).
         self.typed = typed if typed is not None else []
         self.starting = False
+        # Entrypoint names the database knows (None: not read yet), and the unknown names the
+        # operator was warned about: starting again with exactly those starts anyway.
+        self.known: list[str] | None = None
+        self.warned_unknown: frozenset[str] = frozenset()
 
     def compose(self) -> ComposeResult:
         value = self.initial.get
@@ -467,9 +493,17 @@ class ConsumerFormScreen(ModalScreen[int | None]):
         if self.console.backend is None:
             return
         names = await known_entrypoints(self.console.backend)
-        if names and not self.query_one("#entrypoints", Input).value:
+        self.known = names
+        entry = self.query_one("#entrypoints", Input)
+        entry.suggester = ListItemSuggester(names)
+        if entry.value:  # typed before the names came: suggest for it now, not at the next key
+            typed, cursor = entry.value, entry.cursor_position
+            entry.value = ""
+            entry.value = typed
+            entry.cursor_position = cursor
+        if names and not entry.value:
             shown = ", ".join(printable(name, limit=30) for name in names[:6])
-            self.query_one("#row-entrypoints", FieldRow).set_hint(f"known: {shown}")
+            self.query_one("#row-entrypoints", FieldRow).set_hint(f"known: {shown}  (→ completes)")
 
     def _handler(self) -> HandlerKind:
         return HandlerKind(str(self.query_one("#handler", Select).value))
@@ -529,8 +563,26 @@ class ConsumerFormScreen(ModalScreen[int | None]):
         self._status("Starting…")
         self.start_consumer(spec)
 
+    async def unknown_entrypoints(self, spec: ConsumerSpec) -> frozenset[str]:
+        """The spec's entrypoints no job, log row, statistic or schedule has (typos, most
+        likely: a consumer on them waits for nothing)."""
+        if self.known is None and self.console.backend is not None:
+            self.known = await known_entrypoints(self.console.backend)
+        known = set(self.known or ())
+        return frozenset(name for name in spec.entrypoints if name not in known)
+
     @work(group="consumer-start", exclusive=True, exit_on_error=False)
     async def start_consumer(self, spec: ConsumerSpec) -> None:
+        unknown = await self.unknown_entrypoints(spec)
+        if unknown and unknown != self.warned_unknown:
+            self.warned_unknown = unknown
+            self.starting = False
+            names = ", ".join(sorted(printable(name, limit=40) for name in unknown))
+            self._status(
+                f"⚠ nothing in this database uses {names} yet (a typo?): "
+                "start again (enter/ctrl+s) to start anyway"
+            )
+            return
         try:
             consumer = await self.console.consumers.start(
                 self.console.backend, spec, read_only=self.console.read_only

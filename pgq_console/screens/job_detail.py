@@ -142,9 +142,7 @@ class JobDetailScreen(Screen[None]):
             fields.update(self._fields_text())
             headers = detail.headers
             self.query_one("#detail-headers", Static).update(
-                Text(printable_block(pretty_json(headers)))
-                if headers
-                else Text("–")
+                Text(printable_block(pretty_json(headers))) if headers else Text("–")
             )
             rendered = render_payload(detail.payload, truncated=detail.payload_truncated)
             label = f"[{rendered.kind}, {detail.payload_total} bytes"
@@ -295,7 +293,19 @@ class JobDetailScreen(Screen[None]):
         self._open(actions.cancel(self.backend, ids_predicate([self.job_id])))
 
     def action_copy_job(self) -> None:
-        self._open(actions.copy(self.backend, ids_predicate([self.job_id])))
+        # Its payload size as this screen read it (unknown: treated as having one), so a job
+        # that finished meanwhile is copied from its log row only if it had none.
+        detail = self.detail
+        job = detail.job if detail else None
+        seen = {self.job_id: job.payload_bytes if job is not None else 1}
+        known: dict[int, tuple[bytes | None, str | None]] = {}
+        if detail is not None and job is not None and not detail.payload_truncated:
+            headers = detail.headers
+            clean = headers is None or not ({"(unparseable)", "(value)"} & headers.keys())
+            if clean:  # what this screen read whole: a finished job is copied with it
+                text = None if headers is None else json.dumps(headers, ensure_ascii=False)
+                known[self.job_id] = (detail.payload, text)
+        self._open(actions.copy_jobs(self.backend, seen, known))
 
 
 def pretty_json(value: object, *, indent: int | None = 2) -> str:

@@ -123,7 +123,11 @@ class JobActionsMixin:
 
     def action_copy_job(self) -> None:
         if ids := self._targets("copy"):
-            self.open_action(actions.copy(self.backend, ids_predicate(ids)))
+            # What the list showed of each (its payload size): a job that finishes before the
+            # copy is made is copied from its log row only if it had no payload.
+            shown = self.job_table().jobs
+            seen = {i: shown[i].payload_bytes if i in shown else 1 for i in ids}
+            self.open_action(actions.copy_jobs(self.backend, seen))
 
     def action_mark(self) -> None:
         self.job_table().toggle_mark()

@@ -2,26 +2,41 @@
 
 from __future__ import annotations
 
-from textual import on, work
+from rich.text import Text
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
-from pgq_console.core.refresher import Refresher
-from pgq_console.messages import SnapshotReady, StatusChanged
+from pgq_console.core.pulse import (
+    PULSE_POLL_S,
+    EventFeed,
+    PulseReading,
+    ThroughputHistory,
+    fetch_pulse,
+)
+from pgq_console.core.refresher import PollLoop, PollStatus, Refresher
+from pgq_console.core.text import printable
+from pgq_console.messages import AuditHeard, PulseRead, SnapshotReady, StatusChanged
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.overview_table import OverviewTable
+from pgq_console.widgets.pulse import EventFeedView, PulseTiles, RateChart
 from pgq_console.widgets.status_line import ConnectionLine, LiveLine, TotalsLine
 
 AUTOCOMMIT_HELP = (
     "Fix it in your code with `conn.autocommit = True` (or connect with autocommit=True), "
     "or press `a` to switch this connection to autocommit now."
 )
+# From this size on the overview shows its headline tiles, rate chart and event feed; below it
+# the table has the screen to itself.
+ROOMY_WIDTH = 100
+ROOMY_HEIGHT = 30
 
 
 class OverviewScreen(Screen[None]):
@@ -46,6 +61,13 @@ class OverviewScreen(Screen[None]):
         ("p50 p95", "median and 95th percentile of the time from enqueue to done, last hour"),
         ("Trend 30m", "completions per minute, the last 30 minutes"),
         ("→ N more", "columns left out for width: → and ← page through them"),
+        ("Tiles", f"on a terminal of {ROOMY_WIDTH}x{ROOMY_HEIGHT} or more: the totals drawn large"),
+        ("Throughput", "in/out/errors per second, one column per 5 s, from the refreshes"),
+        (
+            "Events",
+            f"new failure kinds, workers joining or dying (read every {PULSE_POLL_S:g}s), "
+            "writes by any console",
+        ),
         ("enter", "open this entrypoint's jobs (the Jobs screen, filtered ep:NAME)"),
         ("w", "why this entrypoint's jobs are not running: every reason that applies"),
     )
@@ -61,6 +83,9 @@ class OverviewScreen(Screen[None]):
         self.refresher: Refresher | None = None
         self.snapshot: OverviewSnapshot | None = None
         self.status: RefreshStatus | None = None
+        self.history = ThroughputHistory()
+        self.feed = EventFeed()
+        self.pulse: PollLoop[PulseReading] | None = None
 
     def compose(self) -> ComposeResult:
         yield Banner(id="autocommit-banner")
@@ -68,7 +93,11 @@ class OverviewScreen(Screen[None]):
         yield LiveLine(id="live-line")
         yield Banner(id="error-banner")
         yield TotalsLine(id="totals-line")
+        yield PulseTiles(id="pulse-tiles")
         yield OverviewTable(id="overview-table")
+        with Horizontal(id="pulse-lower"):
+            yield RateChart(id="rate-chart")
+            yield EventFeedView(id="event-feed")
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
@@ -100,6 +129,60 @@ class OverviewScreen(Screen[None]):
             active=self._in_view,
         )
         self.run_refresher()
+        self.pulse = PollLoop(
+            self.backend,
+            self.clock,
+            lambda: fetch_pulse(self.backend, self.clock.now()),
+            on_result=self._post_pulse,
+            on_status=self._pulse_status,
+            interval_s=PULSE_POLL_S,
+            active=lambda: self._in_view() and self.roomy,
+        )
+        self.run_pulse()
+
+    def _post_pulse(self, reading: PulseReading) -> None:
+        self.post_message(PulseRead(reading))
+
+    @property
+    def roomy(self) -> bool:
+        """Whether the tiles, chart and feed are shown (the terminal is large enough)."""
+        return self.has_class("-roomy")
+
+    def on_resize(self, event: events.Resize) -> None:
+        roomy = event.size.width >= ROOMY_WIDTH and event.size.height >= ROOMY_HEIGHT
+        self.set_class(roomy, "-roomy")
+        if roomy and self.pulse is not None:
+            self.pulse.request_refresh()
+
+    def _pulse_status(self, status: PollStatus) -> None:
+        if status.error:  # the feed is a courtesy: say why it is quiet, nothing more
+            self.query_one(EventFeedView).border_subtitle = Text(printable(status.error, limit=120))
+        else:
+            self.query_one(EventFeedView).border_subtitle = ""
+
+    @work(group="pulse", exclusive=True, exit_on_error=False)
+    async def run_pulse(self) -> None:
+        assert self.pulse is not None
+        await self.pulse.run()
+
+    @on(PulseRead)
+    def show_pulse(self, message: PulseRead) -> None:
+        reading = message.reading
+        assert isinstance(reading, PulseReading)
+        now = self.clock.now()
+        self.feed.note_workers(reading.workers, now)
+        self.feed.note_failures(reading.failures, now)
+        self.query_one(EventFeedView).show(self.feed.events, now)
+
+    @on(AuditHeard)
+    def show_audit(self, message: AuditHeard) -> None:
+        from pgq_console.core.audit import AuditAnnouncement
+
+        announcement = message.announcement
+        assert isinstance(announcement, AuditAnnouncement)
+        now = self.clock.now()
+        self.feed.note_action(announcement.describe(), now, verified=announcement.verified)
+        self.query_one(EventFeedView).show(self.feed.events, now)
 
     def _in_view(self) -> bool:
         # On the current mode's stack: shown, or under a dialog that leaves it visible.
@@ -126,6 +209,21 @@ class OverviewScreen(Screen[None]):
         now = self.clock.now()
         self.query_one(OverviewTable).apply(message.snapshot, now)
         self.query_one(TotalsLine).show(message.snapshot, now)
+        total = message.snapshot.totals
+        self.query_one(PulseTiles).show(
+            ready=total.ready,
+            deferred=total.deferred,
+            picked=total.picked,
+            held=total.held,
+            oldest_ready_s=(now - total.oldest_ready_since).total_seconds()
+            if total.oldest_ready_since
+            else None,
+            rate_in=total.rate_in,
+            rate_out=total.rate_out,
+        )
+        self.history.add(message.snapshot)
+        self.query_one(RateChart).show(self.history.samples)
+        self.query_one(EventFeedView).show(self.feed.events, now)  # the ages tick
 
     @on(StatusChanged)
     def show_status(self, message: StatusChanged) -> None:
@@ -172,7 +270,6 @@ class OverviewScreen(Screen[None]):
         self.query_one("#autocommit-banner", Banner).hide()
         self.notify("Connection switched to autocommit; live statistics started.", markup=False)
         self.start_refresher()
-
 
     @on(DataTable.RowSelected, "#overview-table")
     async def open_entrypoint_jobs(self, event: DataTable.RowSelected) -> None:

@@ -58,6 +58,7 @@ from pgq_console.core.actions.base import (
     execute,
     ids_predicate,
 )
+from pgq_console.core.actions.copies import CopyFromLogAction, CopyJobsAction, copy_jobs
 from pgq_console.core.actions.queue import (
     CancelAction,
     RequeueAction,
@@ -73,11 +74,14 @@ __all__ = [
     "ActionPreview",
     "ActionResult",
     "CancelAction",
+    "CopyFromLogAction",
+    "CopyJobsAction",
     "OutcomeUnknown",
     "Predicate",
     "RequeueAction",
     "_QueueAction",
     "cancel",
+    "copy_jobs",
     "confirmation_problem",
     "connection_lost",
     "copy",

@@ -89,6 +89,14 @@ class ActionPreview:
     # Rows previewed that a live job with the same dedupe key keeps from being written now.
     blocked_by_dedupe: int = 0
     noun: str = "job"  # what `count` counts: "job" or "schedule"
+    # What an empty preview means, when "No job matches" would not say it ("The schema is up
+    # to date"); the dialog adds ": nothing to do."
+    nothing: str | None = None
+
+    @property
+    def nothing_to_do(self) -> str:
+        """The sentence shown when the preview has nothing to write."""
+        return f"{self.nothing or f'No {self.noun} matches'}: nothing to do."
 
     def counted(self, count: int | None = None) -> str:
         """`count` (default: this preview's) with the noun: "1 job", "3 schedules"."""
@@ -112,10 +120,14 @@ class ActionResult:
     notes: tuple[str, ...] = ()
     audit_problem: str | None = None  # the write committed but the audit file could not be written
     blocked_by_dedupe: int = 0  # left alone: a live job holds the same dedupe key
+    created: bool = False  # `ids` are new jobs (copies): the summary names them
 
     @property
     def summary(self) -> str:
         text = f"{self.verb}: previewed {self.previewed}, changed {self.changed}"
+        if self.created and self.ids:
+            shown = ", ".join(str(i) for i in self.ids[:5]) + (", …" if len(self.ids) > 5 else "")
+            text += f" (new job{'s' if len(self.ids) != 1 else ''} {shown})"
         reasons = []
         if self.blocked_by_dedupe:
             reasons.append(f"{self.blocked_by_dedupe} {DEDUPE_BLOCKED}")
@@ -139,6 +151,8 @@ class Action(ABC):
     verb: str = field(init=False, default="changed")
     # What the ids `apply` returns are, as the audit records them: "job_ids" or "schedule_ids".
     changed_ids_are: str = field(init=False, default="job_ids")
+    # The ids `apply` returns are jobs it created (copies), not rows it changed.
+    creates_jobs: bool = field(init=False, default=False)
 
     @abstractmethod
     async def preview(self, backend: Backend) -> ActionPreview:
@@ -200,7 +214,7 @@ DEDUPE_BLOCKED = "blocked by a live job with the same dedupe key"
 def confirmation_problem(preview: ActionPreview, typed: str | None) -> str | None:
     """Why the operator's confirmation does not allow the action, or None."""
     if preview.count == 0:
-        return f"nothing to do: no {preview.noun} matches"
+        return preview.nothing_to_do
     if preview.needs_typed_confirmation:
         entered = (typed or "").strip().replace(",", "").replace("_", "")
         if entered != str(preview.count):
@@ -268,6 +282,7 @@ async def execute(
         notes=preview.notes,
         audit_problem=audit_problem,
         blocked_by_dedupe=blocked,
+        created=action.creates_jobs,
     )
 
 

@@ -184,6 +184,7 @@ class CopyAction(_QueueAction):
 
     def __post_init__(self) -> None:
         self.name, self.title, self.verb = "copy", "Enqueue a copy", "enqueue a copy"
+        self.creates_jobs = True
         # Reading the source: share-lock it, wait for a worker's brief lock instead of skipping.
         self.lock_clause = "FOR SHARE"
 

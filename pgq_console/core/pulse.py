@@ -1,0 +1,172 @@
+"""The overview's pulse: throughput history and a feed of recent events (no Textual here).
+
+The throughput history is built from the overview snapshots the refresher already reads (its
+in/out rates and the last minute's exceptions): drawing it costs no query. The feed collects
+what changed that an on-call engineer wants to hear about: a failure fingerprint not seen
+before, a worker that joined or died, a write announced by any console on the audit channel.
+Worker and failure readings come from a slow poll of their own (`PULSE_POLL_S`), made only while
+the feed is on screen.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pgq_console.core.backend import Backend
+from pgq_console.core.jobs import FailureGroups, fetch_failure_groups
+from pgq_console.core.models import OverviewSnapshot
+from pgq_console.core.workers import WorkerMemory, WorkersSnapshot, WorkerState, fetch_workers
+
+PULSE_POLL_S = 15.0
+HISTORY_SAMPLES = 240  # at one sample per refresh (2 s): the last 8 minutes
+FEED_EVENTS = 50
+# A failure fingerprint first seen this recently counts as new on the feed's first reading.
+NEW_FAILURE_WINDOW = timedelta(minutes=15)
+FAILURE_WINDOW = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ThroughputSample:
+    at: datetime
+    rate_in: float  # jobs enqueued per second
+    rate_out: float  # jobs finished per second
+    errors: float  # exceptions per second (the last minute's count / 60)
+
+
+@dataclass
+class ThroughputHistory:
+    """Per-refresh throughput samples, oldest first, at most `capacity`."""
+
+    capacity: int = HISTORY_SAMPLES
+    _samples: deque[ThroughputSample] = field(default_factory=deque)
+
+    def add(self, snapshot: OverviewSnapshot) -> ThroughputSample:
+        total = snapshot.totals
+        sample = ThroughputSample(
+            at=snapshot.taken_at,
+            rate_in=total.rate_in,
+            rate_out=total.rate_out,
+            errors=total.exceptions_1m / 60,
+        )
+        if self._samples and self._samples[-1].at == sample.at:
+            self._samples.pop()  # the same instant read twice (a fixed clock): keep the latest
+        self._samples.append(sample)
+        while len(self._samples) > self.capacity:
+            self._samples.popleft()
+        return sample
+
+    @property
+    def samples(self) -> tuple[ThroughputSample, ...]:
+        return tuple(self._samples)
+
+    @property
+    def latest(self) -> ThroughputSample | None:
+        return self._samples[-1] if self._samples else None
+
+    def series(self) -> tuple[list[float], list[float], list[float]]:
+        """(in, out, errors) per second, oldest first."""
+        samples = self._samples
+        return (
+            [s.rate_in for s in samples],
+            [s.rate_out for s in samples],
+            [s.errors for s in samples],
+        )
+
+    def span(self) -> timedelta:
+        if len(self._samples) < 2:
+            return timedelta(0)
+        return self._samples[-1].at - self._samples[0].at
+
+
+class FeedKind(StrEnum):
+    FAILURE = "failure"
+    WORKER = "worker"
+    ACTION = "action"
+
+
+@dataclass(frozen=True)
+class FeedEvent:
+    at: datetime  # the console's clock when it was noticed
+    kind: FeedKind
+    text: str  # from the database or another console: untrusted, shown as plain text
+    severity: str = "information"  # "information", "warning" or "error"
+
+
+@dataclass(frozen=True)
+class PulseReading:
+    workers: WorkersSnapshot
+    failures: FailureGroups
+
+
+async def fetch_pulse(backend: Backend, now: datetime) -> PulseReading:
+    """The feed's slow reading: workers holding jobs, and the last hour's failure groups."""
+    workers = await fetch_workers(backend, now=now)
+    failures = await fetch_failure_groups(backend, now, window=FAILURE_WINDOW, limit=50)
+    return PulseReading(workers, failures)
+
+
+@dataclass
+class EventFeed:
+    """Recent events, newest first, at most `capacity`."""
+
+    capacity: int = FEED_EVENTS
+    _events: deque[FeedEvent] = field(default_factory=deque)
+    _fingerprints: set[str] | None = None
+    _worker_states: dict[str, WorkerState] | None = None
+    _memory: WorkerMemory = field(default_factory=WorkerMemory)
+
+    @property
+    def events(self) -> tuple[FeedEvent, ...]:
+        return tuple(self._events)
+
+    def add(self, event: FeedEvent) -> None:
+        self._events.appendleft(event)
+        while len(self._events) > self.capacity:
+            self._events.pop()
+
+    def note_failures(self, failures: FailureGroups, now: datetime) -> None:
+        """A fingerprint not seen before is an event; on the first reading, those first seen
+        within `NEW_FAILURE_WINDOW` (oldest first, so the newest ends on top)."""
+        first = self._fingerprints is None
+        seen = self._fingerprints or set()
+        fresh = [g for g in failures.groups if g.key not in seen]
+        if first:
+            fresh = [g for g in fresh if now - g.first_seen <= NEW_FAILURE_WINDOW]
+        for group in sorted(fresh, key=lambda g: (g.first_seen, g.sample_job_id)):
+            where = ", ".join(group.entrypoints[:3])
+            self.add(
+                FeedEvent(
+                    now,
+                    FeedKind.FAILURE,
+                    f"new kind on {where}: {group.fingerprint.title() or '(no exception type)'} "
+                    f"({group.count}× in 1h)",
+                    "error",
+                )
+            )
+        self._fingerprints = seen | {g.key for g in failures.groups}
+
+    def note_workers(self, snapshot: WorkersSnapshot, now: datetime) -> None:
+        """Workers joining, dying, or coming back; on the first reading, the dead ones only."""
+        merged = self._memory.merge(snapshot, now)
+        states = {w.queue_manager_id: w.state(now, snapshot.stale_after) for w in merged.workers}
+        previous = self._worker_states
+        for worker in merged.workers:
+            key = worker.queue_manager_id
+            state = states[key]
+            before = None if previous is None else previous.get(key)
+            short = key[:8]
+            where = ", ".join(worker.entrypoints[:3]) or "no entrypoint"
+            if state is WorkerState.DEAD and before is not WorkerState.DEAD:
+                text = f"worker {short} dead: no heartbeat ({where})"
+                self.add(FeedEvent(now, FeedKind.WORKER, text, "error"))
+            elif previous is not None and before is None:
+                self.add(FeedEvent(now, FeedKind.WORKER, f"worker {short} joined ({where})"))
+            elif before is WorkerState.DEAD and state is not WorkerState.DEAD:
+                self.add(FeedEvent(now, FeedKind.WORKER, f"worker {short} beats again ({where})"))
+        self._worker_states = states
+
+    def note_action(self, text: str, now: datetime, *, verified: bool) -> None:
+        self.add(FeedEvent(now, FeedKind.ACTION, text, "information" if verified else "warning"))

@@ -1,0 +1,236 @@
+"""Headline tiles, a live rate chart and an event feed: the overview's use of a large terminal.
+
+Everything here is fed by the screen (nothing queries): the tiles and the chart from the
+refresher's snapshots, the feed from `core/pulse.EventFeed`. Text from the database or another
+console is shown as rich `Text` (never markup), made printable first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widget import Widget
+from textual.widgets import Digits, Static
+
+from pgq_console.core.pulse import FeedEvent, ThroughputSample
+from pgq_console.core.text import printable
+from pgq_console.widgets import format as fmt
+
+OLDEST_WARN_S = 300.0
+# What Textual's Digits can draw; the rest of a value (a unit: k, M) goes to the tile's caption.
+_DIGIT_CHARS = frozenset(" 0123456789+-:.,")
+
+
+def split_for_digits(value: str) -> tuple[str, str]:
+    """("1.2", "k") for "1.2k": the part drawn large and the unit left over."""
+    head = 0
+    while head < len(value) and value[head] in _DIGIT_CHARS:
+        head += 1
+    return value[:head] or "–", value[head:]
+
+
+def clock_duration(seconds: float | None) -> str:
+    """A duration in digits only: 4:05 (m:ss), 1:02:03 (h:mm:ss), 51:00:00 past a day."""
+    if seconds is None:
+        return "–"
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class PulseTile(Digits):
+    """One headline number drawn large, its name in the border, a caption under it."""
+
+    def __init__(self, title: str, *, id: str | None = None) -> None:
+        super().__init__("–", id=id)
+        self.border_title = title
+
+    def show(self, value: str, caption: str = "", *, variant: str = "") -> None:
+        big, unit = split_for_digits(value)
+        self.update(big)
+        self.border_subtitle = " ".join(part for part in (unit, caption) if part)
+        for name in ("-warning", "-error"):
+            self.set_class(name == f"-{variant}", name)
+
+
+class PulseTiles(Horizontal):
+    """The overview's headline numbers: ready, picked, held, oldest ready, throughput."""
+
+    def compose(self) -> ComposeResult:
+        yield PulseTile("ready", id="tile-ready")
+        yield PulseTile("picked (in flight)", id="tile-picked")
+        yield PulseTile("held", id="tile-held")
+        yield PulseTile("oldest ready", id="tile-oldest")
+        yield PulseTile("done/s", id="tile-throughput")
+
+    def show(
+        self,
+        *,
+        ready: int,
+        deferred: int,
+        picked: int,
+        held: int,
+        oldest_ready_s: float | None,
+        rate_in: float,
+        rate_out: float,
+    ) -> None:
+        self.query_one("#tile-ready", PulseTile).show(
+            fmt.count(ready), f"+{fmt.count(deferred)} deferred" if deferred else ""
+        )
+        self.query_one("#tile-picked", PulseTile).show(fmt.count(picked))
+        self.query_one("#tile-held", PulseTile).show(
+            fmt.count(held), "see 3 Failures" if held else "", variant="error" if held else ""
+        )
+        late = oldest_ready_s is not None and oldest_ready_s > OLDEST_WARN_S
+        self.query_one("#tile-oldest", PulseTile).show(
+            clock_duration(oldest_ready_s),
+            ("h:mm:ss" if (oldest_ready_s or 0) >= 3600 else "m:ss") + (" ⚠" if late else ""),
+            variant="warning" if late else "",
+        )
+        self.query_one("#tile-throughput", PulseTile).show(
+            fmt.rate(rate_out), f"in {fmt.rate(rate_in)}/s"
+        )
+
+
+BARS = " ▁▂▃▄▅▆▇█"
+
+
+def chart_rate(per_second: float) -> str:
+    """A rate for the chart: small ones keep two decimals (2 errors a minute is 0.03/s)."""
+    if 0 < per_second < 0.1:
+        return f"{per_second:.2f}"
+    return fmt.rate(per_second)
+
+
+def bar_rows(values: Sequence[float | None], height: int, peak: float) -> list[str]:
+    """`values` (one per column, None: no sample) as `height` lines of block glyphs, top line
+    first, scaled from zero to `peak`."""
+    steps = len(BARS) - 1
+    rows: list[str] = []
+    for line in reversed(range(height)):
+        cells = []
+        for value in values:
+            if value is None:
+                cells.append(" ")
+                continue
+            if value <= 0 or peak <= 0:
+                cells.append("·" if line == 0 else " ")
+                continue
+            level = max(1, round(value / peak * steps * height))  # in eighths of a cell
+            filled = level - line * steps
+            cells.append(BARS[max(0, min(steps, filled))])
+        rows.append("".join(cells))
+    return rows
+
+
+class RateChart(Widget):
+    """In, out and errors per second over the last minutes, one sample per refresh.
+
+    Each column is `slot_s` seconds, the newest at the right; a column without a sample stays
+    blank (paused, or the console was elsewhere), so gaps read as gaps, not as zero.
+    """
+
+    COMPONENT_CLASSES = {"rate-chart--in", "rate-chart--out", "rate-chart--errors"}
+    SERIES = (("in", "rate-chart--in"), ("out", "rate-chart--out"), ("err", "rate-chart--errors"))
+    LABEL_WIDTH = 4
+    VALUE_WIDTH = 14
+
+    def __init__(self, *, slot_s: float = 5.0, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.slot_s = slot_s
+        self.samples: tuple[ThroughputSample, ...] = ()
+
+    def show(self, samples: Sequence[ThroughputSample]) -> None:
+        self.samples = tuple(samples)
+        columns = max(1, self.size.width - self.LABEL_WIDTH - self.VALUE_WIDTH)
+        self.border_title = f"throughput per second, last {fmt.seconds(columns * self.slot_s)}"
+        self.refresh()
+
+    def columns(self, width: int) -> list[list[float | None]]:
+        """Per series, one value per column (the latest sample in that slot), oldest first."""
+        slots: list[list[float | None]] = [[None] * width for _ in self.SERIES]
+        if not self.samples or width <= 0:
+            return slots
+        newest = self.samples[-1].at
+        for sample in self.samples:
+            back = int((newest - sample.at).total_seconds() // self.slot_s)
+            if back >= width:
+                continue
+            for series, value in zip(
+                slots, (sample.rate_in, sample.rate_out, sample.errors), strict=True
+            ):
+                series[width - 1 - back] = value
+        return slots
+
+    def render(self) -> Text:
+        width = max(1, self.size.width - self.LABEL_WIDTH - self.VALUE_WIDTH)
+        per_series = max(1, self.size.height // len(self.SERIES))
+        text = Text(no_wrap=True, overflow="crop")
+        latest = self.samples[-1] if self.samples else None
+        now_values = (
+            (latest.rate_in, latest.rate_out, latest.errors) if latest else (None, None, None)
+        )
+        for index, ((name, component), values, current) in enumerate(
+            zip(self.SERIES, self.columns(width), now_values, strict=True)
+        ):
+            style = self.get_component_rich_style(component)
+            present = [v for v in values if v is not None]
+            peak = max(present, default=0.0)
+            rows = bar_rows(values, per_series, peak)
+            for line, row in enumerate(rows):
+                if index or line:
+                    text.append("\n")
+                label = name if line == len(rows) - 1 else ""
+                text.append(f"{label:<{self.LABEL_WIDTH}}", style="bold")
+                text.append(row, style=style)
+                if line == len(rows) - 1:
+                    value = "–" if current is None else f"{chart_rate(current)}/s"
+                    text.append(f" {value:>6}", style=style)
+                    text.append(f" ↑{chart_rate(peak)}"[: self.VALUE_WIDTH - 7], style="dim")
+        return text
+
+
+def feed_age(at: datetime, now: datetime) -> str:
+    """How long ago an event was noticed: "now" under a second, else "1m05s ago"."""
+    elapsed = (now - at).total_seconds()
+    return "now" if elapsed < 1 else f"{fmt.seconds(elapsed)} ago"
+
+
+class EventFeedView(Static):
+    """Recent events, newest first: time, kind, what happened (plain text)."""
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__("", id=id, markup=False)
+        self.events: tuple[FeedEvent, ...] = ()
+        self.border_title = "recent events"
+
+    def show(self, events: Sequence[FeedEvent], now: datetime) -> None:
+        self.events = tuple(events)
+        if not events:
+            self.update(
+                Text(
+                    "nothing yet: new failure kinds, workers joining or dying, and "
+                    "writes by any console show here",
+                    style="italic",
+                )
+            )
+            return
+        variables = self.app.theme_variables
+        colors = {
+            "error": variables.get("error", ""),
+            "warning": variables.get("warning", ""),
+            "information": "",
+        }
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for index, event in enumerate(events):
+            if index:
+                text.append("\n")
+            text.append(f"{feed_age(event.at, now):>10} ", style="dim")
+            text.append(f"{event.kind.value:<8}", style=colors.get(event.severity, ""))
+            text.append(printable(event.text, limit=300))
+        self.update(text)
