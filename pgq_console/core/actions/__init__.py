@@ -60,6 +60,7 @@ from pgq_console.core.actions.base import (
 )
 from pgq_console.core.actions.copies import CopyFromLogAction, CopyJobsAction, copy_jobs
 from pgq_console.core.actions.queue import (
+    COPY_KEY_PREFIX,
     CancelAction,
     RequeueAction,
     _QueueAction,
@@ -74,6 +75,7 @@ __all__ = [
     "ActionPreview",
     "ActionResult",
     "CancelAction",
+    "COPY_KEY_PREFIX",
     "CopyFromLogAction",
     "CopyJobsAction",
     "OutcomeUnknown",
