@@ -1,4 +1,4 @@
-"""Messages the long-lived workers post to the screens."""
+"""Messages: the long-lived workers post to the screens; commands and screens post to the app."""
 
 from __future__ import annotations
 
@@ -24,3 +24,11 @@ class StatusChanged(Message):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, StatusChanged)
+
+
+@dataclass
+class SwitchProfile(Message):
+    """`:db NAME` (or the palette): connect to another configured profile. The app handles it;
+    commands and screens never call into the app class."""
+
+    name: str

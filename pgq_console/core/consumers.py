@@ -48,7 +48,7 @@ from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.enqueue import FormErrors
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.refresher import backoff_delay, connection_lost
-from pgq_console.core.text import printable
+from pgq_console.core.text import printable, printable_line
 
 LOG_LINES = 2000
 # How long a shutdown waits for PgQueuer to record the jobs it hands back (one UPDATE each on
@@ -271,7 +271,7 @@ def load_target(target: str) -> Callable[..., Any]:
         raise ConsoleError(f"cannot import {module_name}: {exc}") from None
     except Exception as exc:
         raise ConsoleError(
-            f"importing {module_name} failed: {type(exc).__name__}: {_one_line(exc)}"
+            f"importing {module_name} failed: {type(exc).__name__}: {printable_line(exc)}"
         ) from None
     for part in attribute.split("."):
         try:
@@ -281,10 +281,6 @@ def load_target(target: str) -> Callable[..., Any]:
     if not callable(loaded):
         raise ConsoleError(f"{target} is a {type(loaded).__name__}, not a function")
     return loaded  # type: ignore[no-any-return]
-
-
-def _one_line(exc: BaseException) -> str:
-    return printable(" ".join(str(exc).split()), limit=300)
 
 
 Handler = Callable[[Job, Context], Awaitable[None]]
@@ -452,7 +448,7 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
             raise
         except BaseException as exc:
             raise HandlerExit(
-                f"the handler raised {type(exc).__name__}({_one_line(exc)}); "
+                f"the handler raised {type(exc).__name__}({printable_line(exc)}); "
                 "recorded as this job's failure, the console keeps running"
             ) from exc
 
@@ -545,7 +541,8 @@ async def _open_consumer_connection(backend: Any) -> Any:
     except Exception as exc:
         sqlstate = getattr(exc, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(_PASSING_REFUSALS):
-            raise ConnectionError(f"the server refused a connection: {_one_line(exc)}") from exc
+            message = f"the server refused a connection: {printable_line(exc)}"
+            raise ConnectionError(message) from exc
         raise
 
 
@@ -761,7 +758,7 @@ class Consumer:
         try:
             audit.append(record)
         except OSError as exc:
-            self.log(f"the audit file could not be written: {_one_line(exc)}")
+            self.log(f"the audit file could not be written: {printable_line(exc)}")
 
     async def run_in_thread(self, function: Callable[[], Any]) -> Any:
         """Run a sync handler on a thread of this consumer (at most `thread_limit` at once), in
@@ -1140,7 +1137,7 @@ class ConsumerSupervisor:
                     if not await self._wait_to_reconnect(consumer, exc):
                         break  # stopped (s/x) while waiting, or out of attempts
         except Exception as exc:
-            consumer.error = _one_line(exc) or type(exc).__name__
+            consumer.error = printable_line(exc) or type(exc).__name__
             consumer.state = ConsumerState.FAILED
             if _database_refusal(exc):  # e.g. the role lost its privileges: the reason is all
                 consumer.log(f"consumer ended: {consumer.error} ({type(exc).__name__})")
@@ -1206,7 +1203,7 @@ class ConsumerSupervisor:
             # "another operation is in progress"): a closed connection says what it was.
             if lost or _connection_gone(connection):
                 raise ConnectionError(
-                    f"the connection to the database was lost: {_one_line(exc)}"
+                    f"the connection to the database was lost: {printable_line(exc)}"
                 ) from exc
             raise
         finally:
@@ -1297,11 +1294,11 @@ class ConsumerSupervisor:
         consumer.reconnect_attempt += 1
         if consumer.down_since is None:
             consumer.down_since = consumer.clock.now()
-            consumer.log(f"connection lost: {_one_line(exc)} ({type(exc).__name__})")
+            consumer.log(f"connection lost: {printable_line(exc)} ({type(exc).__name__})")
         limit = self.max_reconnect_attempts
         if limit is not None and consumer.reconnect_attempt > limit:
             raise ConsoleError(
-                f"gave up reconnecting after {limit} attempt(s): {_one_line(exc)}"
+                f"gave up reconnecting after {limit} attempt(s): {printable_line(exc)}"
             ) from exc
         delay = backoff_delay(consumer.reconnect_attempt, RECONNECT_BASE_S)
         consumer.state = ConsumerState.RECONNECTING

@@ -22,7 +22,7 @@ from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionPreview, ActionResult
 from pgq_console.core.backend import READ_ONLY_REFUSAL, Backend
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import printable
+from pgq_console.core.text import error_line, one_line, printable
 
 CELL_LIMIT = 40
 
@@ -76,7 +76,7 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
             self._error(str(exc))
             return
         except Exception as exc:
-            self._error(f"preview failed: {' '.join(str(exc).split()) or type(exc).__name__}")
+            self._error(f"preview failed: {error_line(exc)}")
             return
         self.show_preview(preview)
 
@@ -195,7 +195,7 @@ def watch_audit(app: App[None], backend: Backend) -> None:
             await asyncio.Event().wait()
         except Exception as exc:  # the toasts are a courtesy: never take the app down
             app.notify(
-                f"not listening for other consoles' writes: {' '.join(str(exc).split())}",
+                f"not listening for other consoles' writes: {one_line(exc)}",
                 severity="warning",
                 markup=False,
             )

@@ -37,7 +37,7 @@ from pgq_console.core.jobs import (
     fetch_failure_groups,
     fetch_page,
 )
-from pgq_console.core.text import printable
+from pgq_console.core.text import error_line, printable
 from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin, next_refresh
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
@@ -144,6 +144,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self.interval_s = max(interval_s, 2.0)  # grouping reads the log: not too often
         self._wake = asyncio.Event()
         self.read_error: str | None = "the list is still loading"  # until the first read
+        self._first_read: FailuresLoaded | None = None  # read before the first paint
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="failures-header")
@@ -167,7 +168,19 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self.query_one("#failures-header", QuietStatic).show_fields(
             [Text("Failures", style="bold"), Text("reading…")], indent=""
         )
+        if self._first_read is not None:  # read before this screen was mounted
+            self.show(self._first_read)
+            self._first_read = None
         self.refresh_loop()
+
+    async def prepare_to_show(self) -> None:
+        """Before the first visit (built, not mounted yet): read the held jobs and groups for
+        the first paint. Later visits show the rows kept up to date and refresh at once."""
+        if self.is_mounted:
+            return
+        held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
+        groups = await fetch_failure_groups(self.backend, self.clock.now(), limit=GROUP_LIMIT)
+        self._first_read = FailuresLoaded(held, groups)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Held jobs cannot be cancelled (only queued or picked ones); a group's jobs waiting for
@@ -232,7 +245,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
             except ConsoleError as exc:
                 self.post_message(FailuresLoaded(None, FailureGroups((), 0), str(exc)))
             except Exception as exc:
-                text = " ".join(str(exc).split()) or type(exc).__name__
+                text = error_line(exc)
                 self.post_message(
                     FailuresLoaded(None, FailureGroups((), 0), f"cannot read failures: {text}")
                 )

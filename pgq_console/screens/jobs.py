@@ -29,7 +29,7 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAGE_SIZE, JobFilter, JobPage, fetch_page, parse_filter
-from pgq_console.core.text import printable
+from pgq_console.core.text import error_line, printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -248,6 +248,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         self.error: str | None = None
         self._wake = asyncio.Event()
         self._fresh_until = 0.0  # monotonic time until which the rows shown count as current
+        self._first_page: JobsLoaded | None = None  # read before the first paint
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="jobs-header")
@@ -264,6 +265,9 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         self.query_one("#jobs-error", Banner).hide()
         self.query_one(JobTable).focus()
         self._show_header()
+        if self._first_page is not None:  # read before this screen was mounted
+            self.show_jobs(self._first_page)
+            self._first_page = None
         self.refresh_loop()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -304,9 +308,13 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             self._wake.set()
 
     async def prepare_to_show(self) -> None:
-        """Read and show a fresh first page while hidden: the screen appears with it."""
+        """Read and show a fresh first page while hidden: the screen appears with it. Before
+        the first visit (built, not mounted yet) the page is kept for the first paint."""
         message = await self._read(append=False)
-        self.show_jobs(message)
+        if self.is_mounted:
+            self.show_jobs(message)
+        else:
+            self._first_page = message
         self._fresh_until = time.monotonic() + self.interval_s / 2
 
     @work(group="refresh", exclusive=True, exit_on_error=False)
@@ -321,10 +329,11 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         self.post_message(await self._read(append=append))
 
     async def _read(self, *, append: bool) -> JobsLoaded:
-        table = self.job_table()
+        table = self.job_table() if self.is_mounted else None
         job_filter, newest_first = self.job_filter, self.newest_first
         try:
             if append:
+                assert table is not None
                 page = await fetch_page(
                     self.backend,
                     job_filter,
@@ -332,8 +341,9 @@ class JobsScreen(JobActionsMixin, Screen[None]):
                     newest_first=newest_first,
                 )
             else:
-                loaded = len(table.jobs)
-                until = _edge(table, newest_first) if loaded > PAGE_SIZE else None
+                loaded = len(table.jobs) if table is not None else 0
+                big = table is not None and loaded > PAGE_SIZE
+                until = _edge(table, newest_first) if table is not None and big else None
                 page = await fetch_page(
                     self.backend,
                     job_filter,
@@ -344,7 +354,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         except ConsoleError as exc:
             error = str(exc)
         except Exception as exc:
-            error = f"cannot read jobs: {' '.join(str(exc).split()) or type(exc).__name__}"
+            error = f"cannot read jobs: {error_line(exc)}"
         else:
             return JobsLoaded(page, job_filter.text, append, job_filter)
         empty = JobPage((), False, newest_first)
