@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pgqueuer.domain.settings import DBSettings
 from pgqueuer.domain.types import Channel
-from textual import work
+from rich.console import RenderableType
+from textual import on, work
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
@@ -35,6 +36,7 @@ from pgq_console.core.consumers import ShutdownReport
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import Installation
 from pgq_console.keyboard import KeyboardApp
+from pgq_console.messages import OpenJobs
 from pgq_console.navigation import SCREENS
 from pgq_console.screens.charts import ChartsScreen
 from pgq_console.screens.consumers import ConsumersScreen
@@ -59,6 +61,8 @@ from pgq_console.widgets.live_table import LiveDataTable
 GC_SETTLE_S = 1.5
 # How long a number key waits for a screen to read fresh rows before showing it anyway.
 PREPARE_WAIT_S = 0.15
+# How long an exit waits for a screen still being built to finish mounting.
+EXIT_MOUNT_WAIT_S = 2.0
 
 
 def _async_backend(context: ConsoleContext) -> Backend:
@@ -172,6 +176,8 @@ class PgqConsole(KeyboardApp):
         # Screens built for a first visit, waiting for their mode's first switch.
         self._built: dict[str, Screen[None]] = {}
         self._settle_timer: Timer | None = None
+        self._exit_deferred = False
+        self._switches: list[AwaitMount] = []  # the latest mode switches' mounts
         self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
         self._gc_frozen = False
@@ -241,6 +247,41 @@ class PgqConsole(KeyboardApp):
 
             watch_audit(self, backend)
 
+    def exit(
+        self, result: None = None, return_code: int = 0, message: RenderableType | None = None
+    ) -> None:
+        """Exit, once the screens being built have mounted (a key may have just switched to a
+        new one). Textual closes the screens as it exits: one still composing would mount none
+        of its widgets and fail in its own `on_mount`, a crash in place of a clean exit."""
+        if self.is_running and self._mounting() and not self._exit_deferred:
+            self._exit_deferred = True
+            self.run_worker(
+                self._exit_when_mounted(result, return_code, message),
+                group="exit",
+                exit_on_error=False,
+            )
+            return
+        super().exit(result, return_code, message)
+
+    def _mounting(self) -> list[Screen[Any]]:
+        """The screens built (a mode switched to) but not mounted yet."""
+        screens: list[Screen[Any]] = []
+        for spec in SCREENS:
+            with contextlib.suppress(KeyError):
+                screens += [s for s in self.get_screen_stack(spec.mode) if not s.is_mounted]
+        return screens
+
+    async def _exit_when_mounted(
+        self, result: None, return_code: int, message: RenderableType | None
+    ) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(EXIT_MOUNT_WAIT_S):
+                    for mounting in list(self._switches):
+                        await mounting
+        finally:
+            super().exit(result, return_code, message)
+
     def _build_screen(self, mode: str) -> Screen[None]:
         """A mode's screen, on its first visit: the one a number key built and let read its
         first rows (`action_jump`), else a new one."""
@@ -251,7 +292,10 @@ class PgqConsole(KeyboardApp):
         # their render caches instead of carrying every screen's renders for the whole session.
         for table in self.screen.query(LiveDataTable):
             table.release_render_caches()
-        return super().switch_mode(mode)
+        mounting = super().switch_mode(mode)
+        # A mode's first switch mounts its screen: an exit meanwhile waits for it (`exit`).
+        self._switches = [*self._switches[-len(SCREENS) :], mounting]
+        return mounting
 
     def _freeze_startup_objects(self) -> None:
         """Take the objects alive once the first screen is up out of the cyclic GC's scans.
@@ -282,6 +326,22 @@ class PgqConsole(KeyboardApp):
             return None
         return stack[-1] if stack else None
 
+    def _screen_for(self, mode: str) -> Screen[Any]:
+        """A mode's screen: the one shown before, or one built for its first visit."""
+        screen = self._mode_screen(mode) or self._built.get(mode)
+        if screen is None:
+            screen = self._built[mode] = SCREEN_FACTORIES[mode](self.context)
+        return screen
+
+    @on(OpenJobs)
+    def _open_jobs(self, message: OpenJobs) -> None:
+        """Enter on the overview: the Jobs screen filtered to one entrypoint, built for this
+        visit if need be (the filter is set before its first read)."""
+        jobs = self._screen_for("jobs")
+        if isinstance(jobs, JobsScreen):
+            jobs.filter_entrypoint(message.entrypoint)
+        self.action_jump(next(spec.key for spec in SCREENS if spec.mode == "jobs"))
+
     def action_jump(self, key: str) -> None:
         """Number keys: switch to that screen's mode (screens keep running in the background).
 
@@ -294,12 +354,8 @@ class PgqConsole(KeyboardApp):
         for spec in SCREENS:
             if spec.key != key:
                 continue
-            screen = self._mode_screen(spec.mode)
-            if screen is None and spec.mode != self.current_mode:
-                screen = self._built.get(spec.mode)
-                if screen is None:
-                    screen = self._built[spec.mode] = SCREEN_FACTORIES[spec.mode](self.context)
-            if spec.mode != self.current_mode and isinstance(screen, PreparesToShow):
+            screen = self._screen_for(spec.mode) if spec.mode != self.current_mode else None
+            if isinstance(screen, PreparesToShow):
                 self._prepare_and_show(spec.mode, screen)
             else:
                 self.workers.cancel_group(self, "jump")  # a slower jump must not land after
@@ -316,7 +372,7 @@ class PgqConsole(KeyboardApp):
         # Slow or failing, the read only delays the switch: the screen's refresh reports it.
         with contextlib.suppress(Exception):
             await asyncio.wait_for(screen.prepare_to_show(), PREPARE_WAIT_S)
-        if self._exiting() or mode not in SCREEN_FACTORIES:
+        if self._exiting():
             return  # exiting while the rows were read: nothing more to show
         self.switch_mode(mode)
 

@@ -27,6 +27,13 @@ class StatusChanged(Message):
 
 
 @dataclass
+class OpenJobs(Message):
+    """Enter on the overview: the Jobs screen, filtered to exactly this entrypoint."""
+
+    entrypoint: str
+
+
+@dataclass
 class SwitchProfile(Message):
     """`:db NAME` (or the palette): connect to another configured profile. The app handles it;
     commands and screens never call into the app class."""

@@ -261,7 +261,9 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#jobs-filter", Input).display = False
+        line = self.query_one("#jobs-filter", Input)
+        line.value = self.job_filter.text  # set before the first visit (`filter_entrypoint`)
+        line.display = bool(self.job_filter.text)
         self.query_one("#jobs-error", Banner).hide()
         self.query_one(JobTable).focus()
         self._show_header()
@@ -446,6 +448,12 @@ class JobsScreen(JobActionsMixin, Screen[None]):
 
     def filter_entrypoint(self, name: str) -> None:
         """Show exactly one entrypoint's jobs (Enter on the overview), the line saying so."""
+        if not self.is_mounted:  # built for this visit: its first read and line use the filter
+            self.job_filter = JobFilter(
+                text=f"ep:{name}",
+                terms=(Predicate("job.entrypoint = $1", (name,), f"ep {name!r}"),),
+            )
+            return
         line = self.query_one("#jobs-filter", Input)
         line.value = f"ep:{name}"
         line.display = True

@@ -12,7 +12,7 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
 from pgq_console.core.refresher import Refresher
-from pgq_console.messages import SnapshotReady, StatusChanged
+from pgq_console.messages import OpenJobs, SnapshotReady, StatusChanged
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.overview_table import OverviewTable
@@ -186,25 +186,8 @@ class OverviewScreen(Screen[None]):
         await self.open_jobs_of(name)
 
     async def open_jobs_of(self, name: str) -> None:
-        """The Jobs screen, filtered to exactly this entrypoint."""
-        from pgq_console.screens.jobs import JobsScreen
-
-        app = self.app
-
-        def filter_jobs() -> bool:
-            try:
-                stack = app.get_screen_stack("jobs")
-            except KeyError:
-                return False
-            if stack and isinstance(stack[0], JobsScreen):
-                stack[0].filter_entrypoint(name)
-                return True
-            return False
-
-        filtered = filter_jobs()
-        await app.run_action("app.jump('2')")
-        if not filtered:  # the Jobs screen is built by that jump
-            app.call_after_refresh(filter_jobs)
+        """The Jobs screen, filtered to exactly this entrypoint (the app shows it)."""
+        self.post_message(OpenJobs(name))
 
 
 INTERVAL_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
