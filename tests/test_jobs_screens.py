@@ -246,6 +246,22 @@ async def test_palette_lists_the_screen_actions(seeded: str) -> None:
         assert "Enqueue a copy" in titles and "Copy job id" in titles
 
 
+async def test_palette_shows_one_hit_per_action(seeded: str) -> None:
+    """Searching "requeue" on the Jobs screen: requeue and requeue-all, once each (one
+    provider over one registry; a screen's palette command and its key count once)."""
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        titles: list[str] = []
+        for source in [*app.COMMANDS, *app.screen.COMMANDS]:  # every provider the palette runs
+            provider_type = source if isinstance(source, type) else source()
+            provider = provider_type(app.screen)
+            titles += [str(hit.text) async for hit in provider.search("requeue")]
+        assert len(titles) == 2, titles
+        assert sum(":requeue-all" in title for title in titles) == 1
+        assert sum(title.endswith(":requeue") for title in titles) == 1
+
+
 async def test_scrolling_loads_the_next_keyset_page(database_dsn: str) -> None:
     connection = await asyncpg.connect(database_dsn)
     await connection.execute("TRUNCATE pgqueuer RESTART IDENTITY")

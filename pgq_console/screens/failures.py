@@ -38,13 +38,13 @@ from pgq_console.core.jobs import (
     fetch_page,
 )
 from pgq_console.core.text import error_line, printable
+from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin, next_refresh
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
 from pgq_console.widgets.keyed_table import KeyedTable
-from pgq_console.widgets.screen_commands import ScreenCommands
 from pgq_console.widgets.status_line import QuietStatic
 
 HELD_LIMIT = 500
@@ -118,7 +118,7 @@ class GroupTable(KeyedTable):
         return None if key is None else self.groups.get(key)
 
 
-class FailuresScreen(JobActionsMixin, Screen[None]):
+class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     GLOSSARY = (
         ("Held", "jobs whose handler failed with on_failure=hold: status failed, kept for you"),
         ("Count", "exceptions of the group logged in the last 24 h (retries included)"),
@@ -130,7 +130,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         ("Entrypoints", "entrypoints whose jobs raised it"),
         ("→ N more", "columns left out for width: → and ← page through them"),
     )
-    COMMANDS = {ScreenCommands}
+    WRITE_ACTIONS = WRITE_ACTIONS
     BINDINGS = [
         *JOB_BINDINGS,
         Binding("tab", "switch_table", "Held/Groups"),
@@ -187,7 +187,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         # a retry can: `c` on the groups table.
         if action == "cancel_all" or (action == "cancel" and not self._groups_focused()):
             return False
-        return not (action in WRITE_ACTIONS and self.backend.read_only)
+        return super().check_action(action, parameters)
 
     def job_table(self) -> JobTable:
         return self.query_one("#held-table", JobTable)
@@ -389,19 +389,3 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
     def action_back(self) -> None:
         if self.job_table().marked:
             self.job_table().clear_marks()
-
-    def action_cursor_down(self) -> None:
-        self._focused_table().action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self._focused_table().action_cursor_up()
-
-    def action_top(self) -> None:
-        self._focused_table().move_cursor(row=0)
-
-    def action_bottom(self) -> None:
-        table = self._focused_table()
-        table.move_cursor(row=max(0, table.row_count - 1))
-
-    def _focused_table(self) -> DataTable[Text]:
-        return self.query_one(GroupTable) if self._groups_focused() else self.job_table()

@@ -31,10 +31,10 @@ from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAGE_SIZE, JobFilter, JobPage, fetch_page, parse_filter
 from pgq_console.core.text import error_line, printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
-from pgq_console.widgets.screen_commands import ScreenCommands
 from pgq_console.widgets.status_line import QuietStatic
 
 WRITE_ACTIONS = frozenset({"requeue", "requeue_all", "cancel", "cancel_all", "copy_job"})
@@ -206,14 +206,10 @@ JOB_BINDINGS = [
     Binding("C", "cancel_all", "Cancel all", show=False),
     Binding("E", "copy_job", "Copy"),
     Binding("y", "yank_id", "Copy id"),
-    Binding("j", "cursor_down", show=False),
-    Binding("k", "cursor_up", show=False),
-    Binding("g", "top", show=False),
-    Binding("G", "bottom", show=False),
 ]
 
 
-class JobsScreen(JobActionsMixin, Screen[None]):
+class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     """Every job in the queue table, newest first, filtered by the `/` line."""
 
     GLOSSARY = (
@@ -226,7 +222,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         ("→ N more", "columns left out for width: → and ← page through them"),
     )
 
-    COMMANDS = {ScreenCommands}
+    WRITE_ACTIONS = WRITE_ACTIONS
     BINDINGS = [
         *JOB_BINDINGS,
         Binding("slash", "filter", "Filter"),
@@ -271,9 +267,6 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             self.show_jobs(self._first_page)
             self._first_page = None
         self.refresh_loop()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in WRITE_ACTIONS and self.backend.read_only)
 
     def job_table(self) -> JobTable:
         return self.query_one(JobTable)
@@ -501,19 +494,6 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             self._show_banner()
             self.set_filter(JobFilter())
             self.notify("filter cleared: every job", markup=False)
-
-    def action_cursor_down(self) -> None:
-        self.job_table().action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.job_table().action_cursor_up()
-
-    def action_top(self) -> None:
-        self.job_table().move_cursor(row=0)
-
-    def action_bottom(self) -> None:
-        table = self.job_table()
-        table.move_cursor(row=max(0, table.row_count - 1))
 
     def action_mark(self) -> None:
         super().action_mark()
