@@ -17,6 +17,7 @@ from pgqueuer.domain.types import Channel
 from rich.console import RenderableType
 from textual import on, work
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import AwaitMount
@@ -36,6 +37,7 @@ from pgq_console.core.consumers import ShutdownReport
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import Installation
 from pgq_console.keyboard import KeyboardApp
+from pgq_console.keymap import binding_ids, keymap_problem
 from pgq_console.messages import OpenJobs
 from pgq_console.navigation import SCREENS
 from pgq_console.screens.charts import ChartsScreen
@@ -113,6 +115,23 @@ class LoggingState:
             for handler in handlers:
                 if handler not in logger.handlers:
                     logger.addHandler(handler)
+
+
+def console_binding_ids() -> set[str]:
+    """Every binding id of the console's app, screens and widgets: what `[keymap]` may name."""
+    # Screens opened from others are imported where they open; all are needed here.
+    import pgq_console.screens.action_confirm
+    import pgq_console.screens.enqueue_form
+    import pgq_console.screens.job_detail  # noqa: F401
+
+    classes: list[type] = []
+    pending: list[type] = [DOMNode]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.startswith("pgq_console."):
+            classes.append(cls)
+    return binding_ids(classes)
 
 
 @runtime_checkable
@@ -197,10 +216,27 @@ class PgqConsole(KeyboardApp):
         )
         for warning in [*self.startup_warnings, *([problem] if problem else [])]:
             self.notify(warning, severity="warning", markup=False, timeout=10)
+        if not self._apply_keymap():
+            return
         if self._open_backend is not None:
             self.open_backend()
         else:
             self._show_backend()
+
+    def _apply_keymap(self) -> bool:
+        """`[keymap]` from the config file; an unknown binding id ends the console with one
+        line (False), as any other configuration error does."""
+        settings = self.settings
+        keymap = settings.file.keymap if settings is not None else {}
+        if not keymap:
+            return True
+        assert settings is not None
+        problem = keymap_problem(keymap, console_binding_ids(), str(settings.config_path))
+        if problem:
+            self.exit(message=problem, return_code=2)
+            return False
+        self.set_keymap(keymap)
+        return True
 
     @work(exit_on_error=False)
     async def open_backend(self) -> None:

@@ -242,9 +242,9 @@ def _title(command: ConsoleCommand) -> str:
 
 class CommandInput(Input):
     BINDINGS = [
-        Binding("tab", "complete", "Complete", show=False),
-        Binding("up", "history(-1)", "Previous", show=False),
-        Binding("down", "history(1)", "Next", show=False),
+        Binding("tab", "complete", "Complete", show=False, id="command-line.complete"),
+        Binding("up", "history(-1)", "Previous", show=False, id="command-line.previous"),
+        Binding("down", "history(1)", "Next", show=False, id="command-line.next"),
     ]
 
     def __init__(self, history: list[str], names: list[str] | None = None, **options: Any) -> None:
@@ -280,7 +280,9 @@ class CommandInput(Input):
 class CommandLine(ModalScreen[None]):
     """`:` — a one-line prompt at the bottom, like k9s and vim; esc leaves it."""
 
-    BINDINGS = [Binding("escape", "dismiss_line", "Close", show=False)]
+    BINDINGS = [
+        Binding("escape", "dismiss_line", "Close", show=False, id="command-line.dismiss-line")
+    ]
 
     def __init__(self, origin: Screen[Any], context: ConsoleContext) -> None:
         super().__init__()

@@ -86,10 +86,10 @@ def _cells(snapshot: ConsumerSnapshot) -> dict[str, Text]:
 
 class ConsumersScreen(Screen[None]):
     BINDINGS = [
-        Binding("n", "new_consumer", "New consumer"),
-        Binding("s", "stop", "Stop (drain)"),
-        Binding("x", "cancel_running", "Cancel running jobs"),
-        Binding("d", "forget", "Remove stopped", show=False),
+        Binding("n", "new_consumer", "New consumer", id="consumers.new-consumer"),
+        Binding("s", "stop", "Stop (drain)", id="consumers.stop"),
+        Binding("x", "cancel_running", "Cancel running jobs", id="consumers.cancel-running"),
+        Binding("d", "forget", "Remove stopped", show=False, id="consumers.forget"),
     ]
 
     def __init__(self, context: ConsoleContext) -> None:
@@ -311,8 +311,8 @@ class ConsumerFormScreen(ModalScreen[int | None]):
     AUTO_FOCUS = "#entrypoints"
 
     BINDINGS = [
-        Binding("escape", "close", "Close"),
-        Binding("ctrl+s", "start", "Start"),
+        Binding("escape", "close", "Close", id="consumer-form.close"),
+        Binding("ctrl+s", "start", "Start", id="consumer-form.start"),
     ]
 
     def __init__(

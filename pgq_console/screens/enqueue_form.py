@@ -61,9 +61,9 @@ class EnqueueFormScreen(ModalScreen[None]):
     """Modal form; `initial` pre-fills fields by name (e.g. "enqueue a copy" of a job)."""
 
     BINDINGS = [
-        Binding("escape", "close_or_cancel", "Close / cancel"),
-        Binding("ctrl+s", "submit", "Enqueue"),
-        Binding("ctrl+o", "open_first_job", "Open first job"),
+        Binding("escape", "close_or_cancel", "Close / cancel", id="enqueue-form.close-or-cancel"),
+        Binding("ctrl+s", "submit", "Enqueue", id="enqueue-form.submit"),
+        Binding("ctrl+o", "open_first_job", "Open first job", id="enqueue-form.open-first-job"),
     ]
 
     def __init__(

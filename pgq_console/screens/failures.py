@@ -133,8 +133,8 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     WRITE_ACTIONS = WRITE_ACTIONS
     BINDINGS = [
         *JOB_BINDINGS,
-        Binding("tab", "switch_table", "Held/Groups"),
-        Binding("escape", "back", "Back", show=False),
+        Binding("tab", "switch_table", "Held/Groups", id="failures.switch-table"),
+        Binding("escape", "back", "Back", show=False, id="failures.back"),
     ]
 
     def __init__(self, backend: Backend, clock: Clock, *, interval_s: float = 2.0) -> None:

@@ -45,14 +45,14 @@ class DetailLoaded(Message):
 class JobDetailScreen(ReadOnlyGate, Screen[None]):
     WRITE_ACTIONS = WRITE_ACTIONS
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("t", "toggle_tz", "UTC/local"),
-        Binding("m", "more_payload", "More payload"),
-        Binding("r", "requeue", "Requeue"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("E", "copy_job", "Copy"),
-        Binding("y", "yank_id", "Copy id"),
-        Binding("Y", "yank_payload", "Copy payload"),
+        Binding("escape", "back", "Back", id="job-detail.back"),
+        Binding("t", "toggle_tz", "UTC/local", id="job-detail.toggle-tz"),
+        Binding("m", "more_payload", "More payload", id="job-detail.more-payload"),
+        Binding("r", "requeue", "Requeue", id="job-detail.requeue"),
+        Binding("c", "cancel", "Cancel", id="job-detail.cancel"),
+        Binding("E", "copy_job", "Copy", id="job-detail.copy-job"),
+        Binding("y", "yank_id", "Copy id", id="job-detail.yank-id"),
+        Binding("Y", "yank_payload", "Copy payload", id="job-detail.yank-payload"),
     ]
 
     def __init__(self, backend: Backend, clock: Clock, job_id: int) -> None:

@@ -198,14 +198,14 @@ async def next_refresh(screen: Screen[None], wake: asyncio.Event, interval_s: fl
 
 
 JOB_BINDINGS = [
-    Binding("enter", "open", "Open"),
-    Binding("space", "mark", "Mark"),
-    Binding("r", "requeue", "Requeue"),
-    Binding("R", "requeue_all", "Requeue all", show=False),
-    Binding("c", "cancel", "Cancel"),
-    Binding("C", "cancel_all", "Cancel all", show=False),
-    Binding("E", "copy_job", "Copy"),
-    Binding("y", "yank_id", "Copy id"),
+    Binding("enter", "open", "Open", id="job.open"),
+    Binding("space", "mark", "Mark", id="job.mark"),
+    Binding("r", "requeue", "Requeue", id="job.requeue"),
+    Binding("R", "requeue_all", "Requeue all", show=False, id="job.requeue-all"),
+    Binding("c", "cancel", "Cancel", id="job.cancel"),
+    Binding("C", "cancel_all", "Cancel all", show=False, id="job.cancel-all"),
+    Binding("E", "copy_job", "Copy", id="job.copy-job"),
+    Binding("y", "yank_id", "Copy id", id="job.yank-id"),
 ]
 
 
@@ -225,9 +225,9 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     WRITE_ACTIONS = WRITE_ACTIONS
     BINDINGS = [
         *JOB_BINDINGS,
-        Binding("slash", "filter", "Filter"),
-        Binding("o", "toggle_order", "Order"),
-        Binding("escape", "back", "Back", show=False),
+        Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("o", "toggle_order", "Order", id="jobs.toggle-order"),
+        Binding("escape", "back", "Back", show=False, id="jobs.back"),
     ]
 
     def __init__(self, backend: Backend, clock: Clock, *, interval_s: float = 2.0) -> None:

@@ -26,12 +26,12 @@ AUTOCOMMIT_HELP = (
 
 class OverviewScreen(Screen[None]):
     BINDINGS = [
-        Binding("r", "refresh_now", "Refresh"),
-        Binding("p", "toggle_pause", "Pause"),
-        Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
-        Binding("minus", "slower", "Slower", key_display="-"),
-        Binding("a", "enable_autocommit", "Autocommit", show=False),
-        Binding("enter", "open_jobs", "Jobs"),
+        Binding("r", "refresh_now", "Refresh", id="refresh"),
+        Binding("p", "toggle_pause", "Pause", id="overview.toggle-pause"),
+        Binding("plus,equals_sign", "faster", "Faster", key_display="+", id="overview.faster"),
+        Binding("minus", "slower", "Slower", key_display="-", id="overview.slower"),
+        Binding("a", "enable_autocommit", "Autocommit", show=False, id="autocommit"),
+        Binding("enter", "open_jobs", "Jobs", id="overview.open-jobs"),
     ]
     GLOSSARY = (
         ("Ready", "queued jobs whose execute_after has come: waiting for a worker now"),

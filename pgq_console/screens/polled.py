@@ -68,7 +68,7 @@ class PolledScreen(ReadOnlyGate, Screen[None], Generic[T]):
 
     title_text = ""
     interval_s = 5.0
-    BINDINGS = [Binding("r", "refresh_now", "Refresh")]
+    BINDINGS = [Binding("r", "refresh_now", "Refresh", id="refresh")]
 
     def __init__(self, backend: Backend, clock: Clock) -> None:
         super().__init__()
