@@ -79,10 +79,10 @@ async def question(pilot: Pilot[Any]) -> str:
     app = pilot.app
     await wait_until(
         pilot,
-        lambda: isinstance(app.screen, ConfirmDialog) and bool(app.screen.query("#confirm-detail")),
+        lambda: isinstance(app.screen, ConfirmDialog) and bool(app.screen.query("#yesno-detail")),
         what="the question",
     )
-    return str(app.screen.query_one("#confirm-detail").render())
+    return str(app.screen.query_one("#yesno-detail").render())
 
 
 async def start_enqueue(pilot: Pilot[Any], entrypoint: str, copies: str, batch: int) -> Any:

@@ -175,7 +175,7 @@ async def test_q_quits_and_asks_when_a_guard_says_so(keys_dsn: str) -> None:
         await pilot.press("q")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="question")
         assert "2 in-process consumer(s) running" in str(
-            app.screen.query_one("#confirm-detail").render()
+            app.screen.query_one("#yesno-detail").render()
         )
         await pilot.press("n")
         await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))

@@ -30,19 +30,19 @@ class ConfirmDialog(ModalScreen[bool]):
         self.no = no
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="confirm-dialog"):
-            yield Label(Text(self.question), id="confirm-question")
-            yield Static(Text(self.detail), id="confirm-detail")
-            with Horizontal(id="confirm-buttons"):
-                yield Button(f"{self.yes} (y)", id="confirm-yes", variant="warning", compact=True)
-                yield Button(f"{self.no} (n)", id="confirm-no", compact=True)
+        with VerticalScroll(id="yesno-dialog"):
+            yield Label(Text(self.question), id="yesno-question")
+            yield Static(Text(self.detail), id="yesno-detail")
+            with Horizontal(id="yesno-buttons"):
+                yield Button(f"{self.yes} (y)", id="yesno-yes", variant="warning", compact=True)
+                yield Button(f"{self.no} (n)", id="yesno-no", compact=True)
 
     def on_mount(self) -> None:
-        self.query_one("#confirm-no", Button).focus()
+        self.query_one("#yesno-no", Button).focus()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm-yes")
+        self.dismiss(event.button.id == "yesno-yes")
 
     def action_answer(self, value: bool) -> None:
         self.dismiss(value)

@@ -58,6 +58,7 @@ class JobActionsMixin:
     """Requeue / cancel / copy / yank over a `JobTable`, shared by Jobs and Failures."""
 
     backend: Backend
+    clock: Clock
     notify: Callable[..., None]
 
     def _screen(self) -> Screen[None]:
@@ -141,7 +142,7 @@ class JobActionsMixin:
         if job_id is not None:
             app = self._screen().app
             app.push_screen(
-                JobDetailScreen(self.backend, app.clock, job_id),  # type: ignore[attr-defined]
+                JobDetailScreen(self.backend, self.clock, job_id),
                 lambda _: self.request_refresh(),
             )
 
