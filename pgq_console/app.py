@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pgqueuer.domain.settings import DBSettings
 from pgqueuer.domain.types import Channel
-from rich.text import Text
-from textual import events, work
+from rich.console import RenderableType
+from textual import on, work
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widget import AwaitMount
 
 from pgq_console.config import user_theme_dir
+from pgq_console.context import ConsoleContext
 from pgq_console.core.backend import (
     AnyBackend,
     AsyncpgBackend,
@@ -31,12 +34,22 @@ from pgq_console.core.backend import (
     SyncPsycopgBackend,
 )
 from pgq_console.core.clock import Clock, SystemClock
-from pgq_console.core.consumers import ConsumerSupervisor, ShutdownReport
+from pgq_console.core.consumers import ShutdownReport
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import Installation
 from pgq_console.keyboard import KeyboardApp
+from pgq_console.keymap import binding_ids, keymap_problem
+from pgq_console.messages import OpenJobs
 from pgq_console.navigation import SCREENS
+from pgq_console.screens.charts import ChartsScreen
+from pgq_console.screens.consumers import ConsumersScreen
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
+from pgq_console.screens.failures import FailuresScreen
+from pgq_console.screens.health import HealthScreen
+from pgq_console.screens.jobs import JobsScreen
+from pgq_console.screens.overview import OverviewScreen
+from pgq_console.screens.schedules import SchedulesScreen
+from pgq_console.screens.workers import WorkersScreen
 from pgq_console.themes import (
     VARIABLE_DEFAULTS,
     choose_theme,
@@ -46,14 +59,34 @@ from pgq_console.themes import (
 )
 from pgq_console.widgets.live_table import LiveDataTable
 
-# The screens built ahead of their first visit (`PgqConsole._prebuild`), and when.
-PREBUILT_MODES = ("jobs", "failures")
-PREBUILD_DELAY_S = 0.5
-# How long after the last screen is built the startup objects are frozen out of the GC's scans
-# (`_freeze_startup_objects`): time for those screens' first reads to land.
-GC_SETTLE_S = 1.0
+# How long after the first screen is shown the startup objects are frozen out of the GC's
+# scans (`_freeze_startup_objects`): time for its first read to land.
+GC_SETTLE_S = 1.5
 # How long a number key waits for a screen to read fresh rows before showing it anyway.
 PREPARE_WAIT_S = 0.15
+# How long an exit waits for a screen still being built to finish mounting.
+EXIT_MOUNT_WAIT_S = 2.0
+
+
+def _async_backend(context: ConsoleContext) -> Backend:
+    assert isinstance(context.backend, Backend)
+    return context.backend
+
+
+# How each mode's screen is built from the context, on its first visit (`navigation.SCREENS`
+# lists the modes, their keys and titles).
+SCREEN_FACTORIES: dict[str, Callable[[ConsoleContext], Screen[None]]] = {
+    "overview": lambda c: OverviewScreen(
+        _async_backend(c), c.clock, interval_s=c.refresh_interval, listen=c.listen
+    ),
+    "jobs": lambda c: JobsScreen(_async_backend(c), c.clock, interval_s=c.refresh_interval),
+    "failures": lambda c: FailuresScreen(_async_backend(c), c.clock, interval_s=c.refresh_interval),
+    "workers": lambda c: WorkersScreen(_async_backend(c), c.clock),
+    "schedules": lambda c: SchedulesScreen(_async_backend(c), c.clock),
+    "database": lambda c: HealthScreen(_async_backend(c), c.clock),
+    "consumers": lambda c: ConsumersScreen(c),
+    "charts": lambda c: ChartsScreen(_async_backend(c), c.clock),
+}
 
 
 @dataclass(frozen=True)
@@ -85,9 +118,28 @@ class LoggingState:
                     logger.addHandler(handler)
 
 
+def console_binding_ids() -> set[str]:
+    """Every binding id of the console's app, screens and widgets: what `[keymap]` may name."""
+    # Screens opened from others are imported where they open; all are needed here.
+    import pgq_console.screens.action_confirm
+    import pgq_console.screens.enqueue_form
+    import pgq_console.screens.job_detail  # noqa: F401
+
+    classes: list[type] = []
+    pending: list[type] = [DOMNode]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.__module__.startswith("pgq_console."):
+            classes.append(cls)
+    return binding_ids(classes)
+
+
 @runtime_checkable
 class PreparesToShow(Protocol):
-    """A screen that reads fresh rows before it is shown (`PgqConsole._prepare_and_show`)."""
+    """A screen that reads fresh rows before it is shown (`PgqConsole._prepare_and_show`):
+    also before its first visit, built but not mounted yet, when it keeps the rows for its
+    first paint."""
 
     async def prepare_to_show(self) -> None: ...
 
@@ -108,10 +160,13 @@ class PgqConsole(KeyboardApp):
     TITLE = "pgq-console"
     CSS_PATH = "app.tcss"
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("e", "enqueue", "Enqueue", show=False),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("e", "enqueue", "Enqueue", show=False, id="enqueue"),
+        *(
+            Binding(str(n), f"jump('{n}')", f"Screen {n}", show=False, id=f"screen.{n}")
+            for n in range(1, 10)
+        ),
         Binding("I", "bundle", "Incident bundle", show=False, id="bundle"),
-        *(Binding(str(n), f"jump('{n}')", f"Screen {n}", show=False) for n in range(1, 10)),
         Binding("0", "fleet", "Fleet", show=False, id="fleet"),
     ]
     # Set by `pgq-console fleet` before the app runs (see fleet_console.py).
@@ -129,16 +184,19 @@ class PgqConsole(KeyboardApp):
         read_only: bool = False,
         shutdown_drain_s: float = 5.0,
     ) -> None:
-        super().__init__()
         # A coroutine function opens the backend on this app's own event loop (tests, serve).
-        self._open_backend = None if isinstance(backend, Backend) else backend
-        self.backend: AnyBackend | None = None if self._open_backend else backend  # type: ignore[assignment]
-        self.clock = clock or SystemClock()
-        self.refresh_interval = refresh_interval
-        # Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs.
-        self.resources: MutableMapping[str, Any] = resources if resources is not None else {}
-        # In-process consumers (issue 4): they outlive screen switches, so the app owns them.
-        self.consumers = ConsumerSupervisor(self.resources, self.clock)
+        opener = None if isinstance(backend, Backend | SyncPsycopgBackend) else backend
+        super().__init__(
+            ConsoleContext(
+                backend=None if opener else backend,  # type: ignore[arg-type]
+                clock=clock or SystemClock(),
+                resources=resources if resources is not None else {},
+                refresh_interval=refresh_interval,
+                listen=listen,
+                read_only=read_only,
+            )
+        )
+        self._open_backend = opener
         # On SIGHUP/SIGTERM (or any exit) running consumer jobs get this long to finish; the
         # rest go back to the queue (`ConsumerSupervisor.shut_down`).
         self.shutdown_drain_s = shutdown_drain_s
@@ -146,11 +204,11 @@ class PgqConsole(KeyboardApp):
         # Writes other consoles announced while this one listened (for the incident bundle).
         self.heard_audit: collections.deque[AuditAnnouncement] = collections.deque(maxlen=200)
         self.shutdown_report: ShutdownReport | None = None
-        self.listen = listen
-        # Write actions hidden and refused; connections the console opens are read-only too.
-        self.read_only = read_only
-        # Started by `serve` for a browser session: no `file` payloads (see serve.py).
-        self.served = False
+        # Screens built for a first visit, waiting for their mode's first switch.
+        self._built: dict[str, Screen[None]] = {}
+        self._settle_timer: Timer | None = None
+        self._exit_deferred = False
+        self._switches: list[AwaitMount] = []  # the latest mode switches' mounts
         self.bundle_path: Path | None = None  # the last incident bundle written (`I`)
         self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
@@ -171,6 +229,8 @@ class PgqConsole(KeyboardApp):
         )
         for warning in [*self.startup_warnings, *([problem] if problem else [])]:
             self.notify(warning, severity="warning", markup=False, timeout=10)
+        if not self._apply_keymap():
+            return
         if self.fleet_host is not None:
             from pgq_console.fleet_console import show_fleet
 
@@ -179,6 +239,21 @@ class PgqConsole(KeyboardApp):
             self.open_backend()
         else:
             self._show_backend()
+
+    def _apply_keymap(self) -> bool:
+        """`[keymap]` from the config file; an unknown binding id ends the console with one
+        line (False), as any other configuration error does."""
+        settings = self.settings
+        keymap = settings.file.keymap if settings is not None else {}
+        if not keymap:
+            return True
+        assert settings is not None
+        problem = keymap_problem(keymap, console_binding_ids(), str(settings.config_path))
+        if problem:
+            self.exit(message=problem, return_code=2)
+            return False
+        self.set_keymap(keymap)
+        return True
 
     @work(exit_on_error=False)
     async def open_backend(self) -> None:
@@ -190,64 +265,102 @@ class PgqConsole(KeyboardApp):
             return
         self._show_backend()
 
+    @property
+    def resources(self) -> MutableMapping[str, Any]:
+        """Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs."""
+        return self.context.resources
+
     def show_screens(self, mode: str) -> None:
         self._show_backend(mode)
 
+    def _exiting(self) -> bool:
+        """The app is exiting: no screen may be built or switched to (Textual is closing the
+        screen stacks, and a new one would change them under it)."""
+        return not self.is_running or self.return_code is not None
+
     def _show_backend(self, mode: str | None = None) -> None:
         backend = self.backend
+        if self._exiting():
+            return
         if backend is not None and not backend.capabilities.can_read:
             self.push_screen(EnqueueOnlyScreen(backend))
             return
         if backend is None:
             return
         backend.read_only = backend.read_only or self.read_only
+        self._built.clear()
         for spec in SCREENS:
-            self.add_mode(spec.mode, functools.partial(spec.factory, self))
+            self.add_mode(spec.mode, functools.partial(self._build_screen, spec.mode))
         self.switch_mode(mode or SCREENS[0].mode)
-        self.set_timer(PREBUILD_DELAY_S, lambda: self._prebuild([*PREBUILT_MODES]))
+        if self._settle_timer is None:
+            self._settle_timer = self.set_timer(GC_SETTLE_S, self._freeze_startup_objects)
         if self.listen:
             # Toasts for writes made by other consoles (issue 3's audit channel).
             from pgq_console.screens.action_confirm import watch_audit
 
             watch_audit(self, backend)
 
-    def _prebuild(self, modes: list[str]) -> None:
-        """Build the next of `modes`' screens off screen, one per tick, while the console idles.
-
-        Composing and mounting a table screen takes longer than the jobs page's 100 ms budget on
-        a busy box; built in advance, its key only lays it out and repaints. A built screen
-        reads its first page, then waits hidden until it is shown (see `next_refresh`).
-        """
-        if not self.is_running or self.return_code is not None:
-            return  # exiting: a screen built now would change the stacks being closed
-        while modes:
-            mode = modes.pop(0)
-            if mode not in self._modes or self._mode_screen(mode) is not None:
-                continue  # removed by a profile switch, or already visited
-            # Textual builds a mode's screen on the first switch_mode; this is that step alone.
-            self._init_mode(mode)
-            self.get_screen_stack(mode)[0].post_message(events.ScreenSuspend())
-            self.set_timer(PREBUILD_DELAY_S, lambda: self._prebuild(modes))
+    def exit(
+        self, result: None = None, return_code: int = 0, message: RenderableType | None = None
+    ) -> None:
+        """Exit, once the screens being built have mounted (a key may have just switched to a
+        new one). Textual closes the screens as it exits: one still composing would mount none
+        of its widgets and fail in its own `on_mount`, a crash in place of a clean exit."""
+        if self.is_running and self._mounting() and not self._exit_deferred:
+            self._exit_deferred = True
+            self.run_worker(
+                self._exit_when_mounted(result, return_code, message),
+                group="exit",
+                exit_on_error=False,
+            )
             return
-        # All built: what is alive now lives as long as the console.
-        self.set_timer(GC_SETTLE_S, self._freeze_startup_objects)
+        super().exit(result, return_code, message)
+
+    def _mounting(self) -> list[Screen[Any]]:
+        """The screens built (a mode switched to) but not mounted yet."""
+        screens: list[Screen[Any]] = []
+        for spec in SCREENS:
+            with contextlib.suppress(KeyError):
+                screens += [s for s in self.get_screen_stack(spec.mode) if not s.is_mounted]
+        return screens
+
+    async def _exit_when_mounted(
+        self, result: None, return_code: int, message: RenderableType | None
+    ) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(EXIT_MOUNT_WAIT_S):
+                    for mounting in list(self._switches):
+                        await mounting
+        finally:
+            super().exit(result, return_code, message)
+
+    def _build_screen(self, mode: str) -> Screen[None]:
+        """A mode's screen, on its first visit: the one a number key built and let read its
+        first rows (`action_jump`), else a new one."""
+        return self._built.pop(mode, None) or SCREEN_FACTORIES[mode](self.context)
 
     def switch_mode(self, mode: str) -> AwaitMount:
         # The screen being left keeps its tables up to date but does not paint them: free
         # their render caches instead of carrying every screen's renders for the whole session.
         for table in self.screen.query(LiveDataTable):
             table.release_render_caches()
-        return super().switch_mode(mode)
+        mounting = super().switch_mode(mode)
+        # A mode's first switch mounts its screen: an exit meanwhile waits for it (`exit`).
+        self._switches = [*self._switches[-len(SCREENS) :], mounting]
+        return mounting
 
     def _freeze_startup_objects(self) -> None:
-        """Take the objects alive once the screens are built out of the cyclic GC's scans.
+        """Take the objects alive once the first screen is up out of the cyclic GC's scans.
 
         Modules, widgets and styles are most of the heap and live as long as the console, yet
         every full collection walks them: 60-150 ms pauses at random moments, the slowest
         refreshes and key presses. Frozen, a full collection walks only what came later.
         `on_unmount` unfreezes them (an embedding program keeps collecting what the console
-        leaves behind); a profile switch freezes again, after collecting the old screens.
+        leaves behind).
         """
+        if self._exiting():
+            return
         gc.unfreeze()
         gc.collect()
         gc.freeze()
@@ -255,7 +368,7 @@ class PgqConsole(KeyboardApp):
 
     @property
     def settled(self) -> bool:
-        """Startup work is over: screens built ahead, startup objects frozen."""
+        """Startup work is over: the first screen is up, startup objects frozen."""
         return self._gc_frozen
 
     def _mode_screen(self, mode: str) -> Screen[Any] | None:
@@ -266,16 +379,36 @@ class PgqConsole(KeyboardApp):
             return None
         return stack[-1] if stack else None
 
+    def _screen_for(self, mode: str) -> Screen[Any]:
+        """A mode's screen: the one shown before, or one built for its first visit."""
+        screen = self._mode_screen(mode) or self._built.get(mode)
+        if screen is None:
+            screen = self._built[mode] = SCREEN_FACTORIES[mode](self.context)
+        return screen
+
+    @on(OpenJobs)
+    def _open_jobs(self, message: OpenJobs) -> None:
+        """Enter on the overview: the Jobs screen filtered to one entrypoint, built for this
+        visit if need be (the filter is set before its first read)."""
+        jobs = self._screen_for("jobs")
+        if isinstance(jobs, JobsScreen):
+            jobs.filter_entrypoint(message.entrypoint)
+        self.action_jump(next(spec.key for spec in SCREENS if spec.mode == "jobs"))
+
     def action_jump(self, key: str) -> None:
-        """Number keys: switch to that screen's mode (screens keep running in the background)."""
+        """Number keys: switch to that screen's mode (screens keep running in the background).
+
+        A screen is built on its first visit; one that can (`PreparesToShow`) reads fresh rows
+        before it is shown, on every visit, so its first paint has current rows.
+        """
         if self.backend is None or not self.backend.capabilities.can_read:
             return
         self._dismiss_overlays()
         for spec in SCREENS:
             if spec.key != key:
                 continue
-            screen = self._mode_screen(spec.mode)
-            if spec.mode != self.current_mode and isinstance(screen, PreparesToShow):
+            screen = self._screen_for(spec.mode) if spec.mode != self.current_mode else None
+            if isinstance(screen, PreparesToShow):
                 self._prepare_and_show(spec.mode, screen)
             else:
                 self.workers.cancel_group(self, "jump")  # a slower jump must not land after
@@ -283,14 +416,17 @@ class PgqConsole(KeyboardApp):
 
     @work(group="jump", exclusive=True, exit_on_error=False)
     async def _prepare_and_show(self, mode: str, screen: PreparesToShow) -> None:
-        """Let a built screen read fresh rows, then switch to it.
+        """Let a screen read fresh rows, then switch to it.
 
-        One paint of current rows instead of a paint of the last visit's rows and another
-        when the refresh lands: the jobs page's 100 ms. A slow database only delays the
-        switch by `PREPARE_WAIT_S`; the screen's own refresh then takes over.
+        One paint of current rows instead of a paint of the last visit's rows (or an empty
+        table) and another when the refresh lands: the jobs page's 100 ms. A slow database only
+        delays the switch by `PREPARE_WAIT_S`; the screen's own refresh then takes over.
         """
-        with contextlib.suppress(TimeoutError):
+        # Slow or failing, the read only delays the switch: the screen's refresh reports it.
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(screen.prepare_to_show(), PREPARE_WAIT_S)
+        if self._exiting():
+            return  # exiting while the rows were read: nothing more to show
         self.switch_mode(mode)
 
     def action_bundle(self) -> None:
@@ -346,40 +482,7 @@ class PgqConsole(KeyboardApp):
         """`e`: the enqueue form, from any screen."""
         from pgq_console.screens.enqueue_form import open_enqueue_form
 
-        open_enqueue_form(self)
-
-    async def action_quit(self) -> None:
-        """`q`, `ctrl+q`, `:quit`: asks first when work is running (an enqueue, consumers);
-        a confirmed quit stops an enqueue after its batch in flight and says what it wrote,
-        then drains the consumers."""
-        from pgq_console.keyboard import ConfirmQuit
-        from pgq_console.screens.consumers import quit_console
-
-        reason = self.guarded_work_reason()
-        if reason is None:
-            quit_console(self)
-            return
-        if isinstance(self.screen, ConfirmQuit):
-            return
-
-        def answered(quit_anyway: bool | None) -> None:
-            if quit_anyway:
-                self._stop_work_and_quit()
-
-        self.push_screen(ConfirmQuit(reason), answered)
-
-    @work(group="quit-stop", exclusive=True, exit_on_error=False)
-    async def _stop_work_and_quit(self) -> None:
-        from pgq_console.screens.consumers import quit_console
-
-        reports = await self.stop_guarded_work()
-        for report in reports:
-            self.notify(report, markup=False, timeout=30)
-        if self.consumers.active:
-            quit_console(self)  # asks about the consumers, drains them, exits
-        else:
-            # Printed once the terminal is back: the last word on what was written.
-            self.exit(message=Text("\n".join(reports)) if reports else None)
+        open_enqueue_form(self, self.context)
 
     def stop_on_signal(self, signum: int) -> None:
         """SIGHUP/SIGTERM (the CLI routes both here; an embedding program may too).
@@ -424,6 +527,8 @@ class PgqConsole(KeyboardApp):
         """Leave what the console was handed as it found it (README, Embedding): consumers
         drained, the audit listener's connection closed, LISTEN and the console's listener
         callbacks removed, logging as it was; a connection the console opened itself closed."""
+        if self._settle_timer is not None:
+            self._settle_timer.stop()
         if self._gc_frozen:
             gc.unfreeze()
         try:

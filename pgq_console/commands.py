@@ -12,11 +12,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
@@ -26,10 +26,9 @@ from textual.theme import BUILTIN_THEMES
 from textual.widgets import Input, Static
 
 from pgq_console import navigation
+from pgq_console.context import ConsoleContext, context_of
+from pgq_console.messages import SwitchProfile
 from pgq_console.widgets.screen_commands import HasPaletteCommands
-
-if TYPE_CHECKING:
-    from pgq_console.keyboard import KeyboardApp
 
 # Actions the registry lists in their own, better-named form.
 _LISTED_ELSEWHERE = ("jump(", "help", "command_line", "command_palette", "quit", "back", "cursor(")
@@ -60,10 +59,23 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def console_commands(app: KeyboardApp, screen: Screen[Any]) -> list[ConsoleCommand]:
-    """Every command available on `screen`, in a stable order, names unique."""
+def console_commands(
+    app: App[Any], screen: Screen[Any], context: ConsoleContext | None = None
+) -> list[ConsoleCommand]:
+    """Every command available on `screen`, in a stable order, names unique.
+
+    `context` is the console's (the app's own when not given): profiles for `:db NAME`.
+    Commands reach the app through its actions and messages, never its class.
+    """
+    context = context or context_of(app) or ConsoleContext()
     commands: list[ConsoleCommand] = []
     seen: set[str] = set()
+    # Actions already listed from a binding, per node: a screen's palette command for the
+    # same action is the same command (one palette hit per action).
+    bound: set[tuple[int, str]] = set()
+
+    def later(action: str, node: DOMNode | None = None) -> Callable[[], Any]:
+        return partial(app.call_later, app.run_action, action, node)
 
     def add(command: ConsoleCommand) -> None:
         if command.name and command.name not in seen:
@@ -76,7 +88,7 @@ def console_commands(app: KeyboardApp, screen: Screen[Any]) -> list[ConsoleComma
                 spec.mode,
                 f"Go to {spec.title}",
                 f"switch to the {spec.title} screen",
-                partial(app.action_jump, spec.key),
+                later(f"app.jump({spec.key!r})"),
                 spec.key,
             )
         )
@@ -88,12 +100,13 @@ def console_commands(app: KeyboardApp, screen: Screen[Any]) -> list[ConsoleComma
             continue
         if active.node is not app and declared_by_textual(active.node, binding):
             continue
+        bound.add((id(active.node), binding.action))
         add(
             ConsoleCommand(
                 slug(binding.description),
                 binding.description,
                 binding.tooltip or f"same as the {app.get_key_display(binding)} key",
-                partial(app.call_later, app.run_action, binding.action, active.node),
+                later(binding.action, active.node),
                 app.get_key_display(binding),
             )
         )
@@ -109,20 +122,24 @@ def console_commands(app: KeyboardApp, screen: Screen[Any]) -> list[ConsoleComma
                     slug(binding.description),
                     f"{binding.description} (overview)",
                     binding.tooltip or "the overview's live refresh",
-                    partial(app.call_later, app.run_action, binding.action, overview),
+                    later(binding.action, overview),
                 )
             )
     if isinstance(screen, HasPaletteCommands):  # a screen's own palette commands
         for title, help_text, callback in screen.palette_commands():
+            action = getattr(callback, "__name__", "").removeprefix("action_")
+            owner = getattr(callback, "__self__", None)
+            if owner is not None and (id(owner), action) in bound:
+                continue  # already listed from its key
             add(ConsoleCommand(slug(title), title, help_text, callback))
-    for name, profile in sorted(app.profiles().items()):
+    for name, profile in sorted(context.profiles().items()):
         badge = f" [{profile.label}]" if profile.label else ""
         add(
             ConsoleCommand(
                 f"db {name}",
                 f"Connect to profile {name}{badge}",
                 "switch database without restarting",
-                partial(app.switch_profile, name),
+                partial(app.post_message, SwitchProfile(name)),
             )
         )
     for theme in sorted(app.available_themes):
@@ -136,10 +153,9 @@ def console_commands(app: KeyboardApp, screen: Screen[Any]) -> list[ConsoleComma
                 partial(setattr, app, "theme", theme),
             )
         )
-    add(ConsoleCommand("help", "Help", "keys of this screen", app.action_help, "?"))
-    # Through the action, so the app's own quit flow (draining consumers) is the one that runs.
-    quit_action = partial(app.call_later, app.run_action, "app.quit")
-    add(ConsoleCommand("quit", "Quit", "leave the console", quit_action, "q"))
+    add(ConsoleCommand("help", "Help", "keys of this screen", later("app.help"), "?"))
+    # Through the action, so the app's own quit flow (asking, draining consumers) runs.
+    add(ConsoleCommand("quit", "Quit", "leave the console", later("app.quit"), "q"))
     return commands
 
 
@@ -173,7 +189,7 @@ def find_command(commands: list[ConsoleCommand], text: str) -> ConsoleCommand | 
     return f"unknown command {typed!r} (:help lists keys and commands; tab completes)"
 
 
-def _overview_screen(app: KeyboardApp) -> Screen[Any] | None:
+def _overview_screen(app: App[Any]) -> Screen[Any] | None:
     try:
         stack = app.get_screen_stack(navigation.SCREENS[0].mode)
     except KeyError:
@@ -189,12 +205,10 @@ class ConsoleCommandsProvider(Provider):
     """The palette over the same registry as `:`."""
 
     def _commands(self) -> list[ConsoleCommand]:
-        from pgq_console.keyboard import KeyboardApp
-
-        app = self.app
-        if not isinstance(app, KeyboardApp):
+        context = context_of(self.app)
+        if context is None:
             return []
-        return console_commands(app, self.screen)
+        return console_commands(self.app, self.screen, context)
 
     async def discover(self) -> Hits:
         for command in self._commands():
@@ -228,14 +242,12 @@ def _title(command: ConsoleCommand) -> str:
 
 class CommandInput(Input):
     BINDINGS = [
-        Binding("tab", "complete", "Complete", show=False),
-        Binding("up", "history(-1)", "Previous", show=False),
-        Binding("down", "history(1)", "Next", show=False),
+        Binding("tab", "complete", "Complete", show=False, id="command-line.complete"),
+        Binding("up", "history(-1)", "Previous", show=False, id="command-line.previous"),
+        Binding("down", "history(1)", "Next", show=False, id="command-line.next"),
     ]
 
-    def __init__(
-        self, history: list[str], names: list[str] | None = None, **options: Any
-    ) -> None:
+    def __init__(self, history: list[str], names: list[str] | None = None, **options: Any) -> None:
         super().__init__(**options)
         self.history = history
         self.names = names or []
@@ -268,23 +280,22 @@ class CommandInput(Input):
 class CommandLine(ModalScreen[None]):
     """`:` — a one-line prompt at the bottom, like k9s and vim; esc leaves it."""
 
-    BINDINGS = [Binding("escape", "dismiss_line", "Close", show=False)]
+    BINDINGS = [
+        Binding("escape", "dismiss_line", "Close", show=False, id="command-line.dismiss-line")
+    ]
 
-    def __init__(self, origin: Screen[Any]) -> None:
+    def __init__(self, origin: Screen[Any], context: ConsoleContext) -> None:
         super().__init__()
         self.origin = origin
+        self.context = context
 
     def compose(self) -> ComposeResult:
-        from pgq_console.keyboard import KeyboardApp
-
-        app = self.app
-        assert isinstance(app, KeyboardApp)
-        names = [command.name for command in console_commands(app, self.origin)]
+        names = [c.name for c in console_commands(self.app, self.origin, self.context)]
         yield Static(
             Text("enter runs · tab completes · ↑↓ history · esc closes"), id="command-hint"
         )
         yield CommandInput(
-            app.command_history,
+            self.context.command_history,
             names,
             placeholder="command, e.g. jobs, db prod, theme pgq-light, quit",
             suggester=SuggestFromList(names, case_sensitive=False),
@@ -299,17 +310,15 @@ class CommandLine(ModalScreen[None]):
 
     @on(Input.Submitted)
     def run_command(self, event: Input.Submitted) -> None:
-        from pgq_console.keyboard import KeyboardApp
-
         app = self.app
-        assert isinstance(app, KeyboardApp)
         text = event.value.strip()
         self.dismiss()
         if not text:
             return
-        if not app.command_history or app.command_history[-1] != text:
-            app.command_history.append(text)
-        found = find_command(console_commands(app, self.origin), text)
+        history = self.context.command_history
+        if not history or history[-1] != text:
+            history.append(text)
+        found = find_command(console_commands(app, self.origin, self.context), text)
         if isinstance(found, str):
             app.notify(found, severity="warning", markup=False)
             return

@@ -108,7 +108,7 @@ async def _open_member(app: PgqConsole, key: str) -> None:
     assert host is not None
     member = next(m for m in host.members if m.key == key)
     label = printable(member.label, limit=60)
-    reason = app._reason_to_stay()
+    reason = app.context.reason_to_stay()
     if reason:
         app.notify(f"not opening {label}: {reason}", severity="warning", markup=False)
         return

@@ -10,39 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
 from textual.events import Unmount
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Static
+from textual.screen import Screen
+from textual.widgets import Static
 
 from pgq_console import navigation
 from pgq_console.commands import CommandLine, ConsoleCommandsProvider
+from pgq_console.context import ConsoleContext, QuitGuards
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import printable
+from pgq_console.core.text import one_line, printable
+from pgq_console.messages import SwitchProfile
+from pgq_console.screens.confirm import ConfirmDialog
+from pgq_console.screens.help import HelpScreen
 
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings, Target
     from pgq_console.core.backend import AnyBackend
-
-QuitGuard = Callable[[], str | None]
-
-
-@runtime_checkable
-class StoppableGuard(Protocol):
-    """A quit guard for work the console can stop itself (a running enqueue): after the
-    operator confirms, `stop()` ends it and returns one line saying what it had done."""
-
-    def __call__(self) -> str | None: ...
-
-    async def stop(self) -> str | None: ...
-
+    from pgq_console.core.clock import Clock
+    from pgq_console.core.consumers import ConsumerSupervisor
 
 # Methods a focused list may offer, in order of preference, for each j/k/g/G move.
 _CURSOR_ACTIONS = {
@@ -52,155 +44,180 @@ _CURSOR_ACTIONS = {
     "bottom": ("action_scroll_bottom", "action_last", "action_scroll_end"),
 }
 
-
-class ConfirmQuit(ModalScreen[bool]):
-    """Quit anyway? Says why it asks; `y`/enter quits, `n`/esc stays."""
-
-    BINDINGS = [
-        Binding("y", "answer(True)", "Quit", show=False),
-        Binding("n,escape", "answer(False)", "Stay", show=False),
-    ]
-
-    def __init__(
-        self, reason: str, *, title: str = "Quit pgq-console?", yes: str = "Quit (y)"
-    ) -> None:
-        super().__init__()
-        self.reason = reason
-        self.title_text = title
-        self.yes = yes
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="quit-dialog"):
-            yield Static(Text(self.title_text), id="quit-title")
-            yield Static(Text(self.reason), id="quit-reason")
-            with Horizontal(id="quit-buttons"):
-                yield Button("Stay (n)", id="quit-no")
-                yield Button(self.yes, id="quit-yes", variant="error")
-
-    def on_mount(self) -> None:
-        self.query_one("#quit-no", Button).focus()
-
-    def action_answer(self, answer: bool) -> None:
-        self.dismiss(answer)
-
-    @on(Button.Pressed)
-    def pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "quit-yes")
+QUIT_QUESTION = "Quit pgq-console?"
 
 
 class KeyboardApp(App[None]):
-    """Keys, help, commands, quitting and profile switching; PgqConsole adds the wiring."""
+    """Keys, help, commands, quitting and profile switching, over a `ConsoleContext`.
+
+    A subclass shows the screens: `show_screens(mode)` builds them on the context's backend,
+    `action_jump(key)` switches to one.
+    """
 
     COMMANDS = App.COMMANDS | {ConsoleCommandsProvider}
+    # Every binding has an id: `[keymap]` in the config file remaps keys by these ids.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("colon", "command_line", "Command", key_display=":"),
-        Binding("escape", "back", "Back", show=False),
-        Binding("j", "cursor('down')", "Down", show=False),
-        Binding("k", "cursor('up')", "Up", show=False),
-        Binding("g", "cursor('top')", "Top", show=False),
-        Binding("G", "cursor('bottom')", "Bottom", show=False),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("question_mark", "help", "Help", key_display="?", id="help"),
+        Binding("colon", "command_line", "Command", key_display=":", id="command-line"),
+        Binding("escape", "back", "Back", show=False, id="back"),
+        Binding("j", "cursor('down')", "Down", show=False, id="cursor.down"),
+        Binding("k", "cursor('up')", "Up", show=False, id="cursor.up"),
+        Binding("g", "cursor('top')", "Top", show=False, id="cursor.top"),
+        Binding("G", "cursor('bottom')", "Bottom", show=False, id="cursor.bottom"),
     ]
 
-    backend: AnyBackend | None
-    read_only: bool
-
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, context: ConsoleContext | None = None, **options: Any) -> None:
         super().__init__(**options)
-        self.settings: Settings | None = None
-        self.profile: str | None = None
-        # The header badge (e.g. PROD in red); ConnectionLine shows it.
-        self.environment: Environment | None = None
-        # Consumers (and anything else that must not die silently) register a reason to ask.
-        self.quit_guards: list[QuitGuard] = []
-        self.command_history: list[str] = []
+        self.context = context or ConsoleContext()
         # Shown once the app runs (config warnings such as a password readable by others).
         self.startup_warnings: list[str] = []
         self._switching = False
         self._owns_backend = False  # set once a profile switch opened the backend in use
 
-    # -- quitting --------------------------------------------------------------------------
+    # -- the context, under the names an embedding program and the CLI have always used ----
 
-    def confirm_quit_reason(self) -> str | None:
-        """Why quitting needs a confirmation (e.g. consumers are running), or None."""
-        return self._guard_reason(include_stoppable=True)
+    @property
+    def backend(self) -> AnyBackend | None:
+        return self.context.backend
 
-    def _guard_reason(self, *, include_stoppable: bool) -> str | None:
-        for guard in self.quit_guards:
-            if not include_stoppable and isinstance(guard, StoppableGuard):
-                continue
-            with contextlib.suppress(Exception):  # a broken guard must not trap the operator
-                reason = guard()
-                if reason:
-                    return reason
-        # The in-process consumers' supervisor (core/consumers.py), when the app has one.
-        active = getattr(getattr(self, "consumers", None), "active", None)
-        if callable(active):
-            active = active()
-        if active:
-            return f"{len(active)} in-process consumer(s) running"
-        return None
+    @backend.setter
+    def backend(self, backend: AnyBackend | None) -> None:
+        self.context.backend = backend
 
-    def _reason_to_stay(self) -> str | None:
-        """What keeps a profile switch from happening: guards the console cannot stop itself
-        (running consumers)."""
-        return self._guard_reason(include_stoppable=False)
+    @property
+    def clock(self) -> Clock:
+        return self.context.clock
 
-    def guarded_work_reason(self) -> str | None:
-        """Why work the console can stop itself (`StoppableGuard`) needs a confirmation."""
-        for guard in self.quit_guards:
-            if isinstance(guard, StoppableGuard):
-                with contextlib.suppress(Exception):
-                    reason = guard()
-                    if reason:
-                        return reason
-        return None
+    @property
+    def consumers(self) -> ConsumerSupervisor:
+        return self.context.consumers
 
-    async def stop_guarded_work(self) -> list[str]:
-        """Stop every `StoppableGuard`'s work; one line per guard on what it had done."""
-        reports = []
-        for guard in list(self.quit_guards):
-            if isinstance(guard, StoppableGuard):
-                try:
-                    report = await guard.stop()
-                except Exception as exc:  # reported, never a reason to stay stuck
-                    report = f"could not stop cleanly: {' '.join(str(exc).split())}"
-                if report:
-                    reports.append(report)
-        return reports
+    @property
+    def read_only(self) -> bool:
+        return self.context.read_only
+
+    @read_only.setter
+    def read_only(self, value: bool) -> None:
+        self.context.read_only = value
+
+    @property
+    def served(self) -> bool:
+        return self.context.served
+
+    @served.setter
+    def served(self, value: bool) -> None:
+        self.context.served = value
+
+    @property
+    def refresh_interval(self) -> float:
+        return self.context.refresh_interval
+
+    @refresh_interval.setter
+    def refresh_interval(self, value: float) -> None:
+        self.context.refresh_interval = value
+
+    @property
+    def listen(self) -> bool:
+        return self.context.listen
+
+    @listen.setter
+    def listen(self, value: bool) -> None:
+        self.context.listen = value
+
+    @property
+    def settings(self) -> Settings | None:
+        return self.context.settings
+
+    @settings.setter
+    def settings(self, value: Settings | None) -> None:
+        self.context.settings = value
+
+    @property
+    def profile(self) -> str | None:
+        return self.context.profile
+
+    @profile.setter
+    def profile(self, value: str | None) -> None:
+        self.context.profile = value
+
+    @property
+    def environment(self) -> Environment | None:
+        return self.context.environment
+
+    @environment.setter
+    def environment(self, value: Environment | None) -> None:
+        self.context.environment = value
+
+    @property
+    def quit_guards(self) -> QuitGuards:
+        """Reasons to ask before quitting; anything that must not die silently registers."""
+        return self.context.quit_guards
+
+    @property
+    def command_history(self) -> list[str]:
+        return self.context.command_history
+
+    # -- quitting: one flow, whatever asked for it (q, ctrl+q, :quit, the palette) -----------
 
     async def action_quit(self) -> None:
-        self.request_quit()
+        """Asks first when a registered guard says so. A running enqueue (a `StoppableGuard`)
+        is stopped after its batch in flight and says what it wrote; other guards ask once;
+        running consumers are drained (their running jobs finish) before the exit."""
+        if any(worker.group == "quit" and worker.is_running for worker in self.workers):
+            return  # already asking, or draining
+        self._quit_flow()
 
-    def request_quit(self) -> None:
-        reason = self.confirm_quit_reason()
-        if reason is None:
-            self.exit()
+    @work(group="quit", exit_on_error=False)
+    async def _quit_flow(self) -> None:
+        context = self.context
+        reports: list[str] = []
+        stoppable = context.quit_guards.stoppable_reason()
+        if stoppable:
+            if not await self._ask(QUIT_QUESTION, stoppable, yes="Quit", no="Stay"):
+                return
+            reports = await context.quit_guards.stop_stoppable()
+            for report in reports:
+                self.notify(report, markup=False, timeout=30)
+        other = context.quit_guards.reason(include_stoppable=False)
+        if other and not await self._ask(QUIT_QUESTION, other, yes="Quit", no="Stay"):
             return
-        if isinstance(self.screen, ConfirmQuit):
-            return
+        active = context.consumers.active
+        if active:
+            running = sum(consumer.in_flight for consumer in active)
+            question = f"{len(active)} consumer(s) are running ({running} job(s) in flight). Quit?"
+            detail = (
+                "They stop picking, the running jobs finish and are recorded, then the console "
+                "exits."
+            )
+            if not await self._ask(question, detail, yes="Drain and quit", no="Stay"):
+                return
+            self.notify(
+                f"Draining {len(active)} consumer(s): {running} running job(s) finish first…",
+                markup=False,
+                timeout=30,
+            )
+            await context.consumers.drain_all()
+        # Printed once the terminal is back: the last word on what was written.
+        self.exit(message=Text("\n".join(reports)) if reports else None)
 
-        def answered(quit_anyway: bool | None) -> None:
-            if quit_anyway:
-                self.exit()
-
-        self.push_screen(ConfirmQuit(reason), answered)
+    async def _ask(self, question: str, detail: str, *, yes: str, no: str) -> bool:
+        dialog = ConfirmDialog(question, detail, yes=yes, no=no)
+        answer: bool = await self.push_screen_wait(dialog)
+        return answer
 
     # -- help, command line, back, cursor ----------------------------------------------------
 
     def action_help(self) -> None:
-        from pgq_console.screens.help import HelpScreen
-
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss()
             return
-        self.push_screen(HelpScreen(self.screen))
+        self.push_screen(HelpScreen(self.screen, self.context))
 
     def action_command_line(self) -> None:
         if isinstance(self.screen, CommandLine):
             return
-        self.push_screen(CommandLine(self.screen))
+        self.push_screen(CommandLine(self.screen, self.context))
 
     def action_cursor(self, where: str) -> None:
         focused = self.focused
@@ -210,20 +227,22 @@ class KeyboardApp(App[None]):
                 method()
                 return
 
-    def action_jump(self, key: str) -> None:  # PgqConsole implements it
-        raise NotImplementedError
+    def action_jump(self, key: str) -> None:
+        """Number keys: switch to that screen (a subclass shows screens; here, nothing)."""
 
     def _dismiss_overlays(self) -> None:
         """Help and the command line make way when the operator jumps elsewhere."""
-        from pgq_console.screens.help import HelpScreen
-
         while len(self.screen_stack) > 1 and isinstance(self.screen, HelpScreen | CommandLine):
             self.pop_screen()
 
     # -- profiles ----------------------------------------------------------------------------
 
     def profiles(self) -> Mapping[str, ProfileConfig]:
-        return self.settings.profiles if self.settings else {}
+        return self.context.profiles()
+
+    @on(SwitchProfile)
+    def _switch_profile_asked(self, message: SwitchProfile) -> None:
+        self.switch_profile(message.name)
 
     def switch_profile(self, name: str) -> None:
         """`:db NAME`: connect to another profile; the current one stays until that works."""
@@ -236,11 +255,11 @@ class KeyboardApp(App[None]):
         if self._switching:
             self.notify("already switching profiles", severity="warning")
             return
-        reason = self._reason_to_stay()
+        reason = self.context.reason_to_stay()
         if reason:
             self.notify(f"not switching to {name}: {reason}", severity="warning", markup=False)
             return
-        stoppable = self.guarded_work_reason()
+        stoppable = self.quit_guards.stoppable_reason()
         if stoppable:
             # Running work the console can stop (an enqueue): ask, stop it, say what it wrote.
             def answered(switch_anyway: bool | None) -> None:
@@ -249,7 +268,7 @@ class KeyboardApp(App[None]):
                     self._stop_work_then_connect(name)
 
             self.push_screen(
-                ConfirmQuit(stoppable, title=f"Switch to {name}?", yes="Stop it and switch (y)"),
+                ConfirmDialog(f"Switch to {name}?", stoppable, yes="Stop it and switch", no="Stay"),
                 answered,
             )
             return
@@ -259,9 +278,9 @@ class KeyboardApp(App[None]):
 
     @work(group="profile-stop", exclusive=True, exit_on_error=False)
     async def _stop_work_then_connect(self, name: str) -> None:
-        for report in await self.stop_guarded_work():
+        for report in await self.quit_guards.stop_stoppable():
             self.notify(report, markup=False, timeout=30)
-        reason = self._reason_to_stay()  # consumers may have started meanwhile
+        reason = self.context.reason_to_stay()  # consumers may have started meanwhile
         if reason:
             self._switching = False
             self.notify(f"not switching to {name}: {reason}", severity="warning", markup=False)
@@ -338,13 +357,13 @@ class KeyboardApp(App[None]):
             audit.append(record)
         except OSError as exc:
             self.notify(
-                f"the audit file could not be written: {' '.join(str(exc).split())}",
+                f"the audit file could not be written: {one_line(exc)}",
                 severity="warning",
                 markup=False,
             )
 
-    def show_screens(self, mode: str) -> None:  # PgqConsole implements it
-        raise NotImplementedError
+    def show_screens(self, mode: str) -> None:
+        """Build the screens on the context's backend and show `mode` (a subclass does)."""
 
     @on(Unmount)
     async def _close_switched_backend(self) -> None:

@@ -1,4 +1,4 @@
-"""Messages the long-lived workers post to the screens."""
+"""Messages: the long-lived workers post to the screens; commands and screens post to the app."""
 
 from __future__ import annotations
 
@@ -38,3 +38,18 @@ class AuditHeard(Message):
     """A write announced on the audit channel (core/audit.AuditAnnouncement), by any console."""
 
     announcement: object
+
+
+@dataclass
+class OpenJobs(Message):
+    """Enter on the overview: the Jobs screen, filtered to exactly this entrypoint."""
+
+    entrypoint: str
+
+
+@dataclass
+class SwitchProfile(Message):
+    """`:db NAME` (or the palette): connect to another configured profile. The app handles it;
+    commands and screens never call into the app class."""
+
+    name: str

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from textual.color import Color, ColorParseError
 from textual.theme import Theme
 
+from pgq_console.core.text import one_line
+
 DEFAULT_THEME = "pgq-dark"
 MONOCHROME_THEME = "pgq-monochrome"
 
@@ -146,7 +148,7 @@ def load_themes(directories: Iterable[Path]) -> tuple[list[Theme], list[str]]:
             try:
                 theme = ThemeFile.model_validate(tomllib.loads(path.read_text())).to_theme()
             except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-                problems.append(f"theme file {path} ignored: {_one_line(str(exc))}")
+                problems.append(f"theme file {path} ignored: {one_line(str(exc))}")
                 continue
             except ValidationError as exc:
                 error = exc.errors()[0]
@@ -155,7 +157,7 @@ def load_themes(directories: Iterable[Path]) -> tuple[list[Theme], list[str]]:
                 problems.append(f"theme file {path} ignored: {key}: {message}")
                 continue
             except ValueError as exc:  # Textual's own colour parsing
-                problems.append(f"theme file {path} ignored: {_one_line(str(exc))}")
+                problems.append(f"theme file {path} ignored: {one_line(str(exc))}")
                 continue
             themes.setdefault(theme.name, theme)
     return list(themes.values()), problems
@@ -171,7 +173,3 @@ def choose_theme(
     broken = [p for p in problems if Path(p.split(" ignored:")[0]).stem == requested]
     detail = broken[0] if broken else "; ".join([f"unknown theme {requested!r}", *problems])
     return DEFAULT_THEME, f"{detail}; using {DEFAULT_THEME}"
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -15,7 +15,8 @@ from pgq_console.core.backend import AnyBackend, open_backend
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.consumers import ConsumerState, parse_consumer_form
 from pgq_console.core.target import DriverKind, Installation
-from pgq_console.screens.consumers import ConfirmScreen, ConsumerFormScreen, ConsumersScreen
+from pgq_console.screens.confirm import ConfirmDialog
+from pgq_console.screens.consumers import ConsumerFormScreen, ConsumersScreen
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.overview import OverviewScreen
 from tests.conftest import drop_database, make_database
@@ -161,12 +162,12 @@ async def test_quitting_with_a_running_consumer_asks_then_drains(screen_dsn: str
         await enqueue(screen_dsn, "quit_jobs", 4)
         await wait_until(pilot, lambda: consumer.in_flight > 0, what="jobs in flight")
         await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
         await pilot.press("n")
         await pilot.pause()
         assert consumer.state is ConsumerState.RUNNING  # "stay" changed nothing
         await pilot.press("q")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         await pilot.press("y")
         await wait_until(pilot, lambda: not consumer.state.active, what="the drain")
     assert not consumer.state.active and consumer.error is None
@@ -278,7 +279,7 @@ async def test_x_cancels_running_jobs_and_counts_none_done(screen_dsn: str) -> N
         await wait_until(pilot, lambda: consumer.in_flight == 3, what="three running jobs")
         await wait_until(pilot, lambda: cell(screen, consumer.id, "in_flight") == "3")
         await pilot.press("x")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="the question")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="the question")
         await pilot.press("y")
         await wait_until(pilot, lambda: not consumer.state.active, what="the consumer to end")
         screen.refresh_rows()

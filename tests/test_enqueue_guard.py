@@ -21,7 +21,7 @@ from pgq_console.config import CliOptions, Settings, load_settings, open_target
 from pgq_console.core import audit
 from pgq_console.core.backend import AnyBackend
 from pgq_console.core.target import DriverKind
-from pgq_console.keyboard import ConfirmQuit
+from pgq_console.screens.confirm import ConfirmDialog
 from pgq_console.screens.enqueue_form import EnqueueFormScreen
 from tests.conftest import drop_database, make_database
 from tests.helpers import backend_for, enqueue, has_row, wait_until
@@ -79,10 +79,10 @@ async def question(pilot: Pilot[Any]) -> str:
     app = pilot.app
     await wait_until(
         pilot,
-        lambda: isinstance(app.screen, ConfirmQuit) and bool(app.screen.query("#quit-reason")),
+        lambda: isinstance(app.screen, ConfirmDialog) and bool(app.screen.query("#yesno-detail")),
         what="the question",
     )
-    return str(app.screen.query_one("#quit-reason").render())
+    return str(app.screen.query_one("#yesno-detail").render())
 
 
 async def start_enqueue(pilot: Pilot[Any], entrypoint: str, copies: str, batch: int) -> Any:
@@ -209,7 +209,7 @@ async def test_switch_refused_for_consumers_leaves_the_enqueue_running(
         app.switch_profile("beta")
         await pilot.pause()
         assert any("not switching to beta" in n.message for n in app._notifications)
-        assert not isinstance(app.screen, ConfirmQuit)
+        assert not isinstance(app.screen, ConfirmDialog)
         assert form.running and app.profile == "alpha"
         await pilot.press("escape")
         await wait_until(pilot, lambda: form.result is not None, within=60)

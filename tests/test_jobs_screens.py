@@ -246,6 +246,22 @@ async def test_palette_lists_the_screen_actions(seeded: str) -> None:
         assert "Enqueue a copy" in titles and "Copy job id" in titles
 
 
+async def test_palette_shows_one_hit_per_action(seeded: str) -> None:
+    """Searching "requeue" on the Jobs screen: requeue and requeue-all, once each (one
+    provider over one registry; a screen's palette command and its key count once)."""
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        titles: list[str] = []
+        for source in [*app.COMMANDS, *app.screen.COMMANDS]:  # every provider the palette runs
+            provider_type = source if isinstance(source, type) else source()
+            provider = provider_type(app.screen)
+            titles += [str(hit.text) async for hit in provider.search("requeue")]
+        assert len(titles) == 2, titles
+        assert sum(":requeue-all" in title for title in titles) == 1
+        assert sum(title.endswith(":requeue") for title in titles) == 1
+
+
 async def test_scrolling_loads_the_next_keyset_page(database_dsn: str) -> None:
     connection = await asyncpg.connect(database_dsn)
     await connection.execute("TRUNCATE pgqueuer RESTART IDENTITY")
@@ -303,7 +319,7 @@ async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
         assert toast == "db role postgres (alice@ops-1): requeue, changed 3 of 3 ([bold]fixed[/])"
 
 
-async def test_jobs_screen_is_built_ahead_reads_fresh_rows_on_its_key_and_idles_hidden(
+async def test_jobs_screen_reads_fresh_rows_before_each_visit_and_idles_hidden(
     seeded: str,
 ) -> None:
     app = console(seeded)
@@ -311,10 +327,16 @@ async def test_jobs_screen_is_built_ahead_reads_fresh_rows_on_its_key_and_idles_
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_until(pilot, lambda: app.settled, what="startup work done")
         assert app.current_mode == "overview"
-        (jobs,) = app.get_screen_stack("jobs")  # built before its first visit
-        assert isinstance(jobs, JobsScreen)
-        hidden = jobs.query_one(JobTable)
-        assert len(hidden.jobs) == 36  # its first page, read while hidden
+        with pytest.raises(KeyError):  # built on its first visit, not before
+            app.get_screen_stack("jobs")
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen), what="jobs screen")
+        jobs = app.screen
+        table_of_jobs = jobs.query_one(JobTable)
+        # Its first page was read before it was mounted: no empty first paint.
+        assert len(table_of_jobs.jobs) == 36
+        await pilot.press("1")
+        await wait_until(pilot, lambda: app.current_mode == "overview")
         connection = await asyncpg.connect(seeded)
         try:
             new_id = await connection.fetchval(
@@ -324,11 +346,11 @@ async def test_jobs_screen_is_built_ahead_reads_fresh_rows_on_its_key_and_idles_
         finally:
             await connection.close()
         await pilot.pause(1.0)  # five intervals: a hidden screen does not poll
-        assert new_id not in hidden.jobs
+        assert new_id not in table_of_jobs.jobs
         await pilot.press("2")
         await wait_until(pilot, lambda: app.screen is jobs, what="the jobs screen")
         # Read before the switch, so the first paint already shows the new job.
-        assert new_id in hidden.jobs
+        assert new_id in table_of_jobs.jobs
         assert ids_shown(app)[0] == new_id
 
 

@@ -164,24 +164,38 @@ async def test_read_only_hides_write_commands(keys_dsn: str) -> None:
 
 
 async def test_q_quits_and_asks_when_a_guard_says_so(keys_dsn: str) -> None:
-    from pgq_console.keyboard import ConfirmQuit, KeyboardApp
+    from pgq_console.screens.confirm import ConfirmDialog
 
     app = make(keys_dsn)
     async with app.run_test(size=(100, 24)) as pilot:
         await ready(pilot)
         app.quit_guards.append(lambda: "2 in-process consumer(s) running")
-        assert app.confirm_quit_reason() == "2 in-process consumer(s) running"
-        # The base flow: asks, `n` stays, `y` quits.
-        KeyboardApp.request_quit(app)
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmQuit)
-        await pilot.press("n")
-        assert app.is_running
-        app.quit_guards.clear()
-        assert app.confirm_quit_reason() is None
+        assert app.context.quit_reason() == "2 in-process consumer(s) running"
+        # The one quit flow: asks, `n` stays, `y` quits.
         await pilot.press("q")
-        await pilot.pause()
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="question")
+        assert "2 in-process consumer(s) running" in str(
+            app.screen.query_one("#yesno-detail").render()
+        )
+        await pilot.press("n")
+        await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmDialog))
+        assert app.is_running
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="again")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running, what="the exit")
     assert not app.is_running
+    assert app.return_code == 0
+
+
+async def test_q_without_a_guard_quits_at_once(keys_dsn: str) -> None:
+    app = make(keys_dsn)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        assert app.context.quit_reason() is None
+        await pilot.press("q")
+        await wait_until(pilot, lambda: not app.is_running, what="the exit")
+    assert app.return_code == 0
 
 
 async def test_unchanged_header_lines_are_not_repainted(

@@ -126,6 +126,7 @@ class FileConfig(BaseModel):
     driver: DriverName = None
     read_only: bool | None = None
     profiles: dict[str, ProfileConfig] = {}
+    keymap: dict[str, str] = {}  # binding id -> keys; checked by pgq_console.keymap
 
 
 ENV_PREFIX = "PGQ_CONSOLE_"

@@ -7,13 +7,11 @@ import re
 import socket
 from urllib.parse import quote
 
+from pgq_console.core.text import one_line
+
 
 class ConsoleError(Exception):
     """An error whose message is fit to show the operator as it is (one line, no secrets)."""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def describe_connect_error(exc: BaseException, *, label: str, secrets: tuple[str, ...] = ()) -> str:
@@ -21,7 +19,7 @@ def describe_connect_error(exc: BaseException, *, label: str, secrets: tuple[str
     import asyncpg
     import psycopg
 
-    text = _one_line(str(exc))
+    text = one_line(str(exc))
     lowered = text.lower()
     if isinstance(exc, asyncpg.InvalidPasswordError) or "password authentication failed" in lowered:
         message = (

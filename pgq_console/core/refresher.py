@@ -42,6 +42,7 @@ from pgq_console.core.stats import (
     fetch_windows,
     merge_rows,
 )
+from pgq_console.core.text import error_line
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class Refresher:
                 self._failures += 1
                 self._retry_delay = backoff_delay(self._failures, self.status.interval_s)
                 self._last_end = self.clock.monotonic()
-                self._publish(replace(self.status, error=f"refresh failed: {_one_line(exc)}"))
+                self._publish(replace(self.status, error=f"refresh failed: {error_line(exc)}"))
 
     def _next_due(self) -> float:
         if self.status.paused or not self._active():
@@ -439,7 +440,7 @@ class Refresher:
                 replace(
                     self.status,
                     listening=False,
-                    error=f"not listening on {self.status.channel}: {_one_line(exc)}",
+                    error=f"not listening on {self.status.channel}: {error_line(exc)}",
                 )
             )
             return
@@ -476,10 +477,6 @@ class Refresher:
         self._on_status(status)
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def describe_outage(
     exc: BaseException,
     backend: Backend,
@@ -492,7 +489,7 @@ def describe_outage(
     frozen = f"numbers below are from {last_ok_at:%H:%M:%S}" if last_ok_at else "no numbers yet"
     return (
         f"lost the connection to {backend.label} at {lost_since:%H:%M:%S} "
-        f"({_one_line(exc)[:80]}): {frozen}, live events missed; "
+        f"({error_line(exc)[:80]}): {frozen}, live events missed; "
         f"retry {attempt} at {next_try_at:%H:%M:%S}"
     )
 
@@ -507,10 +504,10 @@ def _describe_refresh_error(exc: BaseException, backend: Backend) -> str:
         seconds = backend.statement_timeout.total_seconds()
         return f"refresh took longer than the {seconds:g}s statement timeout; retrying"
     if isinstance(exc, asyncpg.InsufficientPrivilegeError | psycopg.errors.InsufficientPrivilege):
-        return f"permission denied reading the queue tables: {_one_line(exc)}"
+        return f"permission denied reading the queue tables: {error_line(exc)}"
     if isinstance(exc, OSError | asyncpg.InterfaceError | psycopg.OperationalError):
-        return f"lost the connection to {backend.label}: {_one_line(exc)}; retrying"
-    return f"refresh failed: {type(exc).__name__}: {_one_line(exc)}"
+        return f"lost the connection to {backend.label}: {error_line(exc)}; retrying"
+    return f"refresh failed: {type(exc).__name__}: {error_line(exc)}"
 
 
 T = TypeVar("T")

@@ -52,3 +52,20 @@ def clipboard_text(value: str) -> str:
     """Text for the clipboard: line breaks and tabs kept, every other control or invisible
     character dropped (pasted into a terminal, an escape sequence would run there)."""
     return _UNSAFE_IN_CLIPBOARD.sub("", value)
+
+
+def one_line(value: object, *, limit: int | None = None) -> str:
+    """`value` (an exception's message, say) on one line: every run of whitespace becomes one
+    space; cut to `limit` characters when given. Not made printable: see `printable`."""
+    text = " ".join(str(value).split())
+    return text if limit is None else text[:limit]
+
+
+def error_line(exc: BaseException, *, limit: int | None = None) -> str:
+    """An exception's message on one line, or its type's name when it has none."""
+    return one_line(exc, limit=limit) or type(exc).__name__[:limit]
+
+
+def printable_line(value: object, *, limit: int = 300) -> str:
+    """`one_line`, then `printable`: an exception's message fit for a log pane or a toast."""
+    return printable(one_line(value), limit=limit)

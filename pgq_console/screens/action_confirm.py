@@ -22,7 +22,7 @@ from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionPreview, ActionResult
 from pgq_console.core.backend import READ_ONLY_REFUSAL, Backend
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import printable
+from pgq_console.core.text import error_line, one_line, printable
 
 CELL_LIMIT = 40
 
@@ -31,7 +31,9 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
     """Preview → confirm (typed count above 100) → apply → dismiss(result)."""
 
     # "Back", not "Cancel": in a "Cancel jobs" dialog a "Cancel" button reads as the write.
-    BINDINGS = [Binding("escape", "dismiss_cancel", "Back")]
+    BINDINGS = [
+        Binding("escape", "dismiss_cancel", "Back", id="action-confirm.dismiss-cancel")
+    ]
 
     def __init__(self, backend: Backend, action: Action) -> None:
         super().__init__()
@@ -76,7 +78,7 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
             self._error(str(exc))
             return
         except Exception as exc:
-            self._error(f"preview failed: {' '.join(str(exc).split()) or type(exc).__name__}")
+            self._error(f"preview failed: {error_line(exc)}")
             return
         self.show_preview(preview)
 
@@ -211,7 +213,7 @@ def watch_audit(app: App[None], backend: Backend) -> None:
             await asyncio.Event().wait()
         except Exception as exc:  # the toasts are a courtesy: never take the app down
             app.notify(
-                f"not listening for other consoles' writes: {' '.join(str(exc).split())}",
+                f"not listening for other consoles' writes: {one_line(exc)}",
                 severity="warning",
                 markup=False,
             )

@@ -77,7 +77,10 @@ def drain_text(drain: DrainEstimate) -> str:
 class ChartsScreen(PolledScreen[ChartsSnapshot]):
     title_text = "Charts (last hour)"
     interval_s = 10.0
-    BINDINGS = [*PolledScreen.BINDINGS, Binding("a", "show_all", "All entrypoints")]
+    BINDINGS = [
+        *PolledScreen.BINDINGS,
+        Binding("a", "show_all", "All entrypoints", id="charts.show-all"),
+    ]
     GLOSSARY = (
         ("Backlog", "ready jobs now (queued, due)"),
         ("At current rates", "when the backlog empties at the last minutes' in/out rates"),

@@ -31,7 +31,8 @@ from pgq_console.core.consumers import (
 )
 from pgq_console.core.enqueue import FormErrors, known_entrypoints
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import printable
+from pgq_console.core.text import one_line, printable
+from pgq_console.screens.confirm import ConfirmDialog
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -41,7 +42,7 @@ from pgq_console.widgets.status_line import ConnectionLine
 from pgq_console.widgets.suggest import ListItemSuggester
 
 if TYPE_CHECKING:
-    from pgq_console.app import PgqConsole
+    from pgq_console.context import ConsoleContext
 
 REFRESH_S = 0.5
 COLUMNS = (
@@ -86,14 +87,10 @@ def _cells(snapshot: ConsumerSnapshot) -> dict[str, Text]:
 
 class ConsumersScreen(Screen[None]):
     BINDINGS = [
-        Binding("n", "new_consumer", "New consumer"),
-        Binding("s", "stop", "Stop (drain)"),
-        Binding("x", "cancel_running", "Cancel running jobs"),
-        Binding("d", "forget", "Remove stopped", show=False),
-        Binding("j", "cursor('down')", "Down", show=False),
-        Binding("k", "cursor('up')", "Up", show=False),
-        Binding("g", "cursor('top')", "Top", show=False),
-        Binding("G", "cursor('bottom')", "Bottom", show=False),
+        Binding("n", "new_consumer", "New consumer", id="consumers.new-consumer"),
+        Binding("s", "stop", "Stop (drain)", id="consumers.stop"),
+        Binding("x", "cancel_running", "Cancel running jobs", id="consumers.cancel-running"),
+        Binding("d", "forget", "Remove stopped", show=False, id="consumers.forget"),
     ]
 
     GLOSSARY = (
@@ -117,10 +114,10 @@ class ConsumersScreen(Screen[None]):
         ("x", "cancel the selected consumer's running jobs (logged `canceled`) and stop it"),
     )
 
-    def __init__(self, app: PgqConsole) -> None:
+    def __init__(self, context: ConsoleContext) -> None:
         super().__init__()
-        self.console = app
-        self.supervisor: ConsumerSupervisor = app.consumers
+        self.console = context
+        self.supervisor: ConsumerSupervisor = context.consumers
         self.shown_id: int | None = None
         self.shown_lines = 0
         self.shown_title = ""
@@ -230,17 +227,6 @@ class ConsumersScreen(Screen[None]):
             # Log renders plain strings (no markup); printable() already escaped controls.
             log.write_lines(lines)
 
-    def action_cursor(self, where: str) -> None:
-        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
-        if where == "down":
-            table.action_cursor_down()
-        elif where == "up":
-            table.action_cursor_up()
-        elif where == "top":
-            table.move_cursor(row=0)
-        else:
-            table.move_cursor(row=max(0, table.row_count - 1))
-
     def action_new_consumer(self) -> None:
         problem = consumer_refusal(self.console.backend, self.console.read_only)
         if problem:
@@ -323,7 +309,7 @@ class ConsumersScreen(Screen[None]):
                 self.refresh_rows()
 
         self.app.push_screen(
-            ConfirmScreen(
+            ConfirmDialog(
                 f"Cancel the {running} running job(s) of {consumer.name}?",
                 "Their handlers are interrupted and each job is logged `canceled` (not retried). "
                 "Without this the consumer ends once they finish.",
@@ -340,41 +326,6 @@ class ConsumersScreen(Screen[None]):
             self.refresh_rows()
 
 
-class ConfirmScreen(ModalScreen[bool]):
-    """A yes/no question; dismisses with the answer (esc = no)."""
-
-    BINDINGS = [
-        Binding("escape", "answer(False)", "No"),
-        Binding("y", "answer(True)", "Yes", show=False),
-        Binding("n", "answer(False)", "No", show=False),
-    ]
-
-    def __init__(self, question: str, detail: str, *, yes: str = "Yes", no: str = "No") -> None:
-        super().__init__()
-        self.question = question
-        self.detail = detail
-        self.yes = yes
-        self.no = no
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="yesno-dialog"):
-            yield Label(Text(self.question), id="yesno-question")
-            yield Static(Text(self.detail), id="yesno-detail")
-            with Horizontal(id="yesno-buttons"):
-                yield Button(f"{self.yes} (y)", id="yesno-yes", variant="warning", compact=True)
-                yield Button(f"{self.no} (n)", id="yesno-no", compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#yesno-no", Button).focus()
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yesno-yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
-
-
 class ConsumerFormScreen(ModalScreen[int | None]):
     """Start a consumer; dismisses with its id once it runs (None when closed)."""
 
@@ -382,18 +333,18 @@ class ConsumerFormScreen(ModalScreen[int | None]):
     AUTO_FOCUS = "#entrypoints"
 
     BINDINGS = [
-        Binding("escape", "close", "Close"),
-        Binding("ctrl+s", "start", "Start"),
+        Binding("escape", "close", "Close", id="consumer-form.close"),
+        Binding("ctrl+s", "start", "Start", id="consumer-form.start"),
     ]
 
     def __init__(
         self,
-        app: PgqConsole,
+        context: ConsoleContext,
         initial: Mapping[str, str] | None = None,
         typed: list[str] | None = None,
     ) -> None:
         super().__init__()
-        self.console = app
+        self.console = context
         self.initial = dict(initial or {})
         # Keys typed between `n` and this form being up (the opener keeps appending).
         self.typed = typed if typed is not None else []
@@ -591,7 +542,7 @@ class ConsumerFormScreen(ModalScreen[int | None]):
             self._status(f"✗ {exc}")
             return
         except Exception as exc:  # user code or the server: one line, never a traceback
-            self._status(f"✗ {type(exc).__name__}: {' '.join(str(exc).split())}")
+            self._status(f"✗ {type(exc).__name__}: {one_line(exc)}")
             return
         finally:
             self.starting = False
@@ -603,42 +554,3 @@ class ConsumerFormScreen(ModalScreen[int | None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
-
-
-# -- quitting with consumers running ---------------------------------------------------------
-
-
-def quit_console(app: PgqConsole) -> None:
-    """`q`: with consumers running, ask first, then drain them before exiting."""
-    active = app.consumers.active
-    if not active:
-        app.exit()
-        return
-    running = sum(consumer.in_flight for consumer in active)
-
-    def answer(confirmed: bool | None) -> None:
-        if confirmed:
-            app.notify(
-                f"Draining {len(active)} consumer(s): {running} running job(s) finish first…",
-                markup=False,
-                timeout=30,
-            )
-            _drain_and_exit(app)
-
-    app.push_screen(
-        ConfirmScreen(
-            f"{len(active)} consumer(s) are running ({running} job(s) in flight). Quit?",
-            "They stop picking, the running jobs finish and are recorded, then the console exits.",
-            yes="Drain and quit",
-            no="Stay",
-        ),
-        answer,
-    )
-
-
-def _drain_and_exit(app: PgqConsole) -> None:
-    async def drain() -> None:
-        await app.consumers.drain_all()
-        app.exit()
-
-    app.run_worker(drain(), group="quit", exclusive=True, exit_on_error=False)

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 from textual import on, work
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
+from pgq_console.context import QuitGuards
 from pgq_console.core import audit
 from pgq_console.core.backend import AnyBackend
 from pgq_console.core.enqueue import (
@@ -39,11 +40,11 @@ from pgq_console.core.enqueue import (
     read_payload_file,
     refusal,
 )
-from pgq_console.core.text import printable
-from pgq_console.keyboard import KeyboardApp
+from pgq_console.core.text import one_line, printable
 from pgq_console.widgets.form_field import FieldRow, show_field_errors
 
 if TYPE_CHECKING:
+    from pgq_console.context import ConsoleContext
     from pgq_console.core.clock import Clock
 
 PAYLOAD_HINTS = {
@@ -60,9 +61,9 @@ class EnqueueFormScreen(ModalScreen[None]):
     """Modal form; `initial` pre-fills fields by name (e.g. "enqueue a copy" of a job)."""
 
     BINDINGS = [
-        Binding("escape", "close_or_cancel", "Close / cancel"),
-        Binding("ctrl+s", "submit", "Enqueue"),
-        Binding("ctrl+o", "open_first_job", "Open first job"),
+        Binding("escape", "close_or_cancel", "Close / cancel", id="enqueue-form.close-or-cancel"),
+        Binding("ctrl+s", "submit", "Enqueue", id="enqueue-form.submit"),
+        Binding("ctrl+o", "open_first_job", "Open first job", id="enqueue-form.open-first-job"),
     ]
 
     def __init__(
@@ -74,8 +75,11 @@ class EnqueueFormScreen(ModalScreen[None]):
         initial: Mapping[str, str] | None = None,
         batch_size: int | None = None,
         allow_file: bool = True,
+        quit_guards: QuitGuards | None = None,
     ) -> None:
         super().__init__()
+        # A running enqueue registers here: quitting or switching profile asks first.
+        self.quit_guards = quit_guards
         # Off in a console served to a browser: its user is not this machine's user.
         self.allow_file = allow_file
         self.confirmed_new_entrypoint: str | None = None  # a new name enqueued to once more
@@ -323,7 +327,7 @@ class EnqueueFormScreen(ModalScreen[None]):
         self, request: EnqueueRequest, token: CancelToken, submission: str | None = None
     ) -> None:
         running = RunningEnqueue(self, request, token)
-        guards = self.app.quit_guards if isinstance(self.app, KeyboardApp) else []
+        guards = self.quit_guards if self.quit_guards is not None else QuitGuards()
         guards.append(running)
         result: EnqueueResult | None = None
         try:
@@ -396,7 +400,7 @@ class EnqueueFormScreen(ModalScreen[None]):
         if not self.result or not self.result.ids:
             self.notify("Nothing enqueued yet.", markup=False)
             return
-        open_job_detail(self.app, self.result.ids[0])
+        open_job_detail(self, self.backend, self.clock, self.result.ids[0])
 
 
 class RunningEnqueue:
@@ -454,38 +458,43 @@ class RunningEnqueue:
         try:
             audit.append(record)
         except OSError as exc:
-            problem = f"the audit file could not be written: {' '.join(str(exc).split())}"
+            problem = f"the audit file could not be written: {one_line(exc)}"
             with contextlib.suppress(Exception):
                 self.form.app.notify(problem, severity="warning", markup=False)
 
 
-def open_job_detail(app: Any, job_id: int) -> None:
-    """Push issue 3's job detail screen for `job_id` (async drivers); else say the id."""
-    if app.backend is None or not app.backend.capabilities.can_read:
-        app.notify(
+def open_job_detail(screen: Screen[Any], backend: AnyBackend, clock: Clock, job_id: int) -> None:
+    """Push the job detail screen for `job_id` (async drivers); else say the id."""
+    if not backend.capabilities.can_read:
+        screen.notify(
             f"Job {job_id}: job details need an async driver (this one can only enqueue).",
             markup=False,
         )
         return
     from pgq_console.screens.job_detail import JobDetailScreen
 
-    app.push_screen(JobDetailScreen(app.backend, app.clock, job_id))
+    screen.app.push_screen(JobDetailScreen(backend, clock, job_id))
 
 
-def open_enqueue_form(app: Any, initial: Mapping[str, str] | None = None) -> None:
+def open_enqueue_form(
+    app: App[Any], context: ConsoleContext, initial: Mapping[str, str] | None = None
+) -> None:
     """Push the form, or say in one line why this console cannot enqueue."""
     if isinstance(app.screen, EnqueueFormScreen):
         return
-    problem = refusal(app.backend, app.read_only)
+    problem = refusal(context.backend, context.read_only)
     if problem:
         app.notify(f"Cannot enqueue: {problem}", severity="warning", markup=False)
         return
+    assert context.backend is not None  # refusal() says why otherwise
     app.push_screen(
         EnqueueFormScreen(
-            app.backend,
-            app.clock,
-            read_only=app.read_only,
+            context.backend,
+            context.clock,
+            read_only=context.read_only,
             initial=initial,
-            allow_file=not getattr(app, "served", False),
+            # Off in a console served to a browser: its user is not this machine's user.
+            allow_file=not context.served,
+            quit_guards=context.quit_guards,
         )
     )

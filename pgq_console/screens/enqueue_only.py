@@ -31,9 +31,10 @@ POLL_S = 5.0
 
 class EnqueueOnlyScreen(Screen[None]):
     BINDINGS = [
-        Binding("e", "app.enqueue", "Enqueue"),  # the form: the one thing this mode can write
-        Binding("r", "refresh_now", "Refresh"),
-        Binding("a", "enable_autocommit", "Autocommit", show=False),
+        # The form: the one thing this mode can write.
+        Binding("e", "app.enqueue", "Enqueue", id="enqueue"),
+        Binding("r", "refresh_now", "Refresh", id="refresh"),
+        Binding("a", "enable_autocommit", "Autocommit", show=False, id="autocommit"),
     ]
 
     def __init__(self, backend: Backend) -> None:

@@ -37,14 +37,14 @@ from pgq_console.core.jobs import (
     fetch_failure_groups,
     fetch_page,
 )
-from pgq_console.core.text import printable
+from pgq_console.core.text import error_line, printable
+from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin, next_refresh
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
 from pgq_console.widgets.keyed_table import KeyedTable
-from pgq_console.widgets.screen_commands import ScreenCommands
 from pgq_console.widgets.status_line import QuietStatic
 
 HELD_LIMIT = 500
@@ -118,7 +118,7 @@ class GroupTable(KeyedTable):
         return None if key is None else self.groups.get(key)
 
 
-class FailuresScreen(JobActionsMixin, Screen[None]):
+class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     GLOSSARY = (
         ("Held", "jobs whose handler failed with on_failure=hold: status failed, kept for you"),
         ("Count", "exceptions of the group logged in the last 24 h (retries included)"),
@@ -130,11 +130,11 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         ("Entrypoints", "entrypoints whose jobs raised it"),
         ("→ N more", "columns left out for width: → and ← page through them"),
     )
-    COMMANDS = {ScreenCommands}
+    WRITE_ACTIONS = WRITE_ACTIONS
     BINDINGS = [
         *JOB_BINDINGS,
-        Binding("tab", "switch_table", "Held/Groups"),
-        Binding("escape", "back", "Back", show=False),
+        Binding("tab", "switch_table", "Held/Groups", id="failures.switch-table"),
+        Binding("escape", "back", "Back", show=False, id="failures.back"),
     ]
 
     def __init__(self, backend: Backend, clock: Clock, *, interval_s: float = 2.0) -> None:
@@ -144,6 +144,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self.interval_s = max(interval_s, 2.0)  # grouping reads the log: not too often
         self._wake = asyncio.Event()
         self.read_error: str | None = "the list is still loading"  # until the first read
+        self._first_read: FailuresLoaded | None = None  # read before the first paint
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="failures-header")
@@ -167,14 +168,26 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
         self.query_one("#failures-header", QuietStatic).show_fields(
             [Text("Failures", style="bold"), Text("reading…")], indent=""
         )
+        if self._first_read is not None:  # read before this screen was mounted
+            self.show(self._first_read)
+            self._first_read = None
         self.refresh_loop()
+
+    async def prepare_to_show(self) -> None:
+        """Before the first visit (built, not mounted yet): read the held jobs and groups for
+        the first paint. Later visits show the rows kept up to date and refresh at once."""
+        if self.is_mounted:
+            return
+        held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
+        groups = await fetch_failure_groups(self.backend, self.clock.now(), limit=GROUP_LIMIT)
+        self._first_read = FailuresLoaded(held, groups)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Held jobs cannot be cancelled (only queued or picked ones); a group's jobs waiting for
         # a retry can: `c` on the groups table.
         if action == "cancel_all" or (action == "cancel" and not self._groups_focused()):
             return False
-        return not (action in WRITE_ACTIONS and self.backend.read_only)
+        return super().check_action(action, parameters)
 
     def job_table(self) -> JobTable:
         return self.query_one("#held-table", JobTable)
@@ -232,7 +245,7 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
             except ConsoleError as exc:
                 self.post_message(FailuresLoaded(None, FailureGroups((), 0), str(exc)))
             except Exception as exc:
-                text = " ".join(str(exc).split()) or type(exc).__name__
+                text = error_line(exc)
                 self.post_message(
                     FailuresLoaded(None, FailureGroups((), 0), f"cannot read failures: {text}")
                 )
@@ -376,19 +389,3 @@ class FailuresScreen(JobActionsMixin, Screen[None]):
     def action_back(self) -> None:
         if self.job_table().marked:
             self.job_table().clear_marks()
-
-    def action_cursor_down(self) -> None:
-        self._focused_table().action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self._focused_table().action_cursor_up()
-
-    def action_top(self) -> None:
-        self._focused_table().move_cursor(row=0)
-
-    def action_bottom(self) -> None:
-        table = self._focused_table()
-        table.move_cursor(row=max(0, table.row_count - 1))
-
-    def _focused_table(self) -> DataTable[Text]:
-        return self.query_one(GroupTable) if self._groups_focused() else self.job_table()

@@ -60,8 +60,8 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
     interval_s = 5.0
     BINDINGS = [
         *PolledScreen.BINDINGS,
-        Binding("u", "upgrade", "Upgrade schema"),
-        Binding("i", "install", "Install schema", show=False),
+        Binding("u", "upgrade", "Upgrade schema", id="database.upgrade"),
+        Binding("i", "install", "Install schema", show=False, id="database.install"),
     ]
     GLOSSARY = (
         ("Live / Dead", "live rows / dead row versions left by updates and deletes"),

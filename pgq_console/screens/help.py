@@ -21,7 +21,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 from pgq_console import navigation
-from pgq_console.commands import declared_by_textual
+from pgq_console.commands import console_commands, declared_by_textual
+from pgq_console.context import ConsoleContext
 from pgq_console.widgets.footer import ConsoleFooter
 
 # Textual's own bindings that are no keys an operator needs to learn here.
@@ -83,14 +84,18 @@ class HelpScreen(ModalScreen[None]):
 
     # A modal hides the app's bindings: the ones that make sense here are repeated.
     BINDINGS = [
-        Binding("escape,question_mark", "close", "Close", key_display="esc"),
-        Binding("q", "app.quit", "Quit"),
-        *(Binding(str(n), f"app.jump('{n}')", f"Screen {n}", show=False) for n in range(1, 10)),
+        Binding("escape,question_mark", "close", "Close", key_display="esc", id="help.close"),
+        Binding("q", "app.quit", "Quit", id="quit"),
+        *(
+            Binding(str(n), f"app.jump('{n}')", f"Screen {n}", show=False, id=f"screen.{n}")
+            for n in range(1, 10)
+        ),
     ]
 
-    def __init__(self, origin: Screen[Any]) -> None:
+    def __init__(self, origin: Screen[Any], context: ConsoleContext | None = None) -> None:
         super().__init__()
         self.origin = origin
+        self.context = context
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body"):
@@ -141,13 +146,10 @@ class HelpScreen(ModalScreen[None]):
         heading("Everywhere")
         for keys, description, enabled in groups.get("everywhere", []):
             row(keys, description, enabled)
-        from pgq_console.commands import console_commands
-        from pgq_console.keyboard import KeyboardApp
-
-        if isinstance(app, KeyboardApp):
+        if self.context is not None:
             heading("Commands (type : then a name; tab completes; ctrl+p searches)")
             names: list[str] = []
-            for command in console_commands(app, self.origin):
+            for command in console_commands(app, self.origin, self.context):
                 name = command.name
                 if name.startswith(("db ", "theme ")):
                     name = name.split()[0] + " NAME"

@@ -27,9 +27,9 @@ from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAYLOAD_PAGE_BYTES, JobDetail, fetch_detail, render_payload
 from pgq_console.core.text import clipboard_text, printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.footer import ConsoleFooter
-from pgq_console.widgets.screen_commands import ScreenCommands
 
 WRITE_ACTIONS = frozenset({"requeue", "cancel", "copy_job"})
 # `m` grows the shown payload 4x at a time up to this: more would freeze the screen's layout.
@@ -42,17 +42,17 @@ class DetailLoaded(Message):
     error: str | None = None
 
 
-class JobDetailScreen(Screen[None]):
-    COMMANDS = {ScreenCommands}
+class JobDetailScreen(ReadOnlyGate, Screen[None]):
+    WRITE_ACTIONS = WRITE_ACTIONS
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("t", "toggle_tz", "UTC/local"),
-        Binding("m", "more_payload", "More payload"),
-        Binding("r", "requeue", "Requeue"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("E", "copy_job", "Copy"),
-        Binding("y", "yank_id", "Copy id"),
-        Binding("Y", "yank_payload", "Copy payload"),
+        Binding("escape", "back", "Back", id="job-detail.back"),
+        Binding("t", "toggle_tz", "UTC/local", id="job-detail.toggle-tz"),
+        Binding("m", "more_payload", "More payload", id="job-detail.more-payload"),
+        Binding("r", "requeue", "Requeue", id="job-detail.requeue"),
+        Binding("c", "cancel", "Cancel", id="job-detail.cancel"),
+        Binding("E", "copy_job", "Copy", id="job-detail.copy-job"),
+        Binding("y", "yank_id", "Copy id", id="job-detail.yank-id"),
+        Binding("Y", "yank_payload", "Copy payload", id="job-detail.yank-payload"),
         Binding("w", "why", "Why not running?", show=False, id="detail.why"),
     ]
 
@@ -81,9 +81,6 @@ class JobDetailScreen(Screen[None]):
         self.query_one("#detail-scroll").focus()
         self.load()
         self.set_interval(1.0, self._tick)
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in WRITE_ACTIONS and self.backend.read_only)
 
     @work(group="detail", exclusive=True, exit_on_error=False)
     async def load(self) -> None:

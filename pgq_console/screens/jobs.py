@@ -29,12 +29,12 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAGE_SIZE, JobFilter, JobPage, fetch_page, parse_filter
-from pgq_console.core.text import printable
+from pgq_console.core.text import error_line, printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
-from pgq_console.widgets.screen_commands import ScreenCommands
 from pgq_console.widgets.status_line import QuietStatic
 
 WRITE_ACTIONS = frozenset({"requeue", "requeue_all", "cancel", "cancel_all", "copy_job"})
@@ -58,6 +58,7 @@ class JobActionsMixin:
     """Requeue / cancel / copy / yank over a `JobTable`, shared by Jobs and Failures."""
 
     backend: Backend
+    clock: Clock
     notify: Callable[..., None]
 
     def _screen(self) -> Screen[None]:
@@ -145,7 +146,7 @@ class JobActionsMixin:
         if job_id is not None:
             app = self._screen().app
             app.push_screen(
-                JobDetailScreen(self.backend, app.clock, job_id),  # type: ignore[attr-defined]
+                JobDetailScreen(self.backend, self.clock, job_id),
                 lambda _: self.request_refresh(),
             )
 
@@ -202,22 +203,18 @@ async def next_refresh(screen: Screen[None], wake: asyncio.Event, interval_s: fl
 
 
 JOB_BINDINGS = [
-    Binding("enter", "open", "Open"),
-    Binding("space", "mark", "Mark"),
-    Binding("r", "requeue", "Requeue"),
-    Binding("R", "requeue_all", "Requeue all", show=False),
-    Binding("c", "cancel", "Cancel"),
-    Binding("C", "cancel_all", "Cancel all", show=False),
-    Binding("E", "copy_job", "Copy"),
-    Binding("y", "yank_id", "Copy id"),
-    Binding("j", "cursor_down", show=False),
-    Binding("k", "cursor_up", show=False),
-    Binding("g", "top", show=False),
-    Binding("G", "bottom", show=False),
+    Binding("enter", "open", "Open", id="job.open"),
+    Binding("space", "mark", "Mark", id="job.mark"),
+    Binding("r", "requeue", "Requeue", id="job.requeue"),
+    Binding("R", "requeue_all", "Requeue all", show=False, id="job.requeue-all"),
+    Binding("c", "cancel", "Cancel", id="job.cancel"),
+    Binding("C", "cancel_all", "Cancel all", show=False, id="job.cancel-all"),
+    Binding("E", "copy_job", "Copy", id="job.copy-job"),
+    Binding("y", "yank_id", "Copy id", id="job.yank-id"),
 ]
 
 
-class JobsScreen(JobActionsMixin, Screen[None]):
+class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     """Every job in the queue table, newest first, filtered by the `/` line."""
 
     GLOSSARY = (
@@ -230,12 +227,12 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         ("→ N more", "columns left out for width: → and ← page through them"),
     )
 
-    COMMANDS = {ScreenCommands}
+    WRITE_ACTIONS = WRITE_ACTIONS
     BINDINGS = [
         *JOB_BINDINGS,
-        Binding("slash", "filter", "Filter"),
-        Binding("o", "toggle_order", "Order"),
-        Binding("escape", "back", "Back", show=False),
+        Binding("slash", "filter", "Filter", id="jobs.filter"),
+        Binding("o", "toggle_order", "Order", id="jobs.toggle-order"),
+        Binding("escape", "back", "Back", show=False, id="jobs.back"),
     ]
 
     def __init__(self, backend: Backend, clock: Clock, *, interval_s: float = 2.0) -> None:
@@ -252,6 +249,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         self.error: str | None = None
         self._wake = asyncio.Event()
         self._fresh_until = 0.0  # monotonic time until which the rows shown count as current
+        self._first_page: JobsLoaded | None = None  # read before the first paint
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="jobs-header")
@@ -264,14 +262,16 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#jobs-filter", Input).display = False
+        line = self.query_one("#jobs-filter", Input)
+        line.value = self.job_filter.text  # set before the first visit (`filter_entrypoint`)
+        line.display = bool(self.job_filter.text)
         self.query_one("#jobs-error", Banner).hide()
         self.query_one(JobTable).focus()
         self._show_header()
+        if self._first_page is not None:  # read before this screen was mounted
+            self.show_jobs(self._first_page)
+            self._first_page = None
         self.refresh_loop()
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (action in WRITE_ACTIONS and self.backend.read_only)
 
     def job_table(self) -> JobTable:
         return self.query_one(JobTable)
@@ -308,9 +308,13 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             self._wake.set()
 
     async def prepare_to_show(self) -> None:
-        """Read and show a fresh first page while hidden: the screen appears with it."""
+        """Read and show a fresh first page while hidden: the screen appears with it. Before
+        the first visit (built, not mounted yet) the page is kept for the first paint."""
         message = await self._read(append=False)
-        self.show_jobs(message)
+        if self.is_mounted:
+            self.show_jobs(message)
+        else:
+            self._first_page = message
         self._fresh_until = time.monotonic() + self.interval_s / 2
 
     @work(group="refresh", exclusive=True, exit_on_error=False)
@@ -325,10 +329,11 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         self.post_message(await self._read(append=append))
 
     async def _read(self, *, append: bool) -> JobsLoaded:
-        table = self.job_table()
+        table = self.job_table() if self.is_mounted else None
         job_filter, newest_first = self.job_filter, self.newest_first
         try:
             if append:
+                assert table is not None
                 page = await fetch_page(
                     self.backend,
                     job_filter,
@@ -336,8 +341,9 @@ class JobsScreen(JobActionsMixin, Screen[None]):
                     newest_first=newest_first,
                 )
             else:
-                loaded = len(table.jobs)
-                until = _edge(table, newest_first) if loaded > PAGE_SIZE else None
+                loaded = len(table.jobs) if table is not None else 0
+                big = table is not None and loaded > PAGE_SIZE
+                until = _edge(table, newest_first) if table is not None and big else None
                 page = await fetch_page(
                     self.backend,
                     job_filter,
@@ -348,7 +354,7 @@ class JobsScreen(JobActionsMixin, Screen[None]):
         except ConsoleError as exc:
             error = str(exc)
         except Exception as exc:
-            error = f"cannot read jobs: {' '.join(str(exc).split()) or type(exc).__name__}"
+            error = f"cannot read jobs: {error_line(exc)}"
         else:
             return JobsLoaded(page, job_filter.text, append, job_filter)
         empty = JobPage((), False, newest_first)
@@ -440,6 +446,12 @@ class JobsScreen(JobActionsMixin, Screen[None]):
 
     def filter_entrypoint(self, name: str) -> None:
         """Show exactly one entrypoint's jobs (Enter on the overview), the line saying so."""
+        if not self.is_mounted:  # built for this visit: its first read and line use the filter
+            self.job_filter = JobFilter(
+                text=f"ep:{name}",
+                terms=(Predicate("job.entrypoint = $1", (name,), f"ep {name!r}"),),
+            )
+            return
         line = self.query_one("#jobs-filter", Input)
         line.value = f"ep:{name}"
         line.display = True
@@ -487,19 +499,6 @@ class JobsScreen(JobActionsMixin, Screen[None]):
             self._show_banner()
             self.set_filter(JobFilter())
             self.notify("filter cleared: every job", markup=False)
-
-    def action_cursor_down(self) -> None:
-        self.job_table().action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        self.job_table().action_cursor_up()
-
-    def action_top(self) -> None:
-        self.job_table().move_cursor(row=0)
-
-    def action_bottom(self) -> None:
-        table = self.job_table()
-        table.move_cursor(row=max(0, table.row_count - 1))
 
     def action_mark(self) -> None:
         super().action_mark()

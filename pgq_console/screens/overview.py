@@ -22,7 +22,7 @@ from pgq_console.core.pulse import (
 )
 from pgq_console.core.refresher import PollLoop, PollStatus, Refresher
 from pgq_console.core.text import printable
-from pgq_console.messages import AuditHeard, PulseRead, SnapshotReady, StatusChanged
+from pgq_console.messages import AuditHeard, OpenJobs, PulseRead, SnapshotReady, StatusChanged
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.overview_table import OverviewTable
@@ -41,12 +41,12 @@ ROOMY_HEIGHT = 30
 
 class OverviewScreen(Screen[None]):
     BINDINGS = [
-        Binding("r", "refresh_now", "Refresh"),
-        Binding("p", "toggle_pause", "Pause"),
-        Binding("plus,equals_sign", "faster", "Faster", key_display="+"),
-        Binding("minus", "slower", "Slower", key_display="-"),
-        Binding("a", "enable_autocommit", "Autocommit", show=False),
-        Binding("enter", "open_jobs", "Jobs"),
+        Binding("r", "refresh_now", "Refresh", id="refresh"),
+        Binding("p", "toggle_pause", "Pause", id="overview.toggle-pause"),
+        Binding("plus,equals_sign", "faster", "Faster", key_display="+", id="overview.faster"),
+        Binding("minus", "slower", "Slower", key_display="-", id="overview.slower"),
+        Binding("a", "enable_autocommit", "Autocommit", show=False, id="autocommit"),
+        Binding("enter", "open_jobs", "Jobs", id="overview.open-jobs"),
         Binding("w", "why", "Why not draining?", show=False, id="overview.why"),
     ]
     GLOSSARY = (
@@ -295,25 +295,8 @@ class OverviewScreen(Screen[None]):
         await self.open_jobs_of(name)
 
     async def open_jobs_of(self, name: str) -> None:
-        """The Jobs screen, filtered to exactly this entrypoint."""
-        from pgq_console.screens.jobs import JobsScreen
-
-        app = self.app
-
-        def filter_jobs() -> bool:
-            try:
-                stack = app.get_screen_stack("jobs")
-            except KeyError:
-                return False
-            if stack and isinstance(stack[0], JobsScreen):
-                stack[0].filter_entrypoint(name)
-                return True
-            return False
-
-        filtered = filter_jobs()
-        await app.run_action("app.jump('2')")
-        if not filtered:  # the Jobs screen is built by that jump
-            app.call_after_refresh(filter_jobs)
+        """The Jobs screen, filtered to exactly this entrypoint (the app shows it)."""
+        self.post_message(OpenJobs(name))
 
 
 INTERVAL_STEPS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)

@@ -21,6 +21,7 @@ from pgq_console.core.actions import Action
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.refresher import PollLoop, PollStatus
+from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -62,12 +63,12 @@ class PollLine(QuietStatic):
         self.show_fields(fields)
 
 
-class PolledScreen(Screen[None], Generic[T]):
+class PolledScreen(ReadOnlyGate, Screen[None], Generic[T]):
     """Subclasses implement `fetch`, `compose_body` and `show`; `title` names the screen."""
 
     title_text = ""
     interval_s = 5.0
-    BINDINGS = [Binding("r", "refresh_now", "Refresh")]
+    BINDINGS = [Binding("r", "refresh_now", "Refresh", id="refresh")]
 
     def __init__(self, backend: Backend, clock: Clock) -> None:
         super().__init__()
@@ -162,8 +163,3 @@ class PolledScreen(Screen[None], Generic[T]):
 
         self.app.push_screen(ActionConfirmScreen(self.backend, action), done)
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # Write actions are hidden from the footer, and refused, in read-only mode.
-        return not (action in self.WRITE_ACTIONS and self.backend.read_only)
-
-    WRITE_ACTIONS: frozenset[str] = frozenset()

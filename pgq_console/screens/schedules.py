@@ -49,8 +49,8 @@ class SchedulesScreen(PolledScreen[SchedulesSnapshot]):
     interval_s = 5.0
     BINDINGS = [
         *PolledScreen.BINDINGS,
-        Binding("n", "run_now", "Run now"),
-        Binding("d", "remove", "Remove"),
+        Binding("n", "run_now", "Run now", id="schedules.run-now"),
+        Binding("d", "remove", "Remove", id="schedules.remove"),
     ]
     WRITE_ACTIONS = frozenset({"run_now", "remove"})
     GLOSSARY = (

@@ -58,9 +58,9 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
     interval_s = 3.0
     BINDINGS = [
         *PolledScreen.BINDINGS,
-        Binding("R", "reclaim", "Reclaim stale"),
-        Binding("t", "threshold", "Threshold"),
-        Binding("tab", "focus_next", "Switch table", show=False),
+        Binding("R", "reclaim", "Reclaim stale", id="workers.reclaim"),
+        Binding("t", "threshold", "Threshold", id="workers.threshold"),
+        Binding("tab", "focus_next", "Switch table", show=False, id="workers.focus-next"),
     ]
     WRITE_ACTIONS = frozenset({"reclaim"})
     # PgQueuer lists no workers: a worker is known by the jobs it holds (core/workers.py).

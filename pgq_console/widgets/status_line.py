@@ -12,6 +12,7 @@ from textual import events
 from textual.visual import VisualType
 from textual.widgets import Static
 
+from pgq_console.context import context_of
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
 from pgq_console.widgets import format as fmt
 
@@ -97,8 +98,9 @@ class ConnectionLine(QuietStatic):
     def show(self, label: str, driver: str, installation: str, read_only: bool = False) -> None:
         # One line, cut at the right: a long socket path must not push the rest out of sight.
         text = Text(no_wrap=True, overflow="ellipsis")
-        # The profile's environment badge (e.g. PROD in red), set by the app from the config.
-        environment = getattr(self.app, "environment", None)
+        # The profile's environment badge (e.g. PROD in red), from the console's context.
+        context = context_of(self.app)
+        environment = context.environment if context is not None else None
         if environment is not None:
             colour = environment.color or self.app.theme_variables.get("error", "")
             text.append(f" {environment.label} ", style=f"bold reverse {colour}")

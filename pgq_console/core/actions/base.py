@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from pgq_console.core import audit
 from pgq_console.core.backend import READ_ONLY_REFUSAL
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import error_line
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend, Tx
@@ -265,14 +266,14 @@ async def execute(
     except Exception as exc:
         if committing and reply_lost(exc):
             await _unknown_outcome(backend, action, preview, reason, exc)
-        message = f"{action.title} failed, nothing was changed: {_one_line(exc)}"
+        message = f"{action.title} failed, nothing was changed: {error_line(exc, limit=300)}"
         raise ConsoleError(message) from None
     audit_problem = None
     if changed:
         try:
             audit.append(record)
         except OSError as exc:
-            audit_problem = f"the audit file could not be written: {_one_line(exc)}"
+            audit_problem = f"the audit file could not be written: {error_line(exc, limit=300)}"
     return ActionResult(
         action=action.name,
         verb=action.verb,
@@ -298,7 +299,7 @@ async def _unknown_outcome(
         found = await action.observe(backend, preview)
     except Exception as reread:
         found = Observation(
-            (), f"the re-read failed too ({_one_line(reread)}); look before retrying"
+            (), f"the re-read failed too ({error_line(reread, limit=300)}); look before retrying"
         )
     schedules = action.changed_ids_are == "schedule_ids"
     record = audit.AuditRecord(
@@ -317,14 +318,9 @@ async def _unknown_outcome(
     try:
         audit.append(record)
     except OSError as problem:
-        audit_note = f"; the audit file could not be written: {_one_line(problem)}"
+        audit_note = f"; the audit file could not be written: {error_line(problem, limit=300)}"
     raise OutcomeUnknown(
         f"{action.title}: the outcome is unknown: the connection was lost after COMMIT was "
-        f"sent ({_one_line(exc)}). Re-read: {found.text}. Applying again is safe: it re-checks "
-        f"every row and cannot write twice{audit_note}"
+        f"sent ({error_line(exc, limit=300)}). Re-read: {found.text}. Applying again is safe: "
+        f"it re-checks every row and cannot write twice{audit_note}"
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]

@@ -16,7 +16,7 @@ from pgqueuer.domain.models import Context, Job
 
 from pgq_console.core.consumers.spec import ConsumerSpec, HandlerKind
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import printable
+from pgq_console.core.text import printable_line
 
 # -- loading user code ---------------------------------------------------------------------------
 
@@ -33,7 +33,7 @@ def load_target(target: str) -> Callable[..., Any]:
         raise ConsoleError(f"cannot import {module_name}: {exc}") from None
     except Exception as exc:
         raise ConsoleError(
-            f"importing {module_name} failed: {type(exc).__name__}: {_one_line(exc)}"
+            f"importing {module_name} failed: {type(exc).__name__}: {printable_line(exc)}"
         ) from None
     for part in attribute.split("."):
         try:
@@ -43,10 +43,6 @@ def load_target(target: str) -> Callable[..., Any]:
     if not callable(loaded):
         raise ConsoleError(f"{target} is a {type(loaded).__name__}, not a function")
     return loaded  # type: ignore[no-any-return]
-
-
-def _one_line(exc: BaseException) -> str:
-    return printable(" ".join(str(exc).split()), limit=300)
 
 
 Handler = Callable[[Job, Context], Awaitable[None]]

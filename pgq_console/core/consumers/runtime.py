@@ -23,9 +23,8 @@ from pgqueuer.domain.types import JobId
 from pgq_console.core import audit
 from pgq_console.core.clock import Clock
 from pgq_console.core.consumers.capture import _current_consumer
-from pgq_console.core.consumers.handlers import _one_line
 from pgq_console.core.consumers.spec import ConsumerSpec
-from pgq_console.core.text import printable
+from pgq_console.core.text import printable, printable_line
 
 LOG_LINES = 2000
 MAX_HANDLER_THREADS = 256
@@ -115,7 +114,7 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
             raise
         except BaseException as exc:
             raise HandlerExit(
-                f"the handler raised {type(exc).__name__}({_one_line(exc)}); "
+                f"the handler raised {type(exc).__name__}({printable_line(exc)}); "
                 "recorded as this job's failure, the console keeps running"
             ) from exc
 
@@ -208,7 +207,8 @@ async def _open_consumer_connection(backend: Any) -> Any:
     except Exception as exc:
         sqlstate = getattr(exc, "sqlstate", None)
         if isinstance(sqlstate, str) and sqlstate.startswith(_PASSING_REFUSALS):
-            raise ConnectionError(f"the server refused a connection: {_one_line(exc)}") from exc
+            message = f"the server refused a connection: {printable_line(exc)}"
+            raise ConnectionError(message) from exc
         raise
 
 
@@ -424,7 +424,7 @@ class Consumer:
         try:
             audit.append(record)
         except OSError as exc:
-            self.log(f"the audit file could not be written: {_one_line(exc)}")
+            self.log(f"the audit file could not be written: {printable_line(exc)}")
 
     async def run_in_thread(self, function: Callable[[], Any]) -> Any:
         """Run a sync handler on a thread of this consumer (at most `thread_limit` at once), in

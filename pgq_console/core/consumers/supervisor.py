@@ -22,7 +22,6 @@ from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.consumers.capture import _ConsumerLogHandler, _ConsumerOutput, _LoopWatch
 from pgq_console.core.consumers.handlers import (
     Handler,
-    _one_line,
     builtin_handler,
     load_target,
     user_handler,
@@ -41,6 +40,7 @@ from pgq_console.core.consumers.runtime import (
 from pgq_console.core.consumers.spec import ConsumerSpec, HandlerKind, consumer_refusal
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.refresher import backoff_delay, connection_lost
+from pgq_console.core.text import printable_line
 
 # How long a shutdown waits for PgQueuer to record the jobs it hands back (one UPDATE each on
 # the consumer's own connection) before it gives up: those stay `picked` for stale reclaim.
@@ -187,7 +187,7 @@ class ConsumerSupervisor:
                     if not await self._wait_to_reconnect(consumer, exc):
                         break  # stopped (s/x) while waiting, or out of attempts
         except Exception as exc:
-            consumer.error = _one_line(exc) or type(exc).__name__
+            consumer.error = printable_line(exc) or type(exc).__name__
             consumer.state = ConsumerState.FAILED
             if _database_refusal(exc):  # e.g. the role lost its privileges: the reason is all
                 consumer.log(f"consumer ended: {consumer.error} ({type(exc).__name__})")
@@ -253,7 +253,7 @@ class ConsumerSupervisor:
             # "another operation is in progress"): a closed connection says what it was.
             if lost or _connection_gone(connection):
                 raise ConnectionError(
-                    f"the connection to the database was lost: {_one_line(exc)}"
+                    f"the connection to the database was lost: {printable_line(exc)}"
                 ) from exc
             raise
         finally:
@@ -344,11 +344,11 @@ class ConsumerSupervisor:
         consumer.reconnect_attempt += 1
         if consumer.down_since is None:
             consumer.down_since = consumer.clock.now()
-            consumer.log(f"connection lost: {_one_line(exc)} ({type(exc).__name__})")
+            consumer.log(f"connection lost: {printable_line(exc)} ({type(exc).__name__})")
         limit = self.max_reconnect_attempts
         if limit is not None and consumer.reconnect_attempt > limit:
             raise ConsoleError(
-                f"gave up reconnecting after {limit} attempt(s): {_one_line(exc)}"
+                f"gave up reconnecting after {limit} attempt(s): {printable_line(exc)}"
             ) from exc
         delay = backoff_delay(consumer.reconnect_attempt, RECONNECT_BASE_S)
         consumer.state = ConsumerState.RECONNECTING

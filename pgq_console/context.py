@@ -1,0 +1,133 @@
+"""What screens and commands read from the running console, handed to them when they are built.
+
+The app owns one `ConsoleContext` and passes it on (constructor injection): screens and
+commands never import the app class or reach into it. They talk back to the app with messages
+(`messages.py`) and Textual actions (`app.quit`, `app.jump('2')`). A profile switch replaces
+the backend here and rebuilds the screens, so a screen may keep what it read at construction.
+
+No Textual here: this module sits below the UI layers (the import-linter contracts in
+pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pgq_console.core.clock import Clock, SystemClock
+from pgq_console.core.consumers import ConsumerSupervisor
+from pgq_console.core.text import one_line
+
+if TYPE_CHECKING:
+    from pgq_console.config import Environment, ProfileConfig, Settings
+    from pgq_console.core.backend import AnyBackend
+
+QuitGuard = Callable[[], str | None]
+
+
+@runtime_checkable
+class StoppableGuard(Protocol):
+    """A quit guard for work the console can stop itself (a running enqueue): after the
+    operator confirms, `stop()` ends it and returns one line saying what it had done."""
+
+    def __call__(self) -> str | None: ...
+
+    async def stop(self) -> str | None: ...
+
+
+class QuitGuards(list[QuitGuard]):
+    """Reasons to ask before quitting (or switching profile). Anything that must not die
+    silently registers here: a running enqueue (a `StoppableGuard`), the in-process consumers.
+    A list, so registering is `append` and leaving is `remove`."""
+
+    def reason(self, *, include_stoppable: bool = True) -> str | None:
+        """The first reason to ask, or None."""
+        for guard in list(self):
+            if not include_stoppable and isinstance(guard, StoppableGuard):
+                continue
+            with contextlib.suppress(Exception):  # a broken guard must not trap the operator
+                reason = guard()
+                if reason:
+                    return reason
+        return None
+
+    def stoppable_reason(self) -> str | None:
+        """Why work the console can stop itself needs a confirmation, or None."""
+        for guard in list(self):
+            if isinstance(guard, StoppableGuard):
+                with contextlib.suppress(Exception):
+                    reason = guard()
+                    if reason:
+                        return reason
+        return None
+
+    async def stop_stoppable(self) -> list[str]:
+        """Stop every `StoppableGuard`'s work; one line per guard on what it had done."""
+        reports = []
+        for guard in list(self):
+            if isinstance(guard, StoppableGuard):
+                try:
+                    report = await guard.stop()
+                except Exception as exc:  # reported, never a reason to stay stuck
+                    report = f"could not stop cleanly: {one_line(exc)}"
+                if report:
+                    reports.append(report)
+        return reports
+
+
+@dataclass(eq=False)
+class ConsoleContext:
+    """The console's shared state: the open backend, the clock, the in-process consumers,
+    the settings and what they decided (read-only, profile, badge), and the quit guards."""
+
+    backend: AnyBackend | None = None
+    clock: Clock = field(default_factory=SystemClock)
+    # Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs.
+    resources: MutableMapping[str, Any] = field(default_factory=dict)
+    consumers: ConsumerSupervisor = field(init=False)
+    refresh_interval: float = 2.0
+    listen: bool = True
+    # Write actions hidden and refused; connections the console opens are read-only too.
+    read_only: bool = False
+    # Started by `serve` for a browser session: no `file` payloads (see serve.py).
+    served: bool = False
+    settings: Settings | None = None
+    profile: str | None = None
+    # The header badge (e.g. PROD in red); ConnectionLine shows it.
+    environment: Environment | None = None
+    quit_guards: QuitGuards = field(default_factory=QuitGuards)
+    command_history: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # In-process consumers outlive screen switches, so the console (not a screen) owns them.
+        self.consumers = ConsumerSupervisor(self.resources, self.clock)
+
+    def profiles(self) -> Mapping[str, ProfileConfig]:
+        return self.settings.profiles if self.settings else {}
+
+    def quit_reason(self) -> str | None:
+        """Why quitting needs a confirmation (a running enqueue, running consumers), or None."""
+        return self.quit_guards.reason() or self._consumers_reason()
+
+    def reason_to_stay(self) -> str | None:
+        """What keeps a profile switch from happening: what the console cannot stop itself
+        (running consumers)."""
+        return self.quit_guards.reason(include_stoppable=False) or self._consumers_reason()
+
+    def _consumers_reason(self) -> str | None:
+        active = self.consumers.active
+        return f"{len(active)} in-process consumer(s) running" if active else None
+
+
+@runtime_checkable
+class HasContext(Protocol):
+    """An app that hands out a `ConsoleContext` (the palette provider, built by Textual,
+    finds the context through it)."""
+
+    context: ConsoleContext
+
+
+def context_of(app: object) -> ConsoleContext | None:
+    return app.context if isinstance(app, HasContext) else None

@@ -1,0 +1,97 @@
+"""`[keymap]` in the config file remaps keys by binding id; an unknown id is a one-line error."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pgq_console.app import console_binding_ids
+from pgq_console.cli import make_app
+from pgq_console.config import CliOptions, ConfigError, Settings, load_settings, open_target
+from pgq_console.core.backend import AnyBackend
+from pgq_console.keymap import keymap_problem
+from pgq_console.screens.jobs import JobsScreen
+from pgq_console.screens.overview import OverviewScreen
+from tests.conftest import drop_database, make_database
+from tests.helpers import enqueue, wait_until
+
+
+@pytest.fixture(scope="module")
+def keymap_dsn(server_dsn: str) -> Iterator[str]:
+    dsn = make_database(server_dsn, "keymap")
+    asyncio.run(enqueue(dsn, "remapped", 2))
+    try:
+        yield dsn
+    finally:
+        drop_database(server_dsn, dsn)
+
+
+def settings_with(tmp_path: Path, dsn: str, keymap: str) -> Settings:
+    path = tmp_path / "config.toml"
+    path.write_text(f'[profiles.main]\ndsn = "{dsn}"\n\n[keymap]\n{keymap}\n')
+    path.chmod(0o600)
+    return load_settings(CliOptions(config=str(path), profile="main"), {})
+
+
+def app_for(settings: Settings) -> Any:
+    async def opener() -> AnyBackend:
+        return await open_target(settings.target)
+
+    app = make_app(settings, opener)
+    app.animation_level = "none"
+    return app
+
+
+async def test_a_remapped_key_runs_its_action_and_the_old_key_does_not(
+    tmp_path: Path, keymap_dsn: str
+) -> None:
+    settings = settings_with(
+        tmp_path, keymap_dsn, '"screen.2" = "x"\n"overview.toggle-pause" = "z"'
+    )
+    app = app_for(settings)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen), what="overview")
+        overview = app.screen
+        assert isinstance(overview, OverviewScreen)
+        await pilot.press("p")  # the default key of pause: no longer bound
+        await pilot.pause()
+        assert overview.refresher is not None and not overview.refresher.status.paused
+        await pilot.press("z")
+        refresher = overview.refresher
+        await wait_until(pilot, lambda: refresher.status.paused, what="paused by z")
+        await pilot.press("2")  # the default key of the Jobs screen: no longer bound
+        await pilot.pause()
+        assert app.current_mode == "overview"
+        await pilot.press("x")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen), what="jobs by x")
+
+
+async def test_an_unknown_binding_id_ends_the_console_with_one_line(
+    tmp_path: Path, keymap_dsn: str
+) -> None:
+    settings = settings_with(tmp_path, keymap_dsn, '"overview.toggle-paws" = "z"')
+    app = app_for(settings)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_until(pilot, lambda: not app.is_running, what="the exit")
+    assert app.return_code == 2
+
+
+def test_unknown_ids_are_named_with_the_nearest_known_one() -> None:
+    known = console_binding_ids()
+    assert {"quit", "help", "screen.2", "cursor.down", "job.requeue", "refresh"} <= known
+    assert keymap_problem({"quit": "ctrl+q"}, known, "c.toml") is None
+    problem = keymap_problem({"job.reqeue": "R"}, known, "c.toml")
+    assert problem == "c.toml: keymap: unknown binding id 'job.reqeue'; did you mean 'job.requeue'?"
+    assert "\n" not in (keymap_problem({"nothing-like-it": "x"}, known, "c.toml") or "\n")
+    assert keymap_problem({"quit": " , "}, known, "c.toml") == "c.toml: keymap: 'quit' has no keys"
+
+
+def test_a_keymap_value_that_is_not_a_string_is_a_config_error(
+    tmp_path: Path, keymap_dsn: str
+) -> None:
+    with pytest.raises(ConfigError, match="keymap"):
+        settings_with(tmp_path, keymap_dsn, "quit = 3")
