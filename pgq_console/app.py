@@ -199,7 +199,7 @@ class PgqConsole(KeyboardApp):
 
         Composing and mounting a table screen takes longer than the jobs page's 100 ms budget on
         a busy box; built in advance, its key only lays it out and repaints. A built screen
-        reads its first page, then waits hidden until it is shown (see `next_refresh`).
+        reads its first page, then waits hidden until it is shown (`RefreshLoop`, read_ahead).
         """
         if not self.is_running or self.return_code is not None:
             return  # exiting: a screen built now would change the stacks being closed
