@@ -14,6 +14,7 @@ from pgq_console.core.backend.base import (
     ENQUEUE_ONLY,
     Backend,
     Capabilities,
+    EventHandler,
     ListeningDriver,
     SerialisedDriver,
     Tx,
@@ -320,6 +321,13 @@ class SyncPsycopgBackend(Backend):
     @property
     def can_listen(self) -> bool:
         return False
+
+    @property
+    def why_polling(self) -> str | None:
+        return "psycopg-sync cannot LISTEN"
+
+    async def listen(self, handler: EventHandler) -> None:
+        raise self._refusal()
 
     def _refusal(self) -> ConsoleError:
         return ConsoleError(
