@@ -15,7 +15,7 @@ from pgq_console.core.backend.base import (
     Tx,
 )
 from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _asyncpg_connect, _server_settings
-from pgq_console.core.backend.driver_errors import DriverErrors
+from pgq_console.core.backend.driver_errors import ConnectFailure, DriverErrors
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.pooler import DIRECT, ConnectOptions, startup_refused
 from pgq_console.core.target import DriverKind, Installation
@@ -38,6 +38,19 @@ class _AsyncpgTx:
 
 class AsyncpgErrors(DriverErrors):
     """What asyncpg's exceptions mean."""
+
+    def connect_failure(self, exc: BaseException) -> ConnectFailure | None:
+        import asyncpg
+
+        if isinstance(exc, asyncpg.InvalidPasswordError):
+            return ConnectFailure.PASSWORD
+        if isinstance(exc, asyncpg.InvalidCatalogNameError):
+            return ConnectFailure.DATABASE
+        if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+            return ConnectFailure.ROLE
+        if isinstance(exc, asyncpg.PostgresError):
+            return ConnectFailure.SERVER_ERROR
+        return None
 
     def session_broken(self, exc: BaseException) -> bool:
         import asyncpg

@@ -7,6 +7,8 @@ uses); each driver family's backend carries a subclass that adds its own excepti
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pgq_console.core.errors import ConsoleError
 
 # PgBouncer's words for a server connection it dropped or could not hand out.
@@ -17,8 +19,23 @@ class DatabaseTimeout(ConsoleError):
     """The database did not answer in time (no reply at all, not a cancelled statement)."""
 
 
+class ConnectFailure(StrEnum):
+    """What a failed connect was, by the driver's own exception classes."""
+
+    PASSWORD = "password"  # the password was wrong
+    DATABASE = "database"  # no such database
+    ROLE = "role"  # the role may not log in (or does not exist)
+    SERVER_ERROR = "server error"  # the server answered with an error: it was reached
+    INVALID_DSN = "invalid dsn"  # the connection string does not parse
+    FAILED = "failed"  # the driver's generic "connection failed"
+
+
 class DriverErrors:
     """The rules every driver shares; a driver family overrides what its classes add."""
+
+    def connect_failure(self, exc: BaseException) -> ConnectFailure | None:
+        """What a failed connect was, when the driver's classes say (see describe_connect_error)."""
+        return None
 
     def session_broken(self, exc: BaseException) -> bool:
         """The session state the driver relied on is gone (a pooler swapped the server
@@ -58,6 +75,13 @@ class AnyDriverErrors(DriverErrors):
 
     def __init__(self, *families: DriverErrors) -> None:
         self.families = families
+
+    def connect_failure(self, exc: BaseException) -> ConnectFailure | None:
+        for family in self.families:
+            failure = family.connect_failure(exc)
+            if failure is not None:
+                return failure
+        return None
 
     def session_broken(self, exc: BaseException) -> bool:
         return any(family.session_broken(exc) for family in self.families)

@@ -94,7 +94,10 @@ async def open_backend(
     except ConsoleError:
         raise
     except Exception as exc:
-        raise ConsoleError(describe_connect_error(exc, label=label, secrets=secrets)) from None
+        message = describe_connect_error(
+            exc, label=label, secrets=secrets, errors=driver_errors(kind)
+        )
+        raise ConsoleError(message) from None
 
 
 async def _connect(

@@ -20,7 +20,7 @@ from pgq_console.core.backend.base import (
     Tx,
 )
 from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _psycopg_connect, _psycopg_params
-from pgq_console.core.backend.driver_errors import DriverErrors
+from pgq_console.core.backend.driver_errors import ConnectFailure, DriverErrors
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.pooler import ConnectOptions
 from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation
@@ -52,6 +52,15 @@ class _PsycopgTx:
 
 class PsycopgErrors(DriverErrors):
     """What psycopg's exceptions mean (async and sync connections alike)."""
+
+    def connect_failure(self, exc: BaseException) -> ConnectFailure | None:
+        import psycopg
+
+        if isinstance(exc, psycopg.ProgrammingError):
+            return ConnectFailure.INVALID_DSN
+        if isinstance(exc, psycopg.OperationalError):
+            return ConnectFailure.FAILED
+        return None
 
     def session_broken(self, exc: BaseException) -> bool:
         import psycopg
