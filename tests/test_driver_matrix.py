@@ -13,7 +13,7 @@ import pytest
 
 from pgq_console.core import actions
 from pgq_console.core.actions import Predicate
-from pgq_console.core.backend import Backend, SyncPsycopgBackend
+from pgq_console.core.backend import Backend, Capabilities, SyncPsycopgBackend
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.consumers import ConsumerSupervisor, parse_consumer_form
 from pgq_console.core.enqueue import Enqueuer, EnqueueRequest
@@ -89,6 +89,8 @@ async def test_enqueue_consume_requeue_on_every_async_driver(
     entrypoint = f"matrix_{kind.name.lower()}"
     backend = await backend_for(fresh_database, kind)
     assert isinstance(backend, Backend)
+    parallel = 2 if kind is DriverKind.ASYNCPG_POOL else 1
+    assert backend.capabilities == Capabilities(parallel_enqueue=parallel)
     supervisor = ConsumerSupervisor({}, SystemClock())
     stop_reading = asyncio.Event()
     read_errors: list[Exception] = []
@@ -175,6 +177,19 @@ async def test_psycopg_sync_enqueues_and_refuses_consumers(fresh_database: str) 
             )
         assert "\n" not in str(refused.value)
         assert len(await queue_rows(fresh_database, entrypoint)) == JOBS  # nothing consumed
+        # What it cannot do it says up front, and refuses with the reason if asked anyway.
+        assert backend.capabilities == Capabilities(
+            can_read=False, can_listen=False, can_run_consumers=False
+        )
+        for attempt in (
+            lambda: backend.read("SELECT 1"),
+            lambda: backend.new_connection(),
+            lambda: backend.listen(lambda event: None),
+        ):
+            with pytest.raises(ConsoleError, match="psycopg-sync can only enqueue"):
+                await attempt()
+        depth = await backend.queue_size()
+        assert sum(stat.count for stat in depth if stat.entrypoint == entrypoint) == JOBS
     finally:
         supervisor.close()
         await backend.close()

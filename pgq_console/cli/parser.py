@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, NoReturn
 from pgq_console import __version__
 
 if TYPE_CHECKING:
-
     from pgq_console.config import CliOptions
 
 

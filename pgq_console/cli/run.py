@@ -120,9 +120,7 @@ def _say_what_became_of_running_jobs(app: PgqConsole) -> None:
         print(f"pgq-console: {cause}: consumers: {report.describe()}", file=sys.stderr)
 
 
-def make_app(
-    settings: Settings, backend: Backend | Callable[[], Awaitable[Backend]]
-) -> PgqConsole:
+def make_app(settings: Settings, backend: Backend | Callable[[], Awaitable[Backend]]) -> PgqConsole:
     """The console on `backend`, knowing its settings (profiles to switch to, badge, warnings)."""
     from pgq_console.app import PgqConsole
 

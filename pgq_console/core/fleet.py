@@ -26,7 +26,8 @@ from pgqueuer.domain import models as pgq_models
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.nagios import NagiosState
-from pgq_console.core.refresher import Pacer, backoff_delay, connection_lost
+from pgq_console.core.refresh_loop import backoff_delay
+from pgq_console.core.refresher import Pacer, connection_lost
 from pgq_console.core.stats import fetch_depth, fetch_windows
 from pgq_console.core.workers import DEFAULT_STALE_AFTER, WorkerMemory, fetch_workers
 

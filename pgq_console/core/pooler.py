@@ -42,29 +42,6 @@ def startup_refused(exc: BaseException) -> bool:
     return "unsupported startup parameter" in str(exc)
 
 
-def pooler_broke(exc: BaseException) -> bool:
-    """An error that means the session state the driver relied on is gone (a pooler swapped
-    the server connection, or dropped it): the connections must be replaced, not reused."""
-    import asyncpg
-    import psycopg
-
-    if isinstance(
-        exc,
-        asyncpg.DuplicatePreparedStatementError
-        | asyncpg.InvalidSQLStatementNameError
-        | asyncpg.ProtocolViolationError
-        | psycopg.errors.DuplicatePreparedStatement
-        | psycopg.errors.InvalidSqlStatementName
-        | psycopg.errors.ProtocolViolation,
-    ):
-        return True
-    text = str(exc)
-    return any(
-        marker in text
-        for marker in ("query_wait_timeout", "server conn crashed", "server closed the connection")
-    )
-
-
 async def resolve_connect_options(
     kind: DriverKind, dsn: str, pooler: Pooler
 ) -> tuple[ConnectOptions, Pooler]:
@@ -89,7 +66,9 @@ async def resolve_connect_options(
             # one more chance before calling it transaction pooling.
             delivered = await probe_live_path(kind, dsn, DIRECT)
     except Exception as exc:
-        if not _refused_after_connecting(exc):
+        from pgq_console.core.backend.opening import driver_errors
+
+        if not driver_errors(kind).refused_after_connecting(exc):
             raise
         # Connected, but LISTEN/NOTIFY refused (a hot standby): nothing to learn from a probe.
         delivered = True
@@ -98,23 +77,6 @@ async def resolve_connect_options(
     if startup_settings:
         return DIRECT, Pooler.NONE
     return ConnectOptions(startup_settings=False), Pooler.SESSION
-
-
-def _refused_after_connecting(exc: BaseException) -> bool:
-    """An SQL error from a server that let the client in (not a failed login or connect)."""
-    import asyncpg
-    import psycopg
-
-    if isinstance(
-        exc,
-        psycopg.OperationalError
-        | asyncpg.InvalidAuthorizationSpecificationError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.InvalidCatalogNameError
-        | asyncpg.ProtocolViolationError,
-    ):
-        return False
-    return isinstance(exc, asyncpg.PostgresError | psycopg.DatabaseError)
 
 
 async def probe_live_path(kind: DriverKind, dsn: str, options: ConnectOptions) -> bool:
@@ -134,7 +96,6 @@ async def probe_live_path(kind: DriverKind, dsn: str, options: ConnectOptions) -
     channel, payload = f"pgq_console_probe_{token}", token
     arrived = asyncio.Event()
     if kind in (DriverKind.PSYCOPG, DriverKind.PSYCOPG_SYNC):
-
         params = _psycopg_params(False, options)
         params["prepare_threshold"] = None
         listener: Any = await _psycopg_connect(dsn, autocommit=True, **params)

@@ -7,7 +7,9 @@ own database time stays under its budget (5 % of wall-clock time by default).
 When the database goes away the loop backs off (exponential, capped, jittered so many consoles do
 not reconnect in lock-step), says what is lost and when it retries, LISTENs again once the
 connection is back, and reconciles with a full refresh. `PollLoop` is the same loop, without
-LISTEN, for the screens that poll one query.
+LISTEN, for the screens that poll one query. Both wait through the shared `RefreshLoop`
+(core/refresh_loop.py: wake-ups, visibility, backoff, outage text); the overview computes its
+own due time from the budget and the events it heard.
 
 Listening is never claimed without proof: when the queue grows (jobs were inserted, so PgQueuer's
 trigger sent NOTIFYs) and no event arrives within `LIVE_PROOF_PERIODS` timer periods, the status
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -29,11 +30,17 @@ from typing import Generic, TypeVar
 
 from pgqueuer.domain import models as pgq_models
 
-from pgq_console.core.backend import CONNECT_TIMEOUT_S, Backend, DatabaseTimeout
+from pgq_console.core.backend import ANY_DRIVER_ERRORS, CONNECT_TIMEOUT_S, Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import Durations, OverviewSnapshot, RefreshStatus
-from pgq_console.core.pooler import pooler_broke
+from pgq_console.core.refresh_loop import (
+    RefreshLoop,
+    Wait,
+    backoff_delay,
+    wait_for_event,
+)
+from pgq_console.core.refresh_loop import describe_outage as _describe_outage
 from pgq_console.core.stats import (
     Depth,
     Windows,
@@ -59,8 +66,6 @@ DURATIONS_SHARE = 0.2
 STATUS_EVERY_S = 1.0  # at most this often an event alone repaints the header (refreshes do too)
 MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0
-MAX_RETRY_S = 30.0
-MIN_RETRY_S = 0.5
 DEPTH_SAMPLES = 10  # the depth query's recent timings that pace the event tier
 # Timer periods (at least LIVE_PROOF_MIN_S) an insert may go without its NOTIFY before the
 # live path is called broken: delivery normally takes milliseconds.
@@ -112,32 +117,10 @@ class Pacer:
         return sum(spent for _, spent in self._costs) / window > self.budget
 
 
-def backoff_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
-    """Seconds before attempt `failures + 1`: doubling from `base_s`, capped, with jitter."""
-    ceiling = min(MAX_RETRY_S, max(MIN_RETRY_S, base_s) * 2.0 ** max(0, failures - 1))
-    # "Equal jitter": never less than half the step, so a dead server is not hammered.
-    return ceiling * (rng or random).uniform(0.5, 1.0)
-
-
 def connection_lost(exc: BaseException) -> bool:
-    """Whether `exc` means the connection (not the query) failed: retry after reconnecting."""
-    import asyncpg
-    import psycopg
-
-    if pooler_broke(exc):  # the backend discarded its connections: reconnect like after a drop
-        return True
-    return isinstance(
-        exc,
-        OSError
-        | TimeoutError
-        | DatabaseTimeout
-        | asyncpg.InterfaceError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.AdminShutdownError
-        | asyncpg.CannotConnectNowError
-        | asyncpg.CrashShutdownError
-        | psycopg.OperationalError,
-    ) and not isinstance(exc, psycopg.errors.QueryCanceled)
+    """Whether `exc` means the connection (not the query) failed: retry after reconnecting.
+    For an exception of unknown driver; with a backend at hand ask `backend.errors`."""
+    return ANY_DRIVER_ERRORS.connection_lost(exc)
 
 
 class Refresher:
@@ -154,6 +137,7 @@ class Refresher:
         budget: float = 0.04,  # aim below the 5 % ceiling: the cost window lags
         listen: bool = True,
         active: Callable[[], bool] = lambda: True,
+        wait: Wait = wait_for_event,
     ) -> None:
         self.backend = backend
         self.clock = clock
@@ -172,7 +156,14 @@ class Refresher:
             effective_interval_s=interval_s,
             polling_reason=why_polling,
         )
-        self._wake = asyncio.Event()
+        # The waiting (wake-ups, visibility) is the shared loop's; the due time is ours.
+        self.timing = RefreshLoop(
+            clock,
+            interval_s=interval_s,
+            visible=lambda: self._active() and not self.status.paused,
+            wait=wait,
+            due=self._next_due,
+        )
         self._event_due: float | None = None
         self._last_end = 0.0
         self._last_duration = 0.0
@@ -203,20 +194,20 @@ class Refresher:
         # consumers their turns on the event loop.
         if self._event_due is None:
             self._event_due = self.clock.monotonic() + EVENT_DEBOUNCE_S
-            self._wake.set()
+            self.timing.wake()
 
     def wake(self) -> None:
         """Look at the due time again (the screen came back into view)."""
-        self._wake.set()
+        self.timing.wake()
 
     def set_interval(self, seconds: float) -> None:
         seconds = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, seconds))
         self._publish(replace(self.status, interval_s=seconds))
-        self._wake.set()
+        self.timing.wake()
 
     def set_paused(self, paused: bool) -> None:
         self._publish(replace(self.status, paused=paused))
-        self._wake.set()
+        self.timing.wake()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -225,16 +216,8 @@ class Refresher:
             await self._start_listening()
         await self._refresh()
         while True:
-            timeout = self._next_due() - self.clock.monotonic()
-            if timeout > 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                continue  # re-evaluate: pause, interval or an event may have moved the due time
-            if self.status.paused:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
+            # Until due: pause, interval or an event may move the due time meanwhile.
+            await self.timing.wait_until_due()
             try:
                 if self._listen and self.status.listening and not self.backend.listener_alive():
                     await self._listener_lost()
@@ -359,7 +342,7 @@ class Refresher:
 
     async def _failed(self, exc: BaseException) -> None:
         now = self.clock.now()
-        if not connection_lost(exc):
+        if not self.backend.errors.connection_lost(exc):
             self._publish(
                 replace(
                     self.status,
@@ -486,26 +469,19 @@ def describe_outage(
     attempt: int,
 ) -> str:
     """One line for the banner: what is lost, since when, and when the console tries again."""
-    frozen = f"numbers below are from {last_ok_at:%H:%M:%S}" if last_ok_at else "no numbers yet"
-    return (
-        f"lost the connection to {backend.label} at {lost_since:%H:%M:%S} "
-        f"({error_line(exc)[:80]}): {frozen}, live events missed; "
-        f"retry {attempt} at {next_try_at:%H:%M:%S}"
-    )
+    return _describe_outage(exc, backend.label, lost_since, last_ok_at, next_try_at, attempt)
 
 
 def _describe_refresh_error(exc: BaseException, backend: Backend) -> str:
-    import asyncpg
-    import psycopg
-
+    errors = backend.errors
     if isinstance(exc, ConsoleError):
         return str(exc)
-    if isinstance(exc, asyncpg.QueryCanceledError | psycopg.errors.QueryCanceled):
+    if errors.statement_cancelled(exc):
         seconds = backend.statement_timeout.total_seconds()
         return f"refresh took longer than the {seconds:g}s statement timeout; retrying"
-    if isinstance(exc, asyncpg.InsufficientPrivilegeError | psycopg.errors.InsufficientPrivilege):
+    if errors.permission_denied(exc):
         return f"permission denied reading the queue tables: {error_line(exc)}"
-    if isinstance(exc, OSError | asyncpg.InterfaceError | psycopg.OperationalError):
+    if errors.connection_failed(exc):
         return f"lost the connection to {backend.label}: {error_line(exc)}; retrying"
     return f"refresh failed: {type(exc).__name__}: {error_line(exc)}"
 
@@ -531,7 +507,8 @@ class PollLoop(Generic[T]):
     """Poll `fetch` every `interval_s` while `active()`; back off and reconnect on failures.
 
     Used by the screens that show one query's result; nothing here blocks the UI: results and
-    status arrive through the callbacks, which must only post messages.
+    status arrive through the callbacks, which must only post messages. The timing is the
+    shared `RefreshLoop`'s.
     """
 
     def __init__(
@@ -544,36 +521,25 @@ class PollLoop(Generic[T]):
         on_status: Callable[[PollStatus], None],
         interval_s: float = 5.0,
         active: Callable[[], bool] = lambda: True,
+        wait: Wait = wait_for_event,
     ) -> None:
         self.backend = backend
         self.clock = clock
         self._fetch = fetch
         self._on_result = on_result
         self._on_status = on_status
-        self._active = active
         self.status = PollStatus(interval_s=interval_s)
-        self._wake = asyncio.Event()
-        self._due = 0.0
-        self._failures = 0
+        self.timing = RefreshLoop(clock, interval_s=interval_s, visible=active, wait=wait)
 
     def request_refresh(self) -> None:
-        self._due = 0.0
-        self._wake.set()
+        self.timing.request_refresh()
 
     def set_interval(self, seconds: float) -> None:
         self._publish(replace(self.status, interval_s=seconds))
-        self._wake.set()
+        self.timing.set_interval(seconds)
 
     async def run(self) -> None:
-        while True:
-            now = self.clock.monotonic()
-            if now < self._due or not self._active():
-                self._wake.clear()
-                timeout = max(0.05, self._due - now) if self._active() else 1.0
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                continue
-            await self.poll_once()
+        await self.timing.run(self.poll_once)
 
     async def poll_once(self) -> None:
         started = self.clock.monotonic()
@@ -582,38 +548,29 @@ class PollLoop(Generic[T]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self._failures += 1
-            delay = backoff_delay(self._failures, self.status.interval_s)
-            self._due = self.clock.monotonic() + delay
-            now = self.clock.now()
-            lost = connection_lost(exc)
-            lost_since = (self.status.lost_since or now) if lost else None
-            next_try = now + timedelta(seconds=delay)
+            lost = self.backend.errors.connection_lost(exc)
+            self.timing.failed(lost=lost)
             if lost:
-                assert lost_since is not None
-                message = describe_outage(
-                    exc, self.backend, lost_since, self.status.ok_at, next_try, self._failures
-                )
+                message = self.timing.outage(exc, self.backend.label)
             else:
                 message = _describe_refresh_error(exc, self.backend)
             self._publish(
                 replace(
                     self.status,
                     error=message,
-                    lost_since=lost_since,
-                    next_try_at=next_try,
-                    failures=self._failures,
+                    lost_since=self.timing.lost_since,
+                    next_try_at=self.timing.next_try_at,
+                    failures=self.timing.failures,
                 )
             )
             return
         ended = self.clock.monotonic()
-        self._failures = 0
-        self._due = ended + self.status.interval_s
+        self.timing.succeeded()
         self._on_result(result)
         self._publish(
             replace(
                 self.status,
-                ok_at=self.clock.now(),
+                ok_at=self.timing.last_ok_at,
                 took_s=ended - started,
                 error=None,
                 lost_since=None,

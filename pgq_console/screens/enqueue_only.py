@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from pgqueuer.domain.models import QueueStatistics
 from rich.text import Text
 from textual import work
@@ -14,7 +11,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
 from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.refresh_loop import RefreshLoop
 from pgq_console.core.text import printable
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -37,10 +36,11 @@ class EnqueueOnlyScreen(Screen[None]):
         Binding("a", "enable_autocommit", "Autocommit", show=False, id="autocommit"),
     ]
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, clock: Clock | None = None) -> None:
         super().__init__()
         self.backend = backend
-        self._wake = asyncio.Event()
+        # Polled whether or not the form is open over it; failures back off.
+        self.loop = RefreshLoop(clock or SystemClock(), interval_s=POLL_S)
 
     def compose(self) -> ComposeResult:
         yield Banner(id="autocommit-banner")
@@ -80,19 +80,23 @@ class EnqueueOnlyScreen(Screen[None]):
     async def poll_depth(self) -> None:
         table: DataTable[Text] = self.query_one("#depth-table", DataTable)
         while True:
-            if not self.backend.autocommit_problem:
-                try:
-                    stats = await self.backend.queue_size()
-                except ConsoleError as exc:
-                    self.notify(str(exc), severity="warning", markup=False)
-                    stats = []
-                except Exception as exc:  # a dropped connection must not end the poll
-                    self.notify(f"queue size failed: {exc}", severity="error", markup=False)
-                    stats = []
-                self._apply(table, stats)
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), POLL_S)
+            await self.loop.wait_until_due()
+            if self.backend.autocommit_problem:
+                self.loop.succeeded()  # nothing to read until it is switched
+                continue
+            try:
+                stats = await self.backend.queue_size()
+            except ConsoleError as exc:
+                self.notify(str(exc), severity="warning", markup=False)
+                stats = []
+                self.loop.failed(lost=False)
+            except Exception as exc:  # a dropped connection must not end the poll
+                self.notify(f"queue size failed: {exc}", severity="error", markup=False)
+                stats = []
+                self.loop.failed(lost=self.backend.errors.connection_lost(exc))
+            else:
+                self.loop.succeeded()
+            self._apply(table, stats)
 
     @staticmethod
     def _apply(table: DataTable[Text], stats: list[QueueStatistics]) -> None:
@@ -116,11 +120,11 @@ class EnqueueOnlyScreen(Screen[None]):
                 table.add_row(*cells, key=key)
 
     def action_refresh_now(self) -> None:
-        self._wake.set()
+        self.loop.request_refresh()
 
     async def action_enable_autocommit(self) -> None:
         reason = await self.backend.enable_autocommit()
         if reason:
             self.notify(f"Not switched to autocommit: {reason}", severity="warning", markup=False)
         self._show_autocommit_banner()
-        self._wake.set()
+        self.loop.request_refresh()

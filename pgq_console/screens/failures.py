@@ -8,7 +8,6 @@ wait for a retry; the sample of the highlighted group is shown below it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,9 +36,10 @@ from pgq_console.core.jobs import (
     fetch_failure_groups,
     fetch_page,
 )
+from pgq_console.core.refresh_loop import RefreshLoop
 from pgq_console.core.text import error_line, printable
 from pgq_console.screens.gating import ReadOnlyGate
-from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin, next_refresh
+from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -142,7 +142,9 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         self.backend = backend
         self.clock = clock
         self.interval_s = max(interval_s, 2.0)  # grouping reads the log: not too often
-        self._wake = asyncio.Event()
+        self.loop = RefreshLoop(
+            clock, interval_s=self.interval_s, visible=lambda: self.is_current, read_ahead=True
+        )
         self.read_error: str | None = "the list is still loading"  # until the first read
         self._first_read: FailuresLoaded | None = None  # read before the first paint
 
@@ -199,7 +201,7 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         return self.read_error
 
     def request_refresh(self) -> None:
-        self._wake.set()
+        self.loop.request_refresh()
 
     def on_screen_resume(self) -> None:
         if self.is_current:  # not when built ahead, off screen: its first read is under way
@@ -228,9 +230,9 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     async def refresh_loop(self) -> None:
         groups: FailureGroups | None = None
         grouped_at = 0.0
-        woken = True
         while True:
-            self._wake.clear()
+            # Asked for (the first read, a visit, an action): the groups are read again too.
+            woken = await self.loop.wait_until_due()
             try:
                 held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
                 # Grouping reads regular expressions over the log: every GROUP_INTERVAL_S, or
@@ -242,15 +244,16 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
                     )
                     grouped_at = self.clock.monotonic()
                 self.post_message(FailuresLoaded(held, groups))
+                self.loop.succeeded()
             except ConsoleError as exc:
                 self.post_message(FailuresLoaded(None, FailureGroups((), 0), str(exc)))
+                self.loop.failed(lost=False)
             except Exception as exc:
                 text = error_line(exc)
                 self.post_message(
                     FailuresLoaded(None, FailureGroups((), 0), f"cannot read failures: {text}")
                 )
-            await next_refresh(self, self._wake, self.interval_s)
-            woken = self._wake.is_set()
+                self.loop.failed(lost=self.backend.errors.connection_lost(exc))
 
     @on(FailuresLoaded)
     def show(self, message: FailuresLoaded) -> None:

@@ -8,9 +8,6 @@ refused when the console is read-only.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -29,6 +26,7 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAGE_SIZE, JobFilter, JobPage, fetch_page, parse_filter
+from pgq_console.core.refresh_loop import RefreshLoop
 from pgq_console.core.text import error_line, printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
 from pgq_console.screens.gating import ReadOnlyGate
@@ -192,16 +190,6 @@ class JobActionsMixin:
         return commands
 
 
-async def next_refresh(screen: Screen[None], wake: asyncio.Event, interval_s: float) -> None:
-    """Until the next refresh is due: the interval while `screen` is visible, else a wake-up.
-
-    A hidden screen does not poll (its reads would only add to the console's database cost);
-    its `on_screen_resume` wakes it when it is shown again.
-    """
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(wake.wait(), interval_s if screen.is_current else None)
-
-
 JOB_BINDINGS = [
     Binding("enter", "open", "Open", id="job.open"),
     Binding("space", "mark", "Mark", id="job.mark"),
@@ -247,9 +235,12 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         self.has_more = False
         self.loading_more = False
         self.error: str | None = None
-        self._wake = asyncio.Event()
-        self._fresh_until = 0.0  # monotonic time until which the rows shown count as current
         self._first_page: JobsLoaded | None = None  # read before the first paint
+        # A hidden screen does not read (its reads would only add to the console's database
+        # cost); `on_screen_resume` wakes it when it is shown again.
+        self.loop = RefreshLoop(
+            clock, interval_s=interval_s, visible=lambda: self.is_current, read_ahead=True
+        )
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="jobs-header")
@@ -297,15 +288,14 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         ]
 
     def request_refresh(self) -> None:
-        self._fresh_until = 0.0
-        self._wake.set()
+        self.loop.request_refresh()
 
     def on_screen_resume(self) -> None:
         # Rows shown from the last visit are replaced at once, unless `prepare_to_show` just
         # read them; either way the loop starts polling again now that the screen is seen.
         # (Being built ahead also resumes a screen, off screen: its first read is under way.)
         if self.is_current:
-            self._wake.set()
+            self.loop.request_refresh(unless_fresh=True)
 
     async def prepare_to_show(self) -> None:
         """Read and show a fresh first page while hidden: the screen appears with it. Before
@@ -315,15 +305,18 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             self.show_jobs(message)
         else:
             self._first_page = message
-        self._fresh_until = time.monotonic() + self.interval_s / 2
+        self.loop.mark_fresh(self.interval_s / 2)
 
     @work(group="refresh", exclusive=True, exit_on_error=False)
     async def refresh_loop(self) -> None:
         while True:
-            self._wake.clear()
-            if time.monotonic() >= self._fresh_until:
-                await self._load(append=False)
-            await next_refresh(self, self._wake, self.interval_s)
+            await self.loop.wait_until_due()
+            message = await self._read(append=False)
+            self.post_message(message)
+            if message.error is None:
+                self.loop.succeeded()
+            else:  # back off: a failing read is not retried at full speed
+                self.loop.failed(lost=False)
 
     async def _load(self, *, append: bool) -> None:
         self.post_message(await self._read(append=append))

@@ -24,12 +24,23 @@ next read reconnects instead of failing the same way forever.
 from __future__ import annotations
 
 from pgq_console.core.backend.asyncpg_drivers import AsyncpgBackend, AsyncpgPoolBackend
-from pgq_console.core.backend.base import READ_ONLY_REFUSAL, Backend, DatabaseTimeout, Tx
+from pgq_console.core.backend.base import READ_ONLY_REFUSAL, Backend, Capabilities, Tx
 from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S
-from pgq_console.core.backend.opening import AnyBackend, check_schema, open_backend
+from pgq_console.core.backend.driver_errors import DatabaseTimeout, DriverErrors
+from pgq_console.core.backend.opening import (
+    ANY_DRIVER_ERRORS,
+    AnyBackend,
+    check_schema,
+    driver_errors,
+    open_backend,
+)
 from pgq_console.core.backend.psycopg_drivers import PsycopgBackend, SyncPsycopgBackend
 
 __all__ = [
+    "ANY_DRIVER_ERRORS",
+    "Capabilities",
+    "DriverErrors",
+    "driver_errors",
     "AnyBackend",
     "AsyncpgBackend",
     "AsyncpgPoolBackend",

@@ -15,6 +15,7 @@ from pgq_console.core.backend.base import (
     Tx,
 )
 from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _asyncpg_connect, _server_settings
+from pgq_console.core.backend.driver_errors import ConnectFailure, DriverErrors
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.pooler import DIRECT, ConnectOptions, startup_refused
 from pgq_console.core.target import DriverKind, Installation
@@ -35,8 +36,85 @@ class _AsyncpgTx:
         return str(await self._connection.execute(sql, *args))
 
 
+class AsyncpgErrors(DriverErrors):
+    """What asyncpg's exceptions mean."""
+
+    def connect_failure(self, exc: BaseException) -> ConnectFailure | None:
+        import asyncpg
+
+        if isinstance(exc, asyncpg.InvalidPasswordError):
+            return ConnectFailure.PASSWORD
+        if isinstance(exc, asyncpg.InvalidCatalogNameError):
+            return ConnectFailure.DATABASE
+        if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+            return ConnectFailure.ROLE
+        if isinstance(exc, asyncpg.PostgresError):
+            return ConnectFailure.SERVER_ERROR
+        return None
+
+    def session_broken(self, exc: BaseException) -> bool:
+        import asyncpg
+
+        return super().session_broken(exc) or isinstance(
+            exc,
+            asyncpg.DuplicatePreparedStatementError
+            | asyncpg.InvalidSQLStatementNameError
+            | asyncpg.ProtocolViolationError,
+        )
+
+    def connection_lost(self, exc: BaseException) -> bool:
+        import asyncpg
+
+        return super().connection_lost(exc) or isinstance(
+            exc,
+            asyncpg.InterfaceError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.AdminShutdownError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.CrashShutdownError,
+        )
+
+    def refused_after_connecting(self, exc: BaseException) -> bool:
+        import asyncpg
+
+        if isinstance(
+            exc,
+            asyncpg.InvalidAuthorizationSpecificationError
+            | asyncpg.PostgresConnectionError
+            | asyncpg.InvalidCatalogNameError
+            | asyncpg.ProtocolViolationError,
+        ):
+            return False
+        return isinstance(exc, asyncpg.PostgresError)
+
+    def server_refused(self, exc: BaseException) -> bool:
+        import asyncpg
+
+        return isinstance(exc, asyncpg.PostgresError)
+
+    def statement_cancelled(self, exc: BaseException) -> bool:
+        import asyncpg
+
+        return isinstance(exc, asyncpg.QueryCanceledError)
+
+    def permission_denied(self, exc: BaseException) -> bool:
+        import asyncpg
+
+        return isinstance(exc, asyncpg.InsufficientPrivilegeError)
+
+    def connection_failed(self, exc: BaseException) -> bool:
+        import asyncpg
+
+        return super().connection_failed(exc) or isinstance(exc, asyncpg.InterfaceError)
+
+
+ASYNCPG_ERRORS = AsyncpgErrors()
+
+
 class _AsyncpgFamily(Backend):
     """What both asyncpg backends share: asyncpg connections and pgqueuer's AsyncpgDriver."""
+
+    errors: DriverErrors = ASYNCPG_ERRORS
 
     @staticmethod
     def _connection_open(connection: Any) -> bool:

@@ -16,8 +16,9 @@ from pgqueuer.domain.types import Channel
 from pgqueuer.ports.driver import Driver, ListenerRemover, NotifyCallback, TaskManagerPort
 
 from pgq_console.core.backend.connect import DEFAULT_STATEMENT_TIMEOUT, _timeout_setting
+from pgq_console.core.backend.driver_errors import DatabaseTimeout, DriverErrors
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.pooler import DIRECT, pooler_broke
+from pgq_console.core.pooler import DIRECT
 from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation, Pooler
 
 if TYPE_CHECKING:
@@ -29,8 +30,6 @@ EventHandler = Callable[[pgq_models.AnyEvent], None]
 # Past the statement timeout the server should have cancelled the query itself; this much later
 # the connection is presumed cut and is reset.
 CLIENT_GRACE_S = 3.0
-class DatabaseTimeout(ConsoleError):
-    """The database did not answer in time (no reply at all, not a cancelled statement)."""
 
 
 class Tx(Protocol):
@@ -75,6 +74,8 @@ class Backend(ABC):
     """
 
     kind: DriverKind
+    # What this driver's exceptions mean (reconnect, retry, report).
+    errors: DriverErrors
     # Enqueue batches in flight at once (`Capabilities.parallel_enqueue`).
     PARALLEL_ENQUEUE = 1
 
@@ -148,7 +149,7 @@ class Backend(ABC):
             raise
         if task in done:
             exc = task.exception()
-            if exc is not None and pooler_broke(exc):
+            if exc is not None and self.errors.session_broken(exc):
                 await self.discard_connections()
             return task.result()
         await self._abort_in_flight()
@@ -232,7 +233,7 @@ class Backend(ABC):
                 await tx.execute(_PREAMBLE, *self._preamble_args())
                 yield tx
         except Exception as exc:
-            if pooler_broke(exc):
+            if self.errors.session_broken(exc):
                 await self.discard_connections()
             raise
 

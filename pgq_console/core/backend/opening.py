@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from pgq_console.core.backend.asyncpg_drivers import AsyncpgBackend, AsyncpgPoolBackend
+from pgq_console.core.backend.asyncpg_drivers import (
+    ASYNCPG_ERRORS,
+    AsyncpgBackend,
+    AsyncpgPoolBackend,
+)
 from pgq_console.core.backend.base import Backend
 from pgq_console.core.backend.connect import (
     CONNECT_TIMEOUT_S,
@@ -14,7 +18,12 @@ from pgq_console.core.backend.connect import (
     _psycopg_params,
     _server_settings,
 )
-from pgq_console.core.backend.psycopg_drivers import PsycopgBackend, SyncPsycopgBackend
+from pgq_console.core.backend.driver_errors import AnyDriverErrors, DriverErrors
+from pgq_console.core.backend.psycopg_drivers import (
+    PSYCOPG_ERRORS,
+    PsycopgBackend,
+    SyncPsycopgBackend,
+)
 from pgq_console.core.errors import ConsoleError, describe_connect_error
 from pgq_console.core.pooler import (
     DIRECT,
@@ -27,6 +36,16 @@ from pgq_console.core.target import DriverKind, Installation, Pooler
 
 if TYPE_CHECKING:
     import psycopg
+
+# The rules of every driver family, for an exception whose driver is not known.
+ANY_DRIVER_ERRORS = AnyDriverErrors(ASYNCPG_ERRORS, PSYCOPG_ERRORS)
+
+
+def driver_errors(kind: DriverKind) -> DriverErrors:
+    """What a driver's exceptions mean, before any backend of it exists (connecting)."""
+    asyncpg = kind in (DriverKind.ASYNCPG, DriverKind.ASYNCPG_POOL)
+    return ASYNCPG_ERRORS if asyncpg else PSYCOPG_ERRORS
+
 
 # Every driver's backend is a `Backend` (`capabilities` says what it can do); the old name stays.
 AnyBackend = Backend
@@ -75,7 +94,10 @@ async def open_backend(
     except ConsoleError:
         raise
     except Exception as exc:
-        raise ConsoleError(describe_connect_error(exc, label=label, secrets=secrets)) from None
+        message = describe_connect_error(
+            exc, label=label, secrets=secrets, errors=driver_errors(kind)
+        )
+        raise ConsoleError(message) from None
 
 
 async def _connect(

@@ -14,11 +14,13 @@ from pgq_console.core.backend.base import (
     ENQUEUE_ONLY,
     Backend,
     Capabilities,
+    EventHandler,
     ListeningDriver,
     SerialisedDriver,
     Tx,
 )
 from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S, _psycopg_connect, _psycopg_params
+from pgq_console.core.backend.driver_errors import ConnectFailure, DriverErrors
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.pooler import ConnectOptions
 from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation
@@ -48,10 +50,72 @@ class _PsycopgTx:
         return cursor.statusmessage or ""
 
 
+class PsycopgErrors(DriverErrors):
+    """What psycopg's exceptions mean (async and sync connections alike)."""
+
+    def connect_failure(self, exc: BaseException) -> ConnectFailure | None:
+        import psycopg
+
+        if isinstance(exc, psycopg.ProgrammingError):
+            return ConnectFailure.INVALID_DSN
+        if isinstance(exc, psycopg.OperationalError):
+            return ConnectFailure.FAILED
+        return None
+
+    def session_broken(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return super().session_broken(exc) or isinstance(
+            exc,
+            psycopg.errors.DuplicatePreparedStatement
+            | psycopg.errors.InvalidSqlStatementName
+            | psycopg.errors.ProtocolViolation,
+        )
+
+    def connection_lost(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return super().connection_lost(exc) or (
+            isinstance(exc, psycopg.OperationalError)
+            and not isinstance(exc, psycopg.errors.QueryCanceled)
+        )
+
+    def refused_after_connecting(self, exc: BaseException) -> bool:
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            return False
+        return isinstance(exc, psycopg.DatabaseError)
+
+    def server_refused(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return isinstance(exc, psycopg.DatabaseError)
+
+    def statement_cancelled(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.QueryCanceled)
+
+    def permission_denied(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return isinstance(exc, psycopg.errors.InsufficientPrivilege)
+
+    def connection_failed(self, exc: BaseException) -> bool:
+        import psycopg
+
+        return super().connection_failed(exc) or isinstance(exc, psycopg.OperationalError)
+
+
+PSYCOPG_ERRORS = PsycopgErrors()
+
+
 class PsycopgBackend(Backend):
     """An async psycopg connection for queries, and a second one of the console's for LISTEN."""
 
     kind = DriverKind.PSYCOPG
+    errors: DriverErrors = PSYCOPG_ERRORS
 
     def __init__(
         self,
@@ -244,6 +308,7 @@ class SyncPsycopgBackend(Backend):
     """
 
     kind = DriverKind.PSYCOPG_SYNC
+    errors: DriverErrors = PSYCOPG_ERRORS
 
     def __init__(
         self,
@@ -265,6 +330,13 @@ class SyncPsycopgBackend(Backend):
     @property
     def can_listen(self) -> bool:
         return False
+
+    @property
+    def why_polling(self) -> str | None:
+        return "psycopg-sync cannot LISTEN"
+
+    async def listen(self, handler: EventHandler) -> None:
+        raise self._refusal()
 
     def _refusal(self) -> ConsoleError:
         return ConsoleError(

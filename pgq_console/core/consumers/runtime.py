@@ -247,14 +247,6 @@ async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> list
     return [int(row["job_id"]) for row in rows]
 
 
-def _database_refusal(exc: BaseException) -> bool:
-    """The server refused (a privilege, a missing table): its message says it all."""
-    import asyncpg
-    import psycopg
-
-    return isinstance(exc, asyncpg.PostgresError | psycopg.DatabaseError)
-
-
 def _discard_outcome(task: asyncio.Future[Any]) -> None:
     """An abandoned handler's late result or error is not an unretrieved-exception warning."""
     if not task.cancelled():

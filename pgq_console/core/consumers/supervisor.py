@@ -17,7 +17,7 @@ from pgqueuer import QueueManager
 from pgqueuer.core.applications import PgQueuer
 from pgqueuer.domain.types import Channel
 
-from pgq_console.core.backend import Backend
+from pgq_console.core.backend import Backend, DriverErrors
 from pgq_console.core.clock import Clock, SystemClock
 from pgq_console.core.consumers.capture import _ConsumerLogHandler, _ConsumerOutput, _LoopWatch
 from pgq_console.core.consumers.handlers import (
@@ -32,14 +32,13 @@ from pgq_console.core.consumers.runtime import (
     ConsumerSnapshot,
     ConsumerState,
     _connection_gone,
-    _database_refusal,
     _open_consumer_connection,
     _reclaim_picked_by,
     _relay,
 )
 from pgq_console.core.consumers.spec import ConsumerSpec, HandlerKind, consumer_refusal
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.refresher import backoff_delay, connection_lost
+from pgq_console.core.refresh_loop import backoff_delay
 from pgq_console.core.text import printable_line
 
 # How long a shutdown waits for PgQueuer to record the jobs it hands back (one UPDATE each on
@@ -160,7 +159,9 @@ class ConsumerSupervisor:
             def body() -> Awaitable[None]:
                 return self._run_builtin(consumer, backend, handler, options, started)
 
-        consumer.task = asyncio.create_task(self._supervise(consumer, body, started))
+        consumer.task = asyncio.create_task(
+            self._supervise(consumer, body, started, backend.errors)
+        )
         self.consumers[consumer.id] = consumer
         try:
             await asyncio.shield(started)
@@ -174,6 +175,7 @@ class ConsumerSupervisor:
         consumer: Consumer,
         body: Callable[[], Awaitable[None]],
         started: asyncio.Future[None],
+        errors: DriverErrors,
     ) -> None:
         try:
             while True:
@@ -182,14 +184,14 @@ class ConsumerSupervisor:
                     break
                 except Exception as exc:
                     # A lost connection after the first start: reconnect (issue 18).
-                    if not started.done() or not connection_lost(exc):
+                    if not started.done() or not errors.connection_lost(exc):
                         raise
                     if not await self._wait_to_reconnect(consumer, exc):
                         break  # stopped (s/x) while waiting, or out of attempts
         except Exception as exc:
             consumer.error = printable_line(exc) or type(exc).__name__
             consumer.state = ConsumerState.FAILED
-            if _database_refusal(exc):  # e.g. the role lost its privileges: the reason is all
+            if errors.server_refused(exc):  # e.g. the role lost its privileges: the reason is all
                 consumer.log(f"consumer ended: {consumer.error} ({type(exc).__name__})")
             else:
                 consumer.log(

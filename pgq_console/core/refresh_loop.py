@@ -1,0 +1,199 @@
+"""One refresh loop for every screen that re-reads the database.
+
+`RefreshLoop` decides when the next read is due and waits for it: every `interval_s` after a
+good read; sooner on `request_refresh()` (an event, an action, the operator); later after a
+failure, by a jittered backoff that doubles up to `MAX_RETRY_S`; and not at all while nobody
+sees the screen (`visible()` false: the loop rests until it is woken, or looks again every
+`HIDDEN_RECHECK_S`). It also keeps what the outage line says: since when the connection is
+lost, when the shown data was read, when the next try is.
+
+Time comes from the injected `Clock`; the waiting itself from `wait` (by default an
+`asyncio.Event` wait with a timeout). A wait that runs out means the read is due even when the
+clock did not move (a `FixedClock` in snapshots), so a frozen clock never stops the loop; a
+test passes a `wait` that moves its clock instead of sleeping. The loop never reads the
+database itself: the caller runs its round between `wait_until_due()` calls and reports how it
+went with `succeeded()` or `failed()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from pgq_console.core.clock import Clock
+
+MAX_RETRY_S = 30.0
+MIN_RETRY_S = 0.5
+# While the screen is hidden the loop looks again this often (no reads: a wake-up is the
+# usual way back, this is the safety net when a screen comes back without one).
+HIDDEN_RECHECK_S = 1.0
+
+# wait(event, seconds): True when `event` was set, False when `seconds` passed first.
+Wait = Callable[[asyncio.Event, float], Awaitable[bool]]
+
+
+def backoff_delay(failures: int, base_s: float, rng: random.Random | None = None) -> float:
+    """Seconds before attempt `failures + 1`: doubling from `base_s`, capped, with jitter."""
+    ceiling = min(MAX_RETRY_S, max(MIN_RETRY_S, base_s) * 2.0 ** max(0, failures - 1))
+    # "Equal jitter": never less than half the step, so a dead server is not hammered.
+    return ceiling * (rng or random).uniform(0.5, 1.0)
+
+
+async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
+    """Wait until `event` is set (True) or `seconds` passed (False)."""
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def describe_outage(
+    exc: BaseException,
+    label: str,
+    lost_since: datetime,
+    last_ok_at: datetime | None,
+    next_try_at: datetime,
+    attempt: int,
+) -> str:
+    """One line for the banner: what is lost, since when, and when the console tries again."""
+    frozen = f"numbers below are from {last_ok_at:%H:%M:%S}" if last_ok_at else "no numbers yet"
+    return (
+        f"lost the connection to {label} at {lost_since:%H:%M:%S} "
+        f"({one_line(exc)[:80]}): {frozen}, live events missed; "
+        f"retry {attempt} at {next_try_at:%H:%M:%S}"
+    )
+
+
+class RefreshLoop:
+    """When a screen's next read is due, and the waiting until then (see the module)."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        interval_s: float,
+        visible: Callable[[], bool] = lambda: True,
+        read_ahead: bool = False,
+        wait: Wait = wait_for_event,
+        rng: random.Random | None = None,
+        due: Callable[[], float] | None = None,
+    ) -> None:
+        """`read_ahead`: the first read happens even while the screen is hidden (a screen
+        built ahead of its first visit then appears with its rows).
+
+        `due`: the owner computes the due time itself (monotonic seconds), as the overview
+        does from its database budget and the events it heard; the loop then trusts the clock
+        alone (a wait that runs out only means: look again).
+        """
+        self.clock = clock
+        self.interval_s = interval_s
+        self._visible = visible
+        self._read_ahead = read_ahead
+        self._owner_due = due
+        self._rounds = 0
+        self._wait = wait
+        self._rng = rng
+        self._wake = asyncio.Event()
+        self._due = float("-inf")  # monotonic; the first read is due at once
+        self._fresh_until = float("-inf")  # rows read ahead (`mark_fresh`) count until then
+        self._requested = True  # the next round was asked for (not only the interval's)
+        self.failures = 0
+        self.retry_delay = 0.0
+        self.last_ok_at: datetime | None = None
+        self.lost_since: datetime | None = None
+        self.next_try_at: datetime | None = None
+
+    # -- controls (from the UI's event loop; none of them blocks) ---------------------------
+
+    def request_refresh(self, *, unless_fresh: bool = False) -> None:
+        """Read as soon as possible. `unless_fresh`: not before rows read ahead expire."""
+        if not unless_fresh:
+            self._fresh_until = float("-inf")
+        self._due = self._fresh_until
+        self._requested = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the due time and the visibility again."""
+        self._wake.set()
+
+    def set_interval(self, seconds: float) -> None:
+        if not self.failures and self._due != float("-inf"):
+            self._due += seconds - self.interval_s
+        self.interval_s = seconds
+        self._wake.set()
+
+    def mark_fresh(self, seconds: float) -> None:
+        """Rows were just read outside the loop: the next read is not due for `seconds`."""
+        self._fresh_until = self.clock.monotonic() + seconds
+        self._due = max(self._due, self._fresh_until)
+
+    # -- outcomes of a round ----------------------------------------------------------------
+
+    def succeeded(self) -> None:
+        """The round read what it needed: the next is due one interval from now."""
+        self.failures = 0
+        self.retry_delay = 0.0
+        self.last_ok_at = self.clock.now()
+        self.lost_since = None
+        self.next_try_at = None
+        self._due = self.clock.monotonic() + self.interval_s
+
+    def failed(self, *, lost: bool) -> float:
+        """The round failed (`lost`: the connection, not the query): back off; the delay."""
+        self.failures += 1
+        self.retry_delay = backoff_delay(self.failures, self.interval_s, self._rng)
+        now = self.clock.now()
+        self.lost_since = (self.lost_since or now) if lost else None
+        self.next_try_at = now + timedelta(seconds=self.retry_delay)
+        self._due = self.clock.monotonic() + self.retry_delay
+        return self.retry_delay
+
+    def outage(self, exc: BaseException, label: str) -> str:
+        """The outage line after `failed(lost=True)`."""
+        assert self.lost_since is not None and self.next_try_at is not None
+        return describe_outage(
+            exc, label, self.lost_since, self.last_ok_at, self.next_try_at, self.failures
+        )
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def due_in(self) -> float:
+        """Seconds until the next read is due (0 or less: due now)."""
+        due = self._owner_due() if self._owner_due is not None else self._due
+        return due - self.clock.monotonic()
+
+    async def wait_until_due(self) -> bool:
+        """Return when the next round is due and the screen is seen; whether it was asked for
+        (`request_refresh`) rather than only due by the interval."""
+        while True:
+            self._wake.clear()
+            if not self._seen():
+                await self._wait(self._wake, HIDDEN_RECHECK_S)
+                continue
+            remaining = self.due_in()
+            if remaining > 0:
+                woken = await self._wait(self._wake, remaining)
+                if woken or self._owner_due is not None:
+                    continue  # the due time or the visibility may have changed
+            if not self._seen():
+                continue
+            self._rounds += 1
+            requested, self._requested = self._requested, False
+            return requested
+
+    def _seen(self) -> bool:
+        return self._visible() or (self._read_ahead and self._rounds == 0)
+
+    async def run(self, round_: Callable[[], Awaitable[None]]) -> None:
+        """Run `round_` whenever it is due, forever; it reports through succeeded/failed."""
+        while True:
+            await self.wait_until_due()
+            await round_()

@@ -1,0 +1,230 @@
+"""The refresh loop every screen uses, on a clock the test moves: no test here waits."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pgq_console.core.clock import FixedClock
+from pgq_console.core.refresh_loop import (
+    HIDDEN_RECHECK_S,
+    MAX_RETRY_S,
+    RefreshLoop,
+    backoff_delay,
+    wait_for_event,
+)
+
+START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class ManualClock:
+    """Monotonic seconds and wall time that move only when the fake wait moves them."""
+
+    seconds: float = 100.0
+    waits: list[float] = field(default_factory=list)  # every timeout the loop waited for
+
+    def now(self) -> datetime:
+        return START + timedelta(seconds=self.seconds - 100.0)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        """The loop's wait: a set event returns at once; else the clock jumps by `seconds`."""
+        if event.is_set():
+            return True
+        self.waits.append(seconds)
+        self.seconds += seconds
+        await asyncio.sleep(0)  # let the test's other task run, as a real wait would
+        return False
+
+
+def make_loop(clock: ManualClock, **kwargs: object) -> RefreshLoop:
+    return RefreshLoop(
+        clock,
+        interval_s=2.0,
+        wait=clock.wait,
+        rng=random.Random(7),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+async def test_the_first_read_is_due_at_once_and_the_next_one_interval_later() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    assert await loop.wait_until_due() is True  # the first read counts as asked for
+    assert clock.waits == []
+    loop.succeeded()
+    assert loop.last_ok_at == START
+    assert await loop.wait_until_due() is False  # due by the interval alone
+    assert clock.waits == [2.0]
+    assert clock.seconds == 102.0
+
+
+async def test_a_request_cuts_the_wait_short() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    await loop.wait_until_due()
+    loop.succeeded()
+    loop.request_refresh()
+    assert await loop.wait_until_due() is True
+    assert clock.waits == []  # no time passed
+
+
+async def test_failures_back_off_with_jitter_up_to_the_cap_and_a_success_resets() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    await loop.wait_until_due()
+    delays = []
+    for _ in range(8):
+        delays.append(loop.failed(lost=False))
+        await loop.wait_until_due()
+    assert clock.waits == pytest.approx(delays)
+    for attempt, delay in enumerate(delays, start=1):
+        step = min(MAX_RETRY_S, 2.0 * 2 ** (attempt - 1))
+        assert step / 2 <= delay <= step  # equal jitter: never less than half the step
+    assert delays[-1] <= MAX_RETRY_S
+    assert loop.failures == 8
+    loop.succeeded()
+    assert loop.failures == 0 and loop.retry_delay == 0.0
+    await loop.wait_until_due()
+    assert clock.waits[-1] == 2.0
+
+
+async def test_the_outage_line_says_since_when_from_when_and_the_next_try() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    await loop.wait_until_due()
+    loop.succeeded()  # data read at 12:00:00
+    clock.seconds += 65
+    loop.failed(lost=True)
+    first = loop.lost_since
+    clock.seconds += 10
+    delay = loop.failed(lost=True)
+    assert loop.lost_since == first == START + timedelta(seconds=65)  # the first loss stays
+    text = loop.outage(ConnectionError("server closed\nthe connection"), "db1")
+    next_try = START + timedelta(seconds=75 + delay)
+    assert text == (
+        "lost the connection to db1 at 12:01:05 (server closed the connection): numbers below "
+        f"are from 12:00:00, live events missed; retry 2 at {next_try:%H:%M:%S}"
+    )
+    loop.failed(lost=False)  # the server answers again, with an error: not an outage
+    assert loop.lost_since is None
+
+
+async def test_a_hidden_screen_does_not_read_until_it_is_seen_again() -> None:
+    clock = ManualClock()
+    seen = False
+    loop = make_loop(clock, visible=lambda: seen)
+    task = asyncio.create_task(loop.wait_until_due())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()
+    assert set(clock.waits) == {HIDDEN_RECHECK_S}  # only looking, never due
+    seen = True
+    loop.wake()
+    assert await task is True
+
+
+async def test_a_screen_built_ahead_reads_once_while_hidden() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock, visible=lambda: False, read_ahead=True)
+    assert await loop.wait_until_due() is True  # the first read, hidden
+    loop.succeeded()
+    task = asyncio.create_task(loop.wait_until_due())
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()  # then nothing until it is seen
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_rows_read_ahead_postpone_a_visit_refresh_but_not_an_explicit_one() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    await loop.wait_until_due()
+    loop.succeeded()
+    loop.mark_fresh(1.0)  # the screen read its rows just before it was shown
+    loop.request_refresh(unless_fresh=True)  # the visit
+    await loop.wait_until_due()
+    assert clock.waits == [1.0]
+    loop.succeeded()
+    loop.mark_fresh(1.0)
+    loop.request_refresh()  # an action: read now
+    await loop.wait_until_due()
+    assert clock.waits == [1.0]
+
+
+async def test_a_new_interval_moves_the_due_time() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    await loop.wait_until_due()
+    loop.succeeded()
+    loop.set_interval(5.0)
+    await loop.wait_until_due()
+    assert clock.waits == [5.0]
+
+
+async def test_a_clock_that_never_moves_still_reads_every_interval() -> None:
+    """Snapshots run on a FixedClock: the wait running out is what makes the read due."""
+    waits: list[float] = []
+
+    async def wait(event: asyncio.Event, seconds: float) -> bool:
+        waits.append(seconds)
+        return False
+
+    loop = RefreshLoop(FixedClock(START), interval_s=2.0, wait=wait)
+    rounds = 0
+
+    async def round_() -> None:
+        nonlocal rounds
+        rounds += 1
+        loop.succeeded()
+        if rounds == 3:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await loop.run(round_)
+    assert rounds == 3 and waits == [2.0, 2.0]
+
+
+async def test_the_default_wait_tells_a_wake_up_from_a_timeout() -> None:
+    event = asyncio.Event()
+    event.set()
+    assert await wait_for_event(event, 60) is True
+    assert await wait_for_event(asyncio.Event(), 0) is False
+
+
+def test_backoff_never_drops_below_half_a_step_nor_passes_the_cap() -> None:
+    rng = random.Random(1)
+    for failures in range(1, 20):
+        delay = backoff_delay(failures, 1.0, rng)
+        ceiling = min(MAX_RETRY_S, 2.0 ** (failures - 1))
+        assert ceiling / 2 <= delay <= ceiling
+
+
+async def test_an_owner_computed_due_time_trusts_the_clock_alone() -> None:
+    """The overview computes its due time (budget, events): a wait that runs out is not a
+    read when its clock says it is not due yet (a frozen clock keeps a snapshot still)."""
+    waits: list[float] = []
+
+    async def wait(event: asyncio.Event, seconds: float) -> bool:
+        waits.append(seconds)
+        await asyncio.sleep(0)
+        return False
+
+    due = 5.0
+    loop = RefreshLoop(FixedClock(START), interval_s=2.0, wait=wait, due=lambda: due)
+    task = asyncio.create_task(loop.wait_until_due())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not task.done() and set(waits) == {5.0}
+    due = 0.0  # an event moved it: due now
+    loop.wake()
+    assert await task is True
