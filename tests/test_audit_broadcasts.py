@@ -16,6 +16,7 @@ from pgq_console.core.actions import ids_predicate
 from pgq_console.core.audit import AUDIT_EVENT_TYPE, AuditAnnouncement, AuditListener
 from pgq_console.core.backend import Backend
 from pgq_console.core.target import DriverKind, Installation
+from tests.conftest import examples
 from tests.helpers import backend_for
 
 FORGED = {
@@ -83,7 +84,7 @@ def payloads() -> st.SearchStrategy[Any]:
     )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)  # all under the full profile (CI)
 @given(payload=payloads())
 def test_parse_announcement_survives_any_payload(payload: Any) -> None:
     result = audit.parse_announcement(payload)
