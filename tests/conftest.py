@@ -199,3 +199,75 @@ async def settle_tables(pilot: Any, within: float = 30.0) -> None:
         if all(table.settled for table in tables):
             return
         await pilot.pause(0.02)
+
+
+# -- how the tests are spread over the xdist workers (`--dist loadgroup` in pyproject.toml) ------
+#
+# A module's tests stay together on one worker (its module-scoped databases, seeded data and
+# servers are made once), except in the modules below, whose tests each bring their own server
+# or database and take long: each of those tests goes to whichever worker is free. Work is
+# handed out in the order below (the longest first, as measured), then the other modules in
+# file order, so no long unit starts last while the other workers sit idle.
+SPREAD_MODULES = {
+    "test_resilience",
+    "test_embedding_exit",
+    "test_consumer_reconnect",
+    "test_schedules_screen",
+    "test_enqueue_bounds",
+    "test_signal_drain",
+    "test_ops_regressions",
+    "test_hangup",
+    "test_fuzz",
+}
+LONGEST_FIRST = [
+    "test_resilience",
+    "test_topology_pgbouncer",
+    "test_embedding_exit",
+    "test_consumer_reconnect",
+    "test_health_screen",
+    "test_schedules_screen",
+    "test_enqueue_bounds",
+    "test_consumers_core",
+    "test_jobs_screens",
+    "test_jobs_snapshots",
+    "test_config_profiles",
+    "test_enqueue_guard",
+    "test_workers_screen",
+    "test_enqueue_form",
+    "test_signal_drain",
+    "test_ops_regressions",
+    "test_keys",
+    "test_footer_leak",
+    "test_hangup",
+    "test_filter_scope_property",
+    "test_fuzz",
+]
+
+
+def _shares_module_state(item: pytest.Item) -> bool:
+    """Whether the test uses a fixture made once per module (pytest-asyncio's loop aside)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return True
+    for definitions in info.name2fixturedefs.values():
+        for definition in definitions:
+            if definition.scope in ("module", "package", "class") and not (
+                definition.argname.endswith("_scoped_runner")
+            ):
+                return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+
+    def module_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+
+    for item in items:
+        module = module_of(item)
+        if module not in SPREAD_MODULES or _shares_module_state(item):
+            item.add_marker(pytest.mark.xdist_group(module))
+    order = {id(item): position for position, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(module_of(item), len(rank)), order[id(item)]))
