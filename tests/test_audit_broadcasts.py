@@ -17,7 +17,7 @@ from pgq_console.core.audit import AUDIT_EVENT_TYPE, AuditAnnouncement, AuditLis
 from pgq_console.core.backend import Backend
 from pgq_console.core.target import DriverKind, Installation
 from tests.conftest import examples
-from tests.helpers import backend_for
+from tests.helpers import LIVENESS_STRETCH, backend_for
 
 FORGED = {
     "type": AUDIT_EVENT_TYPE,
@@ -120,7 +120,9 @@ async def _notify_and_wait(
 
 
 async def _until(predicate: Any, what: str) -> None:
-    for _ in range(500):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10 * LIVENESS_STRETCH
+    while loop.time() < deadline:
         if predicate():
             return
         await asyncio.sleep(0.02)
