@@ -190,6 +190,8 @@ def snap_compare(snap_compare: Any) -> Any:
 
 async def settle_tables(pilot: Any, within: float = 30.0) -> None:
     """Wait (never raise: the snapshot then shows what is wrong) for settled live tables."""
+    from textual.pilot import WaitForScreenTimeout
+
     from pgq_console.widgets.fitted_table import FittedTable
 
     loop = asyncio.get_running_loop()
@@ -198,7 +200,10 @@ async def settle_tables(pilot: Any, within: float = 30.0) -> None:
         tables = list(pilot.app.screen.query(FittedTable))
         if all(table.settled for table in tables):
             return
-        await pilot.pause(0.02)
+        try:
+            await pilot.pause(0.02)
+        except WaitForScreenTimeout:
+            continue  # a widget busy for 30 s on a starved machine: keep waiting
 
 
 # -- how the tests are spread over the xdist workers (`--dist loadgroup` in pyproject.toml) ------

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
-from textual.pilot import Pilot
+from textual.pilot import Pilot, WaitForScreenTimeout
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.backend import AnyBackend, open_backend
@@ -52,7 +52,12 @@ async def wait_until(
             return
         if loop.time() > deadline:
             raise _timed_out(within, what or predicate, error)
-        await pilot.pause(0.02)
+        try:
+            await pilot.pause(0.02)
+        except WaitForScreenTimeout:
+            # A widget busy for 30 s (a starved machine): keep waiting on the condition; only
+            # the liveness limit above ends the wait.
+            continue
 
 
 async def wait_for(
