@@ -206,13 +206,14 @@ async def settle_tables(pilot: Any, within: float = 30.0) -> None:
             continue  # a widget busy for 30 s on a starved machine: keep waiting
 
 
-# -- how the tests are spread over the xdist workers (`--dist loadgroup` in pyproject.toml) ------
+# -- how the tests are spread over the xdist workers ------------------------------------------
 #
 # A module's tests stay together on one worker (its module-scoped databases, seeded data and
 # servers are made once), except in the modules below, whose tests each bring their own server
-# or database and take long: each of those tests goes to whichever worker is free. Work is
-# handed out in the order below (the longest first, as measured), then the other modules in
-# file order, so no long unit starts last while the other workers sit idle.
+# or database and take long: each of those tests goes to whichever worker is free (a module
+# fixture one of them uses is then made on each worker that needs it). Work is handed out in the
+# order below (the longest first, as measured), then the other modules in file order, so no long
+# unit starts last while the other workers sit idle.
 SPREAD_MODULES = {
     "test_resilience",
     "test_embedding_exit",
@@ -249,30 +250,28 @@ LONGEST_FIRST = [
 ]
 
 
-def _shares_module_state(item: pytest.Item) -> bool:
-    """Whether the test uses a fixture made once per module (pytest-asyncio's loop aside)."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return True
-    for definitions in info.name2fixturedefs.values():
-        for definition in definitions:
-            if definition.scope in ("module", "package", "class") and not (
-                definition.argname.endswith("_scoped_runner")
-            ):
-                return True
-    return False
+def _module_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's per-module scheduling (`--dist loadscope`) with the two rules above."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesLongestFirst(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module_of(nodeid)
+            return nodeid if module in SPREAD_MODULES else module
+
+    if config.getvalue("dist") != "loadscope":
+        return None  # another --dist on the command line: xdist's own
+    return ModulesLongestFirst(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest modules first (xdist hands out work in collection order: pyproject.toml
+    turns its own reordering, by number of tests, off)."""
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
-
-    def module_of(item: pytest.Item) -> str:
-        return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-
-    for item in items:
-        module = module_of(item)
-        if module not in SPREAD_MODULES or _shares_module_state(item):
-            item.add_marker(pytest.mark.xdist_group(module))
     order = {id(item): position for position, item in enumerate(items)}
-    items.sort(key=lambda item: (rank.get(module_of(item), len(rank)), order[id(item)]))
+    items.sort(key=lambda item: (rank.get(_module_of(item.nodeid), len(rank)), order[id(item)]))
