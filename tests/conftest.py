@@ -1,7 +1,9 @@
 """Real PostgreSQL for every test: the embedded server, or PGQ_CONSOLE_TEST_DSN's server.
 
-Each test module gets a fresh database with the PgQueuer schema installed. Snapshot SVGs live in
-the top-level `snapshots/` directory (pytest-textual-snapshot 1.1.0 has no option for it).
+Each test module gets a fresh database with the PgQueuer schema installed: a copy of a template
+database the worker installs the schema into once (`CREATE DATABASE ... TEMPLATE`), which is
+the same schema `pgq install` writes, for a fraction of the cost. Snapshot SVGs live in the
+top-level `snapshots/` directory (pytest-textual-snapshot 1.1.0 has no option for it).
 """
 
 from __future__ import annotations
@@ -18,8 +20,25 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import pytest_textual_snapshot as pts
+from hypothesis import settings as hypothesis_settings
 
 SNAPSHOT_ROOT = Path(__file__).resolve().parents[1] / "snapshots"
+
+# The property and fuzz tests (test_fuzz, test_filter_scope_property, the NOTIFY parser's) run a
+# fifth of their generated inputs in the default run, and all of them under
+# `--hypothesis-profile=full`, which `.ci/run` runs after the README's test command
+# (>= 10,000 fuzz inputs, 2,000 filters against the database). Registered here, before
+# hypothesis's pytest plugin loads the profile named on the command line.
+FULL_PROFILE = "full"
+hypothesis_settings.register_profile(FULL_PROFILE, hypothesis_settings.get_profile("default"))
+
+
+def examples(full: int) -> int:
+    """How many inputs a property test generates: `full` under the full profile, else a fifth
+    (at least 100, hypothesis's own default)."""
+    if hypothesis_settings.get_current_profile_name() == FULL_PROFILE:
+        return full
+    return max(full // 5, 100)
 
 
 class TopLevelSVGExtension(pts.SVGImageExtension):  # type: ignore[misc]
@@ -56,15 +75,30 @@ def server_dsn() -> Iterator[str]:
     """An admin URI of the server every test uses."""
     external = os.environ.get("PGQ_CONSOLE_TEST_DSN")
     if external:
-        yield external
+        try:
+            yield external
+        finally:
+            template = _templates.pop(external, None)
+            if template is not None:
+                asyncio.run(_admin(external, f'DROP DATABASE IF EXISTS "{template}"'))
         return
     from pgq_console.core.embedded import EmbeddedPostgres
 
     server = EmbeddedPostgres()
     try:
-        yield server.start()
+        dsn = server.start()
+        # A throwaway server: durability buys nothing, and every DROP DATABASE (a checkpoint)
+        # and commit otherwise waits on the disk. An external server is left as it is.
+        for setting in _NO_DURABILITY:
+            asyncio.run(_admin(dsn, f"ALTER SYSTEM SET {setting} = off"))
+        asyncio.run(_admin(dsn, "SELECT pg_reload_conf()"))
+        yield dsn
     finally:
+        _templates.pop(server.uri or "", None)
         server.stop()
+
+
+_NO_DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
 
 
 async def _admin(dsn: str, statement: str) -> None:
@@ -88,13 +122,27 @@ async def install_pgqueuer(dsn: str) -> None:
         await connection.close()
 
 
+# Per server (this process's): a database with the PgQueuer schema that new ones are copied from.
+_templates: dict[str, str] = {}
+
+
+def _template_for(server: str) -> str:
+    template = _templates.get(server)
+    if template is None:
+        template = f"pgqc_template_{uuid.uuid4().hex[:8]}"
+        asyncio.run(_admin(server, f'CREATE DATABASE "{template}"'))
+        # Nothing stays connected to it: CREATE DATABASE refuses a template in use.
+        asyncio.run(install_pgqueuer(with_database(server, template)))
+        _templates[server] = template
+    return template
+
+
 def make_database(server: str, tag: str, *, install: bool = True) -> str:
+    """A new database on `server`; with the PgQueuer schema unless `install=False`."""
     name = f"pgqc_{re.sub(r'[^a-z0-9]+', '_', tag.lower())[:30]}_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"'))
-    dsn = with_database(server, name)
-    if install:
-        asyncio.run(install_pgqueuer(dsn))
-    return dsn
+    source = f' TEMPLATE "{_template_for(server)}"' if install else ""
+    asyncio.run(_admin(server, f'CREATE DATABASE "{name}"{source}'))
+    return with_database(server, name)
 
 
 def drop_database(server: str, dsn: str) -> None:
@@ -142,6 +190,8 @@ def snap_compare(snap_compare: Any) -> Any:
 
 async def settle_tables(pilot: Any, within: float = 30.0) -> None:
     """Wait (never raise: the snapshot then shows what is wrong) for settled live tables."""
+    from textual.pilot import WaitForScreenTimeout
+
     from pgq_console.widgets.fitted_table import FittedTable
 
     loop = asyncio.get_running_loop()
@@ -150,4 +200,78 @@ async def settle_tables(pilot: Any, within: float = 30.0) -> None:
         tables = list(pilot.app.screen.query(FittedTable))
         if all(table.settled for table in tables):
             return
-        await pilot.pause(0.02)
+        try:
+            await pilot.pause(0.02)
+        except WaitForScreenTimeout:
+            continue  # a widget busy for 30 s on a starved machine: keep waiting
+
+
+# -- how the tests are spread over the xdist workers ------------------------------------------
+#
+# A module's tests stay together on one worker (its module-scoped databases, seeded data and
+# servers are made once), except in the modules below, whose tests each bring their own server
+# or database and take long: each of those tests goes to whichever worker is free (a module
+# fixture one of them uses is then made on each worker that needs it). Work is handed out in the
+# order below (the longest first, as measured), then the other modules in file order, so no long
+# unit starts last while the other workers sit idle.
+SPREAD_MODULES = {
+    "test_resilience",
+    "test_embedding_exit",
+    "test_consumer_reconnect",
+    "test_schedules_screen",
+    "test_enqueue_bounds",
+    "test_signal_drain",
+    "test_ops_regressions",
+    "test_hangup",
+    "test_fuzz",
+}
+LONGEST_FIRST = [
+    "test_resilience",
+    "test_topology_pgbouncer",
+    "test_embedding_exit",
+    "test_consumer_reconnect",
+    "test_health_screen",
+    "test_schedules_screen",
+    "test_enqueue_bounds",
+    "test_consumers_core",
+    "test_jobs_screens",
+    "test_jobs_snapshots",
+    "test_config_profiles",
+    "test_enqueue_guard",
+    "test_workers_screen",
+    "test_enqueue_form",
+    "test_signal_drain",
+    "test_ops_regressions",
+    "test_keys",
+    "test_footer_leak",
+    "test_hangup",
+    "test_filter_scope_property",
+    "test_fuzz",
+]
+
+
+def _module_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's per-module scheduling (`--dist loadscope`) with the two rules above."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesLongestFirst(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = _module_of(nodeid)
+            return nodeid if module in SPREAD_MODULES else module
+
+    if config.getvalue("dist") != "loadscope":
+        return None  # another --dist on the command line: xdist's own
+    return ModulesLongestFirst(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest modules first (xdist hands out work in collection order: pyproject.toml
+    turns its own reordering, by number of tests, off)."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    order = {id(item): position for position, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(_module_of(item.nodeid), len(rank)), order[id(item)]))

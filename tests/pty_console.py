@@ -68,8 +68,11 @@ class PtyConsole:
         return _ESCAPES.sub(b"", self.output).decode("utf-8", errors="replace")
 
     def wait_for(self, needle: str, within: float = 60.0) -> None:
-        """Until `needle` is on screen (appeared after the last `mark`)."""
-        deadline = time.monotonic() + within
+        """Until `needle` is on screen (appeared after the last `mark`); `within` is a liveness
+        limit, stretched as the other waits' are (tests/helpers.py: LIVENESS_STRETCH)."""
+        from tests.helpers import LIVENESS_STRETCH
+
+        deadline = time.monotonic() + within * LIVENESS_STRETCH
         while needle not in self.text()[self._mark :]:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{needle!r} not on screen: {self.text()[-1500:]!r}")

@@ -16,7 +16,8 @@ from pgq_console.core.actions import ids_predicate
 from pgq_console.core.audit import AUDIT_EVENT_TYPE, AuditAnnouncement, AuditListener
 from pgq_console.core.backend import Backend
 from pgq_console.core.target import DriverKind, Installation
-from tests.helpers import backend_for
+from tests.conftest import examples
+from tests.helpers import LIVENESS_STRETCH, backend_for
 
 FORGED = {
     "type": AUDIT_EVENT_TYPE,
@@ -83,7 +84,7 @@ def payloads() -> st.SearchStrategy[Any]:
     )
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)  # all under the full profile (CI)
 @given(payload=payloads())
 def test_parse_announcement_survives_any_payload(payload: Any) -> None:
     result = audit.parse_announcement(payload)
@@ -119,7 +120,9 @@ async def _notify_and_wait(
 
 
 async def _until(predicate: Any, what: str) -> None:
-    for _ in range(500):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10 * LIVENESS_STRETCH
+    while loop.time() < deadline:
         if predicate():
             return
         await asyncio.sleep(0.02)

@@ -24,7 +24,7 @@ from pgq_console.core.consumers import (
     parse_consumer_form,
 )
 from pgq_console.core.target import DriverKind
-from tests.helpers import backend_for, enqueue
+from tests.helpers import LIVENESS_STRETCH, backend_for, enqueue
 from tests.resilience_w5_support import account, install, restartable_server
 
 ENTRYPOINT = "drained_through_restarts"
@@ -38,7 +38,7 @@ async def until(
     predicate: Any, within: float = 60.0, what: str = "", consumer: Consumer | None = None
 ) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = loop.time() + within * LIVENESS_STRETCH
     while not predicate():
         if loop.time() > deadline:
             where = ""

@@ -25,7 +25,7 @@ from pgq_console.core.enqueue import Enqueuer, EnqueueRequest
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.stats import fetch_depth, fetch_windows
 from pgq_console.core.target import DriverKind, Installation
-from tests.helpers import backend_for, enqueue
+from tests.helpers import LIVENESS_STRETCH, backend_for, enqueue
 
 ASYNC_KINDS = [DriverKind.ASYNCPG, DriverKind.ASYNCPG_POOL, DriverKind.PSYCOPG]
 
@@ -98,7 +98,7 @@ async def test_reads_and_enqueues_never_interleave(fresh_database: str, kind: Dr
 
 async def _until(predicate: Callable[[], Awaitable[bool]], within: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = loop.time() + within * LIVENESS_STRETCH
     while not await predicate():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {predicate}")

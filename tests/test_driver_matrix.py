@@ -20,7 +20,7 @@ from pgq_console.core.enqueue import Enqueuer, EnqueueRequest
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.stats import fetch_depth, fetch_windows
 from pgq_console.core.target import DriverKind
-from tests.helpers import backend_for
+from tests.helpers import LIVENESS_STRETCH, backend_for
 
 JOBS = 12
 
@@ -51,7 +51,7 @@ async def log_statuses(dsn: str, entrypoint: str) -> dict[str, int]:
 
 async def until(check: Callable[[], object], within: float = 60.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = loop.time() + within * LIVENESS_STRETCH
     while True:
         result = check()
         if asyncio.iscoroutine(result):

@@ -15,7 +15,7 @@ import pytest
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.consumers import parse_consumer_form
-from tests.helpers import enqueue, has_row, overview_of, wait_until
+from tests.helpers import LIVENESS_STRETCH, enqueue, has_row, overview_of, wait_until
 
 RUNS = 5
 
@@ -77,7 +77,7 @@ async def other_sessions(dsn: str) -> int:
 
 async def eventually(predicate: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    deadline = loop.time() + within * LIVENESS_STRETCH
     while not await predicate():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {predicate}")

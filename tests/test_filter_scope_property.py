@@ -21,6 +21,7 @@ from pgq_console.core.actions import CancelAction, RequeueAction
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import list_query, parse_filter
 from pgq_console.core.target import Installation
+from tests.conftest import examples
 
 ENTRYPOINTS = ("send_email", "send_sms", "charge_card", "a_b", "a%b", "Resize", "x*y", "ü_é")
 QUALIFIERS = ("ep", "status", "id", "prio", "age", "payload", "header", "EP", "Status", "bogus")
@@ -143,7 +144,7 @@ FILTER_LINES = st.lists(_word(), max_size=4).map(" ".join) | st.text(max_size=20
 
 
 @settings(
-    max_examples=2000,
+    max_examples=examples(2000),  # all of them under --hypothesis-profile=full (CI)
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )

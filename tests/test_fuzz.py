@@ -2,8 +2,9 @@
 feeds. A crash is any exception that is not a one-line user message (ConsoleError, the form's
 FormErrors, a refused theme's one-line problem).
 
-Pure functions only (no database), so the whole suite stays fast: about 11,000 inputs per run
-(the examples per test are summed in EXAMPLES_PER_RUN below and checked by the last test).
+Pure functions only (no database), so the whole suite stays fast: about 11,000 inputs per CI run
+(`--hypothesis-profile=full`; the examples per test are summed in EXAMPLES_PER_RUN below and
+checked by the last test), a fifth of them in the default run (tests/conftest.py: `examples`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import parse_filter, render_payload
 from pgq_console.core.text import has_unsafe, printable
 from pgq_console.screens.job_detail import pretty_json, printable_block
+from tests.conftest import examples
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 EXAMPLES = {
@@ -40,7 +42,7 @@ EXAMPLES_PER_RUN = sum(EXAMPLES.values())
 
 def fuzz(name: str) -> settings:
     return settings(
-        max_examples=EXAMPLES[name],
+        max_examples=examples(EXAMPLES[name]),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         derandomize=False,

@@ -100,7 +100,9 @@ async def test_dead_worker_flagged_and_reclaimed_through_the_confirm_dialog(
             "legacy_export",
         )
         assert {(r["s"], r["n"]) for r in rows} == {("queued", 3)}
-        assert any("previewed 3, changed 3" in n.message for n in app._notifications)
+        await until(
+            pilot, lambda: any("previewed 3, changed 3" in n.message for n in app._notifications)
+        )
         # The screen refreshes after the action: the dead worker holds nothing any more, and
         # stays dead (its jobs were taken from it; it did not finish them).
         await until(pilot, lambda: stale.row_count == 0)
