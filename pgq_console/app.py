@@ -43,7 +43,7 @@ from pgq_console.themes import (
     load_themes,
     theme_dirs,
 )
-from pgq_console.widgets.live_table import LiveDataTable
+from pgq_console.widgets.live_table import LiveTable
 
 # The screens built ahead of their first visit (`PgqConsole._prebuild`), and when.
 PREBUILT_MODES = ("jobs", "failures")
@@ -218,7 +218,7 @@ class PgqConsole(KeyboardApp):
     def switch_mode(self, mode: str) -> AwaitMount:
         # The screen being left keeps its tables up to date but does not paint them: free
         # their render caches instead of carrying every screen's renders for the whole session.
-        for table in self.screen.query(LiveDataTable):
+        for table in self.screen.query(LiveTable):
             table.release_render_caches()
         return super().switch_mode(mode)
 

@@ -142,12 +142,12 @@ def snap_compare(snap_compare: Any) -> Any:
 
 async def settle_tables(pilot: Any, within: float = 30.0) -> None:
     """Wait (never raise: the snapshot then shows what is wrong) for settled live tables."""
-    from pgq_console.widgets.fitted_table import FittedTable
+    from pgq_console.widgets.live_table import LiveTable
 
     loop = asyncio.get_running_loop()
     started = loop.time()
     while loop.time() - started < within:
-        tables = list(pilot.app.screen.query(FittedTable))
+        tables = list(pilot.app.screen.query(LiveTable))
         if all(table.settled for table in tables):
             return
         await pilot.pause(0.02)

@@ -18,7 +18,7 @@ from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.screens.schedules import SchedulesScreen
 from pgq_console.screens.workers import WorkersScreen
-from pgq_console.widgets.fitted_table import FittedTable
+from pgq_console.widgets.live_table import LiveTable
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The table's "where" words and the classes whose bindings they stand for.
@@ -34,7 +34,7 @@ WHERE = {
     "charts": ChartsScreen,
     "consumers": ConsumersScreen,
     "enqueue-only": EnqueueOnlyScreen,
-    "tables": FittedTable,
+    "tables": LiveTable,
 }
 NAMES = {
     "question_mark": "?",

@@ -6,7 +6,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
@@ -122,7 +121,7 @@ class OverviewScreen(Screen[None]):
     def show_snapshot(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
         now = self.clock.now()
-        self.query_one(OverviewTable).apply(message.snapshot, now)
+        self.query_one(OverviewTable).apply_snapshot(message.snapshot, now)
         self.query_one(TotalsLine).show(message.snapshot, now)
 
     @on(StatusChanged)
@@ -171,11 +170,10 @@ class OverviewScreen(Screen[None]):
         self.notify("Connection switched to autocommit; live statistics started.", markup=False)
         self.start_refresher()
 
-
-    @on(DataTable.RowSelected, "#overview-table")
-    async def open_entrypoint_jobs(self, event: DataTable.RowSelected) -> None:
+    @on(OverviewTable.RowSelected, "#overview-table")
+    async def open_entrypoint_jobs(self, event: OverviewTable.RowSelected) -> None:
         """Enter on a row (the table reports it): that entrypoint's jobs."""
-        await self.open_jobs_of(str(event.row_key.value))
+        await self.open_jobs_of(event.row_key)
 
     async def action_open_jobs(self) -> None:
         """Enter while the table is not focused: the highlighted entrypoint's jobs."""
