@@ -46,6 +46,10 @@ NAMES = {
     "equals_sign": "=",
     "right": "→",
     "left": "←",
+    "up": "↑",
+    "down": "↓",
+    "pageup": "pgup",
+    "pagedown": "pgdn",
 }
 
 

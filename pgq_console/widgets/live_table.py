@@ -148,13 +148,13 @@ class LiveTable(ScrollView, can_focus=True):
     ALLOW_MAXIMIZE = True
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Select", show=False),
+        Binding("enter", "select_cursor", show=False),  # each screen says what enter does
         Binding("up", "cursor_up", "Cursor up", show=False),
         Binding("down", "cursor_down", "Cursor down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
         Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,ctrl+home", "first_row", "First row", show=False),
-        Binding("end,ctrl+end", "last_row", "Last row", show=False),
+        Binding("home,ctrl+home", "scroll_top", "First row", show=False),
+        Binding("end,ctrl+end", "scroll_bottom", "Last row", show=False),
         Binding("right", "next_columns", "More columns", show=False),
         Binding("left", "previous_columns", "Previous columns", show=False),
     ]
@@ -635,10 +635,10 @@ class LiveTable(ScrollView, can_focus=True):
         self.scroll_to(y=int(self.scroll_y) + page, animate=False, force=True)
         self.move_cursor(row=self.cursor_row + page)
 
-    def action_first_row(self) -> None:
+    def action_scroll_top(self) -> None:
         self.move_cursor(row=0)
 
-    def action_last_row(self) -> None:
+    def action_scroll_bottom(self) -> None:
         self.move_cursor(row=len(self._order) - 1)
 
     def action_select_cursor(self) -> None:
