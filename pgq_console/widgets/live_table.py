@@ -353,6 +353,11 @@ class LiveTable(ScrollView, can_focus=True):
     # -- rows ----------------------------------------------------------------------------------
 
     @property
+    def version(self) -> int:
+        """Goes up whenever a row is added, changed, removed or moved."""
+        return self._counter
+
+    @property
     def row_count(self) -> int:
         return len(self._order)
 
@@ -405,6 +410,7 @@ class LiveTable(ScrollView, can_focus=True):
                     remeasure.add(column)
             del old_cells[key]
             self._version.pop(key, None)
+            self._counter += 1
         for key, cells in rows.items():
             current = old_cells.get(key)
             if current is None:
@@ -430,6 +436,7 @@ class LiveTable(ScrollView, can_focus=True):
             # Keys missing from `order` keep their relative place at the end.
             order_list += [key for key in self._order if key in old_cells and key not in seen]
             self._order = [key for key in order_list if key in old_cells]
+            self._counter += 1
             self._index = {key: index for index, key in enumerate(self._order)}
         layout_changed = self._relayout()
         self._update_virtual_size()
