@@ -39,7 +39,7 @@ from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -746,8 +746,13 @@ class LiveTable(ScrollView, can_focus=True):
         self._styles[cache_key] = styles
         return styles
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._palette()  # once per paint: the styles of the focus state and theme now
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
-        self._palette()
+        if self._palette_key is None:
+            self._palette()
         width = self.size.width
         if self.show_header and y == 0:
             return self._render_header(width)
