@@ -46,10 +46,6 @@ NAMES = {
     "equals_sign": "=",
     "right": "→",
     "left": "←",
-    "up": "↑",
-    "down": "↓",
-    "pageup": "pgup",
-    "pagedown": "pgdn",
 }
 
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 REFRESH_S = 0.5
 COLUMNS = (
-    # What an on-call engineer scans first comes first; names trail (the table scrolls).
+    # What an on-call engineer scans first comes first; names trail (dropped first when narrow).
     ("id", "Id", 4),
     ("state", "State", 12),
     ("done", "Done", 7),

@@ -147,14 +147,15 @@ class LiveTable(ScrollView, can_focus=True):
 
     ALLOW_MAXIMIZE = True
 
+    # The cursor keys go without a description: help's table hint covers them (and j/k/g/G).
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "select_cursor", show=False),  # each screen says what enter does
-        Binding("up", "cursor_up", "Cursor up", show=False),
-        Binding("down", "cursor_down", "Cursor down", show=False),
-        Binding("pageup", "page_up", "Page up", show=False),
-        Binding("pagedown", "page_down", "Page down", show=False),
-        Binding("home,ctrl+home", "scroll_top", "First row", show=False),
-        Binding("end,ctrl+end", "scroll_bottom", "Last row", show=False),
+        Binding("up", "cursor_up", show=False),
+        Binding("down", "cursor_down", show=False),
+        Binding("pageup", "page_up", show=False),
+        Binding("pagedown", "page_down", show=False),
+        Binding("home,ctrl+home", "scroll_top", show=False),
+        Binding("end,ctrl+end", "scroll_bottom", show=False),
         Binding("right", "next_columns", "More columns", show=False),
         Binding("left", "previous_columns", "Previous columns", show=False),
     ]
