@@ -70,6 +70,14 @@ async def test_apply_inserts_updates_removes_and_reorders_keeping_the_cursor_on_
         assert table.selected_key == "c" and table.cursor_row == 0
         assert app.highlighted[-1] == "c"
 
+        # Rows inserted above push the cursor's row down: the table scrolls to keep it shown.
+        table.move_cursor(row=0)
+        many = {f"new{i:02}": row(f"new{i:02}", i) for i in range(30)}
+        table.apply({**many, **rows}, [*many, "c", "d", "z", "b"])
+        await pilot.pause()
+        assert table.selected_key == "c" and table.cursor_row == 30
+        assert "c" in [line.split()[0] for line in lines(table)[1:] if line.strip()]
+
         # The cursor's row goes: the cursor stays at its place, clamped.
         table.move_cursor(row=3)
         table.apply({key: row(key, 1) for key in ("c", "d")})

@@ -442,7 +442,9 @@ class LiveTable(ScrollView, can_focus=True):
         layout_changed = self._relayout()
         self._update_virtual_size()
         if followed is not None and followed in self._index:
-            self._set_cursor(self._index[followed], scroll=False)
+            # Rows came or went above the cursor's row: it moves with its row, kept in view.
+            index = self._index[followed]
+            self._set_cursor(index, scroll=index != self.cursor_row)
         else:
             self._set_cursor(self.cursor_row, scroll=False)
         if moved or layout_changed:
