@@ -132,7 +132,7 @@ class PaintProbe:
         # (query started, rows applied, whether the table changed)
         self.applied: list[tuple[float, float, bool]] = []
         self.painted: list[float] = []
-        fetch, apply, display = jobs_screen.fetch_page, JobTable.apply, app._display
+        fetch, apply, display = jobs_screen.fetch_page, JobTable.apply_jobs, app._display
 
         async def timed_fetch(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
@@ -141,11 +141,11 @@ class PaintProbe:
             return page
 
         def timed_apply(table: Any, rows: Any, *args: Any, **kwargs: Any) -> None:
-            updates = table._update_count  # DataTable bumps it on every row or cell change
+            updates = table.version  # goes up on every row added, changed, removed or moved
             apply(table, rows, *args, **kwargs)
             if rows and id(rows) in self.fetch_started:
                 started = self.fetch_started.pop(id(rows))
-                changed = table._update_count != updates
+                changed = table.version != updates
                 self.applied.append((started, time.perf_counter(), changed))
 
         def timed_display(screen: Any, renderable: Any) -> None:
@@ -154,11 +154,11 @@ class PaintProbe:
                 self.painted.append(time.perf_counter())
 
         jobs_screen.fetch_page = timed_fetch  # type: ignore[assignment]
-        JobTable.apply = timed_apply  # type: ignore[method-assign]
+        JobTable.apply_jobs = timed_apply  # type: ignore[method-assign]
         app._display = timed_display
         self._restore = lambda: (
             setattr(jobs_screen, "fetch_page", fetch),
-            setattr(JobTable, "apply", apply),
+            setattr(JobTable, "apply_jobs", apply),
         )
 
     async def fresh_page_painted(self, since: float, done: Any = lambda: True) -> float:

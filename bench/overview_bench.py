@@ -314,7 +314,7 @@ def row_keys(app: Any) -> set[str]:
     table = overview_table(app)
     if table is None:
         return set()
-    return {str(key.value) for key in table.rows}
+    return set(table.row_keys)
 
 
 def refresher_status(app: Any) -> Any:
@@ -716,13 +716,13 @@ async def run_cost(cfg: Config, server: Server) -> dict[str, Any]:
                 status = refresher_status(app)
                 table = overview_table(app)
                 shown: dict[str, str] = {}
-                if table is not None and table.rows:
-                    first = str(next(iter(table.rows)).value)
+                if table is not None and table.row_keys:
+                    first = table.row_keys[0]
                     from pgq_console.widgets.overview_table import COLUMNS
 
                     shown = {label: table.get_cell(first, key).plain for key, label in COLUMNS}
                 result["console_status"] = status_dict(status)
-                result["console_rows_shown"] = len(table.rows) if table is not None else 0
+                result["console_rows_shown"] = table.row_count if table is not None else 0
                 result["console_first_row"] = shown
         finally:
             await backend.close()

@@ -57,7 +57,7 @@ from pgq_console.themes import (
     load_themes,
     theme_dirs,
 )
-from pgq_console.widgets.live_table import LiveDataTable
+from pgq_console.widgets.live_table import LiveTable
 
 # How long after the first screen is shown the startup objects are frozen out of the GC's
 # scans (`_freeze_startup_objects`): time for its first read to land.
@@ -343,7 +343,7 @@ class PgqConsole(KeyboardApp):
     def switch_mode(self, mode: str) -> AwaitMount:
         # The screen being left keeps its tables up to date but does not paint them: free
         # their render caches instead of carrying every screen's renders for the whole session.
-        for table in self.screen.query(LiveDataTable):
+        for table in self.screen.query(LiveTable):
             table.release_render_caches()
         mounting = super().switch_mode(mode)
         # A mode's first switch mounts its screen: an exit meanwhile waits for it (`exit`).

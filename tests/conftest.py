@@ -192,12 +192,12 @@ async def settle_tables(pilot: Any, within: float = 30.0) -> None:
     """Wait (never raise: the snapshot then shows what is wrong) for settled live tables."""
     from textual.pilot import WaitForScreenTimeout
 
-    from pgq_console.widgets.fitted_table import FittedTable
+    from pgq_console.widgets.live_table import LiveTable
 
     loop = asyncio.get_running_loop()
     started = loop.time()
     while loop.time() - started < within:
-        tables = list(pilot.app.screen.query(FittedTable))
+        tables = list(pilot.app.screen.query(LiveTable))
         if all(table.settled for table in tables):
             return
         try:

@@ -110,7 +110,7 @@ def has_row(app: PgqConsole, entrypoint: str) -> bool:
         table = table_of(app)
     except Exception:
         return False
-    return entrypoint in {str(key.value) for key in table.rows}
+    return entrypoint in set(table.row_keys)
 
 
 async def truth(dsn: str) -> dict[str, dict[str, int]]:

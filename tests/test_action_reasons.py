@@ -98,7 +98,7 @@ async def test_schedule_removal_records_schedule_ids_and_says_schedule(
     from pgq_console.core import audit
     from pgq_console.screens.action_confirm import ActionConfirmScreen
     from pgq_console.screens.schedules import SchedulesScreen
-    from pgq_console.widgets.keyed_table import KeyedTable
+    from pgq_console.widgets.live_table import LiveTable
     from tests.screens_w5_support import console, open_screen, run_sql, until
 
     await run_sql(
@@ -111,7 +111,7 @@ async def test_schedule_removal_records_schedule_ids_and_says_schedule(
     app = console(fresh_database)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_screen(pilot, "5", SchedulesScreen)
-        table = screen.query_one("#schedules-table", KeyedTable)
+        table = screen.query_one("#schedules-table", LiveTable)
         await until(pilot, lambda: table.row_count == 1)
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))

@@ -14,7 +14,7 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.charts import CHART_MINUTES, fetch_charts
 from pgq_console.core.clock import SystemClock
 from pgq_console.screens.charts import ChartsScreen
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import backend_for
 from tests.screens_w5_support import console, open_screen, run_sql, seed, until
@@ -96,7 +96,7 @@ async def test_chart_numbers_equal_the_log(charts_dsn: str) -> None:
 
 async def _until_charts(pilot: Pilot[Any]) -> None:
     screen = await open_screen(pilot, "8", ChartsScreen)
-    await until(pilot, lambda: screen.query_one("#charts-table", KeyedTable).row_count == 4)
+    await until(pilot, lambda: screen.query_one("#charts-table", LiveTable).row_count == 4)
     await pilot.pause()
 
 
@@ -105,7 +105,7 @@ async def test_charts_screen_shows_rates_drain_and_plots(charts_dsn: str) -> Non
     async with app.run_test(size=(120, 34)) as pilot:
         await _until_charts(pilot)
         screen = app.screen
-        table = screen.query_one("#charts-table", KeyedTable)
+        table = screen.query_one("#charts-table", LiveTable)
         assert table.get_cell("build_report", "drain").plain == (
             "nothing completes, oldest over 5m00s"
         )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Log, Static
+from textual.widgets import Input, Log, Static
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.backend import AnyBackend, open_backend
@@ -19,6 +19,7 @@ from pgq_console.screens.confirm import ConfirmDialog
 from pgq_console.screens.consumers import ConsumerFormScreen, ConsumersScreen
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.overview import OverviewScreen
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import enqueue, truth, wait_until
 
@@ -57,7 +58,7 @@ async def to_consumers(pilot: Pilot[Any]) -> ConsumersScreen:
 
 
 def cell(screen: ConsumersScreen, consumer_id: int, column: str) -> str:
-    table: DataTable[Any] = screen.query_one("#consumers-table", DataTable)
+    table = screen.query_one("#consumers-table", LiveTable)
     return str(table.get_cell(str(consumer_id), column))
 
 

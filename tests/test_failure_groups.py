@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from textual.widgets import Static
-from textual.widgets.data_table import ColumnKey
 
 from pgq_console.core import fingerprint as fp
 from pgq_console.core.backend import Backend
@@ -312,7 +311,7 @@ async def test_screen_groups_newest_first_sample_follows_cursor_and_requeues_a_g
     app = console(grouped)
     async with app.run_test(size=(160, 48)) as pilot:
         groups = await open_failures(pilot, 2)
-        rows = [groups.groups[str(row.key.value)] for row in groups.ordered_rows]
+        rows = [groups.groups[key] for key in groups.row_keys]
         assert [(g.exception_type, g.count, g.held) for g in rows] == [
             ("TimeoutError", 3, 0),
             ("CardError", 60, 60),
@@ -328,7 +327,7 @@ async def test_screen_groups_newest_first_sample_follows_cursor_and_requeues_a_g
         await log_failures(grouped, 7000, 1, kind="KeyError", message="'sku-{id}'", minutes_ago=1)
         app.screen.request_refresh()  # type: ignore[attr-defined]
         await wait_until(pilot, lambda: groups.row_count == 3, what="the new group")
-        assert str(groups.ordered_rows[0].key.value).startswith("KeyError")
+        assert groups.row_keys[0].startswith("KeyError")
         assert groups.current is not None and groups.current.exception_type == "CardError"
         assert "CardError" in sample(app)
         # Requeue the whole CardError group: the preview counts its 60 held jobs, no more.
@@ -400,9 +399,9 @@ async def test_first_visit_shows_a_loading_state_not_zero(
         held = table(app, "#held-table")
         assert not held.loading and held.row_count == 60
         # Every id is shown whole on the first rows painted.
-        ids = {str(row.key.value) for row in held.ordered_rows}
+        ids = set(held.row_keys)
         assert {held.get_cell(key, "id").plain for key in ids} == ids
-        assert held.columns[ColumnKey("id")].content_width >= max(len(i) for i in ids)
+        assert held.column_widths()["id"] - 2 >= max(len(i) for i in ids)
 
 
 async def test_grouping_scans_the_newest_rows_and_says_so(grouped: str) -> None:

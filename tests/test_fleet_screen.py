@@ -19,7 +19,7 @@ from pgq_console.core.target import DriverKind, Installation
 from pgq_console.fleet_console import FLEET_MODE, FleetHost
 from pgq_console.screens.fleet import FleetScreen
 from pgq_console.screens.overview import OverviewScreen
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import has_row
 from tests.screens_w5_support import FIXED_NOW, seed, until
@@ -104,7 +104,7 @@ async def _until_read(pilot: Pilot[Any]) -> None:
         pilot,
         lambda: all(row.read_at is not None or row.down for row in fleet.rows.values()),
     )
-    table = app.screen.query_one("#fleet-table", KeyedTable)
+    table = app.screen.query_one("#fleet-table", LiveTable)
     await until(
         pilot, lambda: table.row_count == 3 and table.get_cell("billing", "ready").plain == "10"
     )
@@ -127,7 +127,7 @@ async def test_rows_sorted_by_trouble_enter_opens_esc_and_0_come_back(
     app = fleet_console(databases, SystemClock())
     async with app.run_test(size=(140, 30)) as pilot:
         await _until_read(pilot)
-        table = app.screen.query_one("#fleet-table", KeyedTable)
+        table = app.screen.query_one("#fleet-table", LiveTable)
         # Down first, then the one whose oldest ready job is over its threshold, then calm.
         order = sorted(["search", "billing", "legacy"], key=table.get_row_index)
         assert order == ["legacy", "billing", "search"]
@@ -168,7 +168,7 @@ async def test_an_unreachable_installation_cannot_be_opened(databases: tuple[str
     app = fleet_console(databases, SystemClock())
     async with app.run_test(size=(140, 30)) as pilot:
         await _until_read(pilot)
-        table = app.screen.query_one("#fleet-table", KeyedTable)
+        table = app.screen.query_one("#fleet-table", LiveTable)
         await until(pilot, lambda: table.selected_key == "legacy")
         said: list[str] = []
         notify = app.notify

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import gc
 
-from textual.widgets._footer import FooterKey
-
 from pgq_console.app import PgqConsole
 from tests.helpers import backend_for, wait_until
 
 
 def live_footer_keys() -> int:
     gc.collect()
-    return sum(1 for obj in gc.get_objects() if isinstance(obj, FooterKey))
+    return sum(1 for obj in gc.get_objects() if type(obj).__name__ == "FooterKey")
 
 
 async def test_screen_switches_do_not_accumulate_footer_keys(database_dsn: str) -> None:

@@ -16,7 +16,7 @@ from pgq_console.core.clock import SystemClock
 from pgq_console.core.health import HealthSnapshot, fetch_health
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.health import HealthScreen
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.screens_w5_support import console, open_screen, run_sql, until
 
@@ -43,7 +43,7 @@ async def _until_health(pilot: Pilot[Any]) -> None:
             f"listeners: {screen.data.listeners if screen.data else None}; "
             f"status {screen.poll_status}"
         ) from None
-    await until(pilot, lambda: screen.query_one("#health-tables", KeyedTable).row_count == 4)
+    await until(pilot, lambda: screen.query_one("#health-tables", LiveTable).row_count == 4)
     await pilot.pause()
 
 
@@ -82,9 +82,9 @@ async def test_sessions_locks_listeners_and_schema(fresh_database: str) -> None:
         app = console(dsn, clock=SystemClock())
         async with app.run_test(size=(140, 40)) as pilot:
             screen = await open_screen(pilot, "6", HealthScreen)
-            tables = screen.query_one("#health-tables", KeyedTable)
+            tables = screen.query_one("#health-tables", LiveTable)
             await until(pilot, lambda: tables.row_count == 4)
-            assert {str(k.value) for k in tables.rows} == {
+            assert set(tables.row_keys) == {
                 "pgqueuer",
                 "pgqueuer_log",
                 "pgqueuer_statistics",
@@ -95,7 +95,7 @@ async def test_sessions_locks_listeners_and_schema(fresh_database: str) -> None:
             assert "0.0% used" in _text(screen, "#health-notify")
             await until(pilot, lambda: len(screen.data.listeners) == 1)
             assert "1 dedicated LISTEN" in _text(screen, "#health-listeners")
-            sessions = screen.query_one("#health-sessions", KeyedTable)
+            sessions = screen.query_one("#health-sessions", LiveTable)
             idle_pid = idle.get_server_pid()
             await until(pilot, lambda: f"long-{idle_pid}" in _keys(sessions), within=40)
             assert sessions.get_cell(f"long-{idle_pid}", "kind").plain == "idle in xact"
@@ -123,8 +123,8 @@ async def test_sessions_locks_listeners_and_schema(fresh_database: str) -> None:
             connection.terminate()
 
 
-def _keys(table: KeyedTable) -> set[str]:
-    return {str(key.value) for key in table.rows}
+def _keys(table: LiveTable) -> set[str]:
+    return set(table.row_keys)
 
 
 async def _confirm(pilot: Pilot[Any]) -> int:

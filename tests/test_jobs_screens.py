@@ -46,7 +46,7 @@ def table(app: PgqConsole, selector: str = "JobTable") -> JobTable:
 
 def ids_shown(app: PgqConsole, selector: str = "JobTable") -> list[int]:
     t = table(app, selector)
-    return [int(str(row.key.value)) for row in t.ordered_rows]
+    return [int(key) for key in t.row_keys]
 
 
 async def statuses(dsn: str) -> dict[int, str]:

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.actions import ids_predicate, requeue
 from pgq_console.core.backend import Backend
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.job_detail import JobDetailScreen
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import console_of, wait_until
 from tests.jobs_seed import seed
@@ -50,7 +50,7 @@ async def _to_mode(pilot: Pilot[Any], key: str, selector: str, rows: int) -> Non
         pilot,
         lambda: (
             bool(app.screen.query(selector))
-            and app.screen.query_one(selector, DataTable).row_count == rows
+            and app.screen.query_one(selector, LiveTable).row_count == rows
         ),
     )
 
@@ -74,7 +74,7 @@ def test_failures(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         await _to_mode(pilot, "3", "#held-table", 4)
         await _wait(
-            pilot, lambda: pilot.app.screen.query_one("#group-table", DataTable).row_count == 3
+            pilot, lambda: pilot.app.screen.query_one("#group-table", LiveTable).row_count == 3
         )
 
     assert snap_compare(console(snap_dsn), terminal_size=(130, 36), run_before=before)
@@ -86,7 +86,7 @@ def test_failures_80x24_groups_focused(snap_compare: Any, snap_dsn: str) -> None
     async def before(pilot: Pilot[Any]) -> None:
         await _to_mode(pilot, "3", "#held-table", 4)
         await _wait(
-            pilot, lambda: pilot.app.screen.query_one("#group-table", DataTable).row_count == 3
+            pilot, lambda: pilot.app.screen.query_one("#group-table", LiveTable).row_count == 3
         )
         await pilot.press("tab", "j")
 
@@ -152,7 +152,7 @@ def test_failures_160x48(snap_compare: Any, snap_dsn: str) -> None:
     async def before(pilot: Pilot[Any]) -> None:
         await _to_mode(pilot, "3", "#held-table", 4)
         await _wait(
-            pilot, lambda: pilot.app.screen.query_one("#group-table", DataTable).row_count == 3
+            pilot, lambda: pilot.app.screen.query_one("#group-table", LiveTable).row_count == 3
         )
 
     assert snap_compare(console(snap_dsn), terminal_size=(160, 48), run_before=before)

@@ -10,8 +10,8 @@ from textual.app import App, ComposeResult
 from textual.widget import Widget
 
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
-from pgq_console.widgets.fitted_table import MORE_KEY, column_pages
 from pgq_console.widgets.footer import ConsoleFooter, key_width
+from pgq_console.widgets.live_table import MORE_KEY, column_pages
 from pgq_console.widgets.overview_table import COLUMNS, OverviewTable
 from pgq_console.widgets.status_line import QuietStatic, pack_fields
 from tests.helpers import wait_until
@@ -47,8 +47,8 @@ async def test_overview_at_80_columns_shows_whole_columns_and_says_how_many_more
     app = TableApp()
     async with app.run_test(size=(80, 10)) as pilot:
         table = app.query_one(OverviewTable)
-        table.apply(OverviewSnapshot(taken_at=NOW, rows=(row,), refresh_s=0.01), NOW)
-        await wait_until(pilot, lambda: MORE_KEY in {str(k.value) for k in table.columns})
+        table.apply_snapshot(OverviewSnapshot(taken_at=NOW, rows=(row,), refresh_s=0.01), NOW)
+        await wait_until(pilot, lambda: MORE_KEY in table.layout_keys)
         await pilot.pause()
         shown = table.shown_columns
         hidden = len(COLUMNS) - len(shown)
@@ -74,7 +74,7 @@ async def test_overview_at_80_columns_shows_whole_columns_and_says_how_many_more
         # Wide enough: every column, no hint.
         await pilot.resize_terminal(220, 10)
         await wait_until(pilot, lambda: len(table.shown_columns) == len(COLUMNS), what="all")
-        assert MORE_KEY not in {str(k.value) for k in table.columns}
+        assert MORE_KEY not in table.layout_keys
 
 
 def test_pack_fields_breaks_between_fields_only() -> None:

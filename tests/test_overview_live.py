@@ -193,9 +193,9 @@ async def test_rows_update_in_place_and_the_cursor_stays(fresh_database: str) ->
             await wait_until(
                 pilot, lambda: has_row(app, "delta") and number(app, "bravo", "ready") == "5"
             )
-            row_key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-            assert row_key.value == "bravo"
-            order = [str(row.key.value) for row in table.ordered_rows]
+            row_key = table.selected_key
+            assert row_key == "bravo"
+            order = table.row_keys
             assert order == ["alpha", "bravo", "charlie", "delta"]
     finally:
         await backend.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
@@ -21,8 +22,8 @@ def snapshot(*rows: EntrypointRow) -> OverviewSnapshot:
     return OverviewSnapshot(taken_at=NOW, rows=rows, refresh_s=0.01)
 
 
-def cells(table: OverviewTable, key: str) -> dict[str, object]:
-    return {str(column.value): table.get_cell(key, column) for column in table.columns}
+def cells(table: OverviewTable, key: str) -> dict[str, Text]:
+    return table.get_row(key)
 
 
 async def test_unchanged_rows_keep_their_cells_and_ages_still_move_on() -> None:
@@ -31,13 +32,13 @@ async def test_unchanged_rows_keep_their_cells_and_ages_still_move_on() -> None:
     app = TableApp()
     async with app.run_test(size=(160, 10)) as pilot:
         table = app.query_one(OverviewTable)
-        table.apply(snapshot(waiting, idle), NOW)
+        table.apply_snapshot(snapshot(waiting, idle), NOW)
         await pilot.pause()
         before = {key: cells(table, key) for key in ("emails", "reports")}
         assert str(before["emails"]["oldest"]) == "30.0s" and str(before["emails"]["ready"]) == "3"
 
         # The same reading a minute later: only the waiting row's age is new.
-        table.apply(snapshot(waiting, idle), NOW + timedelta(minutes=1))
+        table.apply_snapshot(snapshot(waiting, idle), NOW + timedelta(minutes=1))
         await pilot.pause()
         after = {key: cells(table, key) for key in ("emails", "reports")}
         assert str(after["emails"]["oldest"]) == "1m30s"
@@ -47,19 +48,19 @@ async def test_unchanged_rows_keep_their_cells_and_ages_still_move_on() -> None:
         )
 
         # A new reading for one row rebuilds that row's changed cells.
-        table.apply(snapshot(waiting, EntrypointRow("reports", ready=4)), NOW)
+        table.apply_snapshot(snapshot(waiting, EntrypointRow("reports", ready=4)), NOW)
         await pilot.pause()
         assert str(table.get_cell("reports", "ready")) == "4"
         assert str(table.get_cell("reports", "done_1m")) == "0"
         assert str(table.get_cell("emails", "oldest")) == "30.0s"
 
         # A row that is gone goes; one that comes back is added afresh.
-        table.apply(snapshot(idle), NOW)
+        table.apply_snapshot(snapshot(idle), NOW)
         await pilot.pause()
-        assert [str(key.value) for key in table.rows] == ["reports"]
-        table.apply(snapshot(waiting, idle), NOW)
+        assert table.row_keys == ["reports"]
+        table.apply_snapshot(snapshot(waiting, idle), NOW)
         await pilot.pause()
-        assert sorted(str(key.value) for key in table.rows) == ["emails", "reports"]
+        assert sorted(table.row_keys) == ["emails", "reports"]
         assert str(table.get_cell("emails", "ready")) == "3"
 
 
@@ -68,10 +69,10 @@ async def test_a_row_the_table_lost_comes_back_with_the_next_reading() -> None:
     app = TableApp()
     async with app.run_test(size=(160, 10)) as pilot:
         table = app.query_one(OverviewTable)
-        table.apply(snapshot(waiting), NOW)
+        table.apply_snapshot(snapshot(waiting), NOW)
         await pilot.pause()
         table.clear()  # e.g. a reset from elsewhere: the same reading must still show the row
-        table.apply(snapshot(waiting), NOW)
+        table.apply_snapshot(snapshot(waiting), NOW)
         await pilot.pause()
-        assert [str(key.value) for key in table.rows] == ["emails"]
+        assert table.row_keys == ["emails"]
         assert str(table.get_cell("emails", "ready")) == "3"

@@ -20,7 +20,7 @@ from pgq_console.screens.overview import OverviewScreen
 from pgq_console.screens.schedules import SchedulesScreen
 from pgq_console.screens.why import WhyScreen
 from pgq_console.screens.workers import WorkersScreen
-from pgq_console.widgets.fitted_table import FittedTable
+from pgq_console.widgets.live_table import LiveTable
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 # The table's "where" words and the classes whose bindings they stand for.
@@ -37,7 +37,7 @@ WHERE = {
     "consumers": ConsumersScreen,
     "enqueue-only": EnqueueOnlyScreen,
     "fleet": FleetScreen,
-    "tables": FittedTable,
+    "tables": LiveTable,
     "why": WhyScreen,
 }
 NAMES = {

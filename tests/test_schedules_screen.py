@@ -17,7 +17,7 @@ from textual.pilot import Pilot
 from pgq_console.core.clock import SystemClock
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.schedules import SchedulesScreen
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.screens_w5_support import FIXED_NOW, console, open_screen, run_sql, seed, until
 
@@ -47,7 +47,7 @@ def snapshot_dsn(server_dsn: str) -> Iterator[str]:
 
 async def _until_schedules(pilot: Pilot[Any]) -> None:
     screen = await open_screen(pilot, "5", SchedulesScreen)
-    await until(pilot, lambda: screen.query_one("#schedules-table", KeyedTable).row_count == 4)
+    await until(pilot, lambda: screen.query_one("#schedules-table", LiveTable).row_count == 4)
     await pilot.pause()
 
 
@@ -101,7 +101,7 @@ async def test_overdue_flagged_run_now_and_remove(fresh_database: str) -> None:
     app = console(dsn, clock=SystemClock())
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_screen(pilot, "5", SchedulesScreen)
-        table = screen.query_one("#schedules-table", KeyedTable)
+        table = screen.query_one("#schedules-table", LiveTable)
         await until(pilot, lambda: table.row_count == 5)
         ids = {
             str(r["entrypoint"]): str(r["id"])
@@ -177,7 +177,7 @@ async def test_run_now_is_run_by_the_schedules_own_scheduler(fresh_database: str
         app = console(dsn, clock=SystemClock())
         async with app.run_test(size=(120, 30)) as pilot:
             screen = await open_screen(pilot, "5", SchedulesScreen)
-            table = screen.query_one("#schedules-table", KeyedTable)
+            table = screen.query_one("#schedules-table", LiveTable)
             await until(pilot, lambda: table.row_count == 2, within=30)
             (row,) = await run_sql(
                 dsn, "SELECT id FROM pgqueuer_schedules WHERE entrypoint = $1", "yearly_report"

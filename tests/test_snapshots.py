@@ -15,12 +15,12 @@ import asyncpg
 import psycopg
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.backend import AnyBackend, PsycopgBackend, open_backend
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.target import DriverKind, Installation
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import wait_until
 
@@ -222,7 +222,7 @@ def test_enqueue_only_mode_160x48(snap_compare: Any, seeded_dsn: str) -> None:
     async def until_depth(pilot: Pilot[Any]) -> None:
         await wait_until(
             pilot,
-            lambda: any(t.row_count == 6 for t in pilot.app.screen.query(DataTable)),
+            lambda: any(t.row_count == 6 for t in pilot.app.screen.query(LiveTable)),
             what="the queue depth",
         )
         await pilot.pause()

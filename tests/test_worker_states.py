@@ -24,7 +24,7 @@ from pgq_console.core.workers import (
     WorkerState,
 )
 from pgq_console.screens.workers import WorkersScreen
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 from tests.helpers import enqueue
 from tests.screens_w5_support import console, open_screen, run_sql, until
 
@@ -146,7 +146,7 @@ async def test_killed_worker_is_dead_healthy_one_stays_busy(fresh_database: str)
             screen.stale_after = timedelta(seconds=4)  # the healthy worker beats every 0.25 s
             screen.loop.set_interval(0.5)
             screen.loop.request_refresh()
-            table = screen.query_one("#workers-table", KeyedTable)
+            table = screen.query_one("#workers-table", LiveTable)
 
             def state(worker: str | None) -> str:
                 try:

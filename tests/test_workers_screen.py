@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from pgq_console.core.clock import SystemClock
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.workers import WorkersScreen
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.screens_w5_support import FIXED_NOW, console, open_screen, run_sql, seed, until
 
@@ -45,7 +45,7 @@ def snapshot_dsn(server_dsn: str) -> Iterator[str]:
 
 async def _until_workers(pilot: Pilot[Any]) -> None:
     screen = await open_screen(pilot, "4", WorkersScreen)
-    await until(pilot, lambda: screen.query_one("#stale-table", KeyedTable).row_count == 3)
+    await until(pilot, lambda: screen.query_one("#stale-table", LiveTable).row_count == 3)
     await pilot.pause()
 
 
@@ -70,7 +70,7 @@ async def test_dead_worker_flagged_and_reclaimed_through_the_confirm_dialog(
     app = console(dsn, clock=SystemClock())
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_screen(pilot, "4", WorkersScreen)
-        workers = screen.query_one("#workers-table", KeyedTable)
+        workers = screen.query_one("#workers-table", LiveTable)
         await until(pilot, lambda: workers.row_count == 2)
         assert workers.get_cell(DEAD, "state").plain == "DEAD"
         assert workers.get_cell(DEAD, "picked").plain == "3"
@@ -78,7 +78,7 @@ async def test_dead_worker_flagged_and_reclaimed_through_the_confirm_dialog(
         assert workers.get_cell(DEAD, "entrypoints").plain == "legacy_export"
         assert workers.get_cell(ALIVE, "state").plain == "busy"
         assert workers.get_cell(ALIVE, "entrypoints").plain == "resize_image, send_email"
-        stale = screen.query_one("#stale-table", KeyedTable)
+        stale = screen.query_one("#stale-table", LiveTable)
         assert stale.row_count == 3
         workers_of_stale = {stale.get_cell(str(key), "worker").plain for key in _keys(stale)}
         assert workers_of_stale == {"dead0000"}
@@ -114,8 +114,8 @@ async def test_dead_worker_flagged_and_reclaimed_through_the_confirm_dialog(
         assert screen.stale_after.total_seconds() == 300
 
 
-def _keys(table: KeyedTable) -> list[object]:
-    return [key.value for key in table.rows]
+def _keys(table: LiveTable) -> list[object]:
+    return list(table.row_keys)
 
 
 async def test_read_only_hides_and_refuses_reclaim(fresh_database: str) -> None:
@@ -126,7 +126,7 @@ async def test_read_only_hides_and_refuses_reclaim(fresh_database: str) -> None:
     app = console(dsn, clock=SystemClock(), read_only=True)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await open_screen(pilot, "4", WorkersScreen)
-        await until(pilot, lambda: screen.query_one("#stale-table", KeyedTable).row_count == 3)
+        await until(pilot, lambda: screen.query_one("#stale-table", LiveTable).row_count == 3)
         assert screen.check_action("reclaim", ()) is False
         await pilot.press("R")
         await pilot.pause(0.3)

@@ -12,7 +12,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Sparkline, Static
+from textual.widgets import Sparkline, Static
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.charts import (
@@ -27,7 +27,7 @@ from pgq_console.core.clock import Clock
 from pgq_console.core.text import printable
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 
 ALL = "*all*"
 COLUMNS = (
@@ -98,7 +98,7 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         return await fetch_charts(self.backend)
 
     def compose_body(self) -> ComposeResult:
-        yield KeyedTable(COLUMNS, id="charts-table")
+        yield LiveTable(COLUMNS, id="charts-table")
         with Vertical(id="charts-detail"):
             yield Static(id="chart-title")
             yield Static(id="chart-enqueued-label", classes="chart-label")
@@ -110,14 +110,14 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#charts-table", KeyedTable).focus()
+        self.query_one("#charts-table", LiveTable).focus()
 
     def extra_status(self) -> str:
         return f"rates over the last {fmt.seconds(RATE_WINDOW.total_seconds())}"
 
     def show(self, data: ChartsSnapshot) -> None:
         rows = {s.entrypoint: self._cells(s) for s in data.series}
-        self.query_one("#charts-table", KeyedTable).apply(rows)
+        self.query_one("#charts-table", LiveTable).apply(rows)
         self._show_detail()
 
     def _cells(self, series: EntrypointSeries) -> dict[str, Text]:
@@ -144,9 +144,9 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
             "p99": Text(fmt.seconds(series.p99_s), justify="right"),
         }
 
-    @on(DataTable.RowHighlighted, "#charts-table")
-    def _follow_cursor(self, event: DataTable.RowHighlighted) -> None:
-        self.focus_entrypoint = str(event.row_key.value) if event.row_key else None
+    @on(LiveTable.RowHighlighted, "#charts-table")
+    def _follow_cursor(self, event: LiveTable.RowHighlighted) -> None:
+        self.focus_entrypoint = event.row_key
         self._show_detail()
 
     def action_show_all(self) -> None:

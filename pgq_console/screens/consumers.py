@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Input, Label, Log, Select, Static
+from textual.widgets import Button, Input, Label, Log, Select, Static
 
 from pgq_console.core.consumers import (
     CONSUMER_FIELDS,
@@ -37,7 +37,7 @@ from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.form_field import FieldRow, show_field_errors
-from pgq_console.widgets.live_table import LiveDataTable
+from pgq_console.widgets.live_table import LiveTable
 from pgq_console.widgets.status_line import ConnectionLine
 from pgq_console.widgets.suggest import ListItemSuggester
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 REFRESH_S = 0.5
 COLUMNS = (
-    # What an on-call engineer scans first comes first; names trail (the table scrolls).
+    # What an on-call engineer scans first comes first; names trail (dropped first when narrow).
     ("id", "Id", 4),
     ("state", "State", 12),
     ("done", "Done", 7),
@@ -132,7 +132,7 @@ class ConsumersScreen(Screen[None]):
             Text(" In-process consumers: n new · s stop (drain) · x cancel running jobs"),
             id="consumers-title",
         )
-        yield LiveDataTable(id="consumers-table", cursor_type="row")
+        yield LiveTable(COLUMNS, id="consumers-table", zebra_stripes=False)
         yield Static(Text(" Log"), id="consumer-log-title")
         yield Log(id="consumer-log", max_lines=2000)
         yield ConsoleFooter()
@@ -149,9 +149,7 @@ class ConsumersScreen(Screen[None]):
                 backend.installation.label,
                 read_only=self.console.read_only,
             )
-        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        table = self.query_one("#consumers-table", LiveTable)
         problem = consumer_refusal(backend, self.console.read_only)
         banner = self.query_one("#consumers-banner", Banner)
         if problem:
@@ -165,20 +163,9 @@ class ConsumersScreen(Screen[None]):
     def refresh_rows(self) -> None:
         if not self.is_current:
             return  # another screen is showing: no repaint work while consumers run
-        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
+        table = self.query_one("#consumers-table", LiveTable)
         snapshots = {str(s.id): s for s in self.supervisor.snapshots()}
-        existing = {str(key.value) for key in table.rows}
-        with self.app.batch_update():
-            for key in existing - snapshots.keys():
-                table.remove_row(key)
-            for key, snapshot in snapshots.items():
-                cells = _cells(snapshot)
-                if key in existing:
-                    for column, value in cells.items():
-                        if table.get_cell(key, column) != value:
-                            table.update_cell(key, column, value)
-                else:
-                    table.add_row(*cells.values(), key=key)
+        table.apply({key: _cells(snapshot) for key, snapshot in snapshots.items()})
         if not snapshots:
             self.shown_title = ""
             self.query_one("#consumer-log-title", Static).update(
@@ -187,13 +174,10 @@ class ConsumersScreen(Screen[None]):
         self._follow_log()
 
     def selected_id(self) -> int | None:
-        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        return int(str(key.value))
+        key = self.query_one("#consumers-table", LiveTable).selected_key
+        return None if key is None else int(key)
 
-    @on(DataTable.RowHighlighted, "#consumers-table")
+    @on(LiveTable.RowHighlighted, "#consumers-table")
     def _row_highlighted(self) -> None:
         self._follow_log()
 
@@ -265,8 +249,7 @@ class ConsumersScreen(Screen[None]):
         self.refresh_rows()
         if consumer_id is None:
             return
-        table: DataTable[Text] = self.query_one("#consumers-table", DataTable)
-        table.move_cursor(row=table.get_row_index(str(consumer_id)))
+        self.query_one("#consumers-table", LiveTable).move_cursor_to_key(str(consumer_id))
 
     def action_stop(self) -> None:
         consumer_id = self.selected_id()

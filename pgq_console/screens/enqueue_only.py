@@ -8,7 +8,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock, SystemClock
@@ -17,6 +17,7 @@ from pgq_console.core.refresh_loop import RefreshLoop
 from pgq_console.core.text import printable
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
+from pgq_console.widgets.live_table import LiveTable
 from pgq_console.widgets.overview_table import ENTRYPOINT_WIDTH
 from pgq_console.widgets.status_line import ConnectionLine
 
@@ -47,22 +48,23 @@ class EnqueueOnlyScreen(Screen[None]):
         yield ConnectionLine(id="connection-line")
         yield Static(Text(ENQUEUE_ONLY_TEXT), id="mode-banner")
         yield Static(" Queue depth (SyncQueries.queue_size, polled)", id="depth-title")
-        yield DataTable(id="depth-table", cursor_type="row")
+        # Fixed widths: rows arrive a few at a time and must not be cut at the first one's width.
+        yield LiveTable(
+            (
+                ("entrypoint", "Entrypoint", ENTRYPOINT_WIDTH),
+                ("status", "Status", 8),
+                ("priority", "Priority", 8),
+                ("count", "Count", 10),
+            ),
+            id="depth-table",
+            zebra_stripes=False,
+        )
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one(ConnectionLine).show(
             self.backend.label, self.backend.kind.value, self.backend.installation.label
         )
-        table: DataTable[Text] = self.query_one("#depth-table", DataTable)
-        # Fixed widths: rows arrive a few at a time and must not be cut at the first one's width.
-        for key, label, width in (
-            ("entrypoint", "Entrypoint", ENTRYPOINT_WIDTH),
-            ("status", "Status", 8),
-            ("priority", "Priority", 8),
-            ("count", "Count", 10),
-        ):
-            table.add_column(label, key=key, width=width)
         self._show_autocommit_banner()
         self.poll_depth()
 
@@ -78,7 +80,7 @@ class EnqueueOnlyScreen(Screen[None]):
 
     @work(group="poll", exclusive=True, exit_on_error=False)
     async def poll_depth(self) -> None:
-        table: DataTable[Text] = self.query_one("#depth-table", DataTable)
+        table = self.query_one("#depth-table", LiveTable)
         while True:
             await self.loop.wait_until_due()
             if self.backend.autocommit_problem:
@@ -99,25 +101,18 @@ class EnqueueOnlyScreen(Screen[None]):
             self._apply(table, stats)
 
     @staticmethod
-    def _apply(table: DataTable[Text], stats: list[QueueStatistics]) -> None:
+    def _apply(table: LiveTable, stats: list[QueueStatistics]) -> None:
         wanted = {}
         for stat in stats:
             entrypoint, status, priority = stat.entrypoint, str(stat.status), stat.priority
             key = f"{entrypoint}\x00{status}\x00{priority}"
-            wanted[key] = (
-                Text(printable(entrypoint, limit=ENTRYPOINT_WIDTH)),
-                Text(status),
-                Text(str(priority), justify="right"),
-                Text(str(stat.count), justify="right"),
-            )
-        existing = {str(key.value) for key in table.rows}
-        for key in existing - wanted.keys():
-            table.remove_row(key)
-        for key, cells in sorted(wanted.items()):
-            if key in existing:
-                table.update_cell(key, "count", cells[3])
-            else:
-                table.add_row(*cells, key=key)
+            wanted[key] = {
+                "entrypoint": Text(printable(entrypoint, limit=ENTRYPOINT_WIDTH)),
+                "status": Text(status),
+                "priority": Text(str(priority), justify="right"),
+                "count": Text(str(stat.count), justify="right"),
+            }
+        table.apply(wanted, sorted(wanted))
 
     def action_refresh_now(self) -> None:
         self.loop.request_refresh()

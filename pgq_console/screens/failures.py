@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from pgq_console.core import actions
 from pgq_console.core.actions import Predicate
@@ -44,7 +44,7 @@ from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 from pgq_console.widgets.status_line import QuietStatic
 
 HELD_LIMIT = 500
@@ -83,7 +83,7 @@ class FailuresLoaded(Message):
         return isinstance(message, FailuresLoaded)
 
 
-class GroupTable(KeyedTable):
+class GroupTable(LiveTable):
     """One row per fingerprint, newest last seen first; the cursor stays on its group."""
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -104,13 +104,8 @@ class GroupTable(KeyedTable):
                 "first": Text(fmt.age(group.first_seen, now), justify="right"),
                 "entrypoints": Text(printable(", ".join(group.entrypoints), limit=40)),
             }
-        followed = self.selected_key
         self.groups = {group.key: group for group in groups}
-        self.apply(rows)
-        if followed in self.groups:  # a reorder moves rows, not the cursor: follow the group
-            row = self.get_row_index(followed)
-            if row != self.cursor_row:
-                self.move_cursor(row=row, animate=False)
+        self.apply(rows)  # the cursor follows its group through a reorder
 
     @property
     def current(self) -> FailureGroup | None:
@@ -265,7 +260,7 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         self.read_error = None
         banner.hide()
         now = self.clock.now()
-        self.job_table().apply(message.held.rows, now, newest_first=True)
+        self.job_table().apply_jobs(message.held.rows, now, newest_first=True)
         self.query_one(GroupTable).show_groups(message.groups.groups, now)
         self.job_table().loading = False
         self.query_one(GroupTable).loading = False
@@ -292,7 +287,7 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             fields.append(Text("READ-ONLY", "bold"))
         self.query_one("#failures-header", QuietStatic).show_fields(fields, indent="")
 
-    @on(DataTable.RowHighlighted, "#group-table")
+    @on(LiveTable.RowHighlighted, "#group-table")
     def _group_highlighted(self) -> None:
         self._show_sample()
 

@@ -24,7 +24,7 @@ from pgq_console.core.fleet import Fleet, FleetRow, LinkState
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.footer import ConsoleFooter
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 from pgq_console.widgets.status_line import QuietStatic
 
 FLEET_COLUMNS = (
@@ -96,12 +96,12 @@ class FleetScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="fleet-summary")
-        yield KeyedTable(FLEET_COLUMNS, id="fleet-table", priorities=FLEET_PRIORITIES)
+        yield LiveTable(FLEET_COLUMNS, id="fleet-table", priorities=FLEET_PRIORITIES)
         yield QuietStatic(id="fleet-detail")
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
-        self.query_one("#fleet-table", KeyedTable).focus()
+        self.query_one("#fleet-table", LiveTable).focus()
         self._show()
         self.run_fleet()
 
@@ -124,27 +124,12 @@ class FleetScreen(Screen[None]):
     def on_fleet_changed(self, _message: FleetChanged) -> None:
         self._show()
 
-    # The table reports Enter and cursor moves as messages; the handlers are named for both
-    # the DataTable-based table and the project's own live table, and read the row key of
-    # either (a RowKey, or the key itself).
-    def on_data_table_row_highlighted(self) -> None:
-        self._show_detail()
-
     def on_live_table_row_highlighted(self) -> None:
         self._show_detail()
 
-    def on_data_table_row_selected(self, event: Message) -> None:
-        self._selected(event)
-
-    def on_live_table_row_selected(self, event: Message) -> None:
-        self._selected(event)
-
-    def _selected(self, event: Message) -> None:
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
         event.stop()  # the table keeps `enter` for itself and reports it as a selection
-        key = getattr(event, "row_key", None)
-        key = getattr(key, "value", key)
-        if key is not None:
-            self._open(str(key))
+        self._open(event.row_key)
 
     def _show(self) -> None:
         rows = self.fleet.sorted_rows()
@@ -166,8 +151,8 @@ class FleetScreen(Screen[None]):
         if not (down or late or growing):
             summary.append("   all well", style=style.get("status-ready", ""))
         self.query_one("#fleet-summary", QuietStatic).show_text(summary)
-        self.query_one("#fleet-table", KeyedTable).apply(
-            {row.key: self._cells(row) for row in rows}
+        self.query_one("#fleet-table", LiveTable).apply(
+            {row.key: self._cells(row) for row in rows}, [row.key for row in rows]
         )
         self._show_detail()
 
@@ -217,7 +202,7 @@ class FleetScreen(Screen[None]):
         }
 
     def _show_detail(self) -> None:
-        key = self.query_one("#fleet-table", KeyedTable).selected_key
+        key = self.query_one("#fleet-table", LiveTable).selected_key
         rows = self.fleet.rows
         row = rows.get(key) if key else None
         detail = Text(" ")
@@ -240,7 +225,7 @@ class FleetScreen(Screen[None]):
         return self.app.theme_variables.get("muted", "")
 
     def selected_key(self) -> str | None:
-        return self.query_one("#fleet-table", KeyedTable).selected_key
+        return self.query_one("#fleet-table", LiveTable).selected_key
 
     def action_open_installation(self) -> None:
         key = self.selected_key()

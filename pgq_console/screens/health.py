@@ -21,7 +21,7 @@ from pgq_console.core.health import (
 from pgq_console.core.text import printable
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 
 TABLE_COLUMNS = (
     ("table", "Table"),
@@ -81,14 +81,14 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         with VerticalScroll(id="health-body"):
             yield Static(id="health-schema")
             yield Static(id="health-notify")
-            yield KeyedTable(TABLE_COLUMNS, id="health-tables")
+            yield LiveTable(TABLE_COLUMNS, id="health-tables")
             yield Static(id="health-sessions-title")
-            yield KeyedTable(SESSION_COLUMNS, id="health-sessions")
+            yield LiveTable(SESSION_COLUMNS, id="health-sessions")
             yield Static(id="health-listeners")
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#health-sessions", KeyedTable).focus()
+        self.query_one("#health-sessions", LiveTable).focus()
 
     def show(self, data: HealthSnapshot) -> None:
         now = self.clock.now()
@@ -132,7 +132,7 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
                 ),
                 "kind": Text(table.persistence),
             }
-        self.query_one("#health-tables", KeyedTable).apply(rows)
+        self.query_one("#health-tables", LiveTable).apply(rows)
 
         sessions: dict[str, dict[str, Text]] = {}
         for session in data.lock_waits:
@@ -143,7 +143,7 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
             why = "idle in xact" if session.state.startswith("idle in") else "long xact"
             detail = f"blocked by {_pids(session)}" if session.blocked_by else session.wait_event
             sessions[f"long-{session.pid}"] = self._session_cells(why, session, now, detail)
-        self.query_one("#health-sessions", KeyedTable).apply(sessions)
+        self.query_one("#health-sessions", LiveTable).apply(sessions)
         title = Text(
             f" Transactions open > {fmt.seconds(LONG_TRANSACTION.total_seconds())} or idle in"
             " one (they hold back vacuum), lock waits on queue tables: "

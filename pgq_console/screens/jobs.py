@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Input
+from textual.widgets import Input
 
 from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionResult, Predicate, ids_predicate
@@ -33,6 +33,7 @@ from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
+from pgq_console.widgets.live_table import LiveTable
 from pgq_console.widgets.status_line import QuietStatic
 
 WRITE_ACTIONS = frozenset({"requeue", "requeue_all", "cancel", "cancel_all", "copy_job"})
@@ -148,8 +149,8 @@ class JobActionsMixin:
                 lambda _: self.request_refresh(),
             )
 
-    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        # DataTable keeps `enter` for itself and reports it as RowSelected.
+    def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
+        # The table keeps `enter` for itself and reports it as RowSelected.
         event.stop()
         self.action_open()
 
@@ -372,7 +373,7 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             self.has_more = message.page.has_more
             self.loading_more = False
         else:
-            table.apply(message.page.rows, now, newest_first=self.newest_first)
+            table.apply_jobs(message.page.rows, now, newest_first=self.newest_first)
             if len(message.page.rows) <= PAGE_SIZE or not self.has_more:
                 self.has_more = message.page.has_more
         self._show_header()
@@ -406,8 +407,8 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             fields.append(Text("READ-ONLY", "bold"))
         self.query_one("#jobs-header", QuietStatic).show_fields(fields, indent="")
 
-    @on(DataTable.RowHighlighted, "#jobs-table")
-    def maybe_load_more(self, event: DataTable.RowHighlighted) -> None:
+    @on(LiveTable.RowHighlighted, "#jobs-table")
+    def maybe_load_more(self, event: LiveTable.RowHighlighted) -> None:
         table = self.job_table()
         if self.has_more and not self.loading_more and event.cursor_row >= table.row_count - 3:
             self.loading_more = True

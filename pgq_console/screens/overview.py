@@ -8,7 +8,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
@@ -207,7 +206,7 @@ class OverviewScreen(Screen[None]):
     def show_snapshot(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
         now = self.clock.now()
-        self.query_one(OverviewTable).apply(message.snapshot, now)
+        self.query_one(OverviewTable).apply_snapshot(message.snapshot, now)
         self.query_one(TotalsLine).show(message.snapshot, now)
         total = message.snapshot.totals
         self.query_one(PulseTiles).show(
@@ -271,10 +270,10 @@ class OverviewScreen(Screen[None]):
         self.notify("Connection switched to autocommit; live statistics started.", markup=False)
         self.start_refresher()
 
-    @on(DataTable.RowSelected, "#overview-table")
-    async def open_entrypoint_jobs(self, event: DataTable.RowSelected) -> None:
+    @on(OverviewTable.RowSelected, "#overview-table")
+    async def open_entrypoint_jobs(self, event: OverviewTable.RowSelected) -> None:
         """Enter on a row (the table reports it): that entrypoint's jobs."""
-        await self.open_jobs_of(str(event.row_key.value))
+        await self.open_jobs_of(event.row_key)
 
     def action_why(self) -> None:
         """Why the highlighted entrypoint's ready jobs are not running."""

@@ -20,7 +20,7 @@ from pgq_console.core.schedules import (
 from pgq_console.core.text import printable
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 
 COLUMNS = (
     ("entrypoint", "Entrypoint"),
@@ -68,11 +68,11 @@ class SchedulesScreen(PolledScreen[SchedulesSnapshot]):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="schedules-summary")
-        yield KeyedTable(COLUMNS, id="schedules-table")
+        yield LiveTable(COLUMNS, id="schedules-table")
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#schedules-table", KeyedTable).focus()
+        self.query_one("#schedules-table", LiveTable).focus()
 
     def show(self, data: SchedulesSnapshot) -> None:
         now = self.clock.now()
@@ -94,7 +94,7 @@ class SchedulesScreen(PolledScreen[SchedulesSnapshot]):
             )
         self.query_one("#schedules-summary", Static).update(summary)
         rows = {str(row.id): self._cells(row, now) for row in data.rows}
-        self.query_one("#schedules-table", KeyedTable).apply(rows)
+        self.query_one("#schedules-table", LiveTable).apply(rows)
 
     def _cells(self, row: ScheduleRow, now: datetime) -> dict[str, Text]:
         style = self.app.theme_variables
@@ -117,7 +117,7 @@ class SchedulesScreen(PolledScreen[SchedulesSnapshot]):
         }
 
     def selected(self) -> ScheduleRow | None:
-        key = self.query_one("#schedules-table", KeyedTable).selected_key
+        key = self.query_one("#schedules-table", LiveTable).selected_key
         if key is None or self.data is None:
             return None
         return next((row for row in self.data.rows if str(row.id) == key), None)

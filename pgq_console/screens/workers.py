@@ -22,7 +22,7 @@ from pgq_console.core.workers import (
 )
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.keyed_table import KeyedTable
+from pgq_console.widgets.live_table import LiveTable
 
 WORKER_COLUMNS = (
     ("worker", "Worker"),
@@ -89,13 +89,13 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="workers-summary")
-        yield KeyedTable(WORKER_COLUMNS, id="workers-table")
+        yield LiveTable(WORKER_COLUMNS, id="workers-table")
         yield Static(id="stale-title")
-        yield KeyedTable(STALE_COLUMNS, id="stale-table")
+        yield LiveTable(STALE_COLUMNS, id="stale-table")
 
     def on_mount(self) -> None:
         super().on_mount()
-        self.query_one("#workers-table", KeyedTable).focus()
+        self.query_one("#workers-table", LiveTable).focus()
 
     def extra_status(self) -> str:
         return f"dead after {fmt.seconds(self.stale_after.total_seconds())} without heartbeat"
@@ -152,7 +152,7 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
                 "oldest": Text(fmt.age(worker.oldest_heartbeat, now), justify="right"),
                 "entrypoints": Text(printable(", ".join(worker.entrypoints), limit=40)),
             }
-        self.query_one("#workers-table", KeyedTable).apply(rows)
+        self.query_one("#workers-table", LiveTable).apply(rows)
 
         stale_rows = {}
         # Grouped by worker: a dead worker's jobs sit together, oldest heartbeat first.
@@ -171,19 +171,19 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
         elif not self.backend.read_only:
             title += ": R reclaims the selected worker's"
         self.query_one("#stale-title", Static).update(Text(title))
-        self.query_one("#stale-table", KeyedTable).apply(stale_rows)
+        self.query_one("#stale-table", LiveTable).apply(stale_rows)
 
     def selected_worker(self) -> str | None:
         """The worker under the cursor of the focused table (the stale job's worker there)."""
         data = self.data
         if data is None:
             return None
-        stale_table = self.query_one("#stale-table", KeyedTable)
+        stale_table = self.query_one("#stale-table", LiveTable)
         if stale_table.has_focus and stale_table.selected_key:
             job_id = int(stale_table.selected_key)
             job = next((j for j in data.stale_jobs if j.id == job_id), None)
             return job.queue_manager_id if job else None
-        return self.query_one("#workers-table", KeyedTable).selected_key
+        return self.query_one("#workers-table", LiveTable).selected_key
 
     def action_reclaim(self) -> None:
         worker = self.selected_worker()

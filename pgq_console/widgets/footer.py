@@ -26,21 +26,19 @@ class ConsoleFooter(Footer):
     never cut mid-word ("o Ord", "? He").
 
     Footer recomposes its keys on every screen switch, and each old key stays referenced by a
-    `data_bind` watcher on the footer until `compact` next changes (Textual 8.2.8): over a long
-    session of switching screens that is megabytes. Drop the watchers of removed keys.
+    `data_bind` watcher on the footer's `compact` until that value next changes (Textual then
+    drops the watchers of closed widgets): over a long session of switching screens that is
+    megabytes. So after each recompose `compact` is flipped and put back, through the public
+    reactive: the removed keys' watchers go, the live keys end with the value they had.
     """
 
     _composed_width = 0
 
     async def recompose(self) -> None:
         await super().recompose()
-        watchers: dict[str, list[tuple[object, object]]] = getattr(self, "__watchers", {})
-        for entries in watchers.values():
-            entries[:] = [
-                (node, callback)
-                for node, callback in entries
-                if not (getattr(node, "_closing", False) or getattr(node, "_closed", False))
-            ]
+        compact = self.compact
+        self.compact = not compact
+        self.compact = compact
 
     def compose(self) -> ComposeResult:
         items = list(super().compose())

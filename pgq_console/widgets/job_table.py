@@ -1,7 +1,8 @@
-"""The jobs list: a DataTable keyed by job id, reconciled in place, with marks."""
+"""The jobs list: a live table keyed by job id, reconciled in place, with marks."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from rich.text import Text
@@ -9,7 +10,7 @@ from rich.text import Text
 from pgq_console.core.jobs import JobRow
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.fitted_table import FittedTable
+from pgq_console.widgets.live_table import LiveTable
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("mark", " "),
@@ -38,27 +39,13 @@ ENTRYPOINT_WIDTH = 28
 MARK = "●"
 
 
-class JobTable(FittedTable):
-    """One row per job; `apply` removes vanished rows, updates changed cells, adds new ones."""
+class JobTable(LiveTable):
+    """One row per job; `apply_jobs` removes vanished rows, updates changed cells, adds new ones."""
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(
-            id=id, cursor_type="row", zebra_stripes=True, priorities=PRIORITIES
-        )
+        super().__init__(COLUMNS, id=id, priorities=PRIORITIES, fixed_columns=2)
         self.marked: set[int] = set()
         self.jobs: dict[int, JobRow] = {}
-
-    def on_mount(self) -> None:
-        self._ensure_columns()
-
-    def _ensure_columns(self) -> None:
-        # Rows can arrive before this table's own Mount is handled (its screen's workers start
-        # on the screen's Mount): rows added to a table without columns never size them.
-        if self.columns:
-            return
-        self.fixed_columns = 2
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
 
     def _cells(self, job: JobRow, now: datetime) -> dict[str, Text]:
         status_style = {"failed": "bold", "picked": "italic"}.get(job.status, "")
@@ -74,45 +61,29 @@ class JobTable(FittedTable):
             "payload": Text(_size(job.payload_bytes), justify="right"),
         }
 
-    def apply(self, rows: tuple[JobRow, ...], now: datetime, *, newest_first: bool) -> None:
-        self._ensure_columns()
-        wanted = {row.id: row for row in rows}
-        existing = {int(str(key.value)) for key in self.rows}
-        added = False
-        with self.app.batch_update():
-            for job_id in existing - wanted.keys():
-                self.remove_row(str(job_id))
-                self.jobs.pop(job_id, None)
-            for job_id, job in wanted.items():
-                cells = self._cells(job, now)
-                self.jobs[job_id] = job
-                if job_id not in existing:
-                    self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(job_id))
-                    added = True
-                    continue
-                for column, cell in cells.items():
-                    if self.get_cell(str(job_id), column) != cell:
-                        self.update_cell(str(job_id), column, cell)
-            if added:
-                self.sort("id", key=lambda cell: int(cell.plain), reverse=newest_first)
+    def apply_jobs(self, rows: tuple[JobRow, ...], now: datetime, *, newest_first: bool) -> None:
+        """Show exactly these jobs, ordered by id."""
+        self.jobs = {row.id: row for row in rows}
+        order = sorted(self.jobs, reverse=newest_first)
+        self.apply({str(job_id): self._cells(self.jobs[job_id], now) for job_id in order})
         self.marked &= set(self.jobs)
 
     def reset(self) -> None:
-        """Empty the table for a new result set (one `clear`, not a removal per row)."""
+        """Empty the table for a new result set."""
         self.clear()
         self.jobs.clear()
         self.marked.clear()
 
     def append(self, rows: tuple[JobRow, ...], now: datetime) -> None:
         """A further keyset page, below the loaded ones."""
-        self._ensure_columns()
-        with self.app.batch_update():
-            for job in rows:
-                if job.id in self.jobs:
-                    continue
-                self.jobs[job.id] = job
-                cells = self._cells(job, now)
-                self.add_row(*(cells[key] for key, _ in COLUMNS), key=str(job.id))
+        added = {job.id: job for job in rows if job.id not in self.jobs}
+        if not added:
+            return
+        self.jobs.update(added)
+        cells: dict[str, Mapping[str, Text]] = {key: self.get_row(key) for key in self.row_keys}
+        for job_id, job in added.items():
+            cells[str(job_id)] = self._cells(job, now)
+        self.apply(cells)
 
     @property
     def current_id(self) -> int | None:
@@ -124,12 +95,12 @@ class JobTable(FittedTable):
         if job_id is None:
             return
         self.marked ^= {job_id}
-        self.update_cell(str(job_id), "mark", Text(MARK if job_id in self.marked else " "))
+        self.update_row(str(job_id), {"mark": Text(MARK if job_id in self.marked else " ")})
 
     def clear_marks(self) -> None:
         for job_id in list(self.marked):
             if job_id in self.jobs:
-                self.update_cell(str(job_id), "mark", Text(" "))
+                self.update_row(str(job_id), {"mark": Text(" ")})
         self.marked.clear()
 
     def targets(self) -> list[int]:

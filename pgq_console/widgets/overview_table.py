@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.fitted_table import FittedTable
+from pgq_console.widgets.live_table import LiveTable
 from pgq_console.widgets.status import marked_count, status_style
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -36,55 +35,41 @@ OLD_READY_S = 300.0
 ENTRYPOINT_WIDTH = 24
 
 
-class OverviewTable(FittedTable):
-    """One row per entrypoint; `apply` updates changed cells in place."""
+class OverviewTable(LiveTable):
+    """One row per entrypoint, by name; `apply` updates changed cells in place."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # entrypoint -> the row and the age text last shown: most rows of a refresh are
-        # unchanged, and building their cells again was most of a refresh's CPU.
-        self._shown: dict[str, tuple[EntrypointRow, str]] = {}
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        # entrypoint -> the row, the age text last shown and its cells: most rows of a refresh
+        # are unchanged, and building their cells again was most of a refresh's CPU.
+        self._shown: dict[str, tuple[EntrypointRow, str, dict[str, Text]]] = {}
         # Most urgent first (the columns' order): a narrow terminal drops from the right.
-        kwargs.setdefault("priorities", {key: i for i, (key, _) in enumerate(COLUMNS)})
-        super().__init__(*args, **kwargs)
+        super().__init__(
+            COLUMNS,
+            priorities={key: i for i, (key, _) in enumerate(COLUMNS)},
+            fixed_columns=1,
+            id=id,
+            classes=classes,
+        )
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        self.zebra_stripes = True
-        self.fixed_columns = 1
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
-
-    def apply(self, snapshot: OverviewSnapshot, now: datetime) -> None:
-        existing = {str(key.value) for key in self.rows}
-        wanted = {row.entrypoint for row in snapshot.rows}
-        added = False
-        with self.app.batch_update():
-            for key in existing - wanted:
-                self.remove_row(key)
-                self._shown.pop(key, None)
-            for row in snapshot.rows:
-                oldest_s = _oldest_s(row, now)
-                shown = (row, fmt.seconds(oldest_s))
-                # A row the table lost (or never had) is built afresh, whatever was shown.
-                previous = self._shown.get(row.entrypoint) if row.entrypoint in existing else None
-                if previous == shown:
-                    continue
-                self._shown[row.entrypoint] = shown
-                if previous is not None and previous[0] == row:  # only the age moved on
-                    cell = self._oldest_cell(oldest_s)
-                    if self.get_cell(row.entrypoint, "oldest") != cell:
-                        self.update_cell(row.entrypoint, "oldest", cell, update_width=True)
-                    continue
+    def apply_snapshot(self, snapshot: OverviewSnapshot, now: datetime) -> None:
+        rows: dict[str, dict[str, Text]] = {}
+        shown: dict[str, tuple[EntrypointRow, str, dict[str, Text]]] = {}
+        for row in snapshot.rows:
+            oldest_s = _oldest_s(row, now)
+            age = fmt.seconds(oldest_s)
+            # A row the table lost (or never had) is built afresh, whatever was shown.
+            previous = self._shown.get(row.entrypoint) if row.entrypoint in self else None
+            if previous is not None and previous[0] == row:
+                cells = previous[2]
+                if previous[1] != age:  # only the age moved on
+                    cells = {**cells, "oldest": self._oldest_cell(oldest_s)}
+            else:
                 cells = self._cells(row, now)
-                if row.entrypoint not in existing:
-                    self.add_row(*(cells[key] for key, _ in COLUMNS), key=row.entrypoint)
-                    added = True
-                    continue
-                for column, cell in cells.items():
-                    if self.get_cell(row.entrypoint, column) != cell:
-                        self.update_cell(row.entrypoint, column, cell, update_width=True)
-            if added:
-                self.sort("entrypoint", key=lambda cell: cell.plain)
+            rows[row.entrypoint] = cells
+            shown[row.entrypoint] = (row, age, cells)
+        self._shown = shown
+        order = sorted(rows, key=lambda key: rows[key]["entrypoint"].plain)
+        self.apply(rows, order)
 
     def _oldest_cell(self, oldest_s: float | None) -> Text:
         if (oldest_s or 0) > OLD_READY_S:
