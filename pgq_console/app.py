@@ -59,9 +59,12 @@ from pgq_console.themes import (
 )
 from pgq_console.widgets.live_table import LiveTable
 
-# How long after the first screen is shown the startup objects are frozen out of the GC's
-# scans (`_freeze_startup_objects`): time for its first read to land.
-GC_SETTLE_S = 1.5
+# The screens built ahead of their first visit (`PgqConsole._build_ahead`), one per delay.
+BUILT_AHEAD_MODES = ("jobs", "failures")
+BUILD_AHEAD_DELAY_S = 0.5
+# How long after the last screen is built the startup objects are frozen out of the GC's scans
+# (`_freeze_startup_objects`): time for those screens' first reads to land.
+GC_SETTLE_S = 1.0
 # How long a number key waits for a screen to read fresh rows before showing it anyway.
 PREPARE_WAIT_S = 0.15
 # How long an exit waits for a screen still being built to finish mounting.
@@ -206,7 +209,7 @@ class PgqConsole(KeyboardApp):
         self.shutdown_report: ShutdownReport | None = None
         # Screens built for a first visit, waiting for their mode's first switch.
         self._built: dict[str, Screen[None]] = {}
-        self._settle_timer: Timer | None = None
+        self._startup_timer: Timer | None = None  # building ahead, then the GC freeze
         self._exit_deferred = False
         self._switches: list[AwaitMount] = []  # the latest mode switches' mounts
         self.bundle_path: Path | None = None  # the last incident bundle written (`I`)
@@ -292,8 +295,10 @@ class PgqConsole(KeyboardApp):
         for spec in SCREENS:
             self.add_mode(spec.mode, functools.partial(self._build_screen, spec.mode))
         self.switch_mode(mode or SCREENS[0].mode)
-        if self._settle_timer is None:
-            self._settle_timer = self.set_timer(GC_SETTLE_S, self._freeze_startup_objects)
+        if self._startup_timer is None:
+            self._startup_timer = self.set_timer(
+                BUILD_AHEAD_DELAY_S, lambda: self._build_ahead(list(BUILT_AHEAD_MODES))
+            )
         if self.listen:
             # Toasts for writes made by other consoles (issue 3's audit channel).
             from pgq_console.screens.action_confirm import watch_audit
@@ -306,6 +311,8 @@ class PgqConsole(KeyboardApp):
         """Exit, once the screens being built have mounted (a key may have just switched to a
         new one). Textual closes the screens as it exits: one still composing would mount none
         of its widgets and fail in its own `on_mount`, a crash in place of a clean exit."""
+        if self._startup_timer is not None:
+            self._startup_timer.stop()  # nothing is built while the console closes
         if self.is_running and self._mounting() and not self._exit_deferred:
             self._exit_deferred = True
             self.run_worker(
@@ -335,23 +342,52 @@ class PgqConsole(KeyboardApp):
         finally:
             super().exit(result, return_code, message)
 
+    def _build_ahead(self, modes: list[str]) -> None:
+        """Build the next of `modes`' screens off screen, one per delay, while the console idles.
+
+        Composing and mounting a table screen takes longer than the jobs page's 100 ms budget
+        on a busy box; built in advance, its key only lays it out and repaints. Built with two
+        public mode switches in one go (there and straight back, no paint between): the screen
+        mounts hidden, reads its first page, then waits until it is shown (`next_refresh`).
+        The timer is stopped by `exit`, so none of this runs while the console closes.
+        """
+        if self._exiting():
+            return
+        while modes and not self._switching:  # a profile switch rebuilds every screen anyway
+            mode = modes.pop(0)
+            current = self.current_mode
+            if mode == current or self._mode_screen(mode) is not None:
+                continue  # visited already
+            self._switch(mode, release=False)
+            self._switch(current, release=False)
+            self._startup_timer = self.set_timer(
+                BUILD_AHEAD_DELAY_S, lambda: self._build_ahead(modes)
+            )
+            return
+        # All built: what is alive now lives as long as the console.
+        self._startup_timer = self.set_timer(GC_SETTLE_S, self._freeze_startup_objects)
+
     def _build_screen(self, mode: str) -> Screen[None]:
         """A mode's screen, on its first visit: the one a number key built and let read its
         first rows (`action_jump`), else a new one."""
         return self._built.pop(mode, None) or SCREEN_FACTORIES[mode](self.context)
 
     def switch_mode(self, mode: str) -> AwaitMount:
+        return self._switch(mode, release=True)
+
+    def _switch(self, mode: str, *, release: bool) -> AwaitMount:
         # The screen being left keeps its tables up to date but does not paint them: free
         # their render caches instead of carrying every screen's renders for the whole session.
-        for table in self.screen.query(LiveTable):
-            table.release_render_caches()
+        if release:
+            for table in self.screen.query(LiveTable):
+                table.release_render_caches()
         mounting = super().switch_mode(mode)
         # A mode's first switch mounts its screen: an exit meanwhile waits for it (`exit`).
         self._switches = [*self._switches[-len(SCREENS) :], mounting]
         return mounting
 
     def _freeze_startup_objects(self) -> None:
-        """Take the objects alive once the first screen is up out of the cyclic GC's scans.
+        """Take the objects alive once the screens are built out of the cyclic GC's scans.
 
         Modules, widgets and styles are most of the heap and live as long as the console, yet
         every full collection walks them: 60-150 ms pauses at random moments, the slowest
@@ -368,7 +404,7 @@ class PgqConsole(KeyboardApp):
 
     @property
     def settled(self) -> bool:
-        """Startup work is over: the first screen is up, startup objects frozen."""
+        """Startup work is over: screens built ahead, startup objects frozen."""
         return self._gc_frozen
 
     def _mode_screen(self, mode: str) -> Screen[Any] | None:
@@ -527,8 +563,8 @@ class PgqConsole(KeyboardApp):
         """Leave what the console was handed as it found it (README, Embedding): consumers
         drained, the audit listener's connection closed, LISTEN and the console's listener
         callbacks removed, logging as it was; a connection the console opened itself closed."""
-        if self._settle_timer is not None:
-            self._settle_timer.stop()
+        if self._startup_timer is not None:
+            self._startup_timer.stop()
         if self._gc_frozen:
             gc.unfreeze()
         try:

@@ -319,7 +319,7 @@ async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
         assert toast == "db role postgres (alice@ops-1): requeue, changed 3 of 3 ([bold]fixed[/])"
 
 
-async def test_jobs_screen_reads_fresh_rows_before_each_visit_and_idles_hidden(
+async def test_jobs_screen_is_built_ahead_reads_fresh_rows_on_its_key_and_idles_hidden(
     seeded: str,
 ) -> None:
     app = console(seeded)
@@ -327,16 +327,10 @@ async def test_jobs_screen_reads_fresh_rows_before_each_visit_and_idles_hidden(
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_until(pilot, lambda: app.settled, what="startup work done")
         assert app.current_mode == "overview"
-        with pytest.raises(KeyError):  # built on its first visit, not before
-            app.get_screen_stack("jobs")
-        await pilot.press("2")
-        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen), what="jobs screen")
-        jobs = app.screen
-        table_of_jobs = jobs.query_one(JobTable)
-        # Its first page was read before it was mounted: no empty first paint.
-        assert len(table_of_jobs.jobs) == 36
-        await pilot.press("1")
-        await wait_until(pilot, lambda: app.current_mode == "overview")
+        (jobs,) = app.get_screen_stack("jobs")  # built before its first visit
+        assert isinstance(jobs, JobsScreen)
+        hidden = jobs.query_one(JobTable)
+        assert len(hidden.jobs) == 36  # its first page, read while hidden
         connection = await asyncpg.connect(seeded)
         try:
             new_id = await connection.fetchval(
@@ -346,11 +340,11 @@ async def test_jobs_screen_reads_fresh_rows_before_each_visit_and_idles_hidden(
         finally:
             await connection.close()
         await pilot.pause(1.0)  # five intervals: a hidden screen does not poll
-        assert new_id not in table_of_jobs.jobs
+        assert new_id not in hidden.jobs
         await pilot.press("2")
         await wait_until(pilot, lambda: app.screen is jobs, what="the jobs screen")
         # Read before the switch, so the first paint already shows the new job.
-        assert new_id in table_of_jobs.jobs
+        assert new_id in hidden.jobs
         assert ids_shown(app)[0] == new_id
 
 

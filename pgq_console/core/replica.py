@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pgq_console.core.text import error_line
+
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
 
@@ -46,10 +48,6 @@ class ReplicaStatus:
         if self.in_use:
             return f"replica lag {self.lag_s or 0.0:.1f}s"
         return f"replica {self.problem or 'not checked yet'}: reads on the primary"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:80] or type(exc).__name__
 
 
 class ReplicaLink:
@@ -98,7 +96,7 @@ class ReplicaLink:
                     self.backend = await self._open()
                 rows = await self.backend.read(LAG_SQL)
             except Exception as exc:
-                self.status = ReplicaStatus(problem=f"down ({_one_line(exc)})")
+                self.status = ReplicaStatus(problem=f"down ({error_line(exc, limit=80)})")
                 return self.status
             row: dict[str, Any] = rows[0]
             lag = None if row["lag_s"] is None else float(row["lag_s"])
@@ -113,7 +111,7 @@ class ReplicaLink:
 
     def failed(self, exc: BaseException) -> None:
         """A heavy read failed on the standby: the primary answers until the next check."""
-        self.status = ReplicaStatus(problem=f"down ({_one_line(exc)})")
+        self.status = ReplicaStatus(problem=f"down ({error_line(exc, limit=80)})")
         self._checked_at = self._monotonic()
 
     async def close(self) -> None:
