@@ -207,24 +207,3 @@ def test_backoff_never_drops_below_half_a_step_nor_passes_the_cap() -> None:
         delay = backoff_delay(failures, 1.0, rng)
         ceiling = min(MAX_RETRY_S, 2.0 ** (failures - 1))
         assert ceiling / 2 <= delay <= ceiling
-
-
-async def test_an_owner_computed_due_time_trusts_the_clock_alone() -> None:
-    """The overview computes its due time (budget, events): a wait that runs out is not a
-    read when its clock says it is not due yet (a frozen clock keeps a snapshot still)."""
-    waits: list[float] = []
-
-    async def wait(event: asyncio.Event, seconds: float) -> bool:
-        waits.append(seconds)
-        await asyncio.sleep(0)
-        return False
-
-    due = 5.0
-    loop = RefreshLoop(FixedClock(START), interval_s=2.0, wait=wait, due=lambda: due)
-    task = asyncio.create_task(loop.wait_until_due())
-    for _ in range(10):
-        await asyncio.sleep(0)
-    assert not task.done() and set(waits) == {5.0}
-    due = 0.0  # an event moved it: due now
-    loop.wake()
-    assert await task is True

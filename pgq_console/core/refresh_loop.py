@@ -83,20 +83,13 @@ class RefreshLoop:
         read_ahead: bool = False,
         wait: Wait = wait_for_event,
         rng: random.Random | None = None,
-        due: Callable[[], float] | None = None,
     ) -> None:
         """`read_ahead`: the first read happens even while the screen is hidden (a screen
-        built ahead of its first visit then appears with its rows).
-
-        `due`: the owner computes the due time itself (monotonic seconds), as the overview
-        does from its database budget and the events it heard; the loop then trusts the clock
-        alone (a wait that runs out only means: look again).
-        """
+        built ahead of its first visit then appears with its rows)."""
         self.clock = clock
         self.interval_s = interval_s
         self._visible = visible
         self._read_ahead = read_ahead
-        self._owner_due = due
         self._rounds = 0
         self._wait = wait
         self._rng = rng
@@ -167,8 +160,7 @@ class RefreshLoop:
 
     def due_in(self) -> float:
         """Seconds until the next read is due (0 or less: due now)."""
-        due = self._owner_due() if self._owner_due is not None else self._due
-        return due - self.clock.monotonic()
+        return self._due - self.clock.monotonic()
 
     async def wait_until_due(self) -> bool:
         """Return when the next round is due and the screen is seen; whether it was asked for
@@ -179,10 +171,8 @@ class RefreshLoop:
                 await self._wait(self._wake, HIDDEN_RECHECK_S)
                 continue
             remaining = self.due_in()
-            if remaining > 0:
-                woken = await self._wait(self._wake, remaining)
-                if woken or self._owner_due is not None:
-                    continue  # the due time or the visibility may have changed
+            if remaining > 0 and await self._wait(self._wake, remaining):
+                continue  # woken: the due time or the visibility may have changed
             if not self._seen():
                 continue
             self._rounds += 1

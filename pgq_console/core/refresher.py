@@ -7,9 +7,9 @@ own database time stays under its budget (5 % of wall-clock time by default).
 When the database goes away the loop backs off (exponential, capped, jittered so many consoles do
 not reconnect in lock-step), says what is lost and when it retries, LISTENs again once the
 connection is back, and reconciles with a full refresh. `PollLoop` is the same loop, without
-LISTEN, for the screens that poll one query. Both wait through the shared `RefreshLoop`
-(core/refresh_loop.py: wake-ups, visibility, backoff, outage text); the overview computes its
-own due time from the budget and the events it heard.
+LISTEN, for the screens that poll one query; it waits through the shared `RefreshLoop`
+(core/refresh_loop.py: wake-ups, visibility, backoff, outage text). The overview keeps its own
+wait, paced on its database budget and the events it heard.
 
 Listening is never claimed without proof: when the queue grows (jobs were inserted, so PgQueuer's
 trigger sent NOTIFYs) and no event arrives within `LIVE_PROOF_PERIODS` timer periods, the status
@@ -137,7 +137,6 @@ class Refresher:
         budget: float = 0.04,  # aim below the 5 % ceiling: the cost window lags
         listen: bool = True,
         active: Callable[[], bool] = lambda: True,
-        wait: Wait = wait_for_event,
     ) -> None:
         self.backend = backend
         self.clock = clock
@@ -156,14 +155,7 @@ class Refresher:
             effective_interval_s=interval_s,
             polling_reason=why_polling,
         )
-        # The waiting (wake-ups, visibility) is the shared loop's; the due time is ours.
-        self.timing = RefreshLoop(
-            clock,
-            interval_s=interval_s,
-            visible=lambda: self._active() and not self.status.paused,
-            wait=wait,
-            due=self._next_due,
-        )
+        self._wake = asyncio.Event()
         self._event_due: float | None = None
         self._last_end = 0.0
         self._last_duration = 0.0
@@ -194,20 +186,20 @@ class Refresher:
         # consumers their turns on the event loop.
         if self._event_due is None:
             self._event_due = self.clock.monotonic() + EVENT_DEBOUNCE_S
-            self.timing.wake()
+            self._wake.set()
 
     def wake(self) -> None:
         """Look at the due time again (the screen came back into view)."""
-        self.timing.wake()
+        self._wake.set()
 
     def set_interval(self, seconds: float) -> None:
         seconds = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, seconds))
         self._publish(replace(self.status, interval_s=seconds))
-        self.timing.wake()
+        self._wake.set()
 
     def set_paused(self, paused: bool) -> None:
         self._publish(replace(self.status, paused=paused))
-        self.timing.wake()
+        self._wake.set()
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -216,8 +208,16 @@ class Refresher:
             await self._start_listening()
         await self._refresh()
         while True:
-            # Until due: pause, interval or an event may move the due time meanwhile.
-            await self.timing.wait_until_due()
+            timeout = self._next_due() - self.clock.monotonic()
+            if timeout > 0:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                continue  # re-evaluate: pause, interval or an event may have moved the due time
+            if self.status.paused:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
             try:
                 if self._listen and self.status.listening and not self.backend.listener_alive():
                     await self._listener_lost()
