@@ -11,6 +11,7 @@ import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -101,7 +102,7 @@ def test_snapshot_json_has_every_installation_sorted_by_trouble(
     assert calm_row["ready"] == 2 and calm_row["held"] == 0
     assert calm_row["over_threshold"] is False
     assert calm_row["workers_alive"] == 0 and calm_row["stale_jobs"] == 0
-    assert calm_row["label"].endswith(calm.rsplit("/", 1)[-1])
+    assert calm_row["label"].endswith(urlsplit(calm).path.lstrip("/"))
 
 
 @pytest.mark.parametrize(
@@ -269,7 +270,7 @@ async def test_down_since_then_reconnects_on_its_own(
     """The database closed to connections and its sessions killed: down since then, up again
     (and listening again) once it takes connections."""
     dsn = closable_database
-    name = dsn.rsplit("/", 1)[-1].split("?")[0]
+    name = urlsplit(dsn).path.lstrip("/")
     admin = await asyncpg.connect(server_dsn)
     fleet = Fleet([_member("one", dsn)], SystemClock(), interval_s=0.25)
     task = asyncio.create_task(fleet.run())

@@ -92,6 +92,9 @@ class FleetScreen(Screen[None]):
         self.fleet = fleet
         self.clock = clock
         self._open = open_installation
+        # The cursor stays on the top row (the most trouble) while the operator leaves it
+        # there, as rows re-sort; once moved, it follows its installation.
+        self._top_pinned = True
         fleet.on_row = self._row_changed
 
     def compose(self) -> ComposeResult:
@@ -125,6 +128,7 @@ class FleetScreen(Screen[None]):
         self._show()
 
     def on_live_table_row_highlighted(self) -> None:
+        self._top_pinned = self.query_one("#fleet-table", LiveTable).cursor_row == 0
         self._show_detail()
 
     def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:
@@ -151,9 +155,10 @@ class FleetScreen(Screen[None]):
         if not (down or late or growing):
             summary.append("   all well", style=style.get("status-ready", ""))
         self.query_one("#fleet-summary", QuietStatic).show_text(summary)
-        self.query_one("#fleet-table", LiveTable).apply(
-            {row.key: self._cells(row) for row in rows}, [row.key for row in rows]
-        )
+        table = self.query_one("#fleet-table", LiveTable)
+        table.apply({row.key: self._cells(row) for row in rows}, [row.key for row in rows])
+        if self._top_pinned and table.cursor_row != 0:
+            table.move_cursor(row=0)
         self._show_detail()
 
     def _cells(self, row: FleetRow) -> dict[str, Text]:
