@@ -13,8 +13,16 @@ from pgqueuer.models import Job, JobId
 from pgqueuer.queries import Queries
 
 from pgq_console.core import depth as depth_module
+from pgq_console.core.backend import Backend
 from pgq_console.core.depth import DepthTracker
-from tests.helpers import backend_for, enqueue, truth
+from tests.helpers import backend_for as any_backend_for
+from tests.helpers import enqueue, truth
+
+
+async def backend_for(dsn: str) -> Backend:
+    backend = await any_backend_for(dsn)
+    assert isinstance(backend, Backend)
+    return backend
 
 
 def _tracked(tracker: DepthTracker) -> dict[str, dict[str, int]]:
@@ -90,7 +98,7 @@ async def test_follows_every_transition(fresh_database: str) -> None:
         done: list[Any] = [(j, "successful", None) for j in jobs[:4]]
         held = [(j, "failed", None) for j in jobs[4:7]]
         await queries.log_jobs(done + held)
-        await queries.retry_job(jobs[7], timedelta(0), None)  # type: ignore[arg-type]
+        await queries.retry_job(jobs[7], timedelta(0), None)
         await check()
 
         # Requeue held failures (failed -> queued), cancel queued and picked jobs.
