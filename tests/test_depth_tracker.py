@@ -196,3 +196,23 @@ async def test_first_look_caps_and_says_so(fresh_database: str, monkeypatch: Any
         assert reading.depth["big"].ready == 25
     finally:
         await backend.close()
+
+
+async def test_an_unlogged_change_shows_as_an_impossible_transition(fresh_database: str) -> None:
+    """A job failed by hand (no log row) then requeued logs queued -> queued: count again."""
+    dsn = fresh_database
+    backend = await backend_for(dsn)
+    tracker = DepthTracker(backend.installation)
+    connection = await asyncpg.connect(dsn)
+    try:
+        ids = await enqueue(dsn, "a", 2)
+        await tracker.resync(backend)
+        await connection.execute("UPDATE pgqueuer SET status = 'failed' WHERE id = ANY($1)", ids)
+        await Queries(AsyncpgDriver(connection)).requeue_jobs([JobId(i) for i in ids])
+        await tracker.advance(backend)
+        assert tracker.resync_requested
+        await tracker.resync(backend)
+        assert _tracked(tracker) == await _exact(dsn)
+    finally:
+        await connection.close()
+        await backend.close()

@@ -51,11 +51,22 @@ if TYPE_CHECKING:
     from pgq_console.core.target import Installation
 
 FIRST_LOOK_CAP = 100_000
+# A queue table this small is counted exactly at once (a scan of it takes milliseconds).
+SMALL_QUEUE_BYTES = 32 * 1024 * 1024
 DEFERRED_CAP = 100_000
 RESYNC_EVERY_S = 300.0
 HISTORY = 256  # reads remembered for out-of-order commits (a long transaction holds them)
 XID_MOD = 4_294_967_296  # row xmin is a 32-bit xid; snapshots give 64-bit ones
 LIVE = ("queued", "picked", "failed")
+# Transitions PgQueuer (and this console) log; any other pair means the queue table was changed
+# without a log row (by hand, or rows were lost): the counts are re-taken exactly.
+TERMINAL = frozenset({"successful", "exception", "canceled", "deleted"})
+VALID = {
+    None: frozenset({"queued"}),
+    "queued": frozenset({"picked", *TERMINAL}),
+    "picked": frozenset({"picked", "queued", "failed", *TERMINAL}),
+    "failed": frozenset({"queued", *TERMINAL}),
+}
 # The state a job is assumed to leave when its previous log row is gone (log retention).
 ASSUMED_BEFORE = {
     "queued": None,
@@ -119,9 +130,10 @@ def _snapshot_cols() -> str:
 
 
 def first_look_sql(installation: Installation) -> str:
-    """Queued jobs per entrypoint counted up to a cap (a skip scan finds the entrypoints)."""
+    """Queued jobs per entrypoint counted up to a cap (a skip scan finds the entrypoints),
+    picked jobs, and the log position: the log is followed from here until the exact count."""
     names = installation.settings.qualified
-    q = names.queue_table
+    q, log = names.queue_table, names.queue_table_log
     return f"""
 WITH RECURSIVE eps AS (
     (SELECT entrypoint FROM {q} WHERE status = 'queued' ORDER BY entrypoint LIMIT 1)
@@ -132,14 +144,21 @@ WITH RECURSIVE eps AS (
 ), picked AS (
     SELECT entrypoint, count(*) AS n FROM {q} WHERE status = 'picked' GROUP BY entrypoint
 )
-SELECT coalesce(e.entrypoint, p.entrypoint) AS entrypoint,
+SELECT 'c' AS kind, coalesce(e.entrypoint, p.entrypoint) AS entrypoint,
     CASE WHEN e.entrypoint IS NULL THEN 0 ELSE (
         SELECT count(*) FROM (SELECT 1 FROM {q} c WHERE c.status = 'queued'
             AND c.entrypoint = e.entrypoint LIMIT $1) x) END AS queued,
-    coalesce(p.n, 0) AS picked,
-    {SERVER_TIME} AS server_s
+    coalesce(p.n, 0) AS picked, NULL::bigint AS max_id, NULL::bigint AS max_job_id,
+    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip, NULL::timestamptz AS at,
+    NULL::float8 AS server_s, NULL::bigint AS queue_bytes
 FROM (SELECT entrypoint FROM eps WHERE entrypoint IS NOT NULL) e
 FULL JOIN picked p ON p.entrypoint = e.entrypoint
+UNION ALL
+SELECT 's', NULL, NULL, NULL,
+    (SELECT coalesce(max(id), 0) FROM {log}),
+    (SELECT coalesce(max(job_id), 0) FROM {log}),
+    {_snapshot_cols()}, now(), {SERVER_TIME},
+    pg_relation_size('{q}'::regclass) AS queue_bytes
 """
 
 
@@ -172,13 +191,14 @@ def delta_sql(installation: Installation) -> str:
     """The log rows since the cursor, as (entrypoint, status, state before, count).
 
     $1 highest id read, $2 the lowest id a late commit can have, $3 xids in progress at the
-    last read, $4 highest job id read (a job above it is new: no probe), $5 row cap.
+    last read, $4 highest job id read (a job above it is new: no probe), $5 row cap, $6 the
+    entrypoints with queued jobs, whose oldest ready job is read too (one index probe each).
     A late row is one still unaggregated whose inserting transaction was in progress at the
     last read; PgQueuer's aggregation (an UPDATE) gives rows a new xmin, so an aggregated row
     with such an xmin is one already read.
     """
     names = installation.settings.qualified
-    log = names.queue_table_log
+    q, log = names.queue_table, names.queue_table_log
     return f"""
 WITH rows AS (
     SELECT id, job_id, status::text AS status, entrypoint FROM {log}
@@ -204,14 +224,22 @@ WITH rows AS (
 )
 SELECT 't' AS kind, entrypoint, status, before, known OR before IS NOT NULL AS before_known,
     count(*) AS n, NULL::bigint AS max_id, NULL::bigint AS max_job_id, NULL::bigint AS log_top,
-    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip, NULL::float8 AS server_s
+    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip,
+    NULL::timestamptz AS oldest_ready, NULL::float8 AS server_s
 FROM transitions GROUP BY 1, 2, 3, 4, 5
+UNION ALL
+SELECT 'o', e.entrypoint, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    (SELECT c.execute_after FROM {q} c WHERE c.status = 'queued' AND c.entrypoint = e.entrypoint
+        AND c.execute_after <= now() ORDER BY c.execute_after LIMIT 1),
+    NULL
+FROM (SELECT unnest($6::text[]) UNION SELECT entrypoint FROM rows WHERE status = 'queued')
+    AS e(entrypoint)
 UNION ALL
 SELECT 's', NULL, NULL, NULL, NULL, (SELECT count(*) FROM rows),
     greatest($1, (SELECT max(id) FROM rows)),
     greatest($4, (SELECT max(job_id) FROM rows)),
     (SELECT coalesce(max(id), 0) FROM {log}),
-    {_snapshot_cols()}, {SERVER_TIME}
+    {_snapshot_cols()}, NULL, {SERVER_TIME}
 """
 
 
@@ -223,18 +251,6 @@ def deferred_sql(installation: Installation) -> str:
 SELECT e.entrypoint,
     (SELECT count(*) FROM (SELECT 1 FROM {q} c WHERE c.status = 'queued'
         AND c.entrypoint = e.entrypoint AND c.execute_after > now() LIMIT $2) x) AS deferred,
-    (SELECT c.execute_after FROM {q} c WHERE c.status = 'queued' AND c.entrypoint = e.entrypoint
-        AND c.execute_after <= now() ORDER BY c.execute_after LIMIT 1) AS oldest_ready,
-    {SERVER_TIME} AS server_s
-FROM unnest($1::text[]) AS e(entrypoint)
-"""
-
-
-def oldest_sql(installation: Installation) -> str:
-    """Only the oldest ready job per entrypoint: one index probe each, on every refresh."""
-    q = installation.settings.qualified.queue_table
-    return f"""
-SELECT e.entrypoint,
     (SELECT c.execute_after FROM {q} c WHERE c.status = 'queued' AND c.entrypoint = e.entrypoint
         AND c.execute_after <= now() ORDER BY c.execute_after LIMIT 1) AS oldest_ready,
     {SERVER_TIME} AS server_s
@@ -263,6 +279,8 @@ class DepthTracker:
         self.capped: frozenset[str] = frozenset()
         self.resync_requested = True
         self.resyncs = 0
+        self.small = False  # the first look found a queue table small enough to count at once
+        self.generation = 0  # bumped by every new cursor: a delta read across one is dropped
         self.deltas = 0
         self.rows_applied = 0
         self._deferred = _Deferred()
@@ -276,7 +294,7 @@ class DepthTracker:
 
     @property
     def exact(self) -> bool:
-        return self.cursor is not None
+        return self.exact_at is not None
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -286,16 +304,34 @@ class DepthTracker:
         capped = set()
         server_s = None
         for r in rows:
+            if r["kind"] == "s":
+                self._take_cursor(r)
+                server_s = float(r["server_s"])
+                self.small = int(r["queue_bytes"]) < SMALL_QUEUE_BYTES
+                continue
             entrypoint = str(r["entrypoint"])
             queued = int(r["queued"])
             counts[entrypoint] = Counts(queued=queued, picked=int(r["picked"]))
             if queued >= FIRST_LOOK_CAP:
                 capped.add(entrypoint)
-            server_s = max(server_s or 0.0, float(r["server_s"]))
         self.counts = counts
         self.capped = frozenset(capped)
         self.first_look_done = True
         return server_s
+
+    def _take_cursor(self, r: dict[str, Any]) -> None:
+        self.cursor = Cursor(
+            max_id=int(r["max_id"]),
+            max_job_id=int(r["max_job_id"]),
+            xmax=int(r["xmax"]),
+            in_progress=tuple(int(x) for x in r["xip"] or ()),
+        )
+        self.history.clear()
+        # Rows of transactions in progress now may have ids back to where the oldest of them
+        # began; without an earlier read, allow one row cap below the top.
+        self.history.append((int(r["xmin"]), max(0, int(r["max_id"]) - DELTA_ROW_CAP)))
+        self.history.append((int(r["xmax"]), int(r["max_id"])))
+        self.generation += 1
 
     async def resync(self, backend: Backend) -> float | None:
         rows = await backend.read(exact_sql(self.installation))
@@ -305,17 +341,7 @@ class DepthTracker:
             if r["kind"] == "c":
                 counts.setdefault(str(r["entrypoint"]), Counts()).add(str(r["status"]), int(r["n"]))
             else:
-                self.cursor = Cursor(
-                    max_id=int(r["max_id"]),
-                    max_job_id=int(r["max_job_id"]),
-                    xmax=int(r["xmax"]),
-                    in_progress=tuple(int(x) for x in r["xip"] or ()),
-                )
-                self.history.clear()
-                # Rows of transactions in progress now may have ids back to where the oldest of
-                # them began; without an earlier read, allow one row cap below the top.
-                self.history.append((int(r["xmin"]), max(0, int(r["max_id"]) - DELTA_ROW_CAP)))
-                self.history.append((int(r["xmax"]), int(r["max_id"])))
+                self._take_cursor(r)
                 self.exact_at = r["at"]
                 server_s = float(r["server_s"])
         # Keep entrypoints seen before (now at zero) so their rows do not flicker away.
@@ -345,9 +371,10 @@ class DepthTracker:
         """Apply the log rows since the cursor. Returns the server's time."""
         assert self.cursor is not None
         cursor = self.cursor
+        generation = self.generation
         xip32 = list(cursor.in_progress)
-        oldest = min(xip32, default=None)
-        low = self._low_id(self._full_xid(oldest) if oldest is not None else None)
+        first = min(xip32, default=None)
+        low = self._low_id(self._full_xid(first) if first is not None else None)
         rows = await backend.read(
             delta_sql(self.installation),
             cursor.max_id,
@@ -355,12 +382,19 @@ class DepthTracker:
             xip32,
             cursor.max_job_id,
             DELTA_ROW_CAP,
+            [e for e, c in self.counts.items() if c.queued > 0],
         )
         server_s = None
+        if generation != self.generation:  # an exact count landed meanwhile: it has all this
+            return server_s
         transitions: list[dict[str, Any]] = []
+        oldest: dict[str, datetime | None] = {}
         for r in rows:
             if r["kind"] == "t":
                 transitions.append(r)
+                continue
+            if r["kind"] == "o":
+                oldest[str(r["entrypoint"])] = r["oldest_ready"]
                 continue
             read = int(r["n"])
             server_s = float(r["server_s"])
@@ -378,6 +412,7 @@ class DepthTracker:
             self.history.append((int(r["xmax"]), top))
         for r in transitions:
             self._apply(r)
+        self._oldest = oldest
         self.deltas += 1
         return server_s
 
@@ -395,6 +430,8 @@ class DepthTracker:
         before = r["before"]
         if not r["before_known"]:
             before = ASSUMED_BEFORE.get(status)
+        elif status not in VALID.get(before, frozenset()):
+            self.resync_requested = True  # e.g. queued -> queued: an unlogged change between
         counts = self.counts.setdefault(entrypoint, Counts())
         if before in LIVE:
             counts.add(str(before), -n)
@@ -429,18 +466,6 @@ class DepthTracker:
             self._oldest[entrypoint] = r["oldest_ready"]
             server_s = max(server_s or 0.0, float(r["server_s"]))
         self._deferred = _Deferred(deferred, frozenset(capped))
-        return server_s
-
-    async def refresh_oldest(self, backend: Backend) -> float | None:
-        names = [e for e, c in self.counts.items() if c.queued > 0]
-        if not names:
-            self._oldest = {}
-            return None
-        rows = await backend.read(oldest_sql(self.installation), names)
-        server_s = None
-        for r in rows:
-            self._oldest[str(r["entrypoint"])] = r["oldest_ready"]
-            server_s = max(server_s or 0.0, float(r["server_s"]))
         return server_s
 
     # -- the result ------------------------------------------------------------------------

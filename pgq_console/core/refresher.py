@@ -31,13 +31,13 @@ from pgqueuer.domain import models as pgq_models
 
 from pgq_console.core.backend import CONNECT_TIMEOUT_S, Backend, DatabaseTimeout
 from pgq_console.core.clock import Clock
+from pgq_console.core.depth import RESYNC_EVERY_S, DepthTracker, TrackedDepth
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import Durations, OverviewSnapshot, RefreshStatus
 from pgq_console.core.pooler import pooler_broke
 from pgq_console.core.stats import (
     Depth,
     Windows,
-    fetch_depth,
     fetch_durations,
     fetch_windows,
     merge_rows,
@@ -51,10 +51,16 @@ DURATIONS_EVERY_S = 15.0
 DURATIONS_WINDOW = timedelta(minutes=5)
 COST_WINDOW_S = 60.0
 MIN_COST_WINDOW_S = 2.0
-# Slices of the budget: depth answers events; windows and durations read the log.
-DEPTH_SHARE = 0.6
+# Slices of the budget: depth answers events; windows and durations read the log; the exact
+# re-count of the depths and the ready/deferred split keep the log-followed depths honest.
+DEPTH_SHARE = 0.5
 WINDOWS_SHARE = 0.2
-DURATIONS_SHARE = 0.2
+DURATIONS_SHARE = 0.15
+RESYNC_SHARE = 0.1
+DEFERRED_SHARE = 0.05
+DEFERRED_EVERY_S = 5.0  # the ready/deferred split, when no job was queued since (time moves it)
+DEFERRED_SOON_S = 1.0  # ... and when jobs were queued since (some may be deferred)
+RESYNC_RETRY_S = 60.0
 STATUS_EVERY_S = 1.0  # at most this often an event alone repaints the header (refreshes do too)
 MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0
@@ -183,6 +189,15 @@ class Refresher:
         self._windows: dict[str, Windows] = {}
         self._depth: dict[str, Depth] = {}
         self._windows_due = 0.0
+        # Depths follow PgQueuer's log after one exact count (core/depth.py); the exact count
+        # runs aside, on its own connection, so refreshes go on while it does.
+        self.tracker = DepthTracker(backend.installation)
+        self._tracked: TrackedDepth | None = None
+        self._deferred_due = 0.0
+        self._resync_due = 0.0
+        self._resync_task: asyncio.Task[None] | None = None
+        self._deferred_last = 0.0
+        self.tracker_resync_every_s = RESYNC_EVERY_S
         self._status_published_at = -1.0
         self._retry_delay = 0.0
         self._last_ok_at: datetime | None = None
@@ -204,6 +219,12 @@ class Refresher:
             self._event_due = self.clock.monotonic() + EVENT_DEBOUNCE_S
             self._wake.set()
 
+    def request_exact(self) -> None:
+        """Count the depths exactly now (a key, the console's own write, a TRUNCATE)."""
+        self.tracker.request_resync()
+        self._deferred_due = 0.0
+        self.request_refresh()
+
     def wake(self) -> None:
         """Look at the due time again (the screen came back into view)."""
         self._wake.set()
@@ -220,6 +241,15 @@ class Refresher:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._resync_task is not None:
+                self._resync_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._resync_task
+
+    async def _run(self) -> None:
         if self._listen:
             await self._start_listening()
         await self._refresh()
@@ -275,18 +305,18 @@ class Refresher:
         try:
             slow_spent = await self._refresh_slow_tiers(started) if full else 0.0
             depth_started = self.clock.monotonic()
-            reading = await fetch_depth(self.backend)
-            self._depth = reading.depth
+            server_s_or_none = await self._follow_depth()
             self._prove_live_path(depth_started)
             if self.backend.replica is not None:  # lag for the header, measured aside
                 self.backend.replica.check_soon()
             client_s = self.clock.monotonic() - depth_started
             # Pace on the database's own time when it told us; the client's includes CPU waits.
             # It cannot exceed the round trip the clock saw (with a FixedClock: nothing).
-            server_s = reading.server_s if reading.server_s is not None else client_s
+            server_s = server_s_or_none if server_s_or_none is not None else client_s
             self._last_overview_s = min(server_s, client_s)
             self.pacer.depth_took(self._last_overview_s)
-            self._show(started, spent=self._last_overview_s + slow_spent)
+            deferred_spent = await self._refresh_deferred()
+            self._show(started, spent=self._last_overview_s + slow_spent + deferred_spent)
             if not full and self.clock.monotonic() >= min(self._windows_due, self._durations_due):
                 slow_started = self.clock.monotonic()
                 slow_spent = await self._refresh_slow_tiers(slow_started)
@@ -299,6 +329,78 @@ class Refresher:
             self._failures += 1
             self._retry_delay = backoff_delay(self._failures, self.status.interval_s)
             await self._failed(exc)
+
+    async def _follow_depth(self) -> float | None:
+        """The depth tier: a capped first look, then the log rows since the last read; the
+        exact count starts aside when it is due. Returns the server's time, if it said."""
+        tracker = self.tracker
+        if tracker.cursor is None:
+            server_s = await tracker.first_look(self.backend)
+            if tracker.small and not tracker.capped:
+                # Milliseconds: count exactly before showing anything (held jobs included).
+                started = self.clock.monotonic()
+                exact_s = await tracker.resync(self.backend)
+                self._resync_due = started + self.tracker_resync_every_s
+                if server_s is not None and exact_s is not None:
+                    server_s += exact_s
+            else:
+                self._start_resync()
+        else:
+            applied_before = tracker.rows_applied
+            server_s = await tracker.advance(self.backend)
+            if tracker.rows_applied != applied_before:
+                self._deferred_due = min(
+                    self._deferred_due, self._deferred_last + DEFERRED_SOON_S
+                )
+            if tracker.resync_requested or self.clock.monotonic() >= self._resync_due:
+                self._start_resync()
+        self._tracked = tracker.reading(server_s)
+        self._depth = self._tracked.depth
+        return server_s
+
+    async def _refresh_deferred(self) -> float:
+        """The ready/deferred split (time moves jobs from deferred to ready, unlogged): paced
+        by its own cost. Returns the seconds it spent in the database."""
+        started = self.clock.monotonic()
+        if started < self._deferred_due:
+            return 0.0
+        self._deferred_last = started
+        server_s = await self.tracker.refresh_deferred(self.backend)
+        client_s = self.clock.monotonic() - started
+        spent = min(client_s, server_s) if server_s is not None else client_s
+        self._deferred_due = started + max(
+            DEFERRED_EVERY_S, spent / (self.budget * DEFERRED_SHARE)
+        )
+        self._tracked = self.tracker.reading(self._tracked.server_s if self._tracked else None)
+        self._depth = self._tracked.depth
+        return spent
+
+    def _start_resync(self) -> None:
+        if self._resync_task is not None and not self._resync_task.done():
+            return
+        self._resync_task = asyncio.create_task(self._resync(), name="depth exact count")
+
+    async def _resync(self) -> None:
+        """The exact count of every depth, aside from the refreshes, paced by its cost."""
+        started = self.clock.monotonic()
+        try:
+            server_s = await self.tracker.resync(self.backend)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The log-followed numbers stay (marked as lower bounds until one succeeds).
+            log.warning("exact depth count failed: %s", _one_line(exc))
+            self.tracker.resync_requested = False
+            self._resync_due = self.clock.monotonic() + RESYNC_RETRY_S
+            return
+        ended = self.clock.monotonic()
+        spent = min(ended - started, server_s) if server_s is not None else ended - started
+        self.pacer.book(ended, spent)
+        self._resync_due = started + max(
+            self.tracker_resync_every_s, spent / (self.budget * RESYNC_SHARE)
+        )
+        self._deferred_due = 0.0
+        self.request_refresh()  # show the exact numbers
 
     async def _refresh_slow_tiers(self, started: float) -> float:
         """Windows and durations read the log: each keeps to its own slice of the budget.
@@ -316,7 +418,7 @@ class Refresher:
             )
         if started >= self._windows_due:
             windows_started = self.clock.monotonic()
-            reading = await fetch_windows(self.backend)
+            reading = await fetch_windows(self.backend, counts=False)
             self._windows = reading.windows
             spent = self.clock.monotonic() - windows_started
             # Paced like the depth tier, on the database's own time when it told us: a stall of
@@ -335,7 +437,7 @@ class Refresher:
         self._failures = 0
         self._account(ended, spent)
         self._last_ok_at = self.clock.now()
-        rows = merge_rows(self._depth, self._windows, self._durations)
+        rows = merge_rows(self._depth, self._with_counts(self._windows), self._durations)
         replica = self.backend.replica
         self._on_snapshot(
             OverviewSnapshot(taken_at=self.clock.now(), rows=rows, refresh_s=ended - started)
@@ -355,6 +457,20 @@ class Refresher:
                 replica_in_use=bool(replica and replica.status.in_use),
             )
         )
+
+    def _with_counts(self, windows: dict[str, Windows]) -> dict[str, Windows]:
+        """Picked and held jobs come from the depth tracker (no scan of the queue table)."""
+        tracked = self._tracked
+        if tracked is None:
+            return windows
+        out = dict(windows)
+        for entrypoint in tracked.picked.keys() | tracked.held.keys():
+            out[entrypoint] = replace(
+                out.get(entrypoint, Windows()),
+                picked=tracked.picked.get(entrypoint, 0),
+                held=tracked.held.get(entrypoint, 0),
+            )
+        return out
 
     async def _failed(self, exc: BaseException) -> None:
         now = self.clock.now()
@@ -453,6 +569,8 @@ class Refresher:
         latency = None
         if isinstance(event, pgq_models.TableChangedEvent):
             latency = max(0.0, (received - event.sent_at).total_seconds())
+            if event.operation == "truncate":  # no log rows: count again
+                self.tracker.request_resync()
             self.request_refresh()
         status = replace(
             self.status,
