@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
     from pgq_console.core.target import Installation
 
-FIRST_LOOK_CAP = 100_000
+FIRST_LOOK_CAP = 10_000
 # A queue table this small is counted exactly at once (a scan of it takes milliseconds).
 SMALL_QUEUE_BYTES = 32 * 1024 * 1024
 DEFERRED_CAP = 100_000
@@ -278,6 +278,7 @@ class DepthTracker:
         self.first_look_done = False
         self.capped: frozenset[str] = frozenset()
         self.resync_requested = True
+        self.resync_reasons: dict[str, int] = {}  # why exact counts were asked for, how often
         self.resyncs = 0
         self.small = False  # the first look found a queue table small enough to count at once
         self.generation = 0  # bumped by every new cursor: a delta read across one is dropped
@@ -288,9 +289,10 @@ class DepthTracker:
 
     # -- control ---------------------------------------------------------------------------
 
-    def request_resync(self) -> None:
+    def request_resync(self, why: str = "asked for") -> None:
         """Count exactly at the next refresh (a TRUNCATE, the console's own write, a key)."""
         self.resync_requested = True
+        self.resync_reasons[why] = self.resync_reasons.get(why, 0) + 1
 
     @property
     def exact(self) -> bool:
@@ -401,7 +403,7 @@ class DepthTracker:
             top = int(r["max_id"])
             if read >= DELTA_ROW_CAP or int(r["log_top"]) < cursor.max_id:
                 # Too far behind, or the log went backwards (deleted, reset): count exactly.
-                self.resync_requested = True
+                self.request_resync("log behind" if read >= DELTA_ROW_CAP else "log went back")
                 return server_s
             self.cursor = Cursor(
                 max_id=top,
@@ -431,7 +433,8 @@ class DepthTracker:
         if not r["before_known"]:
             before = ASSUMED_BEFORE.get(status)
         elif status not in VALID.get(before, frozenset()):
-            self.resync_requested = True  # e.g. queued -> queued: an unlogged change between
+            # e.g. queued -> queued: an unlogged change between the two log rows
+            self.request_resync(f"{before} -> {status}")
         counts = self.counts.setdefault(entrypoint, Counts())
         if before in LIVE:
             counts.add(str(before), -n)
@@ -444,7 +447,7 @@ class DepthTracker:
                 max(0, counts.picked),
                 max(0, counts.failed),
             )
-            self.resync_requested = True
+            self.request_resync("below zero")
         self.rows_applied += n
 
     async def refresh_deferred(self, backend: Backend) -> float | None:

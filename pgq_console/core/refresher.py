@@ -197,6 +197,7 @@ class Refresher:
         self._resync_due = 0.0
         self._resync_task: asyncio.Task[None] | None = None
         self._deferred_last = 0.0
+        self._depth_paces = True
         self.tracker_resync_every_s = RESYNC_EVERY_S
         self._status_published_at = -1.0
         self._retry_delay = 0.0
@@ -204,6 +205,7 @@ class Refresher:
         # The live-path proof: the queue's size at the last refresh, when that depth read
         # started, the last event, and since when growth has waited for its NOTIFY.
         self._last_queued: int | None = None
+        self._proof_generation = -1
         self._last_depth_started = 0.0
         self._last_event_mono: float | None = None
         self._unnotified_since: float | None = None
@@ -314,7 +316,8 @@ class Refresher:
             # It cannot exceed the round trip the clock saw (with a FixedClock: nothing).
             server_s = server_s_or_none if server_s_or_none is not None else client_s
             self._last_overview_s = min(server_s, client_s)
-            self.pacer.depth_took(self._last_overview_s)
+            if self._depth_paces:  # a first look or exact count is a one-off: booked, not pace
+                self.pacer.depth_took(self._last_overview_s)
             deferred_spent = await self._refresh_deferred()
             self._show(started, spent=self._last_overview_s + slow_spent + deferred_spent)
             if not full and self.clock.monotonic() >= min(self._windows_due, self._durations_due):
@@ -334,6 +337,7 @@ class Refresher:
         """The depth tier: a capped first look, then the log rows since the last read; the
         exact count starts aside when it is due. Returns the server's time, if it said."""
         tracker = self.tracker
+        self._depth_paces = tracker.cursor is not None
         if tracker.cursor is None:
             server_s = await tracker.first_look(self.backend)
             if tracker.small and not tracker.capped:
@@ -510,6 +514,10 @@ class Refresher:
         broken once that lasts `LIVE_PROOF_PERIODS` timer periods."""
         queued = sum(d.ready + d.deferred for d in self._depth.values())
         previous, self._last_queued = self._last_queued, queued
+        if self.tracker.generation != self._proof_generation:
+            # A first look or exact count replaced the numbers: a jump, not inserts.
+            self._proof_generation = self.tracker.generation
+            previous = None
         previous_started, self._last_depth_started = self._last_depth_started, depth_started
         if not (self._listen and self.status.listening):
             self._unnotified_since = None
