@@ -414,6 +414,14 @@ class DepthTracker:
             self.history.append((int(r["xmax"]), top))
         for r in transitions:
             self._apply(r)
+        # Checked once all are applied: the groups come in no particular order.
+        for counts in self.counts.values():
+            if min(counts.queued, counts.picked, counts.failed) < 0:
+                # Something the log does not show happened (rows removed by hand): count again.
+                counts.queued = max(0, counts.queued)
+                counts.picked = max(0, counts.picked)
+                counts.failed = max(0, counts.failed)
+                self.request_resync("below zero")
         self._oldest = oldest
         self.deltas += 1
         return server_s
@@ -440,14 +448,6 @@ class DepthTracker:
             counts.add(str(before), -n)
         if status in LIVE:
             counts.add(status, n)
-        if min(counts.queued, counts.picked, counts.failed) < 0:
-            # Something the log does not show happened (rows removed by hand): count exactly.
-            counts.queued, counts.picked, counts.failed = (
-                max(0, counts.queued),
-                max(0, counts.picked),
-                max(0, counts.failed),
-            )
-            self.request_resync("below zero")
         self.rows_applied += n
 
     async def refresh_deferred(self, backend: Backend) -> float | None:
