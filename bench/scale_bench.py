@@ -235,12 +235,33 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                     await asyncio.sleep(0.01)
 
             watcher = asyncio.create_task(watch_errors())
+
+            async def debug() -> None:
+                last = -1
+                while True:
+                    r = getattr(app.screen, "refresher", None)
+                    if r is not None and r.status.refreshes != last:
+                        last = r.status.refreshes
+                        now = r.clock.monotonic()
+                        print(
+                            f"DEBUG {time.perf_counter() - t0:6.2f} n={last} "
+                            f"gap={r.pacer.depth_gap():.3f} over={r.pacer.over_budget(now)} "
+                            f"due_in={r._next_due() - now:.2f} fail={r._failures} "
+                            f"deferred_in={getattr(r, '_deferred_due', 0) - now:.1f} "
+                            f"slow_in={min(r._windows_due, r._durations_due) - now:.1f}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    await asyncio.sleep(0.01)
+
+            debugger = asyncio.create_task(debug()) if os.environ.get("SCALE_DEBUG") else None
             print("PHASE window-start", flush=True)
             window_start = time.perf_counter()
             new_ep: list[float] = []
             held: list[float] = []
             n = 0
             held_count = 0
+            held_name = f"probe_held_{os.getpid()}"
             while time.perf_counter() - window_start < window_s:
                 n += 1
                 name = f"probe_{n}_{os.getpid()}"
@@ -253,10 +274,10 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                 else:
                     new_ep.append(time.perf_counter() - t)
                 # A held failure: UPDATEs only (pick, then hold): no NOTIFY.
-                await queries.enqueue("probe_held", b"h")
+                await queries.enqueue(held_name, b"h")
                 picked = await queries.dequeue(
                     batch_size=1,
-                    entrypoints={QueueEntrypoint("probe_held"): EntrypointExecutionParameter(0)},
+                    entrypoints={QueueEntrypoint(held_name): EntrypointExecutionParameter(0)},
                     queue_manager_id=QueueManagerId(uuid.uuid4()),
                     global_concurrency_limit=None,
                     heartbeat_timeout=timedelta(seconds=30),
@@ -264,7 +285,7 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                 await queries.log_jobs([(job, "failed", None) for job in picked])
                 held_count += 1
                 t = time.perf_counter()
-                while cell("probe_held", "held") != str(held_count):
+                while cell(held_name, "held") != str(held_count):
                     if time.perf_counter() - t > 30:
                         break
                     await asyncio.sleep(0.005)
@@ -274,6 +295,8 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
             print("PHASE window-end", flush=True)
             sampler.cancel()
             watcher.cancel()
+            if debugger is not None:
+                debugger.cancel()
             result["errors"] = errors[:10]
             gaps = [b[0] - a[0] for a, b in zip(samples, samples[1:], strict=False)]
             result["window_s"] = round(time.perf_counter() - window_start, 1)
@@ -411,6 +434,8 @@ async def run_side(
         if text.startswith("PHASE "):
             offsets[text.split()[1]] = ob.log_size(log_path)
             offsets[text.split()[1] + "_t"] = int(time.time())
+        elif text.startswith("DEBUG"):
+            print(text, file=sys.stderr, flush=True)
         else:
             tail = (tail + [text])[-20:]
     await proc.wait()

@@ -286,6 +286,7 @@ class DepthTracker:
         self.rows_applied = 0
         self._deferred = _Deferred()
         self._oldest: dict[str, datetime | None] = {}
+        self.queued_touched: set[str] = set()
 
     # -- control ---------------------------------------------------------------------------
 
@@ -444,26 +445,37 @@ class DepthTracker:
             # e.g. queued -> queued: an unlogged change between the two log rows
             self.request_resync(f"{before} -> {status}")
         counts = self.counts.setdefault(entrypoint, Counts())
+        if status == "queued":
+            self.queued_touched.add(entrypoint)  # some of them may be deferred
         if before in LIVE:
             counts.add(str(before), -n)
         if status in LIVE:
             counts.add(status, n)
         self.rows_applied += n
 
-    async def refresh_deferred(self, backend: Backend) -> float | None:
-        """The ready/deferred split and the oldest ready job (paced by the caller)."""
-        names = [e for e, c in self.counts.items() if c.queued > 0]
-        if not names:
+    async def refresh_deferred(
+        self, backend: Backend, *, touched_only: bool = False
+    ) -> float | None:
+        """The ready/deferred split and the oldest ready job (paced by the caller): for every
+        entrypoint with queued jobs, or only those that had jobs queued since the last read."""
+        names = [
+            e
+            for e, c in self.counts.items()
+            if c.queued > 0 and (not touched_only or e in self.queued_touched)
+        ]
+        self.queued_touched = set()
+        if not touched_only:
             self._deferred = _Deferred()
-            self._oldest = {}
+        if not names:
             return None
         rows = await backend.read(deferred_sql(self.installation), names, DEFERRED_CAP)
-        deferred: dict[str, int] = {}
-        capped = set()
+        deferred = dict(self._deferred.counts)
+        capped = set(self._deferred.capped)
         server_s = None
         for r in rows:
             entrypoint = str(r["entrypoint"])
             deferred[entrypoint] = int(r["deferred"])
+            capped.discard(entrypoint)
             if deferred[entrypoint] >= DEFERRED_CAP:
                 capped.add(entrypoint)
             self._oldest[entrypoint] = r["oldest_ready"]

@@ -105,6 +105,10 @@ class Pacer:
         recent = sorted(self._depth)
         if len(recent) > 2:
             recent.pop()  # one outlier does not set the pace
+        else:
+            # The first reads of a new connection plan the statement cold (100x a warm one):
+            # until there are three, the cheapest sets the pace.
+            recent = recent[:1]
         return sum(recent) / len(recent) / (self.budget * DEPTH_SHARE)
 
     def cost(self, now: float) -> float:
@@ -350,12 +354,7 @@ class Refresher:
             else:
                 self._start_resync()
         else:
-            applied_before = tracker.rows_applied
             server_s = await tracker.advance(self.backend)
-            if tracker.rows_applied != applied_before:
-                self._deferred_due = min(
-                    self._deferred_due, self._deferred_last + DEFERRED_SOON_S
-                )
             if tracker.resync_requested or self.clock.monotonic() >= self._resync_due:
                 self._start_resync()
         self._tracked = tracker.reading(server_s)
@@ -363,18 +362,24 @@ class Refresher:
         return server_s
 
     async def _refresh_deferred(self) -> float:
-        """The ready/deferred split (time moves jobs from deferred to ready, unlogged): paced
-        by its own cost. Returns the seconds it spent in the database."""
+        """The ready/deferred split (time moves jobs from deferred to ready, unlogged): for all
+        entrypoints paced by its own cost, for those with newly queued jobs within a second.
+        Returns the seconds it spent in the database."""
         started = self.clock.monotonic()
-        if started < self._deferred_due:
+        everyone = started >= self._deferred_due
+        touched = bool(self.tracker.queued_touched) and (
+            started >= self._deferred_last + DEFERRED_SOON_S
+        )
+        if not (everyone or touched):
             return 0.0
         self._deferred_last = started
-        server_s = await self.tracker.refresh_deferred(self.backend)
+        server_s = await self.tracker.refresh_deferred(self.backend, touched_only=not everyone)
         client_s = self.clock.monotonic() - started
         spent = min(client_s, server_s) if server_s is not None else client_s
-        self._deferred_due = started + max(
-            DEFERRED_EVERY_S, spent / (self.budget * DEFERRED_SHARE)
-        )
+        if everyone:
+            self._deferred_due = started + max(
+                DEFERRED_EVERY_S, spent / (self.budget * DEFERRED_SHARE)
+            )
         self._tracked = self.tracker.reading(self._tracked.server_s if self._tracked else None)
         self._depth = self._tracked.depth
         return spent
