@@ -107,8 +107,8 @@ class Pacer:
             recent.pop()  # one outlier does not set the pace
         else:
             # The first reads of a new connection plan the statement cold (100x a warm one):
-            # until there are three, the cheapest sets the pace.
-            recent = recent[:1]
+            # there is no pace until three readings say what a read costs.
+            return 0.0
         return sum(recent) / len(recent) / (self.budget * DEPTH_SHARE)
 
     def cost(self, now: float) -> float:
