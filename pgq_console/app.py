@@ -121,7 +121,7 @@ class PgqConsole(KeyboardApp):
     ) -> None:
         super().__init__()
         # A coroutine function opens the backend on this app's own event loop (tests, serve).
-        self._open_backend = None if isinstance(backend, Backend | SyncPsycopgBackend) else backend
+        self._open_backend = None if isinstance(backend, Backend) else backend
         self.backend: AnyBackend | None = None if self._open_backend else backend  # type: ignore[assignment]
         self.clock = clock or SystemClock()
         self.refresh_interval = refresh_interval
@@ -178,7 +178,7 @@ class PgqConsole(KeyboardApp):
 
     def _show_backend(self, mode: str | None = None) -> None:
         backend = self.backend
-        if isinstance(backend, SyncPsycopgBackend):
+        if backend is not None and not backend.capabilities.can_read:
             self.push_screen(EnqueueOnlyScreen(backend))
             return
         if backend is None:
@@ -251,7 +251,7 @@ class PgqConsole(KeyboardApp):
 
     def action_jump(self, key: str) -> None:
         """Number keys: switch to that screen's mode (screens keep running in the background)."""
-        if not isinstance(self.backend, Backend):
+        if self.backend is None or not self.backend.capabilities.can_read:
             return
         self._dismiss_overlays()
         for spec in SCREENS:
@@ -367,7 +367,7 @@ class PgqConsole(KeyboardApp):
             backend = self.backend
             if backend is not None and self._open_backend is not None:
                 await backend.close()
-            elif isinstance(backend, Backend):
+            elif backend is not None:
                 await backend.stop_listening()
         finally:
             self._logging.restore()

@@ -272,7 +272,6 @@ class KeyboardApp(App[None]):
     @work(group="profile", exclusive=True, exit_on_error=False)
     async def _connect_profile(self, name: str) -> None:
         from pgq_console.config import open_target
-        from pgq_console.core.backend import SyncPsycopgBackend
 
         assert self.settings is not None
         try:
@@ -287,7 +286,7 @@ class KeyboardApp(App[None]):
             self.notify(f"still on {self._where()}: {exc}", severity="error", markup=False)
             self._switching = False
             return
-        assert not isinstance(backend, SyncPsycopgBackend)
+        assert backend.capabilities.can_read  # psycopg-sync profiles are refused above
         try:
             await self._use_backend(backend, target)
         finally:

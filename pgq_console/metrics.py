@@ -206,9 +206,7 @@ async def _open(settings: Settings) -> Backend:
     from pgq_console.config import open_target
     from pgq_console.scripting import _script_target
 
-    backend = await open_target(_script_target(settings.target))
-    assert isinstance(backend, Backend)
-    return backend
+    return await open_target(_script_target(settings.target))
 
 
 async def _collect_or_fail(backend: Backend, stale_after: timedelta) -> MetricsReading:

@@ -25,60 +25,53 @@ class ScreenSpec:
 
 
 def _overview(app: PgqConsole) -> Screen[None]:
-    from pgq_console.core.backend import Backend
     from pgq_console.screens.overview import OverviewScreen
 
-    assert isinstance(app.backend, Backend)
+    assert app.backend is not None
     return OverviewScreen(
         app.backend, app.clock, interval_s=app.refresh_interval, listen=app.listen
     )
 
 
 def _jobs(app: PgqConsole) -> Screen[None]:
-    from pgq_console.core.backend import Backend
     from pgq_console.screens.jobs import JobsScreen
 
-    assert isinstance(app.backend, Backend)
+    assert app.backend is not None
     return JobsScreen(app.backend, app.clock, interval_s=app.refresh_interval)
 
 
 def _failures(app: PgqConsole) -> Screen[None]:
-    from pgq_console.core.backend import Backend
     from pgq_console.screens.failures import FailuresScreen
 
-    assert isinstance(app.backend, Backend)
+    assert app.backend is not None
     return FailuresScreen(app.backend, app.clock, interval_s=app.refresh_interval)
 
 
 def _workers(app: PgqConsole) -> Screen[None]:
-    from pgq_console.core.backend import Backend
     from pgq_console.screens.workers import WorkersScreen
 
-    assert isinstance(app.backend, Backend)
+    assert app.backend is not None
     return WorkersScreen(app.backend, app.clock)
 
 
 def _schedules(app: PgqConsole) -> Screen[None]:
-    from pgq_console.core.backend import Backend
     from pgq_console.screens.schedules import SchedulesScreen
 
-    assert isinstance(app.backend, Backend)
+    assert app.backend is not None
     return SchedulesScreen(app.backend, app.clock)
 
 
 def _health(app: PgqConsole) -> Screen[None]:
-    from pgq_console.core.backend import Backend
     from pgq_console.screens.health import HealthScreen
 
-    assert isinstance(app.backend, Backend)
+    assert app.backend is not None
     return HealthScreen(app.backend, app.clock)
 
 
 def _charts(app: PgqConsole) -> Screen[None]:
-    from pgq_console.core.backend import Backend
     from pgq_console.screens.charts import ChartsScreen
 
-    assert isinstance(app.backend, Backend)
+    assert app.backend is not None
     return ChartsScreen(app.backend, app.clock)
 
 

@@ -130,13 +130,11 @@ def _script_target(target: Target) -> Target:
 
 
 async def read(settings: Settings, stale_after: timedelta) -> Reading:
-    from pgq_console.core.backend import Backend
     from pgq_console.core.checks import count_stale, database_now
     from pgq_console.core.stats import fetch_durations, fetch_overview
 
     backend = await open_target(_script_target(settings.target))
     try:
-        assert isinstance(backend, Backend)
         try:
             durations = await fetch_durations(backend, DURATIONS_WINDOW)
             rows = await fetch_overview(backend, durations)

@@ -40,7 +40,7 @@ def resilient_console(
 ) -> PgqConsole:
     async def open_() -> AnyBackend:
         backend = await open_backend(kind, dsn, Installation(), LABEL, ())
-        backend.statement_timeout = timedelta(seconds=statement_timeout_s)  # type: ignore[union-attr]
+        backend.statement_timeout = timedelta(seconds=statement_timeout_s)
         return backend
 
     app = PgqConsole(open_, clock=SystemClock(), refresh_interval=0.5)

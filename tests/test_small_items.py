@@ -165,11 +165,11 @@ async def test_preview_wording(database_dsn: str) -> None:
 
     backend = await backend_for(database_dsn)
     try:
-        action = ReclaimAction.for_worker(backend, "w-1", timedelta(seconds=90))  # type: ignore[arg-type]
-        preview = await action.preview(backend)  # type: ignore[arg-type]
+        action = ReclaimAction.for_worker(backend, "w-1", timedelta(seconds=90))
+        preview = await action.preview(backend)
         assert "$3 = interval '90 seconds'" in preview.parameters
         assert not any("datetime" in p for p in preview.parameters)
-        held = requeue(backend, HELD_FILTER.scope("pgqueuer"))  # type: ignore[arg-type]
+        held = requeue(backend, HELD_FILTER.scope("pgqueuer"))
         assert held.predicate.description == "held (failed)"
     finally:
         await backend.close()

@@ -124,7 +124,11 @@ async def probe_live_path(kind: DriverKind, dsn: str, options: ConnectOptions) -
     may be answered by the very server connection that ran the LISTEN. Plain SQL without
     parameters, so nothing is prepared on a server connection the client does not keep.
     """
-    from pgq_console.core.backend import _asyncpg_connect, _psycopg_connect, _psycopg_params
+    from pgq_console.core.backend.connect import (
+        _asyncpg_connect,
+        _psycopg_connect,
+        _psycopg_params,
+    )
 
     token = secrets.token_hex(8)
     channel, payload = f"pgq_console_probe_{token}", token

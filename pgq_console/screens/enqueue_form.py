@@ -461,9 +461,7 @@ class RunningEnqueue:
 
 def open_job_detail(app: Any, job_id: int) -> None:
     """Push issue 3's job detail screen for `job_id` (async drivers); else say the id."""
-    from pgq_console.core.backend import Backend
-
-    if not isinstance(app.backend, Backend):
+    if app.backend is None or not app.backend.capabilities.can_read:
         app.notify(
             f"Job {job_id}: job details need an async driver (this one can only enqueue).",
             markup=False,

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
-from pgq_console.core.backend import SyncPsycopgBackend
+from pgq_console.core.backend import Backend
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.text import printable
 from pgq_console.widgets.banner import Banner
@@ -36,7 +36,7 @@ class EnqueueOnlyScreen(Screen[None]):
         Binding("a", "enable_autocommit", "Autocommit", show=False),
     ]
 
-    def __init__(self, backend: SyncPsycopgBackend) -> None:
+    def __init__(self, backend: Backend) -> None:
         super().__init__()
         self.backend = backend
         self._wake = asyncio.Event()

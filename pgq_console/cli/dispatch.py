@@ -1,0 +1,116 @@
+"""The entry point: parse, configure logging, dispatch to a subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from pgq_console.cli.logs import configure_logging, log, log_path, remember_secrets
+from pgq_console.cli.parser import EXIT_UNKNOWN, EXIT_USAGE, UsageError, build_parser
+from pgq_console.cli.run import EXIT_CRASH, load, run
+from pgq_console.cli.terminal import _exit_cleanly_on_hangup
+from pgq_console.core.errors import ConsoleError
+
+
+def print_paths() -> None:
+    from pgq_console.config import describe_paths
+
+    for what, path in describe_paths():
+        note = "" if path.exists() else "  (not there yet)"
+        print(f"{what + ':':17} {path}{note}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    is_check = "check" in arguments
+    failure_code = EXIT_UNKNOWN if is_check else EXIT_USAGE
+    try:
+        args = build_parser().parse_args(arguments)
+    except UsageError as exc:
+        from pgq_console.core.text import printable
+
+        # argparse quotes the arguments it refuses as given: escape them like any output.
+        message = printable(" ".join(str(exc).removeprefix("pgq-console: ").split()))
+        if is_check:  # monitoring reads stdout
+            print(f"PGQ UNKNOWN - {message}")
+        else:
+            print(f"pgq-console: error: {message}", file=sys.stderr)
+        raise SystemExit(failure_code) from None
+    configure_logging()
+    _exit_cleanly_on_hangup()
+    try:
+        raise SystemExit(_dispatch(args))
+    except ConsoleError as exc:
+        if args.command == "check":
+            from pgq_console.scripting import unknown_line
+
+            print(unknown_line(str(exc)))
+            raise SystemExit(EXIT_UNKNOWN) from None
+        from pgq_console.core.text import printable
+
+        print(f"pgq-console: error: {printable(str(exc))}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:  # a bug: one line here, the traceback in the log
+        log.exception("unexpected error")
+        from pgq_console.core.errors import scrub_dsn_passwords
+
+        cause = scrub_dsn_passwords(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        if args.command == "check":
+            from pgq_console.scripting import unknown_line
+
+            print(unknown_line(f"internal error ({cause[:200]}); details in {log_path()}"))
+            raise SystemExit(EXIT_UNKNOWN) from None
+        print(
+            f"pgq-console: error: internal error ({cause[:200]}); details in {log_path()}",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_CRASH) from None
+    finally:
+        from pgq_console.termination import quiet_if_hung_up
+
+        quiet_if_hung_up()
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from pgq_console import scripting
+
+    if args.command == "paths":
+        print_paths()
+        return 0
+    if args.command is None:
+        return asyncio.run(run(args))
+    settings = load(args)
+    remember_secrets(settings.target)
+    for warning in settings.warnings:
+        from pgq_console.core.text import printable
+
+        print(f"pgq-console: warning: {printable(warning)}", file=sys.stderr)
+    if args.command == "snapshot" and args.format in ("openmetrics", "prometheus"):
+        from pgq_console import metrics
+
+        openmetrics = args.format == "openmetrics"
+        return metrics.snapshot(settings, openmetrics=openmetrics, stale_after=args.stale_after)
+    if args.command == "snapshot":
+        as_json = args.json or args.format == "json"
+        return scripting.snapshot(settings, as_json=as_json, stale_after=args.stale_after)
+    if args.command == "metrics":
+        from pgq_console import metrics
+
+        return metrics.metrics(
+            settings, listen=args.listen, interval=args.interval, stale_after=args.stale_after
+        )
+    if args.command == "check":
+        return scripting.check(
+            settings,
+            max_age=args.max_age,
+            max_failed=args.max_failed,
+            max_stale=args.max_stale,
+            stale_after=args.stale_after,
+        )
+    if args.command == "serve":
+        return scripting.serve(settings, args)
+    raise ConsoleError(f"unknown command {args.command!r}")

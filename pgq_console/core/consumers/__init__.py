@@ -1,0 +1,44 @@
+"""In-process PgQueuer consumers: start, drain, cancel, and watch them from the console.
+
+Each consumer is a pgqueuer `QueueManager` on its own connection (`backend.new_connection()`),
+run with `qm.run(...)` as a task on the console's event loop, so the UI's queries and the
+consumer's dequeues never queue behind each other. A user factory (`module:create`, as `pgq run`
+takes one) is entered and run exactly as pgqueuer's supervisor does.
+
+Every entrypoint's executor is wrapped to count jobs, keep a per-consumer log (handler output and
+tracebacks; untrusted text, the UI must not render it as markup) and make running jobs
+cancellable on request. Stopping sets the manager's shutdown event: it stops picking, lets the
+running jobs finish and flushes their status, so a stop neither loses a job nor runs one twice.
+"""
+
+from __future__ import annotations
+
+from pgq_console.core.consumers.runtime import Consumer, ConsumerSnapshot, ConsumerState
+from pgq_console.core.consumers.spec import (
+    CONSUMER_FIELDS,
+    HANDLER_LABELS,
+    ConsumerSpec,
+    HandlerKind,
+    consumer_refusal,
+    parse_consumer_form,
+)
+from pgq_console.core.consumers.supervisor import (
+    RELEASE_WITHIN_S,
+    ConsumerSupervisor,
+    ShutdownReport,
+)
+
+__all__ = [
+    "CONSUMER_FIELDS",
+    "Consumer",
+    "ConsumerSnapshot",
+    "ConsumerSpec",
+    "ConsumerState",
+    "ConsumerSupervisor",
+    "HANDLER_LABELS",
+    "HandlerKind",
+    "RELEASE_WITHIN_S",
+    "ShutdownReport",
+    "consumer_refusal",
+    "parse_consumer_form",
+]
