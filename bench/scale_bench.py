@@ -315,8 +315,12 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                 }
             result["new_entrypoint_s"] = _summary(new_ep)
             result["held_probe_s"] = _summary(held)
+            _write_json(out_path, result)  # the window's numbers, whatever the screens do
             if screens:
-                result["screens"] = await _screens(app, pilot, reads, paints)
+                try:
+                    result["screens"] = await _screens(app, pilot, reads, paints)
+                except Exception as exc:
+                    result["screens_error"] = repr(exc)
     finally:
         await probe.close()
         await backend.close()
@@ -348,7 +352,8 @@ async def _fresh(
             # Paints are recorded, not signalled: poll them.
             while not [p for p in paints if p >= mark] and time.perf_counter() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
-            painted = min(p for p in paints if p >= mark) if paints else mark
+            later = [p for p in paints if p >= mark]
+            painted = min(later) if later else mark
             await asyncio.sleep(0.3)  # let the screen's other reads for this key land
             count = len([1 for start, _ in reads if since <= start <= painted + 0.3])
             return painted - since, count
