@@ -21,6 +21,8 @@ lock waits below must still be shown.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.metadata import version
@@ -30,6 +32,8 @@ from pgq_console.core.actions import Action, ActionPreview
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend, Tx
+
+log = logging.getLogger(__name__)
 
 LONG_TRANSACTION = timedelta(minutes=1)
 
@@ -388,6 +392,7 @@ class HeldIndex:
     exists: bool
     valid: bool  # False: a CREATE INDEX CONCURRENTLY that failed left it INVALID (unused)
     plan: tuple[str, ...]  # EXPLAIN of `held_count_sql` as it runs now
+    building: str | None = None  # a build in progress: its phase and how far
 
     @property
     def usable(self) -> bool:
@@ -405,27 +410,59 @@ async def fetch_held_index(backend: Backend) -> HeldIndex:
         schema,
     )
     plan = await backend.read("EXPLAIN " + held_count_sql(backend))
+    building = None
+    if rows and not rows[0]["valid"]:
+        progress = await backend.read(
+            "SELECT p.phase, p.blocks_done, p.blocks_total FROM pg_stat_progress_create_index p "
+            "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = $1",
+            name,
+        )
+        if progress:
+            p = progress[0]
+            total = int(p["blocks_total"] or 0)
+            done = f", {100 * int(p['blocks_done'] or 0) // total}% of blocks" if total else ""
+            building = f"{p['phase']}{done}"
     return HeldIndex(
         name=name,
         exists=bool(rows),
         valid=bool(rows and rows[0]["valid"]),
         plan=tuple(str(next(iter(r.values()))) for r in plan),
+        building=building,
     )
+
+
+# Index builds started by HeldIndexAction, by index name (they outlive the dialog).
+HELD_INDEX_BUILDS: dict[str, asyncio.Task[None]] = {}
+
+
+async def _build_held_index(backend: Backend, statements: tuple[str, ...]) -> None:
+    connection = await backend.new_connection()
+    try:
+        driver = backend.new_driver(connection)
+        await driver.execute("SET statement_timeout = 0")  # minutes on millions of rows
+        for statement in statements:
+            await driver.execute(statement)
+    except Exception as exc:
+        log.warning("building the held-failures index failed: %s", exc)
+        raise
+    finally:
+        close = getattr(connection, "close", None)
+        if close is not None:
+            await close()
 
 
 @dataclass
 class HeldIndexAction(Action):
     """`CREATE INDEX CONCURRENTLY` on held failures, previewed with the plan it changes.
 
-    CONCURRENTLY cannot run in a transaction, so `apply` runs it on a connection of its own
-    (without the console's statement timeout: on 10M rows it takes minutes); the framework's
-    transaction carries the audit announcement. An INVALID index left by a failed attempt is
-    dropped (concurrently) first. The plan after is what the Database screen shows next.
+    CONCURRENTLY cannot run in a transaction, so it runs on a connection of its own (without
+    the console's statement timeout: on 10M rows it takes minutes), started by `apply`; the
+    framework's transaction carries the audit announcement. An INVALID index left by a failed
+    attempt is dropped (concurrently) first. The plan after is what the Database screen shows.
     """
 
     backend: Backend | None = None
     before: HeldIndex | None = None
-    plan_after: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         self.name, self.title, self.verb = (
@@ -470,19 +507,22 @@ class HeldIndexAction(Action):
         )
 
     async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
+        """Start the build and return: CONCURRENTLY waits for every transaction older than
+        it, this action's own (which carries the audit) included, so it cannot finish inside
+        it. The build goes on aside on its own connection; the Database screen shows its
+        progress, then the plan after. If the console quits first, the build is cancelled and
+        leaves an INVALID index, which this action drops the next time."""
         assert self.backend is not None
         backend = self.backend
-        connection = await backend.new_connection()
-        try:
-            driver = backend.new_driver(connection)
-            await driver.execute("SET statement_timeout = 0")
-            for statement in self.statements(backend):
-                await driver.execute(statement)
-        finally:
-            close = getattr(connection, "close", None)
-            if close is not None:
-                await close()
-        self.plan_after = (await fetch_held_index(backend)).plan
+        key = held_index_name(backend)
+        running = HELD_INDEX_BUILDS.get(key)
+        if running is not None and not running.done():
+            from pgq_console.core.errors import ConsoleError
+
+            raise ConsoleError(f"{key} is being built already")
+        HELD_INDEX_BUILDS[key] = asyncio.create_task(
+            _build_held_index(backend, self.statements(backend)), name=f"build {key}"
+        )
         return (1,)
 
     def predicate_description(self) -> str:

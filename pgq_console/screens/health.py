@@ -182,6 +182,8 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
             return line
         if index.usable:
             line.append(f"indexed ({printable(index.name)})", style=ok)
+        elif index.building is not None:
+            line.append(f"building {printable(index.name)}: {printable(index.building)}")
         else:
             state = "INVALID index" if index.exists else "no index (PgQueuer has none)"
             line.append(f"{state}: counts and status:failed pages read the table", style=bad)
