@@ -3,6 +3,7 @@ listeners, schema status, with install/upgrade as guarded actions."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from rich.text import Text
@@ -189,7 +190,8 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
             line.append(f"{state}: counts and status:failed pages read the table", style=bad)
             if not self.backend.read_only:
                 line.append("  (f: review and create)")
-        plan = " ".join(index.plan[0].split()) if index.plan else "?"
+        # The plan's top node without its cost estimates (they move with every ANALYZE).
+        plan = re.sub(r"\s*\(cost=[^)]*\)", "", index.plan[0]).strip() if index.plan else "?"
         line.append(
             f"   plan: {printable(plan, limit=80)}", style=self.app.theme_variables.get("muted", "")
         )
