@@ -255,6 +255,11 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                     await asyncio.sleep(0.01)
 
             debugger = asyncio.create_task(debug()) if os.environ.get("SCALE_DEBUG") else None
+            warmup = float(os.environ.get("SCALE_WARMUP_S", "0"))
+            if warmup > 0:  # steady state: the startup's one-off reads land before the window
+                await asyncio.sleep(warmup)
+                samples.clear()
+            result["warmup_s"] = warmup
             print("PHASE window-start", flush=True)
             window_start = time.perf_counter()
             new_ep: list[float] = []
@@ -420,7 +425,7 @@ async def run_side(
     side: str, tree: Path, dsn: str, args: argparse.Namespace, log_path: Path | None
 ) -> dict[str, Any]:
     out_path = Path(tempfile.mkstemp(prefix=f"pgqc-scale-{side}-", suffix=".json")[1])
-    env = dict(os.environ, PYTHONPATH=str(tree))
+    env = dict(os.environ, PYTHONPATH=str(tree), SCALE_WARMUP_S=str(args.warmup))
     offsets: dict[str, int] = {"launch": ob.log_size(log_path)}
     launched = time.time()
     proc = await asyncio.create_subprocess_exec(
@@ -533,6 +538,9 @@ def main() -> None:
     parser.add_argument("--sides", default="before,after")
     parser.add_argument("--skip-screens", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the database (with --dsn)")
+    parser.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds after first numbers, before the window"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--screens", action="store_true", help=argparse.SUPPRESS)

@@ -31,7 +31,13 @@ from pgqueuer.domain import models as pgq_models
 
 from pgq_console.core.backend import CONNECT_TIMEOUT_S, Backend, DatabaseTimeout
 from pgq_console.core.clock import Clock
-from pgq_console.core.depth import RESYNC_EVERY_S, DepthTracker, TrackedDepth
+from pgq_console.core.depth import (
+    DEFERRED_CAP,
+    FIRST_LOOK_CAP,
+    RESYNC_EVERY_S,
+    DepthTracker,
+    TrackedDepth,
+)
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import Durations, OverviewSnapshot, RefreshStatus
 from pgq_console.core.pooler import pooler_broke
@@ -469,8 +475,26 @@ class Refresher:
                 reconnects=self.status.reconnects + (1 if recovered else 0),
                 replica=replica.status.describe() if replica else None,
                 replica_in_use=bool(replica and replica.status.in_use),
+                depth_note=self._depth_note(),
             )
         )
+
+    def _depth_note(self) -> str | None:
+        """What the screen must say while depths are not exact (None when they are)."""
+        tracked = self._tracked
+        if tracked is None:
+            return None
+        if tracked.exact and not tracked.capped:
+            return None
+        parts = []
+        if not tracked.exact:
+            parts.append(
+                f"counting exactly: queued ≥ {FIRST_LOOK_CAP:,} per entrypoint shown as "
+                f"{FIRST_LOOK_CAP:,}+, held not counted yet"
+            )
+        elif tracked.capped:
+            parts.append(f"deferred counted up to {DEFERRED_CAP:,}")
+        return "; ".join(parts) + " (r: count exactly now)"
 
     def _with_counts(self, windows: dict[str, Windows]) -> dict[str, Windows]:
         """Picked and held jobs come from the depth tracker (no scan of the queue table)."""
