@@ -91,8 +91,9 @@ async def test_counts_equal_database_truth_after_a_real_worker(fresh_database: s
             assert cell(app, "later", "oldest") == "–"  # deferred jobs are not waiting yet
             totals = str(app.screen.query_one("#totals-line").render())
             assert "queued 12 (ready 7, deferred 5)" in totals and "held 6" in totals
-            # p50/p95 come from pgqueuer's percentile query over the log.
-            assert cell(app, "ok", "p50") != "–"
+            # p50/p95 come from pgqueuer's percentile query over the log, read right after
+            # the first paint.
+            await wait_until(pilot, lambda: cell(app, "ok", "p50") != "–", what="p50")
     finally:
         await backend.close()
 

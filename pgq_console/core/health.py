@@ -21,6 +21,8 @@ lock waits below must still be shown.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.metadata import version
@@ -30,6 +32,8 @@ from pgq_console.core.actions import Action, ActionPreview
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend, Tx
+
+log = logging.getLogger(__name__)
 
 LONG_TRANSACTION = timedelta(minutes=1)
 
@@ -96,6 +100,7 @@ class HealthSnapshot:
     listeners: tuple[Session, ...]
     notify_queue_usage: float  # 0..1
     schema: SchemaStatus
+    held_index: HeldIndex | None = None  # None: could not be read
 
 
 def _table_names(backend: Backend) -> list[str]:
@@ -223,6 +228,11 @@ async def fetch_health(
     except Exception as exc:  # a lock on a queue table: the rest of the screen still matters
         sizes_problem = " ".join(str(exc).split())[:120] or type(exc).__name__
     schema = await fetch_schema_status(backend)
+    held_index: HeldIndex | None = None
+    try:
+        held_index = await fetch_held_index(backend)
+    except Exception:  # the rest of the screen still matters
+        held_index = None
     tables: list[TableHealth] = []
     long: list[Session] = []
     locks: list[Session] = []
@@ -267,6 +277,7 @@ async def fetch_health(
         listeners=tuple(listeners),
         notify_queue_usage=usage,
         schema=schema,
+        held_index=held_index,
     )
 
 
@@ -352,3 +363,173 @@ class SchemaAction(Action):
 
     def predicate_description(self) -> str:
         return "the PgQueuer schema"
+
+
+# -- the index PgQueuer does not have: held failures ----------------------------------------------
+
+# PgQueuer indexes queued and picked rows (partial indexes) but not held failures
+# (status = 'failed'): counting them, or a `status:failed` page when they are rare and old, reads
+# the whole queue table. The Database screen offers this index as a guarded action.
+HELD_INDEX_SUFFIX = "_held_ep_id_idx"
+
+
+def held_index_name(backend: Backend) -> str:
+    return f"{backend.installation.settings.queue_table}{HELD_INDEX_SUFFIX}"
+
+
+def held_index_sql(backend: Backend) -> str:
+    names = backend.installation.settings.qualified
+    index = held_index_name(backend)  # CREATE INDEX puts it in the table's schema
+    return (
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} "
+        f"ON {names.queue_table} (entrypoint, id) WHERE status = 'failed'"
+    )
+
+
+def held_count_sql(backend: Backend) -> str:
+    """The statement whose plan is shown: held failures per entrypoint (the overview's count)."""
+    queue = backend.installation.settings.qualified.queue_table
+    return f"SELECT entrypoint, count(*) FROM {queue} WHERE status = 'failed' GROUP BY entrypoint"
+
+
+@dataclass(frozen=True)
+class HeldIndex:
+    name: str
+    exists: bool
+    valid: bool  # False: a CREATE INDEX CONCURRENTLY that failed left it INVALID (unused)
+    plan: tuple[str, ...]  # EXPLAIN of `held_count_sql` as it runs now
+    building: str | None = None  # a build in progress: its phase and how far
+
+    @property
+    def usable(self) -> bool:
+        return self.exists and self.valid
+
+
+async def fetch_held_index(backend: Backend) -> HeldIndex:
+    name = held_index_name(backend)
+    schema = backend.installation.settings.db_schema or ""
+    rows = await backend.read(
+        "SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relname = $1 AND n.nspname = coalesce(nullif($2::text, ''), current_schema())",
+        name,
+        schema,
+    )
+    plan = await backend.read("EXPLAIN " + held_count_sql(backend))
+    building = None
+    if rows and not rows[0]["valid"]:
+        progress = await backend.read(
+            "SELECT p.phase, p.blocks_done, p.blocks_total FROM pg_stat_progress_create_index p "
+            "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = $1",
+            name,
+        )
+        if progress:
+            p = progress[0]
+            total = int(p["blocks_total"] or 0)
+            done = f", {100 * int(p['blocks_done'] or 0) // total}% of blocks" if total else ""
+            building = f"{p['phase']}{done}"
+    return HeldIndex(
+        name=name,
+        exists=bool(rows),
+        valid=bool(rows and rows[0]["valid"]),
+        plan=tuple(str(next(iter(r.values()))) for r in plan),
+        building=building,
+    )
+
+
+# Index builds started by HeldIndexAction, by index name (they outlive the dialog).
+HELD_INDEX_BUILDS: dict[str, asyncio.Task[None]] = {}
+
+
+async def _build_held_index(backend: Backend, statements: tuple[str, ...]) -> None:
+    connection = await backend.new_connection()
+    try:
+        driver = backend.new_driver(connection)
+        await driver.execute("SET statement_timeout = 0")  # minutes on millions of rows
+        for statement in statements:
+            await driver.execute(statement)
+    except Exception as exc:
+        log.warning("building the held-failures index failed: %s", exc)
+        raise
+    finally:
+        close = getattr(connection, "close", None)
+        if close is not None:
+            await close()
+
+
+@dataclass
+class HeldIndexAction(Action):
+    """`CREATE INDEX CONCURRENTLY` on held failures, previewed with the plan it changes.
+
+    CONCURRENTLY cannot run in a transaction, so it runs on a connection of its own (without
+    the console's statement timeout: on 10M rows it takes minutes), started by `apply`; the
+    framework's transaction carries the audit announcement. An INVALID index left by a failed
+    attempt is dropped (concurrently) first. The plan after is what the Database screen shows.
+    """
+
+    backend: Backend | None = None
+    before: HeldIndex | None = None
+
+    def __post_init__(self) -> None:
+        self.name, self.title, self.verb = (
+            "held-index",
+            "Index held failures (status = 'failed')",
+            "create index",
+        )
+
+    def statements(self, backend: Backend) -> tuple[str, ...]:
+        drop = f"DROP INDEX CONCURRENTLY IF EXISTS {held_index_name(backend)}"
+        create = held_index_sql(backend)
+        if self.before is not None and self.before.exists and not self.before.valid:
+            return (drop, create)
+        return (create,)
+
+    async def preview(self, backend: Backend) -> ActionPreview:
+        self.backend = backend
+        self.before = await fetch_held_index(backend)
+        statements = () if self.before.usable else self.statements(backend)
+        notes = [
+            "CONCURRENTLY: PgQueuer's workers keep writing; it reads the whole queue table "
+            "(minutes on millions of rows) and runs without the console's statement timeout.",
+            "Each hold and requeue then also updates this small index.",
+        ]
+        if self.before.usable:
+            notes.insert(0, f"{self.before.name} exists already: nothing to do")
+        elif self.before.exists:
+            notes.insert(0, f"{self.before.name} is INVALID (a failed build): dropped first")
+        return ActionPreview(
+            action=self.name,
+            title=self.title,
+            verb=self.verb,
+            count=len(statements) and 1,
+            matching=len(statements) and 1,
+            ids=(),
+            columns=(f"plan now of: {held_count_sql(backend)}",),
+            sample=tuple((line,) for line in self.before.plan[:8]),
+            statement=";\n".join(statements),
+            predicate=f"{backend.installation.label}: index {self.before.name}",
+            notes=tuple(notes),
+            noun="index",
+        )
+
+    async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
+        """Start the build and return: CONCURRENTLY waits for every transaction older than
+        it, this action's own (which carries the audit) included, so it cannot finish inside
+        it. The build goes on aside on its own connection; the Database screen shows its
+        progress, then the plan after. If the console quits first, the build is cancelled and
+        leaves an INVALID index, which this action drops the next time."""
+        assert self.backend is not None
+        backend = self.backend
+        key = held_index_name(backend)
+        running = HELD_INDEX_BUILDS.get(key)
+        if running is not None and not running.done():
+            from pgq_console.core.errors import ConsoleError
+
+            raise ConsoleError(f"{key} is being built already")
+        HELD_INDEX_BUILDS[key] = asyncio.create_task(
+            _build_held_index(backend, self.statements(backend)), name=f"build {key}"
+        )
+        return (1,)
+
+    def predicate_description(self) -> str:
+        return f"index {held_index_name(self.backend) if self.backend else ''}"

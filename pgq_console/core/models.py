@@ -104,3 +104,6 @@ class RefreshStatus:
     # The read replica's state (lag, or why reads are on the primary); None without one.
     replica: str | None = None
     replica_in_use: bool = False
+    # While the depths are not exact yet (a large queue before its first exact count): what
+    # the numbers are (lower bounds) and how to get exact ones. None once they are exact.
+    depth_note: str | None = None

@@ -32,6 +32,13 @@ from pgqueuer.domain import models as pgq_models
 
 from pgq_console.core.backend import ANY_DRIVER_ERRORS, CONNECT_TIMEOUT_S, Backend
 from pgq_console.core.clock import Clock
+from pgq_console.core.depth import (
+    DEFERRED_CAP,
+    FIRST_LOOK_CAP,
+    RESYNC_EVERY_S,
+    DepthTracker,
+    TrackedDepth,
+)
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.models import Durations, OverviewSnapshot, RefreshStatus
 from pgq_console.core.refresh_loop import (
@@ -44,7 +51,6 @@ from pgq_console.core.refresh_loop import describe_outage as _describe_outage
 from pgq_console.core.stats import (
     Depth,
     Windows,
-    fetch_depth,
     fetch_durations,
     fetch_windows,
     merge_rows,
@@ -59,10 +65,16 @@ DURATIONS_EVERY_S = 15.0
 DURATIONS_WINDOW = timedelta(minutes=5)
 COST_WINDOW_S = 60.0
 MIN_COST_WINDOW_S = 2.0
-# Slices of the budget: depth answers events; windows and durations read the log.
-DEPTH_SHARE = 0.6
+# Slices of the budget: depth answers events; windows and durations read the log; the exact
+# re-count of the depths and the ready/deferred split keep the log-followed depths honest.
+DEPTH_SHARE = 0.5
 WINDOWS_SHARE = 0.2
-DURATIONS_SHARE = 0.2
+DURATIONS_SHARE = 0.15
+RESYNC_SHARE = 0.1
+DEFERRED_SHARE = 0.05
+DEFERRED_EVERY_S = 5.0  # the ready/deferred split, when no job was queued since (time moves it)
+DEFERRED_SOON_S = 1.0  # ... and when jobs were queued since (some may be deferred)
+RESYNC_RETRY_S = 60.0
 STATUS_EVERY_S = 1.0  # at most this often an event alone repaints the header (refreshes do too)
 MIN_INTERVAL_S = 0.25
 MAX_INTERVAL_S = 60.0
@@ -105,6 +117,10 @@ class Pacer:
         recent = sorted(self._depth)
         if len(recent) > 2:
             recent.pop()  # one outlier does not set the pace
+        else:
+            # The first reads of a new connection plan the statement cold (100x a warm one):
+            # there is no pace until three readings say what a read costs.
+            return 0.0
         return sum(recent) / len(recent) / (self.budget * DEPTH_SHARE)
 
     def cost(self, now: float) -> float:
@@ -134,7 +150,9 @@ class Refresher:
         on_snapshot: Callable[[OverviewSnapshot], None],
         on_status: Callable[[RefreshStatus], None],
         interval_s: float = 2.0,
-        budget: float = 0.04,  # aim below the 5 % ceiling: the cost window lags
+        # 2 % of a core at most, at any queue size: depths follow the log (cheap); the tiers
+        # that read more stretch their cadence to stay in their slices.
+        budget: float = 0.02,
         listen: bool = True,
         active: Callable[[], bool] = lambda: True,
     ) -> None:
@@ -167,12 +185,23 @@ class Refresher:
         self._windows: dict[str, Windows] = {}
         self._depth: dict[str, Depth] = {}
         self._windows_due = 0.0
+        # Depths follow PgQueuer's log after one exact count (core/depth.py); the exact count
+        # runs aside, on its own connection, so refreshes go on while it does.
+        self.tracker = DepthTracker(backend.installation)
+        self._tracked: TrackedDepth | None = None
+        self._deferred_due = 0.0
+        self._resync_due = 0.0
+        self._resync_task: asyncio.Task[None] | None = None
+        self._deferred_last = 0.0
+        self._depth_paces = True
+        self.tracker_resync_every_s = RESYNC_EVERY_S
         self._status_published_at = -1.0
         self._retry_delay = 0.0
         self._last_ok_at: datetime | None = None
         # The live-path proof: the queue's size at the last refresh, when that depth read
         # started, the last event, and since when growth has waited for its NOTIFY.
         self._last_queued: int | None = None
+        self._proof_generation = -1
         self._last_depth_started = 0.0
         self._last_event_mono: float | None = None
         self._unnotified_since: float | None = None
@@ -187,6 +216,12 @@ class Refresher:
         if self._event_due is None:
             self._event_due = self.clock.monotonic() + EVENT_DEBOUNCE_S
             self._wake.set()
+
+    def request_exact(self) -> None:
+        """Count the depths exactly now (a key, the console's own write, a TRUNCATE)."""
+        self.tracker.request_resync()
+        self._deferred_due = 0.0
+        self.request_refresh()
 
     def wake(self) -> None:
         """Look at the due time again (the screen came back into view)."""
@@ -204,6 +239,15 @@ class Refresher:
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            if self._resync_task is not None:
+                self._resync_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._resync_task
+
+    async def _run(self) -> None:
         if self._listen:
             await self._start_listening()
         await self._refresh()
@@ -250,28 +294,32 @@ class Refresher:
     async def _refresh(self) -> None:
         """Depth first and shown at once; the log-reading tiers after, when they are due.
 
-        The first refresh (and the first after a reconnect) reads everything before it shows
-        anything, so the screen never shows depth with empty windows.
+        The first refresh (and the first after a reconnect) reads the windows before it shows
+        anything, so the screen never shows depth with empty windows; the durations (p50/p95)
+        follow right after that first paint.
         """
         self._event_due = None
         started = self.clock.monotonic()
         full = self._windows_due == 0.0
         try:
-            slow_spent = await self._refresh_slow_tiers(started) if full else 0.0
+            # The windows before the first paint; the durations (a percentile over the log:
+            # seconds at 10M rows) right after it.
+            slow_spent = await self._refresh_slow_tiers(started, durations=False) if full else 0.0
             depth_started = self.clock.monotonic()
-            reading = await fetch_depth(self.backend)
-            self._depth = reading.depth
+            server_s_or_none = await self._follow_depth()
             self._prove_live_path(depth_started)
             if self.backend.replica is not None:  # lag for the header, measured aside
                 self.backend.replica.check_soon()
             client_s = self.clock.monotonic() - depth_started
             # Pace on the database's own time when it told us; the client's includes CPU waits.
             # It cannot exceed the round trip the clock saw (with a FixedClock: nothing).
-            server_s = reading.server_s if reading.server_s is not None else client_s
+            server_s = server_s_or_none if server_s_or_none is not None else client_s
             self._last_overview_s = min(server_s, client_s)
-            self.pacer.depth_took(self._last_overview_s)
-            self._show(started, spent=self._last_overview_s + slow_spent)
-            if not full and self.clock.monotonic() >= min(self._windows_due, self._durations_due):
+            if self._depth_paces:  # a first look or exact count is a one-off: booked, not pace
+                self.pacer.depth_took(self._last_overview_s)
+            deferred_spent = await self._refresh_deferred()
+            self._show(started, spent=self._last_overview_s + slow_spent + deferred_spent)
+            if self.clock.monotonic() >= min(self._windows_due, self._durations_due):
                 slow_started = self.clock.monotonic()
                 slow_spent = await self._refresh_slow_tiers(slow_started)
                 self._show(slow_started, spent=slow_spent)
@@ -284,14 +332,88 @@ class Refresher:
             self._retry_delay = backoff_delay(self._failures, self.status.interval_s)
             await self._failed(exc)
 
-    async def _refresh_slow_tiers(self, started: float) -> float:
+    async def _follow_depth(self) -> float | None:
+        """The depth tier: a capped first look, then the log rows since the last read; the
+        exact count starts aside when it is due. Returns the server's time, if it said."""
+        tracker = self.tracker
+        self._depth_paces = tracker.cursor is not None
+        if tracker.cursor is None:
+            server_s = await tracker.first_look(self.backend)
+            if tracker.small and not tracker.capped:
+                # Milliseconds: count exactly before showing anything (held jobs included).
+                started = self.clock.monotonic()
+                exact_s = await tracker.resync(self.backend)
+                self._resync_due = started + self.tracker_resync_every_s
+                if server_s is not None and exact_s is not None:
+                    server_s += exact_s
+            else:
+                self._start_resync()
+        else:
+            server_s = await tracker.advance(self.backend)
+            if tracker.resync_requested or self.clock.monotonic() >= self._resync_due:
+                self._start_resync()
+        self._tracked = tracker.reading(server_s)
+        self._depth = self._tracked.depth
+        return server_s
+
+    async def _refresh_deferred(self) -> float:
+        """The ready/deferred split (time moves jobs from deferred to ready, unlogged): for all
+        entrypoints paced by its own cost, for those with newly queued jobs within a second.
+        Returns the seconds it spent in the database."""
+        started = self.clock.monotonic()
+        everyone = started >= self._deferred_due
+        touched = bool(self.tracker.queued_touched) and (
+            started >= self._deferred_last + DEFERRED_SOON_S
+        )
+        if not (everyone or touched):
+            return 0.0
+        self._deferred_last = started
+        server_s = await self.tracker.refresh_deferred(self.backend, touched_only=not everyone)
+        client_s = self.clock.monotonic() - started
+        spent = min(client_s, server_s) if server_s is not None else client_s
+        if everyone:
+            self._deferred_due = started + max(
+                DEFERRED_EVERY_S, spent / (self.budget * DEFERRED_SHARE)
+            )
+        self._tracked = self.tracker.reading(self._tracked.server_s if self._tracked else None)
+        self._depth = self._tracked.depth
+        return spent
+
+    def _start_resync(self) -> None:
+        if self._resync_task is not None and not self._resync_task.done():
+            return
+        self._resync_task = asyncio.create_task(self._resync(), name="depth exact count")
+
+    async def _resync(self) -> None:
+        """The exact count of every depth, aside from the refreshes, paced by its cost."""
+        started = self.clock.monotonic()
+        try:
+            server_s = await self.tracker.resync(self.backend)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The log-followed numbers stay (marked as lower bounds until one succeeds).
+            log.warning("exact depth count failed: %s", error_line(exc))
+            self.tracker.resync_requested = False
+            self._resync_due = self.clock.monotonic() + RESYNC_RETRY_S
+            return
+        ended = self.clock.monotonic()
+        spent = min(ended - started, server_s) if server_s is not None else ended - started
+        self.pacer.book(ended, spent)
+        self._resync_due = started + max(
+            self.tracker_resync_every_s, spent / (self.budget * RESYNC_SHARE)
+        )
+        self._deferred_due = 0.0
+        self.request_refresh()  # show the exact numbers
+
+    async def _refresh_slow_tiers(self, started: float, *, durations: bool = True) -> float:
         """Windows and durations read the log: each keeps to its own slice of the budget.
 
         Returns the seconds they spent in the database (the server's own count where it gave
         one), which is what the budget books.
         """
         total = 0.0
-        if started >= self._durations_due:
+        if durations and started >= self._durations_due:
             self._durations = await fetch_durations(self.backend, DURATIONS_WINDOW)
             spent = self.clock.monotonic() - started
             total += spent
@@ -300,7 +422,7 @@ class Refresher:
             )
         if started >= self._windows_due:
             windows_started = self.clock.monotonic()
-            reading = await fetch_windows(self.backend)
+            reading = await fetch_windows(self.backend, counts=False)
             self._windows = reading.windows
             spent = self.clock.monotonic() - windows_started
             # Paced like the depth tier, on the database's own time when it told us: a stall of
@@ -319,7 +441,7 @@ class Refresher:
         self._failures = 0
         self._account(ended, spent)
         self._last_ok_at = self.clock.now()
-        rows = merge_rows(self._depth, self._windows, self._durations)
+        rows = merge_rows(self._depth, self._with_counts(self._windows), self._durations)
         replica = self.backend.replica
         self._on_snapshot(
             OverviewSnapshot(taken_at=self.clock.now(), rows=rows, refresh_s=ended - started)
@@ -337,8 +459,40 @@ class Refresher:
                 reconnects=self.status.reconnects + (1 if recovered else 0),
                 replica=replica.status.describe() if replica else None,
                 replica_in_use=bool(replica and replica.status.in_use),
+                depth_note=self._depth_note(),
             )
         )
+
+    def _depth_note(self) -> str | None:
+        """What the screen must say while depths are not exact (None when they are)."""
+        tracked = self._tracked
+        if tracked is None:
+            return None
+        if tracked.exact and not tracked.capped:
+            return None
+        parts = []
+        if not tracked.exact:
+            parts.append(
+                f"counting exactly: queued ≥ {FIRST_LOOK_CAP:,} per entrypoint shown as "
+                f"{FIRST_LOOK_CAP:,}+, held not counted yet"
+            )
+        elif tracked.capped:
+            parts.append(f"deferred counted up to {DEFERRED_CAP:,}")
+        return "; ".join(parts) + " (r: count exactly now)"
+
+    def _with_counts(self, windows: dict[str, Windows]) -> dict[str, Windows]:
+        """Picked and held jobs come from the depth tracker (no scan of the queue table)."""
+        tracked = self._tracked
+        if tracked is None:
+            return windows
+        out = dict(windows)
+        for entrypoint in tracked.picked.keys() | tracked.held.keys():
+            out[entrypoint] = replace(
+                out.get(entrypoint, Windows()),
+                picked=tracked.picked.get(entrypoint, 0),
+                held=tracked.held.get(entrypoint, 0),
+            )
+        return out
 
     async def _failed(self, exc: BaseException) -> None:
         now = self.clock.now()
@@ -378,6 +532,10 @@ class Refresher:
         broken once that lasts `LIVE_PROOF_PERIODS` timer periods."""
         queued = sum(d.ready + d.deferred for d in self._depth.values())
         previous, self._last_queued = self._last_queued, queued
+        if self.tracker.generation != self._proof_generation:
+            # A first look or exact count replaced the numbers: a jump, not inserts.
+            self._proof_generation = self.tracker.generation
+            previous = None
         previous_started, self._last_depth_started = self._last_depth_started, depth_started
         if not (self._listen and self.status.listening):
             self._unnotified_since = None
@@ -437,6 +595,8 @@ class Refresher:
         latency = None
         if isinstance(event, pgq_models.TableChangedEvent):
             latency = max(0.0, (received - event.sent_at).total_seconds())
+            if event.operation == "truncate":  # no log rows: count again
+                self.tracker.request_resync()
             self.request_refresh()
         status = replace(
             self.status,

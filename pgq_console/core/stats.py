@@ -166,9 +166,12 @@ def _server_time(rows: list[dict[str, Any]]) -> float | None:
     return max((float(r["server_s"]) for r in rows), default=None)
 
 
-async def fetch_windows(backend: Backend) -> WindowsReading:
-    """The log windows, picked jobs and held failures: what no NOTIFY announces."""
-    counted = await backend.read(picked_held_sql(backend.installation))
+async def fetch_windows(backend: Backend, *, counts: bool = True) -> WindowsReading:
+    """The log windows, picked jobs and held failures: what no NOTIFY announces.
+
+    `counts=False` leaves picked and held out (the live overview follows them from the log).
+    """
+    counted = await backend.read(picked_held_sql(backend.installation)) if counts else []
     windows = {
         str(r["entrypoint"]): Windows(picked=int(r["picked"]), held=int(r["held"])) for r in counted
     }

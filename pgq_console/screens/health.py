@@ -3,6 +3,7 @@ listeners, schema status, with install/upgrade as guarded actions."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from rich.text import Text
@@ -14,6 +15,7 @@ from textual.widgets import Static
 from pgq_console.core.health import (
     LONG_TRANSACTION,
     HealthSnapshot,
+    HeldIndexAction,
     SchemaAction,
     Session,
     fetch_health,
@@ -62,17 +64,22 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         *PolledScreen.BINDINGS,
         Binding("u", "upgrade", "Upgrade schema", id="database.upgrade"),
         Binding("i", "install", "Install schema", show=False, id="database.install"),
+        Binding("f", "held_index", "Index held failures", id="database.held-index"),
     ]
     GLOSSARY = (
         ("Live / Dead", "live rows / dead row versions left by updates and deletes"),
         ("Dead%", "dead of all row versions: high means vacuum is behind (bloat, slow scans)"),
         ("Autovacuum", "time since autovacuum last ran on the table"),
         ("Kind", "logged or unlogged (unlogged tables are emptied by a crash)"),
+        (
+            "held failures",
+            "index on status = 'failed' (f creates it, CONCURRENTLY); plan of the count",
+        ),
         ("Xact age", "how long that transaction has been open: it holds back vacuum"),
         ("Waiting on / blocked by", "the lock it waits for, or the session blocking it"),
         ("→ N more", "columns left out for width: → and ← page through them"),
     )
-    WRITE_ACTIONS = frozenset({"upgrade", "install"})
+    WRITE_ACTIONS = frozenset({"upgrade", "install", "held_index"})
 
     async def fetch(self) -> HealthSnapshot:
         return await fetch_health(self.backend)
@@ -81,6 +88,7 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         with VerticalScroll(id="health-body"):
             yield Static(id="health-schema")
             yield Static(id="health-notify")
+            yield Static(id="health-held-index")
             yield LiveTable(TABLE_COLUMNS, id="health-tables")
             yield Static(id="health-sessions-title")
             yield LiveTable(SESSION_COLUMNS, id="health-sessions")
@@ -113,6 +121,7 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         if usage >= NOTIFY_WARN:
             notify.append(" — a listener is not consuming (stuck in a transaction?)", style=bad)
         self.query_one("#health-notify", Static).update(notify)
+        self.query_one("#health-held-index", Static).update(self._held_index_line(data, bad, ok))
 
         rows = {}
         for table in data.tables:
@@ -165,6 +174,29 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         )
         self.query_one("#health-listeners", Static).update(listeners)
 
+    def _held_index_line(self, data: HealthSnapshot, bad: str, ok: str) -> Text:
+        """Whether held failures have an index, and the plan of their count as it runs now."""
+        line = Text(" held failures: ")
+        index = data.held_index
+        if index is None:
+            line.append("index state unknown", style=bad)
+            return line
+        if index.usable:
+            line.append(f"indexed ({printable(index.name)})", style=ok)
+        elif index.building is not None:
+            line.append(f"building {printable(index.name)}: {printable(index.building)}")
+        else:
+            state = "INVALID index" if index.exists else "no index (PgQueuer has none)"
+            line.append(f"{state}: counts and status:failed pages read the table", style=bad)
+            if not self.backend.read_only:
+                line.append("  (f: review and create)")
+        # The plan's top node without its cost estimates (they move with every ANALYZE).
+        plan = re.sub(r"\s*\(cost=[^)]*\)", "", index.plan[0]).strip() if index.plan else "?"
+        line.append(
+            f"   plan: {printable(plan, limit=80)}", style=self.app.theme_variables.get("muted", "")
+        )
+        return line
+
     def _session_cells(
         self, why: str, session: Session, now: datetime, detail: str
     ) -> dict[str, Text]:
@@ -183,6 +215,9 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
 
     def action_install(self) -> None:
         self.confirm_action(SchemaAction(upgrade=False))
+
+    def action_held_index(self) -> None:
+        self.confirm_action(HeldIndexAction())
 
 
 def _pids(session: Session) -> str:

@@ -236,7 +236,7 @@ class OverviewScreen(Screen[None]):
 
     def action_refresh_now(self) -> None:
         if self.refresher:
-            self.refresher.request_refresh()
+            self.refresher.request_exact()  # and the depths counted exactly, aside
 
     def action_toggle_pause(self) -> None:
         if self.refresher:

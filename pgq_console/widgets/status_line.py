@@ -155,6 +155,8 @@ class LiveLine(QuietStatic):
             pacing += f" (slowed to {status.effective_interval_s:.1f}s)"
         fields.append(Text(f"refresh {pacing}", style=muted))
         fields.append(Text(f"console db time {status.db_cost * 100:.1f}%", style=muted))
+        if status.depth_note is not None:
+            fields.append(Text(status.depth_note, style="bold"))
         if status.replica is not None:
             fields.append(
                 Text(status.replica, style=muted if status.replica_in_use else "bold")

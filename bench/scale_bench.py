@@ -1,0 +1,562 @@
+"""The console at scale: 10M queued jobs + 10M log rows, locally and 50 ms away.
+
+One run compares two trees of the console side by side on the same data: `before` (a commit,
+extracted with `git archive`, default 8ff1649) and `after` (this checkout). Each side is a
+child process running the real app headless (Textual `run_test`, 160x50, asyncpg pool,
+refresh 2 s), launched by this script, which measures:
+
+- first numbers: from the child's launch (before importing the console) to the first overview
+  row with a queued count on screen;
+- refresh gaps after the first paint (including the first 10 s);
+- probes during the window: a job for a new entrypoint until its row appears; a held failure
+  (enqueue, pick, log as failed: UPDATEs, no NOTIFY) until the Held cell shows it;
+- the console's database time in the window (server log, log_min_duration_statement = 0,
+  summed for application_name pgq-console), as a fraction of one core;
+- every screen (keys 2..8): from the key to the first frame after a read that started after
+  the key, and how many statements that took; the jobs page (key 2) and the job detail
+  (enter on the first job) repeated for p50/p95.
+
+Light traffic runs meanwhile (a producer and a PgQueuer worker on one entrypoint, `bg`).
+With `--rtt` each side also runs through `delay_proxy.DelayProxy` (that much added round trip).
+
+    .venv/bin/python bench/scale_bench.py                        # 10M + 10M, both sides, ~15 min
+    .venv/bin/python bench/scale_bench.py --rows 200000 --log-rows 200000 --window 20   # quick
+    .venv/bin/python bench/scale_bench.py --dsn postgresql://...  # your server (CREATEDB)
+
+Without --dsn a throwaway pgserver PostgreSQL is started and removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import overview_bench as ob  # noqa: E402
+from delay_proxy import DelayProxy  # noqa: E402
+
+CONSOLE_APP = "pgq-console"
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+async def load(dsn: str, rows: int, log_rows: int) -> dict[str, Any]:
+    """10M+10M in minutes: indexes dropped during the INSERTs and rebuilt after."""
+    import asyncpg
+
+    admin = await asyncpg.connect(dsn, server_settings={"application_name": ob.ADMIN_APP})
+    out: dict[str, Any] = {}
+    try:
+        await admin.execute("SET maintenance_work_mem = '512MB'")
+        indexes = await admin.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
+            "('pgqueuer', 'pgqueuer_log') AND indexname NOT LIKE '%pkey'"
+        )
+        for r in indexes:
+            await admin.execute(f'DROP INDEX "{r["indexname"]}"')
+        entrypoints = list(ob.ENTRYPOINTS)
+        t = time.perf_counter()
+        await admin.execute(ob.LOAD_QUEUE_SQL, rows, entrypoints)
+        out["load_queue_s"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        # As PgQueuer's workers leave them: aggregated into the statistics table.
+        aggregated = ob.LOAD_LOG_SQL.replace("false\nFROM", "true\nFROM")
+        assert aggregated != ob.LOAD_LOG_SQL
+        await admin.execute(aggregated, log_rows, entrypoints)
+        await admin.execute(
+            """INSERT INTO pgqueuer_statistics (created, count, priority, status, entrypoint)
+            SELECT date_trunc('sec', created), count(*), priority, status, entrypoint
+            FROM pgqueuer_log GROUP BY 1, 3, 4, 5"""
+        )
+        out["load_log_s"] = round(time.perf_counter() - t, 1)
+        # New jobs must not reuse the job ids of the generated log history.
+        await admin.execute(
+            "SELECT setval(pg_get_serial_sequence('pgqueuer', 'id'), "
+            "(SELECT max(job_id) + 1000 FROM pgqueuer_log))"
+        )
+        t = time.perf_counter()
+        for r in indexes:
+            await admin.execute(r["indexdef"])
+        out["indexes_s"] = round(time.perf_counter() - t, 1)
+        t = time.perf_counter()
+        await admin.execute("VACUUM ANALYZE")
+        out["vacuum_analyze_s"] = round(time.perf_counter() - t, 1)
+        row = await admin.fetchrow(
+            "SELECT (SELECT count(*) FROM pgqueuer) AS queue,"
+            " (SELECT count(*) FROM pgqueuer WHERE status = 'queued') AS queued,"
+            " (SELECT count(*) FROM pgqueuer_log) AS log,"
+            " pg_size_pretty(pg_total_relation_size('pgqueuer')) AS queue_size,"
+            " pg_size_pretty(pg_total_relation_size('pgqueuer_log')) AS log_size"
+        )
+        out["data"] = dict(row) if row else {}
+    finally:
+        await admin.close()
+    return out
+
+
+# -- traffic ----------------------------------------------------------------------------------
+
+
+async def traffic(dsn: str, rate: float, stop: asyncio.Event) -> dict[str, int]:
+    """A producer at `rate` jobs/s and a PgQueuer worker on entrypoint `bg`."""
+    import asyncpg
+    from pgqueuer import QueueManager
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.models import Job
+    from pgqueuer.queries import Queries
+
+    counts = {"produced": 0, "done": 0}
+    producer = await asyncpg.connect(dsn, server_settings={"application_name": ob.PRODUCER_APP})
+    worker = await asyncpg.connect(dsn, server_settings={"application_name": ob.WORKER_APP})
+    qm = QueueManager(Queries(AsyncpgDriver(worker)))
+
+    @qm.entrypoint("bg")
+    async def bg(job: Job) -> None:
+        counts["done"] += 1
+
+    async def produce() -> None:
+        queries = Queries(AsyncpgDriver(producer))
+        while not stop.is_set():
+            await queries.enqueue("bg", b"x")
+            counts["produced"] += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1 / rate)
+
+    async def stopper() -> None:
+        await stop.wait()
+        qm.shutdown.set()
+
+    try:
+        await asyncio.gather(
+            produce(), qm.run(dequeue_timeout=timedelta(seconds=5), batch_size=10), stopper()
+        )
+    finally:
+        await producer.close()
+        await worker.close()
+    return counts
+
+
+# -- one side (child process) -----------------------------------------------------------------
+
+
+async def child(dsn: str, window_s: float, launched: float, out_path: Path, screens: bool) -> None:
+    import asyncpg
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.domain.types import QueueEntrypoint, QueueManagerId
+    from pgqueuer.ports.repository import EntrypointExecutionParameter
+    from pgqueuer.queries import Queries
+
+    from pgq_console.app import PgqConsole
+    from pgq_console.core.backend import open_backend
+    from pgq_console.core.target import DriverKind, Installation
+
+    result: dict[str, Any] = {"imported_s": round(time.time() - launched, 3)}
+    backend = await open_backend(DriverKind.ASYNCPG_POOL, dsn, Installation(), "bench", ())
+    app = PgqConsole(backend, refresh_interval=2.0)
+    reads: list[tuple[float, float]] = []  # (started, ended) of every console read
+    paints: list[float] = []
+    original_read, original_heavy = backend.read, backend.read_heavy
+
+    async def timed(fn: Any, sql: str, *args: object) -> Any:
+        started = time.perf_counter()
+        try:
+            return await fn(sql, *args)
+        finally:
+            reads.append((started, time.perf_counter()))
+
+    backend.read = lambda sql, *a: timed(original_read, sql, *a)  # type: ignore[method-assign]
+    backend.read_heavy = lambda sql, *a: timed(original_heavy, sql, *a)  # type: ignore[method-assign]
+    display = app._display
+
+    def timed_display(screen: Any, renderable: Any) -> None:
+        display(screen, renderable)
+        if renderable is not None:
+            paints.append(time.perf_counter())
+
+    app._display = timed_display  # type: ignore[method-assign]
+
+    def cell(entrypoint: str, column: str) -> str | None:
+        table = ob.overview_table(app)
+        if table is None:
+            return None
+        try:
+            text = str(table.get_cell(entrypoint, column).plain).split()
+        except Exception:
+            return None
+        return text[-1] if text else ""  # without the glyph of states needing action
+
+    def first_numbers() -> bool:
+        table = ob.overview_table(app)
+        if table is None or not table.rows:
+            return False
+        for key in table.rows:
+            value = cell(str(key.value), "ready")
+            if value not in (None, "", "0", "–"):
+                return True
+        return False
+
+    probe = await asyncpg.connect(dsn, server_settings={"application_name": ob.ADMIN_APP})
+    queries = Queries(AsyncpgDriver(probe))
+    try:
+        async with app.run_test(size=(160, 50)) as pilot:
+            t0 = time.perf_counter()
+            wall0 = time.time()
+            while not first_numbers():
+                if time.perf_counter() - t0 > 120:
+                    raise RuntimeError("no numbers within 120 s")
+                await asyncio.sleep(0.005)
+            first = time.time()
+            result["first_numbers_s"] = round(first - launched, 3)
+            result["first_numbers_after_app_start_s"] = round(first - wall0, 3)
+            samples: list[tuple[float, float, float]] = []
+            sampler = asyncio.create_task(ob.sample_refreshes(app, samples))
+            errors: list[str] = []
+
+            async def watch_errors() -> None:
+                while True:
+                    status = ob.refresher_status(app)
+                    if status is not None and status.error and status.error not in errors:
+                        errors.append(status.error)
+                    await asyncio.sleep(0.01)
+
+            watcher = asyncio.create_task(watch_errors())
+
+            async def debug() -> None:
+                last = -1
+                while True:
+                    r = getattr(app.screen, "refresher", None)
+                    if r is not None and r.status.refreshes != last:
+                        last = r.status.refreshes
+                        now = r.clock.monotonic()
+                        print(
+                            f"DEBUG {time.perf_counter() - t0:6.2f} n={last} "
+                            f"gap={r.pacer.depth_gap():.3f} over={r.pacer.over_budget(now)} "
+                            f"due_in={r._next_due() - now:.2f} fail={r._failures} "
+                            f"deferred_in={getattr(r, '_deferred_due', 0) - now:.1f} "
+                            f"slow_in={min(r._windows_due, r._durations_due) - now:.1f}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    await asyncio.sleep(0.01)
+
+            debugger = asyncio.create_task(debug()) if os.environ.get("SCALE_DEBUG") else None
+            warmup = float(os.environ.get("SCALE_WARMUP_S", "0"))
+            if warmup > 0:  # steady state: the startup's one-off reads land before the window
+                await asyncio.sleep(warmup)
+                samples.clear()
+            result["warmup_s"] = warmup
+            print("PHASE window-start", flush=True)
+            window_start = time.perf_counter()
+            new_ep: list[float] = []
+            held: list[float] = []
+            n = 0
+            held_count = 0
+            held_name = f"probe_held_{os.getpid()}"
+            while time.perf_counter() - window_start < window_s:
+                n += 1
+                name = f"probe_{n}_{os.getpid()}"
+                t = time.perf_counter()
+                await queries.enqueue(name, b"p")
+                while cell(name, "ready") != "1":
+                    if time.perf_counter() - t > 30:
+                        break
+                    await asyncio.sleep(0.005)
+                else:
+                    new_ep.append(time.perf_counter() - t)
+                # A held failure: UPDATEs only (pick, then hold): no NOTIFY.
+                await queries.enqueue(held_name, b"h")
+                picked = await queries.dequeue(
+                    batch_size=1,
+                    entrypoints={QueueEntrypoint(held_name): EntrypointExecutionParameter(0)},
+                    queue_manager_id=QueueManagerId(uuid.uuid4()),
+                    global_concurrency_limit=None,
+                    heartbeat_timeout=timedelta(seconds=30),
+                )
+                await queries.log_jobs([(job, "failed", None) for job in picked])
+                held_count += 1
+                t = time.perf_counter()
+                while cell(held_name, "held") != str(held_count):
+                    if time.perf_counter() - t > 30:
+                        break
+                    await asyncio.sleep(0.005)
+                else:
+                    held.append(time.perf_counter() - t)
+                await asyncio.sleep(max(0.0, 2.0 - (time.perf_counter() - t)))
+            print("PHASE window-end", flush=True)
+            sampler.cancel()
+            watcher.cancel()
+            if debugger is not None:
+                debugger.cancel()
+            result["errors"] = errors[:10]
+            gaps = [b[0] - a[0] for a, b in zip(samples, samples[1:], strict=False)]
+            result["window_s"] = round(time.perf_counter() - window_start, 1)
+            result["refreshes"] = len(samples)
+            result["gap_s_max"] = round(max(gaps), 3) if gaps else None
+            result["gap_s_p95"] = round(ob.percentile(gaps, 95), 3) if len(gaps) > 2 else None
+            status = ob.refresher_status(app)
+            result["status"] = ob.status_dict(status)
+            tracker = getattr(getattr(app.screen, "refresher", None), "tracker", None)
+            if tracker is not None:
+                result["tracker"] = {
+                    "resyncs": tracker.resyncs,
+                    "reasons": tracker.resync_reasons,
+                    "deltas": tracker.deltas,
+                    "rows_applied": tracker.rows_applied,
+                }
+            result["new_entrypoint_s"] = _summary(new_ep)
+            result["held_probe_s"] = _summary(held)
+            _write_json(out_path, result)  # the window's numbers, whatever the screens do
+            if screens:
+                try:
+                    result["screens"] = await _screens(app, pilot, reads, paints)
+                except Exception as exc:
+                    result["screens_error"] = repr(exc)
+    finally:
+        await probe.close()
+        await backend.close()
+    _write_json(out_path, result)
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50": round(ob.percentile(values, 50), 3),
+        "p95": round(ob.percentile(values, 95), 3),
+        "max": round(max(values), 3),
+    }
+
+
+async def _fresh(
+    pilot: Any, since: float, reads: list[Any], paints: list[float]
+) -> tuple[float, int]:
+    """Seconds from `since` to the first frame after the first read begun since then ended
+    (and the messages it posted were handled); and how many reads began in that time."""
+    deadline = since + 30
+    while time.perf_counter() < deadline:
+        done = [end for start, end in reads if start >= since]
+        if done:
+            await pilot.pause()
+            mark = time.perf_counter()
+            # Paints are recorded, not signalled: poll them.
+            while not [p for p in paints if p >= mark] and time.perf_counter() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.002)
+            later = [p for p in paints if p >= mark]
+            painted = min(later) if later else mark
+            await asyncio.sleep(0.3)  # let the screen's other reads for this key land
+            count = len([1 for start, _ in reads if since <= start <= painted + 0.3])
+            return painted - since, count
+        await asyncio.sleep(0.002)
+    return float("nan"), 0
+
+
+async def _screens(app: Any, pilot: Any, reads: list[Any], paints: list[float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("2", "3", "4", "5", "6", "8", "1"):
+        t = time.perf_counter()
+        app.action_jump(key)
+        took, statements = await _fresh(pilot, t, reads, paints)
+        out[f"key {key}"] = {"s": round(took, 3), "reads": statements}
+        await asyncio.sleep(1.0)
+    jobs: list[float] = []
+    for _ in range(8):
+        app.action_jump("1")
+        await asyncio.sleep(1.0)
+        t = time.perf_counter()
+        app.action_jump("2")
+        took, _ = await _fresh(pilot, t, reads, paints)
+        jobs.append(took)
+    out["jobs page (key 2)"] = _summary(jobs)
+    await asyncio.sleep(1.0)
+    detail: list[float] = []
+    for _ in range(8):
+        t = time.perf_counter()
+        await pilot.press("enter")
+        took, _ = await _fresh(pilot, t, reads, paints)
+        detail.append(took)
+        await asyncio.sleep(0.5)
+        await pilot.press("escape")
+        await asyncio.sleep(0.5)
+    out["job detail (enter)"] = _summary(detail)
+    return out
+
+
+# -- parent -----------------------------------------------------------------------------------
+
+
+def _take_json(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=1, default=str))
+
+
+def extract(ref: str) -> Path:
+    target = Path(tempfile.mkdtemp(prefix=f"pgqc-scale-{ref}-"))
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+async def run_side(
+    side: str, tree: Path, dsn: str, args: argparse.Namespace, log_path: Path | None
+) -> dict[str, Any]:
+    out_path = Path(tempfile.mkstemp(prefix=f"pgqc-scale-{side}-", suffix=".json")[1])
+    env = dict(os.environ, PYTHONPATH=str(tree), SCALE_WARMUP_S=str(args.warmup))
+    offsets: dict[str, int] = {"launch": ob.log_size(log_path)}
+    launched = time.time()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE / "scale_bench.py"), "--child", "--dsn", dsn,
+        "--window", str(args.window), "--launched", repr(launched), "--out", str(out_path),
+        *(["--screens"] if not args.skip_screens else []),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    tail: list[str] = []
+    while True:
+        line = await proc.stdout.readline()
+        if not line:
+            break
+        text = line.decode(errors="replace").rstrip()
+        if text.startswith("PHASE "):
+            offsets[text.split()[1]] = ob.log_size(log_path)
+            offsets[text.split()[1] + "_t"] = int(time.time())
+        elif text.startswith("DEBUG"):
+            print(text, file=sys.stderr, flush=True)
+        else:
+            tail = (tail + [text])[-20:]
+    await proc.wait()
+    offsets["exit"] = ob.log_size(log_path)
+    result: dict[str, Any] = {"side": side, "rc": proc.returncode}
+    try:
+        result.update(_take_json(out_path))
+    except Exception:
+        result["output_tail"] = tail
+    if log_path is not None and "window-start" in offsets and "window-end" in offsets:
+        text = ob.read_log_slice(log_path, offsets["window-start"], offsets["window-end"])
+        console = ob.sum_log_durations(text).get(CONSOLE_APP, {"ms": 0.0, "entries": 0, "top": []})
+        window = result.get("window_s") or args.window
+        result["db_window"] = {
+            "ms": console["ms"],
+            "statements": console["entries"],
+            "core_fraction": round(console["ms"] / 1000 / window, 5),
+            "top": console["top"][:4],
+        }
+        text = ob.read_log_slice(log_path, offsets["launch"], offsets["window-start"])
+        startup = ob.sum_log_durations(text).get(CONSOLE_APP, {"ms": 0.0, "entries": 0})
+        result["db_startup_ms"] = startup["ms"]
+    return result
+
+
+async def parent(args: argparse.Namespace) -> dict[str, Any]:
+    server = ob.Server(args.dsn)
+    server.start()
+    results: dict[str, Any] = {"args": vars(args), "load_before": os.getloadavg()}
+    dsn = ""
+    trees: dict[str, Path] = {"after": HERE.parent}
+    try:
+        if "before" in args.sides:
+            trees["before"] = extract(args.before)
+        dsn = await ob.create_database(server.dsn, "scale")
+        ob.say(f"loading {args.rows:,} jobs + {args.log_rows:,} log rows")
+        results["load"] = await load(dsn, args.rows, args.log_rows)
+        ob.say(f"loaded: {results['load']}")
+        log_path = server.log_path
+        if log_path is not None:
+            await ob.admin_execute(
+                server.dsn,
+                f"ALTER SYSTEM SET log_line_prefix = '{ob.LOG_PREFIX}'",
+                "ALTER SYSTEM SET lc_messages = 'C'",
+                "SELECT pg_reload_conf()",
+            )
+            name = dsn.split("?")[0].rsplit("/", 1)[-1]
+            await ob.admin_execute(
+                server.dsn, f'ALTER DATABASE "{name}" SET log_min_duration_statement = 0'
+            )
+        stop = asyncio.Event()
+        load_task = asyncio.create_task(traffic(dsn, args.rate, stop))
+        scenarios: list[tuple[str, float]] = [("local", 0.0)]
+        if args.rtt > 0:
+            scenarios.append((f"rtt {args.rtt * 1000:g} ms", args.rtt))
+        for scenario, rtt in scenarios:
+            for side in args.sides:
+                ob.say(f"{scenario}: {side}")
+                if rtt > 0:
+                    async with DelayProxy(dsn, rtt) as proxy:
+                        r = await run_side(side, trees[side], proxy.dsn, args, log_path)
+                else:
+                    r = await run_side(side, trees[side], dsn, args, log_path)
+                r["load_avg"] = os.getloadavg()
+                results[f"{scenario} / {side}"] = r
+                ob.say(json.dumps(r, default=str)[:1500])
+        stop.set()
+        results["traffic"] = await asyncio.wait_for(load_task, 30)
+    finally:
+        if dsn and not args.keep:
+            with contextlib.suppress(Exception):
+                await ob.drop_database(server.dsn, dsn)
+        server.stop()
+        for side, tree in trees.items():
+            if side != "after":
+                shutil.rmtree(tree, ignore_errors=True)
+    results["load_after"] = os.getloadavg()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dsn")
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--log-rows", type=int, default=10_000_000)
+    parser.add_argument("--window", type=float, default=60.0, help="seconds of probes per side")
+    parser.add_argument("--rate", type=float, default=20.0, help="background jobs/s (20)")
+    parser.add_argument("--rtt", type=float, default=0.05, help="remote scenario RTT (0: none)")
+    parser.add_argument("--before", default="8ff1649", help="the commit for the before side")
+    parser.add_argument("--sides", default="before,after")
+    parser.add_argument("--skip-screens", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the database (with --dsn)")
+    parser.add_argument(
+        "--warmup", type=float, default=0.0, help="seconds after first numbers, before the window"
+    )
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--screens", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--launched", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        asyncio.run(child(args.dsn, args.window, args.launched, args.out, args.screens))
+        return
+    args.sides = [s for s in args.sides.split(",") if s]
+    results = asyncio.run(parent(args))
+    text = json.dumps(results, indent=1, default=str)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Before the first exact count of a large queue, the overview says its depths are lower
+bounds and how to get exact ones; `r` asks for an exact count."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from pgq_console.app import PgqConsole
+from pgq_console.core import depth as depth_module
+from pgq_console.core.depth import DepthTracker
+from tests.helpers import backend_for, enqueue, has_row, number, overview_of, wait_until
+
+
+async def test_lower_bounds_are_labelled_until_the_exact_count(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn = fresh_database
+    await enqueue(dsn, "a", 4)
+    # Treat the queue as large: a first look, then the exact count aside (held until released).
+    monkeypatch.setattr(depth_module, "SMALL_QUEUE_BYTES", 0)
+    release = asyncio.Event()
+    exact_counts = 0
+    resync = DepthTracker.resync
+
+    async def held_resync(self: DepthTracker, backend: Any) -> float | None:
+        nonlocal exact_counts
+        await release.wait()
+        exact_counts += 1
+        return await resync(self, backend)
+
+    monkeypatch.setattr(DepthTracker, "resync", held_resync)
+    backend = await backend_for(dsn)
+    app = PgqConsole(backend, refresh_interval=0.5)
+    try:
+        async with app.run_test(size=(200, 30)) as pilot:
+
+            def live_line() -> str:
+                return str(app.screen.query_one("#live-line").render())
+
+            await wait_until(pilot, lambda: has_row(app, "a"))
+            assert number(app, "a", "ready") == "4"
+            await wait_until(pilot, lambda: "counting exactly" in live_line())
+            assert "r: count exactly now" in live_line()
+            release.set()
+            await wait_until(pilot, lambda: "counting exactly" not in live_line())
+            assert exact_counts == 1
+            # `r` asks for another exact count (aside), and refreshes.
+            await pilot.press("r")
+            await wait_until(pilot, lambda: exact_counts == 2)
+            screen = overview_of(app)
+            assert screen.refresher is not None and screen.refresher.tracker.resyncs == 2
+    finally:
+        await backend.close()
