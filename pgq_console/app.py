@@ -353,6 +353,13 @@ class PgqConsole(KeyboardApp):
         """
         if self._exiting():
             return
+        if len(self.screen_stack) > 1:
+            # Help, the command line or a dialog is open: switching modes away and back under it
+            # would take its focus (keys typed then are lost). Build once it is closed.
+            self._startup_timer = self.set_timer(
+                BUILD_AHEAD_DELAY_S, lambda: self._build_ahead(modes)
+            )
+            return
         while modes and not self._switching:  # a profile switch rebuilds every screen anyway
             mode = modes.pop(0)
             current = self.current_mode
