@@ -300,7 +300,7 @@ class PgqConsole(KeyboardApp):
                 BUILD_AHEAD_DELAY_S, lambda: self._build_ahead(list(BUILT_AHEAD_MODES))
             )
         if self.listen:
-            # Toasts for writes made by other consoles (issue 3's audit channel).
+            # Toasts for writes made by other consoles (the audit channel).
             from pgq_console.screens.action_confirm import watch_audit
 
             watch_audit(self, backend)

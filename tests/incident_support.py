@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from tests.screens_w5_support import run_sql
+from tests.screens_support import run_sql
 
 LIVENESS_S = 60.0
 

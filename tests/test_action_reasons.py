@@ -1,4 +1,4 @@
-"""Issue 10 item 4 (dedupe conflicts named in preview and result) and issue 19 item 4 (reasons
+"""Dedupe conflicts named in preview and result, and reasons made plain (typed reasons
 recorded, schedule ids recorded as such, dialogs that say what they act on)."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ async def test_schedule_removal_records_schedule_ids_and_says_schedule(
     from pgq_console.screens.action_confirm import ActionConfirmScreen
     from pgq_console.screens.schedules import SchedulesScreen
     from pgq_console.widgets.live_table import LiveTable
-    from tests.screens_w5_support import console, open_screen, run_sql, until
+    from tests.screens_support import console, open_screen, run_sql, until
 
     await run_sql(
         fresh_database,

@@ -1,4 +1,4 @@
-"""Issue 10 item 5: audit toasts name who really sent them; the listener survives any payload."""
+"""Audit toasts name who really sent them; the listener survives any payload."""
 
 from __future__ import annotations
 

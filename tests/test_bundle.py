@@ -27,7 +27,7 @@ from pgq_console.core.audit import AuditRecord, append
 from tests.conftest import drop_database, make_database
 from tests.helpers import enqueue
 from tests.incident_support import eventually, status_of, worker
-from tests.screens_w5_support import run_sql
+from tests.screens_support import run_sql
 
 SECRETS = ("PLANTED-PW", "TB-SECRET", "PAYLOAD-SECRET", "HEADER-SECRET", "QUERY-SECRET")
 

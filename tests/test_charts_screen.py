@@ -17,7 +17,7 @@ from pgq_console.screens.charts import ChartsScreen
 from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import backend_for
-from tests.screens_w5_support import console, open_screen, run_sql, seed, until
+from tests.screens_support import console, open_screen, run_sql, seed, until
 
 # Everything relative to the server's now(), away from minute boundaries.
 CHARTS_SEED = """
@@ -49,7 +49,7 @@ SELECT 0, 'queued', 'resize_image', now() - interval '30 seconds' FROM generate_
 
 @pytest.fixture  # per test: the seed is relative to now(), minute buckets must not drift
 def charts_dsn(server_dsn: str) -> Iterator[str]:
-    dsn = make_database(server_dsn, "w5_charts")
+    dsn = make_database(server_dsn, "charts")
     seed(dsn, CHARTS_SEED)
     try:
         yield dsn

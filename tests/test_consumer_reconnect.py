@@ -1,4 +1,4 @@
-"""In-process consumers survive a database restart and say what happened (issue 18).
+"""In-process consumers survive a database restart and say what happened.
 
 A consumer drains jobs with a 20 ms handler on a throwaway server that the test restarts: it
 keeps its row, says `reconnecting (attempt N, next in S s, down since HH:MM:SS)`, comes back
@@ -25,7 +25,7 @@ from pgq_console.core.consumers import (
 )
 from pgq_console.core.target import DriverKind
 from tests.helpers import LIVENESS_STRETCH, backend_for, enqueue
-from tests.resilience_w5_support import account, install, restartable_server
+from tests.resilience_support import account, install, restartable_server
 
 ENTRYPOINT = "drained_through_restarts"
 

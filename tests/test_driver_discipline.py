@@ -1,4 +1,4 @@
-"""One connection discipline per driver (issue 19): reads and writes never interleave on a
+"""One connection discipline per driver: reads and writes never interleave on a
 shared connection, and every extra connection is made the way the handed-in one was."""
 
 from __future__ import annotations

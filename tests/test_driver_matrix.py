@@ -1,4 +1,4 @@
-"""The driver matrix (issue 19): every driver of the contract runs the same scenario, enqueue
+"""The driver matrix: every driver of the contract runs the same scenario, enqueue
 from the form's path, consume into held failures, requeue, consume again, while the overview's
 reads run on the same backend; the database is checked after each step. psycopg-sync is the
 contract's enqueue-only driver: it enqueues, and a consumer is refused with the reason."""

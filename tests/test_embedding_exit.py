@@ -1,4 +1,4 @@
-"""An embedded console leaves what it was handed as it found it (issue 19, item 3): no LISTEN,
+"""An embedded console leaves what it was handed as it found it: no LISTEN,
 no listener callback, no checked-out pool connection, no extra connection, loggers restored.
 Embedded five times in a row on the same pool of 4 and on the same connections."""
 

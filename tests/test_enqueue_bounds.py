@@ -1,4 +1,4 @@
-"""payload × copies is bounded (issue 19, item 6): batches sized by bytes, a cap on the total
+"""payload × copies is bounded: batches sized by bytes, a cap on the total
 with a one-line message in the form, and a cancel that waits for one short batch at most."""
 
 from __future__ import annotations

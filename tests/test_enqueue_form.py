@@ -154,7 +154,7 @@ async def test_enqueue_many_from_the_form_shows_progress_and_ids(form_dsn: str) 
         rows = await jobs(form_dsn, "bulk_form")
         assert [row["id"] for row in rows] == list(form.result.ids)
         assert {row["priority"] for row in rows} == {3}
-        # ctrl+o opens the first new job's detail (issue 3's screen); esc comes back.
+        # ctrl+o opens the first new job's detail; esc comes back.
         await pilot.press("ctrl+o")
         await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen), what="detail")
         detail = app.screen

@@ -1,4 +1,4 @@
-"""Enqueue-form writes leave a trace (issue 19, item 4): every enqueue is in the audit file with
+"""Enqueue-form writes leave a trace: every enqueue is in the audit file with
 its count, entrypoint and first/last id; quitting or switching profile during a running enqueue
 asks first, stops it after the batch in flight and says what was written; profile switches are
 audited."""

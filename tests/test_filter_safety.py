@@ -1,4 +1,4 @@
-"""Issue 10 item 1: a filter word that parses to nothing never widens a bulk write.
+"""A filter word that parses to nothing never widens a bulk write.
 
 Pilot tests on the Jobs and Failures screens, and the filter language's strictness.
 """

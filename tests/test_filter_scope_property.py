@@ -1,4 +1,4 @@
-"""Issue 10 item 1, as a property: for any filter line, either it does not parse (and no bulk
+"""As a property: for any filter line, either it does not parse (and no bulk
 write can be built from it), or the rows a bulk write would touch are exactly the rows the list
 shows, read in the same transaction.
 

@@ -22,7 +22,7 @@ from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import has_row
-from tests.screens_w5_support import FIXED_NOW, seed, until
+from tests.screens_support import FIXED_NOW, seed, until
 
 # Port 1 on the loopback: nothing listens there, and the message names the same port every run.
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/nothing"

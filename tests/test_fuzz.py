@@ -1,4 +1,4 @@
-"""Fuzz (issue 11): generated hostile input against every parser an operator or a database
+"""Fuzz: generated hostile input against every parser an operator or a database
 feeds. A crash is any exception that is not a one-line user message (ConsoleError, the form's
 FormErrors, a refused theme's one-line problem).
 

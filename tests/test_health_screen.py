@@ -18,12 +18,12 @@ from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.health import HealthScreen
 from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
-from tests.screens_w5_support import console, open_screen, run_sql, until
+from tests.screens_support import console, open_screen, run_sql, until
 
 
 @pytest.fixture(scope="module")
 def snapshot_dsn(server_dsn: str) -> Iterator[str]:
-    dsn = make_database(server_dsn, "w5_health_snap")
+    dsn = make_database(server_dsn, "health_snap")
     try:
         yield dsn
     finally:
@@ -140,7 +140,7 @@ async def _confirm(pilot: Pilot[Any]) -> int:
 
 @pytest.fixture
 def bare_dsn(server_dsn: str) -> Iterator[str]:
-    dsn = make_database(server_dsn, "w5_health_install", install=False)
+    dsn = make_database(server_dsn, "health_install", install=False)
     try:
         yield dsn
     finally:

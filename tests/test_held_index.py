@@ -20,7 +20,7 @@ from pgq_console.core.health import (
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.health import HealthScreen
 from tests.helpers import backend_for, enqueue
-from tests.screens_w5_support import console, open_screen, run_sql, until
+from tests.screens_support import console, open_screen, run_sql, until
 
 
 async def _backend(dsn: str) -> Backend:

@@ -1,4 +1,4 @@
-"""Defects found by hostile testing of issues 10 and 11, each reproduced on real PostgreSQL."""
+"""Defects found by hostile testing (filters, output, secrets), each on real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ async def test_headers_jsonb_cannot_hold_are_refused_by_the_form(
     fresh_database: str, number: str
 ) -> None:
     # They passed the form and failed at enqueue with the driver's "invalid input syntax for
-    # type json" (the surrogate case of issue 11, with numbers).
+    # type json" (the surrogate case, with numbers).
     from pgq_console.core.enqueue import Enqueuer, FormErrors, parse_enqueue_form
 
     fields = {"entrypoint": "ep", "payload_kind": "text", "payload": "hi", "copies": "1"}

@@ -22,7 +22,7 @@ from pgq_console.screens.overview import OverviewScreen
 from pgq_console.screens.workers import WorkersScreen
 from pgq_console.widgets.banner import Banner
 from tests.helpers import cell, console_of, has_row, truth
-from tests.resilience_w5_support import (
+from tests.resilience_support import (
     ENTRYPOINT,
     RestartableServer,
     Traffic,
@@ -30,7 +30,7 @@ from tests.resilience_w5_support import (
     install,
     restartable_server,
 )
-from tests.screens_w5_support import until
+from tests.screens_support import until
 
 LABEL = "resilience-db"
 

@@ -19,7 +19,7 @@ from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.schedules import SchedulesScreen
 from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
-from tests.screens_w5_support import FIXED_NOW, console, open_screen, run_sql, seed, until
+from tests.screens_support import FIXED_NOW, console, open_screen, run_sql, seed, until
 
 SCHEDULES_SEED = """
 INSERT INTO pgqueuer_schedules (expression, entrypoint, next_run, last_run, status, heartbeat)
@@ -37,7 +37,7 @@ VALUES
 
 @pytest.fixture(scope="module")
 def snapshot_dsn(server_dsn: str) -> Iterator[str]:
-    dsn = make_database(server_dsn, "w5_schedules_snap")
+    dsn = make_database(server_dsn, "schedules_snap")
     seed(dsn, SCHEDULES_SEED, FIXED_NOW)
     try:
         yield dsn

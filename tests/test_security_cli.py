@@ -1,4 +1,4 @@
-"""Crashes, exit codes, secrets and bad values at the command line (issue 11).
+"""Crashes, exit codes, secrets and bad values at the command line.
 
 Every case runs the real `python -m pgq_console` in a subprocess with its own HOME and log
 directory, so what reaches stdout, stderr and the log file is exactly what an operator sees.

@@ -1,4 +1,4 @@
-"""Hostile input inside the console (issue 11): served consoles, payloads, themes, escapes."""
+"""Hostile input inside the console: served consoles, payloads, themes, escapes."""
 
 from __future__ import annotations
 

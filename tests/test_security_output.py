@@ -1,4 +1,4 @@
-"""Output that leaves the process, invisible characters, hostile form input (issue 11)."""
+"""Output that leaves the process, invisible characters, hostile form input."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`serve` locked down (issue 11): token, Host and Origin checks, Basic auth, loopback only
+"""`serve` locked down: token, Host and Origin checks, Basic auth, loopback only
 without auth, clamped terminal sizes, a session cap, no `file` payloads, an offline page.
 
 Each check talks to a real `pgq-console serve` process over HTTP/WebSocket (aiohttp's client)

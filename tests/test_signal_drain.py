@@ -1,4 +1,4 @@
-"""A closed terminal or a `kill` never loses the jobs in-process consumers are running (issue 10).
+"""A closed terminal or a `kill` never loses the jobs in-process consumers are running.
 
 The console runs on a real pseudo-terminal, an operator starts a consumer from the form (`7`,
 `n`, "sleep N ms" 30000 on an entrypoint with 20 queued jobs), then the terminal goes away

@@ -1,4 +1,4 @@
-"""Issue 13's small items: global commands everywhere, help names the screen and lists the
+"""Small items: global commands everywhere, help names the screen and lists the
 commands, tab completes the console's own names and cycles, help explains the columns."""
 
 from __future__ import annotations

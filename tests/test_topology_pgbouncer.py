@@ -1,5 +1,5 @@
 """The console behind a real PgBouncer (1.18, Debian's stock settings), both pooling modes, every
-async driver: issue 12's table re-run, each cell must say "works" (polling where LISTEN cannot
+async driver: the topology table re-run, each cell must say "works" (polling where LISTEN cannot
 work, stated on screen)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 10 item 3: a reply lost after COMMIT was sent is an unknown outcome, said as such.
+"""A reply lost after COMMIT was sent is an unknown outcome, said as such.
 
 A `LossyProxy` (tests/lossy_proxy.py) lets the COMMIT through, throws the server's answer away
 and drops the connection. The console must say the outcome is unknown, re-read what is now

@@ -24,7 +24,7 @@ from pgq_console.core.target import DriverKind
 from pgq_console.core.why import UnknownJob, WhyResult, why_entrypoint, why_job
 from tests.helpers import backend_for, enqueue
 from tests.incident_support import eventually, status_of, worker
-from tests.screens_w5_support import run_sql
+from tests.screens_support import run_sql
 
 
 @asynccontextmanager

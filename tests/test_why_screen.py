@@ -20,7 +20,7 @@ from pgq_console.screens.why import WhyScreen
 from pgq_console.widgets.overview_table import OverviewTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import console_of, wait_until
-from tests.screens_w5_support import run_sql
+from tests.screens_support import run_sql
 from tests.test_jobs_screens import console
 
 TRACEBACK = json.dumps(

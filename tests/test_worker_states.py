@@ -26,7 +26,7 @@ from pgq_console.core.workers import (
 from pgq_console.screens.workers import WorkersScreen
 from pgq_console.widgets.live_table import LiveTable
 from tests.helpers import enqueue
-from tests.screens_w5_support import console, open_screen, run_sql, until
+from tests.screens_support import console, open_screen, run_sql, until
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 STALE = timedelta(seconds=90)

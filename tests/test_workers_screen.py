@@ -13,7 +13,7 @@ from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.workers import WorkersScreen
 from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
-from tests.screens_w5_support import FIXED_NOW, console, open_screen, run_sql, seed, until
+from tests.screens_support import FIXED_NOW, console, open_screen, run_sql, seed, until
 
 DEAD = "dead0000-0000-4000-8000-000000000001"
 ALIVE = "a11ce000-0000-4000-8000-000000000002"
@@ -35,7 +35,7 @@ FROM generate_series(1, 4)
 
 @pytest.fixture(scope="module")
 def snapshot_dsn(server_dsn: str) -> Iterator[str]:
-    dsn = make_database(server_dsn, "w5_workers_snap")
+    dsn = make_database(server_dsn, "workers_snap")
     seed(dsn, WORKERS_SEED, FIXED_NOW)
     try:
         yield dsn

@@ -282,7 +282,7 @@ class Consumer:
         self._release: asyncio.Future[str] | None = None
         self.started_at = clock.now()
         self.started_mono = clock.monotonic()
-        # Reconnecting after a lost connection (issue 18); uptime counts from connected_mono.
+        # Reconnecting after a lost connection; uptime counts from connected_mono.
         self.connected_since = self.started_at
         self.connected_mono: float | None = self.started_mono
         self.reconnect_attempt = 0

@@ -183,7 +183,7 @@ class ConsumerSupervisor:
                     await body()
                     break
                 except Exception as exc:
-                    # A lost connection after the first start: reconnect (issue 18).
+                    # A lost connection after the first start: reconnect.
                     if not started.done() or not errors.connection_lost(exc):
                         raise
                     if not await self._wait_to_reconnect(consumer, exc):

@@ -54,7 +54,7 @@ class RestartableServer:
 def restartable_server() -> Iterator[RestartableServer]:
     # Not pytest's tmp_path: concurrent pytest runs on this machine prune each other's old
     # numbered base directories, data directory included.
-    root = Path(tempfile.mkdtemp(prefix="pgqc-w5-restart-"))
+    root = Path(tempfile.mkdtemp(prefix="pgqc-restart-"))
     server = RestartableServer(root / "pgdata")
     server.start()
     try:
