@@ -296,8 +296,10 @@ class PgqConsole(KeyboardApp):
             self.add_mode(spec.mode, functools.partial(self._build_screen, spec.mode))
         self.switch_mode(mode or SCREENS[0].mode)
         if self._startup_timer is None:
+            # Only modes this console has (an embedding program may list fewer screens).
+            ahead = [mode for mode in BUILT_AHEAD_MODES if any(s.mode == mode for s in SCREENS)]
             self._startup_timer = self.set_timer(
-                BUILD_AHEAD_DELAY_S, lambda: self._build_ahead(list(BUILT_AHEAD_MODES))
+                BUILD_AHEAD_DELAY_S, lambda: self._build_ahead(ahead)
             )
         if self.listen:
             # Toasts for writes made by other consoles (the audit channel).

@@ -440,7 +440,9 @@ class ConsumerFormScreen(ModalScreen[int | None]):
             self.query_one("#row-entrypoints", FieldRow).set_hint(f"known: {shown}  (→ completes)")
 
     def _handler(self) -> HandlerKind:
-        return HandlerKind(str(self.query_one("#handler", Select).value))
+        value = self.query_one("#handler", Select).value
+        # Blank for a moment while the Select builds its options (Select.Changed can come then).
+        return HandlerKind(value) if isinstance(value, str) else HandlerKind.NOOP
 
     @on(Select.Changed, "#handler")
     def _handler_changed(self) -> None:
