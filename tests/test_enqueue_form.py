@@ -241,9 +241,10 @@ async def test_refused_in_read_only_mode(form_dsn: str) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: ready(app), what="the first screen")
         await pilot.press("e")
-        await pilot.pause()
+        await wait_until(
+            pilot, lambda: any("read-only" in str(n.message) for n in app._notifications)
+        )
         assert not isinstance(app.screen, EnqueueFormScreen)
-        assert any("read-only" in str(n.message) for n in app._notifications)
 
 
 async def test_the_enqueue_only_driver_offers_the_form(form_dsn: str) -> None:

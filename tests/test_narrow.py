@@ -113,7 +113,11 @@ async def test_footer_keys_are_whole_at_80_columns(seeded: str) -> None:  # noqa
         await wait_until(pilot, lambda: bool(app.screen.query(ConsoleFooter).first().children))
         footer = app.screen.query_one(ConsoleFooter)
         # Laid out (a busy machine mounts the keys a while before it places them).
-        await wait_until(pilot, lambda: all(key.region.width > 0 for key in footer.children))
+        def laid_out() -> bool:
+            keys = list(footer.children)
+            return bool(keys) and all(key.region.width > 0 for key in keys)
+
+        await wait_until(pilot, laid_out, what="the footer keys laid out")
         keys = list(footer.children)
         actions = [getattr(key, "action", "") for key in keys]
         assert "help" in actions  # the way to every dropped key stays

@@ -19,6 +19,7 @@ from textual.pilot import Pilot
 from pgq_console.app import PgqConsole
 from pgq_console.core.backend import AnyBackend, PsycopgBackend, open_backend
 from pgq_console.core.clock import FixedClock
+from pgq_console.core.stats import RATE_WINDOW_S
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
@@ -91,16 +92,22 @@ def snapshot_dsn(server_dsn: str) -> Iterator[str]:
         drop_database(server_dsn, dsn)
 
 
+async def seed_log(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(SEED_LOG)
+    finally:
+        await connection.close()
+
+
+# The database `until_overview_ready` seeds the log of again (the current test's).
+SEEDED: dict[str, str] = {}
+
+
 @pytest.fixture
 def seeded_dsn(snapshot_dsn: str) -> str:
-    async def seed_log() -> None:
-        connection = await asyncpg.connect(snapshot_dsn)
-        try:
-            await connection.execute(SEED_LOG)
-        finally:
-            await connection.close()
-
-    asyncio.run(seed_log())
+    asyncio.run(seed_log(snapshot_dsn))
+    SEEDED["dsn"] = snapshot_dsn
     return snapshot_dsn
 
 
@@ -117,6 +124,14 @@ def opener_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> Callable
     return open_
 
 
+# What SEED_LOG's newest rows (3 s old) make the rates: 45 enqueued, 30 done in the window.
+SEEDED_RATES = (45 / RATE_WINDOW_S, 30 / RATE_WINDOW_S)
+
+
+def fresh_since(screen: Any, previous: object) -> Callable[[], bool]:
+    return lambda: screen.snapshot is not previous
+
+
 async def until_overview_ready(pilot: Pilot[Any], rows: int = 4) -> None:
     from pgq_console.screens.overview import OverviewScreen
     from pgq_console.widgets.overview_table import OverviewTable
@@ -130,6 +145,20 @@ async def until_overview_ready(pilot: Pilot[Any], rows: int = 4) -> None:
         return screen.query_one(OverviewTable).row_count == rows and bool(screen.snapshot)
 
     await wait_until(pilot, ready, what="the overview with its data")
+    # The log rows are placed relative to the server's clock and the rates count the last
+    # RATE_WINDOW_S: a busy machine can take longer than that from seeding to the console's read.
+    # Seed them again and take the next read, until one comes soon enough to count them all.
+    screen = app.screen
+    assert isinstance(screen, OverviewScreen)
+    for _ in range(20):
+        totals = screen.snapshot.totals if screen.snapshot else None
+        if totals and (totals.rate_in, totals.rate_out) == SEEDED_RATES:
+            break
+        previous = screen.snapshot
+        await seed_log(SEEDED["dsn"])
+        assert screen.refresher is not None
+        screen.refresher.request_refresh()
+        await wait_until(pilot, fresh_since(screen, previous), what="a fresh read")
     await pilot.pause()
 
 
