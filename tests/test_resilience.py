@@ -168,11 +168,7 @@ async def test_terminated_backends_reconnect_and_listen_again(kind: DriverKind) 
         async with app.run_test(size=(120, 30)) as pilot:
             screen = await live_overview(pilot)
             old_connection = getattr(app.backend, "connection", None)
-            await _admin(
-                dsn,
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name LIKE 'pgq-console%' AND pid <> pg_backend_pid()",
-            )
+            terminated = await _terminate_console_sessions(dsn)
             # Every console connection is gone (LISTEN included): the console notices, opens
             # new ones and LISTENs again, so the next enqueue arrives as an event.
             if kind is DriverKind.ASYNCPG:  # LISTEN shares the query connection
@@ -187,7 +183,7 @@ async def test_terminated_backends_reconnect_and_listen_again(kind: DriverKind) 
                     within=60,
                 )
             else:
-                await _wait_listening_again(dsn, pilot)
+                await _wait_listening_again(dsn, pilot, Installation().channel, terminated)
             events = screen.status.events_seen  # type: ignore[union-attr]
             await _admin(dsn, None, enqueue=5)
             # The log-based tier can show the row a moment before the depth tier counts it.
@@ -196,14 +192,63 @@ async def test_terminated_backends_reconnect_and_listen_again(kind: DriverKind) 
             await until(pilot, lambda: banner_text(screen) == "", within=30)
 
 
-async def _wait_listening_again(dsn: str, pilot: Pilot[Any]) -> None:
-    """A console session LISTENs on the channel again (a new backend: the old ones are gone)."""
+async def test_jobs_inserted_while_not_listening_are_no_broken_live_path() -> None:
+    """Jobs inserted while the console's sessions are gone sent it no NOTIFY: once it LISTENs
+    again and reads them, that is no sign of a broken live path (no banner, no live problem)."""
+    with restartable_server() as server:
+        dsn = server.database("unheard")
+        await install(dsn)
+        app = resilient_console(dsn)
+        async with app.run_test(size=(120, 30)) as pilot:
+            screen = await live_overview(pilot)
+            # Waiting for the sessions to exit: the NOTIFYs go nowhere.
+            await _admin(
+                dsn,
+                "SELECT pg_terminate_backend(pid, 30000) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'pgq-console%' AND pid <> pg_backend_pid()",
+                enqueue=5,
+            )
+            await until(pilot, lambda: cell(app, "after_terminate", "ready") == "5", within=60)
+            await until(pilot, lambda: bool(screen.status and screen.status.listening), 60)
+            refreshes = screen.status.refreshes  # type: ignore[union-attr]
+            # Longer than the proof's wait (LIVE_PROOF_MIN_S at 0.5 s periods) while listening.
+            await until(
+                pilot,
+                lambda: screen.status.refreshes > refreshes + 15,  # type: ignore[union-attr]
+                within=120,
+            )
+            assert screen.status is not None
+            assert screen.status.live_problem is None, screen.status.live_problem
+            assert banner_text(screen) == ""
+
+
+async def _terminate_console_sessions(dsn: str) -> set[int]:
+    """pg_terminate_backend on every console session; the pids (they linger a moment in
+    pg_stat_activity after the call returns)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name LIKE 'pgq-console%' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    return {row["pid"] for row in rows}
+
+
+async def _wait_listening_again(
+    dsn: str, pilot: Pilot[Any], channel: str, terminated: set[int]
+) -> None:
+    """A new console session LISTENs on PgQueuer's channel: not a terminated one still listed,
+    nor the audit listener (its own channel, reconnecting on its own schedule)."""
     for _ in range(600):
         connection = await asyncpg.connect(dsn)
         try:
             rows = await connection.fetch(
                 "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'pgq-console%'"
-                " AND query ILIKE 'LISTEN%'"
+                " AND query = $1 AND NOT (pid = ANY($2::int[]))",
+                f'LISTEN "{channel}"',
+                sorted(terminated),
             )
         finally:
             await connection.close()

@@ -585,6 +585,10 @@ class Refresher:
                 )
             )
             return
+        # Jobs inserted while not listening never sent a NOTIFY to us: the live-path proof
+        # starts over from the first read after this LISTEN (else a reconnect after inserts
+        # says "the live path is broken" until the next insert).
+        self._last_queued = None
         self._publish(replace(self.status, listening=True))
 
     def _on_event(self, envelope: pgq_models.AnyEvent) -> None:
