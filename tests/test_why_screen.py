@@ -160,3 +160,10 @@ def test_why_snapshot_80x24(snap_compare: Any, why_dsn: str) -> None:
         await open_why_of_job(pilot, 7001)
 
     assert snap_compare(console(why_dsn), terminal_size=(80, 24), run_before=before)
+
+
+def test_why_snapshot_160x48(snap_compare: Any, why_dsn: str) -> None:
+    async def before(pilot: Pilot[Any]) -> None:
+        await open_why_of_job(pilot, 7001)
+
+    assert snap_compare(console(why_dsn), terminal_size=(160, 48), run_before=before)
