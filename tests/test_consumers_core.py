@@ -338,6 +338,23 @@ def test_log_lines_are_escaped() -> None:
     assert consumer.new_lines(seen) == ([], 2)
 
 
+def test_lines_printed_by_threads_side_by_side_stay_whole() -> None:
+    """print() writes its text and its newline apart: two handler threads printing at once
+    must not splice their lines together (each thread's partial line waits for its own)."""
+    consumer = Consumer(1, spec(entrypoints="a"), SystemClock())
+    consumer.take_output("stderr", "sync warning of job 1", 101)
+    consumer.take_output("stderr", "sync warning of job 2", 202)
+    consumer.take_output("stderr", "\n", 101)
+    consumer.take_output("stderr", "\n", 202)
+    consumer.take_output("stdout", "unfinished", 101)
+    consumer.flush_output()
+    assert list(consumer.lines)[-3:] == [
+        "stderr: sync warning of job 1",
+        "stderr: sync warning of job 2",
+        "unfinished",
+    ]
+
+
 async def test_shut_down_drains_then_hands_back_what_did_not_finish(
     database_dsn: str, supervisor: ConsumerSupervisor
 ) -> None:

@@ -57,11 +57,12 @@ class _ConsumerOutput:
         consumer = _current_consumer.get()
         if consumer is None:
             return int(self.wrapped.write(text) or 0)
-        if threading.get_ident() == self._loop_thread:
-            consumer.take_output(self.stream, text)
+        writer = threading.get_ident()
+        if writer == self._loop_thread:
+            consumer.take_output(self.stream, text, writer)
         else:  # a sync handler's thread: the log belongs to the loop
             with contextlib.suppress(RuntimeError):  # the loop has closed
-                self._loop.call_soon_threadsafe(consumer.take_output, self.stream, text)
+                self._loop.call_soon_threadsafe(consumer.take_output, self.stream, text, writer)
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:

@@ -301,7 +301,10 @@ class Consumer:
         self.running: dict[JobId, asyncio.Task[Any]] = {}
         self.lines: deque[str] = deque(maxlen=LOG_LINES)
         self.lines_written = 0
-        self._output: dict[str, str] = {}  # a printed line not finished yet, per stream
+        # A printed line not finished yet, per stream and writing thread: print() writes the
+        # text and its newline separately, so handlers running in threads side by side would
+        # otherwise splice their lines together.
+        self._output: dict[tuple[str, int], str] = {}
         self.handler_tasks: set[asyncio.Task[None]] = set()  # for the loop watch
         self.warning: str | None = None  # e.g. a handler blocking the event loop
         self._samples: deque[tuple[float, int]] = deque()
@@ -342,10 +345,12 @@ class Consumer:
         if self.state is ConsumerState.RECONNECTING:
             self.state = ConsumerState.RUNNING
 
-    def take_output(self, stream: str, text: str) -> None:
-        """What a handler printed: complete lines go to the log, a partial one waits."""
-        pending = self._output.get(stream, "") + text
-        *lines, self._output[stream] = pending.split("\n")
+    def take_output(self, stream: str, text: str, writer: int = 0) -> None:
+        """What a handler printed (`writer`: its thread): complete lines go to the log, a
+        partial one waits for the rest of its line from the same thread."""
+        key = (stream, writer)
+        pending = self._output.get(key, "") + text
+        *lines, self._output[key] = pending.split("\n")
         prefix = "" if stream == "stdout" else f"{stream}: "
         for line in lines:
             self.log(prefix + line)
@@ -358,9 +363,9 @@ class Consumer:
         )
 
     def flush_output(self) -> None:
-        for stream, pending in list(self._output.items()):
+        for (stream, writer), pending in list(self._output.items()):
             if pending:
-                self.take_output(stream, "\n")
+                self.take_output(stream, "\n", writer)
 
     def log_exception(self, job: Job, exc: BaseException) -> None:
         formatted = "".join(traceback.format_exception(exc)).rstrip()
