@@ -97,7 +97,11 @@ async def test_start_watch_and_stop_a_consumer_from_the_screen(screen_dsn: str) 
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await to_consumers(pilot)
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConsumerFormScreen))
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ConsumerFormScreen) and app.screen.is_mounted,
+            what="the form",
+        )
         form = app.screen
         form.query_one("#entrypoints", Input).value = "screen_jobs"
         form.query_one("#batch_size", Input).value = "5"
@@ -126,7 +130,11 @@ async def test_bad_form_input_and_bad_user_code_are_one_line(screen_dsn: str) ->
     async with app.run_test(size=(120, 30)) as pilot:
         await to_consumers(pilot)
         await pilot.press("n")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConsumerFormScreen))
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ConsumerFormScreen) and app.screen.is_mounted,
+            what="the form",
+        )
         form = app.screen
         form.query_one("#batch_size", Input).value = "zero"
         await pilot.press("ctrl+s")
@@ -235,7 +243,11 @@ async def test_arrow_completes_names_and_a_typo_warns_before_starting(screen_dsn
 
         for character in "nrepo":  # one burst: typed before the form has read the names
             app.post_message(events.Key(character, character))
-        await wait_until(pilot, lambda: isinstance(app.screen, ConsumerFormScreen))
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, ConsumerFormScreen) and app.screen.is_mounted,
+            what="the form",
+        )
         form = app.screen
         assert isinstance(form, ConsumerFormScreen)
         entry = form.query_one("#entrypoints", Input)

@@ -228,7 +228,9 @@ async def test_an_exit_under_a_running_enqueue_still_audits_exactly_what_was_wri
         async with app.run_test(size=(110, 30)) as pilot:
             await wait_until(pilot, lambda: has_row(app, "seed"), within=20)
             await pilot.press("e")
-            await wait_until(pilot, lambda: isinstance(app.screen, EnqueueFormScreen))
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, EnqueueFormScreen) and app.screen.is_mounted
+            )
             form = app.screen
             assert isinstance(form, EnqueueFormScreen)
             form.enqueuer.batch_size = 5000
