@@ -185,3 +185,13 @@ def test_bundle_window_is_parsed(capsys: pytest.CaptureFixture[str]) -> None:
     _, err = capsys.readouterr()
     assert exited.value.code != 0 and "not a duration" in err
     assert timedelta(hours=1)  # the default window is an hour (README)
+
+
+def test_names_in_the_bundle_are_escaped_as_the_console_shows_them() -> None:
+    """ESC, BEL and line breaks in a name read as the screen shows them (\\x1b, \\x0a), never
+    dropped (which would make a different-looking name) nor raw."""
+    from pgq_console.core.bundle import _name
+
+    shown = _name("\x1b[31mred\x1b]0;pwned\x07 a\nb\tc", ("hunter2",))
+    assert shown == "\\x1b[31mred\\x1b]0;pwned\\x07 a\\x0ab\\x09c"
+    assert _name("postgresql://u:hunter2@h/db", ("hunter2",)).count("hunter2") == 0

@@ -181,3 +181,13 @@ async def test_an_unreachable_installation_cannot_be_opened(databases: tuple[str
         await pilot.press("enter")
         await until(pilot, lambda: any("connection refused" in line for line in said))
         assert app.current_mode == FLEET_MODE and app.backend is None
+
+
+def test_long_labels_are_cut_in_the_middle_so_databases_stay_apart() -> None:
+    from pgq_console.screens.fleet import _middle
+
+    one = _middle("postgres@127.0.0.1:5432/qa_lead_db", 32)
+    two = _middle("postgres@127.0.0.1:5432/qa_lead_db2", 32)
+    assert one != two and len(one) == len(two) == 32
+    assert one.endswith("qa_lead_db") and two.endswith("qa_lead_db2")
+    assert _middle("billing", 32) == "billing"

@@ -221,3 +221,22 @@ def test_a_key_value_dsn_works_with_the_default_driver(cli_dsn: str, tmp_path: P
     for driver in ("asyncpg-pool", "asyncpg", "psycopg"):
         result = run(tmp_path, "--dsn", key_value, "--driver", driver, "snapshot", "--json")
         assert result.returncode == 0, (driver, result.stderr)
+
+
+def test_a_reader_closing_the_pipe_is_no_crash() -> None:
+    """`pgq-console … | head`: the reader goes away before the output is written. The command
+    ends quietly (exit 0), not with "internal error (BrokenPipeError …)"."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pgq_console", "paths"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert b"internal error" not in done.stderr

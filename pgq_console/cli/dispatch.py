@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(EXIT_USAGE) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except BrokenPipeError:
+        # The reader closed the pipe (`… | head`): nothing more to say, and Python's own flush
+        # at exit must not fail on it again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
     except Exception as exc:  # a bug: one line here, the traceback in the log
         log.exception("unexpected error")
         from pgq_console.core.errors import scrub_dsn_passwords

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from pgq_console import __version__
 from pgq_console.core.errors import scrub
 from pgq_console.core.jobs import render_payload
-from pgq_console.core.text import clipboard_text
+from pgq_console.core.text import clipboard_text, printable
 from pgq_console.core.workers import DEFAULT_STALE_AFTER
 
 if TYPE_CHECKING:
@@ -75,6 +75,12 @@ def _clean(text: str, secrets: tuple[str, ...], *, limit: int | None = None) -> 
     return text
 
 
+def _name(text: str, secrets: tuple[str, ...]) -> str:
+    """A name (entrypoint, label, expression) escaped as the console shows it: ESC as \\x1b,
+    a line break as \\x0a, so the ticket reads like the screen."""
+    return printable(scrub(text, secrets))
+
+
 def _when(value: datetime | None) -> str | None:
     return value.isoformat(timespec="seconds") if value is not None else None
 
@@ -114,7 +120,7 @@ async def collect(
     def overview_row(row: Any) -> dict[str, Any]:
         oldest = row.oldest_ready_since
         return {
-            "entrypoint": _clean(row.entrypoint, secrets),
+            "entrypoint": _name(row.entrypoint, secrets),
             "ready": row.ready,
             "deferred": row.deferred,
             "picked": row.picked,
@@ -133,7 +139,7 @@ async def collect(
         shown: dict[str, Any] = {
             "status": sample["status"],
             "payload_bytes": len(payload) if payload is not None else 0,
-            "headers": {_clean(str(k), secrets): REDACTED for k in headers},
+            "headers": {_name(str(k), secrets): REDACTED for k in headers},
         }
         if include_payloads and payload is not None:
             shown["payload"] = _clean(render_payload(payload).text, secrets, limit=PAYLOAD_CHARS)
@@ -143,11 +149,11 @@ async def collect(
 
     failures = [
         {
-            "fingerprint": _clean(g.fingerprint.title(), secrets),
-            "frame": _clean(g.fingerprint.frame, secrets),
+            "fingerprint": _name(g.fingerprint.title(), secrets),
+            "frame": _name(g.fingerprint.frame, secrets),
             "count": g.count,
             "held": g.held,
-            "entrypoints": [_clean(e, secrets) for e in g.entrypoints],
+            "entrypoints": [_name(e, secrets) for e in g.entrypoints],
             "first_seen": _when(g.first_seen),
             "last_seen": _when(g.last_seen),
             "sample_job_id": g.sample_job_id,
@@ -165,7 +171,7 @@ async def collect(
     document: dict[str, Any] = {
         "generated_at": _when(now),
         "window": {"from": _when(since), "to": _when(now), "seconds": window.total_seconds()},
-        "database": _clean(backend.label, secrets),
+        "database": _name(backend.label, secrets),
         "payloads_included": include_payloads,
         "overview": {
             "totals": overview_row(totals) | {"entrypoint": "total", "stale": workers.stale_total},
@@ -180,7 +186,7 @@ async def collect(
             {
                 "queue_manager_id": w.queue_manager_id,
                 "state": w.state(workers.taken_at, stale_after).value,
-                "entrypoints": [_clean(e, secrets) for e in w.entrypoints],
+                "entrypoints": [_name(e, secrets) for e in w.entrypoints],
                 "picked": w.picked,
                 "stale": w.stale,
                 "newest_heartbeat": _when(w.newest_heartbeat),
@@ -193,7 +199,7 @@ async def collect(
             "listed": [
                 {
                     "id": j.id,
-                    "entrypoint": _clean(j.entrypoint, secrets),
+                    "entrypoint": _name(j.entrypoint, secrets),
                     "queue_manager_id": j.queue_manager_id,
                     "heartbeat": _when(j.heartbeat),
                 }
@@ -203,8 +209,8 @@ async def collect(
         "overdue_schedules": [
             {
                 "id": s.id,
-                "entrypoint": _clean(s.entrypoint, secrets),
-                "expression": _clean(s.expression, secrets),
+                "entrypoint": _name(s.entrypoint, secrets),
+                "expression": _name(s.expression, secrets),
                 "problem": s.problem(schedules.taken_at),
                 "next_run": _when(s.next_run),
                 "last_run": _when(s.last_run),
@@ -230,8 +236,8 @@ async def collect(
             "long_transactions": [
                 {
                     "pid": s.pid,
-                    "application_name": _clean(s.application_name, secrets),
-                    "user": _clean(s.user, secrets),
+                    "application_name": _name(s.application_name, secrets),
+                    "user": _name(s.user, secrets),
                     "state": s.state,
                     "xact_start": _when(s.xact_start),
                     # String literals out, payloads or not: `ALTER ROLE ... PASSWORD '...'`.

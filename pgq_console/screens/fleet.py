@@ -185,7 +185,7 @@ class FleetScreen(Screen[None]):
             )
         env_colour = row.color or style.get("accent", "")
         return {
-            "installation": Text(printable(row.label, limit=32)),
+            "installation": Text(_middle(printable(row.label), 32)),
             "state": Text(describe_state(row), style=state_style),
             "ready": number(row.ready),
             "oldest": Text(
@@ -240,3 +240,12 @@ class FleetScreen(Screen[None]):
     def action_refresh_now(self) -> None:
         for watch in self.fleet.watches.values():
             watch.request_refresh()
+
+
+def _middle(text: str, limit: int) -> str:
+    """`text` cut in the middle: installations often share a start (user@host:port/) and
+    differ at the end (the database), so both ends stay visible."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return text[:head] + "…" + text[len(text) - (limit - 1 - head) :]
