@@ -51,6 +51,11 @@ async def test_lower_bounds_are_labelled_until_the_exact_count(
             await pilot.press("r")
             await wait_until(pilot, lambda: exact_counts == 2)
             screen = overview_of(app)
-            assert screen.refresher is not None and screen.refresher.tracker.resyncs == 2
+            # `exact_counts` counts the start of the second count; `resyncs` its end.
+            await wait_until(
+                pilot,
+                lambda: screen.refresher is not None and screen.refresher.tracker.resyncs == 2,
+                what="the second exact count",
+            )
     finally:
         await backend.close()

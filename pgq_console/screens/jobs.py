@@ -367,7 +367,8 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         table = self.job_table()
         now = self.clock.now()
         if self.error:
-            pass
+            # A failed next page is asked for again by the next scroll to the end.
+            self.loading_more = self.loading_more and not message.append
         elif message.append:
             table.append(message.page.rows, now)
             self.has_more = message.page.has_more
