@@ -283,6 +283,40 @@ async def test_scrolling_loads_the_next_keyset_page(database_dsn: str) -> None:
         assert ids_shown(app)[-1] == 1
 
 
+async def test_a_refresh_read_before_the_next_page_does_not_take_that_page_away(
+    database_dsn: str,
+) -> None:
+    # A refresh read covers the rows shown when it began; arriving after the next page was
+    # appended, it would put the table back at one page with the cursor at its end, and no
+    # further page would ever load (seen on a busy CI machine).
+    connection = await asyncpg.connect(database_dsn)
+    await connection.execute("TRUNCATE pgqueuer RESTART IDENTITY")
+    await connection.execute(
+        "INSERT INTO pgqueuer (priority, status, entrypoint) "
+        "SELECT 0, 'queued', 'many' FROM generate_series(1, 250)"
+    )
+    await connection.close()
+    app = console(database_dsn)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        screen = app.screen
+        assert isinstance(screen, JobsScreen)
+        await wait_until(pilot, lambda: table(app).row_count == 100)
+        stale = await screen._read(append=False)  # begun with one page shown
+        assert len(stale.page.rows) == 100
+        await pilot.press("G")
+        await wait_until(pilot, lambda: table(app).row_count == 200, what="page 2")
+        screen.post_message(stale)
+        await pilot.pause()
+        await pilot.pause()
+        assert table(app).row_count == 200
+        assert table(app).cursor_row == 99  # still on the row it was on
+        await pilot.press("G")
+        await wait_until(pilot, lambda: table(app).row_count == 250, what="page 3")
+
+
 async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
     async def open_() -> AnyBackend:
         return await open_backend(DriverKind.ASYNCPG_POOL, seeded, Installation(), LABEL, ())

@@ -48,6 +48,7 @@ class JobsLoaded(Message):
     append: bool
     job_filter: JobFilter | None = None  # the parsed filter these rows were read with
     error: str | None = None  # the read failed: no rows, bulk actions off
+    generation: int = 0  # the screen's `row_set_generation` when the read began
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, JobsLoaded) and not message.append and not self.append
@@ -235,6 +236,10 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         self.newest_first = True
         self.has_more = False
         self.loading_more = False
+        # Moves on when a page is appended or the result set is replaced: a refresh read that
+        # began before a page was appended covers fewer rows than are shown, and would take
+        # that page away again.
+        self.row_set_generation = 0
         self.error: str | None = None
         self._first_page: JobsLoaded | None = None  # read before the first paint
         # A hidden screen does not read (its reads would only add to the console's database
@@ -325,6 +330,7 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     async def _read(self, *, append: bool) -> JobsLoaded:
         table = self.job_table() if self.is_mounted else None
         job_filter, newest_first = self.job_filter, self.newest_first
+        generation = self.row_set_generation
         try:
             if append:
                 assert table is not None
@@ -350,9 +356,9 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         except Exception as exc:
             error = f"cannot read jobs: {error_line(exc)}"
         else:
-            return JobsLoaded(page, job_filter.text, append, job_filter)
+            return JobsLoaded(page, job_filter.text, append, job_filter, generation=generation)
         empty = JobPage((), False, newest_first)
-        return JobsLoaded(empty, job_filter.text, append, job_filter, error)
+        return JobsLoaded(empty, job_filter.text, append, job_filter, error, generation)
 
     @on(JobsLoaded)
     def show_jobs(self, message: JobsLoaded) -> None:
@@ -360,6 +366,11 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             self.newest_first
         ):
             return  # a page of the previous filter
+        if message.generation != self.row_set_generation:
+            # Read before a page was appended or the result set was replaced: stale.
+            if not message.append:
+                self.request_refresh()  # read again, every row shown
+            return
         self.error = message.error
         if message.error is None:
             self.shown_filter = message.job_filter
@@ -371,6 +382,7 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             self.loading_more = self.loading_more and not message.append
         elif message.append:
             table.append(message.page.rows, now)
+            self.row_set_generation += 1
             self.has_more = message.page.has_more
             self.loading_more = False
         else:
@@ -469,6 +481,7 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
     def _reset(self) -> None:
         table = self.job_table()
         table.reset()  # a new result set
+        self.row_set_generation += 1
         self.has_more = False
         self.loading_more = False
         self._show_header()
