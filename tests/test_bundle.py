@@ -187,6 +187,25 @@ def test_bundle_window_is_parsed(capsys: pytest.CaptureFixture[str]) -> None:
     assert timedelta(hours=1)  # the default window is an hour (README)
 
 
+@pytest.mark.parametrize("window", ["0s", "0", "-5s", "0.0h"])
+def test_bundle_window_must_be_longer_than_zero(
+    capsys: pytest.CaptureFixture[str], window: str
+) -> None:
+    """A window of nothing (or less) is a bad argument: one line, exit 2, before connecting."""
+    with pytest.raises(SystemExit) as exited:
+        main(["bundle", f"--window={window}", "--dsn", "postgresql://u@127.0.0.1:1/d"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("pgq-console: error: ") and "connect" not in line
+    if window.startswith("-"):  # no sign in a duration
+        assert line == "pgq-console: error: not a duration: '-5s' (e.g. 90s, 5m, 1h30m)"
+    else:
+        assert (
+            line == f"pgq-console: error: bundle: --window must be longer than zero, not {window!r}"
+        )
+
+
 def test_names_in_the_bundle_are_escaped_as_the_console_shows_them() -> None:
     """ESC, BEL and line breaks in a name read as the screen shows them (\\x1b, \\x0a), never
     dropped (which would make a different-looking name) nor raw."""
