@@ -281,3 +281,20 @@ async def test_time_off_screen_is_drawn_as_not_measured(pulse_dsn: str) -> None:
         for line in lines:
             cells = line[RateChart.LABEL_WIDTH : RateChart.LABEL_WIDTH + width]
             assert {cells[c] for c in gaps} == {NOT_MEASURED}, line
+
+
+def test_the_feed_remembers_a_worker_between_jobs_for_the_bundle() -> None:
+    from pgq_console.core.pulse import EventFeed
+    from pgq_console.core.workers import WorkerRow, WorkersSnapshot
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    worker = WorkerRow("w-1", ("export",), 2, 0, at, at)
+
+    def read(*workers: WorkerRow) -> WorkersSnapshot:
+        return WorkersSnapshot(at, timedelta(seconds=90), workers, (), 0)
+
+    feed = EventFeed()
+    feed.note_workers(read(worker), at)
+    feed.note_workers(read(), at + timedelta(seconds=15))  # between jobs: holds none
+    (seen,) = feed.workers_seen()
+    assert seen.queue_manager_id == "w-1" and seen.idle and seen.last_seen == at

@@ -33,7 +33,14 @@ from pgq_console import __version__
 from pgq_console.core.errors import scrub
 from pgq_console.core.jobs import render_payload
 from pgq_console.core.text import clipboard_text, printable
-from pgq_console.core.workers import DEFAULT_STALE_AFTER
+from pgq_console.core.workers import (
+    DEFAULT_STALE_AFTER,
+    NO_WORKER,
+    REMEMBER_IDLE,
+    WorkerMemory,
+    WorkerRow,
+    WorkersSnapshot,
+)
 
 if TYPE_CHECKING:
     from pgq_console.core.audit import AuditAnnouncement
@@ -94,8 +101,12 @@ async def collect(
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     heard: Sequence[AuditAnnouncement] = (),
     audit_path: Path | None = None,
+    seen_workers: Sequence[WorkerRow] = (),
 ) -> Bundle:
-    """Read everything the bundle holds (read-only) and render it."""
+    """Read everything the bundle holds (read-only) and render it.
+
+    `seen_workers`: the workers the console remembers (`WorkerMemory.known()`, as the Workers
+    screen merges them): listed too when they hold no job at the bundle's read."""
     from pgq_console.core.audit import read_records
     from pgq_console.core.checks import database_now
     from pgq_console.core.health import fetch_health
@@ -113,7 +124,7 @@ async def collect(
     top = sorted(groups.groups, key=lambda g: (-g.count, -g.last_seen.timestamp()))
     top = top[:TOP_FINGERPRINTS]
     samples = await _sample_jobs(backend, [g.sample_job_id for g in top])
-    workers = await fetch_workers(backend, stale_after)
+    workers = with_seen(await fetch_workers(backend, stale_after), seen_workers)
     schedules = await fetch_schedules(backend)
     health = await fetch_health(backend)
 
@@ -190,9 +201,19 @@ async def collect(
                 "picked": w.picked,
                 "stale": w.stale,
                 "newest_heartbeat": _when(w.newest_heartbeat),
+                # Holding no job at the read: when this console last saw it hold one.
+                "last_seen": _when(w.last_seen) if w.idle else None,
             }
             for w in workers.workers
+            if w.queue_manager_id != NO_WORKER
         ],
+        "picked_at_workers_read": {
+            "total": sum(w.picked for w in workers.workers),
+            "attributed": sum(w.picked for w in workers.workers if w.queue_manager_id != NO_WORKER),
+            "no_worker_recorded": sum(
+                w.picked for w in workers.workers if w.queue_manager_id == NO_WORKER
+            ),
+        },
         "stale_jobs": {
             "stale_after_s": stale_after.total_seconds(),
             "total": workers.stale_total,
@@ -259,6 +280,15 @@ async def collect(
         },
     }
     return Bundle(document, scrub(render_markdown(document), secrets))
+
+
+def with_seen(read: WorkersSnapshot, seen: Sequence[WorkerRow]) -> WorkersSnapshot:
+    """The read, plus the workers the console saw hold jobs lately that hold none now (between
+    jobs, idle, or dead and since reclaimed), merged as the Workers screen merges them."""
+    if not seen:
+        return read
+    memory = WorkerMemory(_seen={w.queue_manager_id: w for w in seen})
+    return memory.merge(read, read.taken_at)
 
 
 def _plain_audit(value: Any, secrets: tuple[str, ...]) -> Any:
@@ -373,10 +403,22 @@ def render_markdown(doc: dict[str, Any]) -> str:
             if sample["payload"] not in (None, REDACTED):
                 lines += ["", "Payload:", "", *_fence(sample["payload"])]
         lines += ["", *_fence(f["sample_traceback"] or "(no traceback)")]
-    lines += ["", "## Workers", ""]
+    picked = doc["picked_at_workers_read"]
+    holders = sum(1 for w in doc["workers"] if w["picked"])
+    unrecorded = picked["no_worker_recorded"]
+    lines += [
+        "",
+        "## Workers",
+        "",
+        f"{picked['total']} picked jobs at this read: {picked['attributed']} held by {holders} "
+        f"worker{'s' if holders != 1 else ''}"
+        + (f", {unrecorded} with no worker recorded" if unrecorded else "")
+        + ".",
+        "",
+    ]
     if doc["workers"]:
         lines += _table(
-            ["worker", "state", "entrypoints", "picked", "stale", "newest heartbeat"],
+            ["worker", "state", "entrypoints", "picked", "stale", "newest heartbeat", "last seen"],
             [
                 [
                     w["queue_manager_id"],
@@ -385,12 +427,20 @@ def render_markdown(doc: dict[str, Any]) -> str:
                     w["picked"],
                     w["stale"],
                     w["newest_heartbeat"],
+                    w["last_seen"],
                 ]
                 for w in doc["workers"]
             ],
         )
     else:
         lines.append("No worker holds a job.")
+    lines += [
+        "",
+        "PgQueuer records a worker only on the jobs it holds (its id and their heartbeats): a "
+        "worker holding none at this read is listed only if this console saw it hold one in "
+        f"the last {REMEMBER_IDLE.total_seconds() / 60:g} min (last seen); a finished job is "
+        "not attributable (the log records no worker).",
+    ]
     stale = doc["stale_jobs"]
     lines += [
         "",

@@ -20,7 +20,13 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.jobs import FailureGroups, fetch_failure_groups
 from pgq_console.core.models import OverviewSnapshot
 from pgq_console.core.stats import RATE_WINDOW_S
-from pgq_console.core.workers import WorkerMemory, WorkersSnapshot, WorkerState, fetch_workers
+from pgq_console.core.workers import (
+    WorkerMemory,
+    WorkerRow,
+    WorkersSnapshot,
+    WorkerState,
+    fetch_workers,
+)
 
 PULSE_POLL_S = 15.0
 HISTORY_SAMPLES = 240  # at one sample per refresh (2 s): the last 8 minutes
@@ -206,6 +212,10 @@ class EventFeed:
                 )
             )
         self._fingerprints = seen | {g.key for g in failures.groups}
+
+    def workers_seen(self) -> tuple[WorkerRow, ...]:
+        """The workers this feed remembers (for the incident bundle's `seen_workers`)."""
+        return self._memory.known()
 
     def note_workers(self, snapshot: WorkersSnapshot, now: datetime) -> None:
         """Workers joining, dying, or coming back; on the first reading, the dead ones only."""
