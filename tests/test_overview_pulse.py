@@ -30,7 +30,7 @@ from pgq_console.widgets.pulse import (
     RateChart,
 )
 from tests.conftest import drop_database, make_database
-from tests.helpers import backend_for, wait_until
+from tests.helpers import MovingClock, backend_for, wait_until
 
 DEAD_WORKER = "0d0d0d0d-0000-4000-8000-000000000001"
 HOSTILE = "card [bold red]declined[/] for job 6213"
@@ -209,21 +209,6 @@ def test_fixed_clock_feed_ages_read_now() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     assert feed_age(at, FixedClock(at).now()) == "now"
     assert feed_age(at, datetime(2026, 1, 1, 0, 1, 5, tzinfo=UTC)) == "1m05s ago"
-
-
-class MovingClock:
-    """The console's clock, moved forward by the test (timing still real: monotonic)."""
-
-    def __init__(self, start: datetime) -> None:
-        self.at = start
-
-    def now(self) -> datetime:
-        return self.at
-
-    def monotonic(self) -> float:
-        import time
-
-        return time.monotonic()
 
 
 def sample_at(start: datetime, seconds: float, rate: float = 10.0) -> ThroughputSample:

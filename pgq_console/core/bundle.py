@@ -337,6 +337,17 @@ def _table(headings: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     return lines
 
 
+def _records_table(
+    records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]
+) -> list[str]:
+    """A table of `records`, one column per (heading, key); "None." when there are none."""
+    if not records:
+        return ["None."]
+    return _table(
+        [heading for heading, _ in columns], [[r[key] for _, key in columns] for r in records]
+    )
+
+
 def _fence(text: str) -> list[str]:
     fence = "```"
     while fence in text:
@@ -455,23 +466,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
             ],
         )
     lines += ["", "## Overdue schedules", ""]
-    if doc["overdue_schedules"]:
-        lines += _table(
-            ["id", "entrypoint", "expression", "problem", "next run", "last run"],
-            [
-                [
-                    s["id"],
-                    s["entrypoint"],
-                    s["expression"],
-                    s["problem"],
-                    s["next_run"],
-                    s["last_run"],
-                ]
-                for s in doc["overdue_schedules"]
-            ],
-        )
-    else:
-        lines.append("None.")
+    lines += _records_table(
+        doc["overdue_schedules"],
+        [
+            ("id", "id"),
+            ("entrypoint", "entrypoint"),
+            ("expression", "expression"),
+            ("problem", "problem"),
+            ("next run", "next_run"),
+            ("last run", "last_run"),
+        ],
+    )
     health = doc["database_health"]
     lines += [
         "",
@@ -497,23 +502,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ],
     )
     lines += ["", "Long transactions:", ""]
-    if health["long_transactions"]:
-        lines += _table(
-            ["pid", "application", "user", "state", "since", "query"],
-            [
-                [
-                    s["pid"],
-                    s["application_name"],
-                    s["user"],
-                    s["state"],
-                    s["xact_start"],
-                    s["query"],
-                ]
-                for s in health["long_transactions"]
-            ],
-        )
-    else:
-        lines.append("None.")
+    lines += _records_table(
+        health["long_transactions"],
+        [
+            ("pid", "pid"),
+            ("application", "application_name"),
+            ("user", "user"),
+            ("state", "state"),
+            ("since", "xact_start"),
+            ("query", "query"),
+        ],
+    )
     audit = doc["audit"]
     lines += ["", "## Audit", ""]
     if audit["records"]:
