@@ -24,7 +24,7 @@ from pgqueuer.queries import Queries
 
 from pgq_console.cli import main
 from pgq_console.core.audit import AuditRecord, append
-from pgq_console.core.bundle import collect
+from pgq_console.core.bundle import collect, render_markdown
 from pgq_console.core.workers import WorkerRow
 from tests.conftest import drop_database, make_database
 from tests.helpers import backend_for, enqueue
@@ -276,3 +276,10 @@ async def test_bundle_lists_every_known_worker_with_what_is_attributable(
         "no_worker_recorded": 1,
     }
     assert f"| {WORKER_B} | idle | report | 0 | 0 |" in made.markdown
+    # The overview's count, read a moment before, is named where it differs (a busy queue).
+    document = made.document
+    document["overview"]["totals"]["picked"] = 22
+    assert (
+        "4 picked jobs at this read: 3 held by 1 worker, 1 with no worker recorded "
+        "(the overview, read a moment before, counted 22)." in render_markdown(document)
+    )

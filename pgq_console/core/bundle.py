@@ -119,12 +119,13 @@ async def collect(
     now = await database_now(backend)
     since = now - window
     rows = await fetch_overview(backend)
+    # Right after the overview, so their picked counts are as close as two reads can be.
+    workers = with_seen(await fetch_workers(backend, stale_after), seen_workers)
     totals = OverviewSnapshot(now, rows, 0.0).totals
     groups = await fetch_failure_groups(backend, now, window=window)
     top = sorted(groups.groups, key=lambda g: (-g.count, -g.last_seen.timestamp()))
     top = top[:TOP_FINGERPRINTS]
     samples = await _sample_jobs(backend, [g.sample_job_id for g in top])
-    workers = with_seen(await fetch_workers(backend, stale_after), seen_workers)
     schedules = await fetch_schedules(backend)
     health = await fetch_health(backend)
 
@@ -348,6 +349,13 @@ def _records_table(
     )
 
 
+def _other_count(at_workers_read: int, at_overview: int) -> str:
+    """The overview's picked count when it differs: a job is picked and done within moments."""
+    if at_workers_read == at_overview:
+        return ""
+    return f" (the overview, read a moment before, counted {at_overview})"
+
+
 def _fence(text: str) -> list[str]:
     fence = "```"
     while fence in text:
@@ -424,6 +432,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"{picked['total']} picked jobs at this read: {picked['attributed']} held by {holders} "
         f"worker{'s' if holders != 1 else ''}"
         + (f", {unrecorded} with no worker recorded" if unrecorded else "")
+        + _other_count(picked["total"], doc["overview"]["totals"]["picked"])
         + ".",
         "",
     ]
