@@ -75,6 +75,17 @@ def add_parsers(
     bundle.add_argument("--output-dir", metavar="DIR", help=argparse.SUPPRESS)
 
 
+def positive_duration(command: str, option: str, text: str) -> timedelta:
+    """A duration option that must be longer than zero (a zero window covers nothing, a zero
+    threshold calls every worker dead): one line and exit 2 otherwise, before connecting."""
+    from pgq_console.scripting import parse_duration
+
+    duration = parse_duration(text)
+    if duration <= timedelta(0):
+        raise ConsoleError(f"{command}: {option} must be longer than zero, not {text!r}")
+    return duration
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "why":
         return why(settings, args)
@@ -98,12 +109,12 @@ def why_lines(result: WhyResult) -> list[str]:
 
 
 def why(settings: Settings, args: argparse.Namespace) -> int:
-    from pgq_console.scripting import json_text, parse_duration
+    from pgq_console.scripting import json_text
 
     if (args.job_id is None) == (args.entrypoint is None):
         raise ConsoleError("why: give a JOB_ID or --entrypoint NAME (one of them)")
-    stale_after = parse_duration(args.stale_after)
-    window = parse_duration(args.window)
+    stale_after = positive_duration("why", "--stale-after", args.stale_after)
+    window = positive_duration("why", "--window", args.window)
     result = asyncio.run(_why(settings, args.job_id, args.entrypoint, stale_after, window))
     if args.json:
         print(json_text(result.as_document()))
@@ -169,11 +180,10 @@ def bundle(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from pgq_console.core import bundle as incident_bundle
-    from pgq_console.scripting import parse_duration
 
-    window = parse_duration(args.window)
+    window = positive_duration("bundle", "--window", args.window)
     secrets = known_secrets(settings)
-    stale_after = parse_duration(args.stale_after)
+    stale_after = positive_duration("bundle", "--stale-after", args.stale_after)
     made = asyncio.run(_bundle(settings, window, stale_after, args.include_payloads, secrets))
     directory = Path(args.output_dir) if args.output_dir else None
     written = incident_bundle.write(made, directory, secrets=secrets)

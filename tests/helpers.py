@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -158,3 +158,18 @@ async def enqueue(dsn: str, entrypoint: str, count: int = 1, **options: Any) -> 
         return [int(i) for i in ids]
     finally:
         await connection.close()
+
+
+class MovingClock:
+    """The console's clock, moved forward by the test (`at`); intervals stay real (monotonic)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.at = start
+
+    def now(self) -> datetime:
+        return self.at
+
+    def monotonic(self) -> float:
+        import time
+
+        return time.monotonic()

@@ -24,8 +24,10 @@ from pgqueuer.queries import Queries
 
 from pgq_console.cli import main
 from pgq_console.core.audit import AuditRecord, append
+from pgq_console.core.bundle import collect, render_markdown
+from pgq_console.core.workers import WorkerRow
 from tests.conftest import drop_database, make_database
-from tests.helpers import enqueue
+from tests.helpers import backend_for, enqueue
 from tests.incident_support import eventually, status_of, worker
 from tests.screens_support import run_sql
 
@@ -187,6 +189,25 @@ def test_bundle_window_is_parsed(capsys: pytest.CaptureFixture[str]) -> None:
     assert timedelta(hours=1)  # the default window is an hour (README)
 
 
+@pytest.mark.parametrize("window", ["0s", "0", "-5s", "0.0h"])
+def test_bundle_window_must_be_longer_than_zero(
+    capsys: pytest.CaptureFixture[str], window: str
+) -> None:
+    """A window of nothing (or less) is a bad argument: one line, exit 2, before connecting."""
+    with pytest.raises(SystemExit) as exited:
+        main(["bundle", f"--window={window}", "--dsn", "postgresql://u@127.0.0.1:1/d"])
+    out, err = capsys.readouterr()
+    assert exited.value.code == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("pgq-console: error: ") and "connect" not in line
+    if window.startswith("-"):  # no sign in a duration
+        assert line == "pgq-console: error: not a duration: '-5s' (e.g. 90s, 5m, 1h30m)"
+    else:
+        assert (
+            line == f"pgq-console: error: bundle: --window must be longer than zero, not {window!r}"
+        )
+
+
 def test_names_in_the_bundle_are_escaped_as_the_console_shows_them() -> None:
     """ESC, BEL and line breaks in a name read as the screen shows them (\\x1b, \\x0a), never
     dropped (which would make a different-looking name) nor raw."""
@@ -195,3 +216,70 @@ def test_names_in_the_bundle_are_escaped_as_the_console_shows_them() -> None:
     shown = _name("\x1b[31mred\x1b]0;pwned\x07 a\nb\tc", ("hunter2",))
     assert shown == "\\x1b[31mred\\x1b]0;pwned\\x07 a\\x0ab\\x09c"
     assert _name("postgresql://u:hunter2@h/db", ("hunter2",)).count("hunter2") == 0
+
+
+WORKER_A = "0a0a0a0a-0000-4000-8000-00000000000a"
+WORKER_B = "0b0b0b0b-0000-4000-8000-00000000000b"
+
+
+async def test_bundle_lists_every_known_worker_with_what_is_attributable(
+    fresh_database: str, tmp_path: Path
+) -> None:
+    """Worker A holds 3 jobs; one picked job records no worker; worker B, seen by the console
+    a minute ago, holds nothing at the read (between jobs). The Workers section lists A and B
+    (B with when it was last seen), and accounts for every picked job."""
+    dsn = fresh_database
+    await run_sql(
+        dsn,
+        "INSERT INTO pgqueuer (priority, status, entrypoint, queue_manager_id, heartbeat) "
+        f"SELECT 0, 'picked', 'export', '{WORKER_A}', now() FROM generate_series(1, 3)",
+    )
+    await run_sql(
+        dsn,
+        "INSERT INTO pgqueuer (priority, status, entrypoint, heartbeat) "
+        "VALUES (0, 'picked', 'export', now())",
+    )
+    (now,) = [row["now"] for row in await run_sql(dsn, "SELECT now()")]
+    seen = WorkerRow(
+        queue_manager_id=WORKER_B,
+        entrypoints=("report",),
+        picked=2,
+        stale=0,
+        newest_heartbeat=now - timedelta(seconds=61),
+        oldest_heartbeat=now - timedelta(seconds=62),
+        last_seen=now - timedelta(seconds=60),
+    )
+    audit = tmp_path / "audit.jsonl"
+    backend = await backend_for(dsn)
+    accounted = "4 picked jobs at this read: 3 held by 1 worker, 1 with no worker recorded."
+    try:
+        # From the command line (no memory of workers): every picked job accounted for.
+        alone = await collect(backend, audit_path=audit)
+        assert accounted in alone.markdown and "(none)" not in alone.markdown
+        assert [w["queue_manager_id"] for w in alone.document["workers"]] == [WORKER_A]
+        made = await collect(backend, audit_path=audit, seen_workers=[seen])
+    finally:
+        await backend.close()
+    assert accounted in made.markdown and "(none)" not in made.markdown
+    workers = {w["queue_manager_id"]: w for w in made.document["workers"]}
+    assert set(workers) == {WORKER_A, WORKER_B}
+    assert workers[WORKER_A]["picked"] == 3 and workers[WORKER_A]["state"] == "busy"
+    assert workers[WORKER_A]["last_seen"] is None  # holds jobs now
+    assert workers[WORKER_B]["picked"] == 0 and workers[WORKER_B]["state"] == "idle"
+    assert workers[WORKER_B]["entrypoints"] == ["report"]
+    assert workers[WORKER_B]["last_seen"] == (now - timedelta(seconds=60)).isoformat(
+        timespec="seconds"
+    )
+    assert made.document["picked_at_workers_read"] == {
+        "total": 4,
+        "attributed": 3,
+        "no_worker_recorded": 1,
+    }
+    assert f"| {WORKER_B} | idle | report | 0 | 0 |" in made.markdown
+    # The overview's count, read a moment before, is named where it differs (a busy queue).
+    document = made.document
+    document["overview"]["totals"]["picked"] = 22
+    assert (
+        "4 picked jobs at this read: 3 held by 1 worker, 1 with no worker recorded "
+        "(the overview, read a moment before, counted 22)." in render_markdown(document)
+    )

@@ -19,7 +19,14 @@ import pytest
 from pgq_console.cli import main
 from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import SystemClock
-from pgq_console.core.fleet import Fleet, FleetRow, LinkState, Member, by_trouble
+from pgq_console.core.fleet import (
+    Fleet,
+    FleetRow,
+    LinkState,
+    Member,
+    by_trouble,
+    without_label,
+)
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.scripting import NagiosState
 from tests.conftest import drop_database, make_database
@@ -223,9 +230,7 @@ async def test_a_slow_installation_never_delays_the_others(
         if row.key == "calm" and row.state is LinkState.UP:
             calm_reads += 1
             if calm_reads == 2:
-                states_when_calm_read_twice.update(
-                    {key: r.state for key, r in fleet.rows.items()}
-                )
+                states_when_calm_read_twice.update({key: r.state for key, r in fleet.rows.items()})
                 states_when_calm_read_twice["locked-read"] = (
                     LinkState.UP if fleet.rows["locked"].read_at else LinkState.CONNECTING
                 )
@@ -311,9 +316,7 @@ async def test_real_pgqueuer_traffic_shows_workers_and_events(
     try:
         watch = fleet.watches["busy"]
         await wait_for(lambda: watch.events_seen > 0, what="a NOTIFY from PgQueuer's trigger")
-        await wait_for(
-            lambda: (fleet.rows["busy"].workers_alive or 0) >= 1, what="a live worker"
-        )
+        await wait_for(lambda: (fleet.rows["busy"].workers_alive or 0) >= 1, what="a live worker")
         assert fleet.rows["busy"].state is LinkState.UP and fleet.rows["busy"].listening
         assert traffic.stats.processed > 0
         await wait_for(lambda: fleet.rows["calm"].workers_alive is not None)
@@ -418,3 +421,39 @@ def test_a_profile_threshold_of_its_own(
     config.write_text(f'[profiles.billing]\ndsn = "{late}"\nfleet_max_age = "soon"\n')
     code, out, _ = run(capsys, "fleet", "check", "--config", str(config))
     assert code == NagiosState.UNKNOWN and "profiles.billing.fleet_max_age" in out
+
+
+def test_a_down_installation_is_named_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """The check line, the table and the JSON name the installation, then its error: the error
+    does not name it again ("x down (cannot reach x: ...)")."""
+    down = closed_port_dsn()
+    label = down.removeprefix("postgresql://")
+    code, out, _ = run(capsys, "fleet", "check", "--dsn", down)
+    assert code == NagiosState.CRITICAL
+    assert out.count(label) == 1, out
+    assert "(cannot reach the server: connection refused" in out
+    _, out, _ = run(capsys, "fleet", "snapshot", "--dsn", down)
+    assert out.count(label) == 1, out
+    _, out, _ = run(capsys, "fleet", "snapshot", "--json", "--dsn", down)
+    (row,) = json.loads(out)["installations"]
+    assert row["label"] == label
+    assert (
+        row["error"] == "cannot reach the server: connection refused (is PostgreSQL running there?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("database does not exist: prod", "database does not exist"),
+        ("timed out connecting to prod", "timed out connecting"),
+        ("authentication failed for prod: check the user", "authentication failed: check the user"),
+        (
+            'cannot connect to prod: role "prod" does not exist',
+            'cannot connect: role "prod" does not exist',
+        ),
+        ("permission denied for table production", "permission denied for table production"),
+    ],
+)
+def test_the_label_leaves_an_error_with_the_word_tying_it_in(message: str, shown: str) -> None:
+    assert without_label(message, "prod") == shown

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -19,12 +19,18 @@ import pytest
 from pgq_console.app import PgqConsole
 from pgq_console.core.audit import AUDIT_EVENT_TYPE, audit_channel
 from pgq_console.core.clock import FixedClock
-from pgq_console.core.pulse import FeedKind
+from pgq_console.core.pulse import FeedKind, ThroughputSample, chart_columns
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.overview_table import OverviewTable
-from pgq_console.widgets.pulse import EventFeedView, PulseTile, PulseTiles, RateChart
+from pgq_console.widgets.pulse import (
+    NOT_MEASURED,
+    EventFeedView,
+    PulseTile,
+    PulseTiles,
+    RateChart,
+)
 from tests.conftest import drop_database, make_database
-from tests.helpers import backend_for, wait_until
+from tests.helpers import MovingClock, backend_for, wait_until
 
 DEAD_WORKER = "0d0d0d0d-0000-4000-8000-000000000001"
 HOSTILE = "card [bold red]declined[/] for job 6213"
@@ -203,3 +209,77 @@ def test_fixed_clock_feed_ages_read_now() -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     assert feed_age(at, FixedClock(at).now()) == "now"
     assert feed_age(at, datetime(2026, 1, 1, 0, 1, 5, tzinfo=UTC)) == "1m05s ago"
+
+
+def sample_at(start: datetime, seconds: float, rate: float = 10.0) -> ThroughputSample:
+    return ThroughputSample(start + timedelta(seconds=seconds), rate, rate, 0.0)
+
+
+def test_chart_columns_tell_a_gap_from_a_zero() -> None:
+    """Readings every 2 s for 20 s, none for 2 minutes, then again: the columns of those 2
+    minutes are unmeasured; a zero rate stays a value; columns a later reading's 10 s rate
+    window reaches into are measured; the time before the first reading is neither."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    samples = [sample_at(start, s) for s in range(0, 21, 2)]
+    samples += [sample_at(start, s, rate=0.0) for s in range(140, 161, 2)]
+    columns = chart_columns(samples, width=40, slot_s=5.0)
+    # The newest (160 s) in column 39: column c spans the ages (39 - c) * 5 .. (40 - c) * 5 s.
+    (in_values, _, _) = columns.series
+    # 20 s .. 140 s unread, less the 140 s reading's window (130 s .. 140 s: columns 34, 33).
+    assert columns.unmeasured == frozenset(range(12, 34))
+    assert in_values[34:] == [0.0] * 6  # zeros measured from 130 s on
+    assert in_values[7:12] == [10.0] * 5  # the first 20 s
+    assert in_values[:7] == [None] * 7  # before the first reading: no history, no gap
+
+
+async def test_time_off_screen_is_drawn_as_not_measured(pulse_dsn: str) -> None:
+    """The overview left for Jobs for two minutes (no reading meanwhile) and opened again: the
+    chart shades those minutes as not measured, the legend says so, and draws no zero there."""
+    clock = MovingClock(datetime.now(UTC))
+    backend = await backend_for(pulse_dsn)
+    app = PgqConsole(backend, refresh_interval=0.2, clock=clock)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_until(pilot, lambda: overview(app).roomy, what="the roomy layout")
+        screen = overview(app)
+        chart = screen.query_one(RateChart)
+
+        def readings(count: int) -> Callable[[], bool]:
+            return lambda: len(chart.samples) >= count
+
+        for step in range(1, 4):  # three readings, 5 s of the console's clock apart
+            await wait_until(pilot, readings(step), what=f"reading {step}")
+            clock.at += timedelta(seconds=5)
+        await wait_until(pilot, readings(4), what="reading 4")
+        assert not chart.border_subtitle  # nothing missed yet
+        await app.run_action("app.switch_mode('jobs')")
+        await wait_until(pilot, lambda: app.screen is not screen, what="the jobs screen")
+        seen = len(chart.samples)
+        clock.at += timedelta(minutes=2)
+        await app.run_action("app.switch_mode('overview')")
+        await wait_until(pilot, lambda: app.screen is screen, what="the overview again")
+        await wait_until(pilot, lambda: len(chart.samples) > seen, what="a reading on return")
+        width = chart.size.width - RateChart.LABEL_WIDTH - RateChart.VALUE_WIDTH
+        gaps = chart_columns(chart.samples, width, chart.slot_s).unmeasured
+        assert len(gaps) >= 20  # 2 minutes less the 10 s rate window, in 5 s columns
+        assert "not measured" in str(chart.border_subtitle)
+        lines = str(chart.render()).splitlines()
+        for line in lines:
+            cells = line[RateChart.LABEL_WIDTH : RateChart.LABEL_WIDTH + width]
+            assert {cells[c] for c in gaps} == {NOT_MEASURED}, line
+
+
+def test_the_feed_remembers_a_worker_between_jobs_for_the_bundle() -> None:
+    from pgq_console.core.pulse import EventFeed
+    from pgq_console.core.workers import WorkerRow, WorkersSnapshot
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    worker = WorkerRow("w-1", ("export",), 2, 0, at, at)
+
+    def read(*workers: WorkerRow) -> WorkersSnapshot:
+        return WorkersSnapshot(at, timedelta(seconds=90), workers, (), 0)
+
+    feed = EventFeed()
+    feed.note_workers(read(worker), at)
+    feed.note_workers(read(), at + timedelta(seconds=15))  # between jobs: holds none
+    (seen,) = feed.workers_seen()
+    assert seen.queue_manager_id == "w-1" and seen.idle and seen.last_seen == at

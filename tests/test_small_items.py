@@ -12,7 +12,7 @@ from pgq_console.screens.help import HelpScreen, human_name
 from pgq_console.screens.job_detail import JobDetailScreen
 from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
-from tests.helpers import wait_until
+from tests.helpers import MovingClock, wait_until
 from tests.test_jobs_screens import console, open_jobs, seeded  # noqa: F401  (fixture)
 
 
@@ -133,21 +133,6 @@ def test_every_screen_explains_each_of_its_columns() -> None:
             if label in obvious:
                 continue
             assert any(word in glossary for word in label.split()), (screen.__name__, label)
-
-
-class MovingClock:
-    """A clock the test moves forward."""
-
-    def __init__(self, start: Any) -> None:
-        self.at = start
-
-    def now(self) -> Any:
-        return self.at
-
-    def monotonic(self) -> float:
-        import time
-
-        return time.monotonic()
 
 
 async def test_detail_relative_times_move_on(seeded: str) -> None:  # noqa: F811

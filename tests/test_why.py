@@ -21,7 +21,13 @@ from pgqueuer.queries import Queries
 from pgq_console.cli import main
 from pgq_console.core.backend import Backend
 from pgq_console.core.target import DriverKind
-from pgq_console.core.why import UnknownJob, WhyResult, why_entrypoint, why_job
+from pgq_console.core.why import (
+    UnknownEntrypoint,
+    UnknownJob,
+    WhyResult,
+    why_entrypoint,
+    why_job,
+)
 from tests.helpers import backend_for, enqueue
 from tests.incident_support import eventually, status_of, worker
 from tests.screens_support import run_sql
@@ -214,3 +220,62 @@ def test_cli_why(capsys: pytest.CaptureFixture[str], fresh_database: str) -> Non
     assert err.strip() == "pgq-console: error: job 424242 is neither in the queue nor in the log"
     code, out, err = run_cli(capsys, "why", "1", "--dsn", "postgresql://u:sekrit@127.0.0.1:1/d")
     assert code != 0 and len(err.strip().splitlines()) == 1 and "sekrit" not in err
+
+
+def test_cli_why_an_entrypoint_never_seen_says_so_with_close_names(
+    capsys: pytest.CaptureFixture[str], fresh_database: str
+) -> None:
+    """A typo is not "no job waiting" (that sends the reader looking for workers): nothing has
+    that name, and the close names that exist are suggested."""
+    dsn = fresh_database
+    asyncio.run(enqueue(dsn, "send_email", 1))
+    # Only an old log row: seen, though nothing of it is current (not "never seen").
+    asyncio.run(
+        run_sql(
+            dsn,
+            "INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created) "
+            "VALUES (999, 'successful', 'nightly_export', 0, now() - interval '3 days')",
+        )
+    )
+    code, out, err = run_cli(capsys, "why", "--entrypoint", "send_emial", "--dsn", dsn)
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        "pgq-console: error: entrypoint 'send_emial' was never seen: no job, log row or "
+        "schedule has that name; did you mean 'send_email'?"
+    )
+    code, out, err = run_cli(capsys, "why", "--entrypoint", "zzz", "--dsn", dsn)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "'zzz' was never seen" in err
+    assert "entrypoints seen: 'nightly_export', 'send_email'" in err
+    code, out, err = run_cli(capsys, "why", "--entrypoint", "nightly_export", "--dsn", dsn)
+    assert code == 0, err
+    assert out.splitlines()[0] == "nightly_export has no job waiting to be picked"
+
+
+async def test_why_entrypoint_never_seen_in_an_empty_queue(fresh_database: str) -> None:
+    async with opened(fresh_database) as backend:
+        with pytest.raises(UnknownEntrypoint) as raised:
+            await why_entrypoint(backend, "nosuch")
+    assert str(raised.value).endswith("; no entrypoint has been seen yet")
+
+
+def test_cli_why_bad_job_id_is_one_line_with_one_prefix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(capsys, "why", "abc")
+    assert code == 2 and out == ""
+    assert err.strip() == "pgq-console: error: why: argument JOB_ID: invalid int value: 'abc'"
+
+
+@pytest.mark.parametrize("option", ["--window", "--stale-after"])
+@pytest.mark.parametrize("value", ["0s", "0", "0.0m"])
+def test_cli_why_zero_durations_are_refused(
+    capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    code, out, err = run_cli(
+        capsys, "why", "1", f"{option}={value}", "--dsn", "postgresql://u@127.0.0.1:1/d"
+    )
+    assert code == 2 and out == ""
+    assert err.strip() == (
+        f"pgq-console: error: why: {option} must be longer than zero, not {value!r}"
+    )

@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from pgq_console.core.text import printable
 
         # argparse quotes the arguments it refuses as given: escape them like any output.
-        message = printable(" ".join(str(exc).removeprefix("pgq-console: ").split()))
+        message = printable(" ".join(str(exc).split()))
         if is_check:  # monitoring reads stdout
             print(f"PGQ UNKNOWN - {message}")
         else:

@@ -21,7 +21,10 @@ class UsageError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        # The caller prefixes "pgq-console: error: "; name only the subcommand (if any) here,
+        # or the line says "pgq-console: error: pgq-console why: ...".
+        command = self.prog.removeprefix("pgq-console").strip()
+        raise UsageError(f"{command}: {message}" if command else message)
 
 
 def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:

@@ -33,7 +33,14 @@ from pgq_console import __version__
 from pgq_console.core.errors import scrub
 from pgq_console.core.jobs import render_payload
 from pgq_console.core.text import clipboard_text, printable
-from pgq_console.core.workers import DEFAULT_STALE_AFTER
+from pgq_console.core.workers import (
+    DEFAULT_STALE_AFTER,
+    NO_WORKER,
+    REMEMBER_IDLE,
+    WorkerMemory,
+    WorkerRow,
+    WorkersSnapshot,
+)
 
 if TYPE_CHECKING:
     from pgq_console.core.audit import AuditAnnouncement
@@ -94,8 +101,12 @@ async def collect(
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     heard: Sequence[AuditAnnouncement] = (),
     audit_path: Path | None = None,
+    seen_workers: Sequence[WorkerRow] = (),
 ) -> Bundle:
-    """Read everything the bundle holds (read-only) and render it."""
+    """Read everything the bundle holds (read-only) and render it.
+
+    `seen_workers`: the workers the console remembers (`WorkerMemory.known()`, as the Workers
+    screen merges them): listed too when they hold no job at the bundle's read."""
     from pgq_console.core.audit import read_records
     from pgq_console.core.checks import database_now
     from pgq_console.core.health import fetch_health
@@ -108,12 +119,13 @@ async def collect(
     now = await database_now(backend)
     since = now - window
     rows = await fetch_overview(backend)
+    # Right after the overview, so their picked counts are as close as two reads can be.
+    workers = with_seen(await fetch_workers(backend, stale_after), seen_workers)
     totals = OverviewSnapshot(now, rows, 0.0).totals
     groups = await fetch_failure_groups(backend, now, window=window)
     top = sorted(groups.groups, key=lambda g: (-g.count, -g.last_seen.timestamp()))
     top = top[:TOP_FINGERPRINTS]
     samples = await _sample_jobs(backend, [g.sample_job_id for g in top])
-    workers = await fetch_workers(backend, stale_after)
     schedules = await fetch_schedules(backend)
     health = await fetch_health(backend)
 
@@ -190,9 +202,19 @@ async def collect(
                 "picked": w.picked,
                 "stale": w.stale,
                 "newest_heartbeat": _when(w.newest_heartbeat),
+                # Holding no job at the read: when this console last saw it hold one.
+                "last_seen": _when(w.last_seen) if w.idle else None,
             }
             for w in workers.workers
+            if w.queue_manager_id != NO_WORKER
         ],
+        "picked_at_workers_read": {
+            "total": sum(w.picked for w in workers.workers),
+            "attributed": sum(w.picked for w in workers.workers if w.queue_manager_id != NO_WORKER),
+            "no_worker_recorded": sum(
+                w.picked for w in workers.workers if w.queue_manager_id == NO_WORKER
+            ),
+        },
         "stale_jobs": {
             "stale_after_s": stale_after.total_seconds(),
             "total": workers.stale_total,
@@ -261,6 +283,15 @@ async def collect(
     return Bundle(document, scrub(render_markdown(document), secrets))
 
 
+def with_seen(read: WorkersSnapshot, seen: Sequence[WorkerRow]) -> WorkersSnapshot:
+    """The read, plus the workers the console saw hold jobs lately that hold none now (between
+    jobs, idle, or dead and since reclaimed), merged as the Workers screen merges them."""
+    if not seen:
+        return read
+    memory = WorkerMemory(_seen={w.queue_manager_id: w for w in seen})
+    return memory.merge(read, read.taken_at)
+
+
 def _plain_audit(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, str):
         return _clean(value, secrets, limit=500)
@@ -305,6 +336,24 @@ def _table(headings: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(headings) + " |", "|" + "---|" * len(headings)]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return lines
+
+
+def _records_table(
+    records: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]
+) -> list[str]:
+    """A table of `records`, one column per (heading, key); "None." when there are none."""
+    if not records:
+        return ["None."]
+    return _table(
+        [heading for heading, _ in columns], [[r[key] for _, key in columns] for r in records]
+    )
+
+
+def _other_count(at_workers_read: int, at_overview: int) -> str:
+    """The overview's picked count when it differs: a job is picked and done within moments."""
+    if at_workers_read == at_overview:
+        return ""
+    return f" (the overview, read a moment before, counted {at_overview})"
 
 
 def _fence(text: str) -> list[str]:
@@ -373,10 +422,23 @@ def render_markdown(doc: dict[str, Any]) -> str:
             if sample["payload"] not in (None, REDACTED):
                 lines += ["", "Payload:", "", *_fence(sample["payload"])]
         lines += ["", *_fence(f["sample_traceback"] or "(no traceback)")]
-    lines += ["", "## Workers", ""]
+    picked = doc["picked_at_workers_read"]
+    holders = sum(1 for w in doc["workers"] if w["picked"])
+    unrecorded = picked["no_worker_recorded"]
+    lines += [
+        "",
+        "## Workers",
+        "",
+        f"{picked['total']} picked jobs at this read: {picked['attributed']} held by {holders} "
+        f"worker{'s' if holders != 1 else ''}"
+        + (f", {unrecorded} with no worker recorded" if unrecorded else "")
+        + _other_count(picked["total"], doc["overview"]["totals"]["picked"])
+        + ".",
+        "",
+    ]
     if doc["workers"]:
         lines += _table(
-            ["worker", "state", "entrypoints", "picked", "stale", "newest heartbeat"],
+            ["worker", "state", "entrypoints", "picked", "stale", "newest heartbeat", "last seen"],
             [
                 [
                     w["queue_manager_id"],
@@ -385,12 +447,20 @@ def render_markdown(doc: dict[str, Any]) -> str:
                     w["picked"],
                     w["stale"],
                     w["newest_heartbeat"],
+                    w["last_seen"],
                 ]
                 for w in doc["workers"]
             ],
         )
     else:
         lines.append("No worker holds a job.")
+    lines += [
+        "",
+        "PgQueuer records a worker only on the jobs it holds (its id and their heartbeats): a "
+        "worker holding none at this read is listed only if this console saw it hold one in "
+        f"the last {REMEMBER_IDLE.total_seconds() / 60:g} min (last seen); a finished job is "
+        "not attributable (the log records no worker).",
+    ]
     stale = doc["stale_jobs"]
     lines += [
         "",
@@ -405,23 +475,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
             ],
         )
     lines += ["", "## Overdue schedules", ""]
-    if doc["overdue_schedules"]:
-        lines += _table(
-            ["id", "entrypoint", "expression", "problem", "next run", "last run"],
-            [
-                [
-                    s["id"],
-                    s["entrypoint"],
-                    s["expression"],
-                    s["problem"],
-                    s["next_run"],
-                    s["last_run"],
-                ]
-                for s in doc["overdue_schedules"]
-            ],
-        )
-    else:
-        lines.append("None.")
+    lines += _records_table(
+        doc["overdue_schedules"],
+        [
+            ("id", "id"),
+            ("entrypoint", "entrypoint"),
+            ("expression", "expression"),
+            ("problem", "problem"),
+            ("next run", "next_run"),
+            ("last run", "last_run"),
+        ],
+    )
     health = doc["database_health"]
     lines += [
         "",
@@ -447,23 +511,17 @@ def render_markdown(doc: dict[str, Any]) -> str:
         ],
     )
     lines += ["", "Long transactions:", ""]
-    if health["long_transactions"]:
-        lines += _table(
-            ["pid", "application", "user", "state", "since", "query"],
-            [
-                [
-                    s["pid"],
-                    s["application_name"],
-                    s["user"],
-                    s["state"],
-                    s["xact_start"],
-                    s["query"],
-                ]
-                for s in health["long_transactions"]
-            ],
-        )
-    else:
-        lines.append("None.")
+    lines += _records_table(
+        health["long_transactions"],
+        [
+            ("pid", "pid"),
+            ("application", "application_name"),
+            ("user", "user"),
+            ("state", "state"),
+            ("since", "xact_start"),
+            ("query", "query"),
+        ],
+    )
     audit = doc["audit"]
     lines += ["", "## Audit", ""]
     if audit["records"]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -138,6 +139,18 @@ def _closed(backend: Backend) -> bool:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def without_label(message: str, label: str) -> str:
+    """An installation's error without its own label: every place showing the error names the
+    installation first ("u@h:5432/db down (cannot reach u@h:5432/db: ...)" said it twice). The
+    label goes with the word tying it in ("to", "for", "of", ": "); "cannot reach" keeps an
+    object."""
+    if not label or label not in message:
+        return message
+    pattern = rf"(?::|\s+(?:to|for|of|in))?\s+{re.escape(label)}(?=$|[\s:;,)])"
+    shorter = re.sub(pattern, "", message)
+    return re.sub(r"\breach(?=:|$)", "reach the server", shorter) or message
 
 
 @dataclass
@@ -290,6 +303,7 @@ class Watch:
     def _down(self, message: str) -> None:
         self._failures += 1
         since = self.row.since if self.row.down and self.row.since else self.clock.now()
+        message = without_label(message, self.member.label)
         self._replace(state=LinkState.DOWN, since=since, error=message, listening=False)
 
     async def _failed(self, exc: BaseException) -> None:
@@ -299,9 +313,8 @@ class Watch:
             return
         self._failures += 1
         since = self.row.since if self.row.state is LinkState.ERROR and self.row.since else None
-        self._replace(
-            state=LinkState.ERROR, since=since or self.clock.now(), error=_one_line(exc)
-        )
+        error = without_label(_one_line(exc), self.member.label)
+        self._replace(state=LinkState.ERROR, since=since or self.clock.now(), error=error)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -349,9 +362,7 @@ class Watch:
         reading = self._reading
         reading.held = sum(w.held for w in windows.windows.values())
         reading.errors_per_min = sum(w.exceptions_1m for w in windows.windows.values())
-        reading.workers_alive = sum(
-            1 for w in workers.workers if not w.dead(now, self.stale_after)
-        )
+        reading.workers_alive = sum(1 for w in workers.workers if not w.dead(now, self.stale_after))
         reading.stale_jobs = workers.stale_total
         mono = asyncio.get_running_loop().time()
         history = self._held_history

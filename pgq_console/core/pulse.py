@@ -11,6 +11,7 @@ the feed is on screen.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -18,7 +19,14 @@ from enum import StrEnum
 from pgq_console.core.backend import Backend
 from pgq_console.core.jobs import FailureGroups, fetch_failure_groups
 from pgq_console.core.models import OverviewSnapshot
-from pgq_console.core.workers import WorkerMemory, WorkersSnapshot, WorkerState, fetch_workers
+from pgq_console.core.stats import RATE_WINDOW_S
+from pgq_console.core.workers import (
+    WorkerMemory,
+    WorkerRow,
+    WorkersSnapshot,
+    WorkerState,
+    fetch_workers,
+)
 
 PULSE_POLL_S = 15.0
 HISTORY_SAMPLES = 240  # at one sample per refresh (2 s): the last 8 minutes
@@ -79,6 +87,63 @@ class ThroughputHistory:
         if len(self._samples) < 2:
             return timedelta(0)
         return self._samples[-1].at - self._samples[0].at
+
+
+@dataclass(frozen=True)
+class ChartColumns:
+    """A chart's columns, oldest first: per series (in, out, errors) one value per column
+    (None: nothing to draw), and the columns nothing was measured in."""
+
+    series: tuple[list[float | None], list[float | None], list[float | None]]
+    unmeasured: frozenset[int]
+
+
+def chart_columns(
+    samples: Sequence[ThroughputSample],
+    width: int,
+    slot_s: float,
+    window_s: float = RATE_WINDOW_S,
+) -> ChartColumns:
+    """`samples` in `width` columns of `slot_s` seconds, the newest sample in the last column.
+
+    A column holds the latest sample taken in it. A column without one is still measured when
+    a later sample's rate window (`window_s`: a rate is the log's count over it) reaches into
+    it, and shows that sample. Any other column since the oldest sample had no reading at all
+    (the overview was not on screen, paused, or disconnected): unmeasured, not zero. Columns
+    older than the history stay empty.
+    """
+    series: tuple[list[float | None], list[float | None], list[float | None]] = (
+        [None] * width,
+        [None] * width,
+        [None] * width,
+    )
+    if not samples or width <= 0:
+        return ChartColumns(series, frozenset())
+    newest = samples[-1].at
+    aged = [((newest - sample.at).total_seconds(), sample) for sample in samples]
+
+    def put(column: int, sample: ThroughputSample) -> None:
+        for values, value in zip(
+            series, (sample.rate_in, sample.rate_out, sample.errors), strict=True
+        ):
+            values[column] = value
+
+    for age, sample in aged:  # oldest first: the latest in a column wins
+        back = int(age // slot_s)
+        if back < width:
+            put(width - 1 - back, sample)
+    unmeasured: set[int] = set()
+    for back in range(min(width, int(aged[0][0] // slot_s) + 1)):
+        column = width - 1 - back
+        if series[0][column] is not None:
+            continue
+        start, end = back * slot_s, (back + 1) * slot_s  # the ages the column spans
+        covering = [sample for age, sample in aged if age < end and age + window_s > start]
+        if covering:
+            put(column, covering[0])  # the oldest reading after it: the nearest in time
+        else:
+            unmeasured.add(column)
+    return ChartColumns(series, frozenset(unmeasured))
 
 
 class FeedKind(StrEnum):
@@ -147,6 +212,10 @@ class EventFeed:
                 )
             )
         self._fingerprints = seen | {g.key for g in failures.groups}
+
+    def workers_seen(self) -> tuple[WorkerRow, ...]:
+        """The workers this feed remembers (for the incident bundle's `seen_workers`)."""
+        return self._memory.known()
 
     def note_workers(self, snapshot: WorkersSnapshot, now: datetime) -> None:
         """Workers joining, dying, or coming back; on the first reading, the dead ones only."""

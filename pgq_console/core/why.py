@@ -46,6 +46,15 @@ class UnknownJob(ConsoleError):
     """Neither the queue nor the log knows the job."""
 
 
+class UnknownEntrypoint(ConsoleError):
+    """No job, log row, statistics row or schedule has ever named the entrypoint (a typo, most
+    likely: "no job waiting" would send the reader looking for workers)."""
+
+
+# Close names suggested for an entrypoint never seen, at most this many.
+CLOSE_NAMES = 3
+
+
 @dataclass(frozen=True)
 class Reason:
     code: str  # deferred, no_worker, busy, concurrency, ahead, held, cancelled, finished,
@@ -214,9 +223,58 @@ async def why_entrypoint(
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     activity_window: timedelta = DEFAULT_ACTIVITY_WINDOW,
 ) -> WhyResult:
-    """Why the entrypoint's queue is not draining: the reasons for the job at its head."""
+    """Why the entrypoint's queue is not draining: the reasons for the job at its head.
+    UnknownEntrypoint when nothing in the database has ever named it."""
     row = await _read(backend, None, entrypoint, stale_after, activity_window)
+    if _nothing_current(row) and not await _entrypoint_seen(backend, entrypoint):
+        from pgq_console.core.enqueue import known_entrypoints
+
+        raise UnknownEntrypoint(never_seen(entrypoint, await known_entrypoints(backend)))
     return explain(row, job_id=None, stale_after=stale_after, activity_window=activity_window)
+
+
+def _nothing_current(row: dict[str, Any]) -> bool:
+    """Nothing queued, picked, served or finished for the entrypoint lately."""
+    return (
+        int(row["ready"]) == 0
+        and int(row["deferred"]) == 0
+        and int(row["picked"]) == 0
+        and row["last_served"] is None
+        and int(row["drained"] or 0) == 0
+    )
+
+
+def entrypoint_seen_sql(backend: Backend) -> str:
+    """$1 entrypoint: is it named anywhere (any job, log row, statistics row, schedule)? Only
+    asked when the entrypoint has nothing current, so the log (no entrypoint index) is scanned
+    only for a name that is, most likely, a typo; EXISTS stops at the first row found."""
+    names = backend.installation.settings.qualified
+    return f"""
+SELECT EXISTS (SELECT 1 FROM {names.queue_table} WHERE entrypoint = $1::text)
+    OR EXISTS (SELECT 1 FROM {names.schedules_table} WHERE entrypoint = $1::text)
+    OR EXISTS (SELECT 1 FROM {names.statistics_table} WHERE entrypoint = $1::text)
+    OR EXISTS (SELECT 1 FROM {names.queue_table_log} WHERE entrypoint = $1::text) AS seen
+"""
+
+
+async def _entrypoint_seen(backend: Backend, entrypoint: str) -> bool:
+    rows = await backend.read(entrypoint_seen_sql(backend), entrypoint)
+    return bool(rows[0]["seen"])
+
+
+def never_seen(entrypoint: str, known: list[str]) -> str:
+    """The one line for an entrypoint nothing names, with the close names that exist."""
+    from difflib import get_close_matches
+
+    line = f"entrypoint {entrypoint!r} was never seen: no job, log row or schedule has that name"
+    close = get_close_matches(entrypoint, known, n=CLOSE_NAMES, cutoff=0.6)
+    if close:
+        return f"{line}; did you mean {', '.join(repr(name) for name in close)}?"
+    if known:
+        shown = ", ".join(repr(name) for name in known[:8])
+        more = f" and {len(known) - 8} more" if len(known) > 8 else ""
+        return f"{line}; entrypoints seen: {shown}{more}"
+    return f"{line}; no entrypoint has been seen yet"
 
 
 async def _read(

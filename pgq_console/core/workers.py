@@ -39,6 +39,8 @@ STALE_JOB_LIMIT = 500
 REMEMBER_IDLE = timedelta(minutes=10)
 # A worker that held jobs this recently is still busy (pgqueuer's default heartbeat timeout).
 BUSY_GRACE = timedelta(seconds=30)
+# The "worker" of picked jobs that record none (queue_manager_id NULL).
+NO_WORKER = "(none)"
 
 
 class WorkerState(StrEnum):
@@ -155,7 +157,7 @@ async def fetch_workers(
         if row["kind"] == "worker":
             workers.append(
                 WorkerRow(
-                    queue_manager_id=row["qm"] or "(none)",
+                    queue_manager_id=row["qm"] or NO_WORKER,
                     entrypoints=tuple(str(e) for e in row["entrypoints"] or ()),
                     picked=int(row["picked"]),
                     stale=int(row["stale"]),
@@ -196,6 +198,10 @@ class WorkerMemory:
 
     remember: timedelta = REMEMBER_IDLE
     _seen: dict[str, WorkerRow] = field(default_factory=dict)
+
+    def known(self) -> tuple[WorkerRow, ...]:
+        """Every worker remembered at the last merge (for the incident bundle)."""
+        return tuple(self._seen.values())
 
     def merge(self, snapshot: WorkersSnapshot, now: datetime) -> WorkersSnapshot:
         current = {w.queue_manager_id: replace(w, last_seen=now) for w in snapshot.workers}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import groupby
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -16,7 +17,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Digits, Static
 
-from pgq_console.core.pulse import FeedEvent, ThroughputSample
+from pgq_console.core.pulse import ChartColumns, FeedEvent, ThroughputSample, chart_columns
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
 
@@ -98,6 +99,9 @@ class PulseTiles(Horizontal):
 
 
 BARS = " ▁▂▃▄▅▆▇█"
+# A column nothing was measured in (no reading then): not a zero (a zero is "·").
+NOT_MEASURED = "░"
+NOT_MEASURED_LEGEND = f"{NOT_MEASURED} not measured (no reading: overview hidden or paused)"
 
 
 def chart_rate(per_second: float) -> str:
@@ -107,14 +111,22 @@ def chart_rate(per_second: float) -> str:
     return fmt.rate(per_second)
 
 
-def bar_rows(values: Sequence[float | None], height: int, peak: float) -> list[str]:
+def bar_rows(
+    values: Sequence[float | None],
+    height: int,
+    peak: float,
+    unmeasured: frozenset[int] = frozenset(),
+) -> list[str]:
     """`values` (one per column, None: no sample) as `height` lines of block glyphs, top line
-    first, scaled from zero to `peak`."""
+    first, scaled from zero to `peak`; the `unmeasured` columns are shaded full height."""
     steps = len(BARS) - 1
     rows: list[str] = []
     for line in reversed(range(height)):
         cells = []
-        for value in values:
+        for column, value in enumerate(values):
+            if column in unmeasured:
+                cells.append(NOT_MEASURED)
+                continue
             if value is None:
                 cells.append(" ")
                 continue
@@ -131,8 +143,9 @@ def bar_rows(values: Sequence[float | None], height: int, peak: float) -> list[s
 class RateChart(Widget):
     """In, out and errors per second over the last minutes, one sample per refresh.
 
-    Each column is `slot_s` seconds, the newest at the right; a column without a sample stays
-    blank (paused, or the console was elsewhere), so gaps read as gaps, not as zero.
+    Each column is `slot_s` seconds, the newest at the right. A column nothing was measured in
+    (the overview was not on screen, paused, or disconnected) is shaded and the legend says
+    so: a gap reads as a gap, not as zero (`core.pulse.chart_columns`).
     """
 
     COMPONENT_CLASSES = {"rate-chart--in", "rate-chart--out", "rate-chart--errors"}
@@ -149,23 +162,12 @@ class RateChart(Widget):
         self.samples = tuple(samples)
         columns = max(1, self.size.width - self.LABEL_WIDTH - self.VALUE_WIDTH)
         self.border_title = f"throughput per second, last {fmt.seconds(columns * self.slot_s)}"
+        self.border_subtitle = NOT_MEASURED_LEGEND if self.columns(columns).unmeasured else ""
         self.refresh()
 
-    def columns(self, width: int) -> list[list[float | None]]:
-        """Per series, one value per column (the latest sample in that slot), oldest first."""
-        slots: list[list[float | None]] = [[None] * width for _ in self.SERIES]
-        if not self.samples or width <= 0:
-            return slots
-        newest = self.samples[-1].at
-        for sample in self.samples:
-            back = int((newest - sample.at).total_seconds() // self.slot_s)
-            if back >= width:
-                continue
-            for series, value in zip(
-                slots, (sample.rate_in, sample.rate_out, sample.errors), strict=True
-            ):
-                series[width - 1 - back] = value
-        return slots
+    def columns(self, width: int) -> ChartColumns:
+        """Per series, one value per column, oldest first, and the unmeasured columns."""
+        return chart_columns(self.samples, width, self.slot_s)
 
     def render(self) -> Text:
         width = max(1, self.size.width - self.LABEL_WIDTH - self.VALUE_WIDTH)
@@ -175,19 +177,24 @@ class RateChart(Widget):
         now_values = (
             (latest.rate_in, latest.rate_out, latest.errors) if latest else (None, None, None)
         )
+        columns = self.columns(width)
         for index, ((name, component), values, current) in enumerate(
-            zip(self.SERIES, self.columns(width), now_values, strict=True)
+            zip(self.SERIES, columns.series, now_values, strict=True)
         ):
             style = self.get_component_rich_style(component)
             present = [v for v in values if v is not None]
             peak = max(present, default=0.0)
-            rows = bar_rows(values, per_series, peak)
+            rows = bar_rows(values, per_series, peak, columns.unmeasured)
             for line, row in enumerate(rows):
                 if index or line:
                     text.append("\n")
                 label = name if line == len(rows) - 1 else ""
                 text.append(f"{label:<{self.LABEL_WIDTH}}", style="bold")
-                text.append(row, style=style)
+                # In runs: unmeasured ones dim, the rest in the series' colour.
+                for unmeasured, run in groupby(
+                    enumerate(row), key=lambda cell: cell[0] in columns.unmeasured
+                ):
+                    text.append("".join(c for _, c in run), style="dim" if unmeasured else style)
                 if line == len(rows) - 1:
                     value = "–" if current is None else f"{chart_rate(current)}/s"
                     text.append(f" {value:>6}", style=style)
