@@ -92,7 +92,7 @@ class Refresher:
             on_exact=self.request_refresh,  # show the exact numbers
         )
         # The first read happens even while hidden: the screen appears with its rows.
-        self.loop = RefreshLoop(
+        self.timing = RefreshLoop(
             clock,
             interval_s=interval_s,
             visible=lambda: self._active() and not self.status.paused,
@@ -122,7 +122,7 @@ class Refresher:
 
     def request_refresh(self) -> None:
         """Refresh as soon as the budget allows (an event, or the operator pressed a key)."""
-        self.loop.notify()
+        self.timing.notify()
 
     def request_exact(self) -> None:
         """Count the depths exactly now (a key, the console's own write, a TRUNCATE)."""
@@ -131,22 +131,22 @@ class Refresher:
 
     def wake(self) -> None:
         """Look at the due time again (the screen came back into view)."""
-        self.loop.wake()
+        self.timing.wake()
 
     def set_interval(self, seconds: float) -> None:
         seconds = min(MAX_INTERVAL_S, max(MIN_INTERVAL_S, seconds))
         self._publish(replace(self.status, interval_s=seconds))
-        self.loop.set_interval(seconds)
+        self.timing.set_interval(seconds)
 
     def set_paused(self, paused: bool) -> None:
         self._publish(replace(self.status, paused=paused))
-        self.loop.wake()
+        self.timing.wake()
 
     # -- the loop ------------------------------------------------------------------------------
 
     async def run(self) -> None:
         try:
-            await self.loop.run(self._round)
+            await self.timing.run(self._round)
         finally:
             await self.tiers.close()
 
@@ -161,7 +161,7 @@ class Refresher:
             raise
         except Exception as exc:  # a bug must not stop the live model for good
             log.exception("refresh loop")
-            self.loop.failed(lost=False)
+            self.timing.failed(lost=False)
             self._publish(replace(self.status, error=f"refresh failed: {error_line(exc)}"))
 
     async def _refresh(self) -> None:
@@ -207,7 +207,7 @@ class Refresher:
         ended = self.clock.monotonic()
         recovered = self.status.lost_since is not None
         self._book(ended, spent)
-        self.loop.succeeded()
+        self.timing.succeeded()
         replica = self.backend.replica
         self._on_snapshot(
             OverviewSnapshot(
@@ -233,14 +233,14 @@ class Refresher:
 
     async def _failed(self, exc: BaseException) -> None:
         lost = self.backend.errors.connection_lost(exc)
-        self.loop.failed(lost=lost)
+        self.timing.failed(lost=lost)
         if not lost:
             self._publish(
                 replace(
                     self.status,
                     error=describe_refresh_error(exc, self.backend),
-                    failures=self.loop.failures,
-                    next_try_at=self.loop.next_try_at,
+                    failures=self.timing.failures,
+                    next_try_at=self.timing.next_try_at,
                 )
             )
             return
@@ -252,10 +252,10 @@ class Refresher:
         self._publish(
             replace(
                 self.status,
-                error=self.loop.outage(exc, self.backend.label),
-                lost_since=self.loop.lost_since,
-                next_try_at=self.loop.next_try_at,
-                failures=self.loop.failures,
+                error=self.timing.outage(exc, self.backend.label),
+                lost_since=self.timing.lost_since,
+                next_try_at=self.timing.next_try_at,
+                failures=self.timing.failures,
                 listening=False,
             )
         )
