@@ -348,16 +348,14 @@ async def open_console(dsn: str, refresh_s: float) -> tuple[Any, Any]:
 async def sample_refreshes(app: Any, samples: list[tuple[float, float, float]]) -> None:
     """Record (when, overview query s, whole refresh s) for every refresh the console makes.
 
-    Reads the refresher's private timings: diagnostics for this benchmark only.
+    Reads the refresher's timings of its last refresh.
     """
     seen = -1
     while True:
         refresher = getattr(app.screen, "refresher", None)
         if refresher is not None and refresher.status.refreshes != seen:
             seen = refresher.status.refreshes
-            samples.append(
-                (time.perf_counter(), refresher._last_overview_s, refresher._last_duration)
-            )
+            samples.append((time.perf_counter(), refresher.last_depth_s, refresher.last_spent_s))
         await asyncio.sleep(0.005)
 
 

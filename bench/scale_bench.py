@@ -246,9 +246,8 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                         print(
                             f"DEBUG {time.perf_counter() - t0:6.2f} n={last} "
                             f"gap={r.pacer.depth_gap():.3f} over={r.pacer.over_budget(now)} "
-                            f"due_in={r._next_due() - now:.2f} fail={r._failures} "
-                            f"deferred_in={getattr(r, '_deferred_due', 0) - now:.1f} "
-                            f"slow_in={min(r._windows_due, r._durations_due) - now:.1f}",
+                            f"due_in={r.timing.due_in():.2f} fail={r.timing.failures} "
+                            f"log_tiers_due={r.tiers.log_tiers_due(now)}",
                             file=sys.stderr,
                             flush=True,
                         )

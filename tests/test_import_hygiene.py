@@ -13,7 +13,7 @@ def test_core_never_imports_textual() -> None:
     modules = [
         f"pgq_console.core.{m.name}" for m in pkgutil.iter_modules(pgq_console.core.__path__)
     ]
-    assert "pgq_console.core.refresher" in modules and "pgq_console.core.backend" in modules
+    assert "pgq_console.core.overview" in modules and "pgq_console.core.backend" in modules
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"

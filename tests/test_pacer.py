@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgq_console.core.refresher import DEPTH_SHARE, MIN_EVENT_GAP_S, Pacer
+from pgq_console.core.overview.pacing import DEPTH_SHARE, MIN_EVENT_GAP_S, Pacer
 
 BUDGET = 0.04
 

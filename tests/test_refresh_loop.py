@@ -93,7 +93,7 @@ async def test_failures_back_off_with_jitter_up_to_the_cap_and_a_success_resets(
     loop.succeeded()
     assert loop.failures == 0 and loop.retry_delay == 0.0
     await loop.wait_until_due()
-    assert clock.waits[-1] == 2.0
+    assert clock.waits[-1] == pytest.approx(2.0)
 
 
 async def test_the_outage_line_says_since_when_from_when_and_the_next_try() -> None:
@@ -207,3 +207,68 @@ def test_backoff_never_drops_below_half_a_step_nor_passes_the_cap() -> None:
         delay = backoff_delay(failures, 1.0, rng)
         ceiling = min(MAX_RETRY_S, 2.0 ** (failures - 1))
         assert ceiling / 2 <= delay <= ceiling
+
+
+async def test_the_pace_stretches_the_interval_and_is_read_when_the_wait_starts() -> None:
+    """A screen paying out of a database budget: the least gap its cost allows wins over a
+    shorter interval, and follows the cost as it moves between rounds."""
+    clock = ManualClock()
+    pace = 5.0
+    loop = make_loop(clock, pace=lambda: pace)
+    await loop.wait_until_due()
+    loop.succeeded()
+    await loop.wait_until_due()
+    pace = 1.0  # the reads got cheaper: the interval is the longer again
+    loop.succeeded()
+    await loop.wait_until_due()
+    assert clock.waits == [5.0, 2.0]
+
+
+async def test_a_pace_that_grows_during_a_wait_holds_the_read_back() -> None:
+    """A wait that runs out on a moving clock is checked against the due time again: the cost
+    booked meanwhile (an exact count aside) moved it on."""
+    clock = ManualClock()
+    pace = 0.0
+    loop = make_loop(clock, pace=lambda: pace)
+    await loop.wait_until_due()
+    loop.succeeded()
+    task = asyncio.create_task(loop.wait_until_due())
+    await asyncio.sleep(0)  # the loop waits its 2 s
+    pace = 5.0  # booked without a wake-up
+    await task
+    assert clock.waits == [2.0, 3.0]
+
+
+async def test_a_burst_of_events_is_one_read_after_the_debounce_and_the_least_gap() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock, event_debounce_s=0.05, event_gap=lambda: 0.2)
+    await loop.wait_until_due()
+    loop.succeeded()
+    for _ in range(100):
+        loop.notify()
+    assert await loop.wait_until_due() is False  # an event is not an explicit request
+    assert clock.waits == pytest.approx([0.2])  # the least gap after the read, not 2 s
+    loop.succeeded()
+    clock.seconds += 1.0  # long after that read: the debounce alone holds the event
+    loop.notify()
+    clock.seconds += 0.01
+    loop.notify()  # the same burst: the due time stays where the first event put it
+    await loop.wait_until_due()
+    assert clock.waits == pytest.approx([0.2, 0.04])
+    loop.succeeded()
+    await loop.wait_until_due()  # answered: the next read is the interval's
+    assert clock.waits[-1] == pytest.approx(2.0)
+
+
+async def test_events_do_not_cut_a_backoff_short_but_a_request_does() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock, event_debounce_s=0.05)
+    await loop.wait_until_due()
+    delay = loop.failed(lost=True)
+    loop.notify()
+    await loop.wait_until_due()
+    assert clock.waits == pytest.approx([delay])
+    loop.failed(lost=True)
+    loop.request_refresh()  # the operator asked
+    await loop.wait_until_due()
+    assert clock.waits == pytest.approx([delay])

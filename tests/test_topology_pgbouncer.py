@@ -21,7 +21,7 @@ from pgq_console.core.audit import AuditListener
 from pgq_console.core.backend import AsyncpgBackend, Backend, check_schema, open_backend
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.models import RefreshStatus
-from pgq_console.core.refresher import Refresher
+from pgq_console.core.overview import Refresher
 from pgq_console.core.stats import fetch_depth, fetch_durations, fetch_overview
 from pgq_console.core.target import DriverKind, Installation, Pooler
 from pgq_console.widgets.status_line import LiveLine

@@ -24,11 +24,11 @@ from typing import Any
 
 from pgqueuer.domain import models as pgq_models
 
-from pgq_console.core.backend import Backend
+from pgq_console.core.backend import ANY_DRIVER_ERRORS, Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.nagios import NagiosState
+from pgq_console.core.overview import Pacer
 from pgq_console.core.refresh_loop import backoff_delay
-from pgq_console.core.refresher import Pacer, connection_lost
 from pgq_console.core.stats import fetch_depth, fetch_windows
 from pgq_console.core.workers import DEFAULT_STALE_AFTER, WorkerMemory, fetch_workers
 
@@ -307,7 +307,8 @@ class Watch:
         self._replace(state=LinkState.DOWN, since=since, error=message, listening=False)
 
     async def _failed(self, exc: BaseException) -> None:
-        if connection_lost(exc) or self.backend is None or _closed(self.backend):
+        lost = ANY_DRIVER_ERRORS.connection_lost(exc)
+        if lost or self.backend is None or _closed(self.backend):
             await self.close()
             self._down(_one_line(exc))
             return

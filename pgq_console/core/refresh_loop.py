@@ -13,6 +13,12 @@ clock did not move (a `FixedClock` in snapshots), so a frozen clock never stops 
 test passes a `wait` that moves its clock instead of sleeping. The loop never reads the
 database itself: the caller runs its round between `wait_until_due()` calls and reports how it
 went with `succeeded()` or `failed()`.
+
+Two additions serve a screen that pays for its reads out of a database budget and hears events
+(the overview): `pace()` is the least time between reads its cost allows, which stretches the
+interval; `notify()` is an event, read after a short debounce (a burst becomes one read) and no
+sooner than `event_gap()` after the last read. Events do not cut a backoff short; an explicit
+`request_refresh()` does.
 """
 
 from __future__ import annotations
@@ -83,9 +89,13 @@ class RefreshLoop:
         read_ahead: bool = False,
         wait: Wait = wait_for_event,
         rng: random.Random | None = None,
+        pace: Callable[[], float] = lambda: 0.0,
+        event_debounce_s: float = 0.0,
+        event_gap: Callable[[], float] = lambda: 0.0,
     ) -> None:
         """`read_ahead`: the first read happens even while the screen is hidden (a screen
-        built ahead of its first visit then appears with its rows)."""
+        built ahead of its first visit then appears with its rows). `pace`, `event_debounce_s`
+        and `event_gap`: see the module."""
         self.clock = clock
         self.interval_s = interval_s
         self._visible = visible
@@ -97,6 +107,11 @@ class RefreshLoop:
         self._due = float("-inf")  # monotonic; the first read is due at once
         self._fresh_until = float("-inf")  # rows read ahead (`mark_fresh`) count until then
         self._requested = True  # the next round was asked for (not only the interval's)
+        self._pace = pace
+        self._event_debounce_s = event_debounce_s
+        self._event_gap = event_gap
+        self._ended = float("-inf")  # monotonic; when the last round reported its outcome
+        self._event_due: float | None = None  # the first unanswered event, plus the debounce
         self.failures = 0
         self.retry_delay = 0.0
         self.last_ok_at: datetime | None = None
@@ -112,6 +127,15 @@ class RefreshLoop:
         self._due = self._fresh_until
         self._requested = True
         self._wake.set()
+
+    def notify(self) -> None:
+        """An event: read soon (see the module)."""
+        # Only the first event of a burst moves the due time: waking the loop for each of
+        # hundreds of NOTIFYs a second only to find the same due time costs the other tasks
+        # (the console's own consumers) their turns on the event loop.
+        if self._event_due is None:
+            self._event_due = self.clock.monotonic() + self._event_debounce_s
+            self._wake.set()
 
     def wake(self) -> None:
         """Look at the due time and the visibility again."""
@@ -137,7 +161,8 @@ class RefreshLoop:
         self.last_ok_at = self.clock.now()
         self.lost_since = None
         self.next_try_at = None
-        self._due = self.clock.monotonic() + self.interval_s
+        self._ended = self.clock.monotonic()
+        self._due = self._ended + self.interval_s
 
     def failed(self, *, lost: bool) -> float:
         """The round failed (`lost`: the connection, not the query): back off; the delay."""
@@ -146,7 +171,8 @@ class RefreshLoop:
         now = self.clock.now()
         self.lost_since = (self.lost_since or now) if lost else None
         self.next_try_at = now + timedelta(seconds=self.retry_delay)
-        self._due = self.clock.monotonic() + self.retry_delay
+        self._ended = self.clock.monotonic()
+        self._due = self._ended + self.retry_delay
         return self.retry_delay
 
     def outage(self, exc: BaseException, label: str) -> str:
@@ -160,7 +186,16 @@ class RefreshLoop:
 
     def due_in(self) -> float:
         """Seconds until the next read is due (0 or less: due now)."""
-        return self._due - self.clock.monotonic()
+        return self._next_due() - self.clock.monotonic()
+
+    def _next_due(self) -> float:
+        if self.failures or self._requested:
+            return self._due  # the backoff, or what was asked for
+        # Computed when looked at: the pace follows the cost, which moves between rounds.
+        due = max(self._due, self._ended + self._pace())
+        if self._event_due is not None:
+            due = min(due, max(self._event_due, self._ended + self._event_gap()))
+        return due
 
     async def wait_until_due(self) -> bool:
         """Return when the next round is due and the screen is seen; whether it was asked for
@@ -171,11 +206,18 @@ class RefreshLoop:
                 await self._wait(self._wake, HIDDEN_RECHECK_S)
                 continue
             remaining = self.due_in()
-            if remaining > 0 and await self._wait(self._wake, remaining):
-                continue  # woken: the due time or the visibility may have changed
+            if remaining > 0:
+                waited_from = self.clock.monotonic()
+                if await self._wait(self._wake, remaining):
+                    continue  # woken: the due time or the visibility may have changed
+                # Run out: due, unless the clock moved and the due time moved further on
+                # meanwhile (the pace grew). A clock that stands still never stops the loop.
+                if self.clock.monotonic() != waited_from and self.due_in() > 0:
+                    continue
             if not self._seen():
                 continue
             self._rounds += 1
+            self._event_due = None  # this round answers the events heard so far
             requested, self._requested = self._requested, False
             return requested
 

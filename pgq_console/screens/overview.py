@@ -12,6 +12,8 @@ from textual.screen import Screen
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
+from pgq_console.core.overview import Refresher
+from pgq_console.core.poll_loop import PollLoop, PollStatus
 from pgq_console.core.pulse import (
     PULSE_POLL_S,
     EventFeed,
@@ -19,7 +21,6 @@ from pgq_console.core.pulse import (
     ThroughputHistory,
     fetch_pulse,
 )
-from pgq_console.core.refresher import PollLoop, PollStatus, Refresher
 from pgq_console.core.text import printable
 from pgq_console.messages import AuditHeard, OpenJobs, PulseRead, SnapshotReady, StatusChanged
 from pgq_console.widgets.banner import Banner

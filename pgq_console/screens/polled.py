@@ -1,6 +1,6 @@
 """Base for the screens that poll one read: workers, schedules, database health, charts.
 
-One long-lived worker runs a `PollLoop` (core/refresher.py), which only polls while the screen is
+One long-lived worker runs a `PollLoop` (core/poll_loop.py), which only polls while the screen is
 the one on display, backs off with jitter when the database is gone and posts immutable results;
 handlers never await the database. A banner says what is lost and when the next try is.
 """
@@ -20,7 +20,7 @@ from textual.screen import Screen
 from pgq_console.core.actions import Action
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
-from pgq_console.core.refresher import PollLoop, PollStatus
+from pgq_console.core.poll_loop import PollLoop, PollStatus
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner

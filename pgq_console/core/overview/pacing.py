@@ -1,0 +1,77 @@
+"""The overview's database budget: how its tiers share it, and how far apart reads must be.
+
+Every read is timed and booked; the pacing stretches so the console's own database time stays
+under its budget. Each tier keeps to its slice (`*_SHARE`): the depth answers events, the
+windows and durations read the log, the exact re-count and the ready/deferred split keep the
+log-followed depths honest.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+EVENT_DEBOUNCE_S = 0.05  # merge a burst of NOTIFYs into one refresh
+MIN_EVENT_GAP_S = 0.2  # at most 5 event refreshes a second: a repaint each, over SSH too
+COST_WINDOW_S = 60.0
+MIN_COST_WINDOW_S = 2.0
+# Slices of the budget (see the module).
+DEPTH_SHARE = 0.5
+WINDOWS_SHARE = 0.2
+DURATIONS_SHARE = 0.15
+RESYNC_SHARE = 0.1
+DEFERRED_SHARE = 0.05
+DEPTH_SAMPLES = 10  # the depth query's recent timings that pace the event tier
+
+
+class Pacer:
+    """How far apart refreshes must be for the console's database time to stay in budget.
+
+    The event tier's spacing follows the depth query's recent cost, not its last one: on a busy
+    box one reading in twenty takes 50x the others (a cold backend, a scheduler wait), and
+    pacing on it alone held the next refresh back for seconds. The largest recent reading is
+    left out, so one outlier moves nothing, while a query that stays slow stretches the gap
+    within a few refreshes.
+    """
+
+    def __init__(self, budget: float, started: float) -> None:
+        self.budget = budget
+        self._started = started
+        self._costs: deque[tuple[float, float]] = deque()  # (ended at, seconds in database)
+        self._depth: deque[float] = deque(maxlen=DEPTH_SAMPLES)
+
+    def book(self, ended: float, spent: float) -> None:
+        """`spent`: seconds in the database for what ended at `ended` (any tier)."""
+        self._costs.append((ended, spent))
+        while self._costs and self._costs[0][0] < ended - COST_WINDOW_S:
+            self._costs.popleft()
+
+    def depth_took(self, seconds: float) -> None:
+        self._depth.append(seconds)
+
+    def depth_gap(self) -> float:
+        """The least time between depth reads that keeps them within their budget slice."""
+        if not self._depth:
+            return 0.0
+        recent = sorted(self._depth)
+        if len(recent) > 2:
+            recent.pop()  # one outlier does not set the pace
+        else:
+            # The first reads of a new connection plan the statement cold (100x a warm one):
+            # there is no pace until three readings say what a read costs.
+            return 0.0
+        return sum(recent) / len(recent) / (self.budget * DEPTH_SHARE)
+
+    def cost(self, now: float) -> float:
+        """Database seconds per second over the last minute (or since the start)."""
+        window = min(COST_WINDOW_S, max(now - self._started, 1.0))
+        return sum(spent for _, spent in self._costs) / window
+
+    def over_budget(self, now: float) -> bool:
+        window = min(COST_WINDOW_S, max(now - self._started, MIN_COST_WINDOW_S))
+        return sum(spent for _, spent in self._costs) / window > self.budget
+
+    def event_gap(self, now: float) -> float:
+        """The least time from the last read to one an event asks for: within budget an event
+        reads at once (after `MIN_EVENT_GAP_S`); over it, the depth tier's gap holds."""
+        gap = self.depth_gap() if self.over_budget(now) else 0.0
+        return max(MIN_EVENT_GAP_S, gap)

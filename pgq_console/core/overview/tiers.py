@@ -1,0 +1,250 @@
+"""What the overview reads, tier by tier, each paced by its own slice of the database budget.
+
+The depth tier answers events: a capped first look, then PgQueuer's log rows since the last
+read (core/depth.py); the exact count of every depth runs aside, on its own connection, so
+refreshes go on while it does. The ready/deferred split follows (time moves jobs from
+deferred to ready, unlogged). The windows and the durations read the log, less often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
+from pgq_console.core.depth import (
+    DEFERRED_CAP,
+    FIRST_LOOK_CAP,
+    RESYNC_EVERY_S,
+    DepthTracker,
+    TrackedDepth,
+)
+from pgq_console.core.models import Durations, EntrypointRow
+from pgq_console.core.overview.pacing import (
+    DEFERRED_SHARE,
+    DURATIONS_SHARE,
+    RESYNC_SHARE,
+    WINDOWS_SHARE,
+    Pacer,
+)
+from pgq_console.core.stats import Depth, Windows, fetch_durations, fetch_windows, merge_rows
+from pgq_console.core.text import error_line
+
+log = logging.getLogger(__name__)
+
+DURATIONS_EVERY_S = 15.0
+DURATIONS_WINDOW = timedelta(minutes=5)
+DEFERRED_EVERY_S = 5.0  # the ready/deferred split, when no job was queued since (time moves it)
+DEFERRED_SOON_S = 1.0  # ... and when jobs were queued since (some may be deferred)
+RESYNC_RETRY_S = 60.0
+
+
+class OverviewTiers:
+    """The overview's readings and when each tier is due next (monotonic seconds)."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        pacer: Pacer,
+        *,
+        interval_s: Callable[[], float],
+        on_exact: Callable[[], None],
+    ) -> None:
+        """`interval_s`: the refresh interval now (the windows are read at most that often);
+        `on_exact`: an exact count ended (show its numbers)."""
+        self.backend = backend
+        self.clock = clock
+        self.pacer = pacer
+        self._interval_s = interval_s
+        self._on_exact = on_exact
+        self.tracker = DepthTracker(backend.installation)
+        self.tracker_resync_every_s = RESYNC_EVERY_S
+        self.tracked: TrackedDepth | None = None
+        self.depth: dict[str, Depth] = {}
+        self._windows: dict[str, Windows] = {}
+        self._durations: dict[str, Durations] = {}
+        self._windows_due = 0.0
+        self._durations_due = 0.0
+        self._deferred_due = 0.0
+        self._deferred_last = 0.0
+        self._resync_due = 0.0
+        self._resync_task: asyncio.Task[None] | None = None
+        # Whether the last depth read paces the event tier: a first look or an exact count is
+        # a one-off, booked but not a measure of what a read costs.
+        self.depth_paces = True
+
+    @property
+    def first_paint(self) -> bool:
+        """Nothing read from the log yet (at the start, after a reconnect)."""
+        return self._windows_due == 0.0
+
+    def log_tiers_due(self, now: float) -> bool:
+        return now >= min(self._windows_due, self._durations_due)
+
+    def forget_log_tiers(self) -> None:
+        """The connection was lost: read the windows and durations anew once it is back."""
+        self._durations_due = 0.0
+        self._windows_due = 0.0
+
+    def request_exact(self) -> None:
+        """Count the depths exactly at the next read (and the ready/deferred split with them)."""
+        self.tracker.request_resync()
+        self._deferred_due = 0.0
+
+    def queued(self) -> int:
+        return sum(d.ready + d.deferred for d in self.depth.values())
+
+    def rows(self) -> tuple[EntrypointRow, ...]:
+        return merge_rows(self.depth, self._with_counts(self._windows), self._durations)
+
+    async def close(self) -> None:
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._resync_task
+
+    # -- the depth tier ------------------------------------------------------------------------
+
+    async def follow_depth(self) -> float | None:
+        """A capped first look, then the log rows since the last read; the exact count starts
+        aside when it is due. Returns the server's time, if it said."""
+        tracker = self.tracker
+        self.depth_paces = tracker.cursor is not None
+        if tracker.cursor is None:
+            server_s = await tracker.first_look(self.backend)
+            if tracker.small and not tracker.capped:
+                # Milliseconds: count exactly before showing anything (held jobs included).
+                started = self.clock.monotonic()
+                exact_s = await tracker.resync(self.backend)
+                self._resync_due = started + self.tracker_resync_every_s
+                if server_s is not None and exact_s is not None:
+                    server_s += exact_s
+            else:
+                self._start_resync()
+        else:
+            server_s = await tracker.advance(self.backend)
+            if tracker.resync_requested or self.clock.monotonic() >= self._resync_due:
+                self._start_resync()
+        self.tracked = tracker.reading(server_s)
+        self.depth = self.tracked.depth
+        return server_s
+
+    async def read_deferred(self) -> float:
+        """The ready/deferred split: for all entrypoints paced by its own cost, for those with
+        newly queued jobs within a second. Returns the seconds it spent in the database."""
+        started = self.clock.monotonic()
+        everyone = started >= self._deferred_due
+        touched = bool(self.tracker.queued_touched) and (
+            started >= self._deferred_last + DEFERRED_SOON_S
+        )
+        if not (everyone or touched):
+            return 0.0
+        self._deferred_last = started
+        server_s = await self.tracker.refresh_deferred(self.backend, touched_only=not everyone)
+        client_s = self.clock.monotonic() - started
+        spent = min(client_s, server_s) if server_s is not None else client_s
+        if everyone:
+            self._deferred_due = started + max(
+                DEFERRED_EVERY_S, spent / (self.pacer.budget * DEFERRED_SHARE)
+            )
+        self.tracked = self.tracker.reading(self.tracked.server_s if self.tracked else None)
+        self.depth = self.tracked.depth
+        return spent
+
+    def _start_resync(self) -> None:
+        if self._resync_task is not None and not self._resync_task.done():
+            return
+        self._resync_task = asyncio.create_task(self._resync(), name="depth exact count")
+
+    async def _resync(self) -> None:
+        """The exact count of every depth, aside from the refreshes, paced by its cost."""
+        started = self.clock.monotonic()
+        try:
+            server_s = await self.tracker.resync(self.backend)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The log-followed numbers stay (marked as lower bounds until one succeeds).
+            log.warning("exact depth count failed: %s", error_line(exc))
+            self.tracker.resync_requested = False
+            self._resync_due = self.clock.monotonic() + RESYNC_RETRY_S
+            return
+        ended = self.clock.monotonic()
+        spent = min(ended - started, server_s) if server_s is not None else ended - started
+        self.pacer.book(ended, spent)
+        self._resync_due = started + max(
+            self.tracker_resync_every_s, spent / (self.pacer.budget * RESYNC_SHARE)
+        )
+        self._deferred_due = 0.0
+        self._on_exact()
+
+    # -- the log tiers -------------------------------------------------------------------------
+
+    async def read_log_tiers(self, started: float, *, durations: bool = True) -> float:
+        """Windows and durations read the log: each keeps to its own slice of the budget.
+
+        Returns the seconds they spent in the database (the server's own count where it gave
+        one), which is what the budget books.
+        """
+        budget = self.pacer.budget
+        total = 0.0
+        if durations and started >= self._durations_due:
+            self._durations = await fetch_durations(self.backend, DURATIONS_WINDOW)
+            spent = self.clock.monotonic() - started
+            total += spent
+            self._durations_due = started + max(
+                DURATIONS_EVERY_S, spent / (budget * DURATIONS_SHARE)
+            )
+        if started >= self._windows_due:
+            windows_started = self.clock.monotonic()
+            reading = await fetch_windows(self.backend, counts=False)
+            self._windows = reading.windows
+            spent = self.clock.monotonic() - windows_started
+            # Paced like the depth tier, on the database's own time when it told us: a stall of
+            # the console's loop (startup, a repaint) must not push the next reading far out.
+            if reading.server_s is not None:
+                spent = min(spent, reading.server_s)
+            total += spent
+            self._windows_due = windows_started + max(
+                self._interval_s(), spent / (budget * WINDOWS_SHARE)
+            )
+        return total
+
+    # -- what the screen shows -----------------------------------------------------------------
+
+    def depth_note(self) -> str | None:
+        """What the screen must say while depths are not exact (None when they are)."""
+        tracked = self.tracked
+        if tracked is None:
+            return None
+        if tracked.exact and not tracked.capped:
+            return None
+        parts = []
+        if not tracked.exact:
+            parts.append(
+                f"counting exactly: queued ≥ {FIRST_LOOK_CAP:,} per entrypoint shown as "
+                f"{FIRST_LOOK_CAP:,}+, held not counted yet"
+            )
+        elif tracked.capped:
+            parts.append(f"deferred counted up to {DEFERRED_CAP:,}")
+        return "; ".join(parts) + " (r: count exactly now)"
+
+    def _with_counts(self, windows: dict[str, Windows]) -> dict[str, Windows]:
+        """Picked and held jobs come from the depth tracker (no scan of the queue table)."""
+        tracked = self.tracked
+        if tracked is None:
+            return windows
+        out = dict(windows)
+        for entrypoint in tracked.picked.keys() | tracked.held.keys():
+            out[entrypoint] = replace(
+                out.get(entrypoint, Windows()),
+                picked=tracked.picked.get(entrypoint, 0),
+                held=tracked.held.get(entrypoint, 0),
+            )
+        return out

@@ -1,0 +1,132 @@
+"""`PollLoop`: the refresh loop of a screen that shows one query's result, without LISTEN.
+
+It waits through the shared `RefreshLoop` (core/refresh_loop.py: wake-ups, visibility,
+backoff, outage text); `describe_refresh_error` words a failed read for every live screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
+from pgq_console.core.errors import ConsoleError
+from pgq_console.core.refresh_loop import RefreshLoop, Wait, wait_for_event
+from pgq_console.core.text import error_line
+
+
+def describe_refresh_error(exc: BaseException, backend: Backend) -> str:
+    errors = backend.errors
+    if isinstance(exc, ConsoleError):
+        return str(exc)
+    if errors.statement_cancelled(exc):
+        seconds = backend.statement_timeout.total_seconds()
+        return f"refresh took longer than the {seconds:g}s statement timeout; retrying"
+    if errors.permission_denied(exc):
+        return f"permission denied reading the queue tables: {error_line(exc)}"
+    if errors.connection_failed(exc):
+        return f"lost the connection to {backend.label}: {error_line(exc)}; retrying"
+    return f"refresh failed: {type(exc).__name__}: {error_line(exc)}"
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PollStatus:
+    """How one screen's polling is doing."""
+
+    interval_s: float
+    ok_at: datetime | None = None  # the console's clock when the shown data was read
+    took_s: float = 0.0
+    error: str | None = None
+    lost_since: datetime | None = None
+    next_try_at: datetime | None = None
+    failures: int = 0
+    polls: int = 0
+
+
+class PollLoop(Generic[T]):
+    """Poll `fetch` every `interval_s` while `active()`; back off and reconnect on failures.
+
+    Used by the screens that show one query's result; nothing here blocks the UI: results and
+    status arrive through the callbacks, which must only post messages. The timing is the
+    shared `RefreshLoop`'s.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        fetch: Callable[[], Awaitable[T]],
+        *,
+        on_result: Callable[[T], None],
+        on_status: Callable[[PollStatus], None],
+        interval_s: float = 5.0,
+        active: Callable[[], bool] = lambda: True,
+        wait: Wait = wait_for_event,
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self._fetch = fetch
+        self._on_result = on_result
+        self._on_status = on_status
+        self.status = PollStatus(interval_s=interval_s)
+        self.timing = RefreshLoop(clock, interval_s=interval_s, visible=active, wait=wait)
+
+    def request_refresh(self) -> None:
+        self.timing.request_refresh()
+
+    def set_interval(self, seconds: float) -> None:
+        self._publish(replace(self.status, interval_s=seconds))
+        self.timing.set_interval(seconds)
+
+    async def run(self) -> None:
+        await self.timing.run(self.poll_once)
+
+    async def poll_once(self) -> None:
+        started = self.clock.monotonic()
+        try:
+            result = await self._fetch()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            lost = self.backend.errors.connection_lost(exc)
+            self.timing.failed(lost=lost)
+            if lost:
+                message = self.timing.outage(exc, self.backend.label)
+            else:
+                message = describe_refresh_error(exc, self.backend)
+            self._publish(
+                replace(
+                    self.status,
+                    error=message,
+                    lost_since=self.timing.lost_since,
+                    next_try_at=self.timing.next_try_at,
+                    failures=self.timing.failures,
+                )
+            )
+            return
+        ended = self.clock.monotonic()
+        self.timing.succeeded()
+        self._on_result(result)
+        self._publish(
+            replace(
+                self.status,
+                ok_at=self.timing.last_ok_at,
+                took_s=ended - started,
+                error=None,
+                lost_since=None,
+                next_try_at=None,
+                failures=0,
+                polls=self.status.polls + 1,
+            )
+        )
+
+    def _publish(self, status: PollStatus) -> None:
+        self.status = status
+        self._on_status(status)
