@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgq_console.core.overview.pacing import DEPTH_SHARE, MIN_EVENT_GAP_S, Pacer
+from pgq_console.core.overview.pacing import DEPTH_SHARE, MAX_DEPTH_GAP_S, MIN_EVENT_GAP_S, Pacer
 
 BUDGET = 0.04
 
@@ -46,3 +46,19 @@ def test_over_budget_follows_the_last_minute() -> None:
     assert not pacer.over_budget(13.0)  # 0.5 s in 13 s: 3.8 %
     pacer.book(62.0, 0.001)  # more than a minute later: the old half second is forgotten
     assert pacer.cost(62.0) == 0.001 / 60
+
+
+def test_a_read_that_costs_more_the_longer_it_waits_does_not_run_away() -> None:
+    # Following the log: a fixed 50 ms plus 30 ms per second of log since the last read (a
+    # starved machine). Each stretch made the next read dearer; the gap grew without end.
+    pacer = Pacer(0.02, started=0.0)
+    now, gap, gaps = 0.0, 0.5, []
+    for _ in range(60):
+        cost = 0.050 + 0.030 * gap
+        pacer.depth_took(cost)
+        pacer.book(now + cost, cost)
+        gap = max(MIN_EVENT_GAP_S, pacer.depth_gap())
+        gaps.append(gap)
+        now += cost + gap
+    assert max(gaps) <= MAX_DEPTH_GAP_S
+    assert gaps[-1] == MAX_DEPTH_GAP_S  # still paced: stretched as far as it may go

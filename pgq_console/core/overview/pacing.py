@@ -21,6 +21,11 @@ DURATIONS_SHARE = 0.15
 RESYNC_SHARE = 0.1
 DEFERRED_SHARE = 0.05
 DEPTH_SAMPLES = 10  # the depth query's recent timings that pace the event tier
+# The longest the depth tier stretches. Following the log costs a fixed part plus a part per
+# second of log covered: stretching saves only the fixed part, while a longer gap makes the next
+# read dearer. On a starved machine (30 ms per second of log) pacing on cost alone ran away:
+# gaps of 30 s and more, the live view no longer live, for no saving in total work.
+MAX_DEPTH_GAP_S = 5.0
 
 
 class Pacer:
@@ -49,7 +54,8 @@ class Pacer:
         self._depth.append(seconds)
 
     def depth_gap(self) -> float:
-        """The least time between depth reads that keeps them within their budget slice."""
+        """The least time between depth reads that keeps them within their budget slice, up to
+        `MAX_DEPTH_GAP_S`."""
         if not self._depth:
             return 0.0
         recent = sorted(self._depth)
@@ -59,7 +65,7 @@ class Pacer:
             # The first reads of a new connection plan the statement cold (100x a warm one):
             # there is no pace until three readings say what a read costs.
             return 0.0
-        return sum(recent) / len(recent) / (self.budget * DEPTH_SHARE)
+        return min(MAX_DEPTH_GAP_S, sum(recent) / len(recent) / (self.budget * DEPTH_SHARE))
 
     def cost(self, now: float) -> float:
         """Database seconds per second over the last minute (or since the start)."""
