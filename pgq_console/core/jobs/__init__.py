@@ -27,7 +27,8 @@ from pgq_console.core.jobs.failures import (
     failure_group_predicate,
     fetch_failure_groups,
 )
-from pgq_console.core.jobs.filter import JobFilter, parse_filter
+from pgq_console.core.jobs.filter import HELD_SCAN_CAP, SEARCH_SCAN_CAP, JobFilter, parse_filter
+from pgq_console.core.jobs.held import forget_held_index, held_index_usable
 from pgq_console.core.jobs.pages import PAGE_SIZE, JobPage, JobRow, fetch_page, list_query
 from pgq_console.core.jobs.payload import render_payload
 
@@ -35,17 +36,21 @@ __all__ = [
     "FailureGroup",
     "FailureGroups",
     "HELD_FILTER",
+    "HELD_SCAN_CAP",
     "JobDetail",
     "JobFilter",
     "JobPage",
     "JobRow",
     "PAGE_SIZE",
     "PAYLOAD_PAGE_BYTES",
+    "SEARCH_SCAN_CAP",
     "TREND_HOURS",
     "failure_group_predicate",
     "fetch_detail",
     "fetch_failure_groups",
     "fetch_page",
+    "forget_held_index",
+    "held_index_usable",
     "list_query",
     "parse_filter",
     "render_payload",
