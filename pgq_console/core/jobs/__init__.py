@@ -6,7 +6,8 @@ the alias `job` with bound parameters), the same one the write actions re-check.
 
 Filter line: words are AND-ed; a leading `!` negates one.
     ep:send_email   ep:send_*        entrypoint (comma list, * wildcard); a bare word = ep contains
-    status:failed   status:queued,picked   (also `ready`, `deferred`)
+    status:failed   status:queued,picked   (also `ready`, `deferred`); status:failed looks at the
+                    newest HELD_SCAN_CAP ids only unless the held-failures index exists
     id:123  id:>1000  id:1,2,3       prio:>5  prio:<=0  prio:3
     age:>10m  age:<2h                created that long ago (s, m, h, d)
     payload:text  header:text        search payload / headers; no index can help, so this scans

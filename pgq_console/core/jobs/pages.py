@@ -81,18 +81,18 @@ def list_query(
         f"SELECT {_LIST_COLUMNS} FROM {table} AS job WHERE {' AND '.join(where)} "
         f"ORDER BY job.id {order} LIMIT {int(limit) + 1}"
     )
-    cap = job_filter.scan_limit(held_index=held_index)
-    if not cap:
-        return sql, args
-    # Bounded to the newest rows: whether that left any out, in the same round trip (two
-    # index probes). An id span under `cap` means fewer rows than that (ids come from a
-    # sequence): nothing was cut. One row even when the page is empty (`id` NULL then).
-    sql = (
+    return sql, args
+
+
+def _with_scan_cut(sql: str, table: str, cap: int, *, newest_first: bool) -> str:
+    """A bounded page and whether the bound left any row out, in the same round trip (two
+    index probes). An id span under `cap` means fewer rows than that (ids come from a
+    sequence): nothing was cut. One row even when the page is empty (`id` NULL then)."""
+    return (
         f"SELECT page.*, span.cut AS scan_cut FROM (SELECT coalesce(max(id) - min(id) >= {cap}, "
         f"false) AS cut FROM {table}) AS span LEFT JOIN LATERAL ({sql}) AS page ON true "
-        f"ORDER BY page.id {order}"
+        f"ORDER BY page.id {'DESC' if newest_first else 'ASC'}"
     )
-    return sql, args
 
 
 async def fetch_page(
@@ -111,8 +111,9 @@ async def fetch_page(
     the newest rows only (`scanned_cap`).
     """
     held_index = job_filter.reads_held and await held_index_usable(backend)
+    table = backend.installation.settings.qualified.queue_table
     sql, args = list_query(
-        backend.installation.settings.qualified.queue_table,
+        table,
         job_filter,
         after_id=after_id,
         until_id=until_id,
@@ -120,8 +121,10 @@ async def fetch_page(
         limit=limit,
         held_index=held_index,
     )
-    rows = await backend.read_heavy(sql, *args)
     cap = job_filter.scan_limit(held_index=held_index)
+    if cap:
+        sql = _with_scan_cut(sql, table, cap, newest_first=newest_first)
+    rows = await backend.read_heavy(sql, *args)
     cut = bool(cap) and bool(rows) and bool(rows[0]["scan_cut"])
     if cap:
         rows = [row for row in rows if row["id"] is not None]
