@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
@@ -33,6 +34,8 @@ class DelayProxy:
         self.rtt = rtt
         self.port = 0
         self.connections = 0
+        # Request bursts: a client chunk after a server chunk (or the first) on a connection.
+        self.round_trips = 0
         self._server: asyncio.AbstractServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -73,8 +76,15 @@ class DelayProxy:
         except OSError:
             client_w.close()
             return
-        up = asyncio.create_task(self._pump(client_r, server_w))
-        down = asyncio.create_task(self._pump(server_r, client_w))
+        last = ["server"]  # who sent last on this connection
+
+        def seen(side: str) -> None:
+            if side == "client" and last[0] == "server":
+                self.round_trips += 1
+            last[0] = side
+
+        up = asyncio.create_task(self._pump(client_r, server_w, lambda: seen("client")))
+        down = asyncio.create_task(self._pump(server_r, client_w, lambda: seen("server")))
         self._tasks |= {up, down}
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
@@ -86,7 +96,12 @@ class DelayProxy:
                 with contextlib.suppress(Exception):
                     writer.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        seen: Callable[[], None] = lambda: None,
+    ) -> None:
         """Forward chunks half a round trip after they arrived, in order."""
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -105,6 +120,8 @@ class DelayProxy:
         try:
             while True:
                 chunk = await reader.read(65536)
+                if chunk:
+                    seen()
                 await queue.put((time.monotonic() + self.rtt / 2, chunk))
                 if not chunk:
                     break

@@ -12,6 +12,9 @@ those words (extended protocol: the reply is lost after the Sync that commits it
         proxy.arm()
         ...  # the next COMMIT's reply is lost
         assert proxy.dropped == 1
+
+`requests` counts what clients waited for (each Sync or simple Query: one round trip), and
+`request_texts` keeps the simple queries' text, so a test can count a read's round trips.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class LossyProxy:
         self._parts = parts
         self._query = {k: v for k, v in query.items() if k not in ("host", "port")}
         self._server: asyncio.AbstractServer | None = None
+        self.requests = 0
+        self.request_texts: list[str] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._armed: str | None = None
         self._after: str | None = None  # only the COMMIT of a transaction that ran this
@@ -169,6 +174,10 @@ class LossyProxy:
                 if self._armed in portals.get(portal, ""):
                     self._armed = None
                     lose_at_sync = True
+            if kind in (b"S", b"Q"):
+                self.requests += 1
+                if kind == b"Q":
+                    self.request_texts.append(body.decode("utf-8", "replace"))
             is_commit = _is_commit(kind, body)
             commit = (self._armed == "COMMIT" and is_commit and (self._after is None or wrote)) or (
                 lose_at_sync and kind == b"S"

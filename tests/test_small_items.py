@@ -167,6 +167,9 @@ async def test_preview_wording(database_dsn: str) -> None:
         assert "$3 = interval '90 seconds'" in preview.parameters
         assert not any("datetime" in p for p in preview.parameters)
         held = requeue(backend, HELD_FILTER.scope("pgqueuer"))
-        assert held.predicate.description == "held (failed)"
+        # Without the held-failures index the write is bounded like the list, and says so.
+        assert held.predicate.description == "held (failed) and held (newest 100,000 jobs scanned)"
+        exact = requeue(backend, HELD_FILTER.scope("pgqueuer", held_index=True))
+        assert exact.predicate.description == "held (failed)"
     finally:
         await backend.close()

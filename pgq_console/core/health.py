@@ -29,6 +29,7 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.actions import Action, ActionPreview
+from pgq_console.core.jobs.held import forget_held_index, held_index_name
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend, Tx
@@ -370,11 +371,6 @@ class SchemaAction(Action):
 # PgQueuer indexes queued and picked rows (partial indexes) but not held failures
 # (status = 'failed'): counting them, or a `status:failed` page when they are rare and old, reads
 # the whole queue table. The Database screen offers this index as a guarded action.
-HELD_INDEX_SUFFIX = "_held_ep_id_idx"
-
-
-def held_index_name(backend: Backend) -> str:
-    return f"{backend.installation.settings.queue_table}{HELD_INDEX_SUFFIX}"
 
 
 def held_index_sql(backend: Backend) -> str:
@@ -448,6 +444,7 @@ async def _build_held_index(backend: Backend, statements: tuple[str, ...]) -> No
         await driver.execute("SET statement_timeout = 0")  # minutes on millions of rows
         for statement in statements:
             await driver.execute(statement)
+        forget_held_index(backend)  # `status:failed` pages read exactly from now on
     except Exception as exc:
         log.warning("building the held-failures index failed: %s", exc)
         raise

@@ -141,6 +141,7 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             clock, interval_s=self.interval_s, visible=lambda: self.is_current, read_ahead=True
         )
         self.read_error: str | None = "the list is still loading"  # until the first read
+        self.held_index = False  # the held rows shown were read with the held-failures index
         self._first_read: FailuresLoaded | None = None  # read before the first paint
 
     def compose(self) -> ComposeResult:
@@ -190,7 +191,10 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         return self.query_one("#held-table", JobTable)
 
     def filter_predicate(self) -> Predicate:
-        return HELD_FILTER.scope(self.backend.installation.settings.qualified.queue_table)
+        return HELD_FILTER.scope(
+            self.backend.installation.settings.qualified.queue_table,
+            held_index=self.held_index,
+        )
 
     def bulk_problem(self) -> str | None:
         return self.read_error
@@ -258,6 +262,7 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             banner.show(f"⚠ {self.read_error} — bulk actions are off", variant="error")
             return
         self.read_error = None
+        self.held_index = message.held.held_index
         banner.hide()
         now = self.clock.now()
         self.job_table().apply_jobs(message.held.rows, now, newest_first=True)
@@ -276,7 +281,10 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             groups_text = (
                 f"{groups.total:,} failure group{'s' if groups.total != 1 else ''} in 24 h"
             )
-        fields = [Text.assemble(("Failures ", "bold"), held_text), Text(groups_text)]
+        fields = [Text.assemble(("Failures ", "bold"), held_text)]
+        if held.scanned_cap:  # no held-failures index: never a silent bound
+            fields.append(Text(f"(newest {held.scan_limit:,} rows scanned)", "italic"))
+        fields.append(Text(groups_text))
         if groups.partial:
             fields.append(
                 Text(f"(from the newest {groups.scanned:,} of {groups.exceptions:,} exceptions)")

@@ -25,7 +25,14 @@ from pgq_console.core.actions import Action, ActionResult, Predicate, ids_predic
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.jobs import PAGE_SIZE, JobFilter, JobPage, fetch_page, parse_filter
+from pgq_console.core.jobs import (
+    PAGE_SIZE,
+    SEARCH_SCAN_CAP,
+    JobFilter,
+    JobPage,
+    fetch_page,
+    parse_filter,
+)
 from pgq_console.core.refresh_loop import RefreshLoop
 from pgq_console.core.text import error_line, printable
 from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
@@ -232,6 +239,8 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         self.interval_s = interval_s
         self.job_filter = JobFilter()
         self.shown_filter: JobFilter | None = None  # the filter of the rows on screen
+        self.shown_held_index = False  # those rows were read with the held-failures index
+        self.shown_scan_limit = 0  # those rows come from the newest this many (0: from all)
         self.filter_problem: str | None = None  # the filter line holds words that do not parse
         self.newest_first = True
         self.has_more = False
@@ -275,7 +284,10 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
 
     def filter_predicate(self) -> Predicate:
         assert self.shown_filter is not None
-        return self.shown_filter.scope(self.backend.installation.settings.qualified.queue_table)
+        return self.shown_filter.scope(
+            self.backend.installation.settings.qualified.queue_table,
+            held_index=self.shown_held_index,
+        )
 
     def bulk_problem(self) -> str | None:
         if self.filter_problem is not None:
@@ -374,6 +386,8 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         self.error = message.error
         if message.error is None:
             self.shown_filter = message.job_filter
+            self.shown_held_index = message.page.held_index
+            self.shown_scan_limit = message.page.scan_limit
         self._show_banner()
         table = self.job_table()
         now = self.clock.now()
@@ -413,7 +427,13 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
                 Text.assemble("filter ", (printable(self.job_filter.text, limit=60), "bold"))
             )
         if self.job_filter.searches_content:
-            fields.append(Text("(content search: newest 200,000 rows scanned)", "italic"))
+            fields.append(
+                Text(f"(content search: newest {SEARCH_SCAN_CAP:,} rows scanned)", "italic")
+            )
+        elif self.shown_filter is self.job_filter and self.shown_scan_limit:
+            # No held-failures index (Database screen, f): never a silent bound.
+            limit = self.shown_scan_limit
+            fields.append(Text(f"(status:failed: newest {limit:,} rows scanned)", "italic"))
         if table.marked:
             fields.append(Text(f"{len(table.marked)} marked", "bold"))
         if self.backend.read_only:

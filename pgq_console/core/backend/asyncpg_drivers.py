@@ -170,6 +170,9 @@ class AsyncpgBackend(_AsyncpgFamily):
         return self._queries
 
     async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        if self.one_statement_reads:
+            async with self._lock:
+                return [dict(row) for row in await self.connection.fetch(sql, *args)]
         async with self._lock, self.connection.transaction(readonly=True):
             await self.connection.execute(_PREAMBLE, *self._preamble_args())
             return [dict(row) for row in await self.connection.fetch(sql, *args)]
@@ -269,12 +272,15 @@ class AsyncpgPoolBackend(_AsyncpgFamily):
         self._queries = installation.queries(self._driver)
         self._owned = owned
         self._in_flight: set[Any] = set()
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @property
     def queries(self) -> Queries:
         return self._queries
 
     async def _read(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        if self.one_statement_reads:
+            return await self._read_alone(sql, *args)
         # The pool replaces connections it finds closed when they are acquired.
         async with self.pool.acquire() as connection:
             self._in_flight.add(connection)
@@ -284,6 +290,24 @@ class AsyncpgPoolBackend(_AsyncpgFamily):
                     return [dict(row) for row in await connection.fetch(sql, *args)]
             finally:
                 self._in_flight.discard(connection)
+
+    async def _read_alone(self, sql: str, *args: object) -> list[dict[str, Any]]:
+        """One statement, one round trip; the pool's reset on release (UNLISTEN, RESET ALL...:
+        one more round trip) runs aside, so the rows are back after one."""
+        connection = await self.pool.acquire()
+        self._in_flight.add(connection)
+        try:
+            return [dict(row) for row in await connection.fetch(sql, *args)]
+        finally:
+            self._in_flight.discard(connection)
+            task = asyncio.ensure_future(self.pool.release(connection))
+            self._releasing.add(task)
+            task.add_done_callback(self._released)
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releasing.discard(task)
+        if not task.cancelled():
+            task.exception()  # a failed reset terminated the connection: the pool replaces it
 
     async def _abort_in_flight(self) -> None:
         for connection in list(self._in_flight):
@@ -370,6 +394,8 @@ class AsyncpgPoolBackend(_AsyncpgFamily):
     async def close(self) -> None:
         await self.stop_listening()
         await self._close_replica()
+        if self._releasing:
+            await asyncio.wait(set(self._releasing), timeout=5)
         if self._owned:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.pool.close(), 5)

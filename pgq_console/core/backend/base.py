@@ -107,6 +107,26 @@ class Backend(ABC):
         return self.pooler is not Pooler.TRANSACTION or self.listen_dsn is not None
 
     @property
+    def one_statement_reads(self) -> bool:
+        """Whether a read can be its one statement alone: one round trip instead of four
+        (BEGIN READ ONLY, the preamble, the query, COMMIT).
+
+        Only on connections the console opened itself straight to the server, where the
+        startup packet already set statement_timeout and application_name for the session (and
+        default_transaction_read_only in read-only mode). A handed-in connection's session is
+        not the console's to set; behind PgBouncer startup settings are refused, and transaction
+        pooling hands each transaction any server session: there the per-transaction form stays.
+        The reads are the console's own SELECTs, so the READ ONLY transaction they lose was a
+        second guard, not the only one (writes go through `transaction`).
+        """
+        return (
+            self._dsn is not None
+            and self.pooler is Pooler.NONE
+            and self.connect_options.startup_settings
+            and self.statement_timeout == DEFAULT_STATEMENT_TIMEOUT
+        )
+
+    @property
     def why_polling(self) -> str | None:
         """Why the live model cannot LISTEN (the header says it), or None."""
         return None if self.can_listen else "PgBouncer transaction pooling"
@@ -134,7 +154,8 @@ class Backend(ABC):
         return await self.queries.queue_size()
 
     async def read(self, sql: str, *args: object) -> list[dict[str, Any]]:
-        """Run one SELECT in a read-only transaction with the console's statement timeout.
+        """Run one SELECT with the console's statement timeout: in a read-only transaction that
+        sets it, or alone where the session has it already (`one_statement_reads`).
 
         A dead connection is replaced first; no answer within the statement timeout plus
         `CLIENT_GRACE_S` raises DatabaseTimeout and resets the connection that hung.

@@ -201,6 +201,11 @@ class PsycopgBackend(Backend):
 
         if self.autocommit_problem:
             raise ConsoleError(self.autocommit_problem)
+        if self.one_statement_reads:  # autocommit: the statement is its own transaction
+            async with self._lock:
+                cursor = AsyncRawCursor(self.connection, row_factory=dict_row)
+                await cursor.execute(sql, args or None)
+                return list(await cursor.fetchall())
         async with self._lock, self.connection.transaction():
             cursor = AsyncRawCursor(self.connection, row_factory=dict_row)
             await cursor.execute("SET TRANSACTION READ ONLY")

@@ -49,34 +49,51 @@ async def fetch_detail(
     backend: Backend, job_id: int, *, payload_bytes: int = PAYLOAD_PAGE_BYTES
 ) -> JobDetail:
     settings = backend.installation.settings.qualified
+    # One statement, one round trip (a remote database pays each): the job's row, if any, and
+    # its history as arrays beside it (a row per history entry would repeat the payload).
     rows = await backend.read_heavy(
-        f"SELECT {_LIST_COLUMNS}, job.headers::text AS headers_text, "
-        "substring(job.payload from 1 for $2) AS payload_head "
-        f"FROM {settings.queue_table} AS job WHERE job.id = $1",
+        f"""WITH history AS (
+            SELECT id, created, status::text AS status, priority, entrypoint,
+                traceback::text AS traceback_text
+            FROM {settings.queue_table_log} WHERE job_id = $1
+            ORDER BY created, id LIMIT {HISTORY_LIMIT}
+        )
+        SELECT {_LIST_COLUMNS}, job.headers::text AS headers_text,
+            substring(job.payload from 1 for $2) AS payload_head,
+            (SELECT array_agg(h.id ORDER BY h.created, h.id) FROM history AS h) AS h_id,
+            (SELECT array_agg(h.created ORDER BY h.created, h.id) FROM history AS h) AS h_created,
+            (SELECT array_agg(h.status ORDER BY h.created, h.id) FROM history AS h) AS h_status,
+            (SELECT array_agg(h.priority ORDER BY h.created, h.id) FROM history AS h)
+                AS h_priority,
+            (SELECT array_agg(h.entrypoint ORDER BY h.created, h.id) FROM history AS h)
+                AS h_entrypoint,
+            (SELECT array_agg(h.traceback_text ORDER BY h.created, h.id) FROM history AS h)
+                AS h_traceback
+        FROM (SELECT 1) AS one LEFT JOIN {settings.queue_table} AS job ON job.id = $1""",
         job_id,
         payload_bytes,
     )
-    history_rows = await backend.read_heavy(
-        "SELECT id, created, status::text AS status, priority, entrypoint, "
-        "traceback::text AS traceback_text "
-        f"FROM {settings.queue_table_log} WHERE job_id = $1 "
-        f"ORDER BY created, id LIMIT {HISTORY_LIMIT}",
-        job_id,
-    )
+    row = rows[0]
     history = tuple(
         LogEntry(
-            id=int(r["id"]),
-            created=r["created"],
-            status=str(r["status"]),
-            priority=int(r["priority"]),
-            traceback=_json_object(r["traceback_text"]),
+            id=int(log_id),
+            created=created,
+            status=str(status),
+            priority=int(priority),
+            traceback=_json_object(traceback),
         )
-        for r in history_rows
+        for log_id, created, status, priority, traceback in zip(
+            row["h_id"] or (),
+            row["h_created"] or (),
+            row["h_status"] or (),
+            row["h_priority"] or (),
+            row["h_traceback"] or (),
+            strict=True,
+        )
     )
-    if not rows:
-        entrypoint = str(history_rows[0]["entrypoint"]) if history_rows else ""
+    if row["id"] is None:
+        entrypoint = str(row["h_entrypoint"][0]) if row["h_entrypoint"] else ""
         return JobDetail(job_id, None, None, None, 0, history, entrypoint)
-    row = rows[0]
     job = _job_row(row)
     head = row["payload_head"]
     return JobDetail(

@@ -214,4 +214,6 @@ async def fetch_failure_groups(
     )
 
 
-HELD_FILTER = JobFilter("status:failed", (Predicate("job.status = 'failed'", (), "held"),))
+HELD_FILTER = JobFilter(
+    "status:failed", (Predicate("job.status = 'failed'", (), "held"),), reads_held=True
+)

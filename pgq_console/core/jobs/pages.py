@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.jobs.filter import JobFilter
+from pgq_console.core.jobs.held import held_index_usable
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
@@ -37,7 +38,10 @@ class JobPage:
     rows: tuple[JobRow, ...]
     has_more: bool
     newest_first: bool
-    scanned_cap: bool = False  # a content search stopped at SEARCH_SCAN_CAP rows
+    # Only the newest rows were looked at (`JobFilter.scope`) and the table holds more.
+    scanned_cap: bool = False
+    held_index: bool = False  # read with the held-failures index (`scope(held_index=...)`)
+    scan_limit: int = 0  # when `scanned_cap`: how many of the newest rows were looked at
 
     @property
     def last_id(self) -> int | None:
@@ -60,9 +64,10 @@ def list_query(
     until_id: int | None = None,
     newest_first: bool = True,
     limit: int = PAGE_SIZE,
+    held_index: bool = False,
 ) -> tuple[str, list[object]]:
     """The SQL and arguments of one keyset page of the list (see `fetch_page`)."""
-    predicate = job_filter.scope(table)
+    predicate = job_filter.scope(table, held_index=held_index)
     args: list[object] = list(predicate.args)
     where = [f"({predicate.sql})"]
     if after_id is not None:
@@ -79,6 +84,17 @@ def list_query(
     return sql, args
 
 
+def _with_scan_cut(sql: str, table: str, cap: int, *, newest_first: bool) -> str:
+    """A bounded page and whether the bound left any row out, in the same round trip (two
+    index probes). An id span under `cap` means fewer rows than that (ids come from a
+    sequence): nothing was cut. One row even when the page is empty (`id` NULL then)."""
+    return (
+        f"SELECT page.*, span.cut AS scan_cut FROM (SELECT coalesce(max(id) - min(id) >= {cap}, "
+        f"false) AS cut FROM {table}) AS span LEFT JOIN LATERAL ({sql}) AS page ON true "
+        f"ORDER BY page.id {'DESC' if newest_first else 'ASC'}"
+    )
+
+
 async def fetch_page(
     backend: Backend,
     job_filter: JobFilter,
@@ -91,21 +107,34 @@ async def fetch_page(
     """One keyset page: the `limit` jobs after `after_id` in id order matching the filter.
 
     `until_id` bounds the other end (inclusive): a refresh re-reads exactly the loaded window.
+    A `status:failed` filter is read exactly when the held-failures index exists, else over
+    the newest rows only (`scanned_cap`).
     """
+    held_index = job_filter.reads_held and await held_index_usable(backend)
+    table = backend.installation.settings.qualified.queue_table
     sql, args = list_query(
-        backend.installation.settings.qualified.queue_table,
+        table,
         job_filter,
         after_id=after_id,
         until_id=until_id,
         newest_first=newest_first,
         limit=limit,
+        held_index=held_index,
     )
+    cap = job_filter.scan_limit(held_index=held_index)
+    if cap:
+        sql = _with_scan_cut(sql, table, cap, newest_first=newest_first)
     rows = await backend.read_heavy(sql, *args)
+    cut = bool(cap) and bool(rows) and bool(rows[0]["scan_cut"])
+    if cap:
+        rows = [row for row in rows if row["id"] is not None]
     return JobPage(
         rows=tuple(_job_row(row) for row in rows[:limit]),
         has_more=len(rows) > limit,
         newest_first=newest_first,
-        scanned_cap=job_filter.searches_content,
+        scanned_cap=cut,
+        held_index=held_index,
+        scan_limit=cap if cut else 0,
     )
 
 
