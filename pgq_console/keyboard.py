@@ -17,9 +17,9 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.events import Unmount
+from textual.events import Key, Unmount
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from pgq_console import navigation
 from pgq_console.commands import CommandLine, ConsoleCommandsProvider
@@ -74,6 +74,18 @@ class KeyboardApp(App[None]):
         self.startup_warnings: list[str] = []
         self._switching = False
         self._owns_backend = False  # set once a profile switch opened the backend in use
+
+    def on_key(self, event: Key) -> None:
+        # A key that opens a field (`/`, `:`) moves the focus, but keys typed in the same burst
+        # (pasted, or typed fast over SSH) were already sent to the widget that had it; they
+        # bubble up here. A printable one belongs in the field that has the focus now: without
+        # this it ran as a command (`/ep:x` in one burst opened the enqueue form with its `e`).
+        # An input stops the printable keys it gets itself, so only such early keys get here.
+        focused = self.focused
+        if isinstance(focused, Input) and event.is_printable and event.character:
+            focused.insert_text_at_cursor(event.character)
+            event.stop()
+            event.prevent_default()
 
     # -- the context, under the names an embedding program and the CLI have always used ----
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from textual.widgets import Static
+from textual import events
+from textual.widgets import Input, Static
 
 from pgq_console.app import PgqConsole
 from pgq_console.core import audit
@@ -412,3 +413,21 @@ async def test_enter_on_the_overview_opens_that_entrypoints_jobs(seeded: str) ->
         await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen), what="jobs screen")
         await wait_until(pilot, lambda: ids_shown(app) == [33, 32, 31], what="charge_card only")
         assert app.screen.job_filter.text == "ep:charge_card"  # type: ignore[attr-defined]
+
+
+async def test_keys_typed_in_one_burst_after_slash_go_into_the_filter(database_dsn: str) -> None:
+    # Pasted, or typed fast over SSH: the keys after `/` were sent before the line had the
+    # focus, and `e` opened the enqueue form.
+    app = console(database_dsn)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: app.focused is screen.query_one(JobTable))
+        for key, character in [("slash", "/"), ("e", "e"), ("p", "p"), ("colon", ":")]:
+            app.post_message(events.Key(key, character))
+        line = screen.query_one("#jobs-filter", Input)
+        await wait_until(pilot, lambda: line.value == "ep:" or app.screen is not screen)
+        assert app.screen is screen
+        assert app.focused is line

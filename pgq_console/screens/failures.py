@@ -330,9 +330,9 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
 
     def action_switch_table(self) -> None:
         if self._groups_focused():
-            self.job_table().focus()
+            self.set_focus(self.job_table())
         else:
-            self.query_one(GroupTable).focus()
+            self.set_focus(self.query_one(GroupTable))
 
     def action_requeue(self) -> None:
         if self._groups_focused():

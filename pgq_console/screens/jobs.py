@@ -455,7 +455,9 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         line = self.query_one("#jobs-filter", Input)
         line.display = True
         line.value = self.job_filter.text
-        line.focus()
+        # Now, not after the keys already queued: `KeyboardApp.on_key` puts keys typed in the
+        # same burst ("/ep:x" pasted, or typed fast over SSH) into the focused line.
+        self.set_focus(line)
 
     @on(Input.Submitted, "#jobs-filter")
     def apply_filter(self, event: Input.Submitted) -> None:
@@ -469,7 +471,7 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             return
         self.set_filter(parsed)
         event.input.display = bool(parsed.text)
-        self.job_table().focus()
+        self.set_focus(self.job_table())
 
     def filter_entrypoint(self, name: str) -> None:
         """Show exactly one entrypoint's jobs (Enter on the overview), the line saying so."""
@@ -490,7 +492,7 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
                 terms=(Predicate("job.entrypoint = $1", (name,), f"ep {name!r}"),),
             )
         )
-        self.job_table().focus()
+        self.set_focus(self.job_table())
 
     def set_filter(self, job_filter: JobFilter) -> None:
         self.job_filter = job_filter
@@ -515,7 +517,7 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         line = self.query_one("#jobs-filter", Input)
         if line.has_focus:
             line.display = bool(self.job_filter.text)
-            self.job_table().focus()
+            self.set_focus(self.job_table())
         elif self.job_table().marked:
             self.job_table().clear_marks()
             self._show_header()
