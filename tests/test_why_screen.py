@@ -166,6 +166,7 @@ async def test_capital_i_on_an_enqueue_only_console_says_there_is_nothing_to_rea
     connection = psycopg.connect(why_dsn, autocommit=True)
     try:
         app = RecordingConsole.from_sync_psycopg_connection(connection)
+        assert isinstance(app, RecordingConsole)
         async with app.run_test(size=(120, 30)) as pilot:
             await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
             await pilot.press("I")
