@@ -20,8 +20,8 @@ from pgq_console.core.text import printable
 from pgq_console.core.workers import DEFAULT_STALE_AFTER
 
 if TYPE_CHECKING:
-    from pgq_console.app import PgqConsole
     from pgq_console.config import Target
+    from pgq_console.fleet_mode import FleetModeApp
 
 FLEET_MODE = "fleet"
 
@@ -46,7 +46,7 @@ def fleet_target(target: Target) -> Target:
     return replace(target, driver=driver.value, replica_dsn=None)
 
 
-def show_fleet(app: PgqConsole) -> None:
+def show_fleet(app: FleetModeApp) -> None:
     """Add the fleet mode (its screen runs the fleet) and show it."""
     from pgq_console.screens.fleet import FleetScreen
 
@@ -65,7 +65,7 @@ def show_fleet(app: PgqConsole) -> None:
     app.switch_mode(FLEET_MODE)
 
 
-def fleet_hides(app: PgqConsole, action: str) -> bool:
+def fleet_hides(app: FleetModeApp, action: str) -> bool:
     """`0` exists only in a console started on a fleet; on the fleet screen, `e` (which would
     enqueue into the installation opened last, not one the operator is looking at) does not."""
     if action == "fleet":
@@ -75,7 +75,7 @@ def fleet_hides(app: PgqConsole, action: str) -> bool:
     return False
 
 
-def to_fleet(app: PgqConsole) -> bool:
+def to_fleet(app: FleetModeApp) -> bool:
     """`0`: the fleet screen; False when the console was not started on a fleet."""
     if app.fleet_host is None or app.fleet_host.fleet is None:
         return False
@@ -84,14 +84,14 @@ def to_fleet(app: PgqConsole) -> bool:
     return True
 
 
-def back_to_fleet(app: PgqConsole) -> bool:
+def back_to_fleet(app: FleetModeApp) -> bool:
     """esc on an installation's screen with nothing of its own to close: the fleet."""
     if app.fleet_host is None or app.current_mode == FLEET_MODE or len(app.screen_stack) > 1:
         return False
     return to_fleet(app)
 
 
-def open_member(app: PgqConsole, key: str) -> None:
+def open_member(app: FleetModeApp, key: str) -> None:
     """Enter on the fleet: that installation's console (the open one again, or a new one)."""
     host = app.fleet_host
     assert host is not None
@@ -101,7 +101,7 @@ def open_member(app: PgqConsole, key: str) -> None:
     app.run_worker(_open_member(app, key), group="fleet-open", exclusive=True, exit_on_error=False)
 
 
-async def _open_member(app: PgqConsole, key: str) -> None:
+async def _open_member(app: FleetModeApp, key: str) -> None:
     from pgq_console.config import open_target
 
     host = app.fleet_host

@@ -1,8 +1,8 @@
 """The console's screens, one mode each, and the number keys that jump to them.
 
 To add a screen: write it in `screens/`, add one `ScreenSpec` here, and its factory in
-`app.py`'s `SCREEN_FACTORIES` (the app builds screens; this catalog is plain data that help,
-`:` and the palette read without importing any screen).
+`build_ahead.py`'s `SCREEN_FACTORIES` (the app builds screens; this catalog is plain data that
+help, `:` and the palette read without importing any screen).
 """
 
 from __future__ import annotations

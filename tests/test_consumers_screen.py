@@ -16,7 +16,8 @@ from pgq_console.core.clock import FixedClock
 from pgq_console.core.consumers import ConsumerState, parse_consumer_form
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.screens.confirm import ConfirmDialog
-from pgq_console.screens.consumers import ConsumerFormScreen, ConsumersScreen
+from pgq_console.screens.consumer_form import ConsumerFormScreen
+from pgq_console.screens.consumers import ConsumersScreen
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.live_table import LiveTable

@@ -8,12 +8,16 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Static
 
 from pgq_console.app import PgqConsole
+from pgq_console.console_bundle import NOTHING_TO_READ, SERVED
 from pgq_console.core.backend import Backend
+from pgq_console.core.bundle import bundle_dir
+from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.job_detail import JobDetailScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.screens.why import WhyScreen
@@ -22,6 +26,8 @@ from tests.conftest import drop_database, make_database
 from tests.helpers import console_of, wait_until
 from tests.screens_support import run_sql
 from tests.test_jobs_screens import console
+from tests.test_security_console import RecordingConsole
+from tests.test_security_console import console as security_console
 
 TRACEBACK = json.dumps(
     {
@@ -146,6 +152,41 @@ async def test_capital_i_writes_an_incident_bundle(fresh_database: str) -> None:
         twin = app.bundle_path.with_suffix(".json").read_text()
         for secret in ("PAYLOAD-SECRET", "HEADER-SECRET"):
             assert secret not in markdown and secret not in twin
+
+
+def bundle_outcome(app: RecordingConsole) -> str | None:
+    """The last word on an `I`: the first note about the bundle past "writing…", or None."""
+    said = [n for n in app.noted if "incident bundle" in n and not n.startswith("writing")]
+    return said[0] if said else None
+
+
+async def test_capital_i_on_an_enqueue_only_console_says_there_is_nothing_to_read(
+    why_dsn: str,
+) -> None:
+    connection = psycopg.connect(why_dsn, autocommit=True)
+    try:
+        app = RecordingConsole.from_sync_psycopg_connection(connection)
+        assert isinstance(app, RecordingConsole)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+            await pilot.press("I")
+            await wait_until(pilot, lambda: bundle_outcome(app) is not None, what="the answer")
+            # Not "incident bundle failed: …" from reading through a driver that only enqueues.
+            assert bundle_outcome(app) == NOTHING_TO_READ
+            assert app.bundle_path is None and not bundle_dir().exists()
+    finally:
+        connection.close()
+
+
+async def test_capital_i_in_a_served_console_writes_no_file_on_the_server(why_dsn: str) -> None:
+    app = security_console(why_dsn)
+    app.served = True
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen), what="overview")
+        await pilot.press("I")
+        await wait_until(pilot, lambda: bundle_outcome(app) is not None, what="the answer")
+        assert bundle_outcome(app) == SERVED
+        assert app.bundle_path is None and not bundle_dir().exists()
 
 
 def test_why_snapshot(snap_compare: Any, why_dsn: str) -> None:

@@ -39,7 +39,7 @@ from pgq_console.core.jobs import (
 from pgq_console.core.refresh_loop import RefreshLoop
 from pgq_console.core.text import error_line, printable
 from pgq_console.screens.gating import ReadOnlyGate
-from pgq_console.screens.jobs import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
+from pgq_console.screens.job_actions import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter

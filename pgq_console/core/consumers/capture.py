@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pgq_console.core.text import printable
 
@@ -141,3 +142,33 @@ def _running_coroutine(thread_id: int) -> str:
             return printable(frame.f_code.co_name, limit=80)
         frame = frame.f_back
     return "?"
+
+
+@dataclass(frozen=True)
+class LoggingState:
+    """Level, handlers and propagation of the loggers the console may change while it runs
+    (the consumers' capture above changes the root logger): the console's exit restores them."""
+
+    loggers: tuple[tuple[logging.Logger, int, tuple[logging.Handler, ...], bool], ...]
+
+    NAMES: ClassVar[tuple[str, ...]] = ("", "pgqueuer", "asyncio")
+
+    @classmethod
+    def capture(cls) -> LoggingState:
+        return cls(
+            tuple(
+                (logger, logger.level, tuple(logger.handlers), logger.propagate)
+                for logger in map(logging.getLogger, cls.NAMES)
+            )
+        )
+
+    def restore(self) -> None:
+        for logger, level, handlers, propagate in self.loggers:
+            logger.setLevel(level)
+            logger.propagate = propagate
+            for handler in list(logger.handlers):
+                if handler not in handlers:
+                    logger.removeHandler(handler)
+            for handler in handlers:
+                if handler not in logger.handlers:
+                    logger.addHandler(handler)
