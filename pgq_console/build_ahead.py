@@ -58,12 +58,21 @@ def _async_backend(context: ConsoleContext) -> Backend:
     return context.backend
 
 
+def _overview(context: ConsoleContext) -> OverviewScreen:
+    screen = OverviewScreen(
+        _async_backend(context),
+        context.clock,
+        interval_s=context.refresh_interval,
+        listen=context.listen,
+    )
+    context.workers_seen = screen.feed.workers_seen
+    return screen
+
+
 # How each mode's screen is built from the context, on its first visit (`navigation.SCREENS`
 # lists the modes, their keys and titles).
 SCREEN_FACTORIES: dict[str, Callable[[ConsoleContext], Screen[None]]] = {
-    "overview": lambda c: OverviewScreen(
-        _async_backend(c), c.clock, interval_s=c.refresh_interval, listen=c.listen
-    ),
+    "overview": lambda c: _overview(c),
     "jobs": lambda c: JobsScreen(_async_backend(c), c.clock, interval_s=c.refresh_interval),
     "failures": lambda c: FailuresScreen(_async_backend(c), c.clock, interval_s=c.refresh_interval),
     "workers": lambda c: WorkersScreen(_async_backend(c), c.clock),

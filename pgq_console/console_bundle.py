@@ -73,7 +73,12 @@ class IncidentBundles:
         settings = self.context.settings
         secrets = known_secrets(settings) if settings is not None else ()
         try:
-            made = await bundle.collect(backend, secrets=secrets, heard=tuple(self.heard))
+            made = await bundle.collect(
+                backend,
+                secrets=secrets,
+                heard=tuple(self.heard),
+                seen_workers=self.context.workers_seen(),
+            )
             written = await asyncio.to_thread(bundle.write, made, secrets=secrets)
         except Exception as exc:
             self.app.notify(

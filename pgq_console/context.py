@@ -12,7 +12,7 @@ pyproject.toml).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -23,6 +23,7 @@ from pgq_console.core.text import one_line
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings
     from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.workers import WorkerRow
 
 QuitGuard = Callable[[], str | None]
 
@@ -99,6 +100,8 @@ class ConsoleContext:
     environment: Environment | None = None
     quit_guards: QuitGuards = field(default_factory=QuitGuards)
     command_history: list[str] = field(default_factory=list)
+    # The workers the overview remembers (idle ones too): the incident bundle lists them.
+    workers_seen: Callable[[], Sequence[WorkerRow]] = field(default=lambda: ())
 
     def __post_init__(self) -> None:
         # In-process consumers outlive screen switches, so the console (not a screen) owns them.

@@ -17,6 +17,7 @@ from pgq_console.app import PgqConsole
 from pgq_console.console_bundle import NOTHING_TO_READ, SERVED
 from pgq_console.core.backend import Backend
 from pgq_console.core.bundle import bundle_dir
+from pgq_console.core.clock import SystemClock
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.job_detail import JobDetailScreen
 from pgq_console.screens.overview import OverviewScreen
@@ -24,6 +25,7 @@ from pgq_console.screens.why import WhyScreen
 from pgq_console.widgets.overview_table import OverviewTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import console_of, wait_until
+from tests.screens_support import console as support_console
 from tests.screens_support import run_sql
 from tests.test_jobs_screens import console
 from tests.test_security_console import RecordingConsole
@@ -152,6 +154,35 @@ async def test_capital_i_writes_an_incident_bundle(fresh_database: str) -> None:
         twin = app.bundle_path.with_suffix(".json").read_text()
         for secret in ("PAYLOAD-SECRET", "HEADER-SECRET"):
             assert secret not in markdown and secret not in twin
+
+
+async def test_capital_i_lists_a_worker_the_overview_saw_that_now_holds_nothing(
+    fresh_database: str,
+) -> None:
+    # PgQueuer keeps no table of workers: one between jobs is known only to the console that
+    # saw it holding one. The bundle written by `I` lists it.
+    worker = "5b0c3a5e-0000-4000-8000-00000000b0b0"
+    await run_sql(
+        fresh_database,
+        "INSERT INTO pgqueuer (priority, status, entrypoint, queue_manager_id, heartbeat) "
+        f"VALUES (0, 'picked', 'report', '{worker}', now())",
+    )
+    # The worker's memory ages on the console's clock: a real one, as the database's.
+    app = support_console(fresh_database, clock=SystemClock())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await wait_until(
+            pilot,
+            lambda: any(str(w.queue_manager_id) == worker for w in app.context.workers_seen()),
+            what="the overview seeing the worker",
+        )
+        await run_sql(fresh_database, "DELETE FROM pgqueuer")  # its job is done
+        await pilot.press("I")
+        await wait_until(pilot, lambda: app.bundle_path is not None, what="the bundle")
+        assert app.bundle_path is not None
+        document = json.loads(app.bundle_path.with_suffix(".json").read_text())
+    workers = {str(w["queue_manager_id"]): w for w in document["workers"]}
+    assert workers[worker]["picked"] == 0  # listed, though it holds nothing at the read
 
 
 def bundle_outcome(app: RecordingConsole) -> str | None:
