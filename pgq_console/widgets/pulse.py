@@ -13,6 +13,7 @@ from datetime import datetime
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Digits, Static
 
@@ -49,8 +50,13 @@ class PulseTile(Digits):
     def __init__(self, title: str, *, id: str | None = None) -> None:
         super().__init__("–", id=id)
         self.border_title = title
+        self._shown: tuple[str, str, str] | None = None
 
     def show(self, value: str, caption: str = "", *, variant: str = "") -> None:
+        # Unchanged: no repaint (each one rewrites the tile's five lines on the terminal).
+        if (value, caption, variant) == self._shown:
+            return
+        self._shown = (value, caption, variant)
         big, unit = split_for_digits(value)
         self.update(big)
         self.border_subtitle = " ".join(part for part in (unit, caption) if part)
@@ -144,12 +150,27 @@ class RateChart(Widget):
         super().__init__(id=id)
         self.slot_s = slot_s
         self.samples: tuple[ThroughputSample, ...] = ()
+        self._lines: list[str] = []  # the plain lines last shown, and the width they had
+        self._width = -1
+        self._title = ""
 
     def show(self, samples: Sequence[ThroughputSample]) -> None:
+        """Plot `samples`; only the lines that read differently are repainted (a new sample
+        mostly changes the newest column and the values at the right)."""
         self.samples = tuple(samples)
         columns = max(1, self.size.width - self.LABEL_WIDTH - self.VALUE_WIDTH)
-        self.border_title = f"throughput per second, last {fmt.seconds(columns * self.slot_s)}"
-        self.refresh()
+        title = f"throughput per second, last {fmt.seconds(columns * self.slot_s)}"
+        if title != self._title:  # setting a border title repaints the whole widget
+            self._title = self.border_title = title
+        lines = self.render().plain.split("\n")
+        before, self._lines = self._lines, lines
+        if len(before) != len(lines) or self.size.width != self._width:
+            self._width = self.size.width
+            self.refresh()
+            return
+        for y, (old, new) in enumerate(zip(before, lines, strict=True)):
+            if old != new:
+                self.refresh(Region(0, y, self.size.width, 1))
 
     def columns(self, width: int) -> list[list[float | None]]:
         """Per series, one value per column (the latest sample in that slot), oldest first."""
@@ -208,11 +229,13 @@ class EventFeedView(Static):
         super().__init__("", id=id, markup=False)
         self.events: tuple[FeedEvent, ...] = ()
         self.border_title = "recent events"
+        self._shown: Text | None = None
+        self.quiet_reason = ""  # why the feed is quiet (its border subtitle), or ""
 
     def show(self, events: Sequence[FeedEvent], now: datetime) -> None:
         self.events = tuple(events)
         if not events:
-            self.update(
+            self._show_text(
                 Text(
                     "nothing yet: new failure kinds, workers joining or dying, and "
                     "writes by any console show here",
@@ -233,4 +256,10 @@ class EventFeedView(Static):
             text.append(f"{feed_age(event.at, now):>10} ", style="dim")
             text.append(f"{event.kind.value:<8}", style=colors.get(event.severity, ""))
             text.append(printable(event.text, limit=300))
-        self.update(text)
+        self._show_text(text)
+
+    def _show_text(self, text: Text) -> None:
+        # Unchanged (no new event, no age moved on): no repaint and no layout.
+        if text != self._shown:
+            self._shown = text
+            self.update(text)
