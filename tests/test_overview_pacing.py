@@ -14,13 +14,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.geometry import Region
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
 from pgq_console.messages import SnapshotReady
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.overview_table import OverviewTable, is_state_change
-from pgq_console.widgets.pacing import REPAINT_GAP_S, RepaintPacer
+from pgq_console.widgets.pacing import REPAINT_GAP_S, RepaintPacer, changed_line_regions
 from pgq_console.widgets.pulse import PulseTile
 from tests.conftest import drop_database, make_database
 from tests.helpers import backend_for, wait_until
@@ -179,3 +180,14 @@ async def test_tiles_are_paced_by_the_injected_clock_and_catch_up_without_a_refr
         # number is painted by itself.
         clock.advance(REPAINT_GAP_S)
         await wait_until(pilot, lambda: tile("ready") == "13", what="the held-back number")
+
+
+def test_changed_line_regions_reach_only_as_far_as_the_change() -> None:
+    before = ["  26s ago worker  w1 joined", "   1m ago failure CardDeclined", "same"]
+    after = ["  27s ago worker  w1 joined", "   1m ago failure CardDeclined", "same"]
+    # Only the first line changed, and only up to its age: a few cells, not the line.
+    assert changed_line_regions(before, after) == [Region(0, 0, 4, 1)]  # "  27"
+    assert changed_line_regions(before, before) == []
+    assert changed_line_regions(before, after[:2]) is None  # lines came or went: everything
+    # A line that got shorter is repainted as far as it used to reach (its old text cleared).
+    assert changed_line_regions(["abcdef"], ["abc"]) == [Region(0, 0, 6, 1)]

@@ -1,4 +1,5 @@
-"""How often numbers that change all the time are repainted: at most twice a second.
+"""How often numbers that change all the time are repainted (at most twice a second), and
+how little of a widget is repainted when a few characters changed.
 
 Over a thin SSH link every repaint costs bytes: under load the rates, ages and counts change
 on every refresh (several a second), which no one reads that fast. A state change (a new row,
@@ -10,7 +11,11 @@ test gives the same screen every run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+
+from rich.cells import cell_len
+from textual.geometry import Region
 
 # At most this often (in seconds of the injected clock) a continuously changing value repaints.
 REPAINT_GAP_S = 0.5
@@ -42,3 +47,25 @@ class RepaintPacer:
 
     def painted(self, now: datetime) -> None:
         self.painted_at = now
+
+
+def changed_line_regions(before: Sequence[str], after: Sequence[str]) -> list[Region] | None:
+    """The regions of a widget's content to repaint when its plain lines go from `before` to
+    `after`: per changed line, from its start to the end of what changed (a terminal update
+    is written from the widget's left edge to the region's right end, so a change at the
+    start of a line, e.g. an age, costs a few cells, not the line). None: repaint everything
+    (the number of lines changed)."""
+    if len(before) != len(after):
+        return None
+    regions = []
+    for y, (old, new) in enumerate(zip(before, after, strict=True)):
+        if old == new:
+            continue
+        same_tail = 0
+        while (
+            same_tail < min(len(old), len(new)) and old[-1 - same_tail] == new[-1 - same_tail]
+        ):
+            same_tail += 1
+        end = max(cell_len(old[: len(old) - same_tail]), cell_len(new[: len(new) - same_tail]))
+        regions.append(Region(0, y, max(1, end), 1))
+    return regions

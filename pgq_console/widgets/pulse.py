@@ -13,13 +13,13 @@ from datetime import datetime
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Digits, Static
 
 from pgq_console.core.pulse import FeedEvent, ThroughputSample
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
+from pgq_console.widgets.pacing import changed_line_regions
 
 OLDEST_WARN_S = 300.0
 # What Textual's Digits can draw; the rest of a value (a unit: k, M) goes to the tile's caption.
@@ -164,13 +164,12 @@ class RateChart(Widget):
             self._title = self.border_title = title
         lines = self.render().plain.split("\n")
         before, self._lines = self._lines, lines
-        if len(before) != len(lines) or self.size.width != self._width:
+        regions = changed_line_regions(before, lines)
+        if regions is None or self.size.width != self._width:
             self._width = self.size.width
             self.refresh()
-            return
-        for y, (old, new) in enumerate(zip(before, lines, strict=True)):
-            if old != new:
-                self.refresh(Region(0, y, self.size.width, 1))
+        elif regions:
+            self.refresh(*regions)
 
     def columns(self, width: int) -> list[list[float | None]]:
         """Per series, one value per column (the latest sample in that slot), oldest first."""
@@ -223,13 +222,18 @@ def feed_age(at: datetime, now: datetime) -> str:
 
 
 class EventFeedView(Static):
-    """Recent events, newest first: time, kind, what happened (plain text)."""
+    """Recent events, newest first: time, kind, what happened (plain text).
+
+    The ages tick every second: only the lines (and the part of them) that read differently
+    are repainted, not the whole feed.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self.events: tuple[FeedEvent, ...] = ()
         self.border_title = "recent events"
         self._shown: Text | None = None
+        self._shown_size = (-1, -1)  # the content size the text was last shown at
         self.quiet_reason = ""  # why the feed is quiet (its border subtitle), or ""
 
     def show(self, events: Sequence[FeedEvent], now: datetime) -> None:
@@ -260,6 +264,19 @@ class EventFeedView(Static):
 
     def _show_text(self, text: Text) -> None:
         # Unchanged (no new event, no age moved on): no repaint and no layout.
-        if text != self._shown:
-            self._shown = text
+        if text == self._shown:
+            return
+        before = self._shown
+        self._shown = text
+        size = (self.content_region.width, self.content_region.height)
+        regions = None
+        if before is not None and size == self._shown_size and before.spans == text.spans:
+            regions = changed_line_regions(before.plain.split("\n"), text.plain.split("\n"))
+        self._shown_size = size
+        if regions is None:
             self.update(text)
+        elif regions:
+            self.refresh(*regions)
+
+    def render(self) -> Text:
+        return self._shown if self._shown is not None else Text("")
