@@ -14,7 +14,8 @@ launch), and after `--warmup` seconds of steady state, it measures for `--second
   text; colours ignored), so each screen line's bytes/s is listed with what it showed.
 
 `--compare PATH` runs a second checkout (PYTHONPATH=PATH) in the same run on the same traffic,
-alternating sides `--rounds` times, so ratios come from one noisy machine.
+alternating sides `--rounds` times, so ratios come from one noisy machine; with `--together`
+both sides run at the same time (two ptys), so a busy moment slows both alike.
 
     .venv/bin/python bench/terminal_bench.py --entrypoints 200 --rate 500 --size 160x50
     .venv/bin/python bench/terminal_bench.py --entrypoints 5 --rate 50 --size 120x40 \
@@ -65,6 +66,7 @@ TOKEN = re.compile(
 # Reads closer together than this are one burst (one update of the screen).
 BURST_GAP_S = 0.01
 FIRST_NUMBERS = re.compile(r"\bep_\d+\s+\d")
+SLOWED = re.compile(r"slowed to ([0-9.]+)s")
 
 
 class Screen:
@@ -261,6 +263,10 @@ async def run_console(
             for line, count in screen.bytes_by_line.most_common(args.top_lines)
         ]
         result["screen"] = [screen.text(y) for y in range(rows)]
+        # The console slows its refreshes when its statements get slow (a busy machine): fewer
+        # repaints, fewer bytes. Read from its own status line, so runs compare fairly.
+        slowed = SLOWED.search("\n".join(result["screen"]))
+        result["refresh_slowed_to_s"] = float(slowed.group(1)) if slowed else None
     finally:
         # ctrl+q quits the console; then the signals, to this one process only.
         with contextlib.suppress(OSError):
@@ -326,18 +332,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(3.0)  # every entrypoint has jobs and the workers are up to speed
         for round_index in range(args.rounds):
             order = sides if round_index % 2 == 0 else list(reversed(sides))
-            for side, tree in order:
-                ob.say(f"round {round_index + 1}: {side} ({tree})")
-                record = (
-                    args.record / f"{side}-{round_index + 1}.pty" if args.record else None
-                )
+            batches = [order] if args.together else [[side] for side in order]
+            for batch in batches:
+                names = ", ".join(f"{side} ({tree})" for side, tree in batch)
+                ob.say(f"round {round_index + 1}: {names}")
                 jobs0, t0 = sum(d.value for d in done), time.monotonic()
-                r = await run_console(side, tree, dsn, args, record)
+                runs = await asyncio.gather(
+                    *(
+                        run_console(
+                            side,
+                            tree,
+                            dsn,
+                            args,
+                            args.record / f"{side}-{round_index + 1}.pty" if args.record else None,
+                        )
+                        for side, tree in batch
+                    )
+                )
                 jobs1, t1 = sum(d.value for d in done), time.monotonic()
-                r["round"] = round_index + 1
-                r["jobs_per_s_done"] = round((jobs1 - jobs0) / (t1 - t0))
-                results["runs"].append(r)
-                ob.say(json.dumps({k: v for k, v in r.items() if k not in ("by_line", "screen")}))
+                for r in runs:
+                    r["round"] = round_index + 1
+                    r["together"] = len(batch) > 1
+                    r["jobs_per_s_done"] = round((jobs1 - jobs0) / (t1 - t0))
+                    results["runs"].append(r)
+                    brief = {k: v for k, v in r.items() if k not in ("by_line", "screen")}
+                    ob.say(json.dumps(brief))
     finally:
         stop.set()
         for proc in procs:
@@ -354,6 +373,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def summary(results: dict[str, Any]) -> str:
     lines = []
     keys = ("first_numbers_s", "bytes_per_s", "updates_per_s", "cpu_pct", "rss_mb")
+    lines.append("medians over the runs of each side:")
     by_side: dict[str, dict[str, list[float]]] = {}
     for r in results["runs"]:
         for key in keys:
@@ -389,6 +409,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10.0, help="s after first numbers")
     parser.add_argument("--compare", help="another checkout, run side by side (PYTHONPATH)")
     parser.add_argument("--rounds", type=int, default=1, help="runs per side, alternating")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="with --compare: run both sides at the same time (each in its own pty), so a "
+        "busy machine slows both alike",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--batch-size", type=int, default=10, help="worker batch_size")
     parser.add_argument("--refresh", type=float, default=2.0, help="console --refresh")
