@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
+from textual.timer import Timer
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
@@ -25,7 +26,8 @@ from pgq_console.core.text import printable
 from pgq_console.messages import AuditHeard, OpenJobs, PulseRead, SnapshotReady, StatusChanged
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
-from pgq_console.widgets.overview_table import OverviewTable
+from pgq_console.widgets.overview_table import OLD_READY_S, OverviewTable
+from pgq_console.widgets.pacing import RepaintPacer
 from pgq_console.widgets.pulse import EventFeedView, PulseTiles, RateChart
 from pgq_console.widgets.status_line import ConnectionLine, LiveLine, TotalsLine
 
@@ -86,6 +88,14 @@ class OverviewScreen(Screen[None]):
         self.history = ThroughputHistory()
         self.feed = EventFeed()
         self.pulse: PollLoop[PulseReading] | None = None
+        # The numbers above and below the table (totals, tiles, chart, event ages) and the live
+        # line change on every refresh: painted at most twice a second of the injected clock,
+        # at once when their state changes (`_headline_state`, `_status_state`).
+        self._headline_pacer = RepaintPacer()
+        self._headline_state: tuple[object, ...] | None = None
+        self._status_pacer = RepaintPacer()
+        self._status_state: tuple[object, ...] | None = None
+        self._repaint_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Banner(id="autocommit-banner")
@@ -155,10 +165,13 @@ class OverviewScreen(Screen[None]):
             self.pulse.request_refresh()
 
     def _pulse_status(self, status: PollStatus) -> None:
-        if status.error:  # the feed is a courtesy: say why it is quiet, nothing more
-            self.query_one(EventFeedView).border_subtitle = Text(printable(status.error, limit=120))
-        else:
-            self.query_one(EventFeedView).border_subtitle = ""
+        # The feed is a courtesy: say why it is quiet, nothing more. Set only when it changes
+        # (setting a border subtitle repaints the whole feed).
+        subtitle = printable(status.error, limit=120) if status.error else ""
+        view = self.query_one(EventFeedView)
+        if subtitle != view.quiet_reason:
+            view.quiet_reason = subtitle
+            view.border_subtitle = Text(subtitle) if subtitle else ""
 
     @work(group="pulse", exclusive=True, exit_on_error=False)
     async def run_pulse(self) -> None:
@@ -206,34 +219,93 @@ class OverviewScreen(Screen[None]):
     @on(SnapshotReady)
     def show_snapshot(self, message: SnapshotReady) -> None:
         self.snapshot = message.snapshot
-        now = self.clock.now()
-        self.query_one(OverviewTable).apply_snapshot(message.snapshot, now)
-        self.query_one(TotalsLine).show(message.snapshot, now)
-        total = message.snapshot.totals
-        self.query_one(PulseTiles).show(
-            ready=total.ready,
-            deferred=total.deferred,
-            picked=total.picked,
-            held=total.held,
-            oldest_ready_s=(now - total.oldest_ready_since).total_seconds()
-            if total.oldest_ready_since
-            else None,
-            rate_in=total.rate_in,
-            rate_out=total.rate_out,
-        )
         self.history.add(message.snapshot)
-        self.query_one(RateChart).show(self.history.samples)
-        self.query_one(EventFeedView).show(self.feed.events, now)  # the ages tick
+        self._paint_snapshot()
+
+    def _paint_snapshot(self) -> None:
+        """Paint the latest snapshot: state changes at once, moving numbers when their pacer
+        is due; whatever was held back is painted by a later call (`_repaint_later`)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            return
+        now = self.clock.now()
+        wait = self.query_one(OverviewTable).apply_snapshot(snapshot, now)
+        total = snapshot.totals
+        oldest_s = (
+            (now - total.oldest_ready_since).total_seconds() if total.oldest_ready_since else None
+        )
+        state = (
+            len(snapshot.rows),
+            total.held,
+            total.exceptions_1m > 0,
+            (oldest_s or 0) > OLD_READY_S,
+            self.feed.events,
+        )
+        if state != self._headline_state or self._headline_pacer.due(now):
+            self._headline_state = state
+            self._headline_pacer.painted(now)
+            self.query_one(TotalsLine).show(snapshot, now)
+            self.query_one(PulseTiles).show(
+                ready=total.ready,
+                deferred=total.deferred,
+                picked=total.picked,
+                held=total.held,
+                oldest_ready_s=oldest_s,
+                rate_in=total.rate_in,
+                rate_out=total.rate_out,
+            )
+            self.query_one(RateChart).show(self.history.samples)
+            self.query_one(EventFeedView).show(self.feed.events, now)  # the ages tick
+        else:
+            left = self._headline_pacer.wait_s(now)
+            wait = left if wait is None else min(wait, left)
+        if wait is not None:
+            self._repaint_later(wait)
+
+    def _repaint_later(self, wait_s: float) -> None:
+        """Paint what was held back once its pacer is due, even if no reading comes meanwhile.
+        (Nothing is held back under a clock that does not move: `pacing.paced`.)"""
+        if self._repaint_timer is None:
+            self._repaint_timer = self.set_timer(max(wait_s, 0.01), self._repaint_held)
+
+    def _repaint_held(self) -> None:
+        self._repaint_timer = None
+        self._paint_snapshot()
+        if self.status is not None:
+            self._paint_status(self.status)
 
     @on(StatusChanged)
     def show_status(self, message: StatusChanged) -> None:
         self.status = message.status
-        self.query_one(LiveLine).show(message.status, self.clock.now())
         banner = self.query_one("#error-banner", Banner)
         if message.status.error:
             banner.show(f"⚠ {message.status.error}", variant="error")
         else:
             banner.hide()
+        self._paint_status(message.status)
+
+    def _paint_status(self, status: RefreshStatus) -> None:
+        now = self.clock.now()
+        state = (
+            status.paused,
+            status.listening,
+            status.channel,
+            status.polling_reason,
+            status.live_problem,
+            status.error,
+            status.depth_note,
+            status.replica,
+            status.replica_in_use,
+            status.interval_s,
+            status.last_event_at is None,
+            status.effective_interval_s > status.interval_s + 0.05,
+        )
+        if state != self._status_state or self._status_pacer.due(now):
+            self._status_state = state
+            self._status_pacer.painted(now)
+            self.query_one(LiveLine).show(status, now)
+        else:
+            self._repaint_later(self._status_pacer.wait_s(now))
 
     def action_refresh_now(self) -> None:
         if self.refresher:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from rich.text import Text
@@ -10,6 +11,7 @@ from pgq_console.core.models import EntrypointRow, OverviewSnapshot
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.live_table import LiveTable
+from pgq_console.widgets.pacing import REPAINT_GAP_S, paced
 from pgq_console.widgets.status import marked_count, status_style
 
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -33,6 +35,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 TREND_WIDTH = 15
 OLD_READY_S = 300.0
 ENTRYPOINT_WIDTH = 24
+# A change in these columns is news whatever its size: painted at once, never paced.
+STATE_COLUMNS = frozenset({"entrypoint", "held"})
+# In these a change of colour or glyph is news (errors appear, an age turns stale); their other
+# changes, and every change of the other columns (counts, rates, ages), are numbers moving on.
+ALARM_COLUMNS = frozenset({"err_1m", "err_1h", "oldest"})
 
 
 class OverviewTable(LiveTable):
@@ -42,6 +49,9 @@ class OverviewTable(LiveTable):
         # entrypoint -> the row, the age text last shown and its cells: most rows of a refresh
         # are unchanged, and building their cells again was most of a refresh's CPU.
         self._shown: dict[str, tuple[EntrypointRow, str, dict[str, Text]]] = {}
+        # entrypoint -> the cells on screen and when they were painted (injected clock).
+        self._painted: dict[str, tuple[dict[str, Text], datetime]] = {}
+        self.repaint_gap_s = REPAINT_GAP_S
         # Most urgent first (the columns' order): a narrow terminal drops from the right.
         super().__init__(
             COLUMNS,
@@ -51,9 +61,17 @@ class OverviewTable(LiveTable):
             classes=classes,
         )
 
-    def apply_snapshot(self, snapshot: OverviewSnapshot, now: datetime) -> None:
+    def apply_snapshot(self, snapshot: OverviewSnapshot, now: datetime) -> float | None:
+        """Show the snapshot's rows. A row whose numbers only moved on (rates, ages, counts)
+        keeps what it shows until its last paint is `REPAINT_GAP_S` old on the injected clock;
+        a new row or a state change (`is_state_change`) is painted at once.
+
+        Returns None when every row shows the snapshot, else the seconds until the first row
+        held back may be painted (apply the latest snapshot again then)."""
         rows: dict[str, dict[str, Text]] = {}
         shown: dict[str, tuple[EntrypointRow, str, dict[str, Text]]] = {}
+        painted: dict[str, tuple[dict[str, Text], datetime]] = {}
+        wait: float | None = None
         for row in snapshot.rows:
             oldest_s = _oldest_s(row, now)
             age = fmt.seconds(oldest_s)
@@ -65,11 +83,26 @@ class OverviewTable(LiveTable):
                     cells = {**cells, "oldest": self._oldest_cell(oldest_s)}
             else:
                 cells = self._cells(row, now)
-            rows[row.entrypoint] = cells
             shown[row.entrypoint] = (row, age, cells)
+            on_screen = self._painted.get(row.entrypoint) if row.entrypoint in self else None
+            if on_screen is not None and on_screen[0] is not cells:
+                elapsed = (now - on_screen[1]).total_seconds()
+                if paced(elapsed, self.repaint_gap_s) and not is_state_change(on_screen[0], cells):
+                    rows[row.entrypoint] = on_screen[0]
+                    painted[row.entrypoint] = on_screen
+                    left = self.repaint_gap_s - elapsed
+                    wait = left if wait is None else min(wait, left)
+                    continue
+            rows[row.entrypoint] = cells
+            painted[row.entrypoint] = (
+                (cells, on_screen[1]) if on_screen is not None and on_screen[0] is cells
+                else (cells, now)
+            )  # fmt: skip
         self._shown = shown
+        self._painted = painted
         order = sorted(rows, key=lambda key: rows[key]["entrypoint"].plain)
         self.apply(rows, order)
+        return wait
 
     def _oldest_cell(self, oldest_s: float | None) -> Text:
         if (oldest_s or 0) > OLD_READY_S:
@@ -115,3 +148,20 @@ class OverviewTable(LiveTable):
 def _oldest_s(row: EntrypointRow, now: datetime) -> float | None:
     """How long the oldest ready job has waited, or None when nothing is ready."""
     return (now - row.oldest_ready_since).total_seconds() if row.oldest_ready_since else None
+
+
+def is_state_change(before: Mapping[str, Text], after: Mapping[str, Text]) -> bool:
+    """Whether `after` says something `before` did not: a new row, a held count moved, errors
+    appeared or went, an age turned stale. Otherwise the numbers only moved on (rates, counts,
+    ages: under load on every refresh), which can wait for the next paint."""
+    for column, cell in after.items():
+        old = before.get(column)
+        if old is None:
+            return True
+        if old is cell or old == cell:
+            continue
+        if column in STATE_COLUMNS:
+            return True
+        if column in ALARM_COLUMNS and old.style != cell.style:
+            return True
+    return False

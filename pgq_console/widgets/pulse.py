@@ -20,6 +20,7 @@ from textual.widgets import Digits, Static
 from pgq_console.core.pulse import ChartColumns, FeedEvent, ThroughputSample, chart_columns
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
+from pgq_console.widgets.pacing import changed_line_regions
 
 OLDEST_WARN_S = 300.0
 # What Textual's Digits can draw; the rest of a value (a unit: k, M) goes to the tile's caption.
@@ -50,8 +51,13 @@ class PulseTile(Digits):
     def __init__(self, title: str, *, id: str | None = None) -> None:
         super().__init__("–", id=id)
         self.border_title = title
+        self._shown: tuple[str, str, str] | None = None
 
     def show(self, value: str, caption: str = "", *, variant: str = "") -> None:
+        # Unchanged: no repaint (each one rewrites the tile's five lines on the terminal).
+        if (value, caption, variant) == self._shown:
+            return
+        self._shown = (value, caption, variant)
         big, unit = split_for_digits(value)
         self.update(big)
         self.border_subtitle = " ".join(part for part in (unit, caption) if part)
@@ -157,13 +163,29 @@ class RateChart(Widget):
         super().__init__(id=id)
         self.slot_s = slot_s
         self.samples: tuple[ThroughputSample, ...] = ()
+        self._lines: list[str] = []  # the plain lines last shown, and the width they had
+        self._width = -1
+        self._title = ""
 
     def show(self, samples: Sequence[ThroughputSample]) -> None:
+        """Plot `samples`; only the lines that read differently are repainted (a new sample
+        mostly changes the newest column and the values at the right)."""
         self.samples = tuple(samples)
         columns = max(1, self.size.width - self.LABEL_WIDTH - self.VALUE_WIDTH)
-        self.border_title = f"throughput per second, last {fmt.seconds(columns * self.slot_s)}"
-        self.border_subtitle = NOT_MEASURED_LEGEND if self.columns(columns).unmeasured else ""
-        self.refresh()
+        title = f"throughput per second, last {fmt.seconds(columns * self.slot_s)}"
+        if title != self._title:  # setting a border title repaints the whole widget
+            self._title = self.border_title = title
+        subtitle = NOT_MEASURED_LEGEND if self.columns(columns).unmeasured else ""
+        if subtitle != self.border_subtitle:
+            self.border_subtitle = subtitle
+        lines = self.render().plain.split("\n")
+        before, self._lines = self._lines, lines
+        regions = changed_line_regions(before, lines)
+        if regions is None or self.size.width != self._width:
+            self._width = self.size.width
+            self.refresh()
+        elif regions:
+            self.refresh(*regions)
 
     def columns(self, width: int) -> ChartColumns:
         """Per series, one value per column, oldest first, and the unmeasured columns."""
@@ -209,17 +231,24 @@ def feed_age(at: datetime, now: datetime) -> str:
 
 
 class EventFeedView(Static):
-    """Recent events, newest first: time, kind, what happened (plain text)."""
+    """Recent events, newest first: time, kind, what happened (plain text).
+
+    The ages tick every second: only the lines (and the part of them) that read differently
+    are repainted, not the whole feed.
+    """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__("", id=id, markup=False)
         self.events: tuple[FeedEvent, ...] = ()
         self.border_title = "recent events"
+        self._shown: Text | None = None
+        self._shown_size = (-1, -1)  # the content size the text was last shown at
+        self.quiet_reason = ""  # why the feed is quiet (its border subtitle), or ""
 
     def show(self, events: Sequence[FeedEvent], now: datetime) -> None:
         self.events = tuple(events)
         if not events:
-            self.update(
+            self._show_text(
                 Text(
                     "nothing yet: new failure kinds, workers joining or dying, and "
                     "writes by any console show here",
@@ -240,4 +269,23 @@ class EventFeedView(Static):
             text.append(f"{feed_age(event.at, now):>10} ", style="dim")
             text.append(f"{event.kind.value:<8}", style=colors.get(event.severity, ""))
             text.append(printable(event.text, limit=300))
-        self.update(text)
+        self._show_text(text)
+
+    def _show_text(self, text: Text) -> None:
+        # Unchanged (no new event, no age moved on): no repaint and no layout.
+        if text == self._shown:
+            return
+        before = self._shown
+        self._shown = text
+        size = (self.content_region.width, self.content_region.height)
+        regions = None
+        if before is not None and size == self._shown_size and before.spans == text.spans:
+            regions = changed_line_regions(before.plain.split("\n"), text.plain.split("\n"))
+        self._shown_size = size
+        if regions is None:
+            self.update(text)
+        elif regions:
+            self.refresh(*regions)
+
+    def render(self) -> Text:
+        return self._shown if self._shown is not None else Text("")
