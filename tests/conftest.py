@@ -210,44 +210,65 @@ async def settle_tables(pilot: Any, within: float = 30.0) -> None:
 #
 # A module's tests stay together on one worker (its module-scoped databases, seeded data and
 # servers are made once), except in the modules below, whose tests each bring their own server
-# or database and take long: each of those tests goes to whichever worker is free (a module
-# fixture one of them uses is then made on each worker that needs it). Work is handed out in the
-# order below (the longest first, as measured), then the other modules in file order, so no long
-# unit starts last while the other workers sit idle.
+# or database (or only read a module database, or seed it afresh) and take long: each of those
+# tests goes to whichever worker is free (a module fixture one of them uses is then made on each
+# worker that needs it). Work is handed out longest first (LONGEST_FIRST, as measured: a
+# module's total, or a spread module's longest test), then the other modules in file order, and
+# last FILLERS, spread modules of many short tests that even out the workers' finishing times.
+# (xdist hands a worker its next unit while two of its tests are still pending, so a long unit
+# handed out late can start on a busy worker while another one sits idle.)
 SPREAD_MODULES = {
     "test_resilience",
+    "test_shutdown_race",
     "test_embedding_exit",
     "test_consumer_reconnect",
+    "test_jobs_screens",
     "test_schedules_screen",
     "test_enqueue_bounds",
     "test_signal_drain",
     "test_ops_regressions",
     "test_hangup",
     "test_fuzz",
+    "test_security_cli",
+    "test_security_console",
 }
 LONGEST_FIRST = [
-    "test_resilience",
+    "test_consumers_screen",
     "test_topology_pgbouncer",
-    "test_embedding_exit",
-    "test_consumer_reconnect",
-    "test_health_screen",
-    "test_schedules_screen",
-    "test_enqueue_bounds",
-    "test_consumers_core",
-    "test_jobs_screens",
+    "test_overview_live",
     "test_jobs_snapshots",
-    "test_config_profiles",
+    "test_why_screen",
     "test_enqueue_guard",
-    "test_workers_screen",
-    "test_enqueue_form",
-    "test_signal_drain",
-    "test_ops_regressions",
+    "test_consumer_reconnect",
+    "test_shutdown_race",
+    "test_resilience",
+    "test_failure_groups",
+    "test_small_items",
+    "test_drivers",
     "test_keys",
+    "test_health_screen",
+    "test_filter_safety",
+    "test_themes",
+    "test_charts_screen",
+    "test_snapshots",
+    "test_embedding_exit",
+    "test_enqueue_bounds",
+    "test_workers_screen",
+    "test_help",
+    "test_enqueue_form",
+    "test_config_profiles",
     "test_footer_leak",
+    "test_schedules_screen",
+    "test_signal_drain",
+    "test_fleet_screen",
+    "test_copy_finished",
+    "test_topology_replica",
+    "test_ops_regressions",
     "test_hangup",
     "test_filter_scope_property",
     "test_fuzz",
 ]
+FILLERS = ["test_security_console", "test_jobs_screens", "test_security_cli"]
 
 
 def _module_of(nodeid: str) -> str:
@@ -270,8 +291,10 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The longest modules first (xdist hands out work in collection order: pyproject.toml
-    turns its own reordering, by number of tests, off)."""
+    """The longest modules first and the fillers last (xdist hands out work in collection
+    order: pyproject.toml turns its own reordering, by number of tests, off)."""
+    others = len(LONGEST_FIRST)
     rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    rank.update({name: others + 1 + position for position, name in enumerate(FILLERS)})
     order = {id(item): position for position, item in enumerate(items)}
-    items.sort(key=lambda item: (rank.get(_module_of(item.nodeid), len(rank)), order[id(item)]))
+    items.sort(key=lambda item: (rank.get(_module_of(item.nodeid), others), order[id(item)]))

@@ -79,6 +79,21 @@ async def backend_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> A
     return await open_backend(kind, dsn, Installation(), "test-db", ())
 
 
+def notifications_of(app: Any) -> list[str]:
+    """Every message `app` notifies from now on (a screen's notify goes through the app's), kept
+    after its toast expires: on a busy machine a check can come later than a toast's few
+    seconds on screen, and an expired toast is no missing message."""
+    sent: list[str] = []
+    notify = app.notify
+
+    def recording(message: str, *args: Any, **kwargs: Any) -> None:
+        sent.append(str(message))
+        notify(message, *args, **kwargs)
+
+    app.notify = recording
+    return sent
+
+
 def console_of(pilot: Pilot[Any]) -> PgqConsole:
     """The pilot's app as the console it is (Pilot.app is typed as a plain App)."""
     app = pilot.app

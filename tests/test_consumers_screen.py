@@ -22,7 +22,7 @@ from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
-from tests.helpers import enqueue, truth, wait_until
+from tests.helpers import enqueue, notifications_of, truth, wait_until
 
 FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LABEL = "ops@db.example.com:5432/app"
@@ -196,14 +196,14 @@ async def test_refused_for_the_enqueue_only_driver(screen_dsn: str) -> None:
 
 async def test_refused_in_read_only_mode(screen_dsn: str) -> None:
     app = console(screen_dsn, read_only=True)
+    messages = notifications_of(app)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await to_consumers(pilot)
         banner = screen.query_one("#consumers-banner")
         assert banner.display and "read-only" in str(banner.render())
         await pilot.press("n")
-        await pilot.pause()
+        await wait_until(pilot, lambda: any("read-only" in m for m in messages), what="refusal")
         assert isinstance(app.screen, ConsumersScreen)
-        assert any("read-only" in str(n.message) for n in app._notifications)
 
 
 async def test_keys_typed_right_after_n_land_in_the_first_text_field(screen_dsn: str) -> None:

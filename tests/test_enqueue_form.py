@@ -24,7 +24,7 @@ from pgq_console.screens.job_detail import JobDetailScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.form_field import FieldRow
 from tests.conftest import drop_database, make_database
-from tests.helpers import wait_until
+from tests.helpers import notifications_of, wait_until
 
 FIXED_NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 LABEL = "ops@db.example.com:5432/app"
@@ -238,12 +238,11 @@ async def test_escape_cancels_a_running_bulk_enqueue(form_dsn: str) -> None:
 
 async def test_refused_in_read_only_mode(form_dsn: str) -> None:
     app = console(form_dsn, read_only=True)
+    messages = notifications_of(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: ready(app), what="the first screen")
         await pilot.press("e")
-        await wait_until(
-            pilot, lambda: any("read-only" in str(n.message) for n in app._notifications)
-        )
+        await wait_until(pilot, lambda: any("read-only" in m for m in messages), what="refusal")
         assert not isinstance(app.screen, EnqueueFormScreen)
 
 

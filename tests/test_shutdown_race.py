@@ -3,7 +3,9 @@
 Textual closes every mode's screen stack on exit, awaiting each screen's teardown; a screen
 built or switched to meanwhile changed those stacks under it (`RuntimeError: dictionary changed
 size during iteration` in `App._close_all`, about 1 run in 8 under load). Here the teardown is
-slowed and the console quits at many points of its startup and first visits, 50 times.
+slowed and the console quits at many points of its startup and first visits, 50 times: five
+batches of ten (every quit moment once per batch), which xdist spreads over its workers
+(tests/conftest.py, SPREAD_MODULES).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tests.helpers import backend_for, enqueue, wait_until
 from tests.test_snapshots import FIXED_NOW
 
 RUNS = 50
+BATCH = 10  # one run per quit moment below: (run % 10) * 0.1 s
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +37,9 @@ def race_dsn(server_dsn: str) -> Iterator[str]:
         drop_database(server_dsn, dsn)
 
 
+@pytest.mark.parametrize("batch", range(RUNS // BATCH))
 async def test_quitting_during_first_visits_never_breaks_the_exit(
-    race_dsn: str, monkeypatch: pytest.MonkeyPatch
+    batch: int, race_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def slow_teardown(self: Screen[Any]) -> None:
         await asyncio.sleep(0.02)  # every screen's unmount yields while the stacks are closed
@@ -46,7 +50,8 @@ async def test_quitting_during_first_visits_never_breaks_the_exit(
         return await backend_for(race_dsn)
 
     outcomes: list[str] = []
-    for run in range(RUNS):
+    runs = range(batch * BATCH, (batch + 1) * BATCH)
+    for run in runs:
         app = PgqConsole(opener, clock=FixedClock(FIXED_NOW))
         app.animation_level = "none"
         try:
@@ -64,5 +69,7 @@ async def test_quitting_during_first_visits_never_breaks_the_exit(
             outcomes.append("ok" if app.return_code == 0 else f"exit {app.return_code}")
         except Exception as exc:  # what broke the exit is the result
             outcomes.append(f"{type(exc).__name__}: {exc}")
-    failures = [(run, outcome) for run, outcome in enumerate(outcomes) if outcome != "ok"]
-    assert not failures, f"{len(failures)} of {RUNS} exits failed: {failures[:5]}"
+    failures = [
+        (run, outcome) for run, outcome in zip(runs, outcomes, strict=True) if outcome != "ok"
+    ]
+    assert not failures, f"{len(failures)} of {BATCH} exits failed: {failures[:5]}"

@@ -12,6 +12,7 @@ from pgq_console.config import user_theme_dir
 from pgq_console.themes import builtin_theme_dirs, choose_theme, load_themes, theme_dirs
 from pgq_console.widgets.status import STATUS_STYLES
 from tests import test_snapshots
+from tests.helpers import notifications_of
 from tests.test_snapshots import console, opener_for, until_overview_ready
 
 # The seeded, fixed-clock database of the overview snapshots (a module-scoped fixture).
@@ -76,9 +77,9 @@ async def test_the_app_uses_a_user_theme_and_reports_a_broken_one(seeded_dsn: st
     (user_dir / "night.toml").write_text('name = "night"\nprimary = "#123456"\n')
     (user_dir / "broken.toml").write_text('name = "broken"\nprimary = 7\n')
     app = console(opener_for(seeded_dsn), theme="broken")
+    messages = notifications_of(app)  # every message of the run, not the toasts still up
     async with app.run_test(size=(100, 24)) as pilot:
         await until_overview_ready(pilot)
-        messages = [n.message for n in app._notifications]
         assert len(messages) == 1 and "broken.toml" in messages[0], messages
         assert app.theme == "pgq-dark"
         assert "night" in app.available_themes
