@@ -125,7 +125,7 @@ async def _overview(backend: object, proxy: DelayProxy, args: argparse.Namespace
     """The overview's refresh on request (a key or an event): time to its snapshot, and the
     round trips it made (its pacing gap, MIN_EVENT_GAP_S, is waited out before each)."""
     from pgq_console.core.clock import SystemClock
-    from pgq_console.core.refresher import Refresher
+    from pgq_console.core.overview.refresher import Refresher
 
     snapshots: asyncio.Queue[float] = asyncio.Queue()
     refresher = Refresher(
