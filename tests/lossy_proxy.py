@@ -48,6 +48,8 @@ class LossyProxy:
         self._after: str | None = None  # only the COMMIT of a transaction that ran this
         self.dropped = 0
         self.port = 0
+        self._flowing = asyncio.Event()  # cleared by `stall`: the server's replies are held
+        self._flowing.set()
 
     @property
     def dsn(self) -> str:
@@ -64,6 +66,13 @@ class LossyProxy:
         console's background reads, which commit too, are let through)."""
         self._armed = statement.upper()
         self._after = after.upper() if after else None
+
+    def stall(self) -> None:
+        """Hold every reply from the server (a hung network) until `resume`."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     async def __aenter__(self) -> LossyProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -132,6 +141,7 @@ class LossyProxy:
             if losing[0]:
                 lost_reply.set()
                 await asyncio.Event().wait()  # relay nothing more; `_serve` closes the sockets
+            await self._flowing.wait()
             writer.write(data)
             await writer.drain()
 

@@ -193,9 +193,12 @@ class AsyncpgBackend(_AsyncpgFamily):
             self._owned = True
             self._listen_driver = None  # the LISTEN died with the old connection
 
-    async def _abort_in_flight(self) -> None:
+    async def _abort_in_flight(self) -> bool:
+        if not self._owned:
+            return False  # the program's connection (see `Backend._abort_in_flight`)
         with contextlib.suppress(Exception):
             self.connection.terminate()
+        return True
 
     def listener_alive(self) -> bool:
         if self.listen_dsn is not None:
@@ -309,10 +312,14 @@ class AsyncpgPoolBackend(_AsyncpgFamily):
         if not task.cancelled():
             task.exception()  # a failed reset terminated the connection: the pool replaces it
 
-    async def _abort_in_flight(self) -> None:
-        for connection in list(self._in_flight):
+    async def _abort_in_flight(self) -> bool:
+        # Also from a handed-in pool: the connection is out of the pool, held by this read
+        # alone, and the pool replaces it.
+        hung = list(self._in_flight)
+        for connection in hung:
             with contextlib.suppress(Exception):
                 connection.terminate()
+        return bool(hung)
 
     def listener_alive(self) -> bool:
         if self.listen_dsn is not None:

@@ -173,13 +173,12 @@ class Backend(ABC):
             if exc is not None and self.errors.session_broken(exc):
                 await self.discard_connections()
             return task.result()
-        await self._abort_in_flight()
+        reset = await self._abort_in_flight()
         task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 2)
-        raise DatabaseTimeout(
-            f"{self.label} did not answer within {deadline:g}s; the connection was reset"
-        )
+        outcome = "the connection was reset" if reset else "the read was cancelled"
+        raise DatabaseTimeout(f"{self.label} did not answer within {deadline:g}s; {outcome}")
 
     async def read_heavy(self, sql: str, *args: object) -> list[dict[str, Any]]:
         """A read that may be a little stale (pages, detail, charts): on the replica while it is
@@ -205,9 +204,11 @@ class Backend(ABC):
         """Replace the console's connection when it is known to be dead (no-op otherwise)."""
         return None  # pools replace closed connections on acquire
 
-    async def _abort_in_flight(self) -> None:
-        """Terminate the connections of reads that hung (pools: the acquired ones)."""
-        return None
+    async def _abort_in_flight(self) -> bool:
+        """Terminate the connections of reads that hung (pools: the acquired ones); whether
+        any was. A connection the program handed in is never terminated: it is the program's
+        (its own queries, its LISTENs); the read is only cancelled."""
+        return False
 
     async def discard_connections(self) -> None:
         """Drop the query connections (a pooler broke their session): the next use reconnects."""

@@ -181,9 +181,12 @@ class PsycopgBackend(Backend):
             self._owned = True
             self._lock = asyncio.Lock()
 
-    async def _abort_in_flight(self) -> None:
+    async def _abort_in_flight(self) -> bool:
+        if not self._owned:
+            return False  # the program's connection (see `Backend._abort_in_flight`)
         with contextlib.suppress(Exception):
             self.connection.pgconn.finish()  # no round trip: the network may be gone
+        return True
 
     def listener_alive(self) -> bool:
         if self.listen_dsn is not None:
