@@ -140,7 +140,10 @@ class Refresher:
 
     def set_paused(self, paused: bool) -> None:
         self._publish(replace(self.status, paused=paused))
-        self.timing.wake()
+        if paused:
+            self.timing.wake()
+        else:
+            self.timing.request_refresh()  # the numbers of now, not at the next due time
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -192,7 +195,7 @@ class Refresher:
                 self.pacer.depth_took(self.last_depth_s)
             deferred_spent = await tiers.read_deferred()
             self._show(started, spent=self.last_depth_s + log_spent + deferred_spent)
-            if tiers.log_tiers_due(self.clock.monotonic()):
+            if not self.status.paused and tiers.log_tiers_due(self.clock.monotonic()):
                 log_started = self.clock.monotonic()
                 log_spent = await tiers.read_log_tiers(log_started)
                 self._show(log_started, spent=log_spent)
@@ -208,6 +211,8 @@ class Refresher:
         recovered = self.status.lost_since is not None
         self._book(ended, spent)
         self.timing.succeeded()
+        if self.status.paused:
+            return  # read before `p`, back after it: paused, the screen holds what it showed
         replica = self.backend.replica
         self._on_snapshot(
             OverviewSnapshot(
