@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.cells import cell_len
 from textual import events
 from textual.app import ComposeResult
+from textual.dom import NoScreen
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -40,7 +41,11 @@ class ConsoleFooter(Footer):
         # Only the footer on screen: hidden screens (built ahead, or left) have their bindings
         # change too, and recomposing each of their footers was 23 recomposes and ~40 % of the
         # CPU of a console's start. A hidden footer recomposes once it is shown.
-        if not self.screen.is_current:
+        try:
+            shown = self.screen.is_current
+        except NoScreen:  # its screen was closed meanwhile
+            return
+        if not shown:
             self._stale = True
             return
         self._stale = False
@@ -80,7 +85,8 @@ class ConsoleFooter(Footer):
         self.app.screen_change_signal.unsubscribe(self)
 
     def _screen_shown(self, screen: Screen[object]) -> None:
-        if self._stale and screen is self.screen:
+        # Every footer hears every screen change, those of screens being closed too.
+        if self._stale and self.is_attached and screen in self.ancestors:
             self.call_after_refresh(self.recompose)
 
     def on_resize(self, event: events.Resize) -> None:
