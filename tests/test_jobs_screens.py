@@ -59,12 +59,17 @@ async def statuses(dsn: str) -> dict[int, str]:
         await connection.close()
 
 
-async def open_jobs(pilot: Any) -> None:
+async def open_jobs_screen(pilot: Any) -> None:
     app = pilot.app
     await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
     await pilot.press("2")
     await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
-    await wait_until(pilot, lambda: table(app).row_count == 36, what="36 jobs")
+
+
+async def open_jobs(pilot: Any) -> None:
+    """The Jobs screen of the `seeded` database, its 36 jobs shown."""
+    await open_jobs_screen(pilot)
+    await wait_until(pilot, lambda: table(pilot.app).row_count == 36, what="36 jobs")
 
 
 async def test_jobs_screen_lists_newest_first_and_filters(seeded: str) -> None:
@@ -263,7 +268,8 @@ async def test_palette_shows_one_hit_per_action(seeded: str) -> None:
         assert sum(title.endswith(":requeue") for title in titles) == 1
 
 
-async def test_scrolling_loads_the_next_keyset_page(database_dsn: str) -> None:
+async def jobs_of_250(database_dsn: str) -> None:
+    """Exactly 250 queued jobs, ids 1 to 250: two full pages and a half."""
     connection = await asyncpg.connect(database_dsn)
     await connection.execute("TRUNCATE pgqueuer RESTART IDENTITY")
     await connection.execute(
@@ -271,11 +277,13 @@ async def test_scrolling_loads_the_next_keyset_page(database_dsn: str) -> None:
         "SELECT 0, 'queued', 'many' FROM generate_series(1, 250)"
     )
     await connection.close()
+
+
+async def test_scrolling_loads_the_next_keyset_page(database_dsn: str) -> None:
+    await jobs_of_250(database_dsn)
     app = console(database_dsn)
     async with app.run_test(size=(140, 40)) as pilot:
-        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
-        await pilot.press("2")
-        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await open_jobs_screen(pilot)
         await wait_until(pilot, lambda: table(app).row_count == 100)
         await pilot.press("G")
         await wait_until(pilot, lambda: table(app).row_count == 200, what="page 2")
@@ -290,18 +298,10 @@ async def test_a_refresh_read_before_the_next_page_does_not_take_that_page_away(
     # A refresh read covers the rows shown when it began; arriving after the next page was
     # appended, it would put the table back at one page with the cursor at its end, and no
     # further page would ever load (seen on a busy CI machine).
-    connection = await asyncpg.connect(database_dsn)
-    await connection.execute("TRUNCATE pgqueuer RESTART IDENTITY")
-    await connection.execute(
-        "INSERT INTO pgqueuer (priority, status, entrypoint) "
-        "SELECT 0, 'queued', 'many' FROM generate_series(1, 250)"
-    )
-    await connection.close()
+    await jobs_of_250(database_dsn)
     app = console(database_dsn)
     async with app.run_test(size=(140, 40)) as pilot:
-        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
-        await pilot.press("2")
-        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await open_jobs_screen(pilot)
         screen = app.screen
         assert isinstance(screen, JobsScreen)
         await wait_until(pilot, lambda: table(app).row_count == 100)
@@ -420,9 +420,7 @@ async def test_keys_typed_in_one_burst_after_slash_go_into_the_filter(database_d
     # focus, and `e` opened the enqueue form.
     app = console(database_dsn)
     async with app.run_test(size=(140, 40)) as pilot:
-        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
-        await pilot.press("2")
-        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await open_jobs_screen(pilot)
         screen = app.screen
         await wait_until(pilot, lambda: app.focused is screen.query_one(JobTable))
         for key, character in [("slash", "/"), ("e", "e"), ("p", "p"), ("colon", ":")]:
