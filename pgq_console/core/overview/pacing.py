@@ -21,11 +21,13 @@ DURATIONS_SHARE = 0.15
 RESYNC_SHARE = 0.1
 DEFERRED_SHARE = 0.05
 DEPTH_SAMPLES = 10  # the depth query's recent timings that pace the event tier
-# The longest the depth tier stretches. Following the log costs a fixed part plus a part per
-# second of log covered: stretching saves only the fixed part, while a longer gap makes the next
-# read dearer. On a starved machine (30 ms per second of log) pacing on cost alone ran away:
-# gaps of 30 s and more, the live view no longer live, for no saving in total work.
-MAX_DEPTH_GAP_S = 5.0
+# The longest the depth tier stretches: a new job is on screen within about a second, whatever
+# the cost. Following the log costs a fixed part plus a part per second of log covered;
+# stretching saves only the fixed part, while a longer gap makes the next read dearer. Paced on
+# cost alone it ran away on a starved machine (gaps of 30 s and more), and at 2,500 jobs/s,
+# where following the log alone is ~3.5 % of a core whatever the cadence, it held refreshes
+# back 5 s (commit -> row p95 4.7 s; 0.65 s with this cap, bench/README.md).
+MAX_DEPTH_GAP_S = 1.0
 
 
 class Pacer:
