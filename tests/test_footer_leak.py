@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import gc
 
-import pytest
-from textual.widgets import Footer
-
 from pgq_console.app import PgqConsole
-from pgq_console.widgets.footer import ConsoleFooter
 from tests.helpers import backend_for, wait_until
 
 
@@ -38,47 +34,5 @@ async def test_screen_switches_do_not_accumulate_footer_keys(database_dsn: str) 
             grown = live_footer_keys() - baseline
             # Without ConsoleFooter this grew by about 12 keys per switch (~500 here).
             assert grown < 60, f"{grown} footer keys leaked over 42 screen switches"
-    finally:
-        await backend.close()
-
-
-async def test_only_the_footer_on_screen_recomposes(
-    database_dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Screens built ahead (and screens left) have their bindings change too; recomposing their
-    # footers was ~40 % of the CPU of a console's start. Shown again, a footer has its keys.
-    hidden_recomposes: list[str] = []
-    recompose = ConsoleFooter.recompose
-
-    async def recording(footer: ConsoleFooter) -> None:
-        if not footer.screen.is_current:
-            hidden_recomposes.append(type(footer.screen).__name__)
-        await recompose(footer)
-
-    monkeypatch.setattr(ConsoleFooter, "recompose", recording)
-    parent_recompose = Footer.recompose
-    composed_hidden: list[str] = []
-
-    async def parent_recording(footer: Footer) -> None:
-        if not footer.screen.is_current:
-            composed_hidden.append(type(footer.screen).__name__)
-        await parent_recompose(footer)
-
-    monkeypatch.setattr(Footer, "recompose", parent_recording)
-    backend = await backend_for(database_dsn)
-    app = PgqConsole(backend, refresh_interval=5.0)
-    try:
-        async with app.run_test(size=(120, 30)) as pilot:
-            await wait_until(pilot, lambda: app.settled, within=10)
-            assert hidden_recomposes, "no hidden footer was asked to recompose: nothing tested"
-            assert composed_hidden == []
-            await pilot.press("2")
-            await wait_until(pilot, lambda: app.current_mode == "jobs")
-
-            def footer_keys() -> list[str]:
-                footer = app.screen.query_one(ConsoleFooter)
-                return [str(getattr(key, "description", "")) for key in footer.children]
-
-            await wait_until(pilot, lambda: "Filter" in footer_keys(), what="the Jobs keys")
     finally:
         await backend.close()

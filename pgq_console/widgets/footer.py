@@ -5,8 +5,6 @@ from __future__ import annotations
 from rich.cells import cell_len
 from textual import events
 from textual.app import ComposeResult
-from textual.dom import NoScreen
-from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
@@ -35,20 +33,8 @@ class ConsoleFooter(Footer):
     """
 
     _composed_width = 0
-    _stale = False  # bindings changed while the screen was hidden
 
     async def recompose(self) -> None:
-        # Only the footer on screen: hidden screens (built ahead, or left) have their bindings
-        # change too, and recomposing each of their footers was 23 recomposes and ~40 % of the
-        # CPU of a console's start. A hidden footer recomposes once it is shown.
-        try:
-            shown = self.screen.is_current
-        except NoScreen:  # its screen was closed meanwhile
-            return
-        if not shown:
-            self._stale = True
-            return
-        self._stale = False
         await super().recompose()
         compact = self.compact
         self.compact = not compact
@@ -77,17 +63,6 @@ class ConsoleFooter(Footer):
         self.styles.grid_size_columns = len(shown)
         yield from shown
         yield from palette
-
-    def on_mount(self) -> None:
-        self.app.screen_change_signal.subscribe(self, self._screen_shown)
-
-    def on_unmount(self) -> None:
-        self.app.screen_change_signal.unsubscribe(self)
-
-    def _screen_shown(self, screen: Screen[object]) -> None:
-        # Every footer hears every screen change, those of screens being closed too.
-        if self._stale and self.is_attached and screen in self.ancestors:
-            self.call_after_refresh(self.recompose)
 
     def on_resize(self, event: events.Resize) -> None:
         if event.size.width != self._composed_width:
