@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 _SSL_REQUEST = 80877103
 _GSSENC_REQUEST = 80877104
+_CANCEL_REQUEST = 80877102
 _PROTOCOL_3 = 196608
 
 
@@ -50,6 +51,8 @@ class LossyProxy:
         self.port = 0
         self._flowing = asyncio.Event()  # cleared by `stall`: the server's replies are held
         self._flowing.set()
+        self._resume_on_cancel = False
+        self.cancel_requests = 0
 
     @property
     def dsn(self) -> str:
@@ -67,8 +70,11 @@ class LossyProxy:
         self._armed = statement.upper()
         self._after = after.upper() if after else None
 
-    def stall(self) -> None:
-        """Hold every reply from the server (a hung network) until `resume`."""
+    def stall(self, *, until_cancel: bool = False) -> None:
+        """Hold every reply from the server (a hung network) until `resume`, or with
+        `until_cancel` until a client sends a cancel request (the network recovers just as the
+        client gives up on its statement)."""
+        self._resume_on_cancel = until_cancel
         self._flowing.clear()
 
     def resume(self) -> None:
@@ -160,6 +166,10 @@ class LossyProxy:
             server.write(header + body)
             await server.drain()
             code = struct.unpack("!i", body[:4])[0]
+            if code == _CANCEL_REQUEST:
+                self.cancel_requests += 1
+                if self._resume_on_cancel:
+                    self._flowing.set()
             if code not in (_SSL_REQUEST, _GSSENC_REQUEST):
                 break
         statements: dict[bytes, str] = {}  # prepared statement name -> query
