@@ -123,7 +123,9 @@ async def test_killed_worker_is_dead_healthy_one_stays_busy(fresh_database: str)
     feeding: asyncio.Task[Any] | None = None
     try:
         await enqueue(dsn, "export", 1)
-        await enqueue(dsn, "email", 1)
+        # Twenty 0.3 s jobs: the healthy worker holds one for seconds, not for one 0.3 s window
+        # the poll below could miss on a busy machine (then it never saw both picked).
+        await enqueue(dsn, "email", 20)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
         while (await holder_of(dsn, "export")) is None or (await holder_of(dsn, "email")) is None:
