@@ -350,8 +350,10 @@ async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
                 await pilot.pause(0.1)
         finally:
             await connection.close()
-        [toast] = {n.message for n in app._notifications if "alice@ops-1" in n.message}
-        assert toast == "db role postgres (alice@ops-1): requeue, changed 3 of 3 ([bold]fixed[/])"
+        # The NOTIFY may have gone out more than once: a copy heard after its sender's session
+        # ended cannot be verified against pg_stat_activity, and says so in its own toast.
+        toasts = {n.message for n in app._notifications if "alice@ops-1" in n.message}
+        assert "db role postgres (alice@ops-1): requeue, changed 3 of 3 ([bold]fixed[/])" in toasts
 
 
 async def test_jobs_screen_is_built_ahead_reads_fresh_rows_on_its_key_and_idles_hidden(
