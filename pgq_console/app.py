@@ -118,8 +118,6 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         self.exit_signal: int | None = None
         self.shutdown_report: ShutdownReport | None = None
         self.bundles = IncidentBundles(self, self.context)
-        # Writes other consoles announced while this one listened (for the incident bundle).
-        self.heard_audit = self.bundles.heard
         self._requested_theme = theme or default_theme()
         self._theme_problems: list[str] = []
         # Consumers' log capture changes the root logger; the exit puts everything back.
@@ -195,7 +193,7 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
             # Toasts for writes made by other consoles (the audit channel).
             from pgq_console.screens.action_confirm import watch_audit
 
-            watch_audit(self, backend)
+            watch_audit(self, self.context, backend)
 
     def action_bundle(self) -> None:
         """`I`: write an incident bundle (Markdown + JSON) to the state directory."""

@@ -7,7 +7,6 @@ connection, with the writes other consoles announced while this one listened.
 from __future__ import annotations
 
 import asyncio
-import collections
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.text import one_line
@@ -18,11 +17,9 @@ if TYPE_CHECKING:
     from textual.app import App
 
     from pgq_console.context import ConsoleContext
-    from pgq_console.core.audit import AuditAnnouncement
     from pgq_console.core.backend import Backend
 
 # How many announced writes the bundle lists, the latest ones.
-HEARD_KEPT = 200
 
 NOTHING_TO_READ = (
     "no incident bundle: this console has no database to read (the psycopg-sync driver only "
@@ -40,8 +37,6 @@ class IncidentBundles:
     def __init__(self, app: App[Any], context: ConsoleContext) -> None:
         self.app = app
         self.context = context
-        # Writes other consoles announced while this one listened (the bundle lists them).
-        self.heard: collections.deque[AuditAnnouncement] = collections.deque(maxlen=HEARD_KEPT)
         self.last_path: Path | None = None  # the Markdown file of the last bundle written
 
     def write(self) -> None:
@@ -76,7 +71,7 @@ class IncidentBundles:
             made = await bundle.collect(
                 backend,
                 secrets=secrets,
-                heard=tuple(self.heard),
+                heard=tuple(self.context.heard_audit),
                 seen_workers=self.context.workers_seen(),
             )
             written = await asyncio.to_thread(bundle.write, made, secrets=secrets)

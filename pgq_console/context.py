@@ -11,6 +11,7 @@ pyproject.toml).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,12 @@ from pgq_console.core.text import one_line
 
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings
+    from pgq_console.core.audit import AuditAnnouncement
     from pgq_console.core.backend import AnyBackend
     from pgq_console.core.workers import WorkerRow
 
 QuitGuard = Callable[[], str | None]
+HEARD_AUDIT_KEPT = 200  # the newest announcements of other consoles the bundle lists
 
 
 @runtime_checkable
@@ -102,6 +105,10 @@ class ConsoleContext:
     command_history: list[str] = field(default_factory=list)
     # The workers the overview remembers (idle ones too): the incident bundle lists them.
     workers_seen: Callable[[], Sequence[WorkerRow]] = field(default=lambda: ())
+    # Writes other consoles announced while this one listened (the incident bundle lists them).
+    heard_audit: collections.deque[AuditAnnouncement] = field(
+        default_factory=lambda: collections.deque(maxlen=HEARD_AUDIT_KEPT)
+    )
 
     def __post_init__(self) -> None:
         # In-process consumers outlive screen switches, so the console (not a screen) owns them.

@@ -204,3 +204,10 @@ async def test_forged_notify_toasts_as_unverified_in_the_console(fresh_database:
         assert all(n.title == "unverified audit NOTIFY" for n in toasts)
         assert all(n.message.startswith("UNVERIFIED") for n in toasts)
         assert all(n.severity == "warning" for n in toasts)
+        # The incident bundle written by `I` lists what other sessions announced, unverified.
+        await pilot.press("I")
+        await wait_until(pilot, lambda: app.bundle_path is not None, what="the bundle")
+        assert app.bundle_path is not None
+        document = json.loads(app.bundle_path.with_suffix(".json").read_text())
+    heard = [line for line in document["audit"]["other_consoles"] if "dba-alice" in line]
+    assert heard and all(line.startswith("UNVERIFIED") for line in heard)

@@ -18,6 +18,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
+from pgq_console.context import ConsoleContext
 from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionPreview, ActionResult
 from pgq_console.core.backend import READ_ONLY_REFUSAL, Backend
@@ -184,7 +185,7 @@ def _to_overview_feed(app: App[None], announcement: object) -> None:
         screen.post_message(AuditHeard(announcement))
 
 
-def watch_audit(app: App[None], backend: Backend) -> None:
+def watch_audit(app: App[None], context: ConsoleContext, backend: Backend) -> None:
     """Toast every write another console announces on the audit channel (own ones are skipped:
     their result was already shown). Runs as an app worker on a connection of its own."""
     import asyncio
@@ -195,9 +196,7 @@ def watch_audit(app: App[None], backend: Backend) -> None:
         _to_overview_feed(app, announcement)
         if announcement.verified and announcement.own:
             return
-        heard = getattr(app, "heard_audit", None)
-        if heard is not None:  # the incident bundle lists them
-            heard.append(announcement)
+        context.heard_audit.append(announcement)  # the incident bundle lists them
         app.notify(
             printable(announcement.describe(), limit=300),
             title="another console wrote" if announcement.verified else "unverified audit NOTIFY",
