@@ -210,3 +210,54 @@ async def test_a_finished_job_copies_whole_from_what_its_detail_read(fresh_datab
     assert (row["entrypoint"], row["priority"]) == ("with_payload", 4)
     assert row["payload"] == b'{"to": "a@b"}'
     assert json.loads(row["headers"]) == {"trace": "t-1"}
+
+
+async def test_the_cursor_stays_on_a_job_that_left_the_list(fresh_database: str) -> None:
+    """On a busy queue the job under the cursor finishes and the next read no longer finds it:
+    its row stays (status gone) with the cursor on it, instead of the cursor landing on another
+    job that E, r or c would then act on; E copies it from its log row. Once the cursor moves,
+    the next read drops the row."""
+    dsn = fresh_database
+    ids = await enqueue(dsn, "busy", 6)
+    await insert(dsn, "UPDATE pgqueuer SET payload = NULL RETURNING 1")
+    backend = await backend_for(dsn)
+    app = NotedConsole(backend, refresh_interval=60.0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.screen.id != "_default", what="the first screen")
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen), what="Jobs")
+        screen = app.screen
+        assert isinstance(screen, JobsScreen)
+        table = screen.query_one(JobTable)
+        await wait_until(pilot, lambda: set(table.jobs) == set(ids), what="the jobs")
+        table.focus()
+        await pilot.press("down", "down")
+        chosen = table.current_id
+        assert chosen is not None
+        await finish(dsn, [chosen])
+        generation = screen.query_one(JobTable).jobs
+        screen.request_refresh()
+        await wait_until(pilot, lambda: table.jobs is not generation, what="a fresh read")
+        assert table.current_id == chosen
+        assert str(table.get_cell(str(chosen), "status").plain) == "gone"
+        await pilot.press("E")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        dialog = app.screen
+        await wait_until(pilot, lambda: getattr(dialog, "preview", None) is not None)
+        assert "1 job" in str(dialog.query_one("#confirm-count", Static).render())
+        assert "Already finished" in str(dialog.query_one("#confirm-notes", Static).render())
+        await pilot.press("enter")
+        await wait_until(
+            pilot, lambda: any("new job" in toast for toast in app.toasts), what="the result"
+        )
+        message = next(toast for toast in app.toasts if "new job" in toast)
+        new_id = int(message.rsplit("new job ", 1)[1].rstrip(")"))
+        row = await queue_row(dsn, new_id)
+        assert row is not None and row["entrypoint"] == "busy"
+        await wait_until(pilot, lambda: app.screen is screen, what="back on Jobs")
+        table.focus()
+        await pilot.press("down")
+        assert table.current_id != chosen
+        screen.request_refresh()
+        await wait_until(pilot, lambda: chosen not in table.jobs, what="the gone row dropped")
+        assert new_id in table.jobs

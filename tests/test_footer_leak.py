@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import gc
 
+import pytest
+from textual.widgets import Footer
+
 from pgq_console.app import PgqConsole
+from pgq_console.screens.failures import FailuresScreen, GroupTable
+from pgq_console.widgets.footer import ConsoleFooter
 from tests.helpers import backend_for, wait_until
 
 
@@ -34,5 +39,58 @@ async def test_screen_switches_do_not_accumulate_footer_keys(database_dsn: str) 
             grown = live_footer_keys() - baseline
             # Without ConsoleFooter this grew by about 12 keys per switch (~500 here).
             assert grown < 60, f"{grown} footer keys leaked over 42 screen switches"
+    finally:
+        await backend.close()
+
+
+def footer_actions(footer: ConsoleFooter) -> list[str]:
+    return [str(getattr(key, "action", "")) for key in footer.query("*")]
+
+
+async def test_a_hidden_footer_recomposes_once_its_screen_is_shown(
+    database_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hidden screens (built ahead, or left) have their bindings change too; recomposing their
+    # footers was most of a console start's CPU. Only the footer on screen recomposes, and a
+    # footer whose bindings changed while hidden shows the right keys once its screen is shown.
+    composed_hidden: list[str] = []
+    parent_recompose = Footer.recompose
+
+    async def recording(footer: Footer) -> None:
+        if footer.is_attached and not footer.screen.is_current:
+            composed_hidden.append(type(footer.screen).__name__)
+        await parent_recompose(footer)
+
+    monkeypatch.setattr(Footer, "recompose", recording)
+    backend = await backend_for(database_dsn)
+    app = PgqConsole(backend, refresh_interval=5.0)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_until(pilot, lambda: app.settled, within=10)
+            failures = app.get_screen_stack("failures")[-1]
+            assert isinstance(failures, FailuresScreen) and not failures.is_current
+            footer = failures.query_one(ConsoleFooter)
+            # Its first composition (built ahead): the held table's keys, no group `c`.
+            await wait_until(pilot, lambda: "requeue" in footer_actions(footer), what="keys")
+            assert "cancel" not in footer_actions(footer)
+            composed_hidden.clear()
+            # While hidden, the group table takes the focus: `c` (cancel the group's retries)
+            # becomes a key of the screen.
+            failures.set_focus(failures.query_one(GroupTable))
+            for _ in range(5):
+                await pilot.pause()
+            assert composed_hidden == [], "a hidden footer recomposed"
+            assert "cancel" not in footer_actions(footer)
+            await pilot.press("3")
+            await wait_until(pilot, lambda: app.screen is failures, what="the Failures screen")
+            await wait_until(
+                pilot, lambda: "cancel" in footer_actions(footer), what="the group keys shown"
+            )
+            # The overview's footer, hidden meanwhile, still has its keys when shown again.
+            await pilot.press("1")
+            overview = app.get_screen_stack("overview")[-1]
+            await wait_until(pilot, lambda: app.screen is overview, what="the overview")
+            shown = overview.query_one(ConsoleFooter)
+            await wait_until(pilot, lambda: "help" in footer_actions(shown), what="overview keys")
     finally:
         await backend.close()

@@ -266,7 +266,9 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         self.held_index = message.held.held_index
         banner.hide()
         now = self.clock.now()
-        self.job_table().apply_jobs(message.held.rows, now, newest_first=True)
+        self.job_table().apply_jobs(
+            message.held.rows, now, newest_first=True, has_more=message.held.has_more
+        )
         self.query_one(GroupTable).show_groups(message.groups.groups, now)
         self.job_table().loading = False
         self.query_one(GroupTable).loading = False

@@ -63,6 +63,11 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
 
     GLOSSARY = (
         ("Status", "queued, deferred (queued, execute_after in the future), picked, failed (held)"),
+        (
+            "gone",
+            "the job under the cursor left the list (finished, or no longer matches): kept"
+            " until the cursor moves; E copies it from its log row",
+        ),
         ("Prio", "priority: higher is dequeued first"),
         ("Tries", "attempts: retries so far (PgQueuer's retry counter)"),
         ("Age / Updated", "since the job was enqueued / last changed"),
@@ -247,7 +252,12 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
             self.has_more = message.page.has_more
             self.loading_more = False
         else:
-            table.apply_jobs(message.page.rows, now, newest_first=self.newest_first)
+            table.apply_jobs(
+                message.page.rows,
+                now,
+                newest_first=self.newest_first,
+                has_more=message.page.has_more,
+            )
             if len(message.page.rows) <= PAGE_SIZE or not self.has_more:
                 self.has_more = message.page.has_more
         self._show_header()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from rich.cells import cell_len
 from textual import events
 from textual.app import ComposeResult
+from textual.dom import NoScreen
+from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
@@ -28,17 +30,48 @@ class ConsoleFooter(Footer):
     Footer recomposes its keys on every screen switch, and each old key stays referenced by a
     `data_bind` watcher on the footer's `compact` until that value next changes (Textual then
     drops the watchers of closed widgets): over a long session of switching screens that is
-    megabytes. So after each recompose `compact` is flipped and put back, through the public
-    reactive: the removed keys' watchers go, the live keys end with the value they had.
+    megabytes. So in each recompose, once the old keys are removed and before the new ones
+    mount, `compact` is flipped and put back through the public reactive: the removed keys'
+    watchers go, and no live key is restyled for it.
+
+    Only a footer on screen recomposes. Every screen's bindings change (focus, a table's rows,
+    suspend and resume), hidden screens' too (built ahead, or left), and recomposing their
+    footers was most of a console start's CPU. A footer skipped while hidden is stale, and
+    recomposes as soon as its screen is current again: on the app's screen change, on its own
+    Show, and on the bindings change every resume brings. Its first composition is never
+    skipped (a footer never stays blank for want of a catch-up).
     """
 
     _composed_width = 0
+    _stale = False  # a recompose was skipped while the footer's screen was hidden
+
+    def _shown(self) -> bool | None:
+        """The footer's screen is the one shown (or under a modal); None if it has none (a
+        closed screen: nothing to compose)."""
+        if not self.is_attached:
+            return None
+        try:
+            return self.screen.is_current
+        except NoScreen:
+            return None
 
     async def recompose(self) -> None:
-        await super().recompose()
-        compact = self.compact
-        self.compact = not compact
-        self.compact = compact
+        shown = self._shown()
+        if shown is None:
+            return
+        if not shown and self.children:
+            self._stale = True
+            return
+        self._stale = False
+        async with self.batch():  # one update: no paint of an empty footer in between
+            await self.query_children("*").exclude(".-textual-system").remove()
+            # The removed keys are closing: flipping `compact` now drops their watchers, and
+            # restyles only the empty footer (after the new keys mounted, it restyled each
+            # key twice: ~40 % of a recompose).
+            compact = self.compact
+            self.compact = not compact
+            self.compact = compact
+            await super().recompose()
 
     def compose(self) -> ComposeResult:
         items = list(super().compose())
@@ -63,6 +96,25 @@ class ConsoleFooter(Footer):
         self.styles.grid_size_columns = len(shown)
         yield from shown
         yield from palette
+
+    def on_mount(self) -> None:
+        self.app.screen_change_signal.subscribe(self, self._screen_changed)
+
+    def on_unmount(self) -> None:
+        self.app.screen_change_signal.unsubscribe(self)
+
+    def _screen_changed(self, screen: Screen[object]) -> None:
+        # Every footer hears every screen change (of screens being closed too): only a stale
+        # one whose own screen is now shown does anything.
+        self._catch_up()
+
+    def on_show(self) -> None:
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        if self._stale and self._shown():
+            self._stale = False
+            self.call_after_refresh(self.recompose)
 
     def on_resize(self, event: events.Resize) -> None:
         if event.size.width != self._composed_width:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from rich.text import Text
@@ -37,6 +38,9 @@ PRIORITIES = {
 }
 ENTRYPOINT_WIDTH = 28
 MARK = "●"
+# The status shown for the job under the cursor once a read no longer finds it in the list
+# (it finished, was deleted, or no longer matches the filter).
+GONE = "gone"
 
 
 class JobTable(LiveTable):
@@ -48,7 +52,7 @@ class JobTable(LiveTable):
         self.jobs: dict[int, JobRow] = {}
 
     def _cells(self, job: JobRow, now: datetime) -> dict[str, Text]:
-        status_style = {"failed": "bold", "picked": "italic"}.get(job.status, "")
+        status_style = {"failed": "bold", "picked": "italic", GONE: "dim"}.get(job.status, "")
         return {
             "mark": Text(MARK if job.id in self.marked else " "),
             "id": Text(str(job.id), justify="right"),
@@ -61,9 +65,28 @@ class JobTable(LiveTable):
             "payload": Text(_size(job.payload_bytes), justify="right"),
         }
 
-    def apply_jobs(self, rows: tuple[JobRow, ...], now: datetime, *, newest_first: bool) -> None:
-        """Show exactly these jobs, ordered by id."""
-        self.jobs = {row.id: row for row in rows}
+    def apply_jobs(
+        self,
+        rows: tuple[JobRow, ...],
+        now: datetime,
+        *,
+        newest_first: bool,
+        has_more: bool = False,
+    ) -> None:
+        """Show exactly these jobs, ordered by id; except the job under the cursor: when the read
+        covered its place and did not find it, its row stays, status `gone`, until the cursor
+        leaves it (the cursor never lands on another job by itself, so a key pressed next acts
+        on the job the operator was looking at, and `E` copies it from its log row)."""
+        fresh = {row.id: row for row in rows}
+        followed = self.current_id
+        if followed is not None and followed not in fresh and followed in self.jobs:
+            ids = fresh.keys()
+            covered = not has_more or (
+                bool(ids) and (followed > min(ids) if newest_first else followed < max(ids))
+            )
+            if covered:
+                fresh[followed] = replace(self.jobs[followed], status=GONE)
+        self.jobs = fresh
         order = sorted(self.jobs, reverse=newest_first)
         self.apply({str(job_id): self._cells(self.jobs[job_id], now) for job_id in order})
         self.marked &= set(self.jobs)
