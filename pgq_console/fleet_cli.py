@@ -24,21 +24,28 @@ from pgq_console.core.text import printable
 
 if TYPE_CHECKING:
     from pgq_console.app import PgqConsole
+    from pgq_console.cli.parser import Given
     from pgq_console.config import Settings, Target
     from pgq_console.core.backend import Backend
 
 DEFAULT_MAX_AGE = "5m,15m"
 
 
-def add_fleet_parser(commands: Any, parser_class: type[argparse.ArgumentParser]) -> None:
-    """`fleet`, `fleet snapshot`, `fleet check` (called by cli.build_parser)."""
+def add_fleet_parser(
+    commands: Any, parser_class: type[argparse.ArgumentParser], given: Given
+) -> None:
+    """`fleet`, `fleet snapshot`, `fleet check` (called by cli.build_parser); every --profile
+    and --dsn, before or after `fleet` or its subcommand, goes to `given`."""
+    from pgq_console.cli.parser import RecordGiven
+
     suppress = argparse.SUPPRESS
 
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--config", metavar="FILE", default=suppress, help="config file")
         parser.add_argument(
             "--profile",
-            action="append",
+            action=RecordGiven,
+            given=given.profiles,
             metavar="NAME",
             default=suppress,
             help="an installation: a profile of the config file (repeatable; default: every "
@@ -46,7 +53,8 @@ def add_fleet_parser(commands: Any, parser_class: type[argparse.ArgumentParser])
         )
         parser.add_argument(
             "--dsn",
-            action="append",
+            action=RecordGiven,
+            given=given.dsns,
             default=suppress,
             help="an installation: a connection string (repeatable)",
         )
@@ -111,8 +119,9 @@ def fleet_settings(args: argparse.Namespace) -> tuple[Settings, list[Target]]:
     from pgq_console.cli.parser import cli_options
     from pgq_console.config import ConfigError, load_settings
 
-    profiles = _as_list(getattr(args, "profile", None))
-    dsns = _as_list(getattr(args, "dsn", None))
+    # Every one given (cli.parser.Given), wherever it stood; else the namespace's.
+    profiles = getattr(args, "given_profiles", None) or _as_list(getattr(args, "profile", None))
+    dsns = getattr(args, "given_dsns", None) or _as_list(getattr(args, "dsn", None))
     options = replace(cli_options(args), profile=None, dsn=dsns[0] if dsns else None)
     settings = load_settings(options)
     if dsns and profiles:
@@ -232,8 +241,16 @@ def row_document(row: FleetRow) -> dict[str, Any]:
         "errors_per_min": row.errors_per_min,
         "workers_alive": row.workers_alive,
         "stale_jobs": row.stale_jobs,
+        # The screen's "DB time": the console's own database time on it, in % of one
+        # second per second (here: over this one read, counted as at least 1 s).
+        "db_time_pct": db_time_pct(row),
         "read_at": when(row.read_at),
     }
+
+
+def db_time_pct(row: FleetRow) -> float | None:
+    """The fleet screen's DB time column as a number (None until read, as it shows –)."""
+    return None if row.read_at is None else round(row.db_cost * 100, 2)
 
 
 def installation_state(
@@ -310,14 +327,22 @@ def run_fleet(args: argparse.Namespace) -> int:
     command = getattr(args, "fleet_command", None)
     if command == "check":
         return _check(args)
+    if command != "snapshot":
+        return asyncio.run(_run_screen(fleet_app(args)))
     settings, targets = fleet_settings(args)
     max_age, stale_after = _durations(args)
     thresholds = thresholds_of(settings, targets, args)
     members = members_of(targets, first_alert_s(max_age), thresholds)
-    if command == "snapshot":
-        rows = asyncio.run(_read_fleet(members, stale_after))
-        return _print_snapshot(rows, as_json=bool(getattr(args, "json", False)))
-    return asyncio.run(_run_screen(settings, targets, members, stale_after))
+    rows = asyncio.run(_read_fleet(members, stale_after))
+    return _print_snapshot(rows, as_json=bool(getattr(args, "json", False)))
+
+
+def fleet_app(args: argparse.Namespace) -> PgqConsole:
+    """The console `pgq-console fleet` (or a console given several installations) runs."""
+    settings, targets = fleet_settings(args)
+    max_age, stale_after = _durations(args)
+    members = members_of(targets, first_alert_s(max_age), thresholds_of(settings, targets, args))
+    return make_fleet_app(settings, targets, members, stale_after)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -359,15 +384,17 @@ def _print_snapshot(rows: list[FleetRow], *, as_json: bool) -> int:
 
     print(
         f"{'installation':40} {'state':18} {'ready':>7} {'oldest':>8} {'held':>6} "
-        f"{'err/min':>7} {'workers':>7} {'stale':>6}"
+        f"{'err/min':>7} {'workers':>7} {'stale':>6} {'db time':>7}"
     )
     for row in rows:
         state = row.state.value + (f" since {row.since:%H:%M}" if row.down and row.since else "")
         oldest = "-" if row.oldest_ready_s is None else fmt.seconds(row.oldest_ready_s)
+        pct = db_time_pct(row)
+        db_time = "-" if pct is None else f"{pct:.1f}%"
         print(
             f"{printable(row.label, limit=40):40} {state:18} {number(row.ready):>7} "
             f"{oldest:>8} {number(row.held):>6} {number(row.errors_per_min):>7} "
-            f"{number(row.workers_alive):>7} {number(row.stale_jobs):>6}"
+            f"{number(row.workers_alive):>7} {number(row.stale_jobs):>6} {db_time:>7}"
         )
         if row.error:
             print(f"  {printable(row.error, limit=200)}")
@@ -402,9 +429,7 @@ def make_fleet_app(
     return app
 
 
-async def _run_screen(
-    settings: Settings, targets: list[Target], members: list[Member], stale_after: timedelta
-) -> int:
+async def _run_screen(app: PgqConsole) -> int:
     from rich.console import Console
 
     from pgq_console.cli.logs import KNOWN_SECRETS
@@ -413,7 +438,6 @@ async def _run_screen(
     from pgq_console.termination import TerminationSignals, tolerate_hangup
 
     require_terminal()
-    app = make_fleet_app(settings, targets, members, stale_after)
     errors = io.StringIO()
     app.error_console = Console(
         file=errors, width=160, color_system=None, markup=False, highlight=False

@@ -457,3 +457,113 @@ def test_a_down_installation_is_named_once(capsys: pytest.CaptureFixture[str]) -
 )
 def test_the_label_leaves_an_error_with_the_word_tying_it_in(message: str, shown: str) -> None:
     assert without_label(message, "prod") == shown
+
+
+def test_snapshot_json_has_the_console_db_time_on_each_installation(
+    capsys: pytest.CaptureFixture[str], fleet_dsns: tuple[str, str, str]
+) -> None:
+    """The screen's "DB time" column (the console's database time on it, in %), in the JSON
+    and the table; nothing read (down): null and "-", as the screen shows "–"."""
+    _, calm, down = fleet_dsns
+    code, out, err = run(capsys, "fleet", "snapshot", "--json", "--dsn", calm, "--dsn", down)
+    assert code == 0, err
+    rows = {row["installation"]: row for row in json.loads(out)["installations"]}
+    assert rows["dsn-2"]["db_time_pct"] is None
+    pct = rows["dsn-1"]["db_time_pct"]
+    assert isinstance(pct, float) and 0 < pct < 100, pct
+    code, out, err = run(capsys, "fleet", "snapshot", "--dsn", calm, "--dsn", down)
+    assert code == 0, err
+    header, *lines = out.splitlines()
+    assert header.split()[-2:] == ["db", "time"]
+    (down_line,) = [line for line in lines if " down " in line]
+    (up_line,) = [line for line in lines if " up " in line]
+    assert down_line.split()[-1] == "-" and up_line.split()[-1].endswith("%")
+
+
+def test_dsns_before_and_after_fleet_all_count(
+    capsys: pytest.CaptureFixture[str], fleet_dsns: tuple[str, str, str]
+) -> None:
+    """`pgq-console --dsn A fleet snapshot --dsn B`: both (A was dropped)."""
+    late, calm, _ = fleet_dsns
+    code, out, err = run(capsys, "--dsn", calm, "fleet", "snapshot", "--json", "--dsn", late)
+    assert code == 0, err
+    assert len(json.loads(out)["installations"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "points_to"),
+    [
+        (["why", "1"], "`pgq-console fleet`"),
+        (["bundle"], "`pgq-console fleet`"),
+        (["snapshot", "--json"], "`pgq-console fleet snapshot`"),
+        (["snapshot", "--format", "openmetrics"], "`pgq-console fleet snapshot`"),
+        (["metrics", "--listen", "127.0.0.1:0"], "`pgq-console fleet`"),
+        (["serve", "--port", "0"], "`pgq-console fleet`"),
+    ],
+)
+@pytest.mark.parametrize("where", ["after", "around"])
+def test_a_one_installation_subcommand_refuses_several(
+    capsys: pytest.CaptureFixture[str],
+    fleet_dsns: tuple[str, str, str],
+    argv: list[str],
+    points_to: str,
+    where: str,
+) -> None:
+    """Several --dsn to why, bundle, snapshot...: one line, exit 2, pointing to the fleet
+    (they used to read the last one given, silently)."""
+    late, calm, _ = fleet_dsns
+    if where == "after":
+        line = [*argv, "--dsn", calm, "--dsn", late]
+    else:
+        line = ["--dsn", calm, *argv, "--dsn", late]
+    code, out, err = run(capsys, *line)
+    assert code == 2, (out, err)
+    assert out == ""
+    (message,) = err.strip().splitlines()
+    assert f"{argv[0]} reads one installation, and 2 were given" in message
+    assert points_to in message
+
+
+def test_check_refuses_several_as_unknown(
+    capsys: pytest.CaptureFixture[str], fleet_dsns: tuple[str, str, str]
+) -> None:
+    """`check` keeps the Nagios contract: a bad command line is UNKNOWN (exit 3), one line."""
+    late, calm, _ = fleet_dsns
+    code, out, _ = run(capsys, "check", "--dsn", calm, "--dsn", late)
+    assert code == NagiosState.UNKNOWN
+    (line,) = out.strip().splitlines()
+    assert line.startswith("PGQ UNKNOWN - check reads one installation")
+    assert "`pgq-console fleet check`" in line
+
+
+def test_several_profiles_count_too(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[profiles.a]\ndsn = "postgresql://u@127.0.0.1:1/a"\n'
+        '[profiles.b]\ndsn = "postgresql://u@127.0.0.1:1/b"\n'
+    )
+    code, _, err = run(
+        capsys, "--config", str(config), "--profile", "a", "why", "1", "--profile", "b"
+    )
+    assert code == 2 and "why reads one installation, and 2 were given" in err
+    # The same one twice is one installation (no refusal: it tries to connect).
+    code, _, err = run(
+        capsys, "--config", str(config), "--profile", "a", "why", "1", "--profile", "a"
+    )
+    assert code == 2 and "reads one installation" not in err and "127.0.0.1" in err
+
+
+def test_the_console_refuses_single_installation_options_with_several(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = run(
+        capsys,
+        "--dsn",
+        "postgresql://u@127.0.0.1:1/a",
+        "--dsn",
+        "postgresql://u@127.0.0.1:1/b",
+        "--replica-dsn",
+        "postgresql://u@127.0.0.1:1/r",
+    )
+    assert code == 2
+    assert "--replica-dsn goes with one installation, and 2 were given" in err

@@ -191,3 +191,40 @@ def test_long_labels_are_cut_in_the_middle_so_databases_stay_apart() -> None:
     assert one != two and len(one) == len(two) == 32
     assert one.endswith("qa_lead_db") and two.endswith("qa_lead_db2")
     assert _middle("billing", 32) == "billing"
+
+
+async def test_a_console_given_several_installations_starts_on_the_fleet(
+    databases: tuple[str, str],
+) -> None:
+    """`pgq-console --dsn A --dsn B` (the plain console, a --dsn before and after nothing):
+    the fleet screen with both, Enter opens one, `0` comes back. It used to open B alone."""
+    from pgq_console.cli import build_parser
+    from pgq_console.cli.dispatch import starts_as_fleet
+    from pgq_console.fleet_cli import fleet_app
+
+    late, calm = databases
+    args = build_parser().parse_args(["--dsn", calm, "--refresh", "1", "--dsn", late])
+    assert starts_as_fleet(args)
+    app = fleet_app(args)
+    app.animation_level = "none"
+    async with app.run_test(size=(140, 30)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        table = app.screen.query_one("#fleet-table", LiveTable)
+        await until(pilot, lambda: table.row_count == 2)
+        await until(
+            pilot,
+            lambda: (
+                table.get_cell("dsn-1", "ready").plain == "2"
+                and table.get_cell("dsn-2", "ready").plain == "10"
+            ),
+        )
+        labels = [table.get_cell(key, "installation").plain for key in ("dsn-1", "dsn-2")]
+        assert "calm" in labels[0] and "late" in labels[1], labels
+        # The one over its threshold is on top; Enter opens it, `0` comes back.
+        assert table.selected_key == "dsn-2"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
+        await until(pilot, lambda: has_row(app, "send_email"))
+        await pilot.press("0")
+        await until(pilot, lambda: app.current_mode == FLEET_MODE)
+        assert table.row_count == 2

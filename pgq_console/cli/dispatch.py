@@ -82,18 +82,63 @@ def main(argv: Sequence[str] | None = None) -> None:
         quiet_if_hung_up()
 
 
+# Where a one-installation subcommand given several points to.
+FLEET_FORMS = {
+    "snapshot": "`pgq-console fleet snapshot`",
+    "check": "`pgq-console fleet check`",
+}
+
+
+def installations_given(args: argparse.Namespace) -> int:
+    """How many installations the command line names: distinct --dsn, or distinct --profile
+    (each before or after the subcommand). 0 or 1: the usual single-installation settings."""
+    dsns = dict.fromkeys(getattr(args, "given_dsns", None) or [])
+    profiles = dict.fromkeys(getattr(args, "given_profiles", None) or [])
+    return max(len(dsns), len(profiles))
+
+
+def starts_as_fleet(args: argparse.Namespace) -> bool:
+    """The console given several installations starts on the fleet screen (`0` comes back to
+    it); a subcommand that reads one installation refuses them (one line, exit 2; `check`:
+    UNKNOWN): none is silently dropped."""
+    several = installations_given(args)
+    if several < 2 or args.command in ("paths", "fleet"):
+        return False
+    if args.command is None:
+        single_only = [
+            option
+            for option, value in (
+                ("--demo", getattr(args, "demo", False)),
+                ("--listen-dsn", getattr(args, "listen_dsn", None)),
+                ("--replica-dsn", getattr(args, "replica_dsn", None)),
+            )
+            if value
+        ]
+        if single_only:
+            raise ConsoleError(
+                f"{single_only[0]} goes with one installation, and {several} were given: "
+                "give one --dsn or --profile"
+            )
+        return True
+    where = FLEET_FORMS.get(args.command, "`pgq-console fleet` (Enter opens one)")
+    raise ConsoleError(
+        f"{args.command} reads one installation, and {several} were given (--dsn/--profile "
+        f"repeated): give one, or use {where} for several"
+    )
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from pgq_console import scripting
 
     if args.command == "paths":
         print_paths()
         return 0
-    if args.command is None:
-        return asyncio.run(run(args))
-    if args.command == "fleet":
+    if args.command == "fleet" or starts_as_fleet(args):
         from pgq_console.fleet_cli import run_fleet
 
         return run_fleet(args)
+    if args.command is None:
+        return asyncio.run(run(args))
     settings = load(args)
     remember_secrets(settings.target)
     for warning in settings.warnings:

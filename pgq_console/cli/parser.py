@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pgq_console import __version__
 
@@ -19,7 +20,55 @@ class UsageError(Exception):
     """A bad command line; reported like every other error (one line)."""
 
 
+class Given:
+    """Every `--dsn` and `--profile` on the command line, in order, wherever it stands (before
+    or after the subcommand: a subcommand's parser overwrites the main one's value, so the
+    namespace alone keeps only the last). More than one names several installations: the
+    console starts on the fleet, a one-installation subcommand refuses (cli/dispatch.py)."""
+
+    def __init__(self) -> None:
+        self.dsns: list[str] = []
+        self.profiles: list[str] = []
+
+    def clear(self) -> None:
+        self.dsns.clear()
+        self.profiles.clear()
+
+
+class RecordGiven(argparse.Action):
+    """`--dsn` / `--profile`: the namespace gets the value (the last one, as before), and
+    `Given` every one of them."""
+
+    def __init__(self, *args: Any, given: list[str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.given = given
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        self.given.append(str(values))
+        setattr(namespace, self.dest, values)
+
+
 class _Parser(argparse.ArgumentParser):
+    # The main parser's record of every --dsn/--profile (None on subcommands' parsers).
+    given: Given | None = None
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self.given is None:
+            return super().parse_known_args(args, namespace)
+        self.given.clear()
+        parsed, rest = super().parse_known_args(args, namespace)
+        parsed.given_dsns = list(self.given.dsns)
+        parsed.given_profiles = list(self.given.profiles)
+        return parsed, rest
+
     def error(self, message: str) -> NoReturn:
         # The caller prefixes "pgq-console: error: "; name only the subcommand (if any) here,
         # or the line says "pgq-console: error: pgq-console why: ...".
@@ -27,7 +76,7 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{command}: {message}" if command else message)
 
 
-def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None:
+def _add_common(parser: argparse.ArgumentParser, given: Given, *, in_subcommand: bool) -> None:
     """The options every mode takes; a subcommand's copy must not reset the main parser's."""
 
     def add(*flags: str, **options: object) -> None:
@@ -36,8 +85,19 @@ def _add_common(parser: argparse.ArgumentParser, *, in_subcommand: bool) -> None
         parser.add_argument(*flags, **options)  # type: ignore[arg-type]
 
     add("--config", metavar="FILE", help="config file (PGQ_CONSOLE_CONFIG; see `paths`)")
-    add("--profile", metavar="NAME", help="a profile of the config file (PGQ_CONSOLE_PROFILE)")
-    add("--dsn", help="PostgreSQL connection string (URI or key=value)")
+    add(
+        "--profile",
+        metavar="NAME",
+        action=RecordGiven,
+        given=given.profiles,
+        help="a profile of the config file (PGQ_CONSOLE_PROFILE); several: the fleet",
+    )
+    add(
+        "--dsn",
+        action=RecordGiven,
+        given=given.dsns,
+        help="PostgreSQL connection string (URI or key=value); several: the fleet",
+    )
     add(
         "--driver",
         help="asyncpg | asyncpg-pool (default) | psycopg | psycopg-sync (enqueue-only)",
@@ -90,8 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the libpq variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE) and .pgpass. "
         "Settings: command line > PGQ_CONSOLE_* variables > config file > defaults.",
     )
+    parser.given = given = Given()
     parser.add_argument("--version", action="version", version=f"pgq-console {__version__}")
-    _add_common(parser, in_subcommand=False)
+    _add_common(parser, given, in_subcommand=False)
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -109,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     snapshot = commands.add_parser("snapshot", help="print the overview numbers once and exit")
-    _add_common(snapshot, in_subcommand=True)
+    _add_common(snapshot, given, in_subcommand=True)
     snapshot.add_argument("--json", action="store_true", help="JSON for scripts")
     snapshot.add_argument(
         "--format",
@@ -131,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Nagios range (10, 10:, ~:10, 10:20, @10:20). Exit 0 OK, 1 WARNING, 2 CRITICAL "
         "(also: the database cannot be reached), 3 UNKNOWN (bad arguments or config).",
     )
-    _add_common(check, in_subcommand=True)
+    _add_common(check, given, in_subcommand=True)
     check.add_argument(
         "--max-age",
         action="append",
@@ -151,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = commands.add_parser(
         "metrics", help="serve Prometheus/OpenMetrics metrics over HTTP (/metrics)"
     )
-    _add_common(metrics, in_subcommand=True)
+    _add_common(metrics, given, in_subcommand=True)
     metrics.add_argument(
         "--listen", default="127.0.0.1:9464", metavar="HOST:PORT", help="default 127.0.0.1:9464"
     )
@@ -170,12 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from pgq_console import incident
 
-    incident.add_parsers(commands, lambda sub: _add_common(sub, in_subcommand=True))
+    incident.add_parsers(commands, lambda sub: _add_common(sub, given, in_subcommand=True))
 
     serve = commands.add_parser(
         "serve", help="serve the console in a browser (needs pgq-console[serve])"
     )
-    _add_common(serve, in_subcommand=True)
+    _add_common(serve, given, in_subcommand=True)
     serve.add_argument("--host", default="localhost", help="bind address (default localhost)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--public-url", help="the URL browsers reach it at (behind a proxy)")
@@ -193,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from pgq_console.fleet_cli import add_fleet_parser
 
-    add_fleet_parser(commands, _Parser)
+    add_fleet_parser(commands, _Parser, given)
     return parser
 
 
