@@ -10,6 +10,9 @@ import json
 import os
 import signal
 import stat
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
 from functools import partial
@@ -283,3 +286,197 @@ async def test_bundle_lists_every_known_worker_with_what_is_attributable(
         "4 picked jobs at this read: 3 held by 1 worker, 1 with no worker recorded "
         "(the overview, read a moment before, counted 22)." in render_markdown(document)
     )
+
+
+# -- a planted incident: secrets and the payload echoed into exception messages ---------------
+
+# A real PgQueuer worker whose handler raises with a secret in every shape it reaches a message
+# in, and the job's own payload echoed (as text, or as the parsed object's repr), plus line
+# breaks and a backtick run that must not break the Markdown list or close its fence.
+LEAKY_WORKER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    from datetime import timedelta
+    import asyncpg
+    from pgqueuer import QueueManager
+    from pgqueuer.db import AsyncpgDriver
+    from pgqueuer.queries import Queries
+
+    FORMS = {
+        "pgpass": "PGPASSWORD=s3cret1",
+        "pydict": "{'password': 's3cret2'}",
+        "colon": "password: s3cret3",
+        "jsonish": '"password": "s3cret4"',
+        "uri": "postgresql://u:s3cret5@h/db",
+    }
+
+    async def main(dsn):
+        connection = await asyncpg.connect(dsn)
+        qm = QueueManager(Queries(AsyncpgDriver(connection)))
+
+        @qm.entrypoint("leaky", on_failure="hold")
+        async def work(job):
+            text = job.payload.decode()
+            kind = json.loads(text)["kind"]
+            echo = repr(json.loads(text)) if kind in ("pydict", "jsonish") else text
+            if kind == "uri":  # the headers too (a header value under a harmless key)
+                echo += f" with headers {job.headers}"
+            tail = "\\n- NOT-A-LIST-ITEM\\n````\\n# NOT-A-HEADING" if kind == "colon" else ""
+            raise RuntimeError(f"connect failed ({FORMS[kind]}) on {echo}{tail}")
+
+        await qm.run(dequeue_timeout=timedelta(seconds=0.5))
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+PLANTED = ("s3cret1", "s3cret2", "s3cret3", "s3cret4", "s3cret5")
+KINDS = ("pgpass", "pydict", "colon", "jsonish", "uri")
+
+
+def leaky_payload(kind: str) -> bytes:
+    return json.dumps({"kind": kind, "note": f"CUSTOMER-PAYLOAD-{kind}", "order": 4711}).encode()
+
+
+async def plant_incident(dsn: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        LEAKY_WORKER,
+        dsn,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    connection = await asyncpg.connect(dsn)
+    try:
+        queries = Queries.from_asyncpg_connection(connection)
+        ids = []
+        for kind in KINDS:
+            ids += await queries.enqueue(
+                "leaky", leaky_payload(kind), headers={"x-tenant": "HDR-VALUE-9000"}
+            )
+        for job in ids:
+            await eventually(partial(status_of, dsn, job), lambda s: s == "failed", "held")
+    finally:
+        await connection.close()
+        if process.returncode is None:
+            os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+
+
+@pytest.fixture(scope="module")
+def planted_dsn(server_dsn: str) -> Iterator[str]:
+    dsn = make_database(server_dsn, "bundle_planted")
+    try:
+        asyncio.run(plant_incident(dsn))
+        yield dsn
+    finally:
+        drop_database(server_dsn, dsn)
+
+
+def _fences_and_items(markdown: str) -> tuple[list[str], list[str], list[str]]:
+    """(fenced blocks' contents, list items' inline text, headings) as a CommonMark parser
+    reads the bundle."""
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").parse(markdown)
+    fences = [t.content for t in tokens if t.type == "fence"]
+    items, headings = [], []
+    for index, token in enumerate(tokens):
+        if (
+            token.type == "inline"
+            and tokens[index - 1].type == "paragraph_open"
+            and index >= 2
+            and tokens[index - 2].type == "list_item_open"
+        ):
+            items.append(token.content)
+        if token.type == "inline" and tokens[index - 1].type == "heading_open":
+            headings.append(token.content)
+    return fences, items, headings
+
+
+def test_a_planted_incident_leaks_no_secret_nor_payload(
+    capsys: pytest.CaptureFixture[str], planted_dsn: str
+) -> None:
+    """Five fingerprints, each message carrying a secret (PGPASSWORD=, a dict, `password:`,
+    JSON, a DSN) and its job's payload echoed: neither file shows a secret, a payload's text or
+    a header value; the fingerprints are the same as without redaction."""
+    from pgq_console.core.fingerprint import mask_message
+
+    path, markdown, document = bundle(capsys, planted_dsn)
+    twin = path.with_suffix(".json").read_text()
+    for text in (markdown, twin):
+        for secret in (*PLANTED, "CUSTOMER-PAYLOAD", "HDR-VALUE-9000"):
+            assert secret not in text, (secret, text)
+    top = document["failures"]["top"]
+    assert len(top) == 5 and all(f["count"] == 1 for f in top)
+    for failure in top:
+        assert failure["sample_job"]["payload"] == "<redacted>"
+        assert failure["sample_job"]["headers"] == {"x-tenant": "<redacted>"}
+        assert "RuntimeError: connect failed" in failure["sample_traceback"]
+    # Redacted where the secret was, the rest of the message kept (readable, and the
+    # fingerprint's unmasked parts unchanged).
+    messages = "\n".join(f["sample_message"] for f in top)
+    for shown in ("PGPASSWORD=***", "'password': '***'", "password: ***", '"password": "***"'):
+        assert shown in messages, messages
+    assert "postgresql://u:***@h/db" in messages
+    assert "with headers {'x-tenant': '***'}" in messages
+    titles = [f["fingerprint"] for f in top]
+    assert any(t.startswith("RuntimeError: connect failed (PGPASSWORD=***) on ") for t in titles)
+    assert mask_message("{'password': 's3cret2'}") in " ".join(titles)  # masked, as it was
+    # The Markdown: every sample message and traceback in a fence the text cannot close; the
+    # line breaks in the message make no list item and no heading.
+    fences, items, headings = _fences_and_items(markdown)
+    assert not any("NOT-A-LIST-ITEM" in item for item in items)
+    # (The fingerprint's own heading shows the line breaks escaped, on one line.)
+    assert not any(heading.startswith("NOT-A-HEADING") for heading in headings)
+    assert any("- NOT-A-LIST-ITEM\n````\n# NOT-A-HEADING" in block for block in fences)
+    assert sum("connect failed" in block for block in fences) == 10  # message + traceback
+
+
+def test_a_planted_incident_with_payloads_shows_them(
+    capsys: pytest.CaptureFixture[str], planted_dsn: str
+) -> None:
+    path, markdown, document = bundle(capsys, planted_dsn, "--include-payloads")
+    twin = path.with_suffix(".json").read_text()
+    for kind in KINDS:
+        assert f"CUSTOMER-PAYLOAD-{kind}" in markdown
+    payloads = [f["sample_job"]["payload"] for f in document["failures"]["top"]]
+    assert all("CUSTOMER-PAYLOAD-" in payload for payload in payloads)
+    for text in (markdown, twin):
+        for secret in (*PLANTED, "HDR-VALUE-9000"):
+            assert secret not in text, secret
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("PGPASSWORD=s3cret1 psql", "PGPASSWORD=*** psql"),
+        ("{'password': 's3cret2'}", "{'password': '***'}"),
+        ("password: s3cret3", "password: ***"),
+        ('{"password": "s3cret4"}', '{"password": "***"}'),
+        ("postgresql://u:s3cret5@h/db", "postgresql://u:***@h/db"),
+        ("host=h password='a b' user=u", "host=h password='***' user=u"),
+        ("db_passwd=x1 pwd=x2 client_secret=x3", "db_passwd=*** pwd=*** client_secret=***"),
+        ("?access_token=x4&sslmode=require", "?access_token=***&sslmode=require"),
+        ("x-api-key: x5\nAuthorization: Bearer x6", "x-api-key: ***\nAuthorization: ***"),
+        ('"{\\"token\\": \\"x7\\"}"', '"{\\"token\\": \\"***\\"}"'),
+        # Nothing secret: kept.
+        ("password authentication failed for user x", None),
+        ("invalid token: <str>", None),
+        ("KeyError: 'token'", None),
+        ('File "/app/token.py", line 3, in go', None),
+    ],
+)
+def test_scrub_finds_secrets_by_their_key(text: str, shown: str | None) -> None:
+    from pgq_console.core.errors import scrub
+
+    assert scrub(text, ()) == (text if shown is None else shown)
+
+
+def test_a_fence_is_longer_than_any_backtick_run_inside() -> None:
+    from pgq_console.core.bundle import _fence
+
+    assert _fence("plain") == ["```", "plain", "```"]
+    assert _fence("a ``` b")[0] == "````"
+    # "````" alone is not inside "a ``` b ``````" only by luck: the longest run counts.
+    assert _fence("x ` y ``````` z")[0] == "`" * 8

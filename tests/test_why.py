@@ -213,6 +213,9 @@ def test_cli_why(capsys: pytest.CaptureFixture[str], fresh_database: str) -> Non
     document = json.loads(out)
     assert [r["code"] for r in document["reasons"]] == ["deferred"]
     assert document["facts"]["deferred"] == 1
+    # A rate limit is not something PgQueuer records: said once, never claimed ("none").
+    assert document["facts"]["rate_limit"] == "not visible (none stored; worker code may limit)"
+    assert sum("rate" in r["text"] for r in document["reasons"]) == 0
     code, out, err = run_cli(capsys, "why", "--entrypoint", "report\x1b[31m", "--dsn", dsn)
     assert code == 0 and "deferred" in out
     code, out, err = run_cli(capsys, "why", "424242", "--dsn", dsn)

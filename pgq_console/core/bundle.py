@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgq_console import __version__
 from pgq_console.core.errors import scrub
+from pgq_console.core.fingerprint import mask_message
 from pgq_console.core.jobs import render_payload
 from pgq_console.core.text import clipboard_text, printable
 from pgq_console.core.workers import (
@@ -159,22 +160,26 @@ async def collect(
             shown["payload"] = REDACTED if payload else None
         return shown
 
-    failures = [
-        {
-            "fingerprint": _name(g.fingerprint.title(), secrets),
-            "frame": _name(g.fingerprint.frame, secrets),
+    def failure(g: Any) -> dict[str, Any]:
+        # The sample job's own payload text and header values, wherever its error echoes
+        # them (the message, the traceback, the fingerprint's masked title).
+        echoed = secrets + sample_echoes(samples.get(g.sample_job_id), include_payloads)
+        masked = echoed + tuple(masked_echoes(echoed))
+        return {
+            "fingerprint": _name(g.fingerprint.title(), masked),
+            "frame": _name(g.fingerprint.frame, echoed),
             "count": g.count,
             "held": g.held,
             "entrypoints": [_name(e, secrets) for e in g.entrypoints],
             "first_seen": _when(g.first_seen),
             "last_seen": _when(g.last_seen),
             "sample_job_id": g.sample_job_id,
-            "sample_message": _clean(g.sample_message, secrets, limit=500),
-            "sample_traceback": _clean(g.sample_traceback, secrets, limit=TRACEBACK_CHARS),
+            "sample_message": _clean(g.sample_message, echoed, limit=500),
+            "sample_traceback": _clean(g.sample_traceback, echoed, limit=TRACEBACK_CHARS),
             "sample_job": sample_of(g.sample_job_id),
         }
-        for g in top
-    ]
+
+    failures = [failure(g) for g in top]
     audit = [
         {key: _plain_audit(value, secrets) for key, value in record.items()}
         for record in read_records(audit_path)
@@ -283,6 +288,68 @@ async def collect(
     return Bundle(document, scrub(render_markdown(document), secrets))
 
 
+# A payload's or header's words and values shorter than this are not hunted for in the error
+# texts: "json" or "true" would blank ordinary words of a traceback.
+ECHO_MIN_CHARS = 8
+WHOLE_MIN_CHARS = 4
+
+
+def _leaves(value: Any) -> list[str]:
+    """The strings (and long numbers) inside a parsed JSON value."""
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in _leaves(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in _leaves(item)]
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [str(value)]
+    return []
+
+
+def sample_echoes(sample: dict[str, Any] | None, include_payloads: bool) -> tuple[str, ...]:
+    """What of the sample job must not show in its error texts: its header values always, its
+    payload unless payloads are included. Each as a whole, its long words, and (JSON) its
+    values and the parsed object's repr (`raise ValueError(f"bad {payload}")`)."""
+    if sample is None:
+        return ()
+    wholes: list[str] = []
+    parts: list[str] = []
+    for value in (sample["headers"] or {}).values():
+        wholes.append(value if isinstance(value, str) else json.dumps(value))
+        parts += _leaves(value)
+    payload: bytes | None = sample["payload"]
+    if payload and not include_payloads:
+        text = payload.decode("utf-8", errors="replace")
+        wholes += [text, text.strip(), repr(payload)[2:-1]]
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if parsed is not None:
+            wholes += [repr(parsed), str(parsed), json.dumps(parsed)]
+            parts += _leaves(parsed)
+    for whole in list(wholes):
+        parts += whole.split()
+    found = [w for w in wholes if len(w) >= WHOLE_MIN_CHARS]
+    found += [p for p in parts if len(p) >= ECHO_MIN_CHARS]
+    return tuple(dict.fromkeys(found))
+
+
+_PLACEHOLDERS = re.compile(r"<(?:str|n|hex|uuid|ts|email|query)>|\W")
+
+
+def masked_echoes(echoes: Sequence[str]) -> list[str]:
+    """The echoes as a fingerprint's title shows them (numbers, quoted strings... masked),
+    those that keep enough of their own text: `{<str>: <n>}` says nothing and is kept."""
+    found = []
+    for text in echoes:
+        masked = mask_message(text)
+        if masked != text and len(_PLACEHOLDERS.sub("", masked)) >= ECHO_MIN_CHARS:
+            found.append(masked)
+    return found
+
+
 def with_seen(read: WorkersSnapshot, seen: Sequence[WorkerRow]) -> WorkersSnapshot:
     """The read, plus the workers the console saw hold jobs lately that hold none now (between
     jobs, idle, or dead and since reclaimed), merged as the Workers screen merges them."""
@@ -357,9 +424,9 @@ def _other_count(at_workers_read: int, at_overview: int) -> str:
 
 
 def _fence(text: str) -> list[str]:
-    fence = "```"
-    while fence in text:
-        fence += "`"
+    """A fenced block `text` cannot close: its fence is longer than any backtick run in it."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
     return [fence, text, fence]
 
 
@@ -410,7 +477,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             f"{', '.join(f['entrypoints'])}",
             f"- At: {f['frame'] or '–'}",
             f"- First seen {f['first_seen']}, last seen {f['last_seen']}",
-            f"- Sample: job {f['sample_job_id']}: {f['sample_message']}",
+            f"- Sample: job {f['sample_job_id']}; its message, then its traceback, below",
         ]
         sample = f["sample_job"]
         if sample is not None:
@@ -421,6 +488,9 @@ def render_markdown(doc: dict[str, Any]) -> str:
             )
             if sample["payload"] not in (None, REDACTED):
                 lines += ["", "Payload:", "", *_fence(sample["payload"])]
+        # Fenced, untrusted: line breaks inside stay in the block, and the fence is longer
+        # than any run of backticks the text holds.
+        lines += ["", *_fence(f["sample_message"] or "(no message)")]
         lines += ["", *_fence(f["sample_traceback"] or "(no traceback)")]
     picked = doc["picked_at_workers_read"]
     holders = sum(1 for w in doc["workers"] if w["picked"])
@@ -543,7 +613,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
         lines.append("No write by this machine's consoles in the window.")
     if audit["other_consoles"]:
         lines += ["", "Announced by other consoles while this one listened:", ""]
-        lines += [f"- {line}" for line in audit["other_consoles"]]
+        lines += [f"- {printable(line)}" for line in audit["other_consoles"]]
     versions = doc["versions"]
     lines += [
         "",
@@ -566,6 +636,16 @@ def _create_private(path: Path, text: str) -> None:
     path.chmod(0o600)  # whatever the umask
 
 
+def _scrub_tree(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {scrub(str(k), secrets): _scrub_tree(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_tree(item, secrets) for item in value]
+    return value
+
+
 def write(
     bundle: Bundle, directory: Path | None = None, *, secrets: tuple[str, ...] = ()
 ) -> Written:
@@ -579,7 +659,8 @@ def write(
         n += 1
         stem = f"incident-{stamp}-{n}"
     markdown, twin = target / f"{stem}.md", target / f"{stem}.json"
-    text = json.dumps(bundle.document, indent=2, ensure_ascii=True)
+    # Scrubbed value by value: the text of the JSON would be cut inside a string's escapes.
+    text = json.dumps(_scrub_tree(bundle.document, secrets), indent=2, ensure_ascii=True)
     _create_private(markdown, bundle.markdown)
-    _create_private(twin, scrub(text, secrets))
+    _create_private(twin, text)
     return Written(markdown, twin)

@@ -48,9 +48,7 @@ def describe_connect_error(
         "database" in lowered and "does not exist" in lowered
     ):
         message = f"database does not exist: {label}"
-    elif failure is ConnectFailure.ROLE or (
-        "role" in lowered and "does not exist" in lowered
-    ):
+    elif failure is ConnectFailure.ROLE or ("role" in lowered and "does not exist" in lowered):
         message = f"cannot connect to {label}: {text}"
     elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
         message = f"timed out connecting to {label}"
@@ -77,16 +75,56 @@ def describe_connect_error(
 
 
 # A password by its place, for DSNs too broken to parse (so their password is not known):
-# the userinfo of a URI (`scheme://user:PASSWORD@`, up to the last `@` before the host) and a
-# key=value `password=...` (quoted or not).
+# the userinfo of a URI (`scheme://user:PASSWORD@`, up to the last `@` before the host).
 _URI_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/?#@\s\"']*):[^\s\"']*@")
-_KEYWORD_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s\"']+)")
+# A secret by its key, in every form it reaches a message or a traceback in: key=value
+# (`password=x`, `PGPASSWORD=x`, `?api_key=x&...`), `key: value` (`password: x`, a header
+# line `Authorization: Bearer x`), a Python dict or JSON (`'password': 'x'`, `"token": "x"`,
+# `\"secret\": \"x\"` inside a JSON string). The key is any word holding one of these (so
+# `db_password`, `client_secret`, `x-api-key`); the value is a quoted string or a bare word.
+SECRET_KEYWORDS = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "secret",
+    "token",
+    "api[_-]?key",
+    "access[_-]?key",
+    "private[_-]?key",
+    "credentials?",
+    "authorization",
+    "cookie",
+)
+# The fingerprint's placeholders (core/fingerprint.py) and the bundle's <redacted> hide
+# nothing: kept.
+_PLACEHOLDER = r"<(?:str|n|hex|uuid|ts|email|query|redacted)>"
+_KEYWORD_SECRET = re.compile(
+    r"(?i)(?<![A-Za-z0-9_])"
+    rf"(?P<key>[A-Za-z0-9_.-]*(?:{'|'.join(SECRET_KEYWORDS)})[A-Za-z0-9_-]*"
+    r"(?:\\?[\"'])?[ \t]*[:=][ \t]*)"
+    rf"(?!{_PLACEHOLDER})"
+    r"(?P<value>\\\"[^\"\\\n]*(?:\\\")?"  # \"x\" (JSON inside a string)
+    r"|\"(?:[^\"\\\n]|\\.)*\"?"  # "x"
+    r"|'(?:[^'\\\n]|\\.)*'?"  # 'x'
+    r"|(?:(?:bearer|basic|digest|token)[ \t]+)?[^\s\"',;&}\])\\]+)"  # a bare word
+)
+
+
+def _keep_quotes(match: re.Match[str]) -> str:
+    value = match.group("value")
+    for mark in ('\\"', '"', "'"):
+        if value.startswith(mark):
+            closing = mark if len(value) > len(mark) and value.endswith(mark) else ""
+            return f"{match.group('key')}{mark}***{closing}"
+    return f"{match.group('key')}***"
 
 
 def scrub_dsn_passwords(text: str) -> str:
-    """Every password-looking part of a connection string in `text` replaced by ***."""
+    """Every password-looking part of `text` replaced by ***: a connection string's password,
+    and any value after a secret-sounding key (`SECRET_KEYWORDS`)."""
     text = _URI_PASSWORD.sub(r"\1:***@", text)
-    return _KEYWORD_PASSWORD.sub(r"\1***", text)
+    return _KEYWORD_SECRET.sub(_keep_quotes, text)
 
 
 def scrub(text: str, secrets: tuple[str, ...]) -> str:

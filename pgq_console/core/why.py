@@ -13,7 +13,9 @@ What PgQueuer records, and so what can be said:
   picked or finished one in the last `activity_window`;
 - a `concurrency_limit` is not stored: while picked under a limit, a job holds a `slot`
   (0 .. limit-1), so slots in use say the entrypoint is limited and how many run;
-- there is no rate limit in PgQueuer 1.x (`requests_per_second` was removed in 1.0);
+- PgQueuer 1.x stores no rate limit (`requests_per_second` was removed in 1.0), and one kept
+  in worker code (a limiter in the handler) leaves no trace: no reason is given for it, and the
+  facts say once that it cannot be seen, never that there is none;
 - the dedupe key is unique among queued and picked jobs only (a held job releases it).
 """
 
@@ -30,6 +32,8 @@ from pgq_console.core.workers import DEFAULT_STALE_AFTER
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
 
+# Not "none": a limiter in the worker's own code is possible and invisible here.
+RATE_LIMIT_FACT = "not visible (none stored; worker code may limit)"
 # A worker that picked or finished a job of the entrypoint this recently is taken as serving it.
 DEFAULT_ACTIVITY_WINDOW = timedelta(minutes=5)
 # The drain rate is the entrypoint's finished jobs per minute over this window.
@@ -482,7 +486,7 @@ def explain(
         ("finished_per_min", round(rate_per_min, 2)),
         ("stale_after_s", stale_after.total_seconds()),
         ("activity_window_s", activity_window.total_seconds()),
-        ("rate_limit", "none (PgQueuer has no rate limit since 1.0)"),
+        ("rate_limit", RATE_LIMIT_FACT),
         ("db_now", now),
     ]
     subject = f"job {job_id}" if job_id is not None else f"entrypoint {entrypoint}"
