@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from pgq_console.core.backend import Backend, SyncPsycopgBackend
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.fleet import DEFAULT_INTERVAL_S, Fleet, Member
+from pgq_console.core.fleet import DEFAULT_INTERVAL_S, Fleet, Member, without_label
 from pgq_console.core.target import DriverKind
 from pgq_console.core.text import printable
 from pgq_console.core.workers import DEFAULT_STALE_AFTER
@@ -121,7 +121,9 @@ async def _open_member(app: FleetModeApp, key: str) -> None:
         try:
             backend = await open_target(host.targets[key])
         except ConsoleError as exc:
-            app.notify(f"{label}: {printable(str(exc))}", severity="error", markup=False)
+            # The installation named once ("x: cannot reach x: refused" said it twice).
+            cause = without_label(str(exc), member.label)
+            app.notify(f"{label}: {printable(cause)}", severity="error", markup=False)
             return
         if isinstance(backend, SyncPsycopgBackend):
             await backend.close()

@@ -196,35 +196,74 @@ def test_long_labels_are_cut_in_the_middle_so_databases_stay_apart() -> None:
 async def test_a_console_given_several_installations_starts_on_the_fleet(
     databases: tuple[str, str],
 ) -> None:
-    """`pgq-console --dsn A --dsn B` (the plain console, a --dsn before and after nothing):
-    the fleet screen with both, Enter opens one, `0` comes back. It used to open B alone."""
+    """`pgq-console --dsn A --dsn B --dsn C` (the plain console): the fleet screen with all
+    three, Enter opens one, `0` comes back. It used to open C alone. Enter on the unreachable
+    one says why, naming it once."""
     from pgq_console.cli import build_parser
     from pgq_console.cli.dispatch import starts_as_fleet
     from pgq_console.fleet_cli import fleet_app
 
     late, calm = databases
-    args = build_parser().parse_args(["--dsn", calm, "--refresh", "1", "--dsn", late])
+    line = ["--dsn", calm, "--refresh", "1", "--dsn", late, "--dsn", UNREACHABLE]
+    args = build_parser().parse_args(line)
     assert starts_as_fleet(args)
     app = fleet_app(args)
     app.animation_level = "none"
+    said: list[str] = []
+    notify = app.notify
+
+    def capture(message: str, **options: Any) -> None:
+        said.append(message)
+        notify(message, **options)
+
+    app.notify = capture  # type: ignore[method-assign]
     async with app.run_test(size=(140, 30)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, FleetScreen))
         table = app.screen.query_one("#fleet-table", LiveTable)
-        await until(pilot, lambda: table.row_count == 2)
+        await until(pilot, lambda: table.row_count == 3)
         await until(
             pilot,
             lambda: (
                 table.get_cell("dsn-1", "ready").plain == "2"
                 and table.get_cell("dsn-2", "ready").plain == "10"
+                and table.get_cell("dsn-3", "state").plain.startswith("down")
             ),
         )
         labels = [table.get_cell(key, "installation").plain for key in ("dsn-1", "dsn-2")]
         assert "calm" in labels[0] and "late" in labels[1], labels
-        # The one over its threshold is on top; Enter opens it, `0` comes back.
-        assert table.selected_key == "dsn-2"
+        # Down on top: Enter says why, the installation named once.
+        assert table.selected_key == "dsn-3"
+        await pilot.press("enter")
+        await until(pilot, lambda: any("connection refused" in text for text in said))
+        (refused,) = [text for text in said if "connection refused" in text]
+        assert refused.count("nobody@127.0.0.1:1/nothing") == 1, refused
+        # The one over its threshold next; Enter opens it, `0` comes back.
+        await pilot.press("down")
+        await until(pilot, lambda: table.selected_key == "dsn-2")
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         await until(pilot, lambda: has_row(app, "send_email"))
         await pilot.press("0")
         await until(pilot, lambda: app.current_mode == FLEET_MODE)
-        assert table.row_count == 2
+        assert table.row_count == 3
+
+
+async def test_the_summary_fits_80_columns_with_every_kind_of_trouble(
+    databases: tuple[str, str],
+) -> None:
+    """Down, waiting too long and held growing at once: one line at 80 columns (it wrapped
+    mid-phrase, "1 held / growing", and pushed the table down)."""
+    from dataclasses import replace
+
+    app = fleet_console(databases, FixedClock(FIXED_NOW))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _until_read(pilot)
+        screen = fleet_screen(app)
+        watch = screen.fleet.watches["search"]
+        watch.row = replace(watch.row, held_growth=12)
+        screen._show()
+        await pilot.pause()
+        summary = app.screen.query_one("#fleet-summary")
+        text = str(summary.render())
+        assert "1 down" in text and "1 waiting too long" in text and "1 held growing" in text
+        assert summary.size.height == 1, text

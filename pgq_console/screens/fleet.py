@@ -147,9 +147,8 @@ class FleetScreen(Screen[None]):
         if down:
             summary.append(f"   {down} down", style=f"bold {style.get('status-held', '')}")
         if late:
-            summary.append(
-                f"   {late} oldest ready over threshold", style=style.get("status-stale", "")
-            )
+            # Short enough that the line fits 80 columns with all three (it wrapped mid-phrase).
+            summary.append(f"   {late} waiting too long", style=style.get("status-stale", ""))
         if growing:
             summary.append(f"   {growing} held growing", style=style.get("status-exception", ""))
         if not (down or late or growing):
