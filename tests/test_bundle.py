@@ -480,3 +480,17 @@ def test_a_fence_is_longer_than_any_backtick_run_inside() -> None:
     assert _fence("a ``` b")[0] == "````"
     # "````" alone is not inside "a ``` b ``````" only by luck: the longest run counts.
     assert _fence("x ` y ``````` z")[0] == "`" * 8
+
+
+@pytest.mark.parametrize("text", ["a-" * 10_000, "x." * 10_000 + "password=1", "a:" * 10_000])
+def test_scrub_is_linear_in_the_text(text: str) -> None:
+    """Every log line and traceback goes through scrub: starting a match inside every run of
+    `a-a-a-...` made it quadratic (6 s for 10,000 characters). Linear takes milliseconds; the
+    bound is 100x that, far under the quadratic 24 s."""
+    import time
+
+    from pgq_console.core.errors import scrub
+
+    started = time.perf_counter()
+    scrub(text, ())
+    assert time.perf_counter() - started < 2.0
