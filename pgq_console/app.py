@@ -20,7 +20,7 @@ from textual.dom import DOMNode
 
 from pgq_console.build_ahead import ScreenModesApp
 from pgq_console.config import user_theme_dir
-from pgq_console.console_bundle import IncidentBundles
+from pgq_console.console_bundle import FLEET_BUNDLE, IncidentBundles
 from pgq_console.context import ConsoleContext
 from pgq_console.core.backend import (
     AnyBackend,
@@ -197,6 +197,12 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
 
     def action_bundle(self) -> None:
         """`I`: write an incident bundle (Markdown + JSON) to the state directory."""
+        from pgq_console.fleet_console import on_fleet_screen
+
+        if on_fleet_screen(self):
+            # The backend is the installation opened last, not the row under the cursor.
+            self.notify(FLEET_BUNDLE, severity="warning", markup=False)
+            return
         self.bundles.write()
 
     @property

@@ -30,6 +30,8 @@ SERVED = (
     "run `pgq-console bundle` there"
 )
 
+FLEET_BUNDLE = "a bundle covers one installation: open it with enter, then press I there"
+
 
 class IncidentBundles:
     """Writes a bundle on `I`, one at a time (a second `I` replaces a bundle being written)."""

@@ -75,6 +75,11 @@ def fleet_hides(app: FleetModeApp, action: str) -> bool:
     return False
 
 
+def on_fleet_screen(app: FleetModeApp) -> bool:
+    """Whether the fleet screen is the one shown (keys that act on one installation wait)."""
+    return app.fleet_host is not None and app.current_mode == FLEET_MODE
+
+
 def to_fleet(app: FleetModeApp) -> bool:
     """`0`: the fleet screen; False when the console was not started on a fleet."""
     if app.fleet_host is None or app.fleet_host.fleet is None:

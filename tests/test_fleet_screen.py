@@ -11,6 +11,7 @@ from textual.pilot import Pilot
 
 from pgq_console.app import PgqConsole
 from pgq_console.config import Environment, Target
+from pgq_console.console_bundle import FLEET_BUNDLE
 from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import Clock, FixedClock, SystemClock
 from pgq_console.core.errors import ConsoleError
@@ -162,6 +163,18 @@ async def test_rows_sorted_by_trouble_enter_opens_esc_and_0_come_back(
         await pilot.press("e")
         await pilot.pause()
         assert isinstance(app.screen, FleetScreen)
+        # Nor does `I` bundle the installation opened last: it says to open one.
+        said: list[str] = []
+        notify = app.notify
+
+        def capture(message: str, **options: Any) -> None:
+            said.append(message)
+            notify(message, **options)
+
+        app.notify = capture  # type: ignore[method-assign]
+        await pilot.press("I")
+        await until(pilot, lambda: FLEET_BUNDLE in said)
+        assert app.bundle_path is None
 
 
 async def test_an_unreachable_installation_cannot_be_opened(databases: tuple[str, str]) -> None:
