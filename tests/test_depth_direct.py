@@ -102,7 +102,7 @@ async def test_a_small_queue_is_counted_directly_and_exactly(fresh_database: str
         # once: the exact count before the first direct read does not split them).
         await tiers.follow_depth()
         await tiers.read_deferred()
-        assert tracker.direct and tracker.switches == ["direct"]
+        assert tracker.direct and list(tracker.switches) == ["direct"]
         assert shown(tiers) == await exact(dsn)
         assert tiers.depth_note() is None  # exact
 
@@ -144,7 +144,7 @@ async def test_a_small_queue_is_counted_directly_and_exactly(fresh_database: str
         assert (await exact(dsn))["d"]["picked"] == 2
         await check()
         assert tracker.direct and tracker.deltas == 0 and tracker.resyncs == 1
-        assert tracker.switches == ["direct"]
+        assert list(tracker.switches) == ["direct"]
     finally:
         await connection.close()
         await backend.close()
@@ -177,7 +177,7 @@ async def test_crossing_the_threshold_follows_the_log_and_falling_back_counts_ag
         # position with it) and shows that: the truth, no jump.
         await enqueue(dsn, "a", 12)
         await tiers.follow_depth()
-        assert not tracker.direct and tracker.switches == ["direct", "follow"]
+        assert not tracker.direct and list(tracker.switches) == ["direct", "follow"]
         assert tracker.resyncs == resyncs + 1
         assert tiers.depth_paces is False  # a one-off read, not the pace of the next ones
         assert shown(tiers) == await exact(dsn)
@@ -209,7 +209,7 @@ async def test_crossing_the_threshold_follows_the_log_and_falling_back_counts_ag
         await tiers.follow_depth()
         assert shown(tiers) == await exact(dsn)  # the followed numbers, meanwhile
         await wait_for(lambda: tracker.direct, what="direct counts again")
-        assert tracker.switches == ["direct", "follow", "direct"]
+        assert list(tracker.switches) == ["direct", "follow", "direct"]
         assert shown(tiers) == await exact(dsn)  # the exact count's numbers: the same
         deltas = tracker.deltas
         await enqueue(dsn, "a", 1)
@@ -238,7 +238,7 @@ async def test_a_log_that_jumped_starts_over_with_the_first_look(
         assert tracker.direct
         await enqueue(dsn, "a", 30)  # 30 log rows at once
         await tiers.follow_depth()
-        assert tracker.switches == ["direct", "restart"]
+        assert list(tracker.switches) == ["direct", "restart"]
         assert not tracker.direct and tracker.cursor is not None
         assert tracker.resync_reasons.get("log jumped") == 1
         assert shown(tiers) == await exact(dsn)

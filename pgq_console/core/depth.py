@@ -367,7 +367,8 @@ class DepthTracker:
         self.direct_log_top = 0  # the log's highest id at the last direct read
         self.direct_reads = 0
         self.split_by_direct = False  # the ready/deferred split came with the last direct read
-        self.switches: list[str] = []  # "direct" / "follow", in order (tests, the scale bench)
+        # "direct" / "follow" / "restart", the latest in order (tests, the scale bench)
+        self.switches: deque[str] = deque(maxlen=64)
 
     # -- control ---------------------------------------------------------------------------
 

@@ -83,6 +83,7 @@ class OverviewTiers:
         self._resync_due = 0.0
         self._resync_task: asyncio.Task[None] | None = None
         self._picked_held_due = 0.0
+        self._resync_retry_at = 0.0  # a failed exact count is not retried before this
         # Whether the last depth read paces the event tier: a first look or an exact count is
         # a one-off, booked but not a measure of what a read costs.
         self.depth_paces = True
@@ -131,7 +132,10 @@ class OverviewTiers:
         else:
             self.depth_paces = True
             server_s = await tracker.advance(self.backend)
-            if tracker.queued_total() < depth_module.FOLLOW_BELOW:
+            if (
+                tracker.queued_total() < depth_module.FOLLOW_BELOW
+                and self.clock.monotonic() >= self._resync_retry_at
+            ):
                 # Small again: count exactly (aside); its numbers decide the switch.
                 tracker.request_resync("small again")
             if tracker.resync_requested or self.clock.monotonic() >= self._resync_due:
@@ -228,7 +232,7 @@ class OverviewTiers:
             # The log-followed numbers stay (marked as lower bounds until one succeeds).
             log.warning("exact depth count failed: %s", error_line(exc))
             self.tracker.resync_requested = False
-            self._resync_due = self.clock.monotonic() + RESYNC_RETRY_S
+            self._resync_due = self._resync_retry_at = self.clock.monotonic() + RESYNC_RETRY_S
             return
         ended = self.clock.monotonic()
         spent = min(ended - started, server_s) if server_s is not None else ended - started
