@@ -326,7 +326,7 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                     # switches between the two ("direct", "follow", "restart"), in order.
                     "direct": getattr(tracker, "direct", None),
                     "direct_reads": getattr(tracker, "direct_reads", None),
-                    "switches": getattr(tracker, "switches", None),
+                    "switches": list(getattr(tracker, "switches", ())),
                 }
             result["new_entrypoint_s"] = _summary(new_ep)
             result["held_probe_s"] = _summary(held)

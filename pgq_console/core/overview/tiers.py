@@ -87,6 +87,9 @@ class OverviewTiers:
         # Whether the last depth read paces the event tier: a first look or an exact count is
         # a one-off, booked but not a measure of what a read costs.
         self.depth_paces = True
+        # The part of the last depth read that was the picked/held count: paced on its own
+        # cadence, so not a measure of what the next depth read costs (booked all the same).
+        self.picked_held_s = 0.0
 
     @property
     def first_paint(self) -> bool:
@@ -125,6 +128,7 @@ class OverviewTiers:
         then the log rows since the last read, the exact count starting aside when it is due.
         Returns the server's time, if it said."""
         tracker = self.tracker
+        self.picked_held_s = 0.0
         if tracker.direct:
             server_s = await self._count_direct()
         elif tracker.cursor is None:
@@ -177,6 +181,7 @@ class OverviewTiers:
         self.depth_paces = True
         server_s = read.server_s
         if read.picked_held_s is not None:
+            self.picked_held_s = read.picked_held_s
             self._picked_held_due = started + max(
                 PICKED_HELD_EVERY_S, read.picked_held_s / (self.pacer.budget * RESYNC_SHARE)
             )
