@@ -225,11 +225,12 @@ async def test_crossing_the_threshold_follows_the_log_and_falling_back_counts_ag
 async def test_a_log_that_jumped_starts_over_with_the_first_look(
     fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """More log rows since the last direct read than the threshold: the queue may be huge, so
+    """More log rows since the last direct read than JUMP_LOG_ROWS: the queue may be huge, so
     it is not counted directly; the first look decides again."""
     dsn = fresh_database
     monkeypatch.setattr(depth_module, "FOLLOW_ABOVE", 20)
     monkeypatch.setattr(depth_module, "FOLLOW_BELOW", 10)
+    monkeypatch.setattr(depth_module, "JUMP_LOG_ROWS", 25)
     await enqueue(dsn, "a", 3)
     backend, tiers, _clock = await tiers_for(dsn)
     tracker = tiers.tracker

@@ -10,9 +10,9 @@ Once a direct count reaches `FOLLOW_ABOVE`, an exact count (with the log positio
 once and the log is followed from there; once a followed total falls under `FOLLOW_BELOW`, an
 exact count is asked for, and if it agrees, direct counting resumes. Both switches start from
 an exact count, so the numbers on screen never jump. A direct read also checks how far the log
-moved since the last one: more than `FOLLOW_ABOVE` log rows (a bulk load, or a long pause)
-means the queue may now be large, and the read starts over with the capped first look below
-instead of counting a table that may hold millions of rows.
+moved since the last one: more than `JUMP_LOG_ROWS` log rows (a bulk load, or a long pause)
+means the queue may now be far larger, and the read starts over with the capped first look
+below instead of counting a table that may hold millions of rows.
 
 Counting 10M queued jobs takes seconds on every refresh. PgQueuer logs every transition of a job
 (`queued`, `picked`, then `failed` or a terminal status) in its log table, so after one exact
@@ -66,15 +66,20 @@ if TYPE_CHECKING:
 
 FIRST_LOOK_CAP = 10_000
 # Count the queue table directly below this many queued jobs, follow the log above it. A direct
-# read scans every queued row (and the dead index entries a busy queue leaves between vacuums):
-# 0.6 ms at ~2,000 queued under 2,500 jobs/s, growing with the queue, while following the log
-# costs ~6 us of server CPU per log row (~10 ms a read at that rate) whatever the queue's size.
-# Around 50,000 queued rows a direct count costs about what following costs at 2,500 jobs/s
-# (bench/README.md, 12-01), and no table of this size takes long enough to hold a refresh back.
-FOLLOW_ABOVE = 50_000
+# read scans every queued row: ~0.8 ms at 2,000 queued, 3 ms at 10,000, 12 ms at 49,000 (static
+# table, bench/README.md 12-01 b), more under churn (dead index entries between vacuums), while
+# following the log costs ~6 us of server CPU per log row whatever the queue's size: ~10 ms a read
+# at 2,500 jobs/s, well under 1 ms at tens of jobs/s. Up to 10,000 a direct read stays within a
+# few ms, so the depth tier's budget slice still allows ~3 reads a second; a backlog larger than
+# that is cheaper to follow at all but the highest rates (where the two meet around 50,000).
+FOLLOW_ABOVE = 10_000
 # Back to direct counts below this (hysteresis: a queue hovering at the threshold does not
 # switch on every read, each switch being an exact count).
 FOLLOW_BELOW = FOLLOW_ABOVE // 2
+# More log rows than this since the last direct read: the queue may have grown by as many, so it
+# is not counted directly (the first look decides again). Counting up to this many more rows
+# once costs ~45 ms; at 2,500 jobs/s it is ~27 s of log (a hidden or paused overview).
+JUMP_LOG_ROWS = 200_000
 # A queue table this small is counted exactly at once (a scan of it takes milliseconds).
 SMALL_QUEUE_BYTES = 32 * 1024 * 1024
 DEFERRED_CAP = 100_000
@@ -470,7 +475,7 @@ class DepthTracker:
         rows = await backend.read(
             direct_sql(self.installation, picked_held=picked_held),
             self.direct_log_top,
-            FOLLOW_ABOVE,
+            JUMP_LOG_ROWS,
         )
         queued: dict[str, tuple[int, int, datetime | None]] = {}
         picked_failed: dict[str, tuple[int, int]] = {}
