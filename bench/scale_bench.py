@@ -202,10 +202,16 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
 
     def first_numbers() -> bool:
         table = ob.overview_table(app)
-        if table is None or not table.rows:
+        if table is None:
             return False
-        for key in table.rows:
-            value = cell(str(key.value), "ready")
+        # The project's LiveTable has `row_keys`; the DataTable of older trees `rows`.
+        keys = (
+            [str(k) for k in table.row_keys]
+            if hasattr(table, "row_keys")
+            else [str(k.value) for k in table.rows]
+        )
+        for key in keys:
+            value = cell(key, "ready")
             if value not in (None, "", "0", "–"):
                 return True
         return False
@@ -316,6 +322,11 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                     "reasons": tracker.resync_reasons,
                     "deltas": tracker.deltas,
                     "rows_applied": tracker.rows_applied,
+                    # Counted directly (a small queue) or followed from the log, and the
+                    # switches between the two ("direct", "follow", "restart"), in order.
+                    "direct": getattr(tracker, "direct", None),
+                    "direct_reads": getattr(tracker, "direct_reads", None),
+                    "switches": list(getattr(tracker, "switches", ())),
                 }
             result["new_entrypoint_s"] = _summary(new_ep)
             result["held_probe_s"] = _summary(held)

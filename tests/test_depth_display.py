@@ -19,8 +19,11 @@ async def test_lower_bounds_are_labelled_until_the_exact_count(
 ) -> None:
     dsn = fresh_database
     await enqueue(dsn, "a", 4)
-    # Treat the queue as large: a first look, then the exact count aside (held until released).
+    # Treat the queue as large: a first look, then the exact count aside (held until released),
+    # and the log followed from it (never counted directly).
     monkeypatch.setattr(depth_module, "SMALL_QUEUE_BYTES", 0)
+    monkeypatch.setattr(depth_module, "FOLLOW_ABOVE", 0)
+    monkeypatch.setattr(depth_module, "FOLLOW_BELOW", 0)
     release = asyncio.Event()
     exact_counts = 0
     resync = DepthTracker.resync

@@ -1,4 +1,18 @@
-"""Queue depth per entrypoint at a cost proportional to change, not to rows.
+"""Queue depth per entrypoint: counted directly while the queue is small, else followed from
+PgQueuer's log at a cost proportional to change, not to rows.
+
+A small queue (under `FOLLOW_ABOVE` queued jobs at its last exact count) is counted directly on
+every read: queued jobs per entrypoint on PgQueuer's partial index for queued rows (ready,
+deferred and the oldest ready job in one pass), picked jobs and held failures on their own paced
+cadence (`direct_sql`). That is exact whatever changed the table, and far cheaper than following
+a busy log (0.62 ms against 10.7 ms of server CPU a read at 2,500 jobs/s, bench/README.md).
+Once a direct count reaches `FOLLOW_ABOVE`, an exact count (with the log position) is taken at
+once and the log is followed from there; once a followed total falls under `FOLLOW_BELOW`, an
+exact count is asked for, and if it agrees, direct counting resumes. Both switches start from
+an exact count, so the numbers on screen never jump. A direct read also checks how far the log
+moved since the last one: more than `JUMP_LOG_ROWS` log rows (a bulk load, or a long pause)
+means the queue may now be far larger, and the read starts over with the capped first look
+below instead of counting a table that may hold millions of rows.
 
 Counting 10M queued jobs takes seconds on every refresh. PgQueuer logs every transition of a job
 (`queued`, `picked`, then `failed` or a terminal status) in its log table, so after one exact
@@ -51,6 +65,21 @@ if TYPE_CHECKING:
     from pgq_console.core.target import Installation
 
 FIRST_LOOK_CAP = 10_000
+# Count the queue table directly below this many queued jobs, follow the log above it. A direct
+# read scans every queued row: ~0.8 ms at 2,000 queued, 3 ms at 10,000, 12 ms at 49,000 (static
+# table, bench/README.md 12-01 b), more under churn (dead index entries between vacuums), while
+# following the log costs ~6 us of server CPU per log row whatever the queue's size: ~10 ms a read
+# at 2,500 jobs/s, well under 1 ms at tens of jobs/s. Up to 10,000 a direct read stays within a
+# few ms, so the depth tier's budget slice still allows ~3 reads a second; a backlog larger than
+# that is cheaper to follow at all but the highest rates (where the two meet around 50,000).
+FOLLOW_ABOVE = 10_000
+# Back to direct counts below this (hysteresis: a queue hovering at the threshold does not
+# switch on every read, each switch being an exact count).
+FOLLOW_BELOW = FOLLOW_ABOVE // 2
+# More log rows than this since the last direct read: the queue may have grown by as many, so it
+# is not counted directly (the first look decides again). Counting up to this many more rows
+# once costs ~45 ms; at 2,500 jobs/s it is ~27 s of log (a hidden or paused overview).
+JUMP_LOG_ROWS = 200_000
 # A queue table this small is counted exactly at once (a scan of it takes milliseconds).
 SMALL_QUEUE_BYTES = 32 * 1024 * 1024
 DEFERRED_CAP = 100_000
@@ -258,6 +287,57 @@ FROM unnest($1::text[]) AS e(entrypoint)
 """
 
 
+def direct_sql(installation: Installation, *, picked_held: bool) -> str:
+    """Queued jobs per entrypoint counted directly (ready, deferred, the oldest ready one), and
+    with `picked_held` the picked jobs and held failures too; the log's highest id.
+
+    $1 the log's highest id at the last read, $2 how many log rows since then are too many: the
+    queue may be large now, the queued arm is skipped (a one-time filter) and `jumped` says so.
+    The picked/held arm comes first, with a row of its own giving the server's time after it:
+    Append runs its arms in order, so that is its cost (a scan of the whole table for held
+    failures, which no index covers), paced apart from the queued arm's.
+    """
+    names = installation.settings.qualified
+    q, log = names.queue_table, names.queue_table_log
+    top = f"(SELECT coalesce(max(id), 0) FROM {log})"
+    picked_held_arm = (
+        f"""SELECT 'p' AS kind, entrypoint,
+    count(*) FILTER (WHERE status = 'picked') AS a,
+    count(*) FILTER (WHERE status = 'failed') AS b,
+    NULL::timestamptz AS at, NULL::bigint AS log_top, NULL::bool AS jumped,
+    NULL::float8 AS server_s
+FROM {q} WHERE status IN ('picked', 'failed') GROUP BY entrypoint
+UNION ALL
+SELECT 'pt', NULL, NULL, NULL, NULL, NULL, NULL, {SERVER_TIME}
+UNION ALL
+"""
+        if picked_held
+        else ""
+    )
+    # Aliases name the columns when the queued arm comes first (after that, they are ignored).
+    return f"""
+{picked_held_arm}SELECT 'q' AS kind, entrypoint,
+    count(*) FILTER (WHERE execute_after <= now()) AS a,
+    count(*) FILTER (WHERE execute_after > now()) AS b,
+    min(execute_after) FILTER (WHERE execute_after <= now()) AS at,
+    NULL::bigint AS log_top, NULL::bool AS jumped, NULL::float8 AS server_s
+FROM {q}
+WHERE status = 'queued' AND {top} - $1::bigint <= $2::bigint
+GROUP BY entrypoint
+UNION ALL
+SELECT 's', NULL, NULL, NULL, now(), {top}, {top} - $1::bigint > $2::bigint, {SERVER_TIME}
+"""
+
+
+@dataclass(frozen=True)
+class DirectRead:
+    """What a direct read cost, and whether it found the log moved too far to count."""
+
+    server_s: float | None
+    picked_held_s: float | None  # the picked/held arm's share (None: not read)
+    jumped: bool = False
+
+
 DELTA_ROW_CAP = 200_000  # more log rows than this since the last read: count exactly instead
 
 
@@ -287,6 +367,13 @@ class DepthTracker:
         self._deferred = _Deferred()
         self._oldest: dict[str, datetime | None] = {}
         self.queued_touched: set[str] = set()
+        # Counting the queue table directly (a small queue) instead of following the log.
+        self.direct = False
+        self.direct_log_top = 0  # the log's highest id at the last direct read
+        self.direct_reads = 0
+        self.split_by_direct = False  # the ready/deferred split came with the last direct read
+        # "direct" / "follow" / "restart", the latest in order (tests, the scale bench)
+        self.switches: deque[str] = deque(maxlen=64)
 
     # -- control ---------------------------------------------------------------------------
 
@@ -298,6 +385,31 @@ class DepthTracker:
     @property
     def exact(self) -> bool:
         return self.exact_at is not None
+
+    def queued_total(self) -> int:
+        return sum(c.queued for c in self.counts.values())
+
+    def enter_direct(self) -> None:
+        """Count directly from the next read (the counts now are exact: no jump)."""
+        self.direct = True
+        self.direct_log_top = self.cursor.max_id if self.cursor is not None else 0
+        self.split_by_direct = False
+        self.generation += 1  # a delta read in flight is dropped
+        self.switches.append("direct")
+
+    def leave_direct(self) -> None:
+        """Follow the log from the cursor of the exact count just taken."""
+        self.direct = False
+        self.switches.append("follow")
+
+    def restart(self, why: str) -> None:
+        """Start over with the capped first look (the queue may have grown far beyond a direct
+        count's reach); the numbers shown stay until it lands."""
+        self.direct = False
+        self.cursor = None
+        self.exact_at = None
+        self.resync_reasons[why] = self.resync_reasons.get(why, 0) + 1
+        self.switches.append("restart")
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -356,6 +468,60 @@ class DepthTracker:
         self.first_look_done = True
         self.resyncs += 1
         return server_s
+
+    async def count_direct(self, backend: Backend, *, picked_held: bool) -> DirectRead:
+        """Count the queue table directly; see the module docstring. Without `picked_held`
+        the picked and held counts stay as they were."""
+        rows = await backend.read(
+            direct_sql(self.installation, picked_held=picked_held),
+            self.direct_log_top,
+            JUMP_LOG_ROWS,
+        )
+        queued: dict[str, tuple[int, int, datetime | None]] = {}
+        picked_failed: dict[str, tuple[int, int]] = {}
+        picked_held_s = None
+        summary: dict[str, Any] = {}
+        for r in rows:
+            kind = r["kind"]
+            if kind == "q":
+                queued[str(r["entrypoint"])] = (int(r["a"]), int(r["b"]), r["at"])
+            elif kind == "p":
+                picked_failed[str(r["entrypoint"])] = (int(r["a"]), int(r["b"]))
+            elif kind == "pt":
+                picked_held_s = float(r["server_s"])
+            else:
+                summary = r
+        server_s = float(summary["server_s"])
+        self.direct_log_top = int(summary["log_top"])
+        if summary["jumped"]:
+            return DirectRead(server_s, picked_held_s, jumped=True)
+        counts: dict[str, Counts] = {}
+        deferred: dict[str, int] = {}
+        oldest: dict[str, datetime | None] = {}
+        # Entrypoints seen before stay (at zero) so their rows do not flicker away.
+        for entrypoint in self.counts.keys() | queued.keys() | picked_failed.keys():
+            before = self.counts.get(entrypoint, Counts())
+            ready, later, oldest_ready = queued.get(entrypoint, (0, 0, None))
+            picked, failed = (
+                picked_failed.get(entrypoint, (0, 0))
+                if picked_held
+                else (before.picked, before.failed)
+            )
+            counts[entrypoint] = Counts(queued=ready + later, picked=picked, failed=failed)
+            if later:
+                deferred[entrypoint] = later
+            oldest[entrypoint] = oldest_ready
+        self.counts = counts
+        self._deferred = _Deferred(deferred)
+        self._oldest = oldest
+        self.capped = frozenset()
+        self.exact_at = summary["at"]
+        self.first_look_done = True
+        if picked_held:
+            self.resync_requested = False
+        self.direct_reads += 1
+        self.split_by_direct = True
+        return DirectRead(server_s, picked_held_s)
 
     def _low_id(self, oldest_in_progress: int | None) -> int:
         """The highest id read before the oldest in-progress transaction began (0: unknown)."""

@@ -192,7 +192,7 @@ class Refresher:
             server_s = server_s_or_none if server_s_or_none is not None else client_s
             self.last_depth_s = min(server_s, client_s)
             if tiers.depth_paces:
-                self.pacer.depth_took(self.last_depth_s)
+                self.pacer.depth_took(max(0.0, self.last_depth_s - tiers.picked_held_s))
             deferred_spent = await tiers.read_deferred()
             self._show(started, spent=self.last_depth_s + log_spent + deferred_spent)
             if not self.status.paused and tiers.log_tiers_due(self.clock.monotonic()):

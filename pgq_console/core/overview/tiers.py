@@ -1,9 +1,12 @@
 """What the overview reads, tier by tier, each paced by its own slice of the database budget.
 
-The depth tier answers events: a capped first look, then PgQueuer's log rows since the last
-read (core/depth.py); the exact count of every depth runs aside, on its own connection, so
-refreshes go on while it does. The ready/deferred split follows (time moves jobs from
-deferred to ready, unlogged). The windows and the durations read the log, less often.
+The depth tier answers events. A small queue is counted directly on every read (queued jobs
+with their ready/deferred split; picked jobs and held failures on their own paced cadence). A
+large one gets a capped first look, then PgQueuer's log rows since the last read
+(core/depth.py); the exact count of every depth runs aside, on its own connection, so refreshes
+go on while it does, and the ready/deferred split follows (time moves jobs from deferred to
+ready, unlogged). Between the two, each switch starts from an exact count. The windows and the
+durations read the log, less often.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 
+from pgq_console.core import depth as depth_module
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.depth import (
@@ -42,6 +46,9 @@ DURATIONS_WINDOW = timedelta(minutes=5)
 DEFERRED_EVERY_S = 5.0  # the ready/deferred split, when no job was queued since (time moves it)
 DEFERRED_SOON_S = 1.0  # ... and when jobs were queued since (some may be deferred)
 RESYNC_RETRY_S = 60.0
+# Counting directly, picked jobs and held failures (UPDATEs: no NOTIFY, and a scan of the whole
+# table for held ones) are read at most this often, or less as their cost asks.
+PICKED_HELD_EVERY_S = 1.0
 
 
 class OverviewTiers:
@@ -75,9 +82,14 @@ class OverviewTiers:
         self._deferred_last = 0.0
         self._resync_due = 0.0
         self._resync_task: asyncio.Task[None] | None = None
+        self._picked_held_due = 0.0
+        self._resync_retry_at = 0.0  # a failed exact count is not retried before this
         # Whether the last depth read paces the event tier: a first look or an exact count is
         # a one-off, booked but not a measure of what a read costs.
         self.depth_paces = True
+        # The part of the last depth read that was the picked/held count: paced on its own
+        # cadence, so not a measure of what the next depth read costs (booked all the same).
+        self.picked_held_s = 0.0
 
     @property
     def first_paint(self) -> bool:
@@ -112,32 +124,84 @@ class OverviewTiers:
     # -- the depth tier ------------------------------------------------------------------------
 
     async def follow_depth(self) -> float | None:
-        """A capped first look, then the log rows since the last read; the exact count starts
-        aside when it is due. Returns the server's time, if it said."""
+        """The depths: counted directly while the queue is small; else a capped first look,
+        then the log rows since the last read, the exact count starting aside when it is due.
+        Returns the server's time, if it said."""
         tracker = self.tracker
-        self.depth_paces = tracker.cursor is not None
-        if tracker.cursor is None:
-            server_s = await tracker.first_look(self.backend)
-            if tracker.small and not tracker.capped:
-                # Milliseconds: count exactly before showing anything (held jobs included).
-                started = self.clock.monotonic()
-                exact_s = await tracker.resync(self.backend)
-                self._resync_due = started + self.tracker_resync_every_s
-                if server_s is not None and exact_s is not None:
-                    server_s += exact_s
-            else:
-                self._start_resync()
+        self.picked_held_s = 0.0
+        if tracker.direct:
+            server_s = await self._count_direct()
+        elif tracker.cursor is None:
+            server_s = await self._first_look()
         else:
+            self.depth_paces = True
             server_s = await tracker.advance(self.backend)
+            if (
+                tracker.queued_total() < depth_module.FOLLOW_BELOW
+                and self.clock.monotonic() >= self._resync_retry_at
+            ):
+                # Small again: count exactly (aside); its numbers decide the switch.
+                tracker.request_resync("small again")
             if tracker.resync_requested or self.clock.monotonic() >= self._resync_due:
                 self._start_resync()
         self.tracked = tracker.reading(server_s)
         self.depth = self.tracked.depth
         return server_s
 
+    async def _first_look(self) -> float | None:
+        """At the start (and after a jump): a capped first look; a small table is counted
+        exactly at once and then directly, a large one exactly aside and followed meanwhile."""
+        tracker = self.tracker
+        self.depth_paces = False
+        server_s = await tracker.first_look(self.backend)
+        if tracker.small and not tracker.capped:
+            # Milliseconds: count exactly before showing anything (held jobs included).
+            started = self.clock.monotonic()
+            exact_s = await tracker.resync(self.backend)
+            self._resync_due = started + self.tracker_resync_every_s
+            if server_s is not None and exact_s is not None:
+                server_s += exact_s
+            if tracker.queued_total() < depth_module.FOLLOW_ABOVE:
+                tracker.enter_direct()
+                self._picked_held_due = self.clock.monotonic() + PICKED_HELD_EVERY_S
+        else:
+            self._start_resync()
+        return server_s
+
+    async def _count_direct(self) -> float | None:
+        """A direct count; at `FOLLOW_ABOVE` queued jobs, an exact count at once and the log
+        followed from it; after a jump of the log, the first look again."""
+        tracker = self.tracker
+        started = self.clock.monotonic()
+        picked_held = tracker.resync_requested or started >= self._picked_held_due
+        read = await tracker.count_direct(self.backend, picked_held=picked_held)
+        if read.jumped:
+            tracker.restart("log jumped")
+            return await self._first_look()
+        self.depth_paces = True
+        server_s = read.server_s
+        if read.picked_held_s is not None:
+            self.picked_held_s = read.picked_held_s
+            self._picked_held_due = started + max(
+                PICKED_HELD_EVERY_S, read.picked_held_s / (self.pacer.budget * RESYNC_SHARE)
+            )
+        if tracker.queued_total() >= depth_module.FOLLOW_ABOVE:
+            # Large now: follow the log from an exact count (its cursor), taken at once: under
+            # the threshold at the last read, it takes milliseconds.
+            self.depth_paces = False
+            exact_s = await tracker.resync(self.backend)
+            tracker.leave_direct()
+            self._resync_due = started + self.tracker_resync_every_s
+            self._deferred_due = 0.0  # the split follows from here (its last one is kept)
+            if server_s is not None and exact_s is not None:
+                server_s += exact_s
+        return server_s
+
     async def read_deferred(self) -> float:
         """The ready/deferred split: for all entrypoints paced by its own cost, for those with
         newly queued jobs within a second. Returns the seconds it spent in the database."""
+        if self.tracker.direct and self.tracker.split_by_direct:
+            return 0.0  # every direct read splits them (not the exact count before the first)
         started = self.clock.monotonic()
         everyone = started >= self._deferred_due
         touched = bool(self.tracker.queued_touched) and (
@@ -173,7 +237,7 @@ class OverviewTiers:
             # The log-followed numbers stay (marked as lower bounds until one succeeds).
             log.warning("exact depth count failed: %s", error_line(exc))
             self.tracker.resync_requested = False
-            self._resync_due = self.clock.monotonic() + RESYNC_RETRY_S
+            self._resync_due = self._resync_retry_at = self.clock.monotonic() + RESYNC_RETRY_S
             return
         ended = self.clock.monotonic()
         spent = min(ended - started, server_s) if server_s is not None else ended - started
@@ -182,6 +246,9 @@ class OverviewTiers:
             self.tracker_resync_every_s, spent / (self.pacer.budget * RESYNC_SHARE)
         )
         self._deferred_due = 0.0
+        if not self.tracker.direct and self.tracker.queued_total() < depth_module.FOLLOW_BELOW:
+            self.tracker.enter_direct()  # from these exact numbers on
+            self._picked_held_due = ended + PICKED_HELD_EVERY_S
         self._on_exact()
 
     # -- the log tiers -------------------------------------------------------------------------
