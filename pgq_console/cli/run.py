@@ -132,7 +132,8 @@ def make_app(settings: Settings, backend: Backend | Callable[[], Awaitable[Backe
         read_only=target.read_only,
         shutdown_drain_s=settings.shutdown_drain,
     )
-    app.consumers.max_reconnect_attempts = settings.consumer_reconnect_attempts
+    # Applied when the consumers' supervisor is created (not before the first paint).
+    app.context.consumer_reconnect_attempts = settings.consumer_reconnect_attempts
     app.settings = settings
     app.profile = target.profile
     app.environment = target.environment
