@@ -42,6 +42,9 @@ def test_steady_numbers_keep_what_is_shown_while_it_only_wobbles() -> None:
     assert fmt.steady_latency(0.003, 0.012) == 0.003  # both under 20 ms
     assert fmt.steady_latency(0.050, 0.080) == 0.050  # within a factor of two
     assert fmt.steady_latency(0.003, 0.250) == 0.250
+    assert fmt.steady_duration(0.054, 0.055) == 0.054  # a p95 of 54 ms, then 55 ms
+    assert fmt.steady_duration(0.054, 0.080) == 0.080
+    assert fmt.steady_duration(None, 0.054) == 0.054 and fmt.steady_duration(0.054, None) is None
     assert fmt.steady_share(0.005, 0.006) == 0.005  # 0.1 point
     assert fmt.steady_share(0.005, 0.009) == 0.009
     assert fmt.steady_share(0.0, 0.001) == 0.001

@@ -37,6 +37,14 @@ def steady_rate(shown: float | None, new: float) -> float:
     return shown if abs(new - shown) <= max(step, RATE_TOLERANCE * shown) else new
 
 
+def steady_duration(shown: float | None, new: float | None) -> float | None:
+    """A duration (p50, p95) to show: `shown` while `new` is within a tenth of it, else `new`
+    (an hour's percentiles move by a millisecond on every refresh)."""
+    if shown is None or new is None or shown == 0:
+        return new
+    return shown if abs(new - shown) <= 0.1 * shown else new
+
+
 def steady_share(shown: float | None, new: float) -> float:
     """A share (0.004 = 0.4 %) to show: `shown` while `new` is within 0.2 percentage points
     or a fifth of it, else `new` (the console's database time wobbles by 0.1 % per refresh)."""

@@ -52,8 +52,9 @@ class OverviewTable(LiveTable):
         # entrypoint -> the cells on screen and when they were painted (injected clock).
         self._painted: dict[str, tuple[dict[str, Text], datetime]] = {}
         self.repaint_gap_s = REPAINT_GAP_S
-        # entrypoint -> the rates (in, out) its row shows (`fmt.steady_rate`).
-        self._rates: dict[str, tuple[float, float]] = {}
+        # entrypoint -> the rates (in, out) and durations (p50, p95) its row shows
+        # (`fmt.steady_rate`, `fmt.steady_duration`).
+        self._rates: dict[str, tuple[float, float, float | None, float | None]] = {}
         # Most urgent first (the columns' order): a narrow terminal drops from the right.
         super().__init__(
             COLUMNS,
@@ -74,12 +75,14 @@ class OverviewTable(LiveTable):
         shown: dict[str, tuple[EntrypointRow, str, dict[str, Text]]] = {}
         painted: dict[str, tuple[dict[str, Text], datetime]] = {}
         wait: float | None = None
-        rates: dict[str, tuple[float, float]] = {}
+        rates: dict[str, tuple[float, float, float | None, float | None]] = {}
         for row in snapshot.rows:
-            shown_rates = self._rates.get(row.entrypoint)
+            was = self._rates.get(row.entrypoint)
             rates[row.entrypoint] = (
-                fmt.steady_rate(shown_rates[0] if shown_rates else None, row.rate_in),
-                fmt.steady_rate(shown_rates[1] if shown_rates else None, row.rate_out),
+                fmt.steady_rate(was[0] if was else None, row.rate_in),
+                fmt.steady_rate(was[1] if was else None, row.rate_out),
+                fmt.steady_duration(was[2] if was else None, row.p50_s),
+                fmt.steady_duration(was[3] if was else None, row.p95_s),
             )
             oldest_s = _oldest_s(row, now)
             age = fmt.seconds(oldest_s)
@@ -122,7 +125,10 @@ class OverviewTable(LiveTable):
         return self.app.theme_variables.get(name, "")
 
     def _cells(
-        self, row: EntrypointRow, now: datetime, rates: tuple[float, float]
+        self,
+        row: EntrypointRow,
+        now: datetime,
+        rates: tuple[float, float, float | None, float | None],
     ) -> dict[str, Text]:
         def number(value: int, status: str | None = None) -> Text:
             style = self._style(status_style(status).variable) if status and value else ""
@@ -147,8 +153,8 @@ class OverviewTable(LiveTable):
             "in": Text(fmt.rate(rates[0]), justify="right"),
             "out": Text(fmt.rate(rates[1]), justify="right"),
             "oldest": self._oldest_cell(oldest_s),
-            "p50": Text(fmt.seconds(row.p50_s), justify="right"),
-            "p95": Text(fmt.seconds(row.p95_s), justify="right"),
+            "p50": Text(fmt.seconds(rates[2]), justify="right"),
+            "p95": Text(fmt.seconds(rates[3]), justify="right"),
             "trend": Text(
                 fmt.sparkline(row.sparkline, TREND_WIDTH),
                 style=self._style(status_style("picked").variable),
