@@ -53,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import overview_bench as ob  # noqa: E402
+from delay_proxy import DelayProxy  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # A CSI sequence, an OSC / DCS string, another two-byte escape, or a run of text.
@@ -176,6 +177,8 @@ async def run_console(
     screen = Screen(columns, rows)
     reading = Reading()
     recording = record.open("wb") if record is not None else None
+    # With --record, when each read arrived (s from the launch) and its size: frames to diff.
+    reads: list[tuple[float, int]] = []
     loop = asyncio.get_running_loop()
     first_numbers = loop.create_future()
     closed = loop.create_future()
@@ -196,6 +199,7 @@ async def run_console(
             return
         if recording is not None:
             recording.write(data)
+            reads.append((round(time.monotonic() - launched, 4), len(data)))
         text = data.decode("utf-8", errors="replace")
         if counting:
             reading.bytes += len(data)
@@ -287,6 +291,8 @@ async def run_console(
         os.close(master)
         if recording is not None:
             recording.close()
+            assert record is not None
+            record.with_suffix(".reads.json").write_text(json.dumps(reads))
         shutil.rmtree(home, ignore_errors=True)
         result["rc"] = proc.returncode
     return result
@@ -310,8 +316,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     produced = ctx.Value("q", 0)
     procs: list[Any] = []
     dsn = ""
+    proxies = contextlib.AsyncExitStack()
     try:
         dsn = await ob.create_database(server.dsn, "terminal")
+        # --rtt: the consoles (only they) reach the server through a delaying proxy.
+        console_dsn = dsn
+        if args.rtt > 0:
+            proxy = await proxies.enter_async_context(DelayProxy(dsn, args.rtt))
+            console_dsn = proxy.dsn
         procs = [
             ctx.Process(
                 target=ob.worker_process, args=(dsn, entrypoints, args.batch_size, d, stop)
@@ -342,7 +354,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         run_console(
                             side,
                             tree,
-                            dsn,
+                            console_dsn,
                             args,
                             args.record / f"{side}-{round_index + 1}.pty" if args.record else None,
                         )
@@ -358,6 +370,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     brief = {k: v for k, v in r.items() if k not in ("by_line", "screen")}
                     ob.say(json.dumps(brief))
     finally:
+        await proxies.aclose()
         stop.set()
         for proc in procs:
             proc.join(15)
@@ -421,6 +434,9 @@ def main() -> None:
     parser.add_argument("--term", default="xterm-256color")
     parser.add_argument("--colorterm", default="truecolor", help="COLORTERM ('' to unset)")
     parser.add_argument("--first-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--rtt", type=float, default=0.0, help="consoles through a proxy adding this RTT, s"
+    )
     parser.add_argument("--top-lines", type=int, default=12, help="lines listed by bytes")
     parser.add_argument("--record", type=Path, help="directory: write each run's pty stream")
     parser.add_argument("--json", type=Path, help="also write the results here")

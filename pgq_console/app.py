@@ -31,13 +31,11 @@ from pgq_console.core.backend import (
     SyncPsycopgBackend,
 )
 from pgq_console.core.clock import Clock, SystemClock
-from pgq_console.core.consumers import ShutdownReport
 from pgq_console.core.consumers.capture import LoggingState
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import Installation
 from pgq_console.fleet_mode import FleetModeApp
 from pgq_console.keymap import binding_ids, keymap_problem
-from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.themes import (
     VARIABLE_DEFAULTS,
     choose_theme,
@@ -69,6 +67,8 @@ if TYPE_CHECKING:
 
     import asyncpg
     import psycopg
+
+    from pgq_console.core.consumers import ShutdownReport
 
 
 class PgqConsole(FleetModeApp, ScreenModesApp):
@@ -183,6 +183,8 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         if self._exiting():
             return
         if backend is not None and not backend.capabilities.can_read:
+            from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
+
             self.push_screen(EnqueueOnlyScreen(backend))
             return
         if backend is None:
@@ -224,11 +226,14 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         cuts the drain short.
         """
         if self.exit_signal is not None:
-            self.consumers.hurry()
+            if self.context.has_consumers:
+                self.consumers.hurry()
             return
         self.exit_signal = signum
-        self.consumers.stop_picking()
-        running = sum(consumer.in_flight for consumer in self.consumers.active)
+        running = 0
+        if self.context.has_consumers:  # else no consumer ever ran
+            self.consumers.stop_picking()
+            running = sum(consumer.in_flight for consumer in self.consumers.active)
         if running:
             self.notify(
                 f"{signal.Signals(signum).name}: consumers stopped picking; {running} running "
@@ -246,6 +251,8 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
 
     async def _shut_down_consumers(self) -> None:
         """However the console ends, no running job is lost or logged `canceled`."""
+        if not self.context.has_consumers:
+            return  # no consumer ever ran
         reason = (
             f"{signal.Signals(self.exit_signal).name} received"
             if self.exit_signal is not None
@@ -262,7 +269,8 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         self.stop_startup_work()
         try:
             await self._shut_down_consumers()
-            self.consumers.close()
+            if self.context.has_consumers:
+                self.consumers.close()
             await self._stop_workers("audit-toasts")
             backend = self.backend
             if backend is not None and self._open_backend is not None:

@@ -31,14 +31,7 @@ from pgq_console.core.backend import Backend
 from pgq_console.keyboard import KeyboardApp
 from pgq_console.messages import OpenJobs
 from pgq_console.navigation import SCREENS
-from pgq_console.screens.charts import ChartsScreen
-from pgq_console.screens.consumers import ConsumersScreen
-from pgq_console.screens.failures import FailuresScreen
-from pgq_console.screens.health import HealthScreen
-from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
-from pgq_console.screens.schedules import SchedulesScreen
-from pgq_console.screens.workers import WorkersScreen
 from pgq_console.widgets.live_table import LiveTable
 
 # The screens built ahead of their first visit (`ScreenModesApp._build_ahead`), one per delay.
@@ -69,17 +62,61 @@ def _overview(context: ConsoleContext) -> OverviewScreen:
     return screen
 
 
+# The screens other than the overview are imported when first built (after the first paint):
+# their modules are a third of the console's import time (`tests/test_startup_imports.py`).
+def _jobs(c: ConsoleContext) -> Screen[None]:
+    from pgq_console.screens.jobs import JobsScreen
+
+    return JobsScreen(_async_backend(c), c.clock, interval_s=c.refresh_interval)
+
+
+def _failures(c: ConsoleContext) -> Screen[None]:
+    from pgq_console.screens.failures import FailuresScreen
+
+    return FailuresScreen(_async_backend(c), c.clock, interval_s=c.refresh_interval)
+
+
+def _workers(c: ConsoleContext) -> Screen[None]:
+    from pgq_console.screens.workers import WorkersScreen
+
+    return WorkersScreen(_async_backend(c), c.clock)
+
+
+def _schedules(c: ConsoleContext) -> Screen[None]:
+    from pgq_console.screens.schedules import SchedulesScreen
+
+    return SchedulesScreen(_async_backend(c), c.clock)
+
+
+def _database(c: ConsoleContext) -> Screen[None]:
+    from pgq_console.screens.health import HealthScreen
+
+    return HealthScreen(_async_backend(c), c.clock)
+
+
+def _consumers(c: ConsoleContext) -> Screen[None]:
+    from pgq_console.screens.consumers import ConsumersScreen
+
+    return ConsumersScreen(c)
+
+
+def _charts(c: ConsoleContext) -> Screen[None]:
+    from pgq_console.screens.charts import ChartsScreen
+
+    return ChartsScreen(_async_backend(c), c.clock)
+
+
 # How each mode's screen is built from the context, on its first visit (`navigation.SCREENS`
 # lists the modes, their keys and titles).
 SCREEN_FACTORIES: dict[str, Callable[[ConsoleContext], Screen[None]]] = {
-    "overview": lambda c: _overview(c),
-    "jobs": lambda c: JobsScreen(_async_backend(c), c.clock, interval_s=c.refresh_interval),
-    "failures": lambda c: FailuresScreen(_async_backend(c), c.clock, interval_s=c.refresh_interval),
-    "workers": lambda c: WorkersScreen(_async_backend(c), c.clock),
-    "schedules": lambda c: SchedulesScreen(_async_backend(c), c.clock),
-    "database": lambda c: HealthScreen(_async_backend(c), c.clock),
-    "consumers": lambda c: ConsumersScreen(c),
-    "charts": lambda c: ChartsScreen(_async_backend(c), c.clock),
+    "overview": _overview,
+    "jobs": _jobs,
+    "failures": _failures,
+    "workers": _workers,
+    "schedules": _schedules,
+    "database": _database,
+    "consumers": _consumers,
+    "charts": _charts,
 }
 
 
@@ -260,6 +297,8 @@ class ScreenModesApp(KeyboardApp):
     def _open_jobs(self, message: OpenJobs) -> None:
         """Enter on the overview: the Jobs screen filtered to one entrypoint, built for this
         visit if need be (the filter is set before its first read)."""
+        from pgq_console.screens.jobs import JobsScreen
+
         jobs = self._screen_for("jobs")
         if isinstance(jobs, JobsScreen):
             jobs.filter_entrypoint(message.entrypoint)

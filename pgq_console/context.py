@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pgq_console.core.clock import Clock, SystemClock
-from pgq_console.core.consumers import ConsumerSupervisor
 from pgq_console.core.text import one_line
 
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings
     from pgq_console.core.audit import AuditAnnouncement
     from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.consumers import ConsumerSupervisor
     from pgq_console.core.workers import WorkerRow
 
 QuitGuard = Callable[[], str | None]
@@ -90,7 +90,8 @@ class ConsoleContext:
     clock: Clock = field(default_factory=SystemClock)
     # Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs.
     resources: MutableMapping[str, Any] = field(default_factory=dict)
-    consumers: ConsumerSupervisor = field(init=False)
+    # Given to the consumers' supervisor when it is created (`consumers`); None: its default.
+    consumer_reconnect_attempts: int | None = None
     refresh_interval: float = 2.0
     listen: bool = True
     # Write actions hidden and refused; connections the console opens are read-only too.
@@ -110,9 +111,24 @@ class ConsoleContext:
         default_factory=lambda: collections.deque(maxlen=HEARD_AUDIT_KEPT)
     )
 
-    def __post_init__(self) -> None:
-        # In-process consumers outlive screen switches, so the console (not a screen) owns them.
-        self.consumers = ConsumerSupervisor(self.resources, self.clock)
+    _consumers: ConsumerSupervisor | None = field(default=None, init=False, repr=False)
+
+    @property
+    def consumers(self) -> ConsumerSupervisor:
+        """The in-process consumers. They outlive screen switches, so the console (not a
+        screen) owns them; created on first use (their modules are not imported before the
+        console's first paint)."""
+        if self._consumers is None:
+            from pgq_console.core.consumers import ConsumerSupervisor
+
+            self._consumers = ConsumerSupervisor(self.resources, self.clock)
+            self._consumers.max_reconnect_attempts = self.consumer_reconnect_attempts
+        return self._consumers
+
+    @property
+    def has_consumers(self) -> bool:
+        """Whether the consumers' supervisor exists (else no consumer ever ran)."""
+        return self._consumers is not None
 
     def profiles(self) -> Mapping[str, ProfileConfig]:
         return self.settings.profiles if self.settings else {}
@@ -127,7 +143,7 @@ class ConsoleContext:
         return self.quit_guards.reason(include_stoppable=False) or self._consumers_reason()
 
     def _consumers_reason(self) -> str | None:
-        active = self.consumers.active
+        active = self.consumers.active if self.has_consumers else []
         return f"{len(active)} in-process consumer(s) running" if active else None
 
 

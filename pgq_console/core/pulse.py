@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pgq_console.core.backend import Backend
-from pgq_console.core.jobs import FailureGroups, fetch_failure_groups
 from pgq_console.core.models import OverviewSnapshot
 from pgq_console.core.stats import RATE_WINDOW_S
 from pgq_console.core.workers import (
@@ -27,6 +27,9 @@ from pgq_console.core.workers import (
     WorkerState,
     fetch_workers,
 )
+
+if TYPE_CHECKING:
+    from pgq_console.core.jobs import FailureGroups
 
 PULSE_POLL_S = 15.0
 HISTORY_SAMPLES = 240  # at one sample per refresh (2 s): the last 8 minutes
@@ -169,6 +172,9 @@ class PulseReading:
 async def fetch_pulse(backend: Backend, now: datetime) -> PulseReading:
     """The feed's slow reading: workers holding jobs, and the last hour's failure groups."""
     workers = await fetch_workers(backend, now=now)
+    # Imported on the first read (after the console's first paint: `core.jobs` is big).
+    from pgq_console.core.jobs import fetch_failure_groups
+
     failures = await fetch_failure_groups(backend, now, window=FAILURE_WINDOW, limit=50)
     return PulseReading(workers, failures)
 

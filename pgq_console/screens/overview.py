@@ -24,6 +24,7 @@ from pgq_console.core.pulse import (
 )
 from pgq_console.core.text import printable
 from pgq_console.messages import AuditHeard, OpenJobs, PulseRead, SnapshotReady, StatusChanged
+from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.overview_table import OLD_READY_S, OverviewTable
@@ -89,13 +90,14 @@ class OverviewScreen(Screen[None]):
         self.feed = EventFeed()
         self.pulse: PollLoop[PulseReading] | None = None
         # The numbers above and below the table (totals, tiles, chart, event ages) and the live
-        # line change on every refresh: painted at most twice a second of the injected clock,
+        # line change on every refresh: painted at most once a second of the injected clock,
         # at once when their state changes (`_headline_state`, `_status_state`).
         self._headline_pacer = RepaintPacer()
         self._headline_state: tuple[object, ...] | None = None
         self._status_pacer = RepaintPacer()
         self._status_state: tuple[object, ...] | None = None
         self._repaint_timer: Timer | None = None
+        self._rates: tuple[float, float] | None = None  # the totals' rates shown (in, out)
 
     def compose(self) -> ComposeResult:
         yield Banner(id="autocommit-banner")
@@ -242,19 +244,25 @@ class OverviewScreen(Screen[None]):
             self.feed.events,
         )
         if state != self._headline_state or self._headline_pacer.due(now):
+            changed = state != self._headline_state
             self._headline_state = state
             self._headline_pacer.painted(now)
-            self.query_one(TotalsLine).show(snapshot, now)
+            shown = self._rates
+            self._rates = rates = (
+                fmt.steady_rate(shown[0] if shown else None, total.rate_in),
+                fmt.steady_rate(shown[1] if shown else None, total.rate_out),
+            )
+            self.query_one(TotalsLine).show(snapshot, now, rates)
             self.query_one(PulseTiles).show(
                 ready=total.ready,
                 deferred=total.deferred,
                 picked=total.picked,
                 held=total.held,
                 oldest_ready_s=oldest_s,
-                rate_in=total.rate_in,
-                rate_out=total.rate_out,
+                rate_in=rates[0],
+                rate_out=rates[1],
             )
-            self.query_one(RateChart).show(self.history.samples)
+            self.query_one(RateChart).show(self.history.samples, force=changed)
             self.query_one(EventFeedView).show(self.feed.events, now)  # the ages tick
         else:
             left = self._headline_pacer.wait_s(now)

@@ -283,6 +283,9 @@ class LiveTable(ScrollView, can_focus=True):
         self._order: list[str] = []
         self._index: dict[str, int] = {}
         self._version: dict[str, int] = {}
+        # row key -> the columns changed since its line was last asked to repaint: the line is
+        # repainted only up to the last of them (`_refresh_rows`).
+        self._changed_columns: dict[str, set[str]] = {}
         self._counter = 0
         self._content_widths: dict[str, int] = {}  # column key -> widest cell or label
         self.shown_columns: list[str] = []
@@ -448,6 +451,7 @@ class LiveTable(ScrollView, can_focus=True):
         else:
             self._set_cursor(self.cursor_row, scroll=False)
         if moved or layout_changed:
+            self._changed_columns.clear()
             self.refresh()
         else:
             self._refresh_rows(changed_rows)
@@ -464,6 +468,7 @@ class LiveTable(ScrollView, can_focus=True):
                 continue
             current[column] = cell
             row_changed = True
+            self._changed_columns.setdefault(key, set()).add(column)
             declared = self._column(column)
             if declared is None or declared.width is not None:
                 continue
@@ -487,6 +492,7 @@ class LiveTable(ScrollView, can_focus=True):
             self._measure(column)
         if self._relayout():
             self._update_virtual_size()
+            self._changed_columns.clear()
             self.refresh()
         else:
             self._refresh_rows([row_key])
@@ -695,10 +701,33 @@ class LiveTable(ScrollView, can_focus=True):
         bottom = top + self.scrollable_content_region.height
         visible = [i for key in keys if top <= (i := self._index[key]) < bottom]
         if len(visible) > REPAINT_ROWS:
+            self._changed_columns.clear()
             self.refresh()
             return
-        for index in visible:
-            self.refresh_line(self.header_height + index)
+        scroll_x = int(self.scroll_x)
+        for key in keys:
+            index = self._index[key]
+            changed = self._changed_columns.pop(key, None)
+            if not top <= index < bottom:
+                continue
+            # A terminal update of part of a line is written from the widget's left edge to
+            # the part's right end: up to the last changed column, not the whole line (a
+            # count moving in the third column rewrites a third of it).
+            end = self._end_of(changed) if changed is not None and not scroll_x else None
+            if end is None:
+                self.refresh_line(self.header_height + index)
+            elif end > 0:  # else only columns not shown changed
+                self.refresh(Region(0, self.header_height + index - top, end, 1))
+
+    def _end_of(self, columns: set[str]) -> int | None:
+        """Where the last of these columns ends on screen (0: none shown), None when a width
+        is not known yet."""
+        x = end = 0
+        for column, width in self._layout:
+            x += width
+            if column in columns:
+                end = x
+        return end if self.size.width > 0 else None
 
     def release_render_caches(self) -> None:
         """Free the row strips: a hidden screen's are stale by the time it is shown again. The

@@ -52,6 +52,9 @@ class OverviewTable(LiveTable):
         # entrypoint -> the cells on screen and when they were painted (injected clock).
         self._painted: dict[str, tuple[dict[str, Text], datetime]] = {}
         self.repaint_gap_s = REPAINT_GAP_S
+        # entrypoint -> the rates (in, out) and durations (p50, p95) its row shows
+        # (`fmt.steady_rate`, `fmt.steady_duration`).
+        self._rates: dict[str, tuple[float, float, float | None, float | None]] = {}
         # Most urgent first (the columns' order): a narrow terminal drops from the right.
         super().__init__(
             COLUMNS,
@@ -72,7 +75,15 @@ class OverviewTable(LiveTable):
         shown: dict[str, tuple[EntrypointRow, str, dict[str, Text]]] = {}
         painted: dict[str, tuple[dict[str, Text], datetime]] = {}
         wait: float | None = None
+        rates: dict[str, tuple[float, float, float | None, float | None]] = {}
         for row in snapshot.rows:
+            was = self._rates.get(row.entrypoint)
+            rates[row.entrypoint] = (
+                fmt.steady_rate(was[0] if was else None, row.rate_in),
+                fmt.steady_rate(was[1] if was else None, row.rate_out),
+                fmt.steady_duration(was[2] if was else None, row.p50_s),
+                fmt.steady_duration(was[3] if was else None, row.p95_s),
+            )
             oldest_s = _oldest_s(row, now)
             age = fmt.seconds(oldest_s)
             # A row the table lost (or never had) is built afresh, whatever was shown.
@@ -82,7 +93,7 @@ class OverviewTable(LiveTable):
                 if previous[1] != age:  # only the age moved on
                     cells = {**cells, "oldest": self._oldest_cell(oldest_s)}
             else:
-                cells = self._cells(row, now)
+                cells = self._cells(row, now, rates[row.entrypoint])
             shown[row.entrypoint] = (row, age, cells)
             on_screen = self._painted.get(row.entrypoint) if row.entrypoint in self else None
             if on_screen is not None and on_screen[0] is not cells:
@@ -100,6 +111,7 @@ class OverviewTable(LiveTable):
             )  # fmt: skip
         self._shown = shown
         self._painted = painted
+        self._rates = rates
         order = sorted(rows, key=lambda key: rows[key]["entrypoint"].plain)
         self.apply(rows, order)
         return wait
@@ -112,7 +124,12 @@ class OverviewTable(LiveTable):
     def _style(self, name: str) -> str:
         return self.app.theme_variables.get(name, "")
 
-    def _cells(self, row: EntrypointRow, now: datetime) -> dict[str, Text]:
+    def _cells(
+        self,
+        row: EntrypointRow,
+        now: datetime,
+        rates: tuple[float, float, float | None, float | None],
+    ) -> dict[str, Text]:
         def number(value: int, status: str | None = None) -> Text:
             style = self._style(status_style(status).variable) if status and value else ""
             return Text(fmt.count(value), style=style, justify="right")
@@ -133,11 +150,11 @@ class OverviewTable(LiveTable):
             "err_1m": alarm(row.exceptions_1m, "exception"),
             "done_1h": number(row.completed_1h),
             "err_1h": alarm(row.exceptions_1h, "exception"),
-            "in": Text(fmt.rate(row.rate_in), justify="right"),
-            "out": Text(fmt.rate(row.rate_out), justify="right"),
+            "in": Text(fmt.rate(rates[0]), justify="right"),
+            "out": Text(fmt.rate(rates[1]), justify="right"),
             "oldest": self._oldest_cell(oldest_s),
-            "p50": Text(fmt.seconds(row.p50_s), justify="right"),
-            "p95": Text(fmt.seconds(row.p95_s), justify="right"),
+            "p50": Text(fmt.seconds(rates[2]), justify="right"),
+            "p95": Text(fmt.seconds(rates[3]), justify="right"),
             "trend": Text(
                 fmt.sparkline(row.sparkline, TREND_WIDTH),
                 style=self._style(status_style("picked").variable),

@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import groupby
+from typing import Self
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
+from textual.geometry import Region
 from textual.widget import Widget
 from textual.widgets import Digits, Static
 
 from pgq_console.core.pulse import ChartColumns, FeedEvent, ThroughputSample, chart_columns
 from pgq_console.core.text import printable
 from pgq_console.widgets import format as fmt
-from pgq_console.widgets.pacing import changed_line_regions
+from pgq_console.widgets.pacing import changed_line_regions, paced
 
 OLDEST_WARN_S = 300.0
 # What Textual's Digits can draw; the rest of a value (a unit: k, M) goes to the tile's caption.
@@ -48,10 +50,23 @@ def clock_duration(seconds: float | None) -> str:
 class PulseTile(Digits):
     """One headline number drawn large, its name in the border, a caption under it."""
 
+    _digits_only = False  # an update of the digits alone (`show`, `refresh`)
+
     def __init__(self, title: str, *, id: str | None = None) -> None:
         super().__init__("–", id=id)
         self.border_title = title
         self._shown: tuple[str, str, str] | None = None
+
+    def refresh(
+        self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> Self:
+        # New digits of the same width repaint the content only: the border did not change
+        # (two of the tile's five lines on the terminal).
+        if self._digits_only and not regions and not layout and not recompose:
+            width, height = self.content_region.size
+            if width > 0 and height > 0:
+                regions = (Region(0, 0, width, height),)
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def show(self, value: str, caption: str = "", *, variant: str = "") -> None:
         # Unchanged: no repaint (each one rewrites the tile's five lines on the terminal).
@@ -59,8 +74,14 @@ class PulseTile(Digits):
             return
         self._shown = (value, caption, variant)
         big, unit = split_for_digits(value)
-        self.update(big)
-        self.border_subtitle = " ".join(part for part in (unit, caption) if part)
+        self._digits_only = True
+        try:
+            self.update(big)
+        finally:
+            self._digits_only = False
+        subtitle = " ".join(part for part in (unit, caption) if part)
+        if subtitle != self.border_subtitle:  # setting it repaints the border, even unchanged
+            self.border_subtitle = subtitle
         for name in ("-warning", "-error"):
             self.set_class(name == f"-{variant}", name)
 
@@ -162,15 +183,31 @@ class RateChart(Widget):
     def __init__(self, *, slot_s: float = 5.0, id: str | None = None) -> None:
         super().__init__(id=id)
         self.slot_s = slot_s
-        self.samples: tuple[ThroughputSample, ...] = ()
+        self.samples: tuple[ThroughputSample, ...] = ()  # the latest given
+        # The samples drawn, and the newest one's time: the columns are counted back from the
+        # newest sample, so every sample moves them; drawn once per column (`slot_s`).
+        self._drawn: tuple[ThroughputSample, ...] = ()
+        self._drawn_at: datetime | None = None
         self._lines: list[str] = []  # the plain lines last shown, and the width they had
         self._width = -1
         self._title = ""
 
-    def show(self, samples: Sequence[ThroughputSample]) -> None:
-        """Plot `samples`; only the lines that read differently are repainted (a new sample
-        mostly changes the newest column and the values at the right)."""
+    def show(self, samples: Sequence[ThroughputSample], *, force: bool = False) -> None:
+        """Plot `samples`, at most once per column's time (`slot_s` of the samples' clock)
+        unless `force` (a state change: errors appeared); only the lines that read differently
+        are repainted (a new sample mostly changes the newest column and the values at the
+        right)."""
         self.samples = tuple(samples)
+        latest = self.samples[-1].at if self.samples else None
+        if (
+            not force
+            and latest is not None
+            and self._drawn_at is not None
+            and self.size.width == self._width
+            and paced((latest - self._drawn_at).total_seconds(), self.slot_s)
+        ):
+            return  # drawn less than a column ago: the next column's sample draws it
+        self._drawn, self._drawn_at = self.samples, latest
         columns = max(1, self.size.width - self.LABEL_WIDTH - self.VALUE_WIDTH)
         title = f"throughput per second, last {fmt.seconds(columns * self.slot_s)}"
         if title != self._title:  # setting a border title repaints the whole widget
@@ -189,13 +226,13 @@ class RateChart(Widget):
 
     def columns(self, width: int) -> ChartColumns:
         """Per series, one value per column, oldest first, and the unmeasured columns."""
-        return chart_columns(self.samples, width, self.slot_s)
+        return chart_columns(self._drawn, width, self.slot_s)
 
     def render(self) -> Text:
         width = max(1, self.size.width - self.LABEL_WIDTH - self.VALUE_WIDTH)
         per_series = max(1, self.size.height // len(self.SERIES))
         text = Text(no_wrap=True, overflow="crop")
-        latest = self.samples[-1] if self.samples else None
+        latest = self._drawn[-1] if self._drawn else None
         now_values = (
             (latest.rate_in, latest.rate_out, latest.errors) if latest else (None, None, None)
         )
@@ -225,9 +262,10 @@ class RateChart(Widget):
 
 
 def feed_age(at: datetime, now: datetime) -> str:
-    """How long ago an event was noticed: "now" under a second, else "1m05s ago"."""
+    """How long ago an event was noticed: "now" under a second, else coarse ("4s ago", "20s
+    ago", "3m ago": `fmt.coarse_age`), so the ages do not repaint the feed on every paint."""
     elapsed = (now - at).total_seconds()
-    return "now" if elapsed < 1 else f"{fmt.seconds(elapsed)} ago"
+    return "now" if elapsed < 1 else f"{fmt.coarse_age(elapsed)} ago"
 
 
 class EventFeedView(Static):

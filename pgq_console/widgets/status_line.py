@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
+from textual.geometry import Region
 from textual.visual import VisualType
 from textual.widgets import Static
 
 from pgq_console.context import context_of
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
 from pgq_console.widgets import format as fmt
+from pgq_console.widgets.pacing import changed_line_regions
 
 
 def pack_fields(
@@ -54,6 +56,8 @@ class QuietStatic(Static):
     _height = (0, 0)  # (width, lines) of what is shown
     _shown_fields: Sequence[Text] = ()  # what `show_fields` packs again on a resize
     _indent = " "
+    _painted: Text | None = None  # the text on screen (after padding), when shown by show_text
+    _partial: tuple[Region, ...] | None = None  # what `refresh` repaints for `show_text`
 
     def show_text(self, text: Text) -> None:
         if text == self._asked:
@@ -71,15 +75,41 @@ class QuietStatic(Static):
             text.append("\n" * (shown_lines - lines))
             lines = shown_lines
         layout = (width, lines) != self._height
-        self.update(text, layout=layout)
-        self._asked, self._height = asked, (width, lines)
+        before = self._painted
+        partial = None
+        if (
+            not layout
+            and before is not None
+            and (before.spans, before.style) == (text.spans, text.style)
+        ):
+            # The same styles over the same lines: repaint only what reads differently (a
+            # terminal update of part of a line goes from the widget's left edge to its end).
+            plain = text.plain.split("\n")
+            if all(cell_len(line) <= width for line in plain):
+                partial = changed_line_regions(before.plain.split("\n"), plain)
+        self._partial = tuple(partial) if partial is not None else None
+        try:
+            self.update(text, layout=layout)
+        finally:
+            self._partial = None
+        self._asked, self._height, self._painted = asked, (width, lines), text.copy()
 
     def update(self, content: VisualType = "", *, layout: bool = True) -> None:
         # A direct update (not through `show_text`) is neither compared nor measured.
         self._asked = None
         self._height = (0, 0)
         self._shown_fields = ()
+        self._painted = None
         super().update(content, layout=layout)
+
+    def refresh(
+        self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
+    ) -> Self:
+        if self._partial is not None and not regions and not layout and not recompose:
+            if not self._partial:
+                return self  # nothing reads differently
+            regions = self._partial
+        return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def show_fields(self, fields: Sequence[Text], indent: str = " ") -> None:
         """Show `fields` packed to the width (`pack_fields`), packed again on a resize."""
@@ -124,6 +154,8 @@ class LiveLine(QuietStatic):
     """Listener state, last event, NOTIFY latency, pacing and the console's database cost."""
 
     KEEP_HEIGHT = True
+    _db_cost: float | None = None  # the console's database time shown (`fmt.steady_share`)
+    _latency: float | None = None  # the NOTIFY latency shown (`fmt.steady_latency`)
 
     def show(self, status: RefreshStatus, now: datetime) -> None:
         muted = self.app.theme_variables.get("muted", "")
@@ -145,16 +177,21 @@ class LiveLine(QuietStatic):
         else:
             fields.append(Text(f"not listening ({status.channel})", style="bold"))
         if status.last_event_at is not None:
-            fields.append(Text(f"last event {fmt.age(status.last_event_at, now)} ago", muted))
+            # Coarse: under traffic the exact age and latency change on every paint (a repaint
+            # of this line each time, over SSH), and say no more than "<1s" and "<10ms".
+            since = max(0.0, (now - status.last_event_at).total_seconds())
+            fields.append(Text(f"last event {fmt.coarse_age(since)} ago", muted))
             if status.last_event_latency_s is not None:
-                fields.append(Text(f"latency {fmt.seconds(status.last_event_latency_s)}", muted))
+                self._latency = fmt.steady_latency(self._latency, status.last_event_latency_s)
+                fields.append(Text(f"latency {fmt.coarse_latency(self._latency)}", muted))
         elif not status.paused and not status.polling_reason:
             fields.append(Text("no events yet", style=muted))
         pacing = f"every {status.interval_s:g}s"
         if status.effective_interval_s > status.interval_s + 0.05:
             pacing += f" (slowed to {status.effective_interval_s:.1f}s)"
         fields.append(Text(f"refresh {pacing}", style=muted))
-        fields.append(Text(f"console db time {status.db_cost * 100:.1f}%", style=muted))
+        self._db_cost = fmt.steady_share(self._db_cost, status.db_cost)
+        fields.append(Text(f"console db time {self._db_cost * 100:.1f}%", style=muted))
         if status.depth_note is not None:
             fields.append(Text(status.depth_note, style="bold"))
         if status.replica is not None:
@@ -169,8 +206,12 @@ class TotalsLine(QuietStatic):
 
     KEEP_HEIGHT = True
 
-    def show(self, snapshot: OverviewSnapshot, now: datetime) -> None:
+    def show(
+        self, snapshot: OverviewSnapshot, now: datetime, rates: tuple[float, float] | None = None
+    ) -> None:
+        """`rates`: the (in, out) rates to show, if not the snapshot's (`fmt.steady_rate`)."""
         total = snapshot.totals
+        rate_in, rate_out = rates if rates is not None else (total.rate_in, total.rate_out)
         variables = self.app.theme_variables
         self.show_fields(
             [
@@ -188,7 +229,7 @@ class TotalsLine(QuietStatic):
                 ),
                 Text(f"done/1m {fmt.count(total.completed_1m)}"),
                 Text(f"err/1m {fmt.count(total.exceptions_1m)}"),
-                Text(f"in {fmt.rate(total.rate_in)}/s out {fmt.rate(total.rate_out)}/s"),
+                Text(f"in {fmt.rate(rate_in)}/s out {fmt.rate(rate_out)}/s"),
                 Text(f"oldest ready {fmt.age(total.oldest_ready_since, now)}"),
             ]
         )

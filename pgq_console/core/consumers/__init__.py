@@ -13,20 +13,51 @@ running jobs finish and flushes their status, so a stop neither loses a job nor 
 
 from __future__ import annotations
 
-from pgq_console.core.consumers.runtime import Consumer, ConsumerSnapshot, ConsumerState
-from pgq_console.core.consumers.spec import (
-    CONSUMER_FIELDS,
-    HANDLER_LABELS,
-    ConsumerSpec,
-    HandlerKind,
-    consumer_refusal,
-    parse_consumer_form,
-)
-from pgq_console.core.consumers.supervisor import (
-    RELEASE_WITHIN_S,
-    ConsumerSupervisor,
-    ShutdownReport,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pgq_console.core.consumers.runtime import Consumer, ConsumerSnapshot, ConsumerState
+    from pgq_console.core.consumers.spec import (
+        CONSUMER_FIELDS,
+        HANDLER_LABELS,
+        ConsumerSpec,
+        HandlerKind,
+        consumer_refusal,
+        parse_consumer_form,
+    )
+    from pgq_console.core.consumers.supervisor import (
+        RELEASE_WITHIN_S,
+        ConsumerSupervisor,
+        ShutdownReport,
+    )
+
+# Imported on first use, not with the package: the console's first paint needs none of it (the
+# supervisor is created when a consumer is started or asked about; `context.py`), and
+# `capture` (the app's logging state) is imported without the rest.
+_WHERE = {
+    "Consumer": "runtime",
+    "ConsumerSnapshot": "runtime",
+    "ConsumerState": "runtime",
+    "CONSUMER_FIELDS": "spec",
+    "HANDLER_LABELS": "spec",
+    "ConsumerSpec": "spec",
+    "HandlerKind": "spec",
+    "consumer_refusal": "spec",
+    "parse_consumer_form": "spec",
+    "RELEASE_WITHIN_S": "supervisor",
+    "ConsumerSupervisor": "supervisor",
+    "ShutdownReport": "supervisor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
 
 __all__ = [
     "CONSUMER_FIELDS",
