@@ -173,7 +173,9 @@ def fresh_database(server_dsn: str, request: pytest.FixtureRequest) -> Iterator[
 @pytest.fixture
 def snap_compare(snap_compare: Any) -> Any:
     """pytest-textual-snapshot's `snap_compare`, taken once every live table on the screen is
-    laid out (DataTable measures new rows when idle, which a busy machine delays)."""
+    laid out (DataTable measures new rows when idle, which a busy machine delays) and its footer
+    has its keys (they compose on the screen's first bindings update, which a busy machine can
+    deliver after the data the test waited for)."""
 
     def compare(app: Any, *args: Any, run_before: Any = None, **kwargs: Any) -> Any:
         async def before(pilot: Any) -> None:
@@ -189,16 +191,20 @@ def snap_compare(snap_compare: Any) -> Any:
 
 
 async def settle_tables(pilot: Any, within: float = 30.0) -> None:
-    """Wait (never raise: the snapshot then shows what is wrong) for settled live tables."""
+    """Wait (never raise: the snapshot then shows what is wrong) for settled live tables and
+    composed footers."""
     from textual.pilot import WaitForScreenTimeout
 
+    from pgq_console.widgets.footer import ConsoleFooter
     from pgq_console.widgets.live_table import LiveTable
 
     loop = asyncio.get_running_loop()
     started = loop.time()
     while loop.time() - started < within:
-        tables = list(pilot.app.screen.query(LiveTable))
-        if all(table.settled for table in tables):
+        screen = pilot.app.screen
+        tables = list(screen.query(LiveTable))
+        footers = [footer for footer in screen.query(ConsoleFooter) if footer.display]
+        if all(table.settled for table in tables) and all(f.children for f in footers):
             return
         try:
             await pilot.pause(0.02)

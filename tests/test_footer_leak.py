@@ -94,3 +94,34 @@ async def test_a_hidden_footer_recomposes_once_its_screen_is_shown(
             await wait_until(pilot, lambda: "help" in footer_actions(shown), what="overview keys")
     finally:
         await backend.close()
+
+
+async def test_a_footer_mounted_after_its_screen_published_its_bindings_shows_its_keys() -> None:
+    """Textual's Footer composes its keys on the screen's next bindings update; on a busy start
+    the screen can publish its bindings before the footer mounts, and the footer stayed blank."""
+    from textual.app import App, ComposeResult
+    from textual.binding import Binding
+    from textual.widgets import Static
+
+    class Bare(App[None]):
+        BINDINGS = [Binding("r", "refresh_now", "Refresh")]
+
+        def compose(self) -> ComposeResult:
+            yield Static("no footer yet")
+
+    app = Bare()
+    async with app.run_test(size=(80, 10)) as pilot:
+        published: list[object] = []
+        probe = app.screen.query_one(Static)
+        app.screen.bindings_updated_signal.subscribe(probe, published.append)
+        app.screen.refresh_bindings()
+        await wait_until(pilot, lambda: bool(published), what="the screen's bindings update")
+        await pilot.pause()
+        late = ConsoleFooter()
+        await app.screen.mount(late)
+        await wait_until(
+            pilot,
+            lambda: "r" in [getattr(key, "key", "") for key in late.children],
+            within=10,
+            what="the late footer's keys",
+        )

@@ -99,6 +99,13 @@ class ConsoleFooter(Footer):
 
     def on_mount(self) -> None:
         self.app.screen_change_signal.subscribe(self, self._screen_changed)
+        # Textual's Footer composes its keys on the screen's next bindings update: one mounted
+        # after the screen published its bindings (a busy start) would stay blank for good.
+        self.call_after_refresh(self._compose_if_blank)
+
+    def _compose_if_blank(self) -> None:
+        if not self.children and self._shown():
+            self.bindings_changed(self.screen)
 
     def on_unmount(self) -> None:
         self.app.screen_change_signal.unsubscribe(self)
@@ -112,7 +119,9 @@ class ConsoleFooter(Footer):
         self._catch_up()
 
     def _catch_up(self) -> None:
-        if self._stale and self._shown():
+        if not self.children:
+            self._compose_if_blank()
+        elif self._stale and self._shown():
             self._stale = False
             self.call_after_refresh(self.recompose)
 
