@@ -100,7 +100,7 @@ async def test_concurrency_limited_consumer(fresh_database: str) -> None:
         assert "concurrency" in result.codes()
         assert "1 running job holds its slot (0-0)" in line(result, "concurrency")
         assert result.fact("slots_used") == 1 and result.fact("jobs_ahead") == 1
-        assert "1 ready jobs are ahead of it" in line(result, "ahead")
+        assert "1 ready job is ahead of it" in line(result, "ahead")
         assert "no drain rate" in line(result, "ahead")
         assert "no_worker" not in result.codes()
         by_entrypoint = await why_entrypoint(backend, "limited")
@@ -111,11 +111,11 @@ async def test_concurrency_limited_consumer(fresh_database: str) -> None:
 
 async def test_jobs_ahead_and_the_drain_rate(fresh_database: str) -> None:
     dsn = fresh_database
-    # 20 jobs of it finished in the last 5 minutes: 4 a minute.
+    # 20 jobs of it finished over the last 5 minutes, one every 15 s: about 4 a minute.
     await run_sql(
         dsn,
         "INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created) "
-        "SELECT n, 'successful', 'steady', 0, now() - interval '1 minute' "
+        "SELECT n, 'successful', 'steady', 0, now() - (n - 1) * interval '15 seconds' "
         "FROM generate_series(1, 20) AS n",
     )
     ids = await enqueue(dsn, "steady", 16)
@@ -126,9 +126,46 @@ async def test_jobs_ahead_and_the_drain_rate(fresh_database: str) -> None:
         # 15 older ones and the urgent one: 16 at 4/min.
         assert line(result, "ahead") == (
             "16 ready jobs are ahead of it: about 4 min at the current rate "
-            "(4.0/min over the last 5 min)"
+            "(4.2/min over the last 5 min)"
         )
         assert (await why_job(backend, urgent)).codes() == ("clear",)
+
+
+async def test_the_drain_rate_is_the_workers_own_pace(fresh_database: str) -> None:
+    """A worker restarted a minute ago (the usual end of an incident) has finished 20 jobs: it
+    drains 20 a minute, not 4 (20 over the whole 5-minute window). Jobs an operator cancelled
+    or deleted are no drain rate: with no worker, no rate is made up from them."""
+    dsn = fresh_database
+    for job, status, entrypoint, ago in (
+        ("1000", "picked", "resumed", "60 seconds"),  # its first pick since the restart
+        ("n", "successful", "resumed", "n * interval '2 seconds'"),
+        ("2000 + n", "canceled", "resumed", "30 seconds"),
+        ("2000 + n", "deleted", "resumed", "30 seconds"),
+        ("3000 + n", "canceled", "abandoned", "30 seconds"),
+    ):
+        await run_sql(
+            dsn,
+            "INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created) "
+            f"SELECT {job}, '{status}', '{entrypoint}', 0, now() - "
+            + (ago if ago.startswith("n") else f"interval '{ago}'")
+            + " FROM generate_series(1, 20) AS n"
+            + (" WHERE n = 1" if job == "1000" else ""),
+        )
+    ids = await enqueue(dsn, "resumed", 11)
+    abandoned = await enqueue(dsn, "abandoned", 2)
+    async with opened(dsn) as backend:
+        result = await why_job(backend, ids[-1])
+        assert result.codes() == ("ahead",)
+        assert line(result, "ahead") == (
+            "10 ready jobs are ahead of it: about 30s at the current rate "
+            "(20.0/min over the last 1 min)"
+        )
+        assert 19.5 <= result.fact("finished_per_min") <= 20.0
+        assert 60.0 <= result.fact("drain_span_s") <= 61.5
+        lonely = await why_job(backend, abandoned[-1])
+        assert lonely.codes() == ("no_worker", "ahead")
+        assert "no drain rate to estimate from" in line(lonely, "ahead")
+        assert lonely.fact("finished_per_min") == 0
 
 
 async def test_busy_workers(fresh_database: str) -> None:
@@ -159,6 +196,27 @@ async def test_dead_worker_stale_heartbeat(fresh_database: str) -> None:
         text = line(result, "stale_worker")
         assert "reclaim is one key away (Workers screen, R)" in text
         assert str(result.fact("queue_manager_id")) in text
+        # A job of that entrypoint waiting since: its only worker is dead, though it picked a
+        # job a moment ago (inside the activity window). Not "nothing holds it back".
+        (waiting,) = await enqueue(dsn, "export", 1)
+        await run_sql(
+            dsn,
+            "UPDATE pgqueuer SET execute_after = now() - interval '10 seconds' WHERE id = $1",
+            waiting,
+        )  # ready 10 s ago, the dead worker's pick a minute ago
+        await run_sql(
+            dsn,
+            "UPDATE pgqueuer_log SET created = created - interval '1 minute' "
+            "WHERE entrypoint = 'export' AND status = 'picked'",
+        )
+        for answer in (
+            await why_job(backend, waiting, stale_after=timedelta(seconds=2)),
+            await why_entrypoint(backend, "export", stale_after=timedelta(seconds=2)),
+        ):
+            assert answer.codes() == ("no_worker",), answer.reasons
+            text = line(answer, "no_worker")
+            assert "no live worker serves export: the worker holding its jobs stopped" in text
+            assert "since it became ready 10s ago" in text and "one last did at" in text
 
 
 async def test_held_cancelled_dedupe_and_unknown(fresh_database: str) -> None:
