@@ -305,7 +305,7 @@ def evaluate(
             )
             perfdata.append(f"{perfdata_label(row.label + '_held')}={row.held or 0}")
     down = sum(1 for row in rows if row.state is not LinkState.UP)
-    head = f"{len(rows)} installations, {down} down"
+    head = f"{len(rows)} installation{'s' if len(rows) != 1 else ''}, {down} down"
     if problems:
         ordered = [text for _, text in sorted(problems, key=lambda p: -p[0])]
         summary = f"{head}: {'; '.join(ordered)}"

@@ -115,7 +115,7 @@ def test_snapshot_json_has_every_installation_sorted_by_trouble(
 @pytest.mark.parametrize(
     ("which", "args", "state", "words"),
     [
-        ("calm", [], NagiosState.OK, "PGQ FLEET OK - 1 installations, 0 down"),
+        ("calm", [], NagiosState.OK, "PGQ FLEET OK - 1 installation, 0 down"),
         ("calm+late", ["--max-age", "1h"], NagiosState.OK, "PGQ FLEET OK - 2 installations"),
         ("calm+late", [], NagiosState.WARNING, "oldest ready 10m"),
         ("calm+late", ["--max-age", "1m,5m"], NagiosState.CRITICAL, "oldest ready 10m"),

@@ -340,3 +340,16 @@ def test_cli_why_zero_durations_are_refused(
     assert err.strip() == (
         f"pgq-console: error: why: {option} must be longer than zero, not {value!r}"
     )
+
+
+def test_cli_why_a_job_id_no_bigint_holds_is_one_line_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A number past 64 bits names no job: argparse's one line, not the driver's complaint
+    about 'query argument $1' after connecting (the DSN here is never reached)."""
+    dsn = "postgresql://u@127.0.0.1:1/d"
+    code, out, err = run_cli(capsys, "why", "99999999999999999999999", "--dsn", dsn)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "pgq-console: error: why: no job has id 99999999999999999999999 (job ids are 64-bit)"
+    ]
