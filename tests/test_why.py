@@ -181,6 +181,63 @@ async def test_busy_workers(fresh_database: str) -> None:
         assert result.fact("workers_live") == 1
 
 
+async def test_the_worker_serving_it_is_busy_with_another_entrypoint(fresh_database: str) -> None:
+    """One worker serves 'hog' and 'light' with two slots; two long hog jobs hold both. A light
+    job waits: not "nothing holds it back" (no worker holds a light job, so the busy check of
+    its own entrypoint saw nothing)."""
+    dsn = fresh_database
+    async with (
+        worker(dsn, "hog", 3600, batch=1, max_tasks=2, also="light"),
+        opened(dsn) as backend,
+    ):
+        (served,) = await enqueue(dsn, "light", 1)
+        await eventually(lambda: status_of(dsn, served), lambda s: s is None, "the light job")
+        hogs = await enqueue(dsn, "hog", 2)
+
+        async def both_picked() -> list[str | None]:
+            return [await status_of(dsn, hog) for hog in hogs]
+
+        await eventually(both_picked, lambda s: s == ["picked", "picked"], "the hogs")
+        (waiting,) = await enqueue(dsn, "light", 1)
+        await run_sql(
+            dsn,
+            "UPDATE pgqueuer SET execute_after = now() - interval '10 seconds' WHERE id = $1",
+            waiting,
+        )
+        result = await why_job(backend, waiting)
+        assert result.codes() == ("busy",), result.reasons
+        text = line(result, "busy")
+        assert "it has waited 10s though a worker picked or finished one of light's jobs" in text
+        assert "busy with other entrypoints' jobs (2 running on 1 worker)" in text
+        assert (await why_entrypoint(backend, "light")).codes() == ("busy",)
+
+
+async def test_a_stopped_worker_that_served_it_minutes_ago(fresh_database: str) -> None:
+    """Its only worker served it three minutes ago and stopped (a deploy scaled it to zero: no
+    stale job is left behind). A job ready for two minutes that nobody touched has no worker,
+    though the activity window (5 min) still remembers one."""
+    dsn = fresh_database
+    async with worker(dsn, "mail") as process, opened(dsn) as backend:
+        (served,) = await enqueue(dsn, "mail", 1)
+        await eventually(lambda: status_of(dsn, served), lambda s: s is None, "the served job")
+        os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+    await run_sql(dsn, "UPDATE pgqueuer_log SET created = created - interval '3 minutes'")
+    (waiting,) = await enqueue(dsn, "mail", 1)
+    await run_sql(
+        dsn,
+        "UPDATE pgqueuer SET execute_after = now() - interval '2 minutes' WHERE id = $1",
+        waiting,
+    )
+    async with opened(dsn) as backend:
+        result = await why_job(backend, waiting)
+        assert result.codes() == ("no_worker",), result.reasons
+        text = line(result, "no_worker")
+        assert "no worker holds a job of any entrypoint" in text
+        assert "in the 2 min it has been ready; one last did at" in text
+        assert "(3 min ago): its workers look stopped" in text
+
+
 async def test_dead_worker_stale_heartbeat(fresh_database: str) -> None:
     dsn = fresh_database
     async with worker(dsn, "export", 3600) as process, opened(dsn) as backend:

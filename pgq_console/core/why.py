@@ -40,6 +40,9 @@ DRAIN_WINDOW = timedelta(minutes=5)
 # A ready job waiting this long with live workers holding its entrypoint's jobs: they are busy
 # (an idle worker is woken by the INSERT's NOTIFY, or polls at least every dequeue_timeout).
 BUSY_WAIT = timedelta(seconds=5)
+# A ready job no worker has touched this long while no worker holds any job: its workers are
+# gone (an idle PgQueuer worker polls at least every dequeue_timeout, 30 s by default).
+STOPPED_WAIT = timedelta(seconds=60)
 # How far back pgqueuer's statistics are searched for the entrypoint's last worker activity.
 ACTIVITY_LOOKBACK = timedelta(days=1)
 WORKER_STATUSES = "'picked', 'successful', 'exception', 'failed'"
@@ -208,6 +211,10 @@ SELECT now() AS db_now, (SELECT name FROM ep) AS entrypoint,
     (SELECT count(*) FROM picked WHERE slot IS NOT NULL) AS slots_used,
     (SELECT max(slot) FROM picked) AS max_slot,
     (SELECT created FROM last_served) AS last_served,
+    (SELECT count(*) FROM {queue} AS a WHERE a.status = 'picked'
+        AND a.heartbeat >= now() - $3::interval) AS all_picked_live,
+    (SELECT count(DISTINCT a.queue_manager_id) FROM {queue} AS a WHERE a.status = 'picked'
+        AND a.heartbeat >= now() - $3::interval) AS all_workers_live,
     (SELECT n FROM drained) AS drained,
     (SELECT since FROM drained) AS drained_since,
     (SELECT max(w.heartbeat) FROM {queue} AS w
@@ -405,6 +412,8 @@ def explain(
 
     # -- workers and capacity (only when it waits to be picked) ----------------------------
     workers_stale = int(row["workers_stale"])
+    all_workers_live = int(row.get("all_workers_live") or 0)
+    all_picked_live = int(row.get("all_picked_live") or 0)
     ready_since = (now - waited) if waiting else None
     # The workers seen holding its jobs are all dead (stale heartbeats), and none picked or
     # finished one of its jobs since this one became ready: whatever served it lately is gone,
@@ -440,6 +449,20 @@ def explain(
                 f"no live worker serves {entrypoint}: none holds or picked one of its jobs in "
                 f"the last {span(activity_window.total_seconds())}; {last}",
             )
+        elif (
+            all_workers_live == 0
+            and waited >= STOPPED_WAIT
+            and ready_since is not None
+            and last_served is not None
+            and last_served < ready_since
+        ):
+            add(
+                "no_worker",
+                f"no live worker serves {entrypoint}: no worker holds a job of any entrypoint, "
+                f"and none picked one of its jobs in the {span(waited.total_seconds())} it has "
+                f"been ready; one last did at {_at(last_served)} "
+                f"({span((now - last_served).total_seconds())} ago): its workers look stopped",
+            )
         elif slots_used > 0:
             top = row["max_slot"]
             add(
@@ -454,6 +477,23 @@ def explain(
                 f"the {workers_live} live worker{'s' if workers_live != 1 else ''} serving it "
                 f"{'are' if workers_live != 1 else 'is'} busy: {picked_live} of its jobs "
                 f"running, and it has waited {span(waited.total_seconds())}",
+            )
+        elif (
+            picked_live == 0
+            and all_workers_live > 0
+            and waited >= BUSY_WAIT
+            and last_served is not None
+        ):
+            # A worker served it lately and none is idle enough to take it: the live workers
+            # are taken by other entrypoints' jobs (PgQueuer does not record which entrypoints
+            # a worker serves, so which of them serve this one cannot be said).
+            add(
+                "busy",
+                f"it has waited {span(waited.total_seconds())} though a worker picked or "
+                f"finished one of {entrypoint}'s jobs {span((now - last_served).total_seconds())}"
+                f" ago: the live workers look busy with other entrypoints' jobs "
+                f"({all_picked_live} running on {all_workers_live} worker"
+                f"{'s' if all_workers_live != 1 else ''})",
             )
 
     # -- the queue ahead of it -------------------------------------------------------------
@@ -524,6 +564,7 @@ def explain(
         ("picked_live", picked_live),
         ("workers_live", workers_live),
         ("workers_stale", workers_stale),
+        ("all_workers_live", all_workers_live),
         ("newest_heartbeat", row["newest_heartbeat"]),
         ("slots_used", slots_used),
         ("last_served", last_served),
