@@ -410,3 +410,34 @@ def test_cli_why_a_job_id_no_bigint_holds_is_one_line_before_connecting(
     assert err.strip().splitlines() == [
         "pgq-console: error: why: no job has id 99999999999999999999999 (job ids are 64-bit)"
     ]
+
+
+def test_cli_an_option_given_a_bare_double_dash_is_one_usage_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--window=--`: argparse hands the option an empty list; every reader then crashed
+    ('internal error (AttributeError ...)') instead of a usage line, exit 2."""
+    dsn = "postgresql://u@127.0.0.1:1/d"
+    for argv in (
+        ("bundle", "--window=--"),
+        ("why", "1", "--stale-after=--"),
+        ("why", "--entrypoint=--"),
+    ):
+        code, out, err = run_cli(capsys, *argv, "--dsn", dsn)
+        assert code == 2 and out == "", argv
+        option = argv[-1].partition("=")[0]
+        assert err.strip().splitlines() == [
+            f"pgq-console: error: argument {option}: expected one argument, not '--'"
+        ]
+
+
+def test_cli_why_a_never_seen_entrypoint_cuts_long_names(
+    capsys: pytest.CaptureFixture[str], fresh_database: str
+) -> None:
+    dsn = fresh_database
+    asyncio.run(enqueue(dsn, "L" * 3000 + "\x1b[31m", 1))
+    code, out, err = run_cli(capsys, "why", "--entrypoint", "Q" * 500, "--dsn", dsn)
+    assert code == 2 and out == ""
+    (message,) = err.strip().splitlines()
+    assert len(message) < 400 and "\x1b" not in message
+    assert "(3005 characters)" in message and "(500 characters)" in message

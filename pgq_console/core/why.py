@@ -294,15 +294,30 @@ def never_seen(entrypoint: str, known: list[str]) -> str:
     """The one line for an entrypoint nothing names, with the close names that exist."""
     from difflib import get_close_matches
 
-    line = f"entrypoint {entrypoint!r} was never seen: no job, log row or schedule has that name"
+    line = (
+        f"entrypoint {_name(entrypoint)} was never seen: no job, log row or schedule has that name"
+    )
     close = get_close_matches(entrypoint, known, n=CLOSE_NAMES, cutoff=0.6)
     if close:
-        return f"{line}; did you mean {', '.join(repr(name) for name in close)}?"
+        return f"{line}; did you mean {', '.join(_name(name) for name in close)}?"
     if known:
-        shown = ", ".join(repr(name) for name in known[:8])
+        shown = ", ".join(_name(name) for name in known[:8])
         more = f" and {len(known) - 8} more" if len(known) > 8 else ""
         return f"{line}; entrypoints seen: {shown}{more}"
     return f"{line}; no entrypoint has been seen yet"
+
+
+# An entrypoint name in a one-line error is cut to this many characters (a 3,000-character name
+# in the database must not make the line a screenful).
+NAME_IN_ERROR = 60
+
+
+def _name(name: str) -> str:
+    """`name` quoted (repr: control characters escaped), its middle cut when long."""
+    if len(name) <= NAME_IN_ERROR:
+        return repr(name)
+    half = NAME_IN_ERROR // 2
+    return f"{name[:half]!r}…{name[-half:]!r} ({len(name)} characters)"
 
 
 async def _read(
