@@ -215,6 +215,8 @@ SELECT now() AS db_now, (SELECT name FROM ep) AS entrypoint,
         AND a.heartbeat >= now() - $3::interval) AS all_picked_live,
     (SELECT count(DISTINCT a.queue_manager_id) FROM {queue} AS a WHERE a.status = 'picked'
         AND a.heartbeat >= now() - $3::interval) AS all_workers_live,
+    (SELECT count(*) FROM {queue} AS h, ep
+        WHERE $1::bigint IS NULL AND h.status = 'failed' AND h.entrypoint = ep.name) AS held,
     (SELECT n FROM drained) AS drained,
     (SELECT since FROM drained) AS drained_since,
     (SELECT max(w.heartbeat) FROM {queue} AS w
@@ -425,6 +427,14 @@ def explain(
             f"{_at(next_deferred)} (in {span((next_deferred - now).total_seconds())})",
         )
 
+    held = int(row.get("held") or 0)
+    if job_id is None and held > 0:
+        add(
+            "held",
+            f"{held} of its jobs {'are' if held != 1 else 'is'} held: failed and waiting for a "
+            "requeue (Failures screen, r)",
+        )
+
     # -- workers and capacity (only when it waits to be picked) ----------------------------
     workers_stale = int(row["workers_stale"])
     all_workers_live = int(row.get("all_workers_live") or 0)
@@ -574,6 +584,10 @@ def explain(
     facts += [
         ("ready", ready),
         ("deferred", deferred),
+    ]
+    if job_id is None:
+        facts += [("held", held)]
+    facts += [
         ("oldest_ready", oldest_ready),
         ("picked", int(row["picked"])),
         ("picked_live", picked_live),
