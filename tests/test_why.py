@@ -206,11 +206,18 @@ async def test_the_worker_serving_it_is_busy_with_another_entrypoint(fresh_datab
             dsn,
             "UPDATE pgqueuer SET execute_after = now() - interval '10 seconds' WHERE id = $1",
             waiting,
+        )  # ready 10 s ago; the light job served a minute ago
+        await run_sql(
+            dsn,
+            "UPDATE pgqueuer_log SET created = created - interval '1 minute' "
+            "WHERE entrypoint = 'light'",
         )
         result = await why_job(backend, waiting)
         assert result.codes() == ("busy",), result.reasons
         text = line(result, "busy")
-        assert "it has waited 10s though a worker picked or finished one of light's jobs" in text
+        assert (
+            "it has waited 10s though a worker picked or finished one of light's jobs 1 min" in text
+        )
         assert "busy with other entrypoints' jobs (2 running on 1 worker)" in text
         assert (await why_entrypoint(backend, "light")).codes() == ("busy",)
 

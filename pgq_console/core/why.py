@@ -507,11 +507,14 @@ def explain(
             picked_live == 0
             and all_workers_live > 0
             and waited >= BUSY_WAIT
+            and ready_since is not None
             and last_served is not None
+            and last_served < ready_since
         ):
-            # A worker served it lately and none is idle enough to take it: the live workers
-            # are taken by other entrypoints' jobs (PgQueuer does not record which entrypoints
-            # a worker serves, so which of them serve this one cannot be said).
+            # A worker served it lately, none has touched it since this job became ready, and
+            # none is idle enough to take it: the live workers are taken by other entrypoints'
+            # jobs (PgQueuer does not record which entrypoints a worker serves, so which of
+            # them serve this one cannot be said).
             add(
                 "busy",
                 f"it has waited {span(waited.total_seconds())} though a worker picked or "
