@@ -305,7 +305,10 @@ def evaluate(
             )
             perfdata.append(f"{perfdata_label(row.label + '_held')}={row.held or 0}")
     down = sum(1 for row in rows if row.state is not LinkState.UP)
-    head = f"{len(rows)} installations, {down} down"
+    errors = sum(1 for row in rows if row.state is LinkState.ERROR)
+    head = f"{len(rows)} installation{'s' if len(rows) != 1 else ''}, {down - errors} down"
+    if errors:  # reachable, but PgQueuer's schema is missing or its reads fail
+        head += f", {errors} in error"
     if problems:
         ordered = [text for _, text in sorted(problems, key=lambda p: -p[0])]
         summary = f"{head}: {'; '.join(ordered)}"

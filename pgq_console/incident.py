@@ -75,6 +75,10 @@ def add_parsers(
     bundle.add_argument("--output-dir", metavar="DIR", help=argparse.SUPPRESS)
 
 
+# PgQueuer's job ids are bigint: a larger number names no job (PostgreSQL refuses to compare).
+MAX_JOB_ID = 2**63 - 1
+
+
 def positive_duration(command: str, option: str, text: str) -> timedelta:
     """A duration option that must be longer than zero (a zero window covers nothing, a zero
     threshold calls every worker dead): one line and exit 2 otherwise, before connecting."""
@@ -113,6 +117,9 @@ def why(settings: Settings, args: argparse.Namespace) -> int:
 
     if (args.job_id is None) == (args.entrypoint is None):
         raise ConsoleError("why: give a JOB_ID or --entrypoint NAME (one of them)")
+    if args.job_id is not None and not -MAX_JOB_ID - 1 <= args.job_id <= MAX_JOB_ID:
+        # One line before connecting, not the driver's complaint about query argument $1.
+        raise ConsoleError(f"why: no job has id {args.job_id} (job ids are 64-bit)")
     stale_after = positive_duration("why", "--stale-after", args.stale_after)
     window = positive_duration("why", "--window", args.window)
     result = asyncio.run(_why(settings, args.job_id, args.entrypoint, stale_after, window))

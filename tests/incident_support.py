@@ -25,9 +25,15 @@ WORKER = textwrap.dedent(
     from pgqueuer.db import AsyncpgDriver
     from pgqueuer.queries import Queries
 
-    async def main(dsn, entrypoint, seconds, limit, on_failure, batch, max_tasks):
+    async def main(dsn, entrypoint, seconds, limit, on_failure, batch, max_tasks, also=""):
         connection = await asyncpg.connect(dsn)
         qm = QueueManager(Queries(AsyncpgDriver(connection)))
+
+        if also:  # a second entrypoint this worker serves, its jobs done at once
+
+            @qm.entrypoint(also)
+            async def other(job):
+                pass
 
         @qm.entrypoint(entrypoint, concurrency_limit=int(limit), on_failure=on_failure)
         async def work(job):
@@ -61,6 +67,7 @@ async def worker(
     on_failure: str = "delete",
     batch: int = 1,
     max_tasks: int = 0,
+    also: str = "",
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """A real PgQueuer worker in its own process (killed with SIGKILL on exit)."""
     process = await asyncio.create_subprocess_exec(
@@ -74,6 +81,7 @@ async def worker(
         on_failure,
         str(batch),
         str(max_tasks),
+        also,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

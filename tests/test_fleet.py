@@ -115,7 +115,7 @@ def test_snapshot_json_has_every_installation_sorted_by_trouble(
 @pytest.mark.parametrize(
     ("which", "args", "state", "words"),
     [
-        ("calm", [], NagiosState.OK, "PGQ FLEET OK - 1 installations, 0 down"),
+        ("calm", [], NagiosState.OK, "PGQ FLEET OK - 1 installation, 0 down"),
         ("calm+late", ["--max-age", "1h"], NagiosState.OK, "PGQ FLEET OK - 2 installations"),
         ("calm+late", [], NagiosState.WARNING, "oldest ready 10m"),
         ("calm+late", ["--max-age", "1m,5m"], NagiosState.CRITICAL, "oldest ready 10m"),
@@ -567,3 +567,25 @@ def test_the_console_refuses_single_installation_options_with_several(
     )
     assert code == 2
     assert "--replica-dsn goes with one installation, and 2 were given" in err
+
+
+def test_an_installation_without_the_schema_is_in_error_not_down(
+    capsys: pytest.CaptureFixture[str], server_dsn: str, fleet_dsns: tuple[str, str, str]
+) -> None:
+    """The server answers but PgQueuer is not installed there: 'error' (README: connected, its
+    reads fail), not 'down' (which sends the reader to check the network); still CRITICAL."""
+    _, calm, _ = fleet_dsns
+    bare = make_database(server_dsn, "fleet_bare", install=False)
+    try:
+        code, out, err = run(capsys, "fleet", "snapshot", "--json", "--dsn", calm, "--dsn", bare)
+        assert code == 0, err
+        rows = json.loads(out)["installations"]
+        assert rows[0]["state"] == "error" and rows[0]["since"] is not None
+        assert "PgQueuer is not installed" in rows[0]["error"]
+        code, out, _ = run(capsys, "fleet", "check", "--dsn", calm, "--dsn", bare)
+        assert code == NagiosState.CRITICAL
+        (line,) = out.strip().splitlines()
+        assert line.startswith("PGQ FLEET CRITICAL - 2 installations, 0 down, 1 in error: ")
+        assert " error since " in line and "PgQueuer is not installed" in line
+    finally:
+        drop_database(server_dsn, bare)

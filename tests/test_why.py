@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -100,7 +101,7 @@ async def test_concurrency_limited_consumer(fresh_database: str) -> None:
         assert "concurrency" in result.codes()
         assert "1 running job holds its slot (0-0)" in line(result, "concurrency")
         assert result.fact("slots_used") == 1 and result.fact("jobs_ahead") == 1
-        assert "1 ready jobs are ahead of it" in line(result, "ahead")
+        assert "1 ready job is ahead of it" in line(result, "ahead")
         assert "no drain rate" in line(result, "ahead")
         assert "no_worker" not in result.codes()
         by_entrypoint = await why_entrypoint(backend, "limited")
@@ -111,11 +112,11 @@ async def test_concurrency_limited_consumer(fresh_database: str) -> None:
 
 async def test_jobs_ahead_and_the_drain_rate(fresh_database: str) -> None:
     dsn = fresh_database
-    # 20 jobs of it finished in the last 5 minutes: 4 a minute.
+    # 20 jobs of it finished over the last 5 minutes, one every 15 s: about 4 a minute.
     await run_sql(
         dsn,
         "INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created) "
-        "SELECT n, 'successful', 'steady', 0, now() - interval '1 minute' "
+        "SELECT n, 'successful', 'steady', 0, now() - (n - 1) * interval '15 seconds' "
         "FROM generate_series(1, 20) AS n",
     )
     ids = await enqueue(dsn, "steady", 16)
@@ -126,9 +127,48 @@ async def test_jobs_ahead_and_the_drain_rate(fresh_database: str) -> None:
         # 15 older ones and the urgent one: 16 at 4/min.
         assert line(result, "ahead") == (
             "16 ready jobs are ahead of it: about 4 min at the current rate "
-            "(4.0/min over the last 5 min)"
+            "(4.2/min over the last 5 min)"
         )
         assert (await why_job(backend, urgent)).codes() == ("clear",)
+
+
+async def test_the_drain_rate_is_the_workers_own_pace(fresh_database: str) -> None:
+    """A worker restarted a minute ago (the usual end of an incident) has finished 20 jobs: it
+    drains 20 a minute, not 4 (20 over the whole 5-minute window). Jobs an operator cancelled
+    or deleted are no drain rate: with no worker, no rate is made up from them."""
+    dsn = fresh_database
+    for job, status, entrypoint, ago in (
+        ("1000", "picked", "resumed", "60 seconds"),  # its first pick since the restart
+        ("n", "successful", "resumed", "n * interval '2 seconds'"),
+        ("2000 + n", "canceled", "resumed", "30 seconds"),
+        ("2000 + n", "deleted", "resumed", "30 seconds"),
+        ("3000 + n", "canceled", "abandoned", "30 seconds"),
+    ):
+        await run_sql(
+            dsn,
+            "INSERT INTO pgqueuer_log (job_id, status, entrypoint, priority, created) "
+            f"SELECT {job}, '{status}', '{entrypoint}', 0, now() - "
+            + (ago if ago.startswith("n") else f"interval '{ago}'")
+            + " FROM generate_series(1, 20) AS n"
+            + (" WHERE n = 1" if job == "1000" else ""),
+        )
+    ids = await enqueue(dsn, "resumed", 11)
+    abandoned = await enqueue(dsn, "abandoned", 2)
+    async with opened(dsn) as backend:
+        result = await why_job(backend, ids[-1])
+        assert result.codes() == ("ahead",)
+        # (a slow machine reads a moment after the inserts: 19.x a minute, 30 or 31 s)
+        assert re.fullmatch(
+            r"10 ready jobs are ahead of it: about 3[01]s at the current rate "
+            r"\((19\.[5-9]|20\.0)/min over the last 1 min\)",
+            line(result, "ahead"),
+        ), line(result, "ahead")
+        assert 19.5 <= result.fact("finished_per_min") <= 20.0
+        assert 60.0 <= result.fact("drain_span_s") <= 61.5
+        lonely = await why_job(backend, abandoned[-1])
+        assert lonely.codes() == ("no_worker", "ahead")
+        assert "no drain rate to estimate from" in line(lonely, "ahead")
+        assert lonely.fact("finished_per_min") == 0
 
 
 async def test_busy_workers(fresh_database: str) -> None:
@@ -142,6 +182,70 @@ async def test_busy_workers(fresh_database: str) -> None:
         )
         assert "the 1 live worker serving it is busy: 2 of its jobs running" in line(result, "busy")
         assert result.fact("workers_live") == 1
+
+
+async def test_the_worker_serving_it_is_busy_with_another_entrypoint(fresh_database: str) -> None:
+    """One worker serves 'hog' and 'light' with two slots; two long hog jobs hold both. A light
+    job waits: not "nothing holds it back" (no worker holds a light job, so the busy check of
+    its own entrypoint saw nothing)."""
+    dsn = fresh_database
+    async with (
+        worker(dsn, "hog", 3600, batch=1, max_tasks=2, also="light"),
+        opened(dsn) as backend,
+    ):
+        (served,) = await enqueue(dsn, "light", 1)
+        await eventually(lambda: status_of(dsn, served), lambda s: s is None, "the light job")
+        hogs = await enqueue(dsn, "hog", 2)
+
+        async def both_picked() -> list[str | None]:
+            return [await status_of(dsn, hog) for hog in hogs]
+
+        await eventually(both_picked, lambda s: s == ["picked", "picked"], "the hogs")
+        (waiting,) = await enqueue(dsn, "light", 1)
+        await run_sql(
+            dsn,
+            "UPDATE pgqueuer SET execute_after = now() - interval '10 seconds' WHERE id = $1",
+            waiting,
+        )  # ready 10 s ago; the light job served a minute ago
+        await run_sql(
+            dsn,
+            "UPDATE pgqueuer_log SET created = created - interval '1 minute' "
+            "WHERE entrypoint = 'light'",
+        )
+        result = await why_job(backend, waiting)
+        assert result.codes() == ("busy",), result.reasons
+        text = line(result, "busy")
+        assert (
+            "it has waited 10s though a worker picked or finished one of light's jobs 1 min" in text
+        )
+        assert "busy with other entrypoints' jobs (2 running on 1 worker)" in text
+        assert (await why_entrypoint(backend, "light")).codes() == ("busy",)
+
+
+async def test_a_stopped_worker_that_served_it_minutes_ago(fresh_database: str) -> None:
+    """Its only worker served it three minutes ago and stopped (a deploy scaled it to zero: no
+    stale job is left behind). A job ready for two minutes that nobody touched has no worker,
+    though the activity window (5 min) still remembers one."""
+    dsn = fresh_database
+    async with worker(dsn, "mail") as process, opened(dsn) as backend:
+        (served,) = await enqueue(dsn, "mail", 1)
+        await eventually(lambda: status_of(dsn, served), lambda s: s is None, "the served job")
+        os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+    await run_sql(dsn, "UPDATE pgqueuer_log SET created = created - interval '3 minutes'")
+    (waiting,) = await enqueue(dsn, "mail", 1)
+    await run_sql(
+        dsn,
+        "UPDATE pgqueuer SET execute_after = now() - interval '2 minutes' WHERE id = $1",
+        waiting,
+    )
+    async with opened(dsn) as backend:
+        result = await why_job(backend, waiting)
+        assert result.codes() == ("no_worker",), result.reasons
+        text = line(result, "no_worker")
+        assert "no worker holds a job of any entrypoint" in text
+        assert "in the 2 min it has been ready; one last did at" in text
+        assert "(3 min ago): its workers look stopped" in text
 
 
 async def test_dead_worker_stale_heartbeat(fresh_database: str) -> None:
@@ -159,6 +263,27 @@ async def test_dead_worker_stale_heartbeat(fresh_database: str) -> None:
         text = line(result, "stale_worker")
         assert "reclaim is one key away (Workers screen, R)" in text
         assert str(result.fact("queue_manager_id")) in text
+        # A job of that entrypoint waiting since: its only worker is dead, though it picked a
+        # job a moment ago (inside the activity window). Not "nothing holds it back".
+        (waiting,) = await enqueue(dsn, "export", 1)
+        await run_sql(
+            dsn,
+            "UPDATE pgqueuer SET execute_after = now() - interval '10 seconds' WHERE id = $1",
+            waiting,
+        )  # ready 10 s ago, the dead worker's pick a minute ago
+        await run_sql(
+            dsn,
+            "UPDATE pgqueuer_log SET created = created - interval '1 minute' "
+            "WHERE entrypoint = 'export' AND status = 'picked'",
+        )
+        for answer in (
+            await why_job(backend, waiting, stale_after=timedelta(seconds=2)),
+            await why_entrypoint(backend, "export", stale_after=timedelta(seconds=2)),
+        ):
+            assert answer.codes() == ("no_worker",), answer.reasons
+            text = line(answer, "no_worker")
+            assert "no live worker serves export: the worker holding its jobs stopped" in text
+            assert "since it became ready 10s ago" in text and "one last did at" in text
 
 
 async def test_held_cancelled_dedupe_and_unknown(fresh_database: str) -> None:
@@ -177,6 +302,14 @@ async def test_held_cancelled_dedupe_and_unknown(fresh_database: str) -> None:
             assert result.codes() == ("held", "dedupe")
             assert "ValueError" in line(result, "held") and "requeue" in line(result, "held")
             assert f"taken by job {copy} (queued)" in line(result, "dedupe")
+            # The entrypoint's answer (w on its overview row) names its held job, not only
+            # that nothing is ready.
+            by_entrypoint = await why_entrypoint(backend, "charge")
+            assert by_entrypoint.codes() == ("deferred", "held")
+            assert line(by_entrypoint, "held") == (
+                "1 of its jobs is held: failed and waiting for a requeue (Failures screen, r)"
+            )
+            assert by_entrypoint.fact("held") == 1
             copy_result = await why_job(backend, copy)
             assert copy_result.codes() == ("deferred", "dedupe")
             assert "blocks a copy" in line(copy_result, "dedupe")
@@ -282,3 +415,47 @@ def test_cli_why_zero_durations_are_refused(
     assert err.strip() == (
         f"pgq-console: error: why: {option} must be longer than zero, not {value!r}"
     )
+
+
+def test_cli_why_a_job_id_no_bigint_holds_is_one_line_before_connecting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A number past 64 bits names no job: argparse's one line, not the driver's complaint
+    about 'query argument $1' after connecting (the DSN here is never reached)."""
+    dsn = "postgresql://u@127.0.0.1:1/d"
+    code, out, err = run_cli(capsys, "why", "99999999999999999999999", "--dsn", dsn)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [
+        "pgq-console: error: why: no job has id 99999999999999999999999 (job ids are 64-bit)"
+    ]
+
+
+def test_cli_an_option_given_a_bare_double_dash_is_one_usage_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--window=--`: argparse hands the option an empty list; every reader then crashed
+    ('internal error (AttributeError ...)') instead of a usage line, exit 2."""
+    dsn = "postgresql://u@127.0.0.1:1/d"
+    for argv in (
+        ("bundle", "--window=--"),
+        ("why", "1", "--stale-after=--"),
+        ("why", "--entrypoint=--"),
+    ):
+        code, out, err = run_cli(capsys, *argv, "--dsn", dsn)
+        assert code == 2 and out == "", argv
+        option = argv[-1].partition("=")[0]
+        assert err.strip().splitlines() == [
+            f"pgq-console: error: argument {option}: expected one argument, not '--'"
+        ]
+
+
+def test_cli_why_a_never_seen_entrypoint_cuts_long_names(
+    capsys: pytest.CaptureFixture[str], fresh_database: str
+) -> None:
+    dsn = fresh_database
+    asyncio.run(enqueue(dsn, "L" * 3000 + "\x1b[31m", 1))
+    code, out, err = run_cli(capsys, "why", "--entrypoint", "Q" * 500, "--dsn", dsn)
+    assert code == 2 and out == ""
+    (message,) = err.strip().splitlines()
+    assert len(message) < 400 and "\x1b" not in message
+    assert "(3005 characters)" in message and "(500 characters)" in message

@@ -63,6 +63,14 @@ class _Parser(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         if self.given is None:
             return super().parse_known_args(args, namespace)
+        for arg in args or ():
+            if arg == "--":
+                break
+            name, equals, value = arg.partition("=")
+            if arg.startswith("--") and equals and value == "--":
+                # argparse drops a '--' value and hands the option an empty list, which every
+                # option's reader then trips on (an internal error, not a usage line).
+                self.error(f"argument {name}: expected one argument, not '--'")
         self.given.clear()
         parsed, rest = super().parse_known_args(args, namespace)
         parsed.given_dsns = list(self.given.dsns)

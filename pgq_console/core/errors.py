@@ -18,6 +18,11 @@ class ConsoleError(Exception):
     """An error whose message is fit to show the operator as it is (one line, no secrets)."""
 
 
+class SchemaNotReady(ConsoleError):
+    """The server answers, but PgQueuer's schema is missing or older than pgqueuer needs: the
+    installation is reachable and in error, not down (the fleet says so)."""
+
+
 def describe_connect_error(
     exc: BaseException,
     *,

@@ -26,6 +26,7 @@ from pgqueuer.domain import models as pgq_models
 
 from pgq_console.core.backend import ANY_DRIVER_ERRORS, Backend
 from pgq_console.core.clock import Clock
+from pgq_console.core.errors import SchemaNotReady
 from pgq_console.core.nagios import NagiosState
 from pgq_console.core.overview import Pacer
 from pgq_console.core.refresh_loop import backoff_delay
@@ -278,6 +279,9 @@ class Watch:
         except TimeoutError:
             self._down(f"no answer within {CONNECT_TIMEOUT_S:g}s while connecting")
             return False
+        except SchemaNotReady as exc:  # it answers: in error (no schema), not down
+            self._down(_one_line(exc), state=LinkState.ERROR)
+            return False
         except Exception as exc:
             self._down(_one_line(exc))
             return False
@@ -300,11 +304,11 @@ class Watch:
         if isinstance(envelope.root, pgq_models.TableChangedEvent) and not self._event_pending:
             self.request_refresh()
 
-    def _down(self, message: str) -> None:
+    def _down(self, message: str, *, state: LinkState = LinkState.DOWN) -> None:
         self._failures += 1
         since = self.row.since if self.row.down and self.row.since else self.clock.now()
         message = without_label(message, self.member.label)
-        self._replace(state=LinkState.DOWN, since=since, error=message, listening=False)
+        self._replace(state=state, since=since, error=message, listening=False)
 
     async def _failed(self, exc: BaseException) -> None:
         lost = ANY_DRIVER_ERRORS.connection_lost(exc)

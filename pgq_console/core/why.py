@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.stats import TERMINAL
 from pgq_console.core.workers import DEFAULT_STALE_AFTER
 
 if TYPE_CHECKING:
@@ -41,9 +40,16 @@ DRAIN_WINDOW = timedelta(minutes=5)
 # A ready job waiting this long with live workers holding its entrypoint's jobs: they are busy
 # (an idle worker is woken by the INSERT's NOTIFY, or polls at least every dequeue_timeout).
 BUSY_WAIT = timedelta(seconds=5)
+# A ready job no worker has touched this long while no worker holds any job: its workers are
+# gone (an idle PgQueuer worker polls at least every dequeue_timeout, 30 s by default).
+STOPPED_WAIT = timedelta(seconds=60)
 # How far back pgqueuer's statistics are searched for the entrypoint's last worker activity.
 ACTIVITY_LOOKBACK = timedelta(days=1)
 WORKER_STATUSES = "'picked', 'successful', 'exception', 'failed'"
+# What a worker logs when it is done with a job (the drain rate counts these).
+WORKER_FINISHES = "'successful', 'exception', 'failed'"
+# The drain rate is taken over at least this long, even when the workers started more recently.
+MIN_DRAIN_SPAN = timedelta(seconds=30)
 
 
 class UnknownJob(ConsoleError):
@@ -118,6 +124,14 @@ def span(seconds: float) -> str:
     return f"{hours // 24} days"
 
 
+def drain_span_of(now: datetime, since: datetime | None) -> timedelta:
+    """What the drain rate is taken over: the window, or less when the workers' first pick or
+    finish in it came later (a worker restarted a minute ago), at least `MIN_DRAIN_SPAN`."""
+    if since is None:
+        return DRAIN_WINDOW
+    return min(DRAIN_WINDOW, max(MIN_DRAIN_SPAN, now - since))
+
+
 def _at(moment: datetime) -> str:
     return moment.isoformat(sep=" ", timespec="seconds")
 
@@ -166,10 +180,15 @@ last_served AS (
             AND s.status IN ({WORKER_STATUSES}))
     ) AS created
 ),
+-- What the workers finished (operators' cancels and deletes are no drain rate), and since when
+-- they have been at it within the window: a worker that started a minute ago drains at its own
+-- pace, not at a fifth of it.
 drained AS (
-    SELECT count(*) AS n FROM {log} AS l, ep
+    SELECT count(*) FILTER (WHERE l.status IN ({WORKER_FINISHES})) AS n,
+        min(l.created) AS since
+    FROM {log} AS l, ep
     WHERE l.entrypoint = ep.name AND l.created > now() - $4::interval
-        AND l.status IN ({TERMINAL})
+        AND l.status IN ({WORKER_STATUSES})
 )
 SELECT now() AS db_now, (SELECT name FROM ep) AS entrypoint,
     j.id AS job_id, j.status, j.priority, j.execute_after, j.heartbeat, j.updated, j.created,
@@ -192,7 +211,14 @@ SELECT now() AS db_now, (SELECT name FROM ep) AS entrypoint,
     (SELECT count(*) FROM picked WHERE slot IS NOT NULL) AS slots_used,
     (SELECT max(slot) FROM picked) AS max_slot,
     (SELECT created FROM last_served) AS last_served,
+    (SELECT count(*) FROM {queue} AS a WHERE a.status = 'picked'
+        AND a.heartbeat >= now() - $3::interval) AS all_picked_live,
+    (SELECT count(DISTINCT a.queue_manager_id) FROM {queue} AS a WHERE a.status = 'picked'
+        AND a.heartbeat >= now() - $3::interval) AS all_workers_live,
+    (SELECT count(*) FROM {queue} AS h, ep
+        WHERE $1::bigint IS NULL AND h.status = 'failed' AND h.entrypoint = ep.name) AS held,
     (SELECT n FROM drained) AS drained,
+    (SELECT since FROM drained) AS drained_since,
     (SELECT max(w.heartbeat) FROM {queue} AS w
         WHERE w.status = 'picked' AND j.qm IS NOT NULL
             AND w.queue_manager_id::text = j.qm) AS holder_heartbeat,
@@ -270,15 +296,30 @@ def never_seen(entrypoint: str, known: list[str]) -> str:
     """The one line for an entrypoint nothing names, with the close names that exist."""
     from difflib import get_close_matches
 
-    line = f"entrypoint {entrypoint!r} was never seen: no job, log row or schedule has that name"
+    line = (
+        f"entrypoint {_name(entrypoint)} was never seen: no job, log row or schedule has that name"
+    )
     close = get_close_matches(entrypoint, known, n=CLOSE_NAMES, cutoff=0.6)
     if close:
-        return f"{line}; did you mean {', '.join(repr(name) for name in close)}?"
+        return f"{line}; did you mean {', '.join(_name(name) for name in close)}?"
     if known:
-        shown = ", ".join(repr(name) for name in known[:8])
+        shown = ", ".join(_name(name) for name in known[:8])
         more = f" and {len(known) - 8} more" if len(known) > 8 else ""
         return f"{line}; entrypoints seen: {shown}{more}"
     return f"{line}; no entrypoint has been seen yet"
+
+
+# An entrypoint name in a one-line error is cut to this many characters (a 3,000-character name
+# in the database must not make the line a screenful).
+NAME_IN_ERROR = 60
+
+
+def _name(name: str) -> str:
+    """`name` quoted (repr: control characters escaped), its middle cut when long."""
+    if len(name) <= NAME_IN_ERROR:
+        return repr(name)
+    half = NAME_IN_ERROR // 2
+    return f"{name[:half]!r}…{name[-half:]!r} ({len(name)} characters)"
 
 
 async def _read(
@@ -315,7 +356,8 @@ def explain(
     picked_live, workers_live = int(row["picked_live"]), int(row["workers_live"])
     slots_used = int(row["slots_used"])
     drained = int(row["drained"] or 0)
-    rate_per_min = drained / (DRAIN_WINDOW.total_seconds() / 60)
+    drain_span = drain_span_of(now, row.get("drained_since"))
+    rate_per_min = drained / (drain_span.total_seconds() / 60)
     last_served: datetime | None = row["last_served"]
     oldest_ready: datetime | None = row["oldest_ready"]
     reasons: list[Reason] = []
@@ -385,9 +427,42 @@ def explain(
             f"{_at(next_deferred)} (in {span((next_deferred - now).total_seconds())})",
         )
 
+    held = int(row.get("held") or 0)
+    if job_id is None and held > 0:
+        add(
+            "held",
+            f"{held} of its jobs {'are' if held != 1 else 'is'} held: failed and waiting for a "
+            "requeue (Failures screen, r)",
+        )
+
     # -- workers and capacity (only when it waits to be picked) ----------------------------
+    workers_stale = int(row["workers_stale"])
+    all_workers_live = int(row.get("all_workers_live") or 0)
+    all_picked_live = int(row.get("all_picked_live") or 0)
+    ready_since = (now - waited) if waiting else None
+    # The workers seen holding its jobs are all dead (stale heartbeats), and none picked or
+    # finished one of its jobs since this one became ready: whatever served it lately is gone,
+    # however recent its last pick (the window alone would call it served).
+    served_by_the_dead = (
+        picked_live == 0
+        and workers_stale > 0
+        and waited >= BUSY_WAIT
+        and ready_since is not None
+        and (last_served is None or last_served < ready_since)
+    )
     if waiting:
-        if picked_live == 0 and (last_served is None or now - last_served > activity_window):
+        if served_by_the_dead and last_served is not None:
+            newest: datetime | None = row["newest_heartbeat"]
+            gone = f" {span((now - newest).total_seconds())} ago" if newest is not None else ""
+            add(
+                "no_worker",
+                f"no live worker serves {entrypoint}: the worker"
+                f"{'s' if workers_stale != 1 else ''} holding its jobs stopped heartbeating"
+                f"{gone} (dead? reclaim in the Workers screen, R), and none picked or finished "
+                f"one of its jobs since it became ready {span(waited.total_seconds())} ago; one "
+                f"last did at {_at(last_served)} ({span((now - last_served).total_seconds())} ago)",
+            )
+        elif picked_live == 0 and (last_served is None or now - last_served > activity_window):
             last = (
                 f"one last did at {_at(last_served)} ({span((now - last_served).total_seconds())}"
                 " ago)"
@@ -398,6 +473,20 @@ def explain(
                 "no_worker",
                 f"no live worker serves {entrypoint}: none holds or picked one of its jobs in "
                 f"the last {span(activity_window.total_seconds())}; {last}",
+            )
+        elif (
+            all_workers_live == 0
+            and waited >= STOPPED_WAIT
+            and ready_since is not None
+            and last_served is not None
+            and last_served < ready_since
+        ):
+            add(
+                "no_worker",
+                f"no live worker serves {entrypoint}: no worker holds a job of any entrypoint, "
+                f"and none picked one of its jobs in the {span(waited.total_seconds())} it has "
+                f"been ready; one last did at {_at(last_served)} "
+                f"({span((now - last_served).total_seconds())} ago): its workers look stopped",
             )
         elif slots_used > 0:
             top = row["max_slot"]
@@ -414,15 +503,38 @@ def explain(
                 f"{'are' if workers_live != 1 else 'is'} busy: {picked_live} of its jobs "
                 f"running, and it has waited {span(waited.total_seconds())}",
             )
+        elif (
+            picked_live == 0
+            and all_workers_live > 0
+            and waited >= BUSY_WAIT
+            and ready_since is not None
+            and last_served is not None
+            and last_served < ready_since
+        ):
+            # A worker served it lately, none has touched it since this job became ready, and
+            # none is idle enough to take it: the live workers are taken by other entrypoints'
+            # jobs (PgQueuer does not record which entrypoints a worker serves, so which of
+            # them serve this one cannot be said).
+            add(
+                "busy",
+                f"it has waited {span(waited.total_seconds())} though a worker picked or "
+                f"finished one of {entrypoint}'s jobs {span((now - last_served).total_seconds())}"
+                f" ago: the live workers look busy with other entrypoints' jobs "
+                f"({all_picked_live} running on {all_workers_live} worker"
+                f"{'s' if all_workers_live != 1 else ''})",
+            )
 
     # -- the queue ahead of it -------------------------------------------------------------
     # For an entrypoint: how long its whole ready queue takes to drain.
     ahead = int(row["ahead"]) if job_id is not None else ready
-    queue_words = "ready jobs are ahead of it" if job_id is not None else "ready jobs wait"
+    if job_id is not None:
+        queue_words = "ready job is ahead of it" if ahead == 1 else "ready jobs are ahead of it"
+    else:
+        queue_words = "ready jobs wait"
     if waiting and ahead > 0 and (job_id is not None or ahead > 1):
         if rate_per_min > 0:
             eta = f"about {span(ahead / rate_per_min * 60)} at the current rate"
-            pace = f"{rate_per_min:.1f}/min over the last {span(DRAIN_WINDOW.total_seconds())}"
+            pace = f"{rate_per_min:.1f}/min over the last {span(drain_span.total_seconds())}"
             add("ahead", f"{ahead} {queue_words}: {eta} ({pace})")
         else:
             add(
@@ -475,15 +587,21 @@ def explain(
     facts += [
         ("ready", ready),
         ("deferred", deferred),
+    ]
+    if job_id is None:
+        facts += [("held", held)]
+    facts += [
         ("oldest_ready", oldest_ready),
         ("picked", int(row["picked"])),
         ("picked_live", picked_live),
         ("workers_live", workers_live),
-        ("workers_stale", int(row["workers_stale"])),
+        ("workers_stale", workers_stale),
+        ("all_workers_live", all_workers_live),
         ("newest_heartbeat", row["newest_heartbeat"]),
         ("slots_used", slots_used),
         ("last_served", last_served),
         ("finished_per_min", round(rate_per_min, 2)),
+        ("drain_span_s", drain_span.total_seconds()),
         ("stale_after_s", stale_after.total_seconds()),
         ("activity_window_s", activity_window.total_seconds()),
         ("rate_limit", RATE_LIMIT_FACT),

@@ -143,7 +143,7 @@ class FleetScreen(Screen[None]):
         growing = sum(1 for row in rows if not row.down and row.held_growth > 0)
         summary = Text(" ")
         summary.append("Fleet", style="bold")
-        summary.append(f"  {len(rows)} installations")
+        summary.append(f"  {len(rows)} installation{'s' if len(rows) != 1 else ''}")
         if down:
             summary.append(f"   {down} down", style=f"bold {style.get('status-held', '')}")
         if late:

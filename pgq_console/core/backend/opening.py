@@ -24,7 +24,7 @@ from pgq_console.core.backend.psycopg_drivers import (
     PsycopgBackend,
     SyncPsycopgBackend,
 )
-from pgq_console.core.errors import ConsoleError, describe_connect_error
+from pgq_console.core.errors import ConsoleError, SchemaNotReady, describe_connect_error
 from pgq_console.core.pooler import (
     DIRECT,
     PROBE_WAIT_S,
@@ -178,12 +178,12 @@ async def check_schema(backend: Backend) -> None:
             f"cannot inspect the PgQueuer schema on {backend.label}: {' '.join(str(exc).split())}"
         ) from None
     if not installed:
-        raise ConsoleError(
+        raise SchemaNotReady(
             f"PgQueuer is not installed in {where} of {backend.label}: "
             f"install it with `pgq{flags} install`"
         )
     if plan is not None and plan.statements:
-        raise ConsoleError(
+        raise SchemaNotReady(
             f"the PgQueuer schema on {backend.label} is older than pgqueuer {version('pgqueuer')} "
             f"needs ({len(plan.statements)} changes): review with `pgq{flags} upgrade --plan`, "
             f"then run `pgq{flags} upgrade`"
