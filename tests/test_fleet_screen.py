@@ -280,3 +280,46 @@ async def test_the_summary_fits_80_columns_with_every_kind_of_trouble(
         text = str(summary.render())
         assert "1 down" in text and "1 waiting too long" in text and "1 held growing" in text
         assert summary.size.height == 1, text
+
+
+@pytest.fixture
+def bare_database(server_dsn: str) -> Iterator[str]:
+    """A database without PgQueuer's schema."""
+    bare = make_database(server_dsn, "fleet_screen_bare", install=False)
+    try:
+        yield bare
+    finally:
+        drop_database(server_dsn, bare)
+
+
+async def test_an_installation_without_the_schema_counts_in_error_not_down(
+    bare_database: str, databases: tuple[str, str]
+) -> None:
+    """The summary line says what the rows say: a server that answers without PgQueuer's schema
+    is 'in error', not 'down' (which sends the reader to check the network)."""
+    _, calm = databases
+    app = PgqConsole(_nothing_open, clock=SystemClock())
+    app.animation_level = "none"
+    pairs = (("calm", calm), ("bare", bare_database))
+    app.fleet_host = FleetHost(
+        members=tuple(_member(key, dsn, None, None) for key, dsn in pairs),
+        targets={key: Target(dsn=dsn, profile=key) for key, dsn in pairs},
+        stale_after=timedelta(seconds=90),
+    )
+    async with app.run_test(size=(100, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, FleetScreen))
+        table = app.screen.query_one("#fleet-table", LiveTable)
+        await until(
+            pilot,
+            lambda: (
+                table.row_count == 2
+                and table.get_cell("bare", "state").plain.startswith("error since ")
+            ),
+        )
+        summary = app.screen.query_one("#fleet-summary")
+        await until(pilot, lambda: "1 in error" in str(summary.render()))
+        assert "down" not in str(summary.render())
+
+
+async def _nothing_open() -> Any:
+    raise ConsoleError("no installation is open")

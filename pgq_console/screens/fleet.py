@@ -138,7 +138,8 @@ class FleetScreen(Screen[None]):
     def _show(self) -> None:
         rows = self.fleet.sorted_rows()
         style = self.app.theme_variables
-        down = sum(1 for row in rows if row.down)
+        down = sum(1 for row in rows if row.state is LinkState.DOWN)
+        in_error = sum(1 for row in rows if row.state is LinkState.ERROR)
         late = sum(1 for row in rows if not row.down and row.over_threshold)
         growing = sum(1 for row in rows if not row.down and row.held_growth > 0)
         summary = Text(" ")
@@ -146,12 +147,15 @@ class FleetScreen(Screen[None]):
         summary.append(f"  {len(rows)} installation{'s' if len(rows) != 1 else ''}")
         if down:
             summary.append(f"   {down} down", style=f"bold {style.get('status-held', '')}")
+        if in_error:
+            # It answers, but cannot be read (no schema, a failing query): not "down".
+            summary.append(f"   {in_error} in error", style=f"bold {style.get('status-held', '')}")
         if late:
             # Short enough that the line fits 80 columns with all three (it wrapped mid-phrase).
             summary.append(f"   {late} waiting too long", style=style.get("status-stale", ""))
         if growing:
             summary.append(f"   {growing} held growing", style=style.get("status-exception", ""))
-        if not (down or late or growing):
+        if not (down or in_error or late or growing):
             summary.append("   all well", style=style.get("status-ready", ""))
         self.query_one("#fleet-summary", QuietStatic).show_text(summary)
         table = self.query_one("#fleet-table", LiveTable)
