@@ -113,6 +113,8 @@ class Refresher:
         self._last_depth_started = 0.0
         self._last_event_mono: float | None = None
         self._unnotified_since: float | None = None
+        # The pulse and the screens built ahead read after this refresher's first snapshot.
+        backend.first_reading.expect()
 
     @property
     def tracker(self) -> DepthTracker:
@@ -151,6 +153,7 @@ class Refresher:
         try:
             await self.timing.run(self._round)
         finally:
+            self.backend.first_reading.arrived()
             await self.tiers.close()
 
     async def _round(self) -> None:
@@ -166,6 +169,8 @@ class Refresher:
             log.exception("refresh loop")
             self.timing.failed(lost=False)
             self._publish(replace(self.status, error=f"refresh failed: {error_line(exc)}"))
+        finally:
+            self.backend.first_reading.arrived()  # read or failed: the others go
 
     async def _refresh(self) -> None:
         """Depth first and shown at once; the log-reading tiers after, when they are due.
@@ -211,6 +216,9 @@ class Refresher:
         recovered = self.status.lost_since is not None
         self._book(ended, spent)
         self.timing.succeeded()
+        # The first snapshot is read: the pulse and the screens built ahead may read now (the
+        # durations after it are not waited for).
+        self.backend.first_reading.arrived()
         if self.status.paused:
             return  # read before `p`, back after it: paused, the screen holds what it showed
         replica = self.backend.replica
