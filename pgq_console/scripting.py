@@ -84,9 +84,7 @@ def _seconds(text: str) -> float:
 
 def parse_threshold(text: str, *, what: str, duration: bool = False) -> Threshold:
     """`CRIT` or `WARN,CRIT`, each a number (more than it alerts) or a Nagios range."""
-    return nagios.parse_threshold(
-        text, _seconds if duration else _whole_number(what), what=what
-    )
+    return nagios.parse_threshold(text, _seconds if duration else _whole_number(what), what=what)
 
 
 def parse_max_age(items: list[str]) -> dict[str, Threshold]:

@@ -37,8 +37,19 @@ VARIABLE_DEFAULTS = {
 
 _VARIABLE_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _TEXT_STYLES = frozenset(
-    {"none", "not", "bold", "dim", "italic", "underline", "underline2", "reverse", "strike",
-     "blink", "overline"}
+    {
+        "none",
+        "not",
+        "bold",
+        "dim",
+        "italic",
+        "underline",
+        "underline2",
+        "reverse",
+        "strike",
+        "blink",
+        "overline",
+    }
 )
 
 

@@ -114,11 +114,7 @@ SAFE_KINDS = [kind.value for kind in PayloadKind if kind is not PayloadKind.FILE
 @given(
     st.fixed_dictionaries(
         {},
-        optional={
-            name: FIELD_VALUE
-            for name in FIELDS
-            if name != "payload_kind"
-        },
+        optional={name: FIELD_VALUE for name in FIELDS if name != "payload_kind"},
     ),
     st.one_of(st.sampled_from(SAFE_KINDS), HOSTILE_TEXT.filter(lambda t: "file" not in t)),
 )
@@ -205,10 +201,10 @@ def test_payload_bytes(payload: bytes, truncated: bool) -> None:
             },
         ).map(json.dumps),
         st.builds(
-            lambda count: json.dumps({"type": AUDIT_EVENT_TYPE, "action": "x", "previewed": 1})[
-                :-1
-            ]
-            + f', "count": {count}}}',
+            lambda count: (
+                json.dumps({"type": AUDIT_EVENT_TYPE, "action": "x", "previewed": 1})[:-1]
+                + f', "count": {count}}}'
+            ),
             st.sampled_from(["1e999", "-1e999", "NaN", "Infinity", "1" * 5000]),
         ),
         st.integers(min_value=1, max_value=5000).map(lambda n: "[" * n + "]" * n),
@@ -243,8 +239,23 @@ TOML_SCALAR = st.one_of(
 )
 CONFIG_KEYS = ["profile", "theme", "refresh", "driver", "read_only", "nonsense"]
 PROFILE_KEYS = [
-    "dsn", "host", "port", "user", "dbname", "sslmode", "driver", "schema", "prefix", "channel",
-    "read_only", "label", "color", "password", "password_env", "password_command", "bogus",
+    "dsn",
+    "host",
+    "port",
+    "user",
+    "dbname",
+    "sslmode",
+    "driver",
+    "schema",
+    "prefix",
+    "channel",
+    "read_only",
+    "label",
+    "color",
+    "password",
+    "password_env",
+    "password_command",
+    "bogus",
 ]
 
 

@@ -65,8 +65,7 @@ async def test_an_invalid_index_is_dropped_first(fresh_database: str) -> None:
     dsn = fresh_database
     await run_sql(
         dsn,
-        "CREATE INDEX pgqueuer_held_ep_id_idx ON pgqueuer (entrypoint, id) "
-        "WHERE status = 'failed'",
+        "CREATE INDEX pgqueuer_held_ep_id_idx ON pgqueuer (entrypoint, id) WHERE status = 'failed'",
     )
     await run_sql(
         dsn,

@@ -112,6 +112,7 @@ async def test_footer_keys_are_whole_at_80_columns(seeded: str) -> None:  # noqa
         await pilot.press("2")
         await wait_until(pilot, lambda: bool(app.screen.query(ConsoleFooter).first().children))
         footer = app.screen.query_one(ConsoleFooter)
+
         # Laid out (a busy machine mounts the keys a while before it places them).
         def laid_out() -> bool:
             keys = list(footer.children)

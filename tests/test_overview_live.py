@@ -167,9 +167,7 @@ async def test_updates_which_never_notify_are_caught_by_the_timer(database_dsn: 
             await wait_until(pilot, lambda: number(app, "held_then_requeued", "held") == "2")
             # requeue_jobs is an UPDATE: no NOTIFY; the 0.5 s timer must still show it.
             await Queries.from_asyncpg_connection(connection).requeue_jobs([JobId(i) for i in ids])
-            await wait_until(
-                pilot, lambda: number(app, "held_then_requeued", "ready") == "2"
-            )
+            await wait_until(pilot, lambda: number(app, "held_then_requeued", "ready") == "2")
             # Held failures are counted with the slower tier (no index covers them).
             await wait_until(pilot, lambda: number(app, "held_then_requeued", "held") == "0")
         await backend.close()

@@ -144,4 +144,3 @@ async def test_a_row_repaints_up_to_its_last_changed_column(
         assert picked.width < done.width < table.size.width
         assert (done.x, done.y, done.height) == (picked.x, picked.y, 1) == (0, 1, 1)
         assert "420" in table.get_cell("emails", "done").plain
-

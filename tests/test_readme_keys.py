@@ -98,8 +98,7 @@ def test_every_bound_key_is_in_the_readme_for_its_screen() -> None:
             if key.isdigit() or key == "=":  # number keys: own row; "=" is "+" unshifted
                 continue
             documented = any(
-                key in keys and (where in places or "everywhere" in places)
-                for keys, places in rows
+                key in keys and (where in places or "everywhere" in places) for keys, places in rows
             )
             if not documented:
                 missing.append((where, key))

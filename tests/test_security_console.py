@@ -158,8 +158,10 @@ async def test_more_payload_stops_at_a_bound(console_dsn: str) -> None:
             if screen.payload_bytes != before:
                 await wait_until(
                     pilot,
-                    lambda: screen.detail is not None
-                    and len(screen.detail.payload or b"") == screen.payload_bytes,
+                    lambda: (
+                        screen.detail is not None
+                        and len(screen.detail.payload or b"") == screen.payload_bytes
+                    ),
                     within=30,
                     what="the next page",
                 )

@@ -319,8 +319,15 @@ def test_clamp_size() -> None:
 def test_bad_serve_options_are_refused(option: list[str], expected: str, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PGQ_CONSOLE_", "PG"))}
     process = subprocess.Popen(
-        [sys.executable, "-m", "pgq_console", "--dsn", "postgresql://u@127.0.0.1:1/x", "serve",
-         *option],
+        [
+            sys.executable,
+            "-m",
+            "pgq_console",
+            "--dsn",
+            "postgresql://u@127.0.0.1:1/x",
+            "serve",
+            *option,
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -34,9 +34,7 @@ ASYNC_DRIVERS = [DriverKind.ASYNCPG_POOL, DriverKind.ASYNCPG, DriverKind.PSYCOPG
 MODES = ["transaction", "session"]
 # The second row: transaction pooling told to ignore the startup parameters.
 ALL_SETUPS = [*MODES, "transaction-lenient"]
-POLLING_TEXT = (
-    "PgBouncer transaction pooling: polling every 2 s; set listen_dsn for live events"
-)
+POLLING_TEXT = "PgBouncer transaction pooling: polling every 2 s; set listen_dsn for live events"
 
 
 @dataclass

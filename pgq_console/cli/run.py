@@ -55,9 +55,9 @@ async def run(args: argparse.Namespace) -> int:
                 label,
                 (),
                 read_only=target.read_only,
+                check=check_schema,
             )
             stack.push_async_callback(backend.close)
-            await check_schema(backend)
             await _start_traffic(stack, dsn, args.demo_rate)
         else:
             # The app's modules (Textual, the overview: a few hundred ms of CPU) are imported

@@ -39,13 +39,9 @@ async def open_target(target: Target, *, check: bool = True) -> Backend:
         read_only=target.read_only,
         pooler=parse_pooler(target.pooler),
         listen_dsn=listen_dsn,
+        # Checked while the pooler probe runs, on the connections that will be used.
+        check=check_schema if check else None,
     )
-    if check:
-        try:
-            await check_schema(backend)
-        except BaseException:
-            await backend.close()
-            raise
     if replica_dsn and backend.capabilities.can_read:
         backend.replica = replica_link(
             kind, replica_dsn, installation, secrets, target.replica_max_lag

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from pgq_console.core.clock import Clock
+from pgq_console.core.first_reading import FirstReading
 
 MAX_RETRY_S = 30.0
 MIN_RETRY_S = 0.5
@@ -92,10 +93,12 @@ class RefreshLoop:
         pace: Callable[[], float] = lambda: 0.0,
         event_debounce_s: float = 0.0,
         event_gap: Callable[[], float] = lambda: 0.0,
+        read_ahead_after: FirstReading | None = None,
     ) -> None:
         """`read_ahead`: the first read happens even while the screen is hidden (a screen
-        built ahead of its first visit then appears with its rows). `pace`, `event_debounce_s`
-        and `event_gap`: see the module."""
+        built ahead of its first visit then appears with its rows); `read_ahead_after`: that
+        hidden first read waits for the overview's first reading (shown, the screen reads at
+        once). `pace`, `event_debounce_s` and `event_gap`: see the module."""
         self.clock = clock
         self.interval_s = interval_s
         self._visible = visible
@@ -112,6 +115,9 @@ class RefreshLoop:
         self._event_gap = event_gap
         self._ended = float("-inf")  # monotonic; when the last round reported its outcome
         self._event_due: float | None = None  # the first unanswered event, plus the debounce
+        self._read_ahead_after = read_ahead_after
+        if read_ahead_after is not None:
+            read_ahead_after.when_arrived(self.wake)
         self.failures = 0
         self.retry_delay = 0.0
         self.last_ok_at: datetime | None = None
@@ -222,7 +228,10 @@ class RefreshLoop:
             return requested
 
     def _seen(self) -> bool:
-        return self._visible() or (self._read_ahead and self._rounds == 0)
+        if self._visible():
+            return True
+        after = self._read_ahead_after
+        return self._read_ahead and self._rounds == 0 and not (after and after.pending)
 
     async def run(self, round_: Callable[[], Awaitable[None]]) -> None:
         """Run `round_` whenever it is due, forever; it reports through succeeded/failed."""

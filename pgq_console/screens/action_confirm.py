@@ -32,9 +32,7 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
     """Preview → confirm (typed count above 100) → apply → dismiss(result)."""
 
     # "Back", not "Cancel": in a "Cancel jobs" dialog a "Cancel" button reads as the write.
-    BINDINGS = [
-        Binding("escape", "dismiss_cancel", "Back", id="action-confirm.dismiss-cancel")
-    ]
+    BINDINGS = [Binding("escape", "dismiss_cancel", "Back", id="action-confirm.dismiss-cancel")]
 
     def __init__(self, backend: Backend, action: Action) -> None:
         super().__init__()

@@ -139,7 +139,11 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         self.clock = clock
         self.interval_s = max(interval_s, 2.0)  # grouping reads the log: not too often
         self.loop = RefreshLoop(
-            clock, interval_s=self.interval_s, visible=lambda: self.is_current, read_ahead=True
+            clock,
+            interval_s=self.interval_s,
+            visible=lambda: self.is_current,
+            read_ahead=True,
+            read_ahead_after=backend.first_reading,
         )
         self.read_error: str | None = "the list is still loading"  # until the first read
         self.held_index = False  # the held rows shown were read with the held-failures index

@@ -106,7 +106,11 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
         # A hidden screen does not read (its reads would only add to the console's database
         # cost); `on_screen_resume` wakes it when it is shown again.
         self.loop = RefreshLoop(
-            clock, interval_s=interval_s, visible=lambda: self.is_current, read_ahead=True
+            clock,
+            interval_s=interval_s,
+            visible=lambda: self.is_current,
+            read_ahead=True,
+            read_ahead_after=backend.first_reading,
         )
 
     def compose(self) -> ComposeResult:

@@ -178,6 +178,8 @@ class OverviewScreen(Screen[None]):
     @work(group="pulse", exclusive=True, exit_on_error=False)
     async def run_pulse(self) -> None:
         assert self.pulse is not None
+        # Not before the overview's first snapshot: its reads would take connections first.
+        await self.backend.first_reading.wait()
         await self.pulse.run()
 
     @on(PulseRead)

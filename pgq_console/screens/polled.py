@@ -162,4 +162,3 @@ class PolledScreen(ReadOnlyGate, Screen[None], Generic[T]):
             self.loop.request_refresh()
 
         self.app.push_screen(ActionConfirmScreen(self.backend, action), done)
-

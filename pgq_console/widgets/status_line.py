@@ -195,9 +195,7 @@ class LiveLine(QuietStatic):
         if status.depth_note is not None:
             fields.append(Text(status.depth_note, style="bold"))
         if status.replica is not None:
-            fields.append(
-                Text(status.replica, style=muted if status.replica_in_use else "bold")
-            )
+            fields.append(Text(status.replica, style=muted if status.replica_in_use else "bold"))
         self.show_fields(fields)
 
 

@@ -18,6 +18,7 @@ from pgqueuer.ports.driver import Driver, ListenerRemover, NotifyCallback, TaskM
 from pgq_console.core.backend.connect import DEFAULT_STATEMENT_TIMEOUT, _timeout_setting
 from pgq_console.core.backend.driver_errors import DatabaseTimeout, DriverErrors
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.first_reading import FirstReading
 from pgq_console.core.pooler import DIRECT
 from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation, Pooler
 
@@ -96,6 +97,9 @@ class Backend(ABC):
         # A hot standby for `read_heavy` (see core/replica.py), or None.
         self.replica: ReplicaLink | None = None
         self._search_path: str | None = None  # of a handed-in session (`_handed_in_search_path`)
+        # The overview's first snapshot is read before the pulse's and the hidden screens'
+        # first reads take the connections (core/first_reading.py).
+        self.first_reading = FirstReading()
 
     @property
     def capabilities(self) -> Capabilities:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.backend.asyncpg_drivers import (
@@ -37,7 +39,6 @@ from pgq_console.core.target import DriverKind, Installation, Pooler
 if TYPE_CHECKING:
     import psycopg
     from pgqueuer.domain.schema.model import Plan
-    from pgqueuer.queries import Queries
 
 # The rules of every driver family, for an exception whose driver is not known.
 ANY_DRIVER_ERRORS = AnyDriverErrors(ASYNCPG_ERRORS, PSYCOPG_ERRORS)
@@ -53,6 +54,9 @@ def driver_errors(kind: DriverKind) -> DriverErrors:
 AnyBackend = Backend
 
 
+SchemaCheck = Callable[[Backend], Awaitable[None]]
+
+
 async def open_backend(
     kind: DriverKind,
     dsn: str,
@@ -63,36 +67,24 @@ async def open_backend(
     read_only: bool = False,
     pooler: Pooler = Pooler.AUTO,
     listen_dsn: str | None = None,
+    check: SchemaCheck | None = None,
 ) -> Backend:
     """Connect with the chosen driver; ConsoleError with a one-line message on failure.
 
     `pooler` AUTO probes the path (see `probe_live_path`); any other value is taken as said.
+    `check` (the schema check) runs on the new backend before it is returned; its ConsoleError
+    is raised as it is, the backend closed. With AUTO the connections are opened and checked
+    as for a direct server while the probe runs (most servers are): over a 50 ms link the probe
+    is ~0.3 s of round trips the check no longer waits for. Should the probe find a pooler, that
+    backend is closed and another opened with the options the pooler allows.
     """
     try:
-        options, resolved = await asyncio.wait_for(
-            resolve_connect_options(kind, dsn, pooler), 2 * CONNECT_TIMEOUT_S + PROBE_WAIT_S + 1
+        if pooler is Pooler.AUTO:
+            return await _open_probing(kind, dsn, installation, label, read_only, listen_dsn, check)
+        options, resolved = await resolve_connect_options(kind, dsn, pooler)
+        return await _open_with(
+            kind, dsn, installation, label, read_only, options, resolved, listen_dsn, check
         )
-        try:
-            backend = await asyncio.wait_for(
-                _connect(kind, dsn, installation, label, read_only, options),
-                CONNECT_TIMEOUT_S + 1,
-            )
-        except Exception as exc:
-            if not (options.startup_settings and startup_refused(exc)):
-                raise
-            # `pooler = none` set, yet something in front refuses the startup settings.
-            options = ConnectOptions(False, options.prepared_statements)
-            backend = await asyncio.wait_for(
-                _connect(kind, dsn, installation, label, read_only, options),
-                CONNECT_TIMEOUT_S + 1,
-            )
-        if backend.capabilities.can_read:
-            backend._dsn = dsn
-            backend.read_only = read_only
-            backend.connect_options = options
-            backend.pooler = resolved
-            backend.listen_dsn = listen_dsn or None
-        return backend
     except ConsoleError:
         raise
     except Exception as exc:
@@ -100,6 +92,147 @@ async def open_backend(
             exc, label=label, secrets=secrets, errors=driver_errors(kind)
         )
         raise ConsoleError(message) from None
+
+
+async def _open_probing(
+    kind: DriverKind,
+    dsn: str,
+    installation: Installation,
+    label: str,
+    read_only: bool,
+    listen_dsn: str | None,
+    check: SchemaCheck | None,
+) -> Backend:
+    """The probe, and meanwhile the backend opened (and checked) as if it found no pooler."""
+    probe = asyncio.ensure_future(
+        asyncio.wait_for(
+            resolve_connect_options(kind, dsn, Pooler.AUTO),
+            2 * CONNECT_TIMEOUT_S + PROBE_WAIT_S + 1,
+        )
+    )
+    early = asyncio.ensure_future(
+        _connect_and_check(kind, dsn, installation, label, read_only, DIRECT, listen_dsn, check)
+    )
+    try:
+        options, resolved = await probe
+    except BaseException:
+        probe.cancel()
+        await _discard(early)  # the probe's error is the one to report (it connected first)
+        raise
+    if options == DIRECT and resolved is Pooler.NONE:
+        outcome = await _outcome(early)
+        if isinstance(outcome, Backend):
+            return outcome
+        if isinstance(outcome, _CheckFailed):
+            raise outcome.error  # the schema check's own answer: connecting again changes nothing
+        # Connecting failed although the probe connected: the usual path, with its fallback.
+    else:
+        await _discard(early)
+    return await _open_with(
+        kind, dsn, installation, label, read_only, options, resolved, listen_dsn, check
+    )
+
+
+class _CheckFailed:
+    """The schema check's exception (the connection itself worked)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+async def _connect_and_check(
+    kind: DriverKind,
+    dsn: str,
+    installation: Installation,
+    label: str,
+    read_only: bool,
+    options: ConnectOptions,
+    listen_dsn: str | None,
+    check: SchemaCheck | None,
+) -> Backend | _CheckFailed:
+    backend = await asyncio.wait_for(
+        _connect(kind, dsn, installation, label, read_only, options), CONNECT_TIMEOUT_S + 1
+    )
+    _set_up(backend, dsn, read_only, options, Pooler.NONE, listen_dsn)
+    if check is not None:
+        try:
+            await check(backend)
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await backend.close()
+            if not isinstance(exc, Exception):
+                raise
+            return _CheckFailed(exc)
+    return backend
+
+
+async def _outcome(task: asyncio.Future[Backend | _CheckFailed]) -> Backend | _CheckFailed | None:
+    """What the early open came to; None when connecting failed."""
+    try:
+        return await task
+    except Exception:
+        return None
+
+
+async def _discard(task: asyncio.Future[Backend | _CheckFailed]) -> None:
+    """Let the early open finish (cancelling asyncpg's pool midway would leave its connections
+    open) and close what it opened."""
+    outcome = await _outcome(task)
+    if isinstance(outcome, Backend):
+        with contextlib.suppress(Exception):
+            await outcome.close()
+
+
+async def _open_with(
+    kind: DriverKind,
+    dsn: str,
+    installation: Installation,
+    label: str,
+    read_only: bool,
+    options: ConnectOptions,
+    resolved: Pooler,
+    listen_dsn: str | None,
+    check: SchemaCheck | None,
+) -> Backend:
+    try:
+        backend = await asyncio.wait_for(
+            _connect(kind, dsn, installation, label, read_only, options),
+            CONNECT_TIMEOUT_S + 1,
+        )
+    except Exception as exc:
+        if not (options.startup_settings and startup_refused(exc)):
+            raise
+        # `pooler = none` set, yet something in front refuses the startup settings.
+        options = ConnectOptions(False, options.prepared_statements)
+        backend = await asyncio.wait_for(
+            _connect(kind, dsn, installation, label, read_only, options),
+            CONNECT_TIMEOUT_S + 1,
+        )
+    _set_up(backend, dsn, read_only, options, resolved, listen_dsn)
+    if check is not None:
+        try:
+            await check(backend)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await backend.close()
+            raise
+    return backend
+
+
+def _set_up(
+    backend: Backend,
+    dsn: str,
+    read_only: bool,
+    options: ConnectOptions,
+    resolved: Pooler,
+    listen_dsn: str | None,
+) -> None:
+    if backend.capabilities.can_read:
+        backend._dsn = dsn
+        backend.read_only = read_only
+        backend.connect_options = options
+        backend.pooler = resolved
+        backend.listen_dsn = listen_dsn or None
 
 
 async def _connect(
@@ -113,6 +246,7 @@ async def _connect(
     settings = _server_settings(read_only, options)
     if kind is DriverKind.ASYNCPG:
         connection = await _asyncpg_connect(dsn, read_only, options)
+        await ArrayTypes().teach(connection)
         return AsyncpgBackend(connection, installation, label, owned=True)
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg
@@ -128,6 +262,7 @@ async def _connect(
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
             statement_cache_size=100 if options.prepared_statements else 0,
+            init=ArrayTypes().teach,
         )
         return AsyncpgPoolBackend(pool, installation, label, owned=True)
     import psycopg
@@ -142,15 +277,48 @@ async def _connect(
     return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
 
 
-async def _inspect_schema(queries: Queries) -> tuple[bool, Plan | None]:
+class ArrayTypes:
+    """Teaches new asyncpg connections the array types the overview's first reading returns.
+
+    asyncpg knows int8[] and int4[] only once it has looked them up in the catalog, per
+    connection, when a statement first uses them: 6-7 round trips (jit off, the lookup, jit
+    back), 0.33 s over a 50 ms link, paid twice inside the overview's first reading (its
+    windows and its first look run on two connections). Here the pool's first connection looks
+    them up as it opens (alongside the pooler probe) and the others are handed what it found
+    (asyncpg's own codec registry; should its private names change, each looks them up).
+    """
+
+    QUERY = "SELECT NULL::int8[] AS a, NULL::int4[] AS b"
+    OIDS = (1016, 1007)  # int8[], int4[]: built-in, the same on every server
+
+    def __init__(self) -> None:
+        self._found: Any = None
+
+    async def teach(self, connection: Any) -> None:
+        if self._found is not None:
+            with contextlib.suppress(Exception):
+                connection._protocol.get_settings().register_data_types(self._found)
+                return
+        try:
+            found, _ = await connection._introspect_types(list(self.OIDS), CONNECT_TIMEOUT_S)
+            connection._protocol.get_settings().register_data_types(found)
+            self._found = found
+        except (AttributeError, TypeError):
+            await connection.fetch(self.QUERY)
+
+
+async def _inspect_schema(backend: Backend) -> tuple[bool, Plan | None]:
     """Whether the schema is installed, and the upgrade plan when it is: PgQueuer's
-    `schema_is_installed` and `plan_upgrade` from one reading of the catalog (each reads it
-    whole, 7 statements: over 50 ms that was 2 s before the first paint, now half)."""
-    from pgqueuer.adapters.persistence import schema_inspect, schema_plan
+    `schema_is_installed` and `plan_upgrade` from one reading of the catalog, in one statement
+    (`catalog.read_schema`; PgQueuer's own reading is 7 statements one after another, 1.4 s
+    over a 50 ms link)."""
+    from pgqueuer.adapters.persistence import schema_plan
     from pgqueuer.domain.schema.declaration import target
 
-    settings = queries.qbe.settings
-    live = await schema_inspect.inspect(queries.driver, settings)
+    from pgq_console.core.backend.catalog import read_schema
+
+    settings = backend.installation.settings
+    live = await read_schema(backend, settings)
     if not (live.tables or live.enums):
         return False, None
     return True, schema_plan.plan(live, target(settings), settings)
@@ -170,7 +338,7 @@ async def check_schema(backend: Backend) -> None:
     if settings.prefix:
         flags += f" --prefix {settings.prefix}"
     try:
-        installed, plan = await _inspect_schema(backend.queries)
+        installed, plan = await _inspect_schema(backend)
     except ConsoleError:
         raise
     except Exception as exc:

@@ -113,6 +113,8 @@ class Refresher:
         self._last_depth_started = 0.0
         self._last_event_mono: float | None = None
         self._unnotified_since: float | None = None
+        # The pulse and the screens built ahead read after this refresher's first snapshot.
+        backend.first_reading.expect()
 
     @property
     def tracker(self) -> DepthTracker:
@@ -151,6 +153,7 @@ class Refresher:
         try:
             await self.timing.run(self._round)
         finally:
+            self.backend.first_reading.arrived()
             await self.tiers.close()
 
     async def _round(self) -> None:
@@ -166,6 +169,8 @@ class Refresher:
             log.exception("refresh loop")
             self.timing.failed(lost=False)
             self._publish(replace(self.status, error=f"refresh failed: {error_line(exc)}"))
+        finally:
+            self.backend.first_reading.arrived()  # read or failed: the others go
 
     async def _refresh(self) -> None:
         """Depth first and shown at once; the log-reading tiers after, when they are due.
@@ -179,10 +184,23 @@ class Refresher:
         try:
             # The windows before the first paint; the durations (a percentile over the log:
             # seconds at 10M rows) right after it.
-            first = tiers.first_paint
-            log_spent = await tiers.read_log_tiers(started, durations=False) if first else 0.0
+            # The first windows are read alongside the depths: on a pool they take another
+            # connection (at 50 ms RTT, 0.1 s sooner); one connection reads them in turn.
+            windows = (
+                asyncio.ensure_future(tiers.read_log_tiers(started, durations=False))
+                if tiers.first_paint
+                else None
+            )
             depth_started = self.clock.monotonic()
-            server_s_or_none = await tiers.follow_depth()
+            try:
+                server_s_or_none = await tiers.follow_depth()
+            except BaseException:
+                if windows is not None:
+                    windows.cancel()
+                    with contextlib.suppress(BaseException):
+                        await windows
+                raise
+            log_spent = await windows if windows is not None else 0.0
             self._prove_live_path(depth_started)
             if self.backend.replica is not None:  # lag for the header, measured aside
                 self.backend.replica.check_soon()
@@ -211,6 +229,9 @@ class Refresher:
         recovered = self.status.lost_since is not None
         self._book(ended, spent)
         self.timing.succeeded()
+        # The first snapshot is read: the pulse and the screens built ahead may read now (the
+        # durations after it are not waited for).
+        self.backend.first_reading.arrived()
         if self.status.paused:
             return  # read before `p`, back after it: paused, the screen holds what it showed
         replica = self.backend.replica
