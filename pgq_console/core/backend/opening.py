@@ -246,7 +246,7 @@ async def _connect(
     settings = _server_settings(read_only, options)
     if kind is DriverKind.ASYNCPG:
         connection = await _asyncpg_connect(dsn, read_only, options)
-        await ArrayTypes().teach(connection)
+        await learn_array_types(connection)
         return AsyncpgBackend(connection, installation, label, owned=True)
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg
@@ -262,7 +262,7 @@ async def _connect(
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
             statement_cache_size=100 if options.prepared_statements else 0,
-            init=ArrayTypes().teach,
+            init=learn_array_types,
         )
         return AsyncpgPoolBackend(pool, installation, label, owned=True)
     import psycopg
@@ -277,34 +277,17 @@ async def _connect(
     return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
 
 
-class ArrayTypes:
-    """Teaches new asyncpg connections the array types the overview's first reading returns.
+async def learn_array_types(connection: Any) -> None:
+    """Have a new asyncpg connection learn the array types the overview's first reading returns.
 
     asyncpg knows int8[] and int4[] only once it has looked them up in the catalog, per
     connection, when a statement first uses them: 6-7 round trips (jit off, the lookup, jit
     back), 0.33 s over a 50 ms link, paid twice inside the overview's first reading (its
-    windows and its first look run on two connections). Here the pool's first connection looks
-    them up as it opens (alongside the pooler probe) and the others are handed what it found
-    (asyncpg's own codec registry; should its private names change, each looks them up).
+    windows and its first look run on two connections). A pool opens its connections side by
+    side, so looking the types up there costs the first reading nothing. (Handing one
+    connection's lookup to the others would need asyncpg's private codec registry.)
     """
-
-    QUERY = "SELECT NULL::int8[] AS a, NULL::int4[] AS b"
-    OIDS = (1016, 1007)  # int8[], int4[]: built-in, the same on every server
-
-    def __init__(self) -> None:
-        self._found: Any = None
-
-    async def teach(self, connection: Any) -> None:
-        if self._found is not None:
-            with contextlib.suppress(Exception):
-                connection._protocol.get_settings().register_data_types(self._found)
-                return
-        try:
-            found, _ = await connection._introspect_types(list(self.OIDS), CONNECT_TIMEOUT_S)
-            connection._protocol.get_settings().register_data_types(found)
-            self._found = found
-        except (AttributeError, TypeError):
-            await connection.fetch(self.QUERY)
+    await connection.fetch("SELECT NULL::int8[] AS a, NULL::int4[] AS b")
 
 
 async def _inspect_schema(backend: Backend) -> tuple[bool, Plan | None]:
