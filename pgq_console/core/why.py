@@ -209,7 +209,6 @@ SELECT now() AS db_now, (SELECT name FROM ep) AS entrypoint,
     (SELECT count(DISTINCT qm) FROM picked WHERE NOT live) AS workers_stale,
     (SELECT max(heartbeat) FROM picked) AS newest_heartbeat,
     (SELECT count(*) FROM picked WHERE slot IS NOT NULL) AS slots_used,
-    (SELECT max(slot) FROM picked) AS max_slot,
     (SELECT created FROM last_served) AS last_served,
     (SELECT count(*) FROM {queue} AS a WHERE a.status = 'picked'
         AND a.heartbeat >= now() - $3::interval) AS all_picked_live,
@@ -489,12 +488,11 @@ def explain(
                 f"({span((now - last_served).total_seconds())} ago): its workers look stopped",
             )
         elif slots_used > 0:
-            top = row["max_slot"]
             add(
                 "concurrency",
                 f"its concurrency limit is reached: {slots_used} running job"
                 f"{'s hold' if slots_used != 1 else ' holds'} its slot"
-                f"{'s' if slots_used != 1 else ''} (0-{top}); the next starts when one finishes",
+                f"{'s' if slots_used != 1 else ''}; the next starts when one finishes",
             )
         elif workers_live > 0 and waited >= BUSY_WAIT:
             add(
