@@ -92,13 +92,19 @@ def server_dsn() -> Iterator[str]:
         for setting in _NO_DURABILITY:
             asyncio.run(_admin(dsn, f"ALTER SYSTEM SET {setting} = off"))
         asyncio.run(_admin(dsn, "SELECT pg_reload_conf()"))
+        _throwaway.add(dsn)
         yield dsn
     finally:
         _templates.pop(server.uri or "", None)
+        _throwaway.discard(server.uri or "")
         server.stop()
 
 
 _NO_DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+
+# This process's embedded servers: deleted whole when the session ends, so the databases made on
+# them are not dropped one by one (a DROP DATABASE costs the server CPU, ~250 in a run).
+_throwaway: set[str] = set()
 
 
 async def _admin(dsn: str, statement: str) -> None:
@@ -145,7 +151,12 @@ def make_database(server: str, tag: str, *, install: bool = True) -> str:
     return with_database(server, name)
 
 
-def drop_database(server: str, dsn: str) -> None:
+def drop_database(server: str, dsn: str, *, now: bool = False) -> None:
+    """Drop `dsn`'s database once its test is done with it: on an external server; on our
+    throwaway embedded one nothing (it goes with the server). `now=True`: the test needs it gone
+    (a lost database), on any server."""
+    if server in _throwaway and not now:
+        return
     name = urlsplit(dsn).path.lstrip("/")
     asyncio.run(_admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -192,24 +203,26 @@ def snap_compare(snap_compare: Any) -> Any:
 
 async def settle_tables(pilot: Any, within: float = 30.0) -> None:
     """Wait (never raise: the snapshot then shows what is wrong) for settled live tables and
-    composed footers."""
-    from textual.pilot import WaitForScreenTimeout
+    composed footers.
 
+    Checks between plain sleeps, as tests/helpers.py `wait_until` does: the app runs on this
+    loop and lays its tables out meanwhile; `pilot.pause` would make every widget on screen
+    process a callback and force a screen update at each check."""
     from pgq_console.widgets.footer import ConsoleFooter
     from pgq_console.widgets.live_table import LiveTable
+    from tests.helpers import POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S
 
     loop = asyncio.get_running_loop()
     started = loop.time()
+    step = POLL_FIRST_S
     while loop.time() - started < within:
         screen = pilot.app.screen
         tables = list(screen.query(LiveTable))
         footers = [footer for footer in screen.query(ConsoleFooter) if footer.display]
         if all(table.settled for table in tables) and all(f.children for f in footers):
             return
-        try:
-            await pilot.pause(0.02)
-        except WaitForScreenTimeout:
-            continue  # a widget busy for 30 s on a starved machine: keep waiting
+        await asyncio.sleep(step)
+        step = min(step * POLL_GROWTH, POLL_MAX_S)
 
 
 # -- how the tests are spread over the xdist workers ------------------------------------------

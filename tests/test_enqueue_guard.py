@@ -50,9 +50,41 @@ def settings_for(tmp_path: Path, alpha: str, beta: str) -> Settings:
     return load_settings(CliOptions(config=str(path)), {})
 
 
-def app_for(settings: Settings) -> Any:
+class BatchGate:
+    """Holds the form's batches after the first few until the test opens it: the enqueue of a
+    million copies stays running while the test answers its questions, without writing rows
+    at full speed meanwhile. Held batches are real ones: opened, they insert (or, cancelled
+    meanwhile, the form stops after them), so what is written and audited stays the server's."""
+
+    FREE_BATCHES = 3
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+        self.batches = 0
+
+    def wrap(self, backend: AnyBackend) -> AnyBackend:
+        real = backend.enqueue
+
+        async def enqueue(*arguments: Any) -> list[int]:
+            self.batches += 1
+            if self.batches > self.FREE_BATCHES:
+                await self.opened.wait()
+            return await real(*arguments)
+
+        setattr(backend, "enqueue", enqueue)  # noqa: B010 (mypy: no assigning to a method)
+        return backend
+
+    async def open_once_stopping(self, pilot: Pilot[Any], guard: Any) -> None:
+        """Open once the enqueue was told to stop (`guard`: its quit guard), so that it stops
+        after the batches held."""
+        await wait_until(pilot, lambda: guard.token.cancelled, what="the enqueue told to stop")
+        self.opened.set()
+
+
+def app_for(settings: Settings, gate: BatchGate | None = None) -> Any:
     async def opener() -> AnyBackend:
-        return await open_target(settings.target)
+        backend = await open_target(settings.target)
+        return gate.wrap(backend) if gate is not None else backend
 
     app = make_app(settings, opener)
     app.animation_level = "none"
@@ -125,10 +157,12 @@ async def test_quit_during_an_enqueue_asks_stops_and_reports(
 ) -> None:
     alpha, _ = two_databases
     entrypoint = f"quit_during_{key.replace('+', '_')}"
-    app = app_for(settings_for(tmp_path, *two_databases))
+    gate = BatchGate()
+    app = app_for(settings_for(tmp_path, *two_databases), gate)
     async with app.run_test(size=(110, 30)) as pilot:
         form = await start_enqueue(pilot, entrypoint, "1000000", 200)
         await wait_until(pilot, lambda: form.running and len(form.app.quit_guards) > 0)
+        [guard] = app.quit_guards
         if key == "ctrl+q":
             await pilot.press("ctrl+q")
         else:
@@ -136,6 +170,7 @@ async def test_quit_during_an_enqueue_asks_stops_and_reports(
         reason = await question(pilot)
         assert "enqueue" in reason and entrypoint in reason
         await pilot.press("y")
+        await gate.open_once_stopping(pilot, guard)
         await wait_until(pilot, lambda: not app.is_running, within=30, what="the exit")
     written = await ids_of(alpha, entrypoint)
     assert 0 < len(written) < 1_000_000
@@ -151,16 +186,20 @@ async def test_staying_keeps_the_enqueue_running(
     tmp_path: Path, two_databases: tuple[str, str]
 ) -> None:
     alpha, _ = two_databases
-    app = app_for(settings_for(tmp_path, *two_databases))
+    gate = BatchGate()
+    app = app_for(settings_for(tmp_path, *two_databases), gate)
     async with app.run_test(size=(110, 30)) as pilot:
         form = await start_enqueue(pilot, "stay_then_cancel", "1000000", 200)
-        await wait_until(pilot, lambda: form.running)
+        await wait_until(pilot, lambda: form.running and len(app.quit_guards) > 0)
+        [guard] = app.quit_guards
         await pilot.press("ctrl+q")
         await question(pilot)
         await pilot.press("n")
         await wait_until(pilot, lambda: isinstance(app.screen, EnqueueFormScreen))
         assert app.is_running and form.running  # still writing
+        assert not guard.token.cancelled
         await pilot.press("escape")
+        await gate.open_once_stopping(pilot, guard)
         await wait_until(pilot, lambda: form.result is not None, within=60)
         assert form.result is not None and form.result.cancelled
         assert app.quit_guards == []  # nothing left to ask about
@@ -173,13 +212,16 @@ async def test_profile_switch_during_an_enqueue_asks_stops_reports_and_is_audite
     tmp_path: Path, two_databases: tuple[str, str]
 ) -> None:
     alpha, _ = two_databases
-    app = app_for(settings_for(tmp_path, *two_databases))
+    gate = BatchGate()
+    app = app_for(settings_for(tmp_path, *two_databases), gate)
     async with app.run_test(size=(110, 30)) as pilot:
         form = await start_enqueue(pilot, "switch_during", "1000000", 200)
-        await wait_until(pilot, lambda: form.running)
+        await wait_until(pilot, lambda: form.running and len(app.quit_guards) > 0)
+        [guard] = app.quit_guards
         app.switch_profile("beta")  # what `:db beta` runs
         assert "switch_during" in await question(pilot)
         await pilot.press("y")
+        await gate.open_once_stopping(pilot, guard)
         await wait_until(pilot, lambda: app.profile == "beta", within=30, what="the switch")
         written = await ids_of(alpha, "switch_during")
         assert 0 < len(written) < 1_000_000
@@ -201,17 +243,21 @@ async def test_switch_refused_for_consumers_leaves_the_enqueue_running(
 ) -> None:
     """Consumers block a switch outright: the enqueue is not stopped for a switch that cannot
     happen anyway."""
-    app = app_for(settings_for(tmp_path, *two_databases))
+    gate = BatchGate()
+    app = app_for(settings_for(tmp_path, *two_databases), gate)
     async with app.run_test(size=(110, 30)) as pilot:
         form = await start_enqueue(pilot, "consumers_block", "1000000", 200)
-        await wait_until(pilot, lambda: form.running)
+        await wait_until(pilot, lambda: form.running and len(app.quit_guards) > 0)
+        [guard] = app.quit_guards
         app.quit_guards.append(lambda: "2 in-process consumer(s) running")
         app.switch_profile("beta")
         await pilot.pause()
         assert any("not switching to beta" in n.message for n in app._notifications)
         assert not isinstance(app.screen, ConfirmDialog)
         assert form.running and app.profile == "alpha"
+        assert not guard.token.cancelled
         await pilot.press("escape")
+        await gate.open_once_stopping(pilot, guard)
         await wait_until(pilot, lambda: form.result is not None, within=60)
 
 

@@ -157,7 +157,7 @@ def test_a_lost_database_reports_up_0_and_no_stale_numbers(server_dsn: str) -> N
     async def read_twice() -> None:
         try:
             assert await cache.reading() is not None
-            await asyncio.to_thread(drop_database, server_dsn, dsn)
+            await asyncio.to_thread(drop_database, server_dsn, dsn, now=True)
             reading = await cache.reading()
             assert reading is None
             found = samples(parse_openmetrics(exposition(reading, openmetrics=True)))
