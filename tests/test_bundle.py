@@ -482,15 +482,16 @@ def test_a_fence_is_longer_than_any_backtick_run_inside() -> None:
     assert _fence("x ` y ``````` z")[0] == "`" * 8
 
 
-@pytest.mark.parametrize("text", ["a-" * 10_000, "x." * 10_000 + "password=1", "a:" * 10_000])
+@pytest.mark.parametrize("text", ["a-" * 20_000, "x." * 20_000 + "password=1", "a:" * 20_000])
 def test_scrub_is_linear_in_the_text(text: str) -> None:
     """Every log line and traceback goes through scrub: starting a match inside every run of
-    `a-a-a-...` made it quadratic (6 s for 10,000 characters). Linear takes milliseconds; the
-    bound is 100x that, far under the quadratic 24 s."""
+    `a-a-a-...` made it quadratic (6 s for 10,000 characters, so ~100 s for these 40,000).
+    Linear takes milliseconds: the bound is a liveness limit a starved machine still meets, and
+    the quadratic form misses by far."""
     import time
 
     from pgq_console.core.errors import scrub
 
     started = time.perf_counter()
     scrub(text, ())
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 20.0
