@@ -125,3 +125,55 @@ async def test_a_footer_mounted_after_its_screen_published_its_bindings_shows_it
             within=10,
             what="the late footer's keys",
         )
+
+
+async def test_a_footer_rebuilds_its_keys_only_when_they_change() -> None:
+    """Textual asks the footer to recompose on every focus change and screen resume; when no
+    key changes, the keys stay (a recompose mounts and restyles every key); when one does (a
+    binding disabled, the width), they are rebuilt."""
+    from textual.app import App, ComposeResult
+    from textual.binding import Binding
+    from textual.widgets import Button
+
+    class Two(App[None]):
+        BINDINGS = [Binding("r", "refresh_now", "Refresh"), Binding("d", "drop", "Drop")]
+        droppable = True
+
+        def compose(self) -> ComposeResult:
+            yield Button("a", id="a")
+            yield Button("b", id="b")
+            yield ConsoleFooter()
+
+        def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+            # None: shown, disabled (False would hide it)
+            return None if action == "drop" and not self.droppable else True
+
+    app = Two()
+    async with app.run_test(size=(80, 10)) as pilot:
+        footer = app.query_one(ConsoleFooter)
+        await wait_until(
+            pilot,
+            lambda: {"refresh_now", "drop"} <= {getattr(k, "action", "") for k in footer.children},
+            what="the footer's keys",
+        )
+        for _ in range(5):  # its first compositions (the screen's first bindings, its size)
+            await pilot.pause()
+        keys = list(footer.children)
+        for target in ("#b", "#a", "#b"):  # focus moves, every key stays as it was
+            app.query_one(target, Button).focus()
+            await pilot.pause()
+        app.screen.refresh_bindings()
+        for _ in range(5):
+            await pilot.pause()
+        assert list(footer.children) == keys, "the footer rebuilt unchanged keys"
+        app.droppable = False
+        app.refresh_bindings()
+        await wait_until(
+            pilot,
+            lambda: any(
+                getattr(key, "action", "") == "drop" and key.has_class("-disabled")
+                for key in footer.children
+            ),
+            what="the disabled key",
+        )
+        assert list(footer.children) != keys
