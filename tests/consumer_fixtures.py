@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -99,6 +100,18 @@ def holding_sync_handler(job: Job) -> None:
     finally:
         with _holding_lock:
             HOLDING.discard(job.id)
+
+
+# An async handler that catches the CancelledError interrupting it, cleans up and returns.
+CLEANED_UP: list[int] = []
+
+
+async def cleaning_up_handler(job: Job) -> None:
+    try:
+        await asyncio.sleep(600)
+    except asyncio.CancelledError:
+        await asyncio.sleep(0.05)  # the clean-up awaits too
+        CLEANED_UP.append(job.id)
 
 
 async def printing_handler(job: Job) -> None:

@@ -657,3 +657,41 @@ async def test_shut_down_hands_back_jobs_of_sync_handlers_without_waiting_for_th
     assert (report.released, report.unsettled) == (3, 0)
     counts = await log_counts(database_dsn, "held_at_shutdown")
     assert counts["queue_queued"] == {job_id: 1 for job_id in ids} and "canceled" not in counts
+
+
+async def test_a_handler_catching_its_interruption_does_not_change_its_jobs_fate(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """A handler may catch the CancelledError that interrupts it, clean up (awaiting) and return
+    as if it had finished: a job cancelled from the console is still `canceled`, one handed
+    back at shutdown still goes back to `queued`; neither counts as done."""
+    consumer_fixtures.CLEANED_UP.clear()
+    cancelled_ids = await enqueue(database_dsn, "catches_cancel", 2)
+    released_ids = await enqueue(database_dsn, "catches_release", 2)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    handler = "tests.consumer_fixtures:cleaning_up_handler"
+    try:
+        cancelled = await supervisor.start(
+            backend, spec(handler="handler", argument=handler, entrypoints="catches_cancel")
+        )
+        released = await supervisor.start(
+            backend, spec(handler="handler", argument=handler, entrypoints="catches_release")
+        )
+        await until(lambda: cancelled.in_flight == 2 and released.in_flight == 2, what="running")
+        assert supervisor.cancel_running(cancelled.id) == 2
+        await until(lambda: cancelled.in_flight == 0, what="the cancelled handlers ended")
+        report = await supervisor.shut_down(0.0, "SIGTERM received")
+        assert await supervisor.drain_all(within=30)
+        await until(lambda: len(consumer_fixtures.CLEANED_UP) == 4, what="every clean-up")
+    finally:
+        await backend.close()
+    assert (report.released, report.unsettled) == (2, 0)
+    assert (cancelled.cancelled, cancelled.done, cancelled.errors) == (2, 0, 0)
+    assert sorted(cancelled.cancelled_ids) == sorted(cancelled_ids)
+    assert (released.released, released.done, released.retried, released.cancelled) == (2, 0, 0, 0)
+    cancelled_counts = await log_counts(database_dsn, "catches_cancel")
+    assert cancelled_counts["canceled"] == {job_id: 1 for job_id in cancelled_ids}
+    assert "successful" not in cancelled_counts
+    released_counts = await log_counts(database_dsn, "catches_release")
+    assert released_counts["queue_queued"] == {job_id: 1 for job_id in released_ids}
+    assert "canceled" not in released_counts and "successful" not in released_counts

@@ -122,7 +122,8 @@ class _LoopWatch:
             with contextlib.suppress(RuntimeError):  # dicts changing under a racy read
                 task = asyncio.current_task(self.loop)
                 for consumer in list(self.supervisor.consumers.values()):
-                    if task is not None and task in consumer.handler_tasks:
+                    # A job's dispatch task is in `running` exactly while its handler runs.
+                    if task is not None and task in list(consumer.running.values()):
                         where = _running_coroutine(self.loop_thread)
                         self.culprit = (consumer, where, since)
                         break

@@ -95,9 +95,13 @@ class ConsumerSnapshot:
 class _InstrumentedExecutor(AbstractEntrypointExecutor):
     """Counts, logs and makes cancellable (or releasable) every job of one entrypoint.
 
-    The handler runs in a task of its own, so a shutdown can stop waiting for it and hand the
-    job back to PgQueuer (`Consumer.release_running`) without cancelling pgqueuer's dispatch
-    task: a cancelled dispatch is logged `canceled` and the job deleted.
+    The handler runs inline in pgqueuer's dispatch task, as PgQueuer runs it (a task of its
+    own per job costs a tenth of a no-op consumer's rate). A cancel from the console cancels
+    that task: pgqueuer records the job `canceled`. A release (`Consumer.release_running`, for
+    shutdowns) marks the job released and cancels the task too; `execute` turns that cancel
+    back (`Task.uncancel`) into RetryRequested, so pgqueuer's dispatch never sees a
+    cancellation (it would log the job `canceled` and delete it) and its retry path puts the
+    job back to `queued`.
     """
 
     def __init__(self, inner: AbstractEntrypointExecutor, consumer: Consumer) -> None:
@@ -105,59 +109,49 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
         self.parameters = inner.parameters
         self.consumer = consumer
 
-    async def _isolated(self, job: Job, context: Context) -> None:
-        # In a task, SystemExit and KeyboardInterrupt escape the event loop and end the console
-        # (and every other consumer's jobs with it): make them this job's failure.
-        try:
-            await self.inner.execute(job, context)
-        except (asyncio.CancelledError, Exception):
-            raise
-        except BaseException as exc:
-            raise HandlerExit(
-                f"the handler raised {type(exc).__name__}({printable_line(exc)}); "
-                "recorded as this job's failure, the console keeps running"
-            ) from exc
-
     async def execute(self, job: Job, context: Context) -> None:
         consumer = self.consumer
-        release = consumer.release_signal()
-        if release.done():  # picked in the batch that was being dispatched when it came
+        reason = consumer.release_reason
+        if reason is not None:  # picked in the batch that was being dispatched when it came
             consumer.released += 1
-            raise RetryRequested(reason=release.result())
-        consumer.in_flight += 1
-        released = False
-        token = _current_consumer.set(consumer)
-        try:
-            # The task copies this context: the handler's log lines reach this consumer.
-            handler = asyncio.ensure_future(self._isolated(job, context))
-        finally:
-            _current_consumer.reset(token)
-        consumer.handler_tasks.add(handler)
-        handler.add_done_callback(consumer.handler_tasks.discard)
+            raise RetryRequested(reason=reason)
         dispatch = asyncio.current_task()
         if dispatch is not None:
             consumer.running[job.id] = dispatch
+        consumer.in_flight += 1
+        interrupts = consumer.interrupts
+        token = _current_consumer.set(consumer)  # the handler's log lines reach this consumer
         try:
             try:
-                waited: set[asyncio.Future[Any]] = {handler, release}
-                await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                handler.cancel()
-                raise
-            if not handler.done():
+                await self.inner.execute(job, context)
+            except BaseException as exc:
+                if job.id not in interrupts:
+                    if isinstance(exc, (asyncio.CancelledError, Exception)):
+                        raise
+                    # SystemExit and KeyboardInterrupt would escape the event loop and end the
+                    # console (and every other consumer's jobs with it): this job's failure.
+                    raise HandlerExit(
+                        f"the handler raised {type(exc).__name__}({printable_line(exc)}); "
+                        "recorded as this job's failure, the console keeps running"
+                    ) from exc
+            finally:
+                _current_consumer.reset(token)
+            if job.id in interrupts:
+                # Cancelled or released while it ran: that decides, however the handler ended
+                # (it may have caught the CancelledError, or failed while cleaning up).
+                reason = interrupts[job.id]
+                if reason is None:
+                    raise asyncio.CancelledError
                 # Released: PgQueuer's own retry path puts the job back to `queued` (attempts
                 # + 1, a `queued` log row with the reason) on this consumer's connection.
-                handler.cancel()
-                handler.add_done_callback(_discard_outcome)
                 consumer.released += 1
-                released = True
                 if dispatch is not None:  # recorded once pgqueuer's dispatch has finished
+                    dispatch.uncancel()  # the release's cancel: pgqueuer's dispatch goes on
                     consumer.releasing.add(job.id)
                     dispatch.add_done_callback(lambda _task: consumer.releasing.discard(job.id))
-                raise RetryRequested(reason=release.result())
-            handler.result()
+                raise RetryRequested(reason=reason)
         except RetryRequested:
-            if not released:
+            if job.id not in interrupts:
                 consumer.retried += 1
             raise
         except asyncio.CancelledError:
@@ -186,6 +180,7 @@ class _InstrumentedExecutor(AbstractEntrypointExecutor):
             # No await below: once a job leaves `running`, no console cancel can reach it, so
             # a cancel never interrupts pgqueuer recording the job's final status.
             consumer.running.pop(job.id, None)
+            interrupts.pop(job.id, None)
             consumer.in_flight -= 1
 
 
@@ -247,12 +242,6 @@ async def _reclaim_picked_by(queries: Any, queue_manager_ids: list[Any]) -> list
     return [int(row["job_id"]) for row in rows]
 
 
-def _discard_outcome(task: asyncio.Future[Any]) -> None:
-    """An abandoned handler's late result or error is not an unretrieved-exception warning."""
-    if not task.cancelled():
-        task.exception()
-
-
 class Consumer:
     """A running (or finished) consumer; mutated only on the event loop."""
 
@@ -279,7 +268,8 @@ class Consumer:
         self._thread_slots: asyncio.Semaphore | None = None
         self._threads_lock = threading.Lock()
         self.threads_busy = 0  # sync handlers executing now (the rest of in_flight wait)
-        self._release: asyncio.Future[str] | None = None
+        # Set once running jobs are to be handed back to PgQueuer (the reason).
+        self.release_reason: str | None = None
         self.started_at = clock.now()
         self.started_mono = clock.monotonic()
         # Reconnecting after a lost connection; uptime counts from connected_mono.
@@ -298,14 +288,17 @@ class Consumer:
         self.shutdown = asyncio.Event()
         self.queue_manager: QueueManager | None = None
         self.task: asyncio.Task[None] | None = None
+        # The dispatch task of each job whose handler runs now (the loop watch looks here).
         self.running: dict[JobId, asyncio.Task[Any]] = {}
+        # Running jobs cancelled from the console (None) or released (the reason): `execute`
+        # decides their outcome by this once the handler has ended.
+        self.interrupts: dict[JobId, str | None] = {}
         self.lines: deque[str] = deque(maxlen=LOG_LINES)
         self.lines_written = 0
         # A printed line not finished yet, per stream and writing thread: print() writes the
         # text and its newline separately, so handlers running in threads side by side would
         # otherwise splice their lines together.
         self._output: dict[tuple[str, int], str] = {}
-        self.handler_tasks: set[asyncio.Task[None]] = set()  # for the loop watch
         self.warning: str | None = None  # e.g. a handler blocking the event loop
         self._samples: deque[tuple[float, int]] = deque()
 
@@ -396,11 +389,12 @@ class Consumer:
         self.request_stop()
         if self.state.active:
             self.state = ConsumerState.CANCELLING
-        running = dict(self.running)
-        for task in running.values():
-            task.cancel()
+        running = [job_id for job_id in self.running if job_id not in self.interrupts]
+        for job_id in running:  # not those already being handed back (or cancelled)
+            self.interrupts[job_id] = None
+            self.running[job_id].cancel()
         self.log(f"cancelling {len(running)} running job(s)")
-        self.audit("consumer cancel running jobs", count=len(running), job_ids=list(running))
+        self.audit("consumer cancel running jobs", count=len(running), job_ids=running)
         return len(running)
 
     def describe(self) -> str:
@@ -469,28 +463,24 @@ class Consumer:
         """Jobs picked and handed to a sync handler that have no thread yet."""
         return max(0, self.in_flight - self.threads_busy) if self._thread_slots is not None else 0
 
-    def release_signal(self) -> asyncio.Future[str]:
-        """Resolved (with the reason) once running jobs are to be handed back to PgQueuer."""
-        if self._release is None:
-            self._release = asyncio.get_running_loop().create_future()
-        return self._release
-
     def release_running(self, reason: str) -> int:
         """Stop picking and hand the running jobs back unfinished: each handler is interrupted
-        and its job goes back to `queued` through PgQueuer's retry path (never `canceled`).
-        For shutdowns only. Returns how many were running."""
+        (cancelled) and its job goes back to `queued` through PgQueuer's retry path (never
+        `canceled`). For shutdowns only. Returns how many were running."""
         self.request_stop()
-        release = self.release_signal()
-        if release.done():
+        if self.release_reason is not None:
             return 0
-        release.set_result(reason)
-        count = len(self.running)
-        if count:
+        self.release_reason = reason
+        released = [job_id for job_id in self.running if job_id not in self.interrupts]
+        for job_id in released:  # not those cancelled from the console already
+            self.interrupts[job_id] = reason
+            self.running[job_id].cancel()
+        if released:
             self.log(
-                f"{reason}: {count} unfinished job(s) interrupted and put back in the queue "
-                "(queued, attempts + 1) for PgQueuer to run again"
+                f"{reason}: {len(released)} unfinished job(s) interrupted and put back in the "
+                "queue (queued, attempts + 1) for PgQueuer to run again"
             )
-        return count
+        return len(released)
 
     def snapshot(self) -> ConsumerSnapshot:
         now = self.clock.monotonic()
