@@ -230,7 +230,7 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
             result["first_numbers_s"] = round(first - launched, 3)
             result["first_numbers_after_app_start_s"] = round(first - wall0, 3)
             samples: list[tuple[float, float, float]] = []
-            sampler = asyncio.create_task(ob.sample_refreshes(app, samples))
+            ob.sample_refreshes(app, samples)
             errors: list[str] = []
 
             async def watch_errors() -> None:
@@ -303,7 +303,6 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
                     held.append(time.perf_counter() - t)
                 await asyncio.sleep(max(0.0, 2.0 - (time.perf_counter() - t)))
             print("PHASE window-end", flush=True)
-            sampler.cancel()
             watcher.cancel()
             if debugger is not None:
                 debugger.cancel()
