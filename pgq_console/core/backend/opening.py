@@ -251,19 +251,26 @@ async def _connect(
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg
 
-        # max_size >= 2: the pool driver keeps one connection for LISTEN. Three stay open
-        # (LISTEN, the overview, the screen on view) so that switching screens never waits for
-        # a connection to be made; idle ones are not closed for the same reason.
+        # max_size >= 2: the pool driver keeps one connection for LISTEN. Four are opened up
+        # front (LISTEN, and the overview's first reading: its first look, exact count and
+        # windows at once; then the overview and the screen on view) so that neither the
+        # first numbers nor switching screens wait for a connection to be made; idle ones are
+        # not closed for the same reason.
         pool = await asyncpg.create_pool(
             dsn or None,
-            min_size=3,
-            max_size=4,
+            min_size=0,  # opened below, side by side
+            max_size=POOL_MAX_SIZE,
             max_inactive_connection_lifetime=0,
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
             statement_cache_size=100 if options.prepared_statements else 0,
             init=learn_array_types,
         )
+        try:
+            await open_side_by_side(pool, POOL_OPEN_SIZE)
+        except BaseException:
+            pool.terminate()
+            raise
         return AsyncpgPoolBackend(pool, installation, label, owned=True)
     import psycopg
 
@@ -275,6 +282,26 @@ async def _connect(
         lambda: psycopg.connect(dsn, autocommit=True, **params)
     )
     return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
+
+
+POOL_OPEN_SIZE = 4
+POOL_MAX_SIZE = 5
+
+
+async def open_side_by_side(pool: Any, size: int) -> None:
+    """Open `size` connections of an asyncpg pool at once.
+
+    asyncpg's own `min_size` opens the first connection alone (errors show early), then the
+    others: two connects and two type lookups (`learn_array_types`) one after the other before
+    the schema check, ~0.45 s over a 50 ms link. Here all are acquired at once; the first
+    error is raised once every attempt ended (none left half open).
+    """
+    results = await asyncio.gather(*(pool.acquire() for _ in range(size)), return_exceptions=True)
+    connections = [r for r in results if not isinstance(r, BaseException)]
+    await asyncio.gather(*(pool.release(c) for c in connections), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def learn_array_types(connection: Any) -> None:
