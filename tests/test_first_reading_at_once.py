@@ -59,8 +59,11 @@ def _recording(backend: Backend, log: list[tuple[str, str]]) -> None:
     backend.listen = recorded_listen  # type: ignore[method-assign]
 
 
-async def test_the_first_reading_statements_are_in_flight_together(fresh_database: str) -> None:
+async def test_the_first_reading_statements_are_in_flight_together(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dsn = fresh_database
+    first = asyncio.Event()
     await enqueue(dsn, "a", 3)
     await enqueue(dsn, "a", 2, execute_after=timedelta(hours=1))
     [held] = await enqueue(dsn, "b", 1)
@@ -69,11 +72,20 @@ async def test_the_first_reading_statements_are_in_flight_together(fresh_databas
         await connection.execute("UPDATE pgqueuer SET status = 'failed' WHERE id = $1", held)
     finally:
         await connection.close()
+    # asyncpg's catalog lookups of types it does not know (int8[], int4[]): 6-7 round trips
+    # each; none before the first numbers, the pool's idle connections learn them after.
+    lookups: list[str] = []
+    introspect = asyncpg.connection.Connection._introspect_types
+
+    async def counted_lookup(self: Any, *args: Any, **kwargs: Any) -> Any:
+        lookups.append("snapshot seen" if first.is_set() else "before")
+        return await introspect(self, *args, **kwargs)
+
+    monkeypatch.setattr(asyncpg.connection.Connection, "_introspect_types", counted_lookup)
     backend = await backend_for(dsn)
     log: list[tuple[str, str]] = []
     _recording(backend, log)
     snapshots: list[OverviewSnapshot] = []
-    first = asyncio.Event()
 
     def on_snapshot(snapshot: OverviewSnapshot) -> None:
         log.append(("snapshot", ""))
@@ -86,6 +98,12 @@ async def test_the_first_reading_statements_are_in_flight_together(fresh_databas
     task = asyncio.create_task(refresher.run())
     try:
         await asyncio.wait_for(first.wait(), 60)
+        assert "before" not in lookups, lookups
+        assert isinstance(backend, AsyncpgPoolBackend)
+        learning = backend._learning
+        assert learning is not None  # the idle connections learn the types now
+        await asyncio.wait_for(asyncio.shield(learning), 60)
+        assert len(lookups) >= 1, lookups
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -110,9 +128,9 @@ async def test_the_pool_opens_its_connections_side_by_side(
     size = getattr(opening, "POOL_OPEN_SIZE", 4)
     in_flight = 0
     most = 0
-    learn = opening.learn_array_types
+    init = opening.TypeLessons.init
 
-    async def counted(connection: Any) -> None:
+    async def counted(self: opening.TypeLessons, connection: Any) -> None:
         nonlocal in_flight, most
         in_flight += 1
         most = max(most, in_flight)
@@ -122,11 +140,11 @@ async def test_the_pool_opens_its_connections_side_by_side(
                 if in_flight >= size:
                     break
                 await asyncio.sleep(0.01)
-            await learn(connection)
+            await init(self, connection)
         finally:
             in_flight -= 1
 
-    monkeypatch.setattr(opening, "learn_array_types", counted)
+    monkeypatch.setattr(opening.TypeLessons, "init", counted)
     backend = await backend_for(fresh_database)
     try:
         assert isinstance(backend, AsyncpgPoolBackend)

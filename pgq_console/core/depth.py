@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pgq_console.core.stats import SERVER_TIME, Depth
+from pgq_console.core.stats import SERVER_TIME, Depth, int_array
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
@@ -155,7 +155,7 @@ def _snapshot_cols() -> str:
     pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
     pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,
     ARRAY(SELECT x::text::bigint % 4294967296
-          FROM pg_snapshot_xip(pg_current_snapshot()) AS x) AS xip"""
+          FROM pg_snapshot_xip(pg_current_snapshot()) AS x)::text AS xip"""
 
 
 def first_look_sql(installation: Installation) -> str:
@@ -192,7 +192,7 @@ SELECT 'c' AS kind, coalesce(e.entrypoint, p.entrypoint) AS entrypoint,
             AND c.entrypoint = e.entrypoint AND c.execute_after <= now()
             ORDER BY c.execute_after LIMIT 1) END AS oldest_ready,
     NULL::bigint AS max_id, NULL::bigint AS max_job_id,
-    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip, NULL::timestamptz AS at,
+    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::text AS xip, NULL::timestamptz AS at,
     NULL::float8 AS server_s, NULL::bigint AS queue_bytes
 FROM (SELECT entrypoint FROM eps WHERE entrypoint IS NOT NULL) e
 FULL JOIN picked p ON p.entrypoint = e.entrypoint
@@ -219,7 +219,7 @@ WITH counts AS (
     SELECT entrypoint, 'failed', count(*) FROM {q} WHERE status = 'failed' GROUP BY entrypoint
 )
 SELECT 'c' AS kind, entrypoint, status, n, NULL::bigint AS max_id, NULL::bigint AS max_job_id,
-    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip, NULL::timestamptz AS at,
+    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::text AS xip, NULL::timestamptz AS at,
     NULL::float8 AS server_s
 FROM counts
 UNION ALL
@@ -267,7 +267,7 @@ WITH rows AS (
 )
 SELECT 't' AS kind, entrypoint, status, before, known OR before IS NOT NULL AS before_known,
     count(*) AS n, NULL::bigint AS max_id, NULL::bigint AS max_job_id, NULL::bigint AS log_top,
-    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip,
+    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::text AS xip,
     NULL::timestamptz AS oldest_ready, NULL::float8 AS server_s
 FROM transitions GROUP BY 1, 2, 3, 4, 5
 UNION ALL
@@ -465,7 +465,7 @@ class DepthTracker:
             max_id=int(r["max_id"]),
             max_job_id=int(r["max_job_id"]),
             xmax=int(r["xmax"]),
-            in_progress=tuple(int(x) for x in r["xip"] or ()),
+            in_progress=tuple(int_array(r["xip"])),
         )
         self.history.clear()
         # Rows of transactions in progress now may have ids back to where the oldest of them
@@ -610,7 +610,7 @@ class DepthTracker:
                 max_id=top,
                 max_job_id=int(r["max_job_id"]),
                 xmax=int(r["xmax"]),
-                in_progress=tuple(int(x) for x in r["xip"] or ()),
+                in_progress=tuple(int_array(r["xip"])),
             )
             self.history.append((int(r["xmax"]), top))
         for r in transitions:

@@ -256,6 +256,7 @@ async def _connect(
         # windows at once; then the overview and the screen on view) so that neither the
         # first numbers nor switching screens wait for a connection to be made; idle ones are
         # not closed for the same reason.
+        lessons = TypeLessons()
         pool = await asyncpg.create_pool(
             dsn or None,
             min_size=0,  # opened below, side by side
@@ -264,14 +265,19 @@ async def _connect(
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
             statement_cache_size=100 if options.prepared_statements else 0,
-            init=learn_array_types,
+            init=lessons.init,
         )
         try:
             await open_side_by_side(pool, POOL_OPEN_SIZE)
         except BaseException:
             pool.terminate()
             raise
-        return AsyncpgPoolBackend(pool, installation, label, owned=True)
+        pool_backend = AsyncpgPoolBackend(pool, installation, label, owned=True)
+        # Once the first numbers are in (or nothing waits for them any more).
+        pool_backend.first_reading.when_arrived(
+            lambda: pool_backend.learn_aside(lessons.teach(pool))
+        )
+        return pool_backend
     import psycopg
 
     params = _psycopg_params(read_only, options)
@@ -305,16 +311,45 @@ async def open_side_by_side(pool: Any, size: int) -> None:
 
 
 async def learn_array_types(connection: Any) -> None:
-    """Have a new asyncpg connection learn the array types the overview's first reading returns.
+    """Have an asyncpg connection learn the array types the console's statements use.
 
     asyncpg knows int8[] and int4[] only once it has looked them up in the catalog, per
     connection, when a statement first uses them: 6-7 round trips (jit off, the lookup, jit
-    back), 0.33 s over a 50 ms link, paid twice inside the overview's first reading (its
-    windows and its first look run on two connections). A pool opens its connections side by
-    side, so looking the types up there costs the first reading nothing. (Handing one
-    connection's lookup to the others would need asyncpg's private codec registry.)
+    back), 0.33 s over a 50 ms link. (Handing one connection's lookup to the others would need
+    asyncpg's private codec registry.)
     """
     await connection.fetch("SELECT NULL::int8[] AS a, NULL::int4[] AS b")
+
+
+class TypeLessons:
+    """When a pool's connections learn the array types (`learn_array_types`).
+
+    Not before the first numbers: the lookup was 0.35 s (at 50 ms RTT) between opening the
+    pool and the schema check, and the overview's first reading sends its arrays as text
+    (`stats.int_array`), so it needs none. Once the first reading is in, the connections opened
+    up front learn them aside, and every connection opened after that at connect; a statement
+    that needs them before that has asyncpg look them up itself (correct, one lookup slower).
+    """
+
+    def __init__(self) -> None:
+        self.at_connect = False
+
+    async def init(self, connection: Any) -> None:
+        """The pool's `init`: new connections learn the types once the lessons have begun."""
+        if self.at_connect:
+            await learn_array_types(connection)
+
+    async def teach(self, pool: Any) -> None:
+        """The pool's idle connections learn the types (each acquired once, at once; the one
+        held for LISTEN runs no statement that needs them)."""
+        self.at_connect = True
+        size = pool.get_idle_size()
+
+        async def one() -> None:
+            async with pool.acquire() as connection:
+                await learn_array_types(connection)
+
+        await asyncio.gather(*(one() for _ in range(size)), return_exceptions=True)
 
 
 async def _inspect_schema(backend: Backend) -> tuple[bool, Plan | None]:
