@@ -132,7 +132,8 @@ def int_array(value: str | list[Any] | None) -> list[int]:
 
     The overview's first reading sends its arrays as text: asyncpg knows int8[] and int4[]
     only after looking them up in the catalog, per connection (0.35 s over a 50 ms link), and
-    the first numbers do not wait for that (core/backend/opening.py: `TypeLessons`).
+    the first numbers do not wait for that (core/backend/opening.py: the pool's connections
+    no longer look them up as they open).
     """
     if value is None:
         return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.backend.base import (
@@ -277,14 +277,6 @@ class AsyncpgPoolBackend(_AsyncpgFamily):
         self._owned = owned
         self._in_flight: set[Any] = set()
         self._releasing: set[asyncio.Task[None]] = set()
-        self._learning: asyncio.Task[None] | None = None
-
-    def learn_aside(self, lessons: Coroutine[Any, Any, None]) -> None:
-        """Run the connections' type lessons (`opening.TypeLessons`) aside; `close` ends them."""
-        if self._learning is None:
-            self._learning = asyncio.ensure_future(lessons)
-        else:
-            lessons.close()
 
     @property
     def queries(self) -> Queries:
@@ -408,10 +400,6 @@ class AsyncpgPoolBackend(_AsyncpgFamily):
         return connection
 
     async def close(self) -> None:
-        if self._learning is not None and not self._learning.done():
-            self._learning.cancel()
-            with contextlib.suppress(BaseException):
-                await self._learning
         await self.stop_listening()
         await self._close_replica()
         if self._releasing:

@@ -246,7 +246,6 @@ async def _connect(
     settings = _server_settings(read_only, options)
     if kind is DriverKind.ASYNCPG:
         connection = await _asyncpg_connect(dsn, read_only, options)
-        await learn_array_types(connection)
         return AsyncpgBackend(connection, installation, label, owned=True)
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg
@@ -256,7 +255,10 @@ async def _connect(
         # windows at once; then the overview and the screen on view) so that neither the
         # first numbers nor switching screens wait for a connection to be made; idle ones are
         # not closed for the same reason.
-        lessons = TypeLessons()
+        # No `init`: the overview's first reading sends its integer arrays as text
+        # (`stats.int_array`), so nothing needs asyncpg's catalog lookup of int8[] / int4[]
+        # (6-7 round trips, 0.35 s at 50 ms RTT) before the first numbers; a statement that
+        # needs them has asyncpg look them up on its connection, once.
         pool = await asyncpg.create_pool(
             dsn or None,
             min_size=0,  # opened below, side by side
@@ -265,19 +267,13 @@ async def _connect(
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
             statement_cache_size=100 if options.prepared_statements else 0,
-            init=lessons.init,
         )
         try:
             await open_side_by_side(pool, POOL_OPEN_SIZE)
         except BaseException:
             pool.terminate()
             raise
-        pool_backend = AsyncpgPoolBackend(pool, installation, label, owned=True)
-        # Once the first numbers are in (or nothing waits for them any more).
-        pool_backend.first_reading.when_arrived(
-            lambda: pool_backend.learn_aside(lessons.teach(pool))
-        )
-        return pool_backend
+        return AsyncpgPoolBackend(pool, installation, label, owned=True)
     import psycopg
 
     params = _psycopg_params(read_only, options)
@@ -298,9 +294,8 @@ async def open_side_by_side(pool: Any, size: int) -> None:
     """Open `size` connections of an asyncpg pool at once.
 
     asyncpg's own `min_size` opens the first connection alone (errors show early), then the
-    others: two connects and two type lookups (`learn_array_types`) one after the other before
-    the schema check, ~0.45 s over a 50 ms link. Here all are acquired at once; the first
-    error is raised once every attempt ended (none left half open).
+    others: two connects one after the other before the schema check. Here all are acquired
+    at once; the first error is raised once every attempt ended (none left half open).
     """
     results = await asyncio.gather(*(pool.acquire() for _ in range(size)), return_exceptions=True)
     connections = [r for r in results if not isinstance(r, BaseException)]
@@ -308,48 +303,6 @@ async def open_side_by_side(pool: Any, size: int) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
-
-
-async def learn_array_types(connection: Any) -> None:
-    """Have an asyncpg connection learn the array types the console's statements use.
-
-    asyncpg knows int8[] and int4[] only once it has looked them up in the catalog, per
-    connection, when a statement first uses them: 6-7 round trips (jit off, the lookup, jit
-    back), 0.33 s over a 50 ms link. (Handing one connection's lookup to the others would need
-    asyncpg's private codec registry.)
-    """
-    await connection.fetch("SELECT NULL::int8[] AS a, NULL::int4[] AS b")
-
-
-class TypeLessons:
-    """When a pool's connections learn the array types (`learn_array_types`).
-
-    Not before the first numbers: the lookup was 0.35 s (at 50 ms RTT) between opening the
-    pool and the schema check, and the overview's first reading sends its arrays as text
-    (`stats.int_array`), so it needs none. Once the first reading is in, the connections opened
-    up front learn them aside, and every connection opened after that at connect; a statement
-    that needs them before that has asyncpg look them up itself (correct, one lookup slower).
-    """
-
-    def __init__(self) -> None:
-        self.at_connect = False
-
-    async def init(self, connection: Any) -> None:
-        """The pool's `init`: new connections learn the types once the lessons have begun."""
-        if self.at_connect:
-            await learn_array_types(connection)
-
-    async def teach(self, pool: Any) -> None:
-        """The pool's idle connections learn the types (each acquired once, at once; the one
-        held for LISTEN runs no statement that needs them)."""
-        self.at_connect = True
-        size = pool.get_idle_size()
-
-        async def one() -> None:
-            async with pool.acquire() as connection:
-                await learn_array_types(connection)
-
-        await asyncio.gather(*(one() for _ in range(size)), return_exceptions=True)
 
 
 async def _inspect_schema(backend: Backend) -> tuple[bool, Plan | None]:
