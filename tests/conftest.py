@@ -13,6 +13,7 @@ import inspect
 import os
 import re
 import shutil
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -25,6 +26,13 @@ import pytest_textual_snapshot as pts
 from hypothesis import settings as hypothesis_settings
 
 SNAPSHOT_ROOT = Path(__file__).resolve().parents[1] / "snapshots"
+
+# Bytecode is cached (`__pycache__/`, ignored by git) even where PYTHONDONTWRITEBYTECODE is set:
+# otherwise every xdist worker of every run compiles the test modules and rewrites their asserts
+# again (~3 s of CPU per worker), and the child interpreters the tests start compile the modules
+# they import at each start. Set here, before the workers start and collect.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # The property and fuzz tests (test_fuzz, test_filter_scope_property, the NOTIFY parser's) run a
 # fifth of their generated inputs in the default run, and all of them under
