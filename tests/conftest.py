@@ -12,6 +12,9 @@ import asyncio
 import inspect
 import os
 import re
+import shutil
+import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +26,13 @@ import pytest_textual_snapshot as pts
 from hypothesis import settings as hypothesis_settings
 
 SNAPSHOT_ROOT = Path(__file__).resolve().parents[1] / "snapshots"
+
+# Bytecode is cached (`__pycache__/`, ignored by git) even where PYTHONDONTWRITEBYTECODE is set:
+# otherwise every xdist worker of every run compiles the test modules and rewrites their asserts
+# again (~3 s of CPU per worker), and the child interpreters the tests start compile the modules
+# they import at each start. Set here, before the workers start and collect.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 # The property and fuzz tests (test_fuzz, test_filter_scope_property, the NOTIFY parser's) run a
 # fifth of their generated inputs in the default run, and all of them under
@@ -84,13 +94,16 @@ def server_dsn() -> Iterator[str]:
         return
     from pgq_console.core.embedded import EmbeddedPostgres
 
-    server = EmbeddedPostgres()
+    memory = _memory_dir()
+    server = EmbeddedPostgres(memory / "pgdata" if memory is not None else None)
     try:
         dsn = server.start()
         # A throwaway server: durability buys nothing, and every DROP DATABASE (a checkpoint)
-        # and commit otherwise waits on the disk. An external server is left as it is.
-        for setting in _NO_DURABILITY:
-            asyncio.run(_admin(dsn, f"ALTER SYSTEM SET {setting} = off"))
+        # and commit otherwise waits on the disk; nor does it need autovacuum (its databases
+        # live minutes; a test that wants a vacuum runs one) or JIT (compiling costs more than
+        # it saves on test-sized tables). An external server is left as it is.
+        for setting in _THROWAWAY_SETTINGS:
+            asyncio.run(_admin(dsn, f"ALTER SYSTEM SET {setting}"))
         asyncio.run(_admin(dsn, "SELECT pg_reload_conf()"))
         _throwaway.add(dsn)
         yield dsn
@@ -98,9 +111,36 @@ def server_dsn() -> Iterator[str]:
         _templates.pop(server.uri or "", None)
         _throwaway.discard(server.uri or "")
         server.stop()
+        if memory is not None:
+            shutil.rmtree(memory, ignore_errors=True)
 
 
-_NO_DURABILITY = ("fsync", "synchronous_commit", "full_page_writes")
+_THROWAWAY_SETTINGS = (
+    "fsync = off",
+    "synchronous_commit = off",
+    "full_page_writes = off",
+    "autovacuum = off",
+    "jit = off",
+    "max_wal_size = '256MB'",
+)
+
+# The embedded test server keeps its data in memory (/dev/shm) when there is room: most of its
+# CPU is the kernel's, writing files (a CREATE DATABASE copies ~8 MB, a big-payload test writes
+# hundreds of MB), several times cheaper on tmpfs than on a disk's filesystem. Room: a run puts
+# up to ~1 GB on each worker's server (its databases are kept until the session ends).
+_MEMORY_ROOT = Path("/dev/shm")
+_MEMORY_NEEDED = 6 * 1024**3
+
+
+def _memory_dir() -> Path | None:
+    try:
+        free = os.statvfs(_MEMORY_ROOT)
+    except OSError:
+        return None
+    if free.f_bavail * free.f_frsize < _MEMORY_NEEDED or not os.access(_MEMORY_ROOT, os.W_OK):
+        return None
+    return Path(tempfile.mkdtemp(prefix="pgqc-test-", dir=_MEMORY_ROOT))
+
 
 # This process's embedded servers: deleted whole when the session ends, so the databases made on
 # them are not dropped one by one (a DROP DATABASE costs the server CPU, ~250 in a run).
