@@ -26,15 +26,16 @@ async def test_lower_bounds_are_labelled_until_the_exact_count(
     monkeypatch.setattr(depth_module, "FOLLOW_BELOW", 0)
     release = asyncio.Event()
     exact_counts = 0
-    resync = DepthTracker.resync
+    read_exact = DepthTracker.read_exact
 
-    async def held_resync(self: DepthTracker, backend: Any) -> float | None:
+    async def held_read_exact(self: DepthTracker, backend: Any) -> list[dict[str, Any]]:
         nonlocal exact_counts
         await release.wait()
         exact_counts += 1
-        return await resync(self, backend)
+        return await read_exact(self, backend)
 
-    monkeypatch.setattr(DepthTracker, "resync", held_resync)
+    # The exact count's read (alongside the first look on a pool, or after it).
+    monkeypatch.setattr(DepthTracker, "read_exact", held_read_exact)
     backend = await backend_for(dsn)
     app = PgqConsole(backend, refresh_interval=0.5)
     try:

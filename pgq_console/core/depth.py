@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pgq_console.core.stats import SERVER_TIME, Depth
+from pgq_console.core.stats import SERVER_TIME, Depth, int_array
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
@@ -155,12 +155,17 @@ def _snapshot_cols() -> str:
     pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS xmin,
     pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,
     ARRAY(SELECT x::text::bigint % 4294967296
-          FROM pg_snapshot_xip(pg_current_snapshot()) AS x) AS xip"""
+          FROM pg_snapshot_xip(pg_current_snapshot()) AS x)::text AS xip"""
 
 
 def first_look_sql(installation: Installation) -> str:
     """Queued jobs per entrypoint counted up to a cap (a skip scan finds the entrypoints),
-    picked jobs, and the log position: the log is followed from here until the exact count."""
+    picked jobs, and the log position: the log is followed from here until the exact count.
+
+    The ready/deferred split of the entrypoints found comes with it (deferred jobs counted up
+    to $2, the oldest ready job: `deferred_sql`'s probes), in the same statement: at the start
+    it was a statement of its own after this one (and after the exact count), one more round
+    trip before the first numbers."""
     names = installation.settings.qualified
     q, log = names.queue_table, names.queue_table_log
     return f"""
@@ -177,13 +182,22 @@ SELECT 'c' AS kind, coalesce(e.entrypoint, p.entrypoint) AS entrypoint,
     CASE WHEN e.entrypoint IS NULL THEN 0 ELSE (
         SELECT count(*) FROM (SELECT 1 FROM {q} c WHERE c.status = 'queued'
             AND c.entrypoint = e.entrypoint LIMIT $1) x) END AS queued,
-    coalesce(p.n, 0) AS picked, NULL::bigint AS max_id, NULL::bigint AS max_job_id,
-    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip, NULL::timestamptz AS at,
+    coalesce(p.n, 0) AS picked,
+    CASE WHEN e.entrypoint IS NULL THEN 0 ELSE (
+        SELECT count(*) FROM (SELECT 1 FROM {q} c WHERE c.status = 'queued'
+            AND c.entrypoint = e.entrypoint AND c.execute_after > now() LIMIT $2) x) END
+        AS deferred,
+    CASE WHEN e.entrypoint IS NOT NULL THEN (
+        SELECT c.execute_after FROM {q} c WHERE c.status = 'queued'
+            AND c.entrypoint = e.entrypoint AND c.execute_after <= now()
+            ORDER BY c.execute_after LIMIT 1) END AS oldest_ready,
+    NULL::bigint AS max_id, NULL::bigint AS max_job_id,
+    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::text AS xip, NULL::timestamptz AS at,
     NULL::float8 AS server_s, NULL::bigint AS queue_bytes
 FROM (SELECT entrypoint FROM eps WHERE entrypoint IS NOT NULL) e
 FULL JOIN picked p ON p.entrypoint = e.entrypoint
 UNION ALL
-SELECT 's', NULL, NULL, NULL,
+SELECT 's', NULL, NULL, NULL, NULL, NULL,
     (SELECT coalesce(max(id), 0) FROM {log}),
     (SELECT coalesce(max(job_id), 0) FROM {log}),
     {_snapshot_cols()}, now(), {SERVER_TIME},
@@ -205,7 +219,7 @@ WITH counts AS (
     SELECT entrypoint, 'failed', count(*) FROM {q} WHERE status = 'failed' GROUP BY entrypoint
 )
 SELECT 'c' AS kind, entrypoint, status, n, NULL::bigint AS max_id, NULL::bigint AS max_job_id,
-    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip, NULL::timestamptz AS at,
+    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::text AS xip, NULL::timestamptz AS at,
     NULL::float8 AS server_s
 FROM counts
 UNION ALL
@@ -253,7 +267,7 @@ WITH rows AS (
 )
 SELECT 't' AS kind, entrypoint, status, before, known OR before IS NOT NULL AS before_known,
     count(*) AS n, NULL::bigint AS max_id, NULL::bigint AS max_job_id, NULL::bigint AS log_top,
-    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::bigint[] AS xip,
+    NULL::bigint AS xmin, NULL::bigint AS xmax, NULL::text AS xip,
     NULL::timestamptz AS oldest_ready, NULL::float8 AS server_s
 FROM transitions GROUP BY 1, 2, 3, 4, 5
 UNION ALL
@@ -414,9 +428,13 @@ class DepthTracker:
     # -- reads -----------------------------------------------------------------------------
 
     async def first_look(self, backend: Backend) -> float | None:
-        rows = await backend.read(first_look_sql(self.installation), FIRST_LOOK_CAP)
+        """The capped first look, with the ready/deferred split of what it found."""
+        rows = await backend.read(first_look_sql(self.installation), FIRST_LOOK_CAP, DEFERRED_CAP)
         counts: dict[str, Counts] = {}
         capped = set()
+        deferred: dict[str, int] = {}
+        deferred_capped = set()
+        oldest: dict[str, datetime | None] = {}
         server_s = None
         for r in rows:
             if r["kind"] == "s":
@@ -429,9 +447,17 @@ class DepthTracker:
             counts[entrypoint] = Counts(queued=queued, picked=int(r["picked"]))
             if queued >= FIRST_LOOK_CAP:
                 capped.add(entrypoint)
+            if queued > 0:
+                deferred[entrypoint] = int(r["deferred"])
+                if deferred[entrypoint] >= DEFERRED_CAP:
+                    deferred_capped.add(entrypoint)
+                oldest[entrypoint] = r["oldest_ready"]
         self.counts = counts
         self.capped = frozenset(capped)
         self.first_look_done = True
+        self._deferred = _Deferred(deferred, frozenset(deferred_capped))
+        self._oldest = oldest
+        self.queued_touched = set()
         return server_s
 
     def _take_cursor(self, r: dict[str, Any]) -> None:
@@ -439,7 +465,7 @@ class DepthTracker:
             max_id=int(r["max_id"]),
             max_job_id=int(r["max_job_id"]),
             xmax=int(r["xmax"]),
-            in_progress=tuple(int(x) for x in r["xip"] or ()),
+            in_progress=tuple(int_array(r["xip"])),
         )
         self.history.clear()
         # Rows of transactions in progress now may have ids back to where the oldest of them
@@ -449,7 +475,15 @@ class DepthTracker:
         self.generation += 1
 
     async def resync(self, backend: Backend) -> float | None:
-        rows = await backend.read(exact_sql(self.installation))
+        return self.take_exact(await self.read_exact(backend))
+
+    async def read_exact(self, backend: Backend) -> list[dict[str, Any]]:
+        """The exact count's rows, not applied yet (`take_exact`): read alongside the first
+        look, they are applied after it."""
+        return await backend.read(exact_sql(self.installation))
+
+    def take_exact(self, rows: list[dict[str, Any]]) -> float | None:
+        """Apply an exact count read by `read_exact`. Returns the server's time."""
         counts: dict[str, Counts] = {}
         server_s = None
         for r in rows:
@@ -576,7 +610,7 @@ class DepthTracker:
                 max_id=top,
                 max_job_id=int(r["max_job_id"]),
                 xmax=int(r["xmax"]),
-                in_progress=tuple(int(x) for x in r["xip"] or ()),
+                in_progress=tuple(int_array(r["xip"])),
             )
             self.history.append((int(r["xmax"]), top))
         for r in transitions:

@@ -113,24 +113,28 @@ async def probe_live_path(kind: DriverKind, dsn: str, options: ConnectOptions) -
         finally:
             with contextlib.suppress(Exception):
                 await listener.close()
-    listener = await _asyncpg_connect(
-        dsn, False, ConnectOptions(options.startup_settings, prepared_statements=False)
+    # Both connections are opened at once (over a remote link one connect less before the
+    # answer); the first error is raised once both attempts ended, none left open.
+    probe_options = ConnectOptions(options.startup_settings, prepared_statements=False)
+    opened = await asyncio.gather(
+        _asyncpg_connect(dsn, False, probe_options),
+        _asyncpg_connect(dsn, False, probe_options),
+        return_exceptions=True,
     )
+    connections = [c for c in opened if not isinstance(c, BaseException)]
     try:
+        for result in opened:
+            if isinstance(result, BaseException):
+                raise result
+        listener, notifier = connections
         await listener.add_listener(
             channel, lambda *event: arrived.set() if event[3] == payload else None
         )
-        notifier = await _asyncpg_connect(
-            dsn, False, ConnectOptions(options.startup_settings, prepared_statements=False)
-        )
-        try:
-            await notifier.execute(f"NOTIFY {channel}, '{payload}'")
-        finally:
-            with contextlib.suppress(Exception):
-                await notifier.close()
+        await notifier.execute(f"NOTIFY {channel}, '{payload}'")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(arrived.wait(), PROBE_WAIT_S)
         return arrived.is_set()
     finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(listener.close(), 5)
+        for connection in connections:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 5)

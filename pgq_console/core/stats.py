@@ -116,20 +116,36 @@ SELECT entrypoint,
         AND created > now() - interval '{RATE_WINDOW_S} seconds'), 0) AS in_window,
     coalesce(sum(n) FILTER (WHERE status IN ({TERMINAL})
         AND created > now() - interval '{RATE_WINDOW_S} seconds'), 0) AS out_window,
-    array_agg(n) FILTER (WHERE status IN ({TERMINAL})
-        AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_n,
-    array_agg(floor(extract(epoch FROM now() - created) / 60)::int)
+    (array_agg(n) FILTER (WHERE status IN ({TERMINAL})
+        AND created > now() - interval '{SPARKLINE_MINUTES} minutes'))::text AS spark_n,
+    (array_agg(floor(extract(epoch FROM now() - created) / 60)::int)
         FILTER (WHERE status IN ({TERMINAL})
-        AND created > now() - interval '{SPARKLINE_MINUTES} minutes') AS spark_age,
+        AND created > now() - interval '{SPARKLINE_MINUTES} minutes'))::text AS spark_age,
     {SERVER_TIME} AS server_s
 FROM events
 GROUP BY entrypoint
 """
 
 
-def _sparkline(counts: list[Any] | None, ages: list[Any] | None) -> tuple[int, ...]:
+def int_array(value: str | list[Any] | None) -> list[int]:
+    """An integer array the query sent as text (`{1,2,3}`), or as a list.
+
+    The overview's first reading sends its arrays as text: asyncpg knows int8[] and int4[]
+    only after looking them up in the catalog, per connection (0.35 s over a 50 ms link), and
+    the first numbers do not wait for that (core/backend/opening.py: the pool's connections
+    no longer look them up as they open).
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        inner = value.strip("{}")
+        return [int(x) for x in inner.split(",")] if inner else []
+    return [int(x) for x in value]
+
+
+def _sparkline(counts: Any, ages: Any) -> tuple[int, ...]:
     slots = [0] * SPARKLINE_MINUTES
-    for count, age in zip(counts or (), ages or (), strict=True):
+    for count, age in zip(int_array(counts), int_array(ages), strict=True):
         if 0 <= int(age) < SPARKLINE_MINUTES:
             slots[SPARKLINE_MINUTES - 1 - int(age)] += int(count)
     return tuple(slots)

@@ -263,6 +263,7 @@ class AsyncpgPoolBackend(_AsyncpgFamily):
 
     kind = DriverKind.ASYNCPG_POOL
     PARALLEL_ENQUEUE = 2
+    PARALLEL_READS = True
 
     def __init__(
         self, pool: asyncpg.Pool, installation: Installation, label: str, *, owned: bool = False

@@ -79,6 +79,8 @@ class Backend(ABC):
     errors: DriverErrors
     # Enqueue batches in flight at once (`Capabilities.parallel_enqueue`).
     PARALLEL_ENQUEUE = 1
+    # Reads in flight at once go to different connections (a pool) instead of taking turns.
+    PARALLEL_READS = False
 
     def __init__(self, installation: Installation, label: str, *, read_only: bool = False) -> None:
         self.installation = installation

@@ -246,24 +246,33 @@ async def _connect(
     settings = _server_settings(read_only, options)
     if kind is DriverKind.ASYNCPG:
         connection = await _asyncpg_connect(dsn, read_only, options)
-        await learn_array_types(connection)
         return AsyncpgBackend(connection, installation, label, owned=True)
     if kind is DriverKind.ASYNCPG_POOL:
         import asyncpg
 
-        # max_size >= 2: the pool driver keeps one connection for LISTEN. Three stay open
-        # (LISTEN, the overview, the screen on view) so that switching screens never waits for
-        # a connection to be made; idle ones are not closed for the same reason.
+        # max_size >= 2: the pool driver keeps one connection for LISTEN. Four are opened up
+        # front (LISTEN, and the overview's first reading: its first look, exact count and
+        # windows at once; then the overview and the screen on view) so that neither the
+        # first numbers nor switching screens wait for a connection to be made; idle ones are
+        # not closed for the same reason.
+        # No `init`: the overview's first reading sends its integer arrays as text
+        # (`stats.int_array`), so nothing needs asyncpg's catalog lookup of int8[] / int4[]
+        # (6-7 round trips, 0.35 s at 50 ms RTT) before the first numbers; a statement that
+        # needs them has asyncpg look them up on its connection, once.
         pool = await asyncpg.create_pool(
             dsn or None,
-            min_size=3,
-            max_size=4,
+            min_size=0,  # opened below, side by side
+            max_size=POOL_MAX_SIZE,
             max_inactive_connection_lifetime=0,
             server_settings=settings,
             timeout=CONNECT_TIMEOUT_S,
             statement_cache_size=100 if options.prepared_statements else 0,
-            init=learn_array_types,
         )
+        try:
+            await open_side_by_side(pool, POOL_OPEN_SIZE)
+        except BaseException:
+            pool.terminate()
+            raise
         return AsyncpgPoolBackend(pool, installation, label, owned=True)
     import psycopg
 
@@ -277,17 +286,23 @@ async def _connect(
     return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
 
 
-async def learn_array_types(connection: Any) -> None:
-    """Have a new asyncpg connection learn the array types the overview's first reading returns.
+POOL_OPEN_SIZE = 4
+POOL_MAX_SIZE = 5
 
-    asyncpg knows int8[] and int4[] only once it has looked them up in the catalog, per
-    connection, when a statement first uses them: 6-7 round trips (jit off, the lookup, jit
-    back), 0.33 s over a 50 ms link, paid twice inside the overview's first reading (its
-    windows and its first look run on two connections). A pool opens its connections side by
-    side, so looking the types up there costs the first reading nothing. (Handing one
-    connection's lookup to the others would need asyncpg's private codec registry.)
+
+async def open_side_by_side(pool: Any, size: int) -> None:
+    """Open `size` connections of an asyncpg pool at once.
+
+    asyncpg's own `min_size` opens the first connection alone (errors show early), then the
+    others: two connects one after the other before the schema check. Here all are acquired
+    at once; the first error is raised once every attempt ended (none left half open).
     """
-    await connection.fetch("SELECT NULL::int8[] AS a, NULL::int4[] AS b")
+    results = await asyncio.gather(*(pool.acquire() for _ in range(size)), return_exceptions=True)
+    connections = [r for r in results if not isinstance(r, BaseException)]
+    await asyncio.gather(*(pool.release(c) for c in connections), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def _inspect_schema(backend: Backend) -> tuple[bool, Plan | None]:

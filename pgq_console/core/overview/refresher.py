@@ -161,6 +161,9 @@ class Refresher:
             if self._listen and self.status.listening and not self.backend.listener_alive():
                 await self._listener_lost()
             if self._listen and not self.status.listening:
+                if self.status.refreshes == 0 and self.tiers.first_paint:
+                    await self._listen_alongside_first_read()
+                    return
                 await self._start_listening()
             await self._refresh()
         except asyncio.CancelledError:
@@ -328,6 +331,23 @@ class Refresher:
             await asyncio.wait_for(self.backend.stop_listening(), 5)
         self._unnotified_since = None
         self._publish(replace(self.status, listening=False, live_problem=None))
+
+    async def _listen_alongside_first_read(self) -> None:
+        """The first LISTEN and the first reading at once (over a remote link the LISTEN's
+        round trip no longer comes before the first numbers). What was committed between the
+        reading's snapshot and the LISTEN taking effect sent no NOTIFY to us: once listening,
+        one more refresh reads it."""
+        listening = asyncio.ensure_future(self._start_listening())
+        try:
+            await self._refresh()
+        except BaseException:
+            listening.cancel()
+            with contextlib.suppress(BaseException):
+                await listening
+            raise
+        await listening
+        if self.status.listening:
+            self.request_refresh()
 
     async def _start_listening(self) -> None:
         try:

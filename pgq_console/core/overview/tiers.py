@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 from pgq_console.core import depth as depth_module
 from pgq_console.core.backend import Backend
@@ -149,15 +150,37 @@ class OverviewTiers:
         return server_s
 
     async def _first_look(self) -> float | None:
-        """At the start (and after a jump): a capped first look; a small table is counted
-        exactly at once and then directly, a large one exactly aside and followed meanwhile."""
+        """At the start (and after a jump): a capped first look with the ready/deferred split;
+        a small table is counted exactly at once and then directly, a large one exactly aside
+        and followed meanwhile.
+
+        The exact count is wanted either way, so on a backend that reads in parallel (a pool)
+        it is read alongside the first look, on another connection, and applied after it:
+        over a remote link the first numbers no longer wait for one statement after another
+        (first look, exact count, split: three round trips and more at 50 ms).
+        """
         tracker = self.tracker
         self.depth_paces = False
-        server_s = await tracker.first_look(self.backend)
+        started = self.clock.monotonic()
+        exact: asyncio.Future[list[dict[str, Any]]] | None = None
+        resyncing = self._resync_task is not None and not self._resync_task.done()
+        if self.backend.PARALLEL_READS and not resyncing:
+            exact = asyncio.ensure_future(tracker.read_exact(self.backend))
+        try:
+            server_s = await tracker.first_look(self.backend)
+        except BaseException:
+            await _discard(exact)
+            raise
+        # The split came with the first look: due again in its own time.
+        self._deferred_last = started
+        self._deferred_due = started + DEFERRED_EVERY_S
         if tracker.small and not tracker.capped:
             # Milliseconds: count exactly before showing anything (held jobs included).
-            started = self.clock.monotonic()
-            exact_s = await tracker.resync(self.backend)
+            if exact is not None:
+                exact_s = tracker.take_exact(await exact)
+            else:
+                started = self.clock.monotonic()
+                exact_s = await tracker.resync(self.backend)
             self._resync_due = started + self.tracker_resync_every_s
             if server_s is not None and exact_s is not None:
                 server_s += exact_s
@@ -165,7 +188,7 @@ class OverviewTiers:
                 tracker.enter_direct()
                 self._picked_held_due = self.clock.monotonic() + PICKED_HELD_EVERY_S
         else:
-            self._start_resync()
+            self._start_resync(exact)
         return server_s
 
     async def _count_direct(self) -> float | None:
@@ -221,17 +244,25 @@ class OverviewTiers:
         self.depth = self.tracked.depth
         return spent
 
-    def _start_resync(self) -> None:
+    def _start_resync(self, reading: asyncio.Future[list[dict[str, Any]]] | None = None) -> None:
+        """The exact count aside; `reading`: its rows, already being read."""
         if self._resync_task is not None and not self._resync_task.done():
+            if reading is not None:
+                reading.cancel()
             return
-        self._resync_task = asyncio.create_task(self._resync(), name="depth exact count")
+        self._resync_task = asyncio.create_task(self._resync(reading), name="depth exact count")
 
-    async def _resync(self) -> None:
+    async def _resync(self, reading: asyncio.Future[list[dict[str, Any]]] | None = None) -> None:
         """The exact count of every depth, aside from the refreshes, paced by its cost."""
         started = self.clock.monotonic()
         try:
-            server_s = await self.tracker.resync(self.backend)
+            if reading is not None:
+                server_s = self.tracker.take_exact(await reading)
+            else:
+                server_s = await self.tracker.resync(self.backend)
         except asyncio.CancelledError:
+            if reading is not None:
+                await _discard(reading)
             raise
         except Exception as exc:
             # The log-followed numbers stay (marked as lower bounds until one succeeds).
@@ -315,3 +346,12 @@ class OverviewTiers:
                 held=tracked.held.get(entrypoint, 0),
             )
         return out
+
+
+async def _discard(reading: asyncio.Future[Any] | None) -> None:
+    """Cancel a read started aside and wait for it to end (its connection back in the pool)."""
+    if reading is None:
+        return
+    reading.cancel()
+    with contextlib.suppress(BaseException):
+        await reading
