@@ -25,7 +25,7 @@ from pgq_console.core.workers import (
 )
 from pgq_console.screens.workers import WorkersScreen
 from pgq_console.widgets.live_table import LiveTable
-from tests.helpers import enqueue
+from tests.helpers import enqueue, wait_until
 from tests.screens_support import console, open_screen, run_sql, until
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -157,8 +157,17 @@ async def test_killed_worker_is_dead_healthy_one_stays_busy(fresh_database: str)
                     return ""
 
             await until(pilot, lambda: state(dead_id) == "DEAD", within=60)
-            # A worker is known once a read finds it holding a job (PgQueuer lists none).
-            await until(pilot, lambda: state(healthy_id) == "busy", within=60)
+            # A worker is known once a read finds it holding a job (PgQueuer lists none): a
+            # burst keeps it holding one for seconds now that the screen reads every 0.5 s (on
+            # a starved machine the first twenty can be done before the screen's first read).
+            await enqueue(dsn, "email", 20)
+            try:
+                await wait_until(pilot, lambda: state(healthy_id) == "busy", within=60)
+            except AssertionError as exc:
+                held = await holder_of(dsn, "email")
+                raise AssertionError(
+                    f"{exc}; the healthy worker shows {state(healthy_id)!r}, holds {held!r}"
+                ) from None
             seen: list[str] = []
             summaries: list[str] = []
             last = screen.data
