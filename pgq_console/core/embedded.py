@@ -62,6 +62,27 @@ def _import_pgserver() -> ModuleType:
         raise RuntimeError(_MISSING_EXTRA) from exc
 
 
+def ensure_server_user(pgserver: ModuleType, name: str = "pgserver") -> None:
+    """As root, create the system user the server runs as, one process at a time.
+
+    pgserver runs `useradd` when the user is missing; two consoles (or test workers) starting
+    their first server at once each ran it, and `useradd`s side by side can hand out a uid
+    that the other's rewrite of /etc/passwd then drops: that initdb failed with "could not
+    look up effective user ID". An advisory lock on /etc (a directory every such process can
+    open, whose inode `useradd` never replaces) serialises the check-and-create.
+    """
+    if os.geteuid() != 0:
+        return
+    import fcntl
+
+    fd = os.open("/etc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        pgserver.utils.ensure_user_exists(name)
+    finally:
+        os.close(fd)  # also releases the lock
+
+
 def _alive(proc: Any) -> bool:
     """psutil process still running (a zombie has already stopped)."""
     try:
@@ -112,6 +133,7 @@ class EmbeddedPostgres:
                 cleanup_mode = "stop"
             self._pgdata = pgdata
             try:
+                ensure_server_user(pgserver)
                 # pgserver chowns pgdata to the `pgserver` user and makes every parent
                 # directory o+rx so that user can reach it.
                 self._server = pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
