@@ -33,8 +33,7 @@ def load(args: argparse.Namespace) -> Settings:
 async def run(args: argparse.Namespace) -> int:
     """The TUI; returns the exit code (128 + signum after SIGHUP/SIGTERM)."""
     from pgq_console.config import open_target
-    from pgq_console.core.backend import check_schema, open_backend
-    from pgq_console.core.target import Installation, parse_driver
+    from pgq_console.core.target import Installation, dsn_parts, parse_driver
     from pgq_console.termination import TerminationSignals, tolerate_hangup
 
     settings = load(args)
@@ -43,6 +42,8 @@ async def run(args: argparse.Namespace) -> int:
     parse_driver(target.driver)  # an unknown driver: one line before anything else
     async with contextlib.AsyncExitStack() as stack:
         if args.demo:
+            from pgq_console.core.backend import check_schema, open_backend
+
             require_terminal()  # before starting a server for nothing
             dsn, label = await _start_demo(stack, args.demo_rate)
             installation = Installation.select(
@@ -60,6 +61,10 @@ async def run(args: argparse.Namespace) -> int:
             stack.push_async_callback(backend.close)
             await _start_traffic(stack, dsn, args.demo_rate)
         else:
+            # A connection string or installation settings that do not parse: one line at
+            # once (as `open_target` would say it, in its order), not after importing the app.
+            Installation.select(schema=target.schema, prefix=target.prefix, channel=target.channel)
+            dsn_parts(target.dsn)
             # The app's modules (Textual, the overview: a few hundred ms of CPU) are imported
             # while the connection is opened, which is mostly waiting for the server (several
             # round trips; 50 ms each over a remote link): first numbers sooner.
