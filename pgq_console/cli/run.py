@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pgq_console.app import PgqConsole
     from pgq_console.config import Settings
     from pgq_console.core.backend import Backend
+    from pgq_console.core.overview.early import EarlyRefresher
 
 
 def load(args: argparse.Namespace) -> Settings:
@@ -71,15 +72,31 @@ async def run(args: argparse.Namespace) -> int:
             app_import = asyncio.ensure_future(
                 asyncio.to_thread(importlib.import_module, "pgq_console.app")
             )
+            early: EarlyRefresher | None = None
             try:
                 backend = await open_target(target)
+                stack.push_async_callback(backend.close)
+                # After connecting: a connection problem is the more useful message.
+                require_terminal()
+                if backend.capabilities.can_read and not backend.autocommit_problem:
+                    # The overview's first reading goes out now and its round trips overlap
+                    # the rest of the import and Textual's start; the overview adopts it (an
+                    # enqueue-only console, or an autocommit problem: no overview, no reading).
+                    from pgq_console.core.clock import SystemClock
+                    from pgq_console.core.overview.early import EarlyRefresher
+
+                    early = EarlyRefresher(
+                        backend, SystemClock(), interval_s=settings.refresh, listen=True
+                    )
+                    stack.push_async_callback(early.cancel)
             finally:
                 with contextlib.suppress(Exception):
                     await app_import  # any error is raised again by the import in make_app
-            stack.push_async_callback(backend.close)
-            # After connecting: a connection problem is the more useful message.
-            require_terminal()
         app = make_app(settings, backend)
+        if not args.demo:
+            # make_app's console listens (PgqConsole's default) and refreshes every
+            # settings.refresh: the early refresher's settings, checked again on adoption.
+            app.context.early_refresher = early
         app.served = bool(getattr(args, "served", False))
         # Textual prints a crash's traceback with local variables (a DSN among them) to the
         # terminal: it goes to the log instead, scrubbed, and the terminal gets one line.
