@@ -206,6 +206,17 @@ class OverviewScreen(Screen[None]):
         assert self.pulse is not None
         # Not before the overview's first snapshot: its reads would take connections first.
         await self.backend.first_reading.wait()
+        # Nor before the screen's next refresh, which shows it: the pulse's first read (its
+        # modules imported, its rows decoded) is CPU the first paint would wait for. (A
+        # refresher started early had its reading in before this screen mounted.)
+        painted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def refreshed() -> None:
+            if not painted.done():
+                painted.set_result(None)
+
+        self.call_after_refresh(refreshed)
+        await painted
         await self.pulse.run()
 
     @on(PulseRead)
