@@ -58,6 +58,7 @@ def _overview(context: ConsoleContext) -> OverviewScreen:
         context.clock,
         interval_s=context.refresh_interval,
         listen=context.listen,
+        early=context.take_early_refresher(),
     )
     context.workers_seen = screen.feed.workers_seen
     return screen

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from pgq_console.core.audit import AuditAnnouncement
     from pgq_console.core.backend import AnyBackend
     from pgq_console.core.consumers import ConsumerSupervisor
+    from pgq_console.core.overview.early import EarlyRefresher
     from pgq_console.core.workers import WorkerRow
 
 QuitGuard = Callable[[], str | None]
@@ -111,6 +112,10 @@ class ConsoleContext:
         default_factory=lambda: collections.deque(maxlen=HEARD_AUDIT_KEPT)
     )
 
+    # The overview's refresher the command line started as the backend opened, for the
+    # overview screen to adopt (core/overview/early.py).
+    early_refresher: EarlyRefresher | None = field(default=None, repr=False)
+
     _consumers: ConsumerSupervisor | None = field(default=None, init=False, repr=False)
 
     @property
@@ -124,6 +129,16 @@ class ConsoleContext:
             self._consumers = ConsumerSupervisor(self.resources, self.clock)
             self._consumers.max_reconnect_attempts = self.consumer_reconnect_attempts
         return self._consumers
+
+    def take_early_refresher(self) -> EarlyRefresher | None:
+        """The early refresher, once, if it reads this context's backend with its settings."""
+        early, self.early_refresher = self.early_refresher, None
+        if early is None or self.backend is None:
+            return None
+        if not early.fits(self.backend, interval_s=self.refresh_interval, listen=self.listen):
+            early.task.cancel()
+            return None
+        return early
 
     @property
     def has_consumers(self) -> bool:

@@ -25,6 +25,13 @@ class FleetModeApp(KeyboardApp):
         show_fleet(self)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.fleet_host is None:
+            # A console on one installation (`fleet_hides` without a fleet): only `0` is hidden,
+            # and the fleet's module (core.fleet, the workers' and actions' queries) is not
+            # imported for it: the footer asks before the first numbers are painted.
+            if action == "fleet":
+                return False
+            return super().check_action(action, parameters)
         from pgq_console.fleet_console import fleet_hides
 
         if fleet_hides(self, action):

@@ -128,8 +128,6 @@ def starts_as_fleet(args: argparse.Namespace) -> bool:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from pgq_console import scripting
-
     if args.command == "paths":
         print_paths()
         return 0
@@ -150,7 +148,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         openmetrics = args.format == "openmetrics"
         return metrics.snapshot(settings, openmetrics=openmetrics, stale_after=args.stale_after)
+    # Each subcommand imports its own module: `scripting` (the Nagios ranges, the overview's
+    # reads) is not the console's, nor are `metrics` and `incident`.
     if args.command == "snapshot":
+        from pgq_console import scripting
+
         as_json = args.json or args.format == "json"
         return scripting.snapshot(settings, as_json=as_json, stale_after=args.stale_after)
     if args.command == "metrics":
@@ -160,6 +162,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             settings, listen=args.listen, interval=args.interval, stale_after=args.stale_after
         )
     if args.command == "check":
+        from pgq_console import scripting
+
         return scripting.check(
             settings,
             max_age=args.max_age,
@@ -168,6 +172,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             stale_after=args.stale_after,
         )
     if args.command == "serve":
+        from pgq_console import scripting
+
         return scripting.serve(settings, args)
     from pgq_console import incident
 

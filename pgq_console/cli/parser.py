@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback --host without PGQ_CONSOLE_SERVE_USER/_PASSWORD (token only)",
     )
-    from pgq_console.fleet_cli import add_fleet_parser
+    from pgq_console.cli.fleet_parser import add_fleet_parser
 
     add_fleet_parser(commands, _Parser, given)
     return parser

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pgq_console.app import PgqConsole
     from pgq_console.config import Settings
     from pgq_console.core.backend import Backend
+    from pgq_console.core.overview.early import EarlyRefresher
 
 
 def load(args: argparse.Namespace) -> Settings:
@@ -33,8 +34,7 @@ def load(args: argparse.Namespace) -> Settings:
 async def run(args: argparse.Namespace) -> int:
     """The TUI; returns the exit code (128 + signum after SIGHUP/SIGTERM)."""
     from pgq_console.config import open_target
-    from pgq_console.core.backend import check_schema, open_backend
-    from pgq_console.core.target import Installation, parse_driver
+    from pgq_console.core.target import Installation, dsn_parts, parse_driver
     from pgq_console.termination import TerminationSignals, tolerate_hangup
 
     settings = load(args)
@@ -43,6 +43,8 @@ async def run(args: argparse.Namespace) -> int:
     parse_driver(target.driver)  # an unknown driver: one line before anything else
     async with contextlib.AsyncExitStack() as stack:
         if args.demo:
+            from pgq_console.core.backend import check_schema, open_backend
+
             require_terminal()  # before starting a server for nothing
             dsn, label = await _start_demo(stack, args.demo_rate)
             installation = Installation.select(
@@ -60,21 +62,41 @@ async def run(args: argparse.Namespace) -> int:
             stack.push_async_callback(backend.close)
             await _start_traffic(stack, dsn, args.demo_rate)
         else:
+            # A connection string or installation settings that do not parse: one line at
+            # once (as `open_target` would say it, in its order), not after importing the app.
+            Installation.select(schema=target.schema, prefix=target.prefix, channel=target.channel)
+            dsn_parts(target.dsn)
             # The app's modules (Textual, the overview: a few hundred ms of CPU) are imported
             # while the connection is opened, which is mostly waiting for the server (several
             # round trips; 50 ms each over a remote link): first numbers sooner.
             app_import = asyncio.ensure_future(
                 asyncio.to_thread(importlib.import_module, "pgq_console.app")
             )
+            early: EarlyRefresher | None = None
             try:
                 backend = await open_target(target)
+                stack.push_async_callback(backend.close)
+                # After connecting: a connection problem is the more useful message.
+                require_terminal()
+                if backend.capabilities.can_read and not backend.autocommit_problem:
+                    # The overview's first reading goes out now and its round trips overlap
+                    # the rest of the import and Textual's start; the overview adopts it (an
+                    # enqueue-only console, or an autocommit problem: no overview, no reading).
+                    from pgq_console.core.clock import SystemClock
+                    from pgq_console.core.overview.early import EarlyRefresher
+
+                    early = EarlyRefresher(
+                        backend, SystemClock(), interval_s=settings.refresh, listen=True
+                    )
+                    stack.push_async_callback(early.cancel)
             finally:
                 with contextlib.suppress(Exception):
                     await app_import  # any error is raised again by the import in make_app
-            stack.push_async_callback(backend.close)
-            # After connecting: a connection problem is the more useful message.
-            require_terminal()
         app = make_app(settings, backend)
+        if not args.demo:
+            # make_app's console listens (PgqConsole's default) and refreshes every
+            # settings.refresh: the early refresher's settings, checked again on adoption.
+            app.context.early_refresher = early
         app.served = bool(getattr(args, "served", False))
         # Textual prints a crash's traceback with local variables (a DSN among them) to the
         # terminal: it goes to the log instead, scrubbed, and the terminal gets one line.

@@ -8,13 +8,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from pgqueuer.domain.settings import DBSettings
-from pgqueuer.queries import Queries
-
+from pgq_console.core import conninfo
 from pgq_console.core.errors import ConsoleError, scrub
+
+if TYPE_CHECKING:
+    # Imported when an installation is selected: importing pgqueuer imports all of it (its
+    # package imports QueueManager, pydantic models, croniter: ~0.1 s of CPU on top of pydantic),
+    # which the command line's own checks and errors do not need.
+    from pgqueuer.domain.settings import DBSettings
+    from pgqueuer.queries import Queries
 
 APPLICATION_NAME = "pgq-console"
 
@@ -72,10 +77,8 @@ def resolve_dsn(explicit: str | None, environ: Mapping[str, str] = os.environ) -
 
 def dsn_parts(dsn: str) -> dict[str, str]:
     """Parse a URI or key=value DSN; ConsoleError on bad syntax (message without the DSN)."""
-    from psycopg.conninfo import conninfo_to_dict
-
     try:
-        parsed = conninfo_to_dict(dsn)
+        parsed = _conninfo_to_dict(dsn)
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's own words
         # libpq echoes the DSN, whose password cannot be known when it does not parse.
         detail = scrub(" ".join(str(exc).split()), (_password_in(dsn), *_password_by_place(dsn)))
@@ -120,11 +123,20 @@ _URI_PASSWORD = re.compile(r"(://[^:/@\s\"]*:)[^\s\"]*@")
 _KV_PASSWORD = re.compile(r"password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 
+def _conninfo_to_dict(dsn: str) -> dict[str, Any]:
+    """psycopg's `conninfo_to_dict` (libpq's parser), without importing psycopg (0.1-0.2 s of
+    CPU at every launch) for the plain strings `core.conninfo` parses the same way."""
+    parsed = conninfo.parse(dsn)
+    if parsed is not None:
+        return dict(parsed)
+    from psycopg.conninfo import conninfo_to_dict
+
+    return conninfo_to_dict(dsn)
+
+
 def _password_in(dsn: str) -> str:
     try:
-        from psycopg.conninfo import conninfo_to_dict
-
-        return str(conninfo_to_dict(dsn).get("password") or "")
+        return str(_conninfo_to_dict(dsn).get("password") or "")
     except Exception:
         return ""
 
@@ -149,11 +161,18 @@ def secrets_of(dsn: str, environ: Mapping[str, str] = os.environ) -> tuple[str, 
     return tuple(secret for secret in found if secret)
 
 
+def _db_settings(**overrides: Any) -> DBSettings:
+    """PgQueuer's settings (PGQUEUER_* honoured) with `overrides`."""
+    from pgqueuer.domain.settings import DBSettings
+
+    return DBSettings(**overrides)
+
+
 @dataclass(frozen=True)
 class Installation:
     """A PgQueuer installation: schema, prefix and NOTIFY channel (PGQUEUER_* honoured)."""
 
-    settings: DBSettings = field(default_factory=DBSettings)
+    settings: DBSettings = field(default_factory=lambda: _db_settings())
 
     @classmethod
     def select(
@@ -167,7 +186,7 @@ class Installation:
         if channel:
             overrides["channel"] = channel
         try:
-            return cls(DBSettings(**overrides))
+            return cls(_db_settings(**overrides))
         except ValueError as exc:
             first = str(exc).splitlines()
             raise ConsoleError(
@@ -187,6 +206,7 @@ class Installation:
     def queries(self, driver: object) -> Queries:
         """pgqueuer's Queries bound to this installation's names (as `pgq` builds them)."""
         from pgqueuer.adapters.persistence import qb
+        from pgqueuer.queries import Queries
 
         return Queries(
             driver,  # type: ignore[arg-type]

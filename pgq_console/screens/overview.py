@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult
@@ -31,6 +34,9 @@ from pgq_console.widgets.overview_table import OLD_READY_S, OverviewTable
 from pgq_console.widgets.pacing import RepaintPacer
 from pgq_console.widgets.pulse import EventFeedView, PulseTiles, RateChart
 from pgq_console.widgets.status_line import ConnectionLine, LiveLine, TotalsLine
+
+if TYPE_CHECKING:
+    from pgq_console.core.overview.early import EarlyRefresher
 
 AUTOCOMMIT_HELP = (
     "Fix it in your code with `conn.autocommit = True` (or connect with autocommit=True), "
@@ -76,7 +82,13 @@ class OverviewScreen(Screen[None]):
     )
 
     def __init__(
-        self, backend: Backend, clock: Clock, *, interval_s: float, listen: bool = True
+        self,
+        backend: Backend,
+        clock: Clock,
+        *,
+        interval_s: float,
+        listen: bool = True,
+        early: EarlyRefresher | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
@@ -84,6 +96,9 @@ class OverviewScreen(Screen[None]):
         self.interval_s = interval_s
         self.listen = listen
         self.refresher: Refresher | None = None
+        # A refresher started before this screen (the command line's): adopted, not started.
+        self._early = early
+        self._early_task: asyncio.Task[None] | None = None
         self.snapshot: OverviewSnapshot | None = None
         self.status: RefreshStatus | None = None
         self.history = ThroughputHistory()
@@ -131,15 +146,26 @@ class OverviewScreen(Screen[None]):
         self.start_refresher()
 
     def start_refresher(self) -> None:
-        self.refresher = Refresher(
-            self.backend,
-            self.clock,
-            on_snapshot=self._post_snapshot,
-            on_status=self._post_status,
-            interval_s=self.interval_s,
-            listen=self.listen,
-            active=self._in_view,
-        )
+        early, self._early = self._early, None
+        if early is not None and early.fits(
+            self.backend, interval_s=self.interval_s, listen=self.listen
+        ):
+            self.refresher = early.adopt(
+                on_snapshot=self._post_snapshot, on_status=self._post_status, active=self._in_view
+            )
+            self._early_task = early.task
+        else:
+            if early is not None:
+                early.task.cancel()
+            self.refresher = Refresher(
+                self.backend,
+                self.clock,
+                on_snapshot=self._post_snapshot,
+                on_status=self._post_status,
+                interval_s=self.interval_s,
+                listen=self.listen,
+                active=self._in_view,
+            )
         self.run_refresher()
         self.pulse = PollLoop(
             self.backend,
@@ -180,6 +206,17 @@ class OverviewScreen(Screen[None]):
         assert self.pulse is not None
         # Not before the overview's first snapshot: its reads would take connections first.
         await self.backend.first_reading.wait()
+        # Nor before the screen's next refresh, which shows it: the pulse's first read (its
+        # modules imported, its rows decoded) is CPU the first paint would wait for. (A
+        # refresher started early had its reading in before this screen mounted.)
+        painted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def refreshed() -> None:
+            if not painted.done():
+                painted.set_result(None)
+
+        self.call_after_refresh(refreshed)
+        await painted
         await self.pulse.run()
 
     @on(PulseRead)
@@ -218,6 +255,9 @@ class OverviewScreen(Screen[None]):
     @work(group="refresh", exclusive=True, exit_on_error=False)
     async def run_refresher(self) -> None:
         assert self.refresher is not None
+        if self._early_task is not None:
+            await self._early_task  # adopted: cancelling this worker cancels it
+            return
         await self.refresher.run()
 
     @on(SnapshotReady)

@@ -120,6 +120,19 @@ class Refresher:
     def tracker(self) -> DepthTracker:
         return self.tiers.tracker
 
+    def attach(
+        self,
+        *,
+        on_snapshot: Callable[[OverviewSnapshot], None],
+        on_status: Callable[[RefreshStatus], None],
+        active: Callable[[], bool],
+    ) -> None:
+        """Send snapshots and status to a screen from now on (a refresher started before its
+        screen existed: overview/early.py)."""
+        self._on_snapshot = on_snapshot
+        self._on_status = on_status
+        self._active = active
+
     # -- controls (called from the UI thread's event loop, never block) --------------------
 
     def request_refresh(self) -> None:
