@@ -125,15 +125,17 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         themes, self._theme_problems = load_themes(theme_dirs(user_theme_dir()))
         for loaded in themes:
             self.register_theme(loaded)
+        # A broken or unknown theme: the default theme, and one message once mounted.
+        theme_name, self._theme_problem = choose_theme(
+            self._requested_theme, self.available_themes, self._theme_problems
+        )
+        self.style_from(theme_name)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return dict(VARIABLE_DEFAULTS)
 
     def on_mount(self) -> None:
-        # A broken or unknown theme: one message, and the default theme.
-        self.theme, problem = choose_theme(
-            self._requested_theme, self.available_themes, self._theme_problems
-        )
+        problem = self._theme_problem
         for warning in [*self.startup_warnings, *([problem] if problem else [])]:
             self.notify(warning, severity="warning", markup=False, timeout=10)
         if not self._apply_keymap():
