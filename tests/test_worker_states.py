@@ -65,6 +65,18 @@ def test_a_dead_worker_whose_jobs_were_taken_over_stays_dead() -> None:
     assert state_of(memory.merge(snapshot(), after), "w", after) is WorkerState.DEAD
 
 
+def test_a_worker_that_finished_is_not_dead_when_the_next_read_comes_late() -> None:
+    """Seen holding a fresh job, then holding nothing at a read that comes after more than the
+    threshold (a slow read on a starved machine): it finished its job, it did not die."""
+    memory = WorkerMemory()
+    assert state_of(memory.merge(snapshot(holding("w", T0)), T0), "w", T0) is WorkerState.BUSY
+    late = T0 + STALE + timedelta(seconds=5)
+    merged = memory.merge(snapshot(), late)
+    assert state_of(merged, "w", late) is WorkerState.IDLE  # nothing for over BUSY_GRACE
+    (row,) = merged.workers
+    assert not row.gone_dead
+
+
 WORKER = textwrap.dedent(
     """
     import asyncio, sys

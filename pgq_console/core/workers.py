@@ -213,8 +213,11 @@ class WorkerMemory:
                 del self._seen[key]
                 continue
             # Its jobs are gone: finished (idle) or, if it was dead, taken over by another
-            # worker or reclaimed (still dead: it did not come back).
-            died = old.dead(now, snapshot.stale_after)
+            # worker or reclaimed (still dead: it did not come back). Dead as of the read that
+            # last saw them, not as of now: a read that comes late (a slow query, a starved
+            # machine, a refresh interval longer than the threshold) finds a worker that just
+            # finished its jobs idle, not dead for good.
+            died = old.dead(last_seen, snapshot.stale_after)
             current[key] = replace(old, picked=0, stale=0, idle=True, gone_dead=died)
         self._seen = current
         ordered = sorted(current.values(), key=lambda w: (w.idle, w.queue_manager_id))
