@@ -33,6 +33,7 @@ from pgq_console.keyboard import KeyboardApp
 from pgq_console.messages import OpenJobs
 from pgq_console.navigation import SCREENS
 from pgq_console.screens.overview import OverviewScreen
+from pgq_console.screens.quiet_resume import QuietResume
 from pgq_console.widgets.live_table import LiveTable
 
 # The screens built ahead of their first visit (`ScreenModesApp._build_ahead`), one per delay.
@@ -143,6 +144,7 @@ class ScreenModesApp(KeyboardApp):
         self._exit_deferred = False
         self._switches: list[AwaitMount] = []  # the latest mode switches' mounts
         self._gc_frozen = False
+        self._building_ahead = False  # a screen built now is out of view (`_build_ahead`)
         # The styles' inputs at the last restyle (`refresh_css`), a count of their changes, and
         # the count each screen was last styled at.
         self._css_inputs: tuple[Hashable, dict[Hashable, str]] | None = None
@@ -249,7 +251,16 @@ class ScreenModesApp(KeyboardApp):
             current = self.current_mode
             if mode == current or self._mode_screen(mode) is not None:
                 continue  # visited already
-            self._switch(mode, release=False)
+            # Neither screen needs the full restyle each resume brings: the new one is styled
+            # as it mounts, the current one was styled a moment ago (screens/quiet_resume.py).
+            shown = self.screen
+            self._building_ahead = True
+            try:
+                self._switch(mode, release=False)
+            finally:
+                self._building_ahead = False
+            if isinstance(shown, QuietResume):
+                shown.restyle_on_resume = False
             self._switch(current, release=False)
             self._startup_timer = self.set_timer(
                 BUILD_AHEAD_DELAY_S, lambda: self._build_ahead(modes)
@@ -261,7 +272,10 @@ class ScreenModesApp(KeyboardApp):
     def _build_screen(self, mode: str) -> Screen[None]:
         """A mode's screen, on its first visit: the one a number key built and let read its
         first rows (`action_jump`), else a new one."""
-        return self._built.pop(mode, None) or SCREEN_FACTORIES[mode](self.context)
+        screen = self._built.pop(mode, None) or SCREEN_FACTORIES[mode](self.context)
+        if self._building_ahead and isinstance(screen, QuietResume):
+            screen.restyle_on_resume = False
+        return screen
 
     def switch_mode(self, mode: str) -> AwaitMount:
         return self._switch(mode, release=True)

@@ -19,7 +19,6 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Static
 
 from pgq_console.core import actions
@@ -41,6 +40,7 @@ from pgq_console.core.refresh_loop import RefreshLoop
 from pgq_console.core.text import error_line, printable
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.screens.job_actions import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
+from pgq_console.screens.quiet_resume import QuietResume
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -114,7 +114,7 @@ class GroupTable(LiveTable):
         return None if key is None else self.groups.get(key)
 
 
-class FailuresScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
+class FailuresScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
     GLOSSARY = (
         ("Held", "jobs whose handler failed with on_failure=hold: status failed, kept for you"),
         ("Count", "exceptions of the group logged in the last 24 h (retries included)"),

@@ -16,7 +16,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Input
 
 from pgq_console.core.actions import Predicate
@@ -35,6 +34,7 @@ from pgq_console.core.refresh_loop import RefreshLoop
 from pgq_console.core.text import error_line, printable
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.screens.job_actions import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
+from pgq_console.screens.quiet_resume import QuietResume
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.job_table import JobTable
@@ -58,7 +58,7 @@ class JobsLoaded(Message):
         return isinstance(message, JobsLoaded) and not message.append and not self.append
 
 
-class JobsScreen(ReadOnlyGate, JobActionsMixin, Screen[None]):
+class JobsScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
     """Every job in the queue table, newest first, filtered by the `/` line."""
 
     GLOSSARY = (

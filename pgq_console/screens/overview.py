@@ -10,7 +10,6 @@ from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.timer import Timer
 
 from pgq_console.core.backend import Backend
@@ -27,6 +26,7 @@ from pgq_console.core.pulse import (
 )
 from pgq_console.core.text import printable
 from pgq_console.messages import AuditHeard, OpenJobs, PulseRead, SnapshotReady, StatusChanged
+from pgq_console.screens.quiet_resume import QuietResume
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -48,7 +48,7 @@ ROOMY_WIDTH = 100
 ROOMY_HEIGHT = 30
 
 
-class OverviewScreen(Screen[None]):
+class OverviewScreen(QuietResume):
     BINDINGS = [
         Binding("r", "refresh_now", "Refresh", id="refresh"),
         Binding("p", "toggle_pause", "Pause", id="overview.toggle-pause"),
