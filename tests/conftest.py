@@ -242,15 +242,22 @@ def snap_compare(snap_compare: Any) -> Any:
 
 
 async def settle_tables(pilot: Any, within: float = 30.0) -> None:
-    """Wait (never raise: the snapshot then shows what is wrong) for settled live tables and
-    composed footers.
+    """Wait (never raise: the snapshot then shows what is wrong) for settled live tables, plain
+    tables laid out with their rows, and composed footers.
 
     Checks between plain sleeps, as tests/helpers.py `wait_until` does: the app runs on this
     loop and lays its tables out meanwhile; `pilot.pause` would make every widget on screen
     process a callback and force a screen update at each check."""
+    from textual.widgets import DataTable
+
     from pgq_console.widgets.footer import ConsoleFooter
     from pgq_console.widgets.live_table import LiveTable
     from tests.helpers import POLL_FIRST_S, POLL_GROWTH, POLL_MAX_S
+
+    def laid_out(table: DataTable[Any]) -> bool:
+        # A plain DataTable (a dialog's sample rows) is given the height of rows added to it
+        # at the next layout, once it has measured them when idle.
+        return not table.display or not table.row_count or table.size.height > 1
 
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -259,7 +266,12 @@ async def settle_tables(pilot: Any, within: float = 30.0) -> None:
         screen = pilot.app.screen
         tables = list(screen.query(LiveTable))
         footers = [footer for footer in screen.query(ConsoleFooter) if footer.display]
-        if all(table.settled for table in tables) and all(f.children for f in footers):
+        plain = list(screen.query(DataTable))
+        if (
+            all(table.settled for table in tables)
+            and all(f.children for f in footers)
+            and all(laid_out(table) for table in plain)
+        ):
             return
         await asyncio.sleep(step)
         step = min(step * POLL_GROWTH, POLL_MAX_S)
