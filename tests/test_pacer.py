@@ -27,6 +27,21 @@ def test_one_slow_reading_does_not_stretch_the_gap() -> None:
     assert 0.080 / (BUDGET * DEPTH_SHARE) > 3
 
 
+def test_readings_that_waited_for_a_cpu_do_not_stretch_the_gap() -> None:
+    # Two busy cores (workers at 2,500 jobs/s): the count executes in 0.6 ms, but every other
+    # reading also waited for a core. Paced on their mean, refreshes were 0.3 s apart at the
+    # least and a second at p95; the cheaper readings are what the query costs.
+    pacer = Pacer(0.02, started=0.0)
+    for _ in range(5):
+        pacer.depth_took(0.0006)
+        pacer.depth_took(0.006)
+    assert pacer.depth_gap() < MIN_EVENT_GAP_S
+    # A query slow in every reading still backs off.
+    for _ in range(10):
+        pacer.depth_took(0.006)
+    assert abs(pacer.depth_gap() - 0.006 / (0.02 * DEPTH_SHARE)) < 1e-9
+
+
 def test_a_query_that_stays_slow_backs_off_and_keeps_to_the_budget() -> None:
     pacer = Pacer(BUDGET, started=0.0)
     now = steady(pacer, 0.0002, 10.0)
