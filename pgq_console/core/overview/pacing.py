@@ -37,11 +37,11 @@ class Pacer:
     box one reading in twenty takes 50x the others (a cold backend, a scheduler wait), and
     pacing on it alone held the next refresh back for seconds. A reading is the statement's
     time in the server, which on a machine whose cores are busy includes waiting for one: at
-    2,500 jobs/s on two cores the direct count executes in ~0.2-0.6 ms but reads 3.6 ms at the
-    median and 17 ms at p95, and pacing on their mean stretched refreshes to a second (commit
-    -> row p95 ~450 ms, bench/README.md). The cheaper half of the recent readings is nearest
-    the work the query does: one outlier, or half of them slow, moves nothing, while a query
-    that stays slow is slow in every reading and stretches the gap within a few refreshes.
+    2,500 jobs/s on two cores the direct count executes in ~0.2-0.6 ms but reads 3-6 ms at the
+    median and 15-25 ms at p95, and pacing on their mean stretched refreshes to 0.5-1 s (commit
+    -> row p95 ~450 ms, bench/README.md). The cheapest recent reading is the one nearest the
+    work the query does: outliers, or most readings waiting for a core, move nothing, while a
+    query that is slow is slow in every reading and stretches the gap within a few refreshes.
     """
 
     def __init__(self, budget: float, started: float) -> None:
@@ -68,8 +68,7 @@ class Pacer:
             # The first reads of a new connection plan the statement cold (100x a warm one):
             # there is no pace until three readings say what a read costs.
             return 0.0
-        cheaper = sorted(self._depth)[: len(self._depth) // 2]
-        return min(MAX_DEPTH_GAP_S, sum(cheaper) / len(cheaper) / (self.budget * DEPTH_SHARE))
+        return min(MAX_DEPTH_GAP_S, min(self._depth) / (self.budget * DEPTH_SHARE))
 
     def cost(self, now: float) -> float:
         """Database seconds per second over the last minute (or since the start)."""

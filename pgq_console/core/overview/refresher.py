@@ -46,6 +46,7 @@ MAX_INTERVAL_S = 60.0
 # live path is called broken: delivery normally takes milliseconds.
 LIVE_PROOF_PERIODS = 3
 LIVE_PROOF_MIN_S = 5.0
+LOG_RETRY_S = 5.0  # windows that failed (not a lost connection) are read again after this
 
 
 class Refresher:
@@ -113,6 +114,9 @@ class Refresher:
         self._last_depth_started = 0.0
         self._last_event_mono: float | None = None
         self._unnotified_since: float | None = None
+        # The windows and durations being read aside (`_read_log_tiers_aside`).
+        self._log_read: asyncio.Task[None] | None = None
+        self._log_error: str | None = None  # why the last one failed, shown until one succeeds
         # The pulse and the screens built ahead read after this refresher's first snapshot.
         backend.first_reading.expect()
 
@@ -167,6 +171,7 @@ class Refresher:
             await self.timing.run(self._round)
         finally:
             self.backend.first_reading.arrived()
+            await self._stop_log_read()
             await self.tiers.close()
 
     async def _round(self) -> None:
@@ -229,16 +234,56 @@ class Refresher:
                 self.pacer.depth_took(max(0.0, self.last_depth_s - tiers.picked_held_s))
             deferred_spent = await tiers.read_deferred()
             self._show(started, spent=self.last_depth_s + log_spent + deferred_spent)
-            if not self.status.paused and tiers.log_tiers_due(self.clock.monotonic()):
-                log_started = self.clock.monotonic()
-                log_spent = await tiers.read_log_tiers(log_started)
-                self._show(log_started, spent=log_spent)
+            if (
+                self._log_read is None
+                and not self.status.paused
+                and tiers.log_tiers_due(self.clock.monotonic())
+            ):
+                self._log_read = asyncio.ensure_future(self._read_log_tiers_aside())
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             ended = self.clock.monotonic()
             self._book(ended, ended - started)
             await self._failed(exc)
+
+    async def _read_log_tiers_aside(self) -> None:
+        """Read the windows and durations while the depth goes on refreshing.
+
+        They read the log: 0.1-0.6 s under 2,500 jobs/s, seconds at 10M rows. Read in the
+        depth's round, they held the next depth read back that long (refresh gaps of 0.6-0.8 s
+        and the commit -> row p95 with them). On a pool they take a connection of their own;
+        on one connection they take turns with the depth reads at the driver.
+        """
+        started = self.clock.monotonic()
+        try:
+            spent = await self.tiers.read_log_tiers(started)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            ended = self.clock.monotonic()
+            self._book(ended, ended - started)
+            if self.backend.errors.connection_lost(exc):
+                # The depth loop meets the lost connection too and reconnects; after that the
+                # windows are read anew (`_failed` forgets them).
+                self.tiers.forget_log_tiers()
+                return
+            log.warning("reading the windows failed: %s", error_line(exc))
+            self.tiers.retry_log_tiers_after(ended + max(LOG_RETRY_S, self.status.interval_s))
+            self._log_error = describe_refresh_error(exc, self.backend)
+            self._publish(replace(self.status, error=self._log_error))
+        else:
+            self._log_error = None
+            self._show(started, spent=spent)
+        finally:
+            self._log_read = None
+
+    async def _stop_log_read(self) -> None:
+        task, self._log_read = self._log_read, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     def _show(self, started: float, spent: float) -> None:
         ended = self.clock.monotonic()
@@ -259,7 +304,7 @@ class Refresher:
         self._publish(
             replace(
                 self.status,
-                error=None,
+                error=self._log_error,
                 refreshes=self.status.refreshes + 1,
                 effective_interval_s=max(self.status.interval_s, self.pacer.depth_gap()),
                 db_cost=self.pacer.cost(ended),
@@ -290,6 +335,7 @@ class Refresher:
         # and take the durations anew too, so the first refresh reconciles everything.
         if self.status.listening or not self.backend.listener_alive():
             await self._listener_lost()
+        await self._stop_log_read()
         self.tiers.forget_log_tiers()
         self._publish(
             replace(

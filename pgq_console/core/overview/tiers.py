@@ -100,6 +100,11 @@ class OverviewTiers:
     def log_tiers_due(self, now: float) -> bool:
         return now >= min(self._windows_due, self._durations_due)
 
+    def retry_log_tiers_after(self, when: float) -> None:
+        """Reading the windows or durations failed: not again before `when`."""
+        self._durations_due = max(self._durations_due, when)
+        self._windows_due = max(self._windows_due, when)
+
     def forget_log_tiers(self) -> None:
         """The connection was lost: read the windows and durations anew once it is back."""
         self._durations_due = 0.0
