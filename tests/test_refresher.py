@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -89,6 +89,100 @@ async def test_a_read_in_flight_when_paused_is_not_shown(fresh_database: str) ->
         assert len(snapshots) == shown
         refresher.set_paused(False)  # read at once: the timer's next is a minute away
         await wait_for(lambda: len(snapshots) > shown, what="a read after `p` again", within=20)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await holder.close()
+        await backend.close()
+
+
+async def test_a_slow_windows_read_does_not_hold_back_new_jobs(fresh_database: str) -> None:
+    """The windows read the log and the statistics (0.1-0.6 s under load, seconds at 10M rows);
+    read in the depth's round they held the next depth read back that long. Now they are read
+    aside: while one waits (here on a lock), a new entrypoint still shows at its NOTIFY."""
+    backend = await backend_for(fresh_database)  # a pool: the windows take their own connection
+    # The windows wait on the lock for as long as the test holds it (not the default timeout,
+    # after which the old round went on and showed the new jobs, if late).
+    backend.statement_timeout = timedelta(minutes=5)
+    snapshots: list[OverviewSnapshot] = []
+    statuses: list[RefreshStatus] = []
+    refresher = Refresher(
+        backend,
+        SystemClock(),
+        on_snapshot=snapshots.append,
+        on_status=statuses.append,
+        interval_s=0.25,  # the windows are due again a quarter of a second after each read
+    )
+    task = asyncio.create_task(refresher.run())
+    holder = await asyncpg.connect(fresh_database)
+    try:
+        await wait_for(lambda: bool(snapshots) and refresher.status.listening, what="first read")
+        locking = holder.transaction()
+        await locking.start()
+        await holder.execute("LOCK TABLE pgqueuer_statistics IN ACCESS EXCLUSIVE MODE")
+
+        async def windows_waiting_on_the_lock() -> bool:
+            return bool(
+                await holder.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    APPLICATION_NAME,
+                )
+            )
+
+        async with asyncio.timeout(90):
+            while not await windows_waiting_on_the_lock():  # noqa: ASYNC110 (a server's state)
+                await asyncio.sleep(0.05)
+        await enqueue(fresh_database, "while_windows_wait", 2)
+        await wait_for(
+            lambda: any(r.entrypoint == "while_windows_wait" for r in snapshots[-1].rows),
+            what="the new entrypoint while the windows read waits on its lock",
+            within=10,  # a liveness bound: the old round waited for the windows, minutes here
+        )
+        assert await windows_waiting_on_the_lock()  # it was shown while the windows still wait
+        await locking.rollback()
+        shown = len(snapshots)
+        await wait_for(lambda: len(snapshots) > shown + 2, what="reads after the lock went")
+        assert refresher.status.error is None
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await holder.close()
+        await backend.close()
+
+
+async def test_windows_that_time_out_say_so_while_the_depth_goes_on(fresh_database: str) -> None:
+    """A windows read cancelled by the statement timeout (a locked statistics table) is said on
+    the status line until one succeeds; the depth reads go on meanwhile."""
+    backend = await backend_for(fresh_database)
+    backend.statement_timeout = timedelta(seconds=1)
+    snapshots: list[OverviewSnapshot] = []
+    refresher = Refresher(
+        backend,
+        SystemClock(),
+        on_snapshot=snapshots.append,
+        on_status=lambda _status: None,
+        interval_s=0.25,
+    )
+    task = asyncio.create_task(refresher.run())
+    holder = await asyncpg.connect(fresh_database)
+    try:
+        await wait_for(lambda: bool(snapshots) and refresher.status.listening, what="first read")
+        locking = holder.transaction()
+        await locking.start()
+        await holder.execute("LOCK TABLE pgqueuer_statistics IN ACCESS EXCLUSIVE MODE")
+        await wait_for(lambda: refresher.status.error is not None, what="the windows' timeout")
+        assert "timeout" in str(refresher.status.error).lower(), refresher.status.error
+        await enqueue(fresh_database, "while_windows_fail", 1)
+        await wait_for(
+            lambda: any(r.entrypoint == "while_windows_fail" for r in snapshots[-1].rows),
+            what="the new entrypoint while the windows fail",
+        )
+        assert refresher.status.error is not None  # still said: no windows read has succeeded
+        await locking.rollback()
+        await wait_for(lambda: refresher.status.error is None, what="the error gone once read")
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
