@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from rich.text import Text
 
@@ -55,6 +55,11 @@ class OverviewTable(LiveTable):
         # entrypoint -> the rates (in, out) and durations (p50, p95) its row shows
         # (`fmt.steady_rate`, `fmt.steady_duration`).
         self._rates: dict[str, tuple[float, float, float | None, float | None]] = {}
+        # The snapshot last applied and, while rows of it are held back, when the first of them
+        # may be painted. The screen repaints its header and status line on timers of their
+        # own and applies the same snapshot again each time: at 2,500 jobs/s, 859 applies for
+        # 185 readings, a tenth of a core, nearly all of them changing nothing.
+        self._held: tuple[OverviewSnapshot, datetime] | None = None
         # Most urgent first (the columns' order): a narrow terminal drops from the right.
         super().__init__(
             COLUMNS,
@@ -70,7 +75,19 @@ class OverviewTable(LiveTable):
         a new row or a state change (`is_state_change`) is painted at once.
 
         Returns None when every row shows the snapshot, else the seconds until the first row
-        held back may be painted (apply the latest snapshot again then)."""
+        held back may be painted (apply the latest snapshot again then). When one row is due,
+        the rows held back for at least half the gap are painted with it: rows first painted
+        at different moments (a new entrypoint, a state change) fall into step, instead of each
+        asking for a repaint of its own every second."""
+        held = self._held
+        if held is not None and held[0] is snapshot and now < held[1]:
+            return (held[1] - now).total_seconds()  # nothing held back is due yet
+        gap = self.repaint_gap_s
+        due_now = any(
+            not paced((now - on_screen[1]).total_seconds(), gap)
+            for on_screen in self._painted.values()
+        )
+        hold_gap = gap / 2 if due_now else gap
         rows: dict[str, dict[str, Text]] = {}
         shown: dict[str, tuple[EntrypointRow, str, dict[str, Text]]] = {}
         painted: dict[str, tuple[dict[str, Text], datetime]] = {}
@@ -98,10 +115,10 @@ class OverviewTable(LiveTable):
             on_screen = self._painted.get(row.entrypoint) if row.entrypoint in self else None
             if on_screen is not None and on_screen[0] is not cells:
                 elapsed = (now - on_screen[1]).total_seconds()
-                if paced(elapsed, self.repaint_gap_s) and not is_state_change(on_screen[0], cells):
+                if paced(elapsed, hold_gap) and not is_state_change(on_screen[0], cells):
                     rows[row.entrypoint] = on_screen[0]
                     painted[row.entrypoint] = on_screen
-                    left = self.repaint_gap_s - elapsed
+                    left = gap - elapsed
                     wait = left if wait is None else min(wait, left)
                     continue
             rows[row.entrypoint] = cells
@@ -114,6 +131,7 @@ class OverviewTable(LiveTable):
         self._rates = rates
         order = sorted(rows, key=lambda key: rows[key]["entrypoint"].plain)
         self.apply(rows, order)
+        self._held = (snapshot, now + timedelta(seconds=wait)) if wait is not None else None
         return wait
 
     def _oldest_cell(self, oldest_s: float | None) -> Text:
