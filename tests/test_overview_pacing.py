@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -161,7 +162,12 @@ async def test_the_same_reading_applied_again_before_anything_is_due_does_no_wor
         assert table.apply_snapshot(moved, at) == pytest.approx(REPAINT_GAP_S - 0.2)
         applied: list[object] = []
         apply = table.apply
-        table.apply = lambda *args, **kwargs: applied.append(args) or apply(*args, **kwargs)  # type: ignore[method-assign]
+
+        def counted(*args: Any, **kwargs: Any) -> None:
+            applied.append(args)
+            apply(*args, **kwargs)
+
+        table.apply = counted  # type: ignore[method-assign]
         later = at + timedelta(seconds=0.3)
         assert table.apply_snapshot(moved, later) == pytest.approx(REPAINT_GAP_S - 0.5)
         assert applied == []  # the header's own repaint timer re-applied it: nothing to do
