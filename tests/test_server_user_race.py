@@ -11,26 +11,20 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-import sys
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+
+import pgq_console.core.embedded as embedded
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="creating system users needs root (the case the race is about)"
 )
 
 ATTEMPTS = 5
-PROCESSES = 6
-
-CREATE = """
-import sys
-import pgq_console.core.embedded as embedded
-pgserver = embedded._import_pgserver()
-embedded.ensure_server_user(pgserver, sys.argv[1])
-import pwd
-print(pwd.getpwnam(sys.argv[1]).pw_uid)
-"""
+CALLERS = 6
 
 
 def _userdel(name: str) -> None:
@@ -38,24 +32,25 @@ def _userdel(name: str) -> None:
 
 
 @pytest.mark.parametrize("attempt", range(ATTEMPTS))
-def test_processes_creating_the_server_user_at_once_all_get_the_one_that_exists(
+def test_callers_creating_the_server_user_at_once_all_get_the_one_that_exists(
     attempt: int,
 ) -> None:
+    # Threads, each with its own lock descriptor and its own `useradd` child: the same race as
+    # processes (flock locks belong to the open file, not the process), without starting six
+    # interpreters per attempt.
+    pgserver = embedded._import_pgserver()
     name = f"pgqc-{uuid.uuid4().hex[:10]}"
+    start = threading.Barrier(CALLERS)
+
+    def create() -> int:
+        start.wait()
+        embedded.ensure_server_user(pgserver, name)
+        return pwd.getpwnam(name).pw_uid
+
     try:
-        children = [
-            subprocess.Popen(
-                [sys.executable, "-c", CREATE, name],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(PROCESSES)
-        ]
-        results = [child.communicate(timeout=120) for child in children]
-        assert [child.returncode for child in children] == [0] * PROCESSES, results
-        uids = {int(out.strip()) for out, _ in results}
-        # Every process saw the uid the user really has now: none ran with one that vanished.
+        with ThreadPoolExecutor(CALLERS) as pool:
+            uids = set(pool.map(lambda _: create(), range(CALLERS)))
+        # Every caller saw the uid the user really has now: none ran with one that vanished.
         assert uids == {pwd.getpwnam(name).pw_uid}, (uids, pwd.getpwnam(name))
     finally:
         _userdel(name)
