@@ -254,3 +254,7 @@ def test_changed_line_regions_reach_only_as_far_as_the_change() -> None:
     assert changed_line_regions(before, after[:2]) is None  # lines came or went: everything
     # A line that got shorter is repainted as far as it used to reach (its old text cleared).
     assert changed_line_regions(["abcdef"], ["abc"]) == [Region(0, 0, 6, 1)]
+    # A line that got longer moves its tail: the tail is painted in its new cells (tmux at
+    # 80x24 showed "oldest ready 13.9" where the screen had "13.9s").
+    grown = changed_line_regions(["oldest ready 7.7s"], ["oldest ready 13.9s"])
+    assert grown == [Region(0, 0, len("oldest ready 13.9s"), 1)]

@@ -64,7 +64,13 @@ def changed_line_regions(before: Sequence[str], after: Sequence[str]) -> list[Re
         if old == new:
             continue
         same_tail = 0
-        while same_tail < min(len(old), len(new)) and old[-1 - same_tail] == new[-1 - same_tail]:
+        # A tail that matches sits in the same cells only when the lines are as wide: "7.7s"
+        # becoming "13.9s" moves its "s" one cell right, so it must be painted too.
+        while (
+            cell_len(old) == cell_len(new)
+            and same_tail < min(len(old), len(new))
+            and old[-1 - same_tail] == new[-1 - same_tail]
+        ):
             same_tail += 1
         end = max(cell_len(old[: len(old) - same_tail]), cell_len(new[: len(new) - same_tail]))
         regions.append(Region(0, y, max(1, end), 1))
