@@ -77,3 +77,27 @@ async def test_a_kept_height_does_not_shrink_while_the_width_stays() -> None:
         line.show_text(Text("queued 9  picked 2"))  # the same shorter text again: unchanged
         await pilot.pause()
         assert line.size.height == 2 and line.layouts == before
+
+
+async def test_a_new_state_gives_the_live_line_its_own_height() -> None:
+    """The startup's "not listening (…)" wraps at 80 columns; once the console listens the
+    line fits one: it must not keep a blank second line for good (it did on a busy machine,
+    where the not-listening state was painted before the first listening one)."""
+    from datetime import UTC, datetime
+
+    from pgq_console.core.models import RefreshStatus
+    from pgq_console.widgets.status_line import LiveLine
+
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    line = LiveLine()
+    async with LineApp(line).run_test(size=(80, 10)) as pilot:
+        waiting = RefreshStatus(channel="ch_pgqueuer", interval_s=2.0, effective_interval_s=2.0)
+        line.show(waiting, now)
+        await pilot.pause()
+        assert line.size.height == 2, line.render()
+        listening = RefreshStatus(
+            channel="ch_pgqueuer", interval_s=2.0, effective_interval_s=2.0, listening=True
+        )
+        line.show(listening, now)
+        await pilot.pause()
+        assert line.size.height == 1, line.render()

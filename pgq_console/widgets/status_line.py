@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from typing import ClassVar, Self
 
@@ -48,19 +48,25 @@ class QuietStatic(Static):
     A layout of the overview costs ~13 ms of CPU; these lines change on every refresh, and a
     layout for each was a tenth of a core taken from the console's own consumers. With
     `KEEP_HEIGHT`, a line that wrapped keeps its height while the width stays: numbers that
-    grow and shrink by a digit must not make the table below jump (nor lay it out again).
+    grow and shrink by a digit must not make the table below jump (nor lay it out again). A
+    new state of what the line says (`show_text`'s `state`) gives it its own height: the
+    startup's "not listening (…)", two lines at 80 columns, kept a blank line under the
+    header for good once the console listened (on a busy machine only: a CI snapshot failure).
     """
 
     KEEP_HEIGHT: ClassVar[bool] = False
     _asked: Text | None = None  # the text last shown, before any padding
+    _state: Hashable = None  # what it was about (`show_text`)
     _height = (0, 0)  # (width, lines) of what is shown
     _shown_fields: Sequence[Text] = ()  # what `show_fields` packs again on a resize
     _indent = " "
     _painted: Text | None = None  # the text on screen (after padding), when shown by show_text
     _partial: tuple[Region, ...] | None = None  # what `refresh` repaints for `show_text`
 
-    def show_text(self, text: Text) -> None:
-        if text == self._asked:
+    def show_text(self, text: Text, *, state: Hashable = None) -> None:
+        """Show `text`. With `KEEP_HEIGHT`, the height is kept only while `state` (what the line
+        is about, as opposed to its numbers) stays the same."""
+        if text == self._asked and state == self._state:
             return
         asked = text.copy()
         width = self.content_region.width
@@ -70,7 +76,12 @@ class QuietStatic(Static):
             return
         lines = len(text.wrap(self.app.console, width))
         shown_width, shown_lines = self._height
-        if self.KEEP_HEIGHT and shown_width == width and lines < shown_lines:
+        if (
+            self.KEEP_HEIGHT
+            and shown_width == width
+            and lines < shown_lines
+            and state == self._state
+        ):
             text = text.copy()
             text.append("\n" * (shown_lines - lines))
             lines = shown_lines
@@ -93,6 +104,7 @@ class QuietStatic(Static):
         finally:
             self._partial = None
         self._asked, self._height, self._painted = asked, (width, lines), text.copy()
+        self._state = state
 
     def update(self, content: VisualType = "", *, layout: bool = True) -> None:
         # A direct update (not through `show_text`) is neither compared nor measured.
@@ -111,15 +123,19 @@ class QuietStatic(Static):
             regions = self._partial
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
-    def show_fields(self, fields: Sequence[Text], indent: str = " ") -> None:
+    def show_fields(
+        self, fields: Sequence[Text], indent: str = " ", *, state: Hashable = None
+    ) -> None:
         """Show `fields` packed to the width (`pack_fields`), packed again on a resize."""
         width = self.content_region.width
-        self.show_text(pack_fields(fields, width if width > 0 else 1 << 16, indent=indent))
+        self.show_text(
+            pack_fields(fields, width if width > 0 else 1 << 16, indent=indent), state=state
+        )
         self._shown_fields, self._indent = tuple(fields), indent
 
     def on_resize(self, event: events.Resize) -> None:
         if fields := self._shown_fields:
-            self.show_fields(fields, self._indent)
+            self.show_fields(fields, self._indent, state=self._state)
 
 
 class ConnectionLine(QuietStatic):
@@ -196,7 +212,8 @@ class LiveLine(QuietStatic):
             fields.append(Text(status.depth_note, style="bold"))
         if status.replica is not None:
             fields.append(Text(status.replica, style=muted if status.replica_in_use else "bold"))
-        self.show_fields(fields)
+        state = (status.paused, status.polling_reason, status.live_problem, status.listening)
+        self.show_fields(fields, state=state)
 
 
 class TotalsLine(QuietStatic):
