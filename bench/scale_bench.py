@@ -438,10 +438,21 @@ async def run_side(
     offsets: dict[str, int] = {"launch": ob.log_size(log_path)}
     launched = time.time()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / "scale_bench.py"), "--child", "--dsn", dsn,
-        "--window", str(args.window), "--launched", repr(launched), "--out", str(out_path),
+        sys.executable,
+        str(HERE / "scale_bench.py"),
+        "--child",
+        "--dsn",
+        dsn,
+        "--window",
+        str(args.window),
+        "--launched",
+        repr(launched),
+        "--out",
+        str(out_path),
         *(["--screens"] if not args.skip_screens else []),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert proc.stdout is not None
     tail: list[str] = []

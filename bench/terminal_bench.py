@@ -325,9 +325,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proxy = await proxies.enter_async_context(DelayProxy(dsn, args.rtt))
             console_dsn = proxy.dsn
         procs = [
-            ctx.Process(
-                target=ob.worker_process, args=(dsn, entrypoints, args.batch_size, d, stop)
-            )
+            ctx.Process(target=ob.worker_process, args=(dsn, entrypoints, args.batch_size, d, stop))
             for d in done
         ]
         procs.append(

@@ -23,7 +23,7 @@ from pgq_console.core.text import one_line
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings
     from pgq_console.core.audit import AuditAnnouncement
-    from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.backend import Backend
     from pgq_console.core.consumers import ConsumerSupervisor
     from pgq_console.core.overview.early import EarlyRefresher
     from pgq_console.core.workers import WorkerRow
@@ -87,7 +87,7 @@ class ConsoleContext:
     """The console's shared state: the open backend, the clock, the in-process consumers,
     the settings and what they decided (read-only, profile, badge), and the quit guards."""
 
-    backend: AnyBackend | None = None
+    backend: Backend | None = None
     clock: Clock = field(default_factory=SystemClock)
     # Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs.
     resources: MutableMapping[str, Any] = field(default_factory=dict)

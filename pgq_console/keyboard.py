@@ -32,7 +32,7 @@ from pgq_console.screens.help import HelpScreen
 
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings, Target
-    from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.backend import Backend
     from pgq_console.core.clock import Clock
     from pgq_console.core.consumers import ConsumerSupervisor
 
@@ -90,11 +90,11 @@ class KeyboardApp(App[None]):
     # -- the context, under the names an embedding program and the CLI have always used ----
 
     @property
-    def backend(self) -> AnyBackend | None:
+    def backend(self) -> Backend | None:
         return self.context.backend
 
     @backend.setter
-    def backend(self, backend: AnyBackend | None) -> None:
+    def backend(self, backend: Backend | None) -> None:
         self.context.backend = backend
 
     @property
@@ -327,7 +327,7 @@ class KeyboardApp(App[None]):
     def _where(self) -> str:
         return self.profile or (self.backend.label if self.backend else "the current database")
 
-    async def _use_backend(self, backend: AnyBackend, target: Target) -> None:
+    async def _use_backend(self, backend: Backend, target: Target) -> None:
         """Swap the backend and rebuild every screen on it, staying on the same screen."""
         old = self.backend
         current = self.current_mode
@@ -351,7 +351,7 @@ class KeyboardApp(App[None]):
             with contextlib.suppress(Exception):
                 await old.close()
 
-    def _audit_switch(self, old: AnyBackend | None, new: AnyBackend, target: Target) -> None:
+    def _audit_switch(self, old: Backend | None, new: Backend, target: Target) -> None:
         """A profile switch goes into the audit file: later writes reach another database."""
         from pgq_console.core import audit
 

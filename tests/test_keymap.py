@@ -12,7 +12,7 @@ import pytest
 from pgq_console.app import console_binding_ids
 from pgq_console.cli import make_app
 from pgq_console.config import CliOptions, ConfigError, Settings, load_settings, open_target
-from pgq_console.core.backend import AnyBackend
+from pgq_console.core.backend import Backend
 from pgq_console.keymap import keymap_problem
 from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
@@ -38,7 +38,7 @@ def settings_with(tmp_path: Path, dsn: str, keymap: str) -> Settings:
 
 
 def app_for(settings: Settings) -> Any:
-    async def opener() -> AnyBackend:
+    async def opener() -> Backend:
         return await open_target(settings.target)
 
     app = make_app(settings, opener)

@@ -29,7 +29,6 @@ from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S
 from pgq_console.core.backend.driver_errors import DatabaseTimeout, DriverErrors
 from pgq_console.core.backend.opening import (
     ANY_DRIVER_ERRORS,
-    AnyBackend,
     check_schema,
     driver_errors,
     open_backend,
@@ -41,7 +40,6 @@ __all__ = [
     "Capabilities",
     "DriverErrors",
     "driver_errors",
-    "AnyBackend",
     "AsyncpgBackend",
     "AsyncpgPoolBackend",
     "Backend",

@@ -50,10 +50,6 @@ def driver_errors(kind: DriverKind) -> DriverErrors:
     return ASYNCPG_ERRORS if asyncpg else PSYCOPG_ERRORS
 
 
-# Every driver's backend is a `Backend` (`capabilities` says what it can do); the old name stays.
-AnyBackend = Backend
-
-
 SchemaCheck = Callable[[Backend], Awaitable[None]]
 
 
