@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.command import Provider
 from textual.events import Key, Unmount
 from textual.screen import Screen
 from textual.widgets import Input, Static
@@ -54,7 +55,10 @@ class KeyboardApp(App[None]):
     `action_jump(key)` switches to one.
     """
 
-    COMMANDS = App.COMMANDS | {ConsoleCommandsProvider}
+    # The one palette provider: Textual's system commands come through its registry.
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
+        ConsoleCommandsProvider
+    }
     # Every binding has an id: `[keymap]` in the config file remaps keys by these ids.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="quit"),

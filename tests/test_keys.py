@@ -152,6 +152,31 @@ async def test_palette_and_command_line_share_one_registry(keys_dsn: str) -> Non
         assert any("Pause" in title for title in titles)
 
 
+async def palette_titles(app: PgqConsole, query: str) -> list[str]:
+    """What the palette finds for `query`, over every provider it runs."""
+    titles: list[str] = []
+    for source in [*app.COMMANDS, *app.screen.COMMANDS]:
+        provider_type = source if isinstance(source, type) else source()
+        provider = provider_type(app.screen)
+        titles += [str(hit.text) async for hit in provider.search(query)]
+    return titles
+
+
+async def test_palette_shows_one_hit_per_action_quit_theme_screenshot(keys_dsn: str) -> None:
+    """One provider: Textual's system commands do not show a second `Quit` or `Theme`; what the
+    console needs of them (screenshot) is in the console's registry, once."""
+    app = make(keys_dsn)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        assert await palette_titles(app, "quit") == ["Quit  (q)  :quit"]
+        themes = await palette_titles(app, "theme")
+        assert themes and all(title.startswith("Theme: ") for title in themes), themes
+        assert len(themes) == len(set(themes))
+        assert any("pgq-monochrome" in title for title in themes)
+        assert len(await palette_titles(app, "screenshot")) == 1
+        assert len(await palette_titles(app, "help")) == 1
+
+
 async def test_read_only_hides_write_commands(keys_dsn: str) -> None:
     async def opener() -> Any:
         return await backend_for(keys_dsn)
