@@ -178,8 +178,9 @@ class KeyboardApp(App[None]):
 
     async def action_quit(self) -> None:
         """Asks first when a registered guard says so. A running enqueue (a `StoppableGuard`)
-        is stopped after its batch in flight and says what it wrote; other guards ask once;
-        running consumers are drained (their running jobs finish) before the exit."""
+        is stopped after its batch in flight and says what it wrote; plain guards ask once;
+        a `DrainingGuard` (running consumers) asks its own question and is drained (their
+        running jobs finish) before the exit."""
         if any(worker.group == "quit" and worker.is_running for worker in self.workers):
             return  # already asking, or draining
         self._quit_flow()
@@ -195,25 +196,15 @@ class KeyboardApp(App[None]):
             reports = await context.quit_guards.stop_stoppable()
             for report in reports:
                 self.notify(report, markup=False, timeout=30)
-        other = context.quit_guards.reason(include_stoppable=False)
+        other = context.quit_guards.plain_reason()
         if other and not await self._ask(QUIT_QUESTION, other, yes="Quit", no="Stay"):
             return
-        active = context.consumers.active
-        if active:
-            running = sum(consumer.in_flight for consumer in active)
-            question = f"{len(active)} consumer(s) are running ({running} job(s) in flight). Quit?"
-            detail = (
-                "They stop picking, the running jobs finish and are recorded, then the console "
-                "exits."
-            )
-            if not await self._ask(question, detail, yes="Drain and quit", no="Stay"):
+        for guard in context.quit_guards.draining():
+            asked = guard.quit_question()
+            if not await self._ask(asked.question, asked.detail, yes=asked.yes, no="Stay"):
                 return
-            self.notify(
-                f"Draining {len(active)} consumer(s): {running} running job(s) finish first…",
-                markup=False,
-                timeout=30,
-            )
-            await context.consumers.drain_all()
+            self.notify(asked.draining, markup=False, timeout=30)
+            await guard.drain()
         # Printed once the terminal is back: the last word on what was written.
         self.exit(message=Text("\n".join(reports)) if reports else None)
 

@@ -12,6 +12,7 @@ import pytest
 from pgq_console import navigation
 from pgq_console.app import PgqConsole
 from pgq_console.commands import CommandLine, console_commands, find_command
+from pgq_console.context import ConsumersGuard, QuitQuestion
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.models import RefreshStatus
 from pgq_console.messages import StatusChanged
@@ -211,6 +212,56 @@ async def test_q_quits_and_asks_when_a_guard_says_so(keys_dsn: str) -> None:
         await wait_until(pilot, lambda: not app.is_running, what="the exit")
     assert not app.is_running
     assert app.return_code == 0
+
+
+class SlowWork:
+    """A registered draining guard, as the in-process consumers are: asked about, then
+    drained before the exit."""
+
+    def __init__(self) -> None:
+        self.drained = False
+
+    def __call__(self) -> str | None:
+        return None if self.drained else "slow work running"
+
+    def quit_question(self) -> QuitQuestion:
+        return QuitQuestion("Slow work is running. Quit?", "it finishes first", "Drain", "…")
+
+    async def drain(self) -> None:
+        await asyncio.sleep(0.05)
+        self.drained = True
+
+
+async def test_q_asks_a_registered_draining_guard_and_drains_it_before_the_exit(
+    keys_dsn: str,
+) -> None:
+    from pgq_console.screens.confirm import ConfirmDialog
+
+    app = make(keys_dsn)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        work = SlowWork()
+        app.context.quit_guards.append(work)
+        assert app.context.reason_to_stay() == "slow work running"  # a switch cannot wait
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="question")
+        assert "Slow work is running" in str(app.screen.query_one("#yesno-question").render())
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running, what="the exit")
+    assert work.drained
+
+
+async def test_the_consumers_register_their_quit_guard_with_their_supervisor(
+    keys_dsn: str,
+) -> None:
+    app = make(keys_dsn)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        assert not app.context.has_consumers and list(app.quit_guards) == []
+        supervisor = app.context.consumers
+        [guard] = app.quit_guards
+        assert isinstance(guard, ConsumersGuard) and guard.supervisor is supervisor
+        assert app.context.quit_reason() is None  # none running: nothing to ask
 
 
 async def test_q_without_a_guard_quits_at_once(keys_dsn: str) -> None:
