@@ -30,6 +30,7 @@ from pgq_console.core.text import one_line, printable
 from pgq_console.messages import SwitchProfile
 from pgq_console.screens.confirm import ConfirmDialog
 from pgq_console.screens.help import HelpScreen
+from pgq_console.widgets.status_line import ConnectionLine
 
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings, Target
@@ -90,6 +91,10 @@ class KeyboardApp(App[None]):
             focused.insert_text_at_cursor(event.character)
             event.stop()
             event.prevent_default()
+
+    @on(ConnectionLine.EnvironmentWanted)
+    def _hand_environment(self, message: ConnectionLine.EnvironmentWanted) -> None:
+        message.line.set_environment(self.context.environment)
 
     # -- the context, under the names an embedding program and the CLI have always used ----
 
