@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from pgq_console.core.backend import Backend, SyncPsycopgBackend
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.fleet import DEFAULT_INTERVAL_S, Fleet, Member, without_label
 from pgq_console.core.target import DriverKind
@@ -100,7 +99,7 @@ def open_member(app: FleetModeApp, key: str) -> None:
     """Enter on the fleet: that installation's console (the open one again, or a new one)."""
     host = app.fleet_host
     assert host is not None
-    if host.current == key and isinstance(app.backend, Backend):
+    if host.current == key and app.backend is not None:
         app.switch_mode("overview")
         return
     app.run_worker(_open_member(app, key), group="fleet-open", exclusive=True, exit_on_error=False)
@@ -117,10 +116,9 @@ async def _open_member(app: FleetModeApp, key: str) -> None:
     if reason:
         app.notify(f"not opening {label}: {reason}", severity="warning", markup=False)
         return
-    if app._switching:
+    if not app.begin_switch():
         app.notify("already opening an installation", severity="warning", markup=False)
         return
-    app._switching = True
     try:
         app.notify(f"connecting to {label}…", markup=False, timeout=3)
         try:
@@ -130,7 +128,7 @@ async def _open_member(app: FleetModeApp, key: str) -> None:
             cause = without_label(str(exc), member.label)
             app.notify(f"{label}: {printable(cause)}", severity="error", markup=False)
             return
-        if isinstance(backend, SyncPsycopgBackend):
+        if not backend.capabilities.can_read:  # the enqueue-only driver (psycopg-sync)
             await backend.close()
             app.notify(
                 f"{label} uses the enqueue-only psycopg-sync driver: open it with --profile",
@@ -138,7 +136,7 @@ async def _open_member(app: FleetModeApp, key: str) -> None:
                 markup=False,
             )
             return
-        await app._use_backend(backend, host.targets[key])
+        await app.use_backend(backend, host.targets[key])
         host.current = key
     finally:
-        app._switching = False
+        app.end_switch()

@@ -252,6 +252,24 @@ class KeyboardApp(App[None]):
     def profiles(self) -> Mapping[str, ProfileConfig]:
         return self.context.profiles()
 
+    # -- swapping the backend: one at a time (a profile switch, a fleet installation opened) --
+
+    @property
+    def switching(self) -> bool:
+        """Whether a backend swap (a profile switch, an installation opened) is under way."""
+        return self._switching
+
+    def begin_switch(self) -> bool:
+        """Claim the one backend swap at a time; False when another is under way. The
+        claimer calls `end_switch` when it is done, however it ends."""
+        if self._switching:
+            return False
+        self._switching = True
+        return True
+
+    def end_switch(self) -> None:
+        self._switching = False
+
     @on(SwitchProfile)
     def _switch_profile_asked(self, message: SwitchProfile) -> None:
         self.switch_profile(message.name)
@@ -264,7 +282,7 @@ class KeyboardApp(App[None]):
                 f"unknown profile {name!r} (profiles: {known})", severity="warning", markup=False
             )
             return
-        if self._switching:
+        if self.switching:
             self.notify("already switching profiles", severity="warning")
             return
         reason = self.context.reason_to_stay()
@@ -275,8 +293,7 @@ class KeyboardApp(App[None]):
         if stoppable:
             # Running work the console can stop (an enqueue): ask, stop it, say what it wrote.
             def answered(switch_anyway: bool | None) -> None:
-                if switch_anyway and not self._switching:
-                    self._switching = True
+                if switch_anyway and self.begin_switch():
                     self._stop_work_then_connect(name)
 
             self.push_screen(
@@ -284,7 +301,7 @@ class KeyboardApp(App[None]):
                 answered,
             )
             return
-        self._switching = True
+        self.begin_switch()
         self.notify(f"connecting to {name}…", markup=False, timeout=3)
         self._connect_profile(name)
 
@@ -294,7 +311,7 @@ class KeyboardApp(App[None]):
             self.notify(report, markup=False, timeout=30)
         reason = self.context.reason_to_stay()  # consumers may have started meanwhile
         if reason:
-            self._switching = False
+            self.end_switch()
             self.notify(f"not switching to {name}: {reason}", severity="warning", markup=False)
             return
         self.notify(f"connecting to {name}…", markup=False, timeout=3)
@@ -315,20 +332,21 @@ class KeyboardApp(App[None]):
             backend = await open_target(target)
         except ConsoleError as exc:
             self.notify(f"still on {self._where()}: {exc}", severity="error", markup=False)
-            self._switching = False
+            self.end_switch()
             return
         assert backend.capabilities.can_read  # psycopg-sync profiles are refused above
         try:
-            await self._use_backend(backend, target)
+            await self.use_backend(backend, target)
         finally:
-            self._switching = False
+            self.end_switch()
         self.notify(f"connected to {name} ({backend.label})", markup=False)
 
     def _where(self) -> str:
         return self.profile or (self.backend.label if self.backend else "the current database")
 
-    async def _use_backend(self, backend: Backend, target: Target) -> None:
-        """Swap the backend and rebuild every screen on it, staying on the same screen."""
+    async def use_backend(self, backend: Backend, target: Target) -> None:
+        """Swap the backend and rebuild every screen on it, staying on the same screen (the
+        caller holds the swap: `begin_switch`). The swap is audited; the old backend closed."""
         old = self.backend
         current = self.current_mode
         modes = [spec.mode for spec in navigation.SCREENS]
