@@ -202,7 +202,7 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         """`I`: write an incident bundle (Markdown + JSON) to the state directory."""
         from pgq_console.fleet_console import on_fleet_screen
 
-        if on_fleet_screen(self):
+        if on_fleet_screen(self.fleet_host, self.current_mode):
             # The backend is the installation opened last, not the row under the cursor.
             self.notify(FLEET_BUNDLE, severity="warning", markup=False)
             return
