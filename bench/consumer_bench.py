@@ -82,13 +82,13 @@ async def console_run(dsn: str, jobs: int, batch: int) -> tuple[float, int, int]
     from textual.widgets import Input
 
     from pgq_console.app import PgqConsole
-    from pgq_console.core.backend import AnyBackend, open_backend
+    from pgq_console.core.backend import Backend, open_backend
     from pgq_console.core.target import DriverKind, Installation
     from pgq_console.screens.consumer_form import ConsumerFormScreen
     from pgq_console.screens.consumers import ConsumersScreen
     from pgq_console.screens.overview import OverviewScreen
 
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(DriverKind.ASYNCPG_POOL, dsn, Installation(), "bench", ())
 
     app = PgqConsole(open_, refresh_interval=2.0)

@@ -35,7 +35,7 @@ from pgqueuer.queries import Queries
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pgq_console.app import PgqConsole  # noqa: E402
-from pgq_console.core.backend import AnyBackend, open_backend  # noqa: E402
+from pgq_console.core.backend import Backend, open_backend  # noqa: E402
 from pgq_console.core.enqueue import DEFAULT_BATCH_SIZE  # noqa: E402
 from pgq_console.core.target import DriverKind, Installation  # noqa: E402
 from pgq_console.screens.enqueue_form import EnqueueFormScreen  # noqa: E402
@@ -81,7 +81,7 @@ async def plain(dsn: str, jobs: int, batch: int) -> float:
 async def form(dsn: str, jobs: int, batch: int) -> tuple[float, int]:
     """The console's form, driven by keys. Returns (seconds, overview snapshots meanwhile)."""
 
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(DriverKind.ASYNCPG_POOL, dsn, Installation(), "bench", ())
 
     app = PgqConsole(open_, refresh_interval=2.0)

@@ -10,7 +10,7 @@ after each, like an operator leaving it open on a wall screen and looking elsewh
 then. Every 15 s it records the process RSS and, while the overview is up (it does not query
 out of view), its refresh latency.
 
-Pass criteria (issue 5): RSS grows less than 10 % from the first minute after warm-up to the
+Pass criteria: RSS grows less than 10 % from the first minute after warm-up to the
 end, and the refresh latency does not drift (median of the last quarter within 2x of the first
 quarter, and absolute medians printed). Results go to stdout and bench/results/soak.txt.
 """

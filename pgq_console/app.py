@@ -23,7 +23,6 @@ from pgq_console.config import user_theme_dir
 from pgq_console.console_bundle import FLEET_BUNDLE, IncidentBundles
 from pgq_console.context import ConsoleContext
 from pgq_console.core.backend import (
-    AnyBackend,
     AsyncpgBackend,
     AsyncpgPoolBackend,
     Backend,
@@ -89,7 +88,7 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
 
     def __init__(
         self,
-        backend: AnyBackend | Callable[[], Awaitable[AnyBackend]],
+        backend: Backend | Callable[[], Awaitable[Backend]],
         *,
         clock: Clock | None = None,
         refresh_interval: float = 2.0,
@@ -100,7 +99,7 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         shutdown_drain_s: float = 5.0,
     ) -> None:
         # A coroutine function opens the backend on this app's own event loop (tests, serve).
-        opener = None if isinstance(backend, Backend | SyncPsycopgBackend) else backend
+        opener = None if isinstance(backend, Backend) else backend
         super().__init__(
             ConsoleContext(
                 backend=None if opener else backend,  # type: ignore[arg-type]
@@ -203,7 +202,7 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         """`I`: write an incident bundle (Markdown + JSON) to the state directory."""
         from pgq_console.fleet_console import on_fleet_screen
 
-        if on_fleet_screen(self):
+        if on_fleet_screen(self.fleet_host, self.current_mode):
             # The backend is the installation opened last, not the row under the cursor.
             self.notify(FLEET_BUNDLE, severity="warning", markup=False)
             return

@@ -246,7 +246,7 @@ class ScreenModesApp(KeyboardApp):
                 BUILD_AHEAD_DELAY_S, lambda: self._build_ahead(modes)
             )
             return
-        while modes and not self._switching:  # a profile switch rebuilds every screen anyway
+        while modes and not self.switching:  # a profile switch rebuilds every screen anyway
             mode = modes.pop(0)
             current = self.current_mode
             if mode == current or self._mode_screen(mode) is not None:

@@ -2,8 +2,10 @@
 
 Commands are derived, not listed: every described key binding active on the current screen
 (so a screen's own actions appear as soon as it binds them, and write actions hidden in
-read-only mode stay hidden), every screen in `navigation.SCREENS`, every profile (`:db NAME`)
-and every theme (`:theme NAME`).
+read-only mode stay hidden), every screen in `navigation.SCREENS`, every profile (`:db NAME`),
+every theme (`:theme NAME`) and Textual's system commands the console has no form of its own
+for (screenshot, maximize). `ConsoleCommandsProvider` is the palette's only provider: one hit
+per action.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ from pgq_console import navigation
 from pgq_console.context import ConsoleContext, context_of
 from pgq_console.messages import SwitchProfile
 from pgq_console.widgets.screen_commands import HasPaletteCommands
+
+# Textual's system commands the registry has its own form of: `theme NAME` (the console's
+# themes, not Textual's), `help` (this screen's keys) and `quit` (the console's quit flow).
+_SYSTEM_COVERED = ("Theme", "Keys", "Quit")
 
 # Actions the registry lists in their own, better-named form.
 _LISTED_ELSEWHERE = ("jump(", "help", "command_line", "command_palette", "quit", "back", "cursor(")
@@ -156,6 +162,11 @@ def console_commands(
     add(ConsoleCommand("help", "Help", "keys of this screen", later("app.help"), "?"))
     # Through the action, so the app's own quit flow (asking, draining consumers) runs.
     add(ConsoleCommand("quit", "Quit", "leave the console", later("app.quit"), "q"))
+    # The rest of what Textual offers app-wide (a screenshot, maximizing the focused table):
+    # this is the palette's one provider, so they come through the same registry.
+    for system in app.get_system_commands(screen):
+        if system.title not in _SYSTEM_COVERED:
+            add(ConsoleCommand(slug(system.title), system.title, system.help, system.callback))
     return commands
 
 

@@ -23,7 +23,7 @@ from pgq_console.core.text import one_line
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings
     from pgq_console.core.audit import AuditAnnouncement
-    from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.backend import Backend
     from pgq_console.core.consumers import ConsumerSupervisor
     from pgq_console.core.overview.early import EarlyRefresher
     from pgq_console.core.workers import WorkerRow
@@ -42,31 +42,66 @@ class StoppableGuard(Protocol):
     async def stop(self) -> str | None: ...
 
 
+@dataclass(frozen=True)
+class QuitQuestion:
+    """What quitting asks of a `DrainingGuard`, and what it says while the work drains."""
+
+    question: str
+    detail: str
+    yes: str
+    draining: str
+
+
+@runtime_checkable
+class DrainingGuard(Protocol):
+    """A quit guard for work that ends by itself once asked to (running consumers: they stop
+    picking and their running jobs finish). Quitting asks `quit_question()`, then awaits
+    `drain()` before the exit; a profile switch cannot wait for it, so its reason keeps the
+    console where it is."""
+
+    def __call__(self) -> str | None: ...
+
+    def quit_question(self) -> QuitQuestion: ...
+
+    async def drain(self) -> None: ...
+
+
 class QuitGuards(list[QuitGuard]):
     """Reasons to ask before quitting (or switching profile). Anything that must not die
-    silently registers here: a running enqueue (a `StoppableGuard`), the in-process consumers.
-    A list, so registering is `append` and leaving is `remove`."""
+    silently registers here: a running enqueue (a `StoppableGuard`), the in-process consumers
+    (a `DrainingGuard`, registered as their supervisor is created). A list, so registering is
+    `append` and leaving is `remove`."""
 
     def reason(self, *, include_stoppable: bool = True) -> str | None:
         """The first reason to ask, or None."""
+        return self._first_reason(lambda guard: include_stoppable or not _stoppable(guard))
+
+    def plain_reason(self) -> str | None:
+        """The first reason of a guard that is neither stoppable nor draining: quitting asks
+        once with it."""
+        return self._first_reason(
+            lambda guard: not _stoppable(guard) and not isinstance(guard, DrainingGuard)
+        )
+
+    def draining(self) -> list[DrainingGuard]:
+        """The draining guards that have a reason now, in registration order."""
+        return [
+            guard
+            for guard in list(self)
+            if isinstance(guard, DrainingGuard) and _reason_of(guard) is not None
+        ]
+
+    def _first_reason(self, wanted: Callable[[QuitGuard], bool]) -> str | None:
         for guard in list(self):
-            if not include_stoppable and isinstance(guard, StoppableGuard):
-                continue
-            with contextlib.suppress(Exception):  # a broken guard must not trap the operator
-                reason = guard()
+            if wanted(guard):
+                reason = _reason_of(guard)
                 if reason:
                     return reason
         return None
 
     def stoppable_reason(self) -> str | None:
         """Why work the console can stop itself needs a confirmation, or None."""
-        for guard in list(self):
-            if isinstance(guard, StoppableGuard):
-                with contextlib.suppress(Exception):
-                    reason = guard()
-                    if reason:
-                        return reason
-        return None
+        return self._first_reason(_stoppable)
 
     async def stop_stoppable(self) -> list[str]:
         """Stop every `StoppableGuard`'s work; one line per guard on what it had done."""
@@ -82,12 +117,52 @@ class QuitGuards(list[QuitGuard]):
         return reports
 
 
+def _stoppable(guard: QuitGuard) -> bool:
+    return isinstance(guard, StoppableGuard)
+
+
+def _reason_of(guard: QuitGuard) -> str | None:
+    with contextlib.suppress(Exception):  # a broken guard must not trap the operator
+        return guard() or None
+    return None
+
+
+@dataclass(eq=False)
+class ConsumersGuard:
+    """The in-process consumers' quit guard: running ones are drained before the exit (their
+    running jobs finish and are recorded), and keep a profile switch from happening."""
+
+    supervisor: ConsumerSupervisor
+
+    def __call__(self) -> str | None:
+        active = self.supervisor.active
+        return f"{len(active)} in-process consumer(s) running" if active else None
+
+    def quit_question(self) -> QuitQuestion:
+        active = self.supervisor.active
+        running = sum(consumer.in_flight for consumer in active)
+        return QuitQuestion(
+            question=f"{len(active)} consumer(s) are running ({running} job(s) in flight). Quit?",
+            detail=(
+                "They stop picking, the running jobs finish and are recorded, then the console "
+                "exits."
+            ),
+            yes="Drain and quit",
+            draining=(
+                f"Draining {len(active)} consumer(s): {running} running job(s) finish first…"
+            ),
+        )
+
+    async def drain(self) -> None:
+        await self.supervisor.drain_all()
+
+
 @dataclass(eq=False)
 class ConsoleContext:
     """The console's shared state: the open backend, the clock, the in-process consumers,
     the settings and what they decided (read-only, profile, badge), and the quit guards."""
 
-    backend: AnyBackend | None = None
+    backend: Backend | None = None
     clock: Clock = field(default_factory=SystemClock)
     # Handed to the in-process consumers, as PgQueuer's `resources` are to its jobs.
     resources: MutableMapping[str, Any] = field(default_factory=dict)
@@ -128,6 +203,7 @@ class ConsoleContext:
 
             self._consumers = ConsumerSupervisor(self.resources, self.clock)
             self._consumers.max_reconnect_attempts = self.consumer_reconnect_attempts
+            self.quit_guards.append(ConsumersGuard(self._consumers))
         return self._consumers
 
     def take_early_refresher(self) -> EarlyRefresher | None:
@@ -150,16 +226,12 @@ class ConsoleContext:
 
     def quit_reason(self) -> str | None:
         """Why quitting needs a confirmation (a running enqueue, running consumers), or None."""
-        return self.quit_guards.reason() or self._consumers_reason()
+        return self.quit_guards.reason()
 
     def reason_to_stay(self) -> str | None:
         """What keeps a profile switch from happening: what the console cannot stop itself
         (running consumers)."""
-        return self.quit_guards.reason(include_stoppable=False) or self._consumers_reason()
-
-    def _consumers_reason(self) -> str | None:
-        active = self.consumers.active if self.has_consumers else []
-        return f"{len(active)} in-process consumer(s) running" if active else None
+        return self.quit_guards.reason(include_stoppable=False)
 
 
 @runtime_checkable

@@ -45,7 +45,7 @@ def fleet_settings(args: argparse.Namespace) -> tuple[Settings, list[Target]]:
     from pgq_console.cli.parser import cli_options
     from pgq_console.config import ConfigError, load_settings
 
-    # Every one given (cli.parser.Given), wherever it stood; else the namespace's.
+    # Every one given (cli.given.Given), wherever it stood; else the namespace's.
     profiles = getattr(args, "given_profiles", None) or _as_list(getattr(args, "profile", None))
     dsns = getattr(args, "given_dsns", None) or _as_list(getattr(args, "dsn", None))
     options = replace(cli_options(args), profile=None, dsn=dsns[0] if dsns else None)

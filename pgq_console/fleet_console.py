@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from pgq_console.core.backend import Backend, SyncPsycopgBackend
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.fleet import DEFAULT_INTERVAL_S, Fleet, Member, without_label
 from pgq_console.core.target import DriverKind
@@ -21,7 +20,7 @@ from pgq_console.core.workers import DEFAULT_STALE_AFTER
 
 if TYPE_CHECKING:
     from pgq_console.config import Target
-    from pgq_console.fleet_mode import FleetModeApp
+    from pgq_console.keyboard import KeyboardApp
 
 FLEET_MODE = "fleet"
 
@@ -46,12 +45,10 @@ def fleet_target(target: Target) -> Target:
     return replace(target, driver=driver.value, replica_dsn=None)
 
 
-def show_fleet(app: FleetModeApp) -> None:
+def show_fleet(app: KeyboardApp, host: FleetHost) -> None:
     """Add the fleet mode (its screen runs the fleet) and show it."""
     from pgq_console.screens.fleet import FleetScreen
 
-    host = app.fleet_host
-    assert host is not None
     fleet = host.fleet = Fleet(
         host.members,
         app.clock,
@@ -60,67 +57,64 @@ def show_fleet(app: FleetModeApp) -> None:
         stale_after=host.stale_after,
     )
     app.add_mode(
-        FLEET_MODE, lambda: FleetScreen(fleet, app.clock, lambda key: open_member(app, key))
+        FLEET_MODE, lambda: FleetScreen(fleet, app.clock, lambda key: open_member(app, host, key))
     )
     app.switch_mode(FLEET_MODE)
 
 
-def fleet_hides(app: FleetModeApp, action: str) -> bool:
+def fleet_hides(host: FleetHost | None, current_mode: str, action: str) -> bool:
     """`0` exists only in a console started on a fleet; on the fleet screen, `e` (which would
     enqueue into the installation opened last, not one the operator is looking at) does not."""
     if action == "fleet":
-        return app.fleet_host is None
+        return host is None
     if action == "enqueue":
-        return app.fleet_host is not None and app.current_mode == FLEET_MODE
+        return host is not None and current_mode == FLEET_MODE
     return False
 
 
-def on_fleet_screen(app: FleetModeApp) -> bool:
+def on_fleet_screen(host: FleetHost | None, current_mode: str) -> bool:
     """Whether the fleet screen is the one shown (keys that act on one installation wait)."""
-    return app.fleet_host is not None and app.current_mode == FLEET_MODE
+    return host is not None and current_mode == FLEET_MODE
 
 
-def to_fleet(app: FleetModeApp) -> bool:
+def to_fleet(app: KeyboardApp, host: FleetHost | None) -> bool:
     """`0`: the fleet screen; False when the console was not started on a fleet."""
-    if app.fleet_host is None or app.fleet_host.fleet is None:
+    if host is None or host.fleet is None:
         return False
     if app.current_mode != FLEET_MODE:
         app.switch_mode(FLEET_MODE)
     return True
 
 
-def back_to_fleet(app: FleetModeApp) -> bool:
+def back_to_fleet(app: KeyboardApp, host: FleetHost | None) -> bool:
     """esc on an installation's screen with nothing of its own to close: the fleet."""
-    if app.fleet_host is None or app.current_mode == FLEET_MODE or len(app.screen_stack) > 1:
+    if host is None or app.current_mode == FLEET_MODE or len(app.screen_stack) > 1:
         return False
-    return to_fleet(app)
+    return to_fleet(app, host)
 
 
-def open_member(app: FleetModeApp, key: str) -> None:
+def open_member(app: KeyboardApp, host: FleetHost, key: str) -> None:
     """Enter on the fleet: that installation's console (the open one again, or a new one)."""
-    host = app.fleet_host
-    assert host is not None
-    if host.current == key and isinstance(app.backend, Backend):
+    if host.current == key and app.backend is not None:
         app.switch_mode("overview")
         return
-    app.run_worker(_open_member(app, key), group="fleet-open", exclusive=True, exit_on_error=False)
+    app.run_worker(
+        _open_member(app, host, key), group="fleet-open", exclusive=True, exit_on_error=False
+    )
 
 
-async def _open_member(app: FleetModeApp, key: str) -> None:
+async def _open_member(app: KeyboardApp, host: FleetHost, key: str) -> None:
     from pgq_console.config import open_target
 
-    host = app.fleet_host
-    assert host is not None
     member = next(m for m in host.members if m.key == key)
     label = printable(member.label, limit=60)
     reason = app.context.reason_to_stay()
     if reason:
         app.notify(f"not opening {label}: {reason}", severity="warning", markup=False)
         return
-    if app._switching:
+    if not app.begin_switch():
         app.notify("already opening an installation", severity="warning", markup=False)
         return
-    app._switching = True
     try:
         app.notify(f"connecting to {label}…", markup=False, timeout=3)
         try:
@@ -130,7 +124,7 @@ async def _open_member(app: FleetModeApp, key: str) -> None:
             cause = without_label(str(exc), member.label)
             app.notify(f"{label}: {printable(cause)}", severity="error", markup=False)
             return
-        if isinstance(backend, SyncPsycopgBackend):
+        if not backend.capabilities.can_read:  # the enqueue-only driver (psycopg-sync)
             await backend.close()
             app.notify(
                 f"{label} uses the enqueue-only psycopg-sync driver: open it with --profile",
@@ -138,7 +132,7 @@ async def _open_member(app: FleetModeApp, key: str) -> None:
                 markup=False,
             )
             return
-        await app._use_backend(backend, host.targets[key])
+        await app.use_backend(backend, host.targets[key])
         host.current = key
     finally:
-        app._switching = False
+        app.end_switch()

@@ -22,7 +22,8 @@ class FleetModeApp(KeyboardApp):
         """Start the fleet and show its screen (the console opens on it)."""
         from pgq_console.fleet_console import show_fleet
 
-        show_fleet(self)
+        assert self.fleet_host is not None
+        show_fleet(self, self.fleet_host)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.fleet_host is None:
@@ -34,7 +35,7 @@ class FleetModeApp(KeyboardApp):
             return super().check_action(action, parameters)
         from pgq_console.fleet_console import fleet_hides
 
-        if fleet_hides(self, action):
+        if fleet_hides(self.fleet_host, self.current_mode, action):
             return False
         return super().check_action(action, parameters)
 
@@ -43,11 +44,11 @@ class FleetModeApp(KeyboardApp):
         from pgq_console.fleet_console import to_fleet
 
         self._dismiss_overlays()
-        to_fleet(self)
+        to_fleet(self, self.fleet_host)
 
     async def action_back(self) -> None:
         """esc: back to the fleet from an installation's screen, else Textual's back."""
         from pgq_console.fleet_console import back_to_fleet
 
-        if not back_to_fleet(self):
+        if not back_to_fleet(self, self.fleet_host):
             await super().action_back()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.command import Provider
 from textual.events import Key, Unmount
 from textual.screen import Screen
 from textual.widgets import Input, Static
@@ -29,10 +30,11 @@ from pgq_console.core.text import one_line, printable
 from pgq_console.messages import SwitchProfile
 from pgq_console.screens.confirm import ConfirmDialog
 from pgq_console.screens.help import HelpScreen
+from pgq_console.widgets.status_line import ConnectionLine
 
 if TYPE_CHECKING:
     from pgq_console.config import Environment, ProfileConfig, Settings, Target
-    from pgq_console.core.backend import AnyBackend
+    from pgq_console.core.backend import Backend
     from pgq_console.core.clock import Clock
     from pgq_console.core.consumers import ConsumerSupervisor
 
@@ -54,7 +56,10 @@ class KeyboardApp(App[None]):
     `action_jump(key)` switches to one.
     """
 
-    COMMANDS = App.COMMANDS | {ConsoleCommandsProvider}
+    # The one palette provider: Textual's system commands come through its registry.
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {
+        ConsoleCommandsProvider
+    }
     # Every binding has an id: `[keymap]` in the config file remaps keys by these ids.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="quit"),
@@ -87,14 +92,18 @@ class KeyboardApp(App[None]):
             event.stop()
             event.prevent_default()
 
+    @on(ConnectionLine.EnvironmentWanted)
+    def _hand_environment(self, message: ConnectionLine.EnvironmentWanted) -> None:
+        message.line.set_environment(self.context.environment)
+
     # -- the context, under the names an embedding program and the CLI have always used ----
 
     @property
-    def backend(self) -> AnyBackend | None:
+    def backend(self) -> Backend | None:
         return self.context.backend
 
     @backend.setter
-    def backend(self, backend: AnyBackend | None) -> None:
+    def backend(self, backend: Backend | None) -> None:
         self.context.backend = backend
 
     @property
@@ -174,8 +183,9 @@ class KeyboardApp(App[None]):
 
     async def action_quit(self) -> None:
         """Asks first when a registered guard says so. A running enqueue (a `StoppableGuard`)
-        is stopped after its batch in flight and says what it wrote; other guards ask once;
-        running consumers are drained (their running jobs finish) before the exit."""
+        is stopped after its batch in flight and says what it wrote; plain guards ask once;
+        a `DrainingGuard` (running consumers) asks its own question and is drained (their
+        running jobs finish) before the exit."""
         if any(worker.group == "quit" and worker.is_running for worker in self.workers):
             return  # already asking, or draining
         self._quit_flow()
@@ -191,25 +201,15 @@ class KeyboardApp(App[None]):
             reports = await context.quit_guards.stop_stoppable()
             for report in reports:
                 self.notify(report, markup=False, timeout=30)
-        other = context.quit_guards.reason(include_stoppable=False)
+        other = context.quit_guards.plain_reason()
         if other and not await self._ask(QUIT_QUESTION, other, yes="Quit", no="Stay"):
             return
-        active = context.consumers.active
-        if active:
-            running = sum(consumer.in_flight for consumer in active)
-            question = f"{len(active)} consumer(s) are running ({running} job(s) in flight). Quit?"
-            detail = (
-                "They stop picking, the running jobs finish and are recorded, then the console "
-                "exits."
-            )
-            if not await self._ask(question, detail, yes="Drain and quit", no="Stay"):
+        for guard in context.quit_guards.draining():
+            asked = guard.quit_question()
+            if not await self._ask(asked.question, asked.detail, yes=asked.yes, no="Stay"):
                 return
-            self.notify(
-                f"Draining {len(active)} consumer(s): {running} running job(s) finish first…",
-                markup=False,
-                timeout=30,
-            )
-            await context.consumers.drain_all()
+            self.notify(asked.draining, markup=False, timeout=30)
+            await guard.drain()
         # Printed once the terminal is back: the last word on what was written.
         self.exit(message=Text("\n".join(reports)) if reports else None)
 
@@ -252,6 +252,24 @@ class KeyboardApp(App[None]):
     def profiles(self) -> Mapping[str, ProfileConfig]:
         return self.context.profiles()
 
+    # -- swapping the backend: one at a time (a profile switch, a fleet installation opened) --
+
+    @property
+    def switching(self) -> bool:
+        """Whether a backend swap (a profile switch, an installation opened) is under way."""
+        return self._switching
+
+    def begin_switch(self) -> bool:
+        """Claim the one backend swap at a time; False when another is under way. The
+        claimer calls `end_switch` when it is done, however it ends."""
+        if self._switching:
+            return False
+        self._switching = True
+        return True
+
+    def end_switch(self) -> None:
+        self._switching = False
+
     @on(SwitchProfile)
     def _switch_profile_asked(self, message: SwitchProfile) -> None:
         self.switch_profile(message.name)
@@ -264,7 +282,7 @@ class KeyboardApp(App[None]):
                 f"unknown profile {name!r} (profiles: {known})", severity="warning", markup=False
             )
             return
-        if self._switching:
+        if self.switching:
             self.notify("already switching profiles", severity="warning")
             return
         reason = self.context.reason_to_stay()
@@ -275,8 +293,7 @@ class KeyboardApp(App[None]):
         if stoppable:
             # Running work the console can stop (an enqueue): ask, stop it, say what it wrote.
             def answered(switch_anyway: bool | None) -> None:
-                if switch_anyway and not self._switching:
-                    self._switching = True
+                if switch_anyway and self.begin_switch():
                     self._stop_work_then_connect(name)
 
             self.push_screen(
@@ -284,7 +301,7 @@ class KeyboardApp(App[None]):
                 answered,
             )
             return
-        self._switching = True
+        self.begin_switch()
         self.notify(f"connecting to {name}…", markup=False, timeout=3)
         self._connect_profile(name)
 
@@ -294,7 +311,7 @@ class KeyboardApp(App[None]):
             self.notify(report, markup=False, timeout=30)
         reason = self.context.reason_to_stay()  # consumers may have started meanwhile
         if reason:
-            self._switching = False
+            self.end_switch()
             self.notify(f"not switching to {name}: {reason}", severity="warning", markup=False)
             return
         self.notify(f"connecting to {name}…", markup=False, timeout=3)
@@ -315,20 +332,21 @@ class KeyboardApp(App[None]):
             backend = await open_target(target)
         except ConsoleError as exc:
             self.notify(f"still on {self._where()}: {exc}", severity="error", markup=False)
-            self._switching = False
+            self.end_switch()
             return
         assert backend.capabilities.can_read  # psycopg-sync profiles are refused above
         try:
-            await self._use_backend(backend, target)
+            await self.use_backend(backend, target)
         finally:
-            self._switching = False
+            self.end_switch()
         self.notify(f"connected to {name} ({backend.label})", markup=False)
 
     def _where(self) -> str:
         return self.profile or (self.backend.label if self.backend else "the current database")
 
-    async def _use_backend(self, backend: AnyBackend, target: Target) -> None:
-        """Swap the backend and rebuild every screen on it, staying on the same screen."""
+    async def use_backend(self, backend: Backend, target: Target) -> None:
+        """Swap the backend and rebuild every screen on it, staying on the same screen (the
+        caller holds the swap: `begin_switch`). The swap is audited; the old backend closed."""
         old = self.backend
         current = self.current_mode
         modes = [spec.mode for spec in navigation.SCREENS]
@@ -351,7 +369,7 @@ class KeyboardApp(App[None]):
             with contextlib.suppress(Exception):
                 await old.close()
 
-    def _audit_switch(self, old: AnyBackend | None, new: AnyBackend, target: Target) -> None:
+    def _audit_switch(self, old: Backend | None, new: Backend, target: Target) -> None:
         """A profile switch goes into the audit file: later writes reach another database."""
         from pgq_console.core import audit
 

@@ -11,7 +11,7 @@ import asyncpg
 from textual.pilot import Pilot
 
 from pgq_console.app import PgqConsole
-from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.overview_table import OverviewTable
@@ -83,7 +83,7 @@ async def wait_for(
         await asyncio.sleep(step)
 
 
-async def backend_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> AnyBackend:
+async def backend_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> Backend:
     return await open_backend(kind, dsn, Installation(), "test-db", ())
 
 

@@ -11,7 +11,7 @@ import asyncpg
 from textual.pilot import Pilot
 
 from pgq_console.app import PgqConsole
-from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import Clock, FixedClock
 from pgq_console.core.target import DriverKind, Installation
 from tests.helpers import console_of, wait_until
@@ -21,7 +21,7 @@ LABEL = "ops@db.example.com:5432/app"
 
 
 def opener_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> Callable[[], Any]:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(kind, dsn, Installation(), LABEL, ())
 
     return open_

@@ -176,11 +176,11 @@ async def test_forged_notify_is_unverified_and_a_real_write_is_verified(
 
 async def test_forged_notify_toasts_as_unverified_in_the_console(fresh_database: str) -> None:
     from pgq_console.app import PgqConsole
-    from pgq_console.core.backend import AnyBackend, open_backend
+    from pgq_console.core.backend import open_backend
     from pgq_console.core.target import DriverKind
     from tests.helpers import wait_until
 
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(
             DriverKind.ASYNCPG_POOL, fresh_database, Installation(), "test-db", ()
         )

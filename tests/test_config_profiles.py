@@ -13,7 +13,7 @@ from textual.pilot import Pilot
 
 from pgq_console.cli import make_app
 from pgq_console.config import CliOptions, Settings, load_settings, open_target
-from pgq_console.core.backend import AnyBackend
+from pgq_console.core.backend import Backend
 from pgq_console.widgets.status_line import ConnectionLine
 from tests.conftest import drop_database, make_database
 from tests.helpers import enqueue, has_row, wait_until
@@ -59,7 +59,7 @@ dsn = "postgresql://nobody@127.0.0.1:1/nothing"
 
 
 def app_for(settings: Settings) -> Any:
-    async def opener() -> AnyBackend:
+    async def opener() -> Backend:
         return await open_target(settings.target)
 
     app = make_app(settings, opener)

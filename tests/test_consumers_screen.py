@@ -11,7 +11,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Log, Static
 
 from pgq_console.app import PgqConsole
-from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.consumers import ConsumerState, parse_consumer_form
 from pgq_console.core.target import DriverKind, Installation
@@ -38,7 +38,7 @@ def screen_dsn(server_dsn: str) -> Iterator[str]:
 
 
 def console(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL, **options: Any) -> PgqConsole:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(kind, dsn, Installation(), LABEL, ())
 
     app = PgqConsole(open_, clock=FixedClock(FIXED_NOW), **options)

@@ -1,4 +1,4 @@
-"""The overview's refresher started by the command line before the app runs (issue 15: first
+"""The overview's refresher started by the command line before the app runs (the budget: first
 numbers <= 1.5 s at 50 ms RTT): its first reading's round trips overlap the console's own start,
 the overview screen adopts it (no second first reading), and one never adopted is stopped.
 Real PostgreSQL, the default pool."""

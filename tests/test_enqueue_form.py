@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select, Static
 
 from pgq_console.app import PgqConsole
-from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.screens.enqueue_form import EnqueueFormScreen
@@ -54,7 +54,7 @@ def form_dsn(server_dsn: str) -> Iterator[str]:
 
 
 def console(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL, **options: Any) -> PgqConsole:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(kind, dsn, Installation(), LABEL, ())
 
     app = PgqConsole(open_, clock=FixedClock(FIXED_NOW), **options)

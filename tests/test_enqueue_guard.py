@@ -19,7 +19,7 @@ from pgq_console.app import PgqConsole
 from pgq_console.cli import make_app
 from pgq_console.config import CliOptions, Settings, load_settings, open_target
 from pgq_console.core import audit
-from pgq_console.core.backend import AnyBackend
+from pgq_console.core.backend import Backend
 from pgq_console.core.target import DriverKind
 from pgq_console.screens.confirm import ConfirmDialog
 from pgq_console.screens.enqueue_form import EnqueueFormScreen
@@ -62,7 +62,7 @@ class BatchGate:
         self.opened = asyncio.Event()
         self.batches = 0
 
-    def wrap(self, backend: AnyBackend) -> AnyBackend:
+    def wrap(self, backend: Backend) -> Backend:
         real = backend.enqueue
 
         async def enqueue(*arguments: Any) -> list[int]:
@@ -82,7 +82,7 @@ class BatchGate:
 
 
 def app_for(settings: Settings, gate: BatchGate | None = None) -> Any:
-    async def opener() -> AnyBackend:
+    async def opener() -> Backend:
         backend = await open_target(settings.target)
         return gate.wrap(backend) if gate is not None else backend
 

@@ -12,7 +12,7 @@ from textual.widgets import Input, Static
 
 from pgq_console.app import PgqConsole
 from pgq_console.core import audit
-from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.screens.action_confirm import ActionConfirmScreen
@@ -31,7 +31,7 @@ async def seeded(database_dsn: str) -> str:
 
 
 def console(dsn: str, *, read_only: bool = False) -> PgqConsole:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(
             DriverKind.ASYNCPG_POOL, dsn, Installation(), LABEL, (), read_only=read_only
         )
@@ -319,7 +319,7 @@ async def test_a_refresh_read_before_the_next_page_does_not_take_that_page_away(
 
 
 async def test_another_consoles_write_shows_as_a_toast(seeded: str) -> None:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(DriverKind.ASYNCPG_POOL, seeded, Installation(), LABEL, ())
 
     app = PgqConsole(open_, clock=FixedClock(FIXED_NOW))

@@ -12,10 +12,11 @@ import pytest
 from pgq_console.app import console_binding_ids
 from pgq_console.cli import make_app
 from pgq_console.config import CliOptions, ConfigError, Settings, load_settings, open_target
-from pgq_console.core.backend import AnyBackend
+from pgq_console.core.backend import Backend
 from pgq_console.keymap import keymap_problem
 from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import enqueue, wait_until
 
@@ -38,7 +39,7 @@ def settings_with(tmp_path: Path, dsn: str, keymap: str) -> Settings:
 
 
 def app_for(settings: Settings) -> Any:
-    async def opener() -> AnyBackend:
+    async def opener() -> Backend:
         return await open_target(settings.target)
 
     app = make_app(settings, opener)
@@ -95,3 +96,22 @@ def test_a_keymap_value_that_is_not_a_string_is_a_config_error(
 ) -> None:
     with pytest.raises(ConfigError, match="keymap"):
         settings_with(tmp_path, keymap_dsn, "quit = 3")
+
+
+async def test_a_live_table_key_is_remapped_by_its_id(tmp_path: Path, keymap_dsn: str) -> None:
+    settings = settings_with(tmp_path, keymap_dsn, '"live-table.cursor-down" = "n"')
+    app = app_for(settings)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen), what="overview")
+        await pilot.press("2")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen), what="jobs")
+        table = app.screen.query_one("#jobs-table", LiveTable)
+        await wait_until(pilot, lambda: table.row_count == 2, what="the two jobs")
+        table.focus()
+        await pilot.pause()
+        assert table.cursor_row == 0
+        await pilot.press("down")  # the default key: no longer bound
+        await pilot.pause()
+        assert table.cursor_row == 0
+        await pilot.press("n")
+        await wait_until(pilot, lambda: table.cursor_row == 1, what="the cursor moved by n")

@@ -12,6 +12,7 @@ import pytest
 from pgq_console import navigation
 from pgq_console.app import PgqConsole
 from pgq_console.commands import CommandLine, console_commands, find_command
+from pgq_console.context import ConsumersGuard, QuitQuestion
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.models import RefreshStatus
 from pgq_console.messages import StatusChanged
@@ -152,6 +153,31 @@ async def test_palette_and_command_line_share_one_registry(keys_dsn: str) -> Non
         assert any("Pause" in title for title in titles)
 
 
+async def palette_titles(app: PgqConsole, query: str) -> list[str]:
+    """What the palette finds for `query`, over every provider it runs."""
+    titles: list[str] = []
+    for source in [*app.COMMANDS, *app.screen.COMMANDS]:
+        provider_type = source if isinstance(source, type) else source()
+        provider = provider_type(app.screen)
+        titles += [str(hit.text) async for hit in provider.search(query)]
+    return titles
+
+
+async def test_palette_shows_one_hit_per_action_quit_theme_screenshot(keys_dsn: str) -> None:
+    """One provider: Textual's system commands do not show a second `Quit` or `Theme`; what the
+    console needs of them (screenshot) is in the console's registry, once."""
+    app = make(keys_dsn)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        assert await palette_titles(app, "quit") == ["Quit  (q)  :quit"]
+        themes = await palette_titles(app, "theme")
+        assert themes and all(title.startswith("Theme: ") for title in themes), themes
+        assert len(themes) == len(set(themes))
+        assert any("pgq-monochrome" in title for title in themes)
+        assert len(await palette_titles(app, "screenshot")) == 1
+        assert len(await palette_titles(app, "help")) == 1
+
+
 async def test_read_only_hides_write_commands(keys_dsn: str) -> None:
     async def opener() -> Any:
         return await backend_for(keys_dsn)
@@ -186,6 +212,56 @@ async def test_q_quits_and_asks_when_a_guard_says_so(keys_dsn: str) -> None:
         await wait_until(pilot, lambda: not app.is_running, what="the exit")
     assert not app.is_running
     assert app.return_code == 0
+
+
+class SlowWork:
+    """A registered draining guard, as the in-process consumers are: asked about, then
+    drained before the exit."""
+
+    def __init__(self) -> None:
+        self.drained = False
+
+    def __call__(self) -> str | None:
+        return None if self.drained else "slow work running"
+
+    def quit_question(self) -> QuitQuestion:
+        return QuitQuestion("Slow work is running. Quit?", "it finishes first", "Drain", "…")
+
+    async def drain(self) -> None:
+        await asyncio.sleep(0.05)
+        self.drained = True
+
+
+async def test_q_asks_a_registered_draining_guard_and_drains_it_before_the_exit(
+    keys_dsn: str,
+) -> None:
+    from pgq_console.screens.confirm import ConfirmDialog
+
+    app = make(keys_dsn)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        work = SlowWork()
+        app.context.quit_guards.append(work)
+        assert app.context.reason_to_stay() == "slow work running"  # a switch cannot wait
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="question")
+        assert "Slow work is running" in str(app.screen.query_one("#yesno-question").render())
+        await pilot.press("y")
+        await wait_until(pilot, lambda: not app.is_running, what="the exit")
+    assert work.drained
+
+
+async def test_the_consumers_register_their_quit_guard_with_their_supervisor(
+    keys_dsn: str,
+) -> None:
+    app = make(keys_dsn)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        assert not app.context.has_consumers and list(app.quit_guards) == []
+        supervisor = app.context.consumers
+        [guard] = app.quit_guards
+        assert isinstance(guard, ConsumersGuard) and guard.supervisor is supervisor
+        assert app.context.quit_reason() is None  # none running: nothing to ask
 
 
 async def test_q_without_a_guard_quits_at_once(keys_dsn: str) -> None:

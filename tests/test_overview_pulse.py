@@ -208,7 +208,7 @@ def test_fixed_clock_feed_ages_read_now() -> None:
 
     at = datetime(2026, 1, 1, tzinfo=UTC)
     assert feed_age(at, FixedClock(at).now()) == "now"
-    # Coarse past a second, so the ages do not repaint the feed on every paint (issue 15).
+    # Coarse past a second, so the ages do not repaint the feed on every paint.
     assert feed_age(at, datetime(2026, 1, 1, 0, 0, 4, 600000, tzinfo=UTC)) == "4s ago"
     assert feed_age(at, datetime(2026, 1, 1, 0, 0, 27, tzinfo=UTC)) == "20s ago"
     assert feed_age(at, datetime(2026, 1, 1, 0, 1, 5, tzinfo=UTC)) == "1m ago"

@@ -1,7 +1,7 @@
-"""Repaints that carry no new information are not sent to the terminal (issue 15: 5 entrypoints
-at 50 jobs/s, <= 2 kB/s over SSH): coarse ages and latencies on the live line, rates that
-wobble within a few percent, a table row or header line repainted only up to what changed, a
-headline tile's border left alone when only its digits change."""
+"""Repaints that carry no new information are not sent to the terminal (the budget: 5
+entrypoints at 50 jobs/s, <= 2 kB/s over SSH): coarse ages and latencies on the live line,
+rates that wobble within a few percent, a table row or header line repainted only up to what
+changed, a headline tile's border left alone when only its digits change."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""A read is one round trip on connections the console opened itself (issue 15: a key press
-over 50 ms must not cost four: BEGIN, the preamble, the query, COMMIT), with the console's
+"""A read is one round trip on connections the console opened itself (a key press over
+50 ms must not cost four: BEGIN, the preamble, the query, COMMIT), with the console's
 statement timeout, name and read-only mode still in force; behind transaction pooling the
 per-transaction form stays."""
 

@@ -15,7 +15,7 @@ import pytest
 from textual.pilot import Pilot
 
 from pgq_console.app import PgqConsole
-from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.screens.overview import OverviewScreen
@@ -38,7 +38,7 @@ LABEL = "resilience-db"
 def resilient_console(
     dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL, statement_timeout_s: float = 5.0
 ) -> PgqConsole:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         backend = await open_backend(kind, dsn, Installation(), LABEL, ())
         backend.statement_timeout = timedelta(seconds=statement_timeout_s)
         return backend

@@ -15,7 +15,7 @@ from pgq_console import app as app_module
 from pgq_console.app import PgqConsole
 from pgq_console.cli import build_parser
 from pgq_console.config import CliOptions, load_settings
-from pgq_console.core.backend import AnyBackend, open_backend
+from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.scripting import serve_command
 from tests.conftest import drop_database, make_database
@@ -58,7 +58,7 @@ class RecordingConsole(PgqConsole):
 
 
 def console(dsn: str, **options: Any) -> RecordingConsole:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(DriverKind.ASYNCPG_POOL, dsn, Installation(), "test", ())
 
     app = RecordingConsole(open_, **options)

@@ -17,7 +17,7 @@ import pytest
 from textual.pilot import Pilot
 
 from pgq_console.app import PgqConsole
-from pgq_console.core.backend import AnyBackend, PsycopgBackend, open_backend
+from pgq_console.core.backend import Backend, PsycopgBackend, open_backend
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.stats import RATE_WINDOW_S
 from pgq_console.core.target import DriverKind, Installation
@@ -118,7 +118,7 @@ def console(opener: Callable[[], Any], **options: Any) -> PgqConsole:
 
 
 def opener_for(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL) -> Callable[[], Any]:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         return await open_backend(kind, dsn, Installation(), LABEL, ())
 
     return open_
@@ -203,7 +203,7 @@ def test_overview_light_theme(snap_compare: Any, seeded_dsn: str) -> None:
 
 
 def test_autocommit_banner(snap_compare: Any, seeded_dsn: str) -> None:
-    async def open_() -> AnyBackend:
+    async def open_() -> Backend:
         connection = await psycopg.AsyncConnection.connect(seeded_dsn)  # autocommit off
         return PsycopgBackend(connection, Installation(), LABEL, owned=True)
 

@@ -1,4 +1,4 @@
-"""What the console imports before its first paint (issue 15: first numbers <= 1 s after launch).
+"""What the console imports before its first paint (the budget: first numbers <= 1 s after launch).
 
 The screens other than the overview, the in-process consumers (pgqueuer's QueueManager wrapped,
 pydantic forms) and the jobs/failures queries are imported when first used, after the overview

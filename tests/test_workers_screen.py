@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
+from pgq_console.core import actions
+from pgq_console.core.actions import ids_predicate
+from pgq_console.core.backend import READ_ONLY_REFUSAL
 from pgq_console.core.clock import SystemClock
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.workers import WorkersScreen
@@ -118,7 +121,9 @@ def _keys(table: LiveTable) -> list[object]:
     return list(table.row_keys)
 
 
-async def test_read_only_hides_and_refuses_reclaim(fresh_database: str) -> None:
+async def test_read_only_hides_and_refuses_reclaim(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dsn = fresh_database
     (now_row,) = await run_sql(dsn, "SELECT now() AS now")
     statement = WORKERS_SEED.split(";")[0]
@@ -130,6 +135,13 @@ async def test_read_only_hides_and_refuses_reclaim(fresh_database: str) -> None:
         assert screen.check_action("reclaim", ()) is False
         await pilot.press("R")
         await pilot.pause(0.3)
+        assert isinstance(app.screen, WorkersScreen)
+        # Asked anyway (a key remapped, a palette command): refused in the backend's words.
+        warnings: list[str] = []
+        monkeypatch.setattr(screen, "notify", lambda message, **_: warnings.append(message))
+        screen.confirm_action(actions.requeue(screen.backend, ids_predicate([1])))
+        await pilot.pause()
+        assert warnings == [READ_ONLY_REFUSAL]
         assert isinstance(app.screen, WorkersScreen)
     (picked,) = await run_sql(
         dsn, "SELECT count(*) AS n FROM pgqueuer WHERE status = $1::pgqueuer_status", "picked"

@@ -5,11 +5,9 @@ and the workers' and actions' queries, which the console's own start does not ne
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from pgq_console.cli.parser import Given
-
+from pgq_console.cli.given import Given, RecordGiven
 
 DEFAULT_MAX_AGE = "5m,15m"
 
@@ -19,8 +17,6 @@ def add_fleet_parser(
 ) -> None:
     """`fleet`, `fleet snapshot`, `fleet check` (called by cli.build_parser); every --profile
     and --dsn, before or after `fleet` or its subcommand, goes to `given`."""
-    from pgq_console.cli.parser import RecordGiven
-
     suppress = argparse.SUPPRESS
 
     def common(parser: argparse.ArgumentParser) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from pgq_console import __version__
+from pgq_console.cli.fleet_parser import add_fleet_parser
+from pgq_console.cli.given import Given, RecordGiven
 
 if TYPE_CHECKING:
     from pgq_console.config import CliOptions
@@ -18,40 +20,6 @@ EXIT_UNKNOWN = 3  # Nagios' UNKNOWN, for `check`
 
 class UsageError(Exception):
     """A bad command line; reported like every other error (one line)."""
-
-
-class Given:
-    """Every `--dsn` and `--profile` on the command line, in order, wherever it stands (before
-    or after the subcommand: a subcommand's parser overwrites the main one's value, so the
-    namespace alone keeps only the last). More than one names several installations: the
-    console starts on the fleet, a one-installation subcommand refuses (cli/dispatch.py)."""
-
-    def __init__(self) -> None:
-        self.dsns: list[str] = []
-        self.profiles: list[str] = []
-
-    def clear(self) -> None:
-        self.dsns.clear()
-        self.profiles.clear()
-
-
-class RecordGiven(argparse.Action):
-    """`--dsn` / `--profile`: the namespace gets the value (the last one, as before), and
-    `Given` every one of them."""
-
-    def __init__(self, *args: Any, given: list[str], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.given = given
-
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        self.given.append(str(values))
-        setattr(namespace, self.dest, values)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -260,8 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback --host without PGQ_CONSOLE_SERVE_USER/_PASSWORD (token only)",
     )
-    from pgq_console.cli.fleet_parser import add_fleet_parser
-
     add_fleet_parser(commands, _Parser, given)
     return parser
 

@@ -4,18 +4,20 @@
 a few sample rows, the predicate and the statement; above 100 rows the operator types the count;
 an optional reason goes to the audit. Apply runs `actions.execute` in a worker; the screen
 dismisses with the `ActionResult` ("previewed N, changed M"), or None when cancelled.
+Screens open it through `confirm_write`, which refuses first in read-only mode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, DataTable, Input, Label, Static
 
 from pgq_console.context import ConsoleContext
@@ -169,6 +171,29 @@ def announce_result(notify: Callable[..., object], result: ActionResult) -> None
     notify(result.summary, markup=False, timeout=8)
     if result.audit_problem:
         notify(result.audit_problem, severity="warning", markup=False, timeout=15)
+
+
+def confirm_write(
+    screen: Screen[Any],
+    backend: Backend,
+    action: Action,
+    after: Callable[[ActionResult | None], object],
+) -> bool:
+    """Every screen's write path, written once: refused in read-only mode (one warning, worded
+    as the backend's own refusal), else this dialog; when it closes the outcome is announced
+    and `after` runs (with None when cancelled), e.g. to refresh what the screen shows.
+    False when refused."""
+    if backend.read_only:
+        screen.notify(READ_ONLY_REFUSAL, severity="warning", markup=False)
+        return False
+
+    def done(result: ActionResult | None) -> None:
+        if result is not None:
+            announce_result(screen.notify, result)
+        after(result)
+
+    screen.app.push_screen(ActionConfirmScreen(backend, action), done)
+    return True
 
 
 def _to_overview_feed(app: App[None], announcement: object) -> None:

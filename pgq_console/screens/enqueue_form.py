@@ -24,7 +24,7 @@ from textual.widgets import Button, Input, Label, ProgressBar, Select, Static
 
 from pgq_console.context import QuitGuards
 from pgq_console.core import audit
-from pgq_console.core.backend import AnyBackend
+from pgq_console.core.backend import Backend
 from pgq_console.core.enqueue import (
     DEFAULT_BATCH_SIZE,
     CancelToken,
@@ -68,7 +68,7 @@ class EnqueueFormScreen(ModalScreen[None]):
 
     def __init__(
         self,
-        backend: AnyBackend,
+        backend: Backend,
         clock: Clock,
         *,
         read_only: bool = False,
@@ -463,7 +463,7 @@ class RunningEnqueue:
                 self.form.app.notify(problem, severity="warning", markup=False)
 
 
-def open_job_detail(screen: Screen[Any], backend: AnyBackend, clock: Clock, job_id: int) -> None:
+def open_job_detail(screen: Screen[Any], backend: Backend, clock: Clock, job_id: int) -> None:
     """Push the job detail screen for `job_id` (async drivers); else say the id."""
     if not backend.capabilities.can_read:
         screen.notify(

@@ -13,7 +13,7 @@ from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionResult, Predicate, ids_predicate
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
-from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+from pgq_console.screens.action_confirm import confirm_write
 from pgq_console.widgets.job_table import JobTable
 from pgq_console.widgets.live_table import LiveTable
 
@@ -53,17 +53,12 @@ class JobActionsMixin:
         raise NotImplementedError
 
     def open_action(self, action: Action) -> None:
-        if self.backend.read_only:
-            self.notify("read-only mode: write actions are off", severity="warning", markup=False)
-            return
-
         def done(result: ActionResult | None) -> None:
             if result is not None:
-                announce_result(self.notify, result)
                 self.job_table().clear_marks()
             self.request_refresh()
 
-        self._screen().app.push_screen(ActionConfirmScreen(self.backend, action), done)
+        confirm_write(self._screen(), self.backend, action, done)
 
     def _targets(self, what: str) -> list[int] | None:
         ids = self.job_table().targets()

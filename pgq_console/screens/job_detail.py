@@ -20,13 +20,13 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from pgq_console.core import actions
-from pgq_console.core.actions import Action, ActionResult, ids_predicate
+from pgq_console.core.actions import Action, ids_predicate
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAYLOAD_PAGE_BYTES, JobDetail, fetch_detail, render_payload
 from pgq_console.core.text import clipboard_text, printable
-from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+from pgq_console.screens.action_confirm import confirm_write
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.footer import ConsoleFooter
@@ -273,15 +273,7 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
             self.notify(f"copied the payload ({rendered.kind})", markup=False)
 
     def _open(self, action: Action) -> None:
-        if self.backend.read_only:
-            return
-
-        def done(result: ActionResult | None) -> None:
-            if result is not None:
-                announce_result(self.notify, result)
-            self.load()
-
-        self.app.push_screen(ActionConfirmScreen(self.backend, action), done)
+        confirm_write(self, self.backend, action, lambda _result: self.load())
 
     def action_requeue(self) -> None:
         self._open(actions.requeue(self.backend, ids_predicate([self.job_id])))

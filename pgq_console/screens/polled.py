@@ -150,15 +150,6 @@ class PolledScreen(ReadOnlyGate, Screen[None], Generic[T]):
 
     def confirm_action(self, action: Action) -> None:
         """Open the shared preview/confirm/audit dialog; refresh when it is done."""
-        if self.backend.read_only:
-            self.notify("read-only mode: write actions are off", severity="warning", markup=False)
-            return
-        from pgq_console.core.actions import ActionResult
-        from pgq_console.screens.action_confirm import ActionConfirmScreen, announce_result
+        from pgq_console.screens.action_confirm import confirm_write
 
-        def done(result: ActionResult | None) -> None:
-            if result is not None:
-                announce_result(self.notify, result)
-            self.loop.request_refresh()
-
-        self.app.push_screen(ActionConfirmScreen(self.backend, action), done)
+        confirm_write(self, self.backend, action, lambda _result: self.loop.request_refresh())

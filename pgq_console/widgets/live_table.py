@@ -149,15 +149,22 @@ class LiveTable(ScrollView, can_focus=True):
 
     # The cursor keys go without a description: help's table hint covers them (and j/k/g/G).
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", show=False),  # each screen says what enter does
-        Binding("up", "cursor_up", show=False),
-        Binding("down", "cursor_down", show=False),
-        Binding("pageup", "page_up", show=False),
-        Binding("pagedown", "page_down", show=False),
-        Binding("home,ctrl+home", "scroll_top", show=False),
-        Binding("end,ctrl+end", "scroll_bottom", show=False),
-        Binding("right", "next_columns", "More columns", show=False),
-        Binding("left", "previous_columns", "Previous columns", show=False),
+        # each screen says what enter does
+        Binding("enter", "select_cursor", show=False, id="live-table.select"),
+        Binding("up", "cursor_up", show=False, id="live-table.cursor-up"),
+        Binding("down", "cursor_down", show=False, id="live-table.cursor-down"),
+        Binding("pageup", "page_up", show=False, id="live-table.page-up"),
+        Binding("pagedown", "page_down", show=False, id="live-table.page-down"),
+        Binding("home,ctrl+home", "scroll_top", show=False, id="live-table.top"),
+        Binding("end,ctrl+end", "scroll_bottom", show=False, id="live-table.bottom"),
+        Binding("right", "next_columns", "More columns", show=False, id="live-table.next-columns"),
+        Binding(
+            "left",
+            "previous_columns",
+            "Previous columns",
+            show=False,
+            id="live-table.previous-columns",
+        ),
     ]
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {

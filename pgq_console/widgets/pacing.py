@@ -18,7 +18,7 @@ from rich.cells import cell_len
 from textual.geometry import Region
 
 # At most this often (in seconds of the injected clock) a continuously changing value repaints.
-# Once a second (issue 15: at most ~2/s): at 50 jobs/s the in-flight count flickers 0/1 on every
+# Once a second (the budget is at most ~2/s): at 50 jobs/s the in-flight count flickers 0/1 on every
 # refresh, and each repaint of it is a row, a tile and the totals line on the terminal.
 REPAINT_GAP_S = 1.0
 

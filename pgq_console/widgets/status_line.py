@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from rich.cells import cell_len
 from rich.text import Text
 from textual import events
 from textual.geometry import Region
+from textual.message import Message
 from textual.visual import VisualType
 from textual.widgets import Static
 
-from pgq_console.context import context_of
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.pacing import changed_line_regions
+
+if TYPE_CHECKING:
+    from pgq_console.config import Environment
 
 
 def pack_fields(
@@ -139,14 +143,33 @@ class QuietStatic(Static):
 
 
 class ConnectionLine(QuietStatic):
-    """Connection label (password never present), driver, installation."""
+    """Connection label (password never present), driver, installation, and the profile's
+    environment badge (e.g. PROD in red), which the app hands in (`EnvironmentWanted`)."""
+
+    @dataclass
+    class EnvironmentWanted(Message):
+        """Posted on mount: whoever knows the profile's badge answers with `set_environment`."""
+
+        line: ConnectionLine
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.environment: Environment | None = None
+        self._shown: tuple[str, str, str, bool] | None = None
+
+    def on_mount(self) -> None:
+        self.post_message(self.EnvironmentWanted(self))
+
+    def set_environment(self, environment: Environment | None) -> None:
+        self.environment = environment
+        if self._shown is not None:
+            self.show(*self._shown)
 
     def show(self, label: str, driver: str, installation: str, read_only: bool = False) -> None:
+        self._shown = (label, driver, installation, read_only)
         # One line, cut at the right: a long socket path must not push the rest out of sight.
         text = Text(no_wrap=True, overflow="ellipsis")
-        # The profile's environment badge (e.g. PROD in red), from the console's context.
-        context = context_of(self.app)
-        environment = context.environment if context is not None else None
+        environment = self.environment
         if environment is not None:
             colour = environment.color or self.app.theme_variables.get("error", "")
             text.append(f" {environment.label} ", style=f"bold reverse {colour}")

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 from pgq_console.core.backend.asyncpg_drivers import AsyncpgBackend, AsyncpgPoolBackend
 from pgq_console.core.backend.base import READ_ONLY_REFUSAL, Backend, Capabilities, Tx
+from pgq_console.core.backend.classify import (
+    ANY_DRIVER_ERRORS,
+    describe_connect_error,
+    driver_errors,
+)
 from pgq_console.core.backend.connect import CONNECT_TIMEOUT_S
 from pgq_console.core.backend.driver_errors import DatabaseTimeout, DriverErrors
-from pgq_console.core.backend.opening import (
-    ANY_DRIVER_ERRORS,
-    AnyBackend,
-    check_schema,
-    driver_errors,
-    open_backend,
-)
+from pgq_console.core.backend.opening import check_schema, open_backend
 from pgq_console.core.backend.psycopg_drivers import PsycopgBackend, SyncPsycopgBackend
 
 __all__ = [
@@ -41,7 +40,7 @@ __all__ = [
     "Capabilities",
     "DriverErrors",
     "driver_errors",
-    "AnyBackend",
+    "describe_connect_error",
     "AsyncpgBackend",
     "AsyncpgPoolBackend",
     "Backend",

@@ -8,11 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.backend.asyncpg_drivers import (
-    ASYNCPG_ERRORS,
     AsyncpgBackend,
     AsyncpgPoolBackend,
 )
 from pgq_console.core.backend.base import Backend
+from pgq_console.core.backend.classify import (
+    describe_connect_error,
+    driver_errors,
+)
 from pgq_console.core.backend.connect import (
     CONNECT_TIMEOUT_S,
     _asyncpg_connect,
@@ -20,18 +23,16 @@ from pgq_console.core.backend.connect import (
     _psycopg_params,
     _server_settings,
 )
-from pgq_console.core.backend.driver_errors import AnyDriverErrors, DriverErrors
+from pgq_console.core.backend.probe import resolve_connect_options
 from pgq_console.core.backend.psycopg_drivers import (
-    PSYCOPG_ERRORS,
     PsycopgBackend,
     SyncPsycopgBackend,
 )
-from pgq_console.core.errors import ConsoleError, SchemaNotReady, describe_connect_error
+from pgq_console.core.errors import ConsoleError, SchemaNotReady
 from pgq_console.core.pooler import (
     DIRECT,
     PROBE_WAIT_S,
     ConnectOptions,
-    resolve_connect_options,
     startup_refused,
 )
 from pgq_console.core.target import DriverKind, Installation, Pooler
@@ -39,20 +40,6 @@ from pgq_console.core.target import DriverKind, Installation, Pooler
 if TYPE_CHECKING:
     import psycopg
     from pgqueuer.domain.schema.model import Plan
-
-# The rules of every driver family, for an exception whose driver is not known.
-ANY_DRIVER_ERRORS = AnyDriverErrors(ASYNCPG_ERRORS, PSYCOPG_ERRORS)
-
-
-def driver_errors(kind: DriverKind) -> DriverErrors:
-    """What a driver's exceptions mean, before any backend of it exists (connecting)."""
-    asyncpg = kind in (DriverKind.ASYNCPG, DriverKind.ASYNCPG_POOL)
-    return ASYNCPG_ERRORS if asyncpg else PSYCOPG_ERRORS
-
-
-# Every driver's backend is a `Backend` (`capabilities` says what it can do); the old name stays.
-AnyBackend = Backend
-
 
 SchemaCheck = Callable[[Backend], Awaitable[None]]
 
