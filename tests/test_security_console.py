@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,24 @@ async def test_a_deeply_nested_payload_and_headers_show_without_a_crash(console_
         assert "[[[[" in shown(screen, "detail-payload")
         assert shown(screen, "detail-headers") != ""
         assert app.is_running
+
+
+def test_deep_json_shows_as_its_text_whatever_the_recursion_limit() -> None:
+    from pgq_console.core.jobs import render_payload
+    from pgq_console.core.jobs.payload import MAX_PRETTY_DEPTH
+
+    # Another library in the process may have raised the limit: JSON 1,024 levels deep then
+    # parses, and pretty-printed it would be megabytes of indentation.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    try:
+        deep = render_payload(NESTED)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert (deep.kind, deep.text) == ("text", NESTED.decode())
+    shallow = b"[" * MAX_PRETTY_DEPTH + b"]" * MAX_PRETTY_DEPTH
+    assert render_payload(shallow).kind == "json"
+    assert render_payload(b'{"a": ' + shallow + b"}").kind == "text"
 
 
 async def test_more_payload_stops_at_a_bound(console_dsn: str) -> None:

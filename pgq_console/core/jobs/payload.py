@@ -7,6 +7,11 @@ from dataclasses import dataclass
 
 # -- payload rendering (UI-free: lines of plain text) -----------------------------------------
 
+# Deeper JSON is shown as the text it is: pretty-printed, each level indents every line below
+# it (1,000 levels are megabytes of spaces), and whether it parses at all depends on Python's
+# recursion limit at that moment (a library may have raised it), so the view would vary.
+MAX_PRETTY_DEPTH = 100
+
 
 @dataclass(frozen=True)
 class RenderedPayload:
@@ -24,11 +29,11 @@ def render_payload(payload: bytes | None, *, truncated: bool = False) -> Rendere
         try:
             decoded = payload.decode("utf-8")
             parsed = json.loads(decoded)
-            pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
+            if nesting_depth(parsed) <= MAX_PRETTY_DEPTH:
+                pretty = json.dumps(parsed, indent=2, ensure_ascii=False)
+                return RenderedPayload("json", pretty)
         except (UnicodeDecodeError, ValueError, RecursionError):
-            pass  # RecursionError: nested too deeply to pretty-print; shown as text
-        else:
-            return RenderedPayload("json", pretty)
+            pass  # RecursionError: nested too deeply to parse; shown as text
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -40,6 +45,20 @@ def render_payload(payload: bytes | None, *, truncated: bool = False) -> Rendere
     if "\x00" in text:
         return RenderedPayload("hex", hex_dump(payload))
     return RenderedPayload("text", text)
+
+
+def nesting_depth(value: object) -> int:
+    """How deep lists and objects nest in parsed JSON (a scalar is 0), without recursion."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth + 1)
+            pending.extend((child, depth + 1) for child in item)
+    return deepest
 
 
 def hex_dump(data: bytes, width: int = 16) -> str:
