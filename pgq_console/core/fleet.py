@@ -31,6 +31,7 @@ from pgq_console.core.nagios import NagiosState
 from pgq_console.core.overview import Pacer
 from pgq_console.core.refresh_loop import backoff_delay
 from pgq_console.core.stats import fetch_depth, fetch_windows
+from pgq_console.core.text import error_line
 from pgq_console.core.workers import DEFAULT_STALE_AFTER, WorkerMemory, fetch_workers
 
 log = logging.getLogger(__name__)
@@ -136,10 +137,6 @@ def _closed(backend: Backend) -> bool:
     if callable(is_closed):  # asyncpg
         return bool(is_closed())
     return bool(getattr(connection, "closed", False) or getattr(connection, "broken", False))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def without_label(message: str, label: str) -> str:
@@ -280,10 +277,10 @@ class Watch:
             self._down(f"no answer within {CONNECT_TIMEOUT_S:g}s while connecting")
             return False
         except SchemaNotReady as exc:  # it answers: in error (no schema), not down
-            self._down(_one_line(exc), state=LinkState.ERROR)
+            self._down(error_line(exc), state=LinkState.ERROR)
             return False
         except Exception as exc:
-            self._down(_one_line(exc))
+            self._down(error_line(exc))
             return False
         self.backend = backend
         self._slow_due = 0.0
@@ -295,7 +292,7 @@ class Watch:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # polls instead; the row says it does not listen
-                log.warning("fleet %s: LISTEN failed: %s", self.member.key, _one_line(exc))
+                log.warning("fleet %s: LISTEN failed: %s", self.member.key, error_line(exc))
         self._replace(listening=listening)
         return True
 
@@ -314,11 +311,11 @@ class Watch:
         lost = ANY_DRIVER_ERRORS.connection_lost(exc)
         if lost or self.backend is None or _closed(self.backend):
             await self.close()
-            self._down(_one_line(exc))
+            self._down(error_line(exc))
             return
         self._failures += 1
         since = self.row.since if self.row.state is LinkState.ERROR and self.row.since else None
-        error = without_label(_one_line(exc), self.member.label)
+        error = without_label(error_line(exc), self.member.label)
         self._replace(state=LinkState.ERROR, since=since or self.clock.now(), error=error)
 
     # -- reading -------------------------------------------------------------------------------

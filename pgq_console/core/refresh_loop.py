@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 
 from pgq_console.core.clock import Clock
 from pgq_console.core.first_reading import FirstReading
+from pgq_console.core.text import error_line
 
 MAX_RETRY_S = 30.0
 MIN_RETRY_S = 0.5
@@ -57,10 +58,6 @@ async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def describe_outage(
     exc: BaseException,
     label: str,
@@ -73,7 +70,7 @@ def describe_outage(
     frozen = f"numbers below are from {last_ok_at:%H:%M:%S}" if last_ok_at else "no numbers yet"
     return (
         f"lost the connection to {label} at {lost_since:%H:%M:%S} "
-        f"({one_line(exc)[:80]}): {frozen}, live events missed; "
+        f"({error_line(exc, limit=80)}): {frozen}, live events missed; "
         f"retry {attempt} at {next_try_at:%H:%M:%S}"
     )
 
