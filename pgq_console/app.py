@@ -186,7 +186,7 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         if backend is not None and not backend.capabilities.can_read:
             from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 
-            self.push_screen(EnqueueOnlyScreen(backend))
+            self.push_screen(EnqueueOnlyScreen(backend, self.clock))
             return
         if backend is None:
             return

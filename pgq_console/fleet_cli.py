@@ -21,7 +21,7 @@ from pgq_console.core.errors import ConsoleError
 from pgq_console.core.fleet import Fleet, FleetRow, LinkState, Member, by_trouble
 from pgq_console.core.nagios import NagiosState, Threshold
 from pgq_console.core.target import display_dsn
-from pgq_console.core.text import printable
+from pgq_console.core.text import one_line, printable
 
 if TYPE_CHECKING:
     from pgq_console.app import PgqConsole
@@ -191,7 +191,7 @@ def installation_state(
     name = printable(row.label, limit=60).replace("|", "\\x7c")
     if row.state is not LinkState.UP:
         since = f" since {row.since:%H:%M}" if row.since else ""
-        cause = printable(" ".join((row.error or "").split()), limit=120).replace("|", "\\x7c")
+        cause = printable(one_line(row.error or ""), limit=120).replace("|", "\\x7c")
         return NagiosState.CRITICAL, [f"{name} {row.state.value}{since} ({cause})"]
     problems: list[tuple[NagiosState, str]] = []
     age = row.oldest_ready_s or 0.0

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import printable
+from pgq_console.core.text import one_line, printable
 
 if TYPE_CHECKING:
     from pgq_console.config import Settings
@@ -157,9 +157,7 @@ async def _why(
         except ConsoleError:
             raise
         except Exception as exc:
-            raise ConsoleError(
-                f"reading {backend.label} failed: {' '.join(str(exc).split())}"
-            ) from None
+            raise ConsoleError(f"reading {backend.label} failed: {one_line(exc)}") from None
     finally:
         await backend.close()
 
@@ -224,8 +222,6 @@ async def _bundle(
         except ConsoleError:
             raise
         except Exception as exc:
-            raise ConsoleError(
-                f"reading {backend.label} failed: {' '.join(str(exc).split())}"
-            ) from None
+            raise ConsoleError(f"reading {backend.label} failed: {one_line(exc)}") from None
     finally:
         await backend.close()

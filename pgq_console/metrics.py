@@ -28,6 +28,7 @@ from datetime import timedelta
 from pgq_console.config import Settings
 from pgq_console.core.backend import Backend
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -215,9 +216,7 @@ async def _collect_or_fail(backend: Backend, stale_after: timedelta) -> MetricsR
     except ConsoleError:
         raise
     except Exception as exc:
-        raise ConsoleError(
-            f"reading {backend.label} failed: {' '.join(str(exc).split())}"
-        ) from None
+        raise ConsoleError(f"reading {backend.label} failed: {one_line(exc)}") from None
 
 
 def snapshot(settings: Settings, *, openmetrics: bool, stale_after: str) -> int:

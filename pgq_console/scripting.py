@@ -31,13 +31,13 @@ from pgq_console.core.models import EntrypointRow
 from pgq_console.core.nagios import NagiosState as NagiosState  # scripts import it from here
 from pgq_console.core.nagios import Threshold as Threshold
 from pgq_console.core.target import DriverKind, dsn_parts
-from pgq_console.core.text import printable
+from pgq_console.core.text import one_line, printable
 
 DURATIONS_WINDOW = timedelta(minutes=5)
 
 
 def unknown_line(message: str) -> str:
-    return f"PGQ UNKNOWN - {printable(' '.join(message.split()))}"
+    return f"PGQ UNKNOWN - {printable(one_line(message))}"
 
 
 # -- durations and thresholds --------------------------------------------------------------
@@ -141,9 +141,7 @@ async def read(settings: Settings, stale_after: timedelta) -> Reading:
         except ConsoleError:
             raise
         except Exception as exc:
-            raise ConsoleError(
-                f"reading {backend.label} failed: {' '.join(str(exc).split())}"
-            ) from None
+            raise ConsoleError(f"reading {backend.label} failed: {one_line(exc)}") from None
         return Reading(backend.label, settings.target.profile, now, rows, stale, stale_after)
     finally:
         await backend.close()
@@ -300,7 +298,7 @@ def check(
     try:
         reading = asyncio.run(read(settings, stale_window))
     except ConsoleError as exc:
-        print(f"PGQ CRITICAL - {printable(' '.join(str(exc).split()))}")
+        print(f"PGQ CRITICAL - {printable(one_line(exc))}")
         return NagiosState.CRITICAL
     state, line = evaluate(reading, ages, failed, stale)
     print(line)

@@ -23,6 +23,7 @@ from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.job_detail import JobDetailScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.form_field import FieldRow
+from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import notifications_of, wait_until
 
@@ -320,3 +321,37 @@ def test_form_with_inline_errors_160x48(snap_compare: Any, form_dsn: str) -> Non
         await pilot.pause()
 
     assert snap_compare(console(form_dsn), terminal_size=(160, 48), run_before=run_before)
+
+
+async def test_the_enqueue_only_screen_says_a_lost_connection_on_the_consoles_clock(
+    form_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Polled by the shared loop: the outage line every screen shows, on the injected clock
+    (FixedClock here), backed off; the rows stay as last read; a good read clears it."""
+    app = console(form_dsn, DriverKind.PSYCOPG_SYNC)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+        screen = app.screen
+        assert isinstance(screen, EnqueueOnlyScreen)
+        assert screen.clock is app.clock
+        table = screen.query_one("#depth-table", LiveTable)
+        await wait_until(pilot, lambda: table.row_count > 0, what="the queue depth")
+        rows = table.row_count
+        backend = app.backend
+        assert backend is not None
+
+        async def gone() -> Any:
+            raise ConnectionResetError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(backend, "queue_size", gone)
+        screen.action_refresh_now()
+        banner = screen.query_one("#poll-banner", Static)
+        await wait_until(pilot, lambda: banner.display, what="the outage banner")
+        text = str(banner.render())
+        assert f"lost the connection to {LABEL} at {FIXED_NOW:%H:%M:%S}" in text
+        assert "retry 1 at" in text and "live events missed" in text
+        assert screen.loop.timing.lost and screen.loop.timing.retry_delay > 0
+        assert table.row_count == rows
+        monkeypatch.undo()
+        screen.action_refresh_now()
+        await wait_until(pilot, lambda: not banner.display, what="recovered")

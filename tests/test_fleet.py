@@ -10,6 +10,8 @@ import asyncio
 import json
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,6 +29,7 @@ from pgq_console.core.fleet import (
     by_trouble,
     without_label,
 )
+from pgq_console.core.refresh_loop import HIDDEN_RECHECK_S, MAX_RETRY_S
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.scripting import NagiosState
 from tests.conftest import drop_database, make_database
@@ -331,8 +334,6 @@ async def test_real_pgqueuer_traffic_shows_workers_and_events(
 
 def test_trouble_order_without_a_database() -> None:
     """Down (longest first), over threshold (oldest first), held growing, the rest by name."""
-    from datetime import UTC, datetime
-
     at = datetime(2026, 1, 1, 12, tzinfo=UTC)
     rows = [
         FleetRow("calm", "calm", state=LinkState.UP, oldest_ready_s=1.0),
@@ -589,3 +590,69 @@ def test_an_installation_without_the_schema_is_in_error_not_down(
         assert " error since " in line and "PgQueuer is not installed" in line
     finally:
         drop_database(server_dsn, bare)
+
+
+@dataclass
+class SteppedClock:
+    """The console's clock, moved only by the loop's waits: no test time passes."""
+
+    seconds: float = 100.0
+    waits: list[float] = field(default_factory=list)
+
+    def now(self) -> datetime:
+        return datetime(2026, 1, 1, 12, tzinfo=UTC) + timedelta(seconds=self.seconds)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        if event.is_set():
+            return True
+        self.waits.append(seconds)
+        self.seconds += seconds
+        await asyncio.sleep(0)
+        return False
+
+
+async def test_the_fleet_waits_on_the_consoles_clock_and_rests_while_not_seen() -> None:
+    """The shared refresh loop: nothing is read (not even a connect) while the fleet is not
+    seen; shown and woken, a refused installation is retried by the jittered backoff, timed by
+    the injected clock."""
+    clock = SteppedClock()
+    attempts: list[float] = []
+
+    async def refused() -> Backend:
+        attempts.append(clock.seconds)
+        raise ConnectionRefusedError("connection refused")
+
+    seen = False
+    fleet = Fleet(
+        [Member("one", "one", refused)],
+        clock,
+        interval_s=2.0,
+        visible=lambda: seen,
+        wait=clock.wait,
+    )
+    task = asyncio.create_task(fleet.run())
+    try:
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert attempts == [] and set(clock.waits) == {HIDDEN_RECHECK_S}
+        seen = True
+        fleet.wake()
+        for _ in range(200):
+            if len(attempts) >= 5:
+                break
+            await asyncio.sleep(0)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(attempts) >= 5
+    row = fleet.rows["one"]
+    # Down since the first refused attempt, on the console's clock.
+    assert row.state is LinkState.DOWN
+    assert row.since == datetime(2026, 1, 1, 12, tzinfo=UTC) + timedelta(seconds=attempts[0])
+    gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
+    for attempt, gap in enumerate(gaps, start=1):
+        step = min(MAX_RETRY_S, 2.0 * 2 ** (attempt - 1))
+        assert step / 2 <= gap <= step  # doubling from the interval, equal jitter

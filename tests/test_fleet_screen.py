@@ -15,7 +15,7 @@ from pgq_console.console_bundle import FLEET_BUNDLE
 from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import Clock, FixedClock, SystemClock
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.fleet import Member
+from pgq_console.core.fleet import DEFAULT_INTERVAL_S, Member
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.fleet_console import FLEET_MODE, FleetHost
 from pgq_console.screens.fleet import FleetScreen
@@ -128,6 +128,7 @@ async def test_rows_sorted_by_trouble_enter_opens_esc_and_0_come_back(
     app = fleet_console(databases, SystemClock())
     async with app.run_test(size=(140, 30)) as pilot:
         await _until_read(pilot)
+        fleet = fleet_screen(app).fleet
         table = app.screen.query_one("#fleet-table", LiveTable)
         # Down first, then the one whose oldest ready job is over its threshold, then calm.
         order = sorted(["search", "billing", "legacy"], key=table.get_row_index)
@@ -150,10 +151,16 @@ async def test_rows_sorted_by_trouble_enter_opens_esc_and_0_come_back(
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
         assert app.profile == "billing" and app.environment == Environment("PROD", "red")
         await until(pilot, lambda: has_row(app, "send_email"))
-        # esc returns to the fleet, which kept its rows.
+        # Nobody sees the fleet: its reads rest (an interval passes without one).
+        assert not fleet.visible()
+        read_at = fleet.rows["billing"].read_at
+        await pilot.pause(DEFAULT_INTERVAL_S + 0.5)
+        assert fleet.rows["billing"].read_at == read_at
+        # esc returns to the fleet, which kept its rows, and reads again at once.
         await pilot.press("escape")
         await until(pilot, lambda: app.current_mode == FLEET_MODE)
         assert table.row_count == 3
+        await until(pilot, lambda: fleet.rows["billing"].read_at != read_at, within=5)
         # Enter on the open one again: straight back to it; `0` from there: the fleet.
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, OverviewScreen))

@@ -431,3 +431,60 @@ async def test_keys_typed_in_one_burst_after_slash_go_into_the_filter(database_d
         await wait_until(pilot, lambda: line.value == "ep:" or app.screen is not screen)
         assert app.screen is screen
         assert app.focused is line
+
+
+def banner_of(app: PgqConsole, selector: str) -> str:
+    banner = app.screen.query_one(selector, Static)
+    return str(banner.render()) if banner.display else ""
+
+
+async def connection_gone(*_args: Any, **_kwargs: Any) -> Any:
+    raise ConnectionResetError("server closed the connection unexpectedly")
+
+
+async def test_a_lost_connection_on_the_jobs_screen_says_so_and_when_the_next_try_is(
+    seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Said as the other screens say it (the shared loop's outage line), backed off; a key
+    still reads at once, and the first good read clears it."""
+    from pgq_console.screens import jobs as jobs_module
+
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        screen = app.screen
+        assert isinstance(screen, JobsScreen)
+        monkeypatch.setattr(jobs_module, "fetch_page", connection_gone)
+        screen.request_refresh()
+        await wait_until(pilot, lambda: "lost the connection" in banner_of(app, "#jobs-error"))
+        text = banner_of(app, "#jobs-error")
+        assert f"lost the connection to {LABEL} at {FIXED_NOW:%H:%M:%S}" in text
+        assert "retry 1 at" in text and "bulk actions are off" in text
+        assert screen.loop.lost and screen.loop.retry_delay > 0  # backed off
+        assert table(app).row_count == 36  # the rows stay, as of when they were read
+        monkeypatch.undo()
+        screen.request_refresh()
+        await wait_until(pilot, lambda: banner_of(app, "#jobs-error") == "", what="recovered")
+        assert not screen.loop.lost and screen.loop.failures == 0
+
+
+async def test_a_lost_connection_on_the_failures_screen_says_so_and_when_the_next_try_is(
+    seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgq_console.screens import failures as failures_module
+
+    app = console(seeded)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        await pilot.press("3")
+        await wait_until(pilot, lambda: isinstance(app.screen, FailuresScreen))
+        screen = app.screen
+        assert isinstance(screen, FailuresScreen)
+        await wait_until(pilot, lambda: table(app, "#held-table").row_count == 4)
+        monkeypatch.setattr(failures_module, "fetch_page", connection_gone)
+        screen.request_refresh()
+        await wait_until(pilot, lambda: "lost the connection" in banner_of(app, "#failures-error"))
+        text = banner_of(app, "#failures-error")
+        assert f"lost the connection to {LABEL} at {FIXED_NOW:%H:%M:%S}" in text
+        assert "retry 1 at" in text and "bulk actions are off" in text
+        assert screen.loop.lost and screen.loop.retry_delay > 0

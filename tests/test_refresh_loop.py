@@ -6,6 +6,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -272,3 +273,66 @@ async def test_events_do_not_cut_a_backoff_short_but_a_request_does() -> None:
     loop.request_refresh()  # the operator asked
     await loop.wait_until_due()
     assert clock.waits == pytest.approx([delay])
+
+
+@dataclass
+class FakeErrors:
+    """A driver's classification: ConnectionError is a lost connection."""
+
+    def connection_lost(self, exc: BaseException) -> bool:
+        return isinstance(exc, ConnectionError)
+
+    def statement_cancelled(self, exc: BaseException) -> bool:
+        return False
+
+    def permission_denied(self, exc: BaseException) -> bool:
+        return isinstance(exc, PermissionError)
+
+    def connection_failed(self, exc: BaseException) -> bool:
+        return isinstance(exc, ConnectionError)
+
+
+@dataclass
+class FakeBackend:
+    label: str = "db1"
+    errors: FakeErrors = field(default_factory=FakeErrors)
+    statement_timeout: timedelta = timedelta(seconds=5)
+
+
+async def test_a_failed_read_is_classified_backed_off_and_worded_as_every_screen_words_it() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    backend: Any = FakeBackend()
+    await loop.wait_until_due()
+    loop.succeeded()  # data read at 12:00:00
+    clock.seconds += 5
+    text = loop.read_failed(ConnectionResetError("server closed\nthe connection"), backend)
+    assert loop.lost and loop.failures == 1 and loop.retry_delay > 0
+    assert text == loop.outage(ConnectionResetError("server closed the connection"), "db1")
+    assert text.startswith("lost the connection to db1 at 12:00:05 (server closed the connection)")
+    assert f"retry 1 at {loop.next_try_at:%H:%M:%S}" in text
+    # The server answers again, with an error: no outage, still backing off.
+    text = loop.read_failed(PermissionError("no\x1b[2J access"), backend)
+    assert not loop.lost and loop.failures == 2
+    assert text == "permission denied reading the queue tables: no\x1b[2J access"
+    assert loop.read_failed(ValueError(), backend) == "refresh failed: ValueError: ValueError"
+    loop.succeeded()
+    assert not loop.lost and loop.failures == 0
+
+
+async def test_run_says_whether_the_round_was_asked_for() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    asked: list[bool] = []
+
+    async def round_() -> None:
+        asked.append(loop.asked)
+        loop.succeeded()
+        if len(asked) == 2:
+            loop.request_refresh()
+        if len(asked) == 3:
+            raise asyncio.CancelledError
+
+    with pytest.raises(asyncio.CancelledError):
+        await loop.run(round_)
+    assert asked == [True, False, True]  # the first read, the interval's, the one asked for

@@ -13,11 +13,13 @@ from typing import Any
 import asyncpg
 import pytest
 from textual.pilot import Pilot
+from textual.screen import Screen
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.target import DriverKind, Installation
+from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.screens.workers import WorkersScreen
 from pgq_console.widgets.banner import Banner
@@ -62,7 +64,11 @@ async def live_overview(pilot: Pilot[Any]) -> OverviewScreen:
 
 
 def banner_text(screen: OverviewScreen) -> str:
-    banner = screen.query_one("#error-banner", Banner)
+    return banner_of(screen, "#error-banner")
+
+
+def banner_of(screen: Screen[Any], selector: str) -> str:
+    banner = screen.query_one(selector, Banner)
     return str(banner.render()) if banner.display else ""
 
 
@@ -88,6 +94,13 @@ async def restart_cycle(
             lambda: "lost the connection" in str(workers.query_one("#poll-banner").render()),
             within=30,
         )
+        # The Jobs screen too (its key reads fresh rows before it shows: that read fails).
+        await pilot.press("2")
+        await until(pilot, lambda: isinstance(pilot.app.screen, JobsScreen), within=30)
+        jobs = pilot.app.screen
+        await until(pilot, lambda: "lost the connection" in banner_of(jobs, "#jobs-error"), 30)
+        text = banner_of(jobs, "#jobs-error")
+        assert LABEL in text and "retry" in text
         await pilot.press("1")
         await until(pilot, lambda: pilot.app.screen is screen)
     await asyncio.to_thread(server.start)

@@ -13,6 +13,7 @@ from pgq_console.cli.parser import EXIT_UNKNOWN, EXIT_USAGE, UsageError, build_p
 from pgq_console.cli.run import EXIT_CRASH, load, run
 from pgq_console.cli.terminal import _exit_cleanly_on_hangup
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import one_line
 
 
 def print_paths() -> None:
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         from pgq_console.core.text import printable
 
         # argparse quotes the arguments it refuses as given: escape them like any output.
-        message = printable(" ".join(str(exc).split()))
+        message = printable(one_line(exc))
         if is_check:  # monitoring reads stdout
             print(f"PGQ UNKNOWN - {message}")
         else:
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         log.exception("unexpected error")
         from pgq_console.core.errors import scrub_dsn_passwords
 
-        cause = scrub_dsn_passwords(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        cause = scrub_dsn_passwords(f"{type(exc).__name__}: {one_line(exc)}")
         if args.command == "check":
             from pgq_console.scripting import unknown_line
 

@@ -15,6 +15,7 @@ from pgq_console.cli.logs import KNOWN_SECRETS, log, log_path, remember_secrets
 from pgq_console.cli.parser import cli_options
 from pgq_console.cli.terminal import require_terminal
 from pgq_console.core.errors import ConsoleError
+from pgq_console.core.text import one_line
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -132,14 +133,14 @@ def _app_exit(code: int, printed: str, secrets: tuple[str, ...]) -> int:
     if code == EXIT_CRASH:
         log.error("the console stopped on an unexpected error:\n%s", printed)
         lines = [line for line in printed.splitlines() if line.strip()]
-        cause = " ".join(lines[-1].split()) if lines else "unknown error"
+        cause = one_line(lines[-1]) if lines else "unknown error"
         print(
             f"pgq-console: error: the console crashed ({cause[:200]}); "
             f"the traceback is in {log_path()}",
             file=sys.stderr,
         )
         return EXIT_CRASH
-    message = " ".join(printed.split()) or f"exit status {code}"
+    message = one_line(printed) or f"exit status {code}"
     print(f"pgq-console: error: {message}", file=sys.stderr)
     return code
 

@@ -3,7 +3,9 @@
 Every installation has its own task: it connects (with a timeout), LISTENs where the path allows
 it, reads the cheap depth tier on every event and timer tick and the log windows and workers on
 a slower cadence, and on a lost connection backs off and reconnects on its own. An unreachable or
-slow installation therefore never delays the others: nothing waits on another task.
+slow installation therefore never delays the others: nothing waits on another task. When each
+round is due is the shared `RefreshLoop`'s (due time, events, jittered backoff, the injected
+clock; no reads while the fleet is not seen, `Fleet.visible`).
 
 Each refresh publishes one immutable `FleetRow`; `Fleet.sorted_rows()` orders them by trouble:
 down first, then oldest ready job over its threshold, then held (failed) jobs growing.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -29,8 +32,9 @@ from pgq_console.core.clock import Clock
 from pgq_console.core.errors import SchemaNotReady
 from pgq_console.core.nagios import NagiosState
 from pgq_console.core.overview import Pacer
-from pgq_console.core.refresh_loop import backoff_delay
+from pgq_console.core.refresh_loop import RefreshLoop, Wait, wait_for_event
 from pgq_console.core.stats import fetch_depth, fetch_windows
+from pgq_console.core.text import error_line
 from pgq_console.core.workers import DEFAULT_STALE_AFTER, WorkerMemory, fetch_workers
 
 log = logging.getLogger(__name__)
@@ -138,10 +142,6 @@ def _closed(backend: Backend) -> bool:
     return bool(getattr(connection, "closed", False) or getattr(connection, "broken", False))
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def without_label(message: str, label: str) -> str:
     """An installation's error without its own label: every place showing the error names the
     installation first ("u@h:5432/db down (cannot reach u@h:5432/db: ...)" said it twice). The
@@ -177,6 +177,9 @@ class Watch:
         listen: bool = True,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         slow_every_s: float = SLOW_EVERY_S,
+        visible: Callable[[], bool] = lambda: True,
+        wait: Wait = wait_for_event,
+        rng: random.Random | None = None,
     ) -> None:
         self.member = member
         self.slow_every_s = slow_every_s
@@ -194,37 +197,44 @@ class Watch:
             max_age_s=member.max_age_s,
         )
         self._reading = _Reading()
-        self._failures = 0
-        self._wake = asyncio.Event()
-        self._event_pending = False
-        self._slow_due = 0.0
-        self._last_end = 0.0
+        self._slow_due = float("-inf")  # the console's monotonic clock
         self._held_history: deque[tuple[float, int]] = deque()
         self.pacer = Pacer(COST_BUDGET, clock.monotonic())
         self.events_seen = 0
         self._workers = WorkerMemory(remember=WORKER_MEMORY)
+        # Every interval (longer when the depth reads cost more than the budget allows), an
+        # event at most every EVENT_GAP_S, backoff after a failure, nothing while not seen.
+        self.loop = RefreshLoop(
+            clock,
+            interval_s=interval_s,
+            visible=visible,
+            wait=wait,
+            rng=rng,
+            pace=self.pacer.depth_gap,
+            event_gap=lambda: max(EVENT_GAP_S, self.pacer.depth_gap()),
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                if self.backend is None and not await self._connect():
-                    await self._sleep(backoff_delay(self._failures, self.interval_s))
-                    continue
-                try:
-                    await self.refresh()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    await self._failed(exc)
-                    await self._sleep(backoff_delay(self._failures, self.interval_s))
-                    continue
-                self._last_end = loop.time()
-                await self._wait_next()
+            await self.loop.run(self._round)
         finally:
             await self.close()
+
+    async def _round(self) -> None:
+        """Connect when not connected, then read; a failure backs the loop off (`_down`,
+        `_failed`)."""
+        if self.backend is None and not await self._connect():
+            return
+        try:
+            await self.refresh()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self._failed(exc)
+            return
+        self.loop.succeeded()
 
     async def read_once(self) -> FleetRow:
         """Connect, read everything once, close: the one-shot modes (`fleet snapshot/check`)."""
@@ -247,29 +257,8 @@ class Watch:
                 await asyncio.wait_for(backend.close(), CLOSE_TIMEOUT_S)
 
     def request_refresh(self) -> None:
-        self._event_pending = True
-        self._wake.set()
-
-    async def _sleep(self, seconds: float) -> None:
-        self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._event_pending = False
-
-    async def _wait_next(self) -> None:
-        loop = asyncio.get_running_loop()
-        timer_due = self._last_end + max(self.interval_s, self.pacer.depth_gap())
-        while True:
-            now = loop.time()
-            due = timer_due
-            if self._event_pending:
-                due = min(due, self._last_end + max(EVENT_GAP_S, self.pacer.depth_gap()))
-            if now >= due:
-                break
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), due - now)
-        self._event_pending = False
+        """Read now (`r`), a backoff cut short."""
+        self.loop.request_refresh()
 
     async def _connect(self, *, listen: bool = True) -> bool:
         try:
@@ -280,13 +269,13 @@ class Watch:
             self._down(f"no answer within {CONNECT_TIMEOUT_S:g}s while connecting")
             return False
         except SchemaNotReady as exc:  # it answers: in error (no schema), not down
-            self._down(_one_line(exc), state=LinkState.ERROR)
+            self._down(error_line(exc), state=LinkState.ERROR)
             return False
         except Exception as exc:
-            self._down(_one_line(exc))
+            self._down(error_line(exc))
             return False
         self.backend = backend
-        self._slow_due = 0.0
+        self._slow_due = float("-inf")
         listening = False
         if listen and self.listen and backend.can_listen:
             try:
@@ -295,17 +284,17 @@ class Watch:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # polls instead; the row says it does not listen
-                log.warning("fleet %s: LISTEN failed: %s", self.member.key, _one_line(exc))
+                log.warning("fleet %s: LISTEN failed: %s", self.member.key, error_line(exc))
         self._replace(listening=listening)
         return True
 
     def _on_event(self, envelope: pgq_models.AnyEvent) -> None:
         self.events_seen += 1
-        if isinstance(envelope.root, pgq_models.TableChangedEvent) and not self._event_pending:
-            self.request_refresh()
+        if isinstance(envelope.root, pgq_models.TableChangedEvent):
+            self.loop.notify()  # a burst is one read, no sooner than EVENT_GAP_S after the last
 
     def _down(self, message: str, *, state: LinkState = LinkState.DOWN) -> None:
-        self._failures += 1
+        self.loop.failed(lost=state is LinkState.DOWN)
         since = self.row.since if self.row.down and self.row.since else self.clock.now()
         message = without_label(message, self.member.label)
         self._replace(state=state, since=since, error=message, listening=False)
@@ -314,11 +303,11 @@ class Watch:
         lost = ANY_DRIVER_ERRORS.connection_lost(exc)
         if lost or self.backend is None or _closed(self.backend):
             await self.close()
-            self._down(_one_line(exc))
+            self._down(error_line(exc))
             return
-        self._failures += 1
+        self.loop.failed(lost=False)
         since = self.row.since if self.row.state is LinkState.ERROR and self.row.since else None
-        error = without_label(_one_line(exc), self.member.label)
+        error = without_label(error_line(exc), self.member.label)
         self._replace(state=LinkState.ERROR, since=since or self.clock.now(), error=error)
 
     # -- reading -------------------------------------------------------------------------------
@@ -344,13 +333,12 @@ class Watch:
             (d.oldest_ready_since for d in depth.depth.values() if d.oldest_ready_since),
             default=None,
         )
-        loop_now = asyncio.get_running_loop().time()
-        if loop_now >= self._slow_due:
+        now = self.clock.monotonic()
+        if now >= self._slow_due:
             spent += await self._read_slow(backend)
-            self._slow_due = loop_now + self.slow_every_s
+            self._slow_due = now + self.slow_every_s
         ended = self.clock.monotonic()
         self.pacer.book(ended, spent)
-        self._failures = 0
         self._show(ended)
 
     async def _read_slow(self, backend: Backend) -> float:
@@ -369,7 +357,7 @@ class Watch:
         reading.errors_per_min = sum(w.exceptions_1m for w in windows.windows.values())
         reading.workers_alive = sum(1 for w in workers.workers if not w.dead(now, self.stale_after))
         reading.stale_jobs = workers.stale_total
-        mono = asyncio.get_running_loop().time()
+        mono = self.clock.monotonic()
         history = self._held_history
         history.append((mono, reading.held))
         while len(history) > 1 and history[1][0] <= mono - HELD_GROWTH_WINDOW_S:
@@ -422,6 +410,8 @@ class Fleet:
         listen: bool = True,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         slow_every_s: float = SLOW_EVERY_S,
+        visible: Callable[[], bool] = lambda: True,
+        wait: Wait = wait_for_event,
     ) -> None:
         self.members = tuple(members)
         keys = [member.key for member in self.members]
@@ -429,6 +419,9 @@ class Fleet:
             raise ValueError(f"fleet members need distinct keys: {keys}")
         self.clock = clock
         self.on_row = on_row
+        # Whether anyone sees the rows: the watches do not read while not (their screen sets it
+        # and `wake`s them when it is shown again).
+        self.visible = visible
         self.watches = {
             member.key: Watch(
                 member,
@@ -438,6 +431,8 @@ class Fleet:
                 listen=listen,
                 stale_after=stale_after,
                 slow_every_s=slow_every_s,
+                visible=lambda: self.visible(),
+                wait=wait,
             )
             for member in self.members
         }
@@ -455,6 +450,16 @@ class Fleet:
 
     def member(self, key: str) -> Member:
         return self.watches[key].member
+
+    def request_refresh(self) -> None:
+        """Read every installation now."""
+        for watch in self.watches.values():
+            watch.request_refresh()
+
+    def wake(self) -> None:
+        """Look at the visibility again: shown, a watch whose read is due reads at once."""
+        for watch in self.watches.values():
+            watch.loop.wake()
 
     async def run(self) -> None:
         """Watch every installation until cancelled; each is closed on the way out."""

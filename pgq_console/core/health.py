@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.actions import Action, ActionPreview
 from pgq_console.core.jobs.held import forget_held_index, held_index_name
+from pgq_console.core.text import error_line, one_line
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend, Tx
@@ -202,7 +203,7 @@ async def fetch_schema_status(backend: Backend) -> SchemaStatus:
         installed = await backend.queries.schema_is_installed()
         plan = await backend.queries.plan_upgrade() if installed else None
     except Exception as exc:
-        return SchemaStatus(False, (), (), installed_version, " ".join(str(exc).split())[:200])
+        return SchemaStatus(False, (), (), installed_version, error_line(exc, limit=200))
     return SchemaStatus(
         installed=installed,
         pending=tuple(plan.statements) if plan else (),
@@ -227,7 +228,7 @@ async def fetch_health(
             for r in await backend.read_heavy(sizes_sql(backend), *size_args)
         }
     except Exception as exc:  # a lock on a queue table: the rest of the screen still matters
-        sizes_problem = " ".join(str(exc).split())[:120] or type(exc).__name__
+        sizes_problem = error_line(exc, limit=120)
     schema = await fetch_schema_status(backend)
     held_index: HeldIndex | None = None
     try:
@@ -334,7 +335,7 @@ class SchemaAction(Action):
             matching=len(statements),
             ids=(),
             columns=("statement",),
-            sample=tuple((" ".join(s.split())[:120],) for s in statements[:5]),
+            sample=tuple((one_line(s, limit=120),) for s in statements[:5]),
             statement="\n\n".join(statements),
             predicate=f"{backend.installation.label} ({len(statements)} statements)",
             notes=tuple(notes),

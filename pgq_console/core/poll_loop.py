@@ -1,7 +1,7 @@
 """`PollLoop`: the refresh loop of a screen that shows one query's result, without LISTEN.
 
 It waits through the shared `RefreshLoop` (core/refresh_loop.py: wake-ups, visibility,
-backoff, outage text); `describe_refresh_error` words a failed read for every live screen.
+backoff, outage text), which also words a failed read the way every live screen does.
 """
 
 from __future__ import annotations
@@ -14,24 +14,7 @@ from typing import Generic, TypeVar
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
-from pgq_console.core.errors import ConsoleError
 from pgq_console.core.refresh_loop import RefreshLoop, Wait, wait_for_event
-from pgq_console.core.text import error_line
-
-
-def describe_refresh_error(exc: BaseException, backend: Backend) -> str:
-    errors = backend.errors
-    if isinstance(exc, ConsoleError):
-        return str(exc)
-    if errors.statement_cancelled(exc):
-        seconds = backend.statement_timeout.total_seconds()
-        return f"refresh took longer than the {seconds:g}s statement timeout; retrying"
-    if errors.permission_denied(exc):
-        return f"permission denied reading the queue tables: {error_line(exc)}"
-    if errors.connection_failed(exc):
-        return f"lost the connection to {backend.label}: {error_line(exc)}; retrying"
-    return f"refresh failed: {type(exc).__name__}: {error_line(exc)}"
-
 
 T = TypeVar("T")
 
@@ -95,12 +78,7 @@ class PollLoop(Generic[T]):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            lost = self.backend.errors.connection_lost(exc)
-            self.timing.failed(lost=lost)
-            if lost:
-                message = self.timing.outage(exc, self.backend.label)
-            else:
-                message = describe_refresh_error(exc, self.backend)
+            message = self.timing.read_failed(exc, self.backend)
             self._publish(
                 replace(
                     self.status,

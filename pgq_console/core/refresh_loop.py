@@ -11,8 +11,10 @@ Time comes from the injected `Clock`; the waiting itself from `wait` (by default
 `asyncio.Event` wait with a timeout). A wait that runs out means the read is due even when the
 clock did not move (a `FixedClock` in snapshots), so a frozen clock never stops the loop; a
 test passes a `wait` that moves its clock instead of sleeping. The loop never reads the
-database itself: the caller runs its round between `wait_until_due()` calls and reports how it
-went with `succeeded()` or `failed()`.
+database itself: `run(round_)` runs the caller's round whenever it is due (or the caller waits
+with `wait_until_due()`), and the round reports how it went with `succeeded()`, or with
+`read_failed(exc, backend)`: the driver's classification (a lost connection, or a failed read),
+the backoff, and the words every screen shows (`outage` or `describe_refresh_error`).
 
 Two additions serve a screen that pays for its reads out of a database budget and hears events
 (the overview): `pace()` is the least time between reads its cost allows, which stretches the
@@ -27,9 +29,15 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from pgq_console.core.clock import Clock
+from pgq_console.core.errors import ConsoleError
 from pgq_console.core.first_reading import FirstReading
+from pgq_console.core.text import error_line
+
+if TYPE_CHECKING:
+    from pgq_console.core.backend import Backend
 
 MAX_RETRY_S = 30.0
 MIN_RETRY_S = 0.5
@@ -57,8 +65,19 @@ async def wait_for_event(event: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def describe_refresh_error(exc: BaseException, backend: Backend) -> str:
+    """A failed read that is not a lost connection, in one line (see `RefreshLoop.read_failed`)."""
+    errors = backend.errors
+    if isinstance(exc, ConsoleError):
+        return str(exc)
+    if errors.statement_cancelled(exc):
+        seconds = backend.statement_timeout.total_seconds()
+        return f"refresh took longer than the {seconds:g}s statement timeout; retrying"
+    if errors.permission_denied(exc):
+        return f"permission denied reading the queue tables: {error_line(exc)}"
+    if errors.connection_failed(exc):
+        return f"lost the connection to {backend.label}: {error_line(exc)}; retrying"
+    return f"refresh failed: {type(exc).__name__}: {error_line(exc)}"
 
 
 def describe_outage(
@@ -73,7 +92,7 @@ def describe_outage(
     frozen = f"numbers below are from {last_ok_at:%H:%M:%S}" if last_ok_at else "no numbers yet"
     return (
         f"lost the connection to {label} at {lost_since:%H:%M:%S} "
-        f"({one_line(exc)[:80]}): {frozen}, live events missed; "
+        f"({error_line(exc, limit=80)}): {frozen}, live events missed; "
         f"retry {attempt} at {next_try_at:%H:%M:%S}"
     )
 
@@ -120,6 +139,7 @@ class RefreshLoop:
             read_ahead_after.when_arrived(self.wake)
         self.failures = 0
         self.retry_delay = 0.0
+        self.asked = False  # the round `run` runs now was asked for (`wait_until_due`'s answer)
         self.last_ok_at: datetime | None = None
         self.lost_since: datetime | None = None
         self.next_try_at: datetime | None = None
@@ -181,6 +201,18 @@ class RefreshLoop:
         self._due = self._ended + self.retry_delay
         return self.retry_delay
 
+    def read_failed(self, exc: BaseException, backend: Backend) -> str:
+        """A read failed: classified by the backend's driver (a lost connection is an outage,
+        anything else a failed read), backed off (`failed`); the line to show for it."""
+        lost = backend.errors.connection_lost(exc)
+        self.failed(lost=lost)
+        return self.outage(exc, backend.label) if lost else describe_refresh_error(exc, backend)
+
+    @property
+    def lost(self) -> bool:
+        """The last round lost the connection (until a round succeeds)."""
+        return self.lost_since is not None
+
     def outage(self, exc: BaseException, label: str) -> str:
         """The outage line after `failed(lost=True)`."""
         assert self.lost_since is not None and self.next_try_at is not None
@@ -236,5 +268,5 @@ class RefreshLoop:
     async def run(self, round_: Callable[[], Awaitable[None]]) -> None:
         """Run `round_` whenever it is due, forever; it reports through succeeded/failed."""
         while True:
-            await self.wait_until_due()
+            self.asked = await self.wait_until_due()
             await round_()

@@ -13,6 +13,7 @@ from urllib.parse import unquote
 
 from pgq_console.core import conninfo
 from pgq_console.core.errors import ConsoleError, scrub
+from pgq_console.core.text import one_line
 
 if TYPE_CHECKING:
     # Imported when an installation is selected: importing pgqueuer imports all of it (its
@@ -81,7 +82,7 @@ def dsn_parts(dsn: str) -> dict[str, str]:
         parsed = _conninfo_to_dict(dsn)
     except Exception as exc:  # psycopg raises ProgrammingError with libpq's own words
         # libpq echoes the DSN, whose password cannot be known when it does not parse.
-        detail = scrub(" ".join(str(exc).split()), (_password_in(dsn), *_password_by_place(dsn)))
+        detail = scrub(one_line(exc), (_password_in(dsn), *_password_by_place(dsn)))
         # A DSN too broken to parse still has its password in libpq's message (URI userinfo).
         detail = _URI_PASSWORD.sub(r"\1***@", detail)
         detail = _KV_PASSWORD.sub("password=***", detail)

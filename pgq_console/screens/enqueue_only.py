@@ -11,9 +11,8 @@ from textual.screen import Screen
 from textual.widgets import Static
 
 from pgq_console.core.backend import Backend
-from pgq_console.core.clock import Clock, SystemClock
-from pgq_console.core.errors import ConsoleError
-from pgq_console.core.refresh_loop import RefreshLoop
+from pgq_console.core.clock import Clock
+from pgq_console.core.poll_loop import PollLoop, PollStatus
 from pgq_console.core.text import printable
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
@@ -37,14 +36,24 @@ class EnqueueOnlyScreen(Screen[None]):
         Binding("a", "enable_autocommit", "Autocommit", show=False, id="autocommit"),
     ]
 
-    def __init__(self, backend: Backend, clock: Clock | None = None) -> None:
+    def __init__(self, backend: Backend, clock: Clock) -> None:
         super().__init__()
         self.backend = backend
-        # Polled whether or not the form is open over it; failures back off.
-        self.loop = RefreshLoop(clock or SystemClock(), interval_s=POLL_S)
+        self.clock = clock
+        # Polled whether or not the form is open over it; failures back off, and the banner
+        # says what every screen says (a lost connection, since when, the next try).
+        self.loop: PollLoop[list[QueueStatistics] | None] = PollLoop(
+            backend,
+            clock,
+            self._fetch,
+            on_result=self._show_depth,
+            on_status=self._show_status,
+            interval_s=POLL_S,
+        )
 
     def compose(self) -> ComposeResult:
         yield Banner(id="autocommit-banner")
+        yield Banner(id="poll-banner")
         yield ConnectionLine(id="connection-line")
         yield Static(Text(ENQUEUE_ONLY_TEXT), id="mode-banner")
         yield Static(" Queue depth (SyncQueries.queue_size, polled)", id="depth-title")
@@ -66,6 +75,7 @@ class EnqueueOnlyScreen(Screen[None]):
             self.backend.label, self.backend.kind.value, self.backend.installation.label
         )
         self._show_autocommit_banner()
+        self.query_one("#poll-banner", Banner).hide()
         self.poll_depth()
 
     def _show_autocommit_banner(self) -> None:
@@ -80,25 +90,24 @@ class EnqueueOnlyScreen(Screen[None]):
 
     @work(group="poll", exclusive=True, exit_on_error=False)
     async def poll_depth(self) -> None:
-        table = self.query_one("#depth-table", LiveTable)
-        while True:
-            await self.loop.wait_until_due()
-            if self.backend.autocommit_problem:
-                self.loop.succeeded()  # nothing to read until it is switched
-                continue
-            try:
-                stats = await self.backend.queue_size()
-            except ConsoleError as exc:
-                self.notify(str(exc), severity="warning", markup=False)
-                stats = []
-                self.loop.failed(lost=False)
-            except Exception as exc:  # a dropped connection must not end the poll
-                self.notify(f"queue size failed: {exc}", severity="error", markup=False)
-                stats = []
-                self.loop.failed(lost=self.backend.errors.connection_lost(exc))
-            else:
-                self.loop.succeeded()
-            self._apply(table, stats)
+        await self.loop.run()
+
+    async def _fetch(self) -> list[QueueStatistics] | None:
+        if self.backend.autocommit_problem:
+            return None  # nothing to read until it is switched
+        return await self.backend.queue_size()
+
+    def _show_depth(self, stats: list[QueueStatistics] | None) -> None:
+        if stats is not None:
+            self._apply(self.query_one("#depth-table", LiveTable), stats)
+
+    def _show_status(self, status: PollStatus) -> None:
+        # Rows stay as last read while a read fails: the banner says since when.
+        banner = self.query_one("#poll-banner", Banner)
+        if status.error:
+            banner.show(f"⚠ {status.error}", variant="error" if status.lost_since else "warning")
+        else:
+            banner.hide()
 
     @staticmethod
     def _apply(table: LiveTable, stats: list[QueueStatistics]) -> None:

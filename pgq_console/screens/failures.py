@@ -25,7 +25,6 @@ from pgq_console.core import actions
 from pgq_console.core.actions import Predicate
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
-from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import (
     HELD_FILTER,
     TREND_HOURS,
@@ -37,7 +36,7 @@ from pgq_console.core.jobs import (
     fetch_page,
 )
 from pgq_console.core.refresh_loop import RefreshLoop
-from pgq_console.core.text import error_line, printable
+from pgq_console.core.text import printable
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.screens.job_actions import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
 from pgq_console.screens.quiet_resume import QuietResume
@@ -148,6 +147,8 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
         self.read_error: str | None = "the list is still loading"  # until the first read
         self.held_index = False  # the held rows shown were read with the held-failures index
         self._first_read: FailuresLoaded | None = None  # read before the first paint
+        self._groups: FailureGroups | None = None  # the groups last read, and when
+        self._grouped_at = 0.0
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="failures-header")
@@ -232,32 +233,26 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
 
     @work(group="refresh", exclusive=True, exit_on_error=False)
     async def refresh_loop(self) -> None:
-        groups: FailureGroups | None = None
-        grouped_at = 0.0
-        while True:
-            # Asked for (the first read, a visit, an action): the groups are read again too.
-            woken = await self.loop.wait_until_due()
-            try:
-                held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
-                # Grouping reads regular expressions over the log: every GROUP_INTERVAL_S, or
-                # at once when asked (a visit, an action), not on every held-jobs refresh.
-                due = self.clock.monotonic() - grouped_at >= GROUP_INTERVAL_S
-                if groups is None or woken or due:
-                    groups = await fetch_failure_groups(
-                        self.backend, self.clock.now(), limit=GROUP_LIMIT
-                    )
-                    grouped_at = self.clock.monotonic()
-                self.post_message(FailuresLoaded(held, groups))
-                self.loop.succeeded()
-            except ConsoleError as exc:
-                self.post_message(FailuresLoaded(None, FailureGroups((), 0), str(exc)))
-                self.loop.failed(lost=False)
-            except Exception as exc:
-                text = error_line(exc)
-                self.post_message(
-                    FailuresLoaded(None, FailureGroups((), 0), f"cannot read failures: {text}")
+        await self.loop.run(self._refresh_round)
+
+    async def _refresh_round(self) -> None:
+        try:
+            held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
+            # Grouping reads regular expressions over the log: every GROUP_INTERVAL_S, or at
+            # once when asked (the first read, a visit, an action), not on every held-jobs read.
+            groups = self._groups
+            due = self.clock.monotonic() - self._grouped_at >= GROUP_INTERVAL_S
+            if groups is None or self.loop.asked or due:
+                groups = await fetch_failure_groups(
+                    self.backend, self.clock.now(), limit=GROUP_LIMIT
                 )
-                self.loop.failed(lost=self.backend.errors.connection_lost(exc))
+                self._groups, self._grouped_at = groups, self.clock.monotonic()
+        except Exception as exc:  # backed off, and said as every screen says it
+            error = self.loop.read_failed(exc, self.backend)
+            self.post_message(FailuresLoaded(None, FailureGroups((), 0), error))
+            return
+        self.loop.succeeded()
+        self.post_message(FailuresLoaded(held, groups))
 
     @on(FailuresLoaded)
     def show(self, message: FailuresLoaded) -> None:

@@ -1,7 +1,8 @@
 """The fleet (key 0): one row per installation, the ones in trouble on top.
 
 The rows come from `core.fleet.Fleet`, which this screen runs for as long as it exists (it stays
-alive while an installation's own console is on view, so `0` comes back to current numbers).
+alive while an installation's own console is on view; its reads rest then, and `0` wakes them, so
+it comes back to current numbers).
 Enter opens the selected installation's full console; esc there comes back here.
 """
 
@@ -96,6 +97,7 @@ class FleetScreen(Screen[None]):
         # there, as rows re-sort; once moved, it follows its installation.
         self._top_pinned = True
         fleet.on_row = self._row_changed
+        fleet.visible = lambda: self.is_current  # no reads while nobody sees the rows
 
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="fleet-summary")
@@ -107,6 +109,9 @@ class FleetScreen(Screen[None]):
         self.query_one("#fleet-table", LiveTable).focus()
         self._show()
         self.run_fleet()
+
+    def on_screen_resume(self) -> None:
+        self.fleet.wake()  # shown again: reads that fell due while hidden happen now
 
     @work(group="fleet", exclusive=True, exit_on_error=False)
     async def run_fleet(self) -> None:
@@ -241,8 +246,7 @@ class FleetScreen(Screen[None]):
             self._open(key)
 
     def action_refresh_now(self) -> None:
-        for watch in self.fleet.watches.values():
-            watch.request_refresh()
+        self.fleet.request_refresh()
 
 
 def _middle(text: str, limit: int) -> str:

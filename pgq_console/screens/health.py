@@ -20,7 +20,7 @@ from pgq_console.core.health import (
     Session,
     fetch_health,
 )
-from pgq_console.core.text import printable
+from pgq_console.core.text import one_line, printable
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.live_table import LiveTable
@@ -207,7 +207,7 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
             "state": Text(printable(session.state, limit=20)),
             "app": Text(printable(session.application_name or "?", limit=20)),
             "detail": Text(printable(detail, limit=30)),
-            "query": Text(printable(" ".join(session.query.split()), limit=60)),
+            "query": Text(printable(one_line(session.query), limit=60)),
         }
 
     def action_upgrade(self) -> None:

@@ -31,7 +31,7 @@ from pgq_console.core.jobs import (
     parse_filter,
 )
 from pgq_console.core.refresh_loop import RefreshLoop
-from pgq_console.core.text import error_line, printable
+from pgq_console.core.text import printable
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.screens.job_actions import JOB_BINDINGS, WRITE_ACTIONS, JobActionsMixin
 from pgq_console.screens.quiet_resume import QuietResume
@@ -179,18 +179,21 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
             self.show_jobs(message)
         else:
             self._first_page = message
-        self.loop.mark_fresh(self.interval_s / 2)
+        # Rows just read count for half an interval; after a failed read the loop's backoff
+        # stands (its banner says when the next try is).
+        self.loop.mark_fresh(
+            self.interval_s / 2 if message.error is None else self.loop.retry_delay
+        )
 
     @work(group="refresh", exclusive=True, exit_on_error=False)
     async def refresh_loop(self) -> None:
-        while True:
-            await self.loop.wait_until_due()
-            message = await self._read(append=False)
-            self.post_message(message)
-            if message.error is None:
-                self.loop.succeeded()
-            else:  # back off: a failing read is not retried at full speed
-                self.loop.failed(lost=False)
+        await self.loop.run(self._refresh_round)
+
+    async def _refresh_round(self) -> None:
+        message = await self._read(append=False)
+        if message.error is None:  # a failed read was reported to the loop by `_read`
+            self.loop.succeeded()
+        self.post_message(message)
 
     async def _load(self, *, append: bool) -> None:
         self.post_message(await self._read(append=append))
@@ -219,10 +222,10 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
                     newest_first=newest_first,
                     limit=min(max(PAGE_SIZE, loaded), REFRESH_WINDOW),
                 )
-        except ConsoleError as exc:
-            error = str(exc)
         except Exception as exc:
-            error = f"cannot read jobs: {error_line(exc)}"
+            # Any failed read (the loop's, a visit's, the next page's) backs the loop off and
+            # is said as every screen says it: a lost connection with its next try.
+            error = self.loop.read_failed(exc, self.backend)
         else:
             return JobsLoaded(page, job_filter.text, append, job_filter, generation=generation)
         empty = JobPage((), False, newest_first)

@@ -19,7 +19,7 @@ from textual.widgets import Static
 
 from pgq_console.core.backend import Backend
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import printable
+from pgq_console.core.text import one_line, printable
 from pgq_console.core.why import WhyResult, fact_text, why_entrypoint, why_job
 from pgq_console.widgets.footer import ConsoleFooter
 
@@ -89,7 +89,7 @@ class WhyScreen(Screen[None]):
     def show(self, message: WhyLoaded) -> None:
         reasons = self.query_one("#why-reasons", Static)
         if message.result is None:
-            reasons.update(Text(printable(" ".join((message.error or "").split())), style="bold"))
+            reasons.update(Text(printable(one_line(message.error or "")), style="bold"))
             return
         self.result = result = message.result
         text = Text()

@@ -36,6 +36,7 @@ from pgq_console.core.pooler import (
     startup_refused,
 )
 from pgq_console.core.target import DriverKind, Installation, Pooler
+from pgq_console.core.text import one_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -328,7 +329,7 @@ async def check_schema(backend: Backend) -> None:
         raise
     except Exception as exc:
         raise ConsoleError(
-            f"cannot inspect the PgQueuer schema on {backend.label}: {' '.join(str(exc).split())}"
+            f"cannot inspect the PgQueuer schema on {backend.label}: {one_line(exc)}"
         ) from None
     if not installed:
         raise SchemaNotReady(

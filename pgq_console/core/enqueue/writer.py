@@ -18,7 +18,7 @@ from pgq_console.core.backend import (
 )
 from pgq_console.core.enqueue.form import DEFAULT_BATCH_SIZE, EnqueueRequest
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import printable
+from pgq_console.core.text import error_line, printable
 
 # -- enqueueing ------------------------------------------------------------------------------
 
@@ -249,7 +249,7 @@ class Enqueuer:
         )
         with contextlib.suppress(OSError):
             audit.append(record)
-        detail = printable(" ".join(str(exc).split()) or type(exc).__name__, limit=120)
+        detail = printable(error_line(exc), limit=120)
         return (
             f"the outcome is unknown: the connection was lost before the reply ({detail}). "
             f"Re-read: {seen}. Submitting the same form again skips what was written"
@@ -335,5 +335,4 @@ def _describe(exc: Exception, request: EnqueueRequest) -> str:
 
     if isinstance(exc, DuplicateJobError) and request.dedupe_key is not None:
         return duplicate_message(request.dedupe_key)
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return printable(f"{type(exc).__name__}: {text}", limit=300)
+    return printable(f"{type(exc).__name__}: {error_line(exc)}", limit=300)

@@ -33,8 +33,7 @@ from pgq_console.core.depth import DepthTracker
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
 from pgq_console.core.overview.pacing import EVENT_DEBOUNCE_S, Pacer
 from pgq_console.core.overview.tiers import OverviewTiers
-from pgq_console.core.poll_loop import describe_refresh_error
-from pgq_console.core.refresh_loop import RefreshLoop, Wait, wait_for_event
+from pgq_console.core.refresh_loop import RefreshLoop, Wait, describe_refresh_error, wait_for_event
 from pgq_console.core.text import error_line
 
 log = logging.getLogger(__name__)
@@ -319,13 +318,12 @@ class Refresher:
         )
 
     async def _failed(self, exc: BaseException) -> None:
-        lost = self.backend.errors.connection_lost(exc)
-        self.timing.failed(lost=lost)
-        if not lost:
+        message = self.timing.read_failed(exc, self.backend)
+        if not self.timing.lost:
             self._publish(
                 replace(
                     self.status,
-                    error=describe_refresh_error(exc, self.backend),
+                    error=message,
                     failures=self.timing.failures,
                     next_try_at=self.timing.next_try_at,
                 )
@@ -340,7 +338,7 @@ class Refresher:
         self._publish(
             replace(
                 self.status,
-                error=self.timing.outage(exc, self.backend.label),
+                error=message,
                 lost_since=self.timing.lost_since,
                 next_try_at=self.timing.next_try_at,
                 failures=self.timing.failures,
