@@ -122,3 +122,28 @@ def test_no_import_cycles_even_through_function_local_imports() -> None:
 def test_the_cycle_finder_sees_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_messages_are_put_on_one_line_by_one_helper() -> None:
+    """`core.text.one_line` is the one place that folds a message onto one line: a copy of its
+    expression elsewhere drifts (one copy kept an empty message as "no problem")."""
+    package = Path(pgq_console.__file__).parent
+    copies = []
+    for path in sorted(package.rglob("*.py")):
+        if path == package / "core" / "text.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "join"
+                and isinstance(node.func.value, ast.Constant)
+                and node.func.value.value == " "
+                and len(node.args) == 1
+                and isinstance(node.args[0], ast.Call)
+                and isinstance(node.args[0].func, ast.Attribute)
+                and node.args[0].func.attr == "split"
+                and not node.args[0].args
+            ):
+                copies.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert copies == [], f"use core.text.one_line: {copies}"

@@ -25,7 +25,7 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAYLOAD_PAGE_BYTES, JobDetail, fetch_detail, render_payload
-from pgq_console.core.text import clipboard_text, printable
+from pgq_console.core.text import clipboard_text, one_line, printable
 from pgq_console.screens.action_confirm import confirm_write
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets import format as fmt
@@ -98,7 +98,7 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
     def show(self, message: DetailLoaded) -> None:
         if message.error:
             self.query_one("#detail-fields", Static).update(
-                Text(printable(" ".join(message.error.split())), style="bold")
+                Text(printable(one_line(message.error)), style="bold")
             )
             return
         self.detail = message.detail
