@@ -18,6 +18,7 @@ import pytest
 from textual.screen import Screen
 
 from pgq_console.app import PgqConsole
+from pgq_console.build_ahead import BUILT_AHEAD_MODES, ScreenModesApp
 from pgq_console.core.clock import FixedClock
 from tests.conftest import drop_database, make_database
 from tests.helpers import backend_for, enqueue, wait_until
@@ -73,3 +74,43 @@ async def test_quitting_during_first_visits_never_breaks_the_exit(
         (run, outcome) for run, outcome in zip(runs, outcomes, strict=True) if outcome != "ok"
     ]
     assert not failures, f"{len(failures)} of {BATCH} exits failed: {failures[:5]}"
+
+
+@pytest.mark.parametrize("mode", BUILT_AHEAD_MODES)
+async def test_quitting_while_a_screen_is_built_ahead(
+    mode: str, race_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quit lands exactly while `mode`'s screen is being built ahead (switched to off
+    screen and back, still mounting): the exit waits for it and ends cleanly, five times."""
+
+    async def slow_teardown(self: Screen[Any]) -> None:
+        await asyncio.sleep(0.02)
+
+    monkeypatch.setattr(Screen, "on_unmount", slow_teardown, raising=False)
+    build_ahead = ScreenModesApp._build_ahead
+    quit_while_mounting: list[str] = []
+
+    def build_then_quit(self: ScreenModesApp, modes: list[str]) -> None:
+        building = modes[0] if modes else None
+        build_ahead(self, modes)
+        if building == mode and self._mounting():
+            quit_while_mounting.append(building)
+            self.exit()
+
+    monkeypatch.setattr(ScreenModesApp, "_build_ahead", build_then_quit)
+
+    async def opener() -> Any:
+        return await backend_for(race_dsn)
+
+    for run in range(5):
+        app = PgqConsole(opener, clock=FixedClock(FIXED_NOW))
+        app.animation_level = "none"
+        async with app.run_test(size=(100, 24)) as pilot:
+            await wait_until(
+                pilot,
+                lambda run=run: len(quit_while_mounting) > run,  # type: ignore[misc]
+                within=60,
+                what=f"the quit during {mode}'s build ahead",
+            )
+        assert app.return_code == 0, (run, app.return_code)
+    assert quit_while_mounting == [mode] * 5
