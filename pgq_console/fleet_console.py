@@ -62,6 +62,9 @@ def show_fleet(app: KeyboardApp, host: FleetHost) -> None:
     app.switch_mode(FLEET_MODE)
 
 
+FLEET_JUMP = "screens show one installation: open the highlighted one with enter first"
+
+
 def fleet_hides(host: FleetHost | None, current_mode: str, action: str) -> bool:
     """`0` exists only in a console started on a fleet; on the fleet screen, `e` (which would
     enqueue into the installation opened last, not one the operator is looking at) does not."""

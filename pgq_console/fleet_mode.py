@@ -39,6 +39,16 @@ class FleetModeApp(KeyboardApp):
             return False
         return super().check_action(action, parameters)
 
+    def action_jump(self, key: str) -> None:
+        """Number keys on the fleet screen would show the installation opened last, not the
+        highlighted row (a requeue there acts on another database): they say to open one."""
+        from pgq_console.fleet_console import FLEET_JUMP, on_fleet_screen
+
+        if on_fleet_screen(self.fleet_host, self.current_mode):
+            self.notify(FLEET_JUMP, severity="warning", markup=False)
+            return
+        super().action_jump(key)
+
     def action_fleet(self) -> None:
         """`0`: the fleet screen, in a console started on several installations."""
         from pgq_console.fleet_console import to_fleet

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from datetime import UTC, datetime
+
 import asyncpg
 import psycopg
 import pytest
@@ -62,6 +65,55 @@ async def test_psycopg_sync_opens_the_enqueue_only_mode(database_dsn: str) -> No
             ]
             assert ["via_driver", "queued", "0", "3"] in rows
             assert not app.screen.query("OverviewTable")  # nothing that needs an async driver
+    finally:
+        await backend.close()
+
+
+async def test_the_enqueue_only_mode_reconnects_after_its_connection_is_killed(
+    database_dsn: str,
+) -> None:
+    """A server restart (here: its backend terminated) ended the sync connection for good: the
+    banner promised "retry N at" forever and enqueue said to restart the console. The console's
+    own connection is reopened: the banner clears, the depth reads again, and enqueue writes."""
+    from pgq_console.core.enqueue import Enqueuer, parse_enqueue_form
+
+    backend = await backend_for(database_dsn, DriverKind.PSYCOPG_SYNC)
+    assert isinstance(backend, SyncPsycopgBackend)
+
+    async def kill_console_connection() -> None:
+        pid = backend.connection.info.backend_pid
+        admin = await asyncpg.connect(database_dsn)
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+
+    app = PgqConsole(backend, refresh_interval=0.2)
+    try:
+        async with app.run_test(size=(120, 30)) as pilot:
+            await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+            screen = app.screen
+            assert isinstance(screen, EnqueueOnlyScreen)
+            table = screen.query_one("#depth-table")
+            await wait_until(pilot, lambda: table.row_count > 0)  # type: ignore[attr-defined]
+            first = backend.connection
+            await kill_console_connection()
+            banner = screen.query_one("#poll-banner")
+            await wait_until(pilot, lambda: banner.display, what="the outage banner")
+            assert "lost the connection" in str(banner.render())
+            screen.action_refresh_now()
+            await wait_until(pilot, lambda: not banner.display, what="recovered", within=20)
+            assert backend.connection is not first and not backend.connection.closed
+        # Killed again while nothing reads: the next enqueue reopens before it sends.
+        await kill_console_connection()
+        with contextlib.suppress(Exception):  # the first use finds the connection dead
+            await backend.queue_size()
+        request = parse_enqueue_form(
+            {"entrypoint": "after_kill", "payload_kind": "text", "payload": "x", "copies": "2"},
+            datetime.now(UTC),
+        )
+        result = await Enqueuer(backend).enqueue(request)
+        assert result.error is None and len(result.ids) == 2, result
     finally:
         await backend.close()
 

@@ -17,7 +17,7 @@ from pgq_console.core.clock import Clock, FixedClock, SystemClock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.fleet import DEFAULT_INTERVAL_S, Member
 from pgq_console.core.target import DriverKind, Installation
-from pgq_console.fleet_console import FLEET_MODE, FleetHost
+from pgq_console.fleet_console import FLEET_JUMP, FLEET_MODE, FleetHost
 from pgq_console.screens.fleet import FleetScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.live_table import LiveTable
@@ -182,6 +182,14 @@ async def test_rows_sorted_by_trouble_enter_opens_esc_and_0_come_back(
         await pilot.press("I")
         await until(pilot, lambda: FLEET_BUNDLE in said)
         assert app.bundle_path is None
+        # Nor do number keys show the installation opened last (billing) while the cursor is
+        # on another row: its Jobs screen names no database, and a requeue there hits billing.
+        await pilot.press("down")
+        await until(pilot, lambda: table.selected_key == "search")
+        await pilot.press("2")
+        await until(pilot, lambda: FLEET_JUMP in said)
+        await pilot.pause()
+        assert app.current_mode == FLEET_MODE and isinstance(app.screen, FleetScreen)
 
 
 async def test_an_unreachable_installation_cannot_be_opened(databases: tuple[str, str]) -> None:

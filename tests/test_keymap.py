@@ -91,6 +91,43 @@ def test_unknown_ids_are_named_with_the_nearest_known_one() -> None:
     assert keymap_problem({"quit": " , "}, known, "c.toml") == "c.toml: keymap: 'quit' has no keys"
 
 
+def test_a_key_no_terminal_sends_is_a_one_line_error() -> None:
+    # "ctrl+shift+banana" (or an escape sequence) was taken: the action it replaced was left
+    # with no key at all, and the escape sequence reached the terminal through the footer.
+    known = console_binding_ids()
+    down = "live-table.cursor-down"
+    assert keymap_problem({down: "ctrl+shift+banana"}, known, "c.toml") == (
+        f"c.toml: keymap: {down!r}: key 'ctrl+shift+banana': no such key"
+    )
+    escape = keymap_problem({"help": "\x1b[31m"}, known, "c.toml")
+    assert escape == "c.toml: keymap: 'help': key '\\x1b[31m': no such key"
+    assert "unknown modifier 'cmd'" in (keymap_problem({"quit": "cmd+q"}, known, "c") or "")
+    assert "no such key" in (keymap_problem({"quit": "ctrl+"}, known, "c") or "")
+    fine = "j,down,ctrl+q,R,question_mark,full_stop,plus,f5,shift+tab,space,escape,é"
+    assert keymap_problem({down: fine}, known, "c.toml") is None
+
+
+def test_every_default_key_of_the_console_passes_the_key_check() -> None:
+    from textual.binding import Binding
+    from textual.dom import DOMNode
+
+    from pgq_console.keymap import key_problem
+
+    console_binding_ids()  # imports every screen
+    keys: set[str] = set()
+    pending: list[type] = [DOMNode]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if not cls.__module__.startswith("pgq_console."):
+            continue
+        for binding in cls.__dict__.get("BINDINGS", ()):
+            key = binding.key if isinstance(binding, Binding) else binding[0]
+            keys.update(k.strip() for k in key.split(",") if k.strip())
+    assert len(keys) > 30
+    assert {key: key_problem(key) for key in keys if key_problem(key)} == {}
+
+
 def test_a_keymap_value_that_is_not_a_string_is_a_config_error(
     tmp_path: Path, keymap_dsn: str
 ) -> None:

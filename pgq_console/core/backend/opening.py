@@ -268,10 +268,12 @@ async def _connect(
     if kind is DriverKind.PSYCOPG:
         async_connection = await _psycopg_connect(dsn, autocommit=True, **params)
         return PsycopgBackend(async_connection, installation, label, owned=True)
-    sync_connection: psycopg.Connection[Any] = await asyncio.to_thread(
-        lambda: psycopg.connect(dsn, autocommit=True, **params)
-    )
-    return SyncPsycopgBackend(sync_connection, installation, label, owned=True)
+
+    def connect_sync() -> psycopg.Connection[Any]:
+        return psycopg.connect(dsn, autocommit=True, **params)
+
+    sync_connection = await asyncio.to_thread(connect_sync)
+    return SyncPsycopgBackend(sync_connection, installation, label, owned=True, reopen=connect_sync)
 
 
 POOL_OPEN_SIZE = 4

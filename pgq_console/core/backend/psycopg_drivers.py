@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from pgqueuer.domain import models as pgq_models
@@ -24,6 +24,7 @@ from pgq_console.core.backend.driver_errors import ConnectFailure, DriverErrors
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.pooler import ConnectOptions
 from pgq_console.core.target import APPLICATION_NAME, DriverKind, Installation
+from pgq_console.core.text import error_line
 
 if TYPE_CHECKING:
     import psycopg
@@ -325,15 +326,32 @@ class SyncPsycopgBackend(Backend):
         label: str,
         *,
         owned: bool = False,
+        reopen: Callable[[], psycopg.Connection[Any]] | None = None,
     ) -> None:
         super().__init__(installation, label)
         self.connection = connection
         self._owned = owned
+        # Opens a connection like the first one (the console opened it from a DSN); None for a
+        # connection the program handed in: that one is never replaced.
+        self._reopen = reopen
         self._lock = asyncio.Lock()
 
     @property
     def capabilities(self) -> Capabilities:
         return ENQUEUE_ONLY
+
+    def _connection_lost(self) -> bool:
+        return bool(self.connection.closed or self.connection.broken)
+
+    async def _reopen_if_lost(self) -> None:
+        """Under `_lock`: replace a closed or broken connection the console opened itself (a
+        server restart). Raises the driver's error while the server is still away."""
+        if self._reopen is None or not self._connection_lost():
+            return
+        fresh = await asyncio.to_thread(self._reopen)
+        old, self.connection = self.connection, fresh
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(old.close)
 
     @property
     def can_listen(self) -> bool:
@@ -414,14 +432,22 @@ class SyncPsycopgBackend(Backend):
     async def enqueue(self, *arguments: Any) -> list[int]:
         """pgqueuer's batch enqueue in a worker thread, under the lock every statement on this
         connection takes (the depth refresh reads from it meanwhile)."""
-        if self.connection.closed:
-            # The sync connection is never replaced: nothing can be sent, so the outcome is
-            # known (nothing written), unlike a reply lost on the way back.
-            raise ConsoleError(
-                "the connection to the database is lost: nothing was sent; "
-                "restart the console to reconnect"
-            )
         async with self._lock:
+            if self._connection_lost():
+                # Nothing can be sent on it, so the outcome is known (nothing written), unlike
+                # a reply lost on the way back. The console's own connection is reopened first.
+                if self._reopen is None:
+                    raise ConsoleError(
+                        "the connection to the database is lost: nothing was sent; "
+                        "restart the console to reconnect"
+                    )
+                try:
+                    await self._reopen_if_lost()
+                except Exception as exc:
+                    raise ConsoleError(
+                        "the connection to the database is lost and reconnecting failed "
+                        f"({error_line(exc)}): nothing was sent"
+                    ) from exc
             ids = await asyncio.to_thread(lambda: self.sync_queries().enqueue(*arguments))
             return [int(i) for i in ids]
 
@@ -430,6 +456,7 @@ class SyncPsycopgBackend(Backend):
         if self.autocommit_problem:
             raise ConsoleError(self.autocommit_problem)
         async with self._lock:
+            await self._reopen_if_lost()
             result: list[pgq_models.QueueStatistics] = await asyncio.to_thread(
                 lambda: self.sync_queries().queue_size()
             )
