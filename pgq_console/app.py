@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from pgqueuer.domain.settings import DBSettings
 from pgqueuer.domain.types import Channel
 from textual import work
+from textual.app import App
 from textual.binding import Binding
 from textual.dom import DOMNode
 
@@ -34,7 +35,7 @@ from pgq_console.core.consumers.capture import LoggingState
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.target import Installation
 from pgq_console.fleet_mode import FleetModeApp
-from pgq_console.keymap import binding_ids, keymap_problem
+from pgq_console.keymap import binding_ids, keymap_conflict, keymap_problem
 from pgq_console.themes import (
     VARIABLE_DEFAULTS,
     choose_theme,
@@ -44,8 +45,8 @@ from pgq_console.themes import (
 )
 
 
-def console_binding_ids() -> set[str]:
-    """Every binding id of the console's app, screens and widgets: what `[keymap]` may name."""
+def console_binding_classes() -> list[type]:
+    """The console's app, screen and widget classes that may declare bindings."""
     # Screens opened from others are imported where they open; all are needed here.
     import pgq_console.screens.action_confirm
     import pgq_console.screens.enqueue_form
@@ -58,7 +59,12 @@ def console_binding_ids() -> set[str]:
         pending.extend(cls.__subclasses__())
         if cls.__module__.startswith("pgq_console."):
             classes.append(cls)
-    return binding_ids(classes)
+    return classes
+
+
+def console_binding_ids() -> set[str]:
+    """Every binding id of the console's app, screens and widgets: what `[keymap]` may name."""
+    return binding_ids(console_binding_classes())
 
 
 if TYPE_CHECKING:
@@ -154,7 +160,11 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         if not keymap:
             return True
         assert settings is not None
-        problem = keymap_problem(keymap, console_binding_ids(), str(settings.config_path))
+        where = str(settings.config_path)
+        classes = console_binding_classes()
+        problem = keymap_problem(keymap, binding_ids(classes), where) or keymap_conflict(
+            keymap, type(self), [cls for cls in classes if not issubclass(cls, App)], where
+        )
         if problem:
             self.exit(message=problem, return_code=2)
             return False

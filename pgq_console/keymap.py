@@ -78,3 +78,50 @@ def keymap_problem(keymap: Mapping[str, str], known: Iterable[str], where: str) 
                 shown = key.encode("unicode_escape").decode("ascii")
                 return f"{where}: keymap: {binding_id!r}: key '{shown}': {problem}"
     return None
+
+
+def _bindings(cls: type) -> dict[str, tuple[str, list[str]]]:
+    """`cls`'s bindings over its bases, nearest first: a label (the id, else the action) to
+    its action and default keys."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    for klass in cls.__mro__:
+        for binding in klass.__dict__.get("BINDINGS", ()):
+            if isinstance(binding, tuple):
+                key, action, binding_id = binding[0], binding[1], None
+            else:
+                key, action, binding_id = binding.key, binding.action, binding.id
+            action = action.removeprefix("app.")  # a screen's `app.quit` is the app's `quit`
+            label = binding_id if isinstance(binding_id, str) else f"{action} (no id)"
+            keys = [k.strip() for k in key.split(",") if k.strip()]
+            found.setdefault(label, (action, keys))
+    return found
+
+
+def keymap_conflict(
+    keymap: Mapping[str, str], app: type, others: Iterable[type], where: str
+) -> str | None:
+    """One line naming a key the keymap gives to a binding while another binding active at
+    the same time (the app's, or the same screen's or widget's) keeps it for another action,
+    or None. Only keys the keymap sets are checked: a remapped key silently taking another
+    binding's place (say `"screen.2" = "q"`, and q no longer quits) is what this catches."""
+    app_bindings = _bindings(app)
+    groups = [app_bindings] + [{**app_bindings, **_bindings(cls)} for cls in others]
+    for group in groups:
+        owners: dict[str, list[tuple[str, str]]] = {}
+        for label, (action, defaults) in group.items():
+            keys = keymap.get(label)
+            effective = [k.strip() for k in keys.split(",")] if keys else defaults
+            for key in effective:
+                owners.setdefault(key, []).append((label, action))
+        for key, holders in owners.items():
+            for label, action in holders:
+                if label not in keymap:
+                    continue
+                other = next((o for o, a in holders if o != label and a != action), None)
+                if other is not None:
+                    shown = key.encode("unicode_escape").decode("ascii")
+                    return (
+                        f"{where}: keymap: {label!r} takes key '{shown}', "
+                        f"which {other!r} also uses: give one of them another key"
+                    )
+    return None

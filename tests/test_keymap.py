@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.app import App
 
-from pgq_console.app import console_binding_ids
+from pgq_console.app import PgqConsole, console_binding_classes, console_binding_ids
 from pgq_console.cli import make_app
 from pgq_console.config import CliOptions, ConfigError, Settings, load_settings, open_target
 from pgq_console.core.backend import Backend
-from pgq_console.keymap import keymap_problem
+from pgq_console.keymap import keymap_conflict, keymap_problem
 from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.live_table import LiveTable
@@ -75,6 +76,35 @@ async def test_an_unknown_binding_id_ends_the_console_with_one_line(
     tmp_path: Path, keymap_dsn: str
 ) -> None:
     settings = settings_with(tmp_path, keymap_dsn, '"overview.toggle-paws" = "z"')
+    app = app_for(settings)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_until(pilot, lambda: not app.is_running, what="the exit")
+    assert app.return_code == 2
+
+
+def test_a_key_taken_from_another_binding_is_a_one_line_error() -> None:
+    others = [cls for cls in console_binding_classes() if not issubclass(cls, App)]
+
+    def conflict(keymap: dict[str, str]) -> str | None:
+        return keymap_conflict(keymap, PgqConsole, others, "c.toml")
+
+    # q would open Jobs and quit no more: said, with both ids.
+    assert conflict({"screen.2": "q"}) == (
+        "c.toml: keymap: 'screen.2' takes key 'q', which 'quit' also uses: "
+        "give one of them another key"
+    )
+    assert conflict({"quit": "ctrl+q", "screen.2": "q"}) is None  # q freed first
+    assert conflict({"live-table.cursor-down": "n"}) is None
+    found = conflict({"live-table.cursor-down": "enter"})  # the table's select
+    assert found is not None and "'live-table.select'" in found
+    assert conflict({}) is None
+    assert conflict({"screen.2": "x", "overview.toggle-pause": "z"}) is None
+
+
+async def test_a_conflicting_keymap_ends_the_console_with_one_line(
+    tmp_path: Path, keymap_dsn: str
+) -> None:
+    settings = settings_with(tmp_path, keymap_dsn, '"screen.2" = "q"')
     app = app_for(settings)
     async with app.run_test(size=(100, 24)) as pilot:
         await wait_until(pilot, lambda: not app.is_running, what="the exit")
