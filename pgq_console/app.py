@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from pgqueuer.domain.settings import DBSettings
@@ -18,6 +18,7 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.dom import DOMNode
+from textual.screen import ModalScreen, Screen
 
 from pgq_console.build_ahead import ScreenModesApp
 from pgq_console.config import user_theme_dir
@@ -60,6 +61,17 @@ def console_binding_classes() -> list[type]:
         if cls.__module__.startswith("pgq_console."):
             classes.append(cls)
     return classes
+
+
+def console_keymap_problem(keymap: Mapping[str, str], app: type, where: str) -> str | None:
+    """What is wrong with `keymap` for the console app `app` (an unknown id, a key no
+    terminal sends, a key taken from another binding), in one line, or None."""
+    classes = console_binding_classes()
+    screens = [c for c in classes if issubclass(c, Screen) and not issubclass(c, ModalScreen)]
+    others = [c for c in classes if not issubclass(c, App) and c not in screens]
+    return keymap_problem(keymap, binding_ids(classes), where) or keymap_conflict(
+        keymap, app, screens, others, where
+    )
 
 
 def console_binding_ids() -> set[str]:
@@ -160,11 +172,7 @@ class PgqConsole(FleetModeApp, ScreenModesApp):
         if not keymap:
             return True
         assert settings is not None
-        where = str(settings.config_path)
-        classes = console_binding_classes()
-        problem = keymap_problem(keymap, binding_ids(classes), where) or keymap_conflict(
-            keymap, type(self), [cls for cls in classes if not issubclass(cls, App)], where
-        )
+        problem = console_keymap_problem(keymap, type(self), str(settings.config_path))
         if problem:
             self.exit(message=problem, return_code=2)
             return False

@@ -98,14 +98,23 @@ def _bindings(cls: type) -> dict[str, tuple[str, list[str]]]:
 
 
 def keymap_conflict(
-    keymap: Mapping[str, str], app: type, others: Iterable[type], where: str
+    keymap: Mapping[str, str],
+    app: type,
+    screens: Iterable[type],
+    others: Iterable[type],
+    where: str,
 ) -> str | None:
-    """One line naming a key the keymap gives to a binding while another binding active at
-    the same time (the app's, or the same screen's or widget's) keeps it for another action,
-    or None. Only keys the keymap sets are checked: a remapped key silently taking another
-    binding's place (say `"screen.2" = "q"`, and q no longer quits) is what this catches."""
+    """One line naming a key the keymap gives to a binding while another one keeps it for
+    another action in the same place, or None: in one class (the app, a screen, a widget, a
+    dialog), or a screen's binding over one of the app's own (both with ids; the screen's
+    would win and the app's key be lost there). A widget's or dialog's binding shadowing the
+    app's is how Textual's defaults work already, and is not one. Only keys the keymap sets
+    are checked: `"screen.2" = "q"` (q opens Jobs and quits no more) is what this catches."""
     app_bindings = _bindings(app)
-    groups = [app_bindings] + [{**app_bindings, **_bindings(cls)} for cls in others]
+    app_own = {label: b for label, b in app_bindings.items() if not label.endswith("(no id)")}
+    groups = [app_bindings]
+    groups += [{**app_own, **_bindings(cls)} for cls in screens]
+    groups += [_bindings(cls) for cls in others]
     for group in groups:
         owners: dict[str, list[tuple[str, str]]] = {}
         for label, (action, defaults) in group.items():

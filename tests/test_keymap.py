@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.app import App
 
-from pgq_console.app import PgqConsole, console_binding_classes, console_binding_ids
+from pgq_console.app import PgqConsole, console_binding_ids, console_keymap_problem
 from pgq_console.cli import make_app
 from pgq_console.config import CliOptions, ConfigError, Settings, load_settings, open_target
 from pgq_console.core.backend import Backend
-from pgq_console.keymap import keymap_conflict, keymap_problem
+from pgq_console.keymap import keymap_problem
 from pgq_console.screens.jobs import JobsScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.live_table import LiveTable
@@ -83,10 +82,8 @@ async def test_an_unknown_binding_id_ends_the_console_with_one_line(
 
 
 def test_a_key_taken_from_another_binding_is_a_one_line_error() -> None:
-    others = [cls for cls in console_binding_classes() if not issubclass(cls, App)]
-
     def conflict(keymap: dict[str, str]) -> str | None:
-        return keymap_conflict(keymap, PgqConsole, others, "c.toml")
+        return console_keymap_problem(keymap, PgqConsole, "c.toml")
 
     # q would open Jobs and quit no more: said, with both ids.
     assert conflict({"screen.2": "q"}) == (
@@ -97,8 +94,14 @@ def test_a_key_taken_from_another_binding_is_a_one_line_error() -> None:
     assert conflict({"live-table.cursor-down": "n"}) is None
     found = conflict({"live-table.cursor-down": "enter"})  # the table's select
     assert found is not None and "'live-table.select'" in found
+    found = conflict({"job.requeue": "q"})  # a screen's key over the app's quit
+    assert found is not None and "'quit'" in found
     assert conflict({}) is None
     assert conflict({"screen.2": "x", "overview.toggle-pause": "z"}) is None
+    # The README's example; a dialog's own keys (n: no) may shadow the app's, as by default.
+    example = {"quit": "ctrl+q", "screen.2": "x", "cursor.down": "j,down", "job.requeue": "ctrl+r"}
+    assert conflict(example) is None
+    assert conflict({"cursor.down": "n"}) is None
 
 
 async def test_a_conflicting_keymap_ends_the_console_with_one_line(
