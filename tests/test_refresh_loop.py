@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from pgq_console.core.backend.base import Capabilities
 from pgq_console.core.clock import FixedClock
 from pgq_console.core.refresh_loop import (
     HIDDEN_RECHECK_S,
@@ -116,6 +117,19 @@ async def test_the_outage_line_says_since_when_from_when_and_the_next_try() -> N
     )
     loop.failed(lost=False)  # the server answers again, with an error: not an outage
     assert loop.lost_since is None
+
+
+async def test_a_long_outage_error_keeps_its_reason_and_a_loop_without_events_says_none() -> None:
+    clock = ManualClock()
+    loop = make_loop(clock)
+    loop.failed(lost=True)
+    socket = "/tmp/pgq-demo-abcdefgh/pgdata/a-long-directory-name/.s.PGSQL.5432"
+    error = OSError(f'connection to server on socket "{socket}" failed: No such file or directory')
+    text = loop.outage(error, "db1", listens=False)
+    assert "…" in text and "failed: No such file or directory)" in text  # libpq's reason
+    assert "connection to server on socket" in text
+    assert "live events" not in text
+    assert "live events missed" in loop.outage(error, "db1")
 
 
 async def test_a_hidden_screen_does_not_read_until_it_is_seen_again() -> None:
@@ -297,6 +311,7 @@ class FakeBackend:
     label: str = "db1"
     errors: FakeErrors = field(default_factory=FakeErrors)
     statement_timeout: timedelta = timedelta(seconds=5)
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
 
 async def test_a_failed_read_is_classified_backed_off_and_worded_as_every_screen_words_it() -> None:

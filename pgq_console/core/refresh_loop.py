@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.first_reading import FirstReading
-from pgq_console.core.text import error_line
+from pgq_console.core.text import error_line, middle_cut
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
@@ -87,12 +87,16 @@ def describe_outage(
     last_ok_at: datetime | None,
     next_try_at: datetime,
     attempt: int,
+    *,
+    listens: bool = True,
 ) -> str:
-    """One line for the banner: what is lost, since when, and when the console tries again."""
+    """One line for the banner: what is lost, since when, and when the console tries again.
+    The error keeps its end when cut (libpq puts the reason after the socket's path)."""
     frozen = f"numbers below are from {last_ok_at:%H:%M:%S}" if last_ok_at else "no numbers yet"
+    missed = ", live events missed" if listens else ""
     return (
         f"lost the connection to {label} at {lost_since:%H:%M:%S} "
-        f"({error_line(exc, limit=80)}): {frozen}, live events missed; "
+        f"({middle_cut(error_line(exc), 100)}): {frozen}{missed}; "
         f"retry {attempt} at {next_try_at:%H:%M:%S}"
     )
 
@@ -206,18 +210,26 @@ class RefreshLoop:
         anything else a failed read), backed off (`failed`); the line to show for it."""
         lost = backend.errors.connection_lost(exc)
         self.failed(lost=lost)
-        return self.outage(exc, backend.label) if lost else describe_refresh_error(exc, backend)
+        if not lost:
+            return describe_refresh_error(exc, backend)
+        return self.outage(exc, backend.label, listens=backend.capabilities.can_listen)
 
     @property
     def lost(self) -> bool:
         """The last round lost the connection (until a round succeeds)."""
         return self.lost_since is not None
 
-    def outage(self, exc: BaseException, label: str) -> str:
+    def outage(self, exc: BaseException, label: str, *, listens: bool = True) -> str:
         """The outage line after `failed(lost=True)`."""
         assert self.lost_since is not None and self.next_try_at is not None
         return describe_outage(
-            exc, label, self.lost_since, self.last_ok_at, self.next_try_at, self.failures
+            exc,
+            label,
+            self.lost_since,
+            self.last_ok_at,
+            self.next_try_at,
+            self.failures,
+            listens=listens,
         )
 
     # -- waiting ----------------------------------------------------------------------------

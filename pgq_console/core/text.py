@@ -61,6 +61,14 @@ def one_line(value: object, *, limit: int | None = None) -> str:
     return text if limit is None else text[:limit]
 
 
+def middle_cut(text: str, limit: int) -> str:
+    """`text`, or when longer than `limit` its start and end with "…" between them."""
+    if len(text) <= limit:
+        return text
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]}"
+
+
 def error_line(exc: BaseException, *, limit: int | None = None) -> str:
     """An exception's message on one line, or its type's name when it has none."""
     return one_line(exc, limit=limit) or type(exc).__name__[:limit]
