@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,3 +129,25 @@ def test_help_160x48(snap_compare: Any, seeded_dsn: str, overview_only: None) ->
 
     app = console(opener_for(seeded_dsn))
     assert snap_compare(app, terminal_size=(160, 48), run_before=open_help)
+
+
+async def test_help_shows_the_keys_in_use_after_a_keymap(tmp_path: Path, seeded_dsn: str) -> None:
+    """After `[keymap]` remaps a screen key and a list key, help names the new keys (it
+    printed the defaults: '2 Jobs', 'j/k'), and no list keys a screen does not have."""
+    from tests.helpers import wait_until
+    from tests.test_keymap import app_for, settings_with
+
+    settings = settings_with(tmp_path, seeded_dsn, '"screen.2" = "x"\n"cursor.down" = "n"')
+    app = app_for(settings)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.current_mode == "overview", what="overview")
+        app.action_help()
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, HelpScreen) and bool(app.screen.query("#help-text")),
+            what="help",
+        )
+        text = help_text(app)
+        assert "x Jobs" in text and "2 Jobs" not in text
+        assert "n/k" in text and "j/k" not in text
+        assert "mark" not in text.split("What the columns")[0]  # the overview marks nothing

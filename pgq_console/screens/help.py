@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
@@ -27,7 +28,17 @@ from pgq_console.widgets.footer import ConsoleFooter
 
 # Textual's own bindings that are no keys an operator needs to learn here.
 _INTERNAL_ACTIONS = {"app.focus_next", "app.focus_previous", "focus_next", "focus_previous"}
-_TABLE_HINT = "j/k ↑/↓ move · g/G top/bottom · enter open · space mark · / filter · esc back"
+# The one-line list hint: (binding ids shown as a pair, what they do), each part shown only
+# when the screen under the help has those bindings, with the keys in use (`[keymap]`).
+_TABLE_HINT: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("cursor.down", "cursor.up"), ""),
+    (("live-table.cursor-up", "live-table.cursor-down"), "move"),
+    (("cursor.top", "cursor.bottom"), "top/bottom"),
+    (("live-table.select",), "open"),
+    (("job.mark",), "mark"),
+    (("jobs.filter",), "filter"),
+    (("back",), "back"),
+)
 
 
 def screen_title(app: App[Any], screen: Screen[Any]) -> str:
@@ -51,6 +62,32 @@ def _section(node: DOMNode, screen: Screen[Any], app: App[Any]) -> str:
     if node is screen:
         return "screen"
     return "focused"
+
+
+def keys_by_id(app: App[Any], screen: Screen[Any]) -> dict[str, list[str]]:
+    """The keys in use (as shown) of each binding id active on `screen`."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for active in screen.active_bindings.values():
+        binding_id = active.binding.id
+        if binding_id:
+            display = app.get_key_display(active.binding).replace("⏎", "enter")
+            if display not in found[binding_id]:
+                found[binding_id].append(display)
+    return found
+
+
+def list_hint(keys: Mapping[str, list[str]]) -> str:
+    """`j/k ↑/↓ move · g/G top/bottom · …` for the list keys the screen has."""
+    parts: list[str] = []
+    pending = ""
+    for ids, does in _TABLE_HINT:
+        shown = "/".join(" ".join(keys[i]) for i in ids if keys.get(i))
+        if shown:
+            pending = f"{pending} {shown}".strip()
+        if does and pending:
+            parts.append(f"{pending} {does}")
+            pending = ""
+    return " · ".join(parts)
 
 
 def grouped_bindings(app: App[Any], screen: Screen[Any]) -> dict[str, list[tuple[str, str, bool]]]:
@@ -129,7 +166,10 @@ class HelpScreen(ModalScreen[None]):
             row(keys, description, enabled)
         if not own:
             row("", "no keys of its own")
-        table.add_row("", Text(_TABLE_HINT, style=muted))
+        in_use = keys_by_id(app, self.origin)
+        hint = list_hint(in_use)
+        if hint:
+            table.add_row("", Text(hint, style=muted))
         glossary: tuple[tuple[str, str], ...] = getattr(self.origin, "GLOSSARY", ())
         if glossary:
             heading("What the columns and states mean")
@@ -139,7 +179,8 @@ class HelpScreen(ModalScreen[None]):
         screens = Text()
         for spec in navigation.SCREENS:
             here = app.current_mode == spec.mode
-            screens.append(spec.key, style=f"bold {key_style}")
+            key = " ".join(in_use.get(f"screen.{spec.key}", [])) or "–"
+            screens.append(key, style=f"bold {key_style}")
             screens.append(f" {spec.title}", style="reverse" if here else "")
             screens.append("   ")
         table.add_row("", screens)
