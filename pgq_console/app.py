@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
+import pkgutil
 import signal
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -18,7 +20,6 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.dom import DOMNode
-from textual.screen import ModalScreen, Screen
 
 from pgq_console.build_ahead import ScreenModesApp
 from pgq_console.config import user_theme_dir
@@ -48,11 +49,11 @@ from pgq_console.themes import (
 
 def console_binding_classes() -> list[type]:
     """The console's app, screen and widget classes that may declare bindings."""
-    # Screens opened from others are imported where they open; all are needed here.
-    import pgq_console.screens.action_confirm
-    import pgq_console.screens.enqueue_form
-    import pgq_console.screens.job_detail  # noqa: F401
+    # Screens are imported where they are first opened; every one is needed here.
+    import pgq_console.screens
 
+    for module in pkgutil.iter_modules(pgq_console.screens.__path__, "pgq_console.screens."):
+        importlib.import_module(module.name)
     classes: list[type] = []
     pending: list[type] = [DOMNode]
     while pending:
@@ -65,12 +66,11 @@ def console_binding_classes() -> list[type]:
 
 def console_keymap_problem(keymap: Mapping[str, str], app: type, where: str) -> str | None:
     """What is wrong with `keymap` for the console app `app` (an unknown id, a key no
-    terminal sends, a key taken from another binding), in one line, or None."""
+    terminal sends, a key taken from another binding of the same class), in one line."""
     classes = console_binding_classes()
-    screens = [c for c in classes if issubclass(c, Screen) and not issubclass(c, ModalScreen)]
-    others = [c for c in classes if not issubclass(c, App) and c not in screens]
+    others = [cls for cls in classes if not issubclass(cls, App)]
     return keymap_problem(keymap, binding_ids(classes), where) or keymap_conflict(
-        keymap, app, screens, others, where
+        keymap, [app, *others], where
     )
 
 

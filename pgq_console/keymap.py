@@ -97,27 +97,15 @@ def _bindings(cls: type) -> dict[str, tuple[str, list[str]]]:
     return found
 
 
-def keymap_conflict(
-    keymap: Mapping[str, str],
-    app: type,
-    screens: Iterable[type],
-    others: Iterable[type],
-    where: str,
-) -> str | None:
-    """One line naming a key the keymap gives to a binding while another one keeps it for
-    another action in the same place, or None: in one class (the app, a screen, a widget, a
-    dialog), or a screen's binding over one of the app's own (both with ids; the screen's
-    would win and the app's key be lost there). A widget's or dialog's binding shadowing the
-    app's is how Textual's defaults work already, and is not one. Only keys the keymap sets
-    are checked: `"screen.2" = "q"` (q opens Jobs and quits no more) is what this catches."""
-    app_bindings = _bindings(app)
-    app_own = {label: b for label, b in app_bindings.items() if not label.endswith("(no id)")}
-    groups = [app_bindings]
-    groups += [{**app_own, **_bindings(cls)} for cls in screens]
-    groups += [_bindings(cls) for cls in others]
-    for group in groups:
+def keymap_conflict(keymap: Mapping[str, str], classes: Iterable[type], where: str) -> str | None:
+    """One line naming a key the keymap gives to a binding while another binding of the same
+    class (the app, a screen, a widget, a dialog) keeps it for another action, or None: one
+    of the two would be lost without a word (`"screen.2" = "q"`: q opens Jobs and quits no
+    more). A screen's or widget's key over one of the app's is how Textual's defaults work
+    already (the nearer one wins there), and is not one. Only keys the keymap sets count."""
+    for cls in classes:
         owners: dict[str, list[tuple[str, str]]] = {}
-        for label, (action, defaults) in group.items():
+        for label, (action, defaults) in _bindings(cls).items():
             keys = keymap.get(label)
             effective = [k.strip() for k in keys.split(",")] if keys else defaults
             for key in effective:
