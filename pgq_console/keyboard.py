@@ -78,6 +78,8 @@ class KeyboardApp(App[None]):
         # Shown once the app runs (config warnings such as a password readable by others).
         self.startup_warnings: list[str] = []
         self._switching = False
+        # What a quit under way is waiting for (draining consumers, stopping an enqueue).
+        self._quitting_because = ""
         self._owns_backend = False  # set once a profile switch opened the backend in use
 
     def on_key(self, event: Key) -> None:
@@ -187,7 +189,9 @@ class KeyboardApp(App[None]):
         a `DrainingGuard` (running consumers) asks its own question and is drained (their
         running jobs finish) before the exit."""
         if any(worker.group == "quit" and worker.is_running for worker in self.workers):
-            return  # already asking, or draining
+            if self._quitting_because:  # draining or stopping: say so, a key is not lost
+                self.notify(f"Already quitting: {self._quitting_because}", markup=False)
+            return  # already asking (the dialog has the keys), or draining
         self._quit_flow()
 
     @work(group="quit", exit_on_error=False)
@@ -198,7 +202,9 @@ class KeyboardApp(App[None]):
         if stoppable:
             if not await self._ask(QUIT_QUESTION, stoppable, yes="Quit", no="Stay"):
                 return
+            self._quitting_because = "stopping the enqueue after its batch in flight"
             reports = await context.quit_guards.stop_stoppable()
+            self._quitting_because = ""
             for report in reports:
                 self.notify(report, markup=False, timeout=30)
         other = context.quit_guards.plain_reason()
@@ -209,7 +215,11 @@ class KeyboardApp(App[None]):
             if not await self._ask(asked.question, asked.detail, yes=asked.yes, no="Stay"):
                 return
             self.notify(asked.draining, markup=False, timeout=30)
-            await guard.drain()
+            self._quitting_because = asked.draining
+            try:
+                await guard.drain()
+            finally:
+                self._quitting_because = ""
         # Printed once the terminal is back: the last word on what was written.
         self.exit(message=Text("\n".join(reports)) if reports else None)
 

@@ -20,7 +20,14 @@ from pgq_console.screens.help import HelpScreen
 from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.status_line import LiveLine, QuietStatic
 from tests.conftest import drop_database, make_database
-from tests.helpers import backend_for, enqueue, overview_of, table_of, wait_until
+from tests.helpers import (
+    backend_for,
+    enqueue,
+    notifications_of,
+    overview_of,
+    table_of,
+    wait_until,
+)
 from tests.test_snapshots import FIXED_NOW
 
 ENTRYPOINTS = ["ep_a", "ep_b", "ep_c", "ep_d", "ep_e"]
@@ -218,8 +225,9 @@ class SlowWork:
     """A registered draining guard, as the in-process consumers are: asked about, then
     drained before the exit."""
 
-    def __init__(self) -> None:
+    def __init__(self, release: asyncio.Event | None = None) -> None:
         self.drained = False
+        self.release = release
 
     def __call__(self) -> str | None:
         return None if self.drained else "slow work running"
@@ -228,6 +236,8 @@ class SlowWork:
         return QuitQuestion("Slow work is running. Quit?", "it finishes first", "Drain", "…")
 
     async def drain(self) -> None:
+        if self.release is not None:
+            await self.release.wait()
         await asyncio.sleep(0.05)
         self.drained = True
 
@@ -249,6 +259,27 @@ async def test_q_asks_a_registered_draining_guard_and_drains_it_before_the_exit(
         await pilot.press("y")
         await wait_until(pilot, lambda: not app.is_running, what="the exit")
     assert work.drained
+
+
+async def test_q_again_while_draining_says_the_quit_is_under_way(keys_dsn: str) -> None:
+    from pgq_console.screens.confirm import ConfirmDialog
+
+    app = make(keys_dsn)
+    said = notifications_of(app)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        release = asyncio.Event()
+        app.context.quit_guards.append(SlowWork(release))
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "…" in said, what="the drain's notice")
+        await pilot.press("q")  # an operator pressing q again: told, not ignored
+        await wait_until(pilot, lambda: "Already quitting: …" in said, what="the answer")
+        assert app.is_running
+        release.set()
+        await wait_until(pilot, lambda: not app.is_running, what="the exit")
+    assert app.return_code == 0
 
 
 async def test_the_consumers_register_their_quit_guard_with_their_supervisor(
