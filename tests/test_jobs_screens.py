@@ -468,6 +468,33 @@ async def test_a_lost_connection_on_the_jobs_screen_says_so_and_when_the_next_tr
         assert not screen.loop.lost and screen.loop.failures == 0
 
 
+async def test_a_lost_connection_in_the_job_detail_says_so_and_reads_again(
+    seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said 'cannot read job N: [Errno 2] …' and stayed so; now it names the lost
+    connection, as the lists do, and shows the job once the server answers again."""
+    from pgq_console.screens import job_detail as detail_module
+
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        monkeypatch.setattr(detail_module, "fetch_detail", connection_gone)
+        monkeypatch.setattr(detail_module, "DETAIL_RETRY_S", 0.2)
+        table(app).move_cursor(row=ids_shown(app).index(35))
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
+        screen = app.screen
+        assert isinstance(screen, JobDetailScreen)
+        await wait_until(
+            pilot, lambda: "lost the connection" in banner_of(app, "#detail-fields"), what="said"
+        )
+        text = banner_of(app, "#detail-fields")
+        assert f"cannot read job 35: lost the connection to {LABEL}" in text and "retrying" in text
+        monkeypatch.undo()
+        await wait_until(pilot, lambda: screen.detail is not None, what="read again")
+        assert "lost the connection" not in banner_of(app, "#detail-fields")
+
+
 async def test_a_lost_connection_on_the_failures_screen_says_so_and_when_the_next_try_is(
     seeded: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,8 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAYLOAD_PAGE_BYTES, JobDetail, fetch_detail, render_payload
-from pgq_console.core.text import clipboard_text, one_line, printable
+from pgq_console.core.refresh_loop import describe_refresh_error
+from pgq_console.core.text import clipboard_text, error_line, middle_cut, one_line, printable
 from pgq_console.screens.action_confirm import confirm_write
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets import format as fmt
@@ -34,6 +35,8 @@ from pgq_console.widgets.footer import ConsoleFooter
 WRITE_ACTIONS = frozenset({"requeue", "cancel", "copy_job"})
 # `m` grows the shown payload 4x at a time up to this: more would freeze the screen's layout.
 MAX_SHOWN_PAYLOAD_BYTES = 256 * 1024
+# How often the detail is read again while the connection is lost.
+DETAIL_RETRY_S = 5.0
 
 
 @dataclass
@@ -90,7 +93,20 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
             self.post_message(DetailLoaded(None, str(exc)))
             return
         except Exception as exc:
-            self.post_message(DetailLoaded(None, f"cannot read job {self.job_id}: {exc}"))
+            if self.backend.errors.connection_lost(exc):
+                # Said as the list screens say it; read again until the server is back.
+                reason = middle_cut(error_line(exc), 100)
+                self.post_message(
+                    DetailLoaded(
+                        None,
+                        f"cannot read job {self.job_id}: lost the connection to "
+                        f"{self.backend.label} ({reason}); retrying every {DETAIL_RETRY_S:g}s",
+                    )
+                )
+                self.set_timer(DETAIL_RETRY_S, self.load)
+            else:
+                message = describe_refresh_error(exc, self.backend)
+                self.post_message(DetailLoaded(None, f"cannot read job {self.job_id}: {message}"))
             return
         self.post_message(DetailLoaded(detail))
 
