@@ -495,6 +495,33 @@ async def test_a_lost_connection_in_the_job_detail_says_so_and_reads_again(
         assert "lost the connection" not in banner_of(app, "#detail-fields")
 
 
+async def test_a_preview_cut_by_a_lost_connection_says_so_and_offers_nothing(
+    seeded: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dialog showed 'Previewing…' beside 'preview failed: …' for good."""
+    from pgq_console.core.actions.rows import RowAction
+
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        table(app).move_cursor(row=ids_shown(app).index(30))
+        monkeypatch.setattr(RowAction, "preview", connection_gone)
+        await pilot.press("c")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await wait_until(
+            pilot, lambda: "lost the connection" in banner_of(app, "#confirm-error"), what="said"
+        )
+        assert f"lost the connection to {LABEL}" in banner_of(app, "#confirm-error")
+        assert "nothing was changed" in banner_of(app, "#confirm-error")
+        count = banner_of(app, "#confirm-count")
+        assert "Previewing" not in count and "Nothing can be changed" in count
+        assert modal.query_one("#confirm-apply").disabled
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, JobsScreen))
+    assert 30 in await statuses(seeded)
+
+
 async def test_a_lost_connection_on_the_failures_screen_says_so_and_when_the_next_try_is(
     seeded: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

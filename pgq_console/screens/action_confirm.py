@@ -25,7 +25,7 @@ from pgq_console.core import actions
 from pgq_console.core.actions import Action, ActionPreview, ActionResult
 from pgq_console.core.backend import READ_ONLY_REFUSAL, Backend
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.text import error_line, one_line, printable
+from pgq_console.core.text import error_line, middle_cut, one_line, printable
 
 CELL_LIMIT = 40
 
@@ -75,11 +75,22 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
     async def run_preview(self) -> None:
         try:
             preview = await self.action.preview(self.backend)
-        except ConsoleError as exc:
-            self._error(str(exc))
-            return
         except Exception as exc:
-            self._error(f"preview failed: {error_line(exc)}")
+            # No preview, nothing to apply: "Previewing…" must not stay beside the error.
+            self.query_one("#confirm-count", Static).update(
+                Text("Nothing can be changed without a preview.", style="bold")
+            )
+            self.query_one("#confirm-reason", Input).display = False
+            if isinstance(exc, ConsoleError):
+                self._error(str(exc))
+            elif self.backend.errors.connection_lost(exc):
+                reason = middle_cut(error_line(exc), 100)
+                self._error(
+                    f"preview failed: lost the connection to {self.backend.label} "
+                    f"({reason}); nothing was changed, try again once it is back"
+                )
+            else:
+                self._error(f"preview failed: {error_line(exc)}")
             return
         self.show_preview(preview)
 
