@@ -197,6 +197,11 @@ async def test_invalid_input_is_shown_next_to_the_field_and_nothing_is_written(
         assert form.query_one("#row-copies", FieldRow).has_class("-invalid")
         assert "Fix 4 fields first" in status_text(app)
         assert form.result is None
+        # Editing a field takes its stale error away; the others stay until checked again.
+        form.query_one("#payload", Input).value = '{"fixed": true}'
+        await wait_until(pilot, lambda: error_text(app, "payload") == "", what="error cleared")
+        assert not form.query_one("#row-payload", FieldRow).has_class("-invalid")
+        assert "at least 1" in error_text(app, "copies")
     assert await jobs(form_dsn, "never_written") == []
 
 

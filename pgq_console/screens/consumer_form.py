@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from pgq_console.context import ConsoleContext
 
 
+# Known entrypoint names listed under the field (the rest: "+N more", → completes them).
+KNOWN_SHOWN = 6
+
+
 class ConsumerFormScreen(ModalScreen[int | None]):
     """Start a consumer; dismisses with its id once it runs (None when closed)."""
 
@@ -159,8 +163,11 @@ class ConsumerFormScreen(ModalScreen[int | None]):
             entry.value = typed
             entry.cursor_position = cursor
         if names and not entry.value:
-            shown = ", ".join(printable(name, limit=30) for name in names[:6])
-            self.query_one("#row-entrypoints", FieldRow).set_hint(f"known: {shown}  (→ completes)")
+            shown = ", ".join(printable(name, limit=30) for name in names[:KNOWN_SHOWN])
+            more = f" (+{len(names) - KNOWN_SHOWN} more)" if len(names) > KNOWN_SHOWN else ""
+            self.query_one("#row-entrypoints", FieldRow).set_hint(
+                f"known: {shown}{more}  (→ completes)"
+            )
 
     def _handler(self) -> HandlerKind:
         value = self.query_one("#handler", Select).value

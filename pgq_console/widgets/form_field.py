@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import Label, Static
+from textual.widgets import Input, Label, Select, Static
 
 
 class FieldRow(Vertical):
@@ -20,6 +21,7 @@ class FieldRow(Vertical):
         self._label = label
         self._widgets = widgets
         self._hint = hint
+        self._invalid_values: tuple[str, ...] | None = None  # what the shown error is about
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="field-line"):
@@ -38,6 +40,20 @@ class FieldRow(Vertical):
         # Messages can quote what the operator typed: plain Text, never markup.
         error.update(Text(f"✗ {message}") if message else Text(""))
         error.display = bool(message)
+        self._invalid_values = self._values() if message else None
+
+    def _values(self) -> tuple[str, ...]:
+        return tuple(str(getattr(widget, "value", "")) for widget in self._widgets)
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _edited(self) -> None:
+        """The error spoke of the value before this edit: gone until the form is checked
+        again (a stale '✗ name at least one entrypoint' under a typed name misleads)."""
+        # Compared by value: a change message of the last key typed before the check may come
+        # after it, and must not take away the error it was checked with.
+        if self._invalid_values is not None and self._values() != self._invalid_values:
+            self.set_error(None)
 
     def set_hint(self, hint: str) -> None:
         static = self.query_one(f"#hint-{self.field_name}", Static)
