@@ -127,9 +127,9 @@ async def drain_through_restarts(
     assert log.count("connection lost:") == restarts
     assert log.count("were in flight when the connection died") == restarts
     assert "(connected since" not in log  # the UI's title, not a log line
-    assert (
-        consumer.snapshot().uptime_s < (consumer.clock.now() - consumer.started_at).total_seconds()
-    )
+    uptime = consumer.snapshot().uptime_s
+    assert uptime is not None
+    assert uptime < (consumer.clock.now() - consumer.started_at).total_seconds()
 
 
 async def test_a_consumer_survives_a_server_restart(supervisor: ConsumerSupervisor) -> None:

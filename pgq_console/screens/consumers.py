@@ -69,7 +69,10 @@ def _cells(snapshot: ConsumerSnapshot) -> dict[str, Text]:
             else str(snapshot.in_flight),
             justify="right",
         ),
-        "uptime": Text(fmt.seconds(snapshot.uptime_s), justify="right"),
+        "uptime": Text(
+            "–" if snapshot.uptime_s is None else fmt.seconds(snapshot.uptime_s),
+            justify="right",
+        ),
         "entrypoints": Text(printable(", ".join(snapshot.entrypoints), limit=20)),
         "handler": Text(printable(snapshot.handler, limit=18)),
     }

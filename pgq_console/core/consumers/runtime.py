@@ -73,7 +73,7 @@ class ConsumerSnapshot:
     waiting: int  # picked, waiting for one of the consumer's threads
     rate: float
     started_at: datetime
-    uptime_s: float
+    uptime_s: float | None  # since the connection it runs on opened; None while it has none
     error: str | None
     warning: str | None
     log_lines: int  # total ever written: the UI appends what it has not seen yet
@@ -508,7 +508,7 @@ class Consumer:
             waiting=self.waiting_for_thread,
             rate=self._rate(now) if self.ended_mono is None else 0.0,
             started_at=self.started_at,
-            uptime_s=max(0.0, end - connected) if connected is not None else 0.0,
+            uptime_s=max(0.0, end - connected) if connected is not None else None,
             reconnecting=reconnecting,
             error=self.error,
             warning=self.warning,
