@@ -18,7 +18,7 @@ The drain estimate is queueing arithmetic at the current rates (last `RATE_WINDO
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -132,6 +132,8 @@ class EntrypointSeries:
 class ChartsSnapshot:
     taken_at: datetime  # the database's now()
     series: tuple[EntrypointSeries, ...]
+    # The percentiles are read separately (the slow half at 10M log rows): not yet.
+    percentiles_pending: bool = False
 
     def get(self, entrypoint: str) -> EntrypointSeries | None:
         return next((s for s in self.series if s.entrypoint == entrypoint), None)
@@ -204,13 +206,31 @@ SELECT 'now', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, now()
 """
 
 
-async def fetch_charts(
-    backend: Backend, age_limit: timedelta = DEFAULT_AGE_LIMIT
-) -> ChartsSnapshot:
-    rows = await backend.read_heavy(charts_sql(backend), RATE_WINDOW)
+async def add_percentiles(backend: Backend, snapshot: ChartsSnapshot) -> ChartsSnapshot:
+    """The run-time percentiles read (the last `PERCENTILE_WINDOW` of the log: the slow half of
+    the charts at 10M log rows, about 1 s), added to the counts."""
     percentiles = await backend.read_heavy(
         backend.queries.qbq.build_job_duration_percentiles_query(), PERCENTILE_WINDOW
     )
+    known = {str(r["entrypoint"]): r for r in percentiles}
+    series = tuple(
+        replace(
+            s,
+            p50_s=_float(known.get(s.entrypoint), "p50_seconds"),
+            p95_s=_float(known.get(s.entrypoint), "p95_seconds"),
+            p99_s=_float(known.get(s.entrypoint), "p99_seconds"),
+        )
+        for s in snapshot.series
+    )
+    return replace(snapshot, series=series, percentiles_pending=False)
+
+
+async def fetch_charts(
+    backend: Backend, age_limit: timedelta = DEFAULT_AGE_LIMIT, *, percentiles: bool = True
+) -> ChartsSnapshot:
+    """Counts, backlog and drain per entrypoint; with `percentiles`, the run-time percentiles
+    too (else `percentiles_pending`: `add_percentiles` reads them)."""
+    rows = await backend.read_heavy(charts_sql(backend), RATE_WINDOW)
     taken_at: datetime | None = None
     counts: dict[str, dict[str, list[int]]] = {}
     rates: dict[str, list[int]] = {}
@@ -238,23 +258,21 @@ async def fetch_charts(
             slots(entrypoint)
             backlog[entrypoint] = (int(row["ready"]), row["oldest_ready"])
     assert taken_at is not None
-    known = {str(r["entrypoint"]): r for r in percentiles}
     window_min = RATE_WINDOW.total_seconds() / 60.0
     result = []
     for entrypoint in sorted(counts):
         series = counts[entrypoint]
         ready, oldest = backlog.get(entrypoint, (0, None))
         rate_in, rate_out = rates.get(entrypoint, [0, 0])
-        p = known.get(entrypoint)
         result.append(
             EntrypointSeries(
                 entrypoint=entrypoint,
                 enqueued=tuple(series["enqueued"]),
                 completed=tuple(series["completed"]),
                 exceptions=tuple(series["exceptions"]),
-                p50_s=_float(p, "p50_seconds"),
-                p95_s=_float(p, "p95_seconds"),
-                p99_s=_float(p, "p99_seconds"),
+                p50_s=None,
+                p95_s=None,
+                p99_s=None,
                 drain=DrainEstimate(
                     backlog=ready,
                     in_per_min=rate_in / window_min,
@@ -264,7 +282,8 @@ async def fetch_charts(
                 ),
             )
         )
-    return ChartsSnapshot(taken_at=taken_at, series=tuple(result))
+    snapshot = ChartsSnapshot(taken_at=taken_at, series=tuple(result), percentiles_pending=True)
+    return await add_percentiles(backend, snapshot) if percentiles else snapshot
 
 
 def _float(row: object, key: str) -> float | None:

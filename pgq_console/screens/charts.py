@@ -21,6 +21,7 @@ from pgq_console.core.charts import (
     ChartsSnapshot,
     DrainEstimate,
     EntrypointSeries,
+    add_percentiles,
     fetch_charts,
 )
 from pgq_console.core.clock import Clock
@@ -43,6 +44,8 @@ COLUMNS = (
     ("p99", "p99"),
 )
 TREND_WIDTH = 15
+# Percentile cells while their read (the slow half) is under way.
+PENDING = "…"
 # Rates measured over the last minutes say little about the next hours: a crossing predicted
 # further out than this is not shown.
 CROSSING_HORIZON_S = 3600.0
@@ -95,7 +98,10 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         self.focus_entrypoint: str | None = None  # None: all entrypoints
 
     async def fetch(self) -> ChartsSnapshot:
-        return await fetch_charts(self.backend)
+        # The counts first, shown at once; the percentiles (the slow half) when they land.
+        counts = await fetch_charts(self.backend, percentiles=False)
+        self._post_result(counts)
+        return await add_percentiles(self.backend, counts)
 
     def compose_body(self) -> ComposeResult:
         yield LiveTable(COLUMNS, id="charts-table")
@@ -116,11 +122,12 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         return f"rates over the last {fmt.seconds(RATE_WINDOW.total_seconds())}"
 
     def show(self, data: ChartsSnapshot) -> None:
-        rows = {s.entrypoint: self._cells(s) for s in data.series}
+        pending = data.percentiles_pending
+        rows = {s.entrypoint: self._cells(s, pending) for s in data.series}
         self.query_one("#charts-table", LiveTable).apply(rows)
         self._show_detail()
 
-    def _cells(self, series: EntrypointSeries) -> dict[str, Text]:
+    def _cells(self, series: EntrypointSeries, pending: bool = False) -> dict[str, Text]:
         style = self.app.theme_variables
         drain = series.drain
         alarming = drain.trend in ("growing", "stuck") or drain.crosses_limit_in_s is not None
@@ -139,9 +146,16 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
             "drain": Text(
                 drain_text(drain), style=f"bold {style.get('status-held', '')}" if alarming else ""
             ),
-            "p50": Text(fmt.seconds(series.p50_s), justify="right"),
-            "p95": Text(fmt.seconds(series.p95_s), justify="right"),
-            "p99": Text(fmt.seconds(series.p99_s), justify="right"),
+            **{
+                name: Text(PENDING, justify="right", style=style.get("muted", ""))
+                if pending
+                else Text(fmt.seconds(value), justify="right")
+                for name, value in (
+                    ("p50", series.p50_s),
+                    ("p95", series.p95_s),
+                    ("p99", series.p99_s),
+                )
+            },
         }
 
     @on(LiveTable.RowHighlighted, "#charts-table")
