@@ -63,7 +63,8 @@ def drain_text(drain: DrainEstimate) -> str:
         parts.append(f"grows {fmt.rate(drain.net_per_min)}/min")
     elif trend == "draining":
         empties = drain.empties_in_s
-        parts.append(f"empty in {fmt.seconds(empties)}" if empties else "empty")
+        at_least = "≥ " if drain.backlog_capped else ""
+        parts.append(f"empty in {at_least}{fmt.seconds(empties)}" if empties else "empty")
     else:
         parts.append("steady" if drain.backlog else "keeping up")
     crosses = drain.crosses_limit_in_s
@@ -73,7 +74,8 @@ def drain_text(drain: DrainEstimate) -> str:
     elif crosses is not None and trend != "steady" and crosses <= CROSSING_HORIZON_S:
         # A steady queue's rates differ by noise: extrapolating that difference for hours
         # ("steady, oldest > 5m00s in 4h24m" for 8 ready jobs) predicts nothing.
-        parts.append(f"oldest > {limit} in {fmt.seconds(crosses)}")
+        at_most = "≤ " if drain.backlog_capped else ""
+        parts.append(f"oldest > {limit} in {at_most}{fmt.seconds(crosses)}")
     return ", ".join(parts)
 
 
@@ -142,7 +144,9 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
                 justify="right",
                 style=style.get("status-exception", "") if series.exceptions_1h else "",
             ),
-            "backlog": Text(fmt.count(drain.backlog), justify="right"),
+            "backlog": Text(
+                ("≥" if drain.backlog_capped else "") + fmt.count(drain.backlog), justify="right"
+            ),
             "drain": Text(
                 drain_text(drain), style=f"bold {style.get('status-held', '')}" if alarming else ""
             ),
