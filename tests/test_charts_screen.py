@@ -97,6 +97,8 @@ async def test_chart_numbers_equal_the_log(charts_dsn: str) -> None:
 async def _until_charts(pilot: Pilot[Any]) -> None:
     screen = await open_screen(pilot, "8", ChartsScreen)
     await until(pilot, lambda: screen.query_one("#charts-table", LiveTable).row_count == 4)
+    # The percentiles are read after the counts are drawn: until they land too.
+    await until(pilot, lambda: screen.data is not None and not screen.data.percentiles_pending)
     await pilot.pause()
 
 
@@ -137,3 +139,56 @@ def test_charts_snapshot_80x24(snap_compare: Any, charts_dsn: str) -> None:
 
 def test_charts_snapshot_160x48(snap_compare: Any, charts_dsn: str) -> None:
     assert snap_compare(console(charts_dsn), terminal_size=(160, 48), run_before=_until_charts)
+
+
+async def test_charts_show_the_counts_before_the_percentiles_land(
+    charts_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10M log rows the percentiles read takes about 1 s of the charts' 1.6 s: the counts are
+    drawn first, the percentile cells marked pending (…) until their read lands."""
+    import asyncio
+
+    import pgq_console.screens.charts as charts_screen
+    from pgq_console.core.charts import add_percentiles as add
+
+    gate = asyncio.Event()
+
+    async def held(backend: Backend, snapshot: Any) -> Any:
+        await gate.wait()
+        return await add(backend, snapshot)
+
+    monkeypatch.setattr(charts_screen, "add_percentiles", held)
+    app = console(charts_dsn, clock=SystemClock())
+    async with app.run_test(size=(120, 34)) as pilot:
+        screen = await open_screen(pilot, "8", ChartsScreen)
+        table = screen.query_one("#charts-table", LiveTable)
+        await until(pilot, lambda: table.row_count > 0)
+        assert table.get_cell("send_email", "done").plain == "250"
+        assert table.get_cell("resize_image", "p99").plain == charts_screen.PENDING
+        gate.set()
+        await until(pilot, lambda: table.get_cell("resize_image", "p99").plain == "500ms")
+
+
+async def test_backlog_counted_up_to_a_cap_and_said_so(charts_dsn: str) -> None:
+    """The ready jobs are counted per entrypoint up to a cap (the exact count of 9.8M queued
+    took 0.85-1.7 s): reaching it is marked, the drain's times as bounds."""
+    from pgq_console.core.charts import DrainEstimate
+    from pgq_console.screens.charts import drain_text
+
+    backend = await backend_for(charts_dsn)
+    try:
+        exact = await fetch_charts(backend)
+        capped = await fetch_charts(backend, backlog_cap=2)
+    finally:
+        await backend.close()
+    for series in exact.series:
+        drain = capped.get(series.entrypoint)
+        assert drain is not None
+        assert drain.drain.backlog == min(series.drain.backlog, 2)
+        assert drain.drain.backlog_capped == (series.drain.backlog >= 2)
+        assert drain.drain.oldest_age_s is not None or series.drain.oldest_age_s is None
+    assert any(s.drain.backlog > 2 for s in exact.series)
+    assert not any(s.drain.backlog_capped for s in exact.series)
+    assert capped.total().drain.backlog_capped
+    draining = DrainEstimate(1000, 0.0, 100.0, 10.0, 300.0, backlog_capped=True)
+    assert drain_text(draining) == "empty in ≥ 10m00s, oldest > 5m00s in ≤ 4m54s"

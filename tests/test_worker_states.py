@@ -212,3 +212,18 @@ async def test_killed_worker_is_dead_healthy_one_stays_busy(fresh_database: str)
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+def test_workers_past_a_capped_read_are_not_taken_for_idle_ones() -> None:
+    """A read listing some of the workers holding jobs (its limit): the others are not
+    'finished' (idle), they are past the limit; listed again when the read is complete."""
+    memory = WorkerMemory()
+    memory.merge(snapshot(holding("w1", T0), holding("w2", T0)), T0)
+    later = T0 + BUSY_GRACE + timedelta(seconds=5)
+    capped = WorkersSnapshot(T0, STALE, (holding("w1", later),), (), 0, holding_total=2)
+    merged = memory.merge(capped, later)
+    assert [w.queue_manager_id for w in merged.workers] == ["w1"]
+    assert {w.queue_manager_id for w in memory.known()} == {"w1", "w2"}
+    # Complete again, w2 holding nothing any more: now it is the idle one it is.
+    merged = memory.merge(snapshot(holding("w1", later)), later)
+    assert state_of(merged, "w2", later) is WorkerState.IDLE

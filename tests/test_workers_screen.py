@@ -151,3 +151,64 @@ async def test_read_only_hides_and_refuses_reclaim(
 
 def test_workers_snapshot_160x48(snap_compare: Any, snapshot_dsn: str) -> None:
     assert snap_compare(console(snapshot_dsn), terminal_size=(160, 48), run_before=_until_workers)
+
+
+# More workers than one read lists: every picked job with its own queue manager (as the 10M
+# scale bench has it: 100,000 workers took seconds to send and draw). 210 dead, 20 beating.
+MANY_WORKERS_SEED = """
+INSERT INTO pgqueuer (priority, status, entrypoint, queue_manager_id, heartbeat)
+SELECT 0, 'picked', CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END, gen_random_uuid(),
+    CASE WHEN g <= 210 THEN $1::timestamptz - interval '7 minutes' ELSE $1::timestamptz END
+FROM generate_series(1, 230) AS g
+"""
+
+
+async def test_workers_read_lists_at_most_its_limit_dead_first_with_exact_totals(
+    fresh_database: str,
+) -> None:
+    from pgq_console.core.backend import open_backend
+    from pgq_console.core.target import DriverKind, Installation
+    from pgq_console.core.workers import fetch_workers
+
+    dsn = fresh_database
+    (now_row,) = await run_sql(dsn, "SELECT now() AS now")
+    await run_sql(dsn, MANY_WORKERS_SEED, now_row["now"])
+    backend = await open_backend(DriverKind.ASYNCPG_POOL, dsn, Installation(), "test", ())
+    try:
+        capped = await fetch_workers(backend, limit=50)
+        every = await fetch_workers(backend, limit=None)
+    finally:
+        await backend.close()
+    assert len(capped.workers) == 50 and capped.truncated
+    assert (capped.holding_total, capped.dead_total) == (230, 210)
+    assert all(w.stale == 1 for w in capped.workers)  # dead first: all 50 listed are dead
+    ids = [w.queue_manager_id for w in capped.workers]
+    assert ids == sorted(ids)
+    assert len(every.workers) == 230 and not every.truncated
+    assert {w.entrypoints for w in every.workers} == {("a",), ("b",)}
+    assert capped.stale_total == every.stale_total == 210
+
+
+async def test_workers_screen_lists_the_first_200_and_counts_them_all(
+    fresh_database: str,
+) -> None:
+    dsn = fresh_database
+    (now_row,) = await run_sql(dsn, "SELECT now() AS now")
+    await run_sql(dsn, MANY_WORKERS_SEED, now_row["now"])
+    app = console(dsn, clock=SystemClock())
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await open_screen(pilot, "4", WorkersScreen)
+        workers = screen.query_one("#workers-table", LiveTable)
+        await until(pilot, lambda: workers.row_count > 0)
+        assert workers.row_count == 200  # core.workers.WORKER_LIMIT
+        assert {workers.get_cell(str(k), "state").plain for k in _keys(workers)} == {"DEAD"}
+        summary = str(screen.query_one("#workers-summary").render())
+        assert "20 busy" in summary and "210 dead" in summary
+        assert "first 200 of 230 workers listed" in summary
+        # A second read: the workers past the limit are not taken for idle ones.
+        screen.action_refresh_now()
+        await pilot.pause(0.5)
+        assert workers.row_count == 200
+        assert "first 200 of 230 workers listed" in str(
+            screen.query_one("#workers-summary").render()
+        )

@@ -121,7 +121,8 @@ async def collect(
     since = now - window
     rows = await fetch_overview(backend)
     # Right after the overview, so their picked counts are as close as two reads can be.
-    workers = with_seen(await fetch_workers(backend, stale_after), seen_workers)
+    # Every worker (no limit): the bundle is a file, its totals add up the rows.
+    workers = with_seen(await fetch_workers(backend, stale_after, limit=None), seen_workers)
     totals = OverviewSnapshot(now, rows, 0.0).totals
     groups = await fetch_failure_groups(backend, now, window=window)
     top = sorted(groups.groups, key=lambda g: (-g.count, -g.last_seen.timestamp()))

@@ -356,6 +356,8 @@ class Watch:
         reading.held = sum(w.held for w in windows.windows.values())
         reading.errors_per_min = sum(w.exceptions_1m for w in windows.windows.values())
         reading.workers_alive = sum(1 for w in workers.workers if not w.dead(now, self.stale_after))
+        if workers.truncated:  # most are not listed: the read's own count
+            reading.workers_alive = workers.holding_total - workers.dead_total
         reading.stale_jobs = workers.stale_total
         mono = self.clock.monotonic()
         history = self._held_history

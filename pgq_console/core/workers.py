@@ -18,6 +18,9 @@ States (`worker_state`), as the help explains them:
 
 One read (`fetch_workers`) returns both the per-worker summary and the stale jobs, so the two
 tables always agree. Ages are returned as timestamps: the UI measures them with its own clock.
+It lists at most `WORKER_LIMIT` workers, dead ones first (every picked job with its own queue
+manager: 100,000 workers at 10M jobs took seconds to send and draw), with the exact number of
+workers holding jobs and of dead ones counted beside (`holding_total`, `dead_total`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ if TYPE_CHECKING:
 # pgqueuer's default heartbeat_timeout is 30 s; a healthy worker beats every 30/8 s.
 DEFAULT_STALE_AFTER = timedelta(seconds=90)
 STALE_JOB_LIMIT = 500
+# Workers listed (dead first); the totals are exact beyond it.
+WORKER_LIMIT = 200
 # Workers no longer holding jobs stay listed this long (seen by this console), marked idle.
 REMEMBER_IDLE = timedelta(minutes=10)
 # A worker that held jobs this recently is still busy (pgqueuer's default heartbeat timeout).
@@ -99,6 +104,19 @@ class WorkersSnapshot:
     workers: tuple[WorkerRow, ...]
     stale_jobs: tuple[StaleJob, ...]
     stale_total: int  # may exceed len(stale_jobs) (capped)
+    # Every worker holding picked jobs, and of those the dead ones (the read's clock); the
+    # rows holding jobs in `workers` stop at the read's limit, dead ones first.
+    holding_total: int = 0
+    dead_total: int = 0
+
+    @property
+    def holding_listed(self) -> int:
+        return sum(1 for w in self.workers if not w.idle)
+
+    @property
+    def truncated(self) -> bool:
+        """Some workers holding jobs are not listed (over the read's limit)."""
+        return self.holding_total > self.holding_listed
 
     def stale_of(self, queue_manager_id: str) -> tuple[StaleJob, ...]:
         return tuple(j for j in self.stale_jobs if j.queue_manager_id == queue_manager_id)
@@ -112,28 +130,39 @@ WITH picked AS MATERIALIZED (
     FROM {table}
     WHERE status = 'picked'
 ),
-per_worker AS (
+per_worker AS MATERIALIZED (
     SELECT qm, count(*) AS picked,
         count(*) FILTER (WHERE heartbeat < coalesce($2, now()) - $1::interval) AS stale,
-        max(heartbeat) AS newest, min(heartbeat) AS oldest,
-        array_agg(DISTINCT entrypoint ORDER BY entrypoint) AS entrypoints
+        max(heartbeat) AS newest, min(heartbeat) AS oldest
     FROM picked GROUP BY qm
+),
+listed AS MATERIALIZED (
+    SELECT * FROM per_worker
+    ORDER BY newest < coalesce($2, now()) - $1::interval DESC, qm COLLATE "C" NULLS FIRST
+    LIMIT $3
+),
+listed_entrypoints AS (
+    SELECT coalesce(p.qm, '') AS qm,
+        array_agg(DISTINCT p.entrypoint ORDER BY p.entrypoint) AS entrypoints
+    FROM picked p JOIN listed l ON coalesce(l.qm, '') = coalesce(p.qm, '')
+    GROUP BY 1
 ),
 stale AS (
     SELECT * FROM picked WHERE heartbeat < coalesce($2, now()) - $1::interval
     ORDER BY heartbeat, id LIMIT {STALE_JOB_LIMIT}
 )
-SELECT 'worker' AS kind, qm, picked, stale, newest, oldest, entrypoints,
+SELECT 'worker' AS kind, l.qm, l.picked, l.stale, l.newest, l.oldest, e.entrypoints,
     NULL::bigint AS id, NULL::text AS entrypoint, NULL::timestamptz AS heartbeat,
-    NULL::int AS priority, NULL::int AS attempts, now() AS db_now
-FROM per_worker
+    NULL::int AS priority, NULL::int AS attempts, NULL::bigint AS dead, now() AS db_now
+FROM listed l LEFT JOIN listed_entrypoints e ON e.qm = coalesce(l.qm, '')
 UNION ALL
 SELECT 'stale', qm, NULL, NULL, NULL, NULL, NULL, id, entrypoint, heartbeat, priority,
-    attempts, now()
+    attempts, NULL, now()
 FROM stale
 UNION ALL
-SELECT 'now', NULL, NULL, (SELECT coalesce(sum(stale), 0) FROM per_worker), NULL, NULL, NULL,
-    NULL, NULL, NULL, NULL, NULL, now()
+SELECT 'now', NULL, count(*), coalesce(sum(stale), 0), NULL, NULL, NULL, NULL, NULL, NULL,
+    NULL, NULL, count(*) FILTER (WHERE newest < coalesce($2, now()) - $1::interval), now()
+FROM per_worker
 """
 
 
@@ -141,17 +170,19 @@ async def fetch_workers(
     backend: Backend,
     stale_after: timedelta = DEFAULT_STALE_AFTER,
     now: datetime | None = None,
+    limit: int | None = WORKER_LIMIT,
 ) -> WorkersSnapshot:
-    """Workers holding picked jobs, and the stale jobs (oldest heartbeat first), in one read.
+    """Workers holding picked jobs (at most `limit`, dead first; None: all), and the stale jobs
+    (oldest heartbeat first), in one read.
 
     `now` is the console's clock (the one ages are shown with); None: the database's. The
     reclaim itself always re-checks against the database's clock.
     """
-    rows = await backend.read(workers_sql(backend), stale_after, now)
+    rows = await backend.read(workers_sql(backend), stale_after, now, limit)
     workers: list[WorkerRow] = []
     stale: list[StaleJob] = []
     taken_at: datetime | None = None
-    stale_total = 0
+    stale_total = holding_total = dead_total = 0
     for row in rows:
         taken_at = row["db_now"]
         if row["kind"] == "worker":
@@ -178,6 +209,8 @@ async def fetch_workers(
             )
         else:
             stale_total = int(row["stale"])
+            holding_total = int(row["picked"])
+            dead_total = int(row["dead"])
     assert taken_at is not None  # the 'now' row is always there
     return WorkersSnapshot(
         taken_at=taken_at,
@@ -185,6 +218,8 @@ async def fetch_workers(
         workers=tuple(workers),
         stale_jobs=tuple(stale),
         stale_total=stale_total,
+        holding_total=holding_total,
+        dead_total=dead_total,
     )
 
 
@@ -205,8 +240,15 @@ class WorkerMemory:
 
     def merge(self, snapshot: WorkersSnapshot, now: datetime) -> WorkersSnapshot:
         current = {w.queue_manager_id: replace(w, last_seen=now) for w in snapshot.workers}
+        kept: dict[str, WorkerRow] = {}
         for key, old in list(self._seen.items()):
             if key in current:
+                continue
+            if snapshot.truncated:
+                # Not listed: maybe still holding jobs past the read's limit. Remembered as it
+                # was (not idle), left out of the capped list, where idle rows come last anyway.
+                if now - (old.last_seen or now) <= self.remember:
+                    kept[key] = old
                 continue
             last_seen = old.last_seen or now
             if now - last_seen > self.remember:
@@ -219,7 +261,7 @@ class WorkerMemory:
             # finished its jobs idle, not dead for good.
             died = old.dead(last_seen, snapshot.stale_after)
             current[key] = replace(old, picked=0, stale=0, idle=True, gone_dead=died)
-        self._seen = current
+        self._seen = current | kept
         ordered = sorted(current.values(), key=lambda w: (w.idle, w.queue_manager_id))
         return replace(snapshot, workers=tuple(ordered))
 

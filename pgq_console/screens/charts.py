@@ -21,6 +21,7 @@ from pgq_console.core.charts import (
     ChartsSnapshot,
     DrainEstimate,
     EntrypointSeries,
+    add_percentiles,
     fetch_charts,
 )
 from pgq_console.core.clock import Clock
@@ -43,6 +44,8 @@ COLUMNS = (
     ("p99", "p99"),
 )
 TREND_WIDTH = 15
+# Percentile cells while their read (the slow half) is under way.
+PENDING = "…"
 # Rates measured over the last minutes say little about the next hours: a crossing predicted
 # further out than this is not shown.
 CROSSING_HORIZON_S = 3600.0
@@ -60,7 +63,8 @@ def drain_text(drain: DrainEstimate) -> str:
         parts.append(f"grows {fmt.rate(drain.net_per_min)}/min")
     elif trend == "draining":
         empties = drain.empties_in_s
-        parts.append(f"empty in {fmt.seconds(empties)}" if empties else "empty")
+        at_least = "≥ " if drain.backlog_capped else ""
+        parts.append(f"empty in {at_least}{fmt.seconds(empties)}" if empties else "empty")
     else:
         parts.append("steady" if drain.backlog else "keeping up")
     crosses = drain.crosses_limit_in_s
@@ -70,7 +74,8 @@ def drain_text(drain: DrainEstimate) -> str:
     elif crosses is not None and trend != "steady" and crosses <= CROSSING_HORIZON_S:
         # A steady queue's rates differ by noise: extrapolating that difference for hours
         # ("steady, oldest > 5m00s in 4h24m" for 8 ready jobs) predicts nothing.
-        parts.append(f"oldest > {limit} in {fmt.seconds(crosses)}")
+        at_most = "≤ " if drain.backlog_capped else ""
+        parts.append(f"oldest > {limit} in {at_most}{fmt.seconds(crosses)}")
     return ", ".join(parts)
 
 
@@ -95,7 +100,10 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         self.focus_entrypoint: str | None = None  # None: all entrypoints
 
     async def fetch(self) -> ChartsSnapshot:
-        return await fetch_charts(self.backend)
+        # The counts first, shown at once; the percentiles (the slow half) when they land.
+        counts = await fetch_charts(self.backend, percentiles=False)
+        self._post_result(counts)
+        return await add_percentiles(self.backend, counts)
 
     def compose_body(self) -> ComposeResult:
         yield LiveTable(COLUMNS, id="charts-table")
@@ -116,11 +124,12 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         return f"rates over the last {fmt.seconds(RATE_WINDOW.total_seconds())}"
 
     def show(self, data: ChartsSnapshot) -> None:
-        rows = {s.entrypoint: self._cells(s) for s in data.series}
+        pending = data.percentiles_pending
+        rows = {s.entrypoint: self._cells(s, pending) for s in data.series}
         self.query_one("#charts-table", LiveTable).apply(rows)
         self._show_detail()
 
-    def _cells(self, series: EntrypointSeries) -> dict[str, Text]:
+    def _cells(self, series: EntrypointSeries, pending: bool = False) -> dict[str, Text]:
         style = self.app.theme_variables
         drain = series.drain
         alarming = drain.trend in ("growing", "stuck") or drain.crosses_limit_in_s is not None
@@ -135,13 +144,22 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
                 justify="right",
                 style=style.get("status-exception", "") if series.exceptions_1h else "",
             ),
-            "backlog": Text(fmt.count(drain.backlog), justify="right"),
+            "backlog": Text(
+                ("≥" if drain.backlog_capped else "") + fmt.count(drain.backlog), justify="right"
+            ),
             "drain": Text(
                 drain_text(drain), style=f"bold {style.get('status-held', '')}" if alarming else ""
             ),
-            "p50": Text(fmt.seconds(series.p50_s), justify="right"),
-            "p95": Text(fmt.seconds(series.p95_s), justify="right"),
-            "p99": Text(fmt.seconds(series.p99_s), justify="right"),
+            **{
+                name: Text(PENDING, justify="right", style=style.get("muted", ""))
+                if pending
+                else Text(fmt.seconds(value), justify="right")
+                for name, value in (
+                    ("p50", series.p50_s),
+                    ("p95", series.p95_s),
+                    ("p99", series.p99_s),
+                )
+            },
         }
 
     @on(LiveTable.RowHighlighted, "#charts-table")

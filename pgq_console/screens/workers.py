@@ -108,13 +108,24 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
         busy = [key for key, state in states.items() if state is WorkerState.BUSY]
         idle = [key for key, state in states.items() if state is WorkerState.IDLE]
         summary = Text(" ")
-        summary.append(f"{len(busy)} busy", style="bold")
-        summary.append(f", {len(idle)} idle (seen in the last 10m)")
-        if dead:
-            summary.append(f"   {len(dead)} dead", style=f"bold {style.get('status-held', '')}")
-        summary.append(f"   stale jobs {data.stale_total}")
+        dead_count = len(dead)
+        if data.truncated:  # counted by the read: most workers are not listed
+            dead_count = data.dead_total
+            summary.append(f"{data.holding_total - data.dead_total:,} busy", style="bold")
+        else:
+            summary.append(f"{len(busy)} busy", style="bold")
+            summary.append(f", {len(idle)} idle (seen in the last 10m)")
+        if dead_count:
+            summary.append(f"   {dead_count:,} dead", style=f"bold {style.get('status-held', '')}")
+        summary.append(f"   stale jobs {data.stale_total:,}")
         if data.stale_total > len(data.stale_jobs):
             summary.append(f" (oldest {len(data.stale_jobs)} shown)")
+        if data.truncated:
+            summary.append(
+                f"   first {data.holding_listed} of {data.holding_total:,} workers listed"
+                " (dead first)",
+                style=style.get("muted", ""),
+            )
         self.query_one("#workers-summary", Static).update(summary)
 
         rows = {}
