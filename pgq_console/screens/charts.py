@@ -92,6 +92,8 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         ("Done/min 60m", "completions per minute over the last hour, the right end now"),
         ("Done/1h Err/1h", "completions / exceptions logged in the last hour"),
         ("p50 p95 p99", "time from enqueue to done, last hour (percentiles)"),
+        ("…", "still being read (the percentiles come after the counts on a big log)"),
+        ("≥N", "counted up to N per entrypoint, no further: the exact count is on 1 Overview"),
         ("→ N more", "columns left out for width: → and ← page through them"),
     )
 

@@ -76,6 +76,10 @@ class WorkersScreen(PolledScreen[WorkersSnapshot]):
         ("Picked", "jobs it holds now (status picked, its queue_manager_id)"),
         ("Stale", "of those, jobs with no heartbeat for the threshold (t changes it)"),
         ("Newest/Oldest hb", "time since the freshest / stalest heartbeat of its jobs"),
+        (
+            "first 200 of N",
+            "more workers than one read lists: the dead first; the counts above are of all",
+        ),
     )
 
     def __init__(self, backend: Backend, clock: Clock) -> None:
