@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -196,3 +197,29 @@ class MovingClock:
         import time
 
         return time.monotonic()
+
+
+MANUAL_START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class ManualClock:
+    """Monotonic seconds and wall time that move only when the fake wait moves them."""
+
+    seconds: float = 100.0
+    waits: list[float] = field(default_factory=list)  # every timeout the loop waited for
+
+    def now(self) -> datetime:
+        return MANUAL_START + timedelta(seconds=self.seconds - 100.0)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
+        """The loop's wait: a set event returns at once; else the clock jumps by `seconds`."""
+        if event.is_set():
+            return True
+        self.waits.append(seconds)
+        self.seconds += seconds
+        await asyncio.sleep(0)  # let the test's other task run, as a real wait would
+        return False

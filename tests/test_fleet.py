@@ -10,7 +10,6 @@ import asyncio
 import json
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,7 +32,7 @@ from pgq_console.core.refresh_loop import HIDDEN_RECHECK_S, MAX_RETRY_S
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.scripting import NagiosState
 from tests.conftest import drop_database, make_database
-from tests.helpers import wait_for
+from tests.helpers import ManualClock, wait_for
 
 # Ten ready jobs waiting 10 minutes (over the default 5m threshold), three held failures.
 LATE_SEED = """
@@ -592,33 +591,11 @@ def test_an_installation_without_the_schema_is_in_error_not_down(
         drop_database(server_dsn, bare)
 
 
-@dataclass
-class SteppedClock:
-    """The console's clock, moved only by the loop's waits: no test time passes."""
-
-    seconds: float = 100.0
-    waits: list[float] = field(default_factory=list)
-
-    def now(self) -> datetime:
-        return datetime(2026, 1, 1, 12, tzinfo=UTC) + timedelta(seconds=self.seconds)
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
-        if event.is_set():
-            return True
-        self.waits.append(seconds)
-        self.seconds += seconds
-        await asyncio.sleep(0)
-        return False
-
-
 async def test_the_fleet_waits_on_the_consoles_clock_and_rests_while_not_seen() -> None:
     """The shared refresh loop: nothing is read (not even a connect) while the fleet is not
     seen; shown and woken, a refused installation is retried by the jittered backoff, timed by
     the injected clock."""
-    clock = SteppedClock()
+    clock = ManualClock()
     attempts: list[float] = []
 
     async def refused() -> Backend:
@@ -651,7 +628,7 @@ async def test_the_fleet_waits_on_the_consoles_clock_and_rests_while_not_seen() 
     row = fleet.rows["one"]
     # Down since the first refused attempt, on the console's clock.
     assert row.state is LinkState.DOWN
-    assert row.since == datetime(2026, 1, 1, 12, tzinfo=UTC) + timedelta(seconds=attempts[0])
+    assert row.since == clock.now() - timedelta(seconds=clock.seconds - attempts[0])
     gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:], strict=False)]
     for attempt, gap in enumerate(gaps, start=1):
         step = min(MAX_RETRY_S, 2.0 * 2 ** (attempt - 1))

@@ -19,31 +19,9 @@ from pgq_console.core.refresh_loop import (
     backoff_delay,
     wait_for_event,
 )
+from tests.helpers import ManualClock
 
 START = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class ManualClock:
-    """Monotonic seconds and wall time that move only when the fake wait moves them."""
-
-    seconds: float = 100.0
-    waits: list[float] = field(default_factory=list)  # every timeout the loop waited for
-
-    def now(self) -> datetime:
-        return START + timedelta(seconds=self.seconds - 100.0)
-
-    def monotonic(self) -> float:
-        return self.seconds
-
-    async def wait(self, event: asyncio.Event, seconds: float) -> bool:
-        """The loop's wait: a set event returns at once; else the clock jumps by `seconds`."""
-        if event.is_set():
-            return True
-        self.waits.append(seconds)
-        self.seconds += seconds
-        await asyncio.sleep(0)  # let the test's other task run, as a real wait would
-        return False
 
 
 def make_loop(clock: ManualClock, **kwargs: object) -> RefreshLoop:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pgq_console.core.stats import queued_entrypoints_cte
+
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
 
@@ -176,13 +178,7 @@ def charts_sql(backend: Backend) -> str:
     names = backend.installation.settings.qualified
     q = names.queue_table
     return f"""
-WITH RECURSIVE eps AS (
-    (SELECT entrypoint FROM {q} WHERE status = 'queued' ORDER BY entrypoint LIMIT 1)
-    UNION ALL
-    SELECT (SELECT q.entrypoint FROM {q} q WHERE q.status = 'queued'
-            AND q.entrypoint > eps.entrypoint ORDER BY q.entrypoint LIMIT 1)
-    FROM eps WHERE eps.entrypoint IS NOT NULL
-),
+WITH RECURSIVE {queued_entrypoints_cte(q)},
 events AS (
     SELECT entrypoint, status::text AS status, created, count AS n
     FROM {names.statistics_table}

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pgq_console.core.stats import SERVER_TIME, Depth, int_array
+from pgq_console.core.stats import SERVER_TIME, Depth, int_array, queued_entrypoints_cte
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
@@ -169,13 +169,7 @@ def first_look_sql(installation: Installation) -> str:
     names = installation.settings.qualified
     q, log = names.queue_table, names.queue_table_log
     return f"""
-WITH RECURSIVE eps AS (
-    (SELECT entrypoint FROM {q} WHERE status = 'queued' ORDER BY entrypoint LIMIT 1)
-    UNION ALL
-    SELECT (SELECT q.entrypoint FROM {q} q WHERE q.status = 'queued'
-            AND q.entrypoint > eps.entrypoint ORDER BY q.entrypoint LIMIT 1)
-    FROM eps WHERE eps.entrypoint IS NOT NULL
-), picked AS (
+WITH RECURSIVE {queued_entrypoints_cte(q)}, picked AS (
     SELECT entrypoint, count(*) AS n FROM {q} WHERE status = 'picked' GROUP BY entrypoint
 )
 SELECT 'c' AS kind, coalesce(e.entrypoint, p.entrypoint) AS entrypoint,

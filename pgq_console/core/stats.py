@@ -54,6 +54,19 @@ class Windows:
     sparkline: tuple[int, ...] = field(default_factory=lambda: (0,) * SPARKLINE_MINUTES)
 
 
+def queued_entrypoints_cte(queue_table: str) -> str:
+    """`eps AS (...)` for a `WITH RECURSIVE`: the entrypoints with queued jobs, found by a skip
+    scan of the queued index (one index probe per entrypoint, not a scan of every row)."""
+    q = queue_table
+    return f"""eps AS (
+    (SELECT entrypoint FROM {q} WHERE status = 'queued' ORDER BY entrypoint LIMIT 1)
+    UNION ALL
+    SELECT (SELECT q.entrypoint FROM {q} q WHERE q.status = 'queued'
+            AND q.entrypoint > eps.entrypoint ORDER BY q.entrypoint LIMIT 1)
+    FROM eps WHERE eps.entrypoint IS NOT NULL
+)"""
+
+
 def depth_sql(installation: Installation) -> str:
     """Queued jobs per entrypoint, on PgQueuer's partial index for queued rows.
 
