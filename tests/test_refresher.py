@@ -15,6 +15,17 @@ from pgq_console.core.target import APPLICATION_NAME
 from tests.helpers import backend_for, enqueue, wait_for
 
 
+async def console_reads_on_a_lock(holder: asyncpg.Connection) -> int:
+    """How many of the console's statements wait on a lock (seen from another session)."""
+    return int(
+        await holder.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            APPLICATION_NAME,
+        )
+    )
+
+
 async def test_an_event_is_answered_on_a_clock_that_never_moves(fresh_database: str) -> None:
     """Snapshots run on a FixedClock: the NOTIFY of an insert still brings a fresh read (the
     wait running out makes it due), so a test can ask for one and get it."""
@@ -68,22 +79,13 @@ async def test_a_read_in_flight_when_paused_is_not_shown(fresh_database: str) ->
         await holder.execute("LOCK TABLE pgqueuer, pgqueuer_log IN ACCESS EXCLUSIVE MODE")
         refresher.request_refresh()
 
-        async def reads_waiting_on_the_lock() -> int:
-            return int(
-                await holder.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                    APPLICATION_NAME,
-                )
-            )
-
         async with asyncio.timeout(90):
-            while not await reads_waiting_on_the_lock():  # noqa: ASYNC110 (a server's state)
+            while not await console_reads_on_a_lock(holder):  # noqa: ASYNC110 (a server's state)
                 await asyncio.sleep(0.05)
             shown = len(snapshots)
             refresher.set_paused(True)
             await locking.rollback()  # the read answers, after `p`
-            while await reads_waiting_on_the_lock():  # noqa: ASYNC110
+            while await console_reads_on_a_lock(holder):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)  # what the answer would have shown by now
         assert len(snapshots) == shown
@@ -122,17 +124,8 @@ async def test_a_slow_windows_read_does_not_hold_back_new_jobs(fresh_database: s
         await locking.start()
         await holder.execute("LOCK TABLE pgqueuer_statistics IN ACCESS EXCLUSIVE MODE")
 
-        async def windows_waiting_on_the_lock() -> bool:
-            return bool(
-                await holder.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE application_name = $1 AND wait_event_type = 'Lock'",
-                    APPLICATION_NAME,
-                )
-            )
-
         async with asyncio.timeout(90):
-            while not await windows_waiting_on_the_lock():  # noqa: ASYNC110 (a server's state)
+            while not await console_reads_on_a_lock(holder):  # noqa: ASYNC110 (a server's state)
                 await asyncio.sleep(0.05)
         await enqueue(fresh_database, "while_windows_wait", 2)
         await wait_for(
@@ -140,7 +133,7 @@ async def test_a_slow_windows_read_does_not_hold_back_new_jobs(fresh_database: s
             what="the new entrypoint while the windows read waits on its lock",
             within=10,  # a liveness bound: the old round waited for the windows, minutes here
         )
-        assert await windows_waiting_on_the_lock()  # it was shown while the windows still wait
+        assert await console_reads_on_a_lock(holder)  # it was shown while the windows still wait
         await locking.rollback()
         shown = len(snapshots)
         await wait_for(lambda: len(snapshots) > shown + 2, what="reads after the lock went")
