@@ -140,6 +140,7 @@ BROKEN_DSNS = [
     f"postgresql://u:{PASSWORD}%zz@h/db",  # ...or the bad percent-encoded token
     f"postgresql://u:{PASSWORD}@h:notaport/db",
     f"host=h password='{PASSWORD}",  # unterminated quote in key=value
+    f"host=h password=two {PASSWORD}",  # an unquoted space: libpq names the word after it
 ]
 
 

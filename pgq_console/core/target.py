@@ -58,6 +58,9 @@ def parse_pooler(name: str) -> Pooler:
         raise ConsoleError(f"unknown pooler {name!r}: choose one of {choices}") from None
 
 
+_MISSING_EQUALS = re.compile(r'(missing "=" after )"[^"]*"')
+
+
 def parse_driver(name: str) -> DriverKind:
     try:
         return DriverKind(name)
@@ -86,6 +89,8 @@ def dsn_parts(dsn: str) -> dict[str, str]:
         # A DSN too broken to parse still has its password in libpq's message (URI userinfo).
         detail = _URI_PASSWORD.sub(r"\1***@", detail)
         detail = _KV_PASSWORD.sub("password=***", detail)
+        # `password=two words`: libpq names the word it could not read, the password's tail.
+        detail = _MISSING_EQUALS.sub(r'\1"***"', detail)
         raise ConsoleError(f"invalid connection string: {detail}") from None
     _, sep, rest = dsn.partition("://")
     authority, _, path = re.split(r"[?#]", rest, maxsplit=1)[0].partition("/")
