@@ -67,7 +67,7 @@ def keymap_problem(keymap: Mapping[str, str], known: Iterable[str], where: str) 
     for binding_id, keys in keymap.items():
         if binding_id not in known:
             near = difflib.get_close_matches(binding_id, known, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else " (README: Configuration)"
+            hint = f"; did you mean {near[0]!r}?" if near else " (README: Remapping keys)"
             return f"{where}: keymap: unknown binding id {binding_id!r}{hint}"
         named = [key.strip() for key in keys.split(",") if key.strip()]
         if not named:

@@ -111,6 +111,9 @@ class Reading:
     rows: tuple[EntrypointRow, ...]
     stale: int
     stale_after: timedelta
+    # Every entrypoint name the queue, log and schedules know (None: not read); `check` warns
+    # of a --max-age entrypoint that is none of them (a typo would never fire).
+    known: frozenset[str] | None = None
 
     def age_s(self, row: EntrypointRow) -> float | None:
         if row.oldest_ready_since is None:
@@ -127,8 +130,9 @@ def _script_target(target: Target) -> Target:
     return replace(target, driver=driver.value)
 
 
-async def read(settings: Settings, stale_after: timedelta) -> Reading:
+async def read(settings: Settings, stale_after: timedelta, *, known_names: bool = False) -> Reading:
     from pgq_console.core.checks import count_stale, database_now
+    from pgq_console.core.enqueue.entrypoints import known_entrypoints
     from pgq_console.core.stats import fetch_durations, fetch_overview
 
     backend = await open_target(_script_target(settings.target))
@@ -138,11 +142,15 @@ async def read(settings: Settings, stale_after: timedelta) -> Reading:
             rows = await fetch_overview(backend, durations)
             stale = await count_stale(backend, stale_after)
             now = await database_now(backend)
+            # [] when they cannot be read: then no name is judged unknown.
+            known = frozenset(await known_entrypoints(backend)) if known_names else frozenset()
         except ConsoleError:
             raise
         except Exception as exc:
             raise ConsoleError(f"reading {backend.label} failed: {one_line(exc)}") from None
-        return Reading(backend.label, settings.target.profile, now, rows, stale, stale_after)
+        return Reading(
+            backend.label, settings.target.profile, now, rows, stale, stale_after, known or None
+        )
     finally:
         await backend.close()
 
@@ -240,6 +248,14 @@ def evaluate(
     by_entrypoint = {row.entrypoint: row for row in reading.rows}
     for entrypoint, threshold in max_age.items():
         rows = list(reading.rows) if entrypoint == "*" else [by_entrypoint.get(entrypoint)]
+        if rows == [None] and reading.known is not None and entrypoint not in reading.known:
+            problems.append(
+                (
+                    NagiosState.WARNING,
+                    f"no entrypoint '{status_text(entrypoint)}' in the queue, log or schedules: "
+                    "its --max-age cannot fire (a typo?)",
+                )
+            )
         for row in rows:
             name = row.entrypoint if row else entrypoint
             age = (reading.age_s(row) if row else None) or 0.0
@@ -296,7 +312,7 @@ def check(
         print(unknown_line(str(exc)))
         return NagiosState.UNKNOWN
     try:
-        reading = asyncio.run(read(settings, stale_window))
+        reading = asyncio.run(read(settings, stale_window, known_names=bool(ages)))
     except ConsoleError as exc:
         print(f"PGQ CRITICAL - {printable(one_line(exc))}")
         return NagiosState.CRITICAL

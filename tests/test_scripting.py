@@ -104,7 +104,12 @@ def test_snapshot_text_and_driver_choice(
         (["--max-age", "send_email=5m"], NagiosState.CRITICAL, "send_email oldest ready"),
         (["--max-age", "resize_image=5m"], NagiosState.OK, "PGQ OK"),
         (["--max-age", "*=1m"], NagiosState.CRITICAL, "send_email oldest ready"),
-        (["--max-age", "nothing_here=1s"], NagiosState.OK, "PGQ OK"),
+        # A name no queue, log or schedule knows: a typo would never fire, so it warns.
+        (
+            ["--max-age", "nothing_here=1s"],
+            NagiosState.WARNING,
+            "PGQ WARNING - no entrypoint 'nothing_here' in the queue, log or schedules",
+        ),
         # The worst state wins; CRITICAL problems are listed first.
         (
             ["--max-failed", "5,10", "--max-age", "send_email=1m"],
