@@ -139,6 +139,7 @@ BROKEN_DSNS = [
     f"postgresql://u:{PASSWORD}@[::1/db",  # libpq echoes the whole URI
     f"postgresql://u:{PASSWORD}%zz@h/db",  # ...or the bad percent-encoded token
     f"postgresql://u:{PASSWORD}@h:notaport/db",
+    f"postgresql://u:{PASSWORD}@127.0.0.1:99999/db",  # was 'OverflowError: connect(): port …'
     f"host=h password='{PASSWORD}",  # unterminated quote in key=value
     f"host=h password=two {PASSWORD}",  # an unquoted space: libpq names the word after it
 ]

@@ -59,6 +59,8 @@ def describe_connect_error(
         message = f"cannot reach {label}: {exc.strerror or text}"
     elif failure is ConnectFailure.INVALID_DSN or "invalid dsn" in lowered:
         message = f"invalid connection string: {text}"
+    elif isinstance(exc, OverflowError) and "port" in lowered:
+        message = f"invalid connection string: the port of {label} is not 0-65535"
     elif isinstance(exc, ValueError):
         # asyncpg's own DSN parser quotes pieces of the DSN (`bad query field: 'rest-of-pw@...'`
         # for a `?` in a password): not echoed.
