@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -53,6 +54,48 @@ async def test_an_event_is_answered_on_a_clock_that_never_moves(fresh_database: 
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        await backend.close()
+
+
+async def test_a_forged_notify_does_not_set_the_latency(fresh_database: str) -> None:
+    """Any role may NOTIFY PgQueuer's channel: a table-changed event sent "a year ago" made
+    the header say 'latency 334d15h'. It still counts as an event; the latency stays."""
+    backend = await backend_for(fresh_database)
+    snapshots: list[OverviewSnapshot] = []
+    refresher = Refresher(
+        backend,
+        SystemClock(),
+        on_snapshot=snapshots.append,
+        on_status=lambda _: None,
+        interval_s=60.0,
+    )
+    task = asyncio.create_task(refresher.run())
+    forged = json.dumps(
+        {
+            "channel": "ch_pgqueuer",
+            "operation": "insert",
+            "sent_at": "2026-01-01T00:00:00+00:00",
+            "table": "pgqueuer",
+            "type": "table_changed_event",
+        }
+    )
+    sender = await asyncpg.connect(fresh_database)
+    try:
+        await wait_for(lambda: bool(snapshots) and refresher.status.listening, what="first read")
+        seen = refresher.status.events_seen
+        await sender.execute("SELECT pg_notify('ch_pgqueuer', $1)", forged)
+        await wait_for(lambda: refresher.status.events_seen > seen, what="the forged event")
+        assert refresher.status.last_event_latency_s is None
+        await enqueue(fresh_database, "real_one", 1)  # a real event still measures
+        await wait_for(
+            lambda: refresher.status.last_event_latency_s is not None, what="a real latency"
+        )
+        assert (refresher.status.last_event_latency_s or 0) < 3600
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await sender.close()
         await backend.close()
 
 

@@ -48,6 +48,11 @@ LIVE_PROOF_MIN_S = 5.0
 LOG_RETRY_S = 5.0  # windows that failed (not a lost connection) are read again after this
 
 
+# A NOTIFY older than this when it arrives says nothing of the live path (its `sent_at` is
+# forged, or clocks are apart): not shown as the latency.
+MAX_PLAUSIBLE_LATENCY_S = 3600.0
+
+
 class Refresher:
     """Long-lived worker: call `run()` in a task; snapshots and status arrive via callbacks."""
 
@@ -436,6 +441,10 @@ class Refresher:
         latency = None
         if isinstance(event, pgq_models.TableChangedEvent):
             latency = max(0.0, (received - event.sent_at).total_seconds())
+            if latency > MAX_PLAUSIBLE_LATENCY_S:
+                # Any role may NOTIFY this channel: a forged `sent_at` ("latency 334d") is not
+                # a measurement. The last plausible one stays.
+                latency = None
             if event.operation == "truncate":  # no log rows: count again
                 self.tracker.request_resync()
             self.request_refresh()
