@@ -5,7 +5,10 @@ in/out rates and the last minute's exceptions): drawing it costs no query. The f
 what changed that an on-call engineer wants to hear about: a failure fingerprint not seen
 before, a worker that joined or died, a write announced by any console on the audit channel.
 Worker and failure readings come from a slow poll of their own (`PULSE_POLL_S`), made only while
-the feed is on screen.
+the feed is on screen (`PulseReader`). Its cost follows change, not the size of the tables: after
+the first hour's failure groups, each poll groups only the log rows since the last one; the
+workers read (every picked job, proportional to the work in flight) keeps to its own slice of the
+database budget, so on an installation with 100,000 jobs held it reads less often and says so.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
 from pgq_console.core.models import OverviewSnapshot
 from pgq_console.core.stats import RATE_WINDOW_S
 from pgq_console.core.workers import (
@@ -32,6 +36,11 @@ if TYPE_CHECKING:
     from pgq_console.core.jobs import FailureGroups
 
 PULSE_POLL_S = 15.0
+# The workers read's share of a core: one taking 0.5 s waits 100 s before the next.
+WORKERS_BUDGET = 0.005
+# Each later failures read looks this far behind the previous one (clock skew, commits of
+# transactions that began earlier: a log row's `created` is its transaction's start).
+FAILURE_OVERLAP = timedelta(minutes=2)
 HISTORY_SAMPLES = 240  # at one sample per refresh (2 s): the last 8 minutes
 FEED_EVENTS = 50
 # A failure fingerprint first seen this recently counts as new on the feed's first reading.
@@ -165,18 +174,66 @@ class FeedEvent:
 
 @dataclass(frozen=True)
 class PulseReading:
-    workers: WorkersSnapshot
+    # None: not read this time (the workers read keeps to its budget; see `PulseReader`).
+    workers: WorkersSnapshot | None
     failures: FailureGroups
+    # Seconds between workers reads when their cost slowed them below every poll, else None.
+    workers_every_s: float | None = None
+    workers_took_s: float = 0.0
 
 
-async def fetch_pulse(backend: Backend, now: datetime) -> PulseReading:
-    """The feed's slow reading: workers holding jobs, and the last hour's failure groups."""
-    workers = await fetch_workers(backend, now=now)
-    # Imported on the first read (after the console's first paint: `core.jobs` is big).
-    from pgq_console.core.jobs import fetch_failure_groups
+class PulseReader:
+    """The feed's slow reading: workers holding jobs, and the failure groups since the last one.
 
-    failures = await fetch_failure_groups(backend, now, window=FAILURE_WINDOW, limit=50)
-    return PulseReading(workers, failures)
+    The first failures read groups the last hour (`FAILURE_WINDOW`), each later one the rows
+    logged since the previous read (plus `FAILURE_OVERLAP`): a fingerprint new to the feed has
+    all of its occurrences in that span, so its count is still its count in the hour. The
+    workers read is made at every poll while that keeps within `WORKERS_BUDGET`, else it waits
+    `took / WORKERS_BUDGET` after the last one.
+    """
+
+    def __init__(self, backend: Backend, clock: Clock, budget: float | None = None) -> None:
+        self.backend = backend
+        self.clock = clock
+        self.budget = WORKERS_BUDGET if budget is None else budget
+        self._failures_since: datetime | None = None
+        self._workers_due = float("-inf")  # monotonic
+        self._workers_gap_s = 0.0
+        self._workers_took_s = 0.0
+
+    def failure_window(self, now: datetime) -> timedelta:
+        since = self._failures_since
+        if since is None:
+            return FAILURE_WINDOW
+        return max(FAILURE_OVERLAP, min(FAILURE_WINDOW, now - since + FAILURE_OVERLAP))
+
+    async def read(self) -> PulseReading:
+        now = self.clock.now()
+        workers: WorkersSnapshot | None = None
+        if self.clock.monotonic() >= self._workers_due:
+            started = self.clock.monotonic()
+            workers = await fetch_workers(self.backend, now=now)
+            ended = self.clock.monotonic()
+            self._workers_took_s = ended - started
+            self._workers_gap_s = self._workers_took_s / self.budget
+            # Within budget at every poll's pace: read at every poll (a refresh asked for
+            # too); slower than that: wait out the budget's gap.
+            slowed = self._workers_gap_s > PULSE_POLL_S
+            self._workers_due = ended + self._workers_gap_s if slowed else float("-inf")
+        # Imported on the first read (after the console's first paint: `core.jobs` is big).
+        from pgq_console.core.jobs import fetch_failure_groups
+
+        failures = await fetch_failure_groups(
+            self.backend, now, window=self.failure_window(now), limit=50
+        )
+        self._failures_since = now
+        slowed = self._workers_gap_s > PULSE_POLL_S
+        return PulseReading(
+            workers,
+            failures,
+            workers_every_s=self._workers_gap_s if slowed else None,
+            workers_took_s=self._workers_took_s,
+        )
 
 
 @dataclass

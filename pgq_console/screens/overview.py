@@ -20,11 +20,12 @@ from pgq_console.core.poll_loop import PollLoop, PollStatus
 from pgq_console.core.pulse import (
     PULSE_POLL_S,
     EventFeed,
+    PulseReader,
     PulseReading,
     ThroughputHistory,
-    fetch_pulse,
 )
 from pgq_console.core.text import printable
+from pgq_console.core.why import span
 from pgq_console.messages import AuditHeard, OpenJobs, PulseRead, SnapshotReady, StatusChanged
 from pgq_console.screens.quiet_resume import QuietResume
 from pgq_console.widgets import format as fmt
@@ -104,6 +105,8 @@ class OverviewScreen(QuietResume):
         self.history = ThroughputHistory()
         self.feed = EventFeed()
         self.pulse: PollLoop[PulseReading] | None = None
+        self._pulse_error = ""  # the pulse's failed read, or ""
+        self._pulse_note = ""  # why its workers are read less often than every poll, or ""
         # The numbers above and below the table (totals, tiles, chart, event ages) and the live
         # line change on every refresh: painted at most once a second of the injected clock,
         # at once when their state changes (`_headline_state`, `_status_state`).
@@ -170,7 +173,7 @@ class OverviewScreen(QuietResume):
         self.pulse = PollLoop(
             self.backend,
             self.clock,
-            lambda: fetch_pulse(self.backend, self.clock.now()),
+            PulseReader(self.backend, self.clock).read,
             on_result=self._post_pulse,
             on_status=self._pulse_status,
             interval_s=PULSE_POLL_S,
@@ -193,9 +196,13 @@ class OverviewScreen(QuietResume):
             self.pulse.request_refresh()
 
     def _pulse_status(self, status: PollStatus) -> None:
-        # The feed is a courtesy: say why it is quiet, nothing more. Set only when it changes
-        # (setting a border subtitle repaints the whole feed).
-        subtitle = printable(status.error, limit=120) if status.error else ""
+        self._pulse_error = printable(status.error, limit=120) if status.error else ""
+        self._show_pulse_reason()
+
+    def _show_pulse_reason(self) -> None:
+        # The feed is a courtesy: say why it is quiet or slow, nothing more. Set only when it
+        # changes (setting a border subtitle repaints the whole feed).
+        subtitle = self._pulse_error or self._pulse_note
         view = self.query_one(EventFeedView)
         if subtitle != view.quiet_reason:
             view.quiet_reason = subtitle
@@ -224,8 +231,16 @@ class OverviewScreen(QuietResume):
         reading = message.reading
         assert isinstance(reading, PulseReading)
         now = self.clock.now()
-        self.feed.note_workers(reading.workers, now)
+        if reading.workers is not None:
+            self.feed.note_workers(reading.workers, now)
         self.feed.note_failures(reading.failures, now)
+        every = reading.workers_every_s
+        self._pulse_note = (
+            ""
+            if every is None
+            else f"workers every {span(every)}: a read takes {reading.workers_took_s:.1f}s"
+        )
+        self._show_pulse_reason()
         self.query_one(EventFeedView).show(self.feed.events, now)
 
     @on(AuditHeard)
