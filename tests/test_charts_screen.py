@@ -192,3 +192,43 @@ async def test_backlog_counted_up_to_a_cap_and_said_so(charts_dsn: str) -> None:
     assert capped.total().drain.backlog_capped
     draining = DrainEstimate(1000, 0.0, 100.0, 10.0, 300.0, backlog_capped=True)
     assert drain_text(draining) == "empty in ≥ 10m00s, oldest > 5m00s in ≤ 4m54s"
+
+
+async def test_percentiles_read_keeps_to_its_budget(
+    charts_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The percentiles read grows with the log's last quarter hour (seconds at 10M rows): re-read
+    only as often as its share of a core allows, the counts at every refresh, the last
+    percentiles shown in between (never back to pending), and the status line says so."""
+    import pgq_console.screens.charts as charts_screen
+    from pgq_console.core.charts import add_percentiles as add
+    from pgq_console.core.charts import fetch_charts as fetch_counts
+    from pgq_console.screens.polled import PollLine
+
+    counts_reads: list[int] = []
+    percentile_reads: list[int] = []
+
+    async def counted_counts(backend: Backend, **kwargs: Any) -> Any:
+        counts_reads.append(1)
+        return await fetch_counts(backend, **kwargs)
+
+    async def counted_percentiles(backend: Backend, snapshot: Any) -> Any:
+        percentile_reads.append(1)
+        return await add(backend, snapshot)
+
+    monkeypatch.setattr(charts_screen, "fetch_charts", counted_counts)
+    monkeypatch.setattr(charts_screen, "add_percentiles", counted_percentiles)
+    monkeypatch.setattr(charts_screen, "PERCENTILES_BUDGET", 1e-9)  # no read fits it
+    app = console(charts_dsn, clock=SystemClock())
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_screen(pilot, "8", ChartsScreen)
+        table = screen.query_one("#charts-table", LiveTable)
+        await until(pilot, lambda: table.row_count > 0 and percentile_reads == [1])
+        await until(pilot, lambda: table.get_cell("resize_image", "p99").plain == "500ms")
+        for wanted in (2, 3):
+            await pilot.press("r")
+            await until(pilot, lambda: len(counts_reads) >= wanted)  # noqa: B023 (awaited here)
+        await until(pilot, lambda: "percentiles every" in str(screen.query_one(PollLine).render()))
+        assert percentile_reads == [1]
+        assert table.get_cell("resize_image", "p99").plain == "500ms"  # the last ones, kept
+        assert "a read takes" in str(screen.query_one(PollLine).render())

@@ -135,9 +135,7 @@ async def test_the_feed_says_when_workers_are_read_less_often(
     backend = await backend_for(pulse_db)
     app = PgqConsole(backend, refresh_interval=0.5)
     async with app.run_test(size=(160, 48)) as pilot:
-        await wait_until(
-            pilot, lambda: isinstance(app.screen, OverviewScreen), what="the overview"
-        )
+        await wait_until(pilot, lambda: isinstance(app.screen, OverviewScreen), what="the overview")
         view = app.screen.query_one(EventFeedView)
         await wait_until(
             pilot,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.models import OverviewSnapshot
+from pgq_console.core.paced import PacedRead
 from pgq_console.core.stats import RATE_WINDOW_S
 from pgq_console.core.workers import (
     WorkerMemory,
@@ -188,18 +189,16 @@ class PulseReader:
     The first failures read groups the last hour (`FAILURE_WINDOW`), each later one the rows
     logged since the previous read (plus `FAILURE_OVERLAP`): a fingerprint new to the feed has
     all of its occurrences in that span, so its count is still its count in the hour. The
-    workers read is made at every poll while that keeps within `WORKERS_BUDGET`, else it waits
-    `took / WORKERS_BUDGET` after the last one.
+    workers read is made at every poll while that keeps within `WORKERS_BUDGET` (`PacedRead`).
     """
 
     def __init__(self, backend: Backend, clock: Clock, budget: float | None = None) -> None:
         self.backend = backend
         self.clock = clock
-        self.budget = WORKERS_BUDGET if budget is None else budget
+        self.workers_pace = PacedRead(
+            clock, budget=WORKERS_BUDGET if budget is None else budget, every_s=PULSE_POLL_S
+        )
         self._failures_since: datetime | None = None
-        self._workers_due = float("-inf")  # monotonic
-        self._workers_gap_s = 0.0
-        self._workers_took_s = 0.0
 
     def failure_window(self, now: datetime) -> timedelta:
         since = self._failures_since
@@ -209,17 +208,8 @@ class PulseReader:
 
     async def read(self) -> PulseReading:
         now = self.clock.now()
-        workers: WorkersSnapshot | None = None
-        if self.clock.monotonic() >= self._workers_due:
-            started = self.clock.monotonic()
-            workers = await fetch_workers(self.backend, now=now)
-            ended = self.clock.monotonic()
-            self._workers_took_s = ended - started
-            self._workers_gap_s = self._workers_took_s / self.budget
-            # Within budget at every poll's pace: read at every poll (a refresh asked for
-            # too); slower than that: wait out the budget's gap.
-            slowed = self._workers_gap_s > PULSE_POLL_S
-            self._workers_due = ended + self._workers_gap_s if slowed else float("-inf")
+        pace = self.workers_pace
+        workers = await pace.read(fetch_workers(self.backend, now=now)) if pace.due else None
         # Imported on the first read (after the console's first paint: `core.jobs` is big).
         from pgq_console.core.jobs import fetch_failure_groups
 
@@ -227,12 +217,11 @@ class PulseReader:
             self.backend, now, window=self.failure_window(now), limit=50
         )
         self._failures_since = now
-        slowed = self._workers_gap_s > PULSE_POLL_S
         return PulseReading(
             workers,
             failures,
-            workers_every_s=self._workers_gap_s if slowed else None,
-            workers_took_s=self._workers_took_s,
+            workers_every_s=pace.gap_s if pace.slowed else None,
+            workers_took_s=pace.took_s,
         )
 
 

@@ -17,15 +17,19 @@ from textual.widgets import Sparkline, Static
 from pgq_console.core.backend import Backend
 from pgq_console.core.charts import (
     CHART_MINUTES,
+    PERCENTILES_BUDGET,
     RATE_WINDOW,
     ChartsSnapshot,
     DrainEstimate,
     EntrypointSeries,
     add_percentiles,
+    carry_percentiles,
     fetch_charts,
 )
 from pgq_console.core.clock import Clock
+from pgq_console.core.paced import PacedRead
 from pgq_console.core.text import printable
+from pgq_console.core.why import span
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.live_table import LiveTable
@@ -91,7 +95,7 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         ("At current rates", "when the backlog empties at the last minutes' in/out rates"),
         ("Done/min 60m", "completions per minute over the last hour, the right end now"),
         ("Done/1h Err/1h", "completions / exceptions logged in the last hour"),
-        ("p50 p95 p99", "time from enqueue to done, last hour (percentiles)"),
+        ("p50 p95 p99", "run time (picked to done) of the last 15 minutes' jobs, percentiles"),
         ("…", "still being read (the percentiles come after the counts on a big log)"),
         ("≥N", "counted up to N per entrypoint, no further: the exact count is on 1 Overview"),
         ("→ N more", "columns left out for width: → and ← page through them"),
@@ -100,12 +104,21 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
     def __init__(self, backend: Backend, clock: Clock) -> None:
         super().__init__(backend, clock)
         self.focus_entrypoint: str | None = None  # None: all entrypoints
+        self.percentiles_pace = PacedRead(clock, budget=PERCENTILES_BUDGET, every_s=self.interval_s)
+        self._percentiles: ChartsSnapshot | None = None  # the last read with percentiles
 
     async def fetch(self) -> ChartsSnapshot:
-        # The counts first, shown at once; the percentiles (the slow half) when they land.
+        # The counts first, shown at once; the percentiles (the slow half) when they land, as
+        # often as their budget allows: the last ones are shown in between.
         counts = await fetch_charts(self.backend, percentiles=False)
+        last = self._percentiles
+        if last is not None:
+            counts = carry_percentiles(counts, last)
+            if not self.percentiles_pace.due:
+                return counts
         self._post_result(counts)
-        return await add_percentiles(self.backend, counts)
+        self._percentiles = await self.percentiles_pace.read(add_percentiles(self.backend, counts))
+        return self._percentiles
 
     def compose_body(self) -> ComposeResult:
         yield LiveTable(COLUMNS, id="charts-table")
@@ -123,7 +136,11 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         self.query_one("#charts-table", LiveTable).focus()
 
     def extra_status(self) -> str:
-        return f"rates over the last {fmt.seconds(RATE_WINDOW.total_seconds())}"
+        rates = f"rates over the last {fmt.seconds(RATE_WINDOW.total_seconds())}"
+        pace = self.percentiles_pace
+        if not pace.slowed:
+            return rates
+        return f"{rates} · percentiles every {span(pace.gap_s)} (a read takes {pace.took_s:.1f}s)"
 
     def show(self, data: ChartsSnapshot) -> None:
         pending = data.percentiles_pending
