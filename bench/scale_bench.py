@@ -171,6 +171,8 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
     backend = await open_backend(DriverKind.ASYNCPG_POOL, dsn, Installation(), "bench", ())
     app = PgqConsole(backend, refresh_interval=2.0)
     reads: list[tuple[float, float]] = []  # (started, ended) of every console read
+    # Reads over half a second: (seconds after launch it began, seconds it took, statement head)
+    slow_reads: list[tuple[float, float, str]] = []
     paints: list[float] = []
     original_read, original_heavy = backend.read, backend.read_heavy
 
@@ -179,7 +181,12 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
         try:
             return await fn(sql, *args)
         finally:
-            reads.append((started, time.perf_counter()))
+            ended = time.perf_counter()
+            reads.append((started, ended))
+            if ended - started > 0.5:
+                head = " ".join(sql.split())[:60]
+                offset = time.time() - launched - (ended - started)
+                slow_reads.append((round(offset, 2), round(ended - started, 2), head))
 
     backend.read = lambda sql, *a: timed(original_read, sql, *a)  # type: ignore[method-assign]
     backend.read_heavy = lambda sql, *a: timed(original_heavy, sql, *a)  # type: ignore[method-assign]
@@ -269,6 +276,7 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
             result["warmup_s"] = warmup
             print("PHASE window-start", flush=True)
             window_start = time.perf_counter()
+            result["window_start_after_launch_s"] = round(time.time() - launched, 2)
             new_ep: list[float] = []
             held: list[float] = []
             n = 0
@@ -309,6 +317,7 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
             if debugger is not None:
                 debugger.cancel()
             result["errors"] = errors[:10]
+            result["slow_reads"] = slow_reads[:40]
             gaps = [b[0] - a[0] for a, b in zip(samples, samples[1:], strict=False)]
             result["window_s"] = round(time.perf_counter() - window_start, 1)
             result["refreshes"] = len(samples)
