@@ -361,3 +361,46 @@ async def test_the_enqueue_only_screen_says_a_lost_connection_on_the_consoles_cl
         monkeypatch.undo()
         screen.action_refresh_now()
         await wait_until(pilot, lambda: not banner.display, what="recovered")
+
+
+async def test_a_name_that_could_not_be_checked_is_not_called_new(fresh_database: str) -> None:
+    """The known names unreadable (here: a role without SELECT on the schedules table; in an
+    outage, the connection): the form cannot know whether a name is new, so it says that (and
+    why) instead of "a new entrypoint name"; the second enqueue still sends it."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    role = "pgqc_no_schedules"
+    connection = await asyncpg.connect(fresh_database)
+    try:
+        await connection.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') "
+            f"THEN CREATE ROLE {role} LOGIN; END IF; END $$"
+        )
+        await connection.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        await connection.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        await connection.execute(f"REVOKE ALL ON pgqueuer_schedules FROM {role}")
+        await connection.execute(
+            "INSERT INTO pgqueuer (priority, status, entrypoint) VALUES (0, 'queued', 'send_email')"
+        )
+    finally:
+        await connection.close()
+    parts = urlsplit(fresh_database)
+    as_role = urlunsplit(parts._replace(netloc=f"{role}@" + parts.netloc.rsplit("@", 1)[-1]))
+    app = console(as_role)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await wait_until(pilot, lambda: ready(app), what="the first screen")
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueFormScreen), what="form")
+        form = form_of(app)
+        await wait_until(
+            pilot, lambda: form.entrypoints_error is not None, what="the names read failing"
+        )
+        fill(form, entrypoint="send_email", payload="")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "could not be checked" in status_text(app), what="why")
+        assert "new entrypoint name" not in status_text(app)
+        assert "permission denied" in status_text(app)
+        assert form.result is None and len(await jobs(fresh_database, "send_email")) == 1
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: form.result is not None, what="the enqueue")
+        assert len(await jobs(fresh_database, "send_email")) == 2

@@ -35,11 +35,12 @@ from pgq_console.core.enqueue import (
     FormErrors,
     PayloadKind,
     audit_record,
-    known_entrypoints,
     parse_enqueue_form,
+    read_known_entrypoints,
     read_payload_file,
     refusal,
 )
+from pgq_console.core.refresh_loop import describe_refresh_error
 from pgq_console.core.text import one_line, printable
 from pgq_console.widgets.form_field import FieldRow, show_field_errors
 
@@ -92,6 +93,8 @@ class EnqueueFormScreen(ModalScreen[None]):
         self._submission: tuple[dict[str, str], str] | None = None  # (form values, token)
         self.result: EnqueueResult | None = None
         self.entrypoints: list[str] = []
+        # Why the known names could not be read (then no name can be called new), or None.
+        self.entrypoints_error: str | None = None
         self._shown_at = -1.0
 
     @property
@@ -184,8 +187,13 @@ class EnqueueFormScreen(ModalScreen[None]):
 
     @work(group="enqueue-suggest", exclusive=True, exit_on_error=False)
     async def load_suggestions(self) -> None:
-        names = await known_entrypoints(self.backend)
+        try:
+            names = await read_known_entrypoints(self.backend)
+        except Exception as exc:  # suggestions are a nicety: the form works without them
+            self.entrypoints_error = describe_refresh_error(exc, self.backend)
+            return
         self.entrypoints = names
+        self.entrypoints_error = None
         entry = self.query_one("#entrypoint", Input)
         entry.suggester = SuggestFromList(names, case_sensitive=True)
         self._show_entrypoint_hint(entry.value)
@@ -316,7 +324,15 @@ class EnqueueFormScreen(ModalScreen[None]):
             return True
         self.confirmed_new_entrypoint = name
         shown = printable(name, limit=60)
-        message = f"'{shown}' is a new entrypoint name: enqueue again to confirm, or fix it"
+        if self.entrypoints_error is not None:
+            # Not known to be new: the names could not be read (read again for the next try).
+            message = (
+                f"'{shown}' could not be checked against the known entrypoints "
+                f"({printable(self.entrypoints_error, limit=80)}): enqueue again to send it anyway"
+            )
+            self.load_suggestions()
+        else:
+            message = f"'{shown}' is a new entrypoint name: enqueue again to confirm, or fix it"
         self.query_one("#row-entrypoint", FieldRow).set_error(message)
         self._status(message, "warning")
         self.query_one("#entrypoint", Input).focus()

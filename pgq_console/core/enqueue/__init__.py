@@ -8,7 +8,7 @@ one INSERT statement per batch, so each batch commits whole or not at all.
 
 from __future__ import annotations
 
-from pgq_console.core.enqueue.entrypoints import known_entrypoints
+from pgq_console.core.enqueue.entrypoints import known_entrypoints, read_known_entrypoints
 from pgq_console.core.enqueue.form import (
     BATCH_BYTES,
     DEFAULT_BATCH_SIZE,
@@ -45,6 +45,7 @@ __all__ = [
     "PayloadKind",
     "audit_record",
     "known_entrypoints",
+    "read_known_entrypoints",
     "parse_delay",
     "parse_enqueue_form",
     "parse_payload",

@@ -35,17 +35,23 @@ ORDER BY 1 LIMIT 500
 """
 
 
+async def read_known_entrypoints(backend: Backend) -> list[str]:
+    """Entrypoint names the queue, its log and schedules have seen; raises what the read
+    raised (a form must tell "no names yet" from "could not read them")."""
+    if not backend.capabilities.can_read:
+        if backend.autocommit_problem:
+            return []
+        stats = await backend.queue_size()
+        return sorted({stat.entrypoint for stat in stats})
+    if backend.autocommit_problem:
+        return []
+    rows = await backend.read(known_entrypoints_sql(backend))
+    return [str(row["entrypoint"]) for row in rows]
+
+
 async def known_entrypoints(backend: Backend) -> list[str]:
     """Entrypoint names for the form's suggestions; [] if they cannot be read."""
     try:
-        if not backend.capabilities.can_read:
-            if backend.autocommit_problem:
-                return []
-            stats = await backend.queue_size()
-            return sorted({stat.entrypoint for stat in stats})
-        if backend.autocommit_problem:
-            return []
-        rows = await backend.read(known_entrypoints_sql(backend))
-        return [str(row["entrypoint"]) for row in rows]
+        return await read_known_entrypoints(backend)
     except Exception:  # suggestions are a nicety: the form works without them
         return []
