@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import pytest
 
 from pgq_console.app import PgqConsole
@@ -19,6 +20,15 @@ async def test_lower_bounds_are_labelled_until_the_exact_count(
 ) -> None:
     dsn = fresh_database
     await enqueue(dsn, "a", 4)
+    await enqueue(dsn, "b", 2)
+    connection = await asyncpg.connect(dsn)
+    try:  # two jobs in flight, one more than the first look reads
+        await connection.execute(
+            "UPDATE pgqueuer SET status = 'picked', heartbeat = now() WHERE entrypoint = 'b'"
+        )
+    finally:
+        await connection.close()
+    monkeypatch.setattr(depth_module, "FIRST_LOOK_PICKED_CAP", 1)
     # Treat the queue as large: a first look, then the exact count aside (held until released),
     # and the log followed from it (never counted directly).
     monkeypatch.setattr(depth_module, "SMALL_QUEUE_BYTES", 0)
@@ -48,8 +58,11 @@ async def test_lower_bounds_are_labelled_until_the_exact_count(
             assert number(app, "a", "ready") == "4"
             await wait_until(pilot, lambda: "counting exactly" in live_line())
             assert "r: count exactly now" in live_line()
+            assert "picked of the first" in live_line()
+            assert number(app, "b", "picked") == "1"  # the first look's lower bound
             release.set()
             await wait_until(pilot, lambda: "counting exactly" not in live_line())
+            await wait_until(pilot, lambda: number(app, "b", "picked") == "2", what="exact")
             assert exact_counts == 1
             # `r` asks for another exact count (aside), and refreshes.
             await pilot.press("r")

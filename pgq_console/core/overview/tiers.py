@@ -25,6 +25,7 @@ from pgq_console.core.clock import Clock
 from pgq_console.core.depth import (
     DEFERRED_CAP,
     FIRST_LOOK_CAP,
+    FIRST_LOOK_PICKED_CAP,
     RESYNC_EVERY_S,
     DepthTracker,
     TrackedDepth,
@@ -330,9 +331,14 @@ class OverviewTiers:
             return None
         parts = []
         if not tracked.exact:
+            picked = (
+                f", picked of the first {FIRST_LOOK_PICKED_CAP:,} picked jobs"
+                if tracked.picked_capped
+                else ""
+            )
             parts.append(
                 f"counting exactly: queued ≥ {FIRST_LOOK_CAP:,} per entrypoint shown as "
-                f"{FIRST_LOOK_CAP:,}+, held not counted yet"
+                f"{FIRST_LOOK_CAP:,}+{picked}, held not counted yet"
             )
         elif tracked.capped:
             parts.append(f"deferred counted up to {DEFERRED_CAP:,}")
