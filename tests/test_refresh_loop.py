@@ -329,3 +329,55 @@ async def test_run_says_whether_the_round_was_asked_for() -> None:
     with pytest.raises(asyncio.CancelledError):
         await loop.run(round_)
     assert asked == [True, False, True]  # the first read, the interval's, the one asked for
+
+
+async def test_a_poll_loop_with_a_budget_waits_out_a_costly_read_and_says_so() -> None:
+    """A read of 0.5 s at a 5 % budget: the next one 10 s after it, not the 3 s interval; the
+    status says how far apart they are; a read asked for is not held back."""
+    from typing import cast
+
+    from pgq_console.core.backend import Backend
+    from pgq_console.core.poll_loop import PollLoop, PollStatus
+
+    clock = ManualClock()
+    statuses: list[PollStatus] = []
+
+    async def costly_read() -> int:
+        clock.seconds += 0.5  # the read took half a second
+        return 1
+
+    loop: PollLoop[int] = PollLoop(
+        cast(Backend, None),  # only a failed read consults the backend
+        clock,
+        costly_read,
+        on_result=lambda _: None,
+        on_status=statuses.append,
+        interval_s=3.0,
+        wait=clock.wait,
+        budget=0.05,
+    )
+    await loop.timing.wait_until_due()
+    await loop.poll_once()
+    assert statuses[-1].slowed_to_s == pytest.approx(10.0)
+    await loop.timing.wait_until_due()
+    assert clock.waits == [pytest.approx(10.0)]
+    await loop.poll_once()
+    loop.request_refresh()
+    await loop.timing.wait_until_due()
+    assert len(clock.waits) == 1  # asked for: at once
+
+    cheap: PollLoop[int] = PollLoop(
+        cast(Backend, None),
+        clock,
+        costly_read,
+        on_result=lambda _: None,
+        on_status=statuses.append,
+        interval_s=3.0,
+        wait=clock.wait,
+        budget=0.5,  # 0.5 s of reading per second: every 3 s is within it
+    )
+    await cheap.timing.wait_until_due()
+    await cheap.poll_once()
+    assert statuses[-1].slowed_to_s is None
+    await cheap.timing.wait_until_due()
+    assert clock.waits[-1] == pytest.approx(3.0)

@@ -212,3 +212,24 @@ async def test_workers_screen_lists_the_first_200_and_counts_them_all(
         assert "first 200 of 230 workers listed" in str(
             screen.query_one("#workers-summary").render()
         )
+
+
+async def test_a_screen_whose_reads_cost_too_much_polls_less_often_and_says_so(
+    snapshot_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a big installation the Workers read takes seconds (every picked job): a screen left
+    open keeps its reads within a share of a core, and its status line says it is slowed."""
+    import pgq_console.screens.polled as polled
+
+    monkeypatch.setattr(polled, "POLLED_SCREEN_BUDGET", 1e-6)  # no read fits it
+    app = console(snapshot_dsn, clock=SystemClock())
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_screen(pilot, "4", WorkersScreen)
+        await until(pilot, lambda: screen.query_one("#workers-table", LiveTable).row_count > 0)
+        line = screen.query_one(polled.PollLine)
+        await until(pilot, lambda: "(slowed: reads cost)" in str(line.render()))
+        assert screen.loop.status.slowed_to_s is not None
+        assert screen.loop.status.slowed_to_s > screen.interval_s
+        polls = screen.loop.status.polls
+        screen.action_refresh_now()  # asked for: read at once all the same
+        await until(pilot, lambda: screen.loop.status.polls > polls)

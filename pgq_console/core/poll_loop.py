@@ -31,6 +31,9 @@ class PollStatus:
     next_try_at: datetime | None = None
     failures: int = 0
     polls: int = 0
+    # Seconds between reads when their cost stretched them past `interval_s` (the loop's
+    # budget), else None.
+    slowed_to_s: float | None = None
 
 
 class PollLoop(Generic[T]):
@@ -52,14 +55,27 @@ class PollLoop(Generic[T]):
         interval_s: float = 5.0,
         active: Callable[[], bool] = lambda: True,
         wait: Wait = wait_for_event,
+        budget: float | None = None,
     ) -> None:
+        """`budget`: the share of a core the reads may take (a read of 0.5 s at 5 % waits 10 s
+        for the next); None: every `interval_s` whatever they cost. A read asked for (`r`)
+        is never held back."""
         self.backend = backend
         self.clock = clock
         self._fetch = fetch
         self._on_result = on_result
         self._on_status = on_status
+        self.budget = budget
         self.status = PollStatus(interval_s=interval_s)
-        self.timing = RefreshLoop(clock, interval_s=interval_s, visible=active, wait=wait)
+        self.timing = RefreshLoop(
+            clock, interval_s=interval_s, visible=active, wait=wait, pace=self._paced_gap
+        )
+
+    def _paced_gap(self) -> float:
+        """The least time between the end of a read and the next that keeps to the budget."""
+        if self.budget is None:
+            return 0.0
+        return self.status.took_s / self.budget
 
     def request_refresh(self) -> None:
         self.timing.request_refresh()
@@ -92,11 +108,14 @@ class PollLoop(Generic[T]):
         ended = self.clock.monotonic()
         self.timing.succeeded()
         self._on_result(result)
+        took = ended - started
+        gap = took / self.budget if self.budget is not None else 0.0
         self._publish(
             replace(
                 self.status,
                 ok_at=self.timing.last_ok_at,
-                took_s=ended - started,
+                took_s=took,
+                slowed_to_s=gap if gap > self.status.interval_s else None,
                 error=None,
                 lost_since=None,
                 next_try_at=None,
