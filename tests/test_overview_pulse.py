@@ -286,3 +286,33 @@ def test_the_feed_remembers_a_worker_between_jobs_for_the_bundle() -> None:
     feed.note_workers(read(), at + timedelta(seconds=15))  # between jobs: holds none
     (seen,) = feed.workers_seen()
     assert seen.queue_manager_id == "w-1" and seen.idle and seen.last_seen == at
+
+
+def test_many_workers_changing_at_once_are_one_event() -> None:
+    """A lost host or a deploy: 8 workers dead in one reading are one event saying how many
+    (the feed keeps 50 events: one each would push every failure kind out); two are two."""
+    from pgq_console.core.pulse import EventFeed
+    from pgq_console.core.workers import WorkerRow, WorkersSnapshot
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    old = at - timedelta(minutes=10)  # no heartbeat for 10 minutes: dead
+
+    def dead(n: int, entrypoint: str) -> list[WorkerRow]:
+        return [WorkerRow(f"{i:04d}{entrypoint}", (entrypoint,), 1, 1, old, old) for i in range(n)]
+
+    def read(*workers: WorkerRow, holding: int | None = None) -> WorkersSnapshot:
+        total = len(workers) if holding is None else holding
+        return WorkersSnapshot(at, timedelta(seconds=90), workers, (), 0, holding_total=total)
+
+    feed = EventFeed()
+    feed.note_workers(read(*dead(5, "export"), *dead(3, "email"), holding=300), at)
+    (event,) = feed.events
+    assert event.text == "8+ workers dead: no heartbeat (email, export)"
+    assert event.severity == "error"
+
+    few = EventFeed()
+    few.note_workers(read(*dead(2, "export")), at)
+    assert {e.text for e in few.events} == {
+        "worker 0000expo dead: no heartbeat (export)",
+        "worker 0001expo dead: no heartbeat (export)",
+    }

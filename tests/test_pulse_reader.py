@@ -121,6 +121,7 @@ async def test_a_costly_workers_read_waits_for_its_budget(pulse_db: str) -> None
         assert first.workers is not None
         assert [w.queue_manager_id for w in first.workers.workers] == [WORKER]
         assert first.workers_every_s is not None and first.workers_every_s > PULSE_POLL_S
+        assert first.workers_every_s == pulse.WORKERS_MAX_GAP_S  # never longer than that
         later = await costly.read()
         assert later.workers is None
         assert later.failures is not None  # the failures still read every poll

@@ -17,9 +17,14 @@ T = TypeVar("T")
 
 
 class PacedRead:
-    def __init__(self, clock: Clock, *, budget: float, every_s: float) -> None:
+    def __init__(
+        self, clock: Clock, *, budget: float, every_s: float, max_gap_s: float | None = None
+    ) -> None:
         self.clock = clock
         self.budget = budget
+        # The longest wait whatever the cost: one slow reading (a cold cache at startup) must
+        # not leave the caller's data that old for long.
+        self.max_gap_s = max_gap_s
         self.every_s = every_s  # the caller's cadence: within it, no waiting
         self.gap_s = 0.0
         self.took_s = 0.0
@@ -41,6 +46,7 @@ class PacedRead:
         result = await read
         ended = self.clock.monotonic()
         self.took_s = ended - started
-        self.gap_s = self.took_s / self.budget
+        gap = self.took_s / self.budget
+        self.gap_s = gap if self.max_gap_s is None else min(gap, self.max_gap_s)
         self._due = ended + self.gap_s if self.slowed else float("-inf")
         return result

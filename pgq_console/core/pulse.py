@@ -39,11 +39,14 @@ if TYPE_CHECKING:
 PULSE_POLL_S = 15.0
 # The workers read's share of a core: one taking 0.5 s waits 100 s before the next.
 WORKERS_BUDGET = 0.005
+# ...but a dead worker is on the feed within 5 minutes whatever the read costs.
+WORKERS_MAX_GAP_S = 300.0
 # Each later failures read looks this far behind the previous one (clock skew, commits of
 # transactions that began earlier: a log row's `created` is its transaction's start).
 FAILURE_OVERLAP = timedelta(minutes=2)
 HISTORY_SAMPLES = 240  # at one sample per refresh (2 s): the last 8 minutes
 FEED_EVENTS = 50
+WORKER_BURST = 5  # more workers than this changing alike in one reading: one event
 # A failure fingerprint first seen this recently counts as new on the feed's first reading.
 NEW_FAILURE_WINDOW = timedelta(minutes=15)
 FAILURE_WINDOW = timedelta(hours=1)
@@ -196,7 +199,10 @@ class PulseReader:
         self.backend = backend
         self.clock = clock
         self.workers_pace = PacedRead(
-            clock, budget=WORKERS_BUDGET if budget is None else budget, every_s=PULSE_POLL_S
+            clock,
+            budget=WORKERS_BUDGET if budget is None else budget,
+            every_s=PULSE_POLL_S,
+            max_gap_s=WORKERS_MAX_GAP_S,
         )
         self._failures_since: datetime | None = None
 
@@ -270,23 +276,38 @@ class EventFeed:
         return self._memory.known()
 
     def note_workers(self, snapshot: WorkersSnapshot, now: datetime) -> None:
-        """Workers joining, dying, or coming back; on the first reading, the dead ones only."""
+        """Workers joining, dying, or coming back; on the first reading, the dead ones only.
+
+        More than `WORKER_BURST` of one kind in a reading (a host lost, a deploy) are one event
+        saying how many, so the feed keeps its other events."""
         merged = self._memory.merge(snapshot, now)
         states = {w.queue_manager_id: w.state(now, snapshot.stale_after) for w in merged.workers}
         previous = self._worker_states
+        changes: dict[str, list[WorkerRow]] = {"dead": [], "joined": [], "beats again": []}
         for worker in merged.workers:
-            key = worker.queue_manager_id
-            state = states[key]
-            before = None if previous is None else previous.get(key)
-            short = key[:8]
-            where = ", ".join(worker.entrypoints[:3]) or "no entrypoint"
+            state = states[worker.queue_manager_id]
+            before = None if previous is None else previous.get(worker.queue_manager_id)
             if state is WorkerState.DEAD and before is not WorkerState.DEAD:
-                text = f"worker {short} dead: no heartbeat ({where})"
-                self.add(FeedEvent(now, FeedKind.WORKER, text, "error"))
+                changes["dead"].append(worker)
             elif previous is not None and before is None:
-                self.add(FeedEvent(now, FeedKind.WORKER, f"worker {short} joined ({where})"))
+                changes["joined"].append(worker)
             elif before is WorkerState.DEAD and state is not WorkerState.DEAD:
-                self.add(FeedEvent(now, FeedKind.WORKER, f"worker {short} beats again ({where})"))
+                changes["beats again"].append(worker)
+        for change, workers in changes.items():
+            severity = "error" if change == "dead" else "information"
+            detail = ": no heartbeat" if change == "dead" else ""
+            if len(workers) > WORKER_BURST:
+                names = sorted({e for w in workers for e in w.entrypoints})
+                where = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+                # The read lists a limited number of workers: there may be more.
+                more = "+" if change == "dead" and snapshot.truncated else ""
+                text = f"{len(workers)}{more} workers {change}{detail} ({where})"
+                self.add(FeedEvent(now, FeedKind.WORKER, text, severity))
+                continue
+            for worker in workers:
+                where = ", ".join(worker.entrypoints[:3]) or "no entrypoint"
+                text = f"worker {worker.queue_manager_id[:8]} {change}{detail} ({where})"
+                self.add(FeedEvent(now, FeedKind.WORKER, text, severity))
         self._worker_states = states
 
     def note_action(self, text: str, now: datetime, *, verified: bool) -> None:
