@@ -116,7 +116,11 @@ async def console_run(dsn: str, jobs: int, batch: int) -> tuple[float, int, int]
             await asyncio.sleep(0.01)
         consumer = next(iter(app.consumers))
         await pilot.press("1")  # back to the overview: it refreshes live while the consumer runs
-        assert app.screen is overview
+        # The switch lands when the app gets to it (a loaded box: after press() returned).
+        waited = time.monotonic()
+        while app.screen is not overview:  # noqa: ASYNC110 - no event to wait on from outside
+            assert time.monotonic() - waited < 30, f"still on {app.screen!r}"
+            await asyncio.sleep(0.01)
         refreshes_before = overview.status.refreshes if overview.status else 0
         # Plain sleeps, not pilot.pause: the bench must not add work to the app's loop.
         while consumer.done < jobs:  # noqa: ASYNC110 - polling keeps the consumer untouched
