@@ -707,20 +707,29 @@ async def run_side(
 
 async def reuse(args: argparse.Namespace) -> dict[str, Any]:
     """The screens part only, on a database loaded before (`--reuse-dsn`): no load, no
-    traffic, no probes (they write), the console read-only; sides alternate (after, before,
-    after, ...) `--rounds` times so a noisy machine hits both alike."""
+    traffic, no probes (they write), the console read-only; sides alternate (before, after,
+    before, ...) `--rounds` times so a noisy machine hits both alike; locally, then through
+    the delay proxy with `--rtt` (0: local only)."""
     results: dict[str, Any] = {"args": vars(args), "load_before": os.getloadavg()}
     trees: dict[str, Path] = {"after": HERE.parent}
     if "before" in args.sides:
         trees["before"] = extract(args.before)
+    scenarios: list[tuple[str, float]] = [("local", 0.0)]
+    if args.rtt > 0:
+        scenarios.append((f"rtt {args.rtt * 1000:g} ms", args.rtt))
     try:
-        for n in range(args.rounds):
-            for side in args.sides:
-                ob.say(f"reuse, round {n + 1}: {side}")
-                r = await run_side(side, trees[side], args.reuse_dsn, args, None)
-                r["load_avg"] = os.getloadavg()
-                results[f"local / {side} / {n + 1}"] = r
-                ob.say(json.dumps(r.get("screens", r), default=str)[:3000])
+        for scenario, rtt in scenarios:
+            for n in range(args.rounds):
+                for side in args.sides:
+                    ob.say(f"reuse, {scenario}, round {n + 1}: {side}")
+                    if rtt > 0:
+                        async with DelayProxy(args.reuse_dsn, rtt) as proxy:
+                            r = await run_side(side, trees[side], proxy.dsn, args, None)
+                    else:
+                        r = await run_side(side, trees[side], args.reuse_dsn, args, None)
+                    r["load_avg"] = os.getloadavg()
+                    results[f"{scenario} / {side} / {n + 1}"] = r
+                    ob.say(json.dumps(r.get("screens", r), default=str)[:3000])
     finally:
         for side, tree in trees.items():
             if side != "after":
