@@ -53,7 +53,7 @@ async def fetch_detail(
     # its history beside it as one JSON text (a row per history entry would repeat the
     # payload). JSON, not arrays: asyncpg looks up an array column's types on each new
     # connection before decoding it (a pool connection's first detail through a 50 ms delay
-    # proxy: 0.42 s with the arrays, 0.10 s without; bench/README.md, issue 15).
+    # proxy: 0.43-0.44 s with the arrays, 0.12 s without; bench/README.md, issue 15).
     rows = await backend.read_heavy(
         f"""WITH history AS (
             SELECT id, created, status::text AS status, priority, entrypoint,
