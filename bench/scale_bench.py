@@ -24,6 +24,8 @@ With `--rtt` each side also runs through `delay_proxy.DelayProxy` (that much add
     .venv/bin/python bench/scale_bench.py                        # 10M + 10M, both sides, ~15 min
     .venv/bin/python bench/scale_bench.py --rows 200000 --log-rows 200000 --window 20   # quick
     .venv/bin/python bench/scale_bench.py --dsn postgresql://...  # your server (CREATEDB)
+    .venv/bin/python bench/scale_bench.py --reuse-dsn postgresql://... --rounds 2 --repeat 10
+        # the screens part only, read-only, on a database loaded before (no load/traffic/probes)
 
 Without --dsn a throwaway pgserver PostgreSQL is started and removed at the end.
 """
