@@ -24,6 +24,8 @@ With `--rtt` each side also runs through `delay_proxy.DelayProxy` (that much add
     .venv/bin/python bench/scale_bench.py                        # 10M + 10M, both sides, ~15 min
     .venv/bin/python bench/scale_bench.py --rows 200000 --log-rows 200000 --window 20   # quick
     .venv/bin/python bench/scale_bench.py --dsn postgresql://...  # your server (CREATEDB)
+    .venv/bin/python bench/scale_bench.py --reuse-dsn postgresql://... --rounds 2 --repeat 10
+        # the screens part only, read-only, on a database loaded before (no load/traffic/probes)
 
 Without --dsn a throwaway pgserver PostgreSQL is started and removed at the end.
 """
@@ -156,7 +158,15 @@ async def traffic(dsn: str, rate: float, stop: asyncio.Event) -> dict[str, int]:
 # -- one side (child process) -----------------------------------------------------------------
 
 
-async def child(dsn: str, window_s: float, launched: float, out_path: Path, screens: bool) -> None:
+async def child(
+    dsn: str,
+    window_s: float,
+    launched: float,
+    out_path: Path,
+    screens: bool,
+    read_only: bool = False,
+    repeat: int = 8,
+) -> None:
     import asyncpg
     from pgqueuer.db import AsyncpgDriver
     from pgqueuer.domain.types import QueueEntrypoint, QueueManagerId
@@ -168,12 +178,14 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
     from pgq_console.core.target import DriverKind, Installation
 
     result: dict[str, Any] = {"imported_s": round(time.time() - launched, 3)}
-    backend = await open_backend(DriverKind.ASYNCPG_POOL, dsn, Installation(), "bench", ())
-    app = PgqConsole(backend, refresh_interval=2.0)
+    backend = await open_backend(
+        DriverKind.ASYNCPG_POOL, dsn, Installation(), "bench", (), read_only=read_only
+    )
+    app = PgqConsole(backend, refresh_interval=2.0, read_only=read_only)
     reads: list[tuple[float, float]] = []  # (started, ended) of every console read
     # Reads over half a second: (seconds after launch it began, seconds it took, statement head)
     slow_reads: list[tuple[float, float, str]] = []
-    paints: list[float] = []
+    paints = Paints()
     original_read, original_heavy = backend.read, backend.read_heavy
 
     async def timed(fn: Any, sql: str, *args: object) -> Any:
@@ -193,9 +205,12 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
     display = app._display
 
     def timed_display(screen: Any, renderable: Any) -> None:
+        # Whether the frame shows what is waited for: asked before it is drawn (the state it
+        # is drawn from is set by then: rendering the frame and writing it are one call).
+        ready = paints.ready is not None and bool(paints.ready())
         display(screen, renderable)
         if renderable is not None:
-            paints.append(time.perf_counter())
+            paints.add(time.perf_counter(), screen, ready)
 
     app._display = timed_display  # type: ignore[method-assign]
 
@@ -343,13 +358,121 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
             _write_json(out_path, result)  # the window's numbers, whatever the screens do
             if screens:
                 try:
-                    result["screens"] = await _screens(app, pilot, reads, paints)
+                    result["screens"] = await _screens(app, pilot, reads, paints, repeat)
                 except Exception as exc:
                     result["screens_error"] = repr(exc)
     finally:
         await probe.close()
         await backend.close()
     _write_json(out_path, result)
+
+
+class Paints(list[float]):
+    """The frames drawn (their times), the screen each was drawn for, and the times of those
+    drawn while `ready()` held (set by the one waiting; None: not asked)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.screens: list[Any] = []
+        self.ready: Any = None
+        self.ready_at: list[float] = []
+
+    def add(self, at: float, screen: Any, ready: bool) -> None:
+        self.append(at)
+        self.screens.append(screen)
+        if ready:
+            self.ready_at.append(at)
+
+
+class JobsPageProbe:
+    """The Jobs screen's fresh first page on screen, timed as `jobs_page_bench.PaintProbe`
+    times it: rows whose query began after the key, applied to the table, then the first frame
+    of the Jobs screen drawn after them (after the key when they changed nothing). Replaces
+    `_fresh` for key 2: its `pilot.pause()` waits for an idle CPU (up to 1 s), and a console
+    following 10M rows is rarely idle: the late frames it caught were that wait."""
+
+    def __init__(self, paints: Paints) -> None:
+        import pgq_console.screens.jobs as jobs_screen
+        from pgq_console.widgets.job_table import JobTable
+
+        self.paints = paints
+        # id(page.rows) -> (when its query started, the rows). The rows are held: a page whose
+        # rows were never applied (a read cut short, a stale message) must not leave its id to
+        # another screen's rows (Failures' JobTable) once freed, as a bare id would (that is
+        # how this probe first timed Failures' table, which had no frame: no result).
+        self.fetch_started: dict[int, tuple[float, Any]] = {}
+        self.applied: list[tuple[float, float, bool, Any]] = []  # started, applied, changed, table
+        fetch, apply = jobs_screen.fetch_page, JobTable.apply_jobs
+
+        async def timed_fetch(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            page = await fetch(*args, **kwargs)
+            old = started - 60
+            for key in [k for k, (at, _) in self.fetch_started.items() if at < old]:
+                del self.fetch_started[key]
+            self.fetch_started[id(page.rows)] = (started, page.rows)
+            return page
+
+        def timed_apply(table: Any, rows: Any, *args: Any, **kwargs: Any) -> None:
+            updates = table.version
+            apply(table, rows, *args, **kwargs)
+            entry = self.fetch_started.get(id(rows))
+            if entry is not None and entry[1] is rows:
+                del self.fetch_started[id(rows)]
+                started = entry[0]
+                self.applied.append((started, time.perf_counter(), table.version != updates, table))
+
+        jobs_screen.fetch_page = timed_fetch  # type: ignore[assignment]
+        JobTable.apply_jobs = timed_apply  # type: ignore[method-assign]
+
+    async def shown(self, since: float, deadline_s: float = 30.0) -> float:
+        deadline = max(since, time.perf_counter()) + deadline_s
+        while time.perf_counter() < deadline:
+            fresh = [
+                (at, changed, t) for started, at, changed, t in self.applied if started >= since
+            ]
+            if fresh:
+                applied, changed, table = fresh[0]
+                screen = table.screen
+                after = applied if changed else since
+                frames = [
+                    at
+                    for at, s in zip(self.paints, self.paints.screens, strict=True)
+                    if at >= after and s is screen
+                ]
+                if frames:
+                    return max(applied, frames[0]) - since
+            await asyncio.sleep(0.002)
+        if os.environ.get("SCALE_DEBUG"):
+            print(
+                "DEBUG nan",
+                [
+                    (round(a - since, 3), round(b - since, 3), c, id(t.screen), id(t))
+                    for a, b, c, t in self.applied
+                    if a >= since
+                ][:4],
+                [
+                    (round(at - since, 3), type(s).__name__, id(s))
+                    for at, s in zip(self.paints, self.paints.screens, strict=True)
+                    if at >= since - 1
+                ][:20],
+                file=sys.stderr,
+                flush=True,
+            )
+        return float("nan")
+
+    def debug_state(self, app: Any, since: float, label: str) -> None:
+        if not os.environ.get("SCALE_DEBUG"):
+            return
+        screen = app.screen
+        loop = getattr(screen, "loop", None)
+        print(
+            f"DEBUG {label} {time.perf_counter() - since:.3f} {type(screen).__name__}",
+            getattr(screen, "error", None),
+            loop and (loop.failures, round(loop.due_in(), 3), loop._requested, loop._rounds),
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
@@ -363,22 +486,31 @@ def _summary(values: list[float]) -> dict[str, Any]:
     }
 
 
+IDLE_WAITS: list[float] = []  # how long each `_fresh` waited in `pilot.pause()`
+
+
 async def _fresh(
-    pilot: Any, since: float, reads: list[Any], paints: list[float]
+    pilot: Any, since: float, reads: list[Any], paints: list[float], limit_s: float = 30.0
 ) -> tuple[float, int]:
     """Seconds from `since` to the first frame after the first read begun since then ended
-    (and the messages it posted were handled); and how many reads began in that time."""
-    deadline = since + 30
+    (and the messages it posted were handled); and how many reads began in that time.
+
+    Not for key 2 any more (`JobsPageProbe`): when the frame with the read's rows is drawn
+    during `pilot.pause()`'s idle wait, the one taken is the next frame, whenever something
+    next changes (~1 s with traffic, up to `limit_s` without: then `limit_s` is returned)."""
+    deadline = since + limit_s
     while time.perf_counter() < deadline:
         done = [end for start, end in reads if start >= since]
         if done:
-            await pilot.pause()
+            waited = time.perf_counter()
+            await pilot.pause()  # Textual's wait for an idle CPU: up to 1 s on a busy console
             mark = time.perf_counter()
+            IDLE_WAITS.append(mark - waited)
             # Paints are recorded, not signalled: poll them.
             while not [p for p in paints if p >= mark] and time.perf_counter() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
             later = [p for p in paints if p >= mark]
-            painted = min(later) if later else mark
+            painted = min(later) if later else since + limit_s
             await asyncio.sleep(0.3)  # let the screen's other reads for this key land
             count = len([1 for start, _ in reads if since <= start <= painted + 0.3])
             return painted - since, count
@@ -387,38 +519,51 @@ async def _fresh(
 
 
 async def _shown(
-    ready: Any, since: float, reads: list[Any], paints: list[float]
+    ready: Any, since: float, reads: list[Any], paints: Paints, polled: list[float] | None = None
 ) -> tuple[float, int]:
-    """Seconds from `since` to the first frame after `ready()` turned true (polled every 2 ms:
-    the frame that shows it comes after), and how many reads began in that time.
+    """Seconds from `since` to the first frame drawn while `ready()` held (asked as each frame
+    is drawn), and how many reads began in that time.
 
     For screens that say when they have their data: `_fresh` takes the first frame after
     Pilot's idle wait, and when the data's own frame was drawn during that wait, the next one
     comes with the next poll (the Database screen: 5.1 s measured for 60 ms of reads) or the
-    next clock tick (the job detail: 1.01 s for a 22 ms read)."""
+    next clock tick (the job detail: 1.01 s for a 22 ms read). Until 12-01 this polled
+    `ready()` every 2 ms and took the first frame after the poll saw it: on a busy loop the poll
+    runs late and the frame that already showed the data was missed (one frame too late)."""
     deadline = since + 30
-    while time.perf_counter() < deadline:
-        if ready():
-            shown = time.perf_counter()
-            while not [p for p in paints if p >= shown] and time.perf_counter() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.002)
-            later = [p for p in paints if p >= shown]
-            painted = min(later) if later else shown
-            await asyncio.sleep(0.3)  # let the screen's other reads for this key land
-            count = len([1 for start, _ in reads if since <= start <= painted + 0.3])
-            return painted - since, count
-        await asyncio.sleep(0.002)
+    paints.ready = ready
+    seen: float | None = None  # when the 2 ms poll saw `ready()`: the timing until 12-01
+    try:
+        while time.perf_counter() < deadline:
+            if seen is None and ready():
+                seen = time.perf_counter()
+            later = [p for p in paints.ready_at if p >= since]
+            after_seen = [p for p in paints if seen is not None and p >= seen]
+            if later and (polled is None or after_seen):
+                if polled is not None:
+                    polled.append(min(after_seen) - since)
+                painted = min(later)
+                await asyncio.sleep(0.3)  # let the screen's other reads for this key land
+                count = len([1 for start, _ in reads if since <= start <= painted + 0.3])
+                return painted - since, count
+            await asyncio.sleep(0.002)
+    finally:
+        paints.ready = None
     return float("nan"), 0
 
 
 async def _jumped(
-    app: Any, pilot: Any, key: str, reads: list[Any], paints: list[float]
+    app: Any, pilot: Any, key: str, reads: list[Any], paints: Paints, jobs_probe: JobsPageProbe
 ) -> tuple[float, int]:
     """Key to the first frame with the screen's data: a polled screen (it keeps its last result
     in `data`) shown for the first time is timed by `_shown`, any other by `_fresh`."""
     below = app.screen
     t = time.perf_counter()
     app.action_jump(key)
+    if key == "2":
+        took = await jobs_probe.shown(t)
+        await asyncio.sleep(0.3)  # let the screen's other reads for this key land
+        return took, len([1 for start, _ in reads if t <= start <= t + took + 0.3])
     while app.screen is below and time.perf_counter() < t + 5:  # noqa: ASYNC110
         await asyncio.sleep(0.002)
     screen = app.screen
@@ -427,28 +572,40 @@ async def _jumped(
     return await _fresh(pilot, t, reads, paints)
 
 
-async def _screens(app: Any, pilot: Any, reads: list[Any], paints: list[float]) -> dict[str, Any]:
+async def _screens(
+    app: Any, pilot: Any, reads: list[Any], paints: Paints, repeat: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    jobs_probe = JobsPageProbe(paints)
     for key in ("2", "3", "4", "5", "6", "8", "1"):
-        took, statements = await _jumped(app, pilot, key, reads, paints)
+        took, statements = await _jumped(app, pilot, key, reads, paints, jobs_probe)
         out[f"key {key}"] = {"s": round(took, 3), "reads": statements}
         await asyncio.sleep(1.0)
     jobs: list[float] = []
-    for _ in range(8):
+    # The same jumps timed by `_fresh`, as key 2 was until 12-01 (3.0: no frame within 3 s).
+    old_way: list[float] = []
+    IDLE_WAITS.clear()
+    for _ in range(repeat):
         app.action_jump("1")
         await asyncio.sleep(1.0)
         t = time.perf_counter()
         app.action_jump("2")
-        took, _ = await _fresh(pilot, t, reads, paints)
-        jobs.append(took)
+        old_way.append((await _fresh(pilot, t, reads, paints, limit_s=3.0))[0])
+        jobs_probe.debug_state(app, t, "after _fresh")
+        jobs.append(await jobs_probe.shown(t))  # recorded meanwhile: no wait of its own
     out["jobs page (key 2)"] = _summary(jobs)
+    out["jobs page (key 2), old timing (_fresh, idle wait)"] = _summary(old_way)
+    out["jobs page (key 2), raw s"] = [round(x, 3) for x in jobs]
+    out["jobs page (key 2), old timing raw s"] = [round(x, 3) for x in old_way]
+    out["jobs page (key 2), old timing: its idle waits s"] = [round(x, 3) for x in IDLE_WAITS]
     await asyncio.sleep(1.0)
     # The screen's own action, as `enter` would call it: Pilot's press() waits up to 1 s for
     # an idle CPU (textual's wait_for_idle), which a console following 10M rows never has.
     # Timed to the first frame after the detail screen has its job (`detail`; see `_shown`).
     jobs_screen = app.screen
     detail: list[float] = []
-    for _ in range(8):
+    detail_polled: list[float] = []
+    for _ in range(repeat):
         t = time.perf_counter()
         jobs_screen.action_open()
         took, _ = await _shown(
@@ -456,6 +613,7 @@ async def _screens(app: Any, pilot: Any, reads: list[Any], paints: list[float]) 
             t,
             reads,
             paints,
+            detail_polled,
         )
         detail.append(took)
         await asyncio.sleep(0.5)
@@ -463,6 +621,10 @@ async def _screens(app: Any, pilot: Any, reads: list[Any], paints: list[float]) 
             await app.screen.dismiss(None)  # escape's action_back, without the idle wait
         await asyncio.sleep(0.5)
     out["job detail (action_open)"] = _summary(detail)
+    out["job detail raw s"] = [round(x, 3) for x in detail]
+    # As timed until 12-01: the first frame after a 2 ms poll saw the job (one frame late when
+    # the poll runs late and the frame that showed it came first).
+    out["job detail, old timing (polled)"] = _summary(detail_polled)
     return out
 
 
@@ -510,6 +672,9 @@ async def run_side(
         "--out",
         str(out_path),
         *(["--screens"] if not args.skip_screens else []),
+        *(["--read-only"] if args.reuse_dsn else []),
+        "--repeat",
+        str(args.repeat),
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -549,6 +714,39 @@ async def run_side(
         startup = ob.sum_log_durations(text).get(CONSOLE_APP, {"ms": 0.0, "entries": 0})
         result["db_startup_ms"] = startup["ms"]
     return result
+
+
+async def reuse(args: argparse.Namespace) -> dict[str, Any]:
+    """The screens part only, on a database loaded before (`--reuse-dsn`): no load, no
+    traffic, no probes (they write), the console read-only; sides alternate (before, after,
+    before, ...) `--rounds` times so a noisy machine hits both alike; locally, then through
+    the delay proxy with `--rtt` (0: local only)."""
+    results: dict[str, Any] = {"args": vars(args), "load_before": os.getloadavg()}
+    trees: dict[str, Path] = {"after": HERE.parent}
+    if "before" in args.sides:
+        trees["before"] = extract(args.before)
+    scenarios: list[tuple[str, float]] = [("local", 0.0)]
+    if args.rtt > 0:
+        scenarios.append((f"rtt {args.rtt * 1000:g} ms", args.rtt))
+    try:
+        for scenario, rtt in scenarios:
+            for n in range(args.rounds):
+                for side in args.sides:
+                    ob.say(f"reuse, {scenario}, round {n + 1}: {side}")
+                    if rtt > 0:
+                        async with DelayProxy(args.reuse_dsn, rtt) as proxy:
+                            r = await run_side(side, trees[side], proxy.dsn, args, None)
+                    else:
+                        r = await run_side(side, trees[side], args.reuse_dsn, args, None)
+                    r["load_avg"] = os.getloadavg()
+                    results[f"{scenario} / {side} / {n + 1}"] = r
+                    ob.say(json.dumps(r.get("screens", r), default=str)[:3000])
+    finally:
+        for side, tree in trees.items():
+            if side != "after":
+                shutil.rmtree(tree, ignore_errors=True)
+    results["load_after"] = os.getloadavg()
+    return results
 
 
 async def parent(args: argparse.Namespace) -> dict[str, Any]:
@@ -622,16 +820,38 @@ def main() -> None:
         "--warmup", type=float, default=0.0, help="seconds after first numbers, before the window"
     )
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--reuse-dsn",
+        help="a database loaded before (read-only use): the screens part only, no load/traffic",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --reuse-dsn: rounds of sides")
+    parser.add_argument("--repeat", type=int, default=8, help="jobs page / detail timings (8)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--read-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--screens", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--launched", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(child(args.dsn, args.window, args.launched, args.out, args.screens))
+        asyncio.run(
+            child(
+                args.dsn,
+                args.window,
+                args.launched,
+                args.out,
+                args.screens,
+                args.read_only,
+                args.repeat,
+            )
+        )
         return
     args.sides = [s for s in args.sides.split(",") if s]
-    results = asyncio.run(parent(args))
+    if args.reuse_dsn:
+        args.window = 0.0  # the probes write: none on a shared database
+        args.skip_screens = False
+        results = asyncio.run(reuse(args))
+    else:
+        results = asyncio.run(parent(args))
     text = json.dumps(results, indent=1, default=str)
     if args.json:
         args.json.write_text(text)

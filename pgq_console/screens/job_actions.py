@@ -101,14 +101,12 @@ class JobActionsMixin:
             self.notify(f"copied job id {job_id}", markup=False)
 
     def action_open(self) -> None:
-        from pgq_console.screens.job_detail import JobDetailScreen
+        from pgq_console.screens.job_detail import open_job_detail
 
         job_id = self.job_table().current_id
-        if job_id is not None:
-            app = self._screen().app
-            app.push_screen(
-                JobDetailScreen(self.backend, self.clock, job_id),
-                lambda _: self.request_refresh(),
+        if job_id is not None:  # read first, shown with the job (`open_job_detail`)
+            open_job_detail(
+                self._screen(), self.backend, self.clock, job_id, lambda _: self.request_refresh()
             )
 
     def on_live_table_row_selected(self, event: LiveTable.RowSelected) -> None:

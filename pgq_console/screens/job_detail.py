@@ -1,10 +1,16 @@
 """One job: its fields, headers, payload (JSON, text or hex; paged) and its log history.
 
 Everything from the database is untrusted and shown as literal Text through `printable`.
+
+`open_job_detail` (enter on a list) reads the job first and shows the screen with it: one
+composition and one frame of the job, not a "Loading…" frame, a second layout and the read's
+message in between (on a busy console each of those waits its turn on the event loop).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +43,9 @@ WRITE_ACTIONS = frozenset({"requeue", "cancel", "copy_job"})
 MAX_SHOWN_PAYLOAD_BYTES = 256 * 1024
 # How often the detail is read again while the connection is lost.
 DETAIL_RETRY_S = 5.0
+# How long `open_job_detail` waits for the job's row before showing the screen without it (the
+# screen then shows "Loading…" and takes over the read under way).
+OPEN_WAIT_S = 0.15
 
 
 @dataclass
@@ -59,36 +68,60 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
         Binding("w", "why", "Why not running?", show=False, id="detail.why"),
     ]
 
-    def __init__(self, backend: Backend, clock: Clock, job_id: int) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        clock: Clock,
+        job_id: int,
+        *,
+        detail: JobDetail | None = None,
+        reading: asyncio.Future[JobDetail] | None = None,
+    ) -> None:
+        """`detail`: the job, read already (`open_job_detail`): composed with it, no read at
+        mount. `reading`: its read under way (or failed): the screen's first load awaits it."""
         super().__init__()
         self.backend = backend
         self.clock = clock
         self.job_id = job_id
-        self.detail: JobDetail | None = None
+        self.detail: JobDetail | None = detail
+        self._reading = reading
         self.utc = True
         self.payload_bytes = PAYLOAD_PAGE_BYTES
 
     def compose(self) -> ComposeResult:
+        texts = self._texts() if self.detail is not None else {}
         with VerticalScroll(id="detail-scroll"):
-            yield Static(Text(f"Job {self.job_id}", style="bold"), id="detail-title")
-            yield Static(Text("Loading…"), id="detail-fields")
+            title = texts.get("detail-title", Text(f"Job {self.job_id}", style="bold"))
+            yield Static(title, id="detail-title")
+            yield Static(texts.get("detail-fields", Text("Loading…")), id="detail-fields")
             yield Static(Text("Headers", style="bold"), classes="detail-heading")
-            yield Static(Text(""), id="detail-headers")
+            yield Static(texts.get("detail-headers", Text("")), id="detail-headers")
             yield Static(Text("Payload", style="bold"), classes="detail-heading")
-            yield Static(Text(""), id="detail-payload")
+            yield Static(texts.get("detail-payload", Text("")), id="detail-payload")
             yield Static(Text("History", style="bold"), classes="detail-heading")
-            yield Static(Text(""), id="detail-history")
+            yield Static(texts.get("detail-history", Text("")), id="detail-history")
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
         self.query_one("#detail-scroll").focus()
-        self.load()
+        if self.detail is None:  # else composed with it (`open_job_detail`)
+            self.load()
         self.set_interval(1.0, self._tick)
+
+    def on_unmount(self) -> None:
+        if self._reading is not None:  # closed before its first load took the read over
+            self._reading.cancel()
 
     @work(group="detail", exclusive=True, exit_on_error=False)
     async def load(self) -> None:
+        reading, self._reading = self._reading, None
         try:
-            detail = await fetch_detail(self.backend, self.job_id, payload_bytes=self.payload_bytes)
+            if reading is not None:  # the read `open_job_detail` began
+                detail = await reading
+            else:
+                detail = await fetch_detail(
+                    self.backend, self.job_id, payload_bytes=self.payload_bytes
+                )
         except ConsoleError as exc:
             self.post_message(DetailLoaded(None, str(exc)))
             return
@@ -130,31 +163,34 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
         return f"{shown.isoformat(sep=' ', timespec='seconds')}  ({relative})"
 
     def _show_detail(self) -> None:
-        detail = self.detail
-        if detail is None:
+        if self.detail is None:
             return
+        for widget_id, text in self._texts().items():
+            self.query_one(f"#{widget_id}", Static).update(text)
+
+    def _texts(self) -> dict[str, Text]:
+        """What each Static of the screen shows for `detail`, by widget id."""
+        detail = self.detail
+        assert detail is not None
         job = detail.job
-        title = self.query_one("#detail-title", Static)
-        fields = self.query_one("#detail-fields", Static)
+        texts: dict[str, Text] = {}
         if job is None:
-            title.update(
-                Text.assemble(
-                    (f"Job {detail.job_id}", "bold"),
-                    "  ",
-                    printable(detail.entrypoint, limit=80),
-                    ("  no longer in the queue (finished or removed); its log follows", "italic"),
-                )
+            texts["detail-title"] = Text.assemble(
+                (f"Job {detail.job_id}", "bold"),
+                "  ",
+                printable(detail.entrypoint, limit=80),
+                ("  no longer in the queue (finished or removed); its log follows", "italic"),
             )
-            fields.update(Text(""))
-            self.query_one("#detail-headers", Static).update(Text("–"))
-            self.query_one("#detail-payload", Static).update(Text("– (the log keeps no payload)"))
+            texts["detail-fields"] = Text("")
+            texts["detail-headers"] = Text("–")
+            texts["detail-payload"] = Text("– (the log keeps no payload)")
         else:
-            title.update(
-                Text.assemble((f"Job {job.id}", "bold"), "  ", printable(job.entrypoint, limit=80))
+            texts["detail-title"] = Text.assemble(
+                (f"Job {job.id}", "bold"), "  ", printable(job.entrypoint, limit=80)
             )
-            fields.update(self._fields_text())
+            texts["detail-fields"] = self._fields_text()
             headers = detail.headers
-            self.query_one("#detail-headers", Static).update(
+            texts["detail-headers"] = (
                 Text(printable_block(pretty_json(headers))) if headers else Text("–")
             )
             rendered = render_payload(detail.payload, truncated=detail.payload_truncated)
@@ -162,10 +198,9 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
             if detail.payload_truncated and detail.payload is not None:
                 label += f", first {len(detail.payload)} shown: m loads more"
             label += "]\n"
-            self.query_one("#detail-payload", Static).update(
-                Text.assemble((label, "dim"), printable_block(rendered.text))
-            )
-        self.query_one("#detail-history", Static).update(self._history())
+            texts["detail-payload"] = Text.assemble((label, "dim"), printable_block(rendered.text))
+        texts["detail-history"] = self._history()
+        return texts
 
     def _fields_text(self) -> Text:
         job = self.detail.job if self.detail else None
@@ -311,6 +346,53 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
                 text = None if headers is None else json.dumps(headers, ensure_ascii=False)
                 known[self.job_id] = (detail.payload, text)
         self._open(actions.copy_jobs(self.backend, seen, known))
+
+
+def open_job_detail(
+    screen: Screen[None],
+    backend: Backend,
+    clock: Clock,
+    job_id: int,
+    on_close: Callable[[None], None],
+) -> None:
+    """Show job `job_id`'s detail over `screen` (enter on a list), read before it is shown.
+
+    The read gets `OPEN_WAIT_S`; a slower (or failed) one does not hold the screen back: it is
+    shown with "Loading…" and takes the read over (its error said as its own reads say it).
+    Keys pressed meanwhile still go to `screen`; a second enter replaces the first; a screen no
+    longer shown when the read lands (another screen was switched to) opens nothing.
+    """
+    screen.run_worker(
+        _read_then_show(screen, backend, clock, job_id, on_close),
+        group="open-job-detail",
+        exclusive=True,
+        exit_on_error=False,
+    )
+
+
+async def _read_then_show(
+    screen: Screen[None],
+    backend: Backend,
+    clock: Clock,
+    job_id: int,
+    on_close: Callable[[None], None],
+) -> None:
+    reading = asyncio.ensure_future(fetch_detail(backend, job_id))
+    try:
+        await asyncio.wait({reading}, timeout=OPEN_WAIT_S)
+    except asyncio.CancelledError:  # a second enter, or the screen closed
+        reading.cancel()
+        raise
+    if not screen.is_current:
+        reading.cancel()
+        with contextlib.suppress(BaseException):
+            await reading  # its exception, if any, is retrieved
+        return
+    if reading.done() and not reading.cancelled() and reading.exception() is None:
+        detail = JobDetailScreen(backend, clock, job_id, detail=reading.result())
+    else:
+        detail = JobDetailScreen(backend, clock, job_id, reading=reading)
+    screen.app.push_screen(detail, on_close)
 
 
 def pretty_json(value: object, *, indent: int | None = 2) -> str:

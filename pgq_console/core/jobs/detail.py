@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.jobs.pages import _LIST_COLUMNS, JobRow, _job_row
@@ -50,7 +50,10 @@ async def fetch_detail(
 ) -> JobDetail:
     settings = backend.installation.settings.qualified
     # One statement, one round trip (a remote database pays each): the job's row, if any, and
-    # its history as arrays beside it (a row per history entry would repeat the payload).
+    # its history beside it as one JSON text (a row per history entry would repeat the
+    # payload). JSON, not arrays: asyncpg looks up an array column's types on each new
+    # connection before decoding it (a pool connection's first detail through a 50 ms delay
+    # proxy: 0.43-0.44 s with the arrays, 0.12 s without; bench/README.md, issue 15).
     rows = await backend.read_heavy(
         f"""WITH history AS (
             SELECT id, created, status::text AS status, priority, entrypoint,
@@ -60,39 +63,27 @@ async def fetch_detail(
         )
         SELECT {_LIST_COLUMNS}, job.headers::text AS headers_text,
             substring(job.payload from 1 for $2) AS payload_head,
-            (SELECT array_agg(h.id ORDER BY h.created, h.id) FROM history AS h) AS h_id,
-            (SELECT array_agg(h.created ORDER BY h.created, h.id) FROM history AS h) AS h_created,
-            (SELECT array_agg(h.status ORDER BY h.created, h.id) FROM history AS h) AS h_status,
-            (SELECT array_agg(h.priority ORDER BY h.created, h.id) FROM history AS h)
-                AS h_priority,
-            (SELECT array_agg(h.entrypoint ORDER BY h.created, h.id) FROM history AS h)
-                AS h_entrypoint,
-            (SELECT array_agg(h.traceback_text ORDER BY h.created, h.id) FROM history AS h)
-                AS h_traceback
+            (SELECT json_agg(json_build_array(h.id, h.created, h.status, h.priority,
+                h.entrypoint, h.traceback_text) ORDER BY h.created, h.id)::text
+             FROM history AS h) AS history_json
         FROM (SELECT 1) AS one LEFT JOIN {settings.queue_table} AS job ON job.id = $1""",
         job_id,
         payload_bytes,
     )
     row = rows[0]
+    entries: list[list[Any]] = json.loads(row["history_json"]) if row["history_json"] else []
     history = tuple(
         LogEntry(
             id=int(log_id),
-            created=created,
+            created=_timestamp(created),
             status=str(status),
             priority=int(priority),
             traceback=_json_object(traceback),
         )
-        for log_id, created, status, priority, traceback in zip(
-            row["h_id"] or (),
-            row["h_created"] or (),
-            row["h_status"] or (),
-            row["h_priority"] or (),
-            row["h_traceback"] or (),
-            strict=True,
-        )
+        for log_id, created, status, priority, _entrypoint, traceback in entries
     )
     if row["id"] is None:
-        entrypoint = str(row["h_entrypoint"][0]) if row["h_entrypoint"] else ""
+        entrypoint = str(entries[0][4]) if entries else ""
         return JobDetail(job_id, None, None, None, 0, history, entrypoint)
     job = _job_row(row)
     head = row["payload_head"]
@@ -105,6 +96,17 @@ async def fetch_detail(
         history=history,
         entrypoint=job.entrypoint,
     )
+
+
+def _timestamp(text: str) -> datetime:
+    """A timestamptz as PostgreSQL's JSON writes it (ISO 8601 with its offset; `infinity`
+    and `-infinity` as asyncpg decodes them: the largest and smallest datetimes)."""
+    if text in ("infinity", "-infinity"):
+        if text == "infinity":
+            return datetime.max.replace(tzinfo=UTC)
+        return datetime.min.replace(tzinfo=UTC)
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _json_object(text: str | None) -> dict[str, Any] | None:
