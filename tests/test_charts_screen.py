@@ -148,16 +148,17 @@ async def test_charts_show_the_counts_before_the_percentiles_land(
     drawn first, the percentile cells marked pending (…) until their read lands."""
     import asyncio
 
+    import pgq_console.core.charts as charts_core
     import pgq_console.screens.charts as charts_screen
-    from pgq_console.core.charts import add_percentiles as add
 
+    read = charts_core.read_percentiles
     gate = asyncio.Event()
 
-    async def held(backend: Backend, snapshot: Any) -> Any:
+    async def held(backend: Backend) -> Any:
         await gate.wait()
-        return await add(backend, snapshot)
+        return await read(backend)
 
-    monkeypatch.setattr(charts_screen, "add_percentiles", held)
+    monkeypatch.setattr(charts_core, "read_percentiles", held)
     app = console(charts_dsn, clock=SystemClock())
     async with app.run_test(size=(120, 34)) as pilot:
         screen = await open_screen(pilot, "8", ChartsScreen)

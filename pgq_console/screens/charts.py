@@ -21,8 +21,7 @@ from pgq_console.core.charts import (
     ChartsSnapshot,
     DrainEstimate,
     EntrypointSeries,
-    add_percentiles,
-    fetch_charts,
+    fetch_charts_then_percentiles,
 )
 from pgq_console.core.clock import Clock
 from pgq_console.core.text import printable
@@ -102,10 +101,8 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         self.focus_entrypoint: str | None = None  # None: all entrypoints
 
     async def fetch(self) -> ChartsSnapshot:
-        # The counts first, shown at once; the percentiles (the slow half) when they land.
-        counts = await fetch_charts(self.backend, percentiles=False)
-        self._post_result(counts)
-        return await add_percentiles(self.backend, counts)
+        # The counts shown at once; the percentiles (the slow half) when they land.
+        return await fetch_charts_then_percentiles(self.backend, self._post_result)
 
     def compose_body(self) -> ComposeResult:
         yield LiveTable(COLUMNS, id="charts-table")
