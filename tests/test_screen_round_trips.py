@@ -41,6 +41,21 @@ def _waits(proxy: LossyProxy) -> int:
 
 async def _warm(backend: AsyncpgPoolBackend, reading: Callable[[], Awaitable[object]]) -> None:
     """Run `reading` once, then its every statement on every connection the pool can have."""
+    seen = await _statements(backend, reading)
+    connections = [await backend.pool.acquire() for _ in range(POOL_MAX_SIZE)]
+    try:
+        for connection in connections:
+            for sql, args in seen:
+                await connection.fetch(sql, *args)
+    finally:
+        for connection in connections:
+            await backend.pool.release(connection)
+
+
+async def _statements(
+    backend: Backend, reading: Callable[[], Awaitable[object]]
+) -> list[tuple[str, tuple[object, ...]]]:
+    """The statements `reading` sends (through `Backend.read`), with their arguments."""
     seen: list[tuple[str, tuple[object, ...]]] = []
     read = backend.read
 
@@ -53,14 +68,7 @@ async def _warm(backend: AsyncpgPoolBackend, reading: Callable[[], Awaitable[obj
         await reading()
     finally:
         del backend.read
-    connections = [await backend.pool.acquire() for _ in range(POOL_MAX_SIZE)]
-    try:
-        for connection in connections:
-            for sql, args in seen:
-                await connection.fetch(sql, *args)
-    finally:
-        for connection in connections:
-            await backend.pool.release(connection)
+    return seen
 
 
 async def _round_trips(
@@ -190,4 +198,40 @@ async def test_the_held_index_is_read_again_aside(fresh_database: str) -> None:
         assert backend not in held_module._KNOWN
         assert not await held_index_usable(backend, now=3 * later + 1)  # read now
     finally:
+        await backend.close()
+
+
+async def test_the_screens_read_only_types_asyncpg_knows(fresh_database: str) -> None:
+    """No integer array nor enum in what the screens send or get back: asyncpg looks those up
+    in the catalog first, per connection (6 round trips, 0.3 s at 50 ms RTT), so the first key
+    press that lands on each of the pool's connections paid it (the Database screen's blocking
+    pids, the failure groups' hourly counts)."""
+    import asyncpg
+    from asyncpg.protocol.protocol import BUILTIN_TYPE_OID_MAP
+
+    from pgq_console.core.workers import fetch_workers
+
+    backend = await open_backend(
+        DriverKind.ASYNCPG_POOL, fresh_database, Installation(), "test-db", ()
+    )
+    connection = await asyncpg.connect(fresh_database)
+    try:
+        now = datetime.now(UTC)
+        readings: dict[str, Callable[[], Awaitable[object]]] = {
+            "database": lambda: fetch_health(backend),
+            "failures": lambda: fetch_held_and_groups(
+                backend, now, held_limit=500, group_limit=200
+            ),
+            "charts": lambda: fetch_charts_then_percentiles(backend, lambda _counts: None),
+            "schedules": lambda: fetch_schedules(backend),
+            "workers": lambda: fetch_workers(backend, now=now),
+        }
+        for name, reading in readings.items():
+            for sql, _args in await _statements(backend, reading):
+                statement = await connection.prepare(sql)
+                types = [*statement.get_parameters(), *(a.type for a in statement.get_attributes())]
+                looked_up = [t.name for t in types if t.oid not in BUILTIN_TYPE_OID_MAP]
+                assert not looked_up, (name, looked_up, sql[:200])
+    finally:
+        await connection.close()
         await backend.close()
