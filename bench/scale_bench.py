@@ -23,6 +23,8 @@ With `--rtt` each side also runs through `delay_proxy.DelayProxy` (that much add
 
     .venv/bin/python bench/scale_bench.py                        # 10M + 10M, both sides, ~15 min
     .venv/bin/python bench/scale_bench.py --rows 200000 --log-rows 200000 --window 20   # quick
+    .venv/bin/python bench/scale_bench.py --rows 200000 --log-rows 200000 --window 0 \
+        --keys-only --key-rounds 5 --before <commit>   # the keys only, side by side
     .venv/bin/python bench/scale_bench.py --dsn postgresql://...  # your server (CREATEDB)
 
 Without --dsn a throwaway pgserver PostgreSQL is started and removed at the end.
@@ -171,14 +173,17 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
     backend = await open_backend(DriverKind.ASYNCPG_POOL, dsn, Installation(), "bench", ())
     app = PgqConsole(backend, refresh_interval=2.0)
     reads: list[tuple[float, float]] = []  # (started, ended) of every console read
+    inflight: list[float] = []  # when each read under way started
     paints: list[float] = []
     original_read, original_heavy = backend.read, backend.read_heavy
 
     async def timed(fn: Any, sql: str, *args: object) -> Any:
         started = time.perf_counter()
+        inflight.append(started)
         try:
             return await fn(sql, *args)
         finally:
+            inflight.remove(started)
             reads.append((started, time.perf_counter()))
 
     backend.read = lambda sql, *a: timed(original_read, sql, *a)  # type: ignore[method-assign]
@@ -334,7 +339,7 @@ async def child(dsn: str, window_s: float, launched: float, out_path: Path, scre
             _write_json(out_path, result)  # the window's numbers, whatever the screens do
             if screens:
                 try:
-                    result["screens"] = await _screens(app, pilot, reads, paints)
+                    result["screens"] = await _screens(app, pilot, reads, inflight, paints)
                 except Exception as exc:
                     result["screens_error"] = repr(exc)
     finally:
@@ -355,15 +360,23 @@ def _summary(values: list[float]) -> dict[str, Any]:
 
 
 async def _fresh(
-    pilot: Any, since: float, reads: list[Any], paints: list[float]
+    screen: Any, since: float, reads: list[Any], inflight: list[float], paints: list[float]
 ) -> tuple[float, int]:
-    """Seconds from `since` to the first frame after the first read begun since then ended
-    (and the messages it posted were handled); and how many reads began in that time."""
+    """Seconds from `since` to the first frame after the reads begun since then have all ended
+    (one at least) and the messages they posted to `screen` were handled; and how many reads
+    began in that time.
+
+    (It took the first frame after Pilot's `pause()` once the first read ended: `pause` waits
+    up to 1 s for an idle CPU, which a live console rarely has, and a screen reading twice in
+    turn posts its rows after the second read, not the first.)"""
     deadline = since + 30
     while time.perf_counter() < deadline:
         done = [end for start, end in reads if start >= since]
-        if done:
-            await pilot.pause()
+        if done and not [start for start in inflight if start >= since]:
+            handled = asyncio.Event()
+            screen.call_later(handled.set)  # after the messages already posted to it
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(handled.wait(), max(0.1, deadline - time.perf_counter()))
             mark = time.perf_counter()
             # Paints are recorded, not signalled: poll them.
             while not [p for p in paints if p >= mark] and time.perf_counter() < deadline:  # noqa: ASYNC110
@@ -403,7 +416,7 @@ async def _shown(
 
 
 async def _jumped(
-    app: Any, pilot: Any, key: str, reads: list[Any], paints: list[float]
+    app: Any, key: str, reads: list[Any], inflight: list[float], paints: list[float]
 ) -> tuple[float, int]:
     """Key to the first frame with the screen's data: a polled screen (it keeps its last result
     in `data`) shown for the first time is timed by `_shown`, any other by `_fresh`."""
@@ -415,22 +428,43 @@ async def _jumped(
     screen = app.screen
     if screen is not below and hasattr(screen, "data") and screen.data is None:
         return await _shown(lambda: screen.data is not None, t, reads, paints)
-    return await _fresh(pilot, t, reads, paints)
+    return await _fresh(screen, t, reads, inflight, paints)
 
 
-async def _screens(app: Any, pilot: Any, reads: list[Any], paints: list[float]) -> dict[str, Any]:
+KEYS = ("2", "3", "4", "5", "6", "8", "1")
+
+
+async def _screens(
+    app: Any, pilot: Any, reads: list[Any], inflight: list[float], paints: list[float]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in ("2", "3", "4", "5", "6", "8", "1"):
-        took, statements = await _jumped(app, pilot, key, reads, paints)
+    for key in KEYS:
+        took, statements = await _jumped(app, key, reads, inflight, paints)
         out[f"key {key}"] = {"s": round(took, 3), "reads": statements}
         await asyncio.sleep(1.0)
+    # `SCALE_KEY_ROUNDS` > 1 (`--key-rounds`): every key again, each screen built and visited.
+    again: dict[str, list[tuple[float, int]]] = {key: [] for key in KEYS}
+    for _ in range(int(os.environ.get("SCALE_KEY_ROUNDS", "1")) - 1):
+        for key in KEYS:
+            again[key].append(await _jumped(app, key, reads, inflight, paints))
+            await asyncio.sleep(0.5)
+    for key, runs in again.items():
+        if runs:
+            out[f"key {key} again"] = {
+                **_summary([took for took, _ in runs]),
+                "reads_max": max(n for _, n in runs),
+            }
+    if os.environ.get("SCALE_KEYS_ONLY") == "1":
+        return out
     jobs: list[float] = []
     for _ in range(8):
         app.action_jump("1")
         await asyncio.sleep(1.0)
         t = time.perf_counter()
         app.action_jump("2")
-        took, _ = await _fresh(pilot, t, reads, paints)
+        while app.screen.__class__.__name__ != "JobsScreen" and time.perf_counter() < t + 5:  # noqa: ASYNC110
+            await asyncio.sleep(0.002)
+        took, _ = await _fresh(app.screen, t, reads, inflight, paints)
         jobs.append(took)
     out["jobs page (key 2)"] = _summary(jobs)
     await asyncio.sleep(1.0)
@@ -485,7 +519,13 @@ async def run_side(
     side: str, tree: Path, dsn: str, args: argparse.Namespace, log_path: Path | None
 ) -> dict[str, Any]:
     out_path = Path(tempfile.mkstemp(prefix=f"pgqc-scale-{side}-", suffix=".json")[1])
-    env = dict(os.environ, PYTHONPATH=str(tree), SCALE_WARMUP_S=str(args.warmup))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(tree),
+        SCALE_WARMUP_S=str(args.warmup),
+        SCALE_KEY_ROUNDS=str(args.key_rounds),
+        SCALE_KEYS_ONLY="1" if args.keys_only else "0",
+    )
     offsets: dict[str, int] = {"launch": ob.log_size(log_path)}
     launched = time.time()
     proc = await asyncio.create_subprocess_exec(
@@ -533,7 +573,7 @@ async def run_side(
         result["db_window"] = {
             "ms": console["ms"],
             "statements": console["entries"],
-            "core_fraction": round(console["ms"] / 1000 / window, 5),
+            "core_fraction": round(console["ms"] / 1000 / window, 5) if window else None,
             "top": console["top"][:4],
         }
         text = ob.read_log_slice(log_path, offsets["launch"], offsets["window-start"])
@@ -569,8 +609,10 @@ async def parent(args: argparse.Namespace) -> dict[str, Any]:
             )
         stop = asyncio.Event()
         load_task = asyncio.create_task(traffic(dsn, args.rate, stop))
-        scenarios: list[tuple[str, float]] = [("local", 0.0)]
-        if args.rtt > 0:
+        scenarios: list[tuple[str, float]] = []
+        if "local" in args.scenarios:
+            scenarios.append(("local", 0.0))
+        if args.rtt > 0 and "rtt" in args.scenarios:
             scenarios.append((f"rtt {args.rtt * 1000:g} ms", args.rtt))
         for scenario, rtt in scenarios:
             for side in args.sides:
@@ -608,6 +650,18 @@ def main() -> None:
     parser.add_argument("--before", default="8ff1649", help="the commit for the before side")
     parser.add_argument("--sides", default="before,after")
     parser.add_argument("--skip-screens", action="store_true")
+    parser.add_argument(
+        "--scenarios", default="local,rtt", help="local and/or rtt (the --rtt one): local,rtt"
+    )
+    parser.add_argument(
+        "--key-rounds",
+        type=int,
+        default=1,
+        help="visit every screen's key this many times (later visits: 'key N again')",
+    )
+    parser.add_argument(
+        "--keys-only", action="store_true", help="screens' keys only: no jobs page/detail runs"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database (with --dsn)")
     parser.add_argument(
         "--warmup", type=float, default=0.0, help="seconds after first numbers, before the window"
@@ -622,6 +676,7 @@ def main() -> None:
         asyncio.run(child(args.dsn, args.window, args.launched, args.out, args.screens))
         return
     args.sides = [s for s in args.sides.split(",") if s]
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
     results = asyncio.run(parent(args))
     text = json.dumps(results, indent=1, default=str)
     if args.json:
