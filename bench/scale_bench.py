@@ -378,8 +378,11 @@ async def _fresh(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(handled.wait(), max(0.1, deadline - time.perf_counter()))
             mark = time.perf_counter()
-            # Paints are recorded, not signalled: poll them.
-            while not [p for p in paints if p >= mark] and time.perf_counter() < deadline:  # noqa: ASYNC110
+            # Paints are recorded, not signalled: poll them. Rows that read the same as shown
+            # change nothing on screen, and Textual then paints nothing: the screen was fresh
+            # when the rows were handled (a changed screen paints within a frame or two).
+            until = min(deadline, mark + FRESH_PAINT_WAIT_S)
+            while not [p for p in paints if p >= mark] and time.perf_counter() < until:  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
             later = [p for p in paints if p >= mark]
             painted = min(later) if later else mark
@@ -388,6 +391,10 @@ async def _fresh(
             return painted - since, count
         await asyncio.sleep(0.002)
     return float("nan"), 0
+
+
+# How long `_fresh` waits for a frame after the rows were handled (see there).
+FRESH_PAINT_WAIT_S = 0.25
 
 
 async def _shown(
@@ -404,7 +411,10 @@ async def _shown(
     while time.perf_counter() < deadline:
         if ready():
             shown = time.perf_counter()
-            while not [p for p in paints if p >= shown] and time.perf_counter() < deadline:  # noqa: ASYNC110
+            # As in `_fresh`: a frame drawn before `ready()` was seen may be the last for a
+            # while (an empty Schedules screen paints again at its next poll, 5 s later).
+            until = min(deadline, shown + FRESH_PAINT_WAIT_S)
+            while not [p for p in paints if p >= shown] and time.perf_counter() < until:  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
             later = [p for p in paints if p >= shown]
             painted = min(later) if later else shown
@@ -427,8 +437,19 @@ async def _jumped(
         await asyncio.sleep(0.002)
     screen = app.screen
     if screen is not below and hasattr(screen, "data") and screen.data is None:
-        return await _shown(lambda: screen.data is not None, t, reads, paints)
+
+        def ready() -> bool:
+            error = getattr(getattr(screen, "poll_status", None), "error", None)
+            if error and error not in POLL_ERRORS:
+                POLL_ERRORS.append(error)  # a failed read is retried after a backoff
+            return screen.data is not None
+
+        return await _shown(ready, t, reads, paints)
     return await _fresh(screen, t, reads, inflight, paints)
+
+
+# What polled screens said went wrong while a key waited for them (reported with the keys).
+POLL_ERRORS: list[str] = []
 
 
 KEYS = ("2", "3", "4", "5", "6", "8", "1")
@@ -454,6 +475,8 @@ async def _screens(
                 **_summary([took for took, _ in runs]),
                 "reads_max": max(n for _, n in runs),
             }
+    if POLL_ERRORS:
+        out["poll errors"] = POLL_ERRORS[:5]
     if os.environ.get("SCALE_KEYS_ONLY") == "1":
         return out
     jobs: list[float] = []
