@@ -12,11 +12,12 @@ refresh 2 s), launched by this script, which measures:
   (enqueue, pick, log as failed: UPDATEs, no NOTIFY) until the Held cell shows it;
 - the console's database time in the window (server log, log_min_duration_statement = 0,
   summed for application_name pgq-console), as a fraction of one core;
-- every screen (keys 2..8): from the key to the first frame after a read that started after
-  the key (a polled screen's first visit, and the job detail: to the first frame after the
-  screen has its data), and how many statements that took; the jobs page (key 2) and the job
-  detail (the Jobs screen's action_open, as enter calls it, without Pilot's idle wait)
-  repeated for p50/p95.
+- every screen (keys 2..8): from the key to the first frame after the reads begun since the
+  key ended and their messages were handled (a polled screen, and the job detail: to the
+  first frame after the screen has new data), and how many statements that took; with
+  `--key-rounds N` every key N times (later visits: "key N again"); the jobs page (key 2)
+  and the job detail (the Jobs screen's action_open, as enter calls it, without Pilot's
+  idle wait) repeated for p50/p95.
 
 Light traffic runs meanwhile (a producer and a PgQueuer worker on one entrypoint, `bg`).
 With `--rtt` each side also runs through `delay_proxy.DelayProxy` (that much added round trip).
@@ -436,13 +437,17 @@ async def _jumped(
     while app.screen is below and time.perf_counter() < t + 5:  # noqa: ASYNC110
         await asyncio.sleep(0.002)
     screen = app.screen
-    if screen is not below and hasattr(screen, "data") and screen.data is None:
+    if screen is not below and hasattr(screen, "data"):
+        # A polled screen: each reading is a new `data` object, posted when it is complete
+        # (not every statement of a reading goes through `Backend.read`: PgQueuer's own
+        # catalog queries did not, so `_fresh` saw the old Database screen settled early).
+        before = screen.data
 
         def ready() -> bool:
             error = getattr(getattr(screen, "poll_status", None), "error", None)
             if error and error not in POLL_ERRORS:
                 POLL_ERRORS.append(error)  # a failed read is retried after a backoff
-            return screen.data is not None
+            return screen.data is not None and screen.data is not before
 
         return await _shown(ready, t, reads, paints)
     return await _fresh(screen, t, reads, inflight, paints)
