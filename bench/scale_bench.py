@@ -23,6 +23,8 @@ With `--rtt` each side also runs through `delay_proxy.DelayProxy` (that much add
 
     .venv/bin/python bench/scale_bench.py                        # 10M + 10M, both sides, ~15 min
     .venv/bin/python bench/scale_bench.py --rows 200000 --log-rows 200000 --window 20   # quick
+    .venv/bin/python bench/scale_bench.py --rows 200000 --log-rows 200000 --window 0 \
+        --keys-only --key-rounds 5 --before <commit>   # the keys only, side by side
     .venv/bin/python bench/scale_bench.py --dsn postgresql://...  # your server (CREATEDB)
     .venv/bin/python bench/scale_bench.py --reuse-dsn postgresql://... --rounds 2 --repeat 10
         # the screens part only, read-only, on a database loaded before (no load/traffic/probes)
@@ -185,14 +187,17 @@ async def child(
     reads: list[tuple[float, float]] = []  # (started, ended) of every console read
     # Reads over half a second: (seconds after launch it began, seconds it took, statement head)
     slow_reads: list[tuple[float, float, str]] = []
+    inflight: list[float] = []  # when each read under way started
     paints = Paints()
     original_read, original_heavy = backend.read, backend.read_heavy
 
     async def timed(fn: Any, sql: str, *args: object) -> Any:
         started = time.perf_counter()
+        inflight.append(started)
         try:
             return await fn(sql, *args)
         finally:
+            inflight.remove(started)
             ended = time.perf_counter()
             reads.append((started, ended))
             if ended - started > 0.5:
@@ -358,7 +363,7 @@ async def child(
             _write_json(out_path, result)  # the window's numbers, whatever the screens do
             if screens:
                 try:
-                    result["screens"] = await _screens(app, pilot, reads, paints, repeat)
+                    result["screens"] = await _screens(app, pilot, reads, inflight, paints, repeat)
                 except Exception as exc:
                     result["screens_error"] = repr(exc)
     finally:
@@ -486,36 +491,42 @@ def _summary(values: list[float]) -> dict[str, Any]:
     }
 
 
-IDLE_WAITS: list[float] = []  # how long each `_fresh` waited in `pilot.pause()`
-
-
 async def _fresh(
-    pilot: Any, since: float, reads: list[Any], paints: list[float], limit_s: float = 30.0
+    screen: Any, since: float, reads: list[Any], inflight: list[float], paints: list[float]
 ) -> tuple[float, int]:
-    """Seconds from `since` to the first frame after the first read begun since then ended
-    (and the messages it posted were handled); and how many reads began in that time.
+    """Seconds from `since` to the first frame after the reads begun since then have all ended
+    (one at least) and the messages they posted to `screen` were handled; and how many reads
+    began in that time.
 
-    Not for key 2 any more (`JobsPageProbe`): when the frame with the read's rows is drawn
-    during `pilot.pause()`'s idle wait, the one taken is the next frame, whenever something
-    next changes (~1 s with traffic, up to `limit_s` without: then `limit_s` is returned)."""
-    deadline = since + limit_s
+    (It took the first frame after Pilot's `pause()` once the first read ended: `pause` waits
+    up to 1 s for an idle CPU, which a live console rarely has, and a screen reading twice in
+    turn posts its rows after the second read, not the first.)"""
+    deadline = since + 30
     while time.perf_counter() < deadline:
         done = [end for start, end in reads if start >= since]
-        if done:
-            waited = time.perf_counter()
-            await pilot.pause()  # Textual's wait for an idle CPU: up to 1 s on a busy console
+        if done and not [start for start in inflight if start >= since]:
+            handled = asyncio.Event()
+            screen.call_later(handled.set)  # after the messages already posted to it
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(handled.wait(), max(0.1, deadline - time.perf_counter()))
             mark = time.perf_counter()
-            IDLE_WAITS.append(mark - waited)
-            # Paints are recorded, not signalled: poll them.
-            while not [p for p in paints if p >= mark] and time.perf_counter() < deadline:  # noqa: ASYNC110
+            # Paints are recorded, not signalled: poll them. Rows that read the same as shown
+            # change nothing on screen, and Textual then paints nothing: the screen was fresh
+            # when the rows were handled (a changed screen paints within a frame or two).
+            until = min(deadline, mark + FRESH_PAINT_WAIT_S)
+            while not [p for p in paints if p >= mark] and time.perf_counter() < until:  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
             later = [p for p in paints if p >= mark]
-            painted = min(later) if later else since + limit_s
+            painted = min(later) if later else mark
             await asyncio.sleep(0.3)  # let the screen's other reads for this key land
             count = len([1 for start, _ in reads if since <= start <= painted + 0.3])
             return painted - since, count
         await asyncio.sleep(0.002)
     return float("nan"), 0
+
+
+# How long `_fresh` waits for a frame after the rows were handled (see there).
+FRESH_PAINT_WAIT_S = 0.25
 
 
 async def _shown(
@@ -553,10 +564,15 @@ async def _shown(
 
 
 async def _jumped(
-    app: Any, pilot: Any, key: str, reads: list[Any], paints: Paints, jobs_probe: JobsPageProbe
+    app: Any,
+    key: str,
+    reads: list[Any],
+    inflight: list[float],
+    paints: Paints,
+    jobs_probe: JobsPageProbe,
 ) -> tuple[float, int]:
-    """Key to the first frame with the screen's data: a polled screen (it keeps its last result
-    in `data`) shown for the first time is timed by `_shown`, any other by `_fresh`."""
+    """Key to the first frame with the screen's data: the Jobs page by `JobsPageProbe`, a
+    polled screen (it keeps its last result in `data`) by `_shown`, any other by `_fresh`."""
     below = app.screen
     t = time.perf_counter()
     app.action_jump(key)
@@ -567,37 +583,63 @@ async def _jumped(
     while app.screen is below and time.perf_counter() < t + 5:  # noqa: ASYNC110
         await asyncio.sleep(0.002)
     screen = app.screen
-    if screen is not below and hasattr(screen, "data") and screen.data is None:
-        return await _shown(lambda: screen.data is not None, t, reads, paints)
-    return await _fresh(pilot, t, reads, paints)
+    if screen is not below and hasattr(screen, "data"):
+        # A polled screen: each reading is a new `data` object, posted when it is complete
+        # (not every statement of a reading goes through `Backend.read`: PgQueuer's own
+        # catalog queries did not, so `_fresh` saw the old Database screen settled early).
+        before = screen.data
+
+        def ready() -> bool:
+            error = getattr(getattr(screen, "poll_status", None), "error", None)
+            if error and error not in POLL_ERRORS:
+                POLL_ERRORS.append(error)  # a failed read is retried after a backoff
+            return screen.data is not None and screen.data is not before
+
+        return await _shown(ready, t, reads, paints)
+    return await _fresh(screen, t, reads, inflight, paints)
+
+
+# What polled screens said went wrong while a key waited for them (reported with the keys).
+POLL_ERRORS: list[str] = []
+
+
+KEYS = ("2", "3", "4", "5", "6", "8", "1")
 
 
 async def _screens(
-    app: Any, pilot: Any, reads: list[Any], paints: Paints, repeat: int
+    app: Any, pilot: Any, reads: list[Any], inflight: list[float], paints: Paints, repeat: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     jobs_probe = JobsPageProbe(paints)
-    for key in ("2", "3", "4", "5", "6", "8", "1"):
-        took, statements = await _jumped(app, pilot, key, reads, paints, jobs_probe)
+    for key in KEYS:
+        took, statements = await _jumped(app, key, reads, inflight, paints, jobs_probe)
         out[f"key {key}"] = {"s": round(took, 3), "reads": statements}
         await asyncio.sleep(1.0)
+    # `SCALE_KEY_ROUNDS` > 1 (`--key-rounds`): every key again, each screen built and visited.
+    again: dict[str, list[tuple[float, int]]] = {key: [] for key in KEYS}
+    for _ in range(int(os.environ.get("SCALE_KEY_ROUNDS", "1")) - 1):
+        for key in KEYS:
+            again[key].append(await _jumped(app, key, reads, inflight, paints, jobs_probe))
+            await asyncio.sleep(0.5)
+    for key, runs in again.items():
+        if runs:
+            out[f"key {key} again"] = {
+                **_summary([took for took, _ in runs]),
+                "reads_max": max(n for _, n in runs),
+            }
+    if POLL_ERRORS:
+        out["poll errors"] = POLL_ERRORS[:5]
+    if os.environ.get("SCALE_KEYS_ONLY") == "1":
+        return out
     jobs: list[float] = []
-    # The same jumps timed by `_fresh`, as key 2 was until 12-01 (3.0: no frame within 3 s).
-    old_way: list[float] = []
-    IDLE_WAITS.clear()
     for _ in range(repeat):
         app.action_jump("1")
         await asyncio.sleep(1.0)
         t = time.perf_counter()
         app.action_jump("2")
-        old_way.append((await _fresh(pilot, t, reads, paints, limit_s=3.0))[0])
-        jobs_probe.debug_state(app, t, "after _fresh")
-        jobs.append(await jobs_probe.shown(t))  # recorded meanwhile: no wait of its own
+        jobs.append(await jobs_probe.shown(t))
     out["jobs page (key 2)"] = _summary(jobs)
-    out["jobs page (key 2), old timing (_fresh, idle wait)"] = _summary(old_way)
     out["jobs page (key 2), raw s"] = [round(x, 3) for x in jobs]
-    out["jobs page (key 2), old timing raw s"] = [round(x, 3) for x in old_way]
-    out["jobs page (key 2), old timing: its idle waits s"] = [round(x, 3) for x in IDLE_WAITS]
     await asyncio.sleep(1.0)
     # The screen's own action, as `enter` would call it: Pilot's press() waits up to 1 s for
     # an idle CPU (textual's wait_for_idle), which a console following 10M rows never has.
@@ -656,7 +698,13 @@ async def run_side(
     side: str, tree: Path, dsn: str, args: argparse.Namespace, log_path: Path | None
 ) -> dict[str, Any]:
     out_path = Path(tempfile.mkstemp(prefix=f"pgqc-scale-{side}-", suffix=".json")[1])
-    env = dict(os.environ, PYTHONPATH=str(tree), SCALE_WARMUP_S=str(args.warmup))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(tree),
+        SCALE_WARMUP_S=str(args.warmup),
+        SCALE_KEY_ROUNDS=str(args.key_rounds),
+        SCALE_KEYS_ONLY="1" if args.keys_only else "0",
+    )
     offsets: dict[str, int] = {"launch": ob.log_size(log_path)}
     launched = time.time()
     proc = await asyncio.create_subprocess_exec(
@@ -707,7 +755,7 @@ async def run_side(
         result["db_window"] = {
             "ms": console["ms"],
             "statements": console["entries"],
-            "core_fraction": round(console["ms"] / 1000 / window, 5),
+            "core_fraction": round(console["ms"] / 1000 / window, 5) if window else None,
             "top": console["top"][:4],
         }
         text = ob.read_log_slice(log_path, offsets["launch"], offsets["window-start"])
@@ -725,9 +773,7 @@ async def reuse(args: argparse.Namespace) -> dict[str, Any]:
     trees: dict[str, Path] = {"after": HERE.parent}
     if "before" in args.sides:
         trees["before"] = extract(args.before)
-    scenarios: list[tuple[str, float]] = [("local", 0.0)]
-    if args.rtt > 0:
-        scenarios.append((f"rtt {args.rtt * 1000:g} ms", args.rtt))
+    scenarios = _scenarios(args)
     try:
         for scenario, rtt in scenarios:
             for n in range(args.rounds):
@@ -776,9 +822,7 @@ async def parent(args: argparse.Namespace) -> dict[str, Any]:
             )
         stop = asyncio.Event()
         load_task = asyncio.create_task(traffic(dsn, args.rate, stop))
-        scenarios: list[tuple[str, float]] = [("local", 0.0)]
-        if args.rtt > 0:
-            scenarios.append((f"rtt {args.rtt * 1000:g} ms", args.rtt))
+        scenarios = _scenarios(args)
         for scenario, rtt in scenarios:
             for side in args.sides:
                 ob.say(f"{scenario}: {side}")
@@ -804,6 +848,16 @@ async def parent(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _scenarios(args: argparse.Namespace) -> list[tuple[str, float]]:
+    """(name, added RTT) of each scenario asked for (`--scenarios`; rtt only with `--rtt`)."""
+    scenarios: list[tuple[str, float]] = []
+    if "local" in args.scenarios:
+        scenarios.append(("local", 0.0))
+    if args.rtt > 0 and "rtt" in args.scenarios:
+        scenarios.append((f"rtt {args.rtt * 1000:g} ms", args.rtt))
+    return scenarios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn")
@@ -815,6 +869,18 @@ def main() -> None:
     parser.add_argument("--before", default="8ff1649", help="the commit for the before side")
     parser.add_argument("--sides", default="before,after")
     parser.add_argument("--skip-screens", action="store_true")
+    parser.add_argument(
+        "--scenarios", default="local,rtt", help="local and/or rtt (the --rtt one): local,rtt"
+    )
+    parser.add_argument(
+        "--key-rounds",
+        type=int,
+        default=1,
+        help="visit every screen's key this many times (later visits: 'key N again')",
+    )
+    parser.add_argument(
+        "--keys-only", action="store_true", help="screens' keys only: no jobs page/detail runs"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database (with --dsn)")
     parser.add_argument(
         "--warmup", type=float, default=0.0, help="seconds after first numbers, before the window"
@@ -846,6 +912,7 @@ def main() -> None:
         )
         return
     args.sides = [s for s in args.sides.split(",") if s]
+    args.scenarios = [s for s in args.scenarios.split(",") if s]
     if args.reuse_dsn:
         args.window = 0.0  # the probes write: none on a shared database
         args.skip_screens = False

@@ -148,16 +148,17 @@ async def test_charts_show_the_counts_before_the_percentiles_land(
     drawn first, the percentile cells marked pending (…) until their read lands."""
     import asyncio
 
+    import pgq_console.core.charts as charts_core
     import pgq_console.screens.charts as charts_screen
-    from pgq_console.core.charts import add_percentiles as add
 
+    read = charts_core.read_percentiles
     gate = asyncio.Event()
 
-    async def held(backend: Backend, snapshot: Any) -> Any:
+    async def held(backend: Backend) -> Any:
         await gate.wait()
-        return await add(backend, snapshot)
+        return await read(backend)
 
-    monkeypatch.setattr(charts_screen, "add_percentiles", held)
+    monkeypatch.setattr(charts_core, "read_percentiles", held)
     app = console(charts_dsn, clock=SystemClock())
     async with app.run_test(size=(120, 34)) as pilot:
         screen = await open_screen(pilot, "8", ChartsScreen)
@@ -200,10 +201,11 @@ async def test_percentiles_read_keeps_to_its_budget(
     """The percentiles read grows with the log's last quarter hour (seconds at 10M rows): re-read
     only as often as its share of a core allows, the counts at every refresh, the last
     percentiles shown in between (never back to pending), and the status line says so."""
+    import pgq_console.core.charts as charts_core
     import pgq_console.screens.charts as charts_screen
-    from pgq_console.core.charts import add_percentiles as add
-    from pgq_console.core.charts import fetch_charts as fetch_counts
     from pgq_console.screens.polled import PollLine
+
+    fetch_counts, read = charts_core.fetch_charts, charts_core.read_percentiles
 
     counts_reads: list[int] = []
     percentile_reads: list[int] = []
@@ -212,12 +214,14 @@ async def test_percentiles_read_keeps_to_its_budget(
         counts_reads.append(1)
         return await fetch_counts(backend, **kwargs)
 
-    async def counted_percentiles(backend: Backend, snapshot: Any) -> Any:
+    async def counted_percentiles(backend: Backend) -> Any:
         percentile_reads.append(1)
-        return await add(backend, snapshot)
+        return await read(backend)
 
+    # The counts alone (percentiles not due) and the counts beside the percentiles.
     monkeypatch.setattr(charts_screen, "fetch_charts", counted_counts)
-    monkeypatch.setattr(charts_screen, "add_percentiles", counted_percentiles)
+    monkeypatch.setattr(charts_core, "fetch_charts", counted_counts)
+    monkeypatch.setattr(charts_core, "read_percentiles", counted_percentiles)
     monkeypatch.setattr(charts_screen, "PERCENTILES_BUDGET", 1e-9)  # no read fits it
     app = console(charts_dsn, clock=SystemClock())
     async with app.run_test(size=(160, 48)) as pilot:

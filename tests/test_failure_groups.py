@@ -16,6 +16,7 @@ from textual.widgets import Static
 
 from pgq_console.core import fingerprint as fp
 from pgq_console.core.backend import Backend
+from pgq_console.core.jobs import failures as failure_groups
 from pgq_console.core.jobs import fetch_failure_groups
 from pgq_console.screens import failures
 from pgq_console.screens.action_confirm import ActionConfirmScreen
@@ -379,13 +380,14 @@ async def test_first_visit_shows_a_loading_state_not_zero(
     grouped: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = asyncio.Event()
-    real = failures.__dict__["fetch_failure_groups"]
+    real = failure_groups.__dict__["fetch_failure_groups"]
 
     async def held_back(*args: Any, **kwargs: Any) -> Any:
         await gate.wait()
         return await real(*args, **kwargs)
 
-    monkeypatch.setattr(failures, "fetch_failure_groups", held_back)
+    # The screen reads through `fetch_held_and_groups` (the held page and the groups at once).
+    monkeypatch.setattr(failure_groups, "fetch_failure_groups", held_back)
     app = console(grouped)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")

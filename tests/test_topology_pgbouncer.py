@@ -137,6 +137,47 @@ def _window() -> timedelta:
 
 @pytest.mark.parametrize("mode", ALL_SETUPS)
 @pytest.mark.parametrize("kind", ASYNC_DRIVERS, ids=lambda kind: kind.value)
+async def test_screens_read_side_by_side_through_pgbouncer(
+    topology: Topology, mode: str, kind: DriverKind
+) -> None:
+    """The screens whose statements go out at once (Database, Failures, Charts, Schedules) read
+    right through either pooling mode: each statement is its own read-only transaction (a
+    pool's on connections of their own, a single connection's in turn)."""
+    from datetime import UTC, datetime
+
+    from pgq_console.core.charts import fetch_charts_then_percentiles
+    from pgq_console.core.health import fetch_health
+    from pgq_console.core.jobs import fetch_held_and_groups
+    from pgq_console.core.schedules import fetch_schedules
+
+    await _clear(topology.direct_dsn)
+    held, *_ = await enqueue(topology.direct_dsn, "bounced", 3)
+    connection = await asyncpg.connect(topology.direct_dsn)
+    try:
+        await connection.execute("UPDATE pgqueuer SET status = 'failed' WHERE id = $1", held)
+    finally:
+        await connection.close()
+    backend = await _open(topology.bouncers[mode].dsn, kind)
+    try:
+        assert not backend.one_statement_reads
+        for _ in range(2):  # again: no prepared statement collides
+            health = await fetch_health(backend)
+            assert health.schema.installed and not health.schema.pending, health.schema
+            assert health.sizes_problem is None and health.held_index is not None
+            page, _groups = await fetch_held_and_groups(
+                backend, datetime.now(UTC), held_limit=10, group_limit=10
+            )
+            assert [row.id for row in page.rows] == [held]
+            charts = await fetch_charts_then_percentiles(backend, lambda _counts: None)
+            assert not charts.percentiles_pending
+            assert {s.entrypoint for s in charts.series} >= {"bounced"}
+            assert (await fetch_schedules(backend)).rows == ()
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize("mode", ALL_SETUPS)
+@pytest.mark.parametrize("kind", ASYNC_DRIVERS, ids=lambda kind: kind.value)
 async def test_live_mode_on_screen(topology: Topology, mode: str, kind: DriverKind) -> None:
     """Transaction pooling: the header says the console polls, and polling shows new jobs.
     Session pooling: LISTEN works, and the header says listening once an event arrived."""

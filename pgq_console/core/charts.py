@@ -17,10 +17,12 @@ The drain estimate is queueing arithmetic at the current rates (last `RATE_WINDO
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.stats import queued_entrypoints_cte
 
@@ -227,9 +229,19 @@ SELECT 'now', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, now()
 async def add_percentiles(backend: Backend, snapshot: ChartsSnapshot) -> ChartsSnapshot:
     """The run-time percentiles read (the last `PERCENTILE_WINDOW` of the log: the slow half of
     the charts at 10M log rows, about 1 s), added to the counts."""
-    percentiles = await backend.read_heavy(
+    return with_percentiles(snapshot, await read_percentiles(backend))
+
+
+async def read_percentiles(backend: Backend) -> list[dict[str, Any]]:
+    """The run-time percentiles per entrypoint (PgQueuer's own statement), for
+    `with_percentiles`; independent of the counts, so it can be read beside them."""
+    return await backend.read_heavy(
         backend.queries.qbq.build_job_duration_percentiles_query(), PERCENTILE_WINDOW
     )
+
+
+def with_percentiles(snapshot: ChartsSnapshot, percentiles: list[dict[str, Any]]) -> ChartsSnapshot:
+    """The counts with `read_percentiles`' rows added."""
     known = {str(r["entrypoint"]): r for r in percentiles}
     series = tuple(
         replace(
@@ -319,6 +331,23 @@ async def fetch_charts(
         )
     snapshot = ChartsSnapshot(taken_at=taken_at, series=tuple(result), percentiles_pending=True)
     return await add_percentiles(backend, snapshot) if percentiles else snapshot
+
+
+async def fetch_charts_then_percentiles(
+    backend: Backend, on_counts: Callable[[ChartsSnapshot], None]
+) -> ChartsSnapshot:
+    """The counts (handed to `on_counts` as soon as they are in, to be shown), then the whole
+    snapshot with the percentiles. Both statements are sent at once: the counts come after one
+    round trip, not behind the percentiles, and the percentiles after the slower of the two,
+    not after both in turn."""
+    percentiles = asyncio.ensure_future(read_percentiles(backend))
+    try:
+        counts = await fetch_charts(backend, percentiles=False)
+    except BaseException:
+        percentiles.cancel()
+        raise
+    on_counts(counts)
+    return with_percentiles(counts, await percentiles)
 
 
 def _float(row: object, key: str) -> float | None:

@@ -17,12 +17,22 @@ Why each part matters to a queue:
 Table sizes are read in a separate statement from the activity: `pg_total_relation_size` needs a
 lock on the table, and when something holds an exclusive lock on it, that is exactly when the
 lock waits below must still be shown.
+
+One screen read is three statements sent at once (`fetch_health`; on a pool they run side by
+side, so a key press waits one round trip, not one per statement): the activity with the
+held-failures index's state; the sizes with the schema catalog
+(`catalog.combined_catalog_columns`: PgQueuer's own inspection in one SELECT instead of its 7
+statements, twice), both of which wait for a lock on a queue table; the EXPLAIN of the held
+count (an EXPLAIN cannot be part of a SELECT). At 50 ms RTT the screen
+took 2.4 s to show, nearly all of it PgQueuer's 14 catalog statements over its pool driver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib.metadata import version
@@ -30,9 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.actions import Action, ActionPreview
 from pgq_console.core.jobs.held import forget_held_index, held_index_name
+from pgq_console.core.stats import int_array
 from pgq_console.core.text import error_line, one_line
 
 if TYPE_CHECKING:
+    from pgqueuer.domain.schema.model import Schema
+    from pgqueuer.domain.settings import DBSettings
+
     from pgq_console.core.backend import Backend, Tx
 
 log = logging.getLogger(__name__)
@@ -134,7 +148,7 @@ sessions AS (
         a.xact_start, a.query_start, a.state_change,
         coalesce(a.wait_event_type || ':' || a.wait_event, '') AS wait_event,
         left(a.query, 200) AS query,
-        pg_blocking_pids(a.pid) AS blocked_by
+        pg_blocking_pids(a.pid)::text AS blocked_by
     FROM pg_stat_activity a
     WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
         AND a.backend_type = 'client backend'
@@ -142,7 +156,7 @@ sessions AS (
 SELECT 'table' AS kind, name, live, dead, last_autovacuum, last_vacuum, last_autoanalyze,
     persistence, NULL::int AS pid, NULL AS application_name, NULL AS usename, NULL AS client,
     NULL AS state, NULL::timestamptz AS xact_start, NULL::timestamptz AS query_start,
-    NULL AS wait_event, NULL AS query, NULL::int[] AS blocked_by, NULL AS relation,
+    NULL AS wait_event, NULL AS query, NULL::text AS blocked_by, NULL AS relation,
     NULL::float8 AS usage, NULL AS version, now() AS db_now
 FROM tables
 UNION ALL
@@ -171,6 +185,56 @@ SELECT 'server', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NUL
 """
 
 
+def held_index_state_sql(name_param: int, schema_param: int) -> str:
+    """The held-failures index, if any: valid, and how far a build has come (one row at most)."""
+    return (
+        "SELECT i.indisvalid AS valid, p.phase::text AS phase, p.blocks_done, p.blocks_total "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = i.indexrelid "
+        f"WHERE c.relname = ${name_param} "
+        f"AND n.nspname = coalesce(nullif(${schema_param}::text, ''), current_schema())"
+    )
+
+
+def health_sql(backend: Backend) -> tuple[str, list[object]]:
+    """The activity (`activity_sql`) and the held-failures index's state in one statement (the
+    index state rides on the 'server' row): neither needs a lock on a queue table."""
+    settings = backend.installation.settings
+    args: list[object] = [
+        _table_names(backend),
+        settings.db_schema or "",
+        LONG_TRANSACTION,
+        settings.channel,
+        held_index_name(backend),
+    ]
+    held = held_index_state_sql(5, 2)
+    sql = (
+        f"SELECT a.*, s.held_index FROM ({activity_sql(backend)}) AS a\n"
+        f"LEFT JOIN (SELECT (SELECT json_agg(h) FROM ({held}) AS h)::text AS held_index) AS s\n"
+        "    ON a.kind = 'server'"
+    )
+    return sql, args
+
+
+def sizes_and_catalog_sql(backend: Backend) -> tuple[str, list[object], bool]:
+    """The table sizes and the schema catalog (`catalog.combined_catalog_columns`) in one
+    statement: both wait for a lock on a queue table (`pg_total_relation_size`,
+    `pg_get_indexdef`), the activity must not. The arguments; and whether the catalog is in it
+    (False: PgQueuer's queries cannot be combined any more, `fetch_schema_status` reads it)."""
+    from pgq_console.core.backend.catalog import NotCombinable, combined_catalog_columns
+
+    settings = backend.installation.settings
+    args: list[object] = [_table_names(backend), settings.db_schema or ""]
+    try:
+        columns, catalog_args = combined_catalog_columns(settings, first=len(args) + 1)
+    except NotCombinable:
+        columns, catalog_args = [], ()
+    sizes = f"(SELECT coalesce(json_agg(z), '[]'::json) FROM ({sizes_sql(backend)}) AS z)::text"
+    sql = "SELECT " + ",\n       ".join([f"{sizes} AS sizes", *columns])
+    return sql, [*args, *catalog_args], bool(catalog_args)
+
+
 def sizes_sql(backend: Backend) -> str:
     return f"""
 SELECT c.relname::text AS name, pg_total_relation_size(c.oid) AS bytes
@@ -190,51 +254,89 @@ def _session(row: dict[str, Any]) -> Session:
         query_start=row["query_start"],
         wait_event=str(row["wait_event"] or ""),
         query=str(row["query"] or ""),
-        blocked_by=tuple(int(p) for p in row["blocked_by"] or ()),
+        # As text: asyncpg reads int4[] only after a catalog lookup per connection (6 round
+        # trips, 0.3 s at 50 ms RTT, on the first key press that lands on that connection).
+        blocked_by=tuple(int_array(row["blocked_by"])),
         relation=str(row["relation"] or ""),
     )
 
 
-async def fetch_schema_status(backend: Backend) -> SchemaStatus:
-    """Installed, and what `upgrade` would change, by pgqueuer's own catalog diff (read-only)."""
-    installed_version = version("pgqueuer")
-    try:
-        await backend.ensure_connected()
-        installed = await backend.queries.schema_is_installed()
-        plan = await backend.queries.plan_upgrade() if installed else None
-    except Exception as exc:
-        return SchemaStatus(False, (), (), installed_version, error_line(exc, limit=200))
+def _schema_status(live: Schema, settings: DBSettings) -> SchemaStatus:
+    """Installed, and what `upgrade` would change: PgQueuer's planner over the schema read."""
+    from pgqueuer.adapters.persistence import schema_plan
+    from pgqueuer.domain.schema.declaration import target
+
+    installed = bool(live.tables or live.enums)
+    plan = schema_plan.plan(live, target(settings), settings) if installed else None
     return SchemaStatus(
         installed=installed,
         pending=tuple(plan.statements) if plan else (),
         notes=tuple(plan.notes) if plan else (),
-        pgqueuer_version=installed_version,
+        pgqueuer_version=version("pgqueuer"),
     )
+
+
+async def fetch_schema_status(backend: Backend) -> SchemaStatus:
+    """Installed, and what `upgrade` would change, by pgqueuer's own catalog diff (read-only),
+    from one reading of the catalog (`catalog.read_schema`: one statement)."""
+    from pgq_console.core.backend.catalog import read_schema
+
+    settings = backend.installation.settings
+    try:
+        await backend.ensure_connected()
+        return _schema_status(await read_schema(backend, settings), settings)
+    except Exception as exc:
+        return SchemaStatus(False, (), (), version("pgqueuer"), error_line(exc, limit=200))
+
+
+def _schema_from(row: dict[str, Any], settings: DBSettings) -> SchemaStatus:
+    from pgq_console.core.backend.catalog import schema_from_row
+
+    try:
+        return _schema_status(schema_from_row(row, settings), settings)
+    except Exception as exc:
+        return SchemaStatus(False, (), (), version("pgqueuer"), error_line(exc, limit=200))
 
 
 async def fetch_health(
     backend: Backend, long_transaction: timedelta = LONG_TRANSACTION
 ) -> HealthSnapshot:
+    """The screen's reading: its statements sent at once (see the module), one round trip on a
+    pool; a connection of one takes them in turn."""
     settings = backend.installation.settings
     names = _table_names(backend)
-    args: list[object] = [names, settings.db_schema or "", long_transaction, settings.channel]
-    rows = await backend.read(activity_sql(backend), *args)
+    sql, args = health_sql(backend)
+    args[2] = long_transaction
+    sized_sql, sized_args, with_catalog = sizes_and_catalog_sql(backend)
+    reads: list[Awaitable[Any]] = [
+        backend.read(sql, *args),
+        backend.read_heavy(sized_sql, *sized_args),
+        backend.read("EXPLAIN " + held_count_sql(backend)),
+    ]
+    if not with_catalog:
+        reads.append(fetch_schema_status(backend))
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    rows, sized, plan = results[0], results[1], results[2]
+    if isinstance(rows, BaseException):
+        raise rows
     sizes: dict[str, int] = {}
     sizes_problem = None
-    try:
-        size_args: list[object] = [names, settings.db_schema or ""]
-        sizes = {
-            str(r["name"]): int(r["bytes"])
-            for r in await backend.read_heavy(sizes_sql(backend), *size_args)
-        }
-    except Exception as exc:  # a lock on a queue table: the rest of the screen still matters
-        sizes_problem = error_line(exc, limit=120)
-    schema = await fetch_schema_status(backend)
+    if isinstance(sized, BaseException):  # a lock on a queue table: the rest still matters
+        sizes_problem = error_line(sized, limit=120)
+    else:
+        sizes = {str(r["name"]): int(r["bytes"]) for r in json.loads(sized[0]["sizes"])}
+    schema: SchemaStatus
+    if not with_catalog:
+        assert isinstance(results[3], SchemaStatus)
+        schema = results[3]
+    elif isinstance(sized, BaseException):
+        schema = SchemaStatus(False, (), (), version("pgqueuer"), error_line(sized, limit=200))
+    else:
+        schema = _schema_from(sized[0], settings)
+    server = next(row for row in rows if row["kind"] == "server")
     held_index: HeldIndex | None = None
-    try:
-        held_index = await fetch_held_index(backend)
-    except Exception:  # the rest of the screen still matters
-        held_index = None
+    if not isinstance(plan, BaseException):  # else unknown: the rest of the screen still matters
+        held_index = _held_index(backend, json.loads(server["held_index"] or "[]"), plan)
     tables: list[TableHealth] = []
     long: list[Session] = []
     locks: list[Session] = []
@@ -403,30 +505,27 @@ class HeldIndex:
 
 
 async def fetch_held_index(backend: Backend) -> HeldIndex:
-    name = held_index_name(backend)
+    """The index's state (a build's progress with it) and the plan: two statements at once."""
     schema = backend.installation.settings.db_schema or ""
-    rows = await backend.read(
-        "SELECT i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.relname = $1 AND n.nspname = coalesce(nullif($2::text, ''), current_schema())",
-        name,
-        schema,
+    rows, plan = await asyncio.gather(
+        backend.read(held_index_state_sql(1, 2), held_index_name(backend), schema),
+        backend.read("EXPLAIN " + held_count_sql(backend)),
     )
-    plan = await backend.read("EXPLAIN " + held_count_sql(backend))
+    return _held_index(backend, rows, plan)
+
+
+def _held_index(
+    backend: Backend, rows: list[dict[str, Any]], plan: list[dict[str, Any]]
+) -> HeldIndex:
+    """`HeldIndex` from `held_index_state_sql`'s rows and the EXPLAIN's."""
     building = None
-    if rows and not rows[0]["valid"]:
-        progress = await backend.read(
-            "SELECT p.phase, p.blocks_done, p.blocks_total FROM pg_stat_progress_create_index p "
-            "JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = $1",
-            name,
-        )
-        if progress:
-            p = progress[0]
-            total = int(p["blocks_total"] or 0)
-            done = f", {100 * int(p['blocks_done'] or 0) // total}% of blocks" if total else ""
-            building = f"{p['phase']}{done}"
+    if rows and not rows[0]["valid"] and rows[0]["phase"] is not None:
+        p = rows[0]
+        total = int(p["blocks_total"] or 0)
+        done = f", {100 * int(p['blocks_done'] or 0) // total}% of blocks" if total else ""
+        building = f"{p['phase']}{done}"
     return HeldIndex(
-        name=name,
+        name=held_index_name(backend),
         exists=bool(rows),
         valid=bool(rows and rows[0]["valid"]),
         plan=tuple(str(next(iter(r.values()))) for r in plan),

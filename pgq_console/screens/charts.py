@@ -22,9 +22,9 @@ from pgq_console.core.charts import (
     ChartsSnapshot,
     DrainEstimate,
     EntrypointSeries,
-    add_percentiles,
     carry_percentiles,
     fetch_charts,
+    fetch_charts_then_percentiles,
 )
 from pgq_console.core.clock import Clock
 from pgq_console.core.paced import PacedRead
@@ -108,16 +108,18 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         self._percentiles: ChartsSnapshot | None = None  # the last read with percentiles
 
     async def fetch(self) -> ChartsSnapshot:
-        # The counts first, shown at once; the percentiles (the slow half) when they land, as
-        # often as their budget allows: the last ones are shown in between.
-        counts = await fetch_charts(self.backend, percentiles=False)
+        # The counts shown at once; the percentiles (the slow half, read beside them) when
+        # they land, as often as their budget allows: the last ones are shown in between.
         last = self._percentiles
-        if last is not None:
-            counts = carry_percentiles(counts, last)
-            if not self.percentiles_pace.due:
-                return counts
-        self._post_result(counts)
-        self._percentiles = await self.percentiles_pace.read(add_percentiles(self.backend, counts))
+        if last is not None and not self.percentiles_pace.due:
+            return carry_percentiles(await fetch_charts(self.backend, percentiles=False), last)
+
+        def show_counts(counts: ChartsSnapshot) -> None:
+            self._post_result(counts if last is None else carry_percentiles(counts, last))
+
+        self._percentiles = await self.percentiles_pace.read(
+            fetch_charts_then_percentiles(self.backend, show_counts)
+        )
         return self._percentiles
 
     def compose_body(self) -> ComposeResult:

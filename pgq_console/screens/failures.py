@@ -32,7 +32,7 @@ from pgq_console.core.jobs import (
     FailureGroups,
     JobPage,
     failure_group_predicate,
-    fetch_failure_groups,
+    fetch_held_and_groups,
     fetch_page,
 )
 from pgq_console.core.refresh_loop import RefreshLoop
@@ -182,8 +182,9 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
         the first paint. Later visits show the rows kept up to date and refresh at once."""
         if self.is_mounted:
             return
-        held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
-        groups = await fetch_failure_groups(self.backend, self.clock.now(), limit=GROUP_LIMIT)
+        held, groups = await fetch_held_and_groups(
+            self.backend, self.clock.now(), held_limit=HELD_LIMIT, group_limit=GROUP_LIMIT
+        )
         self._first_read = FailuresLoaded(held, groups)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -237,16 +238,19 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
 
     async def _refresh_round(self) -> None:
         try:
-            held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
             # Grouping reads regular expressions over the log: every GROUP_INTERVAL_S, or at
             # once when asked (the first read, a visit, an action), not on every held-jobs read.
+            # Both reads are sent at once: a key press waits one round trip on a pool, not two.
             groups = self._groups
             due = self.clock.monotonic() - self._grouped_at >= GROUP_INTERVAL_S
             if groups is None or self.loop.asked or due:
-                groups = await fetch_failure_groups(
-                    self.backend, self.clock.now(), limit=GROUP_LIMIT
+                held, groups = await fetch_held_and_groups(
+                    self.backend, self.clock.now(), held_limit=HELD_LIMIT, group_limit=GROUP_LIMIT
                 )
                 self._groups, self._grouped_at = groups, self.clock.monotonic()
+            else:
+                held = await fetch_page(self.backend, HELD_FILTER, limit=HELD_LIMIT)
+            assert groups is not None
         except Exception as exc:  # backed off, and said as every screen says it
             error = self.loop.read_failed(exc, self.backend)
             self.post_message(FailuresLoaded(None, FailureGroups((), 0), error))

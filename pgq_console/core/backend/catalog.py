@@ -38,6 +38,15 @@ def _renumbered(sql: str, number: int) -> str:
 
 def combined_catalog_query(settings: DBSettings) -> tuple[str, tuple[object, ...]]:
     """One SELECT answering every catalog query `inspect` sends, and its arguments."""
+    columns, args = combined_catalog_columns(settings)
+    return "SELECT " + ",\n       ".join(columns), args
+
+
+def combined_catalog_columns(
+    settings: DBSettings, first: int = 1
+) -> tuple[list[str], tuple[object, ...]]:
+    """The columns of `combined_catalog_query` (for a SELECT that reads more), their
+    placeholders numbered from `first`, and their arguments."""
     from pgqueuer.adapters.persistence.schema_inspect import CatalogQueries
     from pgqueuer.domain.schema.declaration import target
 
@@ -58,16 +67,17 @@ def combined_catalog_query(settings: DBSettings) -> tuple[str, tuple[object, ...
         "triggers": (queries.triggers(), 3),
         "functions": (queries.functions(), 4),
     }
+    shift = first - 1
     columns = [
-        f"(SELECT coalesce(json_agg(q), '[]'::json) FROM ({_renumbered(sql, number)}) AS q)::text"
-        f" AS {name}"
+        "(SELECT coalesce(json_agg(q), '[]'::json) "
+        f"FROM ({_renumbered(sql, number + shift)}) AS q)::text AS {name}"
         for name, (sql, number) in parts.items()
     ]
     args: list[object] = [*names]
     if settings.db_schema is not None:
-        columns.append(f"({_renumbered(queries.namespace(), 5)}) AS namespace_present")
+        columns.append(f"({_renumbered(queries.namespace(), 5 + shift)}) AS namespace_present")
         args.append(settings.db_schema)
-    return "SELECT " + ",\n       ".join(columns), tuple(args)
+    return columns, tuple(args)
 
 
 def _type_names(settings: DBSettings) -> list[str]:

@@ -27,6 +27,7 @@ from pgq_console.core.jobs.failures import (
     FailureGroups,
     failure_group_predicate,
     fetch_failure_groups,
+    fetch_held_and_groups,
 )
 from pgq_console.core.jobs.filter import HELD_SCAN_CAP, SEARCH_SCAN_CAP, JobFilter, parse_filter
 from pgq_console.core.jobs.held import forget_held_index, held_index_usable
@@ -49,6 +50,7 @@ __all__ = [
     "failure_group_predicate",
     "fetch_detail",
     "fetch_failure_groups",
+    "fetch_held_and_groups",
     "fetch_page",
     "forget_held_index",
     "held_index_usable",
