@@ -11,6 +11,7 @@ asked (the module in its call chain), and the overview's first snapshot with the
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -40,7 +41,15 @@ def dsn(server_dsn: str) -> Iterator[str]:
         drop_database(server_dsn, made)
 
 
+# Set around a screen's reading that runs its statements as tasks of their own (gathered: their
+# frames do not lead back to the screen; tasks inherit the context they were created in).
+READER: contextvars.ContextVar[str | None] = contextvars.ContextVar("reader", default=None)
+
+
 def _who() -> str:
+    reader = READER.get()
+    if reader is not None:
+        return reader
     frame = sys._getframe(2)
     while frame is not None:
         path = frame.f_code.co_filename.replace("\\", "/")
@@ -78,6 +87,18 @@ async def test_overview_first_snapshot_is_read_before_the_pulse_and_built_ahead_
         post(self, snapshot)
 
     monkeypatch.setattr(OverviewScreen, "_post_snapshot", posted)
+    import pgq_console.screens.failures as failures_screen
+
+    gathered = getattr(failures_screen, "fetch_held_and_groups")  # noqa: B009 (patched below)
+
+    async def failures_reading(*args: Any, **kwargs: Any) -> Any:
+        token = READER.set("failures")  # the tasks it gathers copy this context
+        try:
+            return await gathered(*args, **kwargs)
+        finally:
+            READER.reset(token)
+
+    monkeypatch.setattr(failures_screen, "fetch_held_and_groups", failures_reading)
     app = PgqConsole(backend, refresh_interval=0.5)
     try:
         async with app.run_test(size=(160, 48)) as pilot:
