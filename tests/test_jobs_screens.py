@@ -532,12 +532,15 @@ async def test_a_lost_connection_in_the_job_detail_says_so_and_reads_again(
         screen = app.screen
         assert isinstance(screen, JobDetailScreen)
         await wait_until(
-            pilot, lambda: "lost the connection" in banner_of(app, "#detail-fields"), what="said"
+            pilot, lambda: "lost the connection" in banner_of(app, "#detail-banner"), what="said"
         )
-        text = banner_of(app, "#detail-fields")
-        assert f"cannot read job 35: lost the connection to {LABEL}" in text and "retrying" in text
+        text = banner_of(app, "#detail-banner")  # the outage line every screen shows
+        assert f"lost the connection to {LABEL} at {FIXED_NOW:%H:%M:%S}" in text
+        assert "no numbers yet" in text and "; retry " in text  # every 0.2 s here
+        assert "job 35 not read yet" in banner_of(app, "#detail-fields")
         monkeypatch.undo()
         await wait_until(pilot, lambda: screen.detail is not None, what="read again")
+        await wait_until(pilot, lambda: banner_of(app, "#detail-banner") == "", what="cleared")
         assert "lost the connection" not in banner_of(app, "#detail-fields")
 
 
