@@ -401,6 +401,52 @@ async def test_esc_clears_an_applied_filter(seeded: str) -> None:
         assert "filter" not in str(screen.query_one("#jobs-header", Static).render())
 
 
+async def test_esc_in_the_filter_line_cancels_the_edit_and_keeps_the_filter(seeded: str) -> None:
+    """esc while editing the filter closes the line and keeps the applied filter, its rows and
+    the scope of the bulk actions (it left the edit on the line, so the next esc, meant to
+    cancel, cleared the filter and `R` previewed every job); clearing takes a further esc."""
+    app = console(seeded)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await open_jobs(pilot)
+        await pilot.press("slash", *"ep:charge_card", "enter")
+        await wait_until(pilot, lambda: ids_shown(app) == [33, 32, 31], what="filtered")
+        screen = app.screen
+        assert isinstance(screen, JobsScreen)
+        line = screen.query_one("#jobs-filter", Input)
+        await pilot.press("slash", "ctrl+u", *"status:queued")  # an edit, not applied
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not line.has_focus and line.display
+        assert line.value == "ep:charge_card" and screen.job_filter.text == "ep:charge_card"
+        # A filter that does not parse: bulk actions off, and they stay off when esc leaves
+        # the line (tests/test_filter_safety.py); a further esc puts the applied one back.
+        await pilot.press("slash", "ctrl+u", *"prio:abc", "enter")
+        await wait_until(pilot, lambda: screen.bulk_problem() is not None, what="refused")
+        assert screen.query_one("#jobs-error").display
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not line.has_focus and screen.bulk_problem() is not None
+        await pilot.press("escape")
+        await pilot.pause()
+        assert line.value == "ep:charge_card" and not screen.query_one("#jobs-error").display
+        assert screen.bulk_problem() is None
+        assert ids_shown(app) == [33, 32, 31]
+        assert not any("filter cleared" in n.message for n in app._notifications)
+        # `R` previews exactly the rows shown: the held charge_card failures.
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        modal = app.screen
+        await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+        assert sorted(modal.preview.ids) == [31, 32, 33]  # type: ignore[attr-defined]
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: app.screen is screen)
+        # The line shows the applied filter, unchanged: a further esc clears it, and says so.
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: table(app).row_count == 36, what="all jobs again")
+        assert screen.job_filter.text == "" and not line.display
+        assert any("filter cleared" in n.message for n in app._notifications)
+
+
 async def test_enter_on_the_overview_opens_that_entrypoints_jobs(seeded: str) -> None:
     from pgq_console.widgets.overview_table import OverviewTable
 
@@ -486,12 +532,15 @@ async def test_a_lost_connection_in_the_job_detail_says_so_and_reads_again(
         screen = app.screen
         assert isinstance(screen, JobDetailScreen)
         await wait_until(
-            pilot, lambda: "lost the connection" in banner_of(app, "#detail-fields"), what="said"
+            pilot, lambda: "lost the connection" in banner_of(app, "#detail-banner"), what="said"
         )
-        text = banner_of(app, "#detail-fields")
-        assert f"cannot read job 35: lost the connection to {LABEL}" in text and "retrying" in text
+        text = banner_of(app, "#detail-banner")  # the outage line every screen shows
+        assert f"lost the connection to {LABEL} at {FIXED_NOW:%H:%M:%S}" in text
+        assert "no numbers yet" in text and "; retry " in text  # every 0.2 s here
+        assert "job 35 not read yet" in banner_of(app, "#detail-fields")
         monkeypatch.undo()
         await wait_until(pilot, lambda: screen.detail is not None, what="read again")
+        await wait_until(pilot, lambda: banner_of(app, "#detail-banner") == "", what="cleared")
         assert "lost the connection" not in banner_of(app, "#detail-fields")
 
 

@@ -2,6 +2,11 @@
 
 Everything from the database is untrusted and shown as literal Text through `printable`.
 
+The detail is read once (and again after a write or `m`); it does not poll. When the console
+learns that the connection is lost (its LISTEN connection closed, or a read of this screen
+failed) it reads the job again: a failed read shows the outage line every screen shows, with
+the ages frozen at the last good read, and is retried every `DETAIL_RETRY_S`.
+
 `open_job_detail` (enter on a list) reads the job first and shows the screen with it: one
 composition and one frame of the job, not a "Loading…" frame, a second layout and the read's
 message in between (on a busy console each of those waits its turn on the event loop).
@@ -14,7 +19,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual import on, work
@@ -31,11 +36,12 @@ from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.jobs import PAYLOAD_PAGE_BYTES, JobDetail, fetch_detail, render_payload
-from pgq_console.core.refresh_loop import describe_refresh_error
-from pgq_console.core.text import clipboard_text, error_line, middle_cut, one_line, printable
+from pgq_console.core.refresh_loop import describe_outage, describe_refresh_error
+from pgq_console.core.text import clipboard_text, one_line, printable
 from pgq_console.screens.action_confirm import confirm_write
 from pgq_console.screens.gating import ReadOnlyGate
 from pgq_console.widgets import format as fmt
+from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
 
 WRITE_ACTIONS = frozenset({"requeue", "cancel", "copy_job"})
@@ -52,6 +58,7 @@ OPEN_WAIT_S = 0.15
 class DetailLoaded(Message):
     detail: JobDetail | None
     error: str | None = None
+    lost: bool = False  # `error` is the outage line: the connection is lost
 
 
 class JobDetailScreen(ReadOnlyGate, Screen[None]):
@@ -87,9 +94,17 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
         self._reading = reading
         self.utc = True
         self.payload_bytes = PAYLOAD_PAGE_BYTES
+        # When the shown detail was read; while the connection is lost, since when and how
+        # many reads failed (the ages shown are then those of `read_at`).
+        self.read_at: datetime | None = clock.now() if detail is not None else None
+        self.lost_since: datetime | None = None
+        self.failures = 0
+        self._listening = backend.listener_alive()  # the LISTEN connection, at the last look
+        self._reading_again = False  # a read is under way because the LISTEN connection closed
 
     def compose(self) -> ComposeResult:
         texts = self._texts() if self.detail is not None else {}
+        yield Banner(id="detail-banner")
         with VerticalScroll(id="detail-scroll"):
             title = texts.get("detail-title", Text(f"Job {self.job_id}", style="bold"))
             yield Static(title, id="detail-title")
@@ -103,6 +118,7 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
         yield ConsoleFooter()
 
     def on_mount(self) -> None:
+        self.query_one("#detail-banner", Banner).hide()
         self.query_one("#detail-scroll").focus()
         if self.detail is None:  # else composed with it (`open_job_detail`)
             self.load()
@@ -127,15 +143,20 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
             return
         except Exception as exc:
             if self.backend.errors.connection_lost(exc):
-                # Said as the list screens say it; read again until the server is back.
-                reason = middle_cut(error_line(exc), 100)
-                self.post_message(
-                    DetailLoaded(
-                        None,
-                        f"cannot read job {self.job_id}: lost the connection to "
-                        f"{self.backend.label} ({reason}); retrying every {DETAIL_RETRY_S:g}s",
-                    )
+                # Said as every screen says it; read again until the server is back.
+                now = self.clock.now()
+                self.lost_since = self.lost_since or now
+                self.failures += 1
+                line = describe_outage(
+                    exc,
+                    self.backend.label,
+                    self.lost_since,
+                    self.read_at,
+                    now + timedelta(seconds=DETAIL_RETRY_S),
+                    self.failures,
+                    listens=False,
                 )
+                self.post_message(DetailLoaded(None, line, lost=True))
                 self.set_timer(DETAIL_RETRY_S, self.load)
             else:
                 message = describe_refresh_error(exc, self.backend)
@@ -145,18 +166,40 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
 
     @on(DetailLoaded)
     def show(self, message: DetailLoaded) -> None:
+        self._reading_again = False
+        banner = self.query_one("#detail-banner", Banner)
+        if message.lost:
+            banner.show(f"⚠ {printable(one_line(message.error or ''))}", variant="error")
+            if self.detail is None:
+                self.query_one("#detail-fields", Static).update(
+                    Text(f"job {self.job_id} not read yet: the connection is lost", style="bold")
+                )
+            else:
+                self._show_detail()  # its ages as of `read_at`
+            return
         if message.error:
+            banner.hide()
             self.query_one("#detail-fields", Static).update(
                 Text(printable(one_line(message.error)), style="bold")
             )
             return
+        self.lost_since, self.failures = None, 0
+        self.read_at = self.clock.now()
+        banner.hide()
         self.detail = message.detail
         self._show_detail()
+
+    def _now(self) -> datetime:
+        """The time the ages are counted to: now, or while the connection is lost the time of
+        the last good read (the ages do not move on as if the job were watched live)."""
+        if self.lost_since is not None and self.read_at is not None:
+            return self.read_at
+        return self.clock.now()
 
     def _when(self, value: datetime | None) -> str:
         if value is None:
             return "–"
-        now = self.clock.now()
+        now = self._now()
         shown = value.astimezone(UTC) if self.utc else value.astimezone()
         delta = (now - value).total_seconds()
         relative = f"{fmt.seconds(abs(delta))} ago" if delta >= 0 else f"in {fmt.seconds(-delta)}"
@@ -218,13 +261,33 @@ class JobDetailScreen(ReadOnlyGate, Screen[None]):
                 ("updated", self._when(job.updated)),
                 ("heartbeat", self._when(job.heartbeat)),
                 ("execute after", self._when(job.execute_after)),
-                ("times", "UTC (t: local)" if self.utc else "local (t: UTC)"),
+                ("times", self._times_note()),
             ]
         )
 
+    def _times_note(self) -> str:
+        note = "UTC (t: local)" if self.utc else "local (t: UTC)"
+        if self.lost_since is not None and self.read_at is not None:
+            read_at = self.read_at if self.utc else self.read_at.astimezone()
+            note += f"; ages as of {read_at:%H:%M:%S}, the last read (not current)"
+        return note
+
     def _tick(self) -> None:
-        """Relative times ("5m00s ago") move on while the detail is shown; no database read."""
-        if self.detail is None or not self.is_current:
+        """Relative times ("5m00s ago") move on while the detail is shown; no database read.
+
+        A LISTEN connection that closed since the last look says the console may have lost
+        the server: the job is read once again (a failed read shows the outage and retries)."""
+        listening, self._listening = self._listening, self.backend.listener_alive()
+        dropped = listening and not self._listening and self.lost_since is None
+        if dropped and self.detail is not None and not self._reading_again:
+            self._reading_again = True
+            self.query_one("#detail-banner", Banner).show(
+                f"⚠ the LISTEN connection to {self.backend.label} closed at "
+                f"{self.clock.now():%H:%M:%S}: reading job {self.job_id} again",
+                variant="warning",
+            )
+            self.load()
+        if self.detail is None or not self.is_current or self.lost_since is not None:
             return
         if self.detail.job is not None:
             self.query_one("#detail-fields", Static).update(self._fields_text())

@@ -73,6 +73,12 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
         ("Age / Updated", "since the job was enqueued / last changed"),
         ("Payload", "the payload's size; enter shows it"),
         ("●", "marked: r / c / E act on the marked jobs"),
+        (
+            "filter",
+            "/ edits it, enter applies it; esc cancels the edit (the filter shown stays; one"
+            " that did not parse stays said, bulk actions off, until a second esc);"
+            " a further esc (marks first), or an empty line and enter, clears it",
+        ),
         ("→ N more", "columns left out for width: → and ← page through them"),
     )
 
@@ -81,7 +87,14 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
         *JOB_BINDINGS,
         Binding("slash", "filter", "Filter", id="jobs.filter"),
         Binding("o", "toggle_order", "Order", id="jobs.toggle-order"),
-        Binding("escape", "back", "Back", show=False, id="jobs.back"),
+        Binding(
+            "escape",
+            "back",
+            "Back",
+            show=False,
+            tooltip="cancel a filter edit (the filter stays), clear the marks, then the filter",
+            id="jobs.back",
+        ),
     ]
 
     def __init__(self, backend: Backend, clock: Clock, *, interval_s: float = 2.0) -> None:
@@ -379,20 +392,36 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
 
     def action_back(self) -> None:
         line = self.query_one("#jobs-filter", Input)
-        if line.has_focus:
-            line.display = bool(self.job_filter.text)
+        if line.has_focus and self.filter_problem:
+            # A filter that was submitted and does not parse stays on the line, said by the
+            # banner, bulk actions off, until it is fixed or a further esc puts the applied
+            # one back: the operator asked for fewer rows than the list shows.
             self.set_focus(self.job_table())
+        elif line.has_focus or self.filter_problem or line.value.strip() != self.job_filter.text:
+            # esc cancels an edit of the filter line: the line shows the filter the rows were
+            # read with again, and that filter stays applied (an esc that cleared it widened
+            # the list, and the bulk actions with it, behind an operator who only backed out).
+            self.cancel_filter_edit()
         elif self.job_table().marked:
             self.job_table().clear_marks()
             self._show_header()
-        elif self.job_filter.text or self.filter_problem:
-            # esc clears an applied filter (marks first: one esc undoes one thing).
+        elif self.job_filter.text:
+            # A further esc clears the applied filter (the edit, then the marks first: one esc
+            # undoes one thing), and says so.
             line.value = ""
             line.display = False
-            self.filter_problem = None
-            self._show_banner()
             self.set_filter(JobFilter())
             self.notify("filter cleared: every job", markup=False)
+
+    def cancel_filter_edit(self) -> None:
+        """Close the filter line without applying it: the applied filter and its rows stay."""
+        line = self.query_one("#jobs-filter", Input)
+        line.value = self.job_filter.text
+        line.display = bool(self.job_filter.text)
+        if self.filter_problem is not None:  # what did not parse is gone from the line
+            self.filter_problem = None
+            self._show_banner()
+        self.set_focus(self.job_table())
 
     def action_mark(self) -> None:
         super().action_mark()
