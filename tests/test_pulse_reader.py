@@ -5,11 +5,9 @@ says when it slows the read down."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 import pytest
 
 import pgq_console.core.pulse as pulse
@@ -20,6 +18,7 @@ from pgq_console.screens.overview import OverviewScreen
 from pgq_console.widgets.pulse import EventFeedView
 from tests.conftest import drop_database, make_database
 from tests.helpers import MovingClock, backend_for, wait_until
+from tests.screens_support import run_sql, seed
 
 WORKER = "0d0d0d0d-0000-4000-8000-00000000beef"
 
@@ -39,31 +38,16 @@ FROM generate_series(1, {count}) AS g"""
 @pytest.fixture
 def pulse_db(server_dsn: str) -> Iterator[str]:
     dsn = make_database(server_dsn, "pulse_reader")
-
-    async def seed() -> None:
-        connection = await asyncpg.connect(dsn)
-        try:
-            await connection.execute(failure_rows("OldTimeout", "10 minutes", 3))
-            await connection.execute(
-                "INSERT INTO pgqueuer (priority, status, entrypoint, queue_manager_id, heartbeat)"
-                f" VALUES (0, 'picked', 'resize', '{WORKER}', now())"
-            )
-        finally:
-            await connection.close()
-
-    asyncio.run(seed())
+    seed(
+        dsn,
+        failure_rows("OldTimeout", "10 minutes", 3)
+        + ";INSERT INTO pgqueuer (priority, status, entrypoint, queue_manager_id, heartbeat)"
+        f" VALUES (0, 'picked', 'resize', '{WORKER}', now())",
+    )
     try:
         yield dsn
     finally:
         drop_database(server_dsn, dsn)
-
-
-async def execute(dsn: str, statement: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
 
 
 def kinds(reading: pulse.PulseReading) -> set[str]:
@@ -81,7 +65,7 @@ async def test_later_failure_reads_group_only_the_rows_since(pulse_db: str) -> N
         feed.note_failures(first.failures, clock.now())
 
         clock.at += timedelta(seconds=PULSE_POLL_S)
-        await execute(pulse_db, failure_rows("CardDeclined", "1 second", 2))
+        await run_sql(pulse_db, failure_rows("CardDeclined", "1 second", 2))
         second = await reader.read()
         # Ten minutes old: outside the span since the last read (plus its overlap), so the
         # hour is not grouped again; the new kind is, with all of its occurrences.

@@ -346,16 +346,19 @@ async def test_a_poll_loop_with_a_budget_waits_out_a_costly_read_and_says_so() -
         clock.seconds += 0.5  # the read took half a second
         return 1
 
-    loop: PollLoop[int] = PollLoop(
-        cast(Backend, None),  # only a failed read consults the backend
-        clock,
-        costly_read,
-        on_result=lambda _: None,
-        on_status=statuses.append,
-        interval_s=3.0,
-        wait=clock.wait,
-        budget=0.05,
-    )
+    def poll_loop(budget: float) -> PollLoop[int]:
+        return PollLoop(
+            cast(Backend, None),  # only a failed read consults the backend
+            clock,
+            costly_read,
+            on_result=lambda _: None,
+            on_status=statuses.append,
+            interval_s=3.0,
+            wait=clock.wait,
+            budget=budget,
+        )
+
+    loop = poll_loop(0.05)
     await loop.timing.wait_until_due()
     await loop.poll_once()
     assert statuses[-1].slowed_to_s == pytest.approx(10.0)
@@ -366,16 +369,7 @@ async def test_a_poll_loop_with_a_budget_waits_out_a_costly_read_and_says_so() -
     await loop.timing.wait_until_due()
     assert len(clock.waits) == 1  # asked for: at once
 
-    cheap: PollLoop[int] = PollLoop(
-        cast(Backend, None),
-        clock,
-        costly_read,
-        on_result=lambda _: None,
-        on_status=statuses.append,
-        interval_s=3.0,
-        wait=clock.wait,
-        budget=0.5,  # 0.5 s of reading per second: every 3 s is within it
-    )
+    cheap = poll_loop(0.5)  # 0.5 s of reading per second: every 3 s is within it
     await cheap.timing.wait_until_due()
     await cheap.poll_once()
     assert statuses[-1].slowed_to_s is None
