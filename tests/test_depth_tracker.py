@@ -233,6 +233,43 @@ async def test_first_look_reads_a_bounded_number_of_picked_jobs(
         await backend.close()
 
 
+async def test_below_zero_on_first_look_numbers_asks_for_no_second_exact_count(
+    fresh_database: str, monkeypatch: Any
+) -> None:
+    """A job finishing whose pick the capped first look did not count takes its entrypoint's
+    picked count below zero: expected of lower bounds, and the exact count under way corrects
+    it, so no second one is asked for (at 10M rows each took 4-5 s); after the exact count a
+    count below zero still asks for one (the log missed something)."""
+    dsn = fresh_database
+    monkeypatch.setattr(depth_module, "FIRST_LOOK_PICKED_CAP", 1)
+    backend = await backend_for(dsn)
+    tracker = DepthTracker(backend.installation)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await enqueue(dsn, "a", 3)
+        queries = Queries(AsyncpgDriver(connection))
+        picked = await _pick(queries, ["a"], 3)
+        await tracker.first_look(backend)
+        assert tracker.reading(None).picked_capped
+        await queries.log_jobs([(job, "successful", None) for job in picked])
+        await tracker.advance(backend)
+        assert tracker.reading(None).picked["a"] == 0  # 1 - 3, held at zero
+        assert "below zero" not in tracker.resync_reasons
+
+        # The log says job 999 was picked, the table never had it (a hand-made row): the exact
+        # count has no such pick, and its end in the log takes picked below zero.
+        log = "INSERT INTO pgqueuer_log (job_id, status, priority, entrypoint) VALUES "
+        await connection.execute(log + "(999, 'picked', 0, 'a')")
+        await tracker.resync(backend)
+        await connection.execute(log + "(999, 'successful', 0, 'a')")
+        await tracker.advance(backend)
+        assert tracker.resync_reasons.get("below zero") == 1
+        assert tracker.resync_requested
+    finally:
+        await connection.close()
+        await backend.close()
+
+
 async def test_an_unlogged_change_shows_as_an_impossible_transition(fresh_database: str) -> None:
     """A job failed by hand (no log row) then requeued logs queued -> queued: count again."""
     dsn = fresh_database
