@@ -56,7 +56,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.stats import SERVER_TIME, Depth, int_array, queued_entrypoints_cte
@@ -88,6 +88,10 @@ JUMP_LOG_ROWS = 200_000
 SMALL_QUEUE_BYTES = 32 * 1024 * 1024
 DEFERRED_CAP = 100_000
 RESYNC_EVERY_S = 300.0
+# The exact count scans every held job (PgQueuer has no index on them) and counts every queued
+# one: 3-5 s at 10M rows, so over the 5 s statement timeout on a busy server, where it failed
+# and was tried again every minute, never landing. It runs aside, paced by its cost.
+EXACT_COUNT_TIMEOUT = timedelta(seconds=60)
 HISTORY = 256  # reads remembered for out-of-order commits (a long transaction holds them)
 XID_MOD = 4_294_967_296  # row xmin is a 32-bit xid; snapshots give 64-bit ones
 LIVE = ("queued", "picked", "failed")
@@ -487,7 +491,9 @@ class DepthTracker:
     async def read_exact(self, backend: Backend) -> list[dict[str, Any]]:
         """The exact count's rows, not applied yet (`take_exact`): read alongside the first
         look, they are applied after it."""
-        return await backend.read(exact_sql(self.installation))
+        return await backend.read_long(
+            exact_sql(self.installation), statement_timeout=EXACT_COUNT_TIMEOUT
+        )
 
     def take_exact(self, rows: list[dict[str, Any]]) -> float | None:
         """Apply an exact count read by `read_exact`. Returns the server's time."""
