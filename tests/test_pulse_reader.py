@@ -94,9 +94,11 @@ async def test_first_read_after_a_long_pause_looks_back_an_hour_at_most(pulse_db
 async def test_a_costly_workers_read_waits_for_its_budget(pulse_db: str) -> None:
     backend = await backend_for(pulse_db)
     try:
-        cheap = PulseReader(backend, SystemClock())
+        # A budget every read fits (a whole core: a gap of its own duration, under a poll's
+        # 15 s on any machine): workers are read at every poll.
+        cheap = PulseReader(backend, SystemClock(), budget=1.0)
         assert (await cheap.read()).workers is not None
-        second = await cheap.read()  # a read of one picked job fits the budget every poll
+        second = await cheap.read()
         assert second.workers is not None and second.workers_every_s is None
 
         # A budget no read fits: the next poll reuses nothing and says how far apart they are.
