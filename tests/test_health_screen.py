@@ -105,10 +105,18 @@ async def test_sessions_locks_listeners_and_schema(fresh_database: str) -> None:
             await holder.execute("BEGIN; LOCK TABLE pgqueuer IN ACCESS EXCLUSIVE MODE")
             blocked = asyncio.create_task(waiter.fetch("SELECT count(*) FROM pgqueuer"))
             waiter_pid = waiter.get_server_pid()
+            await _until_waiting(holder, waiter_pid)
             screen.action_refresh_now()
             await until(pilot, lambda: f"lock-{waiter_pid}" in _keys(sessions), within=30)
             detail = sessions.get_cell(f"lock-{waiter_pid}", "detail").plain
             assert "pgqueuer" in detail and str(holder.get_server_pid()) in detail
+            # The sizes waited for the lock until the statement timeout: waiting costs the
+            # server nothing, so the screen keeps its interval instead of slowing to one read
+            # every 100 s (5 s at its 5 % budget) exactly while the lock stalls the queue.
+            await until(pilot, lambda: screen.poll_status.took_s > 4.0, within=30)
+            assert screen.poll_status.slowed_to_s is None
+            assert screen.poll_status.cost_s < 4.0
+            assert screen.loop.timing.due_in() <= HealthScreen.interval_s
             await pilot.press("1")  # keys keep working while the database is stuck
             await until(pilot, lambda: app.screen.__class__.__name__ == "OverviewScreen")
             await holder.execute("ROLLBACK")
@@ -121,6 +129,17 @@ async def test_sessions_locks_listeners_and_schema(fresh_database: str) -> None:
             blocked.cancel()
         for connection in (idle, holder, waiter):
             connection.terminate()
+
+
+async def _until_waiting(observer: asyncpg.Connection, pid: int) -> None:
+    """Until session `pid` waits for a lock (its statement was sent and reached the lock)."""
+    for _ in range(600):
+        if await observer.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted", pid
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"session {pid} never waited for a lock")
 
 
 def _keys(table: LiveTable) -> set[str]:

@@ -375,3 +375,43 @@ async def test_a_poll_loop_with_a_budget_waits_out_a_costly_read_and_says_so() -
     assert statuses[-1].slowed_to_s is None
     await cheap.timing.wait_until_due()
     assert clock.waits[-1] == pytest.approx(3.0)
+
+
+async def test_a_poll_loop_paces_by_what_the_result_says_the_read_cost() -> None:
+    """A read that waited 5 s for a lock but cost the server 0.1 s keeps the 3 s interval at a
+    5 % budget (not 100 s); the status keeps both figures; the cost is never above the time."""
+    from typing import cast
+
+    from pgq_console.core.backend import Backend
+    from pgq_console.core.poll_loop import PollLoop, PollStatus
+
+    clock = ManualClock()
+    statuses: list[PollStatus] = []
+    costs = [0.1, 9.0, None]
+
+    async def waiting_read() -> float | None:
+        clock.seconds += 5.0
+        return costs.pop(0)
+
+    loop: PollLoop[float | None] = PollLoop(
+        cast(Backend, None),
+        clock,
+        waiting_read,
+        on_result=lambda _: None,
+        on_status=statuses.append,
+        interval_s=3.0,
+        wait=clock.wait,
+        budget=0.05,
+        cost=lambda said: said,
+    )
+    await loop.timing.wait_until_due()
+    await loop.poll_once()
+    assert (statuses[-1].took_s, statuses[-1].cost_s) == (5.0, 0.1)
+    assert statuses[-1].slowed_to_s is None
+    await loop.timing.wait_until_due()
+    assert clock.waits == [pytest.approx(3.0)]
+    await loop.poll_once()  # said more than it took: the time it took
+    assert statuses[-1].cost_s == 5.0 and statuses[-1].slowed_to_s == pytest.approx(100.0)
+    await loop.timing.wait_until_due()
+    await loop.poll_once()  # said nothing: the time it took
+    assert statuses[-1].cost_s == 5.0

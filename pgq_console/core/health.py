@@ -117,6 +117,8 @@ class HealthSnapshot:
     notify_queue_usage: float  # 0..1
     schema: SchemaStatus
     held_index: HeldIndex | None = None  # None: could not be read
+    # Seconds of the reading the server worked, as the screen's budget counts them (`fetch_health`).
+    read_cost_s: float = 0.0
 
 
 def _table_names(backend: Backend) -> list[str]:
@@ -315,7 +317,21 @@ async def fetch_health(
     ]
     if not with_catalog:
         reads.append(fetch_schema_status(backend))
-    results = await asyncio.gather(*reads, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    ended: list[float] = []  # when each read that succeeded came back
+
+    async def timed(read: Awaitable[Any]) -> Any:
+        result = await read
+        ended.append(loop.time())
+        return result
+
+    results = await asyncio.gather(*(timed(read) for read in reads), return_exceptions=True)
+    # The reading cost the server until its last good answer: the statements that failed
+    # (sizes, catalog, EXPLAIN: catalog lookups, cheap unless they wait) waited for a lock on
+    # a queue table, which costs the server nothing, and counting their statement timeout
+    # would slow this screen to one read every 100 s exactly while a lock stalls the queue.
+    cost = max(ended, default=loop.time()) - started
     rows, sized, plan = results[0], results[1], results[2]
     if isinstance(rows, BaseException):
         raise rows
@@ -382,6 +398,7 @@ async def fetch_health(
         notify_queue_usage=usage,
         schema=schema,
         held_index=held_index,
+        read_cost_s=cost,
     )
 
 

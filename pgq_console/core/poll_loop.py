@@ -34,6 +34,9 @@ class PollStatus:
     # Seconds between reads when their cost stretched them past `interval_s` (the loop's
     # budget), else None.
     slowed_to_s: float | None = None
+    # What the last read cost the server, as the budget counts it (`took_s` unless the result
+    # says otherwise: see PollLoop's `cost`).
+    cost_s: float = 0.0
 
 
 class PollLoop(Generic[T]):
@@ -56,15 +59,18 @@ class PollLoop(Generic[T]):
         active: Callable[[], bool] = lambda: True,
         wait: Wait = wait_for_event,
         budget: float | None = None,
+        cost: Callable[[T], float | None] = lambda _result: None,
     ) -> None:
         """`budget`: the share of a core the reads may take (a read of 0.5 s at 5 % waits 10 s
         for the next); None: every `interval_s` whatever they cost. A read asked for (`r`)
-        is never held back."""
+        is never held back. `cost`: what a result's read cost the server when it knows better
+        than the time it took (a wait for a lock costs the server nothing), else None."""
         self.backend = backend
         self.clock = clock
         self._fetch = fetch
         self._on_result = on_result
         self._on_status = on_status
+        self._cost = cost
         self.budget = budget
         self.status = PollStatus(interval_s=interval_s)
         self.timing = RefreshLoop(
@@ -75,7 +81,7 @@ class PollLoop(Generic[T]):
         """The least time between the end of a read and the next that keeps to the budget."""
         if self.budget is None:
             return 0.0
-        return self.status.took_s / self.budget
+        return self.status.cost_s / self.budget
 
     def request_refresh(self) -> None:
         self.timing.request_refresh()
@@ -109,12 +115,15 @@ class PollLoop(Generic[T]):
         self.timing.succeeded()
         self._on_result(result)
         took = ended - started
-        gap = took / self.budget if self.budget is not None else 0.0
+        cost = self._cost(result)
+        cost = took if cost is None else min(cost, took)
+        gap = cost / self.budget if self.budget is not None else 0.0
         self._publish(
             replace(
                 self.status,
                 ok_at=self.timing.last_ok_at,
                 took_s=took,
+                cost_s=cost,
                 slowed_to_s=gap if gap > self.status.interval_s else None,
                 error=None,
                 lost_since=None,

@@ -84,6 +84,9 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
     async def fetch(self) -> HealthSnapshot:
         return await fetch_health(self.backend)
 
+    def read_cost(self, data: HealthSnapshot) -> float | None:
+        return data.read_cost_s
+
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="health-body"):
             yield Static(id="health-schema")

@@ -97,6 +97,7 @@ class PolledScreen(ReadOnlyGate, Screen[None], Generic[T]):
             interval_s=self.interval_s,
             active=lambda: self.is_attached and self.app.screen is self,
             budget=POLLED_SCREEN_BUDGET,
+            cost=self.read_cost,
         )
 
     def _post_result(self, data: T) -> None:
@@ -107,6 +108,11 @@ class PolledScreen(ReadOnlyGate, Screen[None], Generic[T]):
 
     async def fetch(self) -> T:
         raise NotImplementedError
+
+    def read_cost(self, data: T) -> float | None:
+        """What reading `data` cost the server when not the time the read took (see
+        PollLoop's `cost`); None: the time it took."""
+        return None
 
     def compose_body(self) -> ComposeResult:
         yield from ()
