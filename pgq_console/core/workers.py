@@ -123,45 +123,52 @@ class WorkersSnapshot:
 
 
 def workers_sql(backend: Backend) -> str:
+    """One statement: the workers (grouped straight from the table, by the uuid), the stale jobs
+    (the oldest heartbeats first, through PgQueuer's heartbeat index: it stops at the limit),
+    and the totals. The listed workers' entrypoints are looked up per worker (PgQueuer's
+    `queue_manager_id` index): with 100,000 picked jobs, each its own worker, the statement
+    took 0.21-0.34 s against 0.42-0.52 s when every picked job was first copied aside and
+    joined back (bench/README.md)."""
     table = backend.installation.settings.qualified.queue_table
+    stale_before = "coalesce($2, now()) - $1::interval"
     return f"""
-WITH picked AS MATERIALIZED (
-    SELECT id, entrypoint, queue_manager_id::text AS qm, heartbeat, priority, attempts
+WITH per_worker AS MATERIALIZED (
+    SELECT queue_manager_id AS qm, count(*) AS picked,
+        count(*) FILTER (WHERE heartbeat < {stale_before}) AS stale,
+        max(heartbeat) AS newest, min(heartbeat) AS oldest
     FROM {table}
     WHERE status = 'picked'
+    GROUP BY queue_manager_id
 ),
-per_worker AS MATERIALIZED (
-    SELECT qm, count(*) AS picked,
-        count(*) FILTER (WHERE heartbeat < coalesce($2, now()) - $1::interval) AS stale,
-        max(heartbeat) AS newest, min(heartbeat) AS oldest
-    FROM picked GROUP BY qm
-),
-listed AS MATERIALIZED (
+listed AS (
     SELECT * FROM per_worker
-    ORDER BY newest < coalesce($2, now()) - $1::interval DESC, qm COLLATE "C" NULLS FIRST
+    ORDER BY newest < {stale_before} DESC, qm NULLS FIRST
     LIMIT $3
 ),
-listed_entrypoints AS (
-    SELECT coalesce(p.qm, '') AS qm,
-        array_agg(DISTINCT p.entrypoint ORDER BY p.entrypoint) AS entrypoints
-    FROM picked p JOIN listed l ON coalesce(l.qm, '') = coalesce(p.qm, '')
-    GROUP BY 1
-),
 stale AS (
-    SELECT * FROM picked WHERE heartbeat < coalesce($2, now()) - $1::interval
+    SELECT id, entrypoint, queue_manager_id, heartbeat, priority, attempts
+    FROM {table}
+    WHERE status = 'picked' AND heartbeat < {stale_before}
     ORDER BY heartbeat, id LIMIT {STALE_JOB_LIMIT}
 )
-SELECT 'worker' AS kind, l.qm, l.picked, l.stale, l.newest, l.oldest, e.entrypoints,
+SELECT 'worker' AS kind, l.qm::text AS qm, l.picked, l.stale, l.newest, l.oldest,
+    CASE WHEN l.qm IS NULL THEN
+        (SELECT array_agg(DISTINCT p.entrypoint ORDER BY p.entrypoint) FROM {table} p
+         WHERE p.status = 'picked' AND p.queue_manager_id IS NULL)
+    ELSE
+        (SELECT array_agg(DISTINCT p.entrypoint ORDER BY p.entrypoint) FROM {table} p
+         WHERE p.queue_manager_id = l.qm AND p.status = 'picked')
+    END AS entrypoints,
     NULL::bigint AS id, NULL::text AS entrypoint, NULL::timestamptz AS heartbeat,
     NULL::int AS priority, NULL::int AS attempts, NULL::bigint AS dead, now() AS db_now
-FROM listed l LEFT JOIN listed_entrypoints e ON e.qm = coalesce(l.qm, '')
+FROM listed l
 UNION ALL
-SELECT 'stale', qm, NULL, NULL, NULL, NULL, NULL, id, entrypoint, heartbeat, priority,
-    attempts, NULL, now()
+SELECT 'stale', queue_manager_id::text, NULL, NULL, NULL, NULL, NULL, id, entrypoint, heartbeat,
+    priority, attempts, NULL, now()
 FROM stale
 UNION ALL
 SELECT 'now', NULL, count(*), coalesce(sum(stale), 0), NULL, NULL, NULL, NULL, NULL, NULL,
-    NULL, NULL, count(*) FILTER (WHERE newest < coalesce($2, now()) - $1::interval), now()
+    NULL, NULL, count(*) FILTER (WHERE newest < {stale_before}), now()
 FROM per_worker
 """
 
