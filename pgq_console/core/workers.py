@@ -126,9 +126,9 @@ def workers_sql(backend: Backend) -> str:
     """One statement: the workers (grouped straight from the table, by the uuid), the stale jobs
     (the oldest heartbeats first, through PgQueuer's heartbeat index: it stops at the limit),
     and the totals. The listed workers' entrypoints are looked up per worker (PgQueuer's
-    `queue_manager_id` index): with 100,000 picked jobs, each its own worker, the statement
-    took 0.21-0.34 s against 0.42-0.52 s when every picked job was first copied aside and
-    joined back (bench/README.md)."""
+    `queue_manager_id` index): with 100,000 picked jobs, each its own worker, it takes 0.7 of
+    the time it took when every picked job was first copied aside and joined back
+    (`bench/workers_read_ab.py`)."""
     table = backend.installation.settings.qualified.queue_table
     stale_before = "coalesce($2, now()) - $1::interval"
     return f"""
