@@ -415,3 +415,27 @@ async def test_a_poll_loop_paces_by_what_the_result_says_the_read_cost() -> None
     await loop.timing.wait_until_due()
     await loop.poll_once()  # said nothing: the time it took
     assert statuses[-1].cost_s == 5.0
+
+
+async def test_a_paced_read_is_not_held_back_by_one_reading_that_waited() -> None:
+    """Workers read at 0.5 % of a core: cheap readings keep the caller's cadence; one that
+    waited 4 s for a lock does not push the next 300 s away; a read slow every time is paced
+    (from its first reading: there is no cheaper one to go by)."""
+    from pgq_console.core.paced import PacedRead
+
+    clock = ManualClock()
+
+    async def reading(seconds: float) -> float:
+        clock.seconds += seconds
+        return seconds
+
+    pace = PacedRead(clock, budget=0.005, every_s=2.0, max_gap_s=300.0)
+    for seconds in (0.004, 0.004, 4.0):
+        await pace.read(reading(seconds))
+    assert pace.took_s == 4.0
+    assert not pace.slowed and pace.due
+    slow = PacedRead(clock, budget=0.005, every_s=2.0, max_gap_s=300.0)
+    await slow.read(reading(0.5))
+    assert slow.slowed and slow.gap_s == pytest.approx(100.0) and not slow.due
+    clock.seconds += 100.0
+    assert slow.due
