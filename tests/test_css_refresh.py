@@ -84,3 +84,46 @@ async def test_a_theme_changed_out_of_view_reaches_the_screen_when_shown(
                 lambda: app.screen.styles.background == background_of(app),
                 what=f"{mode} in the new theme",
             )
+
+
+async def test_a_screen_shown_again_unchanged_is_not_restyled_whole(
+    database_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Back to Jobs, Failures or the overview with nothing of the app's styles changed: no full
+    restyle of the screen (15-30 ms a key at 10M rows); after a theme change, one."""
+    from textual.dom import DOMNode
+
+    from pgq_console.screens.quiet_resume import QuietResume
+
+    restyled: list[str] = []
+    update_node_styles = DOMNode.update_node_styles
+
+    def counting(self: DOMNode, animate: bool = True) -> None:
+        if isinstance(self, QuietResume):
+            restyled.append(type(self).__name__)
+        update_node_styles(self, animate)
+
+    monkeypatch.setattr(DOMNode, "update_node_styles", counting)
+    app = console(database_dsn)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.settled, what="startup work done")
+        for key, mode in (("2", "jobs"), ("3", "failures"), ("1", "overview")):
+            await pilot.press(key)
+            await wait_until(pilot, showing(app, mode), what=f"{mode} shown")
+        restyled.clear()
+        for key, mode in (("2", "jobs"), ("3", "failures"), ("1", "overview"), ("2", "jobs")):
+            await pilot.press(key)
+            await wait_until(pilot, showing(app, mode), what=f"{mode} shown")
+            assert app.screen.styles.background == background_of(app), mode
+        assert restyled == []
+        await pilot.press("1")
+        await wait_until(pilot, showing(app, "overview"), what="overview shown")
+        app.theme = "pgq-light" if app.theme != "pgq-light" else "pgq-dark"
+        await pilot.press("2")
+        await wait_until(pilot, showing(app, "jobs"), what="jobs shown")
+        await wait_until(
+            pilot,
+            lambda: app.screen.styles.background == background_of(app),
+            what="jobs in the new theme",
+        )
+        assert "JobsScreen" in restyled
