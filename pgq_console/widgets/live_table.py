@@ -27,7 +27,7 @@ Styles come from component classes (`live-table--header`, `--even-row`, `--odd-r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, KeysView, Mapping, Sequence
 from typing import ClassVar, NamedTuple
 
 from rich.cells import cell_len
@@ -99,6 +99,17 @@ def text_width(value: Text) -> int:
     if has_unsafe(plain):  # shown escaped: see `safe`
         return cell_len(printable(plain))
     return cell_len(plain)
+
+
+def same_cell(before: Text, after: Text) -> bool:
+    """Whether two cells show the same: text, spans and the whole cell's style and layout
+    (Text's own `==` compares only the text and spans)."""
+    return (
+        before == after
+        and before.style == after.style
+        and before.justify == after.justify
+        and before.overflow == after.overflow
+    )
 
 
 def safe(value: Text) -> Text:
@@ -398,6 +409,11 @@ class LiveTable(ScrollView, can_focus=True):
         return row_key in self._row_cells
 
     @property
+    def row_key_set(self) -> KeysView[str]:
+        """The row keys (a live view, for membership tests in a loop)."""
+        return self._row_cells.keys()
+
+    @property
     def selected_key(self) -> str | None:
         """The row key under the cursor, or None for an empty table."""
         if not self._order:
@@ -471,7 +487,13 @@ class LiveTable(ScrollView, can_focus=True):
         row_changed = False
         for column, cell in cells.items():
             before = current.get(column)
-            if before is cell or before == cell:
+            if before is cell:
+                continue
+            if before is not None and same_cell(before, cell):
+                # Kept, but as the caller's object: a caller that passes the same cells again
+                # (a row held back, a cell built alike) is then matched by identity, not by
+                # comparing Text (at 200 rows, most of a refresh's CPU).
+                current[column] = cell
                 continue
             current[column] = cell
             row_changed = True
@@ -844,7 +866,7 @@ class LiveTable(ScrollView, can_focus=True):
             cache_key = (key, column, column_width, kind, fixed, cursor, hover,
                          self._palette_generation)  # fmt: skip
             cached = renders.get(cache_key)
-            if cached is not None and cached[0] is value:
+            if cached is not None and (cached[0] is value or same_cell(cached[0], value)):
                 segments += cached[1]
                 continue
             pre, post = self._cell_styles(kind, fixed, cursor, hover)

@@ -351,11 +351,13 @@ class OverviewTiers:
             return windows
         out = dict(windows)
         for entrypoint in tracked.picked.keys() | tracked.held.keys():
-            out[entrypoint] = replace(
-                out.get(entrypoint, Windows()),
-                picked=tracked.picked.get(entrypoint, 0),
-                held=tracked.held.get(entrypoint, 0),
-            )
+            window = out.get(entrypoint)
+            picked = tracked.picked.get(entrypoint, 0)
+            held = tracked.held.get(entrypoint, 0)
+            # Replaced only when the counts differ: a fresh object per row per refresh was a
+            # fifth of a refresh's CPU at 200 entrypoints.
+            if window is None or window.picked != picked or window.held != held:
+                out[entrypoint] = replace(window or Windows(), picked=picked, held=held)
         return out
 
 
