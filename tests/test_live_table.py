@@ -224,3 +224,25 @@ async def test_mouse_click_moves_the_cursor_and_a_second_click_selects() -> None
         await pilot.click(LiveTable, offset=(2, 2))
         await pilot.pause()
         assert app.selected == ["b"]
+
+
+class KeptTable(LiveTable):
+    SAME_MAPPING_UNCHANGED = True
+
+
+async def test_a_mapping_passed_again_is_shown_after_update_row() -> None:
+    """With SAME_MAPPING_UNCHANGED the same mapping is not compared again, unless the row was
+    changed meanwhile by `update_row`: then it is the caller's word again."""
+    table = KeptTable(COLUMNS)
+    app = TableApp(table)
+    async with app.run_test(size=(60, 12)) as pilot:
+        given = {"a": row("a", 1), "b": row("b", 2)}
+        table.apply(given)
+        await pilot.pause()
+        table.update_row("a", {"count": Text("9")})
+        await pilot.pause()
+        assert table.get_cell("a", "count").plain == "9"
+        table.apply(given)
+        await pilot.pause()
+        assert table.get_cell("a", "count").plain == "1"
+        assert table.get_cell("b", "count").plain == "2"

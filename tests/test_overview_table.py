@@ -76,3 +76,52 @@ async def test_a_row_the_table_lost_comes_back_with_the_next_reading() -> None:
         await pilot.pause()
         assert table.row_keys == ["emails"]
         assert str(table.get_cell("emails", "ready")) == "3"
+
+
+async def test_a_changed_row_shows_what_a_row_built_afresh_shows() -> None:
+    """A row whose numbers changed keeps the cells of the numbers that did not (the same
+    objects) and rebuilds the others: every step reads as a table built from scratch would."""
+    stale = NOW - timedelta(minutes=10)
+    steps = [
+        EntrypointRow("emails", ready=3, oldest_ready_since=NOW - timedelta(seconds=30)),
+        EntrypointRow("emails", ready=3, picked=2, held=1, completed_1m=40, rate_in=4.0),
+        EntrypointRow(
+            "emails",
+            ready=12_345,
+            deferred=7,
+            picked=2,
+            held=0,
+            completed_1m=41,
+            exceptions_1m=2,
+            completed_1h=900,
+            exceptions_1h=5,
+            rate_in=40.0,
+            rate_out=0.5,
+            oldest_ready_since=stale,
+            sparkline=(1,) * 30,
+            p50_s=0.2,
+            p95_s=1.5,
+        ),
+        EntrypointRow("emails", ready=0, exceptions_1h=5, p50_s=0.2, sparkline=(0, 3) * 15),
+        EntrypointRow("emails"),
+    ]
+    app = TableApp()
+    async with app.run_test(size=(180, 10)) as pilot:
+        table = app.query_one(OverviewTable)
+        for index, row in enumerate(steps):
+            now = NOW + timedelta(seconds=index)  # a second apart: no row held back
+            table.apply_snapshot(snapshot(row), now)
+            await pilot.pause()
+            shown = cells(table, "emails")
+            afresh = OverviewTable()
+            await app.mount(afresh)
+            afresh.apply_snapshot(snapshot(row), now)
+            built = cells(afresh, "emails")
+            await afresh.remove()
+            for column, cell in built.items():
+                assert (column, cell.plain, cell.style, cell.justify) == (
+                    column,
+                    shown[column].plain,
+                    shown[column].style,
+                    shown[column].justify,
+                ), index

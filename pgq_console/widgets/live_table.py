@@ -157,6 +157,10 @@ class LiveTable(ScrollView, can_focus=True):
     """
 
     ALLOW_MAXIMIZE = True
+    # True when the caller never changes a cells mapping after passing it to `apply`: the same
+    # mapping passed again for a row is then known unchanged, not compared cell by cell (the
+    # overview passes each of 200 rows on every refresh, most of them the same mapping).
+    SAME_MAPPING_UNCHANGED: ClassVar[bool] = False
 
     # The cursor keys go without a description: help's table hint covers them (and j/k/g/G).
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -301,6 +305,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._order: list[str] = []
         self._index: dict[str, int] = {}
         self._version: dict[str, int] = {}
+        self._given: dict[str, Cells] = {}  # row key -> the mapping `apply` got for it last
         # row key -> the columns changed since its line was last asked to repaint: the line is
         # repainted only up to the last of them (`_refresh_rows`).
         self._changed_columns: dict[str, set[str]] = {}
@@ -437,8 +442,14 @@ class LiveTable(ScrollView, can_focus=True):
                     remeasure.add(column)
             del old_cells[key]
             self._version.pop(key, None)
+            self._given.pop(key, None)
             self._counter += 1
+        given = self._given if self.SAME_MAPPING_UNCHANGED else None
         for key, cells in rows.items():
+            if given is not None:
+                if given.get(key) is cells and key in old_cells:
+                    continue
+                given[key] = cells
             current = old_cells.get(key)
             if current is None:
                 stored = {column: cell for column, cell in cells.items()}
@@ -515,6 +526,7 @@ class LiveTable(ScrollView, can_focus=True):
     def update_row(self, row_key: str, cells: Cells) -> None:
         """Replace some cells of one row (KeyError when the row is not in the table)."""
         remeasure: set[str] = set()
+        self._given.pop(row_key, None)  # the row no longer shows what `apply` was given
         if not self._merge(row_key, self._row_cells[row_key], cells, remeasure):
             return
         for column in remeasure:
