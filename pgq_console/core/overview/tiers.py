@@ -77,6 +77,7 @@ class OverviewTiers:
         self.tracked: TrackedDepth | None = None
         self.depth: dict[str, Depth] = {}
         self._windows: dict[str, Windows] = {}
+        self._last_rows: dict[str, EntrypointRow] = {}
         self._durations: dict[str, Durations] = {}
         self._windows_due = 0.0
         self._durations_due = 0.0
@@ -120,7 +121,12 @@ class OverviewTiers:
         return sum(d.ready + d.deferred for d in self.depth.values())
 
     def rows(self) -> tuple[EntrypointRow, ...]:
-        return merge_rows(self.depth, self._with_counts(self._windows), self._durations)
+        # The last rows, so that unchanged ones are the same objects (`merge_rows`).
+        rows = merge_rows(
+            self.depth, self._with_counts(self._windows), self._durations, self._last_rows
+        )
+        self._last_rows = {row.entrypoint: row for row in rows}
+        return rows
 
     async def close(self) -> None:
         if self._resync_task is not None:
