@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.theme import Theme
 
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
 from pgq_console.widgets.overview_table import OverviewTable
@@ -125,3 +126,34 @@ async def test_a_changed_row_shows_what_a_row_built_afresh_shows() -> None:
                     shown[column].style,
                     shown[column].justify,
                 ), index
+
+
+class ThemedApp(App[None]):
+    """Two themes that colour ready counts differently."""
+
+    def on_mount(self) -> None:
+        for name, colour in (("one", "#00ff00"), ("two", "#ff0000")):
+            self.register_theme(
+                Theme(name=name, primary="#0178d4", variables={"status-ready": colour})
+            )
+        self.theme = "one"
+
+    def compose(self) -> ComposeResult:
+        yield OverviewTable()
+
+
+async def test_a_new_theme_recolours_rows_that_did_not_change() -> None:
+    row = EntrypointRow("emails", ready=3)
+    app = ThemedApp()
+    async with app.run_test(size=(160, 10)) as pilot:
+        table = app.query_one(OverviewTable)
+        table.apply_snapshot(snapshot(row), NOW)
+        await pilot.pause()
+        assert table.get_cell("emails", "ready").style == "#00ff00"
+        app.theme = "two"
+        await pilot.pause()
+        # The same reading a second later (nothing held back by the pacing).
+        table.apply_snapshot(snapshot(row), NOW + timedelta(seconds=1))
+        await pilot.pause()
+        assert table.get_cell("emails", "ready").style == "#ff0000"
+        assert table.get_cell("emails", "ready").plain == "3"

@@ -69,6 +69,7 @@ class OverviewTable(LiveTable):
         self._sorted: tuple[set[str], list[str]] | None = None
         # (text, style, glyph, justify) -> the cell: the same object for the same look.
         self._texts: dict[tuple[str, str, str | None, JustifyMethod | None], Text] = {}
+        self._theme: str | None = None  # the theme those cells were built in
         # Most urgent first (the columns' order): a narrow terminal drops from the right.
         super().__init__(
             COLUMNS,
@@ -88,6 +89,13 @@ class OverviewTable(LiveTable):
         the rows held back for at least half the gap are painted with it: rows first painted
         at different moments (a new entrypoint, a state change) fall into step, instead of each
         asking for a repaint of its own every second."""
+        if self.app.theme != self._theme:
+            # The cells carry the theme's colours: built again, repainted by `LiveTable.apply`
+            # (a colour is a change there), paced like any other number.
+            self._theme = self.app.theme
+            self._texts.clear()
+            self._shown = {}
+            self._held = None
         held = self._held
         if held is not None and held[0] is snapshot and now < held[1]:
             return (held[1] - now).total_seconds()  # nothing held back is due yet
