@@ -103,10 +103,32 @@ async def test_unchanged_cells_are_kept_and_an_update_repaints_only_its_row() ->
         await pilot.pause()
         kept = table.get_cell("a", "name")
         rendered = table.rows_rendered
-        table.apply({"a": row("a", 1), "b": row("b", 2), "c": row("c", 1)})
+        again = {"a": row("a", 1), "b": row("b", 2), "c": row("c", 1)}
+        table.apply(again)
         await pilot.pause()
-        assert table.get_cell("a", "name") is kept  # equal cells keep the shown object
+        # An equal cell is not a change, but the table keeps the caller's object: the same
+        # cells passed again are then matched by identity.
+        assert table.get_cell("a", "name") == kept
+        assert table.get_cell("a", "name") is again["a"]["name"]
         assert table.rows_rendered == rendered + 1  # only "b" was rendered again
+
+
+async def test_a_cell_whose_colour_changed_is_repainted() -> None:
+    """Text's `==` compares the characters only: a cell that turns red with the same digits
+    (a count that became an alarm, a theme's new colour) is still a change."""
+    table = LiveTable(COLUMNS)
+    app = TableApp(table)
+    async with app.run_test(size=(60, 12)) as pilot:
+        table.apply({"a": row("a", 5)})
+        await pilot.pause()
+        rendered = table.rows_rendered
+        alarm = Text("5", style="bold red", justify="right")
+        table.apply({"a": {**row("a", 5), "count": alarm}})
+        await pilot.pause()
+        assert table.get_cell("a", "count").style == "bold red"
+        assert table.rows_rendered == rendered + 1
+        shown = [seg for seg in table.render_line(1) if "5" in seg.text]
+        assert shown and all(seg.style is not None and seg.style.bold for seg in shown)
 
 
 async def test_only_visible_rows_are_rendered() -> None:
@@ -202,3 +224,25 @@ async def test_mouse_click_moves_the_cursor_and_a_second_click_selects() -> None
         await pilot.click(LiveTable, offset=(2, 2))
         await pilot.pause()
         assert app.selected == ["b"]
+
+
+class KeptTable(LiveTable):
+    SAME_MAPPING_UNCHANGED = True
+
+
+async def test_a_mapping_passed_again_is_shown_after_update_row() -> None:
+    """With SAME_MAPPING_UNCHANGED the same mapping is not compared again, unless the row was
+    changed meanwhile by `update_row`: then it is the caller's word again."""
+    table = KeptTable(COLUMNS)
+    app = TableApp(table)
+    async with app.run_test(size=(60, 12)) as pilot:
+        given = {"a": row("a", 1), "b": row("b", 2)}
+        table.apply(given)
+        await pilot.pause()
+        table.update_row("a", {"count": Text("9")})
+        await pilot.pause()
+        assert table.get_cell("a", "count").plain == "9"
+        table.apply(given)
+        await pilot.pause()
+        assert table.get_cell("a", "count").plain == "1"
+        assert table.get_cell("b", "count").plain == "2"

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.theme import Theme
 
 from pgq_console.core.models import EntrypointRow, OverviewSnapshot
 from pgq_console.widgets.overview_table import OverviewTable
@@ -76,3 +77,83 @@ async def test_a_row_the_table_lost_comes_back_with_the_next_reading() -> None:
         await pilot.pause()
         assert table.row_keys == ["emails"]
         assert str(table.get_cell("emails", "ready")) == "3"
+
+
+async def test_a_changed_row_shows_what_a_row_built_afresh_shows() -> None:
+    """A row whose numbers changed keeps the cells of the numbers that did not (the same
+    objects) and rebuilds the others: every step reads as a table built from scratch would."""
+    stale = NOW - timedelta(minutes=10)
+    steps = [
+        EntrypointRow("emails", ready=3, oldest_ready_since=NOW - timedelta(seconds=30)),
+        EntrypointRow("emails", ready=3, picked=2, held=1, completed_1m=40, rate_in=4.0),
+        EntrypointRow(
+            "emails",
+            ready=12_345,
+            deferred=7,
+            picked=2,
+            held=0,
+            completed_1m=41,
+            exceptions_1m=2,
+            completed_1h=900,
+            exceptions_1h=5,
+            rate_in=40.0,
+            rate_out=0.5,
+            oldest_ready_since=stale,
+            sparkline=(1,) * 30,
+            p50_s=0.2,
+            p95_s=1.5,
+        ),
+        EntrypointRow("emails", ready=0, exceptions_1h=5, p50_s=0.2, sparkline=(0, 3) * 15),
+        EntrypointRow("emails"),
+    ]
+    app = TableApp()
+    async with app.run_test(size=(180, 10)) as pilot:
+        table = app.query_one(OverviewTable)
+        for index, row in enumerate(steps):
+            now = NOW + timedelta(seconds=index)  # a second apart: no row held back
+            table.apply_snapshot(snapshot(row), now)
+            await pilot.pause()
+            shown = cells(table, "emails")
+            afresh = OverviewTable()
+            await app.mount(afresh)
+            afresh.apply_snapshot(snapshot(row), now)
+            built = cells(afresh, "emails")
+            await afresh.remove()
+            for column, cell in built.items():
+                assert (column, cell.plain, cell.style, cell.justify) == (
+                    column,
+                    shown[column].plain,
+                    shown[column].style,
+                    shown[column].justify,
+                ), index
+
+
+class ThemedApp(App[None]):
+    """Two themes that colour ready counts differently."""
+
+    def on_mount(self) -> None:
+        for name, colour in (("one", "#00ff00"), ("two", "#ff0000")):
+            self.register_theme(
+                Theme(name=name, primary="#0178d4", variables={"status-ready": colour})
+            )
+        self.theme = "one"
+
+    def compose(self) -> ComposeResult:
+        yield OverviewTable()
+
+
+async def test_a_new_theme_recolours_rows_that_did_not_change() -> None:
+    row = EntrypointRow("emails", ready=3)
+    app = ThemedApp()
+    async with app.run_test(size=(160, 10)) as pilot:
+        table = app.query_one(OverviewTable)
+        table.apply_snapshot(snapshot(row), NOW)
+        await pilot.pause()
+        assert table.get_cell("emails", "ready").style == "#00ff00"
+        app.theme = "two"
+        await pilot.pause()
+        # The same reading a second later (nothing held back by the pacing).
+        table.apply_snapshot(snapshot(row), NOW + timedelta(seconds=1))
+        await pilot.pause()
+        assert table.get_cell("emails", "ready").style == "#ff0000"
+        assert table.get_cell("emails", "ready").plain == "3"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 SPARKLINE_MINUTES = 30
 
@@ -51,8 +52,9 @@ class OverviewSnapshot:
     def row(self, entrypoint: str) -> EntrypointRow | None:
         return next((row for row in self.rows if row.entrypoint == entrypoint), None)
 
-    @property
+    @cached_property
     def totals(self) -> EntrypointRow:
+        """Every row summed (computed once: the screen, its tiles and its history each ask)."""
         rows = self.rows
         return EntrypointRow(
             entrypoint="total",

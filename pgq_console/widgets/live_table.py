@@ -27,7 +27,7 @@ Styles come from component classes (`live-table--header`, `--even-row`, `--odd-r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, KeysView, Mapping, Sequence
 from typing import ClassVar, NamedTuple
 
 from rich.cells import cell_len
@@ -101,6 +101,17 @@ def text_width(value: Text) -> int:
     return cell_len(plain)
 
 
+def same_cell(before: Text, after: Text) -> bool:
+    """Whether two cells show the same: text, spans and the whole cell's style and layout
+    (Text's own `==` compares only the text and spans)."""
+    return (
+        before == after
+        and before.style == after.style
+        and before.justify == after.justify
+        and before.overflow == after.overflow
+    )
+
+
 def safe(value: Text) -> Text:
     """The cell as shown: control and invisible characters as visible escapes (styles kept for
     the whole cell, spans dropped: a cell holding such characters came from the database)."""
@@ -146,6 +157,10 @@ class LiveTable(ScrollView, can_focus=True):
     """
 
     ALLOW_MAXIMIZE = True
+    # True when the caller never changes a cells mapping after passing it to `apply`: the same
+    # mapping passed again for a row is then known unchanged, not compared cell by cell (the
+    # overview passes each of 200 rows on every refresh, most of them the same mapping).
+    SAME_MAPPING_UNCHANGED: ClassVar[bool] = False
 
     # The cursor keys go without a description: help's table hint covers them (and j/k/g/G).
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -290,6 +305,7 @@ class LiveTable(ScrollView, can_focus=True):
         self._order: list[str] = []
         self._index: dict[str, int] = {}
         self._version: dict[str, int] = {}
+        self._given: dict[str, Cells] = {}  # row key -> the mapping `apply` got for it last
         # row key -> the columns changed since its line was last asked to repaint: the line is
         # repainted only up to the last of them (`_refresh_rows`).
         self._changed_columns: dict[str, set[str]] = {}
@@ -398,6 +414,11 @@ class LiveTable(ScrollView, can_focus=True):
         return row_key in self._row_cells
 
     @property
+    def row_key_set(self) -> KeysView[str]:
+        """The row keys (a live view, for membership tests in a loop)."""
+        return self._row_cells.keys()
+
+    @property
     def selected_key(self) -> str | None:
         """The row key under the cursor, or None for an empty table."""
         if not self._order:
@@ -421,8 +442,14 @@ class LiveTable(ScrollView, can_focus=True):
                     remeasure.add(column)
             del old_cells[key]
             self._version.pop(key, None)
+            self._given.pop(key, None)
             self._counter += 1
+        given = self._given if self.SAME_MAPPING_UNCHANGED else None
         for key, cells in rows.items():
+            if given is not None:
+                if given.get(key) is cells and key in old_cells:
+                    continue
+                given[key] = cells
             current = old_cells.get(key)
             if current is None:
                 stored = {column: cell for column, cell in cells.items()}
@@ -471,7 +498,13 @@ class LiveTable(ScrollView, can_focus=True):
         row_changed = False
         for column, cell in cells.items():
             before = current.get(column)
-            if before is cell or before == cell:
+            if before is cell:
+                continue
+            if before is not None and same_cell(before, cell):
+                # Kept, but as the caller's object: a caller that passes the same cells again
+                # (a row held back, a cell built alike) is then matched by identity, not by
+                # comparing Text (at 200 rows, most of a refresh's CPU).
+                current[column] = cell
                 continue
             current[column] = cell
             row_changed = True
@@ -493,6 +526,7 @@ class LiveTable(ScrollView, can_focus=True):
     def update_row(self, row_key: str, cells: Cells) -> None:
         """Replace some cells of one row (KeyError when the row is not in the table)."""
         remeasure: set[str] = set()
+        self._given.pop(row_key, None)  # the row no longer shows what `apply` was given
         if not self._merge(row_key, self._row_cells[row_key], cells, remeasure):
             return
         for column in remeasure:
@@ -844,7 +878,7 @@ class LiveTable(ScrollView, can_focus=True):
             cache_key = (key, column, column_width, kind, fixed, cursor, hover,
                          self._palette_generation)  # fmt: skip
             cached = renders.get(cache_key)
-            if cached is not None and cached[0] is value:
+            if cached is not None and (cached[0] is value or same_cell(cached[0], value)):
                 segments += cached[1]
                 continue
             pre, post = self._cell_styles(kind, fixed, cursor, hover)

@@ -60,12 +60,16 @@ class PulseTile(Digits):
     def refresh(
         self, *regions: Region, repaint: bool = True, layout: bool = False, recompose: bool = False
     ) -> Self:
-        # New digits of the same width repaint the content only: the border did not change
-        # (two of the tile's five lines on the terminal).
-        if self._digits_only and not regions and not layout and not recompose:
+        # New digits repaint the content only: the border did not change (two of the tile's
+        # five lines on the terminal). Nor does the layout: a tile is as wide as its share of
+        # the row (`width: 1fr`) and Digits are always 3 lines high, so digits of another
+        # width (9 -> 10, "–" -> 0:01), which Digits lays out for, change no size; a layout of
+        # the overview at 200 entrypoints costs 10-30 ms, and came about once a second.
+        if self._digits_only and not regions and not recompose:
             width, height = self.content_region.size
-            if width > 0 and height > 0:
-                regions = (Region(0, 0, width, height),)
+            sized = self.styles.width is not None and not self.styles.width.is_auto
+            if width > 0 and height > 0 and (sized or not layout):
+                regions, layout = (Region(0, 0, width, height),), False
         return super().refresh(*regions, repaint=repaint, layout=layout, recompose=recompose)
 
     def show(self, value: str, caption: str = "", *, variant: str = "") -> None:
