@@ -9,6 +9,7 @@ log-followed depths honest.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 EVENT_DEBOUNCE_S = 0.05  # merge a burst of NOTIFYs into one refresh
 MIN_EVENT_GAP_S = 0.2  # at most 5 event refreshes a second: a repaint each, over SSH too
@@ -28,6 +29,12 @@ DEPTH_SAMPLES = 10  # the depth query's recent timings that pace the event tier
 # where following the log alone is ~3.5 % of a core whatever the cadence, it held refreshes
 # back 5 s (commit -> row p95 4.7 s; 0.65 s with this cap, bench/README.md).
 MAX_DEPTH_GAP_S = 1.0
+# The windows (rates, done and errors per minute) read the log; their first readings plan the
+# statement cold, and paced on the first alone the second came 8-10 s later: the demo showed
+# "in 0/s out 0/s" that long after its traffic had started. Until `WINDOWS_WARM_READINGS`
+# readings say what one costs, the next is at most this far off.
+WINDOWS_WARM_READINGS = 3
+WINDOWS_COLD_GAP_S = 2.0
 
 
 class Pacer:
@@ -84,3 +91,16 @@ class Pacer:
         reads at once (after `MIN_EVENT_GAP_S`); over it, the depth tier's gap holds."""
         gap = self.depth_gap() if self.over_budget(now) else 0.0
         return max(MIN_EVENT_GAP_S, gap)
+
+
+def windows_gap(readings: Sequence[float], interval_s: float, budget: float) -> float:
+    """Seconds from the start of a windows reading to the next: the refresh interval, or longer
+    as the cheapest of the recent `readings` (seconds in the database) asks of the windows'
+    slice of `budget`; at most `WINDOWS_COLD_GAP_S` longer than the interval while fewer than
+    `WINDOWS_WARM_READINGS` readings were made."""
+    if not readings:
+        return interval_s
+    gap = max(interval_s, min(readings) / (budget * WINDOWS_SHARE))
+    if len(readings) < WINDOWS_WARM_READINGS:
+        gap = min(gap, interval_s + WINDOWS_COLD_GAP_S)
+    return gap

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -35,8 +36,9 @@ from pgq_console.core.overview.pacing import (
     DEFERRED_SHARE,
     DURATIONS_SHARE,
     RESYNC_SHARE,
-    WINDOWS_SHARE,
+    WINDOWS_WARM_READINGS,
     Pacer,
+    windows_gap,
 )
 from pgq_console.core.stats import Depth, Windows, fetch_durations, fetch_windows, merge_rows
 from pgq_console.core.text import error_line
@@ -80,6 +82,8 @@ class OverviewTiers:
         self._last_rows: dict[str, EntrypointRow] = {}
         self._durations: dict[str, Durations] = {}
         self._windows_due = 0.0
+        # The last windows readings' seconds in the database (`windows_gap`).
+        self._windows_readings: deque[float] = deque(maxlen=WINDOWS_WARM_READINGS)
         self._durations_due = 0.0
         self._deferred_due = 0.0
         self._deferred_last = 0.0
@@ -111,6 +115,7 @@ class OverviewTiers:
         """The connection was lost: read the windows and durations anew once it is back."""
         self._durations_due = 0.0
         self._windows_due = 0.0
+        self._windows_readings.clear()  # a new connection plans them cold again
 
     def request_exact(self) -> None:
         """Count the depths exactly at the next read (and the ready/deferred split with them)."""
@@ -321,8 +326,9 @@ class OverviewTiers:
             if reading.server_s is not None:
                 spent = min(spent, reading.server_s)
             total += spent
-            self._windows_due = windows_started + max(
-                self._interval_s(), spent / (budget * WINDOWS_SHARE)
+            self._windows_readings.append(spent)
+            self._windows_due = windows_started + windows_gap(
+                self._windows_readings, self._interval_s(), budget
             )
         return total
 
