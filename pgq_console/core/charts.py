@@ -181,30 +181,52 @@ class ChartsSnapshot:
 
 
 def charts_sql(backend: Backend) -> str:
+    """The per-minute counts, the rates and the backlog, in one statement.
+
+    The hour's events are grouped by entrypoint, status and minute in each table first (the
+    minute a `date_bin` from now: timestamp arithmetic), then pivoted per entrypoint and
+    minute. Computed per row (a numeric `extract`, the status cast to text and compared five
+    times), the hour's ~107,000 statistics rows of the scale bench took 130-230 ms of the
+    statement, which is what the Charts key waited for over a remote link; grouped first,
+    ~30 ms. A minute is the one `floor((now - created) / 1 minute)` gives, but for an event
+    exactly on a minute's boundary (to the microsecond), counted in the newer one.
+
+    The backlog's ready counts are read once (`counted` is materialized: inlined, the filter
+    on `ready` counted every entrypoint's ready jobs a second time).
+    """
     names = backend.installation.settings.qualified
     q = names.queue_table
+    bin_ = "date_bin('1 minute', created, now())"
+    hour = f"created > now() - interval '{CHART_MINUTES} minutes'"
     return f"""
 WITH RECURSIVE {queued_entrypoints_cte(q)},
 events AS (
-    SELECT entrypoint, status::text AS status, created, count AS n
-    FROM {names.statistics_table}
-    WHERE created > now() - interval '{CHART_MINUTES} minutes'
+    SELECT entrypoint, status::text AS status, bin, n, recent FROM (
+        SELECT entrypoint, status, {bin_} AS bin, sum(count) AS n,
+            sum(count) FILTER (WHERE created > now() - $1::interval) AS recent
+        FROM {names.statistics_table}
+        WHERE {hour}
+        GROUP BY 1, 2, 3
+    ) s
     UNION ALL
-    SELECT entrypoint, status::text, created, 1
-    FROM {names.queue_table_log}
-    WHERE NOT aggregated AND created > now() - interval '{CHART_MINUTES} minutes'
+    SELECT entrypoint, status::text, bin, n, recent FROM (
+        SELECT entrypoint, status, {bin_} AS bin, count(*) AS n,
+            count(*) FILTER (WHERE created > now() - $1::interval) AS recent
+        FROM {names.queue_table_log}
+        WHERE NOT aggregated AND {hour}
+        GROUP BY 1, 2, 3
+    ) l
 ),
 minutes AS (
-    SELECT entrypoint, floor(extract(epoch FROM now() - created) / 60)::int AS age,
+    SELECT entrypoint, round(extract(epoch FROM now() - bin) / 60)::int - 1 AS age,
         sum(n) FILTER (WHERE status = 'queued') AS enqueued,
         sum(n) FILTER (WHERE status = 'successful') AS completed,
         sum(n) FILTER (WHERE status IN ({FAILURES})) AS exceptions,
-        sum(n) FILTER (WHERE status = 'queued' AND created > now() - $1::interval) AS rate_in,
-        sum(n) FILTER (WHERE status IN ({TERMINAL}) AND created > now() - $1::interval)
-            AS rate_out
+        sum(recent) FILTER (WHERE status = 'queued') AS rate_in,
+        sum(recent) FILTER (WHERE status IN ({TERMINAL})) AS rate_out
     FROM events GROUP BY 1, 2
 ),
-counted AS (
+counted AS MATERIALIZED (
     SELECT e.entrypoint,
         (SELECT count(*) FROM (SELECT 1 FROM {q} c WHERE c.status = 'queued'
             AND c.entrypoint = e.entrypoint AND c.execute_after <= now() LIMIT $2) x) AS ready,
