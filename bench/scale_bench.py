@@ -200,6 +200,8 @@ async def child(
             inflight.remove(started)
             ended = time.perf_counter()
             reads.append((started, ended))
+            if os.environ.get("SCALE_KEY_TRACE"):
+                READ_HEADS.append((started, ended, " ".join(sql.split())[:40]))
             if ended - started > 0.5:
                 head = " ".join(sql.split())[:60]
                 offset = time.time() - launched - (ended - started)
@@ -595,8 +597,26 @@ async def _jumped(
                 POLL_ERRORS.append(error)  # a failed read is retried after a backoff
             return screen.data is not None and screen.data is not before
 
-        return await _shown(ready, t, reads, paints)
-    return await _fresh(screen, t, reads, inflight, paints)
+        return _traced(key, t, await _shown(ready, t, reads, paints))
+    return _traced(key, t, await _fresh(screen, t, reads, inflight, paints))
+
+
+# With SCALE_KEY_TRACE=1: every read (started, ended, statement head), and each key's reads
+# printed (DEBUG lines, on the parent's stderr): which statements a key waited for, in turn or
+# at once.
+READ_HEADS: list[tuple[float, float, str]] = []
+
+
+def _traced(key: str, since: float, result: tuple[float, int]) -> tuple[float, int]:
+    if os.environ.get("SCALE_KEY_TRACE"):
+        took = result[0]
+        reads = [
+            f"{(a - since) * 1000:.0f}-{(b - since) * 1000:.0f}ms {head}"
+            for a, b, head in READ_HEADS
+            if since <= a <= since + took + 0.3
+        ]
+        print(f"DEBUG key {key} {took * 1000:.0f}ms:", " | ".join(reads), file=sys.stderr)
+    return result
 
 
 # What polled screens said went wrong while a key waited for them (reported with the keys).

@@ -236,3 +236,83 @@ async def test_percentiles_read_keeps_to_its_budget(
         assert percentile_reads == [1]
         assert table.get_cell("resize_image", "p99").plain == "500ms"  # the last ones, kept
         assert "a read takes" in str(screen.query_one(PollLine).render())
+
+
+STATISTICS_SEED = (
+    "INSERT INTO pgqueuer_statistics (created, count, priority, status, entrypoint) "
+    "SELECT now() - s.ago, s.n, 0, s.status::pgqueuer_status, 'send_email' "
+    "FROM (VALUES (interval '20 seconds', 7, 'successful'), (interval '40 seconds', 5, "
+    "'successful'), (interval '90 seconds', 4, 'queued'), (interval '30 minutes 30 seconds', 9, "
+    "'exception'), (interval '2 hours', 100, 'successful')) AS s(ago, n, status)"
+)
+
+
+async def test_statistics_buckets_and_log_rows_add_up_per_minute(charts_dsn: str) -> None:
+    """PgQueuer's aggregated buckets and the log rows not yet aggregated land in the same minute
+    slots and rates (the statement groups each table by minute before adding them up)."""
+    await run_sql(charts_dsn, STATISTICS_SEED)
+    backend = await backend_for(charts_dsn)
+    try:
+        charts = await fetch_charts(backend, percentiles=False)
+    finally:
+        await backend.close()
+    email = charts.get("send_email")
+    assert email is not None
+    assert email.completed[-1] == 40 + 7 + 5 and email.completed_1h == 250 + 12
+    assert email.enqueued[-2] == 60 + 4 and sum(email.enqueued) == 155 + 4
+    assert email.exceptions[-31] == 9 and email.exceptions_1h == 9
+    assert email.drain.in_per_min == pytest.approx((155 + 4) / 5)
+    assert email.drain.out_per_min == pytest.approx((150 + 12) / 5)
+
+
+async def test_the_counts_statement_counts_each_backlog_once(charts_dsn: str) -> None:
+    """Each entrypoint's ready jobs are counted once (up to the cap) and its oldest ready job
+    probed once: the backlog's filter on the count counted them all a second time (half the
+    backlog's cost, 20 ms of the Charts key at 200,000 queued)."""
+    import json
+
+    from pgq_console.core.charts import BACKLOG_CAP, RATE_WINDOW, charts_sql
+
+    backend = await backend_for(charts_dsn)
+    try:
+        [row] = await backend.read(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + charts_sql(backend), RATE_WINDOW, BACKLOG_CAP
+        )
+    finally:
+        await backend.close()
+    plan = row["QUERY PLAN"]
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+
+    def ready_probes(node: dict[str, Any]) -> int:
+        """Executions of scans of the queue table for ready jobs (execute_after <= now())."""
+        condition = f"{node.get('Index Cond', '')} {node.get('Filter', '')}"
+        own = (
+            int(node.get("Actual Loops", 0))
+            if node.get("Relation Name") == "pgqueuer" and "execute_after <= now()" in condition
+            else 0
+        )
+        return own + sum(ready_probes(child) for child in node.get("Plans", []))
+
+    # build_report and resize_image have ready jobs: a count and an oldest-job probe each.
+    assert ready_probes(plan[0]["Plan"]) == 2 * 2
+
+
+async def test_the_overview_windows_add_up_statistics_and_log_rows(charts_dsn: str) -> None:
+    """The overview's windows (last minute, hour, sparkline) from both tables, grouped by
+    minute first as the charts are."""
+    from pgq_console.core.stats import fetch_windows
+
+    await run_sql(charts_dsn, STATISTICS_SEED)
+    backend = await backend_for(charts_dsn)
+    try:
+        windows = (await fetch_windows(backend, counts=False)).windows
+    finally:
+        await backend.close()
+    email = windows["send_email"]
+    assert (email.completed_1m, email.completed_1h) == (40 + 7 + 5, 250 + 12)
+    assert (email.exceptions_1m, email.exceptions_1h) == (0, 9)
+    assert email.sparkline[-1] == 52 and email.sparkline[-2] == 60
+    assert email.sparkline[-3] == 50 and email.sparkline[-21] == 100
+    assert sum(email.sparkline) == 262  # the exception 30.5 minutes ago is past the sparkline
+    card = windows["charge_card"]
+    assert (card.completed_1h, card.exceptions_1h, card.exceptions_1m) == (7, 3, 0)

@@ -15,18 +15,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from pgq_console.core import depth as depth_module
 from pgq_console.core.backend import AsyncpgPoolBackend, Backend, open_backend
 from pgq_console.core.backend import catalog as catalog_module
 from pgq_console.core.backend.opening import POOL_MAX_SIZE
 from pgq_console.core.charts import ChartsSnapshot, fetch_charts_then_percentiles
+from pgq_console.core.clock import SystemClock
 from pgq_console.core.health import fetch_health
 from pgq_console.core.jobs import fetch_held_and_groups, forget_held_index, held_index_usable
 from pgq_console.core.jobs import held as held_module
+from pgq_console.core.models import OverviewSnapshot
+from pgq_console.core.overview import Refresher
+from pgq_console.core.overview.pacing import Pacer
+from pgq_console.core.overview.tiers import DEFERRED_EVERY_S, OverviewTiers
 from pgq_console.core.schedules import fetch_schedules
 from pgq_console.core.target import DriverKind, Installation, Pooler
 from tests.helpers import enqueue, wait_for
@@ -137,10 +143,158 @@ async def test_the_charts_counts_do_not_wait_for_the_percentiles(proxied: Any) -
     proxy, backend = proxied
     counts: list[ChartsSnapshot] = []
     await _warm(backend, lambda: fetch_charts_then_percentiles(backend, counts.append))
+    # The minutes, the backlog and the percentiles.
     snapshot = await _round_trips(
-        proxy, lambda: fetch_charts_then_percentiles(backend, counts.append), 2
+        proxy, lambda: fetch_charts_then_percentiles(backend, counts.append), 3
     )
     assert counts[-1].percentiles_pending and not snapshot.percentiles_pending
+
+
+class _HandClock(SystemClock):
+    """Monotonic time moved by the test (when the ready/deferred split is due), wall time real."""
+
+    def __init__(self) -> None:
+        self.mono = 1000.0
+
+    def monotonic(self) -> float:
+        return self.mono
+
+
+async def test_the_overview_following_the_log_is_one_round_trip(
+    proxied: Any, fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refresh that follows the log (a large queue) reads the delta and, when it is due, the
+    ready/deferred split in one statement, in one snapshot: it was a statement of its own after
+    the delta, so the overview's return from another screen waited two round trips in turn."""
+    proxy, backend = proxied
+    monkeypatch.setattr(depth_module, "FOLLOW_ABOVE", 20)
+    monkeypatch.setattr(depth_module, "FOLLOW_BELOW", 10)
+    await enqueue(fresh_database, "a", 25)
+    await enqueue(fresh_database, "b", 2, execute_after=timedelta(hours=1))
+    clock = _HandClock()
+    tiers = OverviewTiers(
+        backend, clock, Pacer(0.02, clock.mono), interval_s=lambda: 2.0, on_exact=lambda: None
+    )
+
+    async def refresh() -> None:  # as the refresher does: the depth, then the split tier
+        await tiers.follow_depth()
+        await tiers.read_deferred()
+
+    try:
+        await refresh()  # the first look and the exact count: the log is followed from here
+        assert not tiers.tracker.direct and tiers.tracker.exact
+
+        async def due_refresh() -> None:
+            clock.mono += DEFERRED_EVERY_S + 1  # the split of every entrypoint is due
+            await refresh()
+
+        await _warm(backend, due_refresh)
+        # Jobs queued since, some deferred: the split must see them with the delta.
+        await enqueue(fresh_database, "c", 3)
+        await enqueue(fresh_database, "c", 4, execute_after=timedelta(hours=1))
+        await _round_trips(proxy, due_refresh, 1)
+        tracked = tiers.tracked
+        assert tracked is not None
+        depth = {e: (d.ready, d.deferred) for e, d in tracked.depth.items() if d.ready + d.deferred}
+        assert depth == {"a": (25, 0), "b": (0, 2), "c": (3, 4)}
+        # Only the entrypoints that had jobs queued since: the same one statement.
+        await enqueue(fresh_database, "a", 1, execute_after=timedelta(hours=1))
+        clock.mono += 1.5
+        await _round_trips(proxy, refresh, 1)
+        tracked = tiers.tracked
+        assert tracked is not None and (tracked.depth["a"].ready, tracked.depth["a"].deferred) == (
+            25,
+            1,
+        )
+    finally:
+        await tiers.close()
+
+
+async def test_the_overview_returns_with_its_reads_sent_at_once(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shown again after another screen, the overview reads the log delta (with the split of
+    the jobs queued meanwhile) and the windows then due at once, on the pool's connections:
+    the windows were read after the depth had been shown, one more round trip in turn."""
+    monkeypatch.setattr(depth_module, "FOLLOW_ABOVE", 20)
+    monkeypatch.setattr(depth_module, "FOLLOW_BELOW", 10)
+    await enqueue(fresh_database, "a", 25)
+    backend = await open_backend(
+        DriverKind.ASYNCPG_POOL, fresh_database, Installation(), "test-db", ()
+    )
+    log: list[tuple[str, str]] = []
+    read = backend.read
+
+    async def recorded(sql: str, *args: object) -> list[dict[str, Any]]:
+        text = " ".join(sql.split())
+        what = next(
+            (
+                name
+                for start, name in (
+                    ("WITH rows AS", "delta"),
+                    ("WITH events AS", "windows"),
+                    ("SELECT e.entrypoint, (SELECT count(*)", "split"),
+                )
+                if text.startswith(start)
+            ),
+            text[:30],
+        )
+        log.append(("start", what))
+        try:
+            return await read(sql, *args)
+        finally:
+            log.append(("end", what))
+
+    backend.read = recorded  # type: ignore[method-assign]
+    snapshots: list[OverviewSnapshot] = []
+    shown = True
+    refresher = Refresher(
+        backend,
+        SystemClock(),
+        on_snapshot=snapshots.append,
+        on_status=lambda _status: None,
+        active=lambda: shown,
+    )
+    task = asyncio.create_task(refresher.run())
+    clock = refresher.clock
+
+    def settled() -> bool:
+        starts = sum(kind == "start" for kind, _ in log)
+        return starts == sum(kind == "end" for kind, _ in log) and refresher.status.refreshes >= 3
+
+    try:
+        await wait_for(
+            lambda: settled() and not refresher.tracker.direct and refresher.tracker.exact,
+            within=30,
+            what="the log followed, its first reads done",
+        )
+        shown = False  # another screen
+        await wait_for(settled, what="no read under way")
+        await enqueue(fresh_database, "c", 2)
+        await enqueue(fresh_database, "c", 3, execute_after=timedelta(hours=1))
+        await wait_for(
+            lambda: refresher.tiers.log_tiers_due(clock.monotonic()), within=30, what="windows due"
+        )
+        del log[:]
+        seen = len(snapshots)
+        shown = True
+        refresher.wake()  # the screen is resumed
+        await wait_for(
+            lambda: (
+                any(r.entrypoint == "c" for s in snapshots[seen:] for r in s.rows)
+                and ("end", "windows") in log
+            ),
+            what="the return's reads",
+        )
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await backend.close()
+    first_end = next(i for i, (kind, _) in enumerate(log) if kind == "end")
+    assert {what for _, what in log[:first_end]} == {"delta", "windows"}, log
+    assert ("start", "split") not in log, log
+    rows = {r.entrypoint: r for r in next(s for s in snapshots[seen:] if s.rows).rows}
+    assert (rows["c"].ready, rows["c"].deferred) == (2, 3)
 
 
 async def test_the_schedules_screen_is_one_statement_without_schedules(proxied: Any) -> None:
@@ -235,3 +389,34 @@ async def test_the_screens_read_only_types_asyncpg_knows(fresh_database: str) ->
     finally:
         await connection.close()
         await backend.close()
+
+
+async def test_the_overview_reads_only_types_asyncpg_knows(fresh_database: str) -> None:
+    """The log delta sent the in-progress xids as a bigint[]: asyncpg looked int8[] up in the
+    catalog on each pool connection the delta first ran on (~7 round trips: 0.44 s of an
+    overview's return at 50 ms RTT, measured in the scale bench). Every statement the overview
+    sends takes and gives only types asyncpg knows."""
+    import asyncpg
+    from asyncpg.protocol.protocol import BUILTIN_TYPE_OID_MAP
+
+    from pgq_console.core.stats import windows_sql
+
+    installation = Installation()
+    statements = {
+        "first look": depth_module.first_look_sql(installation),
+        "exact count": depth_module.exact_sql(installation),
+        "delta": depth_module.delta_sql(installation),
+        "split": depth_module.deferred_sql(installation),
+        "direct": depth_module.direct_sql(installation, picked_held=False),
+        "direct with picked/held": depth_module.direct_sql(installation, picked_held=True),
+        "windows": windows_sql(installation),
+    }
+    connection = await asyncpg.connect(fresh_database)
+    try:
+        for name, sql in statements.items():
+            statement = await connection.prepare(sql)
+            types = [*statement.get_parameters(), *(a.type for a in statement.get_attributes())]
+            looked_up = [t.name for t in types if t.oid not in BUILTIN_TYPE_OID_MAP]
+            assert not looked_up, (name, looked_up)
+    finally:
+        await connection.close()

@@ -57,7 +57,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pgq_console.core.stats import SERVER_TIME, Depth, int_array, queued_entrypoints_cte
 
@@ -241,11 +241,20 @@ def delta_sql(installation: Installation) -> str:
     """The log rows since the cursor, as (entrypoint, status, state before, count).
 
     $1 highest id read, $2 the lowest id a late commit can have, $3 xids in progress at the
-    last read, $4 highest job id read (a job above it is new: no probe), $5 row cap, $6 the
-    entrypoints with queued jobs, whose oldest ready job is read too (one index probe each).
+    last read (an array as text: a bigint[] parameter had asyncpg look int8[] up in the catalog
+    on every pool connection the delta first ran on, ~7 round trips, 0.44 s at 50 ms), $4
+    highest job id read (a job above it is new: no probe), $5 row cap, $6 the entrypoints
+    with queued jobs, whose oldest ready job is read too (one index probe each).
     A late row is one still unaggregated whose inserting transaction was in progress at the
     last read; PgQueuer's aggregation (an UPDATE) gives rows a new xmin, so an aggregated row
     with such an xmin is one already read.
+
+    The ready/deferred split comes with it when it is due (`deferred_sql`'s count, in the same
+    snapshot as the delta): $7 the entrypoints to split, $8 whether those with jobs queued in
+    this batch are split too, $9 the deferred cap. It was a statement of its own after this
+    one: one more round trip before a refresh showed anything (at 50 ms, the overview's return
+    from another screen waited for both in turn). Its arm comes after the summary row ('s'),
+    whose server time is the delta's alone; the last row ('dt') gives the time after the split.
     """
     names = installation.settings.qualified
     q, log = names.queue_table, names.queue_table_log
@@ -255,8 +264,8 @@ WITH rows AS (
     WHERE id > $1
     UNION ALL
     SELECT id, job_id, status::text, entrypoint FROM {log}
-    WHERE id > $2 AND id <= $1 AND cardinality($3::bigint[]) > 0 AND NOT aggregated
-        AND xmin::text::bigint = ANY($3::bigint[])
+    WHERE id > $2 AND id <= $1 AND cardinality($3::text::bigint[]) > 0 AND NOT aggregated
+        AND xmin::text::bigint = ANY($3::text::bigint[])
     ORDER BY id
     LIMIT $5
 ), ordered AS (
@@ -290,6 +299,16 @@ SELECT 's', NULL, NULL, NULL, NULL, (SELECT count(*) FROM rows),
     greatest($4, (SELECT max(job_id) FROM rows)),
     (SELECT coalesce(max(id), 0) FROM {log}),
     {_snapshot_cols()}, NULL, {SERVER_TIME}
+UNION ALL
+SELECT 'd', e.entrypoint, NULL, NULL, NULL,
+    (SELECT count(*) FROM (SELECT 1 FROM {q} c WHERE c.status = 'queued'
+        AND c.entrypoint = e.entrypoint AND c.execute_after > now() LIMIT $9) x),
+    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM (SELECT unnest($7::text[]) UNION SELECT entrypoint FROM rows WHERE $8 AND status = 'queued')
+    AS e(entrypoint)
+UNION ALL
+SELECT 'dt', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+    {SERVER_TIME}
 """
 
 
@@ -360,6 +379,9 @@ class DirectRead:
 
 
 DELTA_ROW_CAP = 200_000  # more log rows than this since the last read: count exactly instead
+# The ready/deferred split read with a log delta (`DepthTracker.advance`): of every entrypoint
+# with queued jobs, or of those that had jobs queued since the last split.
+Split = Literal["everyone", "touched"]
 
 
 class DepthTracker:
@@ -389,6 +411,8 @@ class DepthTracker:
         self._deferred = _Deferred()
         self._oldest: dict[str, datetime | None] = {}
         self.queued_touched: set[str] = set()
+        self.split_s: float | None = None  # the split read with the last delta (`advance`)
+        self.split_entrypoints = 0  # ... of how many entrypoints
         # Counting the queue table directly (a small queue) instead of following the log.
         self.direct = False
         self.direct_log_top = 0  # the log's highest id at the last direct read
@@ -584,34 +608,53 @@ class DepthTracker:
                 low = max(low, max_id)
         return low
 
-    async def advance(self, backend: Backend) -> float | None:
-        """Apply the log rows since the cursor. Returns the server's time."""
+    async def advance(self, backend: Backend, *, split: Split | None = None) -> float | None:
+        """Apply the log rows since the cursor. Returns the server's time (the delta's: the
+        split's is `split_s`).
+
+        With `split`, the ready/deferred split comes in the same statement (`delta_sql`): for
+        every entrypoint with queued jobs ("everyone") or those that had jobs queued since the
+        last split ("touched"), as `refresh_deferred` reads them. `split_s` says whether it
+        was applied (None: not asked for, or the delta was dropped: ask again)."""
         assert self.cursor is not None
         cursor = self.cursor
         generation = self.generation
         xip32 = list(cursor.in_progress)
         first = min(xip32, default=None)
         low = self._low_id(self._full_xid(first) if first is not None else None)
+        queued = [e for e, c in self.counts.items() if c.queued > 0]
+        self.split_s = None
         rows = await backend.read(
             delta_sql(self.installation),
             cursor.max_id,
             low,
-            xip32,
+            "{" + ",".join(str(x) for x in xip32) + "}",
             cursor.max_job_id,
             DELTA_ROW_CAP,
-            [e for e, c in self.counts.items() if c.queued > 0],
+            queued,
+            queued if split == "everyone" else sorted(self.queued_touched) if split else [],
+            split is not None,
+            DEFERRED_CAP,
         )
         server_s = None
         if generation != self.generation:  # an exact count landed meanwhile: it has all this
             return server_s
         transitions: list[dict[str, Any]] = []
         oldest: dict[str, datetime | None] = {}
+        deferred: dict[str, int] = {}
+        split_ended: float | None = None
         for r in rows:
             if r["kind"] == "t":
                 transitions.append(r)
                 continue
             if r["kind"] == "o":
                 oldest[str(r["entrypoint"])] = r["oldest_ready"]
+                continue
+            if r["kind"] == "d":
+                deferred[str(r["entrypoint"])] = int(r["n"])
+                continue
+            if r["kind"] == "dt":
+                split_ended = float(r["server_s"])
                 continue
             read = int(r["n"])
             server_s = float(r["server_s"])
@@ -642,6 +685,13 @@ class DepthTracker:
                 if self.exact:
                     self.request_resync("below zero")
         self._oldest = oldest
+        if split is not None:
+            self.split_entrypoints = len(deferred)
+            self._take_split(deferred, everyone=split == "everyone")
+            if server_s is not None and split_ended is not None:
+                self.split_s = max(0.0, split_ended - server_s)
+            else:
+                self.split_s = 0.0
         self.deltas += 1
         return server_s
 
@@ -687,19 +737,26 @@ class DepthTracker:
         if not names:
             return None
         rows = await backend.read(deferred_sql(self.installation), names, DEFERRED_CAP)
-        deferred = dict(self._deferred.counts)
-        capped = set(self._deferred.capped)
         server_s = None
         for r in rows:
-            entrypoint = str(r["entrypoint"])
-            deferred[entrypoint] = int(r["deferred"])
-            capped.discard(entrypoint)
-            if deferred[entrypoint] >= DEFERRED_CAP:
-                capped.add(entrypoint)
-            self._oldest[entrypoint] = r["oldest_ready"]
+            self._oldest[str(r["entrypoint"])] = r["oldest_ready"]
             server_s = max(server_s or 0.0, float(r["server_s"]))
-        self._deferred = _Deferred(deferred, frozenset(capped))
+        self._take_split({str(r["entrypoint"]): int(r["deferred"]) for r in rows}, everyone=False)
         return server_s
+
+    def _take_split(self, counts: dict[str, int], *, everyone: bool) -> None:
+        """Deferred jobs per entrypoint as read (`everyone`: the others have none)."""
+        if everyone:
+            self._deferred = _Deferred()
+        self.queued_touched = set()
+        deferred = dict(self._deferred.counts)
+        capped = set(self._deferred.capped)
+        for entrypoint, n in counts.items():
+            deferred[entrypoint] = n
+            capped.discard(entrypoint)
+            if n >= DEFERRED_CAP:
+                capped.add(entrypoint)
+        self._deferred = _Deferred(deferred, frozenset(capped))
 
     # -- the result ------------------------------------------------------------------------
 

@@ -198,7 +198,8 @@ class Refresher:
             self.backend.first_reading.arrived()  # read or failed: the others go
 
     async def _refresh(self) -> None:
-        """Depth first and shown at once; the log-reading tiers after, when they are due.
+        """Depth first and shown at once; the log-reading tiers aside, when they are due (on a
+        pool read alongside the depth, shown after it).
 
         The first refresh (and the first after a reconnect) reads the windows before it shows
         anything, so the screen never shows depth with empty windows; the durations (p50/p95)
@@ -206,6 +207,7 @@ class Refresher:
         """
         tiers = self.tiers
         started = self.clock.monotonic()
+        shown: asyncio.Future[None] | None = None  # the log tiers read alongside wait for it
         try:
             # The windows before the first paint; the durations (a percentile over the log:
             # seconds at 10M rows) right after it.
@@ -216,6 +218,13 @@ class Refresher:
                 if tiers.first_paint
                 else None
             )
+            if windows is None and self.backend.PARALLEL_READS:
+                # Later, the windows and durations due are read aside from the start, on
+                # another connection: the overview's return from another screen (a key) has
+                # its fresh rows after one round trip, not after the depth's and then theirs.
+                # Shown after the depth (never fresh windows beside the depths of before).
+                shown = asyncio.get_running_loop().create_future()
+                self._read_log_tiers_if_due(after=shown)
             depth_started = self.clock.monotonic()
             try:
                 server_s_or_none = await tiers.follow_depth()
@@ -238,20 +247,29 @@ class Refresher:
                 self.pacer.depth_took(max(0.0, self.last_depth_s - tiers.picked_held_s))
             deferred_spent = await tiers.read_deferred()
             self._show(started, spent=self.last_depth_s + log_spent + deferred_spent)
-            if (
-                self._log_read is None
-                and not self.status.paused
-                and tiers.log_tiers_due(self.clock.monotonic())
-            ):
-                self._log_read = asyncio.ensure_future(self._read_log_tiers_aside())
+            if shown is not None:
+                shown.set_result(None)
+            self._read_log_tiers_if_due()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             ended = self.clock.monotonic()
             self._book(ended, ended - started)
             await self._failed(exc)
+        finally:
+            if shown is not None and not shown.done():
+                shown.set_result(None)  # the depth failed: the windows are shown all the same
 
-    async def _read_log_tiers_aside(self) -> None:
+    def _read_log_tiers_if_due(self, after: asyncio.Future[None] | None = None) -> None:
+        """Read the windows and durations aside if they are due (shown once `after` is done)."""
+        if (
+            self._log_read is None
+            and not self.status.paused
+            and self.tiers.log_tiers_due(self.clock.monotonic())
+        ):
+            self._log_read = asyncio.ensure_future(self._read_log_tiers_aside(after))
+
+    async def _read_log_tiers_aside(self, after: asyncio.Future[None] | None = None) -> None:
         """Read the windows and durations while the depth goes on refreshing.
 
         They read the log: 0.1-0.6 s under 2,500 jobs/s, seconds at 10M rows. Read in the
@@ -260,8 +278,16 @@ class Refresher:
         on one connection they take turns with the depth reads at the driver.
         """
         started = self.clock.monotonic()
+
+        async def show_windows(spent: float) -> None:  # in before the durations: shown at once
+            if after is not None:
+                await asyncio.shield(after)
+            self._show(started, spent=spent)
+
         try:
-            spent = await self.tiers.read_log_tiers(started)
+            spent = await self.tiers.read_log_tiers(started, on_windows=show_windows)
+            if after is not None:
+                await asyncio.shield(after)
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from pgq_console.core.depth import (
     FIRST_LOOK_PICKED_CAP,
     RESYNC_EVERY_S,
     DepthTracker,
+    Split,
     TrackedDepth,
 )
 from pgq_console.core.models import Durations, EntrypointRow
@@ -87,6 +88,8 @@ class OverviewTiers:
         self._durations_due = 0.0
         self._deferred_due = 0.0
         self._deferred_last = 0.0
+        # The split read with the last log delta: (when, of everyone, of any, seconds it took).
+        self._split_read: tuple[float, bool, bool, float] | None = None
         self._resync_due = 0.0
         self._resync_task: asyncio.Task[None] | None = None
         self._picked_held_due = 0.0
@@ -153,7 +156,14 @@ class OverviewTiers:
             server_s = await self._first_look()
         else:
             self.depth_paces = True
-            server_s = await tracker.advance(self.backend)
+            started = self.clock.monotonic()
+            split = self._split_due(started)
+            server_s = await tracker.advance(self.backend, split=split)
+            if split is not None and tracker.split_s is not None:
+                # Read with the delta, in its snapshot (one round trip, not two in turn):
+                # `read_deferred` paces it as its own read.
+                split_any = split == "everyone" or tracker.split_entrypoints > 0
+                self._split_read = (started, split == "everyone", split_any, tracker.split_s)
             if (
                 tracker.queued_total() < depth_module.FOLLOW_BELOW
                 and self.clock.monotonic() >= self._resync_retry_at
@@ -237,9 +247,31 @@ class OverviewTiers:
                 server_s += exact_s
         return server_s
 
+    def _split_due(self, now: float) -> Split | None:
+        """Whether the ready/deferred split is due with the next log delta: for all entrypoints
+        paced by its own cost, for those with newly queued jobs within a second (those queued
+        in the delta itself are found by the statement)."""
+        if now >= self._deferred_due:
+            return "everyone"
+        if now >= self._deferred_last + DEFERRED_SOON_S:
+            return "touched"
+        return None
+
     async def read_deferred(self) -> float:
         """The ready/deferred split: for all entrypoints paced by its own cost, for those with
-        newly queued jobs within a second. Returns the seconds it spent in the database."""
+        newly queued jobs within a second. Returns the seconds it spent in the database.
+
+        Following the log, it came with the delta (`follow_depth`): only paced here."""
+        split_read, self._split_read = self._split_read, None
+        if split_read is not None:
+            started, everyone, split_any, spent = split_read
+            if split_any:
+                self._deferred_last = started
+            if everyone:
+                self._deferred_due = started + max(
+                    DEFERRED_EVERY_S, spent / (self.pacer.budget * DEFERRED_SHARE)
+                )
+            return spent  # `follow_depth`'s reading has it
         if self.tracker.direct and self.tracker.split_by_direct:
             return 0.0  # every direct read splits them (not the exact count before the first)
         started = self.clock.monotonic()
@@ -301,36 +333,66 @@ class OverviewTiers:
 
     # -- the log tiers -------------------------------------------------------------------------
 
-    async def read_log_tiers(self, started: float, *, durations: bool = True) -> float:
+    async def read_log_tiers(
+        self,
+        started: float,
+        *,
+        durations: bool = True,
+        on_windows: Callable[[float], Awaitable[None]] | None = None,
+    ) -> float:
         """Windows and durations read the log: each keeps to its own slice of the budget.
 
         Returns the seconds they spent in the database (the server's own count where it gave
-        one), which is what the budget books.
+        one), which is what the budget books. On a backend that reads in parallel (a pool) both
+        due are sent at once (they took a round trip each, in turn); with `on_windows` the
+        windows are handed over (with their seconds) as soon as they are in, not after the
+        durations (a percentile over the log: seconds at 10M rows), and the seconds returned
+        are the durations' alone.
         """
-        budget = self.pacer.budget
         total = 0.0
-        if durations and started >= self._durations_due:
-            self._durations = await fetch_durations(self.backend, DURATIONS_WINDOW)
-            spent = self.clock.monotonic() - started
-            total += spent
-            self._durations_due = started + max(
-                DURATIONS_EVERY_S, spent / (budget * DURATIONS_SHARE)
-            )
-        if started >= self._windows_due:
-            windows_started = self.clock.monotonic()
-            reading = await fetch_windows(self.backend, counts=False)
-            self._windows = reading.windows
-            spent = self.clock.monotonic() - windows_started
-            # Paced like the depth tier, on the database's own time when it told us: a stall of
-            # the console's loop (startup, a repaint) must not push the next reading far out.
-            if reading.server_s is not None:
-                spent = min(spent, reading.server_s)
-            total += spent
-            self._windows_readings.append(spent)
-            self._windows_due = windows_started + windows_gap(
-                self._windows_readings, self._interval_s(), budget
-            )
+        durations_due = durations and started >= self._durations_due
+        windows_due = started >= self._windows_due
+        aside: asyncio.Future[float] | None = None
+        if durations_due and windows_due and self.backend.PARALLEL_READS:
+            aside = asyncio.ensure_future(self._read_durations(started))
+        elif durations_due:
+            total += await self._read_durations(started)
+        try:
+            if windows_due:
+                spent = await self._read_windows()
+                if aside is not None and on_windows is not None:
+                    await on_windows(spent)
+                else:
+                    total += spent
+        except BaseException:
+            await _discard(aside)
+            raise
+        if aside is not None:
+            total += await aside
         return total
+
+    async def _read_durations(self, started: float) -> float:
+        self._durations = await fetch_durations(self.backend, DURATIONS_WINDOW)
+        spent = self.clock.monotonic() - started
+        self._durations_due = started + max(
+            DURATIONS_EVERY_S, spent / (self.pacer.budget * DURATIONS_SHARE)
+        )
+        return spent
+
+    async def _read_windows(self) -> float:
+        windows_started = self.clock.monotonic()
+        reading = await fetch_windows(self.backend, counts=False)
+        self._windows = reading.windows
+        spent = self.clock.monotonic() - windows_started
+        # Paced like the depth tier, on the database's own time when it told us: a stall of
+        # the console's loop (startup, a repaint) must not push the next reading far out.
+        if reading.server_s is not None:
+            spent = min(spent, reading.server_s)
+        self._windows_readings.append(spent)
+        self._windows_due = windows_started + windows_gap(
+            self._windows_readings, self._interval_s(), self.pacer.budget
+        )
+        return spent
 
     # -- what the screen shows -----------------------------------------------------------------
 
