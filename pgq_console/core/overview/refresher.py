@@ -121,6 +121,8 @@ class Refresher:
         # The windows and durations being read aside (`_read_log_tiers_aside`).
         self._log_read: asyncio.Task[None] | None = None
         self._log_error: str | None = None  # why the last one failed, shown until one succeeds
+        # The depth's last read failed: log tiers read aside are not shown (`_show_log_tiers`).
+        self._depth_failed = False
         # The pulse and the screens built ahead read after this refresher's first snapshot.
         backend.first_reading.expect()
 
@@ -228,6 +230,7 @@ class Refresher:
             depth_started = self.clock.monotonic()
             try:
                 server_s_or_none = await tiers.follow_depth()
+                self._depth_failed = False
             except BaseException:
                 if windows is not None:
                     windows.cancel()
@@ -253,6 +256,7 @@ class Refresher:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            self._depth_failed = True
             ended = self.clock.monotonic()
             self._book(ended, ended - started)
             await self._failed(exc)
@@ -282,7 +286,7 @@ class Refresher:
         async def show_windows(spent: float) -> None:  # in before the durations: shown at once
             if after is not None:
                 await asyncio.shield(after)
-            self._show(started, spent=spent)
+            self._show_log_tiers(started, spent)
 
         try:
             spent = await self.tiers.read_log_tiers(started, on_windows=show_windows)
@@ -304,9 +308,20 @@ class Refresher:
             self._publish(replace(self.status, error=self._log_error))
         else:
             self._log_error = None
-            self._show(started, spent=spent)
+            self._show_log_tiers(started, spent)
         finally:
             self._log_read = None
+
+    def _show_log_tiers(self, started: float, spent: float) -> None:
+        """Show the windows and durations just read, unless the depth's last read failed: then
+        they wait for its next good read (shown with it). Shown, they would mark the round read
+        and clear the failure: while a lock held the queue table, the windows (read from the
+        log) cleared the overview's "statement timeout" banner after each failed depth read
+        and its stale depths looked fresh."""
+        if self._depth_failed:
+            self._book(self.clock.monotonic(), spent)
+            return
+        self._show(started, spent=spent)
 
     async def _stop_log_read(self) -> None:
         task, self._log_read = self._log_read, None
