@@ -21,7 +21,10 @@ both sides run at the same time (two ptys), so a busy moment slows both alike.
     .venv/bin/python bench/terminal_bench.py --entrypoints 5 --rate 50 --size 120x40 \
         --compare /work/main
 
-Without --dsn a throwaway PostgreSQL (pgserver) is started and removed at the end.
+Without --dsn a throwaway PostgreSQL (pgserver) is started and removed at the end. With
+`--database DSN --rate 0` the consoles open a database loaded before (the scale bench's 10M +
+10M rows, `scale_bench.py --dsn ... --keep`) with no traffic: first numbers at that size, from
+a real launch in a real pty.
 """
 
 from __future__ import annotations
@@ -118,8 +121,8 @@ class Screen:
     def text(self, line: int) -> str:
         return "".join(self.lines[line]).rstrip()
 
-    def has_first_numbers(self) -> bool:
-        return any(FIRST_NUMBERS.search(self.text(y)) for y in range(self.rows))
+    def has_first_numbers(self, pattern: re.Pattern[str] = FIRST_NUMBERS) -> bool:
+        return any(pattern.search(self.text(y)) for y in range(self.rows))
 
 
 @dataclass
@@ -208,7 +211,7 @@ async def run_console(
             last_read = now
             second_bytes += len(data)
         screen.feed(text)
-        if not first_numbers.done() and screen.has_first_numbers():
+        if not first_numbers.done() and screen.has_first_numbers(args.first_row):
             first_numbers.set_result(time.monotonic())
 
     launched = time.monotonic()
@@ -299,7 +302,7 @@ async def run_console(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    server = ob.Server(args.dsn)
+    server = ob.Server(args.dsn or args.database)
     server.start()
     entrypoints = tuple(f"ep_{index:04d}" for index in range(args.entrypoints))
     sides: list[tuple[str, Path]] = [("this", HERE.parent)]
@@ -318,28 +321,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     dsn = ""
     proxies = contextlib.AsyncExitStack()
     try:
-        dsn = await ob.create_database(server.dsn, "terminal")
+        # --database: a database loaded before (the scale bench's 10M + 10M), used as it is.
+        dsn = args.database or await ob.create_database(server.dsn, "terminal")
         # --rtt: the consoles (only they) reach the server through a delaying proxy.
         console_dsn = dsn
         if args.rtt > 0:
             proxy = await proxies.enter_async_context(DelayProxy(dsn, args.rtt))
             console_dsn = proxy.dsn
-        procs = [
-            ctx.Process(target=ob.worker_process, args=(dsn, entrypoints, args.batch_size, d, stop))
-            for d in done
-        ]
-        procs.append(
-            ctx.Process(
-                target=ob.producer_process, args=(dsn, args.rate, entrypoints, produced, stop)
+        if args.rate > 0:
+            procs = [
+                ctx.Process(
+                    target=ob.worker_process, args=(dsn, entrypoints, args.batch_size, d, stop)
+                )
+                for d in done
+            ]
+            procs.append(
+                ctx.Process(
+                    target=ob.producer_process, args=(dsn, args.rate, entrypoints, produced, stop)
+                )
             )
-        )
-        for proc in procs:
-            proc.start()
-        deadline = time.monotonic() + 60
-        # The workers' counters live in shared memory: polled, there is no event to await.
-        while sum(d.value for d in done) == 0 and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(3.0)  # every entrypoint has jobs and the workers are up to speed
+            for proc in procs:
+                proc.start()
+            deadline = time.monotonic() + 60
+            # The workers' counters live in shared memory: polled, there is no event to await.
+            while sum(d.value for d in done) == 0 and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3.0)  # every entrypoint has jobs and the workers are up to speed
         for round_index in range(args.rounds):
             order = sides if round_index % 2 == 0 else list(reversed(sides))
             batches = [order] if args.together else [[side] for side in order]
@@ -374,7 +381,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.join(15)
             if proc.is_alive():
                 proc.terminate()
-        if dsn:
+        if dsn and not args.database:
             with contextlib.suppress(Exception):
                 await ob.drop_database(server.dsn, dsn)
         server.stop()
@@ -413,8 +420,18 @@ def summary(results: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dsn", help="existing server (CREATEDB); default: throwaway pgserver")
+    parser.add_argument(
+        "--database",
+        help="a loaded database (DSN) used as it is, not dropped (with --rate 0: no traffic)",
+    )
+    parser.add_argument(
+        "--first-entrypoint",
+        help="the entrypoint whose row with a number is the first numbers (default: ep_NNNN)",
+    )
     parser.add_argument("--entrypoints", type=int, default=200)
-    parser.add_argument("--rate", type=int, default=500, help="jobs/s produced (and consumed)")
+    parser.add_argument(
+        "--rate", type=int, default=500, help="jobs/s produced (and consumed); 0: none"
+    )
     parser.add_argument("--size", default="160x50", help="terminal COLUMNSxLINES")
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window")
     parser.add_argument("--warmup", type=float, default=10.0, help="s after first numbers")
@@ -440,6 +457,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     args.columns, args.rows = (int(part) for part in args.size.lower().split("x"))
+    args.first_row = (
+        re.compile(rf"\b{re.escape(args.first_entrypoint)}\s+\d")
+        if args.first_entrypoint
+        else FIRST_NUMBERS
+    )
     if args.compare:
         args.compare = Path(args.compare).resolve()
     if args.record:
