@@ -4,6 +4,7 @@ action on the Database screen (key s), the hour read then uses it. Real PostgreS
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -11,13 +12,17 @@ from textual.pilot import Pilot
 
 from pgq_console.core import actions, audit
 from pgq_console.core.backend import Backend, open_backend
+from pgq_console.core.clock import SystemClock
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.health import fetch_health, fetch_statistics_index
-from pgq_console.core.indexes import INDEX_BUILDS, STATISTICS_LARGE_ROWS, StatisticsIndexAction
+from pgq_console.core.index_cache import STATISTICS_LARGE_ROWS
+from pgq_console.core.indexes import INDEX_BUILDS, StatisticsIndexAction
+from pgq_console.core.models import RefreshStatus
+from pgq_console.core.overview import Refresher
 from pgq_console.core.target import DriverKind, Installation
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.health import HealthScreen
-from tests.helpers import notifications_of
+from tests.helpers import notifications_of, wait_for
 from tests.screens_support import console, open_screen, run_sql, until
 
 HISTORY = 60_000  # old statistics rows: enough for the planner to prefer the index for an hour
@@ -228,3 +233,89 @@ async def _confirm(pilot: Pilot[Any]) -> None:
     assert dialog.preview.count == 1  # type: ignore[attr-defined]
     await pilot.press("enter")
     await until(pilot, lambda: isinstance(app.screen, HealthScreen), within=60)
+
+
+async def test_the_overview_says_slow_rates_are_the_missing_index(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rates read minutes apart (here: a budget so small that any windows read stretches them)
+    while the statistics table is large and has no index on created: the live line's note says
+    so and names the key; once the console built the index, the note is gone."""
+    INDEX_BUILDS.pop("pgqueuer_statistics_created_idx", None)
+    monkeypatch.setattr("pgq_console.core.overview.tiers.STATISTICS_LARGE_ROWS", HISTORY // 2)
+    await _history(fresh_database)
+    backend = await _backend(fresh_database)
+    statuses: list[RefreshStatus] = []
+    refresher = Refresher(
+        backend,
+        SystemClock(),
+        on_snapshot=lambda _: None,
+        on_status=statuses.append,
+        interval_s=0.5,
+        budget=1e-6,
+    )
+    task = asyncio.create_task(refresher.run())
+    try:
+        await wait_for(lambda: bool(statuses) and statuses[-1].windows_note is not None)
+        note = statuses[-1].windows_note or ""
+        assert note.startswith("rates every ") and "a read takes" in note
+        assert "statistics table not indexed on created (6, then s)" in note
+        action = StatisticsIndexAction()
+        await actions.execute(backend, action, await action.preview(backend))
+        await INDEX_BUILDS["pgqueuer_statistics_created_idx"]
+        seen = len(statuses)
+        await wait_for(lambda: len(statuses) > seen and statuses[-1].windows_note is None)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await backend.close()
+
+
+async def test_slow_rates_over_a_small_statistics_table_are_not_blamed_on_it(
+    fresh_database: str,
+) -> None:
+    """A busy last hour costs what it costs: with little history the index would not help, so
+    the overview does not send anyone to create it."""
+    backend = await _backend(fresh_database)
+    statuses: list[RefreshStatus] = []
+    refresher = Refresher(
+        backend,
+        SystemClock(),
+        on_snapshot=lambda _: None,
+        on_status=statuses.append,
+        interval_s=0.5,
+        budget=1e-6,
+    )
+    task = asyncio.create_task(refresher.run())
+    try:
+        await wait_for(lambda: len(statuses) >= 3 and statuses[-1].refreshes >= 2)
+        assert refresher.tiers._windows_readings, "the windows were read"
+        assert all(status.windows_note is None for status in statuses)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await backend.close()
+
+
+async def test_the_overview_live_line_shows_the_note(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80x24: the note is on the overview's live line (rates stretched to minutes is made
+    the norm here: the threshold is set to any stretch at all)."""
+    from pgq_console.screens.overview import OverviewScreen
+    from pgq_console.widgets.status_line import LiveLine
+
+    monkeypatch.setattr("pgq_console.core.overview.tiers.SLOW_WINDOWS_S", 0.0)
+    monkeypatch.setattr("pgq_console.core.overview.tiers.STATISTICS_LARGE_ROWS", HISTORY // 2)
+    await _history(fresh_database)
+    app = console(fresh_database, clock=SystemClock())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, OverviewScreen))
+
+        def live() -> str:
+            return " ".join(str(app.screen.query_one(LiveLine).render()).split())
+
+        await until(pilot, lambda: "not indexed on created (6, then s)" in live())
+        assert "rates every " in live() and "a read takes" in live()

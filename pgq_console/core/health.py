@@ -40,6 +40,7 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.actions import Action, ActionPreview
+from pgq_console.core.index_cache import index_state_sql
 from pgq_console.core.indexes import (
     INDEX_BUILDS,
     IndexState,
@@ -47,7 +48,6 @@ from pgq_console.core.indexes import (
     fetch_index_state,
     held_failures_index,
     index_state,
-    index_state_sql,
     statistics_created_index,
 )
 from pgq_console.core.indexes import HeldIndexAction as _HeldIndexAction

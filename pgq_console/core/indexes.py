@@ -26,7 +26,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.actions import Action, ActionPreview
-from pgq_console.core.index_cache import forget_index
+from pgq_console.core.index_cache import (
+    forget_index,
+    index_state_sql,
+    statistics_index_name,
+    table_rows,
+)
 from pgq_console.core.jobs.held import forget_held_index, held_index_name
 from pgq_console.core.stats import windows_sql
 
@@ -34,12 +39,6 @@ if TYPE_CHECKING:
     from pgq_console.core.backend import Backend, Tx
 
 log = logging.getLogger(__name__)
-
-STATISTICS_INDEX_SUFFIX = "_created_idx"
-# From this many rows on (the table's estimate) the screen says the statistics table is large:
-# an hour of busy traffic is ~100,000 rows (a row per second per entrypoint, status and
-# priority), so the hour reads then scan mostly history they do not need.
-STATISTICS_LARGE_ROWS = 500_000
 
 
 @dataclass(frozen=True)
@@ -95,10 +94,6 @@ def held_count_sql(backend: Backend) -> str:
     return f"SELECT entrypoint, count(*) FROM {queue} WHERE status = 'failed' GROUP BY entrypoint"
 
 
-def statistics_index_name(backend: Backend) -> str:
-    return f"{backend.installation.settings.statistics_table}{STATISTICS_INDEX_SUFFIX}"
-
-
 def statistics_created_index(backend: Backend) -> SuggestedIndex:
     settings = backend.installation.settings
     return SuggestedIndex(
@@ -138,23 +133,6 @@ class IndexState:
         return self.exists and self.valid
 
 
-def index_state_sql(table_param: int, name_param: int, schema_param: int) -> str:
-    """The table's row estimate, and its index of that name if any: valid, and how far a build
-    has come (one row at most; none without the table)."""
-    return (
-        "SELECT t.reltuples::float8 AS table_rows, i.indexrelid IS NOT NULL AS present, "
-        "coalesce(i.indisvalid, false) AS valid, p.phase::text AS phase, p.blocks_done, "
-        "p.blocks_total "
-        "FROM pg_class t JOIN pg_namespace n ON n.oid = t.relnamespace "
-        f"LEFT JOIN pg_class c ON c.relname = ${name_param} AND c.relkind = 'i' "
-        "AND c.relnamespace = t.relnamespace "
-        "LEFT JOIN pg_index i ON i.indexrelid = c.oid "
-        "LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = i.indexrelid "
-        f"WHERE t.relname = ${table_param} AND t.relkind IN ('r', 'p') "
-        f"AND n.nspname = coalesce(nullif(${schema_param}::text, ''), current_schema())"
-    )
-
-
 def focus_plan(plan: list[str], focus: str | None) -> tuple[str, ...]:
     """The whole plan, or each node scanning the table `focus` with what is under it (its
     Filter or Index Cond, a bitmap's index scan), unindented."""
@@ -185,15 +163,13 @@ def index_state(
         total = int(row["blocks_total"] or 0)
         done = f", {100 * int(row['blocks_done'] or 0) // total}% of blocks" if total else ""
         building = f"{row['phase']}{done}"
-    rows_estimate = float(row["table_rows"]) if row is not None else -1.0
     return IndexState(
         name=index.name,
         exists=bool(row and row["present"]),
         valid=bool(row and row["valid"]),
         plan=focus_plan([str(next(iter(r.values()))) for r in plan], index.plan_focus),
         building=building,
-        # reltuples is -1 for a table never vacuumed or analyzed (PostgreSQL 14+).
-        table_rows=int(rows_estimate) if rows_estimate >= 0 else None,
+        table_rows=table_rows(row),
     )
 
 

@@ -26,7 +26,8 @@ def held_index_name(backend: Backend) -> str:
 async def held_index_usable(backend: Backend, *, now: float | None = None) -> bool:
     """Whether `status:failed` can be read exactly through the held-failures index (known
     answers at once, `index_cache.index_usable`)."""
-    return await index_usable(backend, held_index_name(backend), now=now)
+    table = backend.installation.settings.queue_table
+    return await index_usable(backend, table, held_index_name(backend), now=now)
 
 
 def forget_held_index(backend: Backend) -> None:
