@@ -14,9 +14,13 @@ from pgq_console.core import actions, audit
 from pgq_console.core.backend import Backend, open_backend
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.errors import ConsoleError
-from pgq_console.core.health import fetch_health, fetch_statistics_index
+from pgq_console.core.health import fetch_health
 from pgq_console.core.index_cache import STATISTICS_LARGE_ROWS
-from pgq_console.core.indexes import INDEX_BUILDS, StatisticsIndexAction
+from pgq_console.core.indexes import (
+    INDEX_BUILDS,
+    StatisticsIndexAction,
+    fetch_statistics_index,
+)
 from pgq_console.core.models import RefreshStatus
 from pgq_console.core.overview import Refresher
 from pgq_console.core.target import DriverKind, Installation

@@ -42,15 +42,12 @@ from typing import TYPE_CHECKING, Any
 from pgq_console.core.actions import Action, ActionPreview
 from pgq_console.core.index_cache import index_state_sql
 from pgq_console.core.indexes import (
-    INDEX_BUILDS,
     IndexState,
     SuggestedIndex,
-    fetch_index_state,
     held_failures_index,
     index_state,
     statistics_created_index,
 )
-from pgq_console.core.indexes import HeldIndexAction as _HeldIndexAction
 from pgq_console.core.stats import int_array
 from pgq_console.core.text import error_line, one_line
 
@@ -509,19 +506,3 @@ class SchemaAction(Action):
 
     def predicate_description(self) -> str:
         return "the PgQueuer schema"
-
-
-# -- the indexes PgQueuer does not have (core/indexes.py) -----------------------------------------
-
-# The held-failures index under its first names.
-HeldIndex = IndexState
-HeldIndexAction = _HeldIndexAction
-HELD_INDEX_BUILDS = INDEX_BUILDS
-
-
-async def fetch_held_index(backend: Backend) -> IndexState:
-    return await fetch_index_state(backend, held_failures_index(backend))
-
-
-async def fetch_statistics_index(backend: Backend) -> IndexState:
-    return await fetch_index_state(backend, statistics_created_index(backend))

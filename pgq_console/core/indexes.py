@@ -11,8 +11,8 @@ state and the plan of its statement.
 - the statistics table on `created`: it has only its primary key and its unique index
   (priority first), and nothing prunes it, so the overview's hour reads (rates, done and errors
   per minute, sparkline) and the Charts' minutes read all of its history: on 30 days of sparse
-  history (5.2M rows) 0.65-0.72 s a read, 0.07-0.16 s with the index (bench/README.md), and the
-  overview paces its rates by that cost.
+  history (5.3M rows) the windows read took 0.77-1.0 s, 0.15-0.21 s with the index
+  (bench/statistics_history_bench.py), and the overview paces its rates by that cost.
 """
 
 from __future__ import annotations
@@ -181,6 +181,14 @@ async def fetch_index_state(backend: Backend, index: SuggestedIndex) -> IndexSta
         backend.read("EXPLAIN " + index.explained),
     )
     return index_state(index, rows, plan)
+
+
+async def fetch_held_index(backend: Backend) -> IndexState:
+    return await fetch_index_state(backend, held_failures_index(backend))
+
+
+async def fetch_statistics_index(backend: Backend) -> IndexState:
+    return await fetch_index_state(backend, statistics_created_index(backend))
 
 
 # Index builds started by IndexAction, by qualified index name (they outlive the dialog).

@@ -15,13 +15,12 @@ from textual.widgets import Static
 from pgq_console.core.health import (
     LONG_TRANSACTION,
     HealthSnapshot,
-    HeldIndexAction,
     SchemaAction,
     Session,
     fetch_health,
 )
 from pgq_console.core.index_cache import STATISTICS_LARGE_ROWS
-from pgq_console.core.indexes import IndexState, StatisticsIndexAction
+from pgq_console.core.indexes import HeldIndexAction, IndexState, StatisticsIndexAction
 from pgq_console.core.text import one_line, printable
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
