@@ -11,12 +11,8 @@ from textual.pilot import Pilot
 from pgq_console.core import actions, audit
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import SystemClock
-from pgq_console.core.health import (
-    HELD_INDEX_BUILDS,
-    HeldIndexAction,
-    fetch_health,
-    fetch_held_index,
-)
+from pgq_console.core.health import fetch_health
+from pgq_console.core.indexes import INDEX_BUILDS, HeldIndexAction, fetch_held_index
 from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.health import HealthScreen
 from tests.helpers import backend_for, enqueue
@@ -45,7 +41,7 @@ async def test_previewed_with_the_plan_created_and_audited(fresh_database: str) 
         assert [row[0] for row in preview.sample] == list(before.plan)  # the plan before
         result = await actions.execute(backend, action, preview, reason="10M rows")
         assert result.changed == 1
-        await HELD_INDEX_BUILDS["pgqueuer_held_ep_id_idx"]  # built aside, after the commit
+        await INDEX_BUILDS["pgqueuer_held_ep_id_idx"]  # built aside, after the commit
         after = await fetch_held_index(backend)
         assert after.usable and after.plan
         [record] = audit.read_records()
@@ -79,7 +75,7 @@ async def test_an_invalid_index_is_dropped_first(fresh_database: str) -> None:
         assert preview.count == 1 and "INVALID" in preview.notes[0]
         assert preview.statement.startswith("DROP INDEX CONCURRENTLY IF EXISTS")
         await actions.execute(backend, action, preview)
-        await HELD_INDEX_BUILDS["pgqueuer_held_ep_id_idx"]
+        await INDEX_BUILDS["pgqueuer_held_ep_id_idx"]
         assert (await fetch_held_index(backend)).usable
     finally:
         await backend.close()

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from pgq_console.core import depth as depth_module
+from pgq_console.core import index_cache
 from pgq_console.core.backend import AsyncpgPoolBackend, Backend, open_backend
 from pgq_console.core.backend import catalog as catalog_module
 from pgq_console.core.backend.opening import POOL_MAX_SIZE
@@ -115,12 +116,15 @@ async def test_the_database_screen_is_one_round_trip(proxied: Any, fresh_databas
     proxy, backend = proxied
     await run_sql(fresh_database, "CREATE TABLE other (id int)")  # not a queue table
     await _warm(backend, lambda: fetch_health(backend))
-    # The activity with the index state; the sizes with the schema catalog; the EXPLAIN.
-    data = await _round_trips(proxy, lambda: fetch_health(backend), 3)
+    # The activity with the indexes' states; the sizes with the schema catalog; the EXPLAINs of
+    # the held count and of the overview's hour read.
+    data = await _round_trips(proxy, lambda: fetch_health(backend), 4)
     assert data.schema.installed and not data.schema.pending and not data.schema.problem
     assert [t.name for t in data.tables][:2] == ["pgqueuer", "pgqueuer_log"]
     assert all(t.total_bytes for t in data.tables) and data.sizes_problem is None
     assert data.held_index is not None and not data.held_index.exists and data.held_index.plan
+    statistics = data.statistics_index
+    assert statistics is not None and not statistics.exists and statistics.plan
     assert data.server_version
 
 
@@ -341,15 +345,19 @@ async def test_the_held_index_is_read_again_aside(fresh_database: str) -> None:
         assert not await held_index_usable(backend, now=1.0)  # known, not read again yet
         later = held_module.HELD_INDEX_TTL_S + 1
         assert not await held_index_usable(backend, now=later)  # at once; read aside
-        await wait_for(lambda: backend not in held_module._READING, what="the read aside")
+        name = "pgqueuer_held_ep_id_idx"
+        await wait_for(
+            lambda: index_cache.reading_aside(backend, name) is None, what="the read aside"
+        )
         assert await held_index_usable(backend, now=later + 1)
         # A read aside overtaken by `forget_held_index` does not put its answer back.
         await run_sql(fresh_database, "DROP INDEX pgqueuer_held_ep_id_idx")
         assert await held_index_usable(backend, now=3 * later)  # starts a read aside
-        aside = held_module._READING[backend]
+        aside = index_cache.reading_aside(backend, name)
+        assert aside is not None
         forget_held_index(backend)
         await aside
-        assert backend not in held_module._KNOWN
+        assert index_cache.known(backend, name) is None
         assert not await held_index_usable(backend, now=3 * later + 1)  # read now
     finally:
         await backend.close()

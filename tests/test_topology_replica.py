@@ -177,3 +177,33 @@ async def test_pointed_at_a_standby_the_console_still_reads(pair: Pair, driver: 
         assert (await fetch_depth(backend)).depth["standby_only"].ready == 2
     finally:
         await backend.close()
+
+
+async def test_a_standby_target_is_neither_offered_nor_given_an_index(pair: Pair) -> None:
+    """Pointed at the standby itself (not --read-only): the Database screen offers no index
+    and the action refuses at its preview, before anything is audited or built."""
+    from pgq_console.core.errors import ConsoleError
+    from pgq_console.core.health import fetch_health
+    from pgq_console.core.indexes import HeldIndexAction, StatisticsIndexAction
+    from pgq_console.screens.health import HealthScreen
+    from tests.screens_support import console, open_screen, until
+
+    backend = await open_target(Target(dsn=pair.replica_dsn, driver="asyncpg-pool"))
+    try:
+        assert isinstance(backend, Backend) and not backend.read_only
+        health = await fetch_health(backend)
+        assert health.standby
+        for action in (StatisticsIndexAction(), HeldIndexAction()):
+            with pytest.raises(ConsoleError, match="standby"):
+                await action.preview(backend)
+    finally:
+        await backend.close()
+    app = console(pair.replica_dsn)
+    async with app.run_test(size=(120, 30)) as pilot:
+        screen = await open_screen(pilot, "6", HealthScreen)
+
+        def line() -> str:
+            return " ".join(str(screen.query_one("#health-held-index").render()).split())
+
+        await until(pilot, lambda: "no index (PgQueuer has none)" in line())
+        assert "review and create" not in line()

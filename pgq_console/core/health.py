@@ -18,13 +18,14 @@ Table sizes are read in a separate statement from the activity: `pg_total_relati
 lock on the table, and when something holds an exclusive lock on it, that is exactly when the
 lock waits below must still be shown.
 
-One screen read is three statements sent at once (`fetch_health`; on a pool they run side by
+One screen read is four statements sent at once (`fetch_health`; on a pool they run side by
 side, so a key press waits one round trip, not one per statement): the activity with the
-held-failures index's state; the sizes with the schema catalog
+suggested indexes' states (core/indexes.py); the sizes with the schema catalog
 (`catalog.combined_catalog_columns`: PgQueuer's own inspection in one SELECT instead of its 7
 statements, twice), both of which wait for a lock on a queue table; the EXPLAIN of the held
-count (an EXPLAIN cannot be part of a SELECT). At 50 ms RTT the screen
-took 2.4 s to show, nearly all of it PgQueuer's 14 catalog statements over its pool driver.
+count and that of the overview's hour read (an EXPLAIN cannot be part of a SELECT). At 50 ms
+RTT the screen took 2.4 s to show, nearly all of it PgQueuer's 14 catalog statements over its
+pool driver.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.actions import Action, ActionPreview
-from pgq_console.core.jobs.held import forget_held_index, held_index_name
+from pgq_console.core.index_cache import index_state_sql
+from pgq_console.core.indexes import (
+    IndexState,
+    SuggestedIndex,
+    held_failures_index,
+    index_state,
+    statistics_created_index,
+)
 from pgq_console.core.stats import int_array
 from pgq_console.core.text import error_line, one_line
 
@@ -116,7 +124,9 @@ class HealthSnapshot:
     listeners: tuple[Session, ...]
     notify_queue_usage: float  # 0..1
     schema: SchemaStatus
-    held_index: HeldIndex | None = None  # None: could not be read
+    held_index: IndexState | None = None  # None: could not be read
+    statistics_index: IndexState | None = None  # None: could not be read
+    standby: bool = False  # pg_is_in_recovery(): no index is offered
     # Seconds of the reading the server worked, as the screen's budget counts them (`fetch_health`).
     read_cost_s: float = 0.0
 
@@ -187,34 +197,35 @@ SELECT 'server', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NUL
 """
 
 
-def held_index_state_sql(name_param: int, schema_param: int) -> str:
-    """The held-failures index, if any: valid, and how far a build has come (one row at most)."""
-    return (
-        "SELECT i.indisvalid AS valid, p.phase::text AS phase, p.blocks_done, p.blocks_total "
-        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "LEFT JOIN pg_stat_progress_create_index p ON p.index_relid = i.indexrelid "
-        f"WHERE c.relname = ${name_param} "
-        f"AND n.nspname = coalesce(nullif(${schema_param}::text, ''), current_schema())"
-    )
+def suggested_indexes(backend: Backend) -> tuple[SuggestedIndex, SuggestedIndex]:
+    """The indexes the screen offers (core/indexes.py): held failures, statistics on created."""
+    return held_failures_index(backend), statistics_created_index(backend)
 
 
 def health_sql(backend: Backend) -> tuple[str, list[object]]:
-    """The activity (`activity_sql`) and the held-failures index's state in one statement (the
-    index state rides on the 'server' row): neither needs a lock on a queue table."""
+    """The activity (`activity_sql`), whether the server is a standby and the suggested
+    indexes' states in one statement (riding on the 'server' row): none needs a lock on a
+    queue table."""
     settings = backend.installation.settings
+    held, statistics = suggested_indexes(backend)
     args: list[object] = [
         _table_names(backend),
         settings.db_schema or "",
         LONG_TRANSACTION,
         settings.channel,
-        held_index_name(backend),
+        held.table,
+        held.name,
+        statistics.table,
+        statistics.name,
     ]
-    held = held_index_state_sql(5, 2)
+    held_state = index_state_sql(5, 6, 2)
+    statistics_state = index_state_sql(7, 8, 2)
     sql = (
-        f"SELECT a.*, s.held_index FROM ({activity_sql(backend)}) AS a\n"
-        f"LEFT JOIN (SELECT (SELECT json_agg(h) FROM ({held}) AS h)::text AS held_index) AS s\n"
-        "    ON a.kind = 'server'"
+        f"SELECT a.*, s.* FROM ({activity_sql(backend)}) AS a\n"
+        "LEFT JOIN (SELECT pg_is_in_recovery() AS standby,\n"
+        f"    (SELECT json_agg(h) FROM ({held_state}) AS h)::text AS held_index,\n"
+        f"    (SELECT json_agg(h) FROM ({statistics_state}) AS h)::text AS statistics_index\n"
+        ") AS s ON a.kind = 'server'"
     )
     return sql, args
 
@@ -310,10 +321,12 @@ async def fetch_health(
     sql, args = health_sql(backend)
     args[2] = long_transaction
     sized_sql, sized_args, with_catalog = sizes_and_catalog_sql(backend)
+    held, statistics = suggested_indexes(backend)
     reads: list[Awaitable[Any]] = [
         backend.read(sql, *args),
         backend.read_heavy(sized_sql, *sized_args),
-        backend.read("EXPLAIN " + held_count_sql(backend)),
+        backend.read("EXPLAIN " + held.explained),
+        backend.read("EXPLAIN " + statistics.explained),
     ]
     if not with_catalog:
         reads.append(fetch_schema_status(backend))
@@ -332,7 +345,7 @@ async def fetch_health(
     # a queue table, which costs the server nothing, and counting their statement timeout
     # would slow this screen to one read every 100 s exactly while a lock stalls the queue.
     cost = max(ended, default=loop.time()) - started
-    rows, sized, plan = results[0], results[1], results[2]
+    rows, sized, plan, statistics_plan = results[0], results[1], results[2], results[3]
     if isinstance(rows, BaseException):
         raise rows
     sizes: dict[str, int] = {}
@@ -343,16 +356,23 @@ async def fetch_health(
         sizes = {str(r["name"]): int(r["bytes"]) for r in json.loads(sized[0]["sizes"])}
     schema: SchemaStatus
     if not with_catalog:
-        assert isinstance(results[3], SchemaStatus)
-        schema = results[3]
+        assert isinstance(results[4], SchemaStatus)
+        schema = results[4]
     elif isinstance(sized, BaseException):
         schema = SchemaStatus(False, (), (), version("pgqueuer"), error_line(sized, limit=200))
     else:
         schema = _schema_from(sized[0], settings)
     server = next(row for row in rows if row["kind"] == "server")
-    held_index: HeldIndex | None = None
-    if not isinstance(plan, BaseException):  # else unknown: the rest of the screen still matters
-        held_index = _held_index(backend, json.loads(server["held_index"] or "[]"), plan)
+    # An EXPLAIN that failed (it waits for a lock on its table): that index's state unknown,
+    # the rest of the screen still matters.
+    held_index: IndexState | None = None
+    if not isinstance(plan, BaseException):
+        held_index = index_state(held, json.loads(server["held_index"] or "[]"), plan)
+    statistics_index: IndexState | None = None
+    if not isinstance(statistics_plan, BaseException):
+        statistics_index = index_state(
+            statistics, json.loads(server["statistics_index"] or "[]"), statistics_plan
+        )
     tables: list[TableHealth] = []
     long: list[Session] = []
     locks: list[Session] = []
@@ -398,6 +418,8 @@ async def fetch_health(
         notify_queue_usage=usage,
         schema=schema,
         held_index=held_index,
+        statistics_index=statistics_index,
+        standby=bool(server["standby"]),
         read_cost_s=cost,
     )
 
@@ -484,166 +506,3 @@ class SchemaAction(Action):
 
     def predicate_description(self) -> str:
         return "the PgQueuer schema"
-
-
-# -- the index PgQueuer does not have: held failures ----------------------------------------------
-
-# PgQueuer indexes queued and picked rows (partial indexes) but not held failures
-# (status = 'failed'): counting them, or a `status:failed` page when they are rare and old, reads
-# the whole queue table. The Database screen offers this index as a guarded action.
-
-
-def held_index_sql(backend: Backend) -> str:
-    names = backend.installation.settings.qualified
-    index = held_index_name(backend)  # CREATE INDEX puts it in the table's schema
-    return (
-        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {index} "
-        f"ON {names.queue_table} (entrypoint, id) WHERE status = 'failed'"
-    )
-
-
-def held_count_sql(backend: Backend) -> str:
-    """The statement whose plan is shown: held failures per entrypoint (the overview's count)."""
-    queue = backend.installation.settings.qualified.queue_table
-    return f"SELECT entrypoint, count(*) FROM {queue} WHERE status = 'failed' GROUP BY entrypoint"
-
-
-@dataclass(frozen=True)
-class HeldIndex:
-    name: str
-    exists: bool
-    valid: bool  # False: a CREATE INDEX CONCURRENTLY that failed left it INVALID (unused)
-    plan: tuple[str, ...]  # EXPLAIN of `held_count_sql` as it runs now
-    building: str | None = None  # a build in progress: its phase and how far
-
-    @property
-    def usable(self) -> bool:
-        return self.exists and self.valid
-
-
-async def fetch_held_index(backend: Backend) -> HeldIndex:
-    """The index's state (a build's progress with it) and the plan: two statements at once."""
-    schema = backend.installation.settings.db_schema or ""
-    rows, plan = await asyncio.gather(
-        backend.read(held_index_state_sql(1, 2), held_index_name(backend), schema),
-        backend.read("EXPLAIN " + held_count_sql(backend)),
-    )
-    return _held_index(backend, rows, plan)
-
-
-def _held_index(
-    backend: Backend, rows: list[dict[str, Any]], plan: list[dict[str, Any]]
-) -> HeldIndex:
-    """`HeldIndex` from `held_index_state_sql`'s rows and the EXPLAIN's."""
-    building = None
-    if rows and not rows[0]["valid"] and rows[0]["phase"] is not None:
-        p = rows[0]
-        total = int(p["blocks_total"] or 0)
-        done = f", {100 * int(p['blocks_done'] or 0) // total}% of blocks" if total else ""
-        building = f"{p['phase']}{done}"
-    return HeldIndex(
-        name=held_index_name(backend),
-        exists=bool(rows),
-        valid=bool(rows and rows[0]["valid"]),
-        plan=tuple(str(next(iter(r.values()))) for r in plan),
-        building=building,
-    )
-
-
-# Index builds started by HeldIndexAction, by index name (they outlive the dialog).
-HELD_INDEX_BUILDS: dict[str, asyncio.Task[None]] = {}
-
-
-async def _build_held_index(backend: Backend, statements: tuple[str, ...]) -> None:
-    connection = await backend.new_connection()
-    try:
-        driver = backend.new_driver(connection)
-        await driver.execute("SET statement_timeout = 0")  # minutes on millions of rows
-        for statement in statements:
-            await driver.execute(statement)
-        forget_held_index(backend)  # `status:failed` pages read exactly from now on
-    except Exception as exc:
-        log.warning("building the held-failures index failed: %s", exc)
-        raise
-    finally:
-        close = getattr(connection, "close", None)
-        if close is not None:
-            await close()
-
-
-@dataclass
-class HeldIndexAction(Action):
-    """`CREATE INDEX CONCURRENTLY` on held failures, previewed with the plan it changes.
-
-    CONCURRENTLY cannot run in a transaction, so it runs on a connection of its own (without
-    the console's statement timeout: on 10M rows it takes minutes), started by `apply`; the
-    framework's transaction carries the audit announcement. An INVALID index left by a failed
-    attempt is dropped (concurrently) first. The plan after is what the Database screen shows.
-    """
-
-    backend: Backend | None = None
-    before: HeldIndex | None = None
-
-    def __post_init__(self) -> None:
-        self.name, self.title, self.verb = (
-            "held-index",
-            "Index held failures (status = 'failed')",
-            "create index",
-        )
-
-    def statements(self, backend: Backend) -> tuple[str, ...]:
-        drop = f"DROP INDEX CONCURRENTLY IF EXISTS {held_index_name(backend)}"
-        create = held_index_sql(backend)
-        if self.before is not None and self.before.exists and not self.before.valid:
-            return (drop, create)
-        return (create,)
-
-    async def preview(self, backend: Backend) -> ActionPreview:
-        self.backend = backend
-        self.before = await fetch_held_index(backend)
-        statements = () if self.before.usable else self.statements(backend)
-        notes = [
-            "CONCURRENTLY: PgQueuer's workers keep writing; it reads the whole queue table "
-            "(minutes on millions of rows) and runs without the console's statement timeout.",
-            "Each hold and requeue then also updates this small index.",
-        ]
-        if self.before.usable:
-            notes.insert(0, f"{self.before.name} exists already: nothing to do")
-        elif self.before.exists:
-            notes.insert(0, f"{self.before.name} is INVALID (a failed build): dropped first")
-        return ActionPreview(
-            action=self.name,
-            title=self.title,
-            verb=self.verb,
-            count=len(statements) and 1,
-            matching=len(statements) and 1,
-            ids=(),
-            columns=(f"plan now of: {held_count_sql(backend)}",),
-            sample=tuple((line,) for line in self.before.plan[:8]),
-            statement=";\n".join(statements),
-            predicate=f"{backend.installation.label}: index {self.before.name}",
-            notes=tuple(notes),
-            noun="index",
-        )
-
-    async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
-        """Start the build and return: CONCURRENTLY waits for every transaction older than
-        it, this action's own (which carries the audit) included, so it cannot finish inside
-        it. The build goes on aside on its own connection; the Database screen shows its
-        progress, then the plan after. If the console quits first, the build is cancelled and
-        leaves an INVALID index, which this action drops the next time."""
-        assert self.backend is not None
-        backend = self.backend
-        key = held_index_name(backend)
-        running = HELD_INDEX_BUILDS.get(key)
-        if running is not None and not running.done():
-            from pgq_console.core.errors import ConsoleError
-
-            raise ConsoleError(f"{key} is being built already")
-        HELD_INDEX_BUILDS[key] = asyncio.create_task(
-            _build_held_index(backend, self.statements(backend)), name=f"build {key}"
-        )
-        return (1,)
-
-    def predicate_description(self) -> str:
-        return f"index {held_index_name(self.backend) if self.backend else ''}"

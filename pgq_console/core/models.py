@@ -109,3 +109,6 @@ class RefreshStatus:
     # While the depths are not exact yet (a large queue before its first exact count): what
     # the numbers are (lower bounds) and how to get exact ones. None once they are exact.
     depth_note: str | None = None
+    # While the rates are read minutes apart because the statistics table has no index on
+    # created: how far apart, and the key that creates it. None otherwise.
+    windows_note: str | None = None

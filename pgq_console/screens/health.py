@@ -15,11 +15,12 @@ from textual.widgets import Static
 from pgq_console.core.health import (
     LONG_TRANSACTION,
     HealthSnapshot,
-    HeldIndexAction,
     SchemaAction,
     Session,
     fetch_health,
 )
+from pgq_console.core.index_cache import STATISTICS_LARGE_ROWS
+from pgq_console.core.indexes import HeldIndexAction, IndexState, StatisticsIndexAction
 from pgq_console.core.text import one_line, printable
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
@@ -65,6 +66,7 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         Binding("u", "upgrade", "Upgrade schema", id="database.upgrade"),
         Binding("i", "install", "Install schema", show=False, id="database.install"),
         Binding("f", "held_index", "Index held failures", id="database.held-index"),
+        Binding("s", "statistics_index", "Index statistics", id="database.statistics-index"),
     ]
     GLOSSARY = (
         ("Live / Dead", "live rows / dead row versions left by updates and deletes"),
@@ -75,11 +77,15 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
             "held failures",
             "index on status = 'failed' (f creates it, CONCURRENTLY); plan of the count",
         ),
+        (
+            "statistics",
+            "index on the statistics table's created (s creates it): the overview's hour reads",
+        ),
         ("Xact age", "how long that transaction has been open: it holds back vacuum"),
         ("Waiting on / blocked by", "the lock it waits for, or the session blocking it"),
         ("→ N more", "columns left out for width: → and ← page through them"),
     )
-    WRITE_ACTIONS = frozenset({"upgrade", "install", "held_index"})
+    WRITE_ACTIONS = frozenset({"upgrade", "install", "held_index", "statistics_index"})
 
     async def fetch(self) -> HealthSnapshot:
         return await fetch_health(self.backend)
@@ -92,6 +98,7 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
             yield Static(id="health-schema")
             yield Static(id="health-notify")
             yield Static(id="health-held-index")
+            yield Static(id="health-statistics-index")
             yield LiveTable(TABLE_COLUMNS, id="health-tables")
             yield Static(id="health-sessions-title")
             yield LiveTable(SESSION_COLUMNS, id="health-sessions")
@@ -125,6 +132,9 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
             notify.append(" — a listener is not consuming (stuck in a transaction?)", style=bad)
         self.query_one("#health-notify", Static).update(notify)
         self.query_one("#health-held-index", Static).update(self._held_index_line(data, bad, ok))
+        self.query_one("#health-statistics-index", Static).update(
+            self._statistics_index_line(data, bad, ok)
+        )
 
         rows = {}
         for table in data.tables:
@@ -177,27 +187,76 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         )
         self.query_one("#health-listeners", Static).update(listeners)
 
+    def _offers_indexes(self, data: HealthSnapshot) -> bool:
+        return not (self.backend.read_only or data.standby)
+
     def _held_index_line(self, data: HealthSnapshot, bad: str, ok: str) -> Text:
         """Whether held failures have an index, and the plan of their count as it runs now."""
-        line = Text(" held failures: ")
-        index = data.held_index
+        return self._index_line(
+            Text(" held failures: "),
+            data.held_index,
+            bad,
+            ok,
+            missing=(
+                "counts and status:failed pages read the table",
+                "no index (PgQueuer has none)",
+                True,
+            ),
+            hint="  (f: review and create)" if self._offers_indexes(data) else "",
+        )
+
+    def _statistics_index_line(self, data: HealthSnapshot, bad: str, ok: str) -> Text:
+        """Whether the statistics table has an index on created, how large it is (nothing
+        prunes it), and the plan of the overview's hour read as it runs now."""
+        index = data.statistics_index
+        rows = index.table_rows if index is not None else None
+        if rows is None:  # never analyzed: the statistics collector's count
+            table = self.backend.installation.settings.statistics_table
+            rows = next((t.live_tuples for t in data.tables if t.name == table), 0)
+        large = rows >= STATISTICS_LARGE_ROWS
+        return self._index_line(
+            Text(" statistics: "),
+            index,
+            bad,
+            ok,
+            missing=(
+                "the overview's hour reads scan it all" if large else "not needed while small",
+                f"~{fmt.count(rows)} rows, no index on created",
+                large,
+            ),
+            hint="  (s: review and create)" if large and self._offers_indexes(data) else "",
+        )
+
+    def _index_line(
+        self,
+        line: Text,
+        index: IndexState | None,
+        bad: str,
+        ok: str,
+        *,
+        missing: tuple[str, str, bool],
+        hint: str,
+    ) -> Text:
+        """A suggested index's state, and the top of its statement's plan as it runs now.
+        `missing`: what reads without it, how to say it is missing, whether that is a problem."""
+        muted = self.app.theme_variables.get("muted", "")
         if index is None:
             line.append("index state unknown", style=bad)
             return line
+        why, absent, problem = missing
         if index.usable:
             line.append(f"indexed ({printable(index.name)})", style=ok)
         elif index.building is not None:
             line.append(f"building {printable(index.name)}: {printable(index.building)}")
+        elif index.exists:
+            line.append(f"INVALID index: {why}", style=bad)
+            line.append(hint)
         else:
-            state = "INVALID index" if index.exists else "no index (PgQueuer has none)"
-            line.append(f"{state}: counts and status:failed pages read the table", style=bad)
-            if not self.backend.read_only:
-                line.append("  (f: review and create)")
+            line.append(f"{absent}: {why}", style=bad if problem else muted)
+            line.append(hint)
         # The plan's top node without its cost estimates (they move with every ANALYZE).
         plan = re.sub(r"\s*\(cost=[^)]*\)", "", index.plan[0]).strip() if index.plan else "?"
-        line.append(
-            f"   plan: {printable(plan, limit=80)}", style=self.app.theme_variables.get("muted", "")
-        )
+        line.append(f"   plan: {printable(plan, limit=80)}", style=muted)
         return line
 
     def _session_cells(
@@ -221,6 +280,9 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
 
     def action_held_index(self) -> None:
         self.confirm_action(HeldIndexAction())
+
+    def action_statistics_index(self) -> None:
+        self.confirm_action(StatisticsIndexAction())
 
 
 def _pids(session: Session) -> str:

@@ -359,6 +359,7 @@ class OverviewScreen(QuietResume):
             status.live_problem,
             status.error,
             status.depth_note,
+            status.windows_note,
             status.replica,
             status.replica_in_use,
             status.interval_s,

@@ -233,6 +233,8 @@ class LiveLine(QuietStatic):
         fields.append(Text(f"console db time {self._db_cost * 100:.1f}%", style=muted))
         if status.depth_note is not None:
             fields.append(Text(status.depth_note, style="bold"))
+        if status.windows_note is not None:
+            fields.append(Text(status.windows_note, style="bold"))
         if status.replica is not None:
             fields.append(Text(status.replica, style=muted if status.replica_in_use else "bold"))
         state = (status.paused, status.polling_reason, status.live_problem, status.listening)

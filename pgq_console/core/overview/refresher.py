@@ -360,6 +360,7 @@ class Refresher:
                 replica=replica.status.describe() if replica else None,
                 replica_in_use=bool(replica and replica.status.in_use),
                 depth_note=self.tiers.depth_note(),
+                windows_note=self.tiers.windows_note(),
             )
         )
 

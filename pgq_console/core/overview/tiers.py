@@ -32,6 +32,12 @@ from pgq_console.core.depth import (
     Split,
     TrackedDepth,
 )
+from pgq_console.core.index_cache import (
+    STATISTICS_LARGE_ROWS,
+    index_presence,
+    known,
+    statistics_index_name,
+)
 from pgq_console.core.models import Durations, EntrypointRow
 from pgq_console.core.overview.pacing import (
     DEFERRED_SHARE,
@@ -54,6 +60,10 @@ RESYNC_RETRY_S = 60.0
 # Counting directly, picked jobs and held failures (UPDATEs: no NOTIFY, and a scan of the whole
 # table for held ones) are read at most this often, or less as their cost asks.
 PICKED_HELD_EVERY_S = 1.0
+# Rates read this far apart or further (a windows read of 0.12 s and more at the default budget)
+# are worth a word on screen when the statistics table is large and has no index on created: its
+# hour read then scans the table's whole history, which nothing prunes (core/indexes.py).
+SLOW_WINDOWS_S = 30.0
 
 
 class OverviewTiers:
@@ -85,6 +95,7 @@ class OverviewTiers:
         self._windows_due = 0.0
         # The last windows readings' seconds in the database (`windows_gap`).
         self._windows_readings: deque[float] = deque(maxlen=WINDOWS_WARM_READINGS)
+        self._windows_note: str | None = None  # `windows_note`
         self._durations_due = 0.0
         self._deferred_due = 0.0
         self._deferred_last = 0.0
@@ -389,10 +400,30 @@ class OverviewTiers:
         if reading.server_s is not None:
             spent = min(spent, reading.server_s)
         self._windows_readings.append(spent)
-        self._windows_due = windows_started + windows_gap(
-            self._windows_readings, self._interval_s(), self.pacer.budget
-        )
+        gap = windows_gap(self._windows_readings, self._interval_s(), self.pacer.budget)
+        self._windows_due = windows_started + gap
+        self._windows_note = await self._slow_windows_note(gap, spent)
         return spent
+
+    async def _slow_windows_note(self, gap: float, spent: float) -> str | None:
+        """Why the rates are read so far apart, when it is the statistics table's missing
+        index on created (a catalog read, kept a minute: `index_cache`), else None."""
+        if gap < SLOW_WINDOWS_S:
+            return None
+        table = self.backend.installation.settings.statistics_table
+        try:
+            state = await index_presence(self.backend, table, statistics_index_name(self.backend))
+        except Exception as exc:  # the rates are read all the same; the note can wait
+            log.debug("reading whether the statistics table is indexed failed: %s", exc)
+            return self._windows_note
+        if state.usable or (state.table_rows or 0) < STATISTICS_LARGE_ROWS:
+            return None  # a busy last hour costs what it costs: the index would not help
+        from pgq_console.core.why import span
+
+        return (
+            f"rates every {span(gap)}: a read takes {spent:.1f}s, statistics table not "
+            "indexed on created (6, then s)"
+        )
 
     # -- what the screen shows -----------------------------------------------------------------
 
@@ -417,6 +448,12 @@ class OverviewTiers:
         elif tracked.capped:
             parts.append(f"deferred counted up to {DEFERRED_CAP:,}")
         return "; ".join(parts) + " (r: count exactly now)"
+
+    def windows_note(self) -> str | None:
+        """Why the rates are slow to follow, when the screen can say what to do about it (not
+        once the index is built: `forget_index` left its state unknown, or it is known usable)."""
+        state = known(self.backend, statistics_index_name(self.backend))
+        return self._windows_note if state is not None and not state[1].usable else None
 
     def _with_counts(self, windows: dict[str, Windows]) -> dict[str, Windows]:
         """Picked and held jobs come from the depth tracker (no scan of the queue table)."""
