@@ -132,3 +132,12 @@ async def send_email(job: Job) -> None:
     import time
 
     time.sleep(3)  # noqa: ASYNC251 - the very mistake under test
+
+
+# An async handler that runs until the test opens its entrypoint's gate (set by the test, on
+# its own event loop).
+GATES: dict[str, asyncio.Event] = {}
+
+
+async def gated_handler(job: Job) -> None:
+    await GATES[job.entrypoint].wait()

@@ -138,20 +138,26 @@ class Traffic:
 
 
 async def account(dsn: str, ids: set[int]) -> dict[str, set[int]]:
-    """Where every job is: completed (logged successful), queued, picked or held."""
+    """Where every job is: completed (logged successful), queued, picked or held.
+
+    The log and the queue are read in one snapshot: PgQueuer records a job's outcome by
+    deleting its queue row and writing its log row in one statement, so two reads one after
+    the other miss a job recorded between them (neither picked nor logged: "lost")."""
     connection = await asyncpg.connect(dsn)
     try:
-        done = {
-            int(r["job_id"])
-            for r in await connection.fetch(
-                "SELECT DISTINCT job_id FROM pgqueuer_log"
-                " WHERE status = 'successful' AND job_id = ANY($1::bigint[])",
+        async with connection.transaction(isolation="repeatable_read", readonly=True):
+            done = {
+                int(r["job_id"])
+                for r in await connection.fetch(
+                    "SELECT DISTINCT job_id FROM pgqueuer_log"
+                    " WHERE status = 'successful' AND job_id = ANY($1::bigint[])",
+                    list(ids),
+                )
+            }
+            live = await connection.fetch(
+                "SELECT id, status::text AS s FROM pgqueuer WHERE id = ANY($1::bigint[])",
                 list(ids),
             )
-        }
-        live = await connection.fetch(
-            "SELECT id, status::text AS s FROM pgqueuer WHERE id = ANY($1::bigint[])", list(ids)
-        )
     finally:
         await connection.close()
     where: dict[str, set[int]] = {

@@ -44,6 +44,9 @@ from pgq_console.core.text import printable_line
 # How long a shutdown waits for PgQueuer to record the jobs it hands back (one UPDATE each on
 # the consumer's own connection) before it gives up: those stay `picked` for stale reclaim.
 RELEASE_WITHIN_S = 5.0
+# How long an ending consumer tries to hand back jobs whose outcome was not recorded.
+HAND_BACK_WITHIN_S = 5.0
+LISTED_IDS = 20  # job ids named in one log line (the audit record has them all)
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,8 @@ class ConsumerSupervisor:
             manager.shutdown = run_stop
             await self._run_manager(consumer, manager, queries, handler, options, started)
         except Exception as exc:
+            if consumer.shutdown.is_set():  # ending, not reconnecting
+                await self._hand_back_unrecorded(consumer, backend, connection)
             # A connection killed mid-query can surface as any client error (asyncpg:
             # "another operation is in progress"): a closed connection says what it was.
             if lost or _connection_gone(connection):
@@ -258,12 +263,67 @@ class ConsumerSupervisor:
                     f"the connection to the database was lost: {printable_line(exc)}"
                 ) from exc
             raise
+        else:
+            if consumer.shutdown.is_set():
+                await self._hand_back_unrecorded(consumer, backend, connection)
         finally:
             relay.cancel()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), 5)
         if lost and not consumer.shutdown.is_set():
             raise ConnectionError(lost[0])
+
+    async def _hand_back_unrecorded(
+        self, consumer: Consumer, backend: Any, connection: Any
+    ) -> None:
+        """The consumer ends: put back in the queue the jobs its managers still hold `picked`.
+
+        Their handlers have all returned (PgQueuer's run waits for them), so these are outcomes
+        PgQueuer never recorded: its last flush failed (the connection died while stopping)
+        and it drops what it could not write after five tries, leaving the job `picked` by a
+        manager that is gone, and nothing in this consumer's log."""
+        managers = set(consumer.lost_managers)
+        if consumer.queue_manager is not None:
+            managers.add(consumer.queue_manager.queue_manager_id)
+        if not managers:
+            return
+        fresh: Any = None
+        try:
+            if _connection_gone(connection):
+                fresh = await asyncio.wait_for(
+                    _open_consumer_connection(backend), HAND_BACK_WITHIN_S
+                )
+            queries = backend.installation.queries(backend.new_driver(fresh or connection))
+            reclaimed = await asyncio.wait_for(
+                _reclaim_picked_by(queries, sorted(managers, key=str)), HAND_BACK_WITHIN_S
+            )
+        except Exception as exc:
+            consumer.log(
+                "jobs whose outcome was not recorded could not be put back in the queue "
+                f"({printable_line(exc) or type(exc).__name__}): they stay picked until "
+                "PgQueuer re-runs them (stale heartbeat)"
+            )
+            return
+        finally:
+            if fresh is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(fresh.close(), 5)
+        consumer.lost_managers.clear()
+        if not reclaimed:
+            return
+        listed = ", ".join(str(job_id) for job_id in reclaimed[:LISTED_IDS])
+        if len(reclaimed) > LISTED_IDS:
+            listed += ", ..."
+        consumer.log(
+            f"{len(reclaimed)} job(s) whose outcome was not recorded put back in the queue: "
+            f"{listed} (PgQueuer could not record how they ended: they run again)"
+        )
+        consumer.audit(
+            f"consumer ending: {len(reclaimed)} job(s) whose outcome was not recorded put back "
+            "in the queue",
+            count=len(reclaimed),
+            job_ids=reclaimed,
+        )
 
     async def _run_manager(
         self,
