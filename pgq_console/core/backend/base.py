@@ -104,6 +104,10 @@ class Backend(ABC):
         # The overview's first snapshot is read before the pulse's and the hidden screens'
         # first reads take the connections (core/first_reading.py).
         self.first_reading = FirstReading()
+        # Resets of connections that gave no answer (`read`), and the last one's reason: reads
+        # beside the hung one fail on the reset and say that reason, not "connection closed".
+        self._hang_resets = 0
+        self._hang_reason = ""
 
     @property
     def capabilities(self) -> Capabilities:
@@ -167,10 +171,13 @@ class Backend(ABC):
         sets it, or alone where the session has it already (`one_statement_reads`).
 
         A dead connection is replaced first; no answer within the statement timeout plus
-        `CLIENT_GRACE_S` raises DatabaseTimeout and resets the connection that hung.
+        `CLIENT_GRACE_S` raises DatabaseTimeout and resets the connection that hung; reads
+        that fail on that reset (beside it, or waiting their turn on one connection) raise
+        DatabaseTimeout too, saying so.
         """
         await self.ensure_connected()
         deadline = self.read_timeout.total_seconds() + CLIENT_GRACE_S
+        resets = self._hang_resets
         task = asyncio.ensure_future(self._read(sql, *args))
         try:
             done, _ = await asyncio.wait({task}, timeout=deadline)
@@ -181,7 +188,15 @@ class Backend(ABC):
             exc = task.exception()
             if exc is not None and self.errors.session_broken(exc):
                 await self.discard_connections()
+            if exc is not None and self._hang_resets != resets and self.errors.connection_lost(exc):
+                # Reset under this read (or while it waited its turn on one connection)
+                # because another read got no answer: that is what happened, not "connection
+                # is closed" (the overview said so when a windows read hung before its depth).
+                raise DatabaseTimeout(f"{self._hang_reason}; the connection was reset") from exc
             return task.result()
+        # Counted before the reset: the reads beside this one may fail on it at once.
+        self._hang_resets += 1
+        self._hang_reason = f"{self.label} did not answer within {deadline:g}s"
         reset = await self._abort_in_flight()
         task.cancel()
         with contextlib.suppress(BaseException):
