@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pgq_console.core.overview.pacing import DEPTH_SHARE, MAX_DEPTH_GAP_S, MIN_EVENT_GAP_S, Pacer
 
 BUDGET = 0.04
@@ -79,3 +81,17 @@ def test_a_read_that_costs_more_the_longer_it_waits_does_not_run_away() -> None:
         now += cost + gap
     assert max(gaps) <= MAX_DEPTH_GAP_S
     assert gaps[-1] == MAX_DEPTH_GAP_S  # still paced: stretched as far as it may go
+
+
+def test_the_windows_first_readings_do_not_hold_the_rates_back() -> None:
+    """A cold first reading of 40 ms at 2 % (the windows' fifth of it) asked 10 s before the
+    next: the demo's rates read 0/s that long. Until three readings, at most 2 s past the
+    interval; then the cheapest recent reading paces them, as far as it asks."""
+    from pgq_console.core.overview.pacing import windows_gap
+
+    assert windows_gap([], 2.0, 0.02) == 2.0
+    assert windows_gap([0.04], 2.0, 0.02) == pytest.approx(4.0)
+    assert windows_gap([0.04, 0.001], 2.0, 0.02) == pytest.approx(2.0)
+    assert windows_gap([0.04, 0.03, 0.02], 2.0, 0.02) == pytest.approx(5.0)
+    assert windows_gap([0.001, 0.001, 0.001], 2.0, 0.02) == 2.0
+    assert windows_gap([0.5, 0.6, 0.4], 2.0, 0.02) == pytest.approx(100.0)

@@ -95,11 +95,12 @@ class Pacer:
 
 def windows_gap(readings: Sequence[float], interval_s: float, budget: float) -> float:
     """Seconds from the start of a windows reading to the next: the refresh interval, or longer
-    as the last of `readings` (seconds in the database) asks of the windows' slice of `budget`.
-    (Capping the first readings' gap, `WINDOWS_COLD_GAP_S`, brought the rates sooner but had
-    windows reads in flight when a backend hung, and the overview said "connection lost"
-    instead of "did not answer": left out until that is understood.)"""
+    as the cheapest of the recent `readings` (seconds in the database) asks of the windows'
+    slice of `budget`; at most `WINDOWS_COLD_GAP_S` longer than the interval while fewer than
+    `WINDOWS_WARM_READINGS` readings were made."""
     if not readings:
         return interval_s
-    gap = max(interval_s, readings[-1] / (budget * WINDOWS_SHARE))
+    gap = max(interval_s, min(readings) / (budget * WINDOWS_SHARE))
+    if len(readings) < WINDOWS_WARM_READINGS:
+        gap = min(gap, interval_s + WINDOWS_COLD_GAP_S)
     return gap
