@@ -37,6 +37,30 @@ async def test_a_long_read_has_its_own_timeout_and_leaves_the_session_as_it_was(
         await backend.close()
 
 
+PARALLEL = "SELECT current_setting('max_parallel_workers_per_gather') AS w"
+
+
+@pytest.mark.parametrize("kind", [DriverKind.ASYNCPG_POOL, DriverKind.ASYNCPG, DriverKind.PSYCOPG])
+async def test_a_long_read_runs_without_parallel_workers_and_others_keep_the_setting(
+    fresh_database: str, kind: DriverKind
+) -> None:
+    """The exact count runs aside: its parallel workers (two more processes, as fast on two
+    cores) only took CPU from PgQueuer's workers and the console. Other reads and writes keep
+    the server's setting, and the session is left as it was."""
+    backend = await backend_for(fresh_database, kind)
+    try:
+        server_default = (await backend.read(PARALLEL))[0]["w"]
+        assert server_default != "0"  # PostgreSQL's default is 2: the test shows a change
+        long = await backend.read_long(PARALLEL, statement_timeout=timedelta(minutes=1))
+        assert long[0]["w"] == "0"
+        assert (await backend.read(PARALLEL))[0]["w"] == server_default  # transaction-local
+        async with backend.transaction() as tx:
+            rows = await tx.fetch(PARALLEL)
+        assert rows[0]["w"] == server_default
+    finally:
+        await backend.close()
+
+
 async def test_the_exact_depth_count_is_not_cut_by_the_statement_timeout(
     fresh_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
