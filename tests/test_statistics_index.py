@@ -5,10 +5,11 @@ action on the Database screen (key s), the hour read then uses it. Real PostgreS
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from textual.pilot import Pilot
 
 from pgq_console.core import actions, audit
 from pgq_console.core.backend import Backend, open_backend
@@ -28,6 +29,7 @@ from pgq_console.screens.action_confirm import ActionConfirmScreen
 from pgq_console.screens.health import HealthScreen
 from tests.helpers import notifications_of, wait_for
 from tests.screens_support import console, open_screen, run_sql, until
+from tests.test_held_index import _confirm
 
 HISTORY = 60_000  # old statistics rows: enough for the planner to prefer the index for an hour
 
@@ -229,14 +231,28 @@ async def test_read_only_screen_neither_offers_nor_opens_it(
         assert any("read-only" in message for message in sent), sent
 
 
-async def _confirm(pilot: Pilot[Any]) -> None:
-    app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
-    dialog = app.screen
-    await until(pilot, lambda: dialog.preview is not None, within=30)  # type: ignore[attr-defined]
-    assert dialog.preview.count == 1  # type: ignore[attr-defined]
-    await pilot.press("enter")
-    await until(pilot, lambda: isinstance(app.screen, HealthScreen), within=60)
+@contextlib.asynccontextmanager
+async def _starved_refresher(
+    backend: Backend,
+) -> AsyncIterator[tuple[Refresher, list[RefreshStatus]]]:
+    """A refresher whose budget is so small that any windows read stretches the rates."""
+    statuses: list[RefreshStatus] = []
+    refresher = Refresher(
+        backend,
+        SystemClock(),
+        on_snapshot=lambda _: None,
+        on_status=statuses.append,
+        interval_s=0.5,
+        budget=1e-6,
+    )
+    task = asyncio.create_task(refresher.run())
+    try:
+        yield refresher, statuses
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await backend.close()
 
 
 async def test_the_overview_says_slow_rates_are_the_missing_index(
@@ -249,17 +265,7 @@ async def test_the_overview_says_slow_rates_are_the_missing_index(
     monkeypatch.setattr("pgq_console.core.overview.tiers.STATISTICS_LARGE_ROWS", HISTORY // 2)
     await _history(fresh_database)
     backend = await _backend(fresh_database)
-    statuses: list[RefreshStatus] = []
-    refresher = Refresher(
-        backend,
-        SystemClock(),
-        on_snapshot=lambda _: None,
-        on_status=statuses.append,
-        interval_s=0.5,
-        budget=1e-6,
-    )
-    task = asyncio.create_task(refresher.run())
-    try:
+    async with _starved_refresher(backend) as (refresher, statuses):
         await wait_for(lambda: bool(statuses) and statuses[-1].windows_note is not None)
         note = statuses[-1].windows_note or ""
         assert note.startswith("rates every ") and "a read takes" in note
@@ -269,11 +275,6 @@ async def test_the_overview_says_slow_rates_are_the_missing_index(
         await INDEX_BUILDS["pgqueuer_statistics_created_idx"]
         seen = len(statuses)
         await wait_for(lambda: len(statuses) > seen and statuses[-1].windows_note is None)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await backend.close()
 
 
 async def test_slow_rates_over_a_small_statistics_table_are_not_blamed_on_it(
@@ -282,25 +283,10 @@ async def test_slow_rates_over_a_small_statistics_table_are_not_blamed_on_it(
     """A busy last hour costs what it costs: with little history the index would not help, so
     the overview does not send anyone to create it."""
     backend = await _backend(fresh_database)
-    statuses: list[RefreshStatus] = []
-    refresher = Refresher(
-        backend,
-        SystemClock(),
-        on_snapshot=lambda _: None,
-        on_status=statuses.append,
-        interval_s=0.5,
-        budget=1e-6,
-    )
-    task = asyncio.create_task(refresher.run())
-    try:
+    async with _starved_refresher(backend) as (refresher, statuses):
         await wait_for(lambda: len(statuses) >= 3 and statuses[-1].refreshes >= 2)
         assert refresher.tiers._windows_readings, "the windows were read"
         assert all(status.windows_note is None for status in statuses)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        await backend.close()
 
 
 async def test_the_overview_live_line_shows_the_note(
