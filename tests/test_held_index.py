@@ -50,7 +50,7 @@ async def test_previewed_with_the_plan_created_and_audited(fresh_database: str) 
         assert (await fetch_health(backend)).schema.pending == ()
         # With the index, nothing is left to do; the preview says so.
         again = await HeldIndexAction().preview(backend)
-        assert again.count == 0 and "exists already" in again.notes[0]
+        assert again.count == 0 and "exists already" in again.nothing_to_do
         with pytest.raises(Exception, match="nothing to do"):
             await actions.execute(backend, HeldIndexAction(), again)
     finally:

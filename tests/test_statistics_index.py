@@ -89,7 +89,13 @@ async def test_previewed_built_audited_and_the_hour_read_uses_it(fresh_database:
         assert health.statistics_index is not None and health.statistics_index.usable
         assert health.schema.pending == ()  # PgQueuer's upgrade does not want to drop it
         again = await StatisticsIndexAction().preview(backend)
-        assert again.count == 0 and "exists already" in again.notes[0]
+        assert again.count == 0
+        # One sentence says why there is nothing to do (not "No index matches" beside it).
+        assert again.nothing_to_do == (
+            "pgqueuer_statistics_created_idx exists already: nothing to do."
+        )
+        assert not any("exists already" in note for note in again.notes)
+        assert f"{preview.verb} {preview.counted()}" == "create 1 index"
     finally:
         await backend.close()
 
@@ -191,6 +197,12 @@ async def test_the_database_screen_says_so_and_creates_it(
         assert "(s: review and create)" in text
         assert "plan: Seq Scan on pgqueuer_statistics" in text
         await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        dialog = app.screen
+        await until(pilot, lambda: dialog.preview is not None, within=30)  # type: ignore[attr-defined]
+        statement = str(dialog.query_one("#confirm-statement").render())
+        assert "\nCREATE INDEX CONCURRENTLY" in statement, statement
+        assert str(dialog.query_one("#confirm-count").render()) == "create 1 index"
         await _confirm(pilot)
         screen.action_refresh_now()
         await until(pilot, lambda: "indexed (pgqueuer_statistics_created_idx)" in line(), within=30)

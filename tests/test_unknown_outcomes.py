@@ -185,7 +185,12 @@ async def test_confirm_dialog_says_the_outcome_is_unknown(fresh_database: str) -
             await pilot.press("c")
             await wait_until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
             modal = app.screen
-            await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+            try:
+                await wait_until(pilot, lambda: modal.preview is not None)  # type: ignore[attr-defined]
+            except AssertionError as exc:
+                said = modal.query_one("#confirm-error", Static).render()
+                count = modal.query_one("#confirm-count", Static).render()
+                raise AssertionError(f"no preview: {count!s} / {said!s}") from exc
             proxy.arm(after="DELETE FROM")
             await pilot.press("enter")
             await wait_until(

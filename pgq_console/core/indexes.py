@@ -254,9 +254,7 @@ class IndexAction(Action):
         before = self.before
         statements = () if before.usable else self.statements()
         notes = list(index.notes)
-        if before.usable:
-            notes.insert(0, f"{index.qualified_name} exists already: nothing to do")
-        elif before.exists:
+        if before.exists and not before.usable:
             notes.insert(0, f"{index.qualified_name} is INVALID (a failed build): dropped first")
         if before.table_rows is not None:
             notes.append(f"{index.table}: ~{before.table_rows:,} rows (the planner's estimate)")
@@ -273,6 +271,7 @@ class IndexAction(Action):
             predicate=f"{backend.installation.label}: index {index.qualified_name}",
             notes=tuple(notes),
             noun="index",
+            nothing=f"{index.qualified_name} exists already" if before.usable else None,
         )
 
     async def apply(self, tx: Tx, preview: ActionPreview) -> tuple[int, ...]:
@@ -301,7 +300,7 @@ class IndexAction(Action):
 class HeldIndexAction(IndexAction):
     def __post_init__(self) -> None:
         self.name, self.title = "held-index", "Index held failures (status = 'failed')"
-        self.verb = "create index"
+        self.verb = "create"
 
     def describe(self, backend: Backend) -> SuggestedIndex:
         return held_failures_index(backend)
@@ -311,7 +310,7 @@ class HeldIndexAction(IndexAction):
 class StatisticsIndexAction(IndexAction):
     def __post_init__(self) -> None:
         self.name, self.title = "statistics-index", "Index the statistics table on created"
-        self.verb = "create index"
+        self.verb = "create"
 
     def describe(self, backend: Backend) -> SuggestedIndex:
         return statistics_created_index(backend)
