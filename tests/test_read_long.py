@@ -50,7 +50,8 @@ async def test_a_long_read_runs_without_parallel_workers_and_others_keep_the_set
     backend = await backend_for(fresh_database, kind)
     try:
         server_default = (await backend.read(PARALLEL))[0]["w"]
-        assert server_default != "0"  # PostgreSQL's default is 2: the test shows a change
+        if server_default == "0":  # a PGQ_CONSOLE_TEST_DSN server set so: nothing to tell apart
+            pytest.skip("the server runs without parallel workers already")
         long = await backend.read_long(PARALLEL, statement_timeout=timedelta(minutes=1))
         assert long[0]["w"] == "0"
         assert (await backend.read(PARALLEL))[0]["w"] == server_default  # transaction-local
