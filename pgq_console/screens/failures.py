@@ -337,7 +337,10 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
         self.refresh_bindings()  # `c` (cancel) belongs to the groups table only
 
     def _groups_focused(self) -> bool:
-        return self.query_one(GroupTable).has_focus
+        # The footer asks (check_action) of a screen still being built ahead, or being torn
+        # down: no table yet is no focus, not a NoMatches out of the footer's recompose.
+        tables = self.query(GroupTable)
+        return bool(tables) and tables.first().has_focus
 
     def action_switch_table(self) -> None:
         if self._groups_focused():
