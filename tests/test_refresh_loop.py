@@ -439,3 +439,18 @@ async def test_a_paced_read_is_not_held_back_by_one_reading_that_waited() -> Non
     assert slow.slowed and slow.gap_s == pytest.approx(100.0) and not slow.due
     clock.seconds += 100.0
     assert slow.due
+
+
+async def test_a_request_made_while_a_read_is_under_way_is_read_at_once_after_it() -> None:
+    """`r` (or a write's own refresh) during a read: the rows read may predate it, so the next
+    read is at once, not one interval later; a read nobody asked for during it waits."""
+    clock = ManualClock()
+    loop = make_loop(clock)
+    await loop.wait_until_due()
+    loop.request_refresh()  # pressed while the first read is under way
+    loop.succeeded()
+    assert await loop.wait_until_due() is True
+    assert clock.waits == []  # no time passed
+    loop.succeeded()
+    assert await loop.wait_until_due() is False  # nothing asked for: the interval
+    assert clock.waits == [2.0]

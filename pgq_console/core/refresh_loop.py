@@ -192,7 +192,9 @@ class RefreshLoop:
         self.lost_since = None
         self.next_try_at = None
         self._ended = self.clock.monotonic()
-        self._due = self._ended + self.interval_s
+        # A read asked for while this one was under way (`r`, a write just made) may not be in
+        # what it read: it runs now, not one interval later.
+        self._due = self._fresh_until if self._requested else self._ended + self.interval_s
 
     def failed(self, *, lost: bool) -> float:
         """The round failed (`lost`: the connection, not the query): back off; the delay."""
