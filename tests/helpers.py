@@ -33,10 +33,53 @@ def _holds(predicate: Callable[[], bool]) -> tuple[bool, BaseException | None]:
         return False, exc
 
 
-def _timed_out(within: float, what: object, error: BaseException | None) -> AssertionError:
+def _timed_out(
+    within: float, what: object, error: BaseException | None, app: Any = None
+) -> AssertionError:
     last = f" (last check raised {error!r})" if error is not None else ""
     waited = within * LIVENESS_STRETCH
-    return AssertionError(f"timed out after {waited:g}s waiting for {what}{last}")
+    return AssertionError(
+        f"timed out after {waited:g}s waiting for {what}{last}\n{_state(app)}{_task_stacks()}"
+    )
+
+
+def _state(app: Any) -> str:
+    """What the app showed when a wait timed out: its screens and its last toasts."""
+    if app is None:
+        return ""
+    try:
+        toasts = [n.message for n in list(app._notifications)[-5:]]
+        return f"app: screen {app.screen!r}, stack {app.screen_stack!r}, toasts {toasts!r}\n"
+    except Exception as exc:  # a diagnostic: never the failure itself
+        return f"app: ({exc!r})\n"
+
+
+def _task_stacks(limit: int = 40) -> str:
+    """Where every task of the loop waits (its innermost frames): what a timed-out wait was
+    held up by, in a flake seen once in a full suite."""
+    lines: list[str] = []
+    for task in asyncio.all_tasks():
+        frames = []
+        awaiting: Any = task.get_coro()
+        while awaiting is not None:  # the await chain, outermost first
+            frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None)
+            if frame is not None:
+                frames.append(frame)
+            awaiting = getattr(awaiting, "cr_await", None) or getattr(
+                awaiting, "gi_yieldfrom", None
+            )
+        frames = frames or task.get_stack()
+        where = " <- ".join(
+            f"{f.f_code.co_filename.rsplit('/', 2)[-1]}:{f.f_lineno} {f.f_code.co_name}"
+            for f in reversed(frames[-5:])
+        )
+        if any(idle in where for idle in IDLE_TASK_FRAMES):
+            continue  # a widget's message pump or a timer, waiting as they always do
+        lines.append(f"  {task.get_name()}: {where}")
+    return "tasks (idle pumps and timers left out):\n" + "\n".join(lines[:limit])
+
+
+IDLE_TASK_FRAMES = ("_get_message <-", "_run_timer")
 
 
 # How often `wait_until` checks its condition: soon at first (most hold within a few frames),
@@ -64,7 +107,7 @@ async def wait_until(
         if held:
             return
         if loop.time() > deadline:
-            raise _timed_out(within, what or predicate, error)
+            raise _timed_out(within, what or predicate, error, pilot.app)
         await asyncio.sleep(step)
         step = min(step * POLL_GROWTH, POLL_MAX_S)
 
