@@ -18,7 +18,7 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import Provider
-from textual.events import Key, Unmount
+from textual.events import DescendantFocus, Key, Unmount
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
@@ -279,6 +279,14 @@ class KeyboardApp(App[None]):
 
     def end_switch(self) -> None:
         self._switching = False
+
+    @on(DescendantFocus)
+    def _steady_cursor(self, event: DescendantFocus) -> None:
+        # A blinking cursor repaints its field twice a second for as long as it has the focus:
+        # bytes over a thin SSH link for nothing, and screenshots that depend on when they
+        # were taken. A steady cursor shows the same.
+        if isinstance(event.widget, Input):
+            event.widget.cursor_blink = False
 
     @on(SwitchProfile)
     def _switch_profile_asked(self, message: SwitchProfile) -> None:

@@ -344,3 +344,16 @@ def test_palette_text_is_literal() -> None:
 
     for text in ("Connect to profile prod [PROD]", "a [b]c[/] d", "[@click=app.quit]x"):
         assert Content.from_markup(escape(text)).plain == text
+
+
+async def test_a_focused_field_keeps_a_steady_cursor(keys_dsn: str) -> None:
+    """No blinking cursor: it would repaint its field twice a second over the SSH link (and
+    make a screenshot depend on the moment it was taken)."""
+    from textual.widgets import Input
+
+    app = make(keys_dsn)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await ready(pilot)
+        await pilot.press("colon")
+        field = app.screen.query_one("#command-input", Input)
+        await wait_until(pilot, lambda: field.has_focus and not field.cursor_blink)
