@@ -2,7 +2,8 @@
 
 The table is fed from `app.consumers` (a `ConsumerSupervisor`, memory only: no database
 reads in handlers) every half second and reconciled by row key. The log pane shows the
-highlighted consumer's handler output and tracebacks as plain text, never markup.
+highlighted consumer's handler output and one line per failed job (its traceback is in the
+job's detail) as plain text, never markup.
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ class ConsumersScreen(Screen[None]):
         ),
         ("Done", "jobs whose handler returned; failed, retried and cancelled jobs are not done"),
         ("Jobs/s", "jobs finished per second (done, failed, retried or cancelled), recent seconds"),
-        ("Errors", "jobs whose handler raised (logged `exception`, held or deleted)"),
+        (
+            "Errors",
+            "jobs whose handler raised (logged `exception`, held or deleted): one line each "
+            "in the log, the traceback in the job's detail",
+        ),
         ("Running", "jobs its handlers run now (+N: picked, waiting for a thread)"),
         ("Uptime", "time since it started"),
         ("Entrypoints", "the entrypoints it picks jobs for"),
