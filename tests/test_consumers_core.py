@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import asyncpg
 import psycopg
 import pytest
-from pgqueuer.models import JobId
+from pgqueuer.models import Job, JobId
 
 from pgq_console.core.backend import Backend, PsycopgBackend
 from pgq_console.core.clock import SystemClock
@@ -203,9 +204,30 @@ async def test_builtin_failure_and_log_handlers(
     finally:
         await backend.close()
     counts = await log_counts(database_dsn, "always_fails")
-    assert len(counts["queue_failed"]) == 4  # held for requeue
+    held = sorted(counts["queue_failed"])
+    assert len(held) == 4  # held for requeue
+    # One line per failed job in the consumer's log: no traceback there (with the console's
+    # own wrapper frames in it, it read like a crash of the console).
     text = "\n".join(failing.lines)
-    assert "RuntimeError: simulated failure" in text and "Traceback" in text
+    assert "Traceback" not in text and "pgq_console" not in text, text
+    failed = sorted(line.split(" ", 1)[1] for line in failing.lines if " failed: " in line)
+    assert failed == sorted(
+        f"job {job_id} always_fails failed: RuntimeError: simulated failure of job {job_id}"
+        for job_id in held
+    ), text
+    # The traceback is where it belongs: the job's log row (the job's detail shows it).
+    connection = await asyncpg.connect(database_dsn)
+    try:
+        traces = await connection.fetch(
+            "SELECT job_id, traceback->>'traceback' AS trace FROM pgqueuer_log "
+            "WHERE entrypoint = 'always_fails' AND traceback IS NOT NULL"
+        )
+    finally:
+        await connection.close()
+    assert sorted(row["job_id"] for row in traces) == held
+    assert all(
+        "Traceback" in row["trace"] and "simulated failure" in row["trace"] for row in traces
+    )
     logged = "\n".join(logging_consumer.lines)
     assert "logged: logged-0" in logged and "logged: logged-1" in logged
 
@@ -695,3 +717,17 @@ async def test_a_handler_catching_its_interruption_does_not_change_its_jobs_fate
     released_counts = await log_counts(database_dsn, "catches_release")
     assert released_counts["queue_queued"] == {job_id: 1 for job_id in released_ids}
     assert "canceled" not in released_counts and "successful" not in released_counts
+
+
+def test_a_failed_job_is_one_printable_line() -> None:
+    """Whatever the exception says (markup, line breaks, control characters), the log gets one
+    plain line: job id, entrypoint, exception type and message."""
+    consumer = Consumer(1, spec(entrypoints="e"), SystemClock())
+    job = cast(Job, SimpleNamespace(id=7, entrypoint="reports"))
+    consumer.log_exception(job, ValueError("[bold red]boom[/]\nsecond line\x1b[2J"))
+    consumer.log_exception(job, KeyError())
+    *_, first, second = consumer.lines
+    assert first.split(" ", 1)[1] == (
+        "job 7 reports failed: ValueError: [bold red]boom[/] second line\\x1b[2J"
+    ), first
+    assert second.split(" ", 1)[1] == "job 7 reports failed: KeyError", second

@@ -20,6 +20,7 @@ from pgq_console.screens.consumer_form import ConsumerFormScreen
 from pgq_console.screens.consumers import ConsumersScreen
 from pgq_console.screens.enqueue_only import EnqueueOnlyScreen
 from pgq_console.screens.overview import OverviewScreen
+from pgq_console.widgets.footer import ConsoleFooter
 from pgq_console.widgets.live_table import LiveTable
 from tests.conftest import drop_database, make_database
 from tests.helpers import enqueue, notifications_of, truth, wait_until
@@ -61,6 +62,10 @@ async def to_consumers(pilot: Pilot[Any]) -> ConsumersScreen:
 def cell(screen: ConsumersScreen, consumer_id: int, column: str) -> str:
     table = screen.query_one("#consumers-table", LiveTable)
     return str(table.get_cell(str(consumer_id), column))
+
+
+def footer_text(footer: ConsoleFooter) -> str:
+    return " ".join(str(key.render()) for key in footer.query("*"))
 
 
 def log_text(screen: ConsumersScreen) -> str:
@@ -201,9 +206,19 @@ async def test_refused_in_read_only_mode(screen_dsn: str) -> None:
         screen = await to_consumers(pilot)
         banner = screen.query_one("#consumers-banner")
         assert banner.display and "read-only" in str(banner.render())
+        # `n` is not offered: not in the footer (nor help, `:`, the palette), not in the title.
+        assert not screen.check_action("new_consumer", ())
+        offered = {active.binding.action for active in screen.active_bindings.values()}
+        assert "new_consumer" not in offered and "stop" in offered, offered
+        footer = screen.query_one(ConsoleFooter)
+        await wait_until(pilot, lambda: "Stop (drain)" in footer_text(footer), what="footer")
+        assert "New consumer" not in footer_text(footer)
+        assert "n new" not in str(screen.query_one("#consumers-title", Static).render())
+        # Pressed anyway, it says why nothing opens (and keys after it are not held for a form).
         await pilot.press("n")
         await wait_until(pilot, lambda: any("read-only" in m for m in messages), what="refusal")
         assert isinstance(app.screen, ConsumersScreen)
+        assert screen.typed_for_form is None
 
 
 async def test_keys_typed_right_after_n_land_in_the_first_text_field(screen_dsn: str) -> None:

@@ -3,12 +3,15 @@ CONCURRENTLY as a guarded, audited action on the Database screen, the plan shown
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import Button, DataTable, Static
 
-from pgq_console.core import actions, audit
+from pgq_console.core import actions, audit, indexes
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import SystemClock
 from pgq_console.core.health import fetch_health
@@ -46,6 +49,11 @@ async def test_previewed_with_the_plan_created_and_audited(fresh_database: str) 
         assert after.usable and after.plan
         [record] = audit.read_records()
         assert record["action"] == "held-index" and record["reason"] == "10M rows"
+        # An index, not jobs: no ids (it used to say job_ids [1]), the index and its table.
+        assert record["job_ids"] == [] and record["schedule_ids"] == []
+        assert record["index"] == "pgqueuer_held_ep_id_idx" and record["table"] == "pgqueuer"
+        assert record["count"] == 1 and record["previewed"] == 1
+        assert result.ids == ()
         # PgQueuer's own upgrade plan does not want to drop it.
         assert (await fetch_health(backend)).schema.pending == ()
         # With the index, nothing is left to do; the preview says so.
@@ -106,3 +114,86 @@ async def _confirm(pilot: Pilot[Any]) -> None:
     assert dialog.preview.count == 1  # type: ignore[attr-defined]
     await pilot.press("enter")
     await until(pilot, lambda: isinstance(app.screen, HealthScreen), within=60)
+
+
+async def test_at_80x24_the_statement_and_the_plan_scroll_into_view(fresh_database: str) -> None:
+    """The dialog's preview scrolls (page keys, from the reason field that has the focus)
+    while Apply stays on screen: the plan and the CREATE INDEX statement are reachable. The
+    statement is labelled as what it is: no ids are bound to it."""
+    app = console(fresh_database, clock=SystemClock())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_screen(pilot, "6", HealthScreen)
+        await until(
+            pilot, lambda: "no index" in str(screen.query_one("#health-held-index").render())
+        )
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        dialog = app.screen
+        assert isinstance(dialog, ActionConfirmScreen)
+        await until(pilot, lambda: dialog.preview is not None, within=30)
+        statement = dialog.query_one("#confirm-statement", Static)
+        text = str(statement.render())
+        assert text.startswith("statement:\nCREATE INDEX CONCURRENTLY IF NOT EXISTS"), text
+        assert "$1" not in text and "previewed ids" not in text
+        apply = dialog.query_one("#confirm-apply", Button)
+
+        def shown(widget: Widget) -> bool:
+            """Whether `widget` is what the terminal shows at its own top-left and bottom-left
+            (not clipped away below the dialog, nor under another widget)."""
+            region = widget.region
+            return app.screen.region.contains_region(region) and all(
+                app.screen.get_widget_at(region.x, y)[0] is widget
+                for y in (region.y, region.bottom - 1)
+            )
+
+        assert shown(apply)
+        assert app.focused is dialog.query_one("#confirm-reason")
+        for _ in range(6):  # a page at a time, as far as the dialog is long
+            if shown(statement):
+                break
+            await pilot.press("pagedown")
+            await pilot.pause()
+        assert shown(statement), statement.region
+        assert shown(apply)  # still there, still where the operator expects it
+        # The plan rows scrolled past on the way: its table was reachable too.
+        plan = dialog.query_one("#confirm-sample", DataTable)
+        assert plan.row_count >= 2 and "Seq Scan on pgqueuer" in " ".join(
+            str(plan.get_row_at(i)[0]) for i in range(plan.row_count)
+        )
+        await pilot.press("pageup", "pageup", "pageup", "pageup", "pageup", "pageup")
+        await pilot.pause()
+        assert shown(dialog.query_one("#confirm-count", Static))  # back at the top
+
+
+async def test_the_line_says_indexed_when_the_build_ends_not_at_the_next_poll(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build goes on after the dialog closed; when it ends the screen reads again at once
+    (here: the screen polls once an hour, and the build waits until a read after the dialog
+    has shown the index missing)."""
+    monkeypatch.setattr(HealthScreen, "interval_s", 3600.0)
+    gate = asyncio.Event()
+    real_build = indexes._build
+
+    async def gated_build(*args: Any) -> None:
+        await gate.wait()
+        await real_build(*args)
+
+    monkeypatch.setattr(indexes, "_build", gated_build)
+    app = console(fresh_database, clock=SystemClock())
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await open_screen(pilot, "6", HealthScreen)
+
+        def line() -> str:
+            return " ".join(str(screen.query_one("#health-held-index").render()).split())
+
+        await until(pilot, lambda: "no index" in line())
+        polls = screen.poll_status.polls  # it does not poll while the dialog covers it
+        await pilot.press("f")
+        await _confirm(pilot)
+        await until(pilot, lambda: screen.poll_status.polls > polls)  # the read after the dialog
+        assert "no index" in line()  # the build has not ended
+        gate.set()
+        await until(pilot, lambda: "indexed (pgqueuer_held_ep_id_idx)" in line(), within=30)
+        build = INDEX_BUILDS["pgqueuer_held_ep_id_idx"]
+        assert build.done() and build.exception() is None

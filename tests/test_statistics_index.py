@@ -136,6 +136,9 @@ async def test_a_custom_installation_gets_its_own_index_in_its_schema(
         )
         await actions.execute(backend, action, preview)
         await INDEX_BUILDS["jobs.app_pgqueuer_statistics_created_idx"]
+        [record] = audit.read_records()
+        assert record["index"] == "jobs.app_pgqueuer_statistics_created_idx"
+        assert record["table"] == "jobs.app_pgqueuer_statistics" and record["job_ids"] == []
         assert (await fetch_statistics_index(backend)).usable
         rows = await run_sql(
             dsn,

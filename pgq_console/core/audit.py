@@ -74,6 +74,9 @@ class AuditRecord:
     entrypoint: str | None = None
     first_id: int | None = None
     last_id: int | None = None
+    # An index build (which changes no row): the index and its table, schema-qualified.
+    index: str | None = None
+    table: str | None = None
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     user: str = field(default_factory=_os_user)
     host: str = field(default_factory=socket.gethostname)
@@ -82,8 +85,9 @@ class AuditRecord:
         data = asdict(self)
         data["job_ids"] = list(self.job_ids)
         data["schedule_ids"] = list(self.schedule_ids)
-        if self.found is None:
-            del data["found"]
+        for optional in ("found", "index", "table"):  # absent from the records they don't concern
+            if data[optional] is None:
+                del data[optional]
         return json.dumps(data, ensure_ascii=False, sort_keys=True)
 
     def announcement(self) -> str:

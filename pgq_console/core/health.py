@@ -453,6 +453,7 @@ class SchemaAction(Action):
                 "Install the PgQueuer schema",
                 "install",
             )
+        self.changed_ids_are = ""  # statements, not rows: the audit records no ids
 
     async def preview(self, backend: Backend) -> ActionPreview:
         self.backend = backend
@@ -478,6 +479,7 @@ class SchemaAction(Action):
             columns=("statement",),
             sample=tuple((one_line(s, limit=120),) for s in statements[:5]),
             statement="\n\n".join(statements),
+            statement_label="statements",  # PgQueuer's own DDL: nothing is bound to it
             predicate=f"{backend.installation.label} ({len(statements)} statements)",
             notes=tuple(notes),
             noun="statement",

@@ -22,10 +22,11 @@ import logging
 import re
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from pgq_console.core.actions import Action, ActionPreview
+from pgq_console.core.audit import AuditRecord
 from pgq_console.core.index_cache import (
     forget_index,
     index_state_sql,
@@ -227,6 +228,11 @@ class IndexAction(Action):
     backend: Backend | None = None
     before: IndexState | None = None
     index: SuggestedIndex | None = None
+    build: asyncio.Task[None] | None = None  # started by `apply` (also in INDEX_BUILDS)
+
+    def __post_init__(self) -> None:
+        # An index, not rows: `apply` counts it, the audit names it (`audited`) without ids.
+        self.changed_ids_are = ""
 
     @abstractmethod
     def describe(self, backend: Backend) -> SuggestedIndex:
@@ -268,6 +274,7 @@ class IndexAction(Action):
             columns=(f"plan now of: {index.plan_of}",),
             sample=tuple((line,) for line in before.plan[:8]),
             statement=";\n".join(statements),
+            statement_label="statement",  # no placeholders: nothing is bound to it
             predicate=f"{backend.installation.label}: index {index.qualified_name}",
             notes=tuple(notes),
             noun="index",
@@ -287,10 +294,16 @@ class IndexAction(Action):
             from pgq_console.core.errors import ConsoleError
 
             raise ConsoleError(f"{key} is being built already")
-        INDEX_BUILDS[key] = asyncio.create_task(
+        self.build = INDEX_BUILDS[key] = asyncio.create_task(
             _build(self.backend, self.index, self.statements()), name=f"build {key}"
         )
-        return (1,)
+        return (1,)  # one index (not an id: see `changed_ids_are`)
+
+    def audited(self, record: AuditRecord) -> AuditRecord:
+        assert self.index is not None
+        index = self.index
+        table = f"{index.schema}.{index.table}" if index.schema else index.table
+        return replace(record, index=index.qualified_name, table=table)
 
     def predicate_description(self) -> str:
         return f"index {self.index.qualified_name if self.index else ''}"
@@ -299,6 +312,7 @@ class IndexAction(Action):
 @dataclass
 class HeldIndexAction(IndexAction):
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.name, self.title = "held-index", "Index held failures (status = 'failed')"
         self.verb = "create"
 
@@ -309,6 +323,7 @@ class HeldIndexAction(IndexAction):
 @dataclass
 class StatisticsIndexAction(IndexAction):
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.name, self.title = "statistics-index", "Index the statistics table on created"
         self.verb = "create"
 

@@ -34,7 +34,12 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
     """Preview → confirm (typed count above 100) → apply → dismiss(result)."""
 
     # "Back", not "Cancel": in a "Cancel jobs" dialog a "Cancel" button reads as the write.
-    BINDINGS = [Binding("escape", "dismiss_cancel", "Back", id="action-confirm.dismiss-cancel")]
+    BINDINGS = [
+        Binding("escape", "dismiss_cancel", "Back", id="action-confirm.dismiss-cancel"),
+        # From the reason field too: the preview above it scrolls (a plan, a long statement).
+        Binding("pagedown", "scroll_body(1)", "Scroll down", show=False, id="action-confirm.down"),
+        Binding("pageup", "scroll_body(-1)", "Scroll up", show=False, id="action-confirm.up"),
+    ]
 
     def __init__(self, backend: Backend, action: Action) -> None:
         super().__init__()
@@ -46,19 +51,23 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
             yield Label(Text(self.action.title), id="confirm-title")
-            yield Static(Text("Previewing…"), id="confirm-count")
-            yield Static(Text(""), id="confirm-predicate")
-            yield Static(Text(""), id="confirm-notes")
-            # Controls before the rows and the statement: on a small terminal they stay visible.
-            yield Input(placeholder="type the count to confirm", id="confirm-typed")
-            yield Input(placeholder="reason (optional, goes to the audit log)", id="confirm-reason")
-            yield Static(Text(""), id="confirm-error")
-            with Horizontal(id="confirm-buttons"):
-                yield Button("Apply", id="confirm-apply", variant="error", disabled=True)
-                yield Button("Back", id="confirm-cancel", tooltip="close, change nothing")
-            yield DataTable(id="confirm-sample", cursor_type="none", show_cursor=False)
-            with VerticalScroll(id="confirm-statement-scroll"):
+            # What will be done scrolls (tab to it, then the arrows or page keys; page keys
+            # from anywhere in the dialog); the controls below it stay visible on any terminal.
+            with VerticalScroll(id="confirm-body"):
+                yield Static(Text("Previewing…"), id="confirm-count")
+                yield Static(Text(""), id="confirm-predicate")
+                yield Static(Text(""), id="confirm-notes")
+                yield DataTable(id="confirm-sample", cursor_type="none", show_cursor=False)
                 yield Static(Text(""), id="confirm-statement")
+            with Vertical(id="confirm-controls"):
+                yield Input(placeholder="type the count to confirm", id="confirm-typed")
+                yield Input(
+                    placeholder="reason (optional, goes to the audit log)", id="confirm-reason"
+                )
+                yield Static(Text(""), id="confirm-error")
+                with Horizontal(id="confirm-buttons"):
+                    yield Button("Apply", id="confirm-apply", variant="error", disabled=True)
+                    yield Button("Back", id="confirm-cancel", tooltip="close, change nothing")
 
     def on_mount(self) -> None:
         self.query_one("#confirm-typed", Input).display = False
@@ -116,10 +125,7 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
                 table.border_subtitle = f"first {len(preview.sample)} of {preview.count}"
         self.query_one("#confirm-statement", Static).update(
             Text.assemble(
-                ("statement ($1 = the previewed ids", "dim"),
-                *((f"; {p}", "dim") for p in preview.parameters),
-                ("):\n", "dim"),
-                printable_sql(preview.statement),
+                (statement_label(preview) + ":\n", "dim"), printable_sql(preview.statement)
             )
         )
         typed = self.query_one("#confirm-typed", Input)
@@ -164,12 +170,28 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
         self.result = result
         self.dismiss(result)
 
+    def action_scroll_body(self, pages: int) -> None:
+        body = self.query_one("#confirm-body", VerticalScroll)
+        if pages > 0:
+            body.scroll_page_down()
+        else:
+            body.scroll_page_up()
+
     @on(Button.Pressed, "#confirm-cancel")
     def action_dismiss_cancel(self) -> None:
         self.dismiss(None)
 
     def _error(self, message: str) -> None:
         self.query_one("#confirm-error", Static).update(Text(printable(message), style="bold"))
+
+
+def statement_label(preview: ActionPreview) -> str:
+    """What the dialog calls the statement: the preview's own words, else what its
+    placeholders are bound to (a row action's `$1` is the previewed ids)."""
+    if preview.statement_label is not None:
+        return preview.statement_label
+    bound = "".join(f"; {p}" for p in preview.parameters)
+    return f"statement ($1 = the previewed ids{bound})"
 
 
 def printable_sql(statement: str) -> Text:

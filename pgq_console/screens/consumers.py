@@ -2,7 +2,8 @@
 
 The table is fed from `app.consumers` (a `ConsumerSupervisor`, memory only: no database
 reads in handlers) every half second and reconciled by row key. The log pane shows the
-highlighted consumer's handler output and tracebacks as plain text, never markup.
+highlighted consumer's handler output and one line per failed job (its traceback is in the
+job's detail) as plain text, never markup.
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ class ConsumersScreen(Screen[None]):
         ),
         ("Done", "jobs whose handler returned; failed, retried and cancelled jobs are not done"),
         ("Jobs/s", "jobs finished per second (done, failed, retried or cancelled), recent seconds"),
-        ("Errors", "jobs whose handler raised (logged `exception`, held or deleted)"),
+        (
+            "Errors",
+            "jobs whose handler raised (logged `exception`, held or deleted): one line each "
+            "in the log, the traceback in the job's detail",
+        ),
         ("Running", "jobs its handlers run now (+N: picked, waiting for a thread)"),
         ("Uptime", "time since it started"),
         ("Entrypoints", "the entrypoints it picks jobs for"),
@@ -121,8 +126,9 @@ class ConsumersScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield ConnectionLine(id="connection-line")
         yield Banner(id="consumers-banner")
+        new = "" if self.read_only else "n new · "
         yield Static(
-            Text(" In-process consumers: n new · s stop (drain) · x cancel running jobs"),
+            Text(f" In-process consumers: {new}s stop (drain) · x cancel running jobs"),
             id="consumers-title",
         )
         yield LiveTable(COLUMNS, id="consumers-table", zebra_stripes=False)
@@ -162,7 +168,9 @@ class ConsumersScreen(Screen[None]):
         if not snapshots:
             self.shown_title = ""
             self.query_one("#consumer-log-title", Static).update(
-                Text(" No consumers yet: press n to start one.")
+                Text(" No consumers (read-only).")
+                if self.read_only
+                else Text(" No consumers yet: press n to start one.")
             )
         self._follow_log()
 
@@ -216,13 +224,24 @@ class ConsumersScreen(Screen[None]):
         self.opening_form = form
         self.app.push_screen(form, self._started)
 
+    @property
+    def read_only(self) -> bool:
+        """No consumer can start: they update and delete jobs (`consumer_refusal`)."""
+        backend = self.console.backend
+        return self.console.read_only or (backend is not None and backend.read_only)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "new_consumer" and self.read_only:
+            return False  # not offered (footer, help, `:`, palette), as every write key
         # Keys typed right after `n` reach this screen before the form is up: they are the
         # form's text, not commands (an `s` in an entrypoint name must not stop a consumer).
         return self.typed_for_form is None or action == "new_consumer"
 
     def on_key(self, event: events.Key) -> None:
         if event.key == "n" and self.typed_for_form is None and self.app.screen is self:
+            if self.read_only:  # not offered, but pressed anyway: say why nothing opens
+                self.action_new_consumer()
+                return
             self.typed_for_form = []  # the form takes what follows (`action_new_consumer`)
             return
         typed = self.typed_for_form

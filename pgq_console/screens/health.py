@@ -4,14 +4,20 @@ listeners, schema status, with install/upgrade as guarded actions."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.widgets import Static
 
+from pgq_console.core.actions import ActionResult
+from pgq_console.core.backend import Backend
+from pgq_console.core.clock import Clock
 from pgq_console.core.health import (
     LONG_TRANSACTION,
     HealthSnapshot,
@@ -20,8 +26,14 @@ from pgq_console.core.health import (
     fetch_health,
 )
 from pgq_console.core.index_cache import STATISTICS_LARGE_ROWS
-from pgq_console.core.indexes import HeldIndexAction, IndexState, StatisticsIndexAction
+from pgq_console.core.indexes import (
+    HeldIndexAction,
+    IndexAction,
+    IndexState,
+    StatisticsIndexAction,
+)
 from pgq_console.core.text import one_line, printable
+from pgq_console.screens.action_confirm import confirm_write
 from pgq_console.screens.polled import PolledScreen
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.live_table import LiveTable
@@ -46,6 +58,17 @@ SESSION_COLUMNS = (
 )
 DEAD_RATIO_WARN = 0.2
 NOTIFY_WARN = 0.5
+
+
+# Reads again after an index build ended while the reads still say it is not usable.
+REREADS_AFTER_BUILD = 3
+
+
+@dataclass
+class IndexBuildEnded(Message):
+    """An index build started from this screen ended (built or failed): read again now."""
+
+    name: str
 
 
 def size(value: int | None) -> str:
@@ -87,6 +110,11 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
     )
     WRITE_ACTIONS = frozenset({"upgrade", "install", "held_index", "statistics_index"})
 
+    def __init__(self, backend: Backend, clock: Clock) -> None:
+        super().__init__(backend, clock)
+        # Index builds that ended, by index name: reads left to see them usable.
+        self._rereads_for_build: dict[str, int] = {}
+
     async def fetch(self) -> HealthSnapshot:
         return await fetch_health(self.backend)
 
@@ -109,6 +137,7 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         self.query_one("#health-sessions", LiveTable).focus()
 
     def show(self, data: HealthSnapshot) -> None:
+        self._reread_if_stale(data)
         now = self.clock.now()
         style = self.app.theme_variables
         bad = f"bold {style.get('status-held', '')}"
@@ -279,10 +308,40 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
         self.confirm_action(SchemaAction(upgrade=False))
 
     def action_held_index(self) -> None:
-        self.confirm_action(HeldIndexAction())
+        self.create_index(HeldIndexAction())
 
     def action_statistics_index(self) -> None:
-        self.confirm_action(StatisticsIndexAction())
+        self.create_index(StatisticsIndexAction())
+
+    def create_index(self, action: IndexAction) -> None:
+        """The guarded dialog; once the build it starts ends (aside, after the dialog closed),
+        the screen reads again at once instead of at its next poll."""
+
+        def after(result: ActionResult | None) -> None:
+            self.loop.request_refresh()
+            build, index = action.build, action.index
+            if result is not None and build is not None and index is not None:
+                name = index.name
+                build.add_done_callback(lambda _task: self.post_message(IndexBuildEnded(name)))
+
+        confirm_write(self, self.backend, action, after)
+
+    @on(IndexBuildEnded)
+    def _build_ended(self, message: IndexBuildEnded) -> None:
+        self._rereads_for_build[message.name] = REREADS_AFTER_BUILD
+        self.loop.request_refresh()
+
+    def _reread_if_stale(self, data: HealthSnapshot) -> None:
+        """A build ended but this read says the index is not usable: the read began before the
+        build ended (a refresh asked for during a read waits for the next interval), so read
+        again; a few times at most (the index may have been dropped since)."""
+        for state in (data.held_index, data.statistics_index):
+            if state is None or state.name not in self._rereads_for_build:
+                continue
+            left = self._rereads_for_build.pop(state.name)
+            if not state.usable and left > 0:
+                self._rereads_for_build[state.name] = left - 1
+                self.loop.request_refresh()
 
 
 def _pids(session: Session) -> str:

@@ -93,6 +93,9 @@ class ActionPreview:
     # What an empty preview means, when "No job matches" would not say it ("The schema is up
     # to date"); the dialog adds ": nothing to do."
     nothing: str | None = None
+    # What the dialog calls `statement` (None: "statement ($1 = the previewed ids; …)", a row
+    # action's); a statement with no placeholders says just "statement".
+    statement_label: str | None = None
 
     @property
     def nothing_to_do(self) -> str:
@@ -150,7 +153,9 @@ class Action(ABC):
     name: str = field(init=False, default="action")
     title: str = field(init=False, default="Action")
     verb: str = field(init=False, default="changed")
-    # What the ids `apply` returns are, as the audit records them: "job_ids" or "schedule_ids".
+    # What the ids `apply` returns are, as the audit records them: "job_ids" or "schedule_ids";
+    # "" when the write has no ids (an index build): `apply` returns one placeholder per thing
+    # changed, which counts it, and the audit records no ids (`audited` says what changed).
     changed_ids_are: str = field(init=False, default="job_ids")
     # The ids `apply` returns are jobs it created (copies), not rows it changed.
     creates_jobs: bool = field(init=False, default=False)
@@ -165,6 +170,17 @@ class Action(ABC):
 
     def predicate_description(self) -> str:
         return ""
+
+    def audited(self, record: audit.AuditRecord) -> audit.AuditRecord:
+        """The audit record of this write, with what only the action knows (an index's name)."""
+        return record
+
+    def audit_ids(self, ids: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """`ids` (what `apply` returned) as the audit record's id fields."""
+        return {
+            "job_ids": ids if self.changed_ids_are == "job_ids" else (),
+            "schedule_ids": ids if self.changed_ids_are == "schedule_ids" else (),
+        }
 
     async def count_blocked_by_dedupe(
         self, tx: Tx, preview: ActionPreview, changed: tuple[int, ...]
@@ -247,16 +263,18 @@ async def execute(
         async with backend.transaction() as tx:
             changed = await action.apply(tx, preview)
             blocked = await action.count_blocked_by_dedupe(tx, preview, changed)
-            schedules = action.changed_ids_are == "schedule_ids"
-            record = audit.AuditRecord(
-                action=action.name,
-                predicate=preview.predicate,
-                count=len(changed),
-                previewed=preview.count,
-                job_ids=() if schedules else changed,
-                schedule_ids=changed if schedules else (),
-                database=backend.label,
-                reason=reason,
+            ids = action.audit_ids(changed)
+            record = action.audited(
+                audit.AuditRecord(
+                    action=action.name,
+                    predicate=preview.predicate,
+                    count=len(changed),
+                    previewed=preview.count,
+                    job_ids=ids["job_ids"],
+                    schedule_ids=ids["schedule_ids"],
+                    database=backend.label,
+                    reason=reason,
+                )
             )
             if changed:
                 await audit.announce(tx, backend.installation.channel, record)
@@ -279,7 +297,7 @@ async def execute(
         verb=action.verb,
         previewed=preview.count,
         changed=len(changed),
-        ids=changed,
+        ids=changed if action.changed_ids_are else (),
         notes=preview.notes,
         audit_problem=audit_problem,
         blocked_by_dedupe=blocked,
@@ -301,18 +319,20 @@ async def _unknown_outcome(
         found = Observation(
             (), f"the re-read failed too ({error_line(reread, limit=300)}); look before retrying"
         )
-    schedules = action.changed_ids_are == "schedule_ids"
-    record = audit.AuditRecord(
-        action=action.name,
-        predicate=preview.predicate,
-        count=len(found.ids),
-        previewed=preview.count,
-        job_ids=() if schedules else found.ids,
-        schedule_ids=found.ids if schedules else (),
-        database=backend.label,
-        reason=reason,
-        outcome="unknown",
-        found=found.text,
+    ids = action.audit_ids(found.ids)
+    record = action.audited(
+        audit.AuditRecord(
+            action=action.name,
+            predicate=preview.predicate,
+            count=len(found.ids),
+            previewed=preview.count,
+            job_ids=ids["job_ids"],
+            schedule_ids=ids["schedule_ids"],
+            database=backend.label,
+            reason=reason,
+            outcome="unknown",
+            found=found.text,
+        )
     )
     audit_note = ""
     try:

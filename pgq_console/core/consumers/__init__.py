@@ -6,7 +6,8 @@ consumer's dequeues never queue behind each other. A user factory (`module:creat
 takes one) is entered and run exactly as pgqueuer's supervisor does.
 
 Every entrypoint's executor is wrapped to count jobs, keep a per-consumer log (handler output and
-tracebacks; untrusted text, the UI must not render it as markup) and make running jobs
+one line per failed job, whose traceback pgqueuer keeps in its log table; untrusted text, the
+UI must not render it as markup) and make running jobs
 cancellable on request. Stopping sets the manager's shutdown event: it stops picking, lets the
 running jobs finish and flushes their status, so a stop neither loses a job nor runs one twice.
 """

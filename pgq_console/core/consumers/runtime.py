@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -361,8 +360,12 @@ class Consumer:
                 self.take_output(stream, "\n", writer)
 
     def log_exception(self, job: Job, exc: BaseException) -> None:
-        formatted = "".join(traceback.format_exception(exc)).rstrip()
-        self.log(f"job {job.id} {job.entrypoint} failed: {type(exc).__name__}: {exc}\n{formatted}")
+        """One line per failed job. The traceback is pgqueuer's to keep: it is in the job's log
+        row (the job's detail shows it); here, with the console's own wrapper frames in it,
+        it read like a crash of the console."""
+        message = printable_line(exc)
+        what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        self.log(f"job {job.id} {printable_line(job.entrypoint)} failed: {what}")
 
     def new_lines(self, seen: int) -> tuple[list[str], int]:
         """Lines written after the first `seen` ones (those still buffered), and the new total."""
