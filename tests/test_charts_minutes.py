@@ -21,7 +21,9 @@ from pgq_console.core.charts import (
     MinuteCache,
     fetch_charts,
 )
+from pgq_console.core.target import DriverKind
 from tests.helpers import LIVENESS_S, LIVENESS_STRETCH, backend_for
+from tests.screens_support import run_sql
 
 pytestmark = pytest.mark.asyncio
 
@@ -274,3 +276,60 @@ async def test_a_reading_hours_later_reads_the_hour(fresh_database: str) -> None
     finally:
         await connection.close()
         await backend.close()
+
+
+@pytest.mark.parametrize(
+    "kind", [DriverKind.ASYNCPG, DriverKind.ASYNCPG_POOL, DriverKind.PSYCOPG], ids=str
+)
+async def test_a_later_reading_on_every_async_driver(fresh_database: str, kind: DriverKind) -> None:
+    """The kept reading's parameters (the grid's origin, the first minute to read: timestamps)
+    go through every async driver; its totals are the whole hour's (the events well inside the
+    hour and the rate window: a minute boundary between the two readings moves no total)."""
+    await run_sql(
+        fresh_database,
+        """INSERT INTO pgqueuer_statistics (created, count, priority, status, entrypoint)
+        SELECT date_trunc('sec', now()) - g * interval '1 minute' - interval '10 seconds', g,
+            g % 2, (ARRAY['queued', 'successful', 'exception'])[1 + g % 3]::pgqueuer_status,
+            'ep_' || (g % 4)
+        FROM generate_series(10, 50) g""",
+    )
+    await run_sql(
+        fresh_database,
+        """INSERT INTO pgqueuer_log (job_id, status, priority, entrypoint, created)
+        SELECT g, (ARRAY['queued', 'successful', 'failed'])[1 + g % 3]::pgqueuer_status, 0,
+            'ep_' || (g % 3), now() - interval '90 seconds' + g * interval '100 ms'
+        FROM generate_series(1, 90) g""",
+    )
+    backend = await backend_for(fresh_database, kind)
+    statements: list[str] = []
+    read = backend.read_heavy
+
+    async def recorded(sql: str, *args: object) -> list[dict[str, Any]]:
+        statements.append(sql)
+        return await read(sql, *args)
+
+    backend.read_heavy = recorded  # type: ignore[method-assign]
+    try:
+        cache = MinuteCache()
+        first = await fetch_charts(backend, percentiles=False, minutes=cache)
+        assert cache.bins is not None
+        later = await fetch_charts(backend, percentiles=False, minutes=cache)
+        whole = await fetch_charts(backend, percentiles=False, minutes=MinuteCache())
+    finally:
+        await backend.close()
+    assert ["prios" in sql for sql in statements if "grid" in sql] == [False, True, False]
+
+    def totals(snapshot: ChartsSnapshot) -> dict[str, tuple[int, int, int, float, float]]:
+        return {
+            s.entrypoint: (
+                sum(s.enqueued),
+                s.completed_1h,
+                s.exceptions_1h,
+                s.drain.in_per_min,
+                s.drain.out_per_min,
+            )
+            for s in snapshot.series
+        }
+
+    assert totals(later) == totals(whole) == totals(first)
+    assert sum(t[1] for t in totals(whole).values()) == sum(range(10, 51, 3)) + 30
