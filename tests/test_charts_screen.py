@@ -276,7 +276,7 @@ async def test_the_counts_statement_counts_each_backlog_once(charts_dsn: str) ->
     backend = await backend_for(charts_dsn)
     try:
         [row] = await backend.read(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + charts_sql(backend), RATE_WINDOW, BACKLOG_CAP
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + charts_sql(backend), RATE_WINDOW, BACKLOG_CAP, None
         )
     finally:
         await backend.close()

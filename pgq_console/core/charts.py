@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-from pgq_console.core.stats import MINUTE_FROM_NOW, queued_entrypoints_cte
+from pgq_console.core.stats import minute_from, queued_entrypoints_cte
 
 if TYPE_CHECKING:
     from pgq_console.core.backend import Backend
@@ -40,6 +40,10 @@ BACKLOG_CAP = 10_000
 # The percentiles read (a quarter hour of log rows: ~1 s at 10M) keeps to this share of a core
 # while the screen is open; between reads the last percentiles are shown (`carry_percentiles`).
 PERCENTILES_BUDGET = 0.02
+# The minutes older than the rate window are kept between readings (`MinuteBins`) and no longer
+# read: a row logged later with an older time (a transaction open that long) is missed until the
+# hour is read whole again, at most this long after the last time.
+FULL_READ_EVERY = timedelta(minutes=10)
 TERMINAL = "'successful', 'exception', 'failed', 'canceled', 'deleted'"
 FAILURES = "'exception', 'failed'"
 
@@ -142,6 +146,54 @@ class EntrypointSeries:
         return sum(self.exceptions)
 
 
+MINUTE = timedelta(minutes=1)
+# A grid's origin: the first reading's now() rounded up to the second (the minutes end there, the
+# minute under way holds now). On whole seconds, because PgQueuer's statistics rows are: a log row
+# aggregated into its second's bucket (`date_trunc('sec', created)`) stays in its minute.
+FIRST_ORIGIN = "date_trunc('second', now() + interval '0.999999 seconds')"
+Counts = tuple[int, int, int]  # enqueued, completed, exceptions
+
+
+@dataclass(frozen=True)
+class MinuteBins:
+    """The complete minutes of one grid (`charts_sql`), kept between readings: the next reading
+    reads the events from `settled_before` on, not the hour (a sequential scan of the
+    statistics table). `settled_before` stays a rate window behind the database's now (the rates
+    need that much anyway, and a row logged late is still counted if it comes within it)."""
+
+    origin: datetime  # the grid's origin: the first reading's now()
+    settled_before: datetime  # a minute's start on the grid: the minutes before it are here
+    counts: Mapping[str, Mapping[datetime, Counts]]  # entrypoint -> minute's start -> counts
+    full_at: datetime  # the database's time of the last reading of the whole hour
+    taken_at: datetime  # the database's time of the last reading
+
+    def since(self) -> datetime | None:
+        """Where the next reading starts (None: the whole hour, as due every FULL_READ_EVERY)."""
+        if self.taken_at - self.full_at >= FULL_READ_EVERY:
+            return None
+        return self.settled_before
+
+
+class MinuteCache:
+    """Where a screen keeps its `MinuteBins` (one reading replaces them whole). `origin`: the
+    grid's origin for the first reading (None: its now(); rounded up to the second)."""
+
+    def __init__(self, origin: datetime | None = None) -> None:
+        self.origin = None if origin is None else _to_second(origin)
+        self.bins: MinuteBins | None = None
+
+
+def _to_second(at: datetime) -> datetime:
+    """`at` rounded up to the second (`FIRST_ORIGIN`)."""
+    whole = at.replace(microsecond=0)
+    return whole if whole == at else whole + timedelta(seconds=1)
+
+
+def _grid_minutes(origin: datetime, until: datetime) -> int:
+    """Minutes from `origin` to `until`, rounded up (exact: timedeltas are whole us)."""
+    return -((origin - until) // MINUTE)
+
+
 @dataclass(frozen=True)
 class ChartsSnapshot:
     taken_at: datetime  # the database's now()
@@ -180,32 +232,78 @@ class ChartsSnapshot:
         )
 
 
-def charts_sql(backend: Backend, part: Literal["all", "minutes", "backlog"] = "all") -> str:
+def charts_sql(
+    backend: Backend,
+    part: Literal["all", "minutes", "backlog"] = "all",
+    *,
+    since: bool = False,
+) -> str:
     """The per-minute counts and rates ("minutes"), the backlog ("backlog"), or both in one
     statement ("all"); every part ends with a 'now' row (the database's time).
 
-    The hour's events are grouped by entrypoint, status and minute in each table first (the
-    minute `stats.MINUTE_FROM_NOW`), then pivoted per entrypoint and minute. Computed per row (a
-    numeric `extract`, the status cast to text and compared five times), the hour's ~107,000
-    statistics rows of the scale bench took 130-230 ms of the statement, which is what the
-    Charts key waited for over a remote link; grouped first, ~30 ms. A minute is the one
-    `floor((now - created) / 1 minute)` gives, but for an event exactly on a minute's boundary
-    (to the microsecond), counted in the newer one.
+    Minutes are those of a grid through an origin (`minute_from`): the database's now()
+    rounded up to the second when the origin is NULL (`FIRST_ORIGIN`: minutes ending now, as
+    the first reading shows them), the first reading's origin after (`MinuteBins`: the grid
+    stays put, so complete minutes can be kept, and the minute under way is the last, partial
+    one). Each 'minute' row is an entrypoint's minute starting at `bin`; the hour is the 60
+    minutes up to the one under way, an event on a minute's boundary (to the microsecond)
+    counted in the minute it starts.
+
+    The events are grouped by entrypoint, status and minute in each table first, then pivoted
+    per entrypoint and minute: computed per row (a numeric `extract`, the status cast to text
+    and compared five times), the hour's ~107,000 statistics rows of the scale bench took
+    130-230 ms of the statement; grouped first, ~30 ms (a sequential scan of the table, ~100
+    ms at 132,000 rows on a busy machine). With `since`, only the events from that minute on
+    are read (the minutes before are kept by the caller): the statistics rows through
+    PgQueuer's unique index (priority, second, ...), one range per priority (the priorities
+    found by a skip scan of the same index), ~6,500 rows for 6 minutes instead of the table.
 
     The backlog's ready counts are read once (`counted` is materialized: inlined, the filter
-    on `ready` counted every entrypoint's ready jobs a second time). $1 the rate window, $2
-    the backlog cap ("minutes" alone: $1; "backlog" alone: $1 the cap).
+    on `ready` counted every entrypoint's ready jobs a second time). Parameters: "minutes":
+    $1 the rate window, $2 the grid's origin (NULL: now()), with `since` $3 the first minute
+    to read; "backlog": $1 the cap; "all": $1 the rate window, $2 the cap, then the minutes'.
     """
     names = backend.installation.settings.qualified
     q = names.queue_table
-    bin_ = MINUTE_FROM_NOW
-    hour = f"created > now() - interval '{CHART_MINUTES} minutes'"
-    minutes_ctes = f"""events AS (
+    first = 3 if part == "all" else 2
+    origin, since_at = f"${first}::timestamptz", f"${first + 1}::timestamptz"
+    bin_ = minute_from("(SELECT o FROM grid)")
+    # From the first minute of the hour (or `since`, when later), to the microsecond.
+    lower = "(SELECT lower FROM grid)"
+    low = f"greatest(hour_start, {since_at})" if since else "hour_start"
+    grid = f"""grid AS (
+    SELECT o, {low} AS lower FROM (
+        SELECT o, o + (ceil(extract(epoch FROM now() - o) / 60)
+            - {CHART_MINUTES}) * interval '1 minute' AS hour_start
+        FROM (SELECT coalesce({origin}, {FIRST_ORIGIN}) AS o) g
+    ) h
+)"""
+    if since:
+        # PgQueuer's unique index on (priority, date_trunc('sec', created at UTC), ...): its
+        # seconds' range for each priority; `created` itself decides (a bound within a second).
+        statistics_where = f"""priority = ANY (ARRAY(SELECT priority FROM prios
+            WHERE priority IS NOT NULL))
+            AND date_trunc('sec', created AT TIME ZONE 'UTC')
+                >= date_trunc('sec', {lower} AT TIME ZONE 'UTC')
+            AND created >= {lower}"""
+        prios = f""",
+prios AS (
+    (SELECT priority FROM {names.statistics_table} ORDER BY priority LIMIT 1)
+    UNION ALL
+    SELECT (SELECT s.priority FROM {names.statistics_table} s WHERE s.priority > p.priority
+            ORDER BY s.priority LIMIT 1)
+    FROM prios p WHERE p.priority IS NOT NULL
+)"""
+    else:
+        statistics_where = f"created >= {lower}"
+        prios = ""
+    minutes_ctes = f"""{grid}{prios},
+events AS (
     SELECT entrypoint, status::text AS status, bin, n, recent FROM (
         SELECT entrypoint, status, {bin_} AS bin, sum(count) AS n,
             sum(count) FILTER (WHERE created > now() - $1::interval) AS recent
         FROM {names.statistics_table}
-        WHERE {hour}
+        WHERE {statistics_where}
         GROUP BY 1, 2, 3
     ) s
     UNION ALL
@@ -213,12 +311,12 @@ def charts_sql(backend: Backend, part: Literal["all", "minutes", "backlog"] = "a
         SELECT entrypoint, status, {bin_} AS bin, count(*) AS n,
             count(*) FILTER (WHERE created > now() - $1::interval) AS recent
         FROM {names.queue_table_log}
-        WHERE NOT aggregated AND {hour}
+        WHERE NOT aggregated AND created >= {lower}
         GROUP BY 1, 2, 3
     ) l
 ),
 minutes AS (
-    SELECT entrypoint, round(extract(epoch FROM now() - bin) / 60)::int - 1 AS age,
+    SELECT entrypoint, bin,
         sum(n) FILTER (WHERE status = 'queued') AS enqueued,
         sum(n) FILTER (WHERE status = 'successful') AS completed,
         sum(n) FILTER (WHERE status IN ({FAILURES})) AS exceptions,
@@ -239,7 +337,7 @@ counted AS MATERIALIZED (
     FROM eps e WHERE e.entrypoint IS NOT NULL
 ),
 backlog AS (SELECT * FROM counted WHERE ready > 0)"""
-    minutes_rows = """SELECT 'minute' AS kind, entrypoint, age, coalesce(enqueued, 0) AS enqueued,
+    minutes_rows = """SELECT 'minute' AS kind, entrypoint, bin, coalesce(enqueued, 0) AS enqueued,
     coalesce(completed, 0) AS completed, coalesce(exceptions, 0) AS exceptions,
     coalesce(rate_in, 0) AS rate_in, coalesce(rate_out, 0) AS rate_out,
     NULL::bigint AS ready, NULL::timestamptz AS oldest_ready, now() AS db_now
@@ -254,13 +352,13 @@ UNION ALL
     now_row = "SELECT 'now', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, now()"
     if part == "minutes":
         return f"""
-WITH {minutes_ctes}
+WITH RECURSIVE {minutes_ctes}
 {minutes_rows}{now_row}
 """
     if part == "backlog":
         return f"""
 WITH RECURSIVE {backlog_ctes}
-SELECT 'backlog' AS kind, entrypoint, NULL::int AS age, NULL::bigint AS enqueued,
+SELECT 'backlog' AS kind, entrypoint, NULL::timestamptz AS bin, NULL::bigint AS enqueued,
     NULL::bigint AS completed, NULL::bigint AS exceptions, NULL::bigint AS rate_in,
     NULL::bigint AS rate_out, ready, oldest_ready, now() AS db_now
 FROM backlog
@@ -321,60 +419,92 @@ async def fetch_charts(
     *,
     percentiles: bool = True,
     backlog_cap: int = BACKLOG_CAP,
+    minutes: MinuteCache | None = None,
 ) -> ChartsSnapshot:
     """Counts, backlog and drain per entrypoint; with `percentiles`, the run-time percentiles
-    too (else `percentiles_pending`: `add_percentiles` reads them)."""
+    too (else `percentiles_pending`: `add_percentiles` reads them). With `minutes`, the minutes
+    kept there since the last reading are not read again (the cache is updated)."""
+    kept = minutes.bins if minutes is not None else None
+    since = kept.since() if kept is not None else None
+    origin = kept.origin if kept is not None else minutes.origin if minutes is not None else None
     if backend.PARALLEL_READS:
         # The minutes and the backlog at once, side by side on the pool (each is tens of ms of
         # server time at 200,000 jobs: the key waited for their sum); one connection takes
         # them in one statement, one round trip.
+        minute_args = (RATE_WINDOW, origin, since) if since is not None else (RATE_WINDOW, origin)
         parts = await asyncio.gather(
-            backend.read_heavy(charts_sql(backend, "minutes"), RATE_WINDOW),
+            backend.read_heavy(
+                charts_sql(backend, "minutes", since=since is not None), *minute_args
+            ),
             backend.read_heavy(charts_sql(backend, "backlog"), backlog_cap),
         )
         rows = [row for part in parts for row in part]
     else:
-        rows = await backend.read_heavy(charts_sql(backend), RATE_WINDOW, backlog_cap)
+        all_args = (RATE_WINDOW, backlog_cap, origin) + ((since,) if since is not None else ())
+        rows = await backend.read_heavy(charts_sql(backend, since=since is not None), *all_args)
     taken_at: datetime | None = None
-    counts: dict[str, dict[str, list[int]]] = {}
+    read: dict[str, dict[datetime, list[int]]] = {}
     rates: dict[str, list[int]] = {}
     backlog: dict[str, tuple[int, datetime | None, datetime]] = {}
-
-    def slots(entrypoint: str) -> dict[str, list[int]]:
-        return counts.setdefault(
-            entrypoint, {k: [0] * CHART_MINUTES for k in ("enqueued", "completed", "exceptions")}
-        )
-
     for row in rows:
-        if taken_at is None:  # the minutes' now (their ages count from it)
+        if taken_at is None:  # the minutes' now (the grid's origin on a first reading)
             taken_at = row["db_now"]
         if row["kind"] == "minute":
             entrypoint = str(row["entrypoint"])
-            series = slots(entrypoint)
-            age = int(row["age"])
-            if 0 <= age < CHART_MINUTES:
-                for key in series:
-                    series[key][CHART_MINUTES - 1 - age] += int(row[key])
+            adding = read.setdefault(entrypoint, {}).setdefault(row["bin"], [0, 0, 0])
+            adding[0] += int(row["enqueued"])
+            adding[1] += int(row["completed"])
+            adding[2] += int(row["exceptions"])
             rate = rates.setdefault(entrypoint, [0, 0])
             rate[0] += int(row["rate_in"])
             rate[1] += int(row["rate_out"])
         elif row["kind"] == "backlog":
             entrypoint = str(row["entrypoint"])
-            slots(entrypoint)
             backlog[entrypoint] = (int(row["ready"]), row["oldest_ready"], row["db_now"])
     assert taken_at is not None
+    origin = origin if origin is not None else _to_second(taken_at)
+    # The minute under way ends at `end` (on a first reading: now, a whole minute).
+    end = origin + _grid_minutes(origin, taken_at) * MINUTE
+    hour_start = end - CHART_MINUTES * MINUTE
+    merged: dict[str, dict[datetime, Counts]] = {}
+    if kept is not None and since is not None:
+        for entrypoint, kept_minutes in kept.counts.items():
+            for start, kept_counts in kept_minutes.items():
+                if hour_start <= start < since:
+                    merged.setdefault(entrypoint, {})[start] = kept_counts
+    for entrypoint, read_minutes in read.items():
+        for start, values in read_minutes.items():
+            if hour_start <= start < end:
+                merged.setdefault(entrypoint, {})[start] = (values[0], values[1], values[2])
+    if minutes is not None:
+        # The last minute's start on the grid a rate window or more before now.
+        settled = origin + ((taken_at - RATE_WINDOW - origin) // MINUTE) * MINUTE
+        minutes.bins = MinuteBins(
+            origin=origin,
+            settled_before=settled,
+            counts={
+                entrypoint: {start: c for start, c in by_start.items() if start < settled}
+                for entrypoint, by_start in merged.items()
+            },
+            full_at=taken_at if since is None else (kept.full_at if kept else taken_at),
+            taken_at=taken_at,
+        )
     window_min = RATE_WINDOW.total_seconds() / 60.0
     result = []
-    for entrypoint in sorted(counts):
-        series = counts[entrypoint]
+    for entrypoint in sorted(set(merged) | set(backlog)):
+        series = [[0] * CHART_MINUTES for _ in range(3)]
+        for start, minute_counts in merged.get(entrypoint, {}).items():
+            slot = (start - hour_start) // MINUTE
+            for values, count in zip(series, minute_counts, strict=True):
+                values[slot] += count
         ready, oldest, counted_at = backlog.get(entrypoint, (0, None, taken_at))
         rate_in, rate_out = rates.get(entrypoint, [0, 0])
         result.append(
             EntrypointSeries(
                 entrypoint=entrypoint,
-                enqueued=tuple(series["enqueued"]),
-                completed=tuple(series["completed"]),
-                exceptions=tuple(series["exceptions"]),
+                enqueued=tuple(series[0]),
+                completed=tuple(series[1]),
+                exceptions=tuple(series[2]),
                 p50_s=None,
                 p95_s=None,
                 p99_s=None,
@@ -395,7 +525,9 @@ async def fetch_charts(
 
 
 async def fetch_charts_then_percentiles(
-    backend: Backend, on_counts: Callable[[ChartsSnapshot], None]
+    backend: Backend,
+    on_counts: Callable[[ChartsSnapshot], None],
+    minutes: MinuteCache | None = None,
 ) -> ChartsSnapshot:
     """The counts (handed to `on_counts` as soon as they are in, to be shown), then the whole
     snapshot with the percentiles. Both statements are sent at once: the counts come after one
@@ -403,7 +535,7 @@ async def fetch_charts_then_percentiles(
     not after both in turn."""
     percentiles = asyncio.ensure_future(read_percentiles(backend))
     try:
-        counts = await fetch_charts(backend, percentiles=False)
+        counts = await fetch_charts(backend, percentiles=False, minutes=minutes)
     except BaseException:
         percentiles.cancel()
         raise

@@ -110,10 +110,14 @@ GROUP BY entrypoint
 # date_bin('1 minute', created, now()) gives, without date_bin (PostgreSQL 14+; PgQueuer's
 # sources name 12 or 13 as the oldest they run on). Minute boundaries are the same in every
 # time zone of whole-minute offsets, so date_trunc's time zone does not move them.
-MINUTE_FROM_NOW = (
-    "date_trunc('minute', created - (now() - date_trunc('minute', now())))"
-    " + (now() - date_trunc('minute', now()))"
-)
+def minute_from(origin: str) -> str:
+    """`created`'s minute on the grid of minutes through `origin` (an SQL timestamptz
+    expression): what date_bin('1 minute', created, origin) gives."""
+    offset = f"({origin} - date_trunc('minute', {origin}))"
+    return f"date_trunc('minute', created - {offset}) + {offset}"
+
+
+MINUTE_FROM_NOW = minute_from("now()")
 
 
 def windows_sql(installation: Installation) -> str:

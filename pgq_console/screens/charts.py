@@ -22,6 +22,7 @@ from pgq_console.core.charts import (
     ChartsSnapshot,
     DrainEstimate,
     EntrypointSeries,
+    MinuteCache,
     carry_percentiles,
     fetch_charts,
     fetch_charts_then_percentiles,
@@ -93,7 +94,11 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
     GLOSSARY = (
         ("Backlog", "ready jobs now (queued, due)"),
         ("At current rates", "when the backlog empties at the last minutes' in/out rates"),
-        ("Done/min 60m", "completions per minute over the last hour, the right end now"),
+        (
+            "Done/min 60m",
+            "completions per minute over the last hour, the right end the minute under way"
+            " (so far)",
+        ),
         ("Done/1h Err/1h", "completions / exceptions logged in the last hour"),
         ("p50 p95 p99", "run time (picked to done) of the last 15 minutes' jobs, percentiles"),
         ("…", "still being read (the percentiles come after the counts on a big log)"),
@@ -106,19 +111,22 @@ class ChartsScreen(PolledScreen[ChartsSnapshot]):
         self.focus_entrypoint: str | None = None  # None: all entrypoints
         self.percentiles_pace = PacedRead(clock, budget=PERCENTILES_BUDGET, every_s=self.interval_s)
         self._percentiles: ChartsSnapshot | None = None  # the last read with percentiles
+        # The complete minutes read before: a reading reads only the last minutes.
+        self._minutes = MinuteCache()
 
     async def fetch(self) -> ChartsSnapshot:
         # The counts shown at once; the percentiles (the slow half, read beside them) when
         # they land, as often as their budget allows: the last ones are shown in between.
         last = self._percentiles
         if last is not None and not self.percentiles_pace.due:
-            return carry_percentiles(await fetch_charts(self.backend, percentiles=False), last)
+            counts = await fetch_charts(self.backend, percentiles=False, minutes=self._minutes)
+            return carry_percentiles(counts, last)
 
         def show_counts(counts: ChartsSnapshot) -> None:
             self._post_result(counts if last is None else carry_percentiles(counts, last))
 
         self._percentiles = await self.percentiles_pace.read(
-            fetch_charts_then_percentiles(self.backend, show_counts)
+            fetch_charts_then_percentiles(self.backend, show_counts, self._minutes)
         )
         return self._percentiles
 
