@@ -202,6 +202,10 @@ async def test_invalid_input_is_shown_next_to_the_field_and_nothing_is_written(
         await wait_until(pilot, lambda: error_text(app, "payload") == "", what="error cleared")
         assert not form.query_one("#row-payload", FieldRow).has_class("-invalid")
         assert "at least 1" in error_text(app, "copies")
+        # The line under the form counts what is left to fix, and goes once nothing is.
+        await wait_until(pilot, lambda: "Fix 3 fields first" in status_text(app))
+        fill(form, execute_after="0", headers="{}", copies="1")
+        await wait_until(pilot, lambda: status_text(app).strip() == "", what="status cleared")
     assert await jobs(form_dsn, "never_written") == []
 
 

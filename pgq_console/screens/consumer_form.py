@@ -25,7 +25,12 @@ from pgq_console.core.consumers import (
 from pgq_console.core.enqueue import FormErrors, known_entrypoints
 from pgq_console.core.errors import ConsoleError
 from pgq_console.core.text import one_line, printable
-from pgq_console.widgets.form_field import FieldRow, show_field_errors
+from pgq_console.widgets.form_field import (
+    FieldRow,
+    fix_fields_first,
+    invalid_fields,
+    show_field_errors,
+)
 from pgq_console.widgets.suggest import ListItemSuggester
 
 if TYPE_CHECKING:
@@ -54,6 +59,7 @@ class ConsumerFormScreen(ModalScreen[int | None]):
         typed: list[str] | None = None,
     ) -> None:
         super().__init__()
+        self._asking_fixes = False  # the status line says "Fix N fields first"
         self.console = context
         self.initial = dict(initial or {})
         # Keys typed between `n` and this form being up (the opener keeps appending).
@@ -202,7 +208,8 @@ class ConsumerFormScreen(ModalScreen[int | None]):
             spec = parse_consumer_form(self.raw_values())
         except FormErrors as exc:
             show_field_errors(rows, exc.by_field)
-            self._status(f"Fix {len(exc.by_field)} field(s) first")
+            self._status(fix_fields_first(len(exc.by_field)))
+            self._asking_fixes = True
             return None
         show_field_errors(rows, {})
         return spec
@@ -264,7 +271,16 @@ class ConsumerFormScreen(ModalScreen[int | None]):
         self.notify(f"{consumer.name} started: {consumer.spec.label}", markup=False)
         self.dismiss(consumer.id)
 
+    @on(FieldRow.ErrorCleared)
+    def _error_cleared(self) -> None:
+        # "Fix 1 field first" under a fixed field would send the operator looking for a problem.
+        if self._asking_fixes:
+            invalid = invalid_fields(self.query(FieldRow))
+            self._status(fix_fields_first(invalid) if invalid else "")
+            self._asking_fixes = bool(invalid)
+
     def _status(self, message: str) -> None:
+        self._asking_fixes = False  # the line says something else now
         self.query_one("#consumer-form-status", Static).update(Text(printable(message)))
 
     def action_close(self) -> None:

@@ -42,7 +42,12 @@ from pgq_console.core.enqueue import (
 )
 from pgq_console.core.refresh_loop import describe_refresh_error
 from pgq_console.core.text import one_line, printable
-from pgq_console.widgets.form_field import FieldRow, show_field_errors
+from pgq_console.widgets.form_field import (
+    FieldRow,
+    fix_fields_first,
+    invalid_fields,
+    show_field_errors,
+)
 
 if TYPE_CHECKING:
     from pgq_console.context import ConsoleContext
@@ -79,6 +84,7 @@ class EnqueueFormScreen(ModalScreen[None]):
         quit_guards: QuitGuards | None = None,
     ) -> None:
         super().__init__()
+        self._asking_fixes = False  # the status line says "Fix N fields first"
         # A running enqueue registers here: quitting or switching profile asks first.
         self.quit_guards = quit_guards
         # Off in a console served to a browser: its user is not this machine's user.
@@ -246,7 +252,8 @@ class EnqueueFormScreen(ModalScreen[None]):
                 errors.setdefault("payload", errors.pop("payload_kind"))
             show_field_errors(rows, errors)
             first = next(iter(errors))
-            self._status(f"Fix {len(errors)} field{'s' if len(errors) > 1 else ''} first", "error")
+            self._status(fix_fields_first(len(errors)), "error")
+            self._asking_fixes = True
             focus = self.query(f"#{first}")
             if focus:
                 focus.first().focus()
@@ -293,7 +300,8 @@ class EnqueueFormScreen(ModalScreen[None]):
             data = await asyncio.to_thread(read_payload_file, path)
         except ValueError as exc:
             show_field_errors(list(self.query(FieldRow)), {"payload": str(exc)})
-            self._status("Fix 1 field first", "error")
+            self._status(fix_fields_first(1), "error")
+            self._asking_fixes = True
             return
         self.submit_request({**raw, "payload": data})
 
@@ -398,7 +406,16 @@ class EnqueueFormScreen(ModalScreen[None]):
             self.query_one("#row-dedupe_key", FieldRow).set_error(result.error)
             self.query_one("#dedupe_key", Input).focus()
 
+    @on(FieldRow.ErrorCleared)
+    def _error_cleared(self) -> None:
+        # "Fix 2 fields first" with both fixed would send the operator looking for a problem.
+        if self._asking_fixes:
+            invalid = invalid_fields(self.query(FieldRow))
+            self._status(fix_fields_first(invalid) if invalid else "", "error" if invalid else "")
+            self._asking_fixes = bool(invalid)
+
     def _status(self, message: str, variant: str) -> None:
+        self._asking_fixes = False  # the line says something else now
         status = self.query_one("#enqueue-status", Static)
         for name in ("ok", "warning", "error"):
             status.set_class(variant == name, f"-{name}")

@@ -8,12 +8,16 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static
 
 
 class FieldRow(Vertical):
     """`label  [widget…]` on one line; the error (hidden when none) on the next."""
+
+    class ErrorCleared(Message):
+        """An edit took the field's error away (the form's "Fix N fields first" may be stale)."""
 
     def __init__(self, name: str, label: str, *widgets: Widget, hint: str = "") -> None:
         super().__init__(id=f"row-{name}", classes="field-row")
@@ -54,11 +58,21 @@ class FieldRow(Vertical):
         # after it, and must not take away the error it was checked with.
         if self._invalid_values is not None and self._values() != self._invalid_values:
             self.set_error(None)
+            self.post_message(self.ErrorCleared())
 
     def set_hint(self, hint: str) -> None:
         static = self.query_one(f"#hint-{self.field_name}", Static)
         static.update(Text(hint))
         static.display = bool(hint)
+
+
+def fix_fields_first(count: int) -> str:
+    """The form's line while `count` fields show an error."""
+    return f"Fix {count} field{'s' if count != 1 else ''} first"
+
+
+def invalid_fields(rows: Iterable[FieldRow]) -> int:
+    return sum(1 for row in rows if row.has_class("-invalid"))
 
 
 def show_field_errors(rows: Iterable[FieldRow], errors: Mapping[str, str]) -> None:
