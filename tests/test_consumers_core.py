@@ -176,7 +176,8 @@ async def test_second_stop_cancels_running_jobs(
         await until(lambda: consumer.in_flight == 3, what="three jobs running")
         supervisor.stop(consumer.id)
         assert not await supervisor.wait(consumer.id, within=0.5)  # still draining
-        assert supervisor.cancel_running(consumer.id) == 3
+        outcome = supervisor.cancel_running(consumer.id, consumer.running_ids())
+        assert sorted(outcome.cancelled) == sorted(ids) and outcome.spared == ()
         assert await supervisor.wait(consumer.id, within=20)
     finally:
         await backend.close()
@@ -601,7 +602,7 @@ async def test_consumer_start_cancel_and_stop_are_audited(
             backend, spec(handler="sleep", argument="600000", entrypoints="audited_stuck")
         )
         await until(lambda: quick.done == 2 and stuck.in_flight == 2, what="jobs under way")
-        assert supervisor.cancel_running(stuck.id) == 2
+        assert len(supervisor.cancel_running(stuck.id, stuck.running_ids()).cancelled) == 2
         assert await supervisor.drain_all(within=20)
     finally:
         await backend.close()
@@ -700,7 +701,7 @@ async def test_a_handler_catching_its_interruption_does_not_change_its_jobs_fate
             backend, spec(handler="handler", argument=handler, entrypoints="catches_release")
         )
         await until(lambda: cancelled.in_flight == 2 and released.in_flight == 2, what="running")
-        assert supervisor.cancel_running(cancelled.id) == 2
+        assert len(supervisor.cancel_running(cancelled.id, cancelled.running_ids()).cancelled) == 2
         await until(lambda: cancelled.in_flight == 0, what="the cancelled handlers ended")
         report = await supervisor.shut_down(0.0, "SIGTERM received")
         assert await supervisor.drain_all(within=30)
@@ -731,3 +732,67 @@ def test_a_failed_job_is_one_printable_line() -> None:
         "job 7 reports failed: ValueError: [bold red]boom[/] second line\\x1b[2J"
     ), first
     assert second.split(" ", 1)[1] == "job 7 reports failed: KeyError", second
+
+
+async def test_cancel_reaches_only_the_jobs_shown(
+    database_dsn: str, supervisor: ConsumerSupervisor
+) -> None:
+    """`x` shows the running jobs by id; its cancel reaches exactly those still running: a job
+    that ended meanwhile is not cancelled, and jobs picked after they were shown run to the end
+    (the consumer stops picking and drains them)."""
+    from pgq_console.core.audit import read_records
+
+    gates = consumer_fixtures.GATES
+    gates["shown_slow"], gates["shown_quick"] = asyncio.Event(), asyncio.Event()
+    shown_slow = await enqueue(database_dsn, "shown_slow", 3)
+    shown_quick = await enqueue(database_dsn, "shown_quick", 1)
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        consumer = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:gated_handler",
+                entrypoints="shown_slow, shown_quick",
+            ),
+        )
+        await until(lambda: consumer.in_flight == 4, what="four jobs running")
+        shown = consumer.running_ids()  # what the dialog shows
+        assert sorted(shown) == sorted(shown_slow + shown_quick)
+        gates["shown_quick"].set()  # one shown job ends before the answer
+        later = await enqueue(database_dsn, "shown_slow", 2)  # picked while the dialog is open
+        await until(
+            lambda: consumer.in_flight == 5 and set(later) <= set(consumer.running),
+            what="the shown quick job done and two more picked",
+        )
+        outcome = supervisor.cancel_running(consumer.id, shown)
+        assert sorted(outcome.cancelled) == sorted(shown_slow)
+        assert outcome.gone == tuple(shown_quick)
+        assert sorted(outcome.spared) == sorted(later)
+        last = consumer.lines[-1]
+        assert f"cancelling 3 running job(s): {', '.join(map(str, outcome.cancelled))}" in last
+        assert "1 of the 4 shown had already ended" in last
+        assert "2 started after the question was asked are not cancelled" in last
+        await until(lambda: consumer.in_flight == 2, what="the cancelled handlers ended")
+        assert consumer.state.active and consumer.snapshot().state_text == "draining 2"
+        gates["shown_slow"].set()  # the jobs picked later finish as usual
+        assert await supervisor.wait(consumer.id, within=30)
+    finally:
+        for gate in gates.values():
+            gate.set()
+        await backend.close()
+    assert sorted(consumer.cancelled_ids) == sorted(shown_slow)
+    assert consumer.done == 3 and consumer.cancelled == 3
+    counts = await log_counts(database_dsn, "shown_slow")
+    assert counts["canceled"] == {job_id: 1 for job_id in shown_slow}
+    assert counts["successful"] == {job_id: 1 for job_id in later}
+    assert (await log_counts(database_dsn, "shown_quick"))["successful"] == {shown_quick[0]: 1}
+    cancel = next(
+        r
+        for r in read_records()
+        if r["action"] == "consumer cancel running jobs"
+        and r["predicate"].startswith(f"{consumer.name}:")
+        and "shown_slow" in r["predicate"]
+    )
+    assert (cancel["count"], cancel["previewed"]) == (3, 4)
+    assert sorted(cancel["job_ids"]) == sorted(shown_slow)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, Log, Static
+from textual.widgets import Button, Input, Log, Static
 
 from pgq_console.app import PgqConsole
 from pgq_console.core.backend import Backend, open_backend
@@ -323,3 +324,111 @@ async def test_x_cancels_running_jobs_and_counts_none_done(screen_dsn: str) -> N
 
         shown = " ".join(help_text(app).split())
         assert "cancelled jobs are not done" in shown and "Running" in shown
+
+
+def dialog_text(app: PgqConsole) -> str:
+    dialog = app.screen
+    assert isinstance(dialog, ConfirmDialog)
+    return " ".join(str(widget.render()) for widget in dialog.query(Static))
+
+
+async def test_x_cancels_only_the_jobs_its_question_showed(screen_dsn: str) -> None:
+    """Jobs picked while `x`'s question is open are not cancelled: `y` cancels the ids shown,
+    the toast says how many and which, and the later ones run to the end."""
+    from tests import consumer_fixtures
+    from tests.test_consumers_core import log_counts
+
+    gate = consumer_fixtures.GATES["x_shown"] = asyncio.Event()
+    app = console(screen_dsn)
+    sent = notifications_of(app)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await to_consumers(pilot)
+            consumer = await app.consumers.start(
+                app.backend,
+                parse_consumer_form(
+                    {
+                        "handler": "handler",
+                        "argument": "tests.consumer_fixtures:gated_handler",
+                        "entrypoints": "x_shown",
+                    }
+                ),
+            )
+            screen.refresh_rows()
+            shown = await enqueue(screen_dsn, "x_shown", 3)
+            await wait_until(pilot, lambda: consumer.in_flight == 3, what="three running jobs")
+            await pilot.press("x")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="dialog")
+            text = dialog_text(app)
+            assert f"Cancel the 3 running job(s) of {consumer.name} and stop it?" in text
+            assert f"Jobs: {', '.join(map(str, sorted(shown)))}" in text
+            assert "n: nothing changes" in text and "keeps running and picking" in text
+            later = await enqueue(screen_dsn, "x_shown", 2)
+            await wait_until(pilot, lambda: consumer.in_flight == 5, what="two more picked")
+            await wait_until(
+                pilot, lambda: "2 started since (not cancelled)" in dialog_text(app), what="live"
+            )
+            await pilot.press("y")
+            await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
+            await wait_until(pilot, lambda: consumer.in_flight == 2, what="the three cancelled")
+            toast = next(m for m in sent if "cancelling" in m)
+            assert toast == (
+                f"{consumer.name}: stopped picking; cancelling 3 running job(s): "
+                f"{', '.join(map(str, sorted(shown)))}; 2 started after the question was asked "
+                f"are not cancelled and run to the end; {consumer.name} ends once they finish."
+            )
+            gate.set()
+            await wait_until(pilot, lambda: not consumer.state.active, what="the consumer to end")
+    finally:
+        gate.set()
+    counts = await log_counts(screen_dsn, "x_shown")
+    assert counts["canceled"] == {job_id: 1 for job_id in shown}
+    assert counts["successful"] == {job_id: 1 for job_id in later}
+
+
+async def test_x_answered_n_changes_nothing_and_x_with_nothing_running_stops(
+    screen_dsn: str,
+) -> None:
+    from tests import consumer_fixtures
+
+    gate = consumer_fixtures.GATES["x_kept"] = asyncio.Event()
+    app = console(screen_dsn)
+    sent = notifications_of(app)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await to_consumers(pilot)
+            consumer = await app.consumers.start(
+                app.backend,
+                parse_consumer_form(
+                    {
+                        "handler": "handler",
+                        "argument": "tests.consumer_fixtures:gated_handler",
+                        "entrypoints": "x_kept",
+                    }
+                ),
+            )
+            screen.refresh_rows()
+            await enqueue(screen_dsn, "x_kept", 2)
+            await wait_until(pilot, lambda: consumer.in_flight == 2, what="two running jobs")
+            await pilot.press("x")
+            await wait_until(pilot, lambda: isinstance(app.screen, ConfirmDialog), what="dialog")
+            assert "Keep running (n)" in " ".join(str(b.label) for b in app.screen.query(Button))
+            await pilot.press("n")
+            await wait_until(pilot, lambda: app.screen is screen, what="the dialog to close")
+            assert f"{consumer.name}: nothing cancelled; it keeps running." in sent
+            # It does keep running and picking: nothing was stopped or cancelled.
+            assert consumer.state is ConsumerState.RUNNING and not consumer.shutdown.is_set()
+            gate.set()
+            more = await enqueue(screen_dsn, "x_kept", 2)
+            await wait_until(pilot, lambda: consumer.done == 4, what="all four done")
+            assert consumer.cancelled == 0 and set(more).isdisjoint(consumer.cancelled_ids)
+            # Nothing running: `x` has nothing to cancel and stops the consumer as `s` does.
+            await pilot.press("x")
+            await wait_until(pilot, lambda: not consumer.state.active, what="the consumer to end")
+            assert not isinstance(app.screen, ConfirmDialog)
+            assert (
+                f"{consumer.name}: nothing to cancel (no job was running); stopped picking, "
+                "as s does." in sent
+            )
+    finally:
+        gate.set()

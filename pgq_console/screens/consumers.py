@@ -23,6 +23,7 @@ from pgq_console.core.consumers import (
     ConsumerSupervisor,
     consumer_refusal,
 )
+from pgq_console.core.consumers.runtime import LISTED_IDS, listed_ids
 from pgq_console.core.text import printable
 from pgq_console.screens.confirm import ConfirmDialog
 from pgq_console.screens.consumer_form import ConsumerFormScreen
@@ -109,7 +110,11 @@ class ConsumersScreen(Screen[None]):
             "what runs each job: no-op, sleep, log, fail (sometimes), a Python callable "
             "or a factory",
         ),
-        ("x", "cancel the selected consumer's running jobs (logged `canceled`) and stop it"),
+        (
+            "x",
+            "cancel the running jobs it lists (each logged `canceled`) and stop the consumer; "
+            "jobs it starts while asking are not cancelled: they run to the end",
+        ),
     )
 
     def __init__(self, context: ConsoleContext) -> None:
@@ -287,30 +292,81 @@ class ConsumersScreen(Screen[None]):
         self.refresh_rows()
 
     def action_cancel_running(self) -> None:
+        """Ask, showing the running jobs by id; `y` cancels exactly those (never a job picked
+        while the question was open) and stops the consumer, as `s` does."""
         consumer_id = self.selected_id()
         consumer = self.supervisor.get(consumer_id) if consumer_id is not None else None
-        if consumer is None or not consumer.state.active:
+        if consumer is None:
+            self.notify("No consumer selected.", markup=False)
             return
-        running = consumer.in_flight
-        if not running:
-            consumer.request_stop()
-            self.notify(f"{consumer.name}: no job is running; it is stopping.", markup=False)
+        name = consumer.name
+        if not consumer.state.active:
+            self.notify(f"{name} has already ended.", markup=False)
             return
+        shown = tuple(sorted(consumer.running_ids()))
+        stopping = consumer.shutdown.is_set()
+        if not shown:
+            if consumer.cancelling:
+                message = f"{name}: its running jobs are already being cancelled."
+            elif stopping:
+                message = f"{name}: nothing to cancel (no job is running); it is stopping."
+            else:
+                consumer.request_stop()  # what `x` does after its cancel: as `s`, unasked
+                message = (
+                    f"{name}: nothing to cancel (no job was running); stopped picking, as s does."
+                )
+            self.notify(message, markup=False)
+            self.refresh_rows()
+            return
+        count = len(shown)
+        if stopping:
+            question = f"Cancel the {count} running job(s) of {name}?"
+            yes_does = f"y: these {count} job(s) are cancelled"
+            no_does = f"n: nothing is cancelled; {name} keeps draining and ends once they finish."
+            yes, no = "Cancel these jobs", "Keep draining"
+        else:
+            question = f"Cancel the {count} running job(s) of {name} and stop it?"
+            yes_does = f"y: {name} stops picking and these {count} job(s) are cancelled"
+            no_does = f"n: nothing changes: {name} keeps running and picking jobs."
+            yes, no = "Cancel them and stop", "Keep running"
+        detail = (
+            f"{yes_does}: their handlers are interrupted and each job is logged `canceled` "
+            "(gone from the queue, never run again). Jobs it starts while this question is "
+            f"open are not cancelled: they run to the end, then {name} ends.\n"
+            f"{no_does}\n"
+            f"Jobs: {listed_ids(shown)}"
+        )
+        shown_set = set(shown)
+
+        def status() -> str:
+            if not consumer.state.active:
+                return f"{name} has ended: nothing is left to cancel."
+            running = consumer.running_ids()
+            still = sum(1 for job_id in running if job_id in shown_set)
+            return (
+                f"Now: {still} of the {count} still running, {count - still} ended; "
+                f"{len(running) - still} started since (not cancelled)."
+            )
 
         def answer(confirmed: bool | None) -> None:
-            if confirmed:
-                count = consumer.cancel_running()
-                self.notify(f"{consumer.name}: cancelling {count} running job(s).", markup=False)
-                self.refresh_rows()
+            if not confirmed:
+                keeps = "keeps draining" if consumer.shutdown.is_set() else "keeps running"
+                self.notify(f"{name}: nothing cancelled; it {keeps}.", markup=False)
+                return
+            if not consumer.state.active:
+                self.notify(f"{name} ended meanwhile: nothing was cancelled.", markup=False)
+                return
+            outcome = consumer.cancel_running(shown)
+            message = f"{name}: " + ("" if stopping else "stopped picking; ") + outcome.describe()
+            if len(outcome.cancelled) > LISTED_IDS:
+                message += " (every id: its log and the audit file)"
+            if outcome.spared:
+                message += f"; {name} ends once they finish"
+            self.notify(message + ".", markup=False)
+            self.refresh_rows()
 
         self.app.push_screen(
-            ConfirmDialog(
-                f"Cancel the {running} running job(s) of {consumer.name}?",
-                "Their handlers are interrupted and each job is logged `canceled` (not retried). "
-                "Without this the consumer ends once they finish.",
-                yes="Cancel running jobs",
-                no="Keep draining",
-            ),
+            ConfirmDialog(question, detail, yes=yes, no=no, status=status),
             answer,
         )
 

@@ -17,7 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pgq_console.core.consumers.runtime import Consumer, ConsumerSnapshot, ConsumerState
+    from pgq_console.core.consumers.runtime import (
+        CancelOutcome,
+        Consumer,
+        ConsumerSnapshot,
+        ConsumerState,
+    )
     from pgq_console.core.consumers.spec import (
         CONSUMER_FIELDS,
         HANDLER_LABELS,
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
 # supervisor is created when a consumer is started or asked about; `context.py`), and
 # `capture` (the app's logging state) is imported without the rest.
 _WHERE = {
+    "CancelOutcome": "runtime",
     "Consumer": "runtime",
     "ConsumerSnapshot": "runtime",
     "ConsumerState": "runtime",
@@ -62,6 +68,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CONSUMER_FIELDS",
+    "CancelOutcome",
     "Consumer",
     "ConsumerSnapshot",
     "ConsumerSpec",

@@ -77,6 +77,7 @@ class ConsumerSnapshot:
     warning: str | None
     log_lines: int  # total ever written: the UI appends what it has not seen yet
     reconnecting: str | None = None  # "attempt 3, next in 4 s, down since 12:03:07"
+    cancelling: int = 0  # jobs cancelled from the console whose handlers have not ended
 
     @property
     def state_text(self) -> str:
@@ -85,10 +86,45 @@ class ConsumerSnapshot:
         if self.state is ConsumerState.DRAINING:
             return f"draining {self.in_flight}"
         if self.state is ConsumerState.CANCELLING:
-            return f"cancelling {self.in_flight}"
+            return f"cancelling {self.cancelling}"
         if self.warning and self.state.active:
             return f"{self.state.value} ⚠"
         return self.state.value
+
+
+LISTED_IDS = 20  # job ids named on one line of a consumer's log
+
+
+def listed_ids(job_ids: Iterable[int], limit: int | None = LISTED_IDS) -> str:
+    """`12, 13, 14` (and with a limit: `12, 13, … and 40 more`)."""
+    ids = [str(job_id) for job_id in job_ids]
+    if limit is None or len(ids) <= limit:
+        return ", ".join(ids)
+    return ", ".join(ids[:limit]) + f", … and {len(ids) - limit} more"
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """What a console cancel (`x`) did, for its toast, log line and audit record."""
+
+    shown: tuple[JobId, ...]  # the running jobs the operator was asked about
+    cancelled: tuple[JobId, ...]  # those of them still running: cancelled now
+    gone: tuple[JobId, ...]  # those of them that had ended meanwhile: nothing to cancel
+    spared: tuple[JobId, ...]  # running now but picked after they were shown: not cancelled
+
+    def describe(self, listed: int | None = LISTED_IDS) -> str:
+        text = f"cancelling {len(self.cancelled)} running job(s)"
+        if self.cancelled:
+            text += f": {listed_ids(self.cancelled, listed)}"
+        parts = []
+        if self.gone:
+            parts.append(f"{len(self.gone)} of the {len(self.shown)} shown had already ended")
+        if self.spared:
+            parts.append(
+                f"{len(self.spared)} started after the question was asked are not cancelled "
+                "and run to the end"
+            )
+        return "; ".join([text, *parts])
 
 
 class _InstrumentedExecutor(AbstractEntrypointExecutor):
@@ -386,32 +422,64 @@ class Consumer:
             self.log(f"stop requested: draining {self.in_flight} running job(s)")
         self.shutdown.set()
 
-    def cancel_running(self) -> int:
-        """Cancel the jobs still running (their handlers get CancelledError at their next
-        await); pgqueuer records each as `canceled`. Returns how many."""
+    def running_ids(self) -> tuple[JobId, ...]:
+        """The jobs whose handlers run now and that no cancel or release has reached yet: what
+        `x` shows the operator, and the most a cancel may reach."""
+        return tuple(job_id for job_id in self.running if job_id not in self.interrupts)
+
+    def cancel_running(self, job_ids: Iterable[JobId]) -> CancelOutcome:
+        """Stop picking and cancel exactly `job_ids` (the jobs the operator was shown) among
+        those still running: their handlers get CancelledError at their next await and
+        pgqueuer records each as `canceled`. Jobs picked after they were shown are not
+        touched: they run to the end (the consumer is draining) and are counted as `spared`.
+        """
+        shown = tuple(dict.fromkeys(job_ids))
         self.request_stop()
-        if self.state.active:
+        reachable = set(self.running_ids())
+        cancelled = tuple(job_id for job_id in shown if job_id in reachable)
+        gone = tuple(job_id for job_id in shown if job_id not in reachable)
+        chosen = set(cancelled)
+        spared = tuple(job_id for job_id in reachable if job_id not in chosen)
+        if cancelled and self.state.active:
             self.state = ConsumerState.CANCELLING
-        running = [job_id for job_id in self.running if job_id not in self.interrupts]
-        for job_id in running:  # not those already being handed back (or cancelled)
+        for job_id in cancelled:
             self.interrupts[job_id] = None
             self.running[job_id].cancel()
-        self.log(f"cancelling {len(running)} running job(s)")
-        self.audit("consumer cancel running jobs", count=len(running), job_ids=running)
-        return len(running)
+        outcome = CancelOutcome(shown=shown, cancelled=cancelled, gone=gone, spared=spared)
+        self.log(outcome.describe(listed=None))
+        self.audit(
+            "consumer cancel running jobs",
+            count=len(cancelled),
+            previewed=len(shown),
+            job_ids=cancelled,
+        )
+        return outcome
+
+    @property
+    def cancelling(self) -> int:
+        """Jobs cancelled from the console whose handlers have not ended yet."""
+        return sum(1 for reason in self.interrupts.values() if reason is None)
 
     def describe(self) -> str:
         listed = ", ".join(self.entrypoints) or "(no entrypoints)"
         return f"{self.name}: {self.spec.label} on {listed}"
 
-    def audit(self, action: str, *, count: int = 0, job_ids: Iterable[int] = ()) -> None:
-        """One record in the console's audit file (core/audit.py), as every write gets."""
+    def audit(
+        self,
+        action: str,
+        *,
+        count: int = 0,
+        job_ids: Iterable[int] = (),
+        previewed: int | None = None,
+    ) -> None:
+        """One record in the console's audit file (core/audit.py), as every write gets;
+        `previewed`: how many the operator was shown, when that is not `count`."""
         ids = tuple(int(job_id) for job_id in job_ids)
         record = audit.AuditRecord(
             action=action,
             predicate=self.describe(),
             count=count,
-            previewed=count,
+            previewed=count if previewed is None else previewed,
             job_ids=ids,
             database=self.database,
         )
@@ -497,12 +565,17 @@ class Consumer:
                 reconnecting += ", connecting"
             reconnecting += f", down since {self.down_since:%H:%M:%S}"
         connected = self.connected_mono
+        cancelling = self.cancelling
+        state = self.state
+        if state is ConsumerState.CANCELLING and not cancelling:
+            state = ConsumerState.DRAINING  # what is left runs to the end (picked after `x`)
         return ConsumerSnapshot(
             id=self.id,
             name=self.name,
             entrypoints=self.entrypoints,
             handler=self.spec.label,
-            state=self.state,
+            state=state,
+            cancelling=cancelling,
             done=self.done,
             errors=self.errors,
             retried=self.retried,

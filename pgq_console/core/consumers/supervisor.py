@@ -8,14 +8,14 @@ import inspect
 import logging
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from pgqueuer import QueueManager
 from pgqueuer.core.applications import PgQueuer
-from pgqueuer.domain.types import Channel
+from pgqueuer.domain.types import Channel, JobId
 
 from pgq_console.core.backend import Backend, DriverErrors
 from pgq_console.core.clock import Clock, SystemClock
@@ -28,6 +28,7 @@ from pgq_console.core.consumers.handlers import (
 )
 from pgq_console.core.consumers.runtime import (
     RECONNECT_BASE_S,
+    CancelOutcome,
     Consumer,
     ConsumerSnapshot,
     ConsumerState,
@@ -441,9 +442,14 @@ class ConsumerSupervisor:
         if consumer := self.consumers.get(consumer_id):
             consumer.request_stop()
 
-    def cancel_running(self, consumer_id: int) -> int:
+    def cancel_running(self, consumer_id: int, job_ids: Iterable[JobId]) -> CancelOutcome:
+        """Stop the consumer and cancel exactly `job_ids` among its running jobs (those the
+        operator was shown); `Consumer.cancel_running`."""
         consumer = self.consumers.get(consumer_id)
-        return consumer.cancel_running() if consumer else 0
+        if consumer is None:
+            shown = tuple(job_ids)
+            return CancelOutcome(shown=shown, cancelled=(), gone=shown, spared=())
+        return consumer.cancel_running(job_ids)
 
     def forget(self, consumer_id: int) -> None:
         """Drop a finished consumer's row."""
