@@ -36,6 +36,7 @@ from pgq_console.core.consumers.runtime import (
     _open_consumer_connection,
     _reclaim_picked_by,
     _relay,
+    listed_ids,
 )
 from pgq_console.core.consumers.spec import ConsumerSpec, HandlerKind, consumer_refusal
 from pgq_console.core.errors import ConsoleError
@@ -47,7 +48,6 @@ from pgq_console.core.text import printable_line
 RELEASE_WITHIN_S = 5.0
 # How long an ending consumer tries to hand back jobs whose outcome was not recorded.
 HAND_BACK_WITHIN_S = 5.0
-LISTED_IDS = 20  # job ids named in one log line (the audit record has them all)
 
 
 @dataclass(frozen=True)
@@ -312,9 +312,7 @@ class ConsumerSupervisor:
         consumer.lost_managers.clear()
         if not reclaimed:
             return
-        listed = ", ".join(str(job_id) for job_id in reclaimed[:LISTED_IDS])
-        if len(reclaimed) > LISTED_IDS:
-            listed += ", ..."
+        listed = listed_ids(reclaimed)
         consumer.log(
             f"{len(reclaimed)} job(s) whose outcome was not recorded put back in the queue: "
             f"{listed} (PgQueuer could not record how they ended: they run again)"
