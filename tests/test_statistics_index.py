@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from textual.geometry import Region
+from textual.widgets import Static
 
 from pgq_console.core import actions, audit
 from pgq_console.core.backend import Backend, open_backend
@@ -210,6 +212,45 @@ async def test_the_database_screen_says_so_and_creates_it(
         screen.action_refresh_now()
         await until(pilot, lambda: "indexed (pgqueuer_statistics_created_idx)" in line(), within=30)
         assert "plan: Seq Scan" not in " ".join(line().split())
+
+
+@pytest.mark.parametrize("size", [(200, 50), (80, 24)])
+async def test_the_dialog_shows_each_plan_line_whole(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
+) -> None:
+    """The plan before (from the database) is shown line by line in full, wrapped at the
+    dialog's width: not cut to a table cell ("Seq Scan on pgqueuer_statistics  (cost=…")."""
+    dsn = fresh_database
+    _large(monkeypatch)
+    await _history(dsn)
+    backend = await _backend(dsn)
+    try:
+        before = await fetch_statistics_index(backend)
+    finally:
+        await backend.close()
+    assert any(len(line) > 60 for line in before.plan), before.plan
+    app = console(dsn)
+    async with app.run_test(size=size) as pilot:
+        screen = await open_screen(pilot, "6", HealthScreen)
+        await until(
+            pilot,
+            lambda: (
+                "no index on created" in str(screen.query_one("#health-statistics-index").render())
+            ),
+        )
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, ActionConfirmScreen))
+        dialog = app.screen
+        await until(pilot, lambda: dialog.preview is not None, within=30)  # type: ignore[attr-defined]
+        plan = dialog.query_one("#confirm-plan", Static)
+        await until(pilot, lambda: plan.size.height >= len(before.plan[:8]) + 1)
+        # What the terminal is given: the widget's lines at its width.
+        strips = plan.render_lines(Region(0, 0, plan.size.width, plan.size.height))
+        shown = "".join("".join(strip.text for strip in strips).split())
+        assert "…" not in shown
+        for line in before.plan[:8]:
+            assert "".join(line.split()) in shown, (line, shown)
+        assert "(cost=" in shown and "Filter:(created>(now()-'01:00:00'::interval))" in shown
 
 
 async def test_small_history_is_not_a_problem(fresh_database: str) -> None:

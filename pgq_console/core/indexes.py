@@ -273,6 +273,7 @@ class IndexAction(Action):
             ids=(),
             columns=(f"plan now of: {index.plan_of}",),
             sample=tuple((line,) for line in before.plan[:8]),
+            sample_lines=True,
             statement=";\n".join(statements),
             statement_label="statement",  # no placeholders: nothing is bound to it
             predicate=f"{backend.installation.label}: index {index.qualified_name}",

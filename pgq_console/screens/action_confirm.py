@@ -58,6 +58,7 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
                 yield Static(Text(""), id="confirm-predicate")
                 yield Static(Text(""), id="confirm-notes")
                 yield DataTable(id="confirm-sample", cursor_type="none", show_cursor=False)
+                yield Static(Text(""), id="confirm-plan")  # a sample that is a text block
                 yield Static(Text(""), id="confirm-statement")
             with Vertical(id="confirm-controls"):
                 yield Input(placeholder="type the count to confirm", id="confirm-typed")
@@ -72,6 +73,7 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
     def on_mount(self) -> None:
         self.query_one("#confirm-typed", Input).display = False
         self.query_one("#confirm-sample", DataTable).display = False
+        self.query_one("#confirm-plan", Static).display = False
         if self.backend.read_only:
             self._error(READ_ONLY_REFUSAL)
             self.query_one("#confirm-count", Static).update(Text("Nothing will be changed."))
@@ -115,7 +117,13 @@ class ActionConfirmScreen(ModalScreen[ActionResult | None]):
         )
         self.query_one("#confirm-notes", Static).update(Text("\n".join(preview.notes)))
         table = self.query_one("#confirm-sample", DataTable)
-        if preview.sample:
+        if preview.sample and preview.sample_lines:
+            # A plan's lines in full (wrapped): a node's filter or cost cut at a cell's width
+            # hides what the index is for.
+            plan = self.query_one("#confirm-plan", Static)
+            plan.update(sample_block(preview))
+            plan.display = True
+        elif preview.sample:
             for column in preview.columns:
                 table.add_column(column, key=column)
             for row in preview.sample:
@@ -192,6 +200,14 @@ def statement_label(preview: ActionPreview) -> str:
         return preview.statement_label
     bound = "".join(f"; {p}" for p in preview.parameters)
     return f"statement ($1 = the previewed ids{bound})"
+
+
+def sample_block(preview: ActionPreview) -> Text:
+    """A text-block sample (`ActionPreview.sample_lines`): its label, then each line whole, as
+    literal text (a plan comes from the database: never markup, no control characters)."""
+    label = " ".join(preview.columns)
+    lines = "\n".join(printable(row[0] if row else "") for row in preview.sample)
+    return Text.assemble((label + ":\n", "dim"), lines)
 
 
 def printable_sql(statement: str) -> Text:

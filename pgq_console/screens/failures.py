@@ -43,12 +43,13 @@ from pgq_console.screens.quiet_resume import QuietResume
 from pgq_console.widgets import format as fmt
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
-from pgq_console.widgets.job_table import JobTable
+from pgq_console.widgets.job_table import JobTable, above_text
 from pgq_console.widgets.live_table import LiveTable
 from pgq_console.widgets.status_line import QuietStatic
 
 HELD_LIMIT = 500
 GROUP_LIMIT = 200
+HELD_SECTION = Text("Held failures (status failed)", style="bold")
 GROUP_INTERVAL_S = 10.0  # failure groups are re-read this often (held jobs every refresh)
 GROUP_COLUMNS = (
     ("count", "Count"),
@@ -153,7 +154,7 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
     def compose(self) -> ComposeResult:
         yield QuietStatic(id="failures-header")
         yield Banner(id="failures-error")
-        yield Static(Text("Held failures (status failed)", style="bold"), classes="section")
+        yield Static(HELD_SECTION, classes="section", id="held-section")
         yield JobTable(id="held-table")
         yield Static(
             Text("Failure groups, last 24 h, newest first", style="bold"), classes="section"
@@ -300,6 +301,14 @@ class FailuresScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
         if self.backend.read_only:
             fields.append(Text("READ-ONLY", "bold"))
         self.query_one("#failures-header", QuietStatic).show_fields(fields, indent="")
+
+    @on(LiveTable.RowsAbove, "#held-table")
+    def _held_rows_above(self, event: LiveTable.RowsAbove) -> None:
+        # Newer held jobs scrolled out of view above the cursor's row are said beside the
+        # table's title (the cursor on the first row follows the newest: `FOLLOW_TOP`).
+        above = above_text(event.count, newest_first=True)
+        text = HELD_SECTION if above is None else Text.assemble(HELD_SECTION, "  ", above)
+        self.query_one("#held-section", Static).update(text)
 
     @on(LiveTable.RowHighlighted, "#group-table")
     def _group_highlighted(self) -> None:

@@ -37,7 +37,7 @@ from pgq_console.screens.job_actions import JOB_BINDINGS, WRITE_ACTIONS, JobActi
 from pgq_console.screens.quiet_resume import QuietResume
 from pgq_console.widgets.banner import Banner
 from pgq_console.widgets.footer import ConsoleFooter
-from pgq_console.widgets.job_table import JobTable
+from pgq_console.widgets.job_table import JobTable, above_text
 from pgq_console.widgets.live_table import LiveTable
 from pgq_console.widgets.status_line import QuietStatic
 
@@ -313,9 +313,17 @@ class JobsScreen(ReadOnlyGate, JobActionsMixin, QuietResume):
             fields.append(Text(f"(status:failed: newest {limit:,} rows scanned)", "italic"))
         if table.marked:
             fields.append(Text(f"{len(table.marked)} marked", "bold"))
+        if (above := above_text(table.rows_above, self.newest_first)) is not None:
+            fields.append(above)
         if self.backend.read_only:
             fields.append(Text("READ-ONLY", "bold"))
         self.query_one("#jobs-header", QuietStatic).show_fields(fields, indent="")
+
+    @on(LiveTable.RowsAbove, "#jobs-table")
+    def _rows_above(self) -> None:
+        # Rows scrolled out of view above the cursor's row are said in the header (the cursor
+        # on the first row follows the newest: `FOLLOW_TOP`).
+        self._show_header()
 
     @on(LiveTable.RowHighlighted, "#jobs-table")
     def maybe_load_more(self, event: LiveTable.RowHighlighted) -> None:

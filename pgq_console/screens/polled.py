@@ -47,7 +47,13 @@ class PollStatusChanged(Message):
 
 
 class PollLine(QuietStatic):
-    """When the data was read, how long that took, and the polling pace."""
+    """How old the shown data is, how long its read took, and the polling pace.
+
+    The age counts up between reads (`PolledScreen` shows the line again every second): a read
+    that hangs or a poll slowed down shows as data getting older, not as "read 2ms ago" until
+    the next read. It is coarse (`fmt.coarse_age`: seconds under 10 s, then 10 s steps, whole
+    minutes): the line repaints only when that text changes, only the part that changed.
+    """
 
     def show(self, title: str, status: PollStatus, clock: Clock, extra: str = "") -> None:
         muted = self.app.theme_variables.get("muted", "")
@@ -55,7 +61,8 @@ class PollLine(QuietStatic):
         if extra:
             fields.append(Text(extra))
         if status.ok_at is not None:
-            age, took = fmt.age(status.ok_at, clock.now()), fmt.seconds(status.took_s)
+            since = max(0.0, (clock.now() - status.ok_at).total_seconds())
+            age, took = fmt.coarse_age(since), fmt.seconds(status.took_s)
             fields.append(Text(f"read {age} ago in {took}", style=muted))
         else:
             fields.append(Text("reading…", style=muted))
@@ -68,6 +75,9 @@ class PollLine(QuietStatic):
             )
         self.show_fields(fields)
 
+
+# How often the status line's age is brought up to date between reads.
+AGE_TICK_S = 1.0
 
 # The share of a core a polled screen's reads may take while it is on screen: on a big
 # installation (100,000 jobs in flight: the Workers read took 0.5 s) a screen left open polls
@@ -132,7 +142,16 @@ class PolledScreen(ReadOnlyGate, Screen[None], Generic[T]):
     def on_mount(self) -> None:
         self.query_one("#poll-banner", Banner).hide()
         self.query_one(PollLine).show(self.title_text, self.poll_status, self.clock)
+        self.set_interval(AGE_TICK_S, self._show_age)
         self.run_loop()
+
+    def _show_age(self) -> None:
+        """The status line again, its age counted on (nothing is sent to the terminal unless
+        its text changed); not while another screen covers this one."""
+        if self.is_current and self.poll_status.ok_at is not None:
+            self.query_one(PollLine).show(
+                self.title_text, self.poll_status, self.clock, self.extra_status()
+            )
 
     def on_screen_resume(self) -> None:
         self.loop.request_refresh()

@@ -44,7 +44,13 @@ GONE = "gone"
 
 
 class JobTable(LiveTable):
-    """One row per job; `apply_jobs` removes vanished rows, updates changed cells, adds new ones."""
+    """One row per job; `apply_jobs` removes vanished rows, updates changed cells, adds new ones.
+
+    The cursor on the first row stays there as newer jobs arrive (`LiveTable.FOLLOW_TOP`);
+    anywhere else it stays on its job, and `rows_above` counts the rows scrolled above it.
+    """
+
+    FOLLOW_TOP = True
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(COLUMNS, id=id, priorities=PRIORITIES, fixed_columns=2)
@@ -76,7 +82,8 @@ class JobTable(LiveTable):
         """Show exactly these jobs, ordered by id; except the job under the cursor: when the read
         covered its place and did not find it, its row stays, status `gone`, until the cursor
         leaves it (the cursor never lands on another job by itself, so a key pressed next acts
-        on the job the operator was looking at, and `E` copies it from its log row)."""
+        on the job the operator was looking at, and `E` copies it from its log row). Except on
+        the first row: there the cursor follows the list's top (newer jobs arriving above it)."""
         fresh = {row.id: row for row in rows}
         followed = self.current_id
         if followed is not None and followed not in fresh and followed in self.jobs:
@@ -84,7 +91,10 @@ class JobTable(LiveTable):
             covered = not has_more or (
                 bool(ids) and (followed > min(ids) if newest_first else followed < max(ids))
             )
-            if covered:
+            # On the first row with a job now before it, the cursor goes to that job
+            # (FOLLOW_TOP): the vanished one is not kept.
+            ahead = bool(ids) and (max(ids) > followed if newest_first else min(ids) < followed)
+            if covered and not (self.cursor_row == 0 and ahead):
                 fresh[followed] = replace(self.jobs[followed], status=GONE)
         self.jobs = fresh
         order = sorted(self.jobs, reverse=newest_first)
@@ -132,6 +142,13 @@ class JobTable(LiveTable):
             return sorted(self.marked)
         current = self.current_id
         return [current] if current is not None else []
+
+
+def above_text(count: int, newest_first: bool) -> Text | None:
+    """What says that rows are scrolled out of view above the list (None: none are)."""
+    if count <= 0:
+        return None
+    return Text(f"↑ {count} {'newer' if newest_first else 'older'} above (g: top)", style="bold")
 
 
 def _status_label(job: JobRow, now: datetime) -> str:

@@ -161,6 +161,12 @@ class LiveTable(ScrollView, can_focus=True):
     # mapping passed again for a row is then known unchanged, not compared cell by cell (the
     # overview passes each of 200 rows on every refresh, most of them the same mapping).
     SAME_MAPPING_UNCHANGED: ClassVar[bool] = False
+    _rows_above = 0  # what the last `RowsAbove` said
+    # True for a list whose new rows arrive at the top (newest first): while the cursor is on
+    # the first row, `apply` keeps it there (the view follows the newest, as k9s and htop do)
+    # instead of following that row down as rows are put above it. Anywhere else, the cursor
+    # stays on its row and `rows_above` says how many rows are above the view.
+    FOLLOW_TOP: ClassVar[bool] = False
 
     # The cursor keys go without a description: help's table hint covers them (and j/k/g/G).
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -256,6 +262,18 @@ class LiveTable(ScrollView, can_focus=True):
             self.table = table
             self.cursor_row = cursor_row
             self.row_key = row_key
+
+        @property
+        def control(self) -> LiveTable:
+            return self.table
+
+    class RowsAbove(Message):
+        """The number of rows above the visible ones (scrolled out of view) changed."""
+
+        def __init__(self, table: LiveTable, count: int) -> None:
+            super().__init__()
+            self.table = table
+            self.count = count
 
         @property
         def control(self) -> LiveTable:
@@ -429,6 +447,8 @@ class LiveTable(ScrollView, can_focus=True):
         """Show exactly `rows` (row key -> column key -> Text), in `order` (default: the
         mapping's). Only what changed is touched; the cursor stays on its row key."""
         followed = self.selected_key
+        # The cursor on the first row of a FOLLOW_TOP table stays on the first row.
+        on_top = self.FOLLOW_TOP and followed is not None and self.cursor_row == 0
         order_list = list(rows) if order is None else list(order)
         old_cells = self._row_cells
         changed_rows: list[str] = []
@@ -478,7 +498,9 @@ class LiveTable(ScrollView, can_focus=True):
             self._index = {key: index for index, key in enumerate(self._order)}
         layout_changed = self._relayout()
         self._update_virtual_size()
-        if followed is not None and followed in self._index:
+        if on_top:
+            self._set_cursor(0, scroll=False)
+        elif followed is not None and followed in self._index:
             # Rows came or went above the cursor's row: it moves with its row, kept in view.
             index = self._index[followed]
             self._set_cursor(index, scroll=index != self.cursor_row)
@@ -490,6 +512,7 @@ class LiveTable(ScrollView, can_focus=True):
         else:
             self._refresh_rows(changed_rows)
         self._post_highlighted()
+        self._post_rows_above()
 
     def _merge(self, key: str, current: dict[str, Text], cells: Cells, remeasure: set[str]) -> bool:
         """Put the changed `cells` into the row `current`; True when any changed. Columns whose
@@ -651,6 +674,21 @@ class LiveTable(ScrollView, can_focus=True):
             self.scroll_to(y=row, animate=False, force=True)
         elif row >= top + visible:
             self.scroll_to(y=row - visible + 1, animate=False, force=True)
+
+    @property
+    def rows_above(self) -> int:
+        """How many rows are above the visible ones (0 when the first row is in view)."""
+        return min(int(self.scroll_y), len(self._order))
+
+    def _post_rows_above(self) -> None:
+        count = self.rows_above
+        if count != self._rows_above:
+            self._rows_above = count
+            self.post_message(self.RowsAbove(self, count))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._post_rows_above()
 
     def _post_highlighted(self) -> None:
         key = self.selected_key

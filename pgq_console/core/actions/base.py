@@ -96,6 +96,9 @@ class ActionPreview:
     # What the dialog calls `statement` (None: "statement ($1 = the previewed ids; …)", a row
     # action's); a statement with no placeholders says just "statement".
     statement_label: str | None = None
+    # The sample is the lines of one text block (a query plan), its one column's label saying
+    # what of: shown whole, each line wrapped, not cut to a table cell.
+    sample_lines: bool = False
 
     @property
     def nothing_to_do(self) -> str:
