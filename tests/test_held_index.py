@@ -195,3 +195,15 @@ async def test_the_line_says_indexed_when_the_build_ends_not_at_the_next_poll(
         await until(pilot, lambda: "indexed (pgqueuer_held_ep_id_idx)" in line(), within=30)
         build = INDEX_BUILDS["pgqueuer_held_ep_id_idx"]
         assert build.done() and build.exception() is None
+
+
+def test_a_long_plan_says_how_many_lines_it_leaves_out() -> None:
+    """The preview shows the first plan lines (the scan of the table first) and counts the
+    rest, rather than ending mid-plan as if that were all of it."""
+    from pgq_console.core.indexes import PLAN_LINES_SHOWN, plan_sample
+
+    plan = tuple(f"node {n}" for n in range(PLAN_LINES_SHOWN + 3))
+    sample = plan_sample(plan)
+    assert [row[0] for row in sample[:-1]] == list(plan[:PLAN_LINES_SHOWN])
+    assert sample[-1] == ("… 3 more plan lines",)
+    assert plan_sample(plan[:2]) == (("node 0",), ("node 1",))

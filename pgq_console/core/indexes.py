@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The plan lines a preview shows (the scan of the table first: `focus_plan`); more are counted.
+PLAN_LINES_SHOWN = 8
+
 
 @dataclass(frozen=True)
 class SuggestedIndex:
@@ -132,6 +135,14 @@ class IndexState:
     @property
     def usable(self) -> bool:
         return self.exists and self.valid
+
+
+def plan_sample(plan: tuple[str, ...]) -> tuple[tuple[str], ...]:
+    """The plan lines a preview shows, one per row; the lines left out counted on the last."""
+    shown = [(line,) for line in plan[:PLAN_LINES_SHOWN]]
+    if len(plan) > PLAN_LINES_SHOWN:
+        shown.append((f"… {len(plan) - PLAN_LINES_SHOWN} more plan lines",))
+    return tuple(shown)
 
 
 def focus_plan(plan: list[str], focus: str | None) -> tuple[str, ...]:
@@ -272,7 +283,7 @@ class IndexAction(Action):
             matching=len(statements) and 1,
             ids=(),
             columns=(f"plan now of: {index.plan_of}",),
-            sample=tuple((line,) for line in before.plan[:8]),
+            sample=plan_sample(before.plan),
             sample_lines=True,
             statement=";\n".join(statements),
             statement_label="statement",  # no placeholders: nothing is bound to it
