@@ -48,6 +48,36 @@ def console(dsn: str, kind: DriverKind = DriverKind.ASYNCPG_POOL, **options: Any
     return app
 
 
+async def open_form(pilot: Pilot[Any]) -> ConsumerFormScreen:
+    """`n` on the Consumers screen: the new-consumer form, mounted."""
+    app = pilot.app
+    await pilot.press("n")
+    await wait_until(
+        pilot,
+        lambda: isinstance(app.screen, ConsumerFormScreen) and app.screen.is_mounted,
+        what="the form",
+    )
+    assert isinstance(app.screen, ConsumerFormScreen)
+    return app.screen
+
+
+async def start_gated(app: Any, screen: ConsumersScreen, entrypoint: str) -> Any:
+    """A consumer on `entrypoint` whose jobs run until the test opens their gate
+    (`consumer_fixtures.GATES[entrypoint]`), listed on the screen."""
+    consumer = await app.consumers.start(
+        app.backend,
+        parse_consumer_form(
+            {
+                "handler": "handler",
+                "argument": "tests.consumer_fixtures:gated_handler",
+                "entrypoints": entrypoint,
+            }
+        ),
+    )
+    screen.refresh_rows()
+    return consumer
+
+
 async def to_consumers(pilot: Pilot[Any]) -> ConsumersScreen:
     app = pilot.app
     await wait_until(
@@ -103,13 +133,7 @@ async def test_start_watch_and_stop_a_consumer_from_the_screen(screen_dsn: str) 
     app = console(screen_dsn)
     async with app.run_test(size=(120, 30)) as pilot:
         screen = await to_consumers(pilot)
-        await pilot.press("n")
-        await wait_until(
-            pilot,
-            lambda: isinstance(app.screen, ConsumerFormScreen) and app.screen.is_mounted,
-            what="the form",
-        )
-        form = app.screen
+        form = await open_form(pilot)
         form.query_one("#entrypoints", Input).value = "screen_jobs"
         form.query_one("#batch_size", Input).value = "5"
         await pilot.press("ctrl+s")  # nothing uses screen_jobs yet: a warning first
@@ -136,13 +160,7 @@ async def test_bad_form_input_and_bad_user_code_are_one_line(screen_dsn: str) ->
     app = console(screen_dsn)
     async with app.run_test(size=(120, 30)) as pilot:
         await to_consumers(pilot)
-        await pilot.press("n")
-        await wait_until(
-            pilot,
-            lambda: isinstance(app.screen, ConsumerFormScreen) and app.screen.is_mounted,
-            what="the form",
-        )
-        form = app.screen
+        form = await open_form(pilot)
         form.query_one("#batch_size", Input).value = "zero"
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -344,17 +362,7 @@ async def test_x_cancels_only_the_jobs_its_question_showed(screen_dsn: str) -> N
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             screen = await to_consumers(pilot)
-            consumer = await app.consumers.start(
-                app.backend,
-                parse_consumer_form(
-                    {
-                        "handler": "handler",
-                        "argument": "tests.consumer_fixtures:gated_handler",
-                        "entrypoints": "x_shown",
-                    }
-                ),
-            )
-            screen.refresh_rows()
+            consumer = await start_gated(app, screen, "x_shown")
             shown = await enqueue(screen_dsn, "x_shown", 3)
             await wait_until(pilot, lambda: consumer.in_flight == 3, what="three running jobs")
             await pilot.press("x")
@@ -397,17 +405,7 @@ async def test_x_answered_n_changes_nothing_and_x_with_nothing_running_stops(
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             screen = await to_consumers(pilot)
-            consumer = await app.consumers.start(
-                app.backend,
-                parse_consumer_form(
-                    {
-                        "handler": "handler",
-                        "argument": "tests.consumer_fixtures:gated_handler",
-                        "entrypoints": "x_kept",
-                    }
-                ),
-            )
-            screen.refresh_rows()
+            consumer = await start_gated(app, screen, "x_kept")
             await enqueue(screen_dsn, "x_kept", 2)
             await wait_until(pilot, lambda: consumer.in_flight == 2, what="two running jobs")
             await pilot.press("x")

@@ -7,20 +7,19 @@ from textual.widgets import Input, Static
 
 from pgq_console.screens.consumer_form import ConsumerFormScreen
 from tests.helpers import wait_until
-from tests.test_consumers_screen import console, screen_dsn, to_consumers  # noqa: F401
+from tests.test_consumers_screen import (  # noqa: F401
+    console,
+    open_form,
+    screen_dsn,
+    to_consumers,
+)
 
 
 async def test_the_consumer_forms_fix_line_follows_the_fields(screen_dsn: str) -> None:  # noqa: F811
     app = console(screen_dsn)
     async with app.run_test(size=(120, 30)) as pilot:
         await to_consumers(pilot)
-        await pilot.press("n")
-        await wait_until(
-            pilot,
-            lambda: isinstance(app.screen, ConsumerFormScreen) and app.screen.is_mounted,
-            what="the form",
-        )
-        form = app.screen
+        form = await open_form(pilot)
         status = form.query_one("#consumer-form-status", Static)
         form.query_one("#entrypoints", Input).value = "fix_jobs"
         form.query_one("#batch_size", Input).value = "many"
