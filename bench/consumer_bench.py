@@ -15,6 +15,11 @@ overview's refreshes (queries run and shown) while the console's consumer ran.
     .venv/bin/python bench/consumer_bench.py                    # 40,000 jobs x 5 rounds
     .venv/bin/python bench/consumer_bench.py --jobs 5000 --rounds 1      # smoke run
     .venv/bin/python bench/consumer_bench.py --dsn postgresql://...      # your server (CREATEDB)
+
+Environment (the console runs in this process): CONSUMER_BENCH_PYSPY=<prefix> (py-spy raw
+samples of each console drain), CONSUMER_BENCH_CPU=1 (CPU seconds of this process, of each
+backend and of the headless worker), CONSUMER_BENCH_VARIANTS=paused,unpaced (extra console
+drains per round: the overview paused; its events not paced by the consumers, as before 12-02).
 """
 
 from __future__ import annotations
