@@ -15,6 +15,11 @@ overview's refreshes (queries run and shown) while the console's consumer ran.
     .venv/bin/python bench/consumer_bench.py                    # 40,000 jobs x 5 rounds
     .venv/bin/python bench/consumer_bench.py --jobs 5000 --rounds 1      # smoke run
     .venv/bin/python bench/consumer_bench.py --dsn postgresql://...      # your server (CREATEDB)
+
+Environment (the console runs in this process): CONSUMER_BENCH_PYSPY=<prefix> (py-spy raw
+samples of each console drain), CONSUMER_BENCH_CPU=1 (CPU seconds of this process, of each
+backend and of the headless worker), CONSUMER_BENCH_VARIANTS=paused,unpaced (extra console
+drains per round: the overview paused; its events not paced by the consumers, as before 12-02).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,6 +56,7 @@ ENTRYPOINT = "bench_noop"
 
 async def headless_worker(dsn: str, jobs: int, batch: int) -> None:
     connection = await asyncpg.connect(dsn)
+    backend_pid = connection.get_server_pid()
     manager = QueueManager(Queries(AsyncpgDriver(connection)))
     done = 0
     first = last = 0.0
@@ -63,6 +71,7 @@ async def headless_worker(dsn: str, jobs: int, batch: int) -> None:
         if done >= jobs:
             manager.shutdown.set()
 
+    cpu = (sum(os.times()[:2]), _proc_cpu(backend_pid))
     try:
         await manager.run(
             batch_size=batch,
@@ -70,14 +79,17 @@ async def headless_worker(dsn: str, jobs: int, batch: int) -> None:
             heartbeat_timeout=timedelta(seconds=30),
         )
     finally:
+        cpu = (sum(os.times()[:2]) - cpu[0], _proc_cpu(backend_pid) - cpu[1])
         await connection.close()
-    print(json.dumps({"done": done, "seconds": last - first}), flush=True)
+    print(json.dumps({"done": done, "seconds": last - first, "cpu": cpu}), flush=True)
 
 
 # -- the console ------------------------------------------------------------------------------
 
 
-async def console_run(dsn: str, jobs: int, batch: int) -> tuple[float, int, int]:
+async def console_run(
+    dsn: str, jobs: int, batch: int, variant: str = "console"
+) -> tuple[float, int, int]:
     """(seconds from first to last completion, done, overview refreshes while it ran)."""
     from textual.widgets import Input
 
@@ -121,10 +133,18 @@ async def console_run(dsn: str, jobs: int, batch: int) -> tuple[float, int, int]
         while app.screen is not overview:  # noqa: ASYNC110 - no event to wait on from outside
             assert time.monotonic() - waited < 30, f"still on {app.screen!r}"
             await asyncio.sleep(0.01)
+        if variant == "paused" and overview.refresher is not None:  # no overview reads
+            overview.refresher.set_paused(True)
+        if variant == "unpaced" and overview.refresher is not None:  # as before 12-02
+            overview.refresher.pacer.consumers_busy = lambda: False
         refreshes_before = overview.status.refreshes if overview.status else 0
+        profiler = _start_profiler()
+        cpu_before = await _cpu_sample(dsn)
         # Plain sleeps, not pilot.pause: the bench must not add work to the app's loop.
         while consumer.done < jobs:  # noqa: ASYNC110 - polling keeps the consumer untouched
             await asyncio.sleep(0.01)
+        _stop_profiler(profiler)
+        await _cpu_report(dsn, cpu_before)
         refreshes = (overview.status.refreshes if overview.status else 0) - refreshes_before
         assert consumer.first_done_mono is not None and consumer.last_done_mono is not None
         seconds = consumer.last_done_mono - consumer.first_done_mono
@@ -134,6 +154,86 @@ async def console_run(dsn: str, jobs: int, batch: int) -> tuple[float, int, int]
         await pilot.press("q")
         await pilot.pause(0.2)
     return seconds, done, refreshes
+
+
+_profiles = 0
+
+
+def _start_profiler() -> subprocess.Popen[bytes] | None:
+    """CONSUMER_BENCH_PYSPY=<prefix>: py-spy samples this process (the console) during each
+    console drain, raw output to <prefix>_<n>.txt (for `--format raw` flame folding)."""
+    global _profiles
+    prefix = os.environ.get("CONSUMER_BENCH_PYSPY")
+    if not prefix:
+        return None
+    _profiles += 1
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            str(spy),
+            "record",
+            "--pid",
+            str(os.getpid()),
+            "--format",
+            "raw",
+            "--threads",
+            "--rate",
+            "200",
+            "-o",
+            f"{prefix}_{_profiles}.txt",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _stop_profiler(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _cpu_sample(dsn: str) -> dict[Any, float] | None:
+    """CONSUMER_BENCH_CPU=1: CPU seconds of this process and of every backend of the database
+    (by pid and first query seen), to say where a drain's CPU went."""
+    if not os.environ.get("CONSUMER_BENCH_CPU"):
+        return None
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid, application_name, left(query, 50) AS query FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    sample: dict[Any, float] = {("self", os.getpid(), ""): sum(os.times()[:2])}
+    for row in rows:
+        sample[("backend", row["pid"], f"{row['application_name']}: {row['query']}")] = _proc_cpu(
+            row["pid"]
+        )
+    sample[("wall", 0, "")] = time.monotonic()
+    return sample
+
+
+async def _cpu_report(dsn: str, before: dict[Any, float] | None) -> None:
+    if before is None:
+        return
+    wall = time.monotonic() - before[("wall", 0, "")]
+    print(f"  cpu over {wall:.1f}s wall:", flush=True)
+    for key, start in before.items():
+        kind, pid, what = key
+        if kind == "wall":
+            continue
+        now = sum(os.times()[:2]) if kind == "self" else _proc_cpu(pid)
+        print(f"    {kind:7} {pid:>7} {now - start:6.2f}s  {what!r}", flush=True)
 
 
 # -- orchestration ---------------------------------------------------------------------------
@@ -169,6 +269,9 @@ def headless_run(dsn: str, jobs: int, batch: int) -> tuple[float, int]:
         timeout=600,
     ).stdout
     result = json.loads(output.strip().splitlines()[-1])
+    if os.environ.get("CONSUMER_BENCH_CPU"):
+        own, backend = result["cpu"]
+        print(f"  cpu: worker process {own:.2f}s, its backend {backend:.2f}s", flush=True)
     return float(result["seconds"]), int(result["done"])
 
 
@@ -176,19 +279,25 @@ async def run(dsn: str, jobs: int, rounds: int, batch: int) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"headless": [], "console": []}
     refreshes: list[int] = []
     for index in range(rounds):
-        order = ("headless", "console") if index % 2 == 0 else ("console", "headless")
+        order: tuple[str, ...] = (
+            ("headless", "console") if index % 2 == 0 else ("console", "headless")
+        )
+        # CONSUMER_BENCH_VARIANTS=paused,unpaced: more console rounds, each alternating too:
+        # the overview paused, or its events not paced by the consumer's work (before 12-02).
+        for extra in filter(None, os.environ.get("CONSUMER_BENCH_VARIANTS", "").split(",")):
+            order = (*order, extra) if index % 2 == 0 else (extra, *order)
         for which in order:
             await queue_jobs(dsn, jobs)
             if which == "headless":
                 seconds, done = await asyncio.to_thread(headless_run, dsn, jobs, batch)
-            else:
-                seconds, done, seen = await console_run(dsn, jobs, batch)
+            else:  # console or paused
+                seconds, done, seen = await console_run(dsn, jobs, batch, which)
                 refreshes.append(seen)
             remaining = await left(dsn)
             assert done >= jobs and remaining == 0, f"{which}: done {done}, left {remaining}"
             rate = (jobs - 1) / seconds
-            rates[which].append(rate)
-            extra = f"  overview refreshes meanwhile {refreshes[-1]}" if which == "console" else ""
+            rates.setdefault(which, []).append(rate)
+            extra = f"  overview refreshes meanwhile {refreshes[-1]}" if which != "headless" else ""
             print(
                 f"round {index + 1} {which:8}  {jobs:,} jobs in {seconds:6.2f}s  "
                 f"{rate:8,.0f} jobs/s{extra}",
@@ -196,6 +305,10 @@ async def run(dsn: str, jobs: int, rounds: int, batch: int) -> dict[str, Any]:
             )
     headless = statistics.median(rates["headless"])
     console = statistics.median(rates["console"])
+    for extra, extra_rates in rates.items():
+        if extra not in ("headless", "console"):
+            median = statistics.median(extra_rates)
+            print(f"\nmedian {extra} {median:,.0f} jobs/s  ratio {median / headless:.2f}", end="")
     print(
         f"\nmedian headless {headless:,.0f} jobs/s  median console {console:,.0f} jobs/s  "
         f"ratio {console / headless:.2f} (target >= 0.90)"
@@ -210,6 +323,7 @@ async def run(dsn: str, jobs: int, rounds: int, batch: int) -> dict[str, Any]:
         "median_console": console,
         "ratio": console / headless,
         "overview_refreshes_during_console_runs": refreshes,
+        "variants_jobs_per_s": {k: v for k, v in rates.items() if k not in ("headless", "console")},
     }
 
 

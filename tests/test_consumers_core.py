@@ -796,3 +796,47 @@ async def test_cancel_reaches_only_the_jobs_shown(
     )
     assert (cancel["count"], cancel["previewed"]) == (3, 4)
     assert sorted(cancel["job_ids"]) == sorted(shown_slow)
+
+
+async def test_busy_from_a_picked_job_until_a_moment_after_the_last_done(
+    database_dsn: str,
+) -> None:
+    """`busy` (the overview answers events less often meanwhile): not while the consumer idles,
+    yes while a job runs and for `BUSY_WITHIN_S` after the last one finished, then no."""
+    from pgq_console.core.consumers.supervisor import BUSY_WITHIN_S
+    from tests.test_overview_pacing import HandClock
+
+    clock = HandClock()
+    supervisor = ConsumerSupervisor({"console": "resources"}, clock)
+    gate = consumer_fixtures.GATES["busy_gated"] = asyncio.Event()
+    backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
+    try:
+        consumer = await supervisor.start(
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:gated_handler",
+                entrypoints="busy_gated",
+            ),
+        )
+        await until(lambda: state(consumer) is ConsumerState.RUNNING, what="running")
+        assert not supervisor.busy()
+        [job_id] = await enqueue(database_dsn, "busy_gated", 1)
+        await until(lambda: consumer.in_flight == 1, what="the job running")
+        clock.advance(60)  # a job that runs long: busy however long ago the last one ended
+        assert list(consumer.running) == [job_id] and supervisor.busy()
+        gate.set()
+        await until(lambda: consumer.done == 1 and consumer.in_flight == 0, what="the job done")
+        assert supervisor.busy()
+        clock.advance(BUSY_WITHIN_S / 2)
+        assert supervisor.busy()
+        clock.advance(BUSY_WITHIN_S)
+        assert not supervisor.busy()
+        supervisor.stop(consumer.id)
+        assert await supervisor.wait(consumer.id, within=30)
+        assert not supervisor.busy()
+    finally:
+        gate.set()
+        supervisor.close()
+        await backend.close()
+    assert (await log_counts(database_dsn, "busy_gated"))["successful"] == {job_id: 1}

@@ -430,3 +430,50 @@ async def test_x_answered_n_changes_nothing_and_x_with_nothing_running_stops(
             )
     finally:
         gate.set()
+
+
+async def test_the_overview_answers_events_less_often_while_a_consumer_works(
+    screen_dsn: str,
+) -> None:
+    """The overview's refresher is told when the console's own consumers work: its event
+    refreshes then keep `BUSY_EVENT_GAP_S` apart (they competed with the consumer for the
+    cores and the event loop, bench/README.md)."""
+    from pgq_console.core.overview.pacing import BUSY_EVENT_GAP_S
+    from tests import consumer_fixtures
+
+    gate = consumer_fixtures.GATES["overview_busy"] = asyncio.Event()
+    app = console(screen_dsn)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(
+                pilot,
+                lambda: isinstance(app.screen, OverviewScreen) and app.screen.refresher is not None,
+                what="the overview",
+            )
+            overview = app.screen
+            assert isinstance(overview, OverviewScreen) and overview.refresher is not None
+            pacer = overview.refresher.pacer
+            assert not pacer.consumers_busy()  # no consumer ever ran
+            consumer = await app.consumers.start(
+                app.backend,
+                parse_consumer_form(
+                    {
+                        "handler": "handler",
+                        "argument": "tests.consumer_fixtures:gated_handler",
+                        "entrypoints": "overview_busy",
+                    }
+                ),
+            )
+            await wait_until(pilot, lambda: consumer.state is ConsumerState.RUNNING, what="run")
+            assert not pacer.consumers_busy()  # running, nothing picked yet
+            [job_id] = await enqueue(screen_dsn, "overview_busy", 1)
+            await wait_until(pilot, lambda: consumer.in_flight == 1, what="the job running")
+            assert list(consumer.running) == [job_id]
+            assert pacer.consumers_busy()
+            assert pacer.event_gap(app.clock.monotonic()) >= BUSY_EVENT_GAP_S
+            gate.set()
+            await wait_until(pilot, lambda: consumer.done == 1, what="the job done")
+            app.consumers.stop(consumer.id)
+            assert await app.consumers.wait(consumer.id, within=30)
+    finally:
+        gate.set()

@@ -258,3 +258,19 @@ def test_changed_line_regions_reach_only_as_far_as_the_change() -> None:
     # 80x24 showed "oldest ready 13.9" where the screen had "13.9s").
     grown = changed_line_regions(["oldest ready 7.7s"], ["oldest ready 13.9s"])
     assert grown == [Region(0, 0, len("oldest ready 13.9s"), 1)]
+
+
+def test_event_gap_stretches_while_the_consoles_consumers_work() -> None:
+    """Events the console's own consumers set off refresh the overview at most once a
+    `BUSY_EVENT_GAP_S`; otherwise (within budget) after `MIN_EVENT_GAP_S`."""
+    from pgq_console.core.overview.pacing import BUSY_EVENT_GAP_S, MIN_EVENT_GAP_S, Pacer
+
+    pacer = Pacer(0.02, 0.0)
+    for _ in range(3):
+        pacer.depth_took(0.0001)
+    assert pacer.event_gap(10.0) == MIN_EVENT_GAP_S
+    busy = [True]
+    pacer.consumers_busy = lambda: busy[0]
+    assert pacer.event_gap(10.0) == BUSY_EVENT_GAP_S > MIN_EVENT_GAP_S
+    busy[0] = False
+    assert pacer.event_gap(10.0) == MIN_EVENT_GAP_S

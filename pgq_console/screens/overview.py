@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.timer import Timer
 
+from pgq_console.context import context_of
 from pgq_console.core.backend import Backend
 from pgq_console.core.clock import Clock
 from pgq_console.core.models import OverviewSnapshot, RefreshStatus
@@ -169,6 +170,7 @@ class OverviewScreen(QuietResume):
                 listen=self.listen,
                 active=self._in_view,
             )
+        self.refresher.pacer.consumers_busy = self._consumers_busy
         self.run_refresher()
         self.pulse = PollLoop(
             self.backend,
@@ -252,6 +254,12 @@ class OverviewScreen(QuietResume):
         now = self.clock.now()
         self.feed.note_action(announcement.describe(), now, verified=announcement.verified)
         self.query_one(EventFeedView).show(self.feed.events, now)
+
+    def _consumers_busy(self) -> bool:
+        """The console's own consumers work now: their events refresh the overview less often
+        (overview/pacing.py, `BUSY_EVENT_GAP_S`)."""
+        context = context_of(self.app)
+        return context is not None and context.has_consumers and context.consumers.busy()
 
     def _in_view(self) -> bool:
         # On the current mode's stack: shown, or under a dialog that leaves it visible.

@@ -48,6 +48,8 @@ from pgq_console.core.text import printable_line
 RELEASE_WITHIN_S = 5.0
 # How long an ending consumer tries to hand back jobs whose outcome was not recorded.
 HAND_BACK_WITHIN_S = 5.0
+# A consumer that finished a job this recently counts as busy (`ConsumerSupervisor.busy`).
+BUSY_WITHIN_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,16 @@ class ConsumerSupervisor:
     @property
     def active(self) -> list[Consumer]:
         return [c for c in self.consumers.values() if c.state.active]
+
+    def busy(self) -> bool:
+        """Whether a consumer runs a job now or finished one within `BUSY_WITHIN_S`."""
+        recent = self.clock.monotonic() - BUSY_WITHIN_S
+        for consumer in self.consumers.values():
+            if consumer.in_flight or (
+                consumer.last_done_mono is not None and consumer.last_done_mono >= recent
+            ):
+                return True
+        return False
 
     def snapshots(self) -> list[ConsumerSnapshot]:
         return [consumer.snapshot() for consumer in self.consumers.values()]

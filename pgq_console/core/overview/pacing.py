@@ -9,7 +9,7 @@ log-followed depths honest.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 EVENT_DEBOUNCE_S = 0.05  # merge a burst of NOTIFYs into one refresh
 MIN_EVENT_GAP_S = 0.2  # at most 5 event refreshes a second: a repaint each, over SSH too
@@ -35,6 +35,13 @@ MAX_DEPTH_GAP_S = 1.0
 # readings say what one costs, the next is at most this far off.
 WINDOWS_WARM_READINGS = 3
 WINDOWS_COLD_GAP_S = 2.0
+# While the console's own consumers work, the events are mostly theirs (each batch they record
+# notifies) and every refresh they set off (reads in the pool's backends, the table, tiles and
+# header repainted) runs on the same two cores and the same event loop as they do: at most
+# one such refresh a second (the timer refresh stays; the Consumers screen shows their
+# progress). Measured: ~30 refreshes in a 14 s drain took a third of the console's CPU and 10-15
+# % of the database's beside a no-op consumer (bench/README.md, consumer_bench 12-02).
+BUSY_EVENT_GAP_S = 1.0
 
 
 class Pacer:
@@ -56,6 +63,8 @@ class Pacer:
         self._started = started
         self._costs: deque[tuple[float, float]] = deque()  # (ended at, seconds in database)
         self._depth: deque[float] = deque(maxlen=DEPTH_SAMPLES)
+        # Whether the console's own consumers are working now (set by the console).
+        self.consumers_busy: Callable[[], bool] = lambda: False
 
     def book(self, ended: float, spent: float) -> None:
         """`spent`: seconds in the database for what ended at `ended` (any tier)."""
@@ -88,8 +97,11 @@ class Pacer:
 
     def event_gap(self, now: float) -> float:
         """The least time from the last read to one an event asks for: within budget an event
-        reads at once (after `MIN_EVENT_GAP_S`); over it, the depth tier's gap holds."""
+        reads at once (after `MIN_EVENT_GAP_S`); over it, the depth tier's gap holds; while
+        the console's own consumers work, `BUSY_EVENT_GAP_S`."""
         gap = self.depth_gap() if self.over_budget(now) else 0.0
+        if self.consumers_busy():
+            gap = max(gap, BUSY_EVENT_GAP_S)
         return max(MIN_EVENT_GAP_S, gap)
 
 
