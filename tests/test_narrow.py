@@ -127,3 +127,24 @@ async def test_footer_keys_are_whole_at_80_columns(seeded: str) -> None:  # noqa
             assert key.region.right <= footer.region.right, key
             if not key.has_class("-command-palette"):
                 assert key.region.width == key_width(key), key
+
+
+async def test_the_database_footer_offers_every_write_key_and_quit_at_80_columns(
+    seeded: str,  # noqa: F811
+) -> None:
+    """At 80x24 (an SSH session's default) the Database screen's keys fit: both index builds
+    and quit, not only the first two write keys (their labels were too long to leave room)."""
+    app = console(seeded)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.backend is not None and app.screen.id != "_default")
+        await pilot.press("6")
+        await wait_until(pilot, lambda: bool(app.screen.query(ConsoleFooter).first().children))
+        footer = app.screen.query_one(ConsoleFooter)
+        await wait_until(
+            pilot,
+            lambda: (
+                {"upgrade", "held_index", "statistics_index", "quit", "help"}
+                <= {str(getattr(key, "action", "")).rsplit(".", 1)[-1] for key in footer.children}
+            ),
+            what="every write key, quit and help in the footer",
+        )

@@ -86,10 +86,10 @@ class HealthScreen(PolledScreen[HealthSnapshot]):
     interval_s = 5.0
     BINDINGS = [
         *PolledScreen.BINDINGS,
-        Binding("u", "upgrade", "Upgrade schema", id="database.upgrade"),
+        Binding("u", "upgrade", "Upgrade", id="database.upgrade"),
         Binding("i", "install", "Install schema", show=False, id="database.install"),
-        Binding("f", "held_index", "Index held failures", id="database.held-index"),
-        Binding("s", "statistics_index", "Index statistics", id="database.statistics-index"),
+        Binding("f", "held_index", "Index held", id="database.held-index"),
+        Binding("s", "statistics_index", "Index stats", id="database.statistics-index"),
     ]
     GLOSSARY = (
         ("Live / Dead", "live rows / dead row versions left by updates and deletes"),
