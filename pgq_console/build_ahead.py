@@ -22,13 +22,14 @@ from collections.abc import Callable, Hashable
 from typing import Any, Protocol, runtime_checkable
 
 from rich.console import RenderableType
-from textual import on, work
+from textual import events, on, work
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import AwaitMount
 
 from pgq_console.context import ConsoleContext
 from pgq_console.core.backend import Backend
+from pgq_console.gc_pacer import TICK_S, GcPacer
 from pgq_console.keyboard import KeyboardApp
 from pgq_console.messages import OpenJobs
 from pgq_console.navigation import SCREENS
@@ -144,6 +145,10 @@ class ScreenModesApp(KeyboardApp):
         self._exit_deferred = False
         self._switches: list[AwaitMount] = []  # the latest mode switches' mounts
         self._gc_frozen = False
+        # Full collections in quiet moments, not inside a key press (gc_pacer.py); started
+        # with the freeze, once the startup's own garbage is collected.
+        self.gc_pacer = GcPacer(lambda: self.clock.monotonic())
+        self._gc_timer: Timer | None = None
         self._building_ahead = False  # a screen built now is out of view (`_build_ahead`)
         # The styles' inputs at the last restyle (`refresh_css`), a count of their changes, and
         # the count each screen was last styled at.
@@ -188,8 +193,16 @@ class ScreenModesApp(KeyboardApp):
         (an embedding program keeps collecting what the console leaves behind)."""
         if self._startup_timer is not None:
             self._startup_timer.stop()
+        if self._gc_timer is not None:
+            self._gc_timer.stop()
+        self.gc_pacer.stop()
         if self._gc_frozen:
             gc.unfreeze()
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):  # a key, a click: the operator is here
+            self.gc_pacer.note_activity()
+        await super().on_event(event)
 
     def exit(
         self, result: None = None, return_code: int = 0, message: RenderableType | None = None
@@ -363,6 +376,9 @@ class ScreenModesApp(KeyboardApp):
         gc.collect()
         gc.freeze()
         self._gc_frozen = True
+        self.gc_pacer.start()
+        if self.gc_pacer.running and self._gc_timer is None:
+            self._gc_timer = self.set_interval(TICK_S, self.gc_pacer.tick)
 
     @property
     def settled(self) -> bool:
@@ -403,6 +419,7 @@ class ScreenModesApp(KeyboardApp):
         """
         if self.backend is None or not self.backend.capabilities.can_read:
             return
+        self.gc_pacer.note_activity()  # also when called by a command, not a key
         self._dismiss_overlays()
         for spec in SCREENS:
             if spec.key != key:
