@@ -386,18 +386,34 @@ async def test_shut_down_drains_then_hands_back_what_did_not_finish(
     finish within the drain are recorded, the rest go back to `queued`, none is `canceled`."""
     quick_ids = await enqueue(database_dsn, "drain_quick", 3)
     slow_ids = await enqueue(database_dsn, "drain_slow", 4)
+    # The quick jobs end when the drain has begun, not after a fixed sleep: with 300 ms sleeps
+    # they could end before the slow consumer had picked its jobs on a busy box (CI, 12-02),
+    # and "all seven running" never held.
+    gate = consumer_fixtures.GATES["drain_quick"] = asyncio.Event()
     backend = await backend_for(database_dsn, DriverKind.ASYNCPG_POOL)
     try:
         quick = await supervisor.start(
-            backend, spec(handler="sleep", argument="300", entrypoints="drain_quick")
+            backend,
+            spec(
+                handler="handler",
+                argument="tests.consumer_fixtures:gated_handler",
+                entrypoints="drain_quick",
+            ),
         )
         slow = await supervisor.start(
             backend, spec(handler="sleep", argument="600000", entrypoints="drain_slow")
         )
         await until(lambda: quick.in_flight == 3 and slow.in_flight == 4, what="all running")
-        report = await supervisor.shut_down(2.0, "SIGTERM received")
+        shutting = asyncio.ensure_future(supervisor.shut_down(2.0, "SIGTERM received"))
+        await until(
+            lambda: quick.snapshot().state_text.startswith("draining") or shutting.done(),
+            what="the drain under way",
+        )
+        gate.set()  # the quick jobs finish within the drain
+        report = await shutting
         assert await supervisor.drain_all(within=30)  # everything has ended (liveness)
     finally:
+        gate.set()
         await backend.close()
     assert (report.running, report.released, report.unsettled) == (7, 4, 0)
     assert report.finished == 3 and "3 of 7" in report.describe()
