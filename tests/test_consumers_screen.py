@@ -212,7 +212,9 @@ async def test_quitting_with_a_running_consumer_asks_then_drains(screen_dsn: str
 async def test_refused_for_the_enqueue_only_driver(screen_dsn: str) -> None:
     app = console(screen_dsn, DriverKind.PSYCOPG_SYNC)
     async with app.run_test(size=(120, 30)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen) and app.screen.is_mounted
+        )
         await pilot.press("7")  # the enqueue-only mode has no consumers screen
         await pilot.pause()
         assert isinstance(app.screen, EnqueueOnlyScreen)

@@ -54,7 +54,9 @@ async def test_psycopg_sync_opens_the_enqueue_only_mode(database_dsn: str) -> No
     app = PgqConsole(backend)
     try:
         async with app.run_test(size=(120, 30)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen) and app.screen.is_mounted
+            )
             mode = str(app.screen.query_one("#mode-banner").render())
             assert "Enqueue-only mode" in mode and "async driver" in mode
             table = app.screen.query_one("#depth-table")
@@ -91,7 +93,9 @@ async def test_the_enqueue_only_mode_reconnects_after_its_connection_is_killed(
     app = PgqConsole(backend, refresh_interval=0.2)
     try:
         async with app.run_test(size=(120, 30)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen) and app.screen.is_mounted
+            )
             screen = app.screen
             assert isinstance(screen, EnqueueOnlyScreen)
             table = screen.query_one("#depth-table")
@@ -152,7 +156,9 @@ async def test_sync_embedding_classmethod(database_dsn: str) -> None:
     try:
         app = PgqConsole.from_sync_psycopg_connection(connection)
         async with app.run_test(size=(120, 30)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen) and app.screen.is_mounted
+            )
     finally:
         connection.close()
 

@@ -259,7 +259,9 @@ async def test_refused_in_read_only_mode(form_dsn: str) -> None:
 async def test_the_enqueue_only_driver_offers_the_form(form_dsn: str) -> None:
     app = console(form_dsn, DriverKind.PSYCOPG_SYNC)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen) and app.screen.is_mounted
+        )
         form = await open_form(pilot)
         fill(form, entrypoint="via_sync", payload_kind="text", payload="hello", copies="3")
         await enqueue_new_name(pilot)
@@ -339,7 +341,9 @@ async def test_the_enqueue_only_screen_says_a_lost_connection_on_the_consoles_cl
     (FixedClock here), backed off; the rows stay as last read; a good read clears it."""
     app = console(form_dsn, DriverKind.PSYCOPG_SYNC)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen) and app.screen.is_mounted
+        )
         screen = app.screen
         assert isinstance(screen, EnqueueOnlyScreen)
         assert screen.clock is app.clock

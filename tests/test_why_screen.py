@@ -199,7 +199,9 @@ async def test_capital_i_on_an_enqueue_only_console_says_there_is_nothing_to_rea
         app = RecordingConsole.from_sync_psycopg_connection(connection)
         assert isinstance(app, RecordingConsole)
         async with app.run_test(size=(120, 30)) as pilot:
-            await wait_until(pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen))
+            await wait_until(
+                pilot, lambda: isinstance(app.screen, EnqueueOnlyScreen) and app.screen.is_mounted
+            )
             await pilot.press("I")
             await wait_until(pilot, lambda: bundle_outcome(app) is not None, what="the answer")
             # Not "incident bundle failed: …" from reading through a driver that only enqueues.
