@@ -404,7 +404,8 @@ async def test_shut_down_drains_then_hands_back_what_did_not_finish(
             backend, spec(handler="sleep", argument="600000", entrypoints="drain_slow")
         )
         await until(lambda: quick.in_flight == 3 and slow.in_flight == 4, what="all running")
-        shutting = asyncio.ensure_future(supervisor.shut_down(2.0, "SIGTERM received"))
+        # A drain long enough that a busy loop cannot miss the gate opening inside it.
+        shutting = asyncio.ensure_future(supervisor.shut_down(5.0, "SIGTERM received"))
         await until(
             lambda: quick.snapshot().state_text.startswith("draining") or shutting.done(),
             what="the drain under way",
